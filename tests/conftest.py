@@ -1,0 +1,60 @@
+"""Every test talks to a real Postgres: a fresh database per session, migrated by our runner."""
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.rows import DictRow, dict_row
+
+from scripts import postgres
+from scripts.migrate import migrate
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    return postgres.server_url()
+
+
+class Databases:
+    """Creates throwaway databases on the test server and drops them at the end."""
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self.names: list[str] = []
+
+    def create(self) -> str:
+        name = f"growthbase_test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        self.names.append(name)
+        return postgres.database_url(self.server_url, name)
+
+    def drop_all(self) -> None:
+        with psycopg.connect(self.server_url, autocommit=True) as conn:
+            for name in self.names:
+                conn.execute(
+                    sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+                )
+
+
+@pytest.fixture(scope="session")
+def databases(server_url: str) -> Iterator[Databases]:
+    created = Databases(server_url)
+    yield created
+    created.drop_all()
+
+
+@pytest.fixture(scope="session")
+def database_url(databases: Databases) -> str:
+    url = databases.create()
+    migrate(url)
+    return url
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection[DictRow]]:
+    """A superuser connection (the migrating role), committing each statement."""
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as connection:
+        yield connection
