@@ -56,8 +56,9 @@ def split_statements(path: Path, sql: str) -> list[tuple[int, str]]:
     try:
         slices = pglast.split(sql, only_slices=True)
     except pglast.parser.ParseError as error:
-        line = sql[: error.location].count("\n") + 1 if error.location else None
-        raise MigrationError(path, line, f"syntax error: {error.args[0]}") from error
+        message, location = (*error.args, None)[:2]
+        line = sql[:location].count("\n") + 1 if isinstance(location, int) else None
+        raise MigrationError(path, line, f"syntax error: {message}") from error
     return [(sql[: piece.start].count("\n") + 1, sql[piece]) for piece in slices]
 
 

@@ -1,0 +1,1 @@
+"""Growthbase edge: the thin FastAPI layer between providers, the SPA and Postgres."""

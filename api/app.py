@@ -1,0 +1,152 @@
+"""The FastAPI application: middleware, the error envelope and the routers."""
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import psycopg
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from api.auth_tokens import TokenVerifier
+from api.db import Database
+from api.envelope import failure
+from api.errors import STATUS_CODES, ApiError, from_database_error
+from api.routes import health, me
+from api.settings import Settings, get_settings
+
+log = logging.getLogger("growthbase.edge")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    logging.basicConfig(level=settings.log_level)
+    database = Database(
+        settings.database_url.get_secret_value(),
+        pool_mode=settings.database_pool_mode,
+        max_size=settings.database_pool_max_size,
+        timeout_seconds=settings.database_timeout_seconds,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        database.open()
+        yield
+        database.close()
+
+    app = FastAPI(title="Growthbase edge", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.database = database
+    app.state.tokens = TokenVerifier(
+        supabase_url=settings.supabase_url,
+        jwt_secret=(
+            settings.supabase_jwt_secret.get_secret_value()
+            if settings.supabase_jwt_secret
+            else None
+        ),
+        audience=settings.jwt_audience,
+        jwks_cache_seconds=settings.jwks_cache_seconds,
+    )
+    if settings.cors_allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allowed_origins,
+            allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
+            expose_headers=["X-Request-Id"],
+        )
+    app.middleware("http")(request_id_middleware)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(me.router)
+    return app
+
+
+async def request_id_middleware(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """Tag every request with an id (the caller's, if sane) and log one line without PII."""
+    incoming = request.headers.get("x-request-id", "")
+    request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request.state.request_id = request_id
+    started = time.perf_counter()
+    response = await call_next(request)
+    response.headers["X-Request-Id"] = request_id
+    route = request.scope.get("route")
+    log.info(
+        "%s %s %s %.1fms request_id=%s",
+        request.method,
+        getattr(route, "path", "<unmatched>"),
+        response.status_code,
+        (time.perf_counter() - started) * 1000,
+        request_id,
+    )
+    return response
+
+
+def error_response(error: ApiError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    return JSONResponse(
+        failure(error.code, error.message, error.details), status_code=error.status, headers=headers
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_api_error(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, ApiError)
+        return error_response(error)
+
+    async def on_validation_error(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        fields = [
+            {
+                "field": ".".join(str(part) for part in issue["loc"]),
+                "message": issue["msg"],
+                "type": issue["type"],
+            }
+            for issue in error.errors()
+        ]
+        return error_response(ApiError(422, "invalid_input", "The request is not valid", fields))
+
+    async def on_http_error(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, HTTPException)
+        code = STATUS_CODES.get(error.status_code, "error")
+        return error_response(ApiError(error.status_code, code, str(error.detail)))
+
+    async def on_database_error(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, psycopg.Error)
+        translated = from_database_error(error)
+        if translated is None:
+            # The primary message only: DETAIL can carry row values, which may be personal data.
+            log.error(
+                "database error sqlstate=%s message=%s request_id=%s",
+                error.sqlstate,
+                error.diag.message_primary,
+                getattr(request.state, "request_id", "-"),
+            )
+            return error_response(
+                ApiError(500, "internal_error", "Something went wrong on our side")
+            )
+        return error_response(translated)
+
+    async def on_unexpected_error(request: Request, error: Exception) -> JSONResponse:
+        log.error(
+            "unhandled %s request_id=%s",
+            type(error).__name__,
+            getattr(request.state, "request_id", "-"),
+            exc_info=error,
+        )
+        return error_response(ApiError(500, "internal_error", "Something went wrong on our side"))
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(HTTPException, on_http_error)
+    app.add_exception_handler(psycopg.Error, on_database_error)
+    app.add_exception_handler(Exception, on_unexpected_error)

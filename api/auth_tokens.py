@@ -1,0 +1,126 @@
+"""Verification of Supabase Auth access tokens.
+
+Asymmetric tokens (ES256, RS256) are checked against the project's JWKS, cached for a bounded
+time and refetched once when a token names an unknown key id (key rotation). HS256 tokens are
+accepted only with the legacy JWT secret configured. Every failure is a 401 with its own code,
+so clients can tell an expired session from a forged token.
+"""
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from api.errors import ApiError
+
+ASYMMETRIC_ALGORITHMS = frozenset({"ES256", "RS256"})
+MAX_CACHED_KEYS = 16
+
+
+@dataclass(frozen=True)
+class VerifiedUser:
+    user_id: uuid.UUID
+    claims: dict[str, Any]  # what PostgREST would put in request.jwt.claims
+
+
+def unauthorized(code: str, message: str) -> ApiError:
+    return ApiError(401, code, message)
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        *,
+        supabase_url: str,
+        jwt_secret: str | None = None,
+        audience: str = "authenticated",
+        jwks_cache_seconds: int = 600,
+        jwks_refetch_cooldown_seconds: float = 10.0,
+        http_timeout_seconds: float = 5.0,
+    ) -> None:
+        self.issuer = f"{supabase_url.rstrip('/')}/auth/v1"
+        self.audience = audience
+        self.jwt_secret = jwt_secret
+        self.jwks = jwt.PyJWKClient(
+            f"{self.issuer}/.well-known/jwks.json",
+            cache_keys=False,
+            cache_jwk_set=True,
+            lifespan=max(jwks_cache_seconds, 1),
+            max_cached_keys=MAX_CACHED_KEYS,
+            # Bounds how often tokens naming unknown keys can make us refetch the JWKS.
+            cooldown_duration=jwks_refetch_cooldown_seconds,
+            timeout=http_timeout_seconds,
+        )
+
+    def verify(self, token: str) -> VerifiedUser:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError as error:
+            raise unauthorized("token_invalid", "The access token is malformed") from error
+        algorithm = header.get("alg")
+        key = self.key_for(algorithm, header.get("kid"))
+        claims = self.decode(token, key, str(algorithm))
+        subject = claims.get("sub")
+        if claims.get("role") != "authenticated" or not subject:
+            raise unauthorized(
+                "token_subject_missing", "Only a signed-in user's access token is accepted here"
+            )
+        try:
+            user_id = uuid.UUID(str(subject))
+        except ValueError as error:
+            raise unauthorized("token_invalid", "The token's subject is not a user id") from error
+        return VerifiedUser(user_id=user_id, claims=claims)
+
+    def key_for(self, algorithm: object, kid: object) -> Any:
+        if algorithm == "HS256":
+            if not self.jwt_secret:
+                raise unauthorized("token_invalid", "HS256 tokens are not accepted")
+            return self.jwt_secret
+        if algorithm not in ASYMMETRIC_ALGORITHMS:
+            raise unauthorized("token_invalid", "The token's signing algorithm is not accepted")
+        if not isinstance(kid, str) or not kid:
+            raise unauthorized("token_invalid", "The token names no signing key")
+        try:
+            signing_key = self.jwks.get_signing_key(kid)
+        except (jwt.PyJWKClientConnectionError, jwt.PyJWKSetError, ValueError) as error:
+            raise ApiError(
+                503, "auth_unavailable", "The signing keys cannot be fetched; try again shortly"
+            ) from error
+        except jwt.PyJWKClientError as error:
+            if "Unable to find a signing key" in str(error):
+                raise unauthorized(
+                    "token_key_unknown", "The token was signed by a key this project does not use"
+                ) from error
+            raise ApiError(
+                503, "auth_unavailable", "The signing keys cannot be read; try again shortly"
+            ) from error
+        declared = signing_key.algorithm_name
+        if declared and declared != algorithm:
+            raise unauthorized("token_invalid", "The token's algorithm does not match its key")
+        return signing_key.key
+
+    def decode(self, token: str, key: Any, algorithm: str) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "sub", "aud", "iss"]},
+            )
+        except jwt.ExpiredSignatureError as error:
+            raise unauthorized("token_expired", "The access token has expired") from error
+        except jwt.InvalidAudienceError as error:
+            raise unauthorized("token_audience_invalid", "The token is not for this API") from error
+        except jwt.InvalidIssuerError as error:
+            raise unauthorized(
+                "token_issuer_invalid", "The token was issued by another project"
+            ) from error
+        except jwt.MissingRequiredClaimError as error:
+            code = "token_subject_missing" if error.claim == "sub" else "token_invalid"
+            raise unauthorized(code, f"The token has no '{error.claim}' claim") from error
+        except jwt.InvalidTokenError as error:
+            raise unauthorized("token_invalid", "The access token is not valid") from error
+        return claims

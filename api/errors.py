@@ -1,0 +1,65 @@
+"""One error type for the edge, so every failure leaves as the same JSON envelope.
+
+Database errors are translated here, once: our SQL functions raise SQLSTATE `PT<status>` with
+a snake_case code in HINT (the convention PostgREST also honours), and a few standard SQLSTATEs
+map to the statuses PostgREST would give them.
+"""
+
+from typing import Any
+
+import psycopg
+
+STATUS_CODES = {
+    400: "bad_request",
+    401: "authentication_required",
+    402: "payment_required",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    410: "gone",
+    422: "invalid_input",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+# SQLSTATE (or its two-character class) -> (HTTP status, code, message shown to the client).
+DATABASE_ERRORS: dict[str, tuple[int, str, str]] = {
+    "42501": (403, "forbidden", "You do not have permission to do that"),
+    "23505": (409, "conflict", "That conflicts with an existing record"),
+    "23503": (409, "conflict", "That refers to a record that does not exist or is still in use"),
+    "23514": (422, "invalid_input", "A value is not allowed"),
+    "23502": (422, "invalid_input", "A required value is missing"),
+    "22": (422, "invalid_input", "A value has the wrong format"),
+    "40": (503, "database_busy", "The database was busy; try again"),
+    "57014": (503, "database_timeout", "The database took too long; try again"),
+    "08": (503, "database_unavailable", "The database cannot be reached; try again shortly"),
+    "57": (503, "database_unavailable", "The database cannot be reached; try again shortly"),
+}
+
+
+class ApiError(Exception):
+    """A failure a client can act on: an HTTP status plus a stable snake_case code."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+def from_database_error(error: psycopg.Error) -> ApiError | None:
+    """The client-facing error for a database error, or None when it is our bug (a 500)."""
+    sqlstate = error.sqlstate or ""
+    if sqlstate.startswith("PT") and sqlstate[2:].isdigit():
+        status = int(sqlstate[2:])
+        code = error.diag.message_hint or STATUS_CODES.get(status, "error")
+        return ApiError(status, code, error.diag.message_primary or code)
+    known = DATABASE_ERRORS.get(sqlstate) or DATABASE_ERRORS.get(sqlstate[:2])
+    if known is None:
+        return None
+    status, code, message = known
+    constraint = error.diag.constraint_name
+    return ApiError(status, code, message, {"constraint": constraint} if constraint else None)
