@@ -6,6 +6,7 @@ scripts/token and a newcomer's shell agree without anyone copying secrets around
 
 import argparse
 import secrets
+import shlex
 import sys
 from pathlib import Path
 
@@ -17,8 +18,8 @@ LOCAL_SUPABASE_URL = "http://127.0.0.1:54321"
 def load_dev_env(path: Path = DEV_ENV) -> dict[str, str]:
     if not path.exists():
         raise SystemExit(f"{path} is missing; run scripts/dev first")
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {key.strip(): value.strip() for key, value in pairs}
+    pairs = (word.split("=", 1) for word in shlex.split(path.read_text()) if "=" in word)
+    return dict(pairs)
 
 
 def write_dev_env(database_url: str, path: Path = DEV_ENV) -> dict[str, str]:
@@ -30,7 +31,7 @@ def write_dev_env(database_url: str, path: Path = DEV_ENV) -> dict[str, str]:
         "SUPABASE_JWT_SECRET": previous.get("SUPABASE_JWT_SECRET") or secrets.token_urlsafe(48),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
+    path.write_text("".join(f"{key}={shlex.quote(value)}\n" for key, value in env.items()))
     path.chmod(0o600)
     return env
 

@@ -10,6 +10,7 @@ import getpass
 import os
 import sys
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import conninfo, sql
@@ -63,7 +64,10 @@ def locate_server() -> tuple[str, str]:
 
 
 def database_url(base_url: str, dbname: str) -> str:
-    """The same server and credentials, another database."""
+    """The same server and credentials, another database (a URL stays a URL)."""
+    parts = urlsplit(base_url)
+    if parts.scheme in ("postgres", "postgresql"):
+        return urlunsplit(parts._replace(path="/" + quote(dbname)))
     return conninfo.make_conninfo(base_url, dbname=dbname)
 
 

@@ -109,3 +109,15 @@ def test_on_supabase_the_local_interface_is_never_applied(
     assert not report.local_interface_applied
     with psycopg.connect(url) as conn:
         assert conn.execute("select to_regclass('public.local_marker')").fetchone() == (None,)
+
+
+def test_a_syntax_error_names_the_file_and_line(databases: Databases, tmp_path: Path) -> None:
+    root = copy_project(tmp_path)
+    (root / "supabase" / "migrations" / "29990101000000_typo.sql").write_text(
+        "create table public.fine (id int);\n\ncreate tabel public.oops (id int);\n"
+    )
+    with pytest.raises(MigrationError) as failure:
+        migrate(databases.create(), root=root)
+    assert failure.value.path.name == "29990101000000_typo.sql"
+    assert failure.value.line == 3
+    assert "syntax error" in str(failure.value)
