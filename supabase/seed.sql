@@ -19,3 +19,10 @@ select w.id, '00000000-0000-4000-8000-000000000002', 'member'
 from public.workspaces w
 where w.created_by = '00000000-0000-4000-8000-000000000001'
 on conflict do nothing;
+
+insert into public.projects (id, workspace_id, name, type, website_url, created_by)
+select '00000000-0000-4000-8000-0000000000a1', w.id, 'Demo e-shop', 'eshop',
+       'https://demo-shop.example', '00000000-0000-4000-8000-000000000001'
+from public.workspaces w
+where w.created_by = '00000000-0000-4000-8000-000000000001'
+on conflict (id) do nothing;
