@@ -18,7 +18,9 @@ from api.auth_tokens import TokenVerifier
 from api.db import Database
 from api.envelope import failure
 from api.errors import STATUS_CODES, ApiError, from_database_error
-from api.routes import health, me
+from api.providers.make import MakeClient
+from api.routes import automations, cron, health, me
+from api.routes.webhooks import make as make_webhooks
 from api.settings import Settings, get_settings
 
 log = logging.getLogger("growthbase.edge")
@@ -35,15 +37,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         timeout_seconds=settings.database_timeout_seconds,
     )
 
+    make = (
+        MakeClient(
+            signing_secret=settings.make_signing_secret.get_secret_value(),
+            api_key=settings.make_api_key.get_secret_value() if settings.make_api_key else None,
+            timeout_seconds=settings.make_timeout_seconds,
+        )
+        if settings.make_signing_secret
+        else None
+    )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         database.open()
         yield
         database.close()
+        if make is not None:
+            make.close()
 
     app = FastAPI(title="Growthbase edge", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.database = database
+    app.state.make = make
     app.state.tokens = TokenVerifier(
         supabase_url=settings.supabase_url,
         jwt_secret=(
@@ -66,6 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(me.router)
+    app.include_router(automations.router)
+    app.include_router(make_webhooks.router)
+    app.include_router(cron.router)
     return app
 
 
@@ -92,7 +110,11 @@ async def request_id_middleware(
 
 
 def error_response(error: ApiError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    headers: dict[str, str] = {}
+    if error.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(error.details, dict) and isinstance(error.details.get("retry_after"), int):
+        headers["Retry-After"] = str(error.details["retry_after"])
     return JSONResponse(
         failure(error.code, error.message, error.details), status_code=error.status, headers=headers
     )

@@ -41,6 +41,13 @@ def become_user(
     conn.execute(BECOME_USER_SQL, {"claims": json.dumps(claims), "method": method, "path": path})
 
 
+def become_service(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(
+        "select set_config('role', 'service_role', true),"
+        " set_config('request.jwt.claims', '{\"role\": \"service_role\"}', true)"
+    )
+
+
 class Database:
     """A connection pool that opens lazily, so the edge starts even while Postgres is down."""
 
@@ -86,6 +93,14 @@ class Database:
     ) -> Iterator[Connection]:
         with self.connection() as conn:
             become_user(conn, claims, method, path)
+            yield conn
+
+    @contextmanager
+    def as_service(self) -> Iterator[Connection]:
+        """Privileged work (webhooks, workers) as service_role, which may only call the narrow
+        private functions granted to it."""
+        with self.connection() as conn:
+            become_service(conn)
             yield conn
 
     def ping(self, timeout_seconds: float) -> None:

@@ -12,6 +12,18 @@ class Envelope(BaseModel, Generic[T]):
     error: None = None
 
 
+class Meta(BaseModel):
+    total: int
+    page: int
+    per_page: int
+
+
+class Page(BaseModel, Generic[T]):
+    data: list[T]
+    error: None = None
+    meta: Meta
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str
@@ -29,3 +41,12 @@ def ok(data: Any) -> dict[str, Any]:
 
 def failure(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"data": None, "error": {"code": code, "message": message, "details": details}}
+
+
+def page(items: list[Any], *, total: int, page_number: int, per_page: int) -> dict[str, Any]:
+    """A list response with the pagination meta of DESIGN.md §6."""
+    return {
+        "data": items,
+        "error": None,
+        "meta": {"total": total, "page": page_number, "per_page": per_page},
+    }

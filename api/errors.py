@@ -5,6 +5,7 @@ a snake_case code in HINT (the convention PostgREST also honours), and a few sta
 map to the statuses PostgREST would give them.
 """
 
+import json
 from typing import Any
 
 import psycopg
@@ -56,10 +57,18 @@ def from_database_error(error: psycopg.Error) -> ApiError | None:
     if sqlstate.startswith("PT") and sqlstate[2:].isdigit():
         status = int(sqlstate[2:])
         code = error.diag.message_hint or STATUS_CODES.get(status, "error")
-        return ApiError(status, code, error.diag.message_primary or code)
+        return ApiError(status, code, error.diag.message_primary or code, json_detail(error))
     known = DATABASE_ERRORS.get(sqlstate) or DATABASE_ERRORS.get(sqlstate[:2])
     if known is None:
         return None
     status, code, message = known
     constraint = error.diag.constraint_name
     return ApiError(status, code, message, {"constraint": constraint} if constraint else None)
+
+
+def json_detail(error: psycopg.Error) -> Any:
+    """Our functions put machine-readable details (such as retry_after) in DETAIL as JSON."""
+    try:
+        return json.loads(error.diag.message_detail or "null")
+    except ValueError:
+        return None

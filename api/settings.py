@@ -22,8 +22,30 @@ class Settings(BaseSettings):
     jwt_audience: str = "authenticated"
     jwks_cache_seconds: int = Field(default=600, ge=0, le=600)
 
+    # Where providers reach this edge (callback URLs); defaults to the incoming request's base.
+    public_base_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    # Vercel Cron sends it as a bearer token to the /api/v1/cron/* endpoints.
+    cron_secret: SecretStr | None = None
+
+    # Make.com: one scenario webhook per automation type, and the secret that signs what we
+    # send, verifies what Make sends back and derives each job's callback token.
+    make_webhook_url_seo_audit: str | None = None
+    make_webhook_url_content_gen: str | None = None
+    make_webhook_url_report: str | None = None
+    make_api_key: SecretStr | None = None
+    make_signing_secret: SecretStr | None = None
+    make_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+
     cors_allowed_origins: list[str] = Field(default_factory=list)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def make_webhook_url(self, automation_type: str) -> str | None:
+        urls = {
+            "seo_audit": self.make_webhook_url_seo_audit,
+            "content_gen": self.make_webhook_url_content_gen,
+            "report": self.make_webhook_url_report,
+        }
+        return urls.get(automation_type)
 
 
 @lru_cache(maxsize=1)

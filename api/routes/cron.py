@@ -1,0 +1,41 @@
+"""Endpoints Vercel Cron calls (GET with `Authorization: Bearer <CRON_SECRET>`)."""
+
+import hmac
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from api.db import Database
+from api.envelope import ok
+from api.errors import ApiError
+from api.outbox import drain_make_outbox
+from api.routes.automations import callback_base_url
+from api.settings import Settings
+
+router = APIRouter(prefix="/api/v1/cron", tags=["cron"])
+DRAIN_LIMIT = 50
+
+
+def require_cron_secret(request: Request) -> None:
+    settings: Settings = request.app.state.settings
+    if settings.cron_secret is None:
+        raise ApiError(503, "cron_not_configured", "CRON_SECRET is not set")
+    expected = f"Bearer {settings.cron_secret.get_secret_value()}"
+    sent = request.headers.get("authorization", "")
+    if not hmac.compare_digest(expected.encode(), sent.encode()):
+        raise ApiError(401, "authentication_required", "Cron endpoints need the cron secret")
+
+
+@router.get("/outbox")
+def drain_outbox(request: Request) -> dict[str, Any]:
+    require_cron_secret(request)
+    database: Database = request.app.state.database
+    with database.as_service() as conn:
+        conn.execute("select private.prune_rate_limit_windows()")
+    make = request.app.state.make
+    if make is None:
+        return ok({"make": "not_configured"})
+    report = drain_make_outbox(
+        database, make, request.app.state.settings, callback_base_url(request), DRAIN_LIMIT
+    )
+    return ok({"make": report.as_dict()})
