@@ -81,3 +81,10 @@ def acting_as_anon(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection
             " set_config('request.jwt.claims', '{\"role\": \"anon\"}', true)"
         )
         yield conn
+
+
+def one(conn: psycopg.Connection[Any], query: str, params: Any = ()) -> dict[str, Any]:
+    """The single row a query must return."""
+    row = conn.execute(query, params).fetchone()
+    assert row is not None, query
+    return dict(row)

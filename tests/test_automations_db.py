@@ -12,7 +12,7 @@ from psycopg import errors
 from psycopg.rows import dict_row
 
 from api.db import become_service
-from tests.factories import User, acting_as, create_user
+from tests.factories import User, acting_as, create_user, one
 from tests.test_tenancy import add_member, refused
 
 Conn = psycopg.Connection[Any]
@@ -27,29 +27,32 @@ def fund(conn: Conn, user: User, credits: int, tier: str = "team") -> None:
 
 def make_project(conn: Conn, user: User, name: str = "Shop") -> uuid.UUID:
     with acting_as(conn, user):
-        row = conn.execute(
+        row = one(
+            conn,
             "insert into public.projects (workspace_id, name, type, website_url)"
             " values (%s, %s, 'eshop', 'https://shop.example') returning id",
             (user.workspace_id, name),
-        ).fetchone()
-    return row["id"]
+        )
+    return uuid.UUID(str(row["id"]))
 
 
 def enqueue(
     conn: Conn, user: User, project_id: uuid.UUID, kind: str = "report", key: str | None = None
 ) -> dict[str, Any]:
     with acting_as(conn, user):
-        return conn.execute(
+        return one(
+            conn,
             "select (r.automation).*, r.replayed"
             " from public.enqueue_automation(%s, %s, '{\"depth\": 2}', %s) r",
             (project_id, kind, key),
-        ).fetchone()
+        )
 
 
 def balance(conn: Conn, user: User) -> int:
-    return conn.execute(
-        "select credits_remaining from public.workspaces where id = %s", (user.workspace_id,)
-    ).fetchone()["credits_remaining"]
+    row = one(
+        conn, "select credits_remaining from public.workspaces where id = %s", (user.workspace_id,)
+    )
+    return int(row["credits_remaining"])
 
 
 def ledger(conn: Conn, user: User) -> list[tuple[str, int]]:
@@ -222,7 +225,7 @@ def test_the_plan_rate_limit_refuses_the_request_after_the_limit(conn: Conn) -> 
     with pytest.raises(psycopg.Error) as caught:
         enqueue(conn, owner, project)
     assert (caught.value.sqlstate, caught.value.diag.message_hint) == ("PT429", "rate_limited")
-    retry_after = json.loads(caught.value.diag.message_detail)["retry_after"]
+    retry_after = json.loads(caught.value.diag.message_detail or "{}")["retry_after"]
     assert 1 <= retry_after <= 60
     assert balance(conn, owner) == 1000 - 5 * 2
 
