@@ -230,6 +230,18 @@ def test_the_plan_rate_limit_refuses_the_request_after_the_limit(conn: Conn) -> 
     assert balance(conn, owner) == 1000 - 5 * 2
 
 
+def test_the_workspace_limit_holds_across_its_members(conn: Conn) -> None:
+    owner = create_user(conn)
+    fund(conn, owner, 1000, tier="free")  # free: 20 per workspace per hour
+    project = make_project(conn, owner)
+    members = [add_member(conn, owner, "member") for _ in range(5)]
+    for member in members:
+        for _ in range(4):
+            enqueue(conn, member, project)
+    with refused(429, "rate_limited"):
+        enqueue(conn, owner, project)
+
+
 def test_status_changes_are_broadcast_to_members_only(conn: Conn) -> None:
     owner, stranger = create_user(conn), create_user(conn)
     fund(conn, owner, 10)
