@@ -8,6 +8,7 @@ import argparse
 import sys
 import time
 import uuid
+from typing import Any
 
 import jwt
 import psycopg
@@ -17,18 +18,17 @@ from scripts.devenv import load_dev_env
 TOKEN_LIFETIME_SECONDS = 3600
 
 
-def mint(
+def supabase_claims(
+    user_id: uuid.UUID | str,
     *,
-    user_id: uuid.UUID,
     email: str | None,
-    supabase_url: str,
-    secret: str,
+    issuer: str,
     lifetime_seconds: int = TOKEN_LIFETIME_SECONDS,
-) -> str:
-    """An access token with the claims Supabase Auth puts in one."""
+) -> dict[str, Any]:
+    """The claims Supabase Auth puts in a signed-in user's access token."""
     now = int(time.time())
-    claims = {
-        "iss": f"{supabase_url.rstrip('/')}/auth/v1",
+    return {
+        "iss": issuer,
         "sub": str(user_id),
         "aud": "authenticated",
         "exp": now + lifetime_seconds,
@@ -42,7 +42,12 @@ def mint(
         "app_metadata": {"provider": "email", "providers": ["email"]},
         "user_metadata": {},
     }
-    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def mint(*, user_id: uuid.UUID, email: str | None, supabase_url: str, secret: str) -> str:
+    """A local HS256 access token, signed with the legacy secret."""
+    issuer = f"{supabase_url.rstrip('/')}/auth/v1"
+    return jwt.encode(supabase_claims(user_id, email=email, issuer=issuer), secret, "HS256")
 
 
 def main(argv: list[str] | None = None) -> int:

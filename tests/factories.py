@@ -1,6 +1,5 @@
 """Users and identities for tests, shaped like Supabase Auth's."""
 
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +10,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from api.db import become_user
+from scripts.token import supabase_claims
+
+LOCAL_ISSUER = "http://127.0.0.1:54321/auth/v1"
 
 
 @dataclass(frozen=True)
@@ -21,22 +23,7 @@ class User:
 
     @property
     def claims(self) -> dict[str, Any]:
-        now = int(time.time())
-        return {
-            "iss": "http://127.0.0.1:54321/auth/v1",
-            "sub": str(self.id),
-            "aud": "authenticated",
-            "exp": now + 3600,
-            "iat": now,
-            "email": self.email,
-            "phone": "",
-            "role": "authenticated",
-            "aal": "aal1",
-            "session_id": str(uuid.uuid4()),
-            "is_anonymous": False,
-            "app_metadata": {"provider": "email", "providers": ["email"]},
-            "user_metadata": {},
-        }
+        return supabase_claims(self.id, email=self.email, issuer=LOCAL_ISSUER)
 
 
 def create_user(

@@ -2,7 +2,6 @@
 
 import json
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +12,8 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from scripts.token import supabase_claims
 
 JWKS_PATH = "/auth/v1/.well-known/jwks.json"
 
@@ -51,22 +52,7 @@ class JwksServer:
         return f"{self.base_url}/auth/v1"
 
     def claims(self, user_id: uuid.UUID | str, **overrides: Any) -> dict[str, Any]:
-        now = int(time.time())
-        claims: dict[str, Any] = {
-            "iss": self.issuer,
-            "sub": str(user_id),
-            "aud": "authenticated",
-            "exp": now + 3600,
-            "iat": now,
-            "email": f"{user_id}@example.test",
-            "phone": "",
-            "role": "authenticated",
-            "aal": "aal1",
-            "session_id": str(uuid.uuid4()),
-            "is_anonymous": False,
-            "app_metadata": {"provider": "email", "providers": ["email"]},
-            "user_metadata": {},
-        }
+        claims = supabase_claims(user_id, email=f"{user_id}@example.test", issuer=self.issuer)
         claims.update(overrides)
         return {key: value for key, value in claims.items() if value is not None}
 
