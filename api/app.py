@@ -19,8 +19,10 @@ from api.db import Database
 from api.envelope import failure
 from api.errors import STATUS_CODES, ApiError, from_database_error
 from api.providers.make import MakeClient
-from api.routes import automations, cron, health, me
+from api.routes import automations, cron, health, integrations, me
 from api.routes.webhooks import make as make_webhooks
+from api.routes.webhooks import shops as shop_webhooks
+from api.secrets_box import SecretBox
 from api.settings import Settings, get_settings
 
 log = logging.getLogger("growthbase.edge")
@@ -59,6 +61,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.database = database
     app.state.make = make
+    app.state.secret_box = (
+        SecretBox(settings.integrations_encryption_key.get_secret_value())
+        if settings.integrations_encryption_key
+        else None
+    )
     app.state.tokens = TokenVerifier(
         supabase_url=settings.supabase_url,
         jwt_secret=(
@@ -83,6 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(me.router)
     app.include_router(automations.router)
     app.include_router(make_webhooks.router)
+    app.include_router(shop_webhooks.router)
+    app.include_router(integrations.router)
     app.include_router(cron.router)
     return app
 

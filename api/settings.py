@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     make_signing_secret: SecretStr | None = None
     make_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
 
+    # Fernet key (urlsafe base64 of 32 bytes) encrypting shop credentials stored in Postgres.
+    integrations_encryption_key: SecretStr | None = None
+
     cors_allowed_origins: list[str] = Field(default_factory=list)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -473,8 +473,10 @@ begin
   if v_id is not null then
     return query select v_id, false;
   else
+    -- A re-delivery of an event that was stored but never processed (the first attempt
+    -- failed) is processed again rather than acknowledged as a duplicate.
     return query
-      select e.id, true from private.webhook_events e
+      select e.id, e.status <> 'received' from private.webhook_events e
       where e.provider = p_provider and e.event_id = p_event_id;
   end if;
 end
