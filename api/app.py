@@ -19,7 +19,7 @@ from api.db import Database
 from api.envelope import failure
 from api.errors import STATUS_CODES, ApiError, from_database_error
 from api.providers.make import MakeClient
-from api.routes import automations, cron, health, integrations, me
+from api.routes import automations, cron, health, imports, integrations, me
 from api.routes.webhooks import make as make_webhooks
 from api.routes.webhooks import shops as shop_webhooks
 from api.secrets_box import SecretBox
@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(make_webhooks.router)
     app.include_router(shop_webhooks.router)
     app.include_router(integrations.router)
+    app.include_router(imports.router)
     app.include_router(cron.router)
     return app
 

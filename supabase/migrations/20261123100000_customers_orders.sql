@@ -219,14 +219,17 @@ set search_path = ''
 as $$
 declare
   v_user uuid := private.require_user();
+  v_role text;
 begin
-  if not exists (
-    select from public.projects p
-    join public.workspace_members m on m.workspace_id = p.workspace_id
-    where p.id = p_project_id and m.user_id = v_user
-      and private.role_rank(m.role) >= private.role_rank('member')
-  ) then
+  select m.role into v_role
+  from public.projects p
+  join public.workspace_members m on m.workspace_id = p.workspace_id
+  where p.id = p_project_id and m.user_id = v_user;
+  if v_role is null then
     perform private.fail(404, 'project_not_found', 'Project not found');
+  end if;
+  if private.role_rank(v_role) < private.role_rank('member') then
+    perform private.fail(403, 'insufficient_role', 'Viewers cannot import orders');
   end if;
   return private.upsert_order(p_project_id, 'csv', p_order);
 end
