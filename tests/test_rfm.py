@@ -2,15 +2,19 @@
 
 import uuid
 from collections import Counter
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from psycopg import errors
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+from pydantic import SecretStr
 
+from api.app import create_app
+from api.settings import Settings
 from tests.factories import User, acting_as, create_user, one
 from tests.test_automations_db import make_project
 
@@ -315,3 +319,27 @@ def test_analysts_see_every_workspace_and_nothing_else(
     assert owner.workspace_id in workspaces
     assert workspaces == every
     assert snapshots == one(conn, "select count(*) from analytics.rfm_snapshots")["count"]
+
+
+def test_the_cron_endpoint_snapshots_last_month(database_url: str, conn: Conn) -> None:
+    settings = Settings(
+        database_url=SecretStr(database_url),
+        supabase_url="http://127.0.0.1:54321",
+        cron_secret=SecretStr("cron-test-secret"),
+    )
+    with TestClient(create_app(settings)) as client:
+        refused = client.get("/api/v1/cron/rfm-snapshot")
+        first = client.get(
+            "/api/v1/cron/rfm-snapshot", headers={"Authorization": "Bearer cron-test-secret"}
+        )
+        second = client.get(
+            "/api/v1/cron/rfm-snapshot", headers={"Authorization": "Bearer cron-test-secret"}
+        )
+    assert refused.status_code == 401
+    month = (date.today().replace(day=1) - timedelta(days=1)).replace(day=1)
+    assert first.json()["data"]["snapshot_month"] == month.isoformat()
+    assert first.json()["data"]["contacts"] == second.json()["data"]["contacts"]
+    stored = one(
+        conn, "select count(*) from analytics.rfm_snapshots where snapshot_month = %s", (month,)
+    )
+    assert stored["count"] == second.json()["data"]["contacts"]

@@ -39,3 +39,17 @@ def drain_outbox(request: Request) -> dict[str, Any]:
         database, make, request.app.state.settings, callback_base_url(request), DRAIN_LIMIT
     )
     return ok({"make": report.as_dict()})
+
+
+@router.get("/rfm-snapshot")
+def take_rfm_snapshot(request: Request) -> dict[str, Any]:
+    """Snapshots last month (idempotent: a second call the same month replaces it)."""
+    require_cron_secret(request)
+    database: Database = request.app.state.database
+    with database.as_service() as conn:
+        row = conn.execute(
+            "select (date_trunc('month', current_date) - interval '1 month')::date as month,"
+            " analytics.take_rfm_snapshot((current_date - interval '1 month')::date) as contacts"
+        ).fetchone()
+    assert row is not None
+    return ok({"snapshot_month": row["month"].isoformat(), "contacts": row["contacts"]})
