@@ -22,6 +22,7 @@ from api.providers.make import MakeClient
 from api.routes import automations, cron, health, imports, integrations, me
 from api.routes.webhooks import make as make_webhooks
 from api.routes.webhooks import shops as shop_webhooks
+from api.routes.webhooks import shoptet as shoptet_webhooks
 from api.secrets_box import SecretBox
 from api.settings import Settings, get_settings
 
@@ -90,6 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(me.router)
     app.include_router(automations.router)
     app.include_router(make_webhooks.router)
+    # Before the shops' /webhooks/{source}/{project_id}, which would capture /webhooks/shoptet/...
+    app.include_router(shoptet_webhooks.router)
     app.include_router(shop_webhooks.router)
     app.include_router(integrations.router)
     app.include_router(imports.router)

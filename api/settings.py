@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     make_signing_secret: SecretStr | None = None
     make_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
 
+    shoptet_api_url: str = "https://api.myshoptet.com"
+
     # Fernet key (urlsafe base64 of 32 bytes) encrypting shop credentials stored in Postgres.
     integrations_encryption_key: SecretStr | None = None
 

@@ -1,7 +1,9 @@
 """Endpoints Vercel Cron calls (GET with `Authorization: Bearer <CRON_SECRET>`)."""
 
 import hmac
+import json
 from typing import Any
+from uuid import UUID
 
 from fastapi import APIRouter, Request
 
@@ -9,7 +11,9 @@ from api.db import Database
 from api.envelope import ok
 from api.errors import ApiError
 from api.outbox import drain_make_outbox
+from api.providers.shoptet import ShoptetError
 from api.routes.automations import callback_base_url
+from api.routes.webhooks.shoptet import apply_event
 from api.settings import Settings
 
 router = APIRouter(prefix="/api/v1/cron", tags=["cron"])
@@ -53,3 +57,32 @@ def take_rfm_snapshot(request: Request) -> dict[str, Any]:
         ).fetchone()
     assert row is not None
     return ok({"snapshot_month": row["month"].isoformat(), "contacts": row["contacts"]})
+
+
+@router.get("/shoptet-replay")
+def replay_shoptet_events(request: Request) -> dict[str, Any]:
+    """Applies stored Shoptet events whose first apply did not finish."""
+    require_cron_secret(request)
+    database: Database = request.app.state.database
+    settings: Settings = request.app.state.settings
+    with database.as_service() as conn:
+        events = conn.execute(
+            "select id, event_id, body from private.unprocessed_webhook_events('shoptet', %s)",
+            (DRAIN_LIMIT,),
+        ).fetchall()
+    outcomes: dict[str, int] = {}
+    for stored in events:
+        project_id = UUID(stored["event_id"].split(":", 1)[0])
+        try:
+            outcome = apply_event(
+                database,
+                request.app.state.secret_box,
+                settings.shoptet_api_url,
+                project_id,
+                stored["id"],
+                json.loads(stored["body"]),
+            )
+        except (ShoptetError, ApiError) as error:
+            outcome = f"failed:{type(error).__name__}"
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return ok({"events": len(events), "outcomes": outcomes})

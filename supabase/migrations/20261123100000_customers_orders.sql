@@ -113,20 +113,77 @@ create table private.integrations (
   api_token_encrypted text,
   webhook_secret_encrypted text,
   settings jsonb not null default '{}'::jsonb,
+  -- Incremental sync: changes since sync_cursor are paged through; sync_page and
+  -- sync_high_water (the newest change seen so far in this run) make a crashed run resumable.
   sync_cursor timestamptz,
   sync_page integer,
+  sync_high_water timestamptz,
   last_synced_at timestamptz,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
   primary key (project_id, source)
 );
 
+-- Upserts a customer as the importers describe one:
+-- {"external_id"?, "email"?, "phone"?, "first_name"?, "last_name"?, "accepts_marketing"?}.
+-- Found by its external id for the source, then by email, else created; returns null when
+-- there is nothing to identify the customer by.
+create function private.upsert_contact(p_workspace_id uuid, p_source text, p_customer jsonb)
+returns uuid
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_contact_id uuid;
+  v_source text := case when p_source in ('csv', 'manual') then 'manual' else p_source end;
+  v_external_id text := nullif(p_customer ->> 'external_id', '');
+  v_email text := nullif(lower(btrim(p_customer ->> 'email')), '');
+begin
+  if p_customer is null or jsonb_typeof(p_customer) <> 'object'
+     or (v_external_id is null and v_email is null) then
+    return null;
+  end if;
+  if v_external_id is not null then
+    select x.contact_id into v_contact_id from public.contact_external_ids x
+    where x.workspace_id = p_workspace_id and x.source = v_source and x.external_id = v_external_id;
+  end if;
+  if v_contact_id is null and v_email is not null then
+    select c.id into v_contact_id from public.contacts c
+    where c.workspace_id = p_workspace_id and c.email = v_email;
+  end if;
+  if v_contact_id is null then
+    insert into public.contacts (workspace_id, email, phone, first_name, last_name,
+                                 consent_state, consent_source, consent_at)
+    values (
+      p_workspace_id, v_email, p_customer ->> 'phone', p_customer ->> 'first_name',
+      p_customer ->> 'last_name',
+      case (p_customer ->> 'accepts_marketing')::boolean
+        when true then 'granted' when false then 'denied' else 'unknown' end,
+      case when p_customer ? 'accepts_marketing' then p_source end,
+      case when p_customer ? 'accepts_marketing' then now() end
+    )
+    returning id into v_contact_id;
+  else
+    update public.contacts c
+    set phone = coalesce(c.phone, p_customer ->> 'phone'),
+        first_name = coalesce(c.first_name, p_customer ->> 'first_name'),
+        last_name = coalesce(c.last_name, p_customer ->> 'last_name')
+    where c.id = v_contact_id;
+  end if;
+  if v_external_id is not null then
+    insert into public.contact_external_ids (workspace_id, contact_id, source, external_id)
+    values (p_workspace_id, v_contact_id, v_source, v_external_id)
+    on conflict do nothing;
+  end if;
+  return v_contact_id;
+end
+$$;
+
 -- Upserts one order (and its customer) in the shape every importer produces:
 -- {"external_id", "status", "placed_at", "total", "currency", "exchange_rate"?,
---  "customer": {"external_id"?, "email"?, "phone"?, "first_name"?, "last_name"?,
---               "accepts_marketing"?}?, "items": [{"sku"?, "name", "quantity", "unit_price"}]}
--- A re-delivered order updates the same row; the customer is found by its external id for the
--- source, then by email, else created.
+--  "customer": {...as above}?, "items": [{"sku"?, "name", "quantity", "unit_price"}]?}
+-- A re-delivered order updates the same row; without "items" the stored lines are kept.
 create function private.upsert_order(p_project_id uuid, p_source text, p_order jsonb)
 returns uuid
 language plpgsql
@@ -136,10 +193,7 @@ as $$
 declare
   v_workspace_id uuid;
   v_base_currency text;
-  v_customer jsonb := p_order -> 'customer';
   v_contact_id uuid;
-  v_contact_source text := case when p_source in ('csv', 'manual') then 'manual' else p_source end;
-  v_email text := nullif(lower(btrim(v_customer ->> 'email')), '');
   v_currency text := upper(p_order ->> 'currency');
   v_total numeric(14, 2) := (p_order ->> 'total')::numeric;
   v_rate numeric(18, 8) := (p_order ->> 'exchange_rate')::numeric;
@@ -151,41 +205,7 @@ begin
   if v_workspace_id is null then
     perform private.fail(404, 'project_not_found', 'Project not found');
   end if;
-  if v_customer is not null and jsonb_typeof(v_customer) = 'object' then
-    if v_customer ->> 'external_id' is not null then
-      select x.contact_id into v_contact_id from public.contact_external_ids x
-      where x.workspace_id = v_workspace_id and x.source = v_contact_source
-        and x.external_id = v_customer ->> 'external_id';
-    end if;
-    if v_contact_id is null and v_email is not null then
-      select c.id into v_contact_id from public.contacts c
-      where c.workspace_id = v_workspace_id and c.email = v_email;
-    end if;
-    if v_contact_id is null and (v_email is not null or v_customer ->> 'external_id' is not null) then
-      insert into public.contacts (workspace_id, email, phone, first_name, last_name,
-                                   consent_state, consent_source, consent_at)
-      values (
-        v_workspace_id, v_email, v_customer ->> 'phone', v_customer ->> 'first_name',
-        v_customer ->> 'last_name',
-        case (v_customer ->> 'accepts_marketing')::boolean when true then 'granted' when false then 'denied' else 'unknown' end,
-        case when v_customer ? 'accepts_marketing' then p_source end,
-        case when v_customer ? 'accepts_marketing' then now() end
-      )
-      on conflict (workspace_id, email) do update set updated_at = now()
-      returning id into v_contact_id;
-    else
-      update public.contacts c
-      set phone = coalesce(c.phone, v_customer ->> 'phone'),
-          first_name = coalesce(c.first_name, v_customer ->> 'first_name'),
-          last_name = coalesce(c.last_name, v_customer ->> 'last_name')
-      where c.id = v_contact_id;
-    end if;
-    if v_contact_id is not null and v_customer ->> 'external_id' is not null then
-      insert into public.contact_external_ids (workspace_id, contact_id, source, external_id)
-      values (v_workspace_id, v_contact_id, v_contact_source, v_customer ->> 'external_id')
-      on conflict do nothing;
-    end if;
-  end if;
+  v_contact_id := private.upsert_contact(v_workspace_id, p_source, p_order -> 'customer');
   insert into public.orders as o (
     workspace_id, project_id, contact_id, source, external_id, status, placed_at, total,
     currency, exchange_rate, base_total
@@ -200,14 +220,57 @@ begin
       placed_at = excluded.placed_at, total = excluded.total, currency = excluded.currency,
       exchange_rate = excluded.exchange_rate, base_total = excluded.base_total
   returning o.id into v_order_id;
-  delete from public.order_items i where i.order_id = v_order_id;
-  insert into public.order_items (order_id, workspace_id, sku, name, quantity, unit_price, total)
-  select v_order_id, v_workspace_id, item ->> 'sku', coalesce(item ->> 'name', item ->> 'sku', 'item'),
-         (item ->> 'quantity')::numeric, (item ->> 'unit_price')::numeric,
-         round((item ->> 'quantity')::numeric * (item ->> 'unit_price')::numeric, 2)
-  from jsonb_array_elements(coalesce(p_order -> 'items', '[]'::jsonb)) as item;
+  if p_order ? 'items' then
+    delete from public.order_items i where i.order_id = v_order_id;
+    insert into public.order_items (order_id, workspace_id, sku, name, quantity, unit_price, total)
+    select v_order_id, v_workspace_id, item ->> 'sku',
+           coalesce(item ->> 'name', item ->> 'sku', 'item'),
+           (item ->> 'quantity')::numeric, (item ->> 'unit_price')::numeric,
+           round((item ->> 'quantity')::numeric * (item ->> 'unit_price')::numeric, 2)
+    from jsonb_array_elements(p_order -> 'items') as item;
+  end if;
   return v_order_id;
 end
+$$;
+
+-- A customer event from a shop (no order attached), for the project's workspace.
+create function private.upsert_shop_customer(p_project_id uuid, p_source text, p_customer jsonb)
+returns uuid
+language sql
+security definer
+set search_path = ''
+as $$
+  select private.upsert_contact(p.workspace_id, p_source, p_customer)
+  from public.projects p where p.id = p_project_id
+$$;
+
+-- Sync progress, saved after every page so a crashed run resumes where it stopped.
+create function private.save_sync_progress(
+  p_project_id uuid, p_source text, p_next_page integer, p_high_water timestamptz
+)
+returns void
+language sql
+security definer
+set search_path = ''
+as $$
+  update private.integrations
+  set sync_page = p_next_page,
+      sync_high_water = greatest(sync_high_water, p_high_water),
+      updated_at = now()
+  where project_id = p_project_id and source = p_source
+$$;
+
+-- A run reached the last page: later runs start from the newest change it saw.
+create function private.finish_sync(p_project_id uuid, p_source text)
+returns void
+language sql
+security definer
+set search_path = ''
+as $$
+  update private.integrations
+  set sync_cursor = coalesce(sync_high_water, sync_cursor), sync_page = null,
+      sync_high_water = null, last_synced_at = now(), updated_at = now()
+  where project_id = p_project_id and source = p_source
 $$;
 
 -- The same upsert for a signed-in member importing into their own project (CSV import).
@@ -332,7 +395,15 @@ grant all on public.contacts, public.contact_external_ids, public.orders, public
 
 revoke all on function private.normalise_contact() from public, anon, authenticated;
 
+revoke all on function private.upsert_contact(uuid, text, jsonb) from public, anon, authenticated;
+
 revoke all on function private.upsert_order(uuid, text, jsonb) from public, anon, authenticated;
+
+revoke all on function private.upsert_shop_customer(uuid, text, jsonb) from public, anon, authenticated;
+
+revoke all on function private.save_sync_progress(uuid, text, integer, timestamptz) from public, anon, authenticated;
+
+revoke all on function private.finish_sync(uuid, text) from public, anon, authenticated;
 
 revoke all on function private.integration_for(uuid, text) from public, anon, authenticated;
 
@@ -349,6 +420,12 @@ grant execute on function public.connect_integration(uuid, text, text, text, jso
 grant execute on function public.disconnect_integration(uuid, text) to authenticated;
 
 grant execute on function private.upsert_order(uuid, text, jsonb) to service_role;
+
+grant execute on function private.upsert_shop_customer(uuid, text, jsonb) to service_role;
+
+grant execute on function private.save_sync_progress(uuid, text, integer, timestamptz) to service_role;
+
+grant execute on function private.finish_sync(uuid, text) to service_role;
 
 grant execute on function private.integration_for(uuid, text) to service_role;
 

@@ -1,0 +1,176 @@
+"""Shoptet's REST API: the private-token client, its rate limits, and mapping its orders and
+customers onto the importers' shapes.
+
+Requests are sequential (Shoptet allows 3 concurrent connections per token). A 429 is waited
+out as its Retry-After says (an HTTP date), a bounded number of times; other failures raise
+ShoptetError with Shoptet's own error code when it sent one.
+"""
+
+import email.utils
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from api.contacts import e164
+
+DEFAULT_API_URL = "https://api.myshoptet.com"
+ORDERS_PER_PAGE = 50
+MAX_RATE_LIMIT_WAITS = 5
+MAX_RETRY_AFTER_SECONDS = 60
+# Shoptet's built-in order status ids; shops add their own, which count as in progress.
+CANCELLED_STATUS_ID = -4
+COMPLETED_STATUS_ID = -3
+
+
+class ShoptetError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def seconds_until(retry_after: str | None, now: float) -> float:
+    if not retry_after:
+        return 1.0
+    if retry_after.strip().isdigit():
+        return float(retry_after)
+    try:
+        moment = email.utils.parsedate_to_datetime(retry_after)
+    except (TypeError, ValueError):
+        return 1.0
+    return max(0.0, moment.timestamp() - now)
+
+
+class ShoptetClient:
+    def __init__(
+        self,
+        token: str,
+        *,
+        base_url: str = DEFAULT_API_URL,
+        timeout_seconds: float = 10.0,
+        wait: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.http = httpx.Client(
+            base_url=base_url,
+            timeout=timeout_seconds,
+            headers={
+                "Shoptet-Private-API-Token": token,
+                "Content-Type": "application/vnd.shoptet.v1.0",
+            },
+        )
+        self.wait = wait
+
+    def close(self) -> None:
+        self.http.close()
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The `data` of Shoptet's envelope, after waiting out any 429s."""
+        for _ in range(MAX_RATE_LIMIT_WAITS + 1):
+            try:
+                response = self.http.get(path, params=params)
+            except httpx.TransportError as error:
+                raise ShoptetError(
+                    502, "shoptet_unreachable", f"Shoptet: {type(error).__name__}"
+                ) from error
+            if response.status_code != 429:
+                break
+            delay = seconds_until(response.headers.get("retry-after"), time.time())
+            self.wait(min(delay, MAX_RETRY_AFTER_SECONDS))
+        else:
+            raise ShoptetError(429, "shoptet_rate_limited", "Shoptet kept answering 429")
+        try:
+            envelope = response.json()
+        except ValueError as error:
+            raise ShoptetError(
+                502, "shoptet_bad_response", "Shoptet answered without JSON"
+            ) from error
+        errors = envelope.get("errors") if isinstance(envelope, dict) else None
+        if response.status_code >= 400 or errors:
+            first = (errors or [{}])[0]
+            raise ShoptetError(
+                response.status_code,
+                str(first.get("errorCode") or "shoptet_error"),
+                str(first.get("message") or f"Shoptet answered {response.status_code}"),
+            )
+        data = envelope.get("data")
+        return data if isinstance(data, dict) else {}
+
+    def eshop(self) -> dict[str, Any]:
+        return self.get("/api/eshop")
+
+    def orders_page(self, page: int, changed_since: datetime | None) -> dict[str, Any]:
+        params: dict[str, Any] = {"page": page, "itemsPerPage": ORDERS_PER_PAGE}
+        if changed_since is not None:
+            params["changeTimeFrom"] = changed_since.isoformat()
+        return self.get("/api/orders", params)
+
+    def order(self, code: str) -> dict[str, Any]:
+        return self.get(f"/api/orders/{code}").get("order") or {}
+
+    def customer(self, guid: str) -> dict[str, Any]:
+        return self.get(f"/api/customers/{guid}").get("customer") or {}
+
+
+def order_status(order: dict[str, Any]) -> str:
+    status_id = (order.get("status") or {}).get("id")
+    if status_id == CANCELLED_STATUS_ID:
+        return "cancelled"
+    if not order.get("paid"):
+        return "pending"
+    return "fulfilled" if status_id == COMPLETED_STATUS_ID else "paid"
+
+
+def split_name(full_name: str | None) -> tuple[str | None, str | None]:
+    if not full_name or not full_name.strip():
+        return None, None
+    first, _, last = full_name.strip().partition(" ")
+    return first, last or None
+
+
+def to_order(order: dict[str, Any]) -> dict[str, Any]:
+    """An order from the list (no items) or the detail (with items)."""
+    price = order.get("price") or {}
+    billing = order.get("billingAddress") or {}
+    first, last = split_name(billing.get("fullName") or order.get("fullName"))
+    mapped: dict[str, Any] = {
+        "external_id": str(order["code"]),
+        "status": order_status(order),
+        "placed_at": order["creationTime"],
+        "total": str(price.get("withVat") or price.get("toPay") or "0"),
+        "currency": price.get("currencyCode") or "CZK",
+        "exchange_rate": str(price["exchangeRate"]) if price.get("exchangeRate") else None,
+        "customer": {
+            "external_id": order.get("customerGuid"),
+            "email": order.get("email"),
+            "phone": e164(order.get("phone"), billing.get("countryCode")),
+            "first_name": first,
+            "last_name": last,
+        },
+    }
+    if "items" in order:
+        mapped["items"] = [
+            {
+                "sku": item.get("code"),
+                "name": item.get("name") or item.get("code") or "item",
+                "quantity": str(item.get("amount") or 1),
+                "unit_price": str((item.get("itemPrice") or {}).get("withVat") or "0"),
+            }
+            for item in order["items"]
+            if item.get("itemType") == "product"
+        ]
+    return mapped
+
+
+def to_customer(customer: dict[str, Any]) -> dict[str, Any]:
+    billing = customer.get("billingAddress") or {}
+    first, last = split_name(billing.get("fullName"))
+    return {
+        "external_id": customer.get("guid"),
+        "email": customer.get("email"),
+        "phone": e164(customer.get("phone"), billing.get("countryCode")),
+        "first_name": first,
+        "last_name": last,
+    }

@@ -1,0 +1,133 @@
+"""Shoptet webhooks: /api/v1/webhooks/shoptet/{project_id}.
+
+Verified by `Shoptet-Webhook-Signature` (hex HMAC-SHA1 of the raw body with the project's
+signature key), stored raw and de-duplicated on (event, eventInstance, eventCreated) since
+Shoptet sends no event id, then acknowledged at once (Shoptet waits 4 s). The event names only
+the order code or customer guid, so applying it fetches the detail from Shoptet; that runs
+after the answer, and events whose apply did not finish are replayed by the cron.
+"""
+
+import hashlib
+import hmac
+import json
+import logging
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from psycopg.types.json import Jsonb
+
+from api.db import Database
+from api.envelope import ok
+from api.errors import ApiError
+from api.providers.shoptet import ShoptetError, to_customer, to_order
+from api.routes.webhooks.make import raw_body
+from api.secrets_box import SecretBox
+from api.settings import Settings
+from api.shoptet_sync import shoptet_client_for
+
+router = APIRouter(tags=["webhooks"])
+log = logging.getLogger("growthbase.webhooks.shoptet")
+ORDER_EVENTS = frozenset({"order:create", "order:update", "order:paid", "order:cancel"})
+CUSTOMER_EVENTS = frozenset({"customer:create", "customer:update"})
+
+
+def unauthorized() -> ApiError:
+    return ApiError(401, "signature_invalid", "The webhook signature does not verify")
+
+
+def signature_key(request: Request, project_id: UUID) -> str:
+    box: SecretBox | None = request.app.state.secret_box
+    if box is None:
+        raise ApiError(503, "provider_not_configured", "Shop integrations are not configured")
+    database: Database = request.app.state.database
+    with database.as_service() as conn:
+        row = conn.execute(
+            "select webhook_secret_encrypted from private.integration_for(%s, 'shoptet')",
+            (project_id,),
+        ).fetchone()
+    if row is None or not row["webhook_secret_encrypted"]:
+        raise unauthorized()
+    return box.open(row["webhook_secret_encrypted"])
+
+
+def apply_event(
+    database: Database,
+    box: SecretBox | None,
+    api_url: str,
+    project_id: UUID,
+    event_id: UUID,
+    event: dict[str, Any],
+) -> str:
+    """Fetch what the event names and upsert it; returns the outcome it was stored with."""
+    name, instance = event.get("event"), str(event.get("eventInstance") or "")
+    if name in ORDER_EVENTS or name in CUSTOMER_EVENTS:
+        client = shoptet_client_for(database, box, api_url, project_id)
+        try:
+            if name in ORDER_EVENTS:
+                document = Jsonb(to_order(client.order(instance)))
+                query = "select private.upsert_order(%s, 'shoptet', %s)"
+            else:
+                document = Jsonb(to_customer(client.customer(instance)))
+                query = "select private.upsert_shop_customer(%s, 'shoptet', %s)"
+        finally:
+            client.close()
+        with database.as_service() as conn:
+            conn.execute(query, (project_id, document))
+        outcome = "applied"
+    else:
+        outcome = "ignored"
+    with database.as_service() as conn:
+        conn.execute("select private.finish_webhook_event(%s, %s)", (event_id, outcome))
+    return outcome
+
+
+def apply_in_background(
+    request: Request, project_id: UUID, event_id: UUID, event: dict[str, Any]
+) -> None:
+    settings: Settings = request.app.state.settings
+    try:
+        apply_event(
+            request.app.state.database,
+            request.app.state.secret_box,
+            settings.shoptet_api_url,
+            project_id,
+            event_id,
+            event,
+        )
+    except (ShoptetError, ApiError, KeyError) as error:
+        log.warning(
+            "shoptet event %s not applied yet (%s); the cron retries",
+            event_id,
+            type(error).__name__,
+        )
+
+
+@router.post("/api/v1/webhooks/shoptet/{project_id}")
+def shoptet_webhook(
+    project_id: UUID,
+    request: Request,
+    background: BackgroundTasks,
+    body: Annotated[bytes, Depends(raw_body)],
+) -> dict[str, Any]:
+    key = signature_key(request, project_id)
+    expected = hmac.new(key.encode(), body, hashlib.sha1).hexdigest()
+    sent = request.headers.get("Shoptet-Webhook-Signature", "")
+    if not hmac.compare_digest(expected, sent.lower()):
+        raise unauthorized()
+    try:
+        event = json.loads(body)
+        dedupe = f"{project_id}:{event['event']}:{event['eventInstance']}:{event['eventCreated']}"
+    except (ValueError, KeyError, TypeError) as error:
+        raise ApiError(422, "invalid_input", "Not a Shoptet webhook body") from error
+    database: Database = request.app.state.database
+    with database.as_service() as conn:
+        stored = conn.execute(
+            "select id, duplicate from private.record_webhook_event('shoptet', %s, %s)",
+            (dedupe[:200], body.decode()),
+        ).fetchone()
+    assert stored is not None
+    if stored["duplicate"]:
+        return ok({"outcome": "duplicate"})
+    background.add_task(apply_in_background, request, project_id, stored["id"], event)
+    return ok({"outcome": "accepted"})
