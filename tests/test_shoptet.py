@@ -1,0 +1,268 @@
+"""Shoptet: connect and test the token, sync orders page by page (429s, a crash and a resume,
+increments), and verified webhooks applied by fetching the detail — all against a local server
+speaking Shoptet's API shape."""
+
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from cryptography.fernet import Fernet
+from fastapi.testclient import TestClient
+from psycopg.rows import DictRow
+from pydantic import SecretStr
+
+from api.app import create_app
+from api.settings import Settings
+from tests.factories import User, create_user, one
+from tests.jwks import JwksServer, SigningKey, serve_jwks
+from tests.shoptet_server import TOKEN, Failure, ShoptetServer, serve_shoptet, shoptet_order
+from tests.test_automations_db import make_project
+
+Conn = psycopg.Connection[DictRow]
+SIGNATURE_KEY = "shoptet-signature-" + uuid.uuid4().hex
+CRON = "cron-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def jwks() -> Iterator[JwksServer]:
+    with serve_jwks(SigningKey.generate("ES256")) as server:
+        yield server
+
+
+@pytest.fixture
+def shoptet() -> Iterator[ShoptetServer]:
+    with serve_shoptet() as server:
+        yield server
+
+
+@pytest.fixture
+def client(database_url: str, jwks: JwksServer, shoptet: ShoptetServer) -> Iterator[TestClient]:
+    settings = Settings(
+        database_url=SecretStr(database_url),
+        supabase_url=jwks.base_url,
+        integrations_encryption_key=SecretStr(Fernet.generate_key().decode()),
+        shoptet_api_url=shoptet.base_url,
+        cron_secret=SecretStr(CRON),
+    )
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+class Shop:
+    def __init__(
+        self, client: TestClient, jwks: JwksServer, user: User, project: uuid.UUID
+    ) -> None:
+        self.client, self.user, self.project = client, user, project
+        self.headers = {"Authorization": f"Bearer {jwks.sign(jwks.claims(user.id))}"}
+
+    def post(self, action: str, **body: Any) -> Any:
+        return self.client.post(
+            f"/api/v1/projects/{self.project}/integrations/shoptet/{action}",
+            headers=self.headers,
+            json=body or None,
+        )
+
+    def webhook(
+        self, event: dict[str, Any], key: str = SIGNATURE_KEY, body: bytes | None = None
+    ) -> Any:
+        raw = body or json.dumps(event).encode()
+        return self.client.post(
+            f"/api/v1/webhooks/shoptet/{self.project}",
+            content=raw,
+            headers={
+                "Content-Type": "application/json",
+                "Shoptet-Webhook-Signature": hmac.new(
+                    key.encode(), json.dumps(event).encode(), hashlib.sha1
+                ).hexdigest(),
+            },
+        )
+
+
+@pytest.fixture
+def shop(conn: Conn, client: TestClient, jwks: JwksServer) -> Shop:
+    owner = create_user(conn)
+    conn.execute(
+        "update public.workspaces set base_currency = 'CZK' where id = %s", (owner.workspace_id,)
+    )
+    shop = Shop(client, jwks, owner, make_project(conn, owner))
+    connected = shop.post("connect", api_token=TOKEN, webhook_signature_key=SIGNATURE_KEY)
+    assert connected.status_code == 200
+    return shop
+
+
+def stored_orders(conn: Conn, project: uuid.UUID) -> list[dict[str, Any]]:
+    return conn.execute(
+        "select external_id, status, total from public.orders where project_id = %s"
+        " order by external_id",
+        (project,),
+    ).fetchall()
+
+
+def test_the_token_is_tested_against_shoptet(shop: Shop, conn: Conn) -> None:
+    good = shop.post("test")
+    assert good.json()["data"] == {
+        "ok": True,
+        "eshop": {"name": "Demo obchod", "url": "https://demo.myshoptet.com/"},
+    }
+    shop.post("connect", api_token="wrong-token-000")
+    bad = shop.post("test")
+    assert (bad.status_code, bad.json()["error"]["code"]) == (422, "shoptet_token_invalid")
+    sealed = one(
+        conn,
+        "select api_token_encrypted from private.integrations where project_id = %s",
+        (shop.project,),
+    )["api_token_encrypted"]
+    assert "wrong-token" not in sealed
+
+
+def test_sync_pages_through_orders_and_waits_out_a_429(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn
+) -> None:
+    shoptet.orders = [
+        shoptet_order(n, changed=f"2026-06-01T10:{n % 60:02d}:00+0200") for n in range(1, 121)
+    ]
+    shoptet.failures.append(Failure("/api/orders", 429, retry_after_now=True))
+    response = shop.post("sync")
+    assert response.json()["data"] == {"pages": 3, "orders": 120, "finished": True}
+    assert shoptet.order_pages_requested() == [1, 1, 2, 3]
+    rows = stored_orders(conn, shop.project)
+    assert len(rows) == 120
+    assert {r["status"] for r in rows} == {"paid"}
+    contacts = one(
+        conn,
+        "select count(*) from public.contacts where workspace_id = %s",
+        (shop.user.workspace_id,),
+    )
+    assert contacts["count"] == 7
+    state = one(
+        conn,
+        "select sync_cursor, sync_page from private.integrations where project_id = %s",
+        (shop.project,),
+    )
+    assert state["sync_page"] is None
+    assert state["sync_cursor"].isoformat() == "2026-06-01T08:59:00+00:00"
+
+
+def test_a_sync_that_fails_mid_way_resumes_without_duplicates(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn
+) -> None:
+    shoptet.orders = [shoptet_order(n) for n in range(1, 121)]
+    shoptet.failures.append(Failure("/api/orders", 500, page=2))
+    crashed = shop.post("sync")
+    assert (crashed.status_code, crashed.json()["error"]["code"]) == (502, "shoptet_unavailable")
+    assert len(stored_orders(conn, shop.project)) == 50
+    state = one(
+        conn, "select sync_page from private.integrations where project_id = %s", (shop.project,)
+    )
+    assert state["sync_page"] == 2
+    resumed = shop.post("sync")
+    assert resumed.json()["data"] == {"pages": 2, "orders": 70, "finished": True}
+    assert shoptet.order_pages_requested() == [1, 2, 2, 3]
+    rows = stored_orders(conn, shop.project)
+    assert len(rows) == len({r["external_id"] for r in rows}) == 120
+
+
+def test_later_syncs_ask_only_for_changes(shop: Shop, shoptet: ShoptetServer, conn: Conn) -> None:
+    shoptet.orders = [
+        shoptet_order(1, changed="2026-06-01T10:00:00+0200"),
+        shoptet_order(2, changed="2026-06-02T10:00:00+0200"),
+    ]
+    shop.post("sync")
+    shoptet.orders[0] = shoptet_order(
+        1, changed="2026-06-03T09:00:00+0200", status={"id": -4, "name": "Stornována"}
+    )
+    shoptet.requests.clear()
+    second = shop.post("sync")
+    assert second.json()["data"]["orders"] == 2  # the changed one and the last one seen (>=)
+    asked = shoptet.requests[0][1]["changeTimeFrom"][0]
+    assert asked.startswith("2026-06-02T08:00:00")
+    assert [(r["external_id"], r["status"]) for r in stored_orders(conn, shop.project)] == [
+        ("2026000001", "cancelled"),
+        ("2026000002", "paid"),
+    ]
+
+
+def event(kind: str, instance: str, created: str = "2026-06-01T10:06:00+0200") -> dict[str, Any]:
+    return {"eshopId": 222651, "event": kind, "eventCreated": created, "eventInstance": instance}
+
+
+def test_webhooks_are_verified_stored_and_applied_from_the_detail(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn
+) -> None:
+    shoptet.orders = [shoptet_order(7)]
+    created = event("order:create", "2026000007")
+    accepted = shop.webhook(created)
+    replayed = shop.webhook(created)
+    tampered = shop.webhook(
+        created, body=json.dumps({**created, "eventInstance": "2026000008"}).encode()
+    )
+    forged = shop.webhook(created | {"eventCreated": "2026-06-01T11:00:00+0200"}, key="not-the-key")
+    assert [accepted.json()["data"], replayed.json()["data"]] == [
+        {"outcome": "accepted"},
+        {"outcome": "duplicate"},
+    ]
+    assert [tampered.status_code, forged.status_code] == [401, 401]
+    order = one(
+        conn,
+        "select o.total, o.status, c.email, c.phone, c.first_name,"
+        " (select count(*) from public.order_items i where i.order_id = o.id) as items"
+        " from public.orders o join public.contacts c on c.id = o.contact_id"
+        " where o.project_id = %s",
+        (shop.project,),
+    )
+    assert order == {
+        "total": 1210,
+        "status": "paid",
+        "email": "customer0@example.test",
+        "phone": "+420777123456",
+        "first_name": "Jan",
+        "items": 1,
+    }
+    assert shoptet.requests[-1][0] == "/api/orders/2026000007"
+
+
+def test_customer_events_update_contacts(shop: Shop, shoptet: ShoptetServer, conn: Conn) -> None:
+    guid = "c0ffee00-0000-4000-8000-000000000042"
+    shoptet.customers[guid] = {
+        "guid": guid,
+        "email": "Eva@Example.TEST",
+        "phone": "777 888 999",
+        "billingAddress": {"fullName": "Eva Svobodová", "countryCode": "CZ"},
+    }
+    assert shop.webhook(event("customer:create", guid)).json()["data"]["outcome"] == "accepted"
+    contact = one(
+        conn,
+        "select c.email, c.phone, c.last_name from public.contacts c"
+        " join public.contact_external_ids x on x.contact_id = c.id"
+        " where x.source = 'shoptet' and x.external_id = %s",
+        (guid,),
+    )
+    assert contact == {
+        "email": "eva@example.test",
+        "phone": "+420777888999",
+        "last_name": "Svobodová",
+    }
+
+
+def test_events_that_could_not_be_applied_are_replayed_by_the_cron(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn
+) -> None:
+    shoptet.orders = [shoptet_order(9)]
+    shoptet.failures.append(Failure("/api/orders/2026000009", 500))
+    assert shop.webhook(event("order:paid", "2026000009")).json()["data"]["outcome"] == "accepted"
+    assert stored_orders(conn, shop.project) == []
+    conn.execute(
+        "update private.webhook_events set received_at = now() - interval '2 minutes'"
+        " where provider = 'shoptet' and event_id like %s",
+        (f"{shop.project}:%",),
+    )
+    replay = shop.client.get(
+        "/api/v1/cron/shoptet-replay", headers={"Authorization": f"Bearer {CRON}"}
+    )
+    assert replay.json()["data"]["outcomes"].get("applied") == 1
+    assert [r["external_id"] for r in stored_orders(conn, shop.project)] == ["2026000009"]
