@@ -1,12 +1,13 @@
-"""Incremental, resumable Shoptet order sync.
+"""Incremental, resumable Shoptet sync of orders, then customers.
 
-Each run pages through orders changed since the last completed run. Every page's orders and
-the progress marker commit in one transaction, so a run that dies mid-way resumes at the page
-it was on, and re-reading a page only re-upserts the same orders (no duplicates). A run does at
-most `max_pages` pages (serverless time limits); the next call carries on.
+Each run pages through what changed since the last completed run of that stream. Every page's
+records and the progress marker commit in one transaction, so a run that dies mid-way resumes at
+the page it was on, and re-reading a page only re-upserts the same records (no duplicates). A run
+does at most `max_pages` pages (serverless time limits); the next call carries on.
 """
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -15,56 +16,98 @@ from psycopg.types.json import Jsonb
 
 from api.db import Database
 from api.errors import ApiError
-from api.providers.shoptet import ShoptetClient, to_order
+from api.providers.shoptet import ShoptetClient, to_customer, to_order
 from api.secrets_box import SecretBox
+
+
+@dataclass(frozen=True)
+class Stream:
+    name: str
+    list_key: str
+    fetch_page: Callable[[ShoptetClient, int, datetime | None], dict[str, Any]]
+    query: str
+    to_document: Callable[[dict[str, Any]], dict[str, Any]]
+
+
+STREAMS = (
+    Stream(
+        "orders",
+        "orders",
+        ShoptetClient.orders_page,
+        "select private.upsert_order(%s, 'shoptet', %s)",
+        to_order,
+    ),
+    Stream(
+        "customers",
+        "customers",
+        ShoptetClient.customers_page,
+        "select private.upsert_shop_customer(%s, 'shoptet', %s)",
+        to_customer,
+    ),
+)
 
 
 @dataclass
 class SyncReport:
     pages: int = 0
-    orders: int = 0
+    records: dict[str, int] = field(default_factory=dict)
     finished: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"pages": self.pages, "orders": self.orders, "finished": self.finished}
+        return {"pages": self.pages, **self.records, "finished": self.finished}
 
 
-def sync_orders(
+def sync_stream(
+    database: Database, client: ShoptetClient, project_id: UUID, stream: Stream, budget: int
+) -> tuple[int, int, bool]:
+    """Pages through one stream; returns (pages read, records upserted, finished)."""
+    with database.as_service() as conn:
+        position = conn.execute(
+            "select cursor, page from private.sync_position(%s, 'shoptet', %s)",
+            (project_id, stream.name),
+        ).fetchone()
+    since = position["cursor"] if position else None
+    page = (position["page"] if position else None) or 1
+    pages = records = 0
+    while pages < budget:
+        data = stream.fetch_page(client, page, since)
+        items = data.get(stream.list_key) or []
+        page_count = int((data.get("paginator") or {}).get("pageCount") or 0)
+        newest = max(
+            (datetime.fromisoformat(i["changeTime"]) for i in items if i.get("changeTime")),
+            default=None,
+        )
+        with database.as_service() as conn:
+            for item in items:
+                conn.execute(stream.query, (project_id, Jsonb(stream.to_document(item))))
+            conn.execute(
+                "select private.save_sync_progress(%s, 'shoptet', %s, %s, %s)",
+                (project_id, stream.name, page + 1, newest),
+            )
+            pages, records = pages + 1, records + len(items)
+            if page >= page_count or not items:
+                conn.execute(
+                    "select private.finish_sync(%s, 'shoptet', %s)", (project_id, stream.name)
+                )
+                return pages, records, True
+        page += 1
+    return pages, records, False
+
+
+def sync_shop(
     database: Database, client: ShoptetClient, project_id: UUID, max_pages: int
 ) -> SyncReport:
+    """Orders, then customers, within a budget of `max_pages` pages in all."""
     report = SyncReport()
-    with database.as_service() as conn:
-        state = conn.execute(
-            "select sync_cursor, sync_page from private.integration_for(%s, 'shoptet')",
-            (project_id,),
-        ).fetchone()
-    since = state["sync_cursor"] if state else None
-    page = (state["sync_page"] if state else None) or 1
-    while report.pages < max_pages:
-        data = client.orders_page(page, since)
-        orders = data.get("orders") or []
-        page_count = int((data.get("paginator") or {}).get("pageCount") or 0)
-        with database.as_service() as conn:
-            for order in orders:
-                conn.execute(
-                    "select private.upsert_order(%s, 'shoptet', %s)",
-                    (project_id, Jsonb(to_order(order))),
-                )
-            newest = max(
-                (datetime.fromisoformat(o["changeTime"]) for o in orders if o.get("changeTime")),
-                default=None,
-            )
-            conn.execute(
-                "select private.save_sync_progress(%s, 'shoptet', %s, %s)",
-                (project_id, page + 1, newest),
-            )
-            report.pages += 1
-            report.orders += len(orders)
-            if page >= page_count or not orders:
-                conn.execute("select private.finish_sync(%s, 'shoptet')", (project_id,))
-                report.finished = True
-                break
-        page += 1
+    for stream in STREAMS:
+        pages, records, finished = sync_stream(
+            database, client, project_id, stream, max_pages - report.pages
+        )
+        report.pages += pages
+        report.records[stream.name] = records
+        if not finished:
+            return report
+    report.finished = True
     return report
 
 

@@ -160,7 +160,7 @@ def serve_shoptet() -> Iterator[ShoptetServer]:
                     ),
                 )
             elif url.path == "/api/orders":
-                self.answer(200, envelope(self.orders_page(query)))
+                self.answer(200, envelope(self.page(query, state.orders, "orders")))
             elif url.path.startswith("/api/orders/"):
                 code = url.path.rsplit("/", 1)[1]
                 found = [o for o in state.orders if o["code"] == code]
@@ -180,6 +180,10 @@ def serve_shoptet() -> Iterator[ShoptetServer]:
                             ],
                         ),
                     )
+            elif url.path == "/api/customers":
+                self.answer(
+                    200, envelope(self.page(query, list(state.customers.values()), "customers"))
+                )
             elif url.path.startswith("/api/customers/"):
                 guid = url.path.rsplit("/", 1)[1]
                 self.answer(200, envelope({"customer": state.customers[guid]}))
@@ -191,20 +195,22 @@ def serve_shoptet() -> Iterator[ShoptetServer]:
                     ),
                 )
 
-        def orders_page(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        def page(
+            self, query: dict[str, list[str]], records: list[dict[str, Any]], key: str
+        ) -> dict[str, Any]:
             page = int(query.get("page", ["1"])[0])
             per_page = int(query.get("itemsPerPage", ["20"])[0])
             since = query.get("changeTimeFrom", [None])[0]
             matching = [
-                o
-                for o in state.orders
+                r
+                for r in records
                 if since is None
-                or datetime.fromisoformat(o["changeTime"]) >= datetime.fromisoformat(since)
+                or datetime.fromisoformat(r["changeTime"]) >= datetime.fromisoformat(since)
             ]
             chunk = matching[(page - 1) * per_page : page * per_page]
             page_count = max(1, -(-len(matching) // per_page))
             return {
-                "orders": chunk,
+                key: chunk,
                 "paginator": {
                     "totalCount": len(matching),
                     "page": page,

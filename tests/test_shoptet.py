@@ -128,7 +128,7 @@ def test_sync_pages_through_orders_and_waits_out_a_429(
     ]
     shoptet.failures.append(Failure("/api/orders", 429, retry_after_now=True))
     response = shop.post("sync")
-    assert response.json()["data"] == {"pages": 3, "orders": 120, "finished": True}
+    assert response.json()["data"] == {"pages": 4, "orders": 120, "customers": 0, "finished": True}
     assert shoptet.order_pages_requested() == [1, 1, 2, 3]
     rows = stored_orders(conn, shop.project)
     assert len(rows) == 120
@@ -141,11 +141,11 @@ def test_sync_pages_through_orders_and_waits_out_a_429(
     assert contacts["count"] == 7
     state = one(
         conn,
-        "select sync_cursor, sync_page from private.integrations where project_id = %s",
+        "select cursor, page from private.sync_streams where project_id = %s and stream = 'orders'",
         (shop.project,),
     )
-    assert state["sync_page"] is None
-    assert state["sync_cursor"].isoformat() == "2026-06-01T08:59:00+00:00"
+    assert state["page"] is None
+    assert state["cursor"].isoformat() == "2026-06-01T08:59:00+00:00"
 
 
 def test_a_sync_that_fails_mid_way_resumes_without_duplicates(
@@ -157,11 +157,13 @@ def test_a_sync_that_fails_mid_way_resumes_without_duplicates(
     assert (crashed.status_code, crashed.json()["error"]["code"]) == (502, "shoptet_unavailable")
     assert len(stored_orders(conn, shop.project)) == 50
     state = one(
-        conn, "select sync_page from private.integrations where project_id = %s", (shop.project,)
+        conn,
+        "select page from private.sync_streams where project_id = %s and stream = 'orders'",
+        (shop.project,),
     )
-    assert state["sync_page"] == 2
+    assert state["page"] == 2
     resumed = shop.post("sync")
-    assert resumed.json()["data"] == {"pages": 2, "orders": 70, "finished": True}
+    assert resumed.json()["data"] == {"pages": 3, "orders": 70, "customers": 0, "finished": True}
     assert shoptet.order_pages_requested() == [1, 2, 2, 3]
     rows = stored_orders(conn, shop.project)
     assert len(rows) == len({r["external_id"] for r in rows}) == 120
@@ -185,6 +187,30 @@ def test_later_syncs_ask_only_for_changes(shop: Shop, shoptet: ShoptetServer, co
         ("2026000001", "cancelled"),
         ("2026000002", "paid"),
     ]
+
+
+def test_sync_pages_through_customers_after_orders(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn
+) -> None:
+    shoptet.customers = {
+        f"guid-{n}": {
+            "guid": f"guid-{n}",
+            "email": f"buyer{n}@example.test",
+            "phone": None,
+            "changeTime": "2026-06-01T10:00:00+0200",
+            "billingAddress": {"fullName": f"Buyer {n}", "countryCode": "CZ"},
+        }
+        for n in range(60)
+    }
+    report = shop.post("sync").json()["data"]
+    assert report == {"pages": 3, "orders": 0, "customers": 60, "finished": True}
+    count = one(
+        conn,
+        "select count(*) from public.contact_external_ids where source = 'shoptet'"
+        " and workspace_id = %s",
+        (shop.user.workspace_id,),
+    )
+    assert count["count"] == 60
 
 
 def event(kind: str, instance: str, created: str = "2026-06-01T10:06:00+0200") -> dict[str, Any]:

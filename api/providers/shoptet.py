@@ -107,6 +107,12 @@ class ShoptetClient:
             params["changeTimeFrom"] = changed_since.isoformat()
         return self.get("/api/orders", params)
 
+    def customers_page(self, page: int, changed_since: datetime | None) -> dict[str, Any]:
+        params: dict[str, Any] = {"page": page, "itemsPerPage": ORDERS_PER_PAGE}
+        if changed_since is not None:
+            params["changeTimeFrom"] = changed_since.isoformat()
+        return self.get("/api/customers", params)
+
     def order(self, code: str) -> dict[str, Any]:
         return self.get(f"/api/orders/{code}").get("order") or {}
 

@@ -15,7 +15,7 @@ from api.errors import ApiError
 from api.providers.shoptet import ShoptetClient, ShoptetError
 from api.secrets_box import SecretBox
 from api.settings import Settings
-from api.shoptet_sync import shoptet_client_for, sync_orders
+from api.shoptet_sync import shoptet_client_for, sync_shop
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/integrations", tags=["integrations"])
 
@@ -117,7 +117,7 @@ def sync_shoptet(project_id: UUID, request: Request, user: CurrentUser) -> dict[
     require_member(request, user, project_id)
     client = shoptet_client(request, project_id)
     try:
-        report = sync_orders(request.app.state.database, client, project_id, SYNC_PAGES_PER_CALL)
+        report = sync_shop(request.app.state.database, client, project_id, SYNC_PAGES_PER_CALL)
     except ShoptetError as error:
         raise shoptet_failure(error) from error
     finally:

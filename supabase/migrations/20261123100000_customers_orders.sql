@@ -113,15 +113,24 @@ create table private.integrations (
   api_token_encrypted text,
   webhook_secret_encrypted text,
   settings jsonb not null default '{}'::jsonb,
-  -- Incremental sync: changes since sync_cursor are paged through; sync_page and
-  -- sync_high_water (the newest change seen so far in this run) make a crashed run resumable.
-  sync_cursor timestamptz,
-  sync_page integer,
-  sync_high_water timestamptz,
-  last_synced_at timestamptz,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
   primary key (project_id, source)
+);
+
+-- Incremental sync per stream (orders, customers): changes since `cursor` are paged through;
+-- `page` and `high_water` (the newest change seen so far in this run) make a crashed run
+-- resumable.
+create table private.sync_streams (
+  project_id uuid not null,
+  source text not null,
+  stream text not null check (stream in ('orders', 'customers')),
+  cursor timestamptz,
+  page integer,
+  high_water timestamptz,
+  last_synced_at timestamptz,
+  primary key (project_id, source, stream),
+  foreign key (project_id, source) references private.integrations (project_id, source) on delete cascade
 );
 
 -- Upserts a customer as the importers describe one:
@@ -244,33 +253,43 @@ as $$
   from public.projects p where p.id = p_project_id
 $$;
 
+-- Where a stream's sync stands: the cursor of the last finished run and the page to resume at.
+create function private.sync_position(p_project_id uuid, p_source text, p_stream text)
+returns table (cursor timestamptz, page integer)
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select s.cursor, s.page from private.sync_streams s
+  where s.project_id = p_project_id and s.source = p_source and s.stream = p_stream
+$$;
+
 -- Sync progress, saved after every page so a crashed run resumes where it stopped.
 create function private.save_sync_progress(
-  p_project_id uuid, p_source text, p_next_page integer, p_high_water timestamptz
+  p_project_id uuid, p_source text, p_stream text, p_next_page integer, p_high_water timestamptz
 )
 returns void
 language sql
 security definer
 set search_path = ''
 as $$
-  update private.integrations
-  set sync_page = p_next_page,
-      sync_high_water = greatest(sync_high_water, p_high_water),
-      updated_at = now()
-  where project_id = p_project_id and source = p_source
+  insert into private.sync_streams as s (project_id, source, stream, page, high_water)
+  values (p_project_id, p_source, p_stream, p_next_page, p_high_water)
+  on conflict (project_id, source, stream) do update
+  set page = excluded.page, high_water = greatest(s.high_water, excluded.high_water)
 $$;
 
 -- A run reached the last page: later runs start from the newest change it saw.
-create function private.finish_sync(p_project_id uuid, p_source text)
+create function private.finish_sync(p_project_id uuid, p_source text, p_stream text)
 returns void
 language sql
 security definer
 set search_path = ''
 as $$
-  update private.integrations
-  set sync_cursor = coalesce(sync_high_water, sync_cursor), sync_page = null,
-      sync_high_water = null, last_synced_at = now(), updated_at = now()
-  where project_id = p_project_id and source = p_source
+  update private.sync_streams
+  set cursor = coalesce(high_water, cursor), page = null, high_water = null, last_synced_at = now()
+  where project_id = p_project_id and source = p_source and stream = p_stream
 $$;
 
 -- The same upsert for a signed-in member importing into their own project (CSV import).
@@ -401,9 +420,13 @@ revoke all on function private.upsert_order(uuid, text, jsonb) from public, anon
 
 revoke all on function private.upsert_shop_customer(uuid, text, jsonb) from public, anon, authenticated;
 
-revoke all on function private.save_sync_progress(uuid, text, integer, timestamptz) from public, anon, authenticated;
+revoke all on private.sync_streams from public;
 
-revoke all on function private.finish_sync(uuid, text) from public, anon, authenticated;
+revoke all on function private.sync_position(uuid, text, text) from public, anon, authenticated;
+
+revoke all on function private.save_sync_progress(uuid, text, text, integer, timestamptz) from public, anon, authenticated;
+
+revoke all on function private.finish_sync(uuid, text, text) from public, anon, authenticated;
 
 revoke all on function private.integration_for(uuid, text) from public, anon, authenticated;
 
@@ -423,9 +446,11 @@ grant execute on function private.upsert_order(uuid, text, jsonb) to service_rol
 
 grant execute on function private.upsert_shop_customer(uuid, text, jsonb) to service_role;
 
-grant execute on function private.save_sync_progress(uuid, text, integer, timestamptz) to service_role;
+grant execute on function private.sync_position(uuid, text, text) to service_role;
 
-grant execute on function private.finish_sync(uuid, text) to service_role;
+grant execute on function private.save_sync_progress(uuid, text, text, integer, timestamptz) to service_role;
+
+grant execute on function private.finish_sync(uuid, text, text) to service_role;
 
 grant execute on function private.integration_for(uuid, text) to service_role;
 
