@@ -61,25 +61,24 @@ select r, f,
   end
 from generate_series(1, 5) as r, generate_series(1, 5) as f;
 
--- Which workspaces the caller may see in analytics: a signed-in user (claims with a subject, as
--- the Data API and the edge always set) sees their own workspaces, whatever the connection; a
--- session without a user sees everything only if it logged in as an analyst (session_user
--- cannot be changed by SET ROLE).
-create function private.analytics_workspace_ids()
-returns setof uuid
+-- Whether the caller sees every workspace in analytics: only a session without a signed-in
+-- user (the Data API and the edge always set one) that logged in as a member of
+-- growthbase_analyst (session_user cannot be changed by SET ROLE). Everyone else sees the
+-- workspaces they belong to.
+create function private.analytics_sees_all()
+returns boolean
 language sql
 stable
 security definer
 set search_path = ''
 as $$
-  select w.id from public.workspaces w
-  where auth.uid() is null
-    and pg_catalog.pg_has_role(session_user, 'growthbase_analyst', 'member')
-  union
-  select private.user_workspace_ids()
+  select auth.uid() is null
+     and pg_catalog.pg_has_role(session_user, 'growthbase_analyst', 'member')
 $$;
 
 -- The scoring itself, for the given workspaces (null: all). See the header for the rules.
+-- work_mem: with the default 4 MB the three window sorts over 200k customers spill to disk
+-- (2.4-2.9 s for 1M orders on 2 cores); with 64 MB they sort in memory (1.6-1.7 s).
 create function private.rfm_scores(p_as_of date, p_workspace_ids uuid[])
 returns table (
   workspace_id uuid, contact_id uuid, first_order_at timestamptz, last_order_at timestamptz,
@@ -90,6 +89,7 @@ language sql
 stable
 security definer
 set search_path = ''
+set work_mem = '64MB'
 as $$
   with per_contact as (
     select o.workspace_id, o.contact_id,
@@ -135,7 +135,10 @@ as $$
   select s.workspace_id, s.contact_id, s.first_order_at, s.last_order_at, s.recency_days,
          s.frequency, s.monetary, s.r_score, s.f_score, s.m_score,
          s.r_score::text || s.f_score::text || s.m_score::text, m.segment
-  from private.rfm_scores(p_as_of, array(select private.analytics_workspace_ids())) s
+  from private.rfm_scores(
+    p_as_of,
+    case when private.analytics_sees_all() then null else array(select private.user_workspace_ids()) end
+  ) s
   join analytics.rfm_segment_map m on m.r_score = s.r_score and m.f_score = s.f_score
 $$;
 
@@ -248,7 +251,7 @@ revoke all on analytics.rfm_segment_map from public;
 
 revoke all on analytics.rfm_snapshots from public;
 
-revoke all on function private.analytics_workspace_ids() from public, anon, authenticated;
+revoke all on function private.analytics_sees_all() from public, anon, authenticated;
 
 revoke all on function private.rfm_scores(date, uuid[]) from public, anon, authenticated;
 
