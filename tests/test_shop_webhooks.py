@@ -318,3 +318,16 @@ def test_viewers_cannot_connect_a_shop(conn: Conn, client: TestClient, jwks: Jwk
     viewer = add_member(conn, owner, "viewer")
     response = connect(client, jwks, viewer, make_project(conn, owner), "shopify")
     assert (response.status_code, response.json()["error"]["code"]) == (404, "project_not_found")
+
+
+def test_a_disconnected_shop_can_no_longer_deliver(
+    client: TestClient, jwks: JwksServer, conn: Conn, shop: tuple[User, uuid.UUID]
+) -> None:
+    owner, project = shop
+    response = client.post(
+        f"/api/v1/projects/{project}/integrations/shopify/disconnect",
+        headers={"Authorization": f"Bearer {jwks.sign(jwks.claims(owner.id))}"},
+    )
+    assert response.json()["data"]["removed"] is True
+    assert post_shopify(client, project, shopify_order(3003)).status_code == 401
+    assert orders(conn, project) == []
