@@ -14,12 +14,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from api.ai import SafeAi
 from api.auth_tokens import TokenVerifier
 from api.db import Database
 from api.envelope import failure
 from api.errors import STATUS_CODES, ApiError, from_database_error
+from api.providers.groq_ai import GroqChat
 from api.providers.make import MakeClient
-from api.routes import automations, cron, health, imports, integrations, me
+from api.routes import ai, automations, cron, health, imports, integrations, me
 from api.routes.webhooks import make as make_webhooks
 from api.routes.webhooks import shops as shop_webhooks
 from api.routes.webhooks import shoptet as shoptet_webhooks
@@ -62,6 +64,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.database = database
     app.state.make = make
+    app.state.ai = (
+        SafeAi(
+            GroqChat(
+                api_key=settings.groq_api_key.get_secret_value(),
+                base_url=settings.groq_base_url,
+                timeout_seconds=settings.groq_timeout_seconds,
+                max_wait_seconds=settings.groq_max_wait_seconds,
+            ),
+            settings.groq_model,
+        )
+        if settings.groq_api_key
+        else None
+    )
     app.state.secret_box = (
         SecretBox(settings.integrations_encryption_key.get_secret_value())
         if settings.integrations_encryption_key
@@ -96,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(shop_webhooks.router)
     app.include_router(integrations.router)
     app.include_router(imports.router)
+    app.include_router(ai.router)
     app.include_router(cron.router)
     return app
 

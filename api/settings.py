@@ -38,6 +38,14 @@ class Settings(BaseSettings):
 
     shoptet_api_url: str = "https://api.myshoptet.com"
 
+    # Groq (OpenAI-compatible chat completions); without a key AI routes answer 503.
+    groq_api_key: SecretStr | None = None
+    groq_base_url: str | None = None
+    groq_model: str = "openai/gpt-oss-20b"
+    groq_timeout_seconds: float = Field(default=30.0, gt=0, le=120)
+    # How long in total a call may wait out Groq's 429 Retry-After before answering 503.
+    groq_max_wait_seconds: float = Field(default=10.0, ge=0, le=60)
+
     # Fernet key (urlsafe base64 of 32 bytes) encrypting shop credentials stored in Postgres.
     integrations_encryption_key: SecretStr | None = None
 

@@ -1,0 +1,135 @@
+"""Every AI call goes through SafeAi: it charges credits in the database, redacts personal data
+before anything leaves (PII Safe Mode), asks for structured output and validates it (one retry),
+restores the redacted values in the answer, records usage, and refunds when the provider fails.
+Routes get a SafeAi, never the provider client, so there is no way around Safe Mode.
+"""
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel, ValidationError
+
+from api.auth_tokens import VerifiedUser
+from api.db import Database
+from api.errors import ApiError
+from api.pii import SafeSession
+from api.providers.groq_ai import GroqChat, ProviderError
+
+log = logging.getLogger("growthbase.ai")
+Output = TypeVar("Output", bound=BaseModel)
+ATTEMPTS = 2
+
+
+def restore_all(value: Any, session: SafeSession) -> Any:
+    """Put redacted values back into every string of a structured answer."""
+    if isinstance(value, str):
+        return session.restore(value)
+    if isinstance(value, list):
+        return [restore_all(item, session) for item in value]
+    if isinstance(value, dict):
+        return {key: restore_all(item, session) for key, item in value.items()}
+    return value
+
+
+@dataclass
+class Usage:
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+
+class SafeAi:
+    def __init__(self, chat: GroqChat, model: str) -> None:
+        self._chat = chat
+        self.model = model
+
+    def generate(
+        self,
+        database: Database,
+        user: VerifiedUser,
+        *,
+        workspace_id: Any,
+        feature: str,
+        instructions: str,
+        inputs: Mapping[str, str],
+        output: type[Output],
+        schema: dict[str, Any],
+    ) -> tuple[Output, str]:
+        """The validated, PII-restored answer and the id of the recorded call."""
+        with database.as_user(user.claims) as conn:
+            row = conn.execute(
+                "select public.start_ai_call(%s, %s, %s) as id", (workspace_id, feature, self.model)
+            ).fetchone()
+        assert row is not None
+        call_id = str(row["id"])
+        session = SafeSession()
+        prompt = "\n".join(f"{name}: {session.redact(text)}" for name, text in inputs.items())
+        started = time.perf_counter()
+        usage = Usage()
+        try:
+            answer = self._ask(instructions, prompt, output, schema, session, feature, usage)
+        except (ApiError, ProviderError) as error:
+            self._finish(database, call_id, session, started, usage, error)
+            if isinstance(error, ProviderError):
+                raise ApiError(502, error.code, str(error)) from error
+            raise
+        self._finish(database, call_id, session, started, usage, None)
+        log.info("ai call=%s feature=%s redacted=%s", call_id, feature, session.category_counts())
+        return answer, call_id
+
+    def _ask(
+        self,
+        instructions: str,
+        prompt: str,
+        output: type[Output],
+        schema: dict[str, Any],
+        session: SafeSession,
+        feature: str,
+        usage: Usage,
+    ) -> Output:
+        for _ in range(ATTEMPTS):
+            completion = self._chat.complete_json(
+                model=self.model,
+                system=instructions,
+                user=prompt,
+                schema_name=feature,
+                schema=schema,
+            )
+            usage.tokens_in += completion.tokens_in
+            usage.tokens_out += completion.tokens_out
+            try:
+                raw = json.loads(completion.content)
+                return output.model_validate(restore_all(raw, session))
+            except (ValueError, ValidationError):
+                continue
+        raise ApiError(
+            502, "invalid_model_output", "The AI answered in the wrong shape twice; try again"
+        )
+
+    def _finish(
+        self,
+        database: Database,
+        call_id: str,
+        session: SafeSession,
+        started: float,
+        usage: Usage,
+        error: Exception | None,
+    ) -> None:
+        code = getattr(error, "code", None) if error else None
+        with database.as_service() as conn:
+            conn.execute(
+                "select private.finish_ai_call(%s, %s, %s, %s, %s, %s, %s)",
+                (
+                    call_id,
+                    error is None,
+                    usage.tokens_in,
+                    usage.tokens_out,
+                    int((time.perf_counter() - started) * 1000),
+                    code,
+                    Jsonb(session.category_counts()),
+                ),
+            )

@@ -1,0 +1,252 @@
+"""AI routes through the real groq SDK against a local server in Groq's API shape: Safe Mode on
+the wire, restored answers, validation with one retry, 429 handling, credits and usage."""
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from psycopg.rows import DictRow
+from pydantic import SecretStr
+
+from api.app import create_app
+from api.settings import Settings
+from tests.factories import User, acting_as, create_user, one
+from tests.groq_server import GroqServer, Reply, serve_groq
+from tests.jwks import JwksServer, SigningKey, serve_jwks
+from tests.test_automations_db import balance, fund, ledger
+from tests.test_tenancy import add_member
+
+Conn = psycopg.Connection[DictRow]
+
+PROFILE = (
+    "Marketing managers like Jana Nováková (jana.novakova@firma.cz, +420 777 123 456, "
+    "RČ 736028/5163) paying from CZ65 0800 0000 1920 0014 5399 with card 4111 1111 1111 1111, "
+    "office IP 192.168.10.5"
+)
+SECRETS = [
+    "jana.novakova@firma.cz",
+    "+420 777 123 456",
+    "736028/5163",
+    "CZ65 0800 0000 1920 0014 5399",
+    "4111 1111 1111 1111",
+    "192.168.10.5",
+]
+
+
+@pytest.fixture(scope="module")
+def jwks() -> Iterator[JwksServer]:
+    with serve_jwks(SigningKey.generate("ES256")) as server:
+        yield server
+
+
+@pytest.fixture
+def groq() -> Iterator[GroqServer]:
+    with serve_groq() as server:
+        yield server
+
+
+@pytest.fixture
+def client(database_url: str, jwks: JwksServer, groq: GroqServer) -> Iterator[TestClient]:
+    settings = Settings(
+        database_url=SecretStr(database_url),
+        supabase_url=jwks.base_url,
+        groq_api_key=SecretStr("gsk_test_" + uuid.uuid4().hex),
+        groq_base_url=groq.base_url,
+        groq_max_wait_seconds=2,
+    )
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def owner(conn: Conn) -> User:
+    user = create_user(conn)
+    fund(conn, user, 20)
+    return user
+
+
+def ask_copy(client: TestClient, jwks: JwksServer, user: User, workspace: Any = None) -> Any:
+    return client.post(
+        "/api/v1/ai/campaign-copy",
+        headers={"Authorization": f"Bearer {jwks.sign(jwks.claims(user.id))}"},
+        json={
+            "workspace_id": str(workspace or user.workspace_id),
+            "product_url": "https://shop.example/boots",
+            "ideal_customer_profile": PROFILE,
+            "tone": "warm",
+            "language": "cs",
+        },
+    )
+
+
+def test_no_personal_data_leaves_and_the_answer_has_it_back(
+    client: TestClient, jwks: JwksServer, groq: GroqServer, conn: Conn, owner: User
+) -> None:
+    response = ask_copy(client, jwks, owner)
+    assert response.status_code == 200, response.text
+    sent = json.dumps(groq.requests[0])
+    for secret in SECRETS:
+        assert secret not in sent
+    assert "[EMAIL_1]" in sent and "[BIRTH_NUMBER_1]" in sent
+    data = response.json()["data"]
+    assert [v["angle"] for v in data["variants"]] == ["problem", "benefit", "question"]
+    for secret in SECRETS:
+        assert secret in data["variants"][0]["body"]
+    assert groq.requests[0]["response_format"]["json_schema"]["strict"] is True
+    call = one(
+        conn,
+        "select status, model, tokens_in, tokens_out, pii_redacted, credits_charged"
+        " from public.ai_calls where id = %s",
+        (data["ai_call_id"],),
+    )
+    assert call == {
+        "status": "succeeded",
+        "model": "openai/gpt-oss-20b",
+        "tokens_in": 120,
+        "tokens_out": 80,
+        "pii_redacted": {"EMAIL": 1, "PHONE": 1, "BIRTH_NUMBER": 1, "IBAN": 1, "CARD": 1, "IP": 1},
+        "credits_charged": 3,
+    }
+    assert balance(conn, owner) == 17
+
+
+def test_invalid_output_is_retried_once_then_502_and_refunded(
+    client: TestClient, jwks: JwksServer, groq: GroqServer, conn: Conn, owner: User
+) -> None:
+    groq.script.extend([Reply(content="not json"), Reply(content='{"variants": []}')])
+    failed = ask_copy(client, jwks, owner)
+    assert (failed.status_code, failed.json()["error"]["code"]) == (502, "invalid_model_output")
+    assert len(groq.requests) == 2
+    assert balance(conn, owner) == 20
+    assert ledger(conn, owner) == [("ai_charge", -3), ("ai_refund", 3)]
+    groq.script.append(Reply(content="{oops"))
+    recovered = ask_copy(client, jwks, owner)
+    assert recovered.status_code == 200
+    assert balance(conn, owner) == 17
+
+
+def test_a_429_is_waited_out_then_succeeds(
+    client: TestClient, jwks: JwksServer, groq: GroqServer, owner: User
+) -> None:
+    groq.script.append(Reply(status=429, headers={"retry-after": "0"}))
+    response = ask_copy(client, jwks, owner)
+    assert response.status_code == 200
+    assert len(groq.requests) == 2
+
+
+def test_a_long_429_is_503_provider_busy_and_refunded(
+    client: TestClient, jwks: JwksServer, groq: GroqServer, conn: Conn, owner: User
+) -> None:
+    groq.script.append(Reply(status=429, headers={"retry-after": "30"}))
+    response = ask_copy(client, jwks, owner)
+    assert (response.status_code, response.json()["error"]["code"]) == (503, "provider_busy")
+    assert response.headers["Retry-After"] == "30"
+    assert balance(conn, owner) == 20
+
+
+def test_a_provider_error_is_502_and_refunded(
+    client: TestClient, jwks: JwksServer, groq: GroqServer, conn: Conn, owner: User
+) -> None:
+    groq.script.append(Reply(status=500, error={"message": "boom", "type": "internal_error"}))
+    response = ask_copy(client, jwks, owner)
+    assert (response.status_code, response.json()["error"]["code"]) == (502, "provider_error")
+    assert balance(conn, owner) == 20
+    failed = one(
+        conn,
+        "select status, error_code from public.ai_calls where workspace_id = %s",
+        (owner.workspace_id,),
+    )
+    assert failed == {"status": "failed", "error_code": "provider_error"}
+
+
+def test_credits_viewers_and_strangers(
+    client: TestClient, jwks: JwksServer, groq: GroqServer, conn: Conn, owner: User
+) -> None:
+    viewer, stranger = add_member(conn, owner, "viewer"), create_user(conn)
+    as_viewer = ask_copy(client, jwks, viewer, owner.workspace_id)
+    as_stranger = ask_copy(client, jwks, stranger, owner.workspace_id)
+    fund(conn, owner, 2)
+    broke = ask_copy(client, jwks, owner)
+    assert [r.json()["error"]["code"] for r in (as_viewer, as_stranger, broke)] == [
+        "insufficient_role",
+        "workspace_not_found",
+        "insufficient_credits",
+    ]
+    assert groq.requests == []
+
+
+def test_content_generation(
+    client: TestClient, jwks: JwksServer, groq: GroqServer, owner: User
+) -> None:
+    response = client.post(
+        "/api/v1/ai/content",
+        headers={"Authorization": f"Bearer {jwks.sign(jwks.claims(owner.id))}"},
+        json={
+            "workspace_id": str(owner.workspace_id),
+            "kind": "blog_post",
+            "subject": "Trail running for beginners, ask petr@obchod.cz",
+            "keywords": ["trail"],
+        },
+    )
+    assert response.status_code == 200
+    data = response.json()["data"]
+    assert data["kind"] == "blog_post" and data["outline"] == ["Why", "How"]
+    assert "petr@obchod.cz" in data["body"]
+    assert "petr@obchod.cz" not in json.dumps(groq.requests[0])
+
+
+def test_bad_requests_and_a_missing_key(
+    client: TestClient, jwks: JwksServer, owner: User, database_url: str
+) -> None:
+    headers = {"Authorization": f"Bearer {jwks.sign(jwks.claims(owner.id))}"}
+    bad = client.post(
+        "/api/v1/ai/campaign-copy",
+        headers=headers,
+        json={"workspace_id": str(owner.workspace_id), "product_url": "ftp://x"},
+    )
+    assert bad.status_code == 422
+    fields = {d["field"] for d in bad.json()["error"]["details"]}
+    assert {"body.product_url", "body.ideal_customer_profile"} <= fields
+    local = client.post(
+        "/api/v1/ai/campaign-copy",
+        headers=headers,
+        json={
+            "workspace_id": str(owner.workspace_id),
+            "product_url": "http://127.0.0.1:9/admin",
+            "ideal_customer_profile": "shops",
+            "read_product_page": True,
+        },
+    )
+    assert (local.status_code, local.json()["error"]["code"]) == (422, "url_not_allowed")
+    settings = Settings(database_url=SecretStr(database_url), supabase_url=jwks.base_url)
+    with TestClient(create_app(settings)) as unconfigured:
+        response = ask_copy(unconfigured, jwks, owner)
+    assert (response.status_code, response.json()["error"]["code"]) == (
+        503,
+        "provider_not_configured",
+    )
+
+
+def test_usage_per_model_and_workspace(
+    client: TestClient, jwks: JwksServer, groq: GroqServer, conn: Conn, owner: User
+) -> None:
+    ask_copy(client, jwks, owner)
+    groq.script.append(Reply(status=500))
+    ask_copy(client, jwks, owner)
+    with acting_as(conn, owner):
+        rows = conn.execute(
+            "select workspace_id, model, calls, failures, failure_rate from analytics.ai_usage"
+        ).fetchall()
+    assert rows == [
+        {
+            "workspace_id": owner.workspace_id,
+            "model": "openai/gpt-oss-20b",
+            "calls": 2,
+            "failures": 1,
+            "failure_rate": pytest.approx(0.5),
+        }
+    ]
