@@ -21,8 +21,10 @@ from api.envelope import failure
 from api.errors import STATUS_CODES, ApiError, from_database_error
 from api.providers.groq_ai import GroqChat
 from api.providers.make import MakeClient
-from api.routes import ai, automations, cron, health, imports, integrations, me
+from api.providers.razorpay_billing import RazorpayBilling
+from api.routes import ai, automations, billing, cron, health, imports, integrations, me
 from api.routes.webhooks import make as make_webhooks
+from api.routes.webhooks import razorpay as razorpay_webhooks
 from api.routes.webhooks import shops as shop_webhooks
 from api.routes.webhooks import shoptet as shoptet_webhooks
 from api.secrets_box import SecretBox
@@ -77,6 +79,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.groq_api_key
         else None
     )
+    app.state.billing = (
+        RazorpayBilling(
+            key_id=settings.razorpay_key_id,
+            key_secret=settings.razorpay_key_secret.get_secret_value(),
+            base_url=settings.razorpay_base_url,
+        )
+        if settings.razorpay_key_id and settings.razorpay_key_secret
+        else None
+    )
     app.state.secret_box = (
         SecretBox(settings.integrations_encryption_key.get_secret_value())
         if settings.integrations_encryption_key
@@ -112,6 +123,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(integrations.router)
     app.include_router(imports.router)
     app.include_router(ai.router)
+    app.include_router(billing.router)
+    app.include_router(razorpay_webhooks.router)
     app.include_router(cron.router)
     return app
 

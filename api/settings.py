@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     # How long in total a call may wait out Groq's 429 Retry-After before answering 503.
     groq_max_wait_seconds: float = Field(default=10.0, ge=0, le=60)
 
+    # Razorpay: API keys create and change subscriptions; the webhook secret (a different
+    # secret) verifies webhooks.
+    razorpay_key_id: str | None = None
+    razorpay_key_secret: SecretStr | None = None
+    razorpay_webhook_secret: SecretStr | None = None
+    razorpay_base_url: str = "https://api.razorpay.com"
+
     # Fernet key (urlsafe base64 of 32 bytes) encrypting shop credentials stored in Postgres.
     integrations_encryption_key: SecretStr | None = None
 

@@ -232,9 +232,10 @@ def test_the_plan_rate_limit_refuses_the_request_after_the_limit(conn: Conn) -> 
 
 def test_the_workspace_limit_holds_across_its_members(conn: Conn) -> None:
     owner = create_user(conn)
-    fund(conn, owner, 1000, tier="free")  # free: 20 per workspace per hour
+    fund(conn, owner, 1000, tier="team")  # seats for six
     project = make_project(conn, owner)
     members = [add_member(conn, owner, "member") for _ in range(5)]
+    fund(conn, owner, 1000, tier="free")  # free: 20 per workspace per hour; members stay
     for member in members:
         for _ in range(4):
             enqueue(conn, member, project)

@@ -288,7 +288,7 @@ def test_events_that_could_not_be_applied_are_replayed_by_the_cron(
         (f"{shop.project}:%",),
     )
     replay = shop.client.get(
-        "/api/v1/cron/shoptet-replay", headers={"Authorization": f"Bearer {CRON}"}
+        "/api/v1/cron/webhook-replay", headers={"Authorization": f"Bearer {CRON}"}
     )
-    assert replay.json()["data"]["outcomes"].get("applied") == 1
+    assert replay.json()["data"]["outcomes"].get("shoptet:applied") == 1
     assert [r["external_id"] for r in stored_orders(conn, shop.project)] == ["2026000009"]

@@ -13,7 +13,8 @@ from api.errors import ApiError
 from api.outbox import drain_make_outbox
 from api.providers.shoptet import ShoptetError
 from api.routes.automations import callback_base_url
-from api.routes.webhooks.shoptet import apply_event
+from api.routes.webhooks.razorpay import apply_event as apply_razorpay_event
+from api.routes.webhooks.shoptet import apply_event as apply_shoptet_event
 from api.settings import Settings
 
 router = APIRouter(prefix="/api/v1/cron", tags=["cron"])
@@ -59,30 +60,34 @@ def take_rfm_snapshot(request: Request) -> dict[str, Any]:
     return ok({"snapshot_month": row["month"].isoformat(), "contacts": row["contacts"]})
 
 
-@router.get("/shoptet-replay")
-def replay_shoptet_events(request: Request) -> dict[str, Any]:
-    """Applies stored Shoptet events whose first apply did not finish."""
+@router.get("/webhook-replay")
+def replay_webhooks(request: Request) -> dict[str, Any]:
+    """Applies stored webhooks (Shoptet, Razorpay) whose first apply did not finish."""
     require_cron_secret(request)
     database: Database = request.app.state.database
     settings: Settings = request.app.state.settings
-    with database.as_service() as conn:
-        events = conn.execute(
-            "select id, event_id, body from private.unprocessed_webhook_events('shoptet', %s)",
-            (DRAIN_LIMIT,),
-        ).fetchall()
     outcomes: dict[str, int] = {}
-    for stored in events:
-        project_id = UUID(stored["event_id"].split(":", 1)[0])
-        try:
-            outcome = apply_event(
-                database,
-                request.app.state.secret_box,
-                settings.shoptet_api_url,
-                project_id,
-                stored["id"],
-                json.loads(stored["body"]),
-            )
-        except (ShoptetError, ApiError) as error:
-            outcome = f"failed:{type(error).__name__}"
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
-    return ok({"events": len(events), "outcomes": outcomes})
+    for provider in ("shoptet", "razorpay"):
+        with database.as_service() as conn:
+            events = conn.execute(
+                "select id, event_id, body from private.unprocessed_webhook_events(%s, %s)",
+                (provider, DRAIN_LIMIT),
+            ).fetchall()
+        for stored in events:
+            try:
+                if provider == "shoptet":
+                    outcome = apply_shoptet_event(
+                        database,
+                        request.app.state.secret_box,
+                        settings.shoptet_api_url,
+                        UUID(stored["event_id"].split(":", 1)[0]),
+                        stored["id"],
+                        json.loads(stored["body"]),
+                    )
+                else:
+                    outcome = apply_razorpay_event(database, stored["id"])
+            except (ShoptetError, ApiError) as error:
+                outcome = f"failed:{type(error).__name__}"
+            key = f"{provider}:{outcome}"
+            outcomes[key] = outcomes.get(key, 0) + 1
+    return ok({"outcomes": outcomes})

@@ -1,0 +1,152 @@
+"""Subscriptions: owners and admins start, cancel and change them; Razorpay's webhooks then
+move their state (see the billing migration)."""
+
+from typing import Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict
+
+from api.auth import CurrentUser
+from api.auth_tokens import VerifiedUser
+from api.db import Database
+from api.envelope import ok
+from api.errors import ApiError
+from api.providers.razorpay_billing import RazorpayBilling
+
+router = APIRouter(prefix="/api/v1/billing", tags=["billing"])
+PaidTier = Literal["solo", "team"]
+
+
+class NewSubscription(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workspace_id: UUID
+    tier: PaidTier
+
+
+class Cancellation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at_period_end: bool = True
+
+
+class PlanChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tier: PaidTier
+
+
+def billing(request: Request) -> RazorpayBilling:
+    client: RazorpayBilling | None = request.app.state.billing
+    if client is None:
+        raise ApiError(503, "provider_not_configured", "Razorpay is not configured")
+    return client
+
+
+def plan_id(request: Request, user: VerifiedUser, tier: str) -> str:
+    database: Database = request.app.state.database
+    with database.as_user(user.claims) as conn:
+        row = conn.execute(
+            "select razorpay_plan_id from public.plans where tier = %s", (tier,)
+        ).fetchone()
+    if row is None or not row["razorpay_plan_id"]:
+        raise ApiError(422, "plan_not_purchasable", f"The {tier} plan cannot be bought")
+    return str(row["razorpay_plan_id"])
+
+
+def managed_subscription(
+    request: Request, user: VerifiedUser, subscription_id: UUID
+) -> dict[str, Any]:
+    """The subscription, if the user is an owner or admin of its workspace."""
+    database: Database = request.app.state.database
+    with database.as_user(user.claims) as conn:
+        row = conn.execute(
+            "select id, workspace_id, razorpay_subscription_id, status from public.subscriptions"
+            " where id = %s",
+            (subscription_id,),
+        ).fetchone()
+        if row is None:
+            raise ApiError(404, "subscription_not_found", "Subscription not found")
+        conn.execute("select public.assert_billing_manager(%s)", (row["workspace_id"],))
+    return dict(row)
+
+
+@router.post("/subscriptions", status_code=201)
+def create_subscription(
+    body: NewSubscription, request: Request, user: CurrentUser
+) -> dict[str, Any]:
+    client = billing(request)
+    database: Database = request.app.state.database
+    with database.as_user(user.claims) as conn:
+        conn.execute("select public.assert_billing_manager(%s)", (body.workspace_id,))
+        live = conn.execute(
+            "select 1 from public.subscriptions where workspace_id = %s and status in"
+            " ('created', 'authenticated', 'active', 'pending', 'halted', 'paused', 'resumed')",
+            (body.workspace_id,),
+        ).fetchone()
+    if live:
+        raise ApiError(409, "subscription_exists", "This workspace already has a live subscription")
+    created = client.create_subscription(plan_id(request, user, body.tier), str(body.workspace_id))
+    with database.as_user(user.claims) as conn:
+        row = conn.execute(
+            "select id, status from public.record_subscription(%s, %s, %s, %s, %s)",
+            (
+                body.workspace_id,
+                body.tier,
+                created["id"],
+                created.get("status", "created"),
+                created.get("short_url"),
+            ),
+        ).fetchone()
+    assert row is not None
+    return ok(
+        {
+            "id": str(row["id"]),
+            "status": row["status"],
+            "tier": body.tier,
+            "checkout": {
+                "key": client.key_id,
+                "subscription_id": created["id"],
+                "short_url": created.get("short_url"),
+            },
+        }
+    )
+
+
+@router.post("/subscriptions/{subscription_id}/cancel")
+def cancel_subscription(
+    subscription_id: UUID, body: Cancellation, request: Request, user: CurrentUser
+) -> dict[str, Any]:
+    client = billing(request)
+    subscription = managed_subscription(request, user, subscription_id)
+    result = client.cancel(subscription["razorpay_subscription_id"], body.at_period_end)
+    if body.at_period_end:
+        database: Database = request.app.state.database
+        with database.as_user(user.claims) as conn:
+            conn.execute("select public.mark_cancel_at_period_end(%s)", (subscription_id,))
+    return ok(
+        {
+            "id": str(subscription_id),
+            "razorpay_status": result.get("status"),
+            "at_period_end": body.at_period_end,
+        }
+    )
+
+
+@router.post("/subscriptions/{subscription_id}/change-plan")
+def change_plan(
+    subscription_id: UUID, body: PlanChange, request: Request, user: CurrentUser
+) -> dict[str, Any]:
+    client = billing(request)
+    subscription = managed_subscription(request, user, subscription_id)
+    result = client.change_plan(
+        subscription["razorpay_subscription_id"], plan_id(request, user, body.tier)
+    )
+    return ok(
+        {
+            "id": str(subscription_id),
+            "tier": body.tier,
+            "scheduled_at_period_end": bool(result.get("has_scheduled_changes", True)),
+        }
+    )

@@ -1,0 +1,73 @@
+"""Razorpay webhooks: verified over the raw body with the webhook secret (the SDK's utility),
+de-duplicated on X-Razorpay-Event-Id, stored, acknowledged at once, then applied in SQL
+(private.apply_razorpay_event); anything not applied is replayed by the cron."""
+
+import hashlib
+import json
+import logging
+from typing import Annotated, Any
+from uuid import UUID
+
+import psycopg
+import razorpay
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
+
+from api.db import Database
+from api.envelope import ok
+from api.errors import ApiError
+from api.routes.webhooks.make import raw_body
+from api.settings import Settings
+
+router = APIRouter(tags=["webhooks"])
+log = logging.getLogger("growthbase.webhooks.razorpay")
+
+
+def apply_event(database: Database, event_id: UUID) -> str:
+    with database.as_service() as conn:
+        row = conn.execute(
+            "select private.apply_razorpay_event(%s) as outcome", (event_id,)
+        ).fetchone()
+    return str(row["outcome"]) if row else "unknown"
+
+
+def apply_in_background(database: Database, event_id: UUID) -> None:
+    try:
+        apply_event(database, event_id)
+    except (psycopg.Error, ApiError) as error:
+        log.warning(
+            "razorpay event %s not applied yet (%s); the cron retries",
+            event_id,
+            type(error).__name__,
+        )
+
+
+@router.post("/api/v1/webhooks/razorpay")
+def razorpay_webhook(
+    request: Request, background: BackgroundTasks, body: Annotated[bytes, Depends(raw_body)]
+) -> dict[str, Any]:
+    settings: Settings = request.app.state.settings
+    if settings.razorpay_webhook_secret is None:
+        raise ApiError(503, "provider_not_configured", "RAZORPAY_WEBHOOK_SECRET is not set")
+    signature = request.headers.get("X-Razorpay-Signature", "")
+    try:
+        razorpay.Utility(None).verify_webhook_signature(
+            body.decode(), signature, settings.razorpay_webhook_secret.get_secret_value()
+        )
+    except razorpay.errors.SignatureVerificationError as error:
+        raise ApiError(401, "signature_invalid", "The webhook signature does not verify") from error
+    try:
+        json.loads(body)
+    except ValueError as error:
+        raise ApiError(422, "invalid_input", "The webhook body is not JSON") from error
+    event_id = request.headers.get("X-Razorpay-Event-Id") or hashlib.sha256(body).hexdigest()
+    database: Database = request.app.state.database
+    with database.as_service() as conn:
+        stored = conn.execute(
+            "select id, duplicate from private.record_webhook_event('razorpay', %s, %s)",
+            (event_id[:200], body.decode()),
+        ).fetchone()
+    assert stored is not None
+    if stored["duplicate"]:
+        return ok({"outcome": "duplicate"})
+    background.add_task(apply_in_background, database, stored["id"])
+    return ok({"outcome": "accepted"})
