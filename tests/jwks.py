@@ -1,12 +1,11 @@
 """A real HTTP server publishing a JWKS, and a signer for tokens shaped like Supabase's."""
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import jwt
@@ -14,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from scripts.token import supabase_claims
+from tests.http_server import serve
 
 JWKS_PATH = "/auth/v1/.well-known/jwks.json"
 
@@ -81,13 +81,6 @@ def serve_jwks(*keys: SigningKey) -> Iterator[JwksServer]:
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: the suite's output is for failures."""
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with serve(Handler) as base_url:
+        state.base_url = base_url
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()

@@ -9,8 +9,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.http_server import serve
 
 
 @dataclass(frozen=True)
@@ -72,15 +74,9 @@ def serve_make() -> Iterator[MakeServer]:
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: the suite's output is for failures."""
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        state.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve(Handler) as base_url:
+        state.base_url = base_url
+        try:
+            yield state
+        finally:
+            state.release.set()

@@ -2,15 +2,15 @@
 type limits, visible text extracted."""
 
 import ipaddress
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 
 from api.errors import ApiError
 from api.page_fetch import fetch_page_text
+from tests.http_server import serve
 
 PAGES: dict[str, tuple[int, dict[str, str], bytes]] = {
     "/boots": (
@@ -42,12 +42,8 @@ def site() -> Iterator[str]:
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet."""
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve(Handler) as base_url:
+        yield base_url
 
 
 def loopback_counts_as_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
