@@ -143,7 +143,9 @@ class TokenVerifier:
         except jwt.MissingRequiredClaimError as error:
             if error.claim == "sub":
                 raise unauthorized("token_subject_missing", SIGNED_IN_ONLY) from error
-            raise unauthorized("token_invalid", f"The token has no '{error.claim}' claim") from error
+            raise unauthorized(
+                "token_invalid", f"The token has no '{error.claim}' claim"
+            ) from error
         except jwt.InvalidTokenError as error:
             raise unauthorized("token_invalid", "The access token is not valid") from error
         return claims

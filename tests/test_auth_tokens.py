@@ -5,8 +5,11 @@ import hashlib
 import hmac
 import json
 import socket
+import time
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 
 import jwt
 import pytest
@@ -14,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 
 from api.auth_tokens import TokenVerifier
 from api.errors import ApiError
+from tests.http_server import serve
 from tests.jwks import JwksServer, SigningKey, serve_jwks
 
 SECRET = "legacy-" + uuid.uuid4().hex
@@ -64,6 +68,13 @@ def test_valid_asymmetric_tokens_verify(
     assert user.claims == claims
 
 
+def test_an_iat_a_little_ahead_of_our_clock_is_accepted(jwks: JwksServer) -> None:
+    """Supabase Auth's clock may run ahead of ours; a token used at once must still work."""
+    user_id = uuid.uuid4()
+    token = jwks.sign(jwks.claims(user_id, iat=int(time.time()) + 5))
+    assert verifier(jwks).verify(token).user_id == user_id
+
+
 def test_the_jwks_is_cached(jwks: JwksServer) -> None:
     check = verifier(jwks)
     for _ in range(3):
@@ -103,6 +114,37 @@ def test_a_key_that_reuses_a_published_kid_is_401(jwks: JwksServer, rs256: Signi
     assert refused(verifier(jwks), token) == (401, "token_invalid")
 
 
+def test_an_algorithm_other_than_the_keys_is_401(jwks: JwksServer, rs256: SigningKey) -> None:
+    """An ES256 header naming the RSA key's kid: refused as a 401, not a TypeError in PyJWT."""
+    stranger = SigningKey(
+        kid=rs256.kid, alg="ES256", private_key=SigningKey.generate("ES256").private_key
+    )
+    token = jwks.sign(jwks.claims(uuid.uuid4()), stranger)
+    assert refused(verifier(jwks), token) == (401, "token_invalid")
+
+
+class UndeclaredAlgKey(SigningKey):
+    """A JWK without `alg`, which JWKS endpoints may publish: PyJWK infers it from kty/crv."""
+
+    def public_jwk(self) -> dict[str, Any]:
+        return {name: value for name, value in super().public_jwk().items() if name != "alg"}
+
+
+@pytest.mark.parametrize("alg", ["ES256", "RS256"])
+def test_a_jwk_without_alg_verifies_its_own_algorithm(jwks: JwksServer, alg: str) -> None:
+    generated = SigningKey.generate(alg)
+    key = UndeclaredAlgKey(kid=generated.kid, alg=alg, private_key=generated.private_key)
+    jwks.keys = [key]
+    user_id = uuid.uuid4()
+    assert verifier(jwks).verify(jwks.sign(jwks.claims(user_id), key)).user_id == user_id
+    other = "RS256" if alg == "ES256" else "ES256"
+    impostor = SigningKey(
+        kid=key.kid, alg=other, private_key=SigningKey.generate(other).private_key
+    )
+    token = jwks.sign(jwks.claims(user_id), impostor)
+    assert refused(verifier(jwks), token) == (401, "token_invalid")
+
+
 def test_an_unknown_kid_refetches_once_then_is_401(jwks: JwksServer) -> None:
     check = verifier(jwks)
     check.verify(jwks.sign(jwks.claims(uuid.uuid4())))
@@ -135,10 +177,17 @@ def test_hs256_is_the_legacy_fallback(jwks: JwksServer) -> None:
     user_id = uuid.uuid4()
     token = jwt.encode(jwks.claims(user_id), SECRET, algorithm="HS256")
     assert verifier(jwks).verify(token).user_id == user_id
-    assert refused(verifier(jwks, secret=None), token) == (401, "token_invalid")
-    wrong = jwt.encode(jwks.claims(user_id), "another-secret-" + SECRET, algorithm="HS256")
-    assert refused(verifier(jwks), wrong) == (401, "token_invalid")
     assert jwks.fetches == 0
+
+
+def test_hs256_is_refused_without_a_configured_secret(jwks: JwksServer) -> None:
+    token = jwt.encode(jwks.claims(uuid.uuid4()), SECRET, algorithm="HS256")
+    assert refused(verifier(jwks, secret=None), token) == (401, "token_invalid")
+
+
+def test_hs256_with_another_secret_is_refused(jwks: JwksServer) -> None:
+    token = jwt.encode(jwks.claims(uuid.uuid4()), "another-secret-" + SECRET, algorithm="HS256")
+    assert refused(verifier(jwks), token) == (401, "token_invalid")
 
 
 @pytest.mark.parametrize("alg", ["none", "HS512"])
@@ -169,3 +218,37 @@ def test_an_unreachable_jwks_is_503(jwks: JwksServer) -> None:
     check = TokenVerifier(supabase_url=f"http://127.0.0.1:{port}", http_timeout_seconds=2)
     token = jwks.sign(jwks.claims(uuid.uuid4()))
     assert refused(check, token) == (503, "auth_unavailable")
+
+
+def body_handler(status: int, body: bytes) -> type[BaseHTTPRequestHandler]:
+    """Answers every request with one fixed response."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: the suite's output is for failures."""
+
+    return Handler
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (200, b"<html>not json</html>"),
+        (200, b"[]"),
+        (200, b'{"keys": []}'),
+        (200, b'{"keys": [{"kty": "oct", "k": "c2VjcmV0", "use": "enc", "kid": "x"}]}'),
+        (500, b'{"error": "boom"}'),
+    ],
+)
+def test_an_unusable_jwks_response_is_503(jwks: JwksServer, status: int, body: bytes) -> None:
+    token = jwks.sign(jwks.claims(uuid.uuid4()))
+    with serve(body_handler(status, body)) as base_url:
+        check = TokenVerifier(supabase_url=base_url, jwks_refetch_cooldown_seconds=0)
+        assert refused(check, token) == (503, "auth_unavailable")
