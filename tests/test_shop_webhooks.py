@@ -317,7 +317,7 @@ def test_viewers_cannot_connect_a_shop(conn: Conn, client: TestClient, jwks: Jwk
     owner = create_user(conn)
     viewer = add_member(conn, owner, "viewer")
     response = connect(client, jwks, viewer, make_project(conn, owner), "shopify")
-    assert (response.status_code, response.json()["error"]["code"]) == (404, "project_not_found")
+    assert (response.status_code, response.json()["error"]["code"]) == (403, "insufficient_role")
 
 
 def test_a_disconnected_shop_can_no_longer_deliver(

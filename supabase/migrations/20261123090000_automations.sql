@@ -383,6 +383,33 @@ as $$
   where a.id = p_automation_id
 $$;
 
+-- The project's workspace, when the signed-in user has at least `p_min_role` in it; 404 for
+-- non-members (a project's existence is not revealed), 403 for a role too low.
+create function private.project_workspace_as(p_project_id uuid, p_min_role text)
+returns uuid
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+declare
+  v_workspace_id uuid;
+  v_role text;
+begin
+  select p.workspace_id, m.role into v_workspace_id, v_role
+  from public.projects p
+  join public.workspace_members m on m.workspace_id = p.workspace_id and m.user_id = private.require_user()
+  where p.id = p_project_id;
+  if v_role is null then
+    perform private.fail(404, 'project_not_found', 'Project not found');
+  end if;
+  if private.role_rank(v_role) < private.role_rank(p_min_role) then
+    perform private.fail(403, 'insufficient_role', format('This needs the %s role or higher', p_min_role));
+  end if;
+  return v_workspace_id;
+end
+$$;
+
 -- enqueue -------------------------------------------------------------------------------------
 
 -- Starts an automation for a member (or above) of the project's workspace: rate limits, the
@@ -398,21 +425,10 @@ set search_path = ''
 as $$
 declare
   v_user uuid := private.require_user();
-  v_workspace_id uuid;
-  v_role text;
+  v_workspace_id uuid := private.project_workspace_as(p_project_id, 'member');
   v_price integer;
   v_automation public.automations;
 begin
-  select p.workspace_id into v_workspace_id from public.projects p where p.id = p_project_id;
-  select m.role into v_role
-  from public.workspace_members m
-  where m.workspace_id = v_workspace_id and m.user_id = v_user;
-  if v_role is null then
-    perform private.fail(404, 'project_not_found', 'Project not found');
-  end if;
-  if private.role_rank(v_role) < private.role_rank('member') then
-    perform private.fail(403, 'insufficient_role', 'Viewers cannot start automations');
-  end if;
   select ap.credits into v_price from public.automation_prices ap where ap.type = p_type;
   if v_price is null then
     perform private.fail(422, 'invalid_automation_type', format('Unknown automation type %L', p_type));
@@ -574,6 +590,8 @@ grant select on public.credit_ledger to authenticated;
 
 grant all on public.projects, public.automation_prices, public.plan_rate_limits, public.automations,
   public.credit_ledger to service_role;
+
+revoke all on function private.project_workspace_as(uuid, text) from public, anon, authenticated;
 
 revoke all on function private.take_rate_limit(text, integer, integer) from public, anon, authenticated;
 

@@ -299,20 +299,8 @@ language plpgsql
 security definer
 set search_path = ''
 as $$
-declare
-  v_user uuid := private.require_user();
-  v_role text;
 begin
-  select m.role into v_role
-  from public.projects p
-  join public.workspace_members m on m.workspace_id = p.workspace_id
-  where p.id = p_project_id and m.user_id = v_user;
-  if v_role is null then
-    perform private.fail(404, 'project_not_found', 'Project not found');
-  end if;
-  if private.role_rank(v_role) < private.role_rank('member') then
-    perform private.fail(403, 'insufficient_role', 'Viewers cannot import orders');
-  end if;
+  perform private.project_workspace_as(p_project_id, 'member');
   return private.upsert_order(p_project_id, 'csv', p_order);
 end
 $$;
@@ -339,17 +327,8 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_user uuid := private.require_user();
-  v_workspace_id uuid;
+  v_workspace_id uuid := private.project_workspace_as(p_project_id, 'member');
 begin
-  select p.workspace_id into v_workspace_id
-  from public.projects p
-  join public.workspace_members m on m.workspace_id = p.workspace_id
-  where p.id = p_project_id and m.user_id = v_user
-    and private.role_rank(m.role) >= private.role_rank('member');
-  if v_workspace_id is null then
-    perform private.fail(404, 'project_not_found', 'Project not found');
-  end if;
   insert into private.integrations as i
     (project_id, source, workspace_id, api_token_encrypted, webhook_secret_encrypted, settings)
   values (p_project_id, p_source, v_workspace_id, p_api_token_encrypted, p_webhook_secret_encrypted,
@@ -367,17 +346,8 @@ language plpgsql
 security definer
 set search_path = ''
 as $$
-declare
-  v_user uuid := private.require_user();
 begin
-  if not exists (
-    select from public.projects p
-    join public.workspace_members m on m.workspace_id = p.workspace_id
-    where p.id = p_project_id and m.user_id = v_user
-      and private.role_rank(m.role) >= private.role_rank('member')
-  ) then
-    perform private.fail(404, 'project_not_found', 'Project not found');
-  end if;
+  perform private.project_workspace_as(p_project_id, 'member');
   delete from private.integrations i where i.project_id = p_project_id and i.source = p_source;
   return found;
 end
