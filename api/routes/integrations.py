@@ -46,19 +46,10 @@ def secret_box(request: Request) -> SecretBox:
 
 
 def require_member(request: Request, user: VerifiedUser, project_id: UUID) -> None:
-    """The project must be the user's (member or above), decided by the database."""
+    """The database decides: members and above of the project's workspace (404 / 403 else)."""
     database: Database = request.app.state.database
     with database.as_user(user.claims, request.method, request.url.path) as conn:
-        role = conn.execute(
-            "select m.role from public.projects p join public.workspace_members m"
-            " on m.workspace_id = p.workspace_id and m.user_id = (select auth.uid())"
-            " where p.id = %s",
-            (project_id,),
-        ).fetchone()
-    if role is None:
-        raise ApiError(404, "project_not_found", "Project not found")
-    if role["role"] == "viewer":
-        raise ApiError(403, "insufficient_role", "Viewers cannot manage integrations")
+        conn.execute("select private.project_workspace_as(%s, 'member')", (project_id,))
 
 
 def shoptet_client(request: Request, project_id: UUID) -> ShoptetClient:

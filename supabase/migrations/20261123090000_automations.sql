@@ -623,6 +623,9 @@ revoke all on function public.enqueue_automation(uuid, text, jsonb, text) from p
 
 grant execute on function public.enqueue_automation(uuid, text, jsonb, text) to authenticated;
 
+-- The edge asks it before calling a provider on a project's behalf (Shoptet test and sync).
+grant execute on function private.project_workspace_as(uuid, text) to authenticated;
+
 -- The edge's privileged work runs as service_role and may call only these.
 grant execute on function private.claim_outbox(text, integer, integer) to service_role;
 
