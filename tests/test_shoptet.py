@@ -22,6 +22,7 @@ from tests.factories import User, create_user, one
 from tests.jwks import JwksServer, SigningKey, serve_jwks
 from tests.shoptet_server import TOKEN, Failure, ShoptetServer, serve_shoptet, shoptet_order
 from tests.test_automations_db import make_project
+from tests.test_tenancy import add_member
 
 Conn = psycopg.Connection[DictRow]
 SIGNATURE_KEY = "shoptet-signature-" + uuid.uuid4().hex
@@ -292,3 +293,18 @@ def test_events_that_could_not_be_applied_are_replayed_by_the_cron(
     )
     assert replay.json()["data"]["outcomes"].get("shoptet:applied") == 1
     assert [r["external_id"] for r in stored_orders(conn, shop.project)] == ["2026000009"]
+
+
+def test_only_members_may_test_or_sync(
+    shop: Shop, conn: Conn, client: TestClient, jwks: JwksServer
+) -> None:
+    viewer = add_member(conn, shop.user, "viewer")
+    stranger = create_user(conn)
+    codes = []
+    for user in (viewer, stranger):
+        other = Shop(client, jwks, user, shop.project)
+        codes += [
+            other.post("test").json()["error"]["code"],
+            other.post("sync").json()["error"]["code"],
+        ]
+    assert codes == ["insufficient_role"] * 2 + ["project_not_found"] * 2
