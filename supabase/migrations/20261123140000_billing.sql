@@ -349,44 +349,35 @@ create trigger workspace_invitations_seat_limit
   before insert on public.workspace_invitations
   for each row execute function private.enforce_seat_limit();
 
--- Contacts: counted per workspace, so an import does not count the table for every row.
-create table private.workspace_usage (
-  workspace_id uuid primary key references public.workspaces (id) on delete cascade,
-  contacts integer not null default 0
-);
-
-insert into private.workspace_usage (workspace_id, contacts)
-select w.id, (select count(*) from public.contacts c where c.workspace_id = w.id)
-from public.workspaces w;
-
-create function private.count_contacts()
+-- Contacts: checked once per statement from the rows it inserted, so a bulk insert counts the
+-- workspace once. (A per-row counter on one hot row makes long import transactions quadratic:
+-- every update walks the row's growing version chain.)
+create function private.enforce_contact_limit()
 returns trigger
 language plpgsql
 security definer
 set search_path = ''
 as $$
 declare
-  v_max integer;
-  v_used integer;
+  v_workspace record;
 begin
-  if tg_op = 'DELETE' then
-    update private.workspace_usage u set contacts = u.contacts - 1 where u.workspace_id = old.workspace_id;
-    return old;
-  end if;
-  v_max := private.plan_limit(new.workspace_id, 'contacts');
-  insert into private.workspace_usage as u (workspace_id, contacts) values (new.workspace_id, 1)
-  on conflict (workspace_id) do update set contacts = u.contacts + 1
-  returning u.contacts into v_used;
-  if v_used > v_max then
-    perform private.over_limit('contacts', v_max);
-  end if;
-  return new;
+  for v_workspace in
+    select i.workspace_id, private.plan_limit(i.workspace_id, 'contacts') as max_contacts
+    from (select distinct n.workspace_id from inserted n) as i
+  loop
+    if (select count(*) from public.contacts c where c.workspace_id = v_workspace.workspace_id)
+       > v_workspace.max_contacts then
+      perform private.over_limit('contacts', v_workspace.max_contacts);
+    end if;
+  end loop;
+  return null;
 end
 $$;
 
-create trigger contacts_count_and_limit
-  before insert or delete on public.contacts
-  for each row execute function private.count_contacts();
+create trigger contacts_limit
+  after insert on public.contacts
+  referencing new table as inserted
+  for each statement execute function private.enforce_contact_limit();
 
 -- Monthly emails: a campaign reserves its recipients when it starts.
 create table private.monthly_email_usage (
@@ -427,8 +418,6 @@ revoke all on public.subscription_events from anon, authenticated, public;
 
 revoke all on public.billing_payments from anon, authenticated, public;
 
-revoke all on private.workspace_usage from public;
-
 revoke all on private.monthly_email_usage from public;
 
 grant select on public.plans to authenticated;
@@ -454,7 +443,7 @@ revoke all on function private.over_limit(text, integer) from public, anon, auth
 
 revoke all on function private.enforce_seat_limit() from public, anon, authenticated;
 
-revoke all on function private.count_contacts() from public, anon, authenticated;
+revoke all on function private.enforce_contact_limit() from public, anon, authenticated;
 
 revoke all on function private.reserve_monthly_emails(uuid, integer) from public, anon, authenticated;
 
