@@ -17,6 +17,7 @@ from api.db import Database
 from api.envelope import ok
 from api.errors import ApiError
 from api.providers.make import MakeClient
+from api.routes.webhooks.body import raw_body
 from api.signatures import (
     CALLBACK_TOKEN_HEADER,
     SIGNATURE_HEADER,
@@ -27,7 +28,6 @@ from api.signatures import (
 
 router = APIRouter(tags=["webhooks"])
 EVENT_ID_HEADER = "X-Growthbase-Event-Id"
-MAX_BODY_BYTES = 1024 * 1024
 
 
 class MakeCallback(BaseModel):
@@ -45,18 +45,6 @@ class MakeCallback(BaseModel):
         if self.status == "failed" and self.error is None:
             raise ValueError("a failed callback carries an error message")
         return self
-
-
-async def raw_body(request: Request) -> bytes:
-    """The exact bytes signatures are computed over; JSON webhooks must be UTF-8."""
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise ApiError(413, "payload_too_large", "The webhook body is larger than 1 MiB")
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ApiError(422, "invalid_input", "The webhook body is not UTF-8") from error
-    return body
 
 
 def invalid(message: str, details: Any = None) -> ApiError:

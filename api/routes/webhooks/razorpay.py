@@ -15,7 +15,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from api.db import Database
 from api.envelope import ok
 from api.errors import ApiError
-from api.routes.webhooks.make import raw_body
+from api.routes.webhooks.body import raw_body
 from api.settings import Settings
 
 router = APIRouter(tags=["webhooks"])

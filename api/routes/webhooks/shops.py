@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 from api.db import Database
 from api.envelope import ok
 from api.errors import ApiError
-from api.routes.webhooks.make import raw_body
+from api.routes.webhooks.body import raw_body
 from api.secrets_box import SecretBox
 from api.shop_orders import UnsupportedOrderError, from_shopify, from_woocommerce
 

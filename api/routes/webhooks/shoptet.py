@@ -21,7 +21,7 @@ from api.db import Database
 from api.envelope import ok
 from api.errors import ApiError
 from api.providers.shoptet import ShoptetError, to_customer, to_order
-from api.routes.webhooks.make import raw_body
+from api.routes.webhooks.body import raw_body
 from api.secrets_box import SecretBox
 from api.settings import Settings
 from api.shoptet_sync import shoptet_client_for

@@ -1,0 +1,19 @@
+"""The raw request body every webhook verifies its signature over."""
+
+from fastapi import Request
+
+from api.errors import ApiError
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+async def raw_body(request: Request) -> bytes:
+    """The exact bytes signatures are computed over; JSON webhooks must be UTF-8."""
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise ApiError(413, "payload_too_large", "The webhook body is larger than 1 MiB")
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ApiError(422, "invalid_input", "The webhook body is not UTF-8") from error
+    return body
