@@ -1,4 +1,5 @@
-"""Users and identities for tests, shaped like Supabase Auth's."""
+"""Test data and identities: users shaped like Supabase Auth's, members, projects, credits,
+and the check that the database refused with our error convention."""
 
 import uuid
 from collections.abc import Iterator
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.types.json import Jsonb
 
 from api.db import become_user
@@ -75,3 +77,58 @@ def one(conn: psycopg.Connection[Any], query: str, params: Any = ()) -> dict[str
     row = conn.execute(query, params).fetchone()
     assert row is not None, query
     return dict(row)
+
+
+@contextmanager
+def refused(status: int, code: str) -> Iterator[None]:
+    """The database refuses with our client error convention: SQLSTATE PT<status>, HINT code."""
+    with pytest.raises(psycopg.Error) as caught:
+        yield
+    assert caught.value.sqlstate == f"PT{status}", caught.value.diag.message_primary
+    assert caught.value.diag.message_hint == code
+
+
+def add_member(conn: psycopg.Connection[Any], owner: User, role: str) -> User:
+    """A new user who joined `owner`'s personal workspace with `role`, by invitation."""
+    member = create_user(conn)
+    with acting_as(conn, owner):
+        token = conn.execute(
+            "select token from public.invite_member(%s, %s, %s)",
+            (owner.workspace_id, member.email, role),
+        ).fetchone()["token"]
+    with acting_as(conn, member):
+        conn.execute("select public.accept_invitation(%s)", (token,))
+    return member
+
+
+def fund(conn: psycopg.Connection[Any], user: User, credits: int, tier: str = "team") -> None:
+    conn.execute(
+        "update public.workspaces set credits_remaining = %s, plan_tier = %s where id = %s",
+        (credits, tier, user.workspace_id),
+    )
+
+
+def make_project(conn: psycopg.Connection[Any], user: User, name: str = "Shop") -> uuid.UUID:
+    with acting_as(conn, user):
+        row = one(
+            conn,
+            "insert into public.projects (workspace_id, name, type, website_url)"
+            " values (%s, %s, 'eshop', 'https://shop.example') returning id",
+            (user.workspace_id, name),
+        )
+    return uuid.UUID(str(row["id"]))
+
+
+def balance(conn: psycopg.Connection[Any], user: User) -> int:
+    row = one(
+        conn, "select credits_remaining from public.workspaces where id = %s", (user.workspace_id,)
+    )
+    return int(row["credits_remaining"])
+
+
+def ledger(conn: psycopg.Connection[Any], user: User) -> list[tuple[str, int]]:
+    rows = conn.execute(
+        "select reason, delta from public.credit_ledger where workspace_id = %s order by id",
+        (user.workspace_id,),
+    ).fetchall()
+    return [(r["reason"], r["delta"]) for r in rows]

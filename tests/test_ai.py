@@ -14,11 +14,9 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from api.settings import Settings
-from tests.factories import User, acting_as, create_user, one
+from tests.factories import User, acting_as, add_member, balance, create_user, fund, ledger, one
 from tests.groq_server import GroqServer, Reply, serve_groq
 from tests.jwks import JwksServer, SigningKey, serve_jwks
-from tests.test_automations_db import balance, fund, ledger
-from tests.test_tenancy import add_member
 
 Conn = psycopg.Connection[DictRow]
 

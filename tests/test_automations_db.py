@@ -12,28 +12,20 @@ from psycopg import errors
 from psycopg.rows import dict_row
 
 from api.db import become_service
-from tests.factories import User, acting_as, create_user, one
-from tests.test_tenancy import add_member, refused
+from tests.factories import (
+    User,
+    acting_as,
+    add_member,
+    balance,
+    create_user,
+    fund,
+    ledger,
+    make_project,
+    one,
+    refused,
+)
 
 Conn = psycopg.Connection[Any]
-
-
-def fund(conn: Conn, user: User, credits: int, tier: str = "team") -> None:
-    conn.execute(
-        "update public.workspaces set credits_remaining = %s, plan_tier = %s where id = %s",
-        (credits, tier, user.workspace_id),
-    )
-
-
-def make_project(conn: Conn, user: User, name: str = "Shop") -> uuid.UUID:
-    with acting_as(conn, user):
-        row = one(
-            conn,
-            "insert into public.projects (workspace_id, name, type, website_url)"
-            " values (%s, %s, 'eshop', 'https://shop.example') returning id",
-            (user.workspace_id, name),
-        )
-    return uuid.UUID(str(row["id"]))
 
 
 def enqueue(
@@ -46,21 +38,6 @@ def enqueue(
             " from public.enqueue_automation(%s, %s, '{\"depth\": 2}', %s) r",
             (project_id, kind, key),
         )
-
-
-def balance(conn: Conn, user: User) -> int:
-    row = one(
-        conn, "select credits_remaining from public.workspaces where id = %s", (user.workspace_id,)
-    )
-    return int(row["credits_remaining"])
-
-
-def ledger(conn: Conn, user: User) -> list[tuple[str, int]]:
-    rows = conn.execute(
-        "select reason, delta from public.credit_ledger where workspace_id = %s order by id",
-        (user.workspace_id,),
-    ).fetchall()
-    return [(r["reason"], r["delta"]) for r in rows]
 
 
 def set_status(conn: Conn, automation_id: uuid.UUID, status: str) -> None:

@@ -17,10 +17,9 @@ from pydantic import SecretStr
 from api.app import create_app
 from api.settings import Settings
 from api.signatures import callback_token, signature_headers, verify_signature
-from tests.factories import User, create_user, one
+from tests.factories import User, balance, create_user, fund, ledger, make_project, one
 from tests.jwks import JwksServer, SigningKey, serve_jwks
 from tests.make_server import Answer, MakeServer, serve_make
-from tests.test_automations_db import balance, fund, ledger, make_project
 
 Conn = psycopg.Connection[DictRow]
 SIGNING_SECRET = "make-signing-" + uuid.uuid4().hex

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from api.settings import Settings
-from tests.factories import User, acting_as, create_user, one
+from tests.factories import User, acting_as, add_member, create_user, fund, one, refused
 from tests.jwks import JwksServer, SigningKey, serve_jwks
 from tests.razorpay_server import (
     KEY_ID,
@@ -29,8 +29,6 @@ from tests.razorpay_server import (
     serve_razorpay,
     subscription_entity,
 )
-from tests.test_automations_db import fund
-from tests.test_tenancy import add_member, refused
 
 Conn = psycopg.Connection[DictRow]
 WEBHOOK_SECRET = "whsec_" + uuid.uuid4().hex

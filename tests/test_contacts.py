@@ -6,9 +6,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tests.factories import acting_as, create_user
-from tests.test_automations_db import make_project
-from tests.test_tenancy import add_member
+from tests.factories import acting_as, add_member, create_user, make_project
 
 Conn = psycopg.Connection[Any]
 

@@ -14,10 +14,8 @@ from pydantic import SecretStr
 from api.app import create_app
 from api.settings import Settings
 from scripts.import_orders import main as import_cli
-from tests.factories import User, create_user
+from tests.factories import User, add_member, create_user, make_project
 from tests.jwks import JwksServer, SigningKey, serve_jwks
-from tests.test_automations_db import make_project
-from tests.test_tenancy import add_member
 
 Conn = psycopg.Connection[DictRow]
 

@@ -15,8 +15,7 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from api.settings import Settings
-from tests.factories import User, acting_as, create_user, one
-from tests.test_automations_db import make_project
+from tests.factories import User, acting_as, create_user, make_project, one
 
 Conn = psycopg.Connection[Any]
 AS_OF = date(2026, 6, 30)

@@ -18,11 +18,9 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from api.settings import Settings
-from tests.factories import User, create_user, one
+from tests.factories import User, add_member, create_user, make_project, one
 from tests.jwks import JwksServer, SigningKey, serve_jwks
 from tests.shoptet_server import TOKEN, Failure, ShoptetServer, serve_shoptet, shoptet_order
-from tests.test_automations_db import make_project
-from tests.test_tenancy import add_member
 
 Conn = psycopg.Connection[DictRow]
 SIGNATURE_KEY = "shoptet-signature-" + uuid.uuid4().hex

@@ -3,8 +3,6 @@
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -12,31 +10,9 @@ import pytest
 from psycopg import errors
 from psycopg.rows import dict_row
 
-from tests.factories import User, acting_as, acting_as_anon, create_user
+from tests.factories import User, acting_as, acting_as_anon, add_member, create_user, refused
 
 Conn = psycopg.Connection[Any]
-
-
-@contextmanager
-def refused(status: int, code: str) -> Iterator[None]:
-    """The database refuses with our client error convention: SQLSTATE PT<status>, HINT code."""
-    with pytest.raises(psycopg.Error) as caught:
-        yield
-    assert caught.value.sqlstate == f"PT{status}", caught.value.diag.message_primary
-    assert caught.value.diag.message_hint == code
-
-
-def add_member(conn: Conn, owner: User, role: str) -> User:
-    """A new user who joined `owner`'s personal workspace with `role`, by invitation."""
-    member = create_user(conn)
-    with acting_as(conn, owner):
-        token = conn.execute(
-            "select token from public.invite_member(%s, %s, %s)",
-            (owner.workspace_id, member.email, role),
-        ).fetchone()["token"]
-    with acting_as(conn, member):
-        conn.execute("select public.accept_invitation(%s)", (token,))
-    return member
 
 
 def role_of(conn: Conn, workspace_id: uuid.UUID, user: User) -> str | None:
