@@ -10,6 +10,14 @@ from psycopg.rows import DictRow, dict_row
 
 from scripts import postgres
 from scripts.migrate import migrate
+from tests.jwks import JwksServer, SigningKey, serve_jwks
+
+
+@pytest.fixture(scope="session")
+def jwks() -> Iterator[JwksServer]:
+    """The Supabase project's JWKS (one ES256 key), served over real HTTP."""
+    with serve_jwks(SigningKey.generate("ES256")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from api.app import create_app
 from api.settings import Settings
 from tests.factories import User, acting_as, add_member, balance, create_user, fund, ledger, one
 from tests.groq_server import GroqServer, Reply, serve_groq
-from tests.jwks import JwksServer, SigningKey, serve_jwks
+from tests.jwks import JwksServer
 
 Conn = psycopg.Connection[DictRow]
 
@@ -33,12 +33,6 @@ SECRETS = [
     "4111 1111 1111 1111",
     "192.168.10.5",
 ]
-
-
-@pytest.fixture(scope="module")
-def jwks() -> Iterator[JwksServer]:
-    with serve_jwks(SigningKey.generate("ES256")) as server:
-        yield server
 
 
 @pytest.fixture

@@ -18,18 +18,12 @@ from api.app import create_app
 from api.settings import Settings
 from api.signatures import callback_token, signature_headers, verify_signature
 from tests.factories import User, balance, create_user, fund, ledger, make_project, one
-from tests.jwks import JwksServer, SigningKey, serve_jwks
+from tests.jwks import JwksServer
 from tests.make_server import Answer, MakeServer, serve_make
 
 Conn = psycopg.Connection[DictRow]
 SIGNING_SECRET = "make-signing-" + uuid.uuid4().hex
 CRON_SECRET = "cron-" + uuid.uuid4().hex
-
-
-@pytest.fixture(scope="module")
-def jwks() -> Iterator[JwksServer]:
-    with serve_jwks(SigningKey.generate("ES256")) as server:
-        yield server
 
 
 @pytest.fixture

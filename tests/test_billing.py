@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from api.app import create_app
 from api.settings import Settings
 from tests.factories import User, acting_as, add_member, create_user, fund, one, refused
-from tests.jwks import JwksServer, SigningKey, serve_jwks
+from tests.jwks import JwksServer
 from tests.razorpay_server import (
     KEY_ID,
     KEY_SECRET,
@@ -35,12 +35,6 @@ WEBHOOK_SECRET = "whsec_" + uuid.uuid4().hex
 PLAN = "plan_growthbase_solo"
 T0 = 1_780_000_000
 MONTH = 2_592_000
-
-
-@pytest.fixture(scope="module")
-def jwks() -> Iterator[JwksServer]:
-    with serve_jwks(SigningKey.generate("ES256")) as server:
-        yield server
 
 
 @pytest.fixture

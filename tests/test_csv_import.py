@@ -15,7 +15,7 @@ from api.app import create_app
 from api.settings import Settings
 from scripts.import_orders import main as import_cli
 from tests.factories import User, add_member, create_user, make_project
-from tests.jwks import JwksServer, SigningKey, serve_jwks
+from tests.jwks import JwksServer
 
 Conn = psycopg.Connection[DictRow]
 
@@ -42,12 +42,6 @@ EXPECTED_ERRORS = [
     {"line": 9, "reason": "order_id repeats line 2"},
     {"line": 12, "reason": "total is empty"},
 ]
-
-
-@pytest.fixture(scope="module")
-def jwks() -> Iterator[JwksServer]:
-    with serve_jwks(SigningKey.generate("ES256")) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,9 @@ from pydantic import SecretStr
 from api.app import create_app
 from api.settings import Settings
 from tests.factories import User, acting_as, create_user
-from tests.jwks import JwksServer, SigningKey, serve_jwks
+from tests.jwks import JwksServer
 
 LEGACY_SECRET = "test-legacy-secret-" + uuid.uuid4().hex
-
-
-@pytest.fixture(scope="module")
-def jwks() -> Iterator[JwksServer]:
-    with serve_jwks(SigningKey.generate("ES256")) as server:
-        yield server
 
 
 def settings_for(database_url: str, supabase_url: str) -> Settings:

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from api.app import create_app
 from api.settings import Settings
 from tests.factories import User, add_member, create_user, make_project, one
-from tests.jwks import JwksServer, SigningKey, serve_jwks
+from tests.jwks import JwksServer
 
 Conn = psycopg.Connection[DictRow]
 ENCRYPTION_KEY = Fernet.generate_key().decode()
@@ -87,12 +87,6 @@ def woocommerce_order(order_id: int, **changes: Any) -> dict[str, Any]:
 
 def signed(body: bytes, secret: str = SHOP_SECRET) -> str:
     return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
-
-
-@pytest.fixture(scope="module")
-def jwks() -> Iterator[JwksServer]:
-    with serve_jwks(SigningKey.generate("ES256")) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -19,18 +19,12 @@ from pydantic import SecretStr
 from api.app import create_app
 from api.settings import Settings
 from tests.factories import User, add_member, create_user, make_project, one
-from tests.jwks import JwksServer, SigningKey, serve_jwks
+from tests.jwks import JwksServer
 from tests.shoptet_server import TOKEN, Failure, ShoptetServer, serve_shoptet, shoptet_order
 
 Conn = psycopg.Connection[DictRow]
 SIGNATURE_KEY = "shoptet-signature-" + uuid.uuid4().hex
 CRON = "cron-" + uuid.uuid4().hex
-
-
-@pytest.fixture(scope="module")
-def jwks() -> Iterator[JwksServer]:
-    with serve_jwks(SigningKey.generate("ES256")) as server:
-        yield server
 
 
 @pytest.fixture
