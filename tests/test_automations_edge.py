@@ -2,9 +2,11 @@
 drain, and Make's callbacks."""
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -403,3 +405,22 @@ def test_callbacks_signed_with_the_shared_secret(edge: Edge, conn: Conn, owner: 
     ]
     assert post(signature_headers(SIGNING_SECRET, body)).json()["data"]["outcome"] == "applied"
     assert automation(conn, job)["status"] == "processing"
+
+
+def test_concurrent_drains_never_send_a_job_twice(edge: Edge, conn: Conn, owner: User) -> None:
+    edge.make.answer_next(*[Answer(status=500, body="down")] * 6)
+    project = make_project(conn, owner)
+    jobs = {edge.start(owner, project, "report").json()["data"]["id"] for _ in range(6)}
+    for job in jobs:
+        make_due(conn, job)
+    start = threading.Barrier(4)
+
+    def drain() -> Any:
+        start.wait()
+        return edge.drain()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        reports = list(pool.map(lambda _: drain(), range(4)))
+    assert sum(r["delivered"] for r in reports) == 6
+    delivered = [r.json()["automation"]["id"] for r in edge.make.received[6:]]
+    assert sorted(delivered) == sorted(jobs)
