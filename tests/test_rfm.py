@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from psycopg import errors
+from psycopg import errors, sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import SecretStr
@@ -294,23 +294,25 @@ def test_analysts_see_every_workspace_and_nothing_else(
     conn: Conn, database_url: str, shop: tuple[User, dict[str, uuid.UUID]]
 ) -> None:
     owner, _ = shop
-    conn.execute(
-        "do $$ begin if not exists (select from pg_roles where rolname = 'test_analyst') then"
-        " create role test_analyst login in role growthbase_analyst; end if; end $$"
-    )
+    role = sql.Identifier(f"analyst_{uuid.uuid4().hex[:10]}")
+    conn.execute(sql.SQL("create role {} login in role growthbase_analyst").format(role))
     conn.execute("select analytics.take_rfm_snapshot('2026-06-01')")
-    analyst_url = psycopg.conninfo.make_conninfo(database_url, user="test_analyst")
-    with psycopg.connect(analyst_url, row_factory=dict_row) as analyst:
-        workspaces = {
-            r["workspace_id"]
-            for r in analyst.execute("select workspace_id from analytics.rfm('2026-06-30')")
-        }
-        snapshots = one(analyst, "select count(*) from analytics.rfm_snapshots")["count"]
-        with pytest.raises(errors.InsufficientPrivilege):
-            analyst.execute("select * from public.orders")
-        analyst.rollback()
-        with pytest.raises(errors.InsufficientPrivilege):
-            analyst.execute("select private.upsert_order(gen_random_uuid(), 'csv', '{}')")
+    analyst_url = psycopg.conninfo.make_conninfo(database_url, user=role.as_string(conn).strip('"'))
+    try:
+        with psycopg.connect(analyst_url, row_factory=dict_row) as analyst:
+            workspaces = {
+                r["workspace_id"]
+                for r in analyst.execute("select workspace_id from analytics.rfm('2026-06-30')")
+            }
+            snapshots = one(analyst, "select count(*) from analytics.rfm_snapshots")["count"]
+            analyst.execute("select * from analytics.ai_usage").fetchall()
+            with pytest.raises(errors.InsufficientPrivilege):
+                analyst.execute("select * from public.orders")
+            analyst.rollback()
+            with pytest.raises(errors.InsufficientPrivilege):
+                analyst.execute("select private.upsert_order(gen_random_uuid(), 'csv', '{}')")
+    finally:
+        conn.execute(sql.SQL("drop role {}").format(role))
     every = {
         r["workspace_id"]
         for r in conn.execute("select workspace_id from private.rfm_scores('2026-06-30', null)")
