@@ -343,7 +343,8 @@ begin
     return 'unknown';
   end if;
   if p_retryable and v_message.attempts < v_message.max_attempts then
-    v_backoff := random() * least(3600, 10 * power(2, v_message.attempts - 1));
+    -- Full jitter, never less than a second, so a failing endpoint is not retried at once.
+    v_backoff := 1 + random() * least(3600, 10 * power(2, v_message.attempts - 1));
     update private.outbox
     set status = 'pending', locked_until = null, last_error = left(p_error, 1000),
         next_attempt_at = now() + make_interval(secs => greatest(v_backoff, coalesce(p_retry_after_seconds, 0)))
