@@ -330,3 +330,21 @@ def test_limits_after_a_downgrade_block_new_work_but_keep_data(
             (owner.workspace_id,),
         )
     assert all(m for m in members)
+
+
+def test_only_owners_and_admins_see_payments_and_history(
+    client: TestClient, jwks: JwksServer, conn: Conn
+) -> None:
+    owner, sub_id = new_subscriber(conn, client, jwks)
+    admin, member = add_member(conn, owner, "admin"), add_member(conn, owner, "member")
+    for body in lifecycle(sub_id)[:3]:
+        deliver(client, body)
+    seen = {}
+    for user in (owner, admin, member):
+        with acting_as(conn, user):
+            seen[user.id] = (
+                len(conn.execute("select id from public.subscriptions").fetchall()),
+                len(conn.execute("select id from public.billing_payments").fetchall()),
+                len(conn.execute("select id from public.subscription_events").fetchall()),
+            )
+    assert seen == {owner.id: (1, 1, 3), admin.id: (1, 1, 3), member.id: (1, 0, 0)}
