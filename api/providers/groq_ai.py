@@ -13,6 +13,7 @@ from typing import Any
 import groq
 
 from api.errors import ApiError
+from api.retry_after import retry_after_seconds
 
 
 class ProviderError(Exception):
@@ -63,7 +64,8 @@ class GroqChat:
                     temperature=0.7,
                 )
             except groq.RateLimitError as error:
-                delay = float(error.response.headers.get("retry-after") or 1)
+                header = retry_after_seconds(error.response.headers.get("retry-after"))
+                delay = 1.0 if header is None else header
                 if waited + delay > self.max_wait_seconds:
                     raise ApiError(
                         503,

@@ -1,13 +1,12 @@
 """Make.com custom webhooks: deliver a job and classify the answer for the outbox."""
 
-import email.utils
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from api.retry_after import retry_after_seconds
 from api.signatures import signature_headers
 
 # Statuses worth another attempt; any other 4xx means the request itself is wrong.
@@ -21,19 +20,6 @@ class Delivery:
     retryable: bool = False
     error: str = ""
     retry_after_seconds: int | None = None
-
-
-def retry_after_seconds(value: str | None, now: float) -> int | None:
-    """Retry-After as delay-seconds or an HTTP date (RFC 9110 §10.2.3)."""
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return int(value.strip())
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0, int(moment.timestamp() - now))
 
 
 class MakeClient:
@@ -68,6 +54,11 @@ class MakeClient:
         status = response.status_code
         failure = f"HTTP {status}: {response.text[:MAX_ERROR_TEXT]}"
         if status >= 500 or status in RETRYABLE_STATUSES:
-            wait = retry_after_seconds(response.headers.get("retry-after"), time.time())
-            return Delivery(False, retryable=True, error=failure, retry_after_seconds=wait)
+            wait = retry_after_seconds(response.headers.get("retry-after"))
+            return Delivery(
+                False,
+                retryable=True,
+                error=failure,
+                retry_after_seconds=None if wait is None else int(wait),
+            )
         return Delivery(False, retryable=False, error=failure)

@@ -6,7 +6,6 @@ out as its Retry-After says (an HTTP date), a bounded number of times; other fai
 ShoptetError with Shoptet's own error code when it sent one.
 """
 
-import email.utils
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -15,6 +14,7 @@ from typing import Any
 import httpx
 
 from api.contacts import e164
+from api.retry_after import retry_after_seconds
 
 DEFAULT_API_URL = "https://api.myshoptet.com"
 ORDERS_PER_PAGE = 50
@@ -30,18 +30,6 @@ class ShoptetError(Exception):
         super().__init__(message)
         self.status = status
         self.code = code
-
-
-def seconds_until(retry_after: str | None, now: float) -> float:
-    if not retry_after:
-        return 1.0
-    if retry_after.strip().isdigit():
-        return float(retry_after)
-    try:
-        moment = email.utils.parsedate_to_datetime(retry_after)
-    except (TypeError, ValueError):
-        return 1.0
-    return max(0.0, moment.timestamp() - now)
 
 
 class ShoptetClient:
@@ -77,8 +65,8 @@ class ShoptetClient:
                 ) from error
             if response.status_code != 429:
                 break
-            delay = seconds_until(response.headers.get("retry-after"), time.time())
-            self.wait(min(delay, MAX_RETRY_AFTER_SECONDS))
+            delay = retry_after_seconds(response.headers.get("retry-after"))
+            self.wait(min(1.0 if delay is None else delay, MAX_RETRY_AFTER_SECONDS))
         else:
             raise ShoptetError(429, "shoptet_rate_limited", "Shoptet kept answering 429")
         try:
