@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 
 from api.db import Database
 from api.errors import ApiError
+from api.integration_secrets import integration_secrets
 from api.providers.shoptet import ShoptetClient, to_customer, to_order
 from api.secrets_box import SecretBox
 
@@ -115,15 +116,7 @@ def shoptet_client_for(
     database: Database, box: SecretBox | None, api_url: str, project_id: UUID
 ) -> ShoptetClient:
     """A client with the project's own token, or 409 when the project has none connected."""
-    if box is None:
-        raise ApiError(
-            503, "provider_not_configured", "INTEGRATIONS_ENCRYPTION_KEY is not configured"
-        )
-    with database.as_service() as conn:
-        row = conn.execute(
-            "select api_token_encrypted from private.integration_for(%s, 'shoptet')",
-            (project_id,),
-        ).fetchone()
-    if row is None or not row["api_token_encrypted"]:
+    token = integration_secrets(database, box, project_id, "shoptet").api_token
+    if token is None:
         raise ApiError(409, "integration_not_connected", "Connect Shoptet for this project first")
-    return ShoptetClient(box.open(row["api_token_encrypted"]), base_url=api_url)
+    return ShoptetClient(token, base_url=api_url)

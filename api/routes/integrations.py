@@ -12,6 +12,7 @@ from api.auth_tokens import VerifiedUser
 from api.db import Database
 from api.envelope import ok
 from api.errors import ApiError
+from api.integration_secrets import require_box
 from api.providers.shoptet import ShoptetClient, ShoptetError
 from api.secrets_box import SecretBox
 from api.settings import Settings
@@ -37,12 +38,7 @@ class ShopConnection(BaseModel):
 
 
 def secret_box(request: Request) -> SecretBox:
-    box: SecretBox | None = request.app.state.secret_box
-    if box is None:
-        raise ApiError(
-            503, "provider_not_configured", "INTEGRATIONS_ENCRYPTION_KEY is not configured"
-        )
-    return box
+    return require_box(request.app.state.secret_box)
 
 
 def require_member(request: Request, user: VerifiedUser, project_id: UUID) -> None:

@@ -22,8 +22,8 @@ from psycopg.types.json import Jsonb
 from api.db import Database
 from api.envelope import ok
 from api.errors import ApiError
+from api.integration_secrets import integration_secrets
 from api.routes.webhooks.body import raw_body
-from api.secrets_box import SecretBox
 from api.shop_orders import UnsupportedOrderError, from_shopify, from_woocommerce
 
 router = APIRouter(tags=["webhooks"])
@@ -72,18 +72,12 @@ def unauthorized() -> ApiError:
 
 
 def webhook_secret(request: Request, project_id: UUID, source: str) -> str:
-    box: SecretBox | None = request.app.state.secret_box
-    if box is None:
-        raise ApiError(503, "provider_not_configured", "Shop integrations are not configured")
-    database: Database = request.app.state.database
-    with database.as_service() as conn:
-        row = conn.execute(
-            "select webhook_secret_encrypted from private.integration_for(%s, %s)",
-            (project_id, source),
-        ).fetchone()
-    if row is None or not row["webhook_secret_encrypted"]:
+    secret = integration_secrets(
+        request.app.state.database, request.app.state.secret_box, project_id, source
+    ).webhook_secret
+    if secret is None:
         raise unauthorized()
-    return box.open(row["webhook_secret_encrypted"])
+    return secret
 
 
 def verify(secret: str, body: bytes, sent: str | None) -> None:

@@ -20,6 +20,7 @@ from psycopg.types.json import Jsonb
 from api.db import Database
 from api.envelope import ok
 from api.errors import ApiError
+from api.integration_secrets import integration_secrets
 from api.providers.shoptet import ShoptetError, to_customer, to_order
 from api.routes.webhooks.body import raw_body
 from api.secrets_box import SecretBox
@@ -37,18 +38,12 @@ def unauthorized() -> ApiError:
 
 
 def signature_key(request: Request, project_id: UUID) -> str:
-    box: SecretBox | None = request.app.state.secret_box
-    if box is None:
-        raise ApiError(503, "provider_not_configured", "Shop integrations are not configured")
-    database: Database = request.app.state.database
-    with database.as_service() as conn:
-        row = conn.execute(
-            "select webhook_secret_encrypted from private.integration_for(%s, 'shoptet')",
-            (project_id,),
-        ).fetchone()
-    if row is None or not row["webhook_secret_encrypted"]:
+    key = integration_secrets(
+        request.app.state.database, request.app.state.secret_box, project_id, "shoptet"
+    ).webhook_secret
+    if key is None:
         raise unauthorized()
-    return box.open(row["webhook_secret_encrypted"])
+    return key
 
 
 def apply_event(
