@@ -23,28 +23,14 @@ from api.secrets_box import SecretBox
 
 @dataclass(frozen=True)
 class Stream:
-    name: str
-    list_key: str
-    fetch_page: Callable[[ShoptetClient, int, datetime | None], dict[str, Any]]
+    name: str  # Shoptet's resource, and the key of its list in a page
     query: str
     to_document: Callable[[dict[str, Any]], dict[str, Any]]
 
 
 STREAMS = (
-    Stream(
-        "orders",
-        "orders",
-        ShoptetClient.orders_page,
-        "select private.upsert_order(%s, 'shoptet', %s)",
-        to_order,
-    ),
-    Stream(
-        "customers",
-        "customers",
-        ShoptetClient.customers_page,
-        "select private.upsert_shop_customer(%s, 'shoptet', %s)",
-        to_customer,
-    ),
+    Stream("orders", "select private.upsert_order(%s, 'shoptet', %s)", to_order),
+    Stream("customers", "select private.upsert_shop_customer(%s, 'shoptet', %s)", to_customer),
 )
 
 
@@ -71,8 +57,8 @@ def sync_stream(
     page = (position["page"] if position else None) or 1
     pages = records = 0
     while pages < budget:
-        data = stream.fetch_page(client, page, since)
-        items = data.get(stream.list_key) or []
+        data = client.changes_page(stream.name, page, since)
+        items = data.get(stream.name) or []
         page_count = int((data.get("paginator") or {}).get("pageCount") or 0)
         newest = max(
             (datetime.fromisoformat(i["changeTime"]) for i in items if i.get("changeTime")),

@@ -17,7 +17,7 @@ from api.contacts import e164
 from api.retry_after import retry_after_seconds
 
 DEFAULT_API_URL = "https://api.myshoptet.com"
-ORDERS_PER_PAGE = 50
+ITEMS_PER_PAGE = 50  # the most Shoptet serves for orders
 MAX_RATE_LIMIT_WAITS = 5
 MAX_RETRY_AFTER_SECONDS = 60
 # Shoptet's built-in order status ids; shops add their own, which count as in progress.
@@ -89,17 +89,14 @@ class ShoptetClient:
     def eshop(self) -> dict[str, Any]:
         return self.get("/api/eshop")
 
-    def orders_page(self, page: int, changed_since: datetime | None) -> dict[str, Any]:
-        params: dict[str, Any] = {"page": page, "itemsPerPage": ORDERS_PER_PAGE}
+    def changes_page(
+        self, resource: str, page: int, changed_since: datetime | None
+    ) -> dict[str, Any]:
+        """One page of /api/orders or /api/customers changed since a moment (all when None)."""
+        params: dict[str, Any] = {"page": page, "itemsPerPage": ITEMS_PER_PAGE}
         if changed_since is not None:
             params["changeTimeFrom"] = changed_since.isoformat()
-        return self.get("/api/orders", params)
-
-    def customers_page(self, page: int, changed_since: datetime | None) -> dict[str, Any]:
-        params: dict[str, Any] = {"page": page, "itemsPerPage": ORDERS_PER_PAGE}
-        if changed_since is not None:
-            params["changeTimeFrom"] = changed_since.isoformat()
-        return self.get("/api/customers", params)
+        return self.get(f"/api/{resource}", params)
 
     def order(self, code: str) -> dict[str, Any]:
         return self.get(f"/api/orders/{code}").get("order") or {}
