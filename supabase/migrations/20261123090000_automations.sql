@@ -499,6 +499,34 @@ begin
 end
 $$;
 
+-- Stored webhooks never processed (their apply failed or the instance stopped): the cron
+-- replays them.
+create function private.unprocessed_webhook_events(p_provider text, p_limit integer)
+returns setof private.webhook_events
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select * from private.webhook_events
+  where provider = p_provider and status = 'received' and received_at < now() - interval '1 minute'
+  order by received_at
+  limit p_limit
+$$;
+
+-- Records what became of a stored webhook, whoever applied it (a SQL function or the edge).
+create function private.finish_webhook_event(p_event_id uuid, p_outcome text)
+returns void
+language sql
+security definer
+set search_path = ''
+as $$
+  update private.webhook_events
+  set status = case when p_outcome = 'applied' then 'applied' else 'ignored' end,
+      outcome = p_outcome, processed_at = now()
+  where id = p_event_id
+$$;
+
 -- Applies a stored Make.com callback. Callbacks only move an automation forward, so a
 -- duplicate or a late `processing` after `completed` changes nothing.
 create function private.apply_make_callback(p_event_id uuid)
@@ -534,10 +562,7 @@ begin
     update private.outbox o set status = 'delivered', delivered_at = coalesce(o.delivered_at, now()), locked_until = null
     where o.automation_id = (v_body ->> 'automation_id')::uuid and o.status in ('pending', 'sending');
   end if;
-  update private.webhook_events e
-  set status = case when v_outcome = 'applied' then 'applied' else 'ignored' end,
-      outcome = v_outcome, processed_at = now()
-  where e.id = p_event_id;
+  perform private.finish_webhook_event(p_event_id, v_outcome);
   return v_outcome;
 end
 $$;
@@ -616,6 +641,10 @@ revoke all on function private.make_dispatch_payload(uuid) from public, anon, au
 
 revoke all on function private.record_webhook_event(text, text, text) from public, anon, authenticated;
 
+revoke all on function private.unprocessed_webhook_events(text, integer) from public, anon, authenticated;
+
+revoke all on function private.finish_webhook_event(uuid, text) from public, anon, authenticated;
+
 revoke all on function private.apply_make_callback(uuid) from public, anon, authenticated;
 
 revoke all on function private.prune_rate_limit_windows() from public, anon, authenticated;
@@ -637,6 +666,10 @@ grant execute on function private.outbox_failed(uuid, text, boolean, integer) to
 grant execute on function private.make_dispatch_payload(uuid) to service_role;
 
 grant execute on function private.record_webhook_event(text, text, text) to service_role;
+
+grant execute on function private.unprocessed_webhook_events(text, integer) to service_role;
+
+grant execute on function private.finish_webhook_event(uuid, text) to service_role;
 
 grant execute on function private.apply_make_callback(uuid) to service_role;
 

@@ -275,10 +275,7 @@ begin
       end if;
     end if;
   end if;
-  update private.webhook_events e
-  set status = case when v_outcome = 'applied' then 'applied' else 'ignored' end,
-      outcome = v_outcome, processed_at = now()
-  where e.id = p_event_id;
+  perform private.finish_webhook_event(p_event_id, v_outcome);
   return v_outcome;
 end
 $$;
