@@ -20,7 +20,6 @@ import jwt
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
-from psycopg import sql
 from pydantic import SecretStr
 
 from api.app import create_app
@@ -112,12 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=300)
     args = parser.parse_args(argv)
-    server = postgres.server_url()
-    name = f"growthbase_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    database_url = postgres.database_url(server, name)
-    try:
+    with postgres.throwaway_database("growthbase_bench") as database_url:
         migrate(database_url)
         token, project = prepare(database_url)
         body = {"project_id": project, "input": {"keyword": "bench"}}
@@ -151,11 +145,6 @@ def main(argv: list[str] | None = None) -> int:
                     ),
                 )
             delivered = len(make.received)
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-            )
     print(f"requests per side        {args.requests}")
     print(f"baseline (one insert)    {baseline_rps:8.1f} req/s   median {baseline_ms:6.2f} ms")
     print(f"edge trigger + dispatch  {edge_rps:8.1f} req/s   median {edge_ms:6.2f} ms")

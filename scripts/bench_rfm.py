@@ -15,7 +15,6 @@ from typing import Any
 
 import pandas as pd
 import psycopg
-from psycopg import sql
 
 from scripts import postgres
 from scripts.migrate import migrate
@@ -99,12 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contacts", type=int, default=200_000)
     parser.add_argument("--orders", type=int, default=1_000_000)
     args = parser.parse_args(argv)
-    server = postgres.server_url()
-    name = f"growthbase_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    url = postgres.database_url(server, name)
-    try:
+    with postgres.throwaway_database("growthbase_bench") as url:
         migrate(url)
         with psycopg.connect(url, autocommit=True) as conn:
             generated, _ = timed(lambda: generate(conn, args.contacts, args.orders))
@@ -136,11 +130,6 @@ def main(argv: list[str] | None = None) -> int:
                 " order by contact_id",
                 (AS_OF,),
             ).fetchall()
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-            )
     assert customers is not None and snapshot_rows is not None
     ordered = computed.sort_index()
     agree = [tuple(row) for row in ordered[["r", "f", "m", "frequency"]].itertuples(index=False)]

@@ -23,6 +23,7 @@ import signal
 import sys
 import tempfile
 import time
+import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -188,6 +189,22 @@ def embedded_server_url() -> str:
             f"see {EMBEDDED_DATA / 'log'}, or restart it: python -m scripts.postgres stop"
         )
     return url
+
+
+@contextlib.contextmanager
+def throwaway_database(prefix: str) -> Iterator[str]:
+    """A new, empty database on the server, dropped afterwards (benchmarks use it)."""
+    server = server_url()
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    try:
+        yield database_url(server, name)
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+            )
 
 
 def stop_embedded() -> bool:
