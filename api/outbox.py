@@ -44,15 +44,13 @@ def drain_make_outbox(
     lease = int(settings.make_timeout_seconds) + LEASE_MARGIN_SECONDS
     with database.as_service() as conn:
         messages = conn.execute(
-            "select id, automation_id from private.claim_outbox(%s, %s, %s)",
+            "select m.id, m.automation_id,"
+            " private.make_dispatch_payload(m.automation_id) as payload"
+            " from private.claim_outbox(%s, %s, %s) as m",
             (MAKE_DISPATCH, limit, lease),
         ).fetchall()
     for message in messages:
-        with database.as_service() as conn:
-            row = conn.execute(
-                "select private.make_dispatch_payload(%s) as payload", (message["automation_id"],)
-            ).fetchone()
-        payload: dict[str, Any] = row["payload"] if row else {}
+        payload: dict[str, Any] = message["payload"] or {}
         automation_type = payload.get("automation", {}).get("type", "")
         url = settings.make_webhook_url(automation_type)
         if url is None:
