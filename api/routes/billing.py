@@ -44,21 +44,11 @@ def billing(request: Request) -> RazorpayBilling:
     return client
 
 
-def plan_id(request: Request, user: VerifiedUser, tier: str) -> str:
-    database: Database = request.app.state.database
-    with database.as_user(user.claims) as conn:
-        row = conn.execute(
-            "select razorpay_plan_id from public.plans where tier = %s", (tier,)
-        ).fetchone()
-    if row is None or not row["razorpay_plan_id"]:
-        raise ApiError(422, "plan_not_purchasable", f"The {tier} plan cannot be bought")
-    return str(row["razorpay_plan_id"])
-
-
 def managed_subscription(
-    request: Request, user: VerifiedUser, subscription_id: UUID
+    request: Request, user: VerifiedUser, subscription_id: UUID, new_tier: str | None = None
 ) -> dict[str, Any]:
-    """The subscription, if the user is an owner or admin of its workspace."""
+    """The subscription, if the user is an owner or admin of its workspace, with the Razorpay
+    plan id of `new_tier` when one is asked for."""
     database: Database = request.app.state.database
     with database.as_user(user.claims) as conn:
         row = conn.execute(
@@ -69,7 +59,12 @@ def managed_subscription(
         if row is None:
             raise ApiError(404, "subscription_not_found", "Subscription not found")
         conn.execute("select public.assert_billing_manager(%s)", (row["workspace_id"],))
-    return dict(row)
+        plan = (
+            conn.execute("select public.purchasable_plan_id(%s) as id", (new_tier,)).fetchone()
+            if new_tier
+            else None
+        )
+    return {**row, "new_plan_id": plan["id"] if plan else None}
 
 
 @router.post("/subscriptions", status_code=201)
@@ -79,15 +74,11 @@ def create_subscription(
     client = billing(request)
     database: Database = request.app.state.database
     with database.as_user(user.claims) as conn:
-        conn.execute("select public.assert_billing_manager(%s)", (body.workspace_id,))
-        live = conn.execute(
-            "select 1 from public.subscriptions where workspace_id = %s and status in"
-            " ('created', 'authenticated', 'active', 'pending', 'halted', 'paused', 'resumed')",
-            (body.workspace_id,),
+        prepared = conn.execute(
+            "select public.prepare_subscription(%s, %s) as plan_id", (body.workspace_id, body.tier)
         ).fetchone()
-    if live:
-        raise ApiError(409, "subscription_exists", "This workspace already has a live subscription")
-    created = client.create_subscription(plan_id(request, user, body.tier), str(body.workspace_id))
+    assert prepared is not None
+    created = client.create_subscription(prepared["plan_id"], str(body.workspace_id))
     with database.as_user(user.claims) as conn:
         row = conn.execute(
             "select id, status from public.record_subscription(%s, %s, %s, %s, %s)",
@@ -139,9 +130,9 @@ def change_plan(
     subscription_id: UUID, body: PlanChange, request: Request, user: CurrentUser
 ) -> dict[str, Any]:
     client = billing(request)
-    subscription = managed_subscription(request, user, subscription_id)
+    subscription = managed_subscription(request, user, subscription_id, body.tier)
     result = client.change_plan(
-        subscription["razorpay_subscription_id"], plan_id(request, user, body.tier)
+        subscription["razorpay_subscription_id"], subscription["new_plan_id"]
     )
     return ok(
         {

@@ -52,10 +52,20 @@ create table public.subscriptions (
 
 create index subscriptions_workspace_id_idx on public.subscriptions (workspace_id, created_at desc);
 
+-- Statuses in which a subscription still counts as the workspace's one live subscription.
+create function private.subscription_is_live(p_status text)
+returns boolean
+language sql
+immutable
+set search_path = ''
+as $$
+  select p_status in ('created', 'authenticated', 'active', 'pending', 'halted', 'paused', 'resumed')
+$$;
+
 -- One live subscription per workspace.
 create unique index subscriptions_one_live_per_workspace_idx
   on public.subscriptions (workspace_id)
-  where status in ('created', 'authenticated', 'active', 'pending', 'halted', 'paused', 'resumed');
+  where private.subscription_is_live(status);
 
 create table public.subscription_events (
   id bigint generated always as identity primary key,
@@ -149,6 +159,45 @@ set search_path = ''
 as $$
 begin
   perform private.lock_workspace_as(p_workspace_id, 'admin');
+end
+$$;
+
+-- The Razorpay plan a tier is bought with, or 422 for a tier that cannot be bought.
+create function public.purchasable_plan_id(p_tier text)
+returns text
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+declare
+  v_plan_id text;
+begin
+  select p.razorpay_plan_id into v_plan_id from public.plans p where p.tier = p_tier;
+  if v_plan_id is null then
+    perform private.fail(422, 'plan_not_purchasable', format('The %s plan cannot be bought', p_tier));
+  end if;
+  return v_plan_id;
+end
+$$;
+
+-- Everything the edge must know before it creates a subscription at Razorpay: the caller
+-- manages billing, the workspace has no live subscription, and the plan id to buy.
+create function public.prepare_subscription(p_workspace_id uuid, p_tier text)
+returns text
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform private.lock_workspace_as(p_workspace_id, 'admin');
+  if exists (
+    select from public.subscriptions s
+    where s.workspace_id = p_workspace_id and private.subscription_is_live(s.status)
+  ) then
+    perform private.fail(409, 'subscription_exists', 'This workspace already has a live subscription');
+  end if;
+  return public.purchasable_plan_id(p_tier);
 end
 $$;
 
@@ -444,13 +493,23 @@ revoke all on function private.enforce_contact_limit() from public, anon, authen
 
 revoke all on function private.reserve_monthly_emails(uuid, integer) from public, anon, authenticated;
 
+revoke all on function private.subscription_is_live(text) from public, anon, authenticated;
+
 revoke all on function public.assert_billing_manager(uuid) from public, anon;
+
+revoke all on function public.purchasable_plan_id(text) from public, anon;
+
+revoke all on function public.prepare_subscription(uuid, text) from public, anon;
 
 revoke all on function public.record_subscription(uuid, text, text, text, text) from public, anon;
 
 revoke all on function public.mark_cancel_at_period_end(uuid) from public, anon;
 
 grant execute on function public.assert_billing_manager(uuid) to authenticated;
+
+grant execute on function public.purchasable_plan_id(text) to authenticated;
+
+grant execute on function public.prepare_subscription(uuid, text) to authenticated;
 
 grant execute on function public.record_subscription(uuid, text, text, text, text) to authenticated;
 
