@@ -22,6 +22,7 @@ from api.errors import STATUS_CODES, ApiError, from_database_error
 from api.providers.groq_ai import GroqChat
 from api.providers.make import MakeClient
 from api.providers.razorpay_billing import RazorpayBilling
+from api.providers.ses import SesClient
 from api.routes import ai, automations, billing, cron, health, imports, integrations, me
 from api.routes.webhooks import make as make_webhooks
 from api.routes.webhooks import razorpay as razorpay_webhooks
@@ -29,6 +30,7 @@ from api.routes.webhooks import shops as shop_webhooks
 from api.routes.webhooks import shoptet as shoptet_webhooks
 from api.secrets_box import SecretBox
 from api.settings import Settings, get_settings
+from api.sns import SnsVerifier
 
 log = logging.getLogger("growthbase.edge")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
@@ -92,6 +94,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         SecretBox(settings.integrations_encryption_key.get_secret_value())
         if settings.integrations_encryption_key
         else None
+    )
+    app.state.ses = (
+        SesClient(
+            region=settings.ses_region,
+            access_key_id=settings.ses_access_key_id,
+            secret_access_key=(
+                settings.ses_secret_access_key.get_secret_value()
+                if settings.ses_secret_access_key
+                else None
+            ),
+            endpoint_url=settings.ses_endpoint_url,
+            configuration_set=settings.ses_configuration_set,
+            max_connections=settings.ses_send_concurrency,
+        )
+        if settings.ses_region
+        else None
+    )
+    app.state.sns = SnsVerifier(
+        topic_arns=frozenset(settings.sns_topic_arns),
+        extra_certificate_origins=frozenset(settings.sns_certificate_origins),
     )
     app.state.tokens = TokenVerifier(
         supabase_url=settings.supabase_url,

@@ -56,6 +56,26 @@ class Settings(BaseSettings):
     # Fernet key (urlsafe base64 of 32 bytes) encrypting shop credentials stored in Postgres.
     integrations_encryption_key: SecretStr | None = None
 
+    # Amazon SES (v2). Without a region and keys (or an endpoint, for moto) email is disabled.
+    ses_region: str | None = None
+    ses_access_key_id: str | None = None
+    ses_secret_access_key: SecretStr | None = None
+    ses_endpoint_url: str | None = None
+    # Names the configuration set whose event destination publishes to our SNS topic.
+    ses_configuration_set: str | None = None
+    # The account's MaxSendRate (messages per second), shared by every instance.
+    ses_max_send_rate: float = Field(default=14.0, gt=0, le=10000)
+    ses_send_concurrency: int = Field(default=8, ge=1, le=64)
+    # How long one cron call may spend sending before it returns (Vercel caps a function's run).
+    email_send_budget_seconds: float = Field(default=20.0, gt=0, le=800)
+    # Signs unsubscribe links; rotate it and old links stop working.
+    email_link_secret: SecretStr | None = None
+    unsubscribe_link_days: int = Field(default=365, ge=1, le=3650)
+    # SNS topics whose SES events we accept (empty: any topic), and extra certificate origins
+    # besides SNS's own hosts (tests only).
+    sns_topic_arns: list[str] = Field(default_factory=list)
+    sns_certificate_origins: list[str] = Field(default_factory=list)
+
     cors_allowed_origins: list[str] = Field(default_factory=list)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -1,0 +1,34 @@
+"""The MIME message of one campaign email, with RFC 8058 one-click unsubscribe headers."""
+
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate
+
+from api.email_templates import RenderedEmail
+
+
+def build_message(
+    *,
+    sender_name: str | None,
+    sender_email: str,
+    reply_to: str | None,
+    recipient: str,
+    content: RenderedEmail,
+    unsubscribe_url: str,
+) -> bytes:
+    message = EmailMessage()
+    local, _, domain = sender_email.partition("@")
+    message["From"] = Address(display_name=sender_name or "", username=local, domain=domain)
+    message["To"] = recipient
+    message["Subject"] = content.subject
+    message["Date"] = formatdate(localtime=False)
+    if reply_to:
+        message["Reply-To"] = reply_to
+    message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if content.text is not None:
+        message.set_content(content.text)
+        message.add_alternative(content.html, subtype="html")
+    else:
+        message.set_content(content.html, subtype="html")
+    return message.as_bytes()

@@ -1,0 +1,135 @@
+"""Amazon SES (v2) through boto3: sending raw MIME and managing sender identities.
+
+Raw content is what lets each message carry its own List-Unsubscribe headers (SendBulkEmail
+takes only stored templates, and its per-entry headers are not what moto or our tests can see),
+so every recipient is one SendEmail call. boto3 retries a throttled or failed call a couple of
+times at once; anything still failing goes back to the send ledger, which retries with backoff.
+"""
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_sesv2 import SESV2Client
+
+# Worth retrying later: SES is throttling us, is briefly unavailable, or sending is paused.
+RETRYABLE_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "LimitExceededException",
+        "SendingPausedException",
+        "InternalFailure",
+        "InternalServiceErrorException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+    }
+)
+
+
+@dataclass(frozen=True)
+class SesFailure(Exception):
+    code: str
+    message: str
+    retryable: bool
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+@dataclass(frozen=True)
+class IdentityState:
+    verified: bool
+    dkim_status: str | None
+    dkim_records: list[dict[str, str]]
+
+
+def dkim_records(identity: str, tokens: list[str]) -> list[dict[str, str]]:
+    """The CNAME records Easy DKIM asks the domain's owner to publish."""
+    domain = identity.rsplit("@", 1)[-1]
+    return [
+        {"type": "CNAME", "name": f"{token}._domainkey.{domain}", "value": f"{token}.dkim.amazonses.com"}
+        for token in tokens
+    ]
+
+
+def failure_from(error: Exception) -> SesFailure:
+    if isinstance(error, ClientError):
+        details = error.response.get("Error", {})
+        code = str(details.get("Code", "ClientError"))
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
+        return SesFailure(
+            code, str(details.get("Message", "")), code in RETRYABLE_CODES or status >= 500
+        )
+    return SesFailure(type(error).__name__, str(error), True)
+
+
+class SesClient:
+    def __init__(
+        self,
+        *,
+        region: str,
+        access_key_id: str | None,
+        secret_access_key: str | None,
+        endpoint_url: str | None,
+        configuration_set: str | None,
+        max_connections: int,
+    ) -> None:
+        self.configuration_set = configuration_set
+        self.client: SESV2Client = boto3.client(
+            "sesv2",
+            region_name=region,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            endpoint_url=endpoint_url,
+            config=Config(
+                retries={"mode": "standard", "max_attempts": 3},
+                connect_timeout=5,
+                read_timeout=20,
+                max_pool_connections=max_connections,
+            ),
+        )
+
+    def send_raw(self, raw: bytes, sender: str, recipient: str, tags: dict[str, str]) -> str:
+        """Sends one message; answers SES's message id or raises SesFailure."""
+        request: dict[str, Any] = {
+            "FromEmailAddress": sender,
+            "Destination": {"ToAddresses": [recipient]},
+            "Content": {"Raw": {"Data": raw}},
+            "EmailTags": [{"Name": name, "Value": value} for name, value in tags.items()],
+        }
+        if self.configuration_set:
+            request["ConfigurationSetName"] = self.configuration_set
+        try:
+            return self.client.send_email(**request)["MessageId"]
+        except (ClientError, BotoCoreError) as error:
+            raise failure_from(error) from error
+
+    def create_identity(self, identity: str) -> IdentityState:
+        """Creates the identity (or finds it, when it already exists) and answers its state."""
+        try:
+            self.client.create_email_identity(EmailIdentity=identity)
+        except ClientError as error:
+            if failure_from(error).code != "AlreadyExistsException":
+                raise failure_from(error) from error
+        except BotoCoreError as error:
+            raise failure_from(error) from error
+        return self.identity_state(identity)
+
+    def identity_state(self, identity: str) -> IdentityState:
+        try:
+            answer = self.client.get_email_identity(EmailIdentity=identity)
+        except (ClientError, BotoCoreError) as error:
+            raise failure_from(error) from error
+        dkim = answer.get("DkimAttributes", {})
+        return IdentityState(
+            # moto reports VerificationStatus only; SES reports both.
+            verified=bool(answer.get("VerifiedForSendingStatus"))
+            or answer.get("VerificationStatus") == "SUCCESS",
+            dkim_status=dkim.get("Status"),
+            dkim_records=dkim_records(identity, list(dkim.get("Tokens", []))),
+        )
