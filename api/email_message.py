@@ -2,9 +2,15 @@
 
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import SMTP
 from email.utils import formatdate
 
 from api.email_templates import RenderedEmail
+
+
+# Lines up to RFC 5322's hard limit: a List-Unsubscribe URL has no place to fold, and with the
+# default 78 the library would turn it into encoded words that no mail client reads as a link.
+WIRE_POLICY = SMTP.clone(max_line_length=998)
 
 
 def build_message(
@@ -16,7 +22,7 @@ def build_message(
     content: RenderedEmail,
     unsubscribe_url: str,
 ) -> bytes:
-    message = EmailMessage()
+    message = EmailMessage(policy=WIRE_POLICY)
     local, _, domain = sender_email.partition("@")
     message["From"] = Address(display_name=sender_name or "", username=local, domain=domain)
     message["To"] = recipient

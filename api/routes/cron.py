@@ -8,6 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Request
 
 from api.db import Database
+from api.email_sender import SendPolicy, send_due_emails
 from api.envelope import ok
 from api.errors import ApiError
 from api.outbox import drain_make_outbox
@@ -44,6 +45,27 @@ def drain_outbox(request: Request) -> dict[str, Any]:
         database, make, request.app.state.settings, callback_base_url(request), DRAIN_LIMIT
     )
     return ok({"make": report.as_dict()})
+
+
+@router.get("/email")
+def send_email(request: Request) -> dict[str, Any]:
+    """Starts due scheduled campaigns and sends queued mail for up to the send budget."""
+    require_cron_secret(request)
+    settings: Settings = request.app.state.settings
+    ses = request.app.state.ses
+    if ses is None or settings.email_link_secret is None:
+        return ok({"email": "not_configured"})
+    policy = SendPolicy(
+        link_secret=settings.email_link_secret.get_secret_value(),
+        link_days=settings.unsubscribe_link_days,
+        max_per_second=settings.ses_max_send_rate,
+        concurrency=settings.ses_send_concurrency,
+        base_url=callback_base_url(request),
+    )
+    report = send_due_emails(
+        request.app.state.database, ses, policy, settings.email_send_budget_seconds
+    )
+    return ok({"email": report.as_dict()})
 
 
 @router.get("/rfm-snapshot")
