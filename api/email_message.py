@@ -7,7 +7,6 @@ from email.utils import formatdate
 
 from api.email_templates import RenderedEmail
 
-
 # Lines up to RFC 5322's hard limit: a List-Unsubscribe URL has no place to fold, and with the
 # default 78 the library would turn it into encoded words that no mail client reads as a link.
 WIRE_POLICY = SMTP.clone(max_line_length=998)

@@ -85,7 +85,9 @@ def record_failure(database: Database, recipient_id: UUID, error: str, retryable
 def send_one(database: Database, ses: SesClient, policy: SendPolicy, row: dict[str, Any]) -> str:
     link = unsubscribe_url(policy, row)
     try:
-        content = render(EmailContent(row["subject"], row["html"], row["text_body"]), row["contact"], link)
+        content = render(
+            EmailContent(row["subject"], row["html"], row["text_body"]), row["contact"], link
+        )
     except MergeFieldError as error:
         return record_failure(database, row["recipient_id"], str(error), retryable=False)
     raw = build_message(

@@ -25,31 +25,43 @@ def add_contacts(
 ) -> list[uuid.UUID]:
     """`count` contacts named <prefix>-<n>@mail.example.org (the workspace goes to team, so
     the plan's contact limit does not get in the way)."""
-    conn.execute("update public.workspaces set plan_tier = 'team' where id = %s", (user.workspace_id,))
+    conn.execute(
+        "update public.workspaces set plan_tier = 'team' where id = %s", (user.workspace_id,)
+    )
     rows = conn.execute(
         "insert into public.contacts (workspace_id, email, first_name, consent_state, attributes)"
-        " select %s, format('%%s-%%s@mail.example.org', %s::text, n), format('Reader %%s', n), %s, %s"
+        " select %s, format('%%s-%%s@mail.example.org', %s::text, n), format('Reader %%s', n),"
+        " %s, %s"
         " from generate_series(1, %s) n returning id",
         (user.workspace_id, prefix, consent, Jsonb(attributes or {}), count),
     ).fetchall()
     return [row["id"] for row in rows]
 
 
-def verified_sender(conn: psycopg.Connection[Any], user: User, identity: str = SENDER_DOMAIN) -> uuid.UUID:
+def verified_sender(
+    conn: psycopg.Connection[Any], user: User, identity: str = SENDER_DOMAIN
+) -> uuid.UUID:
     """A sender identity registered by the user and marked verified, as SES would report.
     Tests share one database and an identity belongs to one workspace, so an earlier test's
     registration of the same identity is removed first."""
     conn.execute("delete from public.sender_identities where identity = %s", (identity,))
     with acting_as(conn, user):
         identity_id = one(
-            conn, "select public.register_sender_identity(%s, %s) as id", (user.workspace_id, identity)
+            conn,
+            "select public.register_sender_identity(%s, %s) as id",
+            (user.workspace_id, identity),
         )["id"]
-    conn.execute("update public.sender_identities set verified = true where id = %s", (identity_id,))
+    conn.execute(
+        "update public.sender_identities set verified = true where id = %s", (identity_id,)
+    )
     return uuid.UUID(str(identity_id))
 
 
 def email_list(
-    conn: psycopg.Connection[Any], user: User, contact_ids: list[uuid.UUID], name: str = "Newsletter"
+    conn: psycopg.Connection[Any],
+    user: User,
+    contact_ids: list[uuid.UUID],
+    name: str = "Newsletter",
 ) -> uuid.UUID:
     with acting_as(conn, user):
         list_id = one(

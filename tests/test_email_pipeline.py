@@ -47,21 +47,22 @@ def ses_endpoint() -> Iterator[str]:
         yield endpoint
 
 
-def ses_client(endpoint: str) -> SesClient:
-    return SesClient(
-        region=REGION,
-        access_key_id="testing",
-        secret_access_key="testing",  # noqa: S106 - moto accepts any key
-        endpoint_url=endpoint,
-        configuration_set=None,
-        max_connections=8,
-    )
+def moto_client_settings(endpoint: str) -> dict[str, Any]:
+    """moto accepts any credentials."""
+    return {
+        "region": REGION,
+        "access_key_id": "testing",
+        "secret_access_key": "testing",
+        "endpoint_url": endpoint,
+        "configuration_set": None,
+        "max_connections": 8,
+    }
 
 
 @pytest.fixture
 def ses(ses_endpoint: str) -> SesClient:
     reset(ses_endpoint)
-    client = ses_client(ses_endpoint)
+    client = SesClient(**moto_client_settings(ses_endpoint))
     client.create_identity(SENDER_DOMAIN)
     return client
 
@@ -104,7 +105,9 @@ def test_a_campaign_reaches_each_mailable_contact_once_with_headers_and_merge_fi
     owner = create_user(conn)
     readers = add_contacts(conn, owner, 300, attributes={"offer": "<b>20% off</b>"})
     unsubscribed = add_contacts(conn, owner, 5, prefix="gone")
-    conn.execute("update public.contacts set unsubscribed_at = now() where id = any(%s)", (unsubscribed,))
+    conn.execute(
+        "update public.contacts set unsubscribed_at = now() where id = any(%s)", (unsubscribed,)
+    )
     suppressed = add_contacts(conn, owner, 5, prefix="bounced")
     conn.execute(
         "insert into public.email_suppressions (workspace_id, email, reason)"
@@ -122,7 +125,13 @@ def test_a_campaign_reaches_each_mailable_contact_once_with_headers_and_merge_fi
         list_ids=[list_id],
         sender_id=verified_sender(conn, owner),
         variants=[
-            ("A", "News for {{ first_name }}", "<p>{{ attributes.offer }}</p>", "Offer: {{ attributes.offer }}", 1),
+            (
+                "A",
+                "News for {{ first_name }}",
+                "<p>{{ attributes.offer }}</p>",
+                "Offer: {{ attributes.offer }}",
+                1,
+            ),
             ("B", "{{ first_name }}, this is for you", "<p>B {{ attributes.offer }}</p>", None, 1),
         ],
     )
@@ -138,11 +147,16 @@ def test_a_campaign_reaches_each_mailable_contact_once_with_headers_and_merge_fi
     assert max(recipients.values()) == 1
     contact_by_email = {
         row["email"]: row["id"]
-        for row in conn.execute("select id, email from public.contacts where id = any(%s)", (readers,))
+        for row in conn.execute(
+            "select id, email from public.contacts where id = any(%s)", (readers,)
+        )
     }
-    subjects = Counter()
+    subjects: Counter[str] = Counter()
     for raw in messages:
-        assert "\r\nList-Unsubscribe: <https://edge.example.test/api/v1/unsubscribe?token=" in raw["raw_data"]
+        assert (
+            "\r\nList-Unsubscribe: <https://edge.example.test/api/v1/unsubscribe?token="
+            in raw["raw_data"]
+        )
         message = parsed(raw)
         address = str(message["To"])
         number = address.split("@")[0].removeprefix("reader-")
@@ -165,7 +179,8 @@ def test_a_campaign_reaches_each_mailable_contact_once_with_headers_and_merge_fi
     ledger = one(
         conn,
         "select count(*) filter (where status = 'sent') as sent,"
-        " count(distinct ses_message_id) as ids from public.campaign_recipients where campaign_id = %s",
+        " count(distinct ses_message_id) as ids"
+        " from public.campaign_recipients where campaign_id = %s",
         (campaign,),
     )
     assert ledger == {"sent": 300, "ids": 300}
@@ -175,14 +190,7 @@ class CrashingSes(SesClient):
     """SES that works for the first `survive` messages, then the process dies."""
 
     def __init__(self, endpoint: str, survive: int) -> None:
-        super().__init__(
-            region=REGION,
-            access_key_id="testing",
-            secret_access_key="testing",  # noqa: S106
-            endpoint_url=endpoint,
-            configuration_set=None,
-            max_connections=8,
-        )
+        super().__init__(**moto_client_settings(endpoint))
         self.survive = survive
         self.calls = 0
         self.lock = threading.Lock()
@@ -201,7 +209,10 @@ def test_a_crash_half_way_then_a_restart_sends_the_rest_and_nothing_twice(
     owner = create_user(conn)
     readers = add_contacts(conn, owner, 200)
     campaign = draft_campaign(
-        conn, owner, list_ids=[email_list(conn, owner, readers)], sender_id=verified_sender(conn, owner)
+        conn,
+        owner,
+        list_ids=[email_list(conn, owner, readers)],
+        sender_id=verified_sender(conn, owner),
     )
     start(conn, owner, campaign)
 
@@ -219,11 +230,15 @@ def test_a_crash_half_way_then_a_restart_sends_the_rest_and_nothing_twice(
     assert stranded["sent"] == 100 and stranded["leased"] > 0
     # Before the lease runs out nobody touches the crashed worker's rows...
     send_due_emails(database, ses, POLICY, budget_seconds=60)
-    assert one(
-        conn,
-        "select count(*) as n from public.campaign_recipients where campaign_id = %s and status = 'sending'",
-        (campaign,),
-    )["n"] == stranded["leased"]
+    assert (
+        one(
+            conn,
+            "select count(*) as n from public.campaign_recipients"
+            " where campaign_id = %s and status = 'sending'",
+            (campaign,),
+        )["n"]
+        == stranded["leased"]
+    )
     # ...and once it has, a restarted worker finishes the campaign.
     conn.execute(
         "update public.campaign_recipients set locked_until = now() - interval '1 second'"
@@ -234,21 +249,17 @@ def test_a_crash_half_way_then_a_restart_sends_the_rest_and_nothing_twice(
 
     recipients = Counter(m["destinations"][0] for m in sent_raw_messages(ses_endpoint))
     assert len(recipients) == 200 and max(recipients.values()) == 1
-    assert one(conn, "select status from public.campaigns where id = %s", (campaign,))["status"] == "sent"
+    assert (
+        one(conn, "select status from public.campaigns where id = %s", (campaign,))["status"]
+        == "sent"
+    )
 
 
 class FlakySes(SesClient):
     """SES refusing given addresses: throttled once, or rejected for good."""
 
     def __init__(self, endpoint: str, throttled: str, rejected: str) -> None:
-        super().__init__(
-            region=REGION,
-            access_key_id="testing",
-            secret_access_key="testing",  # noqa: S106
-            endpoint_url=endpoint,
-            configuration_set=None,
-            max_connections=8,
-        )
+        super().__init__(**moto_client_settings(endpoint))
         self.throttled = {throttled}
         self.rejected = rejected
 
@@ -267,7 +278,10 @@ def test_throttling_is_retried_later_and_permanent_errors_are_recorded_per_recip
     owner = create_user(conn)
     readers = add_contacts(conn, owner, 10)
     campaign = draft_campaign(
-        conn, owner, list_ids=[email_list(conn, owner, readers)], sender_id=verified_sender(conn, owner)
+        conn,
+        owner,
+        list_ids=[email_list(conn, owner, readers)],
+        sender_id=verified_sender(conn, owner),
     )
     start(conn, owner, campaign)
     flaky = FlakySes(ses_endpoint, "reader-3@mail.example.org", "reader-7@mail.example.org")
@@ -288,7 +302,10 @@ def test_throttling_is_retried_later_and_permanent_errors_are_recorded_per_recip
     assert "ThrottlingException" in rows["reader-3@mail.example.org"]["error"]
     assert rows["reader-7@mail.example.org"]["status"] == "failed"
     assert "MessageRejected" in rows["reader-7@mail.example.org"]["error"]
-    assert one(conn, "select status from public.campaigns where id = %s", (campaign,))["status"] == "sending"
+    assert (
+        one(conn, "select status from public.campaigns where id = %s", (campaign,))["status"]
+        == "sending"
+    )
 
     conn.execute(
         "update public.campaign_recipients set next_attempt_at = now() where campaign_id = %s"
@@ -300,7 +317,10 @@ def test_throttling_is_retried_later_and_permanent_errors_are_recorded_per_recip
     assert (second.sent, second.failed) == (1, 0)
     sent_to = Counter(m["destinations"][0] for m in sent_raw_messages(ses_endpoint))
     assert len(sent_to) == 9 and "reader-7@mail.example.org" not in sent_to
-    assert one(conn, "select status from public.campaigns where id = %s", (campaign,))["status"] == "sent"
+    assert (
+        one(conn, "select status from public.campaigns where id = %s", (campaign,))["status"]
+        == "sent"
+    )
 
 
 def test_contacts_who_unsubscribe_or_bounce_mid_campaign_get_nothing_more(
@@ -309,10 +329,16 @@ def test_contacts_who_unsubscribe_or_bounce_mid_campaign_get_nothing_more(
     owner = create_user(conn)
     readers = add_contacts(conn, owner, 6)
     campaign = draft_campaign(
-        conn, owner, list_ids=[email_list(conn, owner, readers)], sender_id=verified_sender(conn, owner)
+        conn,
+        owner,
+        list_ids=[email_list(conn, owner, readers)],
+        sender_id=verified_sender(conn, owner),
     )
     start(conn, owner, campaign)
-    conn.execute("update public.contacts set unsubscribed_at = now() where email = 'reader-2@mail.example.org'")
+    conn.execute(
+        "update public.contacts set unsubscribed_at = now()"
+        " where email = 'reader-2@mail.example.org'"
+    )
     conn.execute(
         "insert into public.email_suppressions (workspace_id, email, reason)"
         " values (%s, 'reader-5@mail.example.org', 'complaint')",
@@ -328,7 +354,10 @@ def test_contacts_who_unsubscribe_or_bounce_mid_campaign_get_nothing_more(
         " order by email",
         (campaign,),
     ).fetchall()
-    assert [row["email"] for row in skipped] == ["reader-2@mail.example.org", "reader-5@mail.example.org"]
+    assert [row["email"] for row in skipped] == [
+        "reader-2@mail.example.org",
+        "reader-5@mail.example.org",
+    ]
 
 
 def test_a_missing_merge_field_fails_that_recipient_instead_of_sending_a_blank(
@@ -336,7 +365,9 @@ def test_a_missing_merge_field_fails_that_recipient_instead_of_sending_a_blank(
 ) -> None:
     owner = create_user(conn)
     readers = add_contacts(conn, owner, 3)
-    conn.execute("update public.contacts set attributes = '{\"city\": \"Brno\"}' where id = %s", (readers[0],))
+    conn.execute(
+        'update public.contacts set attributes = \'{"city": "Brno"}\' where id = %s', (readers[0],)
+    )
     campaign = draft_campaign(
         conn,
         owner,
@@ -354,14 +385,19 @@ def test_a_missing_merge_field_fails_that_recipient_instead_of_sending_a_blank(
         (campaign,),
     ).fetchall()
     assert all("city" in row["error"] for row in failed)
-    assert [m["destinations"][0] for m in sent_raw_messages(ses_endpoint)] == ["reader-1@mail.example.org"]
+    assert [m["destinations"][0] for m in sent_raw_messages(ses_endpoint)] == [
+        "reader-1@mail.example.org"
+    ]
 
 
 def test_the_shared_bucket_hands_out_no_more_than_the_rate(conn: psycopg.Connection[Any]) -> None:
     owner = create_user(conn)
     readers = add_contacts(conn, owner, 10)
     campaign = draft_campaign(
-        conn, owner, list_ids=[email_list(conn, owner, readers)], sender_id=verified_sender(conn, owner)
+        conn,
+        owner,
+        list_ids=[email_list(conn, owner, readers)],
+        sender_id=verified_sender(conn, owner),
     )
     start(conn, owner, campaign)
     conn.execute("set role service_role")
@@ -376,12 +412,19 @@ def test_the_shared_bucket_hands_out_no_more_than_the_rate(conn: psycopg.Connect
 
 
 def test_the_cron_starts_due_scheduled_campaigns_and_sends_them(
-    conn: psycopg.Connection[Any], database_url: str, jwks: JwksServer, ses: SesClient, ses_endpoint: str
+    conn: psycopg.Connection[Any],
+    database_url: str,
+    jwks: JwksServer,
+    ses: SesClient,
+    ses_endpoint: str,
 ) -> None:
     owner = create_user(conn)
     readers = add_contacts(conn, owner, 4)
     campaign = draft_campaign(
-        conn, owner, list_ids=[email_list(conn, owner, readers)], sender_id=verified_sender(conn, owner)
+        conn,
+        owner,
+        list_ids=[email_list(conn, owner, readers)],
+        sender_id=verified_sender(conn, owner),
     )
     from tests.factories import acting_as
 
@@ -401,11 +444,18 @@ def test_the_cron_starts_due_scheduled_campaigns_and_sends_them(
     with TestClient(create_app(settings)) as client:
         early = client.get("/api/v1/cron/email", headers={"Authorization": "Bearer cron-secret"})
         assert early.json()["data"]["email"]["started_campaigns"] == 0
-        conn.execute("update public.campaigns set scheduled_at = now() - interval '1 minute' where id = %s", (campaign,))
+        conn.execute(
+            "update public.campaigns set scheduled_at = now() - interval '1 minute' where id = %s",
+            (campaign,),
+        )
         due = client.get("/api/v1/cron/email", headers={"Authorization": "Bearer cron-secret"})
 
     assert due.status_code == 200
     assert due.json()["data"]["email"] == {
-        "started_campaigns": 1, "sent": 4, "retrying": 0, "failed": 0, "finished_campaigns": 1
+        "started_campaigns": 1,
+        "sent": 4,
+        "retrying": 0,
+        "failed": 0,
+        "finished_campaigns": 1,
     }
     assert len(sent_raw_messages(ses_endpoint)) == 4

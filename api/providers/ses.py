@@ -52,7 +52,11 @@ def dkim_records(identity: str, tokens: list[str]) -> list[dict[str, str]]:
     """The CNAME records Easy DKIM asks the domain's owner to publish."""
     domain = identity.rsplit("@", 1)[-1]
     return [
-        {"type": "CNAME", "name": f"{token}._domainkey.{domain}", "value": f"{token}.dkim.amazonses.com"}
+        {
+            "type": "CNAME",
+            "name": f"{token}._domainkey.{domain}",
+            "value": f"{token}.dkim.amazonses.com",
+        }
         for token in tokens
     ]
 

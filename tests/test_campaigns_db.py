@@ -1,0 +1,465 @@
+"""Segments, the campaign state machine, the frozen audience and the plan's email limit, in SQL
+as the Data API's users reach them."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import errors
+from psycopg.types.json import Jsonb
+
+from tests.email_factories import (
+    add_contacts,
+    draft_campaign,
+    email_list,
+    start,
+    verified_sender,
+)
+from tests.factories import User, acting_as, add_member, create_user, make_project, one, refused
+
+Conn = psycopg.Connection[Any]
+
+
+def segment_ids(conn: Conn, user: User, rule: dict[str, Any]) -> set[uuid.UUID]:
+    with acting_as(conn, user):
+        preview = one(
+            conn,
+            "select public.preview_segment(%s, %s, 100) as p",
+            (user.workspace_id, Jsonb(rule)),
+        )["p"]
+    ids = {uuid.UUID(row["id"]) for row in preview["sample"]}
+    assert preview["count"] == len(ids)
+    return ids
+
+
+def order(
+    conn: Conn, project: uuid.UUID, email: str, days_ago: int, number: int, total: int = 100
+) -> None:
+    conn.execute(
+        "select private.upsert_order(%s, 'shopify', %s)",
+        (
+            project,
+            Jsonb(
+                {
+                    "external_id": f"{email}-{number}",
+                    "status": "paid",
+                    "placed_at": (datetime.now(UTC) - timedelta(days=days_ago)).isoformat(),
+                    "total": str(total),
+                    "currency": "CZK",
+                    "customer": {"email": email},
+                }
+            ),
+        ),
+    )
+
+
+def test_at_risk_customers_who_opened_nothing_in_60_days(conn: Conn) -> None:
+    owner = create_user(conn)
+    conn.execute(
+        "update public.workspaces set base_currency = 'CZK' where id = %s", (owner.workspace_id,)
+    )
+    project = make_project(conn, owner)
+    # Five recent one-order customers and five lapsed three-order customers: the lapsed ones
+    # score F=3 and R=1,1,2,2,3, so four are At Risk and the freshest is Need Attention.
+    for n in range(5):
+        order(conn, project, f"new-{n}@shop.example", days_ago=n + 1, number=0)
+    for n, last in enumerate((200, 190, 180, 170, 160)):
+        for k in range(3):
+            order(conn, project, f"lapsed-{n}@shop.example", days_ago=last + 30 * k, number=k)
+    ids = {
+        row["email"]: row["id"]
+        for row in conn.execute(
+            "select id, email from public.contacts where workspace_id = %s", (owner.workspace_id,)
+        )
+    }
+    at_risk = {
+        row["contact_id"]
+        for row in conn.execute(
+            "select contact_id from private.rfm_scores(current_date, array[%s]::uuid[]) s"
+            " join analytics.rfm_segment_map m using (r_score, f_score)"
+            " where m.segment = 'At Risk'",
+            (owner.workspace_id,),
+        )
+    }
+    assert at_risk == {ids[f"lapsed-{n}@shop.example"] for n in range(4)}
+    # One of them opened a campaign ten days ago, another one ninety days ago.
+    conn.execute(
+        "update public.contacts set consent_state = 'granted' where workspace_id = %s",
+        (owner.workspace_id,),
+    )
+    engaged = [ids["lapsed-0@shop.example"], ids["lapsed-1@shop.example"]]
+    campaign = draft_campaign(
+        conn,
+        owner,
+        list_ids=[email_list(conn, owner, engaged)],
+        sender_id=verified_sender(conn, owner),
+    )
+    start(conn, owner, campaign)
+    conn.execute(
+        "update public.campaign_recipients set last_opened_at = now() - make_interval(days => case"
+        " when contact_id = %s then 10 else 90 end) where campaign_id = %s",
+        (engaged[0], campaign),
+    )
+
+    rule = {"all": [{"rfm_segment": "At Risk"}, {"not": {"opened_within_days": 60}}]}
+
+    assert segment_ids(conn, owner, rule) == at_risk - {engaged[0]}
+    with acting_as(conn, owner):
+        conn.execute(
+            "insert into public.segments (workspace_id, name, rule) values (%s, 'Win back', %s)",
+            (owner.workspace_id, Jsonb(rule)),
+        )
+
+
+def test_rules_over_fields_attributes_consent_lists_and_orders(conn: Conn) -> None:
+    owner = create_user(conn)
+    conn.execute(
+        "update public.workspaces set base_currency = 'CZK' where id = %s", (owner.workspace_id,)
+    )
+    project = make_project(conn, owner)
+    people = add_contacts(conn, owner, 6, prefix="p")
+    attributes = [
+        {"city": "Praha", "age": 31},
+        {"city": "Brno", "age": 45},
+        {"city": "praha 5"},
+        {},
+        {"age": "n/a"},
+        {},
+    ]
+    for contact, values in zip(people, attributes, strict=True):
+        conn.execute(
+            "update public.contacts set attributes = %s where id = %s", (Jsonb(values), contact)
+        )
+    conn.execute(
+        "update public.contacts set consent_state = 'withdrawn' where id = %s", (people[5],)
+    )
+    vip = email_list(conn, owner, [people[0], people[3]], name="VIP")
+    order(conn, project, "p-3@mail.example.org", days_ago=3, number=0, total=900)
+    order(conn, project, "p-3@mail.example.org", days_ago=400, number=1)
+    order(conn, project, "p-5@mail.example.org", days_ago=5, number=0, total=50)
+
+    def matches(rule: dict[str, Any]) -> set[int]:
+        found = segment_ids(conn, owner, rule)
+        return {n + 1 for n, contact in enumerate(people) if contact in found}
+
+    assert matches({"attribute": "city", "op": "eq", "value": "Praha"}) == {1}
+    assert matches({"attribute": "city", "op": "contains", "value": "PRAHA"}) == {1, 3}
+    assert matches({"attribute": "city", "op": "in", "value": ["Brno", "Ostrava"]}) == {2}
+    assert matches({"attribute": "age", "op": "gt", "value": 40}) == {2}
+    assert matches({"attribute": "city", "op": "missing"}) == {4, 5, 6}
+    assert matches({"field": "consent_state", "op": "neq", "value": "granted"}) == {6}
+    assert matches({"in_list": str(vip)}) == {1, 4}
+    assert matches({"orders": {"min_count": 2}}) == {3}
+    assert matches({"orders": {"within_days": 30}}) == {3, 5}
+    assert matches({"orders": {"within_days": 30, "min_revenue": 500}}) == {3}
+    assert matches({"any": [{"in_list": str(vip)}, {"not": {"orders": {}}}]}) == {1, 2, 4, 6}
+    assert matches({"field": "email", "op": "starts_with", "value": "p-1@"}) == {1}
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"color": "blue"},
+        {"all": []},
+        {"field": "password", "op": "eq", "value": "x"},
+        {"attribute": "city", "op": "like", "value": "x"},
+        {"attribute": "city", "op": "eq"},
+        {"in_list": "not-a-uuid"},
+        {"rfm_segment": "Whales"},
+        {"opened_within_days": 0},
+        {"orders": {"min_count": "2"}},
+        {"orders": {"since": 3}},
+        [],
+    ],
+)
+def test_malformed_rules_are_refused_with_a_clear_error(conn: Conn, rule: Any) -> None:
+    owner = create_user(conn)
+    with acting_as(conn, owner), refused(422, "invalid_segment_rule"):
+        conn.execute(
+            "insert into public.segments (workspace_id, name, rule) values (%s, 'Bad', %s)",
+            (owner.workspace_id, Jsonb(rule)),
+        )
+
+
+def test_rule_values_cannot_inject_sql(conn: Conn) -> None:
+    owner = create_user(conn)
+    add_contacts(conn, owner, 2)
+    hostile = "x') or true or ('"
+    assert segment_ids(conn, owner, {"attribute": hostile, "op": "eq", "value": hostile}) == set()
+    assert (
+        segment_ids(
+            conn,
+            owner,
+            {"field": "email", "op": "eq", "value": "'; drop table public.contacts; --"},
+        )
+        == set()
+    )
+    assert (
+        one(
+            conn,
+            "select count(*) as n from public.contacts where workspace_id = %s",
+            (owner.workspace_id,),
+        )["n"]
+        == 2
+    )
+
+
+def test_only_members_preview_a_workspace(conn: Conn) -> None:
+    owner = create_user(conn)
+    add_contacts(conn, owner, 3)
+    stranger = create_user(conn)
+    with acting_as(conn, stranger), refused(404, "workspace_not_found"):
+        conn.execute(
+            'select public.preview_segment(%s, \'{"field": "email", "op": "exists"}\')',
+            (owner.workspace_id,),
+        )
+
+
+@pytest.fixture
+def ready(conn: Conn) -> tuple[User, uuid.UUID, list[uuid.UUID]]:
+    owner = create_user(conn)
+    readers = add_contacts(conn, owner, 8)
+    campaign = draft_campaign(
+        conn,
+        owner,
+        list_ids=[email_list(conn, owner, readers)],
+        sender_id=verified_sender(conn, owner),
+    )
+    return owner, campaign, readers
+
+
+def status(conn: Conn, campaign: uuid.UUID) -> str:
+    return str(
+        one(conn, "select status from public.campaigns where id = %s", (campaign,))["status"]
+    )
+
+
+def test_the_campaign_state_machine(
+    conn: Conn, ready: tuple[User, uuid.UUID, list[uuid.UUID]]
+) -> None:
+    owner, campaign, _ = ready
+    with acting_as(conn, owner), refused(422, "invalid_input"):
+        conn.execute(
+            "select public.schedule_campaign(%s, now() - interval '1 minute')", (campaign,)
+        )
+    with acting_as(conn, owner):
+        conn.execute("select public.schedule_campaign(%s, now() + interval '1 day')", (campaign,))
+        edited = conn.execute(
+            "update public.campaigns set name = 'Renamed' where id = %s", (campaign,)
+        )
+        assert edited.rowcount == 0  # only drafts are editable
+    assert status(conn, campaign) == "scheduled"
+    with acting_as(conn, owner):
+        conn.execute("select public.unschedule_campaign(%s)", (campaign,))
+    assert status(conn, campaign) == "draft"
+    with acting_as(conn, owner), refused(409, "invalid_transition"):
+        conn.execute("select public.pause_campaign(%s)", (campaign,))
+
+    assert start(conn, owner, campaign) == 8
+    with acting_as(conn, owner), refused(409, "invalid_transition"):
+        conn.execute("select public.start_campaign(%s)", (campaign,))
+    with acting_as(conn, owner):
+        conn.execute("select public.pause_campaign(%s)", (campaign,))
+    assert status(conn, campaign) == "paused"
+    conn.execute("set role service_role")
+    try:
+        claimed = conn.execute("select * from private.claim_email_batch(500, 60, 1000)").fetchall()
+        assert campaign not in {row["campaign_id"] for row in claimed}
+    finally:
+        conn.execute("reset role")
+    with acting_as(conn, owner):
+        conn.execute("select public.resume_campaign(%s)", (campaign,))
+        cancelled = one(conn, "select public.cancel_campaign(%s) as unsent", (campaign,))["unsent"]
+    assert cancelled == 8 and status(conn, campaign) == "cancelled"
+    with acting_as(conn, owner), refused(409, "invalid_transition"):
+        conn.execute("select public.resume_campaign(%s)", (campaign,))
+    assert (
+        one(
+            conn,
+            "select count(*) as n from public.campaign_recipients"
+            " where campaign_id = %s and status = 'cancelled'",
+            (campaign,),
+        )["n"]
+        == 8
+    )
+
+
+def test_the_audience_is_frozen_once_and_variants_lock_with_it(
+    conn: Conn, ready: tuple[User, uuid.UUID, list[uuid.UUID]]
+) -> None:
+    owner, campaign, readers = ready
+    start(conn, owner, campaign)
+    late = add_contacts(conn, owner, 1, prefix="late")
+    list_id = one(
+        conn, "select list_ids[1] as id from public.campaigns where id = %s", (campaign,)
+    )["id"]
+    conn.execute(
+        "insert into public.email_list_members (list_id, workspace_id, contact_id)"
+        " values (%s, %s, %s)",
+        (list_id, owner.workspace_id, late[0]),
+    )
+    with acting_as(conn, owner):
+        assert (
+            conn.execute(
+                "update public.campaign_variants set subject = 'Changed' where campaign_id = %s",
+                (campaign,),
+            ).rowcount
+            == 0
+        )
+        frozen = conn.execute(
+            "select contact_id from public.campaign_recipients where campaign_id = %s", (campaign,)
+        ).fetchall()
+    assert {row["contact_id"] for row in frozen} == set(readers)
+    with pytest.raises(errors.UniqueViolation):
+        conn.execute(
+            "insert into public.campaign_recipients"
+            " (campaign_id, workspace_id, variant_id, contact_id, email)"
+            " select campaign_id, workspace_id, variant_id, contact_id, email"
+            " from public.campaign_recipients where campaign_id = %s limit 1",
+            (campaign,),
+        )
+
+
+def test_variants_split_the_audience_by_weight(conn: Conn) -> None:
+    owner = create_user(conn)
+    readers = add_contacts(conn, owner, 100)
+    campaign = draft_campaign(
+        conn,
+        owner,
+        list_ids=[email_list(conn, owner, readers)],
+        sender_id=verified_sender(conn, owner),
+        variants=[("A", "A", "<p>A</p>", None, 3), ("B", "B", "<p>B</p>", None, 1)],
+    )
+    start(conn, owner, campaign)
+    split = {
+        row["name"]: row["n"]
+        for row in conn.execute(
+            "select v.name, count(*) as n from public.campaign_recipients r"
+            " join public.campaign_variants v on v.id = r.variant_id"
+            " where r.campaign_id = %s group by v.name",
+            (campaign,),
+        )
+    }
+    assert split == {"A": 75, "B": 25}
+
+
+def test_a_campaign_needs_a_verified_sender_that_covers_its_from_address(
+    conn: Conn, ready: tuple[User, uuid.UUID, list[uuid.UUID]]
+) -> None:
+    owner, campaign, _ = ready
+    conn.execute(
+        "update public.sender_identities set verified = false where workspace_id = %s",
+        (owner.workspace_id,),
+    )
+    with acting_as(conn, owner), refused(409, "sender_not_verified"):
+        conn.execute("select public.start_campaign(%s)", (campaign,))
+    conn.execute(
+        "update public.sender_identities set verified = true where workspace_id = %s",
+        (owner.workspace_id,),
+    )
+    with acting_as(conn, owner):
+        conn.execute(
+            "update public.campaigns set from_email = 'ceo@elsewhere.example' where id = %s",
+            (campaign,),
+        )
+    with acting_as(conn, owner), refused(422, "sender_mismatch"):
+        conn.execute("select public.start_campaign(%s)", (campaign,))
+    other = create_user(conn)
+    foreign_sender = verified_sender(conn, other, "other.example.com")
+    with acting_as(conn, owner), pytest.raises(errors.ForeignKeyViolation):
+        conn.execute(
+            "update public.campaigns set sender_identity_id = %s where id = %s",
+            (foreign_sender, campaign),
+        )
+
+
+def test_nobody_to_mail_and_nothing_to_send_are_refused(conn: Conn) -> None:
+    owner = create_user(conn)
+    sender = verified_sender(conn, owner)
+    unconsented = add_contacts(conn, owner, 3, consent="unknown")
+    campaign = draft_campaign(
+        conn, owner, list_ids=[email_list(conn, owner, unconsented)], sender_id=sender
+    )
+    with acting_as(conn, owner), refused(409, "empty_audience"):
+        conn.execute("select public.start_campaign(%s)", (campaign,))
+    empty = draft_campaign(conn, owner, list_ids=[], sender_id=sender)
+    with acting_as(conn, owner), refused(422, "campaign_incomplete"):
+        conn.execute("select public.start_campaign(%s)", (empty,))
+    assert status(conn, campaign) == "draft"
+
+
+def test_the_monthly_email_limit_blocks_a_campaign_start_after_a_downgrade(conn: Conn) -> None:
+    owner = create_user(conn)
+    readers = add_contacts(conn, owner, 30)
+    sender = verified_sender(conn, owner)
+    big = draft_campaign(conn, owner, list_ids=[email_list(conn, owner, readers)], sender_id=sender)
+    small = draft_campaign(
+        conn, owner, list_ids=[email_list(conn, owner, readers[:10], name="Few")], sender_id=sender
+    )
+    conn.execute(
+        "update public.workspaces set plan_tier = 'free' where id = %s", (owner.workspace_id,)
+    )
+    conn.execute(
+        "insert into private.monthly_email_usage (workspace_id, month, emails)"
+        " values (%s, date_trunc('month', now())::date, 1980)",
+        (owner.workspace_id,),
+    )
+
+    with acting_as(conn, owner), refused(402, "plan_limit_reached"):
+        conn.execute("select public.start_campaign(%s)", (big,))
+
+    assert status(conn, big) == "draft"
+    assert (
+        one(
+            conn,
+            "select count(*) as n from public.campaign_recipients where campaign_id = %s",
+            (big,),
+        )["n"]
+        == 0
+    )
+    assert start(conn, owner, small) == 10
+    usage = "select emails from private.monthly_email_usage where workspace_id = %s"
+    assert one(conn, usage, (owner.workspace_id,))["emails"] == 1990
+    with acting_as(conn, owner):
+        conn.execute("select public.cancel_campaign(%s)", (small,))
+    assert one(conn, usage, (owner.workspace_id,))["emails"] == 1980
+
+
+def test_roles_and_tenancy(conn: Conn, ready: tuple[User, uuid.UUID, list[uuid.UUID]]) -> None:
+    owner, campaign, _ = ready
+    viewer = add_member(conn, owner, "viewer")
+    stranger = create_user(conn)
+    with acting_as(conn, viewer), refused(403, "insufficient_role"):
+        conn.execute("select public.start_campaign(%s)", (campaign,))
+    with acting_as(conn, viewer), pytest.raises(errors.InsufficientPrivilege):
+        conn.execute(
+            "insert into public.campaigns (workspace_id, name) values (%s, 'Mine')",
+            (owner.workspace_id,),
+        )
+    with acting_as(conn, owner), pytest.raises(errors.InsufficientPrivilege):
+        conn.execute("update public.campaigns set status = 'sent' where id = %s", (campaign,))
+    start(conn, owner, campaign)
+    with acting_as(conn, stranger):
+        assert (
+            conn.execute("select * from public.campaigns where id = %s", (campaign,)).fetchall()
+            == []
+        )
+        assert (
+            conn.execute(
+                "select * from public.campaign_recipients where campaign_id = %s", (campaign,)
+            ).fetchall()
+            == []
+        )
+    with acting_as(conn, stranger), refused(404, "campaign_not_found"):
+        conn.execute("select public.pause_campaign(%s)", (campaign,))
+    with acting_as(conn, viewer):
+        assert (
+            len(
+                conn.execute(
+                    "select * from public.campaign_recipients where campaign_id = %s", (campaign,)
+                ).fetchall()
+            )
+            == 8
+        )
