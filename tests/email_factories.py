@@ -96,9 +96,8 @@ def draft_campaign(
             " %s, %s, %s) returning id",
             (user.workspace_id, sender_id, from_email, list_ids, segment_id),
         )["id"]
-        for name, subject, html, text, weight in variants or [
-            ("A", "News for {{ first_name }}", DEFAULT_HTML, None, 1)
-        ]:
+        default = [("A", "News for {{ first_name }}", DEFAULT_HTML, None, 1)]
+        for name, subject, html, text, weight in default if variants is None else variants:
             conn.execute(
                 "insert into public.campaign_variants (campaign_id, workspace_id, name, subject,"
                 " html, text, weight) values (%s, %s, %s, %s, %s, %s, %s)",

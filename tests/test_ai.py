@@ -13,7 +13,9 @@ from psycopg.rows import DictRow
 from pydantic import SecretStr
 
 from api.app import create_app
+from api.email_templates import EmailContent, render
 from api.settings import Settings
+from tests.email_factories import add_contacts, draft_campaign, email_list, start, verified_sender
 from tests.factories import User, acting_as, add_member, balance, create_user, fund, ledger, one
 from tests.groq_server import GroqServer, Reply, serve_groq
 from tests.jwks import JwksServer
@@ -242,3 +244,89 @@ def test_usage_per_model_and_workspace(
             "failure_rate": pytest.approx(0.5),
         }
     ]
+
+
+def test_variants_are_saved_into_a_draft_campaign_literally(
+    client: TestClient, jwks: JwksServer, groq: GroqServer, conn: Conn, owner: User
+) -> None:
+    readers = add_contacts(conn, owner, 1)
+    campaign = draft_campaign(
+        conn,
+        owner,
+        list_ids=[email_list(conn, owner, readers)],
+        sender_id=verified_sender(conn, owner),
+        variants=[],
+    )
+    body = "Save {{ 20% }} <today>\n\nSee you"
+    groq.script.append(
+        Reply(
+            content=json.dumps(
+                {
+                    "variants": [
+                        {"angle": angle, "subject": f"{{% {angle} %}}", "body": body}
+                        for angle in ("problem", "benefit", "question")
+                    ]
+                }
+            )
+        )
+    )
+    response = client.post(
+        "/api/v1/ai/campaign-copy",
+        headers={"Authorization": f"Bearer {jwks.sign(jwks.claims(owner.id))}"},
+        json={
+            "workspace_id": str(owner.workspace_id),
+            "product_url": "https://shop.example/boots",
+            "ideal_customer_profile": "runners",
+            "campaign_id": str(campaign),
+        },
+    )
+
+    assert response.status_code == 200, response.text
+    assert len(response.json()["data"]["campaign_variant_ids"]) == 3
+    saved = conn.execute(
+        "select name, subject, html, text from public.campaign_variants where campaign_id = %s"
+        " order by name",
+        (campaign,),
+    ).fetchall()
+    assert [row["name"] for row in saved] == ["benefit", "problem", "question"]
+    mail = render(
+        EmailContent(saved[0]["subject"], saved[0]["html"], saved[0]["text"]),
+        {"email": "a@b.example"},
+        "https://edge.example/u",
+    )
+    assert mail.subject == "{% benefit %}"
+    assert "<p>Save {{ 20% }} &lt;today&gt;</p><p>See you</p>" in mail.html
+    assert mail.text is not None and mail.text.startswith(body)
+
+
+def test_variants_for_a_campaign_that_is_not_a_draft_cost_nothing(
+    client: TestClient, jwks: JwksServer, groq: GroqServer, conn: Conn, owner: User
+) -> None:
+    readers = add_contacts(conn, owner, 1)
+    campaign = draft_campaign(
+        conn,
+        owner,
+        list_ids=[email_list(conn, owner, readers)],
+        sender_id=verified_sender(conn, owner),
+    )
+    start(conn, owner, campaign)
+    stranger = create_user(conn)
+    fund(conn, stranger, 20)
+    credits = balance(conn, owner)
+
+    def ask(user: User) -> Any:
+        return client.post(
+            "/api/v1/ai/campaign-copy",
+            headers={"Authorization": f"Bearer {jwks.sign(jwks.claims(user.id))}"},
+            json={
+                "workspace_id": str(user.workspace_id),
+                "product_url": "https://shop.example/boots",
+                "ideal_customer_profile": "runners",
+                "campaign_id": str(campaign),
+            },
+        )
+
+    assert ask(owner).json()["error"]["code"] == "campaign_not_draft"
+    assert ask(stranger).status_code == 404
+    assert groq.requests == []
+    assert balance(conn, owner) == credits

@@ -1,5 +1,6 @@
 """AI copy and content through SafeAi (credits, PII Safe Mode, validation, usage)."""
 
+from html import escape
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -8,6 +9,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from api.ai import SafeAi
 from api.auth import CurrentUser
+from api.db import Database
 from api.envelope import ok
 from api.errors import ApiError
 from api.page_fetch import fetch_page_text
@@ -28,6 +30,8 @@ class CampaignCopyRequest(BaseModel):
     tone: Annotated[str, Field(min_length=1, max_length=60)] = "friendly"
     language: Language = "en"
     read_product_page: bool = False
+    # A draft campaign of the same workspace to save the three variants into.
+    campaign_id: UUID | None = None
 
 
 class Variant(BaseModel):
@@ -122,6 +126,49 @@ CONTENT_INSTRUCTIONS = {
 }
 
 
+def assert_draft_campaign(request: Request, user: CurrentUser, body: CampaignCopyRequest) -> None:
+    """Checked before Groq is called, so a campaign that cannot take variants costs nothing."""
+    database: Database = request.app.state.database
+    with database.as_user(user.claims) as conn:
+        campaign = conn.execute(
+            "select workspace_id, status from public.campaigns where id = %s", (body.campaign_id,)
+        ).fetchone()
+    if campaign is None or campaign["workspace_id"] != body.workspace_id:
+        raise ApiError(404, "campaign_not_found", "Campaign not found in this workspace")
+    if campaign["status"] != "draft":
+        raise ApiError(409, "campaign_not_draft", "Variants can only be added to a draft campaign")
+
+
+def variant_html(body: str) -> str:
+    """The copy as escaped paragraphs, kept literal (never read as merge fields)."""
+    paragraphs = (escape(part).replace("\n", "<br>") for part in body.split("\n\n") if part.strip())
+    return "{% raw %}" + "".join(f"<p>{paragraph}</p>" for paragraph in paragraphs) + "{% endraw %}"
+
+
+def save_variants(
+    request: Request, user: CurrentUser, body: CampaignCopyRequest, copy: CampaignCopy
+) -> list[str]:
+    database: Database = request.app.state.database
+    with database.as_user(user.claims) as conn:
+        rows = [
+            conn.execute(
+                "insert into public.campaign_variants"
+                " (campaign_id, workspace_id, name, subject, html, text)"
+                " values (%s, %s, %s, %s, %s, %s) returning id",
+                (
+                    body.campaign_id,
+                    body.workspace_id,
+                    variant.angle,
+                    "{% raw %}" + variant.subject + "{% endraw %}",
+                    variant_html(variant.body),
+                    "{% raw %}" + variant.body + "{% endraw %}",
+                ),
+            ).fetchone()
+            for variant in copy.variants
+        ]
+    return [str(row["id"]) for row in rows if row]
+
+
 def safe_ai(request: Request) -> SafeAi:
     ai: SafeAi | None = request.app.state.ai
     if ai is None:
@@ -132,6 +179,8 @@ def safe_ai(request: Request) -> SafeAi:
 @router.post("/campaign-copy")
 def campaign_copy(body: CampaignCopyRequest, request: Request, user: CurrentUser) -> dict[str, Any]:
     ai = safe_ai(request)
+    if body.campaign_id is not None:
+        assert_draft_campaign(request, user, body)
     inputs = {
         "Product URL": str(body.product_url),
         "Ideal customer profile": body.ideal_customer_profile,
@@ -150,7 +199,8 @@ def campaign_copy(body: CampaignCopyRequest, request: Request, user: CurrentUser
         output=CampaignCopy,
         schema=CAMPAIGN_COPY_SCHEMA,
     )
-    return ok({"ai_call_id": call_id, **copy.model_dump()})
+    saved = save_variants(request, user, body, copy) if body.campaign_id is not None else []
+    return ok({"ai_call_id": call_id, **copy.model_dump(), "campaign_variant_ids": saved})
 
 
 @router.post("/content")
