@@ -459,3 +459,23 @@ def test_the_cron_starts_due_scheduled_campaigns_and_sends_them(
         "finished_campaigns": 1,
     }
     assert len(sent_raw_messages(ses_endpoint)) == 4
+
+
+def test_a_campaign_whose_sender_lost_verification_waits_instead_of_failing(
+    conn: psycopg.Connection[Any], database: Database, ses: SesClient, ses_endpoint: str
+) -> None:
+    owner = create_user(conn)
+    readers = add_contacts(conn, owner, 3)
+    sender = verified_sender(conn, owner)
+    campaign = draft_campaign(
+        conn, owner, list_ids=[email_list(conn, owner, readers)], sender_id=sender
+    )
+    start(conn, owner, campaign)
+    conn.execute("update public.sender_identities set verified = false where id = %s", (sender,))
+
+    waiting = send_due_emails(database, ses, POLICY, budget_seconds=60)
+
+    assert (waiting.sent, waiting.failed) == (0, 0)
+    assert sent_raw_messages(ses_endpoint) == []
+    conn.execute("update public.sender_identities set verified = true where id = %s", (sender,))
+    assert send_due_emails(database, ses, POLICY, budget_seconds=60).sent == 3

@@ -804,6 +804,8 @@ create table private.email_send_rate (
 );
 
 -- Claims up to p_limit due recipients of sending campaigns, no more than the bucket allows.
+-- A campaign whose sender identity lost its verification (or was removed) waits instead of
+-- having every remaining recipient refused by SES.
 -- Recipients who may no longer be mailed (unsubscribed, erased, consent withdrawn, suppressed
 -- since the campaign started) are marked skipped instead of being handed out.
 create function private.claim_email_batch(p_limit integer, p_lease_seconds integer, p_per_second double precision)
@@ -844,6 +846,7 @@ begin
                              where s.workspace_id = r.workspace_id and s.email = r.email) as allowed
     from public.campaign_recipients r
     join public.campaigns c on c.id = r.campaign_id and c.status = 'sending'
+    join public.sender_identities si on si.id = c.sender_identity_id and si.verified
     join public.contacts ct on ct.id = r.contact_id
     where r.status in ('queued', 'sending')
       and r.next_attempt_at <= now()
@@ -894,6 +897,7 @@ as $$
     when not exists (
       select 1 from public.campaign_recipients r
       join public.campaigns c on c.id = r.campaign_id and c.status = 'sending'
+      join public.sender_identities si on si.id = c.sender_identity_id and si.verified
       where r.status in ('queued', 'sending') and r.next_attempt_at <= now()
         and (r.locked_until is null or r.locked_until < now())
     ) then null
