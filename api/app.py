@@ -23,7 +23,19 @@ from api.providers.groq_ai import GroqChat
 from api.providers.make import MakeClient
 from api.providers.razorpay_billing import RazorpayBilling
 from api.providers.ses import SesClient
-from api.routes import ai, automations, billing, cron, health, imports, integrations, me
+from api.routes import (
+    ai,
+    automations,
+    billing,
+    cron,
+    email_preview,
+    health,
+    imports,
+    integrations,
+    me,
+    sender_identities,
+    unsubscribe,
+)
 from api.routes.webhooks import make as make_webhooks
 from api.routes.webhooks import razorpay as razorpay_webhooks
 from api.routes.webhooks import shops as shop_webhooks
@@ -148,6 +160,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(billing.router)
     app.include_router(razorpay_webhooks.router)
     app.include_router(cron.router)
+    app.include_router(sender_identities.router)
+    app.include_router(unsubscribe.router)
+    app.include_router(email_preview.router)
     return app
 
 
