@@ -17,8 +17,8 @@ from uuid import UUID
 from api import unsubscribe_tokens
 from api.db import Database
 from api.email_message import build_message
-from api.email_templates import EmailContent, MergeFieldError, render
-from api.providers.ses import SesClient, SesFailure
+from api.email_templates import EmailContent, RenderError, render
+from api.providers.ses import SesClient, SesError
 
 log = logging.getLogger("growthbase.email")
 UNSUBSCRIBE_PATH = "/api/v1/unsubscribe"
@@ -88,7 +88,7 @@ def send_one(database: Database, ses: SesClient, policy: SendPolicy, row: dict[s
         content = render(
             EmailContent(row["subject"], row["html"], row["text_body"]), row["contact"], link
         )
-    except MergeFieldError as error:
+    except RenderError as error:
         return record_failure(database, row["recipient_id"], str(error), retryable=False)
     raw = build_message(
         sender_name=row["from_name"],
@@ -105,7 +105,7 @@ def send_one(database: Database, ses: SesClient, policy: SendPolicy, row: dict[s
             row["email"],
             {"campaign_id": str(row["campaign_id"]), "recipient_id": str(row["recipient_id"])},
         )
-    except SesFailure as failure:
+    except SesError as failure:
         return record_failure(database, row["recipient_id"], str(failure), failure.retryable)
     with database.as_service() as conn:
         conn.execute("select private.email_sent(%s, %s)", (row["recipient_id"], message_id))

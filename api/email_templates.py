@@ -8,6 +8,9 @@ visible unsubscribe link, added as a footer when the template does not place
 `{{ unsubscribe_url }}` itself.
 """
 
+import operator
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from html import escape
 from typing import Any
@@ -19,9 +22,34 @@ from api.errors import ApiError
 
 CONTACT_FIELDS = ("email", "first_name", "last_name", "phone")
 UNSUBSCRIBE_FIELD = "unsubscribe_url"
+# Templates come from users: a rendered part may not exceed this, nor may any value built by
+# repetition (`'x' * 50000000`), so one template cannot exhaust a worker's memory or time.
+MAX_RENDERED_CHARACTERS = 1_000_000
+MISSING_ATTRIBUTE = re.compile(r"^'dict object' has no attribute '([^']*)'$")
 
-html_environment = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
-text_environment = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
+
+class TemplateTooLargeError(TemplateError):
+    """The template would render more than MAX_RENDERED_CHARACTERS."""
+
+
+class BoundedEnvironment(SandboxedEnvironment):
+    """Jinja's sandbox, with repetition (`*`) bounded in size."""
+
+    intercepted_binops = frozenset({"*"})
+
+    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+        sized, count = (left, right) if isinstance(right, int) else (right, left)
+        if (
+            isinstance(sized, str | list)
+            and isinstance(count, int)
+            and len(sized) * count > MAX_RENDERED_CHARACTERS
+        ):
+            raise TemplateTooLargeError("the template repeats a value too many times")
+        return operator.mul(left, right)
+
+
+html_environment = BoundedEnvironment(autoescape=True, undefined=StrictUndefined)
+text_environment = BoundedEnvironment(autoescape=False, undefined=StrictUndefined)
 
 
 @dataclass(frozen=True)
@@ -38,8 +66,39 @@ class RenderedEmail:
     text: str | None
 
 
-class MergeFieldError(Exception):
+class RenderError(Exception):
     """A template cannot be rendered for a contact; the message names the reason."""
+
+
+class MergeFieldError(RenderError):
+    """The contact lacks a field the template uses without a default."""
+
+
+class TemplateInvalidError(RenderError):
+    """The template itself is broken (syntax) or too large."""
+
+
+def bounded(chunks: Iterator[str]) -> str:
+    """Joins rendered output, stopping as soon as it grows past the limit."""
+    parts: list[str] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_RENDERED_CHARACTERS:
+            raise TemplateTooLargeError("the rendered message is larger than 1,000,000 characters")
+        parts.append(chunk)
+    return "".join(parts)
+
+
+def missing_field(error: UndefinedError) -> str:
+    """Names a missing field as the template writes it: `attributes.city`, not Jinja's
+    "'dict object' has no attribute 'city'"."""
+    message = error.message or "a merge field is undefined"
+    attribute = MISSING_ATTRIBUTE.match(message)
+    if attribute:
+        return f"missing merge field: attributes.{attribute.group(1)}"
+    name = message.removesuffix(" is undefined").strip("'")
+    return f"missing merge field: {name}"
 
 
 def merge_fields(contact: dict[str, Any], unsubscribe_url: str) -> dict[str, Any]:
@@ -58,23 +117,24 @@ def merge_fields(contact: dict[str, Any], unsubscribe_url: str) -> dict[str, Any
 def render(content: EmailContent, contact: dict[str, Any], unsubscribe_url: str) -> RenderedEmail:
     fields = merge_fields(contact, unsubscribe_url)
     try:
-        subject = text_environment.from_string(content.subject).render(fields)
-        html = html_environment.from_string(content.html).render(fields)
+        subject = bounded(text_environment.from_string(content.subject).generate(fields))
+        html = bounded(html_environment.from_string(content.html).generate(fields))
         text = (
-            text_environment.from_string(content.text).render(fields)
+            bounded(text_environment.from_string(content.text).generate(fields))
             if content.text is not None
             else None
         )
     except UndefinedError as error:
-        raise MergeFieldError(f"missing merge field: {error.message}") from error
+        raise MergeFieldError(missing_field(error)) from error
     except TemplateError as error:
-        raise MergeFieldError(f"template error: {error.message}") from error
-    if UNSUBSCRIBE_FIELD not in content.html:
+        raise TemplateInvalidError(f"template error: {error.message}") from error
+    # Judged on the output, so a link hidden in a comment or a false branch does not count.
+    if escape(unsubscribe_url) not in html:
         html += (
             '<p style="font-size:12px;color:#666">'
             f'<a href="{escape(unsubscribe_url)}">Unsubscribe</a></p>'
         )
-    if text is not None and UNSUBSCRIBE_FIELD not in (content.text or ""):
+    if text is not None and unsubscribe_url not in text:
         text += f"\n\nUnsubscribe: {unsubscribe_url}\n"
     return RenderedEmail(" ".join(subject.split()), html, text)
 
@@ -85,3 +145,5 @@ def preview(content: EmailContent, contact: dict[str, Any], unsubscribe_url: str
         return render(content, contact, unsubscribe_url)
     except MergeFieldError as error:
         raise ApiError(422, "merge_field_missing", str(error)) from error
+    except TemplateInvalidError as error:
+        raise ApiError(422, "template_invalid", str(error)) from error

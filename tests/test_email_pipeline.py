@@ -18,7 +18,7 @@ from api import unsubscribe_tokens
 from api.app import create_app
 from api.db import Database
 from api.email_sender import SendPolicy, send_due_emails
-from api.providers.ses import SesClient, SesFailure
+from api.providers.ses import SesClient, SesError
 from api.settings import Settings
 from tests.email_factories import (
     FROM_EMAIL,
@@ -266,9 +266,9 @@ class FlakySes(SesClient):
     def send_raw(self, raw: bytes, sender: str, recipient: str, tags: dict[str, str]) -> str:
         if recipient in self.throttled:
             self.throttled.discard(recipient)
-            raise SesFailure("ThrottlingException", "Maximum sending rate exceeded.", True)
+            raise SesError("ThrottlingException", "Maximum sending rate exceeded.", True)
         if recipient == self.rejected:
-            raise SesFailure("MessageRejected", "Email address is not verified.", False)
+            raise SesError("MessageRejected", "Email address is not verified.", False)
         return super().send_raw(raw, sender, recipient, tags)
 
 

@@ -32,7 +32,7 @@ RETRYABLE_CODES = frozenset(
 
 
 @dataclass(frozen=True)
-class SesFailure(Exception):
+class SesError(Exception):
     code: str
     message: str
     retryable: bool
@@ -61,15 +61,15 @@ def dkim_records(identity: str, tokens: list[str]) -> list[dict[str, str]]:
     ]
 
 
-def failure_from(error: Exception) -> SesFailure:
+def failure_from(error: Exception) -> SesError:
     if isinstance(error, ClientError):
         details = error.response.get("Error", {})
         code = str(details.get("Code", "ClientError"))
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
-        return SesFailure(
+        return SesError(
             code, str(details.get("Message", "")), code in RETRYABLE_CODES or status >= 500
         )
-    return SesFailure(type(error).__name__, str(error), True)
+    return SesError(type(error).__name__, str(error), True)
 
 
 class SesClient:
@@ -99,7 +99,7 @@ class SesClient:
         )
 
     def send_raw(self, raw: bytes, sender: str, recipient: str, tags: dict[str, str]) -> str:
-        """Sends one message; answers SES's message id or raises SesFailure."""
+        """Sends one message; answers SES's message id or raises SesError."""
         request: dict[str, Any] = {
             "FromEmailAddress": sender,
             "Destination": {"ToAddresses": [recipient]},

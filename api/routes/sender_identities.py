@@ -23,7 +23,7 @@ from api.auth import CurrentUser
 from api.db import Database
 from api.envelope import ok
 from api.errors import ApiError
-from api.providers.ses import IdentityState, SesClient, SesFailure
+from api.providers.ses import IdentityState, SesClient, SesError
 
 router = APIRouter(prefix="/api/v1/email/identities", tags=["email"])
 
@@ -50,7 +50,7 @@ def ses_client(request: Request) -> SesClient:
     return client
 
 
-def api_error(failure: SesFailure) -> ApiError:
+def api_error(failure: SesError) -> ApiError:
     if failure.code in SES_VALIDATION_CODES:
         return ApiError(422, "identity_rejected", f"SES refused the identity: {failure.message}")
     return ApiError(
@@ -94,7 +94,7 @@ def register_identity(
     assert registered is not None
     try:
         state = ses.create_identity(registered["identity"])
-    except SesFailure as failure:
+    except SesError as failure:
         raise api_error(failure) from failure
     return ok(save_state(database, registered["id"], state))
 
@@ -112,6 +112,6 @@ def refresh_identity(identity_id: UUID, request: Request, user: CurrentUser) -> 
         raise ApiError(404, "identity_not_found", "Sender identity not found")
     try:
         state = ses.identity_state(found["identity"])
-    except SesFailure as failure:
+    except SesError as failure:
         raise api_error(failure) from failure
     return ok(save_state(database, identity_id, state))
