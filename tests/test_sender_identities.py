@@ -15,7 +15,7 @@ from psycopg.rows import DictRow
 from pydantic import SecretStr
 
 from api.app import create_app
-from api.providers.ses import IdentityState, SesFailure, dkim_records
+from api.providers.ses import IdentityState, SesError, dkim_records
 from api.settings import Settings
 from tests.factories import User, add_member, create_user
 from tests.jwks import JwksServer
@@ -206,7 +206,7 @@ class RefusingSes:
     """SES refusing the identity itself, which moto never does for a well-formed name."""
 
     def create_identity(self, identity: str) -> IdentityState:
-        raise SesFailure("BadRequestException", f"{identity} is not allowed", retryable=False)
+        raise SesError("BadRequestException", f"{identity} is not allowed", retryable=False)
 
 
 def test_ses_refusing_the_identity_is_a_422(
