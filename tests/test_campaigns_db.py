@@ -463,3 +463,46 @@ def test_roles_and_tenancy(conn: Conn, ready: tuple[User, uuid.UUID, list[uuid.U
             )
             == 8
         )
+
+
+def test_sender_identities_cannot_be_squatted_or_nested_under_another_workspaces_domain(
+    conn: Conn,
+) -> None:
+    conn.execute("delete from public.sender_identities where identity like '%shop.example.net'")
+    first, second = create_user(conn), create_user(conn)
+
+    def register(user: User, identity: str) -> uuid.UUID:
+        with acting_as(conn, user):
+            return uuid.UUID(
+                str(
+                    one(
+                        conn,
+                        "select public.register_sender_identity(%s, %s) as id",
+                        (user.workspace_id, identity),
+                    )["id"]
+                )
+            )
+
+    held = register(first, "Shop.Example.NET ")
+    assert register(first, "shop.example.net") == held
+    for nested in ("shop.example.net", "news@shop.example.net", "mail.shop.example.net"):
+        with refused(409, "identity_taken"):
+            register(second, nested)
+    # Left unverified past SES's 72 hours, the name goes to whoever registers it next.
+    conn.execute(
+        "update public.sender_identities set created_at = now() - interval '73 hours'"
+        " where id = %s",
+        (held,),
+    )
+    taken_over = register(second, "shop.example.net")
+    owners = conn.execute(
+        "select workspace_id from public.sender_identities where identity = 'shop.example.net'"
+    ).fetchall()
+    assert [row["workspace_id"] for row in owners] == [second.workspace_id]
+    assert taken_over != held
+    for n in range(4):
+        register(second, f"n{n}.shop.example.net")
+    with refused(409, "too_many_unverified_identities"):
+        register(second, "n4.shop.example.net")
+    with refused(422, "invalid_input"):
+        register(first, "not a domain")

@@ -229,3 +229,31 @@ def test_without_a_link_secret_unsubscribe_answers_503(
     assert error_code(answer) == (503, "provider_not_configured")
     assert page.status_code == 503
     assert unsubscribed_at(conn, [reader]) == [None]
+
+
+def test_an_unsubscribe_outlives_the_contact_being_deleted_and_imported_again(
+    client: TestClient, conn: Conn
+) -> None:
+    owner = create_user(conn)
+    readers = add_contacts(conn, owner, 2)
+    assert one_click(client, link_token(owner, readers[0])).status_code == 200
+    email = one(conn, "select email from public.contacts where id = %s", (readers[0],))["email"]
+    conn.execute("delete from public.contacts where id = %s", (readers[0],))
+    again = add_contacts(conn, owner, 1)  # reader-1 again, as a shop sync would bring it back
+    assert (
+        one(conn, "select email from public.contacts where id = %s", (again[0],))["email"] == email
+    )
+
+    campaign = draft_campaign(
+        conn,
+        owner,
+        list_ids=[email_list(conn, owner, [again[0], readers[1]])],
+        sender_id=verified_sender(conn, owner),
+    )
+
+    assert start(conn, owner, campaign) == 1
+    assert one(
+        conn,
+        "select reason from public.email_suppressions where workspace_id = %s and email = %s",
+        (owner.workspace_id, email),
+    ) == {"reason": "unsubscribe"}

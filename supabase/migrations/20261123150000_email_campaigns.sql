@@ -50,11 +50,12 @@ create trigger email_lists_touch_updated_at
 -- suppressions ----------------------------------------------------------------------------------
 
 -- Addresses a workspace must never mail: permanent bounces and complaints (added from SES
--- events) and addresses an admin suppressed by hand.
+-- events), unsubscribes (so they outlive the contact row: a deleted contact that comes back
+-- through an import stays unsubscribed) and addresses an admin suppressed by hand.
 create table public.email_suppressions (
   workspace_id uuid not null references public.workspaces (id) on delete cascade,
   email text not null check (email = lower(btrim(email)) and char_length(email) <= 320),
-  reason text not null check (reason in ('bounce', 'complaint', 'manual')),
+  reason text not null check (reason in ('bounce', 'complaint', 'unsubscribe', 'manual')),
   detail text check (char_length(detail) <= 1000),
   created_at timestamptz not null default now(),
   primary key (workspace_id, email)
@@ -969,7 +970,8 @@ end
 $$;
 
 -- One-click unsubscribe (the edge verified the signed token): the contact is never mailed by
--- any campaign again. Repeating it changes nothing.
+-- any campaign again, and its address stays suppressed even if the contact is deleted and
+-- imported again. Repeating it changes nothing.
 create function private.unsubscribe_contact(p_workspace_id uuid, p_contact_id uuid, p_recipient_id uuid)
 returns text
 language plpgsql
@@ -977,18 +979,23 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_previous timestamptz;
+  v_contact public.contacts;
 begin
-  select c.unsubscribed_at into v_previous from public.contacts c
+  select * into v_contact from public.contacts c
   where c.id = p_contact_id and c.workspace_id = p_workspace_id for update;
-  if not found then
+  if v_contact.id is null then
     return 'unknown_contact';
   end if;
   update public.contacts set unsubscribed_at = coalesce(unsubscribed_at, now()) where id = p_contact_id;
   update public.campaign_recipients r
   set unsubscribed_at = coalesce(r.unsubscribed_at, now())
   where r.id = p_recipient_id and r.contact_id = p_contact_id;
-  return case when v_previous is null then 'unsubscribed' else 'already_unsubscribed' end;
+  if v_contact.email is not null then
+    insert into public.email_suppressions (workspace_id, email, reason)
+    values (p_workspace_id, v_contact.email, 'unsubscribe')
+    on conflict (workspace_id, email) do nothing;
+  end if;
+  return case when v_contact.unsubscribed_at is null then 'unsubscribed' else 'already_unsubscribed' end;
 end
 $$;
 
@@ -1007,8 +1014,12 @@ as $$
   where id = p_identity_id
 $$;
 
--- Admins register an identity for their workspace (the edge then creates it in SES). An
--- identity another workspace holds is refused.
+-- Admins register an identity for their workspace (the edge then creates it in SES). One SES
+-- account serves every workspace, so a name is refused when another workspace holds it, or
+-- holds a domain it falls under (a verified domain covers its subdomains' and addresses'
+-- mail). Squatting is bounded: an identity left unverified for 72 hours (when SES gives up
+-- verifying a domain) is released to whoever registers it next, and a workspace may hold at
+-- most five unverified identities at once.
 create function public.register_sender_identity(p_workspace_id uuid, p_identity text)
 returns uuid
 language plpgsql
@@ -1017,19 +1028,34 @@ set search_path = ''
 as $$
 declare
   v_identity text := lower(btrim(p_identity));
-  v_row public.sender_identities;
+  v_domain text := case when v_identity like '%@%' then split_part(v_identity, '@', 2) else v_identity end;
+  v_id uuid;
 begin
   perform private.lock_workspace_as(p_workspace_id, 'admin');
-  select * into v_row from public.sender_identities s where s.identity = v_identity;
-  if v_row.id is not null and v_row.workspace_id <> p_workspace_id then
-    perform private.fail(409, 'identity_taken', 'Another workspace has registered this sender');
+  select s.id into v_id from public.sender_identities s
+  where s.identity = v_identity and s.workspace_id = p_workspace_id;
+  if v_id is not null then
+    return v_id;
   end if;
-  if v_row.id is not null then
-    return v_row.id;
+  delete from public.sender_identities s
+  where s.identity = v_identity and s.workspace_id <> p_workspace_id
+    and not s.verified and s.created_at < now() - interval '72 hours';
+  if exists (
+    select 1 from public.sender_identities s
+    where s.workspace_id <> p_workspace_id
+      and (s.identity = v_identity
+           or (s.kind = 'domain' and (v_domain = s.identity or v_domain like '%.' || s.identity)))
+  ) then
+    perform private.fail(409, 'identity_taken', 'Another workspace has registered this sender or its domain');
+  end if;
+  if (select count(*) from public.sender_identities s
+      where s.workspace_id = p_workspace_id and not s.verified) >= 5 then
+    perform private.fail(409, 'too_many_unverified_identities',
+      'Verify or remove one of your five unverified senders first');
   end if;
   insert into public.sender_identities (workspace_id, identity) values (p_workspace_id, v_identity)
-  returning id into v_row.id;
-  return v_row.id;
+  returning id into v_id;
+  return v_id;
 exception when check_violation then
   perform private.fail(422, 'invalid_input', 'Not a domain or email address');
   return null;
