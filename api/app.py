@@ -38,6 +38,7 @@ from api.routes import (
 )
 from api.routes.webhooks import make as make_webhooks
 from api.routes.webhooks import razorpay as razorpay_webhooks
+from api.routes.webhooks import ses as ses_webhooks
 from api.routes.webhooks import shops as shop_webhooks
 from api.routes.webhooks import shoptet as shoptet_webhooks
 from api.secrets_box import SecretBox
@@ -159,6 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ai.router)
     app.include_router(billing.router)
     app.include_router(razorpay_webhooks.router)
+    app.include_router(ses_webhooks.router)
     app.include_router(cron.router)
     app.include_router(sender_identities.router)
     app.include_router(unsubscribe.router)

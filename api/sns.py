@@ -3,7 +3,8 @@
 The signing certificate must come from an SNS host of AWS over https (or from an origin on an
 explicit allow-list, for tests); it is fetched with a time and size limit and cached. The
 signature (version 1: SHA1withRSA, version 2: SHA256withRSA) covers the documented fields in
-their documented order, and only listed topics are accepted when a list is configured.
+their documented order, and only listed topics are accepted when a list is configured. A
+subscription is confirmed only through a SubscribeURL on those same origins.
 """
 
 import base64
@@ -83,15 +84,22 @@ class SnsVerifier:
         except InvalidSignature as error:
             raise refused("signature_invalid", "The SNS signature does not verify") from error
 
-    def allowed(self, url: str) -> bool:
+    def on_sns_origin(self, url: str) -> bool:
+        """Whether `url` is on an SNS host of AWS over https (or on an allow-listed origin)."""
         parts = urlsplit(url)
         if f"{parts.scheme}://{parts.netloc}" in self.extra_origins:
-            return parts.path.endswith(".pem")
-        return (
-            parts.scheme == "https"
-            and bool(parts.hostname and SNS_HOST.match(parts.hostname))
-            and parts.path.endswith(".pem")
-        )
+            return True
+        return parts.scheme == "https" and bool(parts.hostname and SNS_HOST.match(parts.hostname))
+
+    def allowed(self, url: str) -> bool:
+        """Whether a signing certificate may be fetched from `url`."""
+        return self.on_sns_origin(url) and urlsplit(url).path.endswith(".pem")
+
+    def subscribe_url_allowed(self, url: str) -> bool:
+        """Whether a SubscriptionConfirmation's SubscribeURL may be fetched: only SNS itself
+        confirms subscriptions, and fetching any other URL a message names would let whoever
+        can publish to an accepted topic make us send requests anywhere."""
+        return self.on_sns_origin(url)
 
     def certificate(self, url: str) -> rsa.RSAPublicKey:
         if not self.allowed(url):

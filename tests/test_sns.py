@@ -1,77 +1,18 @@
 """SNS message verification with real signatures made by a certificate the test serves."""
 
-import base64
 import json
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
 
 from api.errors import ApiError
-from api.sns import SnsVerifier, string_to_sign
-from tests.http_server import serve
+from api.sns import SnsVerifier
+from tests import sns_signing
+from tests.sns_signing import Certificate, SnsHost
 
+certificate = sns_signing.certificate
+cert_host = sns_signing.cert_host
 TOPIC = "arn:aws:sns:eu-central-1:123456789012:growthbase-ses-events"
-
-
-class Certificate:
-    def __init__(self) -> None:
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        name = x509.Name(
-            [x509.NameAttribute(NameOID.COMMON_NAME, "sns.eu-central-1.amazonaws.com")]
-        )
-        now = datetime.now(UTC)
-        self.pem = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(days=1))
-            .not_valid_after(now + timedelta(days=30))
-            .sign(self.key, hashes.SHA256())
-            .public_bytes(serialization.Encoding.PEM)
-        )
-
-    def sign(self, message: dict[str, Any], version: str) -> dict[str, Any]:
-        algorithm = hashes.SHA1() if version == "1" else hashes.SHA256()
-        signature = self.key.sign(string_to_sign(message), padding.PKCS1v15(), algorithm)
-        return {
-            **message,
-            "SignatureVersion": version,
-            "Signature": base64.b64encode(signature).decode(),
-        }
-
-
-@pytest.fixture(scope="module")
-def certificate() -> Certificate:
-    return Certificate()
-
-
-@pytest.fixture
-def cert_host(certificate: Certificate) -> Iterator[tuple[str, list[str]]]:
-    fetched: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            fetched.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-pem-file")
-            self.send_header("Content-Length", str(len(certificate.pem)))
-            self.end_headers()
-            self.wfile.write(certificate.pem)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet."""
-
-    with serve(Handler) as base_url:
-        yield base_url, fetched
 
 
 def notification(cert_url: str, **changes: Any) -> dict[str, Any]:
@@ -115,22 +56,20 @@ def refusal(check: SnsVerifier, message: dict[str, Any]) -> tuple[int, str]:
 
 @pytest.mark.parametrize("version", ["1", "2"])
 def test_signed_messages_verify_and_the_certificate_is_cached(
-    certificate: Certificate, cert_host: tuple[str, list[str]], version: str
+    certificate: Certificate, cert_host: SnsHost, version: str
 ) -> None:
-    origin, fetched = cert_host
-    url = f"{origin}/SimpleNotificationService-test.pem"
-    check = verifier(origin)
+    url = f"{cert_host.base_url}/SimpleNotificationService-test.pem"
+    check = verifier(cert_host.base_url)
     check.verify(certificate.sign(notification(url), version))
     check.verify(certificate.sign(confirmation(url), version))
-    assert fetched == ["/SimpleNotificationService-test.pem"]
+    assert cert_host.fetched == ["/SimpleNotificationService-test.pem"]
 
 
 def test_tampered_and_foreign_messages_are_refused(
-    certificate: Certificate, cert_host: tuple[str, list[str]]
+    certificate: Certificate, cert_host: SnsHost
 ) -> None:
-    origin, _ = cert_host
-    url = f"{origin}/cert.pem"
-    check = verifier(origin)
+    url = f"{cert_host.base_url}/cert.pem"
+    check = verifier(cert_host.base_url)
     signed = certificate.sign(notification(url), "2")
     tampered = {**signed, "Message": signed["Message"].replace("Delivery", "Bounce")}
     other_key = Certificate().sign(notification(url), "2")
@@ -165,3 +104,21 @@ def test_the_real_sns_host_pattern_is_accepted() -> None:
     check = SnsVerifier()
     assert check.allowed("https://sns.eu-central-1.amazonaws.com/SimpleNotificationService-abc.pem")
     assert check.allowed("https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-x.pem")
+
+
+def test_only_subscribe_urls_on_sns_hosts_or_allow_listed_origins_are_confirmed() -> None:
+    check = SnsVerifier(extra_certificate_origins=frozenset({"http://127.0.0.1:8765"}))
+    confirm = "/?Action=ConfirmSubscription&TopicArn=" + TOPIC + "&Token=2336412f37fb"
+    assert check.subscribe_url_allowed("https://sns.eu-central-1.amazonaws.com" + confirm)
+    assert check.subscribe_url_allowed("https://sns.cn-north-1.amazonaws.com.cn" + confirm)
+    assert check.subscribe_url_allowed("http://127.0.0.1:8765" + confirm)
+    for refused_url in [
+        "http://sns.eu-central-1.amazonaws.com" + confirm,
+        "https://sns.eu-central-1.amazonaws.com.evil.example" + confirm,
+        "https://evil.example/sns.eu-central-1.amazonaws.com" + confirm,
+        "https://sns.eu-central-1.amazonaws.com\\@evil.example" + confirm,
+        "http://127.0.0.1:8766" + confirm,
+        "file:///etc/passwd",
+        "",
+    ]:
+        assert not check.subscribe_url_allowed(refused_url), refused_url

@@ -15,6 +15,7 @@ from api.outbox import drain_make_outbox
 from api.providers.shoptet import ShoptetError
 from api.routes.automations import callback_base_url
 from api.routes.webhooks.razorpay import apply_event as apply_razorpay_event
+from api.routes.webhooks.ses import apply_event as apply_ses_event
 from api.routes.webhooks.shoptet import apply_event as apply_shoptet_event
 from api.settings import Settings
 
@@ -84,12 +85,12 @@ def take_rfm_snapshot(request: Request) -> dict[str, Any]:
 
 @router.get("/webhook-replay")
 def replay_webhooks(request: Request) -> dict[str, Any]:
-    """Applies stored webhooks (Shoptet, Razorpay) whose first apply did not finish."""
+    """Applies stored webhooks (Shoptet, Razorpay, SES) whose first apply did not finish."""
     require_cron_secret(request)
     database: Database = request.app.state.database
     settings: Settings = request.app.state.settings
     outcomes: dict[str, int] = {}
-    for provider in ("shoptet", "razorpay"):
+    for provider in ("shoptet", "razorpay", "ses"):
         with database.as_service() as conn:
             events = conn.execute(
                 "select id, event_id, body from private.unprocessed_webhook_events(%s, %s)",
@@ -106,8 +107,10 @@ def replay_webhooks(request: Request) -> dict[str, Any]:
                         stored["id"],
                         json.loads(stored["body"]),
                     )
-                else:
+                elif provider == "razorpay":
                     outcome = apply_razorpay_event(database, stored["id"])
+                else:
+                    outcome = apply_ses_event(database, stored["id"])
             except (ShoptetError, ApiError) as error:
                 outcome = f"failed:{type(error).__name__}"
             key = f"{provider}:{outcome}"
