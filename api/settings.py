@@ -71,8 +71,8 @@ class Settings(BaseSettings):
     # Signs unsubscribe links; rotate it and old links stop working.
     email_link_secret: SecretStr | None = None
     unsubscribe_link_days: int = Field(default=365, ge=1, le=3650)
-    # SNS topics whose SES events we accept (empty: any topic), and extra certificate origins
-    # besides SNS's own hosts (tests only).
+    # Our SNS topics whose SES events we accept (empty: the SES webhook answers 503), and extra
+    # certificate origins besides SNS's own hosts (tests only).
     sns_topic_arns: list[str] = Field(default_factory=list)
     sns_certificate_origins: list[str] = Field(default_factory=list)
 
