@@ -26,6 +26,7 @@ BATCH_SIZE = 50
 # A claimed row stays invisible to other workers this long: SES's timeouts with boto3's retries
 # fit well inside it.
 LEASE_SECONDS = 120
+AMBIGUOUS_RETRY_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -74,10 +75,17 @@ def unsubscribe_url(policy: SendPolicy, row: dict[str, Any]) -> str:
     return f"{policy.base_url.rstrip('/')}{UNSUBSCRIBE_PATH}?{urlencode({'token': token})}"
 
 
-def record_failure(database: Database, recipient_id: UUID, error: str, retryable: bool) -> str:
+def record_failure(
+    database: Database,
+    recipient_id: UUID,
+    error: str,
+    retryable: bool,
+    min_delay_seconds: int | None = None,
+) -> str:
     with database.as_service() as conn:
         row = conn.execute(
-            "select private.email_failed(%s, %s, %s) as outcome", (recipient_id, error, retryable)
+            "select private.email_failed(%s, %s, %s, %s) as outcome",
+            (recipient_id, error, retryable, min_delay_seconds),
         ).fetchone()
     return str(row["outcome"]) if row else "unknown"
 
@@ -106,7 +114,14 @@ def send_one(database: Database, ses: SesClient, policy: SendPolicy, row: dict[s
             {"campaign_id": str(row["campaign_id"]), "recipient_id": str(row["recipient_id"])},
         )
     except SesError as failure:
-        return record_failure(database, row["recipient_id"], str(failure), failure.retryable)
+        return record_failure(
+            database,
+            row["recipient_id"],
+            str(failure),
+            failure.retryable,
+            # Long enough for SES's Send event to mark the row sent if SES did accept it.
+            AMBIGUOUS_RETRY_SECONDS if failure.outcome_unknown else None,
+        )
     with database.as_service() as conn:
         conn.execute("select private.email_sent(%s, %s)", (row["recipient_id"], message_id))
     return "sent"

@@ -258,10 +258,11 @@ def test_a_crash_half_way_then_a_restart_sends_the_rest_and_nothing_twice(
 class FlakySes(SesClient):
     """SES refusing given addresses: throttled once, or rejected for good."""
 
-    def __init__(self, endpoint: str, throttled: str, rejected: str) -> None:
+    def __init__(self, endpoint: str, throttled: str, rejected: str, timed_out: str) -> None:
         super().__init__(**moto_client_settings(endpoint))
         self.throttled = {throttled}
         self.rejected = rejected
+        self.timed_out = {timed_out}
 
     def send_raw(self, raw: bytes, sender: str, recipient: str, tags: dict[str, str]) -> str:
         if recipient in self.throttled:
@@ -269,6 +270,9 @@ class FlakySes(SesClient):
             raise SesError("ThrottlingException", "Maximum sending rate exceeded.", True)
         if recipient == self.rejected:
             raise SesError("MessageRejected", "Email address is not verified.", False)
+        if recipient in self.timed_out:
+            self.timed_out.discard(recipient)
+            raise SesError("ReadTimeoutError", "Read timeout", True, outcome_unknown=True)
         return super().send_raw(raw, sender, recipient, tags)
 
 
@@ -284,15 +288,21 @@ def test_throttling_is_retried_later_and_permanent_errors_are_recorded_per_recip
         sender_id=verified_sender(conn, owner),
     )
     start(conn, owner, campaign)
-    flaky = FlakySes(ses_endpoint, "reader-3@mail.example.org", "reader-7@mail.example.org")
+    flaky = FlakySes(
+        ses_endpoint,
+        throttled="reader-3@mail.example.org",
+        rejected="reader-7@mail.example.org",
+        timed_out="reader-9@mail.example.org",
+    )
 
     first = send_due_emails(database, flaky, POLICY, budget_seconds=60)
 
-    assert (first.sent, first.retrying, first.failed) == (8, 1, 1)
+    assert (first.sent, first.retrying, first.failed) == (7, 2, 1)
     rows = {
         row["email"]: row
         for row in conn.execute(
-            "select email, status, attempts, error, next_attempt_at > now() as later"
+            "select email, status, attempts, error, next_attempt_at > now() as later,"
+            " next_attempt_at > now() + interval '9 minutes' as after_ses_events"
             " from public.campaign_recipients where campaign_id = %s",
             (campaign,),
         )
@@ -302,6 +312,10 @@ def test_throttling_is_retried_later_and_permanent_errors_are_recorded_per_recip
     assert "ThrottlingException" in rows["reader-3@mail.example.org"]["error"]
     assert rows["reader-7@mail.example.org"]["status"] == "failed"
     assert "MessageRejected" in rows["reader-7@mail.example.org"]["error"]
+    # SES may have taken the timed-out message: its retry waits for SES's events first.
+    assert rows["reader-9@mail.example.org"]["status"] == "queued"
+    assert rows["reader-9@mail.example.org"]["after_ses_events"]
+    assert not rows["reader-3@mail.example.org"]["after_ses_events"]
     assert (
         one(conn, "select status from public.campaigns where id = %s", (campaign,))["status"]
         == "sending"
@@ -314,7 +328,7 @@ def test_throttling_is_retried_later_and_permanent_errors_are_recorded_per_recip
     )
     second = send_due_emails(database, flaky, POLICY, budget_seconds=60)
 
-    assert (second.sent, second.failed) == (1, 0)
+    assert (second.sent, second.failed) == (2, 0)
     sent_to = Counter(m["destinations"][0] for m in sent_raw_messages(ses_endpoint))
     assert len(sent_to) == 9 and "reader-7@mail.example.org" not in sent_to
     assert (

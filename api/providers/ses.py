@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ReadTimeoutError,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_sesv2 import SESV2Client
@@ -36,6 +41,8 @@ class SesError(Exception):
     code: str
     message: str
     retryable: bool
+    # The request reached SES but no answer came back: the message may have been accepted.
+    outcome_unknown: bool = False
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -69,7 +76,12 @@ def failure_from(error: Exception) -> SesError:
         return SesError(
             code, str(details.get("Message", "")), code in RETRYABLE_CODES or status >= 500
         )
-    return SesError(type(error).__name__, str(error), True)
+    return SesError(
+        type(error).__name__,
+        str(error),
+        True,
+        outcome_unknown=isinstance(error, ReadTimeoutError | ConnectionClosedError),
+    )
 
 
 class SesClient:

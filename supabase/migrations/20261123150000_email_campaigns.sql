@@ -920,8 +920,13 @@ as $$
 $$;
 
 -- A failed send: throttling and transient errors retry with backoff and full jitter (never
--- sooner than a second), permanent ones and the eighth attempt fail the recipient for good.
-create function private.email_failed(p_recipient_id uuid, p_error text, p_retryable boolean)
+-- sooner than a second, nor sooner than p_min_delay_seconds), permanent ones and the eighth
+-- attempt fail the recipient for good. When SES may have accepted the message (a timeout after
+-- sending) the edge asks for a delay long enough for SES's event to arrive and mark the row
+-- sent before it could be sent again.
+create function private.email_failed(
+  p_recipient_id uuid, p_error text, p_retryable boolean, p_min_delay_seconds integer default null
+)
 returns text
 language plpgsql
 security definer
@@ -938,7 +943,8 @@ begin
   if p_retryable and v_attempts < 8 then
     update public.campaign_recipients
     set status = 'queued', locked_until = null, error = left(p_error, 1000),
-        next_attempt_at = now() + make_interval(secs => 1 + random() * least(3600, 10 * power(2, v_attempts - 1)))
+        next_attempt_at = now() + make_interval(secs => greatest(
+          1 + random() * least(3600, 10 * power(2, v_attempts - 1)), coalesce(p_min_delay_seconds, 0)))
     where id = p_recipient_id;
     return 'retrying';
   end if;
@@ -1155,7 +1161,7 @@ revoke all on function private.email_send_wait(double precision) from public, an
 
 revoke all on function private.email_sent(uuid, text) from public, anon, authenticated;
 
-revoke all on function private.email_failed(uuid, text, boolean) from public, anon, authenticated;
+revoke all on function private.email_failed(uuid, text, boolean, integer) from public, anon, authenticated;
 
 revoke all on function private.finish_sent_campaigns() from public, anon, authenticated;
 
@@ -1217,7 +1223,7 @@ grant execute on function private.email_send_wait(double precision) to service_r
 
 grant execute on function private.email_sent(uuid, text) to service_role;
 
-grant execute on function private.email_failed(uuid, text, boolean) to service_role;
+grant execute on function private.email_failed(uuid, text, boolean, integer) to service_role;
 
 grant execute on function private.finish_sent_campaigns() to service_role;
 
