@@ -292,6 +292,9 @@ create index campaign_recipients_campaign_status_idx on public.campaign_recipien
 
 create index campaign_recipients_contact_opened_idx on public.campaign_recipients (contact_id, last_opened_at);
 
+create index campaign_recipients_contact_clicked_idx on public.campaign_recipients (contact_id, last_clicked_at)
+  where last_clicked_at is not null;
+
 create index campaign_recipients_variant_id_idx on public.campaign_recipients (variant_id);
 
 create index campaign_recipients_workspace_id_idx on public.campaign_recipients (workspace_id);
