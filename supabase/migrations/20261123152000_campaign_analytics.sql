@@ -16,8 +16,8 @@
 --   open_rate = unique_opens / delivered           click_rate = unique_clicks / delivered
 --   click_to_open_rate = unique_clicks / unique_opens   bounce_rate = bounced / sent
 --   complaint_rate = complained / delivered        unsubscribe_rate = unsubscribed / delivered
--- SES events find their ledger row by ses_message_id, which is written with sent_at, so the
--- event columns are only ever set on sent rows.
+-- Any SES event for a row proves SES accepted the message and marks the row sent
+-- (private.apply_ses_event), so the event columns are only ever set on sent rows.
 --
 -- Attribution (last touch, click only): an order counts when its status is paid or fulfilled
 -- and it has a contact. Its touch is that contact's click, in the order's workspace, that most
