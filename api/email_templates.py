@@ -12,10 +12,11 @@ import operator
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from html import escape
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, UndefinedError
+from jinja2 import StrictUndefined, Template, TemplateError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
 from api.errors import ApiError
@@ -50,6 +51,12 @@ class BoundedEnvironment(SandboxedEnvironment):
 
 html_environment = BoundedEnvironment(autoescape=True, undefined=StrictUndefined)
 text_environment = BoundedEnvironment(autoescape=False, undefined=StrictUndefined)
+
+
+@lru_cache(maxsize=128)
+def compiled(source: str, *, html: bool) -> Template:
+    """A campaign renders the same few sources thousands of times; compiling is ~50x rendering."""
+    return (html_environment if html else text_environment).from_string(source)
 
 
 @dataclass(frozen=True)
@@ -117,10 +124,10 @@ def merge_fields(contact: dict[str, Any], unsubscribe_url: str) -> dict[str, Any
 def render(content: EmailContent, contact: dict[str, Any], unsubscribe_url: str) -> RenderedEmail:
     fields = merge_fields(contact, unsubscribe_url)
     try:
-        subject = bounded(text_environment.from_string(content.subject).generate(fields))
-        html = bounded(html_environment.from_string(content.html).generate(fields))
+        subject = bounded(compiled(content.subject, html=False).generate(fields))
+        html = bounded(compiled(content.html, html=True).generate(fields))
         text = (
-            bounded(text_environment.from_string(content.text).generate(fields))
+            bounded(compiled(content.text, html=False).generate(fields))
             if content.text is not None
             else None
         )

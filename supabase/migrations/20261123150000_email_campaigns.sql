@@ -668,6 +668,9 @@ begin
   update public.campaigns
   set status = 'sending', started_at = now(), recipients = v_count, error = null
   where id = p_campaign_id;
+  -- Fresh statistics for the rows just added: without them the first claims plan a walk over
+  -- the whole new audience (about 40 ms per claim at 10,000) instead of the due index.
+  analyze public.campaign_recipients;
   return v_count;
 end
 $$;
