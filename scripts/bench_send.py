@@ -1,0 +1,502 @@
+"""Benchmark: one campaign of 10,000 recipients through the send pipeline into moto's SES server,
+against a plain boto3 loop sending the same messages to the same server, in the same run.
+
+    scripts/bench_send [--recipients N] [--concurrency N] [--pool-size N] [--warmup N]
+
+The pipeline is `api.email_sender.send_due_emails`, as the email cron runs it: claim batches
+from the send ledger (skip-locked, leased, drawn from the shared token bucket), and for each
+recipient an unsubscribe token, the templates rendered, the raw MIME built, one SES SendEmail
+call and the outcome recorded on the ledger row. It runs with the edge's defaults (8 send
+threads, a pool of 5 connections) on a throwaway database, but with `max_per_second` at
+1,000,000: the bucket is still drawn from on every claim, it just never holds anyone back, so
+the figure is what the pipeline can do rather than the account's SES quota.
+
+The baselines send exactly the messages the pipeline sent: the raw MIME bytes, sender,
+recipient and tags of every SendEmail call the pipeline made are recorded as it makes them (a
+list append), and the loops replay those requests with a plain boto3 `sesv2` client, so they do
+nothing but SES calls. One loop is sequential; the other uses as many threads as the pipeline,
+so the ratio against it compares like with like and shows what the ledger, rendering and MIME
+cost on top of SES. All runs go to the same moto server in this process (so SES time competes
+for the GIL with the sender, on both sides alike), moto is reset before each timed run (it
+keeps every message), every side is warmed up first (the pipeline with a small campaign of its
+own, the loops with a few messages), and each run must have delivered exactly N messages to N
+distinct recipients, or the benchmark fails.
+
+Database time is counted on the client: a `Database` whose `connection()` adds up, per use,
+the time waiting for a pooled connection and the time holding it — from hand-over to its return
+to the pool: three round trips (becoming service_role, the statement, the commit), fetching the
+rows, and each thread's waits for the GIL between them, which with eight threads busy
+rendering and building MIME is most of it. It is summed over threads (8 threads each holding a
+connection for a second count 8 s) and split between the main thread (start-up, claims, the
+final checks) and the send threads (recording each outcome). Postgres's own time in those
+functions comes from pg_stat_user_functions (track_functions = all on the throwaway database).
+The start time is `start_campaign`, which freezes the audience into the ledger (and analyzes
+it, so the first claims already plan with the new rows counted).
+"""
+
+import argparse
+import logging
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import psycopg
+from botocore.config import Config
+from psycopg import sql
+from psycopg.rows import DictRow, dict_row
+
+from api.db import Connection, Database
+from api.email_message import build_message
+from api.email_sender import SendPolicy, send_due_emails, unsubscribe_url
+from api.email_templates import EmailContent, render
+from api.providers.ses import SesClient
+from api.settings import Settings
+from scripts import postgres
+from scripts.migrate import migrate
+from tests.email_factories import (
+    SENDER_DOMAIN,
+    add_contacts,
+    draft_campaign,
+    email_list,
+    start,
+    verified_sender,
+)
+from tests.factories import User, create_user
+from tests.ses_server import REGION, moto_ses, reset, sent_raw_messages
+
+if TYPE_CHECKING:
+    from mypy_boto3_sesv2 import SESV2Client
+
+EDGE = "https://edge.example.test"
+MOTO_KEY = "testing"  # moto accepts any credentials
+WARMUP_DOMAIN = "warmup.example.com"
+# High enough that the token bucket never makes a claim wait.
+UNCAPPED_PER_SECOND = 1_000_000.0
+BUDGET_SECONDS = 3600.0
+LOOP_WARMUP_MESSAGES = 50
+CPU_SAMPLES = 1000
+# What the main thread calls (top level only, so nested calls do not count twice), and what
+# the send threads call.
+MAIN_FUNCTIONS = (
+    "start_due_campaigns",
+    "claim_email_batch",
+    "email_send_wait",
+    "finish_sent_campaigns",
+)
+SEND_FUNCTIONS = ("email_sent", "email_failed")
+
+
+@dataclass
+class Tally:
+    """Connection use on one side: how many, how long waiting, how long held (seconds)."""
+
+    uses: int = 0
+    waited: float = 0.0
+    held: float = 0.0
+
+
+class TimedDatabase(Database):
+    """The edge's Database, adding up the time spent waiting for and holding connections."""
+
+    def __init__(self, url: str, *, pool_mode: str, max_size: int, timeout_seconds: float) -> None:
+        super().__init__(
+            url, pool_mode=pool_mode, max_size=max_size, timeout_seconds=timeout_seconds
+        )
+        self.lock = threading.Lock()
+        self.main = Tally()
+        self.workers = Tally()
+
+    @contextmanager
+    def connection(self, timeout_seconds: float | None = None) -> Iterator[Connection]:
+        asked = time.perf_counter()
+        handed = asked
+        try:
+            with super().connection(timeout_seconds) as conn:
+                handed = time.perf_counter()
+                yield conn
+        finally:
+            returned = time.perf_counter()
+            with self.lock:
+                side = (
+                    self.main
+                    if threading.current_thread() is threading.main_thread()
+                    else self.workers
+                )
+                side.uses += 1
+                side.waited += handed - asked
+                side.held += returned - handed
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    raw: bytes
+    sender: str
+    recipient: str
+    tags: tuple[tuple[str, str], ...]
+
+
+class RecordingSes(SesClient):
+    """The edge's SES client, remembering each request it sent (for the baselines to replay)."""
+
+    def __init__(self, endpoint: str, connections: int) -> None:
+        super().__init__(
+            region=REGION,
+            access_key_id=MOTO_KEY,
+            secret_access_key=MOTO_KEY,
+            endpoint_url=endpoint,
+            configuration_set=None,
+            max_connections=connections,
+        )
+        self.sent: list[Outgoing] = []
+
+    def send_raw(self, raw: bytes, sender: str, recipient: str, tags: dict[str, str]) -> str:
+        message_id = super().send_raw(raw, sender, recipient, tags)
+        self.sent.append(Outgoing(raw, sender, recipient, tuple(tags.items())))
+        return message_id
+
+
+@dataclass
+class Setup:
+    owner: User
+    warmup_campaign: uuid.UUID | None
+    campaign: uuid.UUID
+    recipients: set[str]
+
+
+def plain_client(endpoint: str, connections: int) -> "SESV2Client":
+    return boto3.client(
+        "sesv2",
+        region_name=REGION,
+        aws_access_key_id=MOTO_KEY,
+        aws_secret_access_key=MOTO_KEY,
+        endpoint_url=endpoint,
+        config=Config(max_pool_connections=connections),
+    )
+
+
+def fresh_moto(endpoint: str) -> None:
+    """moto emptied (it keeps every message it accepted), with the senders' domains verified."""
+    reset(endpoint)
+    client = plain_client(endpoint, 1)
+    for domain in (SENDER_DOMAIN, WARMUP_DOMAIN):
+        client.create_email_identity(EmailIdentity=domain)
+
+
+def check_delivered(endpoint: str, expected: set[str], label: str) -> None:
+    recipients = [message["destinations"][0] for message in sent_raw_messages(endpoint)]
+    if len(recipients) != len(expected) or set(recipients) != expected:
+        raise SystemExit(
+            f"{label}: moto accepted {len(recipients)} messages for {len(set(recipients))}"
+            f" recipients ({len(set(recipients) - expected)} unexpected); expected"
+            f" {len(expected)} messages to {len(expected)} distinct recipients"
+        )
+
+
+def prepare(conn: psycopg.Connection[DictRow], recipients: int, warmup: int) -> Setup:
+    """A team workspace with the campaign's contacts in one list and, when warming up, a small
+    campaign of other contacts from another verified domain; both campaigns are drafts."""
+    # A throwaway database: lift the plan's limits rather than count against them.
+    total = 2 * (recipients + warmup)
+    conn.execute(
+        "update public.plans set contact_limit = greatest(contact_limit, %s),"
+        " monthly_email_limit = greatest(monthly_email_limit, %s)",
+        (total, total),
+    )
+    owner = create_user(conn)
+    contacts = add_contacts(conn, owner, recipients)
+    campaign = draft_campaign(
+        conn,
+        owner,
+        list_ids=[email_list(conn, owner, contacts, name="Bench")],
+        sender_id=verified_sender(conn, owner),
+    )
+    warmup_campaign = None
+    if warmup:
+        warm_contacts = add_contacts(conn, owner, warmup, prefix="warmup")
+        warmup_campaign = draft_campaign(
+            conn,
+            owner,
+            list_ids=[email_list(conn, owner, warm_contacts, name="Warm-up")],
+            sender_id=verified_sender(conn, owner, WARMUP_DOMAIN),
+            from_email=f"hello@{WARMUP_DOMAIN}",
+        )
+    conn.execute("analyze")
+    expected = {f"reader-{n}@mail.example.org" for n in range(1, recipients + 1)}
+    return Setup(owner, warmup_campaign, campaign, expected)
+
+
+def backends_gone(conn: psycopg.Connection[DictRow]) -> None:
+    """Waits for the pool's server processes to exit, which flushes their statistics."""
+    for _ in range(200):
+        row = conn.execute(
+            "select count(*) as n from pg_stat_activity where datname = current_database()"
+            " and backend_type = 'client backend' and pid <> pg_backend_pid()"
+        ).fetchone()
+        if row is not None and row["n"] == 0:
+            return
+        time.sleep(0.05)
+    raise SystemExit("the pool's connections did not close")
+
+
+def function_ms(conn: psycopg.Connection[DictRow]) -> dict[str, tuple[int, float]]:
+    """Calls and total milliseconds per private function since the last statistics reset."""
+    conn.execute("select pg_stat_clear_snapshot()")
+    rows = conn.execute(
+        "select funcname, calls, total_time from pg_stat_user_functions"
+        " where schemaname = 'private'"
+    ).fetchall()
+    return {row["funcname"]: (int(row["calls"]), float(row["total_time"])) for row in rows}
+
+
+def cpu_per_message(
+    conn: psycopg.Connection[DictRow], campaign: uuid.UUID, policy: SendPolicy, samples: int
+) -> tuple[float, float, float]:
+    """Seconds per message, on one thread, of what send_one does besides SES and the database:
+    the unsubscribe token, rendering and the MIME message, for rows shaped as claims return
+    them."""
+    rows = conn.execute(
+        "select r.id as recipient_id, r.campaign_id, r.workspace_id, r.contact_id, r.email,"
+        " v.subject, v.html, v.text as text_body, c.from_name, c.from_email, c.reply_to,"
+        " jsonb_build_object('email', ct.email, 'first_name', ct.first_name,"
+        " 'last_name', ct.last_name, 'phone', ct.phone, 'attributes', ct.attributes) as contact"
+        " from public.campaign_recipients r"
+        " join public.campaign_variants v on v.id = r.variant_id"
+        " join public.campaigns c on c.id = r.campaign_id"
+        " join public.contacts ct on ct.id = r.contact_id"
+        " where r.campaign_id = %s limit %s",
+        (campaign, samples),
+    ).fetchall()
+    token = rendering = mime = 0.0
+    for row in rows:
+        began = time.perf_counter()
+        link = unsubscribe_url(policy, row)
+        linked = time.perf_counter()
+        content = render(
+            EmailContent(row["subject"], row["html"], row["text_body"]), row["contact"], link
+        )
+        rendered = time.perf_counter()
+        build_message(
+            sender_name=row["from_name"],
+            sender_email=row["from_email"],
+            reply_to=row["reply_to"],
+            recipient=row["email"],
+            content=content,
+            unsubscribe_url=link,
+        )
+        built = time.perf_counter()
+        token += linked - began
+        rendering += rendered - linked
+        mime += built - rendered
+    return token / len(rows), rendering / len(rows), mime / len(rows)
+
+
+def boto3_loop(endpoint: str, messages: list[Outgoing], threads: int) -> float:
+    """Wall seconds to send `messages` with a plain boto3 client: one SendEmail call each,
+    the same request the edge's SesClient makes, prepared before the clock starts."""
+    client = plain_client(endpoint, threads)
+    requests: list[dict[str, Any]] = [
+        {
+            "FromEmailAddress": message.sender,
+            "Destination": {"ToAddresses": [message.recipient]},
+            "Content": {"Raw": {"Data": message.raw}},
+            "EmailTags": [{"Name": name, "Value": value} for name, value in message.tags],
+        }
+        for message in messages
+    ]
+
+    def send(request: dict[str, Any]) -> str:
+        return client.send_email(**request)["MessageId"]
+
+    def run(batch: list[dict[str, Any]]) -> float:
+        began = time.perf_counter()
+        if threads == 1:
+            for request in batch:
+                send(request)
+        else:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                for _ in pool.map(send, batch):
+                    pass
+        return time.perf_counter() - began
+
+    fresh_moto(endpoint)
+    run(requests[:LOOP_WARMUP_MESSAGES])
+    fresh_moto(endpoint)
+    return run(requests)
+
+
+def timed(action: Callable[[], Any]) -> tuple[float, Any]:
+    began = time.perf_counter()
+    result = action()
+    return time.perf_counter() - began, result
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = Settings.model_fields
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--recipients", type=int, default=10_000)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=defaults["ses_send_concurrency"].default,
+        help="send threads (default: SES_SEND_CONCURRENCY's default)",
+    )
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        default=defaults["database_pool_max_size"].default,
+        help="database connections (default: DATABASE_POOL_MAX_SIZE's default)",
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=200, help="recipients of the warm-up campaign (0: none)"
+    )
+    args = parser.parse_args(argv)
+    if args.recipients < 1 or args.concurrency < 1 or args.pool_size < 1 or args.warmup < 0:
+        parser.error("--recipients, --concurrency and --pool-size must be positive")
+    # moto's server logs every request through werkzeug.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    policy = SendPolicy(
+        link_secret="bench-" + uuid.uuid4().hex,
+        link_days=defaults["unsubscribe_link_days"].default,
+        max_per_second=UNCAPPED_PER_SECOND,
+        concurrency=args.concurrency,
+        base_url=EDGE,
+    )
+    n: int = args.recipients
+
+    with (
+        postgres.throwaway_database("growthbase_bench") as url,
+        moto_ses() as endpoint,
+    ):
+        migrate(url)
+        with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+            conn.execute(
+                sql.SQL("alter database {} set track_functions = 'all'").format(
+                    sql.Identifier(conn.info.dbname)
+                )
+            )
+            setup = prepare(conn, n, args.warmup)
+            ses = RecordingSes(endpoint, args.concurrency)
+
+            if setup.warmup_campaign is not None:
+                fresh_moto(endpoint)
+                start(conn, setup.owner, setup.warmup_campaign)
+                warm = Database(
+                    url, pool_mode="session", max_size=args.pool_size, timeout_seconds=30
+                )
+                warm.open()
+                try:
+                    send_due_emails(warm, ses, policy, BUDGET_SECONDS)
+                finally:
+                    warm.close()
+                backends_gone(conn)
+            conn.execute("select pg_stat_reset()")
+            ses.sent.clear()
+
+            fresh_moto(endpoint)
+            freeze_seconds, started = timed(lambda: start(conn, setup.owner, setup.campaign))
+            if started != n:
+                raise SystemExit(f"start_campaign froze {started} recipients, expected {n}")
+            database = TimedDatabase(
+                url, pool_mode="session", max_size=args.pool_size, timeout_seconds=30
+            )
+            database.open()
+            try:
+                pipeline_seconds, report = timed(
+                    lambda: send_due_emails(database, ses, policy, BUDGET_SECONDS)
+                )
+            finally:
+                database.close()
+            if report.sent != n or report.failed or report.retrying:
+                raise SystemExit(f"pipeline: {report.as_dict()}, expected {n} sent")
+            check_delivered(endpoint, setup.recipients, "pipeline")
+            ledger = conn.execute(
+                "select count(*) filter (where status = 'sent') as sent,"
+                " count(distinct ses_message_id) as ids"
+                " from public.campaign_recipients where campaign_id = %s",
+                (setup.campaign,),
+            ).fetchone()
+            if ledger is None or ledger["sent"] != n or ledger["ids"] != n:
+                raise SystemExit(f"pipeline: the ledger shows {ledger}, expected {n} sent")
+            backends_gone(conn)
+            functions = function_ms(conn)
+            token_s, render_s, mime_s = cpu_per_message(
+                conn, setup.campaign, policy, min(n, CPU_SAMPLES)
+            )
+
+        messages = list(ses.sent)
+        if len({message.recipient for message in messages}) != n or len(messages) != n:
+            raise SystemExit(f"recorded {len(messages)} pipeline requests, expected {n}")
+        sequential_seconds = boto3_loop(endpoint, messages, 1)
+        check_delivered(endpoint, setup.recipients, "boto3 loop, sequential")
+        threaded_seconds = boto3_loop(endpoint, messages, args.concurrency)
+        check_delivered(endpoint, setup.recipients, f"boto3 loop, {args.concurrency} threads")
+
+    rate = n / pipeline_seconds
+    sequential = n / sequential_seconds
+    threaded = n / threaded_seconds
+    main_side, workers = database.main, database.workers
+
+    def per(seconds: float) -> float:
+        return 1000 * seconds / n
+
+    def inside(names: tuple[str, ...]) -> float:
+        return sum(functions.get(name, (0, 0.0))[1] for name in names) / 1000
+
+    defaulted = (
+        " (the edge's defaults)"
+        if (args.concurrency, args.pool_size)
+        == (defaults["ses_send_concurrency"].default, defaults["database_pool_max_size"].default)
+        else ""
+    )
+    print(
+        f"{n} recipients; {args.concurrency} send threads and a pool of {args.pool_size}"
+        f" connections{defaulted};\nrate limit lifted (max_per_second {UNCAPPED_PER_SECOND:,.0f})"
+    )
+    print()
+    print(f"{'':40}{'msgs/s':>9}{'wall s':>10}")
+    for label, per_second, seconds in (
+        ("pipeline (send_due_emails)", rate, pipeline_seconds),
+        ("boto3 loop, sequential", sequential, sequential_seconds),
+        (f"boto3 loop, {args.concurrency} threads", threaded, threaded_seconds),
+    ):
+        print(f"{label:40}{per_second:9.1f}{seconds:10.2f}")
+    print(f"{'ratio pipeline / sequential loop':40}{rate / sequential:9.2f}")
+    print(f"{f'ratio pipeline / {args.concurrency}-thread loop':40}{rate / threaded:9.2f}")
+    print(f"{'start_campaign (freezes the audience)':40}{'':9}{freeze_seconds:10.2f}")
+    print()
+    print(f"{'database, ms per recipient':32}{'all':>8}{'main thread':>14}{'send threads':>15}")
+    print(f"{'':32}{'':>8}{'(claims)':>14}{'(outcomes)':>15}")
+    rows = (
+        ("holding a connection", main_side.held, workers.held),
+        ("waiting for the pool", main_side.waited, workers.waited),
+        ("inside Postgres's functions", inside(MAIN_FUNCTIONS), inside(SEND_FUNCTIONS)),
+    )
+    for label, on_main, on_workers in rows:
+        print(
+            f"  {label:30}{per(on_main + on_workers):8.3f}{per(on_main):14.3f}"
+            f"{per(on_workers):15.3f}"
+        )
+    print(
+        f"  {'connection uses':30}{main_side.uses + workers.uses:8}{main_side.uses:14}"
+        f"{workers.uses:15}"
+    )
+    print()
+    print(
+        f"CPU per message besides SES and the database, ms (one thread, {min(n, CPU_SAMPLES)}"
+        f" messages):\n  unsubscribe token {1000 * token_s:.3f}, render {1000 * render_s:.3f},"
+        f" MIME {1000 * mime_s:.3f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
