@@ -506,3 +506,32 @@ def test_sender_identities_cannot_be_squatted_or_nested_under_another_workspaces
         register(second, "n4.shop.example.net")
     with refused(422, "invalid_input"):
         register(first, "not a domain")
+
+
+def test_status_changes_are_broadcast_to_members_only(
+    conn: Conn, ready: tuple[User, uuid.UUID, list[uuid.UUID]]
+) -> None:
+    owner, campaign, _ = ready
+    stranger = create_user(conn)
+    start(conn, owner, campaign)
+    with acting_as(conn, owner):
+        conn.execute("select public.pause_campaign(%s)", (campaign,))
+    topic = f"workspace:{owner.workspace_id}:campaigns"
+    seen = {}
+    for user in (owner, stranger):
+        with acting_as(conn, user):
+            conn.execute("select set_config('realtime.topic', %s, true)", (topic,))
+            seen[user.id] = [
+                (
+                    r["payload"]["previous_status"],
+                    r["payload"]["status"],
+                    r["payload"]["recipients"],
+                )
+                for r in conn.execute(
+                    "select payload from realtime.messages where topic = %s and event = %s"
+                    " order by inserted_at, id",
+                    (topic, "campaign_status"),
+                )
+            ]
+    assert seen[owner.id] == [("draft", "sending", 8), ("sending", "paused", 8)]
+    assert seen[stranger.id] == []

@@ -201,6 +201,33 @@ create trigger campaigns_guard_status
   before update of status on public.campaigns
   for each row execute function private.guard_campaign_status();
 
+-- Live campaign status on the workspace's private channel (workspace:<id>:campaigns), authorised
+-- by the realtime.messages policy: the dashboard sees a campaign start, pause and finish.
+create function private.broadcast_campaign_status()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if new.status is distinct from old.status then
+    perform realtime.send(
+      jsonb_build_object(
+        'id', new.id, 'status', new.status, 'previous_status', old.status,
+        'recipients', new.recipients, 'error', new.error, 'updated_at', new.updated_at
+      ),
+      'campaign_status',
+      format('workspace:%s:campaigns', new.workspace_id),
+      true
+    );
+  end if;
+  return null;
+end
+$$;
+
+create trigger campaigns_broadcast_status
+  after update of status on public.campaigns
+  for each row execute function private.broadcast_campaign_status();
+
 create table public.campaign_variants (
   id uuid primary key default gen_random_uuid(),
   campaign_id uuid not null,
@@ -1138,6 +1165,8 @@ grant all on public.email_lists, public.email_list_members, public.email_suppres
   public.campaign_variants, public.campaign_recipients to service_role;
 
 revoke all on function private.guard_campaign_status() from public, anon, authenticated;
+
+revoke all on function private.broadcast_campaign_status() from public, anon, authenticated;
 
 revoke all on function private.segment_condition(jsonb) from public, anon, authenticated;
 
