@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
-from uuid import UUID
 
 from api import unsubscribe_tokens
 from api.db import Database
@@ -22,10 +21,14 @@ from api.providers.ses import SesClient, SesError
 
 log = logging.getLogger("growthbase.email")
 UNSUBSCRIBE_PATH = "/api/v1/unsubscribe"
-BATCH_SIZE = 50
-# A claimed row stays invisible to other workers this long: SES's timeouts with boto3's retries
-# fit well inside it.
+# Rows claimed per round, per send thread: two waves of SES calls, each at worst one connect
+# plus one read timeout (25 s), fit well inside the lease, so no row outlives its claim.
+ROWS_PER_THREAD = 2
+# A claimed row stays invisible to other workers this long.
 LEASE_SECONDS = 120
+# Rounds in a row that found due rows but claimed none (all skipped, or held by another
+# worker's open claim) before this run gives up.
+IDLE_ROUNDS = 20
 AMBIGUOUS_RETRY_SECONDS = 600
 
 
@@ -77,17 +80,17 @@ def unsubscribe_url(policy: SendPolicy, row: dict[str, Any]) -> str:
 
 def record_failure(
     database: Database,
-    recipient_id: UUID,
+    row: dict[str, Any],
     error: str,
     retryable: bool,
     min_delay_seconds: int | None = None,
 ) -> str:
     with database.as_service() as conn:
-        row = conn.execute(
-            "select private.email_failed(%s, %s, %s, %s) as outcome",
-            (recipient_id, error, retryable, min_delay_seconds),
+        outcome = conn.execute(
+            "select private.email_failed(%s, %s, %s, %s, %s) as outcome",
+            (row["recipient_id"], error, retryable, min_delay_seconds, row["attempts"]),
         ).fetchone()
-    return str(row["outcome"]) if row else "unknown"
+    return str(outcome["outcome"]) if outcome else "unknown"
 
 
 def send_one(database: Database, ses: SesClient, policy: SendPolicy, row: dict[str, Any]) -> str:
@@ -97,7 +100,7 @@ def send_one(database: Database, ses: SesClient, policy: SendPolicy, row: dict[s
             EmailContent(row["subject"], row["html"], row["text_body"]), row["contact"], link
         )
     except RenderError as error:
-        return record_failure(database, row["recipient_id"], str(error), retryable=False)
+        return record_failure(database, row, str(error), retryable=False)
     raw = build_message(
         sender_name=row["from_name"],
         sender_email=row["from_email"],
@@ -116,14 +119,17 @@ def send_one(database: Database, ses: SesClient, policy: SendPolicy, row: dict[s
     except SesError as failure:
         return record_failure(
             database,
-            row["recipient_id"],
+            row,
             str(failure),
             failure.retryable,
             # Long enough for SES's Send event to mark the row sent if SES did accept it.
             AMBIGUOUS_RETRY_SECONDS if failure.outcome_unknown else None,
         )
     with database.as_service() as conn:
-        conn.execute("select private.email_sent(%s, %s)", (row["recipient_id"], message_id))
+        conn.execute(
+            "select private.email_sent(%s, %s, %s)",
+            (row["recipient_id"], message_id, row["attempts"]),
+        )
     return "sent"
 
 
@@ -136,27 +142,33 @@ def send_due_emails(
     with database.as_service() as conn:
         started = conn.execute("select private.start_due_campaigns() as n").fetchone()
     report.started_campaigns = started["n"] if started else 0
+    idle_rounds = 0
     with ThreadPoolExecutor(max_workers=policy.concurrency) as pool:
         while time.monotonic() < deadline:
             with database.as_service() as conn:
                 rows = conn.execute(
                     "select * from private.claim_email_batch(%s, %s, %s)",
-                    (BATCH_SIZE, LEASE_SECONDS, policy.max_per_second),
+                    (policy.concurrency * ROWS_PER_THREAD, LEASE_SECONDS, policy.max_per_second),
                 ).fetchall()
-            if not rows:
-                with database.as_service() as conn:
-                    due = conn.execute(
-                        "select private.email_send_wait(%s) as wait", (policy.max_per_second,)
-                    ).fetchone()
-                wait = due["wait"] if due else None
-                # Nothing due, or what is due is held by another worker: this run is done.
-                if wait is None or wait <= 0 or time.monotonic() + wait >= deadline:
-                    break
+            if rows:
+                idle_rounds = 0
+                for outcome in pool.map(lambda row: send_one(database, ses, policy, row), rows):
+                    report.count(outcome)
+                continue
+            with database.as_service() as conn:
+                due = conn.execute(
+                    "select private.email_send_wait(%s) as wait", (policy.max_per_second,)
+                ).fetchone()
+            wait = due["wait"] if due else None
+            if wait is None or time.monotonic() + wait >= deadline:
+                break
+            if wait > 0:
                 # The shared bucket is empty: wait for the next token rather than spin.
                 time.sleep(wait)
                 continue
-            for outcome in pool.map(lambda row: send_one(database, ses, policy, row), rows):
-                report.count(outcome)
+            idle_rounds += 1
+            if idle_rounds > IDLE_ROUNDS:
+                break
     with database.as_service() as conn:
         finished = conn.execute("select private.finish_sent_campaigns() as n").fetchone()
     report.finished_campaigns = finished["n"] if finished else 0

@@ -16,7 +16,7 @@ from functools import lru_cache
 from html import escape
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateError, UndefinedError
+from jinja2 import StrictUndefined, Template, TemplateError, UndefinedError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from api.errors import ApiError
@@ -26,6 +26,12 @@ UNSUBSCRIBE_FIELD = "unsubscribe_url"
 # Templates come from users: a rendered part may not exceed this, nor may any value built by
 # repetition (`'x' * 50000000`), so one template cannot exhaust a worker's memory or time.
 MAX_RENDERED_CHARACTERS = 1_000_000
+# Loops produce no output to bound, so their work is: ranges of at most MAX_RANGE, nested at
+# most MAX_LOOP_DEPTH deep (a million iterations, well under a second), and powers of at most
+# MAX_POWER_BITS bits.
+MAX_RANGE = 1000
+MAX_LOOP_DEPTH = 2
+MAX_POWER_BITS = 10_000
 MISSING_ATTRIBUTE = re.compile(r"^'dict object' has no attribute '([^']*)'$")
 
 
@@ -33,12 +39,31 @@ class TemplateTooLargeError(TemplateError):
     """The template would render more than MAX_RENDERED_CHARACTERS."""
 
 
-class BoundedEnvironment(SandboxedEnvironment):
-    """Jinja's sandbox, with repetition (`*`) bounded in size."""
+def bounded_range(*arguments: int) -> range:
+    numbers = range(*arguments)
+    if len(numbers) > MAX_RANGE:
+        raise TemplateTooLargeError(f"a range may have at most {MAX_RANGE} numbers")
+    return numbers
 
-    intercepted_binops = frozenset({"*"})
+
+class BoundedEnvironment(SandboxedEnvironment):
+    """Jinja's sandbox, with repetition (`*`) and powers (`**`) bounded in size."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def __init__(self, *, autoescape: bool) -> None:
+        super().__init__(autoescape=autoescape, undefined=StrictUndefined)
+        self.globals["range"] = bounded_range
 
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "**":
+            if (
+                isinstance(left, int)
+                and isinstance(right, int)
+                and left.bit_length() * right > MAX_POWER_BITS
+            ):
+                raise TemplateTooLargeError("the template computes too large a number")
+            return operator.pow(left, right)
         sized, count = (left, right) if isinstance(right, int) else (right, left)
         if (
             isinstance(sized, str | list)
@@ -49,14 +74,22 @@ class BoundedEnvironment(SandboxedEnvironment):
         return operator.mul(left, right)
 
 
-html_environment = BoundedEnvironment(autoescape=True, undefined=StrictUndefined)
-text_environment = BoundedEnvironment(autoescape=False, undefined=StrictUndefined)
+html_environment = BoundedEnvironment(autoescape=True)
+text_environment = BoundedEnvironment(autoescape=False)
+
+
+def loop_depth(node: nodes.Node) -> int:
+    inner = max((loop_depth(child) for child in node.iter_child_nodes()), default=0)
+    return inner + 1 if isinstance(node, nodes.For) else inner
 
 
 @lru_cache(maxsize=128)
 def compiled(source: str, *, html: bool) -> Template:
     """A campaign renders the same few sources thousands of times; compiling is ~50x rendering."""
-    return (html_environment if html else text_environment).from_string(source)
+    environment = html_environment if html else text_environment
+    if loop_depth(environment.parse(source)) > MAX_LOOP_DEPTH:
+        raise TemplateTooLargeError(f"loops may nest at most {MAX_LOOP_DEPTH} deep")
+    return environment.from_string(source)
 
 
 @dataclass(frozen=True)
@@ -135,6 +168,10 @@ def render(content: EmailContent, contact: dict[str, Any], unsubscribe_url: str)
         raise MergeFieldError(missing_field(error)) from error
     except TemplateError as error:
         raise TemplateInvalidError(f"template error: {error.message}") from error
+    except Exception as error:
+        # Whatever else a template's expression raises ({{ 1 / 0 }}, a filter on the wrong
+        # type) is the template's fault, not a reason to stop the worker.
+        raise TemplateInvalidError(f"template error: {type(error).__name__}: {error}") from error
     # Judged on the output, so a link hidden in a comment or a false branch does not count.
     if escape(unsubscribe_url) not in html:
         html += (

@@ -65,6 +65,8 @@ class SnsVerifier:
 
     def verify(self, message: dict[str, Any]) -> None:
         """Raise an ApiError unless `message` is a genuine SNS message for an accepted topic."""
+        if not all(value is None or isinstance(value, str) for value in message.values()):
+            raise ApiError(422, "invalid_input", "SNS message fields are strings or null")
         if message.get("Type") not in MESSAGE_TYPES:
             raise ApiError(422, "invalid_input", "Not an SNS message")
         if self.topic_arns and message.get("TopicArn") not in self.topic_arns:

@@ -43,7 +43,13 @@ def verified_sender(
 ) -> uuid.UUID:
     """A sender identity registered by the user and marked verified, as SES would report.
     Tests share one database and an identity belongs to one workspace, so an earlier test's
-    registration of the same identity is removed first."""
+    registration of the same identity is removed first (its live campaigns cancelled)."""
+    conn.execute(
+        "update public.campaigns set status = 'cancelled' where status in"
+        " ('scheduled', 'sending', 'paused') and sender_identity_id in"
+        " (select id from public.sender_identities where identity = %s)",
+        (identity,),
+    )
     conn.execute("delete from public.sender_identities where identity = %s", (identity,))
     with acting_as(conn, user):
         identity_id = one(

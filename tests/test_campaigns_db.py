@@ -171,6 +171,7 @@ def test_rules_over_fields_attributes_consent_lists_and_orders(conn: Conn) -> No
         {"opened_within_days": 0},
         {"orders": {"min_count": "2"}},
         {"orders": {"since": 3}},
+        {"in_list": None},
         [],
     ],
 )
@@ -180,6 +181,18 @@ def test_malformed_rules_are_refused_with_a_clear_error(conn: Conn, rule: Any) -
         conn.execute(
             "insert into public.segments (workspace_id, name, rule) values (%s, 'Bad', %s)",
             (owner.workspace_id, Jsonb(rule)),
+        )
+
+
+def test_rules_nest_at_most_twenty_levels(conn: Conn) -> None:
+    owner = create_user(conn)
+    rule: dict[str, Any] = {"field": "email", "op": "exists"}
+    for _ in range(20):
+        rule = {"not": rule}
+    assert segment_ids(conn, owner, rule) == set()
+    with acting_as(conn, owner), refused(422, "invalid_segment_rule"):
+        conn.execute(
+            "select public.preview_segment(%s, %s)", (owner.workspace_id, Jsonb({"not": rule}))
         )
 
 
@@ -535,3 +548,109 @@ def test_status_changes_are_broadcast_to_members_only(
             ]
     assert seen[owner.id] == [("draft", "sending", 8), ("sending", "paused", 8)]
     assert seen[stranger.id] == []
+
+
+def as_worker(conn: Conn, query: str, params: Any = ()) -> list[dict[str, Any]]:
+    """One statement as the send worker (service_role)."""
+    with conn.transaction():
+        conn.execute("set local role service_role")
+        return [dict(row) for row in conn.execute(query, params).fetchall()]
+
+
+def claim_mine(conn: Conn, campaign: uuid.UUID, rate: float = 1000) -> list[dict[str, Any]]:
+    conn.execute("delete from private.email_send_rate")
+    rows = as_worker(conn, "select * from private.claim_email_batch(1000, 60, %s)", (rate,))
+    return [row for row in rows if row["campaign_id"] == campaign]
+
+
+def test_a_send_failing_after_a_cancel_does_not_requeue_and_stale_outcomes_are_ignored(
+    conn: Conn, ready: tuple[User, uuid.UUID, list[uuid.UUID]]
+) -> None:
+    owner, campaign, _ = ready
+    start(conn, owner, campaign)
+    first, second, *_ = claim_mine(conn, campaign)
+    with acting_as(conn, owner):
+        conn.execute("select public.cancel_campaign(%s)", (campaign,))
+
+    late = as_worker(
+        conn,
+        "select private.email_failed(%s, 'ThrottlingException', true, null, %s) as outcome",
+        (first["recipient_id"], first["attempts"]),
+    )
+    stale = as_worker(
+        conn,
+        "select private.email_sent(%s, 'ses-id-stale', %s)",
+        (second["recipient_id"], second["attempts"] - 1),
+    )
+
+    assert late == [{"outcome": "cancelled"}] and len(stale) == 1
+    states = {
+        row["id"]: row["status"]
+        for row in conn.execute(
+            "select id, status from public.campaign_recipients where campaign_id = %s", (campaign,)
+        )
+    }
+    assert states[first["recipient_id"]] == "cancelled"
+    assert states[second["recipient_id"]] == "sending"
+    assert "queued" not in states.values()
+
+
+def test_a_row_claimed_eight_times_without_an_outcome_is_given_up(
+    conn: Conn, ready: tuple[User, uuid.UUID, list[uuid.UUID]]
+) -> None:
+    owner, campaign, _ = ready
+    start(conn, owner, campaign)
+    conn.execute(
+        "update public.campaign_recipients set attempts = 8, status = 'sending',"
+        " locked_until = now() - interval '1 second' where campaign_id = %s",
+        (campaign,),
+    )
+
+    assert claim_mine(conn, campaign) == []
+    rows = conn.execute(
+        "select status, error from public.campaign_recipients where campaign_id = %s", (campaign,)
+    ).fetchall()
+    assert {row["status"] for row in rows} == {"failed"}
+    assert "8 attempts" in rows[0]["error"]
+
+
+def test_a_rate_below_one_per_second_still_sends(
+    conn: Conn, ready: tuple[User, uuid.UUID, list[uuid.UUID]]
+) -> None:
+    owner, campaign, _ = ready
+    start(conn, owner, campaign)
+    assert len(claim_mine(conn, campaign, rate=0.5)) == 1
+
+
+def test_a_live_campaigns_sender_cannot_be_removed_but_a_workspace_can(
+    conn: Conn, ready: tuple[User, uuid.UUID, list[uuid.UUID]]
+) -> None:
+    owner, campaign, _ = ready
+    start(conn, owner, campaign)
+    with acting_as(conn, owner), refused(409, "identity_in_use"):
+        conn.execute(
+            "delete from public.sender_identities where workspace_id = %s", (owner.workspace_id,)
+        )
+    conn.execute("delete from public.workspaces where id = %s", (owner.workspace_id,))
+    assert (
+        one(conn, "select count(*) as n from public.campaigns where id = %s", (campaign,))["n"] == 0
+    )
+
+
+def test_admins_may_lift_manual_and_bounce_suppressions_only(conn: Conn) -> None:
+    owner = create_user(conn)
+    conn.execute(
+        "insert into public.email_suppressions (workspace_id, email, reason)"
+        " select %s, r || '@mail.example.org', r from unnest(array['manual', 'bounce',"
+        " 'complaint', 'unsubscribe']) r",
+        (owner.workspace_id,),
+    )
+    with acting_as(conn, owner):
+        conn.execute(
+            "delete from public.email_suppressions where workspace_id = %s", (owner.workspace_id,)
+        )
+    kept = conn.execute(
+        "select reason from public.email_suppressions where workspace_id = %s order by reason",
+        (owner.workspace_id,),
+    ).fetchall()
+    assert [row["reason"] for row in kept] == ["complaint", "unsubscribe"]

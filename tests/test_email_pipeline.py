@@ -63,7 +63,7 @@ def moto_client_settings(endpoint: str) -> dict[str, Any]:
 def ses(ses_endpoint: str) -> SesClient:
     reset(ses_endpoint)
     client = SesClient(**moto_client_settings(ses_endpoint))
-    client.create_identity(SENDER_DOMAIN)
+    client.create_identity(SENDER_DOMAIN, adopt_existing=True)
     return client
 
 
@@ -493,3 +493,37 @@ def test_a_campaign_whose_sender_lost_verification_waits_instead_of_failing(
     assert sent_raw_messages(ses_endpoint) == []
     conn.execute("update public.sender_identities set verified = true where id = %s", (sender,))
     assert send_due_emails(database, ses, POLICY, budget_seconds=60).sent == 3
+
+
+def test_batches_that_are_all_skipped_do_not_end_the_run(
+    conn: psycopg.Connection[Any], database: Database, ses: SesClient, ses_endpoint: str
+) -> None:
+    owner = create_user(conn)
+    readers = add_contacts(conn, owner, 30)
+    campaign = draft_campaign(
+        conn,
+        owner,
+        list_ids=[email_list(conn, owner, readers)],
+        sender_id=verified_sender(conn, owner),
+    )
+    start(conn, owner, campaign)
+    # Twenty unsubscribe after the start, and their rows come up first: whole claims of them.
+    conn.execute(
+        "update public.contacts set unsubscribed_at = now() where id = any(%s)", (readers[:20],)
+    )
+    conn.execute(
+        "update public.campaign_recipients set next_attempt_at = now() - interval '1 hour'"
+        " where contact_id = any(%s)",
+        (readers[:20],),
+    )
+
+    report = send_due_emails(database, ses, POLICY, budget_seconds=60)
+
+    assert report.sent == 10
+    assert {m["destinations"][0] for m in sent_raw_messages(ses_endpoint)} == {
+        f"reader-{n}@mail.example.org" for n in range(21, 31)
+    }
+    assert (
+        one(conn, "select status from public.campaigns where id = %s", (campaign,))["status"]
+        == "sent"
+    )

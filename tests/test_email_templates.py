@@ -52,3 +52,25 @@ def test_the_unsubscribe_link_is_added_unless_the_output_really_shows_it() -> No
     assert hidden.endswith(f'<a href="{LINK}">Unsubscribe</a></p>')
     text = render(EmailContent("Hi", "<p>Hi</p>", "Hello {{ first_name }}"), CONTACT, LINK).text
     assert text == f"Hello Jana\n\nUnsubscribe: {LINK}\n"
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ 999999999 ** 99999999 }}",
+        "{% for i in range(100000) %}{% endfor %}",
+        "{% for a in [1] %}" * 3 + "{% endfor %}" * 3,
+        "{{ 1 / 0 }}",
+        "{{ attributes.city | round(2) }}",
+        "{{ first_name + 1 }}",
+    ],
+)
+def test_templates_that_would_hang_or_crash_the_worker_are_refused(template: str) -> None:
+    with pytest.raises(TemplateInvalidError):
+        html_of(template)
+
+
+def test_small_loops_and_powers_still_render() -> None:
+    assert html_of("{% for i in range(3) %}{{ i }}{% endfor %} {{ 2 ** 10 }}").startswith(
+        "012 1024"
+    )

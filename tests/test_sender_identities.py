@@ -9,13 +9,14 @@ from typing import Any
 import boto3
 import psycopg
 import pytest
+from botocore.stub import Stubber
 from fastapi.testclient import TestClient
 from httpx2 import Response
 from psycopg.rows import DictRow
 from pydantic import SecretStr
 
 from api.app import create_app
-from api.providers.ses import IdentityState, SesError, dkim_records
+from api.providers.ses import IdentityState, SesClient, SesError, dkim_records
 from api.settings import Settings
 from tests.factories import User, add_member, create_user
 from tests.jwks import JwksServer
@@ -72,15 +73,18 @@ def register(
     )
 
 
-def ses_identities(endpoint: str) -> set[str]:
-    ses = boto3.client(
+def plain_ses(endpoint: str) -> Any:
+    return boto3.client(
         "sesv2",
         region_name=REGION,
         endpoint_url=endpoint,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-    listed = ses.list_email_identities(PageSize=1000)["EmailIdentities"]
+
+
+def ses_identities(endpoint: str) -> set[str]:
+    listed = plain_ses(endpoint).list_email_identities(PageSize=1000)["EmailIdentities"]
     return {identity["IdentityName"] for identity in listed}
 
 
@@ -140,7 +144,8 @@ def test_invalid_requests_are_refused_before_ses(
         json={"workspace_id": str(owner.workspace_id), "identity": new_domain(), "verified": True},
     )
     not_a_domain = register(client, jwks, owner, "not a domain", None)
-    assert [extra.status_code, not_a_domain.status_code] == [422, 422]
+    with_nul = register(client, jwks, owner, "evil\u0000.example.com", None)
+    assert [extra.status_code, not_a_domain.status_code, with_nul.status_code] == [422, 422, 422]
     assert extra.json()["error"]["details"][0]["field"] == "body.verified"
     assert "not a domain" not in ses_identities(ses_endpoint)
 
@@ -205,7 +210,7 @@ def test_unreachable_ses_is_a_502_and_registering_again_recovers(
 class RefusingSes:
     """SES refusing the identity itself, which moto never does for a well-formed name."""
 
-    def create_identity(self, identity: str) -> IdentityState:
+    def create_identity(self, identity: str, *, adopt_existing: bool) -> IdentityState:
         raise SesError("BadRequestException", f"{identity} is not allowed", retryable=False)
 
 
@@ -244,3 +249,50 @@ def test_registering_an_address_creates_that_address_in_ses(
     assert address in ses_identities(ses_endpoint)
     assert address.split("@")[1] not in ses_identities(ses_endpoint)
     assert stored(conn, address)["verified"] is True
+
+
+@pytest.mark.parametrize("adopt_existing", [False, True])
+def test_an_identity_already_in_ses_is_recreated_unless_it_is_ours(adopt_existing: bool) -> None:
+    """Real SES answers AlreadyExistsException (moto silently overwrites, so botocore's own
+    Stubber plays SES here): an identity another workspace left behind is deleted and created
+    afresh, with new DKIM tokens to publish, instead of passing on its verification."""
+    client = SesClient(
+        region=REGION,
+        access_key_id="testing",
+        secret_access_key="testing",
+        endpoint_url="https://email.eu-central-1.amazonaws.com",
+        configuration_set=None,
+        max_connections=1,
+    )
+    domain = "left-behind.example.com"
+    with Stubber(client.client) as ses:
+        ses.add_client_error(
+            "create_email_identity",
+            service_error_code="AlreadyExistsException",
+            http_status_code=400,
+            expected_params={"EmailIdentity": domain},
+        )
+        if not adopt_existing:
+            ses.add_response("delete_email_identity", {}, {"EmailIdentity": domain})
+            ses.add_response(
+                "create_email_identity",
+                {"IdentityType": "DOMAIN", "VerifiedForSendingStatus": False},
+                {"EmailIdentity": domain},
+            )
+        ses.add_response(
+            "get_email_identity",
+            {
+                "IdentityType": "DOMAIN",
+                "VerifiedForSendingStatus": adopt_existing,
+                "DkimAttributes": {"Status": "PENDING", "Tokens": ["t1", "t2", "t3"]},
+            },
+            {"EmailIdentity": domain},
+        )
+
+        state = client.create_identity(domain, adopt_existing=adopt_existing)
+
+        ses.assert_no_pending_responses()
+    assert state.verified is adopt_existing
+    assert [record["name"] for record in state.dkim_records] == [
+        f"t{n}._domainkey.{domain}" for n in (1, 2, 3)
+    ]

@@ -637,11 +637,13 @@ def test_stale_mislabelled_and_malformed_messages_are_refused(sns: Sns, conn: Co
         sns.post(future),
         sns.post(fresh, message_type="SubscriptionConfirmation"),
         sns.post(fresh, body=b"Type=Notification"),
+        sns.post(fresh, body=json.dumps({**fresh, "TopicArn": [fresh["TopicArn"]]}).encode()),
     ]
     assert [(a.status_code, a.json()["error"]["code"]) for a in answers] == [
         (401, "signature_stale"),
         (401, "signature_stale"),
         (400, "message_type_mismatch"),
+        (422, "invalid_input"),
         (422, "invalid_input"),
     ]
     assert [stored(conn, m["MessageId"]) for m in (stale, future, fresh)] == [None, None, None]

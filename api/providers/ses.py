@@ -2,8 +2,8 @@
 
 Raw content is what lets each message carry its own List-Unsubscribe headers (SendBulkEmail
 takes only stored templates, and its per-entry headers are not what moto or our tests can see),
-so every recipient is one SendEmail call. boto3 retries a throttled or failed call a couple of
-times at once; anything still failing goes back to the send ledger, which retries with backoff.
+so every recipient is one SendEmail call. boto3 makes exactly one attempt per call (a retried
+SendEmail may deliver twice); failures go back to the send ledger, which retries with backoff.
 """
 
 from dataclasses import dataclass
@@ -103,7 +103,9 @@ class SesClient:
             aws_secret_access_key=secret_access_key,
             endpoint_url=endpoint_url,
             config=Config(
-                retries={"mode": "standard", "max_attempts": 3},
+                # One attempt per call: a resent SendEmail can deliver twice, and the send
+                # ledger already retries with backoff (and waits out ambiguous timeouts).
+                retries={"mode": "standard", "total_max_attempts": 1},
                 connect_timeout=5,
                 read_timeout=20,
                 max_pool_connections=max_connections,
@@ -125,13 +127,20 @@ class SesClient:
         except (ClientError, BotoCoreError) as error:
             raise failure_from(error) from error
 
-    def create_identity(self, identity: str) -> IdentityState:
-        """Creates the identity (or finds it, when it already exists) and answers its state."""
+    def create_identity(self, identity: str, *, adopt_existing: bool) -> IdentityState:
+        """Creates the identity and answers its state. One that already exists in SES is kept
+        when `adopt_existing`, else deleted and created again (its verification is not ours)."""
         try:
             self.client.create_email_identity(EmailIdentity=identity)
         except ClientError as error:
             if failure_from(error).code != "AlreadyExistsException":
                 raise failure_from(error) from error
+            if not adopt_existing:
+                try:
+                    self.client.delete_email_identity(EmailIdentity=identity)
+                    self.client.create_email_identity(EmailIdentity=identity)
+                except (ClientError, BotoCoreError) as again:
+                    raise failure_from(again) from again
         except BotoCoreError as error:
             raise failure_from(error) from error
         return self.identity_state(identity)

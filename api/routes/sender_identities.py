@@ -40,7 +40,7 @@ class NewSenderIdentity(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     workspace_id: UUID
-    identity: Annotated[str, Field(min_length=4, max_length=320)]
+    identity: Annotated[str, Field(min_length=4, max_length=320, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 def ses_client(request: Request) -> SesClient:
@@ -89,11 +89,17 @@ def register_identity(
         assert created is not None
         # The database normalises the identity; SES must get the same spelling.
         registered = conn.execute(
-            "select id, identity from public.sender_identities where id = %s", (created["id"],)
+            "select id, identity, last_checked_at from public.sender_identities where id = %s",
+            (created["id"],),
         ).fetchone()
     assert registered is not None
     try:
-        state = ses.create_identity(registered["identity"])
+        # A row that never recorded SES's answer did not create what SES may already hold
+        # (another workspace's identity, since removed here): it starts afresh in SES, with new
+        # DKIM tokens, rather than inherit that identity's verification.
+        state = ses.create_identity(
+            registered["identity"], adopt_existing=registered["last_checked_at"] is not None
+        )
     except SesError as failure:
         raise api_error(failure) from failure
     return ok(save_state(database, registered["id"], state))

@@ -113,6 +113,29 @@ create trigger sender_identities_touch_updated_at
   before update on public.sender_identities
   for each row execute function private.touch_updated_at();
 
+-- A campaign that is scheduled, sending or paused keeps its sender: removing it would strand the
+-- campaign (only drafts can be edited). Deleting the whole workspace (a cascade, one trigger
+-- level down) removes both and is not refused.
+create function private.keep_sender_of_live_campaigns()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if pg_catalog.pg_trigger_depth() = 1 and exists (
+    select 1 from public.campaigns c
+    where c.sender_identity_id = old.id and c.status in ('scheduled', 'sending', 'paused')
+  ) then
+    perform private.fail(409, 'identity_in_use', 'A scheduled, sending or paused campaign uses this sender');
+  end if;
+  return old;
+end
+$$;
+
+create trigger sender_identities_keep_live_senders
+  before delete on public.sender_identities
+  for each row execute function private.keep_sender_of_live_campaigns();
+
 -- segments --------------------------------------------------------------------------------------
 
 create table public.segments (
@@ -317,7 +340,8 @@ create index campaign_recipients_due_idx on public.campaign_recipients (next_att
 
 create index campaign_recipients_campaign_status_idx on public.campaign_recipients (campaign_id, status);
 
-create index campaign_recipients_contact_opened_idx on public.campaign_recipients (contact_id, last_opened_at);
+create index campaign_recipients_contact_opened_idx on public.campaign_recipients (contact_id, last_opened_at)
+  where last_opened_at is not null;
 
 create index campaign_recipients_contact_clicked_idx on public.campaign_recipients (contact_id, last_clicked_at)
   where last_clicked_at is not null;
@@ -326,7 +350,8 @@ create index campaign_recipients_variant_id_idx on public.campaign_recipients (v
 
 create index campaign_recipients_workspace_id_idx on public.campaign_recipients (workspace_id);
 
-create unique index campaign_recipients_ses_message_id_idx on public.campaign_recipients (ses_message_id);
+create unique index campaign_recipients_ses_message_id_idx on public.campaign_recipients (ses_message_id)
+  where ses_message_id is not null;
 
 -- segments: rule → SQL ----------------------------------------------------------------------------
 
@@ -342,7 +367,7 @@ create unique index campaign_recipients_ses_message_id_idx on public.campaign_re
 --   {"rfm_segment": "At Risk"}                      (RFM segment as of today)
 --   {"orders": {"min_count": 1, "max_count": 3, "min_revenue": 100, "within_days": 90}}
 --   {"opened_within_days": 60}   {"clicked_within_days": 30}
-create function private.segment_condition(p_rule jsonb)
+create function private.segment_condition(p_rule jsonb, p_depth integer default 0)
 returns text
 language plpgsql
 stable
@@ -360,20 +385,23 @@ begin
   if jsonb_typeof(p_rule) is distinct from 'object' then
     perform private.fail(422, 'invalid_segment_rule', 'Each segment rule must be a JSON object');
   end if;
+  if p_depth > 20 then
+    perform private.fail(422, 'invalid_segment_rule', 'Segment rules may nest at most 20 levels deep');
+  end if;
   if p_rule ? 'all' or p_rule ? 'any' then
     v_key := case when p_rule ? 'all' then 'all' else 'any' end;
     if jsonb_typeof(p_rule -> v_key) is distinct from 'array' or jsonb_array_length(p_rule -> v_key) = 0 then
       perform private.fail(422, 'invalid_segment_rule', format('"%s" needs a non-empty array of rules', v_key));
     end if;
-    select array_agg(private.segment_condition(r.value) order by r.ordinality) into v_parts
+    select array_agg(private.segment_condition(r.value, p_depth + 1) order by r.ordinality) into v_parts
     from jsonb_array_elements(p_rule -> v_key) with ordinality as r;
     return '(' || array_to_string(v_parts, case v_key when 'all' then ' and ' else ' or ' end) || ')';
   elsif p_rule ? 'not' then
-    return '(not coalesce(' || private.segment_condition(p_rule -> 'not') || ', false))';
+    return '(not coalesce(' || private.segment_condition(p_rule -> 'not', p_depth + 1) || ', false))';
   elsif p_rule ? 'in_list' then
     return format(
       'exists (select 1 from public.email_list_members m where m.contact_id = c.id and m.list_id = %L::uuid)',
-      private.segment_uuid(p_rule ->> 'in_list'));
+      private.segment_uuid(p_rule -> 'in_list'));
   elsif p_rule ? 'rfm_segment' then
     if not exists (select 1 from analytics.rfm_segment_map s where s.segment = p_rule ->> 'rfm_segment') then
       perform private.fail(422, 'invalid_segment_rule', format('Unknown RFM segment %s', p_rule -> 'rfm_segment'));
@@ -440,7 +468,7 @@ begin
         array(select jsonb_array_elements_text(v_value)));
     end if;
     if v_op in ('gt', 'gte', 'lt', 'lte') and jsonb_typeof(v_value) = 'number' then
-      return format('(case when %1$s ~ ''^-?[0-9]+(\.[0-9]+)?$'' then %1$s::numeric %2$s %3$s end)',
+      return format('(case when %1$s ~ ''^-?[0-9]{1,30}(\.[0-9]{1,30})?$'' then %1$s::numeric %2$s %3$s end)',
         v_target, case v_op when 'gt' then '>' when 'gte' then '>=' when 'lt' then '<' else '<=' end,
         private.segment_number(v_value));
     end if;
@@ -507,16 +535,19 @@ begin
 end
 $$;
 
-create function private.segment_uuid(p_value text)
+create function private.segment_uuid(p_value jsonb)
 returns uuid
 language plpgsql
 immutable
 set search_path = ''
 as $$
 begin
-  return p_value::uuid;
+  if jsonb_typeof(p_value) is distinct from 'string' then
+    perform private.fail(422, 'invalid_segment_rule', format('%s is not a list id', coalesce(p_value::text, 'null')));
+  end if;
+  return (p_value #>> '{}')::uuid;
 exception when invalid_text_representation then
-  perform private.fail(422, 'invalid_segment_rule', format('%s is not a list id', coalesce(p_value, 'null')));
+  perform private.fail(422, 'invalid_segment_rule', format('%s is not a list id', p_value));
   return null;
 end
 $$;
@@ -858,10 +889,10 @@ declare
   v_claimed integer;
 begin
   insert into private.email_send_rate (id, tokens, refilled_at)
-  values (true, p_per_second, clock_timestamp())
+  values (true, greatest(1, p_per_second), clock_timestamp())
   on conflict (id) do nothing;
   update private.email_send_rate
-  set tokens = least(p_per_second,
+  set tokens = least(greatest(1, p_per_second),
                      tokens + p_per_second * extract(epoch from clock_timestamp() - refilled_at)),
       refilled_at = clock_timestamp()
   where id
@@ -874,10 +905,15 @@ begin
   return query
   with picked as (
     select r.id,
-           ct.email = r.email and ct.consent_state = 'granted' and ct.unsubscribed_at is null
-             and ct.erased_at is null
-             and not exists (select 1 from public.email_suppressions s
-                             where s.workspace_id = r.workspace_id and s.email = r.email) as allowed
+           case
+             when not (ct.email = r.email and ct.consent_state = 'granted'
+                       and ct.unsubscribed_at is null and ct.erased_at is null
+                       and not exists (select 1 from public.email_suppressions s
+                                       where s.workspace_id = r.workspace_id and s.email = r.email))
+               then 'skip'
+             when r.attempts >= 8 then 'give_up'
+             else 'send'
+           end as verdict
     from public.campaign_recipients r
     join public.campaigns c on c.id = r.campaign_id and c.status = 'sending'
     join public.sender_identities si on si.id = c.sender_identity_id and si.verified
@@ -894,14 +930,22 @@ begin
     set status = 'skipped', locked_until = null,
         error = 'no longer mailable (unsubscribed, suppressed or without consent)'
     from picked k
-    where k.id = r.id and not k.allowed
+    where k.id = r.id and k.verdict = 'skip'
+  ),
+  given_up as (
+    -- Claimed eight times without an outcome: the worker died on it each time.
+    update public.campaign_recipients r
+    set status = 'failed', locked_until = null,
+        error = 'gave up after 8 attempts that ended without an outcome'
+    from picked k
+    where k.id = r.id and k.verdict = 'give_up'
   ),
   claimed as (
     update public.campaign_recipients r
     set status = 'sending', attempts = r.attempts + 1,
         locked_until = now() + make_interval(secs => p_lease_seconds)
     from picked k
-    where k.id = r.id and k.allowed
+    where k.id = r.id and k.verdict = 'send'
     returning r.*
   )
   select cl.id, cl.campaign_id, cl.workspace_id, cl.contact_id, cl.email, cl.attempts,
@@ -936,12 +980,14 @@ as $$
         and (r.locked_until is null or r.locked_until < now())
     ) then null
     else greatest(0, (1 - coalesce((
-      select least(p_per_second, b.tokens + p_per_second * extract(epoch from clock_timestamp() - b.refilled_at))
+      select least(greatest(1, p_per_second), b.tokens + p_per_second * extract(epoch from clock_timestamp() - b.refilled_at))
       from private.email_send_rate b), p_per_second)) / p_per_second)
   end
 $$;
 
-create function private.email_sent(p_recipient_id uuid, p_ses_message_id text)
+-- Outcomes carry the attempt number of the claim they answer: a worker whose lease ran out
+-- (and whose row another worker claimed again) cannot overwrite the newer claim's outcome.
+create function private.email_sent(p_recipient_id uuid, p_ses_message_id text, p_attempt integer default null)
 returns void
 language sql
 security definer
@@ -949,7 +995,7 @@ set search_path = ''
 as $$
   update public.campaign_recipients
   set status = 'sent', sent_at = now(), ses_message_id = p_ses_message_id, locked_until = null, error = null
-  where id = p_recipient_id and status = 'sending'
+  where id = p_recipient_id and status = 'sending' and (p_attempt is null or attempts = p_attempt)
 $$;
 
 -- A failed send: throttling and transient errors retry with backoff and full jitter (never
@@ -958,7 +1004,8 @@ $$;
 -- sending) the edge asks for a delay long enough for SES's event to arrive and mark the row
 -- sent before it could be sent again.
 create function private.email_failed(
-  p_recipient_id uuid, p_error text, p_retryable boolean, p_min_delay_seconds integer default null
+  p_recipient_id uuid, p_error text, p_retryable boolean, p_min_delay_seconds integer default null,
+  p_attempt integer default null
 )
 returns text
 language plpgsql
@@ -967,11 +1014,20 @@ set search_path = ''
 as $$
 declare
   v_attempts integer;
+  v_campaign_status text;
 begin
-  select r.attempts into v_attempts from public.campaign_recipients r
-  where r.id = p_recipient_id and r.status = 'sending' for update;
+  select r.attempts, c.status into v_attempts, v_campaign_status
+  from public.campaign_recipients r join public.campaigns c on c.id = r.campaign_id
+  where r.id = p_recipient_id and r.status = 'sending' and (p_attempt is null or r.attempts = p_attempt)
+  for update of r;
   if v_attempts is null then
     return 'unknown';
+  end if;
+  if v_campaign_status not in ('sending', 'paused') then
+    update public.campaign_recipients
+    set status = 'cancelled', locked_until = null, error = left(p_error, 1000)
+    where id = p_recipient_id;
+    return 'cancelled';
   end if;
   if p_retryable and v_attempts < 8 then
     update public.campaign_recipients
@@ -1168,7 +1224,9 @@ revoke all on function private.guard_campaign_status() from public, anon, authen
 
 revoke all on function private.broadcast_campaign_status() from public, anon, authenticated;
 
-revoke all on function private.segment_condition(jsonb) from public, anon, authenticated;
+revoke all on function private.keep_sender_of_live_campaigns() from public, anon, authenticated;
+
+revoke all on function private.segment_condition(jsonb, integer) from public, anon, authenticated;
 
 revoke all on function private.fail_text(integer, text, text) from public, anon, authenticated;
 
@@ -1176,7 +1234,7 @@ revoke all on function private.segment_number(jsonb) from public, anon, authenti
 
 revoke all on function private.segment_days(jsonb) from public, anon, authenticated;
 
-revoke all on function private.segment_uuid(text) from public, anon, authenticated;
+revoke all on function private.segment_uuid(jsonb) from public, anon, authenticated;
 
 revoke all on function private.validate_segment_rule() from public, anon, authenticated;
 
@@ -1194,9 +1252,9 @@ revoke all on function private.claim_email_batch(integer, integer, double precis
 
 revoke all on function private.email_send_wait(double precision) from public, anon, authenticated;
 
-revoke all on function private.email_sent(uuid, text) from public, anon, authenticated;
+revoke all on function private.email_sent(uuid, text, integer) from public, anon, authenticated;
 
-revoke all on function private.email_failed(uuid, text, boolean, integer) from public, anon, authenticated;
+revoke all on function private.email_failed(uuid, text, boolean, integer, integer) from public, anon, authenticated;
 
 revoke all on function private.finish_sent_campaigns() from public, anon, authenticated;
 
@@ -1222,7 +1280,7 @@ revoke all on function public.cancel_campaign(uuid) from public, anon;
 
 revoke all on function public.register_sender_identity(uuid, text) from public, anon;
 
-grant execute on function private.segment_condition(jsonb) to authenticated, service_role;
+grant execute on function private.segment_condition(jsonb, integer) to authenticated, service_role;
 
 grant execute on function private.fail_text(integer, text, text) to authenticated, service_role;
 
@@ -1230,7 +1288,7 @@ grant execute on function private.segment_number(jsonb) to authenticated, servic
 
 grant execute on function private.segment_days(jsonb) to authenticated, service_role;
 
-grant execute on function private.segment_uuid(text) to authenticated, service_role;
+grant execute on function private.segment_uuid(jsonb) to authenticated, service_role;
 
 grant execute on function public.add_campaign_variant(uuid, uuid, text, integer) to authenticated;
 
@@ -1256,9 +1314,9 @@ grant execute on function private.claim_email_batch(integer, integer, double pre
 
 grant execute on function private.email_send_wait(double precision) to service_role;
 
-grant execute on function private.email_sent(uuid, text) to service_role;
+grant execute on function private.email_sent(uuid, text, integer) to service_role;
 
-grant execute on function private.email_failed(uuid, text, boolean, integer) to service_role;
+grant execute on function private.email_failed(uuid, text, boolean, integer, integer) to service_role;
 
 grant execute on function private.finish_sent_campaigns() to service_role;
 
@@ -1332,10 +1390,11 @@ create policy email_suppressions_insert_admins on public.email_suppressions
   for insert to authenticated
   with check (workspace_id in (select private.user_workspace_ids_at_least('admin')) and reason = 'manual');
 
--- Admins and owners may lift a suppression.
+-- Admins and owners may lift a manual or bounce suppression; an unsubscribe or a complaint is
+-- the recipient's decision and stays.
 create policy email_suppressions_delete_admins on public.email_suppressions
   for delete to authenticated
-  using (workspace_id in (select private.user_workspace_ids_at_least('admin')));
+  using (workspace_id in (select private.user_workspace_ids_at_least('admin')) and reason in ('manual', 'bounce'));
 
 -- Members of any role may read their workspaces' templates.
 create policy email_templates_select_members on public.email_templates
