@@ -112,6 +112,22 @@ def draft_campaign(
     return uuid.UUID(str(campaign_id))
 
 
+def list_campaign(
+    conn: psycopg.Connection[Any],
+    user: User,
+    contact_ids: list[uuid.UUID],
+    variants: list[tuple[str, str, str, str | None, int]] | None = None,
+) -> uuid.UUID:
+    """A draft to a new list of `contact_ids`, from a freshly verified sender."""
+    return draft_campaign(
+        conn,
+        user,
+        list_ids=[email_list(conn, user, contact_ids)],
+        sender_id=verified_sender(conn, user),
+        variants=variants,
+    )
+
+
 def start(conn: psycopg.Connection[Any], user: User, campaign_id: uuid.UUID) -> int:
     with acting_as(conn, user):
         return int(one(conn, "select public.start_campaign(%s) as n", (campaign_id,))["n"])

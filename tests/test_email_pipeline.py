@@ -26,10 +26,11 @@ from tests.email_factories import (
     add_contacts,
     draft_campaign,
     email_list,
+    list_campaign,
     start,
     verified_sender,
 )
-from tests.factories import create_user, one
+from tests.factories import acting_as, create_user, one
 from tests.jwks import JwksServer
 from tests.ses_server import REGION, moto_ses, reset, sent_raw_messages
 
@@ -208,12 +209,7 @@ def test_a_crash_half_way_then_a_restart_sends_the_rest_and_nothing_twice(
 ) -> None:
     owner = create_user(conn)
     readers = add_contacts(conn, owner, 200)
-    campaign = draft_campaign(
-        conn,
-        owner,
-        list_ids=[email_list(conn, owner, readers)],
-        sender_id=verified_sender(conn, owner),
-    )
+    campaign = list_campaign(conn, owner, readers)
     start(conn, owner, campaign)
 
     with pytest.raises(Crash):
@@ -281,12 +277,7 @@ def test_throttling_is_retried_later_and_permanent_errors_are_recorded_per_recip
 ) -> None:
     owner = create_user(conn)
     readers = add_contacts(conn, owner, 10)
-    campaign = draft_campaign(
-        conn,
-        owner,
-        list_ids=[email_list(conn, owner, readers)],
-        sender_id=verified_sender(conn, owner),
-    )
+    campaign = list_campaign(conn, owner, readers)
     start(conn, owner, campaign)
     flaky = FlakySes(
         ses_endpoint,
@@ -342,12 +333,7 @@ def test_contacts_who_unsubscribe_or_bounce_mid_campaign_get_nothing_more(
 ) -> None:
     owner = create_user(conn)
     readers = add_contacts(conn, owner, 6)
-    campaign = draft_campaign(
-        conn,
-        owner,
-        list_ids=[email_list(conn, owner, readers)],
-        sender_id=verified_sender(conn, owner),
-    )
+    campaign = list_campaign(conn, owner, readers)
     start(conn, owner, campaign)
     conn.execute(
         "update public.contacts set unsubscribed_at = now()"
@@ -382,12 +368,8 @@ def test_a_missing_merge_field_fails_that_recipient_instead_of_sending_a_blank(
     conn.execute(
         'update public.contacts set attributes = \'{"city": "Brno"}\' where id = %s', (readers[0],)
     )
-    campaign = draft_campaign(
-        conn,
-        owner,
-        list_ids=[email_list(conn, owner, readers)],
-        sender_id=verified_sender(conn, owner),
-        variants=[("A", "Hello", "<p>See you in {{ attributes.city }}</p>", None, 1)],
+    campaign = list_campaign(
+        conn, owner, readers, [("A", "Hello", "<p>See you in {{ attributes.city }}</p>", None, 1)]
     )
     start(conn, owner, campaign)
 
@@ -407,12 +389,7 @@ def test_a_missing_merge_field_fails_that_recipient_instead_of_sending_a_blank(
 def test_the_shared_bucket_hands_out_no_more_than_the_rate(conn: psycopg.Connection[Any]) -> None:
     owner = create_user(conn)
     readers = add_contacts(conn, owner, 10)
-    campaign = draft_campaign(
-        conn,
-        owner,
-        list_ids=[email_list(conn, owner, readers)],
-        sender_id=verified_sender(conn, owner),
-    )
+    campaign = list_campaign(conn, owner, readers)
     start(conn, owner, campaign)
     conn.execute("set role service_role")
     try:
@@ -434,14 +411,7 @@ def test_the_cron_starts_due_scheduled_campaigns_and_sends_them(
 ) -> None:
     owner = create_user(conn)
     readers = add_contacts(conn, owner, 4)
-    campaign = draft_campaign(
-        conn,
-        owner,
-        list_ids=[email_list(conn, owner, readers)],
-        sender_id=verified_sender(conn, owner),
-    )
-    from tests.factories import acting_as
-
+    campaign = list_campaign(conn, owner, readers)
     with acting_as(conn, owner):
         conn.execute("select public.schedule_campaign(%s, now() + interval '1 hour')", (campaign,))
     settings = Settings(
@@ -500,12 +470,7 @@ def test_batches_that_are_all_skipped_do_not_end_the_run(
 ) -> None:
     owner = create_user(conn)
     readers = add_contacts(conn, owner, 30)
-    campaign = draft_campaign(
-        conn,
-        owner,
-        list_ids=[email_list(conn, owner, readers)],
-        sender_id=verified_sender(conn, owner),
-    )
+    campaign = list_campaign(conn, owner, readers)
     start(conn, owner, campaign)
     # Twenty unsubscribe after the start, and their rows come up first: whole claims of them.
     conn.execute(
