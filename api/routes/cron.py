@@ -14,10 +14,9 @@ from api.errors import ApiError
 from api.outbox import drain_make_outbox
 from api.providers.shoptet import ShoptetError
 from api.routes.automations import callback_base_url
-from api.routes.webhooks.razorpay import apply_event as apply_razorpay_event
-from api.routes.webhooks.ses import apply_event as apply_ses_event
 from api.routes.webhooks.shoptet import apply_event as apply_shoptet_event
 from api.settings import Settings
+from api.stored_webhooks import apply_stored
 
 router = APIRouter(prefix="/api/v1/cron", tags=["cron"])
 DRAIN_LIMIT = 50
@@ -107,10 +106,8 @@ def replay_webhooks(request: Request) -> dict[str, Any]:
                         stored["id"],
                         json.loads(stored["body"]),
                     )
-                elif provider == "razorpay":
-                    outcome = apply_razorpay_event(database, stored["id"])
                 else:
-                    outcome = apply_ses_event(database, stored["id"])
+                    outcome = apply_stored(database, provider, stored["id"])
             except (ShoptetError, ApiError) as error:
                 outcome = f"failed:{type(error).__name__}"
             key = f"{provider}:{outcome}"

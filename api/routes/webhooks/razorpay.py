@@ -4,11 +4,8 @@ de-duplicated on X-Razorpay-Event-Id, stored, acknowledged at once, then applied
 
 import hashlib
 import json
-import logging
 from typing import Annotated, Any
-from uuid import UUID
 
-import psycopg
 import razorpay
 from fastapi import APIRouter, BackgroundTasks, Depends, Request
 
@@ -17,28 +14,9 @@ from api.envelope import ok
 from api.errors import ApiError
 from api.routes.webhooks.body import raw_body
 from api.settings import Settings
+from api.stored_webhooks import apply_in_background
 
 router = APIRouter(tags=["webhooks"])
-log = logging.getLogger("growthbase.webhooks.razorpay")
-
-
-def apply_event(database: Database, event_id: UUID) -> str:
-    with database.as_service() as conn:
-        row = conn.execute(
-            "select private.apply_razorpay_event(%s) as outcome", (event_id,)
-        ).fetchone()
-    return str(row["outcome"]) if row else "unknown"
-
-
-def apply_in_background(database: Database, event_id: UUID) -> None:
-    try:
-        apply_event(database, event_id)
-    except (psycopg.Error, ApiError) as error:
-        log.warning(
-            "razorpay event %s not applied yet (%s); the cron retries",
-            event_id,
-            type(error).__name__,
-        )
 
 
 @router.post("/api/v1/webhooks/razorpay")
@@ -69,5 +47,5 @@ def razorpay_webhook(
     assert stored is not None
     if stored["duplicate"]:
         return ok({"outcome": "duplicate"})
-    background.add_task(apply_in_background, database, stored["id"])
+    background.add_task(apply_in_background, database, "razorpay", stored["id"])
     return ok({"outcome": "accepted"})

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import httpx
-import psycopg
 from fastapi import APIRouter, BackgroundTasks, Depends, Request
 
 from api.db import Database
@@ -20,6 +19,7 @@ from api.errors import ApiError
 from api.routes.webhooks.body import raw_body
 from api.settings import Settings
 from api.sns import SnsVerifier
+from api.stored_webhooks import apply_in_background
 
 router = APIRouter(tags=["webhooks"])
 log = logging.getLogger("growthbase.webhooks.ses")
@@ -31,21 +31,6 @@ log = logging.getLogger("growthbase.webhooks.ses")
 MAX_MESSAGE_AGE = timedelta(hours=1, minutes=5)
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 CONFIRM_TIMEOUT_SECONDS = 5.0
-
-
-def apply_event(database: Database, event_id: UUID) -> str:
-    with database.as_service() as conn:
-        row = conn.execute("select private.apply_ses_event(%s) as outcome", (event_id,)).fetchone()
-    return str(row["outcome"]) if row else "unknown"
-
-
-def apply_in_background(database: Database, event_id: UUID) -> None:
-    try:
-        apply_event(database, event_id)
-    except (psycopg.Error, ApiError) as error:
-        log.warning(
-            "ses event %s not applied yet (%s); the cron retries", event_id, type(error).__name__
-        )
 
 
 def parse_message(body: bytes) -> dict[str, Any]:
@@ -145,5 +130,5 @@ def ses_webhook(
         )
         finish(database, event_id, "ignored:unsubscribe_confirmation")
         return ok({"outcome": "unsubscribed"})
-    background.add_task(apply_in_background, database, event_id)
+    background.add_task(apply_in_background, database, "ses", event_id)
     return ok({"outcome": "accepted"})
