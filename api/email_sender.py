@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from api import unsubscribe_tokens
 from api.db import Database
 from api.email_message import build_message
-from api.email_templates import EmailContent, RenderError, render
+from api.email_templates import EmailContent, RenderedEmail, RenderError, render
 from api.providers.ses import SesClient, SesError
 
 log = logging.getLogger("growthbase.email")
@@ -93,15 +93,13 @@ def record_failure(
     return str(outcome["outcome"]) if outcome else "unknown"
 
 
-def send_one(database: Database, ses: SesClient, policy: SendPolicy, row: dict[str, Any]) -> str:
-    link = unsubscribe_url(policy, row)
-    try:
-        content = render(
-            EmailContent(row["subject"], row["html"], row["text_body"]), row["contact"], link
-        )
-    except RenderError as error:
-        return record_failure(database, row, str(error), retryable=False)
-    raw = build_message(
+def render_row(row: dict[str, Any], link: str) -> RenderedEmail:
+    """The claimed row's variant rendered for its contact (raises RenderError)."""
+    return render(EmailContent(row["subject"], row["html"], row["text_body"]), row["contact"], link)
+
+
+def message_for(row: dict[str, Any], content: RenderedEmail, link: str) -> bytes:
+    return build_message(
         sender_name=row["from_name"],
         sender_email=row["from_email"],
         reply_to=row["reply_to"],
@@ -109,6 +107,15 @@ def send_one(database: Database, ses: SesClient, policy: SendPolicy, row: dict[s
         content=content,
         unsubscribe_url=link,
     )
+
+
+def send_one(database: Database, ses: SesClient, policy: SendPolicy, row: dict[str, Any]) -> str:
+    link = unsubscribe_url(policy, row)
+    try:
+        content = render_row(row, link)
+    except RenderError as error:
+        return record_failure(database, row, str(error), retryable=False)
+    raw = message_for(row, content, link)
     try:
         message_id = ses.send_raw(
             raw,

@@ -53,9 +53,13 @@ from psycopg import sql
 from psycopg.rows import DictRow, dict_row
 
 from api.db import Connection, Database
-from api.email_message import build_message
-from api.email_sender import SendPolicy, send_due_emails, unsubscribe_url
-from api.email_templates import EmailContent, render
+from api.email_sender import (
+    SendPolicy,
+    message_for,
+    render_row,
+    send_due_emails,
+    unsubscribe_url,
+)
 from api.providers.ses import SesClient
 from api.settings import Settings
 from scripts import postgres
@@ -278,18 +282,9 @@ def cpu_per_message(
         began = time.perf_counter()
         link = unsubscribe_url(policy, row)
         linked = time.perf_counter()
-        content = render(
-            EmailContent(row["subject"], row["html"], row["text_body"]), row["contact"], link
-        )
+        content = render_row(row, link)
         rendered = time.perf_counter()
-        build_message(
-            sender_name=row["from_name"],
-            sender_email=row["from_email"],
-            reply_to=row["reply_to"],
-            recipient=row["email"],
-            content=content,
-            unsubscribe_url=link,
-        )
+        message_for(row, content, link)
         built = time.perf_counter()
         token += linked - began
         rendering += rendered - linked
