@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from api.app import create_app
 from api.email_templates import EmailContent, render
 from api.settings import Settings
-from tests.email_factories import add_contacts, draft_campaign, email_list, start, verified_sender
+from tests.email_factories import add_contacts, list_campaign, start
 from tests.factories import User, acting_as, add_member, balance, create_user, fund, ledger, one
 from tests.groq_server import GroqServer, Reply, serve_groq
 from tests.jwks import JwksServer
@@ -250,13 +250,7 @@ def test_variants_are_saved_into_a_draft_campaign_literally(
     client: TestClient, jwks: JwksServer, groq: GroqServer, conn: Conn, owner: User
 ) -> None:
     readers = add_contacts(conn, owner, 1)
-    campaign = draft_campaign(
-        conn,
-        owner,
-        list_ids=[email_list(conn, owner, readers)],
-        sender_id=verified_sender(conn, owner),
-        variants=[],
-    )
+    campaign = list_campaign(conn, owner, readers, [])
     body = "Save {{ 20% }} <today>\n\nSee you"
     groq.script.append(
         Reply(
@@ -303,12 +297,7 @@ def test_variants_for_a_campaign_that_is_not_a_draft_cost_nothing(
     client: TestClient, jwks: JwksServer, groq: GroqServer, conn: Conn, owner: User
 ) -> None:
     readers = add_contacts(conn, owner, 1)
-    campaign = draft_campaign(
-        conn,
-        owner,
-        list_ids=[email_list(conn, owner, readers)],
-        sender_id=verified_sender(conn, owner),
-    )
+    campaign = list_campaign(conn, owner, readers)
     start(conn, owner, campaign)
     stranger = create_user(conn)
     fund(conn, stranger, 20)

@@ -14,6 +14,7 @@ from tests.email_factories import (
     add_contacts,
     draft_campaign,
     email_list,
+    list_campaign,
     start,
     verified_sender,
 )
@@ -234,12 +235,7 @@ def test_only_members_preview_a_workspace(conn: Conn) -> None:
 def ready(conn: Conn) -> tuple[User, uuid.UUID, list[uuid.UUID]]:
     owner = create_user(conn)
     readers = add_contacts(conn, owner, 8)
-    campaign = draft_campaign(
-        conn,
-        owner,
-        list_ids=[email_list(conn, owner, readers)],
-        sender_id=verified_sender(conn, owner),
-    )
+    campaign = list_campaign(conn, owner, readers)
     return owner, campaign, readers
 
 
@@ -338,12 +334,8 @@ def test_the_audience_is_frozen_once_and_variants_lock_with_it(
 def test_variants_split_the_audience_by_weight(conn: Conn) -> None:
     owner = create_user(conn)
     readers = add_contacts(conn, owner, 100)
-    campaign = draft_campaign(
-        conn,
-        owner,
-        list_ids=[email_list(conn, owner, readers)],
-        sender_id=verified_sender(conn, owner),
-        variants=[("A", "A", "<p>A</p>", None, 3), ("B", "B", "<p>B</p>", None, 1)],
+    campaign = list_campaign(
+        conn, owner, readers, [("A", "A", "<p>A</p>", None, 3), ("B", "B", "<p>B</p>", None, 1)]
     )
     start(conn, owner, campaign)
     split = {
