@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 
 from api.ai import SafeAi
 from api.auth_tokens import TokenVerifier
@@ -171,12 +172,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def request_id_middleware(
     request: Request, call_next: Callable[[Request], Awaitable[Response]]
 ) -> Response:
-    """Tag every request with an id (the caller's, if sane) and log one line without PII."""
+    """Tag every request with an id (the caller's, if sane) and log one line without PII.
+
+    It also turns any unhandled exception into the 500 envelope: Starlette runs a handler for
+    `Exception` outside every middleware, where the answer would lose its id and its log line.
+    """
     incoming = request.headers.get("x-request-id", "")
     request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
     request.state.request_id = request_id
     started = time.perf_counter()
-    response = await call_next(request)
+    try:
+        response = await call_next(request)
+    except Exception as error:
+        log.error("unhandled %s request_id=%s", type(error).__name__, request_id, exc_info=error)
+        response = error_response(
+            ApiError(500, "internal_error", "Something went wrong on our side")
+        )
     response.headers["X-Request-Id"] = request_id
     route = request.scope.get("route")
     log.info(
@@ -190,8 +201,8 @@ async def request_id_middleware(
     return response
 
 
-def error_response(error: ApiError) -> JSONResponse:
-    headers: dict[str, str] = {}
+def error_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
+    headers = dict(headers or {})
     if error.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(error.details, dict) and isinstance(error.details.get("retry_after"), int):
@@ -218,10 +229,13 @@ def install_error_handlers(app: FastAPI) -> None:
         ]
         return error_response(ApiError(422, "invalid_input", "The request is not valid", fields))
 
-    async def on_http_error(_: Request, error: Exception) -> JSONResponse:
+    async def on_http_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, HTTPException)
         code = STATUS_CODES.get(error.status_code, "error")
-        return error_response(ApiError(error.status_code, code, str(error.detail)))
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            headers["Allow"] = allowed_methods(request, headers.get("Allow"))
+        return error_response(ApiError(error.status_code, code, str(error.detail)), headers)
 
     async def on_database_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, psycopg.Error)
@@ -239,17 +253,18 @@ def install_error_handlers(app: FastAPI) -> None:
             )
         return error_response(translated)
 
-    async def on_unexpected_error(request: Request, error: Exception) -> JSONResponse:
-        log.error(
-            "unhandled %s request_id=%s",
-            type(error).__name__,
-            getattr(request.state, "request_id", "-"),
-            exc_info=error,
-        )
-        return error_response(ApiError(500, "internal_error", "Something went wrong on our side"))
-
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(HTTPException, on_http_error)
     app.add_exception_handler(psycopg.Error, on_database_error)
-    app.add_exception_handler(Exception, on_unexpected_error)
+
+
+def allowed_methods(request: Request, named: str | None) -> str:
+    """Every method some operation serves at this path: the router names only its first
+    matching route's, and a path can have several routes."""
+    methods = {method.strip() for method in (named or "").split(",") if method.strip()}
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern, _, _ = compile_path(template)
+        if pattern.match(request.scope["path"]):
+            methods.update(method.upper() for method in operations)
+    return ", ".join(sorted(methods))

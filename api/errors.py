@@ -1,8 +1,9 @@
 """One error type for the edge, so every failure leaves as the same JSON envelope.
 
 Database errors are translated here, once: our SQL functions raise SQLSTATE `PT<status>` with
-a snake_case code in HINT (the convention PostgREST also honours), and a few standard SQLSTATEs
-map to the statuses PostgREST would give them.
+a snake_case code in HINT (the convention PostgREST also honours), a few standard SQLSTATEs
+map to the statuses PostgREST would give them, and a value psycopg refuses to send (text with
+NUL) is the caller's input error.
 """
 
 import json
@@ -54,6 +55,10 @@ class ApiError(Exception):
 def from_database_error(error: psycopg.Error) -> ApiError | None:
     """The client-facing error for a database error, or None when it is our bug (a 500)."""
     sqlstate = error.sqlstate or ""
+    if isinstance(error, psycopg.DataError) and not sqlstate:
+        # Raised by psycopg before anything is sent: a value Postgres cannot take, such as text
+        # with a NUL character (Postgres text never holds one). The input's fault, not ours.
+        return ApiError(422, "invalid_input", "A value cannot be stored: text may not contain NUL")
     if sqlstate.startswith("PT") and sqlstate[2:].isdigit():
         status = int(sqlstate[2:])
         code = error.diag.message_hint or STATUS_CODES.get(status, "error")

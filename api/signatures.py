@@ -17,6 +17,12 @@ CALLBACK_TOKEN_HEADER = "X-Growthbase-Callback-Token"  # noqa: S105 - a header n
 TOLERANCE_SECONDS = 300
 
 
+def same_signature(expected: str, sent: str) -> bool:
+    """Constant-time equality of two signatures as bytes: `hmac.compare_digest` raises on a
+    non-ASCII str, and a header can carry any octet."""
+    return hmac.compare_digest(expected.encode(), sent.encode("utf-8", "surrogatepass"))
+
+
 def signature(secret: str, timestamp: int, body: bytes) -> str:
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
     return f"v1={mac.hexdigest()}"
@@ -40,7 +46,7 @@ def verify_signature(
     current = now if now is not None else time.time()
     if abs(current - sent_at) > TOLERANCE_SECONDS:
         raise ApiError(401, "signature_stale", "The signature is too old or from the future")
-    if not hmac.compare_digest(signature(secret, sent_at, body), signed):
+    if not same_signature(signature(secret, sent_at, body), signed):
         raise ApiError(401, "signature_invalid", "The signature does not match the request")
 
 
@@ -49,7 +55,7 @@ def callback_token(secret: str, job_id: str) -> str:
 
 
 def verify_callback_token(secret: str, job_id: str, token: str) -> None:
-    if not hmac.compare_digest(callback_token(secret, job_id), token):
+    if not same_signature(callback_token(secret, job_id), token):
         raise ApiError(
             401, "callback_token_invalid", "The callback token is not valid for this job"
         )

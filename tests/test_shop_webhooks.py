@@ -95,6 +95,7 @@ def client(database_url: str, jwks: JwksServer) -> Iterator[TestClient]:
         database_url=SecretStr(database_url),
         supabase_url=jwks.base_url,
         integrations_encryption_key=SecretStr(ENCRYPTION_KEY),
+        public_base_url="https://edge.example.test",
     )
     with TestClient(create_app(settings)) as test_client:
         yield test_client
@@ -250,6 +251,34 @@ def test_tampered_or_foreign_shopify_webhooks_are_refused(
         assert response.json()["error"]["code"] == "signature_invalid"
     assert orders(conn, project) == []
     stored = one(conn, "select count(*) from private.webhook_events where body like '%%2002%%'")
+    assert stored["count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("source", "order"),
+    [
+        ("shopify", shopify_order(3001, customer="jana@example.test")),
+        ("shopify", shopify_order(3002, line_items={"sku": "RS-42", "quantity": 1})),
+        ("shopify", shopify_order(3003, customer=None, billing_address=[{"country_code": "CZ"}])),
+        ("shopify", shopify_order(3004, line_items=[{"quantity": "lots", "price": "1"}])),
+        ("woocommerce", woocommerce_order(3005, billing=[{"email": "peter@example.test"}])),
+    ],
+)
+def test_signed_orders_of_the_wrong_shape_are_a_422_and_store_nothing(
+    client: TestClient, conn: Conn, shop: tuple[User, uuid.UUID], source: str, order: dict[str, Any]
+) -> None:
+    _, project = shop
+    post = post_shopify if source == "shopify" else post_woocommerce
+    response = post(client, project, order)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_input"
+    assert response.headers["X-Request-Id"]
+    assert orders(conn, project) == []
+    stored = one(
+        conn,
+        "select count(*) from private.webhook_events where body like %s",
+        (f'%"id": {order["id"]},%',),
+    )
     assert stored["count"] == 0
 
 

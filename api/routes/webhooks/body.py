@@ -1,5 +1,8 @@
-"""The raw request body every webhook verifies its signature over."""
+"""The raw request body every webhook verifies its signature over, and its JSON."""
 
+from typing import Any
+
+import pydantic_core
 from fastapi import Request
 
 from api.errors import ApiError
@@ -17,3 +20,14 @@ async def raw_body(request: Request) -> bytes:
     except UnicodeDecodeError as error:
         raise ApiError(422, "invalid_input", "The webhook body is not UTF-8") from error
     return body
+
+
+def parse_json(body: bytes, what: str = "The webhook body") -> Any:
+    """The body's JSON, parsed with a bounded nesting depth (pydantic-core's parser stops at a
+    fixed depth, where `json.loads` recurses until Python's stack runs out)."""
+    try:
+        return pydantic_core.from_json(body, allow_inf_nan=False)
+    except ValueError as error:
+        raise ApiError(
+            422, "invalid_input", f"{what} is not JSON or is nested too deeply"
+        ) from error

@@ -6,7 +6,6 @@ and late arrivals are acknowledged and change nothing.
 """
 
 import hashlib
-import json
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -17,7 +16,7 @@ from api.db import Database
 from api.envelope import ok
 from api.errors import ApiError
 from api.providers.make import MakeClient
-from api.routes.webhooks.body import raw_body
+from api.routes.webhooks.body import parse_json, raw_body
 from api.signatures import (
     CALLBACK_TOKEN_HEADER,
     SIGNATURE_HEADER,
@@ -74,8 +73,8 @@ def authenticate(request: Request, make: MakeClient, body: bytes) -> None:
     if not token:
         raise ApiError(401, "authentication_required", "Send the job's callback token")
     try:
-        job_id = str(json.loads(body)["automation_id"])
-    except (ValueError, KeyError, TypeError) as error:
+        job_id = str(parse_json(body, "The callback body")["automation_id"])
+    except (KeyError, TypeError) as error:
         raise invalid("The callback body must be JSON with an automation_id") from error
     verify_callback_token(make.signing_secret, job_id, token)
 

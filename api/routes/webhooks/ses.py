@@ -4,7 +4,6 @@ acknowledged at once and applied in SQL (private.apply_ses_event); the cron repl
 stored but not applied. A SubscriptionConfirmation is confirmed by fetching its SubscribeURL,
 and only when that URL is on SNS's own hosts."""
 
-import json
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -16,7 +15,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from api.db import Database
 from api.envelope import ok
 from api.errors import ApiError
-from api.routes.webhooks.body import raw_body
+from api.routes.webhooks.body import parse_json, raw_body
 from api.settings import Settings
 from api.sns import SnsVerifier
 from api.stored_webhooks import apply_in_background
@@ -34,10 +33,7 @@ CONFIRM_TIMEOUT_SECONDS = 5.0
 
 
 def parse_message(body: bytes) -> dict[str, Any]:
-    try:
-        message = json.loads(body)
-    except ValueError as error:
-        raise ApiError(422, "invalid_input", "The SNS message is not JSON") from error
+    message = parse_json(body, "The SNS message")
     if not isinstance(message, dict):
         raise ApiError(422, "invalid_input", "The SNS message is not a JSON object")
     return message

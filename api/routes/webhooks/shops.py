@@ -9,7 +9,6 @@ order and upserted. A re-delivery is acknowledged and changes nothing.
 import base64
 import hashlib
 import hmac
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,8 +22,13 @@ from api.db import Database
 from api.envelope import ok
 from api.errors import ApiError
 from api.integration_secrets import integration_secrets
-from api.routes.webhooks.body import raw_body
-from api.shop_orders import UnsupportedOrderError, from_shopify, from_woocommerce
+from api.routes.webhooks.body import parse_json, raw_body
+from api.shop_orders import (
+    MalformedOrderError,
+    UnsupportedOrderError,
+    from_shopify,
+    from_woocommerce,
+)
 
 router = APIRouter(tags=["webhooks"])
 log = logging.getLogger("growthbase.webhooks")
@@ -86,6 +90,24 @@ def verify(secret: str, body: bytes, sent: str | None) -> None:
         raise unauthorized()
 
 
+def mapped_order(
+    shop: ShopWebhook, topic: str, payload: dict[str, Any]
+) -> tuple[dict[str, Any] | None, str]:
+    """The order to upsert and the outcome to store; a payload of the wrong shape is a 422
+    before anything is stored, one that is no order we can map is kept as unmappable."""
+    if topic not in shop.order_topics:
+        return None, "ignored"
+    try:
+        return shop.to_order(payload), "applied"
+    except MalformedOrderError as error:
+        raise ApiError(
+            422, "invalid_input", "The order has fields of the wrong type", error.fields
+        ) from error
+    except (UnsupportedOrderError, KeyError) as error:
+        log.warning("order webhook not mappable: %s", type(error).__name__)
+        return None, "unmappable"
+
+
 @router.post("/api/v1/webhooks/{source}/{project_id}")
 def shop_webhook(
     source: Literal["shopify", "woocommerce"],
@@ -101,12 +123,10 @@ def shop_webhook(
     verify(webhook_secret(request, project_id, source), body, headers.get(shop.signature_header))
     topic = headers.get(shop.topic_header, "")
     delivery = headers.get(shop.delivery_header) or hashlib.sha256(body).hexdigest()
-    try:
-        payload = json.loads(body)
-    except ValueError as error:
-        raise ApiError(422, "invalid_input", "The webhook body is not JSON") from error
+    payload = parse_json(body)
     if not isinstance(payload, dict):
         raise ApiError(422, "invalid_input", "The webhook body is not a JSON object")
+    order, outcome = mapped_order(shop, topic, payload)
     database: Database = request.app.state.database
     with database.as_service() as conn:
         stored = conn.execute(
@@ -116,20 +136,11 @@ def shop_webhook(
     assert stored is not None
     if stored["duplicate"]:
         return ok({"outcome": "duplicate"})
-    if topic not in shop.order_topics:
-        outcome = "ignored"
-    else:
-        try:
-            order = shop.to_order(payload)
-        except (UnsupportedOrderError, KeyError, TypeError) as error:
-            log.warning("%s webhook not mappable: %s", source, type(error).__name__)
-            outcome = "unmappable"
-        else:
-            with database.as_service() as conn:
-                conn.execute(
-                    "select private.upsert_order(%s, %s, %s)", (project_id, source, Jsonb(order))
-                )
-            outcome = "applied"
+    if order is not None:
+        with database.as_service() as conn:
+            conn.execute(
+                "select private.upsert_order(%s, %s, %s)", (project_id, source, Jsonb(order))
+            )
     with database.as_service() as conn:
         conn.execute("select private.finish_webhook_event(%s, %s)", (stored["id"], outcome))
     return ok({"outcome": outcome})

@@ -9,7 +9,6 @@ after the answer, and events whose apply did not finish are replayed by the cron
 
 import hashlib
 import hmac
-import json
 import logging
 from typing import Annotated, Any
 from uuid import UUID
@@ -22,10 +21,11 @@ from api.envelope import ok
 from api.errors import ApiError
 from api.integration_secrets import integration_secrets
 from api.providers.shoptet import ShoptetError, to_customer, to_order
-from api.routes.webhooks.body import raw_body
+from api.routes.webhooks.body import parse_json, raw_body
 from api.secrets_box import SecretBox
 from api.settings import Settings
 from api.shoptet_sync import shoptet_client_for
+from api.signatures import same_signature
 
 router = APIRouter(tags=["webhooks"])
 log = logging.getLogger("growthbase.webhooks.shoptet")
@@ -108,13 +108,14 @@ def shoptet_webhook(
     key = signature_key(request, project_id)
     expected = hmac.new(key.encode(), body, hashlib.sha1).hexdigest()
     sent = request.headers.get("Shoptet-Webhook-Signature", "")
-    if not hmac.compare_digest(expected, sent.lower()):
+    if not same_signature(expected, sent.lower()):
         raise unauthorized()
-    try:
-        event = json.loads(body)
-        dedupe = f"{project_id}:{event['event']}:{event['eventInstance']}:{event['eventCreated']}"
-    except (ValueError, KeyError, TypeError) as error:
-        raise ApiError(422, "invalid_input", "Not a Shoptet webhook body") from error
+    event = parse_json(body)
+    if not isinstance(event, dict) or not all(
+        isinstance(event.get(field), str) for field in ("event", "eventInstance", "eventCreated")
+    ):
+        raise ApiError(422, "invalid_input", "Not a Shoptet webhook body")
+    dedupe = f"{project_id}:{event['event']}:{event['eventInstance']}:{event['eventCreated']}"
     database: Database = request.app.state.database
     with database.as_service() as conn:
         stored = conn.execute(
