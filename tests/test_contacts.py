@@ -1,12 +1,15 @@
 """Contacts and orders under RLS, as Data API users."""
 
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import errors
 
-from tests.factories import acting_as, add_member, create_user, make_project
+from tests.factories import User, acting_as, add_member, create_user, make_project, one, refused
 
 Conn = psycopg.Connection[Any]
 
@@ -56,3 +59,92 @@ def test_users_cannot_write_orders_directly(conn: Conn) -> None:
         )
     with pytest.raises(errors.InsufficientPrivilege), acting_as(conn, owner):
         conn.execute("select private.upsert_order(%s, 'csv', '{}')", (project,))
+
+
+def add_contacts(conn: Conn, user: User, prefix: str, how_many: int) -> None:
+    conn.execute(
+        "insert into public.contacts (workspace_id, email)"
+        " select %s, %s || n || '@example.test' from generate_series(1, %s) as n",
+        (user.workspace_id, prefix, how_many),
+    )
+
+
+def kept_count(conn: Conn, user: User) -> int:
+    row = conn.execute(
+        "select contacts from private.workspace_contact_counts where workspace_id = %s",
+        (user.workspace_id,),
+    ).fetchone()
+    return int(row["contacts"]) if row else 0
+
+
+def test_concurrent_inserts_never_pass_the_contact_limit(conn: Conn, database_url: str) -> None:
+    owner = create_user(conn)  # free plan: 1000 contacts
+    add_contacts(conn, owner, "existing-", 990)
+    writers = 10
+    start = threading.Barrier(writers)
+
+    def insert_ten(batch: int) -> str:
+        with psycopg.connect(database_url) as own:
+            try:
+                with acting_as(own, owner):
+                    start.wait(timeout=30)
+                    add_contacts(own, owner, f"batch{batch}-", 10)
+            except psycopg.Error as error:
+                return error.sqlstate or "error"
+            return "inserted"
+
+    with ThreadPoolExecutor(writers) as pool:
+        outcomes = Counter(pool.map(insert_ten, range(writers)))
+    total = one(
+        conn, "select count(*) from public.contacts where workspace_id = %s", (owner.workspace_id,)
+    )
+    assert outcomes == {"inserted": 1, "PT402": 9}
+    assert total["count"] == 1000
+
+
+def test_the_contact_counter_follows_every_writer(conn: Conn) -> None:
+    owner, other = create_user(conn), create_user(conn)
+    member = add_member(conn, owner, "member")
+    add_contacts(conn, owner, "bulk-", 30)
+    with acting_as(conn, member):
+        add_contacts(conn, owner, "member-", 5)
+        conn.execute("delete from public.contacts where email like 'bulk-1%%'")
+    conn.execute(
+        "insert into public.contacts (workspace_id, email)"
+        " select %s, 'bulk-' || n || '@example.test' from generate_series(1, 40) as n"
+        " on conflict do nothing",
+        (owner.workspace_id,),
+    )
+    moved = one(
+        conn,
+        "update public.contacts set workspace_id = %s where email = 'member-1@example.test'"
+        " returning id",
+        (other.workspace_id,),
+    )
+    assert moved["id"]
+    counts = {
+        user.id: one(
+            conn,
+            "select count(*) from public.contacts where workspace_id = %s",
+            (user.workspace_id,),
+        )["count"]
+        for user in (owner, other)
+    }
+    assert counts == {owner.id: 44, other.id: 1}
+    assert {user.id: kept_count(conn, user) for user in (owner, other)} == counts
+    assert conn.execute("select * from private.verify_contact_counts()").fetchall() == []
+    conn.execute("delete from public.workspaces where id = %s", (other.workspace_id,))
+    assert kept_count(conn, other) == 0
+    assert conn.execute("select * from private.verify_contact_counts()").fetchall() == []
+
+
+def test_moving_contacts_into_a_full_workspace_is_refused(conn: Conn) -> None:
+    full, spare = create_user(conn), create_user(conn)
+    add_contacts(conn, full, "full-", 1000)
+    add_contacts(conn, spare, "spare-", 2)
+    with refused(402, "plan_limit_reached"):
+        conn.execute(
+            "update public.contacts set workspace_id = %s where workspace_id = %s",
+            (full.workspace_id, spare.workspace_id),
+        )
+    assert (kept_count(conn, full), kept_count(conn, spare)) == (1000, 2)

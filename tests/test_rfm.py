@@ -290,6 +290,31 @@ def test_dashboard_users_see_only_their_workspaces(
                 assert seen == {user.workspace_id}, query
 
 
+def test_a_request_acting_as_authenticated_without_a_user_sees_no_workspace(
+    conn: Conn, shop: tuple[User, dict[str, uuid.UUID]]
+) -> None:
+    """The login here is the migrating superuser (a member of every role, growthbase_analyst
+    included); what counts is the role the request acts as."""
+    conn.execute("select analytics.take_rfm_snapshot('2026-06-01')")
+    queries = [
+        "select workspace_id from analytics.rfm('2026-06-30')",
+        "select workspace_id from analytics.rfm_snapshots",
+        "select workspace_id from analytics.ai_usage",
+        "select workspace_id from analytics.campaign_performance",
+    ]
+    seen = {}
+    for claims in ('{"role": "authenticated"}', ""):
+        with conn.transaction():
+            conn.execute(
+                "select set_config('role', 'authenticated', true),"
+                " set_config('request.jwt.claims', %s, true)",
+                (claims,),
+            )
+            for query in queries:
+                seen[(claims, query)] = conn.execute(query).fetchall()
+    assert {key: rows for key, rows in seen.items() if rows} == {}
+
+
 def test_analysts_see_every_workspace_and_nothing_else(
     conn: Conn, database_url: str, shop: tuple[User, dict[str, uuid.UUID]]
 ) -> None:

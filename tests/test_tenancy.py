@@ -32,7 +32,7 @@ def test_signup_creates_profile_and_owned_personal_workspace(conn: Conn) -> None
     assert profile["display_name"] == "Jana Nováková"
     assert workspace["name"] == "Jana Nováková's workspace"
     assert workspace["slug"].startswith("jana-novakovas-workspace")
-    assert (workspace["plan_tier"], workspace["credits_remaining"]) == ("free", 0)
+    assert (workspace["plan_tier"], workspace["credits_remaining"]) == ("free", 20)
     assert role_of(conn, user.workspace_id, user) == "owner"
 
 
@@ -396,6 +396,23 @@ def test_workspace_broadcasts_reach_members_only(conn: Conn) -> None:
                 "select count(*) from realtime.messages where topic = %s", (topic,)
             ).fetchone()["count"]
     assert counts == {alice.id: 1, bob.id: 0}
+
+
+def test_a_user_reads_only_the_broadcasts_of_the_channel_they_joined(conn: Conn) -> None:
+    alice, bob = create_user(conn), create_user(conn)
+    topics = {user.id: f"workspace:{user.workspace_id}:automations" for user in (alice, bob)}
+    for topic in topics.values():
+        conn.execute(
+            "select realtime.send('{\"status\": \"queued\"}', 'status_changed', %s, true)",
+            (topic,),
+        )
+    with acting_as(conn, bob):
+        conn.execute("select set_config('realtime.topic', %s, true)", (topics[bob.id],))
+        seen = {r["topic"] for r in conn.execute("select topic from realtime.messages")}
+    with acting_as(conn, bob):
+        without_a_channel = conn.execute("select count(*) from realtime.messages").fetchone()
+    assert seen == {topics[bob.id]}
+    assert without_a_channel["count"] == 0
 
 
 def test_preferences_are_a_closed_typed_set_in_the_database(conn: Conn) -> None:
