@@ -1,5 +1,6 @@
 """A real local HTTP server speaking the Razorpay subscriptions API (as the `razorpay` SDK calls
-it), and webhook payloads in the shapes of Razorpay's webhook documentation."""
+it: create, fetch, cancel, edit), and webhook payloads in the shapes of Razorpay's webhook
+documentation. The server remembers the subscriptions it holds, so fetch answers their notes."""
 
 import base64
 import json
@@ -103,10 +104,37 @@ def event(
     }
 
 
+def new_subscription_id() -> str:
+    """An id in Razorpay's shape: `sub_` and 14 letters or digits."""
+    return "sub_" + uuid.uuid4().hex[:14]
+
+
+NOT_FOUND = {
+    "error": {
+        "code": "BAD_REQUEST_ERROR",
+        "description": "The id provided does not exist",
+        "source": "NA",
+        "step": "NA",
+        "reason": "NA",
+        "metadata": {},
+    }
+}
+
+
 @dataclass
 class RazorpayServer:
     base_url: str = ""
     requests: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def hold(self, plan_id: str, workspace_id: str) -> str:
+        """A subscription Razorpay holds for `workspace_id` (created elsewhere, as by another
+        workspace's checkout); returns its id."""
+        sub_id = new_subscription_id()
+        sub = subscription_entity(sub_id, plan_id, "active", 1)
+        sub["notes"] = {"workspace_id": workspace_id}
+        self.subscriptions[sub_id] = sub
+        return sub_id
 
 
 @contextmanager
@@ -138,31 +166,28 @@ def serve_razorpay() -> Iterator[RazorpayServer]:
                     },
                 )
                 return
-            parts = self.path.strip("/").split("/")
+            parts = self.path.split("?", 1)[0].strip("/").split("/")
+            held = state.subscriptions.get(parts[2]) if len(parts) > 2 else None
             if method == "POST" and parts == ["v1", "subscriptions"]:
-                sub = subscription_entity(
-                    f"sub_{uuid.uuid4().hex[:14]}", body["plan_id"], "created"
-                )
+                sub = subscription_entity(new_subscription_id(), body["plan_id"], "created")
                 sub.update(
                     total_count=body["total_count"],
                     notes=body.get("notes", {}),
                     created_at=int(time.time()),
                 )
+                state.subscriptions[sub["id"]] = sub
                 self.reply(200, sub)
-            elif (
-                method == "POST" and parts[:2] == ["v1", "subscriptions"] and parts[-1] == "cancel"
-            ):
-                at_end = body.get("cancel_at_cycle_end") == 1
-                self.reply(
-                    200,
-                    subscription_entity(
-                        parts[2], "plan_growthbase_solo", "active" if at_end else "cancelled"
-                    ),
-                )
-            elif method == "PATCH" and parts[:2] == ["v1", "subscriptions"]:
-                sub = subscription_entity(parts[2], body["plan_id"], "active")
-                sub.update(has_scheduled_changes=True, change_scheduled_at=1_782_592_000)
-                self.reply(200, sub)
+            elif parts[:2] == ["v1", "subscriptions"] and len(parts) in (3, 4) and held is None:
+                self.reply(400, NOT_FOUND)
+            elif method == "GET" and held is not None and len(parts) == 3:
+                self.reply(200, held)
+            elif method == "POST" and held is not None and parts[3:] == ["cancel"]:
+                if body.get("cancel_at_cycle_end") != 1:
+                    held.update(status="cancelled", ended_at=int(time.time()))
+                self.reply(200, held)
+            elif method == "PATCH" and held is not None and len(parts) == 3:
+                held.update(has_scheduled_changes=True, change_scheduled_at=held["current_end"])
+                self.reply(200, held)
             else:
                 self.reply(
                     400,
@@ -173,6 +198,9 @@ def serve_razorpay() -> Iterator[RazorpayServer]:
                         }
                     },
                 )
+
+        def do_GET(self) -> None:
+            self.handle_any("GET")
 
         def do_POST(self) -> None:
             self.handle_any("POST")

@@ -116,7 +116,7 @@ def test_invalid_output_is_retried_once_then_502_and_refunded(
     assert (failed.status_code, failed.json()["error"]["code"]) == (502, "invalid_model_output")
     assert len(groq.requests) == 2
     assert balance(conn, owner) == 20
-    assert ledger(conn, owner) == [("ai_charge", -3), ("ai_refund", 3)]
+    assert ledger(conn, owner) == [("grant", 20), ("ai_charge", -3), ("ai_refund", 3)]
     groq.script.append(Reply(content="{oops"))
     recovered = ask_copy(client, jwks, owner)
     assert recovered.status_code == 200

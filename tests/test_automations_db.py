@@ -65,7 +65,7 @@ def test_fifty_concurrent_triggers_with_credits_for_ten(conn: Conn, database_url
     assert outcomes.count("insufficient_credits") == 40
     assert balance(conn, owner) == 0
     entries = ledger(conn, owner)
-    assert entries == [("automation_charge", -2)] * 10
+    assert entries == [("grant", 20)] + [("automation_charge", -2)] * 10
     counts = conn.execute(
         "select count(*) as automations,"
         " (select count(*) from private.outbox o"
@@ -139,7 +139,8 @@ def test_automations_and_ledger_are_read_only_for_users(conn: Conn) -> None:
     automation = enqueue(conn, owner, project)
     with acting_as(conn, stranger):
         assert conn.execute("select id from public.automations").fetchall() == []
-        assert conn.execute("select id from public.credit_ledger").fetchall() == []
+        seen = conn.execute("select workspace_id, reason from public.credit_ledger").fetchall()
+        assert seen == [{"workspace_id": stranger.workspace_id, "reason": "grant"}]
     with pytest.raises(errors.InsufficientPrivilege), acting_as(conn, owner):
         conn.execute(
             "update public.automations set status = 'completed' where id = %s", (automation["id"],)
@@ -189,7 +190,11 @@ def test_a_failed_automation_refunds_exactly_once(conn: Conn) -> None:
             " automation_id) values (%s, 5, 15, 'automation_refund', %s)",
             (owner.workspace_id, automation),
         )
-    assert ledger(conn, owner) == [("automation_charge", -5), ("automation_refund", 5)]
+    assert ledger(conn, owner) == [
+        ("grant", 20),
+        ("automation_charge", -5),
+        ("automation_refund", 5),
+    ]
     assert balance(conn, owner) == 10
 
 

@@ -301,7 +301,11 @@ def test_a_permanently_down_make_dead_letters_fails_and_refunds_once(
     assert failed["status"] == "failed"
     assert failed["error"].startswith("Could not deliver to Make.com after 8 attempt(s)")
     assert balance(conn, owner) == 100
-    assert ledger(conn, owner) == [("automation_charge", -5), ("automation_refund", 5)]
+    assert ledger(conn, owner) == [
+        ("grant", 20),
+        ("automation_charge", -5),
+        ("automation_refund", 5),
+    ]
     make_due(conn, job)
     assert edge.drain()["dead"] == 0
     assert len(edge.make.received) == 8

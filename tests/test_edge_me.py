@@ -67,8 +67,8 @@ def test_me_lists_profile_and_every_workspace_with_role(
     assert me["profile"] == {"display_name": "Vita Viewer", "locale": "en", "preferences": {}}
     roles = {w["id"]: (w["role"], w["plan_tier"], w["credits_remaining"]) for w in me["workspaces"]}
     assert roles == {
-        str(user.workspace_id): ("owner", "free", 0),
-        str(owner.workspace_id): ("viewer", "free", 0),
+        str(user.workspace_id): ("owner", "free", 20),
+        str(owner.workspace_id): ("viewer", "free", 20),
     }
     assert str(stranger.workspace_id) not in roles
 

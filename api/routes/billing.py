@@ -1,12 +1,15 @@
 """Subscriptions: owners and admins start, cancel and change them; Razorpay's webhooks then
-move their state (see the billing migration)."""
+move their state (see the billing migrations). The edge asks the database as the user whether
+they may act, talks to Razorpay, and writes what Razorpay answered as the service."""
 
 from typing import Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Request
+from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict
 
+from api.action_quotas import take_workspace_quota
 from api.auth import CurrentUser
 from api.auth_tokens import VerifiedUser
 from api.db import Database
@@ -48,7 +51,7 @@ def managed_subscription(
     request: Request, user: VerifiedUser, subscription_id: UUID, new_tier: str | None = None
 ) -> dict[str, Any]:
     """The subscription, if the user is an owner or admin of its workspace, with the Razorpay
-    plan id of `new_tier` when one is asked for."""
+    plan id of `new_tier` when one is asked for. Razorpay is not called yet."""
     database: Database = request.app.state.database
     with database.as_user(user.claims) as conn:
         row = conn.execute(
@@ -59,6 +62,7 @@ def managed_subscription(
         if row is None:
             raise ApiError(404, "subscription_not_found", "Subscription not found")
         conn.execute("select public.assert_billing_manager(%s)", (row["workspace_id"],))
+        take_workspace_quota(conn, row["workspace_id"], "billing")
         plan = (
             conn.execute("select public.purchasable_plan_id(%s) as id", (new_tier,)).fetchone()
             if new_tier
@@ -74,21 +78,16 @@ def create_subscription(
     client = billing(request)
     database: Database = request.app.state.database
     with database.as_user(user.claims) as conn:
+        take_workspace_quota(conn, body.workspace_id, "billing")
         prepared = conn.execute(
             "select public.prepare_subscription(%s, %s) as plan_id", (body.workspace_id, body.tier)
         ).fetchone()
     assert prepared is not None
     created = client.create_subscription(prepared["plan_id"], str(body.workspace_id))
-    with database.as_user(user.claims) as conn:
+    with database.as_service() as conn:
         row = conn.execute(
-            "select id, status from public.record_subscription(%s, %s, %s, %s, %s)",
-            (
-                body.workspace_id,
-                body.tier,
-                created["id"],
-                created.get("status", "created"),
-                created.get("short_url"),
-            ),
+            "select id, status from private.record_subscription(%s, %s, %s)",
+            (body.workspace_id, user.user_id, Jsonb(created)),
         ).fetchone()
     assert row is not None
     return ok(
@@ -111,11 +110,14 @@ def cancel_subscription(
 ) -> dict[str, Any]:
     client = billing(request)
     subscription = managed_subscription(request, user, subscription_id)
+    client.fetch_for_workspace(
+        subscription["razorpay_subscription_id"], subscription["workspace_id"]
+    )
     result = client.cancel(subscription["razorpay_subscription_id"], body.at_period_end)
     if body.at_period_end:
         database: Database = request.app.state.database
-        with database.as_user(user.claims) as conn:
-            conn.execute("select public.mark_cancel_at_period_end(%s)", (subscription_id,))
+        with database.as_service() as conn:
+            conn.execute("select private.mark_cancel_at_period_end(%s)", (subscription_id,))
     return ok(
         {
             "id": str(subscription_id),
@@ -131,6 +133,9 @@ def change_plan(
 ) -> dict[str, Any]:
     client = billing(request)
     subscription = managed_subscription(request, user, subscription_id, body.tier)
+    client.fetch_for_workspace(
+        subscription["razorpay_subscription_id"], subscription["workspace_id"]
+    )
     result = client.change_plan(
         subscription["razorpay_subscription_id"], subscription["new_plan_id"]
     )

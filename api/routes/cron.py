@@ -2,6 +2,7 @@
 
 import hmac
 import json
+import time
 from typing import Any
 from uuid import UUID
 
@@ -20,6 +21,8 @@ from api.stored_webhooks import apply_stored
 
 router = APIRouter(prefix="/api/v1/cron", tags=["cron"])
 DRAIN_LIMIT = 50
+CREDIT_GRANT_CHUNK = 1000
+CREDIT_GRANT_BUDGET_SECONDS = 30
 
 
 def require_cron_secret(request: Request) -> None:
@@ -113,3 +116,23 @@ def replay_webhooks(request: Request) -> dict[str, Any]:
             key = f"{provider}:{outcome}"
             outcomes[key] = outcomes.get(key, 0) + 1
     return ok({"outcomes": outcomes})
+
+
+@router.get("/monthly-credits")
+def grant_monthly_credits(request: Request) -> dict[str, Any]:
+    """Grants this calendar month's free-plan credits to every free workspace that has not had
+    them yet (idempotent: the ledger's grant reference is unique per workspace and month)."""
+    require_cron_secret(request)
+    database: Database = request.app.state.database
+    granted = 0
+    deadline = time.monotonic() + CREDIT_GRANT_BUDGET_SECONDS
+    while time.monotonic() < deadline:
+        with database.as_service() as conn:
+            row = conn.execute(
+                "select private.grant_free_monthly_credits(%s) as granted", (CREDIT_GRANT_CHUNK,)
+            ).fetchone()
+        chunk = int(row["granted"]) if row else 0
+        granted += chunk
+        if chunk < CREDIT_GRANT_CHUNK:
+            break
+    return ok({"granted": granted})
