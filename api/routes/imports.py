@@ -8,6 +8,7 @@ import psycopg
 from fastapi import APIRouter, Depends, Request
 from psycopg.types.json import Jsonb
 
+from api.action_quotas import take_project_quota
 from api.auth import CurrentUser
 from api.csv_orders import CsvHeaderError, RowError, parse_orders
 from api.db import Database
@@ -35,6 +36,10 @@ def import_orders(
     user: CurrentUser,
     text: Annotated[str, Depends(csv_body)],
 ) -> dict[str, Any]:
+    database: Database = request.app.state.database
+    # Spent before parsing, and committed, so a failing import still counts.
+    with database.as_user(user.claims, request.method, request.url.path) as conn:
+        take_project_quota(conn, project_id, "import")
     try:
         parsed = parse_orders(text)
     except CsvHeaderError as error:
@@ -43,7 +48,6 @@ def import_orders(
         ) from error
     errors = list(parsed.errors)
     imported = 0
-    database: Database = request.app.state.database
     with database.as_user(user.claims, request.method, request.url.path) as conn:
         if (
             conn.execute("select 1 from public.projects where id = %s", (project_id,)).fetchone()

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.action_quotas import take_workspace_quota
 from api.auth import CurrentUser
 from api.db import Database
 from api.envelope import ok
@@ -82,6 +83,7 @@ def register_identity(
     ses = ses_client(request)
     database: Database = request.app.state.database
     with database.as_user(user.claims, request.method, request.url.path) as conn:
+        take_workspace_quota(conn, body.workspace_id, "sender_identity")
         created = conn.execute(
             "select public.register_sender_identity(%s, %s) as id",
             (body.workspace_id, body.identity),
@@ -112,10 +114,12 @@ def refresh_identity(identity_id: UUID, request: Request, user: CurrentUser) -> 
     database: Database = request.app.state.database
     with database.as_user(user.claims, request.method, request.url.path) as conn:
         found = conn.execute(
-            "select identity from public.sender_identities where id = %s", (identity_id,)
+            "select identity, workspace_id from public.sender_identities where id = %s",
+            (identity_id,),
         ).fetchone()
-    if found is None:
-        raise ApiError(404, "identity_not_found", "Sender identity not found")
+        if found is None:
+            raise ApiError(404, "identity_not_found", "Sender identity not found")
+        take_workspace_quota(conn, found["workspace_id"], "sender_identity")
     try:
         state = ses.identity_state(found["identity"])
     except SesError as failure:
