@@ -11,6 +11,7 @@ from uuid import UUID
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.action_quotas import take_workspace_quota
 from api.auth import CurrentUser
 from api.db import Database
 from api.email_sender import UNSUBSCRIBE_PATH
@@ -60,6 +61,7 @@ def preview_email(
         ).fetchone()
         if contact is None:
             raise ApiError(404, "contact_not_found", "Contact not found")
+        take_workspace_quota(conn, contact["workspace_id"], "preview")
         if isinstance(body, ContentPreview):
             content = EmailContent(body.subject, body.html, body.text)
         else:

@@ -7,6 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.action_quotas import take_project_quota
 from api.auth import CurrentUser
 from api.auth_tokens import VerifiedUser
 from api.db import Database
@@ -42,10 +43,11 @@ def secret_box(request: Request) -> SecretBox:
 
 
 def require_member(request: Request, user: VerifiedUser, project_id: UUID) -> None:
-    """The database decides: members and above of the project's workspace (404 / 403 else)."""
+    """The database decides: members and above of the project's workspace (404 / 403 else).
+    Each check spends one request of the plan's shop limit (429 once spent)."""
     database: Database = request.app.state.database
     with database.as_user(user.claims, request.method, request.url.path) as conn:
-        conn.execute("select private.project_workspace_as(%s, 'member')", (project_id,))
+        take_project_quota(conn, project_id, "shop_sync")
 
 
 def shoptet_client(request: Request, project_id: UUID) -> ShoptetClient:
@@ -73,6 +75,7 @@ def connect_shoptet(
     key = box.seal(body.webhook_signature_key) if body.webhook_signature_key else None
     database: Database = request.app.state.database
     with database.as_user(user.claims, request.method, request.url.path) as conn:
+        take_project_quota(conn, project_id, "shop_sync")
         conn.execute(
             "select public.connect_integration(%s, 'shoptet', %s, %s)", (project_id, token, key)
         )
@@ -124,6 +127,7 @@ def connect_shop(
     sealed = secret_box(request).seal(body.webhook_secret)
     database: Database = request.app.state.database
     with database.as_user(user.claims, request.method, request.url.path) as conn:
+        take_project_quota(conn, project_id, "shop_sync")
         conn.execute(
             "select public.connect_integration(%s, %s, null, %s)", (project_id, source, sealed)
         )
