@@ -646,3 +646,151 @@ def test_admins_may_lift_manual_and_bounce_suppressions_only(conn: Conn) -> None
         (owner.workspace_id,),
     ).fetchall()
     assert [row["reason"] for row in kept] == ["complaint", "unsubscribe"]
+
+
+def recipients_of(conn: Conn, campaign: uuid.UUID) -> int:
+    return int(
+        one(
+            conn,
+            "select count(*) as n from public.campaign_recipients where campaign_id = %s",
+            (campaign,),
+        )["n"]
+    )
+
+
+def test_only_a_paused_campaign_resumes(
+    conn: Conn, ready: tuple[User, uuid.UUID, list[uuid.UUID]]
+) -> None:
+    owner, campaign, _ = ready
+    with acting_as(conn, owner), refused(409, "invalid_transition"):
+        conn.execute("select public.resume_campaign(%s)", (campaign,))
+    with acting_as(conn, owner):
+        conn.execute("select public.schedule_campaign(%s, now() + interval '1 day')", (campaign,))
+    with acting_as(conn, owner), refused(409, "invalid_transition"):
+        conn.execute("select public.resume_campaign(%s)", (campaign,))
+    assert (status(conn, campaign), recipients_of(conn, campaign)) == ("scheduled", 0)
+
+    start(conn, owner, campaign)
+    with acting_as(conn, owner), refused(409, "invalid_transition"):
+        conn.execute("select public.resume_campaign(%s)", (campaign,))
+    with acting_as(conn, owner):
+        conn.execute("select public.pause_campaign(%s)", (campaign,))
+    conn.execute(
+        "update public.sender_identities set verified = false where workspace_id = %s",
+        (owner.workspace_id,),
+    )
+    with acting_as(conn, owner), refused(409, "sender_not_verified"):
+        conn.execute("select public.resume_campaign(%s)", (campaign,))
+    conn.execute(
+        "update public.sender_identities set verified = true where workspace_id = %s",
+        (owner.workspace_id,),
+    )
+    with acting_as(conn, owner):
+        conn.execute("select public.resume_campaign(%s)", (campaign,))
+    assert status(conn, campaign) == "sending"
+
+
+def test_a_campaign_reaches_sending_only_through_its_launch(
+    conn: Conn, ready: tuple[User, uuid.UUID, list[uuid.UUID]]
+) -> None:
+    _, campaign, _ = ready
+    with refused(409, "invalid_transition"):
+        conn.execute("update public.campaigns set status = 'sending' where id = %s", (campaign,))
+    assert (status(conn, campaign), recipients_of(conn, campaign)) == ("draft", 0)
+
+
+def test_each_lifecycle_call_names_the_state_it_needs(
+    conn: Conn, ready: tuple[User, uuid.UUID, list[uuid.UUID]]
+) -> None:
+    owner, campaign, _ = ready
+    for call in ("unschedule_campaign", "pause_campaign", "resume_campaign"):
+        with acting_as(conn, owner), refused(409, "invalid_transition"):
+            conn.execute(f"select public.{call}(%s)", (campaign,))
+    for moment in ("infinity", "-infinity"):
+        with acting_as(conn, owner), refused(422, "invalid_input"):
+            conn.execute("select public.schedule_campaign(%s, %s::timestamptz)", (campaign, moment))
+    start(conn, owner, campaign)
+    with acting_as(conn, owner), refused(409, "invalid_transition"):
+        conn.execute("select public.schedule_campaign(%s, now() + interval '1 day')", (campaign,))
+    with acting_as(conn, owner):
+        conn.execute("select public.cancel_campaign(%s)", (campaign,))
+    finished_at = one(conn, "select finished_at from public.campaigns where id = %s", (campaign,))
+    for call in ("cancel_campaign", "pause_campaign", "resume_campaign", "unschedule_campaign"):
+        with acting_as(conn, owner), refused(409, "invalid_transition"):
+            conn.execute(f"select public.{call}(%s)", (campaign,))
+    assert one(conn, "select finished_at from public.campaigns where id = %s", (campaign,)) == (
+        finished_at
+    )
+
+
+def test_variants_are_added_to_drafts_only_with_valid_names_and_weights(
+    conn: Conn, ready: tuple[User, uuid.UUID, list[uuid.UUID]]
+) -> None:
+    owner, campaign, _ = ready
+    viewer = add_member(conn, owner, "viewer")
+    stranger = create_user(conn)
+    with acting_as(conn, owner):
+        template = one(
+            conn,
+            "insert into public.email_templates (workspace_id, name, subject, html)"
+            " values (%s, 'T', 'Hi', '<p>Hi</p>') returning id",
+            (owner.workspace_id,),
+        )["id"]
+
+    def add(user: User, name: Any = "B", weight: Any = 1) -> None:
+        with acting_as(conn, user):
+            conn.execute(
+                "select public.add_campaign_variant(%s, %s, %s, %s)",
+                (campaign, template, name, weight),
+            )
+
+    for name, weight in ((None, 1), ("", 1), ("x" * 51, 1), ("B", None), ("B", 0), ("B", 101)):
+        with refused(422, "invalid_input"):
+            add(owner, name, weight)
+    with refused(409, "variant_exists"):
+        add(owner, "A")
+    with refused(403, "insufficient_role"):
+        add(viewer)
+    with refused(404, "campaign_not_found"):
+        add(stranger)
+    add(owner, "B", 2)
+    start(conn, owner, campaign)
+    with refused(409, "campaign_not_draft"):
+        add(owner, "C")
+    assert (
+        one(
+            conn,
+            "select count(*) as n from public.campaign_variants where campaign_id = %s",
+            (campaign,),
+        )["n"]
+        == 2
+    )
+
+
+def test_unsubscribe_and_complaint_suppressions_keep_their_address_and_reason(
+    conn: Conn,
+) -> None:
+    owner = create_user(conn)
+    conn.execute(
+        "insert into public.email_suppressions (workspace_id, email, reason)"
+        " select %s, r || '@keep.example.org', r from unnest(array['complaint', 'unsubscribe']) r",
+        (owner.workspace_id,),
+    )
+    with acting_as(conn, owner), pytest.raises(errors.InsufficientPrivilege):
+        conn.execute(
+            "update public.email_suppressions set email = 'other@keep.example.org'"
+            " where workspace_id = %s",
+            (owner.workspace_id,),
+        )
+    for change in ("email = 'other@keep.example.org'", "reason = 'manual'"):
+        with refused(409, "suppression_is_permanent"):
+            conn.execute(
+                f"update public.email_suppressions set {change}"
+                " where workspace_id = %s and reason = 'complaint'",
+                (owner.workspace_id,),
+            )
+    with refused(409, "suppression_is_permanent"):
+        conn.execute(
+            "delete from public.email_suppressions where workspace_id = %s", (owner.workspace_id,)
+        )
+    conn.execute("delete from public.workspaces where id = %s", (owner.workspace_id,))

@@ -27,7 +27,7 @@ from tests.email_factories import (
     start,
     verified_sender,
 )
-from tests.factories import User, create_user
+from tests.factories import User, acting_as, add_member, create_user
 from tests.jwks import JwksServer
 from tests.sns_signing import Certificate, SnsHost, serve_sns
 
@@ -706,6 +706,42 @@ def test_permanent_bounces_and_complaints_keep_addresses_out_of_the_next_campaig
         (follow_up,),
     ).fetchall()
     assert [m["email"] for m in mailed] == sorted([mailbox_full.email, fine.email])
+
+
+def test_a_complaint_outranks_a_manual_or_bounce_suppression_and_cannot_be_lifted(
+    sns: Sns, conn: Conn
+) -> None:
+    campaign = sent_campaign(conn, 2)
+    by_hand, bounced = campaign.recipients
+    admin = add_member(conn, campaign.user, "admin")
+    with acting_as(conn, admin):
+        conn.execute(
+            "insert into public.email_suppressions (workspace_id, email, reason)"
+            " values (%s, %s, 'manual')",
+            (campaign.user.workspace_id, by_hand.email),
+        )
+    sns.publish(bounce(bounced, minutes(1), "Permanent", "General"))
+
+    sns.publish(complaint(by_hand, minutes(2)))
+    sns.publish(complaint(bounced, minutes(3)))
+    with acting_as(conn, admin):
+        lifted = conn.execute(
+            "delete from public.email_suppressions where workspace_id = %s",
+            (campaign.user.workspace_id,),
+        ).rowcount
+
+    assert lifted == 0
+    suppressed = conn.execute(
+        "select email, reason, detail from public.email_suppressions where workspace_id = %s"
+        " order by email",
+        (campaign.user.workspace_id,),
+    ).fetchall()
+    assert sorted((s["email"], s["reason"], s["detail"]) for s in suppressed) == sorted(
+        [
+            (by_hand.email, "complaint", "Complaint (abuse)"),
+            (bounced.email, "complaint", "Complaint (abuse)"),
+        ]
+    )
 
 
 def test_a_later_transient_bounce_does_not_hide_a_permanent_one(sns: Sns, conn: Conn) -> None:

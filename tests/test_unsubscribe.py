@@ -23,7 +23,7 @@ from api import unsubscribe_tokens
 from api.app import create_app
 from api.settings import Settings
 from tests.email_factories import add_contacts, draft_campaign, email_list, start, verified_sender
-from tests.factories import User, create_user, one
+from tests.factories import User, acting_as, add_member, create_user, one, refused
 from tests.jwks import JwksServer
 
 Conn = psycopg.Connection[DictRow]
@@ -257,3 +257,67 @@ def test_an_unsubscribe_outlives_the_contact_being_deleted_and_imported_again(
         "select reason from public.email_suppressions where workspace_id = %s and email = %s",
         (owner.workspace_id, email),
     ) == {"reason": "unsubscribe"}
+
+
+def suppression_reason(conn: Conn, user: User, email: str) -> str | None:
+    row = conn.execute(
+        "select reason from public.email_suppressions where workspace_id = %s and email = %s",
+        (user.workspace_id, email),
+    ).fetchone()
+    return None if row is None else str(row["reason"])
+
+
+def test_an_unsubscribe_outranks_a_manual_suppression_and_no_workspace_user_can_lift_it(
+    client: TestClient, conn: Conn
+) -> None:
+    owner = create_user(conn)
+    admin = add_member(conn, owner, "admin")
+    member = add_member(conn, owner, "member")
+    reader = add_contacts(conn, owner, 1)[0]
+    email = str(one(conn, "select email from public.contacts where id = %s", (reader,))["email"])
+    with acting_as(conn, admin):
+        conn.execute(
+            "insert into public.email_suppressions (workspace_id, email, reason)"
+            " values (%s, %s, 'manual')",
+            (owner.workspace_id, email),
+        )
+
+    assert one_click(client, link_token(owner, reader)).status_code == 200
+
+    assert suppression_reason(conn, owner, email) == "unsubscribe"
+    with acting_as(conn, admin):
+        lifted = conn.execute(
+            "delete from public.email_suppressions where workspace_id = %s", (owner.workspace_id,)
+        ).rowcount
+    assert lifted == 0
+    for user in (member, owner):
+        with acting_as(conn, user), refused(409, "unsubscribe_is_permanent"):
+            conn.execute(
+                "update public.contacts set unsubscribed_at = null where id = %s", (reader,)
+            )
+    assert unsubscribed_at(conn, [reader]) != [None]
+    assert suppression_reason(conn, owner, email) == "unsubscribe"
+
+
+def test_a_new_address_for_an_unsubscribed_contact_is_suppressed_too(
+    client: TestClient, conn: Conn
+) -> None:
+    owner = create_user(conn)
+    member = add_member(conn, owner, "member")
+    reader = add_contacts(conn, owner, 1)[0]
+    assert one_click(client, link_token(owner, reader)).status_code == 200
+
+    with acting_as(conn, member):
+        conn.execute(
+            "update public.contacts set email = 'new-address@mail.example.org' where id = %s",
+            (reader,),
+        )
+        conn.execute("delete from public.contacts where id = %s", (reader,))
+        conn.execute(
+            "insert into public.contacts (workspace_id, email, consent_state)"
+            " values (%s, 'new-address@mail.example.org', 'granted')",
+            (owner.workspace_id,),
+        )
+
+    assert suppression_reason(conn, owner, "new-address@mail.example.org") == "unsubscribe"
+    assert suppression_reason(conn, owner, "reader-1@mail.example.org") == "unsubscribe"
