@@ -350,6 +350,37 @@ def test_revoked_invitation_cannot_be_accepted(conn: Conn) -> None:
         conn.execute("select public.accept_invitation(%s)", (invitation["token"],))
 
 
+def test_only_the_workspaces_admins_revoke_and_leaving_removes_only_the_caller(
+    conn: Conn,
+) -> None:
+    owner, invitee, stranger = create_user(conn), create_user(conn), create_user(conn)
+    member = add_member(conn, owner, "member")
+    with acting_as(conn, owner):
+        invitation = conn.execute(
+            "select * from public.invite_member(%s, %s)", (owner.workspace_id, invitee.email)
+        ).fetchone()
+    with refused(403, "insufficient_role"), acting_as(conn, member):
+        conn.execute("select public.revoke_invitation(%s)", (invitation["invitation_id"],))
+    with refused(404, "invitation_not_found"), acting_as(conn, stranger):
+        conn.execute("select public.revoke_invitation(%s)", (invitation["invitation_id"],))
+    with refused(404, "workspace_not_found"), acting_as(conn, stranger):
+        conn.execute("select public.leave_workspace(%s)", (owner.workspace_id,))
+    with acting_as(conn, member):
+        conn.execute("select public.leave_workspace(%s)", (owner.workspace_id,))
+    revoked = conn.execute(
+        "select revoked_at from public.workspace_invitations where id = %s",
+        (invitation["invitation_id"],),
+    ).fetchone()
+    assert revoked == {"revoked_at": None}
+    assert (
+        role_of(conn, owner.workspace_id, owner),
+        role_of(conn, owner.workspace_id, member),
+    ) == (
+        "owner",
+        None,
+    )
+
+
 def test_create_workspace_makes_the_caller_owner_with_a_unique_slug(conn: Conn) -> None:
     user = create_user(conn)
     with acting_as(conn, user):
