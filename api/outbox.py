@@ -11,12 +11,12 @@ from typing import Any
 
 from api.db import Database
 from api.providers.make import MakeClient
+from api.public_urls import PublicUrls
 from api.settings import Settings
 from api.signatures import callback_token
 
 log = logging.getLogger("growthbase.outbox")
 MAKE_DISPATCH = "make.dispatch"
-CALLBACK_PATH = "/api/v1/webhooks/result"
 # A claimed message stays invisible to other workers this long past the HTTP timeout.
 LEASE_MARGIN_SECONDS = 30
 
@@ -38,8 +38,10 @@ class DrainReport:
 
 
 def drain_make_outbox(
-    database: Database, make: MakeClient, settings: Settings, base_url: str, limit: int
+    database: Database, make: MakeClient, settings: Settings, urls: PublicUrls, limit: int
 ) -> DrainReport:
+    """Sends up to `limit` due jobs of any workspace; each calls back at `urls`, which come
+    from PUBLIC_BASE_URL, never from the request that triggered the drain."""
     report = DrainReport()
     lease = int(settings.make_timeout_seconds) + LEASE_MARGIN_SECONDS
     with database.as_service() as conn:
@@ -60,7 +62,7 @@ def drain_make_outbox(
         else:
             job_id = str(message["automation_id"])
             payload["callback"] = {
-                "url": base_url.rstrip("/") + CALLBACK_PATH,
+                "url": urls.make_callback(),
                 "token": callback_token(make.signing_secret, job_id),
             }
             delivery = make.deliver(url, payload)

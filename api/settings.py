@@ -22,8 +22,10 @@ class Settings(BaseSettings):
     jwt_audience: str = "authenticated"
     jwks_cache_seconds: int = Field(default=600, ge=0, le=600)
 
-    # Where providers reach this edge (callback URLs); defaults to the incoming request's base.
-    public_base_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    # Where providers and mail recipients reach this edge: Make.com callbacks, shop webhook
+    # URLs, unsubscribe links. Never taken from a request; without it those features answer 503
+    # (or, in the cron, wait).
+    public_base_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
     # Vercel Cron sends it as a bearer token to the /api/v1/cron/* endpoints.
     cron_secret: SecretStr | None = None
 

@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                 supabase_jwt_secret=SecretStr(SECRET),
                 make_signing_secret=SecretStr(SECRET),
                 make_webhook_url_report=make.url("report"),
+                public_base_url="https://edge.bench.test",
                 log_level="WARNING",
             )
             with (

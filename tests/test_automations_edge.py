@@ -19,7 +19,16 @@ from pydantic import SecretStr
 from api.app import create_app
 from api.settings import Settings
 from api.signatures import callback_token, signature_headers, verify_signature
-from tests.factories import User, balance, create_user, fund, ledger, make_project, one
+from tests.factories import (
+    User,
+    acting_as,
+    balance,
+    create_user,
+    fund,
+    ledger,
+    make_project,
+    one,
+)
 from tests.jwks import JwksServer
 from tests.make_server import Answer, MakeServer, serve_make
 
@@ -80,12 +89,17 @@ class Edge:
         )
 
 
-def edge_settings(database_url: str, jwks: JwksServer, make: MakeServer | None) -> Settings:
+def edge_settings(
+    database_url: str,
+    jwks: JwksServer,
+    make: MakeServer | None,
+    public_base_url: str | None = "https://edge.example",
+) -> Settings:
     return Settings(
         database_url=SecretStr(database_url),
         supabase_url=jwks.base_url,
         database_timeout_seconds=2,
-        public_base_url="https://edge.example",
+        public_base_url=public_base_url,
         cron_secret=SecretStr(CRON_SECRET),
         make_signing_secret=SecretStr(SIGNING_SECRET) if make else None,
         make_webhook_url_seo_audit=make.url("seo") if make else None,
@@ -433,3 +447,54 @@ def test_concurrent_drains_never_send_a_job_twice(edge: Edge, conn: Conn, owner:
     assert sum(r["delivered"] for r in reports) == 6
     delivered = [r.json()["automation"]["id"] for r in edge.make.received]
     assert sorted(delivered) == sorted(jobs)
+
+
+def enqueue_as(conn: Conn, user: User, project: uuid.UUID) -> str:
+    """A job queued through the Data API (no edge, so nothing drains it at once)."""
+    with acting_as(conn, user):
+        row = one(
+            conn,
+            "select (r.automation).id from public.enqueue_automation(%s, 'report') r",
+            (project,),
+        )
+    return str(row["id"])
+
+
+def test_the_host_header_never_chooses_where_jobs_call_back(
+    edge: Edge, conn: Conn, owner: User
+) -> None:
+    other = create_user(conn)
+    fund(conn, other, 100)
+    queued = enqueue_as(conn, other, make_project(conn, other))
+    forged = {"Host": "attacker.example", "X-Forwarded-Host": "attacker.example"}
+    assert edge.start(owner, make_project(conn, owner), headers=forged).status_code == 201
+    edge.client.get(
+        "/api/v1/cron/outbox", headers={"Authorization": f"Bearer {CRON_SECRET}", **forged}
+    )
+    callbacks = {sent.json()["callback"]["url"] for sent in edge.make.received}
+    assert callbacks == {"https://edge.example/api/v1/webhooks/result"}
+    assert outbox(conn, queued)["status"] == "delivered"
+
+
+def test_without_public_base_url_nothing_is_charged_sent_or_drained(
+    database_url: str, jwks: JwksServer, make: MakeServer, conn: Conn, owner: User
+) -> None:
+    other = create_user(conn)
+    fund(conn, other, 100)
+    queued = enqueue_as(conn, other, make_project(conn, other))
+    settings = edge_settings(database_url, jwks, make, public_base_url=None)
+    with TestClient(create_app(settings)) as client:
+        edge = Edge(client, jwks, make)
+        refused = edge.start(owner, make_project(conn, owner), headers={"Host": "attacker.example"})
+        drained = client.get(
+            "/api/v1/cron/outbox",
+            headers={"Authorization": f"Bearer {CRON_SECRET}", "Host": "attacker.example"},
+        )
+    assert (refused.status_code, refused.json()["error"]["code"]) == (
+        503,
+        "public_base_url_not_configured",
+    )
+    assert balance(conn, owner) == 100
+    assert drained.json()["data"] == {"make": "public_base_url_not_configured"}
+    assert make.received == []
+    assert outbox(conn, queued)["status"] == "pending"

@@ -16,6 +16,7 @@ from api.envelope import Envelope, Page, ok, page
 from api.errors import ApiError
 from api.outbox import drain_make_outbox
 from api.providers.make import MakeClient
+from api.public_urls import PublicUrls, require_public_urls
 from api.settings import Settings
 
 router = APIRouter(prefix="/api/v1/automations", tags=["automations"])
@@ -83,29 +84,26 @@ class Automation(BaseModel):
     finished_at: datetime | None
 
 
-def require_make(request: Request, automation_type: str) -> MakeClient:
+def require_make(request: Request, automation_type: str) -> tuple[MakeClient, PublicUrls]:
+    """Checked before anything is charged: Make.com for this type, and PUBLIC_BASE_URL for the
+    callback URL every job carries."""
     make: MakeClient | None = request.app.state.make
     settings: Settings = request.app.state.settings
     if make is None or settings.make_webhook_url(automation_type) is None:
         raise ApiError(
             503, "provider_not_configured", f"Make.com is not configured for {automation_type}"
         )
-    return make
+    return make, require_public_urls(settings)
 
 
-def callback_base_url(request: Request) -> str:
-    settings: Settings = request.app.state.settings
-    return settings.public_base_url or str(request.base_url)
-
-
-def drain_in_background(request: Request, make: MakeClient) -> None:
+def drain_in_background(request: Request, make: MakeClient, urls: PublicUrls) -> None:
     """Best effort right after an enqueue; the cron drain catches anything this misses."""
     try:
         drain_make_outbox(
             request.app.state.database,
             make,
             request.app.state.settings,
-            callback_base_url(request),
+            urls,
             DRAIN_AFTER_ENQUEUE,
         )
     except Exception:
@@ -122,7 +120,7 @@ def start_automation(
     background: BackgroundTasks,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=128)] = None,
 ) -> dict[str, Any]:
-    make = require_make(request, automation_type)
+    make, urls = require_make(request, automation_type)
     database: Database = request.app.state.database
     with database.as_user(user.claims, request.method, request.url.path) as conn:
         row = conn.execute(
@@ -134,7 +132,7 @@ def start_automation(
     if row.pop("replayed"):
         response.status_code = 200
     else:
-        background.add_task(drain_in_background, request, make)
+        background.add_task(drain_in_background, request, make, urls)
     return ok(Automation(**row))
 
 

@@ -14,7 +14,7 @@ from api.envelope import ok
 from api.errors import ApiError
 from api.outbox import drain_make_outbox
 from api.providers.shoptet import ShoptetError
-from api.routes.automations import callback_base_url
+from api.public_urls import configured_public_urls
 from api.routes.webhooks.shoptet import apply_event as apply_shoptet_event
 from api.settings import Settings
 from api.stored_webhooks import apply_stored
@@ -44,9 +44,12 @@ def drain_outbox(request: Request) -> dict[str, Any]:
     make = request.app.state.make
     if make is None:
         return ok({"make": "not_configured"})
-    report = drain_make_outbox(
-        database, make, request.app.state.settings, callback_base_url(request), DRAIN_LIMIT
-    )
+    settings: Settings = request.app.state.settings
+    urls = configured_public_urls(settings)
+    if urls is None:
+        # Jobs wait, queued and charged, until there is a callback URL to give them.
+        return ok({"make": "public_base_url_not_configured"})
+    report = drain_make_outbox(database, make, settings, urls, DRAIN_LIMIT)
     return ok({"make": report.as_dict()})
 
 
@@ -56,14 +59,15 @@ def send_email(request: Request) -> dict[str, Any]:
     require_cron_secret(request)
     settings: Settings = request.app.state.settings
     ses = request.app.state.ses
-    if ses is None or settings.email_link_secret is None:
+    urls = configured_public_urls(settings)
+    if ses is None or settings.email_link_secret is None or urls is None:
         return ok({"email": "not_configured"})
     policy = SendPolicy(
         link_secret=settings.email_link_secret.get_secret_value(),
         link_days=settings.unsubscribe_link_days,
         max_per_second=settings.ses_max_send_rate,
         concurrency=settings.ses_send_concurrency,
-        base_url=callback_base_url(request),
+        base_url=urls.base_url,
     )
     report = send_due_emails(
         request.app.state.database, ses, policy, settings.email_send_budget_seconds

@@ -18,7 +18,7 @@ from api.email_sender import UNSUBSCRIBE_PATH
 from api.email_templates import EmailContent, preview
 from api.envelope import ok
 from api.errors import ApiError
-from api.routes.automations import callback_base_url
+from api.public_urls import configured_public_urls
 
 router = APIRouter(prefix="/api/v1/email/preview", tags=["email"])
 
@@ -73,6 +73,7 @@ def preview_email(
             if template is None:
                 raise ApiError(404, "template_not_found", "Template not found")
             content = EmailContent(template["subject"], template["html"], template["text"])
-    placeholder_link = f"{callback_base_url(request).rstrip('/')}{UNSUBSCRIBE_PATH}?token=preview"
+    urls = configured_public_urls(request.app.state.settings)
+    placeholder_link = f"{urls.base_url if urls else ''}{UNSUBSCRIBE_PATH}?token=preview"
     rendered = preview(content, dict(contact), placeholder_link)
     return ok({"subject": rendered.subject, "html": rendered.html, "text": rendered.text})
