@@ -2,12 +2,16 @@
 before anything leaves (PII Safe Mode), asks for structured output and validates it (one retry),
 restores the redacted values in the answer, records usage, and refunds when the provider fails.
 Routes get a SafeAi, never the provider client, so there is no way around Safe Mode.
+
+The call is authorised and paid for before any work is done on its behalf (reading a product
+page included): the database checks the role as the user, then the service records the call
+with the configured model and debits it, in one transaction.
 """
 
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -15,7 +19,7 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ValidationError
 
 from api.auth_tokens import VerifiedUser
-from api.db import Database
+from api.db import Database, become_service
 from api.errors import ApiError
 from api.pii import SafeSession
 from api.providers.groq_ai import GroqChat, ProviderError
@@ -58,19 +62,20 @@ class SafeAi:
         inputs: Mapping[str, str],
         output: type[Output],
         schema: dict[str, Any],
+        gather: Callable[[], Mapping[str, str]] | None = None,
     ) -> tuple[Output, str]:
-        """The validated, PII-restored answer and the id of the recorded call."""
-        with database.as_user(user.claims) as conn:
-            row = conn.execute(
-                "select public.start_ai_call(%s, %s, %s) as id", (workspace_id, feature, self.model)
-            ).fetchone()
-        assert row is not None
-        call_id = str(row["id"])
+        """The validated, PII-restored answer and the id of the recorded call. `gather` reads
+        further inputs (a product page) only once the call is authorised and paid for; if it
+        fails the call is refunded like any other failure."""
+        call_id = self._start(database, user, workspace_id, feature)
         session = SafeSession()
-        prompt = "\n".join(f"{name}: {session.redact(text)}" for name, text in inputs.items())
         started = time.perf_counter()
         usage = Usage()
         try:
+            everything = {**inputs, **(gather() if gather else {})}
+            prompt = "\n".join(
+                f"{name}: {session.redact(text)}" for name, text in everything.items()
+            )
             answer = self._ask(instructions, prompt, output, schema, session, feature, usage)
         except (ApiError, ProviderError) as error:
             self._finish(database, call_id, session, started, usage, error)
@@ -80,6 +85,21 @@ class SafeAi:
         self._finish(database, call_id, session, started, usage, None)
         log.info("ai call=%s feature=%s redacted=%s", call_id, feature, session.category_counts())
         return answer, call_id
+
+    def _start(
+        self, database: Database, user: VerifiedUser, workspace_id: Any, feature: str
+    ) -> str:
+        """Members and above only (404 for outsiders, 403 for viewers), then the plan's rate
+        limits, the usage row and its debit, all committed together before any work."""
+        with database.as_user(user.claims) as conn:
+            conn.execute("select private.workspace_role_as(%s, 'member')", (workspace_id,))
+            become_service(conn)
+            row = conn.execute(
+                "select private.start_ai_call(%s, %s, %s, %s) as id",
+                (workspace_id, user.user_id, feature, self.model),
+            ).fetchone()
+        assert row is not None
+        return str(row["id"])
 
     def _ask(
         self,

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from api.email_templates import EmailContent, render
+from api.routes import ai as ai_routes
 from api.settings import Settings
 from tests.email_factories import add_contacts, list_campaign, start
 from tests.factories import User, acting_as, add_member, balance, create_user, fund, ledger, one
@@ -319,3 +320,88 @@ def test_variants_for_a_campaign_that_is_not_a_draft_cost_nothing(
     assert ask(stranger).status_code == 404
     assert groq.requests == []
     assert balance(conn, owner) == credits
+
+
+def ask_with_page(
+    client: TestClient, jwks: JwksServer, user: User, workspace: Any, url: str
+) -> Any:
+    return client.post(
+        "/api/v1/ai/campaign-copy",
+        headers={"Authorization": f"Bearer {jwks.sign(jwks.claims(user.id))}"},
+        json={
+            "workspace_id": str(workspace),
+            "product_url": url,
+            "ideal_customer_profile": "runners",
+            "read_product_page": True,
+        },
+    )
+
+
+def test_nobody_makes_the_edge_read_a_page_before_the_call_is_authorised_and_paid(
+    client: TestClient,
+    jwks: JwksServer,
+    groq: GroqServer,
+    conn: Conn,
+    owner: User,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fetched: list[str] = []
+
+    def fetch(url: str) -> str:
+        fetched.append(url)
+        return "Trail boots"
+
+    monkeypatch.setattr(ai_routes, "fetch_page_text", fetch)
+    viewer, stranger = add_member(conn, owner, "viewer"), create_user(conn)
+    broke = create_user(conn)
+    fund(conn, broke, 2)
+    answers = [
+        ask_with_page(client, jwks, stranger, owner.workspace_id, "https://stranger.example/"),
+        ask_with_page(client, jwks, viewer, owner.workspace_id, "https://viewer.example/"),
+        ask_with_page(client, jwks, broke, broke.workspace_id, "https://broke.example/"),
+    ]
+    assert [(a.status_code, a.json()["error"]["code"]) for a in answers] == [
+        (404, "workspace_not_found"),
+        (403, "insufficient_role"),
+        (402, "insufficient_credits"),
+    ]
+    assert fetched == [] and groq.requests == []
+    paid = ask_with_page(client, jwks, owner, owner.workspace_id, "https://shop.example/boots")
+    assert paid.status_code == 200
+    assert fetched == ["https://shop.example/boots"]
+
+
+def test_a_page_that_cannot_be_read_refunds_the_call(
+    client: TestClient, jwks: JwksServer, groq: GroqServer, conn: Conn, owner: User
+) -> None:
+    refused = ask_with_page(client, jwks, owner, owner.workspace_id, "http://127.0.0.1:9/admin")
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "url_not_allowed")
+    assert groq.requests == []
+    assert [row for row in ledger(conn, owner) if row[0].startswith("ai_")] == [
+        ("ai_charge", -3),
+        ("ai_refund", 3),
+    ]
+    call = one(
+        conn,
+        "select status, error_code from public.ai_calls where workspace_id = %s",
+        (owner.workspace_id,),
+    )
+    assert call == {"status": "failed", "error_code": "url_not_allowed"}
+
+
+def test_only_the_service_records_calls_and_only_with_the_configured_model(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    assert ask_copy(client, jwks, owner).status_code == 200
+    with acting_as(conn, owner):
+        exposed = conn.execute(
+            "select p.oid::regprocedure::text as name from pg_proc p"
+            " where p.proname = 'start_ai_call'"
+            " and has_function_privilege('authenticated', p.oid, 'execute')"
+        ).fetchall()
+    assert exposed == []
+    models = conn.execute(
+        "select distinct model from public.ai_calls where workspace_id = %s",
+        (owner.workspace_id,),
+    ).fetchall()
+    assert models == [{"model": "openai/gpt-oss-20b"}]

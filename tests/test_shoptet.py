@@ -25,6 +25,8 @@ from tests.shoptet_server import TOKEN, Failure, ShoptetServer, serve_shoptet, s
 Conn = psycopg.Connection[DictRow]
 SIGNATURE_KEY = "shoptet-signature-" + uuid.uuid4().hex
 CRON = "cron-" + uuid.uuid4().hex
+ENCRYPTION_KEY = Fernet.generate_key().decode()
+EDGE = "https://edge.example.test"
 
 
 @pytest.fixture
@@ -33,16 +35,22 @@ def shoptet() -> Iterator[ShoptetServer]:
         yield server
 
 
-@pytest.fixture
-def client(database_url: str, jwks: JwksServer, shoptet: ShoptetServer) -> Iterator[TestClient]:
-    settings = Settings(
+def shoptet_settings(
+    database_url: str, jwks: JwksServer, shoptet: ShoptetServer, public_base_url: str | None = EDGE
+) -> Settings:
+    return Settings(
         database_url=SecretStr(database_url),
         supabase_url=jwks.base_url,
-        integrations_encryption_key=SecretStr(Fernet.generate_key().decode()),
+        integrations_encryption_key=SecretStr(ENCRYPTION_KEY),
         shoptet_api_url=shoptet.base_url,
         cron_secret=SecretStr(CRON),
+        public_base_url=public_base_url,
     )
-    with TestClient(create_app(settings)) as test_client:
+
+
+@pytest.fixture
+def client(database_url: str, jwks: JwksServer, shoptet: ShoptetServer) -> Iterator[TestClient]:
+    with TestClient(create_app(shoptet_settings(database_url, jwks, shoptet))) as test_client:
         yield test_client
 
 
@@ -300,3 +308,68 @@ def test_only_members_may_test_or_sync(
             other.post("sync").json()["error"]["code"],
         ]
     assert codes == ["insufficient_role"] * 2 + ["project_not_found"] * 2
+
+
+def test_the_webhook_url_is_absolute_and_never_from_the_host_header(
+    conn: Conn, client: TestClient, jwks: JwksServer
+) -> None:
+    owner = create_user(conn)
+    project = make_project(conn, owner)
+    headers = {
+        "Authorization": f"Bearer {jwks.sign(jwks.claims(owner.id))}",
+        "Host": "attacker.example",
+    }
+    urls = [
+        client.post(
+            f"/api/v1/projects/{project}/integrations/{source}/connect",
+            headers=headers,
+            json=body,
+        ).json()["data"]["webhook_url"]
+        for source, body in (
+            ("shoptet", {"api_token": TOKEN}),
+            ("shopify", {"webhook_secret": "shopify-secret-123"}),
+        )
+    ]
+    assert urls == [
+        f"{EDGE}/api/v1/webhooks/shoptet/{project}",
+        f"{EDGE}/api/v1/webhooks/shopify/{project}",
+    ]
+
+
+def test_without_public_base_url_connecting_is_503_and_stores_nothing(
+    conn: Conn, database_url: str, jwks: JwksServer, shoptet: ShoptetServer
+) -> None:
+    owner = create_user(conn)
+    project = make_project(conn, owner)
+    settings = shoptet_settings(database_url, jwks, shoptet, public_base_url=None)
+    with TestClient(create_app(settings)) as unconfigured:
+        answer = Shop(unconfigured, jwks, owner, project).post("connect", api_token=TOKEN)
+    assert (answer.status_code, answer.json()["error"]["code"]) == (
+        503,
+        "public_base_url_not_configured",
+    )
+    stored = conn.execute(
+        "select 1 from private.integrations where project_id = %s", (project,)
+    ).fetchall()
+    assert stored == []
+
+
+@pytest.mark.parametrize(
+    "token", ["123456-p-987654-tokén", "123456-p 987654", "123456-p-987654\r\nX-Evil: 1", "short"]
+)
+def test_a_token_that_cannot_be_a_header_is_refused_at_connect(shop: Shop, token: str) -> None:
+    refused = shop.post("connect", api_token=token)
+    assert refused.status_code == 422
+    assert [d["field"] for d in refused.json()["error"]["details"]] == ["body.api_token"]
+    assert shop.post("test").status_code == 200
+
+
+def test_a_malformed_token_stored_earlier_is_a_422_not_a_crash(shop: Shop, conn: Conn) -> None:
+    conn.execute(
+        "update private.integrations set api_token_encrypted = %s where project_id = %s",
+        (Fernet(ENCRYPTION_KEY.encode()).encrypt("tokén-ünïcode".encode()).decode(), shop.project),
+    )
+    answers = [shop.post("test"), shop.post("sync")]
+    assert [(a.status_code, a.json()["error"]["code"]) for a in answers] == [
+        (422, "shoptet_token_invalid")
+    ] * 2

@@ -6,6 +6,7 @@ out as its Retry-After says (an HTTP date), a bounded number of times; other fai
 ShoptetError with Shoptet's own error code when it sent one.
 """
 
+import re
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -23,6 +24,9 @@ MAX_RETRY_AFTER_SECONDS = 60
 # Shoptet's built-in order status ids; shops add their own, which count as in progress.
 CANCELLED_STATUS_ID = -4
 COMPLETED_STATUS_ID = -3
+# The private API token travels as the Shoptet-Private-API-Token header, so it must be a header
+# value: visible ASCII, no spaces or control characters (8 to 500 of them).
+HEADER_VALUE_PATTERN = r"^[!-~]{8,500}$"
 
 
 class ShoptetError(Exception):
@@ -41,6 +45,9 @@ class ShoptetClient:
         timeout_seconds: float = 10.0,
         wait: Callable[[float], None] = time.sleep,
     ) -> None:
+        if not re.fullmatch(HEADER_VALUE_PATTERN, token):
+            # A token stored before connect validated it; sending it would crash the encoder.
+            raise ShoptetError(401, "token_malformed", "The stored Shoptet API token is malformed")
         self.http = httpx.Client(
             base_url=base_url,
             timeout=timeout_seconds,

@@ -187,8 +187,11 @@ def campaign_copy(body: CampaignCopyRequest, request: Request, user: CurrentUser
         "Tone": body.tone,
         "Language": body.language,
     }
-    if body.read_product_page:
-        inputs["Product page text"] = fetch_page_text(str(body.product_url))
+
+    def read_product_page() -> dict[str, str]:
+        """Fetched only once the call is authorised and paid for (refunded if it fails)."""
+        return {"Product page text": fetch_page_text(str(body.product_url))}
+
     copy, call_id = ai.generate(
         request.app.state.database,
         user,
@@ -198,6 +201,7 @@ def campaign_copy(body: CampaignCopyRequest, request: Request, user: CurrentUser
         inputs=inputs,
         output=CampaignCopy,
         schema=CAMPAIGN_COPY_SCHEMA,
+        gather=read_product_page if body.read_product_page else None,
     )
     saved = save_variants(request, user, body, copy) if body.campaign_id is not None else []
     return ok({"ai_call_id": call_id, **copy.model_dump(), "campaign_variant_ids": saved})

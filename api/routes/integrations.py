@@ -1,20 +1,24 @@
-"""Connecting a project's shop: the edge encrypts the credentials, the database (as the user,
-under its role checks) stores them."""
+"""Connecting a project's shop: the database decides, as the user, whether they may (members
+and above of the project's workspace); then the edge stores the credentials it encrypted itself,
+as the service, so nothing but a sealed secret is ever stored as one. The webhook URL to
+register with the shop is absolute, from PUBLIC_BASE_URL."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.action_quotas import take_project_quota
 from api.auth import CurrentUser
 from api.auth_tokens import VerifiedUser
-from api.db import Database
+from api.db import Database, become_service
 from api.envelope import ok
 from api.errors import ApiError
 from api.integration_secrets import require_box
-from api.providers.shoptet import ShoptetClient, ShoptetError
+from api.providers.shoptet import HEADER_VALUE_PATTERN, ShoptetClient, ShoptetError
+from api.public_urls import require_public_urls
 from api.secrets_box import SecretBox
 from api.settings import Settings
 from api.shoptet_sync import shoptet_client_for, sync_shop
@@ -28,7 +32,8 @@ SYNC_PAGES_PER_CALL = 20
 class ShoptetConnection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    api_token: Secret
+    # Sent as the Shoptet-Private-API-Token header, so it must be a header value.
+    api_token: Annotated[str, Field(pattern=HEADER_VALUE_PATTERN)]
     webhook_signature_key: Secret | None = None
 
 
@@ -43,26 +48,56 @@ def secret_box(request: Request) -> SecretBox:
 
 
 def require_member(request: Request, user: VerifiedUser, project_id: UUID) -> None:
-    """The database decides: members and above of the project's workspace (404 / 403 else).
-    Each check spends one request of the plan's shop limit (429 once spent)."""
+    """The database decides: members and above of the project's workspace (404 / 403 else)."""
     database: Database = request.app.state.database
     with database.as_user(user.claims, request.method, request.url.path) as conn:
-        take_project_quota(conn, project_id, "shop_sync")
+        conn.execute("select private.project_workspace_as(%s, 'member')", (project_id,))
 
 
-def shoptet_client(request: Request, project_id: UUID) -> ShoptetClient:
+def store_credentials(
+    request: Request,
+    user: VerifiedUser,
+    project_id: UUID,
+    source: str,
+    api_token_sealed: str | None,
+    webhook_secret_sealed: str | None,
+) -> None:
+    """One transaction: the membership check as the user, then the write as the service."""
+    database: Database = request.app.state.database
+    with database.as_user(user.claims, request.method, request.url.path) as conn:
+        conn.execute("select private.project_workspace_as(%s, 'member')", (project_id,))
+        become_service(conn)
+        conn.execute(
+            "select private.connect_integration(%s, %s, %s, %s)",
+            (project_id, source, api_token_sealed, webhook_secret_sealed),
+        )
+
+
+@contextmanager
+def shoptet_client(request: Request, project_id: UUID) -> Iterator[ShoptetClient]:
+    """The project's Shoptet client, closed afterwards; Shoptet's failures (a stored token it
+    cannot use included) leave as 4xx/502 in the envelope."""
     settings: Settings = request.app.state.settings
-    return shoptet_client_for(
-        request.app.state.database,
-        request.app.state.secret_box,
-        settings.shoptet_api_url,
-        project_id,
-    )
+    try:
+        client = shoptet_client_for(
+            request.app.state.database,
+            request.app.state.secret_box,
+            settings.shoptet_api_url,
+            project_id,
+        )
+        try:
+            yield client
+        finally:
+            client.close()
+    except ShoptetError as error:
+        raise shoptet_failure(error) from error
 
 
 def shoptet_failure(error: ShoptetError) -> ApiError:
     if error.status in (401, 403):
-        return ApiError(422, "shoptet_token_invalid", "Shoptet refused the API token")
+        return ApiError(
+            422, "shoptet_token_invalid", "Shoptet does not accept the API token; connect again"
+        )
     return ApiError(502, "shoptet_unavailable", f"Shoptet failed: {error.code}")
 
 
@@ -70,20 +105,16 @@ def shoptet_failure(error: ShoptetError) -> ApiError:
 def connect_shoptet(
     project_id: UUID, body: ShoptetConnection, request: Request, user: CurrentUser
 ) -> dict[str, Any]:
+    urls = require_public_urls(request.app.state.settings)
     box = secret_box(request)
     token = box.seal(body.api_token)
     key = box.seal(body.webhook_signature_key) if body.webhook_signature_key else None
-    database: Database = request.app.state.database
-    with database.as_user(user.claims, request.method, request.url.path) as conn:
-        take_project_quota(conn, project_id, "shop_sync")
-        conn.execute(
-            "select public.connect_integration(%s, 'shoptet', %s, %s)", (project_id, token, key)
-        )
+    store_credentials(request, user, project_id, "shoptet", token, key)
     return ok(
         {
             "project_id": str(project_id),
             "source": "shoptet",
-            "webhook_url": f"/api/v1/webhooks/shoptet/{project_id}",
+            "webhook_url": urls.shop_webhook("shoptet", project_id),
         }
     )
 
@@ -91,13 +122,8 @@ def connect_shoptet(
 @router.post("/shoptet/test")
 def test_shoptet(project_id: UUID, request: Request, user: CurrentUser) -> dict[str, Any]:
     require_member(request, user, project_id)
-    client = shoptet_client(request, project_id)
-    try:
+    with shoptet_client(request, project_id) as client:
         eshop = client.eshop()
-    except ShoptetError as error:
-        raise shoptet_failure(error) from error
-    finally:
-        client.close()
     info = eshop.get("contactInformation") or {}
     return ok({"ok": True, "eshop": {"name": info.get("eshopName"), "url": info.get("url")}})
 
@@ -105,13 +131,8 @@ def test_shoptet(project_id: UUID, request: Request, user: CurrentUser) -> dict[
 @router.post("/shoptet/sync")
 def sync_shoptet(project_id: UUID, request: Request, user: CurrentUser) -> dict[str, Any]:
     require_member(request, user, project_id)
-    client = shoptet_client(request, project_id)
-    try:
+    with shoptet_client(request, project_id) as client:
         report = sync_shop(request.app.state.database, client, project_id, SYNC_PAGES_PER_CALL)
-    except ShoptetError as error:
-        raise shoptet_failure(error) from error
-    finally:
-        client.close()
     return ok(report.as_dict())
 
 
@@ -124,18 +145,14 @@ def connect_shop(
     request: Request,
     user: CurrentUser,
 ) -> dict[str, Any]:
+    urls = require_public_urls(request.app.state.settings)
     sealed = secret_box(request).seal(body.webhook_secret)
-    database: Database = request.app.state.database
-    with database.as_user(user.claims, request.method, request.url.path) as conn:
-        take_project_quota(conn, project_id, "shop_sync")
-        conn.execute(
-            "select public.connect_integration(%s, %s, null, %s)", (project_id, source, sealed)
-        )
+    store_credentials(request, user, project_id, source, None, sealed)
     return ok(
         {
             "project_id": str(project_id),
             "source": source,
-            "webhook_url": f"/api/v1/webhooks/{source}/{project_id}",
+            "webhook_url": urls.shop_webhook(source, project_id),
         }
     )
 
