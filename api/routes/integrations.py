@@ -11,6 +11,7 @@ from uuid import UUID
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.action_quotas import take_project_quota
 from api.auth import CurrentUser
 from api.auth_tokens import VerifiedUser
 from api.db import Database, become_service
@@ -48,10 +49,11 @@ def secret_box(request: Request) -> SecretBox:
 
 
 def require_member(request: Request, user: VerifiedUser, project_id: UUID) -> None:
-    """The database decides: members and above of the project's workspace (404 / 403 else)."""
+    """The database decides: members and above of the project's workspace (404 / 403 else).
+    Each check spends one request of the plan's shop limit (429 once spent)."""
     database: Database = request.app.state.database
     with database.as_user(user.claims, request.method, request.url.path) as conn:
-        conn.execute("select private.project_workspace_as(%s, 'member')", (project_id,))
+        take_project_quota(conn, project_id, "shop_sync")
 
 
 def store_credentials(
@@ -65,7 +67,7 @@ def store_credentials(
     """One transaction: the membership check as the user, then the write as the service."""
     database: Database = request.app.state.database
     with database.as_user(user.claims, request.method, request.url.path) as conn:
-        conn.execute("select private.project_workspace_as(%s, 'member')", (project_id,))
+        take_project_quota(conn, project_id, "shop_sync")
         become_service(conn)
         conn.execute(
             "select private.connect_integration(%s, %s, %s, %s)",
