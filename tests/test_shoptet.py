@@ -373,3 +373,19 @@ def test_a_malformed_token_stored_earlier_is_a_422_not_a_crash(shop: Shop, conn:
     assert [(a.status_code, a.json()["error"]["code"]) for a in answers] == [
         (422, "shoptet_token_invalid")
     ] * 2
+
+
+def test_credentials_the_edge_never_sealed_count_as_none(shop: Shop, conn: Conn) -> None:
+    """Values members could once store through the Data API: a 401 or 409, never a 503."""
+    conn.execute(
+        "update private.integrations"
+        " set api_token_encrypted = 'plaintext-token', webhook_secret_encrypted = %s"
+        " where project_id = %s",
+        (SIGNATURE_KEY, shop.project),
+    )
+    event = {"event": "order:create", "eventInstance": "1", "eventCreated": "2026-01-01"}
+    answers = [shop.webhook(event), shop.post("test")]
+    assert [(a.status_code, a.json()["error"]["code"]) for a in answers] == [
+        (401, "signature_invalid"),
+        (409, "integration_not_connected"),
+    ]
