@@ -16,7 +16,7 @@ from api.db import Database
 from api.envelope import ok
 from api.errors import ApiError
 from api.providers.make import MakeClient
-from api.routes.webhooks.body import parse_json, raw_body
+from api.routes.webhooks.body import documented_webhook, parse_json, raw_body
 from api.signatures import (
     CALLBACK_TOKEN_HEADER,
     SIGNATURE_HEADER,
@@ -79,7 +79,12 @@ def authenticate(request: Request, make: MakeClient, body: bytes) -> None:
     verify_callback_token(make.signing_secret, job_id, token)
 
 
-@router.post("/api/v1/webhooks/result")
+@router.post(
+    "/api/v1/webhooks/result",
+    openapi_extra=documented_webhook(
+        TIMESTAMP_HEADER, SIGNATURE_HEADER, CALLBACK_TOKEN_HEADER, EVENT_ID_HEADER
+    ),
+)
 def make_result(request: Request, body: Annotated[bytes, Depends(raw_body)]) -> dict[str, Any]:
     make: MakeClient | None = request.app.state.make
     if make is None:

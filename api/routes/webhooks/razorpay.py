@@ -12,7 +12,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from api.db import Database
 from api.envelope import ok
 from api.errors import ApiError
-from api.routes.webhooks.body import parse_json, raw_body
+from api.routes.webhooks.body import documented_webhook, parse_json, raw_body
 from api.settings import Settings
 from api.signatures import same_signature
 from api.stored_webhooks import apply_in_background
@@ -20,7 +20,10 @@ from api.stored_webhooks import apply_in_background
 router = APIRouter(tags=["webhooks"])
 
 
-@router.post("/api/v1/webhooks/razorpay")
+@router.post(
+    "/api/v1/webhooks/razorpay",
+    openapi_extra=documented_webhook("X-Razorpay-Signature", "X-Razorpay-Event-Id"),
+)
 def razorpay_webhook(
     request: Request, background: BackgroundTasks, body: Annotated[bytes, Depends(raw_body)]
 ) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from api.db import Database
 from api.envelope import ok
 from api.errors import ApiError
-from api.routes.webhooks.body import parse_json, raw_body
+from api.routes.webhooks.body import documented_webhook, parse_json, raw_body
 from api.settings import Settings
 from api.sns import SnsVerifier
 from api.stored_webhooks import apply_in_background
@@ -95,7 +95,7 @@ def subscribe(sns: SnsVerifier, database: Database, message: dict[str, Any], bod
     return "subscription_confirmed"
 
 
-@router.post("/api/v1/webhooks/ses")
+@router.post("/api/v1/webhooks/ses", openapi_extra=documented_webhook("x-amz-sns-message-type"))
 def ses_webhook(
     request: Request, background: BackgroundTasks, body: Annotated[bytes, Depends(raw_body)]
 ) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from api.db import Database
 from api.envelope import ok
 from api.errors import ApiError
 from api.integration_secrets import integration_secrets
-from api.routes.webhooks.body import parse_json, raw_body
+from api.routes.webhooks.body import documented_webhook, parse_json, raw_body
 from api.shop_orders import (
     MalformedOrderError,
     UnsupportedOrderError,
@@ -108,7 +108,16 @@ def mapped_order(
         return None, "unmappable"
 
 
-@router.post("/api/v1/webhooks/{source}/{project_id}")
+@router.post(
+    "/api/v1/webhooks/{source}/{project_id}",
+    openapi_extra=documented_webhook(
+        *(
+            header
+            for shop in SHOPS.values()
+            for header in (shop.signature_header, shop.delivery_header, shop.topic_header)
+        )
+    ),
+)
 def shop_webhook(
     source: Literal["shopify", "woocommerce"],
     project_id: UUID,

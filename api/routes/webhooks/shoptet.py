@@ -21,7 +21,7 @@ from api.envelope import ok
 from api.errors import ApiError
 from api.integration_secrets import integration_secrets
 from api.providers.shoptet import ShoptetError, to_customer, to_order
-from api.routes.webhooks.body import parse_json, raw_body
+from api.routes.webhooks.body import documented_webhook, parse_json, raw_body
 from api.secrets_box import SecretBox
 from api.settings import Settings
 from api.shoptet_sync import shoptet_client_for
@@ -98,7 +98,10 @@ def apply_in_background(
         )
 
 
-@router.post("/api/v1/webhooks/shoptet/{project_id}")
+@router.post(
+    "/api/v1/webhooks/shoptet/{project_id}",
+    openapi_extra=documented_webhook("Shoptet-Webhook-Signature"),
+)
 def shoptet_webhook(
     project_id: UUID,
     request: Request,
