@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 from pydantic import SecretStr
 from schemathesis import Case, GenerationMode
 from schemathesis.core.result import Ok
+from schemathesis.python import asgi
 from schemathesis.schemas import APIOperation
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
@@ -74,7 +75,9 @@ def tenant(database_url: str, jwks: JwksServer) -> Tenant:
 
 
 @pytest.fixture(scope="module")
-def edge_schema(database_url: str, jwks: JwksServer, shoptet: ShoptetServer) -> OpenApiSchema:
+def edge_schema(
+    database_url: str, jwks: JwksServer, shoptet: ShoptetServer
+) -> Iterator[OpenApiSchema]:
     """The edge as deployed, with every webhook secret set, minus the providers it would call
     out to (those answer 503 provider_not_configured). Shoptet is a local fake, so
     connect/test/sync run for real without leaving the machine."""
@@ -92,7 +95,10 @@ def edge_schema(database_url: str, jwks: JwksServer, shoptet: ShoptetServer) -> 
             database_timeout_seconds=5,
         )
     )
-    return schemathesis.openapi.from_asgi("/openapi.json", edge)
+    yield schemathesis.openapi.from_asgi("/openapi.json", edge)
+    # Schemathesis started the app's lifespan (the database pool); close it before the
+    # session drops the database.
+    asgi.shutdown_lifespans()
 
 
 def answer_problem(case: Case[Any], tenant: Tenant) -> None:
