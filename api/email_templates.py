@@ -1,4 +1,4 @@
-"""Merge fields in campaign templates, rendered in Jinja's sandbox.
+"""Merge fields in campaign templates, rendered in Jinja's sandbox within a budget.
 
 Templates are written by workspace members, so they run sandboxed (no attribute tricks) with
 strict undefined values: a field the contact lacks is an error naming that field unless the
@@ -6,37 +6,228 @@ template gives a default (`{{ first_name | default("there") }}`); it never becom
 sent mail. The HTML part is HTML-escaped; subject and text parts are not. Every message gets a
 visible unsubscribe link, added as a footer when the template does not place
 `{{ unsubscribe_url }}` itself.
+
+Every tenant's templates render in the same workers, so one render (subject, HTML and text for
+one contact) is bounded in time and memory, not just in the size of its output:
+- a deadline and a count of steps (loop iterations, calls, filters, operators, lookups), both
+  checked by the sandbox at every step;
+- no value may exceed MAX_RENDERED_CHARACTERS when written out, and operations whose result can
+  be far larger than their inputs (repetition, powers, `%` and `format` widths, `replace`,
+  `join`, padding, `batch`, `slice`) are refused before they run when it would;
+- all values and output a render produces together stay under MAX_PRODUCED_CHARACTERS, so
+  output gathered in a block, a macro or a loop cannot grow unseen.
+A template that exceeds its budget is a template error: a 422 at preview, a failed recipient at
+send time. One that runs out of time or steps for a few contacts is refused at once for the
+rest, so a campaign of such a template cannot hold a worker for a budget per recipient.
 """
 
 import operator
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sized
+from contextvars import ContextVar
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, wraps
 from html import escape
+from string import Formatter
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from jinja2 import StrictUndefined, Template, TemplateError, UndefinedError, nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.nodes import EvalContext
+from jinja2.runtime import Context, Undefined, markup_join, str_join
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import Namespace, pass_context, pass_eval_context
+from jinja2.visitor import NodeTransformer
+from markupsafe import Markup
 
 from api.errors import ApiError
 
 CONTACT_FIELDS = ("email", "first_name", "last_name", "phone")
 UNSUBSCRIBE_FIELD = "unsubscribe_url"
-# Templates come from users: a rendered part may not exceed this, nor may any value built by
-# repetition (`'x' * 50000000`), so one template cannot exhaust a worker's memory or time.
+# A rendered part, and any single value a template builds, written out as text.
 MAX_RENDERED_CHARACTERS = 1_000_000
-# Loops produce no output to bound, so their work is: ranges of at most MAX_RANGE, nested at
-# most MAX_LOOP_DEPTH deep (a million iterations, well under a second), and powers of at most
-# MAX_POWER_BITS bits.
+# Everything one render produces: values built and output written, inside blocks included.
+MAX_PRODUCED_CHARACTERS = 20_000_000
+# Loop iterations, calls, filters, operators and lookups in one render: an ordinary template
+# takes a few hundred.
+MAX_STEPS = 100_000
+RENDER_SECONDS = 1.0
+# Renders of one template that ran out of time or steps before it is refused without trying.
+BUDGET_FAILURES_BEFORE_REFUSAL = 3
+# Ranges of at most MAX_RANGE numbers, loops nested at most MAX_LOOP_DEPTH deep in a template,
+# and powers of at most MAX_POWER_BITS bits.
 MAX_RANGE = 1000
 MAX_LOOP_DEPTH = 2
 MAX_POWER_BITS = 10_000
+# Filters that go through their input item by item (a string's items are its characters), and
+# how many items they may take: at a microsecond or more per item, a million would take seconds.
+ITERATING_FILTERS = frozenset(
+    {
+        "sort",
+        "unique",
+        "list",
+        "map",
+        "select",
+        "reject",
+        "selectattr",
+        "rejectattr",
+        "groupby",
+        "sum",
+        "min",
+        "max",
+        "batch",
+        "slice",
+        "dictsort",
+        "join",
+        "items",
+    }
+)
+MAX_ITEMS = 10_000
+# Methods whose result size a template chooses freely and that no email needs.
+BLOCKED_METHODS = frozenset({"expandtabs", "translate", "maketrans", "to_bytes"})
+PRINTF_FIELD = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d*)(?:\.(\*|\d*))?[hlL]?[a-zA-Z%]")
+SEQUENCES = (str, bytes, list, tuple)
 MISSING_ATTRIBUTE = re.compile(r"^'dict object' has no attribute '([^']*)'$")
 
 
 class TemplateTooLargeError(TemplateError):
-    """The template would render more than MAX_RENDERED_CHARACTERS."""
+    """The template would build a value or output larger than the limits allow."""
+
+
+class RenderBudgetError(TemplateTooLargeError):
+    """The render ran out of time or steps."""
+
+
+class RenderBudget:
+    """What one render may still spend; the sandbox charges it at every step."""
+
+    def __init__(self) -> None:
+        self.deadline = time.monotonic() + RENDER_SECONDS
+        self.steps_left = MAX_STEPS
+        self.characters_left = MAX_PRODUCED_CHARACTERS
+
+    def step(self) -> None:
+        self.steps_left -= 1
+        if self.steps_left < 0:
+            raise RenderBudgetError(f"the template takes more than {MAX_STEPS:,} steps")
+        if time.monotonic() >= self.deadline:
+            raise RenderBudgetError("the template took too long to render")
+
+    def produce(self, characters: int) -> None:
+        self.characters_left -= characters
+        if self.characters_left < 0:
+            raise TemplateTooLargeError(
+                f"the template produces more than {MAX_PRODUCED_CHARACTERS:,} characters"
+            )
+
+
+current_budget: ContextVar[RenderBudget | None] = ContextVar("current_budget", default=None)
+
+
+def budget() -> RenderBudget:
+    spending = current_budget.get()
+    if spending is None:
+        # Only render() runs templates; compile-time evaluation outside it is refused.
+        raise TemplateTooLargeError("templates are evaluated only while rendering")
+    return spending
+
+
+def text_size(value: Any, limit: int = MAX_RENDERED_CHARACTERS) -> int:
+    """About how many characters `value` takes written out (str() of a container writes its
+    items), counting shared items each time; stops as soon as it passes `limit`."""
+    if isinstance(value, str):
+        return len(value)
+    size = 0
+    pending = [value]
+    while pending and size <= limit:
+        item = pending.pop()
+        if isinstance(item, str | bytes):
+            size += len(item)
+        elif isinstance(item, bool | float | None | Undefined):
+            size += 5
+        elif isinstance(item, int):
+            size += item.bit_length() // 3 + 2
+        elif isinstance(item, range):
+            size += 32
+        elif isinstance(item, Namespace):
+            pending.append(object.__getattribute__(item, "_Namespace__attrs"))
+            size += 16
+        elif isinstance(item, Mapping):
+            size += 2 + 4 * len(item)
+            if size <= limit:
+                pending.extend(item.keys())
+                pending.extend(item.values())
+        elif isinstance(item, Collection) and not isinstance(item, Iterator):
+            size += 2 + 2 * len(item)
+            if size <= limit:
+                pending.extend(item)
+        else:
+            # Loops, macros, cyclers, generators: written out as a short description.
+            size += 64
+    return size
+
+
+def require_size(size: int, what: str) -> None:
+    if size > MAX_RENDERED_CHARACTERS:
+        raise TemplateTooLargeError(
+            f"{what} would be larger than {MAX_RENDERED_CHARACTERS:,} characters"
+        )
+
+
+def produced(value: Any) -> Any:
+    """Charges a value the template built (or writes out) and refuses one that is too large."""
+    size = text_size(value)
+    require_size(size, "a value")
+    budget().produce(size)
+    return value
+
+
+def as_text(value: Any) -> str | bytes:
+    if isinstance(value, str | bytes):
+        return value
+    require_size(text_size(value), "a value")
+    return str(value)
+
+
+def replaced_size(text: Any, old: Any, new: Any, count: Any = None) -> int:
+    subject, old_text, new_text = as_text(text), as_text(old), as_text(new)
+    if isinstance(subject, str) and isinstance(old_text, str):
+        found = subject.count(old_text) if old_text else len(subject) + 1
+    else:
+        found = len(subject) + 1
+    if isinstance(count, int) and count >= 0:
+        found = min(found, count)
+    # Markup escapes what it inserts, up to six characters for one.
+    grows = len(new_text) * (6 if isinstance(subject, Markup) else 1) - len(old_text)
+    return len(subject) + found * max(0, grows)
+
+
+def width_of(value: Any) -> int:
+    return value if isinstance(value, int) else len(as_text(value))
+
+
+def printf_size(template: Any, values: Any) -> int:
+    text = as_text(template)
+    if not isinstance(text, str):
+        return len(text) + text_size(values)
+    fields = PRINTF_FIELD.findall(text)
+    if any("*" in (width, precision) for width, precision in fields):
+        raise TemplateTooLargeError("a format may not take its width from the values")
+    widest = max((int(n) for field in fields for n in field if n), default=0)
+    return len(text) + len(fields) * (text_size(values) + widest)
+
+
+def format_size(template: str, values: Any) -> int:
+    fields = [spec for _, name, spec, _ in Formatter().parse(template) if name is not None]
+    if any("{" in (spec or "") for spec in fields):
+        raise TemplateTooLargeError("a format may not take its width from the values")
+    widest = max((int(n) for spec in fields for n in re.findall(r"\d+", spec or "")), default=0)
+    return len(template) + len(fields) * (text_size(values) + widest)
+
+
+def joined_size(separator: Any, items: list[Any]) -> int:
+    return sum(text_size(item) for item in items) + len(items) * len(as_text(separator))
 
 
 def bounded_range(*arguments: int) -> range:
@@ -46,16 +237,237 @@ def bounded_range(*arguments: int) -> range:
     return numbers
 
 
-class BoundedEnvironment(SandboxedEnvironment):
-    """Jinja's sandbox, with repetition (`*`) and powers (`**`) bounded in size."""
+def check_count(count: Any, what: str) -> None:
+    if not isinstance(count, int) or count > MAX_RANGE:
+        raise TemplateTooLargeError(f"{what} takes a whole number of at most {MAX_RANGE}")
 
-    intercepted_binops = frozenset({"*", "**"})
+
+# Checks before a filter runs, for the filters whose result a template can make far larger than
+# their input. Each takes the filter's own arguments and answers them (join reads its items once).
+FilterCheck = Callable[..., tuple[tuple[Any, ...], dict[str, Any]]]
+
+
+def check_replace(
+    text: Any, old: Any, new: Any, count: Any = None
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    require_size(replaced_size(text, old, new, count), "a replace")
+    return (text, old, new, count), {}
+
+
+def check_padding(value: Any, width: Any = 80, *rest: Any, **options: Any) -> Any:
+    require_size(max(text_size(value), width_of(width)), "padding")
+    return (value, width, *rest), options
+
+
+def check_indent(text: Any, width: Any = 4, *rest: Any, **options: Any) -> Any:
+    subject = as_text(text)
+    lines = (subject.count("\n") if isinstance(subject, str) else subject.count(b"\n")) + 1
+    require_size(len(subject) + lines * width_of(width), "an indent")
+    return (text, width, *rest), options
+
+
+def check_join(items: Any, separator: Any = "", *rest: Any, **options: Any) -> Any:
+    listed = list(items)
+    require_size(joined_size(separator, listed), "a join")
+    return (listed, separator, *rest), options
+
+
+def check_printf(template: Any, *values: Any, **named: Any) -> Any:
+    require_size(printf_size(template, named or values), "a format")
+    return (template, *values), named
+
+
+def check_wordwrap(text: Any, width: Any = 79, *rest: Any, **options: Any) -> Any:
+    wrapstring = options.get("wrapstring", rest[1] if len(rest) > 1 else None)
+    require_size(len(as_text(text)) * (1 + len(as_text(wrapstring or "\n"))), "a wordwrap")
+    return (text, width, *rest), options
+
+
+def check_batch(items: Any, count: Any, *rest: Any, **options: Any) -> Any:
+    check_count(count, "batch")
+    return (items, count, *rest), options
+
+
+def check_slice(items: Any, count: Any, *rest: Any, **options: Any) -> Any:
+    check_count(count, "slice")
+    return (items, count, *rest), options
+
+
+def check_tojson(value: Any, indent: Any = None) -> Any:
+    if indent is not None and (not isinstance(indent, int) or indent > 8):
+        raise TemplateTooLargeError("tojson indents by at most 8")
+    return (value, indent), {}
+
+
+def check_urlize(text: Any, *rest: Any, **options: Any) -> Any:
+    if text_size(text) > MAX_ITEMS * 10:
+        raise TemplateTooLargeError(f"urlize takes at most {MAX_ITEMS * 10:,} characters")
+    if any(text_size(extra) > 200 for extra in (*rest, *options.values())):
+        raise TemplateTooLargeError("urlize takes options of at most 200 characters")
+    return (text, *rest), options
+
+
+FILTER_CHECKS: dict[str, FilterCheck] = {
+    "replace": check_replace,
+    "center": check_padding,
+    "indent": check_indent,
+    "join": check_join,
+    "format": check_printf,
+    "wordwrap": check_wordwrap,
+    "batch": check_batch,
+    "slice": check_slice,
+    "tojson": check_tojson,
+    "urlize": check_urlize,
+}
+
+
+def metered_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """The filter, charged a step before and its result after, with its size check if any."""
+    check = FILTER_CHECKS.get(name)
+    passes_first = getattr(function, "jinja_pass_arg", None) is not None
+
+    iterates = name in ITERATING_FILTERS
+
+    @wraps(function)
+    def run(*arguments: Any, **options: Any) -> Any:
+        budget().step()
+        first, rest = (arguments[:1], arguments[1:]) if passes_first else ((), arguments)
+        if iterates and rest and isinstance(rest[0], Sized) and len(rest[0]) > MAX_ITEMS:
+            raise TemplateTooLargeError(f"{name} takes at most {MAX_ITEMS:,} items")
+        if check is not None:
+            checked, options = check(*rest, **options)
+            arguments = (*first, *checked)
+        return produced(function(*arguments, **options))
+
+    return run
+
+
+def metered_test(function: Any) -> Callable[..., Any]:
+    @wraps(function)
+    def run(*arguments: Any, **options: Any) -> Any:
+        budget().step()
+        return function(*arguments, **options)
+
+    return run
+
+
+def check_method_call(method: Any, arguments: tuple[Any, ...], options: dict[str, Any]) -> Any:
+    """Size checks for the str and bytes methods that can multiply their input."""
+    original = getattr(method, "__wrapped__", method)
+    owner = getattr(original, "__self__", None)
+    if not isinstance(owner, str | bytes):
+        return arguments
+    name = getattr(original, "__name__", "")
+    if name == "replace":
+        require_size(replaced_size(owner, *arguments[:3]), "a replace")
+    elif name in ("center", "ljust", "rjust", "zfill") and arguments:
+        require_size(max(len(owner), width_of(arguments[0])), "padding")
+    elif name == "join" and arguments:
+        listed = list(arguments[0])
+        require_size(joined_size(owner, listed), "a join")
+        return (listed, *arguments[1:])
+    elif name == "format" and isinstance(owner, str):
+        require_size(format_size(owner, (arguments, options)), "a format")
+    elif name == "format_map" and isinstance(owner, str):
+        require_size(format_size(owner, arguments), "a format")
+    return arguments
+
+
+@pass_eval_context
+def metered_concat(eval_context: EvalContext, parts: list[Any]) -> str:
+    """`a ~ b`, refused before it joins parts that together are too large."""
+    require_size(sum(text_size(part) for part in parts), "a concatenation")
+    return markup_join(parts) if eval_context.autoescape else str_join(parts)
+
+
+def metered_iteration(items: Iterable[Any]) -> Iterator[Any]:
+    """A template loop's items, one step each."""
+    for item in items:
+        budget().step()
+        yield item
+
+
+@pass_context
+def metered_output(context: Context, value: Any) -> Any:
+    """Every piece of output, wherever it goes (the message, a block, a macro's result)."""
+    budget().step()
+    return produced(value)
+
+
+def environment_call(name: str, arguments: list[nodes.Node], lineno: int) -> nodes.Call:
+    return nodes.Call(
+        nodes.EnvironmentAttribute(name, lineno=lineno), arguments, [], None, None, lineno=lineno
+    )
+
+
+class MeteredTemplate(NodeTransformer):
+    """Rewrites a parsed template so loops, `~` and literal text are charged to the budget."""
+
+    # Jinja's visitors dispatch on the node's class name.
+    def visit_For(self, node: nodes.For) -> nodes.Node:  # noqa: N802
+        if node.recursive:
+            raise TemplateTooLargeError("recursive loops are not supported")
+        self.generic_visit(node)
+        node.iter = environment_call("metered_iteration", [node.iter], node.lineno)
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:  # noqa: N802
+        self.generic_visit(node)
+        parts = nodes.List(node.nodes, lineno=node.lineno)
+        return environment_call("metered_concat", [parts], node.lineno)
+
+    def visit_TemplateData(self, node: nodes.TemplateData) -> nodes.Node:  # noqa: N802
+        """The template's own text becomes an expression, so it is charged like any output."""
+        text = nodes.Const(node.data, lineno=node.lineno)
+        return nodes.MarkSafeIfAutoescape(text, lineno=node.lineno)
+
+
+class BoundedEnvironment(ImmutableSandboxedEnvironment):
+    """Jinja's sandbox (no changes to lists and dicts either), charging the render's budget at
+    every call, filter, operator and lookup, and checking sizes before anything large is built.
+    No constant folding at compile time, so every expression is charged when it runs."""
+
+    intercepted_binops = frozenset({"+", "-", "*", "/", "//", "%", "**"})
+    intercepted_unops = frozenset({"+", "-"})
 
     def __init__(self, *, autoescape: bool) -> None:
-        super().__init__(autoescape=autoescape, undefined=StrictUndefined)
+        super().__init__(
+            autoescape=autoescape,
+            undefined=StrictUndefined,
+            finalize=metered_output,
+            optimized=False,
+        )
         self.globals["range"] = bounded_range
+        del self.globals["lipsum"]
+        self.filters = {name: metered_filter(name, f) for name, f in self.filters.items()}
+        self.tests = {name: metered_test(test) for name, test in self.tests.items()}
+        self.metered_iteration = metered_iteration
+        self.metered_concat = metered_concat
 
-    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        return attr not in BLOCKED_METHODS and super().is_safe_attribute(obj, attr, value)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        budget().step()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        budget().step()
+        item = super().getitem(obj, argument)
+        # A slice is a new value (`big[::-1]`), an index or key one that exists already.
+        return produced(item) if isinstance(argument, slice) else item
+
+    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        budget().step()
+        args = check_method_call(obj, args, kwargs)
+        return produced(super().call(context, obj, *args, **kwargs))
+
+    def call_unop(self, context: Context, operator_name: str, arg: Any) -> Any:
+        budget().step()
+        return super().call_unop(context, operator_name, arg)
+
+    def call_binop(self, context: Context, operator_name: str, left: Any, right: Any) -> Any:
+        budget().step()
         if operator_name == "**":
             if (
                 isinstance(left, int)
@@ -63,15 +475,16 @@ class BoundedEnvironment(SandboxedEnvironment):
                 and left.bit_length() * right > MAX_POWER_BITS
             ):
                 raise TemplateTooLargeError("the template computes too large a number")
-            return operator.pow(left, right)
-        sized, count = (left, right) if isinstance(right, int) else (right, left)
-        if (
-            isinstance(sized, str | list)
-            and isinstance(count, int)
-            and len(sized) * count > MAX_RENDERED_CHARACTERS
-        ):
-            raise TemplateTooLargeError("the template repeats a value too many times")
-        return operator.mul(left, right)
+            return produced(operator.pow(left, right))
+        if operator_name == "*":
+            sized, count = (left, right) if isinstance(right, int) else (right, left)
+            if isinstance(sized, SEQUENCES) and isinstance(count, int):
+                require_size(text_size(sized) * count, "a repetition")
+        elif operator_name == "+" and isinstance(left, SEQUENCES) and isinstance(right, SEQUENCES):
+            require_size(text_size(left) + text_size(right), "a concatenation")
+        elif operator_name == "%" and isinstance(left, str | bytes):
+            require_size(printf_size(left, right), "a format")
+        return produced(super().call_binop(context, operator_name, left, right))
 
 
 html_environment = BoundedEnvironment(autoescape=True)
@@ -87,9 +500,16 @@ def loop_depth(node: nodes.Node) -> int:
 def compiled(source: str, *, html: bool) -> Template:
     """A campaign renders the same few sources thousands of times; compiling is ~50x rendering."""
     environment = html_environment if html else text_environment
-    if loop_depth(environment.parse(source)) > MAX_LOOP_DEPTH:
+    tree = environment.parse(source)
+    if loop_depth(tree) > MAX_LOOP_DEPTH:
         raise TemplateTooLargeError(f"loops may nest at most {MAX_LOOP_DEPTH} deep")
-    return environment.from_string(source)
+    metered = MeteredTemplate().visit(tree)
+    metered.set_environment(environment)
+    return environment.from_string(metered)
+
+
+# Per compiled template, how many renders ran out of time or steps (forgotten with the template).
+budget_failures: WeakKeyDictionary[Template, int] = WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -115,7 +535,7 @@ class MergeFieldError(RenderError):
 
 
 class TemplateInvalidError(RenderError):
-    """The template itself is broken (syntax) or too large."""
+    """The template itself is broken (syntax) or exceeds the render budget."""
 
 
 def bounded(chunks: Iterator[str]) -> str:
@@ -128,6 +548,17 @@ def bounded(chunks: Iterator[str]) -> str:
             raise TemplateTooLargeError("the rendered message is larger than 1,000,000 characters")
         parts.append(chunk)
     return "".join(parts)
+
+
+def render_part(source: str, fields: dict[str, Any], *, html: bool) -> str:
+    template = compiled(source, html=html)
+    if budget_failures.get(template, 0) >= BUDGET_FAILURES_BEFORE_REFUSAL:
+        raise TemplateTooLargeError("refused: it ran out of time or steps for earlier contacts")
+    try:
+        return bounded(template.generate(fields))
+    except RenderBudgetError:
+        budget_failures[template] = budget_failures.get(template, 0) + 1
+        raise
 
 
 def missing_field(error: UndefinedError) -> str:
@@ -156,14 +587,13 @@ def merge_fields(contact: dict[str, Any], unsubscribe_url: str) -> dict[str, Any
 
 def render(content: EmailContent, contact: dict[str, Any], unsubscribe_url: str) -> RenderedEmail:
     fields = merge_fields(contact, unsubscribe_url)
+    if text_size(fields) > MAX_RENDERED_CHARACTERS:
+        raise TemplateInvalidError("the contact's merge fields are too large to render")
+    spending = current_budget.set(RenderBudget())
     try:
-        subject = bounded(compiled(content.subject, html=False).generate(fields))
-        html = bounded(compiled(content.html, html=True).generate(fields))
-        text = (
-            bounded(compiled(content.text, html=False).generate(fields))
-            if content.text is not None
-            else None
-        )
+        subject = render_part(content.subject, fields, html=False)
+        html = render_part(content.html, fields, html=True)
+        text = render_part(content.text, fields, html=False) if content.text is not None else None
     except UndefinedError as error:
         raise MergeFieldError(missing_field(error)) from error
     except TemplateError as error:
@@ -172,6 +602,8 @@ def render(content: EmailContent, contact: dict[str, Any], unsubscribe_url: str)
         # Whatever else a template's expression raises ({{ 1 / 0 }}, a filter on the wrong
         # type) is the template's fault, not a reason to stop the worker.
         raise TemplateInvalidError(f"template error: {type(error).__name__}: {error}") from error
+    finally:
+        current_budget.reset(spending)
     # Judged on the output, so a link hidden in a comment or a false branch does not count.
     if escape(unsubscribe_url) not in html:
         html += (

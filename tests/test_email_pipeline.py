@@ -386,6 +386,35 @@ def test_a_missing_merge_field_fails_that_recipient_instead_of_sending_a_blank(
     ]
 
 
+def test_a_template_that_would_run_for_hours_fails_its_recipients_and_the_worker_goes_on(
+    conn: psycopg.Connection[Any], database: Database, ses: SesClient, ses_endpoint: str
+) -> None:
+    owner = create_user(conn)
+    readers = add_contacts(conn, owner, 5)
+    hours = (
+        f"{{# {uuid.uuid4()} #}}{{% for i in range(1000) %}}{{% for j in range(1000) %}}"
+        "{{ ('x' * 100000) | replace('x', 'yy') | length }}{% endfor %}{% endfor %}"
+    )
+    campaign = list_campaign(
+        conn, owner, readers, [("A", "Hello", hours, None, 4), ("B", "Hello", "<p>Hi</p>", None, 1)]
+    )
+    start(conn, owner, campaign)
+
+    report = send_due_emails(database, ses, POLICY, budget_seconds=60)
+
+    assert (report.sent, report.failed) == (1, 4)
+    errors = [
+        row["error"]
+        for row in conn.execute(
+            "select error from public.campaign_recipients where campaign_id = %s"
+            " and status = 'failed'",
+            (campaign,),
+        )
+    ]
+    assert len(errors) == 4 and all(error.startswith("template error: ") for error in errors)
+    assert len(sent_raw_messages(ses_endpoint)) == 1
+
+
 def test_the_shared_bucket_hands_out_no_more_than_the_rate(conn: psycopg.Connection[Any]) -> None:
     owner = create_user(conn)
     readers = add_contacts(conn, owner, 10)

@@ -192,3 +192,20 @@ def test_a_preview_takes_a_template_or_content_but_not_both(
     assert [error_code(r) for r in (both, neither, subject_only, extra)] == [
         (422, "invalid_input")
     ] * 4
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        "{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}",
+        "{{ ('x' * 1000000) | replace('x', 'xxxxxxxxxx') | replace('x', 'xxxxxxxxxx') }}",
+        "{% set page %}{% for i in range(1000) %}{{ 'x' * 1000000 }}{% endfor %}{% endset %}",
+    ],
+)
+def test_a_template_over_the_render_budget_is_a_422(
+    client: TestClient, jwks: JwksServer, conn: Conn, html: str
+) -> None:
+    owner = create_user(conn)
+    contact = add_contact(conn, owner, "Jana")
+    answer = preview(client, jwks, owner, contact_id=contact, subject="Hi", html=html)
+    assert error_code(answer) == (422, "template_invalid")
