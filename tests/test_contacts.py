@@ -77,6 +77,14 @@ def kept_count(conn: Conn, user: User) -> int:
     return int(row["contacts"]) if row else 0
 
 
+def drifted(conn: Conn, *users: User) -> list[dict[str, Any]]:
+    """The users' workspaces whose counter differs from their contacts."""
+    return conn.execute(
+        "select * from private.verify_contact_counts() where workspace_id = any (%s)",
+        ([user.workspace_id for user in users],),
+    ).fetchall()
+
+
 def test_concurrent_inserts_never_pass_the_contact_limit(conn: Conn, database_url: str) -> None:
     owner = create_user(conn)  # free plan: 1000 contacts
     add_contacts(conn, owner, "existing-", 990)
@@ -132,10 +140,37 @@ def test_the_contact_counter_follows_every_writer(conn: Conn) -> None:
     }
     assert counts == {owner.id: 44, other.id: 1}
     assert {user.id: kept_count(conn, user) for user in (owner, other)} == counts
-    assert conn.execute("select * from private.verify_contact_counts()").fetchall() == []
+    assert drifted(conn, owner, other) == []
     conn.execute("delete from public.workspaces where id = %s", (other.workspace_id,))
     assert kept_count(conn, other) == 0
-    assert conn.execute("select * from private.verify_contact_counts()").fetchall() == []
+    assert drifted(conn, owner, other) == []
+
+
+def test_a_transactions_own_inserts_count_against_the_limit_and_rolled_back_ones_do_not(
+    conn: Conn,
+) -> None:
+    """Row by row under savepoints, as the CSV import writes: the counter is written once, at
+    commit, with what the transaction kept."""
+    owner = create_user(conn)
+    add_contacts(conn, owner, "existing-", 990)
+    with conn.transaction():
+        for n in range(12):
+            try:
+                with conn.transaction():
+                    conn.execute(
+                        "insert into public.contacts (workspace_id, email) values (%s, %s)",
+                        (owner.workspace_id, f"row-{n}@example.test"),
+                    )
+                    if n == 3:
+                        raise psycopg.Rollback()
+            except psycopg.Error as error:
+                assert error.sqlstate == "PT402"
+        assert kept_count(conn, owner) == 990
+    total = one(
+        conn, "select count(*) from public.contacts where workspace_id = %s", (owner.workspace_id,)
+    )
+    assert (total["count"], kept_count(conn, owner)) == (1000, 1000)
+    assert drifted(conn, owner) == []
 
 
 def test_moving_contacts_into_a_full_workspace_is_refused(conn: Conn) -> None:

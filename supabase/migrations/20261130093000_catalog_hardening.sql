@@ -12,6 +12,18 @@
 --    decided from the role the request acts as, never from the login.
 
 -- contact counter -----------------------------------------------------------------------------
+--
+-- The committed count lives in private.workspace_contact_counts. A transaction's own inserts
+-- and deletes are added up per workspace in a transaction-local setting (which a rolled-back
+-- savepoint rolls back with its rows) and written to the counter once, at commit, by a
+-- deferred trigger. Updating the counter row in every statement instead makes an import that
+-- inserts row by row under savepoints quadratic (every update walks the row's growing chain of
+-- versions, each from another subtransaction).
+--
+-- A transaction's first change in a workspace locks its counter row (with an update that
+-- changes nothing but queues the commit-time trigger), so writers of one workspace are
+-- serialised until commit, and each limit check sees the committed count plus the
+-- transaction's own pending change: concurrent inserts can never pass the limit together.
 
 create table private.workspace_contact_counts (
   workspace_id uuid primary key references public.workspaces (id) on delete cascade,
@@ -19,50 +31,61 @@ create table private.workspace_contact_counts (
 );
 
 comment on table private.workspace_contact_counts is
-  'Contacts per workspace, kept by triggers on public.contacts; private.verify_contact_counts() lists drift.';
+  'Committed contacts per workspace, kept by triggers on public.contacts; private.verify_contact_counts() lists drift.';
 
--- Adds per-workspace changes to the counters and refuses a workspace that grew past its plan's
--- contact limit. Counter rows are locked in workspace order (no deadlock between statements
--- touching several workspaces); a concurrent writer of the same workspace waits for the lock
--- and then adds to the committed count, so the check is exact under concurrency.
-create function private.add_contact_counts(p_workspace_ids uuid[], p_changes integer[])
+-- Adds per-workspace changes to the transaction's pending ones (setting
+-- growthbase.pending_contacts, {"<workspace id>": change, ...}) and refuses a workspace that
+-- grew past its plan's contact limit. Workspaces are taken in id order, so statements that
+-- touch several workspaces lock their counters in one order. Called only from the security
+-- definer triggers below, so it is not security definer itself, and it reads the limit
+-- inline rather than through private.plan_limit: each of those costs a function context per
+-- statement, which an import inserting row by row under savepoints pays thousands of times.
+create function private.add_contact_changes(p_workspace_ids uuid[], p_changes integer[])
 returns void
 language plpgsql
-security definer
 set search_path = ''
 as $$
 declare
-  v_over record;
+  v_pending jsonb := coalesce(nullif(pg_catalog.current_setting('growthbase.pending_contacts', true), '')::jsonb, '{}'::jsonb);
+  v_workspace_id uuid;
+  v_change integer;
+  v_total integer;
+  v_committed integer;
+  v_max integer;
 begin
-  perform 1
-  from private.workspace_contact_counts c
-  where c.workspace_id = any (p_workspace_ids)
-  order by c.workspace_id
-  for update;
-  update private.workspace_contact_counts c set contacts = c.contacts + d.change
-  from unnest(p_workspace_ids, p_changes) as d(workspace_id, change)
-  where c.workspace_id = d.workspace_id and d.change < 0;
-  with grown as (
-    insert into private.workspace_contact_counts as c (workspace_id, contacts)
-    select d.workspace_id, d.change
-    from unnest(p_workspace_ids, p_changes) as d(workspace_id, change)
-    where d.change > 0
+  for v_workspace_id, v_change in
+    select d.workspace_id, d.change from unnest(p_workspace_ids, p_changes) as d(workspace_id, change)
+    where d.change <> 0
     order by d.workspace_id
-    on conflict (workspace_id) do update set contacts = c.contacts + excluded.contacts
-    returning c.workspace_id, c.contacts
-  )
-  select g.workspace_id, l.max_contacts into v_over
-  from grown g
-  cross join lateral (select private.plan_limit(g.workspace_id, 'contacts') as max_contacts) as l
-  where g.contacts > l.max_contacts
-  limit 1;
-  if v_over.workspace_id is not null then
-    perform private.over_limit('contacts', v_over.max_contacts);
-  end if;
+  loop
+    if not v_pending ? v_workspace_id::text then
+      -- (A workspace being deleted has lost its counter row already: nothing to lock.)
+      if v_change > 0 then
+        insert into private.workspace_contact_counts (workspace_id) values (v_workspace_id)
+        on conflict (workspace_id) do nothing;
+      end if;
+      update private.workspace_contact_counts c set contacts = c.contacts
+      where c.workspace_id = v_workspace_id;
+    end if;
+    v_total := coalesce((v_pending ->> v_workspace_id::text)::integer, 0) + v_change;
+    v_pending := v_pending || jsonb_build_object(v_workspace_id::text, v_total);
+    if v_change > 0 then
+      select c.contacts into v_committed
+      from private.workspace_contact_counts c where c.workspace_id = v_workspace_id
+      for update;
+      select p.contact_limit into v_max
+      from public.workspaces w join public.plans p on p.tier = w.plan_tier
+      where w.id = v_workspace_id;
+      if v_committed + v_total > v_max then
+        perform private.over_limit('contacts', v_max);
+      end if;
+    end if;
+  end loop;
+  perform pg_catalog.set_config('growthbase.pending_contacts', v_pending::text, true);
 end
 $$;
 
-revoke all on function private.add_contact_counts(uuid[], integer[]) from public, anon, authenticated;
+revoke all on function private.add_contact_changes(uuid[], integer[]) from public, anon, authenticated;
 
 -- Once per insert statement, from the rows it inserted (O(rows inserted)).
 create function private.count_inserted_contacts()
@@ -79,7 +102,7 @@ begin
   into v_workspace_ids, v_changes
   from (select i.workspace_id, count(*)::integer as contacts from inserted i group by i.workspace_id) as n;
   if v_workspace_ids is not null then
-    perform private.add_contact_counts(v_workspace_ids, v_changes);
+    perform private.add_contact_changes(v_workspace_ids, v_changes);
   end if;
   return null;
 end
@@ -87,7 +110,7 @@ $$;
 
 revoke all on function private.count_inserted_contacts() from public, anon, authenticated;
 
--- Once per delete statement, from the rows it deleted (erasures, cascades included).
+-- Once per delete statement, from the rows it deleted (erasures and cascades included).
 create function private.count_deleted_contacts()
 returns trigger
 language plpgsql
@@ -102,7 +125,7 @@ begin
   into v_workspace_ids, v_changes
   from (select r.workspace_id, count(*)::integer as contacts from deleted r group by r.workspace_id) as d;
   if v_workspace_ids is not null then
-    perform private.add_contact_counts(v_workspace_ids, v_changes);
+    perform private.add_contact_changes(v_workspace_ids, v_changes);
   end if;
   return null;
 end
@@ -119,15 +142,14 @@ security definer
 set search_path = ''
 as $$
 begin
-  perform private.add_contact_counts(
-    array[old.workspace_id, new.workspace_id], array[-1, 1]
-  );
+  perform private.add_contact_changes(array[old.workspace_id, new.workspace_id], array[-1, 1]);
   return null;
 end
 $$;
 
 revoke all on function private.count_moved_contact() from public, anon, authenticated;
 
+-- A truncate leaves every workspace without contacts, pending changes included.
 create function private.reset_contact_counts()
 returns trigger
 language plpgsql
@@ -136,11 +158,41 @@ set search_path = ''
 as $$
 begin
   update private.workspace_contact_counts c set contacts = 0 where c.contacts <> 0;
+  perform pg_catalog.set_config('growthbase.pending_contacts', '{}', true);
   return null;
 end
 $$;
 
 revoke all on function private.reset_contact_counts() from public, anon, authenticated;
+
+-- At commit (deferred): writes the transaction's change for one workspace to its counter.
+-- The change is taken out of the pending ones first, so the update's own deferred event finds
+-- nothing left to apply.
+create function private.apply_contact_changes()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_pending jsonb := coalesce(nullif(pg_catalog.current_setting('growthbase.pending_contacts', true), '')::jsonb, '{}'::jsonb);
+  v_change integer := (v_pending ->> new.workspace_id::text)::integer;
+begin
+  if v_change is null then
+    return null;
+  end if;
+  perform pg_catalog.set_config(
+    'growthbase.pending_contacts', (v_pending - new.workspace_id::text)::text, true
+  );
+  if v_change <> 0 then
+    update private.workspace_contact_counts c set contacts = c.contacts + v_change
+    where c.workspace_id = new.workspace_id;
+  end if;
+  return null;
+end
+$$;
+
+revoke all on function private.apply_contact_changes() from public, anon, authenticated;
 
 -- Workspaces whose counter differs from their contacts (expected: none).
 create function private.verify_contact_counts()
@@ -165,6 +217,31 @@ grant execute on function private.verify_contact_counts() to service_role;
 drop trigger contacts_limit on public.contacts;
 
 drop function private.enforce_contact_limit();
+
+create constraint trigger workspace_contact_counts_apply
+  after update on private.workspace_contact_counts
+  deferrable initially deferred
+  for each row execute function private.apply_contact_changes();
+
+-- Every workspace starts with a counter row.
+create function private.create_contact_count()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  insert into private.workspace_contact_counts (workspace_id) values (new.id)
+  on conflict (workspace_id) do nothing;
+  return null;
+end
+$$;
+
+revoke all on function private.create_contact_count() from public, anon, authenticated;
+
+create trigger workspaces_create_contact_count
+  after insert on public.workspaces
+  for each row execute function private.create_contact_count();
 
 -- Created before the backfill: the triggers lock public.contacts against writes until this
 -- migration commits, so the backfilled counts and the counted writes do not overlap.
