@@ -173,6 +173,41 @@ def test_a_transactions_own_inserts_count_against_the_limit_and_rolled_back_ones
     assert drifted(conn, owner) == []
 
 
+FORGED_NEGATIVE = '{"%(workspace)s": {"n": -5000, "s": "x"}}'
+
+
+@pytest.mark.parametrize(
+    ("forged", "after_first_insert"),
+    [(FORGED_NEGATIVE, False), (FORGED_NEGATIVE, True), ("{}", True)],
+)
+def test_a_session_cannot_lower_its_count_through_the_pending_setting(
+    conn: Conn, forged: str, after_first_insert: bool
+) -> None:
+    """Any session may set a setting: a forged or dropped pending count aborts the writer."""
+    owner = create_user(conn)
+    add_contacts(conn, owner, "existing-", 995)
+    with pytest.raises(psycopg.Error) as caught, acting_as(conn, owner):
+        if after_first_insert:
+            add_contacts(conn, owner, "first-", 1)
+        conn.execute(
+            "select set_config('growthbase.pending_contacts', %s, true)",
+            (forged % {"workspace": owner.workspace_id},),
+        )
+        add_contacts(conn, owner, "more-", 10)
+    assert "changed outside its triggers" in str(caught.value)
+    assert kept_count(conn, owner) == 995
+    assert drifted(conn, owner) == []
+
+
+def test_dropping_the_pending_count_before_commit_fails_the_commit(conn: Conn) -> None:
+    owner = create_user(conn)
+    with pytest.raises(psycopg.Error) as caught, acting_as(conn, owner):
+        add_contacts(conn, owner, "kept-", 3)
+        conn.execute("select set_config('growthbase.pending_contacts', '{}', true)")
+    assert "changed outside its triggers" in str(caught.value)
+    assert (kept_count(conn, owner), drifted(conn, owner)) == (0, [])
+
+
 def test_moving_contacts_into_a_full_workspace_is_refused(conn: Conn) -> None:
     full, spare = create_user(conn), create_user(conn)
     add_contacts(conn, full, "full-", 1000)

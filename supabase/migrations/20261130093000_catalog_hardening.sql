@@ -21,25 +21,34 @@
 -- versions, each from another subtransaction).
 --
 -- A transaction's first change in a workspace locks its counter row (with an update that
--- changes nothing but queues the commit-time trigger), so writers of one workspace are
--- serialised until commit, and each limit check sees the committed count plus the
--- transaction's own pending change: concurrent inserts can never pass the limit together.
+-- marks the row as touched by the transaction and queues the commit-time trigger), so writers
+-- of one workspace are serialised until commit, and each limit check sees the committed count
+-- plus the transaction's own pending change: concurrent inserts can never pass the limit
+-- together.
+--
+-- Any session may set a setting, so each pending entry is signed with the workspace's
+-- signing_key (which only these functions read) and the transaction id, and an entry missing
+-- for a row the transaction touched, or present for one it did not, is refused: a session
+-- that edits the setting cannot lower its count, only abort its own transaction.
 
 create table private.workspace_contact_counts (
   workspace_id uuid primary key references public.workspaces (id) on delete cascade,
-  contacts integer not null default 0
+  contacts integer not null default 0,
+  signing_key uuid not null default gen_random_uuid(),
+  touched_by xid8
 );
 
 comment on table private.workspace_contact_counts is
   'Committed contacts per workspace, kept by triggers on public.contacts; private.verify_contact_counts() lists drift.';
 
 -- Adds per-workspace changes to the transaction's pending ones (setting
--- growthbase.pending_contacts, {"<workspace id>": change, ...}) and refuses a workspace that
--- grew past its plan's contact limit. Workspaces are taken in id order, so statements that
--- touch several workspaces lock their counters in one order. Called only from the security
--- definer triggers below, so it is not security definer itself, and it reads the limit
--- inline rather than through private.plan_limit: each of those costs a function context per
--- statement, which an import inserting row by row under savepoints pays thousands of times.
+-- growthbase.pending_contacts, {"<workspace id>": {"n": change, "s": signature}, ...}) and
+-- refuses a workspace that grew past its plan's contact limit. Workspaces are taken in id
+-- order, so statements that touch several workspaces lock their counters in one order. Called
+-- only from the security definer triggers below, so it is not security definer itself, and it
+-- reads the limit and signs inline rather than through helper functions: each of those costs
+-- a function context per statement, which an import inserting row by row under savepoints
+-- pays thousands of times.
 create function private.add_contact_changes(p_workspace_ids uuid[], p_changes integer[])
 returns void
 language plpgsql
@@ -47,10 +56,12 @@ set search_path = ''
 as $$
 declare
   v_pending jsonb := coalesce(nullif(pg_catalog.current_setting('growthbase.pending_contacts', true), '')::jsonb, '{}'::jsonb);
+  v_transaction text := pg_catalog.pg_current_xact_id()::text;
   v_workspace_id uuid;
   v_change integer;
+  v_entry jsonb;
   v_total integer;
-  v_committed integer;
+  v_counter private.workspace_contact_counts;
   v_max integer;
 begin
   for v_workspace_id, v_change in
@@ -58,30 +69,48 @@ begin
     where d.change <> 0
     order by d.workspace_id
   loop
-    if not v_pending ? v_workspace_id::text then
-      -- (A workspace being deleted has lost its counter row already: nothing to lock.)
-      if v_change > 0 then
-        insert into private.workspace_contact_counts (workspace_id) values (v_workspace_id)
-        on conflict (workspace_id) do nothing;
-      end if;
-      update private.workspace_contact_counts c set contacts = c.contacts
-      where c.workspace_id = v_workspace_id;
-    end if;
-    v_total := coalesce((v_pending ->> v_workspace_id::text)::integer, 0) + v_change;
-    v_pending := v_pending || jsonb_build_object(v_workspace_id::text, v_total);
+    v_entry := v_pending -> v_workspace_id::text;
     if v_change > 0 then
-      select c.contacts into v_committed
+      insert into private.workspace_contact_counts (workspace_id) values (v_workspace_id)
+      on conflict (workspace_id) do nothing;
+    end if;
+    select * into v_counter from private.workspace_contact_counts c where c.workspace_id = v_workspace_id;
+    if not found then
+      continue;  -- a workspace being deleted has lost its counter already
+    end if;
+    if (v_counter.touched_by is not distinct from pg_catalog.pg_current_xact_id()) <> (v_entry is not null)
+       or (v_entry is not null and v_entry ->> 's' is distinct from encode(sha256(convert_to(
+             v_counter.signing_key::text || ':' || v_transaction || ':' || v_workspace_id::text
+             || ':' || (v_entry ->> 'n'), 'UTF8')), 'hex')) then
+      raise exception 'growthbase.pending_contacts was changed outside its triggers';
+    end if;
+    v_total := coalesce((v_entry ->> 'n')::integer, 0) + v_change;
+    v_pending := v_pending || jsonb_build_object(v_workspace_id::text, jsonb_build_object(
+      'n', v_total,
+      's', encode(sha256(convert_to(
+        v_counter.signing_key::text || ':' || v_transaction || ':' || v_workspace_id::text
+        || ':' || v_total::text, 'UTF8')), 'hex')
+    ));
+    perform pg_catalog.set_config('growthbase.pending_contacts', v_pending::text, true);
+    if v_entry is null then
+      -- The transaction's first change here: lock the counter and queue the apply (which runs
+      -- at once under `set constraints all immediate`, so the setting is read back).
+      update private.workspace_contact_counts c set touched_by = pg_catalog.pg_current_xact_id()
+      where c.workspace_id = v_workspace_id;
+      v_pending := coalesce(nullif(pg_catalog.current_setting('growthbase.pending_contacts', true), '')::jsonb, '{}'::jsonb);
+    end if;
+    if v_change > 0 then
+      select * into v_counter
       from private.workspace_contact_counts c where c.workspace_id = v_workspace_id
       for update;
       select p.contact_limit into v_max
       from public.workspaces w join public.plans p on p.tier = w.plan_tier
       where w.id = v_workspace_id;
-      if v_committed + v_total > v_max then
+      if v_counter.contacts + coalesce((v_pending -> v_workspace_id::text ->> 'n')::integer, 0) > v_max then
         perform private.over_limit('contacts', v_max);
       end if;
     end if;
   end loop;
-  perform pg_catalog.set_config('growthbase.pending_contacts', v_pending::text, true);
 end
 $$;
 
@@ -157,17 +186,19 @@ security definer
 set search_path = ''
 as $$
 begin
-  update private.workspace_contact_counts c set contacts = 0 where c.contacts <> 0;
   perform pg_catalog.set_config('growthbase.pending_contacts', '{}', true);
+  update private.workspace_contact_counts c set contacts = 0, touched_by = null
+  where c.contacts <> 0 or c.touched_by = pg_catalog.pg_current_xact_id();
   return null;
 end
 $$;
 
 revoke all on function private.reset_contact_counts() from public, anon, authenticated;
 
--- At commit (deferred): writes the transaction's change for one workspace to its counter.
--- The change is taken out of the pending ones first, so the update's own deferred event finds
--- nothing left to apply.
+-- At commit (deferred, or at set constraints immediate): writes the transaction's change for
+-- one workspace to its counter and clears the row's touched mark, so later events (this
+-- update's own, an earlier touch's) find nothing left to apply, and a later change in the
+-- same transaction touches the row again.
 create function private.apply_contact_changes()
 returns trigger
 language plpgsql
@@ -176,18 +207,29 @@ set search_path = ''
 as $$
 declare
   v_pending jsonb := coalesce(nullif(pg_catalog.current_setting('growthbase.pending_contacts', true), '')::jsonb, '{}'::jsonb);
-  v_change integer := (v_pending ->> new.workspace_id::text)::integer;
+  v_entry jsonb := v_pending -> new.workspace_id::text;
 begin
-  if v_change is null then
+  if v_entry is null then
+    -- Applied already (or reset by a truncate), unless the row is still marked as touched.
+    if exists (
+      select from private.workspace_contact_counts c
+      where c.workspace_id = new.workspace_id and c.touched_by = pg_catalog.pg_current_xact_id()
+    ) then
+      raise exception 'growthbase.pending_contacts was changed outside its triggers';
+    end if;
     return null;
+  end if;
+  if v_entry ->> 's' is distinct from encode(sha256(convert_to(
+       new.signing_key::text || ':' || pg_catalog.pg_current_xact_id()::text || ':'
+       || new.workspace_id::text || ':' || (v_entry ->> 'n'), 'UTF8')), 'hex') then
+    raise exception 'growthbase.pending_contacts was changed outside its triggers';
   end if;
   perform pg_catalog.set_config(
     'growthbase.pending_contacts', (v_pending - new.workspace_id::text)::text, true
   );
-  if v_change <> 0 then
-    update private.workspace_contact_counts c set contacts = c.contacts + v_change
-    where c.workspace_id = new.workspace_id;
-  end if;
+  update private.workspace_contact_counts c
+  set contacts = c.contacts + (v_entry ->> 'n')::integer, touched_by = null
+  where c.workspace_id = new.workspace_id;
   return null;
 end
 $$;
