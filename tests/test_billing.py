@@ -546,22 +546,46 @@ def test_a_redelivery_arriving_during_the_first_apply_is_applied_once(
     assert state(conn, user)["status"] == "active"
 
 
-def test_a_new_workspace_starts_with_the_free_plans_monthly_credits(conn: Conn) -> None:
+def test_a_new_account_starts_with_the_free_plans_monthly_credits(conn: Conn) -> None:
     user = create_user(conn)
-    with acting_as(conn, user):
-        second = one(conn, "select id from public.create_workspace('Second shop')")["id"]
-    for workspace in (user.workspace_id, second):
-        credits = one(
-            conn, "select credits_remaining from public.workspaces where id = %s", (workspace,)
-        )
-        assert credits == {"credits_remaining": FREE_CREDITS}
-        assert grants(conn, workspace) == [(FREE_CREDITS, free_reference(conn, workspace))]
+    credits = one(
+        conn, "select credits_remaining from public.workspaces where id = %s", (user.workspace_id,)
+    )
+    assert credits == {"credits_remaining": FREE_CREDITS}
+    assert grants(conn, user.workspace_id) == [
+        (FREE_CREDITS, free_reference(conn, user.workspace_id))
+    ]
     with acting_as(conn, user):
         seen = conn.execute(
             "select reason, delta, balance_after from public.credit_ledger where workspace_id = %s",
             (user.workspace_id,),
         ).fetchall()
     assert seen == [{"reason": "grant", "delta": FREE_CREDITS, "balance_after": FREE_CREDITS}]
+
+
+def test_workspaces_created_after_sign_up_mint_no_free_credits(
+    client: TestClient, conn: Conn
+) -> None:
+    user = create_user(conn)
+    with acting_as(conn, user):
+        extra = [
+            one(conn, "select id from public.create_workspace(%s)", (f"Shop {n}",))["id"]
+            for n in range(3)
+        ]
+        conn.execute("delete from public.workspaces where id = %s", (extra[0],))
+        extra.append(one(conn, "select id from public.create_workspace('Shop again')")["id"])
+    granted_last_month(conn, user)
+    cron = {"Authorization": f"Bearer {CRON_SECRET}"}
+    assert client.get("/api/v1/cron/monthly-credits", headers=cron).status_code == 200
+    for workspace in extra[1:]:
+        credits = one(
+            conn, "select credits_remaining from public.workspaces where id = %s", (workspace,)
+        )
+        assert credits == {"credits_remaining": 0}
+        assert grants(conn, workspace) == []
+    assert balance(conn, user) == 2 * FREE_CREDITS
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), acting_as(conn, user):
+        conn.execute("update public.workspaces set personal = true where id = %s", (extra[1],))
 
 
 def granted_last_month(conn: Conn, user: User) -> None:
