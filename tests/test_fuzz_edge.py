@@ -65,13 +65,29 @@ def shoptet() -> Iterator[ShoptetServer]:
 
 
 @pytest.fixture(scope="module")
-def tenant(database_url: str, jwks: JwksServer) -> Tenant:
+def tenant(database_url: str, jwks: JwksServer) -> Iterator[Tenant]:
+    """A team-plan user whose plan limits are lifted while the fuzz runs, so every case reaches
+    the code behind the rate limits (tests/test_rate_limits.py proves the limits)."""
     with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
         user = create_user(conn)
-        # A paid tier's rate limits, so repeated cases reach the code behind the limits.
         fund(conn, user, 1000, tier="team")
         project = make_project(conn, user)
-    return Tenant(user, project, jwks.sign(jwks.claims(user.id, email=user.email)))
+        limits = conn.execute(
+            "select action, scope, max_requests from public.plan_rate_limits"
+            " where plan_tier = 'team'"
+        ).fetchall()
+        conn.execute(
+            "update public.plan_rate_limits set max_requests = 1000000 where plan_tier = 'team'"
+        )
+        try:
+            yield Tenant(user, project, jwks.sign(jwks.claims(user.id, email=user.email)))
+        finally:
+            for limit in limits:
+                conn.execute(
+                    "update public.plan_rate_limits set max_requests = %(max_requests)s"
+                    " where plan_tier = 'team' and action = %(action)s and scope = %(scope)s",
+                    limit,
+                )
 
 
 @pytest.fixture(scope="module")
