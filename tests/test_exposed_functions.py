@@ -118,6 +118,33 @@ def test_anon_executes_no_exposed_function(conn: Conn) -> None:
     assert [signature for signature, anon in exposed(conn).items() if anon] == []
 
 
+def test_every_exposed_function_says_what_it_does(conn: Conn) -> None:
+    """Studio and the generated API docs show the comment: it is the function's documentation."""
+    undocumented = conn.execute(
+        "select p.oid::regprocedure::text as signature"
+        " from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace"
+        " where n.nspname = any (%(schemas)s)"
+        "   and has_function_privilege('authenticated', p.oid, 'execute')"
+        "   and coalesce(obj_description(p.oid, 'pg_proc'), '') = ''"
+        " order by 1",
+        {"schemas": EXPOSED_SCHEMAS},
+    ).fetchall()
+    assert [r["signature"] for r in undocumented] == []
+
+
+def test_every_function_of_ours_pins_its_search_path(conn: Conn) -> None:
+    """Without `set search_path` a caller's objects can shadow what a function calls."""
+    unpinned = conn.execute(
+        "select p.oid::regprocedure::text as signature"
+        " from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace"
+        " where n.nspname in ('public', 'private', 'analytics')"
+        "   and not exists (select from unnest(p.proconfig) as c(setting)"
+        "                   where c.setting like 'search_path=%%')"
+        " order by 1"
+    ).fetchall()
+    assert [r["signature"] for r in unpinned] == []
+
+
 def module_test_names(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     return {
