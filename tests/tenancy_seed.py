@@ -66,6 +66,7 @@ REFERENCE_TABLES = frozenset(
         "public.ai_prices",
         "analytics.rfm_segment_map",
         "private.email_send_rate",
+        "private.platform_suppressions",
     }
 )
 

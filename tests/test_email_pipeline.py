@@ -337,7 +337,8 @@ def test_contacts_who_unsubscribe_or_bounce_mid_campaign_get_nothing_more(
     start(conn, owner, campaign)
     conn.execute(
         "update public.contacts set unsubscribed_at = now()"
-        " where email = 'reader-2@mail.example.org'"
+        " where workspace_id = %s and email = 'reader-2@mail.example.org'",
+        (owner.workspace_id,),
     )
     conn.execute(
         "insert into public.email_suppressions (workspace_id, email, reason)"

@@ -3,6 +3,7 @@ the test serves in place of SNS's host) carrying SES event records in the shapes
 publishing documentation, posted to the edge and applied to a real campaign's send ledger."""
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,10 +13,11 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, dict_row
 from pydantic import SecretStr
 
 from api.app import create_app
+from api.db import become_service
 from api.settings import Settings
 from tests import sns_signing
 from tests.email_factories import (
@@ -30,6 +32,7 @@ from tests.email_factories import (
 from tests.factories import User, acting_as, add_member, create_user
 from tests.jwks import JwksServer
 from tests.sns_signing import Certificate, SnsHost, serve_sns
+from tests.test_tenancy import wait_until_blocked
 
 Conn = psycopg.Connection[DictRow]
 TOPIC = "arn:aws:sns:eu-central-1:123456789012:growthbase-ses-events"
@@ -418,6 +421,14 @@ def sns(client: TestClient, certificate: Certificate, cert_host: SnsHost) -> Sns
     return Sns(client, certificate, cert_host)
 
 
+@pytest.fixture(autouse=True)
+def forget_platform_suppressions(conn: Conn) -> Iterator[None]:
+    """Every test's contacts share addresses across workspaces, so a complaint or bounce of one
+    test must not suppress the addresses of the next."""
+    yield
+    conn.execute("delete from private.platform_suppressions")
+
+
 # subscription -----------------------------------------------------------------------------------
 
 
@@ -742,6 +753,105 @@ def test_a_complaint_outranks_a_manual_or_bounce_suppression_and_cannot_be_lifte
             (bounced.email, "complaint", "Complaint (abuse)"),
         ]
     )
+
+
+def test_a_complaint_waiting_on_an_admins_uncommitted_manual_suppression_still_wins(
+    sns: Sns, conn: Conn, database_url: str
+) -> None:
+    campaign = sent_campaign(conn, 1)
+    reader = campaign.recipients[0]
+    admin = add_member(conn, campaign.user, "admin")
+    message = sns.notification(complaint(reader, minutes(1)))
+    event_id = conn.execute(
+        "select id from private.record_webhook_event('ses', %s, %s)",
+        (message["MessageId"], json.dumps(message)),
+    ).fetchone()["id"]
+    outcome: dict[str, Any] = {}
+    with (
+        psycopg.connect(database_url, row_factory=dict_row) as first,
+        psycopg.connect(database_url, row_factory=dict_row, autocommit=True) as second,
+    ):
+        with acting_as(first, admin):
+            first.execute(
+                "insert into public.email_suppressions (workspace_id, email, reason)"
+                " values (%s, %s, 'manual')",
+                (campaign.user.workspace_id, reader.email),
+            )
+
+            def apply_complaint() -> None:
+                with second.transaction():
+                    become_service(second)
+                    outcome.update(
+                        second.execute(
+                            "select private.apply_ses_event(%s) as outcome", (event_id,)
+                        ).fetchone()
+                        or {}
+                    )
+
+            racer = threading.Thread(target=apply_complaint)
+            racer.start()
+            wait_until_blocked(conn, second.info.backend_pid)
+        racer.join()
+
+    assert outcome == {"outcome": "applied"}
+    with acting_as(conn, admin):
+        lifted = conn.execute(
+            "delete from public.email_suppressions where workspace_id = %s",
+            (campaign.user.workspace_id,),
+        ).rowcount
+    assert lifted == 0
+    suppressed = conn.execute(
+        "select reason from public.email_suppressions where workspace_id = %s and email = %s",
+        (campaign.user.workspace_id, reader.email),
+    ).fetchall()
+    assert suppressed == [{"reason": "complaint"}]
+
+
+def test_a_complaint_or_permanent_bounce_keeps_the_address_out_of_every_workspace(
+    sns: Sns, conn: Conn
+) -> None:
+    campaign = sent_campaign(conn, 2)
+    complained, bounced = campaign.recipients
+    other = create_user(conn)
+    contacts = add_contacts(conn, other, 3)
+    other_list = email_list(conn, other, contacts)
+    other_domain = f"{uuid.uuid4().hex[:10]}.example.net"
+    other_sender = verified_sender(conn, other, other_domain)
+
+    def other_campaign() -> uuid.UUID:
+        return draft_campaign(
+            conn,
+            other,
+            list_ids=[other_list],
+            sender_id=other_sender,
+            from_email=f"hello@{other_domain}",
+        )
+
+    launched_before = other_campaign()
+    assert start(conn, other, launched_before) == 3
+    sns.publish(complaint(complained, minutes(1)))
+    sns.publish(bounce(bounced, minutes(2), "Permanent", "General"))
+
+    conn.execute(
+        "update public.campaigns set status = 'paused' where status = 'sending' and id <> %s",
+        (launched_before,),
+    )
+    claimed = conn.execute(
+        "select email from private.claim_email_batch(100, 60, 1000) order by email"
+    ).fetchall()
+    assert [row["email"] for row in claimed] == ["reader-3@mail.example.org"]
+    skipped = conn.execute(
+        "select email from public.campaign_recipients where campaign_id = %s"
+        " and status = 'skipped' order by email",
+        (launched_before,),
+    ).fetchall()
+    assert [row["email"] for row in skipped] == sorted([complained.email, bounced.email])
+
+    launched_after = other_campaign()
+    assert start(conn, other, launched_after) == 1
+    with acting_as(conn, other):
+        seen = conn.execute("select email from public.email_suppressions").fetchall()
+    assert seen == []
 
 
 def test_a_later_transient_bounce_does_not_hide_a_permanent_one(sns: Sns, conn: Conn) -> None:

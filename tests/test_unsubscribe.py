@@ -5,6 +5,7 @@ import base64
 import html
 import json
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,15 +17,17 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, dict_row
 from pydantic import SecretStr
 
 from api import unsubscribe_tokens
 from api.app import create_app
+from api.db import become_service
 from api.settings import Settings
 from tests.email_factories import add_contacts, draft_campaign, email_list, start, verified_sender
 from tests.factories import User, acting_as, add_member, create_user, one, refused
 from tests.jwks import JwksServer
+from tests.test_tenancy import wait_until_blocked
 
 Conn = psycopg.Connection[DictRow]
 LINK_SECRET = "test-link-secret-" + uuid.uuid4().hex
@@ -291,7 +294,7 @@ def test_an_unsubscribe_outranks_a_manual_suppression_and_no_workspace_user_can_
         ).rowcount
     assert lifted == 0
     for user in (member, owner):
-        with acting_as(conn, user), refused(409, "unsubscribe_is_permanent"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), acting_as(conn, user):
             conn.execute(
                 "update public.contacts set unsubscribed_at = null where id = %s", (reader,)
             )
@@ -299,7 +302,7 @@ def test_an_unsubscribe_outranks_a_manual_suppression_and_no_workspace_user_can_
     assert suppression_reason(conn, owner, email) == "unsubscribe"
 
 
-def test_a_new_address_for_an_unsubscribed_contact_is_suppressed_too(
+def test_the_address_of_an_unsubscribed_contact_cannot_be_changed(
     client: TestClient, conn: Conn
 ) -> None:
     owner = create_user(conn)
@@ -307,17 +310,107 @@ def test_a_new_address_for_an_unsubscribed_contact_is_suppressed_too(
     reader = add_contacts(conn, owner, 1)[0]
     assert one_click(client, link_token(owner, reader)).status_code == 200
 
-    with acting_as(conn, member):
+    with acting_as(conn, member), refused(409, "contact_unsubscribed"):
         conn.execute(
-            "update public.contacts set email = 'new-address@mail.example.org' where id = %s",
+            "update public.contacts set email = 'someone-else@mail.example.org' where id = %s",
             (reader,),
         )
-        conn.execute("delete from public.contacts where id = %s", (reader,))
+
+    assert suppression_reason(conn, owner, "someone-else@mail.example.org") is None
+    assert suppression_reason(conn, owner, "reader-1@mail.example.org") == "unsubscribe"
+
+
+def test_members_cannot_mark_anyone_unsubscribed(conn: Conn) -> None:
+    owner = create_user(conn)
+    member = add_member(conn, owner, "member")
+    reader = add_contacts(conn, owner, 1)[0]
+
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), acting_as(conn, member):
         conn.execute(
-            "insert into public.contacts (workspace_id, email, consent_state)"
-            " values (%s, 'new-address@mail.example.org', 'granted')",
+            "insert into public.contacts (workspace_id, email, unsubscribed_at)"
+            " values (%s, 'victim@mail.example.org', now())",
             (owner.workspace_id,),
         )
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), acting_as(conn, member):
+        conn.execute("update public.contacts set unsubscribed_at = now() where id = %s", (reader,))
 
-    assert suppression_reason(conn, owner, "new-address@mail.example.org") == "unsubscribe"
-    assert suppression_reason(conn, owner, "reader-1@mail.example.org") == "unsubscribe"
+    assert unsubscribed_at(conn, [reader]) == [None]
+    assert suppression_reason(conn, owner, "victim@mail.example.org") is None
+    assert suppression_reason(conn, owner, "reader-1@mail.example.org") is None
+
+
+def test_an_unsubscribe_waiting_on_an_admins_uncommitted_manual_suppression_still_wins(
+    conn: Conn, database_url: str
+) -> None:
+    owner = create_user(conn)
+    admin = add_member(conn, owner, "admin")
+    reader = add_contacts(conn, owner, 1)[0]
+    email = "reader-1@mail.example.org"
+    outcome: dict[str, Any] = {}
+    with (
+        psycopg.connect(database_url, row_factory=dict_row) as first,
+        psycopg.connect(database_url, row_factory=dict_row, autocommit=True) as second,
+    ):
+        with acting_as(first, admin):
+            first.execute(
+                "insert into public.email_suppressions (workspace_id, email, reason)"
+                " values (%s, %s, 'manual')",
+                (owner.workspace_id, email),
+            )
+
+            def unsubscribe() -> None:
+                with second.transaction():
+                    become_service(second)
+                    outcome.update(
+                        one(
+                            second,
+                            "select private.unsubscribe_contact(%s, %s, null) as outcome",
+                            (owner.workspace_id, reader),
+                        )
+                    )
+
+            racer = threading.Thread(target=unsubscribe)
+            racer.start()
+            wait_until_blocked(conn, second.info.backend_pid)
+        racer.join()
+
+    assert outcome == {"outcome": "unsubscribed"}
+    assert suppression_reason(conn, owner, email) == "unsubscribe"
+    with acting_as(conn, admin):
+        lifted = conn.execute(
+            "delete from public.email_suppressions where workspace_id = %s", (owner.workspace_id,)
+        ).rowcount
+    assert lifted == 0
+
+
+def test_only_the_service_erases_an_unsubscribe_suppression(client: TestClient, conn: Conn) -> None:
+    owner = create_user(conn)
+    readers = add_contacts(conn, owner, 2)
+    for reader in readers:
+        assert one_click(client, link_token(owner, reader)).status_code == 200
+    first, second = "reader-1@mail.example.org", "reader-2@mail.example.org"
+    with acting_as(conn, owner):
+        lifted = conn.execute(
+            "delete from public.email_suppressions where workspace_id = %s", (owner.workspace_id,)
+        ).rowcount
+    assert lifted == 0
+
+    with conn.transaction():
+        become_service(conn)
+        conn.execute(
+            "delete from public.email_suppressions where workspace_id = %s and email = %s",
+            (owner.workspace_id, first),
+        )
+        conn.execute(
+            "update public.email_suppressions"
+            " set email = 'erased-' || md5(email) || '@erased.invalid'"
+            " where workspace_id = %s and email = %s",
+            (owner.workspace_id, second),
+        )
+
+    remaining = conn.execute(
+        "select email like 'erased-%%@erased.invalid' as anonymised, reason"
+        " from public.email_suppressions where workspace_id = %s",
+        (owner.workspace_id,),
+    ).fetchall()
+    assert remaining == [{"anonymised": True, "reason": "unsubscribe"}]
