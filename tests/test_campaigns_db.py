@@ -794,3 +794,36 @@ def test_unsubscribe_and_complaint_suppressions_keep_their_address_and_reason(
             "delete from public.email_suppressions where workspace_id = %s", (owner.workspace_id,)
         )
     conn.execute("delete from public.workspaces where id = %s", (owner.workspace_id,))
+
+
+def test_a_stale_unverified_domain_blocks_no_other_workspace_and_a_null_identity_is_a_422(
+    conn: Conn,
+) -> None:
+    domain = f"{uuid.uuid4().hex[:10]}.example.net"
+    squatter, owner = create_user(conn), create_user(conn)
+
+    def register(user: User, identity: str | None) -> uuid.UUID:
+        with acting_as(conn, user):
+            return uuid.UUID(
+                str(
+                    one(
+                        conn,
+                        "select public.register_sender_identity(%s, %s) as id",
+                        (user.workspace_id, identity),
+                    )["id"]
+                )
+            )
+
+    squatted = register(squatter, domain)
+    conn.execute(
+        "update public.sender_identities set created_at = now() - interval '73 hours'"
+        " where id = %s",
+        (squatted,),
+    )
+    for nested in (f"news@{domain}", f"mail.{domain}", f"news@mail.{domain}"):
+        register(owner, nested)
+    conn.execute("update public.sender_identities set verified = true where id = %s", (squatted,))
+    with refused(409, "identity_taken"):
+        register(owner, f"shop@{domain}")
+    with refused(422, "invalid_input"):
+        register(owner, None)
