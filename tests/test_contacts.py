@@ -173,39 +173,38 @@ def test_a_transactions_own_inserts_count_against_the_limit_and_rolled_back_ones
     assert drifted(conn, owner) == []
 
 
-FORGED_NEGATIVE = '{"%(workspace)s": {"n": -5000, "s": "x"}}'
-
-
-@pytest.mark.parametrize(
-    ("forged", "after_first_insert"),
-    [(FORGED_NEGATIVE, False), (FORGED_NEGATIVE, True), ("{}", True)],
-)
-def test_a_session_cannot_lower_its_count_through_the_pending_setting(
-    conn: Conn, forged: str, after_first_insert: bool
-) -> None:
-    """Any session may set a setting: a forged or dropped pending count aborts the writer."""
+def test_under_set_constraints_all_immediate_each_change_is_applied_at_once(conn: Conn) -> None:
     owner = create_user(conn)
-    add_contacts(conn, owner, "existing-", 995)
-    with pytest.raises(psycopg.Error) as caught, acting_as(conn, owner):
-        if after_first_insert:
-            add_contacts(conn, owner, "first-", 1)
-        conn.execute(
-            "select set_config('growthbase.pending_contacts', %s, true)",
-            (forged % {"workspace": owner.workspace_id},),
-        )
-        add_contacts(conn, owner, "more-", 10)
-    assert "changed outside its triggers" in str(caught.value)
-    assert kept_count(conn, owner) == 995
-    assert drifted(conn, owner) == []
+    add_contacts(conn, owner, "existing-", 990)
+    with conn.transaction():
+        add_contacts(conn, owner, "deferred-", 3)
+        assert kept_count(conn, owner) == 990
+        conn.execute("set constraints all immediate")
+        assert kept_count(conn, owner) == 993
+        add_contacts(conn, owner, "immediate-", 2)
+        conn.execute("delete from public.contacts where email = 'deferred-1@example.test'")
+        add_contacts(conn, owner, "more-", 5)
+        assert kept_count(conn, owner) == 999
+        with refused(402, "plan_limit_reached"), conn.transaction():
+            add_contacts(conn, owner, "over-", 2)
+        assert (kept_count(conn, owner), drifted(conn, owner)) == (999, [])
+    assert (kept_count(conn, owner), drifted(conn, owner)) == (999, [])
 
 
-def test_dropping_the_pending_count_before_commit_fails_the_commit(conn: Conn) -> None:
-    owner = create_user(conn)
-    with pytest.raises(psycopg.Error) as caught, acting_as(conn, owner):
-        add_contacts(conn, owner, "kept-", 3)
-        conn.execute("select set_config('growthbase.pending_contacts', '{}', true)")
-    assert "changed outside its triggers" in str(caught.value)
-    assert (kept_count(conn, owner), drifted(conn, owner)) == (0, [])
+def test_a_truncate_resets_every_counter_and_later_inserts_count_again(conn: Conn) -> None:
+    """Inside a transaction that rolls back: the other tests' contacts stay."""
+    owner, other = create_user(conn), create_user(conn)
+    add_contacts(conn, owner, "existing-", 990)
+    add_contacts(conn, other, "other-", 4)
+    with conn.transaction(force_rollback=True):
+        add_contacts(conn, owner, "pending-", 5)
+        conn.execute("truncate public.contacts cascade")
+        assert (kept_count(conn, owner), kept_count(conn, other)) == (0, 0)
+        add_contacts(conn, owner, "after-", 7)
+        conn.execute("set constraints all immediate")
+        assert (kept_count(conn, owner), kept_count(conn, other)) == (7, 0)
+        assert conn.execute("select * from private.verify_contact_counts()").fetchall() == []
+    assert (kept_count(conn, owner), kept_count(conn, other)) == (990, 4)
 
 
 def test_moving_contacts_into_a_full_workspace_is_refused(conn: Conn) -> None:

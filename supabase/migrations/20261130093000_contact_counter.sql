@@ -14,41 +14,36 @@
 -- contact counter -----------------------------------------------------------------------------
 --
 -- The committed count lives in private.workspace_contact_counts. A transaction's own inserts
--- and deletes are added up per workspace in a transaction-local setting (which a rolled-back
--- savepoint rolls back with its rows) and written to the counter once, at commit, by a
--- deferred trigger. Updating the counter row in every statement instead makes an import that
--- inserts row by row under savepoints quadratic (every update walks the row's growing chain of
--- versions, each from another subtransaction).
+-- and deletes are added up per workspace in the transaction-local setting
+-- growthbase.pending_contacts ({"<workspace id>": change}; a rolled-back savepoint rolls it
+-- back with its rows) and written to the counter once, at commit, by a deferred trigger.
+-- Updating the counter row in every statement instead makes an import that inserts row by row
+-- under savepoints quadratic (every update walks the row's growing chain of versions, each
+-- from another subtransaction).
 --
--- A transaction's first change in a workspace locks its counter row (with an update that
--- marks the row as touched by the transaction and queues the commit-time trigger), so writers
--- of one workspace are serialised until commit, and each limit check sees the committed count
--- plus the transaction's own pending change: concurrent inserts can never pass the limit
--- together.
+-- A transaction's first change in a workspace locks its counter row with a no-op update, which
+-- also queues the commit-time apply, so writers of one workspace are serialised until commit
+-- and each limit check sees the committed count plus the transaction's own pending change:
+-- concurrent inserts can never pass the limit together.
 --
--- Any session may set a setting, so each pending entry is signed with the workspace's
--- signing_key (which only these functions read) and the transaction id, and an entry missing
--- for a row the transaction touched, or present for one it did not, is refused: a session
--- that edits the setting cannot lower its count, only abort its own transaction.
+-- The setting is not signed: only trusted SQL can set it. The Data API sets only request.*
+-- settings and the role, and set_config is in no schema it exposes; SQL run outside the Data
+-- API (migrations, the edge's own statements, the SQL editor) is trusted.
 
 create table private.workspace_contact_counts (
   workspace_id uuid primary key references public.workspaces (id) on delete cascade,
-  contacts integer not null default 0,
-  signing_key uuid not null default gen_random_uuid(),
-  touched_by xid8
+  contacts integer not null default 0
 );
 
 comment on table private.workspace_contact_counts is
   'Committed contacts per workspace, kept by triggers on public.contacts; private.verify_contact_counts() lists drift.';
 
--- Adds per-workspace changes to the transaction's pending ones (setting
--- growthbase.pending_contacts, {"<workspace id>": {"n": change, "s": signature}, ...}) and
--- refuses a workspace that grew past its plan's contact limit. Workspaces are taken in id
--- order, so statements that touch several workspaces lock their counters in one order. Called
--- only from the security definer triggers below, so it is not security definer itself, and it
--- reads the limit and signs inline rather than through helper functions: each of those costs
--- a function context per statement, which an import inserting row by row under savepoints
--- pays thousands of times.
+-- Adds per-workspace changes to the transaction's pending ones and refuses a workspace that
+-- grew past its plan's contact limit. Workspaces are taken in id order, so statements that
+-- touch several workspaces lock their counters in one order. Called only from the security
+-- definer triggers below, so it is not security definer itself, and it reads the limit inline
+-- rather than through a helper function: each costs a function context per statement, which
+-- an import inserting row by row under savepoints pays thousands of times.
 create function private.add_contact_changes(p_workspace_ids uuid[], p_changes integer[])
 returns void
 language plpgsql
@@ -56,12 +51,10 @@ set search_path = ''
 as $$
 declare
   v_pending jsonb := coalesce(nullif(pg_catalog.current_setting('growthbase.pending_contacts', true), '')::jsonb, '{}'::jsonb);
-  v_transaction text := pg_catalog.pg_current_xact_id()::text;
   v_workspace_id uuid;
   v_change integer;
-  v_entry jsonb;
-  v_total integer;
-  v_counter private.workspace_contact_counts;
+  v_first boolean;
+  v_committed integer;
   v_max integer;
 begin
   for v_workspace_id, v_change in
@@ -69,44 +62,30 @@ begin
     where d.change <> 0
     order by d.workspace_id
   loop
-    v_entry := v_pending -> v_workspace_id::text;
-    if v_change > 0 then
-      insert into private.workspace_contact_counts (workspace_id) values (v_workspace_id)
-      on conflict (workspace_id) do nothing;
-    end if;
-    select * into v_counter from private.workspace_contact_counts c where c.workspace_id = v_workspace_id;
-    if not found then
-      continue;  -- a workspace being deleted has lost its counter already
-    end if;
-    if (v_counter.touched_by is not distinct from pg_catalog.pg_current_xact_id()) <> (v_entry is not null)
-       or (v_entry is not null and v_entry ->> 's' is distinct from encode(sha256(convert_to(
-             v_counter.signing_key::text || ':' || v_transaction || ':' || v_workspace_id::text
-             || ':' || (v_entry ->> 'n'), 'UTF8')), 'hex')) then
-      raise exception 'growthbase.pending_contacts was changed outside its triggers';
-    end if;
-    v_total := coalesce((v_entry ->> 'n')::integer, 0) + v_change;
-    v_pending := v_pending || jsonb_build_object(v_workspace_id::text, jsonb_build_object(
-      'n', v_total,
-      's', encode(sha256(convert_to(
-        v_counter.signing_key::text || ':' || v_transaction || ':' || v_workspace_id::text
-        || ':' || v_total::text, 'UTF8')), 'hex')
-    ));
+    v_first := not (v_pending ? v_workspace_id::text);
+    v_pending := v_pending || jsonb_build_object(
+      v_workspace_id::text, coalesce((v_pending ->> v_workspace_id::text)::integer, 0) + v_change
+    );
     perform pg_catalog.set_config('growthbase.pending_contacts', v_pending::text, true);
-    if v_entry is null then
-      -- The transaction's first change here: lock the counter and queue the apply (which runs
-      -- at once under `set constraints all immediate`, so the setting is read back).
-      update private.workspace_contact_counts c set touched_by = pg_catalog.pg_current_xact_id()
+    if v_first then
+      if v_change > 0 then
+        insert into private.workspace_contact_counts (workspace_id) values (v_workspace_id)
+        on conflict (workspace_id) do nothing;
+      end if;
+      -- Locks the counter and queues the apply. Under `set constraints all immediate` the apply
+      -- runs at the end of this statement, so the setting is written before it and read back.
+      update private.workspace_contact_counts c set contacts = c.contacts
       where c.workspace_id = v_workspace_id;
       v_pending := coalesce(nullif(pg_catalog.current_setting('growthbase.pending_contacts', true), '')::jsonb, '{}'::jsonb);
     end if;
     if v_change > 0 then
-      select * into v_counter
-      from private.workspace_contact_counts c where c.workspace_id = v_workspace_id
-      for update;
+      -- The row is locked by this transaction: no other writer can change it before commit.
+      select c.contacts into v_committed
+      from private.workspace_contact_counts c where c.workspace_id = v_workspace_id;
       select p.contact_limit into v_max
       from public.workspaces w join public.plans p on p.tier = w.plan_tier
       where w.id = v_workspace_id;
-      if v_counter.contacts + coalesce((v_pending -> v_workspace_id::text ->> 'n')::integer, 0) > v_max then
+      if v_committed + coalesce((v_pending ->> v_workspace_id::text)::integer, 0) > v_max then
         perform private.over_limit('contacts', v_max);
       end if;
     end if;
@@ -187,8 +166,7 @@ set search_path = ''
 as $$
 begin
   perform pg_catalog.set_config('growthbase.pending_contacts', '{}', true);
-  update private.workspace_contact_counts c set contacts = 0, touched_by = null
-  where c.contacts <> 0 or c.touched_by = pg_catalog.pg_current_xact_id();
+  update private.workspace_contact_counts c set contacts = 0 where c.contacts <> 0;
   return null;
 end
 $$;
@@ -196,9 +174,9 @@ $$;
 revoke all on function private.reset_contact_counts() from public, anon, authenticated;
 
 -- At commit (deferred, or at set constraints immediate): writes the transaction's change for
--- one workspace to its counter and clears the row's touched mark, so later events (this
--- update's own, an earlier touch's) find nothing left to apply, and a later change in the
--- same transaction touches the row again.
+-- one workspace to its counter and removes it from the setting first, so later events for the
+-- row (this update's own, another change's) find nothing left to apply, and a later change in
+-- the same transaction locks the row and queues the apply again.
 create function private.apply_contact_changes()
 returns trigger
 language plpgsql
@@ -207,29 +185,18 @@ set search_path = ''
 as $$
 declare
   v_pending jsonb := coalesce(nullif(pg_catalog.current_setting('growthbase.pending_contacts', true), '')::jsonb, '{}'::jsonb);
-  v_entry jsonb := v_pending -> new.workspace_id::text;
+  v_change integer := (v_pending ->> new.workspace_id::text)::integer;
 begin
-  if v_entry is null then
-    -- Applied already (or reset by a truncate), unless the row is still marked as touched.
-    if exists (
-      select from private.workspace_contact_counts c
-      where c.workspace_id = new.workspace_id and c.touched_by = pg_catalog.pg_current_xact_id()
-    ) then
-      raise exception 'growthbase.pending_contacts was changed outside its triggers';
-    end if;
-    return null;
-  end if;
-  if v_entry ->> 's' is distinct from encode(sha256(convert_to(
-       new.signing_key::text || ':' || pg_catalog.pg_current_xact_id()::text || ':'
-       || new.workspace_id::text || ':' || (v_entry ->> 'n'), 'UTF8')), 'hex') then
-    raise exception 'growthbase.pending_contacts was changed outside its triggers';
+  if v_change is null then
+    return null;  -- applied already, or reset by a truncate
   end if;
   perform pg_catalog.set_config(
     'growthbase.pending_contacts', (v_pending - new.workspace_id::text)::text, true
   );
-  update private.workspace_contact_counts c
-  set contacts = c.contacts + (v_entry ->> 'n')::integer, touched_by = null
-  where c.workspace_id = new.workspace_id;
+  if v_change <> 0 then
+    update private.workspace_contact_counts c set contacts = c.contacts + v_change
+    where c.workspace_id = new.workspace_id;
+  end if;
   return null;
 end
 $$;
