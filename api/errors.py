@@ -1,9 +1,11 @@
 """One error type for the edge, so every failure leaves as the same JSON envelope.
 
 Database errors are translated here, once: our SQL functions raise SQLSTATE `PT<status>` with
-a snake_case code in HINT (the convention PostgREST also honours), a few standard SQLSTATEs
-map to the statuses PostgREST would give them, and a value psycopg refuses to send (text with
-NUL) is the caller's input error.
+a snake_case code in HINT (the convention PostgREST also honours); the standard SQLSTATEs a
+caller's input can cause map, by code or by class, to a 4xx as PostgREST answers them (data
+exceptions, integrity violations, a plain RAISE, program limits), with a fixed message so no
+internal detail leaks; and a value psycopg refuses to send (text with NUL) is the caller's input
+error. Anything else is our bug: a 500.
 """
 
 import json
@@ -33,7 +35,13 @@ DATABASE_ERRORS: dict[str, tuple[int, str, str]] = {
     "23503": (409, "conflict", "That refers to a record that does not exist or is still in use"),
     "23514": (422, "invalid_input", "A value is not allowed"),
     "23502": (422, "invalid_input", "A required value is missing"),
+    "23": (409, "conflict", "That conflicts with the rules for existing records"),
     "22": (422, "invalid_input", "A value has the wrong format"),
+    # A plain RAISE (P0001) is an input refusal written without our convention; its message
+    # is ours, so it is shown (see from_database_error).
+    "P0001": (400, "bad_request", "The request was refused"),
+    "54": (413, "too_large", "The request is too large or complex to process"),
+    "53": (503, "database_busy", "The database is short of resources; try again"),
     "40": (503, "database_busy", "The database was busy; try again"),
     "57014": (503, "database_timeout", "The database took too long; try again"),
     "08": (503, "database_unavailable", "The database cannot be reached; try again shortly"),
@@ -67,6 +75,8 @@ def from_database_error(error: psycopg.Error) -> ApiError | None:
     if known is None:
         return None
     status, code, message = known
+    if sqlstate == "P0001":
+        message = error.diag.message_primary or message
     constraint = error.diag.constraint_name
     return ApiError(status, code, message, {"constraint": constraint} if constraint else None)
 
