@@ -2,13 +2,18 @@
 
 Only http(s); every host (first URL and every redirect) is resolved and each address must be a
 public one — no loopback, private, link-local (cloud metadata), multicast or reserved ranges;
-at most three redirects, 1 MiB and 5 seconds; only HTML or text; the visible text is returned.
+at most three redirects, 1 MiB and 5 seconds for the whole fetch (redirects and reads together,
+checked after every read, so a server dripping bytes cannot hold a worker; one read waits at
+most what was left when its request began); only HTML or text; the visible text is returned.
+A URL that cannot be parsed or encoded (a hostname label over 63 characters, a broken IPv6
+literal, a port over 65535), first or in a redirect, is refused like any other.
 (The address is checked at resolution; a resolver answering differently a moment later — DNS
 rebinding — is not covered.)
 """
 
 import ipaddress
 import socket
+import time
 from collections.abc import Callable
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
@@ -57,12 +62,17 @@ def refused(reason: str) -> ApiError:
 
 
 def check_url(url: str, allow: AddressPolicy) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        hostname, port = parts.hostname, parts.port
+    except ValueError as error:
+        raise refused("it is not a valid URL") from error
+    if parts.scheme not in ("http", "https") or not hostname:
         raise refused("only http and https URLs")
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as error:
+        infos = socket.getaddrinfo(hostname, port or 443, proto=socket.IPPROTO_TCP)
+    except (OSError, ValueError) as error:
+        # gaierror, and the IDNA codec's UnicodeError for a name it cannot encode.
         raise refused("the host does not resolve") from error
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
@@ -70,16 +80,34 @@ def check_url(url: str, allow: AddressPolicy) -> None:
             raise refused("it points to a private or local address")
 
 
-def fetch_page_text(url: str, allow: AddressPolicy = is_public) -> str:
-    with httpx.Client(follow_redirects=False, timeout=TIMEOUT_SECONDS) as client:
+def redirect_target(url: str, location: str) -> str:
+    try:
+        return urljoin(url, location)
+    except ValueError as error:
+        raise refused("it redirects to an invalid URL") from error
+
+
+def fetch_page_text(
+    url: str, allow: AddressPolicy = is_public, deadline_seconds: float = TIMEOUT_SECONDS
+) -> str:
+    deadline = time.monotonic() + deadline_seconds
+
+    def seconds_left() -> float:
+        """What remains of the whole fetch; each connect and read may wait at most that."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise refused(f"it took longer than {deadline_seconds:g} s")
+        return left
+
+    with httpx.Client(follow_redirects=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
             check_url(url, allow)
             try:
                 with client.stream(
-                    "GET", url, headers={"Accept": "text/html, text/plain"}
+                    "GET", url, headers={"Accept": "text/html, text/plain"}, timeout=seconds_left()
                 ) as response:
                     if response.is_redirect:
-                        url = urljoin(url, response.headers.get("location", ""))
+                        url = redirect_target(url, response.headers.get("location", ""))
                         continue
                     if not response.is_success:
                         raise refused(f"it answered HTTP {response.status_code}")
@@ -91,8 +119,9 @@ def fetch_page_text(url: str, allow: AddressPolicy = is_public) -> str:
                         body.extend(chunk)
                         if len(body) > MAX_BYTES:
                             raise refused("it is larger than 1 MiB")
+                        seconds_left()
                     text = body.decode(response.encoding or "utf-8", errors="replace")
-            except httpx.HTTPError as error:
+            except (httpx.HTTPError, httpx.InvalidURL) as error:
                 raise refused(type(error).__name__) from error
             if kind == "text/plain":
                 return text[:MAX_TEXT_CHARS]

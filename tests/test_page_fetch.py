@@ -2,6 +2,7 @@
 type limits, visible text extracted."""
 
 import ipaddress
+import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -24,7 +25,14 @@ PAGES: dict[str, tuple[int, dict[str, str], bytes]] = {
     "/to-boots": (302, {"Location": "/boots"}, b""),
     "/huge": (200, {"Content-Type": "text/html"}, b"<p>" + b"a" * (1024 * 1024 + 10)),
     "/binary": (200, {"Content-Type": "application/pdf"}, b"%PDF-1.7"),
+    "/to-broken-ipv6": (302, {"Location": "http://[::1"}, b""),
+    "/to-port-out-of-range": (302, {"Location": "http://127.0.0.1:99999/"}, b""),
+    "/to-long-label": (302, {"Location": "http://" + "a" * 64 + ".example/"}, b""),
 }
+# A page that arrives a byte at a time, each well within the read timeout: DRIP_BYTES bytes,
+# one every DRIP_INTERVAL seconds (3 s in all), unless the reader hangs up first.
+DRIP_BYTES = 300
+DRIP_INTERVAL = 0.01
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +96,49 @@ def test_redirects_to_private_or_metadata_addresses_are_refused(site: str) -> No
 def test_oversized_and_non_html_pages_are_refused(site: str) -> None:
     assert "larger than 1 MiB" in refused(f"{site}/huge", allow=loopback_counts_as_public)
     assert "application/pdf" in refused(f"{site}/binary", allow=loopback_counts_as_public)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://" + "a" * 64 + ".example/", "http://[::1", "http://127.0.0.1:99999/"],
+)
+def test_urls_that_cannot_be_parsed_or_encoded_are_refused(url: str) -> None:
+    refused(url)
+
+
+@pytest.mark.parametrize("path", ["/to-broken-ipv6", "/to-port-out-of-range", "/to-long-label"])
+def test_redirects_that_cannot_be_parsed_or_encoded_are_refused(site: str, path: str) -> None:
+    refused(f"{site}{path}", allow=loopback_counts_as_public)
+
+
+@pytest.fixture
+def dripping_site() -> Iterator[str]:
+    hung_up = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(DRIP_BYTES))
+            self.end_headers()
+            try:
+                for _ in range(DRIP_BYTES):
+                    self.wfile.write(b"a")
+                    if hung_up.wait(DRIP_INTERVAL):
+                        return
+            except OSError:
+                return
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet."""
+
+    with serve(Handler) as base_url:
+        yield base_url
+        hung_up.set()
+
+
+def test_a_page_that_drips_in_is_cut_off_at_the_total_deadline(dripping_site: str) -> None:
+    message = refused(
+        f"{dripping_site}/slow", allow=loopback_counts_as_public, deadline_seconds=0.05
+    )
+    assert "took longer than" in message
