@@ -5,7 +5,10 @@ Routes get a SafeAi, never the provider client, so there is no way around Safe M
 
 The call is authorised and paid for before any work is done on its behalf (reading a product
 page included): the database checks the role as the user, then the service records the call
-with the configured model and debits it, in one transaction.
+with the configured model and debits it, in one transaction. Once paid, whatever goes wrong
+(an expected refusal or a bug) finishes the call as failed and refunds it before the error is
+answered. A call the edge never finishes (the function killed mid-call) is refunded by the cron
+once it has been pending for ABANDONED_AFTER_MINUTES.
 """
 
 import json
@@ -19,7 +22,7 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ValidationError
 
 from api.auth_tokens import VerifiedUser
-from api.db import Database, become_service
+from api.db import Connection, Database, become_service
 from api.errors import ApiError
 from api.pii import SafeSession
 from api.providers.groq_ai import GroqChat, ProviderError
@@ -27,6 +30,10 @@ from api.providers.groq_ai import GroqChat, ProviderError
 log = logging.getLogger("growthbase.ai")
 Output = TypeVar("Output", bound=BaseModel)
 ATTEMPTS = 2
+# Far longer than any call may run (Vercel stops a function after 60 s).
+ABANDONED_AFTER_MINUTES = 10
+ABANDONED_SWEEP_LIMIT = 1000
+UNEXPECTED_ERROR_CODE = "internal_error"
 
 
 def restore_all(value: Any, session: SafeSession) -> Any:
@@ -77,10 +84,13 @@ class SafeAi:
                 f"{name}: {session.redact(text)}" for name, text in everything.items()
             )
             answer = self._ask(instructions, prompt, output, schema, session, feature, usage)
-        except (ApiError, ProviderError) as error:
+        except ProviderError as error:
             self._finish(database, call_id, session, started, usage, error)
-            if isinstance(error, ProviderError):
-                raise ApiError(502, error.code, str(error)) from error
+            raise ApiError(502, error.code, str(error)) from error
+        except Exception as error:
+            # Refused inputs, and bugs too: the user is not charged for either. The error goes
+            # on to the envelope handlers (a bug stays a logged 500).
+            self._finish(database, call_id, session, started, usage, error)
             raise
         self._finish(database, call_id, session, started, usage, None)
         log.info("ai call=%s feature=%s redacted=%s", call_id, feature, session.category_counts())
@@ -124,7 +134,8 @@ class SafeAi:
             try:
                 raw = json.loads(completion.content)
                 return output.model_validate(restore_all(raw, session))
-            except (ValueError, ValidationError):
+            except (ValueError, ValidationError, RecursionError):
+                # RecursionError: JSON nested deeper than the parser goes is the wrong shape too.
                 continue
         raise ApiError(
             502, "invalid_model_output", "The AI answered in the wrong shape twice; try again"
@@ -139,7 +150,12 @@ class SafeAi:
         usage: Usage,
         error: Exception | None,
     ) -> None:
-        code = getattr(error, "code", None) if error else None
+        if error is None:
+            code = None
+        elif isinstance(error, ApiError | ProviderError):
+            code = error.code
+        else:
+            code = UNEXPECTED_ERROR_CODE
         with database.as_service() as conn:
             conn.execute(
                 "select private.finish_ai_call(%s, %s, %s, %s, %s, %s, %s)",
@@ -153,3 +169,16 @@ class SafeAi:
                     Jsonb(session.category_counts()),
                 ),
             )
+
+
+def refund_abandoned_calls(conn: Connection) -> int:
+    """Fails and refunds, once, the calls pending for longer than any call may run (the edge
+    was stopped before it could finish them); the cron calls this as the service."""
+    row = conn.execute(
+        "select private.refund_abandoned_ai_calls(%s, %s) as swept",
+        (ABANDONED_AFTER_MINUTES, ABANDONED_SWEEP_LIMIT),
+    ).fetchone()
+    swept = int(row["swept"]) if row else 0
+    if swept:
+        log.warning("ai calls abandoned and refunded=%s", swept)
+    return swept

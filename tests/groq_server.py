@@ -25,6 +25,18 @@ class Reply:
     error: dict[str, Any] | None = None
 
 
+def campaign_copy(subject: str, body: str) -> str:
+    """A valid campaign-copy answer: the three angles, each with this subject and body."""
+    return json.dumps(
+        {
+            "variants": [
+                {"angle": angle, "subject": subject, "body": body}
+                for angle in ("problem", "benefit", "question")
+            ]
+        }
+    )
+
+
 def default_content(schema_name: str, placeholders: list[str]) -> str:
     quoted = " ".join(placeholders)
     if schema_name == "campaign_copy":

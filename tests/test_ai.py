@@ -4,12 +4,13 @@ the wire, restored answers, validation with one retry, 429 handling, credits and
 import json
 import uuid
 from collections.abc import Iterator
+from html import escape
 from typing import Any
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, dict_row
 from pydantic import SecretStr
 
 from api.app import create_app
@@ -18,7 +19,7 @@ from api.routes import ai as ai_routes
 from api.settings import Settings
 from tests.email_factories import add_contacts, list_campaign, start
 from tests.factories import User, acting_as, add_member, balance, create_user, fund, ledger, one
-from tests.groq_server import GroqServer, Reply, serve_groq
+from tests.groq_server import GroqServer, Reply, campaign_copy, serve_groq
 from tests.jwks import JwksServer
 
 Conn = psycopg.Connection[DictRow]
@@ -44,16 +45,20 @@ def groq() -> Iterator[GroqServer]:
         yield server
 
 
-@pytest.fixture
-def client(database_url: str, jwks: JwksServer, groq: GroqServer) -> Iterator[TestClient]:
-    settings = Settings(
+def ai_settings(database_url: str, jwks: JwksServer, groq: GroqServer, **extra: Any) -> Settings:
+    return Settings(
         database_url=SecretStr(database_url),
         supabase_url=jwks.base_url,
         groq_api_key=SecretStr("gsk_test_" + uuid.uuid4().hex),
         groq_base_url=groq.base_url,
         groq_max_wait_seconds=2,
+        **extra,
     )
-    with TestClient(create_app(settings)) as test_client:
+
+
+@pytest.fixture
+def client(database_url: str, jwks: JwksServer, groq: GroqServer) -> Iterator[TestClient]:
+    with TestClient(create_app(ai_settings(database_url, jwks, groq))) as test_client:
         yield test_client
 
 
@@ -405,3 +410,180 @@ def test_only_the_service_records_calls_and_only_with_the_configured_model(
         (owner.workspace_id,),
     ).fetchall()
     assert models == [{"model": "openai/gpt-oss-20b"}]
+
+
+# Template code as a product page could make the model write it: leaving a raw block to read
+# merge fields, comments, whitespace control, and stray or unbalanced delimiters.
+INJECTIONS = [
+    "x {% endraw %}{{ attributes }} {{ email }}{% raw %} y",
+    "Hi {% endraw %}{{ attributes }}{% raw %} {# hidden #} {%- if true -%}x{%+ endif %}"
+    " }} %} #} {{ '{' }} {{{ {%",
+]
+
+
+@pytest.mark.parametrize("injected", INJECTIONS)
+def test_template_code_the_ai_writes_is_saved_as_literal_text(
+    client: TestClient, jwks: JwksServer, groq: GroqServer, conn: Conn, owner: User, injected: str
+) -> None:
+    readers = add_contacts(conn, owner, 1)
+    campaign = list_campaign(conn, owner, readers, [])
+    body = f"{injected}\n\nBye {{% endraw %}}{{{{ attributes.city }}}}{{% raw %}}"
+    groq.script.append(Reply(content=campaign_copy(injected, body)))
+    response = client.post(
+        "/api/v1/ai/campaign-copy",
+        headers={"Authorization": f"Bearer {jwks.sign(jwks.claims(owner.id))}"},
+        json={
+            "workspace_id": str(owner.workspace_id),
+            "product_url": "https://shop.example/boots",
+            "ideal_customer_profile": "runners",
+            "campaign_id": str(campaign),
+        },
+    )
+
+    assert response.status_code == 200, response.text
+    saved = conn.execute(
+        "select subject, html, text from public.campaign_variants where campaign_id = %s",
+        (campaign,),
+    ).fetchall()
+    assert len(saved) == 3
+    reader = {"email": "reader@shop.example", "attributes": {"city": "Secretville"}}
+    for variant in saved:
+        mail = render(
+            EmailContent(variant["subject"], variant["html"], variant["text"]),
+            reader,
+            "https://edge.example/u",
+        )
+        assert mail.subject == " ".join(injected.split())
+        paragraphs = [escape(injected), escape("Bye {% endraw %}{{ attributes.city }}{% raw %}")]
+        assert "".join(f"<p>{p}</p>" for p in paragraphs) in mail.html
+        assert mail.text is not None and mail.text.startswith(body)
+        for part in (mail.subject, mail.html, mail.text):
+            assert "Secretville" not in part and "reader@shop.example" not in part
+
+
+def test_a_host_name_that_cannot_be_encoded_is_refused_and_refunded(
+    client: TestClient, jwks: JwksServer, groq: GroqServer, conn: Conn, owner: User
+) -> None:
+    url = "http://" + "a" * 64 + ".example/"
+    refused = ask_with_page(client, jwks, owner, owner.workspace_id, url)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "url_not_allowed")
+    assert groq.requests == []
+    assert balance(conn, owner) == 20
+    call = one(
+        conn,
+        "select status, error_code from public.ai_calls where workspace_id = %s",
+        (owner.workspace_id,),
+    )
+    assert call == {"status": "failed", "error_code": "url_not_allowed"}
+
+
+def test_an_unexpected_failure_after_the_debit_is_a_500_and_refunded(
+    database_url: str,
+    jwks: JwksServer,
+    groq: GroqServer,
+    conn: Conn,
+    owner: User,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken_fetch(url: str) -> str:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(ai_routes, "fetch_page_text", broken_fetch)
+    app = create_app(ai_settings(database_url, jwks, groq))
+    with TestClient(app, raise_server_exceptions=False) as edge:
+        answer = ask_with_page(edge, jwks, owner, owner.workspace_id, "https://shop.example/")
+    assert (answer.status_code, answer.json()["error"]["code"]) == (500, "internal_error")
+    assert answer.headers["X-Request-Id"]
+    assert [row for row in ledger(conn, owner) if row[0].startswith("ai_")] == [
+        ("ai_charge", -3),
+        ("ai_refund", 3),
+    ]
+    call = one(
+        conn,
+        "select status, error_code from public.ai_calls where workspace_id = %s",
+        (owner.workspace_id,),
+    )
+    assert call == {"status": "failed", "error_code": "internal_error"}
+
+
+def start_call(conn: Conn, owner: User, minutes_ago: int) -> uuid.UUID:
+    """A call the edge started (and debited) `minutes_ago`, as if it never came back."""
+    call = one(
+        conn,
+        "select private.start_ai_call(%s, %s, 'campaign_copy', 'openai/gpt-oss-20b') as id",
+        (owner.workspace_id, owner.id),
+    )["id"]
+    conn.execute(
+        "update public.ai_calls set created_at = now() - make_interval(mins => %s) where id = %s",
+        (minutes_ago, call),
+    )
+    return uuid.UUID(str(call))
+
+
+def refunds(conn: Conn, call: uuid.UUID) -> int:
+    row = one(
+        conn,
+        "select count(*) as n from public.credit_ledger"
+        " where ai_call_id = %s and reason = 'ai_refund'",
+        (call,),
+    )
+    return int(row["n"])
+
+
+def finish_failed(conn: Conn, call: uuid.UUID) -> None:
+    conn.execute(
+        "select private.finish_ai_call(%s, false, 0, 0, 1, 'provider_error', '{}'::jsonb)",
+        (call,),
+    )
+
+
+def test_calls_left_pending_are_refunded_once_by_the_cron(
+    database_url: str, jwks: JwksServer, groq: GroqServer, conn: Conn, owner: User
+) -> None:
+    abandoned, running = start_call(conn, owner, 30), start_call(conn, owner, 1)
+    finished = start_call(conn, owner, 30)
+    finish_failed(conn, finished)
+    secret = "cron-" + uuid.uuid4().hex
+    settings = ai_settings(database_url, jwks, groq, cron_secret=SecretStr(secret))
+    with TestClient(create_app(settings)) as edge:
+        for _ in range(2):
+            drained = edge.get("/api/v1/cron/outbox", headers={"Authorization": f"Bearer {secret}"})
+            assert drained.status_code == 200, drained.text
+    # The edge coming back late to a swept call changes nothing.
+    finish_failed(conn, abandoned)
+
+    statuses = {
+        row["id"]: (row["status"], row["error_code"])
+        for row in conn.execute(
+            "select id, status, error_code from public.ai_calls where workspace_id = %s",
+            (owner.workspace_id,),
+        ).fetchall()
+    }
+    assert statuses == {
+        abandoned: ("failed", "abandoned"),
+        running: ("pending", None),
+        finished: ("failed", "provider_error"),
+    }
+    assert [refunds(conn, call) for call in (abandoned, running, finished)] == [1, 0, 1]
+    assert balance(conn, owner) == 20 - 3
+
+
+def test_the_sweep_skips_a_call_the_edge_is_finishing(
+    database_url: str, conn: Conn, owner: User
+) -> None:
+    call = start_call(conn, owner, 30)
+    with psycopg.connect(database_url, row_factory=dict_row) as edge:
+        finish_failed(edge, call)  # not yet committed: the edge holds the call
+        swept = one(conn, "select private.refund_abandoned_ai_calls(10, 100) as n")
+        assert swept == {"n": 0}
+    assert one(conn, "select private.refund_abandoned_ai_calls(10, 100) as n") == {"n": 0}
+    assert refunds(conn, call) == 1
+    assert balance(conn, owner) == 20
+    exposed = one(
+        conn,
+        "select has_function_privilege('authenticated', %(f)s, 'execute') as authenticated,"
+        " has_function_privilege('anon', %(f)s, 'execute') as anon,"
+        " has_function_privilege('service_role', %(f)s, 'execute') as service",
+        {"f": "private.refund_abandoned_ai_calls(integer, integer)"},
+    )
+    assert exposed == {"authenticated": False, "anon": False, "service": True}

@@ -139,10 +139,19 @@ def assert_draft_campaign(request: Request, user: CurrentUser, body: CampaignCop
         raise ApiError(409, "campaign_not_draft", "Variants can only be added to a draft campaign")
 
 
+def literal_template(text: str) -> str:
+    """A template that renders `text` as written, whatever it contains (Jinja drops one trailing
+    newline, nothing else). Every Jinja tag opens with
+    `{` (`{{`, `{%`, `{#`), so each `{` becomes an expression printing one; with none left, no
+    tag can open and the closing delimiters are plain text. (A `{% raw %}` block would not do:
+    the model's text could close it with `{% endraw %}`.)"""
+    return text.replace("{", "{{ '{' }}")
+
+
 def variant_html(body: str) -> str:
     """The copy as escaped paragraphs, kept literal (never read as merge fields)."""
     paragraphs = (escape(part).replace("\n", "<br>") for part in body.split("\n\n") if part.strip())
-    return "{% raw %}" + "".join(f"<p>{paragraph}</p>" for paragraph in paragraphs) + "{% endraw %}"
+    return literal_template("".join(f"<p>{paragraph}</p>" for paragraph in paragraphs))
 
 
 def save_variants(
@@ -159,9 +168,9 @@ def save_variants(
                     body.campaign_id,
                     body.workspace_id,
                     variant.angle,
-                    "{% raw %}" + variant.subject + "{% endraw %}",
+                    literal_template(variant.subject),
                     variant_html(variant.body),
-                    "{% raw %}" + variant.body + "{% endraw %}",
+                    literal_template(variant.body),
                 ),
             ).fetchone()
             for variant in copy.variants

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Request
 
+from api.ai import refund_abandoned_calls
 from api.db import Database
 from api.email_sender import SendPolicy, send_due_emails
 from api.envelope import ok
@@ -41,6 +42,7 @@ def drain_outbox(request: Request) -> dict[str, Any]:
     database: Database = request.app.state.database
     with database.as_service() as conn:
         conn.execute("select private.prune_rate_limit_windows()")
+        refund_abandoned_calls(conn)
     make = request.app.state.make
     if make is None:
         return ok({"make": "not_configured"})
