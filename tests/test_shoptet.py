@@ -17,6 +17,7 @@ from psycopg.rows import DictRow
 from pydantic import SecretStr
 
 from api.app import create_app
+from api.providers.shoptet import ShoptetClient, ShoptetError
 from api.settings import Settings
 from tests.factories import User, add_member, create_user, make_project, one
 from tests.jwks import JwksServer
@@ -283,8 +284,10 @@ def test_events_that_could_not_be_applied_are_replayed_by_the_cron(
     shoptet.failures.append(Failure("/api/orders/2026000009", 500))
     assert shop.webhook(event("order:paid", "2026000009")).json()["data"]["outcome"] == "accepted"
     assert stored_orders(conn, shop.project) == []
+    # The failed first apply set the next attempt a few minutes out; let that time pass.
     conn.execute(
-        "update private.webhook_events set received_at = now() - interval '2 minutes'"
+        "update private.webhook_events"
+        " set received_at = now() - interval '10 minutes', next_attempt_at = now()"
         " where provider = 'shoptet' and event_id like %s",
         (f"{shop.project}:%",),
     )
@@ -293,6 +296,95 @@ def test_events_that_could_not_be_applied_are_replayed_by_the_cron(
     )
     assert replay.json()["data"]["outcomes"].get("shoptet:applied") == 1
     assert [r["external_id"] for r in stored_orders(conn, shop.project)] == ["2026000009"]
+
+
+def stored_events(conn: Conn, project: uuid.UUID) -> list[dict[str, Any]]:
+    return conn.execute(
+        "select status, attempts, last_error from private.webhook_events"
+        " where provider = 'shoptet' and event_id like %s",
+        (f"{project}:%",),
+    ).fetchall()
+
+
+@pytest.mark.parametrize(
+    ("kind", "instance"),
+    [
+        ("order:create", "2026000007?page=2"),
+        ("order:paid", "../eshop"),
+        ("order:update", "2026000007/../../eshop"),
+        ("order:create", "2026000007#"),
+        ("order:create", "x" * 65),
+        ("order:create", ""),
+        ("customer:update", "not-a-guid"),
+        ("customer:create", "c0ffee00-0000-4000-8000-000000000042/../../eshop"),
+    ],
+)
+def test_a_signed_event_naming_no_valid_shoptet_id_is_a_422_and_never_reaches_shoptet(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn, kind: str, instance: str
+) -> None:
+    refused = shop.webhook(event(kind, instance))
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "invalid_input")
+    assert [d["field"] for d in refused.json()["error"]["details"]] == ["body.eventInstance"]
+    assert shoptet.requests == []
+    assert stored_events(conn, shop.project) == []
+
+
+def test_the_client_sends_shoptet_only_ids_of_shoptets_shape(shoptet: ShoptetServer) -> None:
+    client = ShoptetClient(TOKEN, base_url=shoptet.base_url)
+    refused = []
+    for fetch, bad_id in (
+        (client.order, "../eshop"),
+        (client.order, "2026?page=2"),
+        (client.order, "2026%2F..%2Feshop"),
+        (client.customer, "guid-1"),
+        (client.customer, "c0ffee00-0000-4000-8000-000000000042/x"),
+    ):
+        with pytest.raises(ShoptetError) as error:
+            fetch(bad_id)
+        refused.append((error.value.status, error.value.code))
+    assert refused == [(422, "order_code_invalid")] * 3 + [(422, "customer_guid_invalid")] * 2
+    assert shoptet.requests == []
+    shoptet.orders = [shoptet_order(1, code="AB-12_x")]
+    assert client.order("AB-12_x")["code"] == "AB-12_x"
+    assert shoptet.requests == [("/api/orders/AB-12_x", {})]
+
+
+def test_a_detail_without_its_order_is_a_typed_error_and_a_counted_attempt(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn
+) -> None:
+    shoptet.orders = [shoptet_order(5)]
+    shoptet.hollow_orders.add("2026000005")
+    with pytest.raises(ShoptetError) as malformed:
+        ShoptetClient(TOKEN, base_url=shoptet.base_url).order("2026000005")
+    assert (malformed.value.status, malformed.value.code) == (502, "shoptet_bad_response")
+    assert shop.webhook(event("order:paid", "2026000005")).json()["data"]["outcome"] == "accepted"
+    assert stored_events(conn, shop.project) == [
+        {"status": "received", "attempts": 1, "last_error": "ShoptetError shoptet_bad_response"}
+    ]
+
+
+def test_an_event_stored_with_a_bad_id_before_intake_checked_never_reaches_shoptet(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn
+) -> None:
+    body = event("order:create", "../eshop")
+    conn.execute(
+        "select private.record_webhook_event('shoptet', %s, %s)",
+        (f"{shop.project}:order:create:../eshop:{body['eventCreated']}", json.dumps(body)),
+    )
+    conn.execute(
+        "update private.webhook_events set received_at = now() - interval '2 minutes'"
+        " where provider = 'shoptet' and event_id like %s",
+        (f"{shop.project}:%",),
+    )
+    replay = shop.client.get(
+        "/api/v1/cron/webhook-replay", headers={"Authorization": f"Bearer {CRON}"}
+    )
+    assert replay.status_code == 200, replay.text
+    assert replay.json()["data"]["outcomes"].get("shoptet:failed:retrying") == 1
+    assert shoptet.requests == []
+    assert stored_events(conn, shop.project) == [
+        {"status": "received", "attempts": 1, "last_error": "ShoptetError order_code_invalid"}
+    ]
 
 
 def test_only_members_may_test_or_sync(

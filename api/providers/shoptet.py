@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -27,6 +28,12 @@ COMPLETED_STATUS_ID = -3
 # The private API token travels as the Shoptet-Private-API-Token header, so it must be a header
 # value: visible ASCII, no spaces or control characters (8 to 500 of them).
 HEADER_VALUE_PATTERN = r"^[!-~]{8,500}$"
+# Ids that go into a URL path: an order code (Shoptet's are digits such as 2018000057; letters,
+# `_` and `-` allowed for shops' own numbering) and a customer GUID (a UUID).
+ORDER_CODE_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+GUID_PATTERN = re.compile(
+    r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+)
 
 
 class ShoptetError(Exception):
@@ -106,10 +113,47 @@ class ShoptetClient:
         return self.get(f"/api/{resource}", params)
 
     def order(self, code: str) -> dict[str, Any]:
-        return self.get(f"/api/orders/{code}").get("order") or {}
+        return detail(self.get(order_path(code)), "order")
 
     def customer(self, guid: str) -> dict[str, Any]:
-        return self.get(f"/api/customers/{guid}").get("customer") or {}
+        return detail(self.get(customer_path(guid)), "customer")
+
+
+def order_path(code: str) -> str:
+    """The order's URL, for a code of Shoptet's shape only (a webhook names it, and no other
+    path or query may ride along), quoted all the same."""
+    if not ORDER_CODE_PATTERN.fullmatch(code):
+        raise ShoptetError(422, "order_code_invalid", "Not a Shoptet order code")
+    return f"/api/orders/{quote(code, safe='')}"
+
+
+def customer_path(guid: str) -> str:
+    if not GUID_PATTERN.fullmatch(guid):
+        raise ShoptetError(422, "customer_guid_invalid", "Not a Shoptet customer GUID")
+    return f"/api/customers/{quote(guid, safe='')}"
+
+
+def check_event_instance(event: str, instance: str) -> None:
+    """A webhook's eventInstance is the order code (order:*) or customer GUID (customer:*) its
+    apply fetches; one of another shape is refused before it is stored."""
+    if event.startswith("order:"):
+        order_path(instance)
+    elif event.startswith("customer:"):
+        customer_path(instance)
+
+
+def detail(data: dict[str, Any], key: str) -> dict[str, Any]:
+    record = data.get(key)
+    if not isinstance(record, dict):
+        raise ShoptetError(502, "shoptet_bad_response", f"Shoptet's {key} detail holds no {key}")
+    return record
+
+
+def required(record: dict[str, Any], key: str, what: str) -> Any:
+    value = record.get(key)
+    if value is None or value == "":
+        raise ShoptetError(502, "shoptet_bad_response", f"A Shoptet {what} has no {key}")
+    return value
 
 
 def order_status(order: dict[str, Any]) -> str:
@@ -134,9 +178,9 @@ def to_order(order: dict[str, Any]) -> dict[str, Any]:
     billing = order.get("billingAddress") or {}
     first, last = split_name(billing.get("fullName") or order.get("fullName"))
     mapped: dict[str, Any] = {
-        "external_id": str(order["code"]),
+        "external_id": str(required(order, "code", "order")),
         "status": order_status(order),
-        "placed_at": order["creationTime"],
+        "placed_at": required(order, "creationTime", "order"),
         "total": str(price.get("withVat") or price.get("toPay") or "0"),
         "currency": price.get("currencyCode") or "CZK",
         "exchange_rate": str(price["exchangeRate"]) if price.get("exchangeRate") else None,

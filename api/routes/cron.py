@@ -14,11 +14,10 @@ from api.email_sender import SendPolicy, send_due_emails
 from api.envelope import ok
 from api.errors import ApiError
 from api.outbox import drain_make_outbox
-from api.providers.shoptet import ShoptetError
 from api.public_urls import configured_public_urls
 from api.routes.webhooks.shoptet import apply_event as apply_shoptet_event
 from api.settings import Settings
-from api.stored_webhooks import apply_stored
+from api.stored_webhooks import Applier, apply_stored, replay_due_events
 
 router = APIRouter(prefix="/api/v1/cron", tags=["cron"])
 DRAIN_LIMIT = 50
@@ -93,35 +92,29 @@ def take_rfm_snapshot(request: Request) -> dict[str, Any]:
 
 @router.get("/webhook-replay")
 def replay_webhooks(request: Request) -> dict[str, Any]:
-    """Applies stored webhooks (Shoptet, Razorpay, SES) whose first apply did not finish."""
+    """Applies due stored webhooks (Shoptet, Razorpay, SES) whose apply has not finished: each
+    event on its own, a failure recorded for a later retry (or the dead letter), and each
+    provider's replay independent of the others'."""
     require_cron_secret(request)
     database: Database = request.app.state.database
     settings: Settings = request.app.state.settings
-    outcomes: dict[str, int] = {}
-    for provider in ("shoptet", "razorpay", "ses"):
-        with database.as_service() as conn:
-            events = conn.execute(
-                "select id, event_id, body from private.unprocessed_webhook_events(%s, %s)",
-                (provider, DRAIN_LIMIT),
-            ).fetchall()
-        for stored in events:
-            try:
-                if provider == "shoptet":
-                    outcome = apply_shoptet_event(
-                        database,
-                        request.app.state.secret_box,
-                        settings.shoptet_api_url,
-                        UUID(stored["event_id"].split(":", 1)[0]),
-                        stored["id"],
-                        json.loads(stored["body"]),
-                    )
-                else:
-                    outcome = apply_stored(database, provider, stored["id"])
-            except (ShoptetError, ApiError) as error:
-                outcome = f"failed:{type(error).__name__}"
-            key = f"{provider}:{outcome}"
-            outcomes[key] = outcomes.get(key, 0) + 1
-    return ok({"outcomes": outcomes})
+
+    def apply_shoptet(stored: dict[str, Any]) -> str:
+        return apply_shoptet_event(
+            database,
+            request.app.state.secret_box,
+            settings.shoptet_api_url,
+            UUID(stored["event_id"].split(":", 1)[0]),
+            stored["id"],
+            json.loads(stored["body"]),
+        )
+
+    appliers: dict[str, Applier] = {
+        "shoptet": apply_shoptet,
+        "razorpay": lambda stored: apply_stored(database, "razorpay", stored["id"]),
+        "ses": lambda stored: apply_stored(database, "ses", stored["id"]),
+    }
+    return ok({"outcomes": replay_due_events(database, appliers, DRAIN_LIMIT)})
 
 
 @router.get("/monthly-credits")

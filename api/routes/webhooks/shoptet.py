@@ -9,7 +9,6 @@ after the answer, and events whose apply did not finish are replayed by the cron
 
 import hashlib
 import hmac
-import logging
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -20,15 +19,15 @@ from api.db import Database
 from api.envelope import ok
 from api.errors import ApiError
 from api.integration_secrets import integration_secrets
-from api.providers.shoptet import ShoptetError, to_customer, to_order
+from api.providers.shoptet import ShoptetError, check_event_instance, to_customer, to_order
 from api.routes.webhooks.body import documented_webhook, parse_json, raw_body
 from api.secrets_box import SecretBox
 from api.settings import Settings
 from api.shoptet_sync import shoptet_client_for
 from api.signatures import same_signature
+from api.stored_webhooks import record_failure
 
 router = APIRouter(tags=["webhooks"])
-log = logging.getLogger("growthbase.webhooks.shoptet")
 ORDER_EVENTS = frozenset({"order:create", "order:update", "order:paid", "order:cancel"})
 CUSTOMER_EVENTS = frozenset({"customer:create", "customer:update"})
 
@@ -81,21 +80,18 @@ def apply_in_background(
     request: Request, project_id: UUID, event_id: UUID, event: dict[str, Any]
 ) -> None:
     settings: Settings = request.app.state.settings
+    database: Database = request.app.state.database
     try:
         apply_event(
-            request.app.state.database,
+            database,
             request.app.state.secret_box,
             settings.shoptet_api_url,
             project_id,
             event_id,
             event,
         )
-    except (ShoptetError, ApiError, KeyError) as error:
-        log.warning(
-            "shoptet event %s not applied yet (%s); the cron retries",
-            event_id,
-            type(error).__name__,
-        )
+    except Exception as error:
+        record_failure(database, "shoptet", event_id, error)
 
 
 @router.post(
@@ -118,6 +114,11 @@ def shoptet_webhook(
         isinstance(event.get(field), str) for field in ("event", "eventInstance", "eventCreated")
     ):
         raise ApiError(422, "invalid_input", "Not a Shoptet webhook body")
+    try:
+        check_event_instance(event["event"], event["eventInstance"])
+    except ShoptetError as error:
+        field = {"field": "body.eventInstance", "message": str(error), "type": error.code}
+        raise ApiError(422, "invalid_input", str(error), [field]) from error
     dedupe = f"{project_id}:{event['event']}:{event['eventInstance']}:{event['eventCreated']}"
     database: Database = request.app.state.database
     with database.as_service() as conn:
