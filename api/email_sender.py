@@ -114,7 +114,9 @@ def send_one(database: Database, ses: SesClient, policy: SendPolicy, row: dict[s
     try:
         content = render_row(row, link)
     except RenderError as error:
-        return record_failure(database, row, str(error), retryable=False)
+        # The budget is CPU time and sizes, so a template over it for this contact stays over:
+        # retrying would only spend another budget.
+        return record_failure(database, row, f"{error.code}: {error}", retryable=False)
     raw = message_for(row, content, link)
     try:
         message_id = ses.send_raw(

@@ -9,16 +9,23 @@ visible unsubscribe link, added as a footer when the template does not place
 
 Every tenant's templates render in the same workers, so one render (subject, HTML and text for
 one contact) is bounded in time and memory, not just in the size of its output:
-- a deadline and a count of steps (loop iterations, calls, filters, operators, lookups), both
-  checked by the sandbox at every step;
-- no value may exceed MAX_RENDERED_CHARACTERS when written out, and operations whose result can
-  be far larger than their inputs (repetition, powers, `%` and `format` widths, `replace`,
-  `join`, padding, `batch`, `slice`) are refused before they run when it would;
+- the source is at most MAX_TEMPLATE_CHARACTERS, MAX_TEMPLATE_TOKENS tokens and
+  MAX_TEMPLATE_NODES syntax nodes, checked before the expensive parse and compile steps;
+- a deadline in CPU time of the rendering thread (so other threads sharing the GIL cannot push
+  a render over it) and a count of steps (loop iterations, calls, filters, tests, operators,
+  comparisons, lookups, literals, assignments), both checked by the sandbox at every step;
+- every value the template builds (literals, assignments, results of calls, filters and
+  operators) and every operand it compares is size-accounted: no value may exceed
+  MAX_RENDERED_CHARACTERS written out (shared items counted each time, so a structure that
+  doubles itself is refused), and operations whose result can be far larger than their inputs
+  (repetition, integer products and powers, `%` and `format` widths, `replace`, `join`,
+  padding, `batch`, `slice`) are refused before they run when it would;
+- no filter takes an input over MAX_RENDERED_CHARACTERS, and the slow ones far less;
 - all values and output a render produces together stay under MAX_PRODUCED_CHARACTERS, so
   output gathered in a block, a macro or a loop cannot grow unseen.
-A template that exceeds its budget is a template error: a 422 at preview, a failed recipient at
-send time. One that runs out of time or steps for a few contacts is refused at once for the
-rest, so a campaign of such a template cannot hold a worker for a budget per recipient.
+Every single step is therefore bounded, and the budget is checked between steps, so a render
+ends within about its deadline. Over budget is deterministic for a template and contact (no
+per-process memory of earlier failures): a 422 at preview, a failed recipient at send time.
 """
 
 import operator
@@ -29,9 +36,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache, wraps
 from html import escape
+from itertools import islice
 from string import Formatter
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from jinja2 import StrictUndefined, Template, TemplateError, UndefinedError, nodes
 from jinja2.nodes import EvalContext
@@ -52,9 +59,13 @@ MAX_PRODUCED_CHARACTERS = 20_000_000
 # Loop iterations, calls, filters, operators and lookups in one render: an ordinary template
 # takes a few hundred.
 MAX_STEPS = 100_000
+# CPU seconds of the rendering thread for one render.
 RENDER_SECONDS = 1.0
-# Renders of one template that ran out of time or steps before it is refused without trying.
-BUDGET_FAILURES_BEFORE_REFUSAL = 3
+# One part's source: parsing and compiling take about 10 microseconds a character of dense
+# template code, so these keep the (cached) compile of any part well under the render deadline.
+MAX_TEMPLATE_CHARACTERS = 65_536
+MAX_TEMPLATE_TOKENS = 10_000
+MAX_TEMPLATE_NODES = 5_000
 # Ranges of at most MAX_RANGE numbers, loops nested at most MAX_LOOP_DEPTH deep in a template,
 # and powers of at most MAX_POWER_BITS bits.
 MAX_RANGE = 1000
@@ -84,6 +95,8 @@ ITERATING_FILTERS = frozenset(
     }
 )
 MAX_ITEMS = 10_000
+# Filters that take far longer than a microsecond a character, and how much text they may take.
+SLOW_FILTER_CHARACTERS = {"wordwrap": 20_000, "urlize": 100_000, "pprint": 100_000}
 # Methods whose result size a template chooses freely and that no email needs.
 BLOCKED_METHODS = frozenset({"expandtabs", "translate", "maketrans", "to_bytes"})
 PRINTF_FIELD = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d*)(?:\.(\*|\d*))?[hlL]?[a-zA-Z%]")
@@ -95,6 +108,10 @@ class TemplateTooLargeError(TemplateError):
     """The template would build a value or output larger than the limits allow."""
 
 
+class SourceTooLargeError(TemplateError):
+    """The template's own text is too long or too complex to compile."""
+
+
 class RenderBudgetError(TemplateTooLargeError):
     """The render ran out of time or steps."""
 
@@ -103,7 +120,7 @@ class RenderBudget:
     """What one render may still spend; the sandbox charges it at every step."""
 
     def __init__(self) -> None:
-        self.deadline = time.monotonic() + RENDER_SECONDS
+        self.deadline = time.thread_time() + RENDER_SECONDS
         self.steps_left = MAX_STEPS
         self.characters_left = MAX_PRODUCED_CHARACTERS
 
@@ -111,7 +128,7 @@ class RenderBudget:
         self.steps_left -= 1
         if self.steps_left < 0:
             raise RenderBudgetError(f"the template takes more than {MAX_STEPS:,} steps")
-        if time.monotonic() >= self.deadline:
+        if time.thread_time() >= self.deadline:
             raise RenderBudgetError("the template took too long to render")
 
     def produce(self, characters: int) -> None:
@@ -133,39 +150,80 @@ def budget() -> RenderBudget:
     return spending
 
 
+def leaf_size(item: Any) -> int | None:
+    """Characters a value without items takes written out; None for a container."""
+    kind = type(item)
+    if kind is str:
+        return len(item)
+    if kind is int:
+        return int.bit_length(item) // 3 + 2
+    if isinstance(item, str | bytes):
+        return len(item)
+    if isinstance(item, bool | float | None | Undefined):
+        return 5
+    if isinstance(item, int):
+        return item.bit_length() // 3 + 2
+    if isinstance(item, range):
+        return 32
+    if isinstance(item, Namespace | Mapping) or (
+        isinstance(item, Collection) and not isinstance(item, Iterator)
+    ):
+        return None
+    # Loops, macros, cyclers, generators: written out as a short description.
+    return 64
+
+
+def items_of(container: Any) -> tuple[int, list[Any]]:
+    """A container's own characters (brackets, separators) and its items."""
+    if isinstance(container, Namespace):
+        return 16, [object.__getattribute__(container, "_Namespace__attrs")]
+    if isinstance(container, Mapping):
+        return 2 + 4 * len(container), [*container.keys(), *container.values()]
+    return 2 + 2 * len(container), list(container)
+
+
 def text_size(value: Any, limit: int = MAX_RENDERED_CHARACTERS) -> int:
     """About how many characters `value` takes written out (str() of a container writes its
-    items), counting shared items each time; stops as soon as it passes `limit`."""
-    if isinstance(value, str):
-        return len(value)
-    size = 0
-    pending = [value]
-    while pending and size <= limit:
-        item = pending.pop()
-        if isinstance(item, str | bytes):
-            size += len(item)
-        elif isinstance(item, bool | float | None | Undefined):
-            size += 5
-        elif isinstance(item, int):
-            size += item.bit_length() // 3 + 2
-        elif isinstance(item, range):
-            size += 32
-        elif isinstance(item, Namespace):
-            pending.append(object.__getattribute__(item, "_Namespace__attrs"))
-            size += 16
-        elif isinstance(item, Mapping):
-            size += 2 + 4 * len(item)
-            if size <= limit:
-                pending.extend(item.keys())
-                pending.extend(item.values())
-        elif isinstance(item, Collection) and not isinstance(item, Iterator):
-            size += 2 + 2 * len(item)
-            if size <= limit:
-                pending.extend(item)
-        else:
-            # Loops, macros, cyclers, generators: written out as a short description.
-            size += 64
-    return size
+    items), counting shared items each time, as writing out does: `[a, a]` is twice `a`.
+    Each distinct container is visited once, so a structure that doubles itself by sharing is
+    measured in a step per level; stops as soon as it passes `limit`."""
+    size = leaf_size(value)
+    if size is not None:
+        return size
+    sizes: dict[int, int] = {}
+    # A namespace can hold itself; written out, the inner one is a short `...`.
+    in_progress: set[int] = set()
+    # (container, its items that are containers or None before it is opened, size so far)
+    pending: list[tuple[Any, list[Any] | None, int]] = [(value, None, 0)]
+    while pending:
+        container, inner, size = pending.pop()
+        if inner is not None:
+            size += sum(sizes.get(id(item), 5) for item in inner)
+            if size > limit:
+                return size
+            in_progress.discard(id(container))
+            sizes[id(container)] = size
+            continue
+        if id(container) in sizes:
+            continue
+        size, items = items_of(container)
+        inner = []
+        for item in items:
+            item_size = leaf_size(item)
+            if item_size is None:
+                inner.append(item)
+            else:
+                size += item_size
+        if size > limit:
+            return size
+        in_progress.add(id(container))
+        pending.append((container, inner, size))
+        pending.extend(
+            (item, None, 0)
+            for item in inner
+            if id(item) not in sizes and id(item) not in in_progress
+        )
+    return sizes[id(value)]
 
 
 def require_size(size: int, what: str) -> None:
@@ -300,8 +358,6 @@ def check_tojson(value: Any, indent: Any = None) -> Any:
 
 
 def check_urlize(text: Any, *rest: Any, **options: Any) -> Any:
-    if text_size(text) > MAX_ITEMS * 10:
-        raise TemplateTooLargeError(f"urlize takes at most {MAX_ITEMS * 10:,} characters")
     if any(text_size(extra) > 200 for extra in (*rest, *options.values())):
         raise TemplateTooLargeError("urlize takes options of at most 200 characters")
     return (text, *rest), options
@@ -321,6 +377,15 @@ FILTER_CHECKS: dict[str, FilterCheck] = {
 }
 
 
+def check_filter_inputs(name: str, values: Iterable[Any]) -> None:
+    """No filter runs on a value over the size cap (`|string`, `|tojson`, `|urlencode` or
+    `|pprint` of a huge structure), and the slow ones only on far less."""
+    limit = SLOW_FILTER_CHARACTERS.get(name, MAX_RENDERED_CHARACTERS)
+    for value in values:
+        if text_size(value, limit) > limit:
+            raise TemplateTooLargeError(f"{name} takes values of at most {limit:,} characters")
+
+
 def metered_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     """The filter, charged a step before and its result after, with its size check if any."""
     check = FILTER_CHECKS.get(name)
@@ -332,6 +397,7 @@ def metered_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any
     def run(*arguments: Any, **options: Any) -> Any:
         budget().step()
         first, rest = (arguments[:1], arguments[1:]) if passes_first else ((), arguments)
+        check_filter_inputs(name, (*rest, *options.values()))
         if iterates and rest and isinstance(rest[0], Sized) and len(rest[0]) > MAX_ITEMS:
             raise TemplateTooLargeError(f"{name} takes at most {MAX_ITEMS:,} items")
         if check is not None:
@@ -343,9 +409,13 @@ def metered_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any
 
 
 def metered_test(function: Any) -> Callable[..., Any]:
+    """A test (`is in`, `is eq`, ...), charged a step and the size of what it compares."""
+
     @wraps(function)
     def run(*arguments: Any, **options: Any) -> Any:
         budget().step()
+        for value in (*arguments, *options.values()):
+            produced(value)
         return function(*arguments, **options)
 
     return run
@@ -380,6 +450,14 @@ def metered_concat(eval_context: EvalContext, parts: list[Any]) -> str:
     return markup_join(parts) if eval_context.autoescape else str_join(parts)
 
 
+def metered_value(value: Any) -> Any:
+    """A value the template builds (a list, tuple or dict literal) or assigns (`set`, also to a
+    namespace attribute), or an operand it compares: one step, and its size is accounted, so a
+    structure that doubles itself is refused before it outgrows the limit."""
+    budget().step()
+    return produced(value)
+
+
 def metered_iteration(items: Iterable[Any]) -> Iterator[Any]:
     """A template loop's items, one step each."""
     for item in items:
@@ -400,8 +478,13 @@ def environment_call(name: str, arguments: list[nodes.Node], lineno: int) -> nod
     )
 
 
+def metered(node: nodes.Node) -> nodes.Call:
+    return environment_call("metered_value", [node], node.lineno)
+
+
 class MeteredTemplate(NodeTransformer):
-    """Rewrites a parsed template so loops, `~` and literal text are charged to the budget."""
+    """Rewrites a parsed template so loops, `~`, literal text, the values it builds and assigns
+    and the operands it compares are charged to the budget."""
 
     # Jinja's visitors dispatch on the node's class name.
     def visit_For(self, node: nodes.For) -> nodes.Node:  # noqa: N802
@@ -415,6 +498,32 @@ class MeteredTemplate(NodeTransformer):
         self.generic_visit(node)
         parts = nodes.List(node.nodes, lineno=node.lineno)
         return environment_call("metered_concat", [parts], node.lineno)
+
+    def visit_List(self, node: nodes.List) -> nodes.Node:  # noqa: N802
+        self.generic_visit(node)
+        return metered(node)
+
+    def visit_Dict(self, node: nodes.Dict) -> nodes.Node:  # noqa: N802
+        self.generic_visit(node)
+        return metered(node)
+
+    def visit_Tuple(self, node: nodes.Tuple) -> nodes.Node:  # noqa: N802
+        self.generic_visit(node)
+        # A tuple to assign to (`for a, b in ...`, `set a, b = ...`) builds nothing.
+        return metered(node) if node.ctx == "load" else node
+
+    def visit_Assign(self, node: nodes.Assign) -> nodes.Node:  # noqa: N802
+        self.generic_visit(node)
+        node.node = metered(node.node)
+        return node
+
+    def visit_Compare(self, node: nodes.Compare) -> nodes.Node:  # noqa: N802
+        """`==`, `<`, `in` and the rest run in Python, as long as their operands are large."""
+        self.generic_visit(node)
+        node.expr = metered(node.expr)
+        for operand in node.ops:
+            operand.expr = metered(operand.expr)
+        return node
 
     def visit_TemplateData(self, node: nodes.TemplateData) -> nodes.Node:  # noqa: N802
         """The template's own text becomes an expression, so it is charged like any output."""
@@ -443,6 +552,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         self.tests = {name: metered_test(test) for name, test in self.tests.items()}
         self.metered_iteration = metered_iteration
         self.metered_concat = metered_concat
+        self.metered_value = metered_value
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         return attr not in BLOCKED_METHODS and super().is_safe_attribute(obj, attr, value)
@@ -478,7 +588,11 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             return produced(operator.pow(left, right))
         if operator_name == "*":
             sized, count = (left, right) if isinstance(right, int) else (right, left)
-            if isinstance(sized, SEQUENCES) and isinstance(count, int):
+            if isinstance(sized, int) and isinstance(count, int):
+                # A product has at most as many bits as its factors together.
+                if sized.bit_length() + count.bit_length() > MAX_POWER_BITS:
+                    raise TemplateTooLargeError("the template computes too large a number")
+            elif isinstance(sized, SEQUENCES) and isinstance(count, int):
                 require_size(text_size(sized) * count, "a repetition")
         elif operator_name == "+" and isinstance(left, SEQUENCES) and isinstance(right, SEQUENCES):
             require_size(text_size(left) + text_size(right), "a concatenation")
@@ -496,20 +610,39 @@ def loop_depth(node: nodes.Node) -> int:
     return inner + 1 if isinstance(node, nodes.For) else inner
 
 
+def node_count(node: nodes.Node) -> int:
+    return 1 + sum(node_count(child) for child in node.iter_child_nodes())
+
+
+def check_source_size(environment: BoundedEnvironment, source: str) -> None:
+    """Refuses a source too long to parse and compile quickly, before either runs."""
+    if len(source) > MAX_TEMPLATE_CHARACTERS:
+        raise SourceTooLargeError(
+            f"a template part may have at most {MAX_TEMPLATE_CHARACTERS:,} characters"
+        )
+    tokens = environment.lexer.tokenize(source)
+    if sum(1 for _ in islice(tokens, MAX_TEMPLATE_TOKENS + 1)) > MAX_TEMPLATE_TOKENS:
+        raise SourceTooLargeError(
+            f"a template part may have at most {MAX_TEMPLATE_TOKENS:,} tokens"
+        )
+
+
 @lru_cache(maxsize=128)
 def compiled(source: str, *, html: bool) -> Template:
-    """A campaign renders the same few sources thousands of times; compiling is ~50x rendering."""
+    """A campaign renders the same few sources thousands of times; compiling is ~50x rendering.
+    The cache only saves work: every render of a template is charged the same."""
     environment = html_environment if html else text_environment
+    check_source_size(environment, source)
     tree = environment.parse(source)
+    if node_count(tree) > MAX_TEMPLATE_NODES:
+        raise SourceTooLargeError(
+            f"a template part may have at most {MAX_TEMPLATE_NODES:,} expressions and tags"
+        )
     if loop_depth(tree) > MAX_LOOP_DEPTH:
         raise TemplateTooLargeError(f"loops may nest at most {MAX_LOOP_DEPTH} deep")
     metered = MeteredTemplate().visit(tree)
     metered.set_environment(environment)
     return environment.from_string(metered)
-
-
-# Per compiled template, how many renders ran out of time or steps (forgotten with the template).
-budget_failures: WeakKeyDictionary[Template, int] = WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -527,15 +660,32 @@ class RenderedEmail:
 
 
 class RenderError(Exception):
-    """A template cannot be rendered for a contact; the message names the reason."""
+    """A template cannot be rendered for a contact; the message names the reason and `code`
+    is the stable word clients and the send ledger carry."""
+
+    code = "template_invalid"
 
 
 class MergeFieldError(RenderError):
     """The contact lacks a field the template uses without a default."""
 
+    code = "merge_field_missing"
+
 
 class TemplateInvalidError(RenderError):
-    """The template itself is broken (syntax) or exceeds the render budget."""
+    """The template itself is broken (syntax) or raises."""
+
+
+class TemplateOverBudgetError(TemplateInvalidError):
+    """Rendering would take more time, steps or memory than one render may."""
+
+    code = "template_over_budget"
+
+
+class TemplateSourceTooLargeError(TemplateInvalidError):
+    """The template's text is longer or more complex than a template may be."""
+
+    code = "template_too_large"
 
 
 def bounded(chunks: Iterator[str]) -> str:
@@ -551,14 +701,7 @@ def bounded(chunks: Iterator[str]) -> str:
 
 
 def render_part(source: str, fields: dict[str, Any], *, html: bool) -> str:
-    template = compiled(source, html=html)
-    if budget_failures.get(template, 0) >= BUDGET_FAILURES_BEFORE_REFUSAL:
-        raise TemplateTooLargeError("refused: it ran out of time or steps for earlier contacts")
-    try:
-        return bounded(template.generate(fields))
-    except RenderBudgetError:
-        budget_failures[template] = budget_failures.get(template, 0) + 1
-        raise
+    return bounded(compiled(source, html=html).generate(fields))
 
 
 def missing_field(error: UndefinedError) -> str:
@@ -596,6 +739,10 @@ def render(content: EmailContent, contact: dict[str, Any], unsubscribe_url: str)
         text = render_part(content.text, fields, html=False) if content.text is not None else None
     except UndefinedError as error:
         raise MergeFieldError(missing_field(error)) from error
+    except SourceTooLargeError as error:
+        raise TemplateSourceTooLargeError(str(error.message)) from error
+    except TemplateTooLargeError as error:
+        raise TemplateOverBudgetError(str(error.message)) from error
     except TemplateError as error:
         raise TemplateInvalidError(f"template error: {error.message}") from error
     except Exception as error:
@@ -619,7 +766,5 @@ def preview(content: EmailContent, contact: dict[str, Any], unsubscribe_url: str
     """Rendering for a person looking at it: problems are a 422 naming the field."""
     try:
         return render(content, contact, unsubscribe_url)
-    except MergeFieldError as error:
-        raise ApiError(422, "merge_field_missing", str(error)) from error
-    except TemplateInvalidError as error:
-        raise ApiError(422, "template_invalid", str(error)) from error
+    except RenderError as error:
+        raise ApiError(422, error.code, str(error)) from error

@@ -412,7 +412,8 @@ def test_a_template_that_would_run_for_hours_fails_its_recipients_and_the_worker
             (campaign,),
         )
     ]
-    assert len(errors) == 4 and all(error.startswith("template error: ") for error in errors)
+    assert len(errors) == 4
+    assert all(error.startswith("template_over_budget: ") for error in errors)
     assert len(sent_raw_messages(ses_endpoint)) == 1
 
 

@@ -200,6 +200,8 @@ def test_a_preview_takes_a_template_or_content_but_not_both(
         "{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}",
         "{{ ('x' * 1000000) | replace('x', 'xxxxxxxxxx') | replace('x', 'xxxxxxxxxx') }}",
         "{% set page %}{% for i in range(1000) %}{{ 'x' * 1000000 }}{% endfor %}{% endset %}",
+        "{% set ns = namespace(a=[1]) %}{% for i in range(40) %}{% set ns.a = [ns.a, ns.a] %}"
+        "{% endfor %}{{ ns.a | string }}",
     ],
 )
 def test_a_template_over_the_render_budget_is_a_422(
@@ -208,4 +210,16 @@ def test_a_template_over_the_render_budget_is_a_422(
     owner = create_user(conn)
     contact = add_contact(conn, owner, "Jana")
     answer = preview(client, jwks, owner, contact_id=contact, subject="Hi", html=html)
-    assert error_code(answer) == (422, "template_invalid")
+    assert error_code(answer) == (422, "template_over_budget")
+
+
+def test_a_template_too_long_to_compile_quickly_is_a_422_for_content_and_saved_templates(
+    client: TestClient, jwks: JwksServer, conn: Conn
+) -> None:
+    owner = create_user(conn)
+    contact = add_contact(conn, owner, "Jana")
+    too_long = "{{ first_name }}" * 30_000
+    edited = preview(client, jwks, owner, contact_id=contact, subject="Hi", html=too_long)
+    template = add_template(conn, owner, "Hi", too_long, None)
+    saved = preview(client, jwks, owner, contact_id=contact, template_id=template)
+    assert error_code(edited) == error_code(saved) == (422, "template_too_large")
