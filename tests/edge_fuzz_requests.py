@@ -85,6 +85,7 @@ class Seeded:
     automation_id: uuid.UUID
     identity_id: uuid.UUID
     shoptet_order_code: str
+    shoptet_customer_guid: str
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class Context:
 Draw = Callable[[st.SearchStrategy[Any]], Any]
 # How a webhook case is sent: as generated (signature headers as generated, so refused), the
 # generated body signed, or a body in the provider's shape with fuzzed fields, signed.
-WEBHOOK_MODES = st.sampled_from(["as_generated", "signed", "shaped"])
+WEBHOOK_MODES = st.sampled_from(["shaped", "signed", "as_generated"])
 
 
 def json_bytes(body: Any) -> bytes:
@@ -187,13 +188,23 @@ def shoptet(case: Case[Any], draw: Draw, context: Context) -> Sending:
         return Sending()
     body = json_bytes(case.body)
     if mode == "shaped":
+        # An order event names an order code, a customer event a customer GUID: the ones the
+        # Shoptet fake serves, or any text.
+        seeded = context.seeded
+        name, instance = draw(
+            st.sampled_from(
+                [
+                    *((name, seeded.shoptet_order_code) for name in sorted(ORDER_EVENTS)),
+                    *((name, seeded.shoptet_customer_guid) for name in sorted(CUSTOMER_EVENTS)),
+                    ("eshop:mandatory", "470000"),
+                ]
+            )
+        )
         event = {
             "eshopId": 470_000,
-            "event": draw(st.sampled_from([*sorted(ORDER_EVENTS | CUSTOMER_EVENTS), "eshop:x"])),
+            "event": name,
             "eventCreated": draw(st.sampled_from(["2026-06-01T10:05:00+0200"]) | st.text()),
-            "eventInstance": draw(
-                st.sampled_from([context.seeded.shoptet_order_code]) | st.text(max_size=12)
-            ),
+            "eventInstance": draw(st.just(instance) | st.text(max_size=12)),
         }
         body = json.dumps(with_fuzzed_fields(draw, event, ["eshopId", "eventInstance"])).encode()
     key = context.secrets.shoptet_signature_key.encode()

@@ -51,6 +51,7 @@ Conn = psycopg.Connection[DictRow]
 EXAMPLES_PER_OPERATION = 25
 SECRETS = Secrets()
 TEAM_PLAN = "plan_growthbase_team"
+SHOPTET_CUSTOMER = "c0ffee00-0000-4000-8000-000000000042"
 
 # Answers that stop at validation or authentication: they do not count as reaching the code.
 SHALLOW_CODES = frozenset(
@@ -117,6 +118,11 @@ def shoptet() -> Iterator[ShoptetServer]:
     with serve_shoptet() as server:
         server.token = None
         server.orders.append(shoptet_order(1))
+        server.customers[SHOPTET_CUSTOMER] = {
+            "guid": SHOPTET_CUSTOMER,
+            "email": "eva@example.test",
+            "billingAddress": {"fullName": "Eva Svobodová", "countryCode": "CZ"},
+        }
         yield server
 
 
@@ -225,6 +231,7 @@ def seed(conn: Conn, user: User, razorpay: RazorpayServer, ses: str) -> Seeded:
         automation_id=automation,
         identity_id=identity,
         shoptet_order_code=shoptet_order(1)["code"],
+        shoptet_customer_guid=SHOPTET_CUSTOMER,
     )
 
 
