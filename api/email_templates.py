@@ -55,7 +55,9 @@ UNSUBSCRIBE_FIELD = "unsubscribe_url"
 # A rendered part, and any single value a template builds, written out as text.
 MAX_RENDERED_CHARACTERS = 1_000_000
 # Everything one render produces: values built and output written, inside blocks included.
-MAX_PRODUCED_CHARACTERS = 20_000_000
+# Values stay alive while the render holds them (in `set` and namespaces), so this also bounds
+# a render's memory: Python takes up to about 15 bytes a character here (a list of short words).
+MAX_PRODUCED_CHARACTERS = 5_000_000
 # Loop iterations, calls, filters, operators and lookups in one render: an ordinary template
 # takes a few hundred.
 MAX_STEPS = 100_000
