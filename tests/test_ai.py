@@ -299,6 +299,40 @@ def test_variants_are_saved_into_a_draft_campaign_literally(
     assert mail.text is not None and mail.text.startswith(body)
 
 
+def test_a_second_copy_into_the_same_draft_is_kept_beside_the_first(
+    client: TestClient, jwks: JwksServer, groq: GroqServer, conn: Conn, owner: User
+) -> None:
+    readers = add_contacts(conn, owner, 1)
+    campaign = list_campaign(conn, owner, readers, [])
+    answers = []
+    for _ in range(2):
+        answers.append(
+            client.post(
+                "/api/v1/ai/campaign-copy",
+                headers={"Authorization": f"Bearer {jwks.sign(jwks.claims(owner.id))}"},
+                json={
+                    "workspace_id": str(owner.workspace_id),
+                    "product_url": "https://shop.example/boots",
+                    "ideal_customer_profile": "runners",
+                    "campaign_id": str(campaign),
+                },
+            )
+        )
+    assert [a.status_code for a in answers] == [200, 200], answers[1].text
+    names = conn.execute(
+        "select name from public.campaign_variants where campaign_id = %s order by name",
+        (campaign,),
+    ).fetchall()
+    assert [row["name"] for row in names] == [
+        "benefit",
+        "benefit 2",
+        "problem",
+        "problem 2",
+        "question",
+        "question 2",
+    ]
+
+
 def test_variants_for_a_campaign_that_is_not_a_draft_cost_nothing(
     client: TestClient, jwks: JwksServer, groq: GroqServer, conn: Conn, owner: User
 ) -> None:

@@ -154,11 +154,29 @@ def variant_html(body: str) -> str:
     return literal_template("".join(f"<p>{paragraph}</p>" for paragraph in paragraphs))
 
 
+def unused_name(angle: str, taken: set[str]) -> str:
+    """The angle, or `angle 2`, `angle 3`…: variant names are unique per campaign, and a second
+    request for copy into the same draft must not lose the copy it paid for."""
+    name, number = angle, 1
+    while name in taken:
+        number += 1
+        name = f"{angle} {number}"
+    taken.add(name)
+    return name
+
+
 def save_variants(
     request: Request, user: CurrentUser, body: CampaignCopyRequest, copy: CampaignCopy
 ) -> list[str]:
     database: Database = request.app.state.database
     with database.as_user(user.claims) as conn:
+        taken = {
+            row["name"]
+            for row in conn.execute(
+                "select name from public.campaign_variants where campaign_id = %s",
+                (body.campaign_id,),
+            )
+        }
         rows = [
             conn.execute(
                 "insert into public.campaign_variants"
@@ -167,7 +185,7 @@ def save_variants(
                 (
                     body.campaign_id,
                     body.workspace_id,
-                    variant.angle,
+                    unused_name(variant.angle, taken),
                     literal_template(variant.subject),
                     variant_html(variant.body),
                     literal_template(variant.body),
