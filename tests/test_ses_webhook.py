@@ -663,6 +663,26 @@ def test_stale_mislabelled_and_malformed_messages_are_refused(sns: Sns, conn: Co
     assert ledger(conn, reader)["delivered_at"] == minutes(1)
 
 
+def test_a_signed_event_holding_a_nul_is_refused_not_stored_forever_unapplied(
+    sns: Sns, conn: Conn
+) -> None:
+    campaign = sent_campaign(conn, 1)
+    reader = campaign.recipients[0]
+    event = delivery(reader, minutes(1))
+    event["mail"]["source"] = "news\u0000@shop.example"
+    inner = sns.notification(event)
+    outer = sns.notification(delivery(reader, minutes(1)))
+    answers = [
+        sns.post(inner),
+        sns.post(outer, body=json.dumps({**outer, "Subject": "a\u0000b"}).encode()),
+    ]
+    assert [(a.status_code, a.json()["error"]["code"]) for a in answers] == [
+        (422, "invalid_input"),
+        (422, "invalid_input"),
+    ]
+    assert [stored(conn, m["MessageId"]) for m in (inner, outer)] == [None, None]
+
+
 # bounces, complaints and the next campaign ------------------------------------------------------
 
 

@@ -37,12 +37,28 @@ def documented_webhook(*headers: str) -> dict[str, Any]:
     }
 
 
-def parse_json(body: bytes, what: str = "The webhook body") -> Any:
+def parse_json(body: bytes | str, what: str = "The webhook body") -> Any:
     """The body's JSON, parsed with a bounded nesting depth (pydantic-core's parser stops at a
-    fixed depth, where `json.loads` recurses until Python's stack runs out)."""
+    fixed depth, where `json.loads` recurses until Python's stack runs out). A `\\u0000` in any
+    string or key is refused too: Postgres's jsonb cannot hold it, so such a body could be stored
+    but never applied."""
     try:
-        return pydantic_core.from_json(body, allow_inf_nan=False)
+        parsed = pydantic_core.from_json(body, allow_inf_nan=False)
     except ValueError as error:
         raise ApiError(
             422, "invalid_input", f"{what} is not JSON or is nested too deeply"
         ) from error
+    if holds_nul(parsed):
+        raise ApiError(422, "invalid_input", f"{what} holds a NUL character (\\u0000)")
+    return parsed
+
+
+def holds_nul(value: Any) -> bool:
+    """Recursion is safe here: the parser above has already bounded the depth."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(holds_nul(key) or holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(holds_nul(item) for item in value)
+    return False

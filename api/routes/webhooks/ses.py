@@ -116,6 +116,9 @@ def ses_webhook(
     database: Database = request.app.state.database
     if message_type == "SubscriptionConfirmation":
         return ok({"outcome": subscribe(sns, database, message, body)})
+    if message_type == "Notification" and isinstance(message.get("Message"), str):
+        # The SES event inside is applied as jsonb: refuse now what could never be applied.
+        parse_json(message["Message"], "The SES event")
     event_id, duplicate = record(database, message, body)
     if duplicate:
         return ok({"outcome": "duplicate"})
