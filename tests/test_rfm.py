@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from api.settings import Settings
-from tests.factories import User, acting_as, create_user, make_project, one
+from tests.factories import User, acting_as, create_user, make_project, one, refused
 
 Conn = psycopg.Connection[Any]
 AS_OF = date(2026, 6, 30)
@@ -288,6 +288,15 @@ def test_dashboard_users_see_only_their_workspaces(
             for query in queries:
                 seen = {r["workspace_id"] for r in conn.execute(query)}
                 assert seen == {user.workspace_id}, query
+
+
+@pytest.mark.parametrize("as_of", [None, "5874897-12-31", "0001-01-01"])
+def test_an_as_of_date_outside_the_calendar_we_score_is_a_422(
+    conn: Conn, shop: tuple[User, dict[str, uuid.UUID]], as_of: str | None
+) -> None:
+    owner, _ = shop
+    with acting_as(conn, owner), refused(422, "invalid_as_of"):
+        conn.execute("select * from analytics.rfm(%s::date)", (as_of,))
 
 
 def test_a_request_acting_as_authenticated_without_a_user_sees_no_workspace(

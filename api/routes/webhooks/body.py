@@ -53,6 +53,17 @@ def parse_json(body: bytes | str, what: str = "The webhook body") -> Any:
     return parsed
 
 
+def refuse_nul_in_embedded_json(text: str, what: str) -> None:
+    """JSON carried inside a string (the SES event inside an SNS message) is applied as jsonb
+    later: refuse now a NUL it could never hold. Text that is not JSON is left to its applier."""
+    try:
+        parsed = pydantic_core.from_json(text, allow_inf_nan=False)
+    except ValueError:
+        return
+    if holds_nul(parsed):
+        raise ApiError(422, "invalid_input", f"{what} holds a NUL character (\\u0000)")
+
+
 def holds_nul(value: Any) -> bool:
     """Recursion is safe here: the parser above has already bounded the depth."""
     if isinstance(value, str):

@@ -15,7 +15,12 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from api.db import Database
 from api.envelope import ok
 from api.errors import ApiError
-from api.routes.webhooks.body import documented_webhook, parse_json, raw_body
+from api.routes.webhooks.body import (
+    documented_webhook,
+    parse_json,
+    raw_body,
+    refuse_nul_in_embedded_json,
+)
 from api.settings import Settings
 from api.sns import SnsVerifier
 from api.stored_webhooks import apply_in_background
@@ -118,7 +123,7 @@ def ses_webhook(
         return ok({"outcome": subscribe(sns, database, message, body)})
     if message_type == "Notification" and isinstance(message.get("Message"), str):
         # The SES event inside is applied as jsonb: refuse now what could never be applied.
-        parse_json(message["Message"], "The SES event")
+        refuse_nul_in_embedded_json(message["Message"], "The SES event")
     event_id, duplicate = record(database, message, body)
     if duplicate:
         return ok({"outcome": "duplicate"})
