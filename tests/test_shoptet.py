@@ -267,8 +267,8 @@ def test_customer_events_update_contacts(shop: Shop, shoptet: ShoptetServer, con
         conn,
         "select c.email, c.phone, c.last_name from public.contacts c"
         " join public.contact_external_ids x on x.contact_id = c.id"
-        " where x.source = 'shoptet' and x.external_id = %s",
-        (guid,),
+        " where x.source = 'shoptet' and x.external_id = %s and c.workspace_id = %s",
+        (guid, shop.user.workspace_id),
     )
     assert contact == {
         "email": "eva@example.test",
