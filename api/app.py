@@ -251,6 +251,16 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(
                 ApiError(500, "internal_error", "Something went wrong on our side")
             )
+        if not (error.sqlstate or "").startswith("PT"):
+            # Translated by SQLSTATE class, not raised by our own checks: the client gets a 4xx
+            # (or a 503), and we still see it. Never the message: it can quote the input.
+            log.warning(
+                "database error answered %s sqlstate=%s constraint=%s request_id=%s",
+                translated.status,
+                error.sqlstate,
+                error.diag.constraint_name,
+                getattr(request.state, "request_id", "-"),
+            )
         return error_response(translated)
 
     app.add_exception_handler(ApiError, on_api_error)

@@ -41,7 +41,8 @@ DATABASE_ERRORS: dict[str, tuple[int, str, str]] = {
     # is ours, so it is shown (see from_database_error).
     "P0001": (400, "bad_request", "The request was refused"),
     "54": (413, "too_large", "The request is too large or complex to process"),
-    "53": (503, "database_busy", "The database is short of resources; try again"),
+    # Too many connections is load; a full disk or exhausted memory is an outage: a logged 500.
+    "53300": (503, "database_busy", "The database is short of resources; try again"),
     "40": (503, "database_busy", "The database was busy; try again"),
     "57014": (503, "database_timeout", "The database took too long; try again"),
     "08": (503, "database_unavailable", "The database cannot be reached; try again shortly"),

@@ -44,6 +44,19 @@ def app(database_url: str, jwks: JwksServer) -> FastAPI:
         raise RuntimeError("a bug")
 
     edge.add_api_route("/api/v1/test-only/fails", fail_unexpectedly, methods=["GET"])
+
+    def raise_in_database(sqlstate: str) -> None:
+        """A database error of the given SQLSTATE, its message quoting an input value."""
+        assert sqlstate.isalnum() and len(sqlstate) == 5
+        with edge.state.database.as_service() as conn:
+            conn.execute(
+                f"do $$ begin raise sqlstate '{sqlstate}'"
+                " using message = 'bad value reader@shop.example'; end $$"
+            )
+
+    edge.add_api_route(
+        "/api/v1/test-only/database-error/{sqlstate}", raise_in_database, methods=["GET"]
+    )
     return edge
 
 
@@ -144,6 +157,39 @@ def test_a_failing_handler_answers_the_envelope_with_its_request_id_and_logs_it(
     lines = [record.getMessage() for record in caplog.records]
     assert any("RuntimeError" in line and "request_id=req-500-a" in line for line in lines)
     assert any(" 500 " in line and "request_id=req-500-a" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "status", "code"),
+    [
+        ("22023", 422, "invalid_input"),
+        ("23P01", 409, "conflict"),
+        ("54001", 413, "too_large"),
+        ("53300", 503, "database_busy"),
+        ("53100", 500, "internal_error"),
+        ("53200", 500, "internal_error"),
+    ],
+)
+def test_database_errors_translated_by_class_are_still_logged_without_their_message(
+    client: TestClient, caplog: pytest.LogCaptureFixture, sqlstate: str, status: int, code: str
+) -> None:
+    request_id = f"req-db-{sqlstate}"
+    with caplog.at_level(logging.INFO, logger="growthbase.edge"):
+        response = client.get(
+            f"/api/v1/test-only/database-error/{sqlstate}", headers={"X-Request-Id": request_id}
+        )
+    assert_envelope(response, status, code)
+    logged = [
+        record
+        for record in caplog.records
+        if f"sqlstate={sqlstate}" in record.getMessage()
+        and f"request_id={request_id}" in record.getMessage()
+    ]
+    assert [r.levelno >= logging.WARNING for r in logged] == [True]
+    if status != 500:
+        # A translated error is the input's fault and its message may quote the input; a 500
+        # is our bug, logged with its primary message so it can be found.
+        assert all("reader@shop.example" not in r.getMessage() for r in caplog.records)
 
 
 def test_unknown_routes_wrong_methods_and_invalid_input_carry_the_request_id(
