@@ -20,7 +20,13 @@ one contact) is bounded in time and memory, not just in the size of its output:
   doubles itself is refused), and operations whose result can be far larger than their inputs
   (repetition, integer products and powers, `%` and `format` widths, `replace`, `join`,
   padding, `batch`, `slice`) are refused before they run when it would;
-- no filter takes an input over MAX_RENDERED_CHARACTERS, and the slow ones far less;
+- no filter takes an input over MAX_RENDERED_CHARACTERS, and the slow ones far less; a
+  filter's input is counted a step per item as it is drained, at most MAX_ITEMS, so a generator
+  one filter returns and the next drains is charged too;
+- only the methods in STR_METHODS and DICT_METHODS may be called, with their separators and
+  character sets capped, since a single C call (`encode("punycode")`, `strip` with a huge set,
+  `fromkeys`) can run for many seconds inside one step; keys a template builds are names or
+  compared by text, never hashed as crafted numbers;
 - all values and output a render produces together stay under MAX_PRODUCED_CHARACTERS, so
   output gathered in a block, a macro or a loop cannot grow unseen.
 Every single step is therefore bounded, and the budget is checked between steps, so a render
@@ -40,11 +46,13 @@ from itertools import islice
 from string import Formatter
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateError, UndefinedError, nodes
+from jinja2 import Environment, StrictUndefined, Template, TemplateError, UndefinedError, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.filters import ignore_case, make_attrgetter
 from jinja2.nodes import EvalContext
 from jinja2.runtime import Context, Undefined, markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jinja2.utils import Namespace, pass_context, pass_eval_context
+from jinja2.utils import Namespace, pass_context, pass_environment, pass_eval_context
 from jinja2.visitor import NodeTransformer
 from markupsafe import Markup
 
@@ -94,13 +102,53 @@ ITERATING_FILTERS = frozenset(
         "dictsort",
         "join",
         "items",
+        "reverse",
     }
 )
 MAX_ITEMS = 10_000
+# The iterating filters that only go through their input once, in order: their input, even a
+# list, is handed over item by item, a step each, so the time they spend per item is charged.
+STREAMING_FILTERS = ITERATING_FILTERS - {"dictsort", "items", "slice", "reverse"}
 # Filters that take far longer than a microsecond a character, and how much text they may take.
 SLOW_FILTER_CHARACTERS = {"wordwrap": 20_000, "urlize": 100_000, "pprint": 100_000}
-# Methods whose result size a template chooses freely and that no email needs.
-BLOCKED_METHODS = frozenset({"expandtabs", "translate", "maketrans", "to_bytes"})
+# The methods a template may call, by the type of value: each runs in time about linear in
+# its input, with the size checks of check_method_call. Every other method (encode, decode,
+# fromkeys, center, count, ...) is refused, as is any method of the other built-in types.
+STR_METHODS = frozenset(
+    {
+        "lower",
+        "upper",
+        "title",
+        "capitalize",
+        "startswith",
+        "endswith",
+        "split",
+        "rsplit",
+        "replace",
+        "strip",
+        "lstrip",
+        "rstrip",
+        "join",
+        "format",
+    }
+)
+DICT_METHODS = frozenset({"get", "items", "keys", "values"})
+VALUES_WITHOUT_METHODS = (
+    bytes,
+    bytearray,
+    list,
+    tuple,
+    int,
+    float,
+    complex,
+    set,
+    frozenset,
+    range,
+    type,
+)
+# Characters in a separator (`split`) or a set of characters to strip (`strip`, `trim`):
+# these run in time proportional to the text times the set.
+MAX_CHARACTER_SET = 64
 PRINTF_FIELD = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d*)(?:\.(\*|\d*))?[hlL]?[a-zA-Z%]")
 SEQUENCES = (str, bytes, list, tuple)
 MISSING_ATTRIBUTE = re.compile(r"^'dict object' has no attribute '([^']*)'$")
@@ -359,6 +407,16 @@ def check_tojson(value: Any, indent: Any = None) -> Any:
     return (value, indent), {}
 
 
+def check_character_set(characters: Any, what: str) -> None:
+    if characters is not None and len(as_text(characters)) > MAX_CHARACTER_SET:
+        raise TemplateTooLargeError(f"{what} takes at most {MAX_CHARACTER_SET} characters")
+
+
+def check_trim(text: Any, chars: Any = None) -> Any:
+    check_character_set(chars, "trim")
+    return (text, chars), {}
+
+
 def check_urlize(text: Any, *rest: Any, **options: Any) -> Any:
     if any(text_size(extra) > 200 for extra in (*rest, *options.values())):
         raise TemplateTooLargeError("urlize takes options of at most 200 characters")
@@ -376,6 +434,7 @@ FILTER_CHECKS: dict[str, FilterCheck] = {
     "slice": check_slice,
     "tojson": check_tojson,
     "urlize": check_urlize,
+    "trim": check_trim,
 }
 
 
@@ -388,20 +447,75 @@ def check_filter_inputs(name: str, values: Iterable[Any]) -> None:
             raise TemplateTooLargeError(f"{name} takes values of at most {limit:,} characters")
 
 
+def counted(items: Iterable[Any], what: str) -> Iterator[Any]:
+    """Items as they are drained, a step each and at most MAX_ITEMS: a generator (from `unique`,
+    `map`, `batch`, `reverse`, ...) is drained by whatever takes it next, inside one step."""
+    for number, item in enumerate(items, 1):
+        if number > MAX_ITEMS:
+            raise TemplateTooLargeError(f"{what} takes at most {MAX_ITEMS:,} items")
+        budget().step()
+        yield item
+
+
+def metered_input(name: str, value: Any) -> Any:
+    """A filter's input: any iterable that is not a collection is counted as it is drained;
+    a collection too large for an iterating filter is refused, and a streaming one gets it
+    counted too."""
+    if not isinstance(value, Iterable):
+        return value
+    if not isinstance(value, Sized):
+        return counted(value, name)
+    if name in ITERATING_FILTERS and len(value) > MAX_ITEMS:
+        raise TemplateTooLargeError(f"{name} takes at most {MAX_ITEMS:,} items")
+    return counted(value, name) if name in STREAMING_FILTERS else value
+
+
+@pass_environment
+def unique_by_text(
+    environment: Environment,
+    value: Iterable[Any],
+    case_sensitive: bool = False,
+    attribute: str | int | None = None,
+) -> Iterator[Any]:
+    """Jinja's `unique`, but a key that is not text is compared by its type and repr: Python
+    randomises the hash of text, while numbers (multiples of 2**61 - 1) and tuples of them can
+    be made to share one hash, which makes a set of them quadratic."""
+    getter = make_attrgetter(
+        environment, attribute, postprocess=None if case_sensitive else ignore_case
+    )
+    seen: set[str | tuple[str, str]] = set()
+    for item in value:
+        key = getter(item)
+        text_key = key if isinstance(key, str) else (type(key).__name__, repr(key))
+        if text_key not in seen:
+            seen.add(text_key)
+            yield item
+
+
+def keyword_dict(**items: Any) -> dict[str, Any]:
+    """`dict(a=1)`; only names as keys, so a template cannot build a dict of crafted keys."""
+    return items
+
+
+def keyword_namespace(**attributes: Any) -> Namespace:
+    """`namespace(a=1)`; only names as keys, like `dict`."""
+    return Namespace(**attributes)
+
+
 def metered_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
-    """The filter, charged a step before and its result after, with its size check if any."""
+    """The filter, charged a step before and its result after, with its size check if any, and
+    its input counted item by item."""
     check = FILTER_CHECKS.get(name)
     passes_first = getattr(function, "jinja_pass_arg", None) is not None
-
-    iterates = name in ITERATING_FILTERS
 
     @wraps(function)
     def run(*arguments: Any, **options: Any) -> Any:
         budget().step()
         first, rest = (arguments[:1], arguments[1:]) if passes_first else ((), arguments)
         check_filter_inputs(name, (*rest, *options.values()))
-        if iterates and rest and isinstance(rest[0], Sized) and len(rest[0]) > MAX_ITEMS:
-            raise TemplateTooLargeError(f"{name} takes at most {MAX_ITEMS:,} items")
+        if rest:
+            rest = (metered_input(name, rest[0]), *rest[1:])
+            arguments = (*first, *rest)
         if check is not None:
             checked, options = check(*rest, **options)
             arguments = (*first, *checked)
@@ -423,25 +537,45 @@ def metered_test(function: Any) -> Callable[..., Any]:
     return run
 
 
+def allowed_methods(value: Any) -> frozenset[str] | None:
+    """The attributes a template may use on a built-in value (none on a class); None for the
+    objects Jinja's own sandbox rules cover (loops, namespaces, macros, undefined values)."""
+    if isinstance(value, str):
+        return STR_METHODS
+    if isinstance(value, dict):
+        return DICT_METHODS
+    if isinstance(value, VALUES_WITHOUT_METHODS):
+        return frozenset()
+    return None
+
+
+def require_allowed_method(method: Any) -> None:
+    """Refuses calling a built-in value's method that is not allowed, however it was reached."""
+    owner = getattr(method, "__self__", None)
+    allowed = allowed_methods(owner)
+    if allowed is not None and getattr(method, "__name__", "") not in allowed:
+        raise SecurityError(f"templates may not call {type(owner).__name__} methods like this")
+
+
 def check_method_call(method: Any, arguments: tuple[Any, ...], options: dict[str, Any]) -> Any:
-    """Size checks for the str and bytes methods that can multiply their input."""
-    original = getattr(method, "__wrapped__", method)
-    owner = getattr(original, "__self__", None)
-    if not isinstance(owner, str | bytes):
+    """Size checks for the str methods that can multiply their input or take time in the size
+    of their text times their argument."""
+    owner = getattr(method, "__self__", None)
+    if not isinstance(owner, str):
         return arguments
-    name = getattr(original, "__name__", "")
+    name = getattr(method, "__name__", "")
     if name == "replace":
         require_size(replaced_size(owner, *arguments[:3]), "a replace")
-    elif name in ("center", "ljust", "rjust", "zfill") and arguments:
-        require_size(max(len(owner), width_of(arguments[0])), "padding")
     elif name == "join" and arguments:
-        listed = list(arguments[0])
+        listed = list(counted(arguments[0], "a join"))
         require_size(joined_size(owner, listed), "a join")
         return (listed, *arguments[1:])
-    elif name == "format" and isinstance(owner, str):
+    elif name == "format":
         require_size(format_size(owner, (arguments, options)), "a format")
-    elif name == "format_map" and isinstance(owner, str):
-        require_size(format_size(owner, arguments), "a format")
+    elif name in ("split", "rsplit"):
+        check_character_set(options.get("sep", arguments[0] if arguments else None), name)
+    elif name in ("strip", "lstrip", "rstrip"):
+        check_character_set(arguments[0] if arguments else None, name)
     return arguments
 
 
@@ -549,7 +683,10 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             optimized=False,
         )
         self.globals["range"] = bounded_range
+        self.globals["dict"] = keyword_dict
+        self.globals["namespace"] = keyword_namespace
         del self.globals["lipsum"]
+        self.filters["unique"] = unique_by_text
         self.filters = {name: metered_filter(name, f) for name, f in self.filters.items()}
         self.tests = {name: metered_test(test) for name, test in self.tests.items()}
         self.metered_iteration = metered_iteration
@@ -557,10 +694,16 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         self.metered_value = metered_value
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
-        return attr not in BLOCKED_METHODS and super().is_safe_attribute(obj, attr, value)
+        allowed = allowed_methods(obj)
+        if allowed is not None and attr not in allowed:
+            return False
+        return super().is_safe_attribute(obj, attr, value)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         budget().step()
+        # `attributes.copy` is the contact's field, not the dict method templates may not call.
+        if isinstance(obj, dict) and attribute not in DICT_METHODS and attribute in obj:
+            return obj[attribute]
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
@@ -571,6 +714,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
 
     def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         budget().step()
+        require_allowed_method(obj)
         args = check_method_call(obj, args, kwargs)
         return produced(super().call(context, obj, *args, **kwargs))
 

@@ -258,3 +258,60 @@ def test_a_template_over_budget_for_one_contact_still_renders_for_the_others() -
         with pytest.raises(TemplateOverBudgetError, match="steps"):
             render(content, wordy, LINK)
     assert render(content, brief, LINK).html.startswith("ok")
+
+
+def colliding_integers(lists: int) -> str:
+    """Sets `l` to 1,000 x `lists` integers that are multiples of 2**61 - 1, so all hash alike."""
+    ranges = ", ".join(f"range({n}*1000*P, {n + 1}*1000*P, P)" for n in range(lists))
+    return (
+        "{% set P = 2305843009213693951 %}{% set l = [" + ranges + "]|map('list')|sum(start=[]) %}"
+    )
+
+
+# From the final review: single C-level calls that ran 7-49 s inside one step. Methods are
+# allowed per type (no encode/decode, no fromkeys), strip characters are capped, and every
+# filter's input is counted item by item, so generators drained by the next filter are charged.
+SINGLE_SLOW_CALL_ATTACKS = [
+    "{% set ns = namespace(s='') %}{% for i in range(1000) %}"
+    "{% set ns.s = ns.s ~ ('%c' % (19968 + i)) %}{% endfor %}"
+    "{{ (ns.s * 300).encode('punycode') | length }}",
+    "{{ ('\u00e9' * 300000).encode('punycode') | length }}",
+    "{{ 'x'.encode('utf-8').decode('utf-8') }}",
+    "{{ ('b' * 990000).strip('a' * 990000 ~ 'b') | length }}",
+    "{{ ('b' * 990000) | trim('a' * 990000 ~ 'b') | length }}",
+    "{{ ('b' * 990000).split('a' * 990000) | length }}",
+    colliding_integers(33) + "{{ l|length }} {{ l|reverse|unique|list|length }}",
+    colliding_integers(28) + "{{ {}.fromkeys(l)|length }}",
+    "{{ dict([[1, 2]]) }}",
+    "{% for i in range(1000) %}{{ range(1000)|reverse|unique|list|length }}{% endfor %}",
+    "{{ [1, 2].count(1) }}",
+    "{{ 'abc'.center(9) }}",
+]
+
+
+@pytest.mark.parametrize(
+    "template",
+    SINGLE_SLOW_CALL_ATTACKS,
+    ids=[f"attack-{n:02}" for n in range(len(SINGLE_SLOW_CALL_ATTACKS))],
+)
+def test_no_single_method_or_filter_call_can_run_unbounded(template: str) -> None:
+    with pytest.raises(TemplateInvalidError):
+        html_of(template)
+
+
+def test_allowed_methods_and_unique_still_work() -> None:
+    contact = {**CONTACT, "attributes": {"tags": ["vip", "VIP", "new"], "copy": "Hello"}}
+    html = render(
+        EmailContent(
+            "Hi",
+            "{{ first_name.lower() }} {{ first_name.upper() }} {{ 'a-b'.split('-') | join('+') }}"
+            " {{ ' x '.strip() }}{{ 'xyx'.strip('x') }}"
+            " {{ attributes.get('tags') | unique | join }}"
+            " {{ attributes.keys() | sort | join(',') }} {{ attributes.copy }}"
+            " {{ [3, 1, 3] | unique | list }} {{ 'Jana'.startswith('J') }}",
+            None,
+        ),
+        contact,
+        LINK,
+    )
+    assert html.html.startswith("jana JANA a+b xy vipnew copy,tags Hello [3, 1] True")
