@@ -178,8 +178,9 @@ comment on function public.import_order(uuid, jsonb) is
 
 -- automations ---------------------------------------------------------------------------------
 
--- As before, plus the idempotency key's length (1 to 128 characters, as the column allows)
--- checked up front, so a bad key is a 422 rather than a check violation.
+-- As before, plus a bound on the input (the same 64 KiB the edge allows, so a caller of the
+-- Data API cannot queue a job Make.com would refuse) and the idempotency key's length (1 to 128
+-- characters, as the column allows), each a 422 rather than a check violation.
 create or replace function public.enqueue_automation(
   p_project_id uuid, p_type text, p_input jsonb default '{}'::jsonb, p_idempotency_key text default null
 )
