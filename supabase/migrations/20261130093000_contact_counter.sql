@@ -84,20 +84,22 @@ $$;
 
 revoke all on function private.add_contact_changes(uuid[], integer[]) from public, anon, authenticated;
 
--- Once per insert statement, from the rows it inserted (O(rows inserted)).
-create function private.count_inserted_contacts()
+-- Once per insert or delete statement, from the rows it touched (O(rows touched); deletes
+-- include erasures and cascades). Both triggers name their transition table `changed`.
+create function private.count_changed_contacts()
 returns trigger
 language plpgsql
 security definer
 set search_path = ''
 as $$
 declare
+  v_sign integer := case tg_op when 'INSERT' then 1 else -1 end;
   v_workspace_ids uuid[];
   v_changes integer[];
 begin
-  select array_agg(n.workspace_id order by n.workspace_id), array_agg(n.contacts order by n.workspace_id)
+  select array_agg(c.workspace_id order by c.workspace_id), array_agg(v_sign * c.contacts order by c.workspace_id)
   into v_workspace_ids, v_changes
-  from (select i.workspace_id, count(*)::integer as contacts from inserted i group by i.workspace_id) as n;
+  from (select r.workspace_id, count(*)::integer as contacts from changed r group by r.workspace_id) as c;
   if v_workspace_ids is not null then
     perform private.add_contact_changes(v_workspace_ids, v_changes);
   end if;
@@ -105,30 +107,7 @@ begin
 end
 $$;
 
-revoke all on function private.count_inserted_contacts() from public, anon, authenticated;
-
--- Once per delete statement, from the rows it deleted (erasures and cascades included).
-create function private.count_deleted_contacts()
-returns trigger
-language plpgsql
-security definer
-set search_path = ''
-as $$
-declare
-  v_workspace_ids uuid[];
-  v_changes integer[];
-begin
-  select array_agg(d.workspace_id order by d.workspace_id), array_agg(-d.contacts order by d.workspace_id)
-  into v_workspace_ids, v_changes
-  from (select r.workspace_id, count(*)::integer as contacts from deleted r group by r.workspace_id) as d;
-  if v_workspace_ids is not null then
-    perform private.add_contact_changes(v_workspace_ids, v_changes);
-  end if;
-  return null;
-end
-$$;
-
-revoke all on function private.count_deleted_contacts() from public, anon, authenticated;
+revoke all on function private.count_changed_contacts() from public, anon, authenticated;
 
 -- A contact moved to another workspace (only the service can change workspace_id). Per row,
 -- and only when workspace_id really changes, so ordinary updates pay nothing.
@@ -245,13 +224,13 @@ create trigger workspaces_create_contact_count
 -- migration commits, so the backfilled counts and the counted writes do not overlap.
 create trigger contacts_count_inserted
   after insert on public.contacts
-  referencing new table as inserted
-  for each statement execute function private.count_inserted_contacts();
+  referencing new table as changed
+  for each statement execute function private.count_changed_contacts();
 
 create trigger contacts_count_deleted
   after delete on public.contacts
-  referencing old table as deleted
-  for each statement execute function private.count_deleted_contacts();
+  referencing old table as changed
+  for each statement execute function private.count_changed_contacts();
 
 create trigger contacts_count_moved
   after update of workspace_id on public.contacts
