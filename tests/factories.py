@@ -1,6 +1,7 @@
 """Test data and identities: users shaped like Supabase Auth's, members, projects, credits,
 and the check that the database refused with our error convention."""
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -132,3 +133,15 @@ def ledger(conn: psycopg.Connection[Any], user: User) -> list[tuple[str, int]]:
         (user.workspace_id,),
     ).fetchall()
     return [(r["reason"], r["delta"]) for r in rows]
+
+
+def wait_until_blocked(conn: psycopg.Connection[Any], pid: int) -> None:
+    """Wait for a backend to be waiting on a lock: a condition, bounded so a bug fails fast."""
+    deadline = time.monotonic() + 10
+    while not conn.execute(
+        "select coalesce(wait_event_type = 'Lock', false) as blocked"
+        " from pg_stat_activity where pid = %s",
+        (pid,),
+    ).fetchone()["blocked"]:
+        assert time.monotonic() < deadline, "the second transaction never waited for the lock"
+        conn.execute("select pg_stat_clear_snapshot()")

@@ -34,6 +34,7 @@ from tests.factories import (
     fund,
     one,
     refused,
+    wait_until_blocked,
 )
 from tests.jwks import JwksServer
 from tests.razorpay_server import (
@@ -45,7 +46,6 @@ from tests.razorpay_server import (
     serve_razorpay,
     subscription_entity,
 )
-from tests.test_tenancy import wait_until_blocked
 
 Conn = psycopg.Connection[DictRow]
 WEBHOOK_SECRET = "whsec_" + uuid.uuid4().hex

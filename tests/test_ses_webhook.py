@@ -29,10 +29,9 @@ from tests.email_factories import (
     start,
     verified_sender,
 )
-from tests.factories import User, acting_as, add_member, create_user
+from tests.factories import User, acting_as, add_member, create_user, wait_until_blocked
 from tests.jwks import JwksServer
 from tests.sns_signing import Certificate, SnsHost, serve_sns
-from tests.test_tenancy import wait_until_blocked
 
 Conn = psycopg.Connection[DictRow]
 TOPIC = "arn:aws:sns:eu-central-1:123456789012:growthbase-ses-events"

@@ -1,7 +1,6 @@
 """Workspaces, members and invitations under RLS, acting as Data API users."""
 
 import threading
-import time
 import uuid
 from typing import Any
 
@@ -10,7 +9,15 @@ import pytest
 from psycopg import errors
 from psycopg.rows import dict_row
 
-from tests.factories import User, acting_as, acting_as_anon, add_member, create_user, refused
+from tests.factories import (
+    User,
+    acting_as,
+    acting_as_anon,
+    add_member,
+    create_user,
+    refused,
+    wait_until_blocked,
+)
 
 Conn = psycopg.Connection[Any]
 
@@ -223,18 +230,6 @@ def test_an_owner_may_leave_or_step_down_when_another_owner_remains(conn: Conn) 
         conn.execute("select public.leave_workspace(%s)", (owner.workspace_id,))
     assert role_of(conn, owner.workspace_id, owner) is None
     assert role_of(conn, owner.workspace_id, second) == "owner"
-
-
-def wait_until_blocked(conn: Conn, pid: int) -> None:
-    """Wait for a backend to be waiting on a lock: a condition, bounded so a bug fails fast."""
-    deadline = time.monotonic() + 10
-    while not conn.execute(
-        "select coalesce(wait_event_type = 'Lock', false) as blocked"
-        " from pg_stat_activity where pid = %s",
-        (pid,),
-    ).fetchone()["blocked"]:
-        assert time.monotonic() < deadline, "the second transaction never waited for the lock"
-        conn.execute("select pg_stat_clear_snapshot()")
 
 
 def test_two_owners_demoting_each_other_at_once_leave_one_owner(

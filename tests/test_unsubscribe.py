@@ -25,9 +25,16 @@ from api.app import create_app
 from api.db import become_service
 from api.settings import Settings
 from tests.email_factories import add_contacts, draft_campaign, email_list, start, verified_sender
-from tests.factories import User, acting_as, add_member, create_user, one, refused
+from tests.factories import (
+    User,
+    acting_as,
+    add_member,
+    create_user,
+    one,
+    refused,
+    wait_until_blocked,
+)
 from tests.jwks import JwksServer
-from tests.test_tenancy import wait_until_blocked
 
 Conn = psycopg.Connection[DictRow]
 LINK_SECRET = "test-link-secret-" + uuid.uuid4().hex
