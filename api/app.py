@@ -15,36 +15,33 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 
-from api.ai import SafeAi
-from api.auth_tokens import TokenVerifier
-from api.db import Database
-from api.envelope import failure
-from api.errors import STATUS_CODES, ApiError, from_database_error
-from api.providers.groq_ai import GroqChat
-from api.providers.make import MakeClient
-from api.providers.razorpay_billing import RazorpayBilling
-from api.providers.ses import SesClient
-from api.routes import (
-    ai,
-    automations,
-    billing,
-    cron,
-    email_preview,
-    health,
-    imports,
-    integrations,
-    me,
-    sender_identities,
-    unsubscribe,
-)
-from api.routes.webhooks import make as make_webhooks
-from api.routes.webhooks import razorpay as razorpay_webhooks
-from api.routes.webhooks import ses as ses_webhooks
-from api.routes.webhooks import shops as shop_webhooks
-from api.routes.webhooks import shoptet as shoptet_webhooks
-from api.secrets_box import SecretBox
-from api.settings import Settings, get_settings
-from api.sns import SnsVerifier
+from api import cron
+from api.ai import routes as ai
+from api.ai.groq_ai import GroqChat
+from api.ai.safe_ai import SafeAi
+from api.automations import routes as automations
+from api.automations import webhook as make_webhooks
+from api.automations.make import MakeClient
+from api.billing import routes as billing
+from api.billing import webhook as razorpay_webhooks
+from api.billing.razorpay_billing import RazorpayBilling
+from api.core import health
+from api.core.auth_tokens import TokenVerifier
+from api.core.db import Database
+from api.core.envelope import failure
+from api.core.errors import STATUS_CODES, ApiError, from_database_error
+from api.core.secrets_box import SecretBox
+from api.core.settings import Settings, get_settings
+from api.email import preview as email_preview
+from api.email import sender_identities, unsubscribe
+from api.email import webhook as ses_webhooks
+from api.email.ses import SesClient
+from api.email.sns import SnsVerifier
+from api.imports import routes as imports
+from api.me import routes as me
+from api.shops import routes as integrations
+from api.shops import webhooks as shop_webhooks
+from api.shops.shoptet import webhook as shoptet_webhooks
 
 log = logging.getLogger("growthbase.edge")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")

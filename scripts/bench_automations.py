@@ -23,11 +23,11 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from api.app import create_app
-from api.db import Database
-from api.settings import Settings
+from api.core.db import Database
+from api.core.settings import Settings
 from scripts import postgres
 from scripts.migrate import migrate
-from tests.make_server import serve_make
+from tests.fakes.make_server import serve_make
 
 SECRET = "bench-" + uuid.uuid4().hex
 SUPABASE_URL = "http://127.0.0.1:54321"

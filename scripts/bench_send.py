@@ -3,7 +3,7 @@ against a plain boto3 loop sending the same messages to the same server, in the 
 
     scripts/bench_send [--recipients N] [--concurrency N] [--pool-size N] [--warmup N]
 
-The pipeline is `api.email_sender.send_due_emails`, as the email cron runs it: claim batches
+The pipeline is `api.email.sender.send_due_emails`, as the email cron runs it: claim batches
 from the send ledger (skip-locked, leased, drawn from the shared token bucket), and for each
 recipient an unsubscribe token, the templates rendered, the raw MIME built, one SES SendEmail
 call and the outcome recorded on the ledger row. It runs with the edge's defaults (8 send
@@ -52,19 +52,19 @@ from botocore.config import Config
 from psycopg import sql
 from psycopg.rows import DictRow, dict_row
 
-from api.db import Connection, Database
-from api.email_sender import (
+from api.core.db import Connection, Database
+from api.core.settings import Settings
+from api.email.sender import (
     SendPolicy,
     message_for,
     render_row,
     send_due_emails,
     unsubscribe_url,
 )
-from api.providers.ses import SesClient
-from api.settings import Settings
+from api.email.ses import SesClient
 from scripts import postgres
 from scripts.migrate import migrate
-from tests.email_factories import (
+from tests.factories.email import (
     SENDER_DOMAIN,
     add_contacts,
     draft_campaign,
@@ -72,8 +72,8 @@ from tests.email_factories import (
     start,
     verified_sender,
 )
-from tests.factories import User, create_user
-from tests.ses_server import REGION, moto_ses, reset, sent_raw_messages
+from tests.factories.workspaces import User, create_user
+from tests.fakes.ses_server import REGION, moto_ses, reset, sent_raw_messages
 
 if TYPE_CHECKING:
     from mypy_boto3_sesv2 import SESV2Client

@@ -17,8 +17,8 @@ from pathlib import Path
 import psycopg
 from psycopg.types.json import Jsonb
 
-from api.csv_orders import CsvHeaderError, RowError, parse_orders
-from api.db import become_service
+from api.core.db import become_service
+from api.imports.csv_orders import CsvHeaderError, RowError, parse_orders
 
 
 def main(argv: list[str] | None = None) -> int:

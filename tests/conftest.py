@@ -10,7 +10,7 @@ from psycopg.rows import DictRow, dict_row
 
 from scripts import postgres
 from scripts.migrate import migrate
-from tests.jwks import JwksServer, SigningKey, serve_jwks
+from tests.fakes.jwks import JwksServer, SigningKey, serve_jwks
 
 
 @pytest.fixture(scope="session")

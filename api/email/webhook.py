@@ -1,0 +1,138 @@
+"""Amazon SES events through SNS: every message is verified over the raw body (signature, an
+accepted topic, a fresh Timestamp), stored under its SNS MessageId (SNS's retries reuse it),
+acknowledged at once and applied in SQL (private.apply_ses_event); the cron replays anything
+stored but not applied. A SubscriptionConfirmation is confirmed by fetching its SubscribeURL,
+and only when that URL is on SNS's own hosts."""
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+import httpx
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
+
+from api.core.db import Database
+from api.core.envelope import ok
+from api.core.errors import ApiError
+from api.core.settings import Settings
+from api.email.sns import SnsVerifier
+from api.webhooks.body import (
+    documented_webhook,
+    parse_json,
+    raw_body,
+    refuse_nul_in_embedded_json,
+)
+from api.webhooks.intake import apply_in_background
+
+router = APIRouter(tags=["webhooks"])
+log = logging.getLogger("growthbase.webhooks.ses")
+
+# SNS keeps a message's Timestamp (when it was published) on every retry, and AWS caps the
+# total retry time of an HTTP/S delivery policy at 3,600 seconds, so a genuine delivery is
+# never more than an hour old. Five minutes either side cover clock skew. Anything outside is a
+# captured message being replayed at us.
+MAX_MESSAGE_AGE = timedelta(hours=1, minutes=5)
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+CONFIRM_TIMEOUT_SECONDS = 5.0
+
+
+def parse_message(body: bytes) -> dict[str, Any]:
+    message = parse_json(body, "The SNS message")
+    if not isinstance(message, dict):
+        raise ApiError(422, "invalid_input", "The SNS message is not a JSON object")
+    return message
+
+
+def require_fresh(message: dict[str, Any], now: datetime) -> None:
+    """A verified message can still be a recording: refuse what SNS would no longer deliver."""
+    try:
+        published = datetime.fromisoformat(str(message.get("Timestamp")))
+    except ValueError as error:
+        raise ApiError(401, "signature_stale", "The SNS message has no valid Timestamp") from error
+    if published.tzinfo is None or not (now - MAX_MESSAGE_AGE <= published <= now + MAX_CLOCK_SKEW):
+        raise ApiError(401, "signature_stale", "The SNS message is too old or from the future")
+
+
+def record(database: Database, message: dict[str, Any], body: bytes) -> tuple[UUID, bool]:
+    """Stores the message; answers its id and whether it was already processed."""
+    message_id = message.get("MessageId")
+    if not isinstance(message_id, str) or not message_id:
+        raise ApiError(422, "invalid_input", "The SNS message has no MessageId")
+    with database.as_service() as conn:
+        stored = conn.execute(
+            "select id, duplicate from private.record_webhook_event('ses', %s, %s)",
+            (message_id[:200], body.decode()),
+        ).fetchone()
+    assert stored is not None
+    return stored["id"], bool(stored["duplicate"])
+
+
+def finish(database: Database, event_id: UUID, outcome: str) -> None:
+    with database.as_service() as conn:
+        conn.execute("select private.finish_webhook_event(%s, %s)", (event_id, outcome))
+
+
+def confirm_subscription(url: str) -> bool:
+    """Fetching the SubscribeURL is how SNS learns we want the topic's messages."""
+    try:
+        response = httpx.get(url, timeout=CONFIRM_TIMEOUT_SECONDS, follow_redirects=False)
+    except httpx.HTTPError:
+        return False
+    return response.is_success
+
+
+def subscribe(sns: SnsVerifier, database: Database, message: dict[str, Any], body: bytes) -> str:
+    """Confirms on every delivery, even a repeated one: confirming twice is harmless, and so a
+    retry of a message whose first confirmation failed still confirms."""
+    url = str(message.get("SubscribeURL", ""))
+    if not sns.subscribe_url_allowed(url):
+        raise ApiError(403, "subscribe_url_not_allowed", "The SubscribeURL is not on an SNS host")
+    event_id, _ = record(database, message, body)
+    topic = message.get("TopicArn")
+    if not confirm_subscription(url):
+        log.warning("confirming the subscription to SNS topic %s failed; SNS retries it", topic)
+        raise ApiError(
+            502, "subscription_not_confirmed", "SNS did not accept the confirmation; retry later"
+        )
+    finish(database, event_id, "applied")
+    log.info("subscribed to SNS topic %s", topic)
+    return "subscription_confirmed"
+
+
+@router.post("/api/v1/webhooks/ses", openapi_extra=documented_webhook("x-amz-sns-message-type"))
+def ses_webhook(
+    request: Request, background: BackgroundTasks, body: Annotated[bytes, Depends(raw_body)]
+) -> dict[str, Any]:
+    settings: Settings = request.app.state.settings
+    if not settings.sns_topic_arns:
+        # Anyone can publish validly signed messages from a topic of their own: without a list
+        # of our topics a signature proves nothing about the sender.
+        raise ApiError(503, "provider_not_configured", "SNS_TOPIC_ARNS is not set")
+    message = parse_message(body)
+    message_type = request.headers.get("x-amz-sns-message-type")
+    if message_type != message.get("Type"):
+        raise ApiError(
+            400, "message_type_mismatch", "x-amz-sns-message-type does not match the message"
+        )
+    sns: SnsVerifier = request.app.state.sns
+    sns.verify(message)
+    require_fresh(message, datetime.now(UTC))
+    database: Database = request.app.state.database
+    if message_type == "SubscriptionConfirmation":
+        return ok({"outcome": subscribe(sns, database, message, body)})
+    if message_type == "Notification" and isinstance(message.get("Message"), str):
+        # The SES event inside is applied as jsonb: refuse now what could never be applied.
+        refuse_nul_in_embedded_json(message["Message"], "The SES event")
+    event_id, duplicate = record(database, message, body)
+    if duplicate:
+        return ok({"outcome": "duplicate"})
+    if message_type == "UnsubscribeConfirmation":
+        log.warning(
+            "SNS topic %s unsubscribed this endpoint; SES events stop until it is subscribed again",
+            message.get("TopicArn"),
+        )
+        finish(database, event_id, "ignored:unsubscribe_confirmation")
+        return ok({"outcome": "unsubscribed"})
+    background.add_task(apply_in_background, database, "ses", event_id)
+    return ok({"outcome": "accepted"})

@@ -1,1 +1,0 @@
-"""One client per external provider."""

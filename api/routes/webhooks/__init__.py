@@ -1,1 +1,0 @@
-"""Inbound webhooks, one module per provider."""

@@ -1,0 +1,438 @@
+"""Two realistic tenants and a catalog-driven map of which rows belong to which workspace, for
+the tenancy matrix (tests/security/test_tenancy_matrix.py).
+
+Seeding goes through the factories and the Data API's functions where a user would act, and
+through SQL as the superuser where a provider or the edge's service writes (subscriptions,
+AI call records, integrations, stored webhooks, snapshots), so it does not depend on which
+schema those service functions live in.
+
+The map is built from the catalog, so a new table is covered without touching this file:
+a relation with a `workspace_id` column belongs to that workspace; a table without one belongs
+to the workspace of the row its foreign key points at; the few exceptions are listed in
+EXPLICIT_SCOPES; tables shared by every tenant (price lists, plans) in REFERENCE_TABLES.
+Anything else in a schema we own is reported as unclassified, so it cannot slip past.
+"""
+
+import json
+import secrets
+import string
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg
+from cryptography.fernet import Fernet
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from tests.factories.email import add_contacts, draft_campaign, email_list, start, verified_sender
+from tests.factories.workspaces import (
+    User,
+    acting_as,
+    add_member,
+    create_user,
+    fund,
+    make_project,
+    one,
+)
+
+Conn = psycopg.Connection[Any]
+
+# Schemas Supabase (or a Postgres extension) owns. Everything else is ours and must be mapped.
+PLATFORM_SCHEMAS = frozenset(
+    {
+        "auth",
+        "storage",
+        "realtime",
+        "supabase_migrations",
+        "supabase_functions",
+        "extensions",
+        "graphql",
+        "graphql_public",
+        "vault",
+        "pgsodium",
+        "pgsodium_masks",
+        "net",
+        "cron",
+        "pgbouncer",
+        "_realtime",
+        "_analytics",
+        "information_schema",
+    }
+)
+
+# Platform relations that hold our tenants' rows all the same.
+PLATFORM_RELATIONS_WE_USE = frozenset({"realtime.messages"})
+
+# Shared by every tenant: no tenant's data, readable by design.
+REFERENCE_TABLES = frozenset(
+    {
+        "public.plans",
+        "public.plan_rate_limits",
+        "public.automation_prices",
+        "public.ai_prices",
+        "analytics.rfm_segment_map",
+        "private.email_send_rate",
+        "private.platform_suppressions",
+    }
+)
+
+# Relations whose tenant is not a workspace_id column nor a foreign key to a tenant's row:
+# (key columns, predicate for the workspace {ws}).
+EXPLICIT_SCOPES: dict[str, tuple[tuple[str, ...], str]] = {
+    "public.workspaces": (("id",), "id = {ws}"),
+    "public.profiles": (
+        ("id",),
+        "id in (select m.user_id from public.workspace_members m where m.workspace_id = {ws})",
+    ),
+    "realtime.messages": (("topic",), "topic like 'workspace:' || {ws}::text || ':%'"),
+    "private.webhook_events": (("id",), "strpos(body, {ws}::text) > 0"),
+    "private.rate_limit_windows": (("bucket",), "strpos(bucket, {ws}::text) > 0"),
+}
+
+
+@dataclass(frozen=True)
+class Relation:
+    oid: int
+    schema: str
+    name: str
+    kind: str  # pg_class.relkind: r table, p partitioned, v view, m materialized view, f foreign
+    columns: tuple[str, ...]
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def identifier(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name)
+
+    @property
+    def is_table(self) -> bool:
+        return self.kind in ("r", "p")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which rows of `relation` belong to a workspace: `key` columns and a predicate."""
+
+    relation: Relation
+    key: tuple[str, ...]
+    template: str = ""  # SQL with {ws}; empty when derived from `parent`
+    parent: "Scope | None" = None
+    foreign_key: tuple[str, ...] = ()
+    referenced: tuple[str, ...] = ()
+
+    def where(self, workspace_id: uuid.UUID) -> sql.Composable:
+        if self.parent is None:
+            return sql.SQL(self.template).format(ws=sql.Literal(workspace_id))
+        return sql.SQL("({fk}) in (select {ref} from {parent} where {pred})").format(
+            fk=sql.SQL(", ").join(map(sql.Identifier, self.foreign_key)),
+            ref=sql.SQL(", ").join(map(sql.Identifier, self.referenced)),
+            parent=self.parent.relation.identifier,
+            pred=self.parent.where(workspace_id),
+        )
+
+    @property
+    def key_expression(self) -> sql.Composable:
+        """A text value per row that identifies its tenant without reading another table, so a
+        role can be asked for B's rows under its own row-level security."""
+        return sql.SQL("row({})::text").format(sql.SQL(", ").join(map(sql.Identifier, self.key)))
+
+
+@dataclass
+class Catalog:
+    relations: list[Relation]
+    scopes: dict[str, Scope]
+    reference: list[Relation]
+    unclassified: list[Relation]
+
+    @property
+    def tables(self) -> list[Scope]:
+        return [s for s in self.scopes.values() if s.relation.is_table]
+
+
+def owned_relations(conn: Conn) -> list[Relation]:
+    rows = conn.execute(
+        """
+        select c.oid, n.nspname as schema, c.relname as name, c.relkind::text as kind,
+               array(select a.attname::text from pg_catalog.pg_attribute a
+                     where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+                     order by a.attnum) as columns
+        from pg_catalog.pg_class c
+        join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+        where c.relkind in ('r', 'p', 'v', 'm', 'f') and not c.relispartition
+          and n.nspname !~ '^pg_'
+          and (not n.nspname = any (%(platform)s) or n.nspname || '.' || c.relname = any (%(used)s))
+          and not exists (select 1 from pg_catalog.pg_depend d
+                          where d.classid = 'pg_catalog.pg_class'::regclass and d.objid = c.oid
+                            and d.deptype = 'e')
+        order by 2, 3
+        """,
+        {"platform": sorted(PLATFORM_SCHEMAS), "used": sorted(PLATFORM_RELATIONS_WE_USE)},
+    ).fetchall()
+    return [
+        Relation(r["oid"], r["schema"], r["name"], r["kind"], tuple(r["columns"])) for r in rows
+    ]
+
+
+def foreign_keys(
+    conn: Conn, relation: Relation
+) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+    """(referenced relation, our columns, its columns) for each foreign key of `relation`."""
+    rows = conn.execute(
+        """
+        select n.nspname || '.' || r.relname as referenced,
+               array(select a.attname::text from unnest(c.conkey) with ordinality k(num, i)
+                     join pg_catalog.pg_attribute a on a.attrelid = c.conrelid and a.attnum = k.num
+                     order by k.i) as columns,
+               array(select a.attname::text from unnest(c.confkey) with ordinality k(num, i)
+                     join pg_catalog.pg_attribute a on a.attrelid = c.confrelid and a.attnum = k.num
+                     order by k.i) as referenced_columns
+        from pg_catalog.pg_constraint c
+        join pg_catalog.pg_class r on r.oid = c.confrelid
+        join pg_catalog.pg_namespace n on n.oid = r.relnamespace
+        where c.contype = 'f' and c.conrelid = %s
+        order by c.conname
+        """,
+        (relation.oid,),
+    ).fetchall()
+    return [(r["referenced"], tuple(r["columns"]), tuple(r["referenced_columns"])) for r in rows]
+
+
+def build_catalog(conn: Conn) -> Catalog:
+    relations = owned_relations(conn)
+    scopes: dict[str, Scope] = {}
+    reference: list[Relation] = []
+    pending: list[Relation] = []
+    for relation in relations:
+        if relation.qualified in REFERENCE_TABLES:
+            reference.append(relation)
+        elif relation.qualified in EXPLICIT_SCOPES:
+            key, template = EXPLICIT_SCOPES[relation.qualified]
+            scopes[relation.qualified] = Scope(relation, key, template)
+        elif "workspace_id" in relation.columns:
+            scopes[relation.qualified] = Scope(relation, ("workspace_id",), "workspace_id = {ws}")
+        else:
+            pending.append(relation)
+    # Tables reaching a workspace only through a parent: follow foreign keys until stable.
+    progress = True
+    while pending and progress:
+        progress = False
+        for relation in list(pending):
+            for referenced, columns, referenced_columns in foreign_keys(conn, relation):
+                parent = scopes.get(referenced)
+                if parent is not None:
+                    scopes[relation.qualified] = Scope(
+                        relation,
+                        columns,
+                        parent=parent,
+                        foreign_key=columns,
+                        referenced=referenced_columns,
+                    )
+                    pending.remove(relation)
+                    progress = True
+                    break
+    return Catalog(relations, scopes, reference, pending)
+
+
+# tenants ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tenant:
+    """A seeded workspace: its owner and people in each role."""
+
+    owner: User
+    members: dict[str, User] = field(default_factory=dict)
+
+    @property
+    def workspace_id(self) -> uuid.UUID:
+        return self.owner.workspace_id
+
+
+def provider_id(prefix: str) -> str:
+    """An id shaped like Razorpay's: prefix_ and 14 letters or digits."""
+    alphabet = string.ascii_letters + string.digits
+    return prefix + "_" + "".join(secrets.choice(alphabet) for _ in range(14))
+
+
+def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
+    """A workspace on the team plan with a row in every tenant table: members in `roles`, a
+    pending invitation, a project with a shop integration and its sync position, an automation
+    (with its charge, outbox message and broadcast), imported orders, AI calls, a subscription
+    with its events, payment and stored webhook, and a sent campaign and a draft with their
+    list, segment, template, suppression, sender identity and send ledger, and RFM snapshots."""
+    owner = create_user(conn)
+    tenant = Tenant(owner)
+    fund(conn, owner, 500, "team")
+    for role in roles:
+        tenant.members[role] = add_member(conn, owner, role)
+    worker = tenant.members.get("member", owner)
+    tag = uuid.uuid4().hex[:10]
+    with acting_as(conn, owner):
+        conn.execute(
+            "select public.invite_member(%s, %s, 'viewer')",
+            (owner.workspace_id, f"pending-{tag}@example.test"),
+        )
+
+    project = make_project(conn, owner, f"Shop {tag}")
+    with acting_as(conn, worker):
+        conn.execute(
+            "select 1 from public.enqueue_automation(%s, 'report', '{}', %s)", (project, tag)
+        )
+        for number, days_ago in enumerate((40, 2)):
+            placed = datetime.now(UTC) - timedelta(days=days_ago)
+            conn.execute(
+                "select public.import_order(%s, %s)",
+                (
+                    project,
+                    Jsonb(
+                        {
+                            "external_id": f"order-{tag}-{number}",
+                            "status": "paid",
+                            "placed_at": placed.isoformat(),
+                            "total": "120.00",
+                            "currency": "EUR",
+                            "customer": {
+                                "external_id": f"customer-{tag}-{number}",
+                                "email": f"buyer-{number}-{tag}@example.test",
+                                "first_name": f"Buyer {number}",
+                                "accepts_marketing": True,
+                            },
+                            "items": [
+                                {"sku": "TEA", "name": "Tea", "quantity": 2, "unit_price": 60}
+                            ],
+                        }
+                    ),
+                ),
+            )
+
+    # Dispatched already, so no later test's outbox drain picks these up.
+    conn.execute(
+        "update private.outbox set status = 'delivered', delivered_at = now() where automation_id"
+        " in (select id from public.automations where workspace_id = %s)",
+        (owner.workspace_id,),
+    )
+    box = Fernet(Fernet.generate_key())
+    conn.execute(
+        "insert into private.integrations (project_id, source, workspace_id,"
+        " api_token_encrypted, webhook_secret_encrypted) values (%s, 'shoptet', %s, %s, %s)",
+        (
+            project,
+            owner.workspace_id,
+            box.encrypt(b"shoptet-token").decode(),
+            box.encrypt(b"shoptet-secret").decode(),
+        ),
+    )
+    conn.execute(
+        "insert into private.sync_streams (project_id, source, stream, cursor, last_synced_at)"
+        " values (%s, 'shoptet', 'orders', now() - interval '1 hour', now())",
+        (project,),
+    )
+    conn.execute(
+        "insert into public.ai_calls (workspace_id, user_id, feature, model, status,"
+        " credits_charged, tokens_in, tokens_out, latency_ms, finished_at)"
+        " values (%s, %s, 'content', 'llama-3.3-70b-versatile', 'succeeded', 2, 300, 500, 900,"
+        " now())",
+        (owner.workspace_id, worker.id),
+    )
+
+    subscription_id = provider_id("sub")
+    subscription = one(
+        conn,
+        "insert into public.subscriptions (workspace_id, plan_tier, razorpay_subscription_id,"
+        " status, current_start, current_end, paid_count, created_by, last_event_at)"
+        " values (%s, 'team', %s, 'active', now(), now() + interval '1 month', 1, %s, now())"
+        " returning id",
+        (owner.workspace_id, subscription_id, owner.id),
+    )["id"]
+    conn.execute(
+        "insert into public.subscription_events (subscription_id, workspace_id, event, status,"
+        " occurred_at) values (%s, %s, 'subscription.charged', 'active', now())",
+        (subscription, owner.workspace_id),
+    )
+    payment_id = provider_id("pay")
+    conn.execute(
+        "insert into public.billing_payments (workspace_id, subscription_id, razorpay_payment_id,"
+        " razorpay_invoice_id, amount, currency, status, occurred_at)"
+        " values (%s, %s, %s, %s, 499900, 'INR', 'captured', now())",
+        (owner.workspace_id, subscription, payment_id, provider_id("inv")),
+    )
+    conn.execute(
+        "insert into private.webhook_events (provider, event_id, body, status, outcome,"
+        " processed_at) values ('razorpay', %s, %s, 'applied', 'applied', now())",
+        (
+            provider_id("evt"),
+            json.dumps(
+                {
+                    "event": "subscription.charged",
+                    "payload": {
+                        "subscription": {
+                            "entity": {
+                                "id": subscription_id,
+                                "status": "active",
+                                "notes": {"workspace_id": str(owner.workspace_id)},
+                            }
+                        },
+                        "payment": {"entity": {"id": payment_id, "amount": 499900}},
+                    },
+                }
+            ),
+        ),
+    )
+
+    domain = f"t{tag}.tenancy.test"
+    readers = add_contacts(conn, owner, 3, prefix=f"reader-{tag}")
+    sender = verified_sender(conn, owner, domain)
+    newsletter = email_list(conn, owner, readers, f"Readers {tag}")
+    with acting_as(conn, worker):
+        conn.execute(
+            "insert into public.email_templates (workspace_id, name, subject, html)"
+            " values (%s, 'Welcome', 'Welcome {{ first_name }}', '<p>Hello</p>')",
+            (owner.workspace_id,),
+        )
+        segment = one(
+            conn,
+            "insert into public.segments (workspace_id, name, rule) values (%s, 'Readers', %s)"
+            " returning id",
+            (owner.workspace_id, Jsonb({"in_list": str(newsletter)})),
+        )["id"]
+    with acting_as(conn, owner):
+        conn.execute(
+            "insert into public.email_suppressions (workspace_id, email, reason, detail)"
+            " values (%s, %s, 'manual', 'asked by phone')",
+            (owner.workspace_id, f"blocked-{tag}@example.test"),
+        )
+    sent = draft_campaign(
+        conn, owner, list_ids=[newsletter], sender_id=sender, from_email=f"hello@{domain}"
+    )
+    start(conn, owner, sent)
+    conn.execute(
+        "update public.campaign_recipients set status = 'sent', sent_at = now(),"
+        " opened_at = now(), last_opened_at = now(), opens = 1,"
+        " clicked_at = now(), last_clicked_at = now(), clicks = 1 where campaign_id = %s",
+        (sent,),
+    )
+    draft_campaign(
+        conn,
+        owner,
+        list_ids=[newsletter],
+        sender_id=sender,
+        from_email=f"hello@{domain}",
+        segment_id=segment,
+    )
+
+    this_month = date.today().replace(day=1)
+    for month in (this_month - timedelta(days=1), this_month):
+        conn.execute(
+            "insert into analytics.rfm_snapshots (workspace_id, snapshot_month, contact_id,"
+            " recency_days, frequency, monetary, r_score, f_score, m_score, segment)"
+            " select s.workspace_id, date_trunc('month', %s::date)::date, s.contact_id,"
+            " s.recency_days, s.frequency, s.monetary, s.r_score, s.f_score, s.m_score,"
+            " m.segment from private.rfm_scores(%s, array[%s]::uuid[]) s"
+            " join analytics.rfm_segment_map m on m.r_score = s.r_score and m.f_score = s.f_score",
+            (month, month, owner.workspace_id),
+        )
+    return tenant

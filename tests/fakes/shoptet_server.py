@@ -1,0 +1,236 @@
+"""A real local HTTP server speaking Shoptet's REST API shape (envelope, paginator, errors,
+429 with an HTTP-date Retry-After), serving the orders and customers a test puts in it."""
+
+import email.utils
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.http_server import serve
+
+TOKEN = "123456-p-987654-abcdefghijklmnopqrstuvwxyz"
+
+
+def shoptet_order(
+    number: int, changed: str = "2026-06-01T10:05:00+0200", **changes: Any
+) -> dict[str, Any]:
+    order: dict[str, Any] = {
+        "code": f"2026{number:06d}",
+        "guid": f"8d2b7c1e-0000-4000-8000-{number:012d}",
+        "creationTime": "2026-06-01T10:00:00+0200",
+        "changeTime": changed,
+        "email": f"customer{number % 7}@example.test",
+        "phone": "+420 777 123 456",
+        "customerGuid": f"c0ffee00-0000-4000-8000-{number % 7:012d}",
+        "cashDeskOrder": False,
+        "status": {"id": -2, "name": "Vyřizuje se"},
+        "paid": True,
+        "price": {
+            "vat": "210.00",
+            "toPay": "1210.00",
+            "currencyCode": "CZK",
+            "withoutVat": "1000.00",
+            "withVat": "1210.00",
+            "exchangeRate": "1.00000000",
+        },
+        "paymentMethod": {"guid": "p-1", "name": "Kartou"},
+        "shipping": {"guid": "s-1", "name": "Zásilkovna"},
+        "fullName": "Jan Novák",
+        "company": None,
+    }
+    order.update(changes)
+    return order
+
+
+def order_detail(order: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **order,
+        "billingAddress": {"fullName": order["fullName"], "countryCode": "CZ", "city": "Brno"},
+        "items": [
+            {
+                "itemType": "product",
+                "code": "BOOT-42",
+                "name": "Boots",
+                "amount": "1.000",
+                "itemPrice": {"withVat": "1100.00", "withoutVat": "909.09", "vatRate": "21.00"},
+            },
+            {
+                "itemType": "shipping",
+                "code": "SHIP",
+                "name": "Zásilkovna",
+                "amount": "1.000",
+                "itemPrice": {"withVat": "110.00", "withoutVat": "90.91", "vatRate": "21.00"},
+            },
+        ],
+    }
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The next request whose path starts with `path` (and asks for `page`, if given) fails."""
+
+    path: str
+    status: int
+    retry_after_now: bool = False
+    page: int | None = None
+
+    def matches(self, path: str, query: dict[str, list[str]]) -> bool:
+        return path.startswith(self.path) and (
+            self.page is None or query.get("page") == [str(self.page)]
+        )
+
+
+@dataclass
+class ShoptetServer:
+    base_url: str = ""
+    orders: list[dict[str, Any]] = field(default_factory=list)
+    customers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+    # Codes whose detail Shoptet answers with a `data` that holds no order (a malformed answer).
+    hollow_orders: set[str] = field(default_factory=set)
+    requests: list[tuple[str, dict[str, list[str]]]] = field(default_factory=list)
+    token: str | None = TOKEN  # the API token it accepts; None accepts any (the edge fuzz's)
+
+    def order_pages_requested(self) -> list[int]:
+        return [int(q["page"][0]) for path, q in self.requests if path == "/api/orders"]
+
+
+def envelope(data: Any, errors: list[dict[str, str]] | None = None) -> bytes:
+    return json.dumps(
+        {"data": data, "errors": errors, "metadata": {"requestId": f"req-{time.time_ns()}"}}
+    ).encode()
+
+
+@contextmanager
+def serve_shoptet() -> Iterator[ShoptetServer]:
+    state = ShoptetServer()
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def answer(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            query = parse_qs(url.query)
+            with lock:
+                state.requests.append((url.path, query))
+                failure = next((f for f in state.failures if f.matches(url.path, query)), None)
+                if failure:
+                    state.failures.remove(failure)
+            sent_token = self.headers.get("Shoptet-Private-API-Token")
+            if state.token is not None and sent_token != state.token:
+                error = {
+                    "errorCode": "invalid-token",
+                    "message": "Invalid access token.",
+                    "instance": "token",
+                }
+                self.answer(401, envelope(None, [error]))
+                return
+            if failure:
+                headers = (
+                    {"Retry-After": email.utils.formatdate(time.time(), usegmt=True)}
+                    if (failure.retry_after_now)
+                    else {}
+                )
+                error = {
+                    "errorCode": "too-many-requests" if failure.status == 429 else "internal-error",
+                    "message": "Try later.",
+                    "instance": url.path,
+                }
+                self.answer(failure.status, envelope(None, [error]), headers)
+                return
+            if url.path == "/api/eshop":
+                self.answer(
+                    200,
+                    envelope(
+                        {
+                            "contactInformation": {
+                                "eshopName": "Demo obchod",
+                                "url": "https://demo.myshoptet.com/",
+                            }
+                        }
+                    ),
+                )
+            elif url.path == "/api/orders":
+                self.answer(200, envelope(self.page(query, state.orders, "orders")))
+            elif url.path.startswith("/api/orders/"):
+                code = url.path.rsplit("/", 1)[1]
+                found = [o for o in state.orders if o["code"] == code]
+                if code in state.hollow_orders:
+                    self.answer(200, envelope({}))
+                elif found:
+                    self.answer(200, envelope({"order": order_detail(found[0])}))
+                else:
+                    self.answer(
+                        404,
+                        envelope(
+                            None,
+                            [
+                                {
+                                    "errorCode": "order-not-found",
+                                    "message": "Order not found.",
+                                    "instance": code,
+                                }
+                            ],
+                        ),
+                    )
+            elif url.path == "/api/customers":
+                self.answer(
+                    200, envelope(self.page(query, list(state.customers.values()), "customers"))
+                )
+            elif url.path.startswith("/api/customers/"):
+                guid = url.path.rsplit("/", 1)[1]
+                self.answer(200, envelope({"customer": state.customers[guid]}))
+            else:
+                self.answer(
+                    404,
+                    envelope(
+                        None, [{"errorCode": "not-found", "message": "No.", "instance": url.path}]
+                    ),
+                )
+
+        def page(
+            self, query: dict[str, list[str]], records: list[dict[str, Any]], key: str
+        ) -> dict[str, Any]:
+            page = int(query.get("page", ["1"])[0])
+            per_page = int(query.get("itemsPerPage", ["20"])[0])
+            since = query.get("changeTimeFrom", [None])[0]
+            matching = [
+                r
+                for r in records
+                if since is None
+                or datetime.fromisoformat(r["changeTime"]) >= datetime.fromisoformat(since)
+            ]
+            chunk = matching[(page - 1) * per_page : page * per_page]
+            page_count = max(1, -(-len(matching) // per_page))
+            return {
+                key: chunk,
+                "paginator": {
+                    "totalCount": len(matching),
+                    "page": page,
+                    "pageCount": page_count,
+                    "itemsOnPage": len(chunk),
+                    "itemsPerPage": per_page,
+                },
+            }
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: the suite's output is for failures."""
+
+    with serve(Handler) as base_url:
+        state.base_url = base_url
+        yield state

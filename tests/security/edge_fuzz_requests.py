@@ -1,0 +1,356 @@
+"""What the edge fuzz sends beyond what the OpenAPI describes, so generated cases get past the
+signature, token and parsing checks into the code behind them: provider signatures computed
+over the exact bytes sent, provider-shaped webhook bodies with fuzzed fields, signed unsubscribe
+links, the cron secret and CSV files. Every choice is a Hypothesis draw, so the fuzz stays
+deterministic."""
+
+import base64
+import csv
+import hashlib
+import hmac
+import io
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from cryptography.fernet import Fernet
+from hypothesis import strategies as st
+from schemathesis import Case
+from schemathesis.core import NotSet
+
+from api.email import unsubscribe_tokens
+from api.imports.csv_orders import OPTIONAL, REQUIRED, STATUSES
+from api.shops.shoptet.webhook import CUSTOMER_EVENTS, ORDER_EVENTS
+from api.shops.webhooks import SHOPS
+from tests.fakes.razorpay_server import event as razorpay_event
+from tests.fakes.razorpay_server import payment_entity, subscription_entity
+from tests.fakes.sns_signing import Certificate
+from tests.shops.test_shop_webhooks import shopify_order, woocommerce_order
+
+SNS_TOPIC = "arn:aws:sns:eu-central-1:123456789012:growthbase-ses"
+RAZORPAY_EVENTS = (
+    "subscription.authenticated",
+    "subscription.activated",
+    "subscription.charged",
+    "subscription.pending",
+    "subscription.halted",
+    "subscription.cancelled",
+    "subscription.completed",
+    "subscription.updated",
+    "payment.failed",
+)
+SUBSCRIPTION_STATUSES = ("created", "authenticated", "active", "pending", "halted", "cancelled")
+MAKE_STATUSES = ("processing", "completed", "failed")
+# Any JSON, small: what a fuzzed field of a provider-shaped body may hold instead.
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Every secret the fuzzed edge is configured with, so the fuzz can sign as providers do."""
+
+    make: str = "make-" + uuid.uuid4().hex
+    razorpay_webhook: str = "rzp-" + uuid.uuid4().hex
+    cron: str = "cron-" + uuid.uuid4().hex
+    email_links: str = "links-" + uuid.uuid4().hex
+    encryption_key: str = field(default_factory=lambda: Fernet.generate_key().decode())
+    shop_webhook: str = "shop-" + uuid.uuid4().hex
+    shoptet_signature_key: str = "shoptet-" + uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """The tenant's own rows the fuzz aims its cases at."""
+
+    workspace_id: uuid.UUID
+    project_id: uuid.UUID
+    shop_project_id: uuid.UUID  # connected once for webhooks; the fuzz never reconnects it
+    contact_id: uuid.UUID
+    template_id: uuid.UUID
+    campaign_id: uuid.UUID
+    subscription_id: uuid.UUID
+    razorpay_subscription_id: str
+    razorpay_plan_id: str
+    automation_id: uuid.UUID
+    identity_id: uuid.UUID
+    shoptet_order_code: str
+    shoptet_customer_guid: str
+
+
+@dataclass(frozen=True)
+class Sending:
+    """Headers to add and, when the fuzz serialised it itself, the exact body to send."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Context:
+    secrets: Secrets
+    seeded: Seeded
+    sns_certificate: Certificate
+    sns_certificate_url: str
+
+
+Draw = Callable[[st.SearchStrategy[Any]], Any]
+# How a webhook case is sent: as generated (signature headers as generated, so refused), the
+# generated body signed, or a body in the provider's shape with fuzzed fields, signed.
+WEBHOOK_MODES = st.sampled_from(["shaped", "signed", "as_generated"])
+
+
+def json_bytes(body: Any) -> bytes:
+    """The bytes a JSON case body goes out as (an absent body is an empty one)."""
+    if isinstance(body, NotSet):
+        return b""
+    if isinstance(body, bytes):
+        return body
+    return json.dumps(body).encode()
+
+
+def hmac_sha256(secret: str, body: bytes) -> bytes:
+    return hmac.new(secret.encode(), body, hashlib.sha256).digest()
+
+
+def with_fuzzed_fields(draw: Draw, document: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """The document with up to two of `names` replaced by any JSON value."""
+    changes = draw(st.dictionaries(st.sampled_from(names), JSON_VALUES, max_size=2))
+    return {**document, **changes}
+
+
+# webhooks -----------------------------------------------------------------------------------
+
+
+def razorpay(case: Case[Any], draw: Draw, context: Context) -> Sending:
+    mode = draw(WEBHOOK_MODES)
+    if mode == "as_generated":
+        return Sending()
+    body = json_bytes(case.body)
+    if mode == "shaped":
+        seeded = context.seeded
+        subscription = subscription_entity(
+            seeded.razorpay_subscription_id,
+            seeded.razorpay_plan_id,
+            draw(st.sampled_from(SUBSCRIPTION_STATUSES)),
+            paid_count=draw(st.integers(0, 3)),
+            period=draw(st.integers(0, 3)),
+        )
+        subscription["notes"] = {"workspace_id": str(seeded.workspace_id)}
+        subscription = with_fuzzed_fields(
+            draw, subscription, ["status", "plan_id", "current_start", "current_end", "notes"]
+        )
+        payment = draw(st.none() | st.builds(payment_entity, st.just("fz"), st.integers(0, 9999)))
+        document = razorpay_event(
+            draw(st.sampled_from(RAZORPAY_EVENTS)), subscription, 1_780_000_000, payment
+        )
+        body = json.dumps(with_fuzzed_fields(draw, document, ["event", "payload"])).encode()
+    signature = hmac.new(context.secrets.razorpay_webhook.encode(), body, hashlib.sha256)
+    return Sending({"X-Razorpay-Signature": signature.hexdigest()}, body)
+
+
+def shop(case: Case[Any], draw: Draw, context: Context) -> Sending:
+    mode = draw(WEBHOOK_MODES)
+    source = case.path_parameters.get("source") if case.path_parameters else None
+    if mode == "as_generated" or source not in SHOPS:
+        return Sending()
+    webhook = SHOPS[source]
+    body = json_bytes(case.body)
+    headers = {}
+    if mode == "shaped":
+        order_id = draw(st.integers(1, 10**9))
+        if source == "shopify":
+            order = shopify_order(order_id)
+            fuzzed = ["customer", "line_items", "billing_address", "total_price", "created_at"]
+        else:
+            order = woocommerce_order(order_id)
+            fuzzed = ["billing", "line_items", "total", "status", "date_created_gmt"]
+        body = json.dumps(with_fuzzed_fields(draw, order, fuzzed)).encode()
+        headers[webhook.topic_header] = draw(st.sampled_from(sorted(webhook.order_topics)))
+        headers[webhook.delivery_header] = str(draw(st.uuids()))
+    signature = base64.b64encode(hmac_sha256(context.secrets.shop_webhook, body)).decode()
+    return Sending({**headers, webhook.signature_header: signature}, body)
+
+
+def shoptet(case: Case[Any], draw: Draw, context: Context) -> Sending:
+    mode = draw(WEBHOOK_MODES)
+    if mode == "as_generated":
+        return Sending()
+    body = json_bytes(case.body)
+    if mode == "shaped":
+        # An order event names an order code, a customer event a customer GUID: the ones the
+        # Shoptet fake serves, or any text.
+        seeded = context.seeded
+        name, instance = draw(
+            st.sampled_from(
+                [
+                    *((name, seeded.shoptet_order_code) for name in sorted(ORDER_EVENTS)),
+                    *((name, seeded.shoptet_customer_guid) for name in sorted(CUSTOMER_EVENTS)),
+                    ("eshop:mandatory", "470000"),
+                ]
+            )
+        )
+        event = {
+            "eshopId": 470_000,
+            "event": name,
+            "eventCreated": draw(st.sampled_from(["2026-06-01T10:05:00+0200"]) | st.text()),
+            "eventInstance": draw(st.just(instance) | st.text(max_size=12)),
+        }
+        body = json.dumps(with_fuzzed_fields(draw, event, ["eshopId", "eventInstance"])).encode()
+    key = context.secrets.shoptet_signature_key.encode()
+    signature = hmac.new(key, body, hashlib.sha1).hexdigest()
+    return Sending({"Shoptet-Webhook-Signature": signature}, body)
+
+
+def make(case: Case[Any], draw: Draw, context: Context) -> Sending:
+    """Signed with the shared signature, or authenticated by the job's callback token."""
+    mode = draw(WEBHOOK_MODES)
+    if mode == "as_generated":
+        return Sending()
+    body = json_bytes(case.body)
+    job = str(context.seeded.automation_id)
+    if mode == "shaped":
+        callback: dict[str, Any] = {
+            "automation_id": job,
+            "status": draw(st.sampled_from(MAKE_STATUSES)),
+        }
+        if callback["status"] == "completed" or draw(st.booleans()):
+            callback["result"] = draw(st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=3))
+        if callback["status"] == "failed" or draw(st.booleans()):
+            callback["error"] = draw(st.text(min_size=1, max_size=40))
+        body = json.dumps(callback).encode()
+    secret = context.secrets.make
+    if draw(st.booleans()):
+        token = hmac.new(secret.encode(), f"callback:{job}".encode(), hashlib.sha256)
+        return Sending({"X-Growthbase-Callback-Token": token.hexdigest()}, body)
+    timestamp = int(time.time())
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return Sending(
+        {
+            "X-Growthbase-Timestamp": str(timestamp),
+            "X-Growthbase-Signature": f"v1={mac.hexdigest()}",
+        },
+        body,
+    )
+
+
+def ses(case: Case[Any], draw: Draw, context: Context) -> Sending:
+    """An SNS notification signed as SNS signs it, carrying the generated body as its message."""
+    mode = draw(WEBHOOK_MODES)
+    if mode == "as_generated":
+        return Sending()
+    published = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    notification = context.sns_certificate.sign(
+        {
+            "Type": "Notification",
+            "MessageId": str(draw(st.uuids())),
+            "TopicArn": SNS_TOPIC,
+            "Message": json_bytes(case.body).decode("utf-8", "replace"),
+            "Timestamp": published,
+            "SigningCertURL": context.sns_certificate_url,
+            "UnsubscribeURL": f"https://sns.eu-central-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn={SNS_TOPIC}:1",
+        },
+        draw(st.sampled_from(["1", "2"])),
+    )
+    return Sending({"x-amz-sns-message-type": "Notification"}, json.dumps(notification).encode())
+
+
+# other routes -------------------------------------------------------------------------------
+
+
+def cron(case: Case[Any], draw: Draw, context: Context) -> Sending:
+    """Vercel Cron's bearer token instead of the user's."""
+    return Sending({"Authorization": f"Bearer {context.secrets.cron}"})
+
+
+def unsubscribe(case: Case[Any], draw: Draw, context: Context) -> Sending:
+    """A share of cases carry a link signed for the tenant's contact."""
+    if draw(st.booleans()) and isinstance(case.query, dict):
+        case.query["token"] = unsubscribe_tokens.issue(
+            context.secrets.email_links,
+            workspace_id=context.seeded.workspace_id,
+            contact_id=context.seeded.contact_id,
+            recipient_id=None,
+            valid_days=1,
+        )
+    return Sending()
+
+
+def campaign_copy(case: Case[Any], draw: Draw, context: Context) -> Sending:
+    """A product page is only ever read from 127.0.0.1, which the page fetch refuses: the fuzz
+    exercises the check and the refund without reaching the internet."""
+    body = case.body
+    url = body.get("product_url") if isinstance(body, dict) else None
+    if isinstance(body, dict) and body.get("read_product_page") and isinstance(url, str):
+        body["product_url"] = urlunsplit(urlsplit(url)._replace(netloc="127.0.0.1"))
+    return Sending()
+
+
+def sender_identity(case: Case[Any], draw: Draw, context: Context) -> Sending:
+    """A share of cases register a domain or address of the fuzz's own, which SES (moto)
+    creates."""
+    if draw(st.booleans()) and isinstance(case.body, dict):
+        name = draw(st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True))
+        domain = f"{name}.fuzz.example.com"
+        case.body["identity"] = draw(st.sampled_from([domain, f"hello@{domain}"]))
+    return Sending()
+
+
+CSV_CELLS = {
+    "order_id": st.sampled_from(["A-1", "1002"]),
+    "placed_at": st.sampled_from(["2026-06-01", "2026-06-01T10:00:00+02:00"]),
+    "status": st.sampled_from(STATUSES),
+    "total": st.sampled_from(["12.50", "0", "-1", "1e3"]),
+    "currency": st.sampled_from(["EUR", "CZK", "eur"]),
+    "email": st.sampled_from(["Jana@Example.test", "not-an-email"]),
+    "exchange_rate": st.sampled_from(["1", "0.04", "x"]),
+}
+
+
+def order_csv(case: Case[Any], draw: Draw, context: Context) -> Sending:
+    """The import reads a raw CSV the OpenAPI does not describe: a share of cases send one with
+    the required columns, some optional ones and cells plausible or arbitrary."""
+    if not draw(st.booleans()):
+        return Sending()
+    columns = [*REQUIRED, *draw(st.lists(st.sampled_from(OPTIONAL), unique=True, max_size=3))]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    for _ in range(draw(st.integers(1, 3))):
+        writer.writerow(
+            [draw(CSV_CELLS.get(column, st.nothing()) | st.text(max_size=10)) for column in columns]
+        )
+    return Sending({"Content-Type": "text/csv"}, out.getvalue().encode())
+
+
+PREPARE: dict[str, Callable[[Case[Any], Draw, Context], Sending]] = {
+    "/api/v1/webhooks/razorpay": razorpay,
+    "/api/v1/webhooks/{source}/{project_id}": shop,
+    "/api/v1/webhooks/shoptet/{project_id}": shoptet,
+    "/api/v1/webhooks/result": make,
+    "/api/v1/webhooks/ses": ses,
+    "/api/v1/cron/outbox": cron,
+    "/api/v1/cron/email": cron,
+    "/api/v1/cron/rfm-snapshot": cron,
+    "/api/v1/cron/webhook-replay": cron,
+    "/api/v1/cron/monthly-credits": cron,
+    "/api/v1/unsubscribe": unsubscribe,
+    "/api/v1/ai/campaign-copy": campaign_copy,
+    "/api/v1/email/identities": sender_identity,
+    "/api/v1/projects/{project_id}/orders/import": order_csv,
+}
+
+
+def prepare(case: Case[Any], draw: Draw, context: Context) -> Sending:
+    preparer = PREPARE.get(case.operation.path)
+    return preparer(case, draw, context) if preparer else Sending()

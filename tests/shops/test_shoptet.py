@@ -1,0 +1,483 @@
+"""Shoptet: connect and test the token, sync orders page by page (429s, a crash and a resume,
+increments), and verified webhooks applied by fetching the detail — all against a local server
+speaking Shoptet's API shape."""
+
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from cryptography.fernet import Fernet
+from fastapi.testclient import TestClient
+from psycopg.rows import DictRow
+from pydantic import SecretStr
+
+from api.app import create_app
+from api.core.settings import Settings
+from api.shops.shoptet.client import ShoptetClient, ShoptetError
+from tests.factories.workspaces import User, add_member, create_user, make_project, one
+from tests.fakes.jwks import JwksServer
+from tests.fakes.shoptet_server import TOKEN, Failure, ShoptetServer, serve_shoptet, shoptet_order
+
+Conn = psycopg.Connection[DictRow]
+SIGNATURE_KEY = "shoptet-signature-" + uuid.uuid4().hex
+CRON = "cron-" + uuid.uuid4().hex
+ENCRYPTION_KEY = Fernet.generate_key().decode()
+EDGE = "https://edge.example.test"
+
+
+@pytest.fixture
+def shoptet() -> Iterator[ShoptetServer]:
+    with serve_shoptet() as server:
+        yield server
+
+
+def shoptet_settings(
+    database_url: str, jwks: JwksServer, shoptet: ShoptetServer, public_base_url: str | None = EDGE
+) -> Settings:
+    return Settings(
+        database_url=SecretStr(database_url),
+        supabase_url=jwks.base_url,
+        integrations_encryption_key=SecretStr(ENCRYPTION_KEY),
+        shoptet_api_url=shoptet.base_url,
+        cron_secret=SecretStr(CRON),
+        public_base_url=public_base_url,
+    )
+
+
+@pytest.fixture
+def client(database_url: str, jwks: JwksServer, shoptet: ShoptetServer) -> Iterator[TestClient]:
+    with TestClient(create_app(shoptet_settings(database_url, jwks, shoptet))) as test_client:
+        yield test_client
+
+
+class Shop:
+    def __init__(
+        self, client: TestClient, jwks: JwksServer, user: User, project: uuid.UUID
+    ) -> None:
+        self.client, self.user, self.project = client, user, project
+        self.headers = {"Authorization": f"Bearer {jwks.sign(jwks.claims(user.id))}"}
+
+    def post(self, action: str, **body: Any) -> Any:
+        return self.client.post(
+            f"/api/v1/projects/{self.project}/integrations/shoptet/{action}",
+            headers=self.headers,
+            json=body or None,
+        )
+
+    def webhook(
+        self, event: dict[str, Any], key: str = SIGNATURE_KEY, body: bytes | None = None
+    ) -> Any:
+        raw = body or json.dumps(event).encode()
+        return self.client.post(
+            f"/api/v1/webhooks/shoptet/{self.project}",
+            content=raw,
+            headers={
+                "Content-Type": "application/json",
+                "Shoptet-Webhook-Signature": hmac.new(
+                    key.encode(), json.dumps(event).encode(), hashlib.sha1
+                ).hexdigest(),
+            },
+        )
+
+
+@pytest.fixture
+def shop(conn: Conn, client: TestClient, jwks: JwksServer) -> Shop:
+    owner = create_user(conn)
+    conn.execute(
+        "update public.workspaces set base_currency = 'CZK' where id = %s", (owner.workspace_id,)
+    )
+    shop = Shop(client, jwks, owner, make_project(conn, owner))
+    connected = shop.post("connect", api_token=TOKEN, webhook_signature_key=SIGNATURE_KEY)
+    assert connected.status_code == 200
+    return shop
+
+
+def stored_orders(conn: Conn, project: uuid.UUID) -> list[dict[str, Any]]:
+    return conn.execute(
+        "select external_id, status, total from public.orders where project_id = %s"
+        " order by external_id",
+        (project,),
+    ).fetchall()
+
+
+def test_the_token_is_tested_against_shoptet(shop: Shop, conn: Conn) -> None:
+    good = shop.post("test")
+    assert good.json()["data"] == {
+        "ok": True,
+        "eshop": {"name": "Demo obchod", "url": "https://demo.myshoptet.com/"},
+    }
+    shop.post("connect", api_token="wrong-token-000")
+    bad = shop.post("test")
+    assert (bad.status_code, bad.json()["error"]["code"]) == (422, "shoptet_token_invalid")
+    sealed = one(
+        conn,
+        "select api_token_encrypted from private.integrations where project_id = %s",
+        (shop.project,),
+    )["api_token_encrypted"]
+    assert "wrong-token" not in sealed
+
+
+def test_sync_pages_through_orders_and_waits_out_a_429(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn
+) -> None:
+    shoptet.orders = [
+        shoptet_order(n, changed=f"2026-06-01T10:{n % 60:02d}:00+0200") for n in range(1, 121)
+    ]
+    shoptet.failures.append(Failure("/api/orders", 429, retry_after_now=True))
+    response = shop.post("sync")
+    assert response.json()["data"] == {"pages": 4, "orders": 120, "customers": 0, "finished": True}
+    assert shoptet.order_pages_requested() == [1, 1, 2, 3]
+    rows = stored_orders(conn, shop.project)
+    assert len(rows) == 120
+    assert {r["status"] for r in rows} == {"paid"}
+    contacts = one(
+        conn,
+        "select count(*) from public.contacts where workspace_id = %s",
+        (shop.user.workspace_id,),
+    )
+    assert contacts["count"] == 7
+    state = one(
+        conn,
+        "select cursor, page from private.sync_streams where project_id = %s and stream = 'orders'",
+        (shop.project,),
+    )
+    assert state["page"] is None
+    assert state["cursor"].isoformat() == "2026-06-01T08:59:00+00:00"
+
+
+def test_a_sync_that_fails_mid_way_resumes_without_duplicates(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn
+) -> None:
+    shoptet.orders = [shoptet_order(n) for n in range(1, 121)]
+    shoptet.failures.append(Failure("/api/orders", 500, page=2))
+    crashed = shop.post("sync")
+    assert (crashed.status_code, crashed.json()["error"]["code"]) == (502, "shoptet_unavailable")
+    assert len(stored_orders(conn, shop.project)) == 50
+    state = one(
+        conn,
+        "select page from private.sync_streams where project_id = %s and stream = 'orders'",
+        (shop.project,),
+    )
+    assert state["page"] == 2
+    resumed = shop.post("sync")
+    assert resumed.json()["data"] == {"pages": 3, "orders": 70, "customers": 0, "finished": True}
+    assert shoptet.order_pages_requested() == [1, 2, 2, 3]
+    rows = stored_orders(conn, shop.project)
+    assert len(rows) == len({r["external_id"] for r in rows}) == 120
+
+
+def test_later_syncs_ask_only_for_changes(shop: Shop, shoptet: ShoptetServer, conn: Conn) -> None:
+    shoptet.orders = [
+        shoptet_order(1, changed="2026-06-01T10:00:00+0200"),
+        shoptet_order(2, changed="2026-06-02T10:00:00+0200"),
+    ]
+    shop.post("sync")
+    shoptet.orders[0] = shoptet_order(
+        1, changed="2026-06-03T09:00:00+0200", status={"id": -4, "name": "Stornována"}
+    )
+    shoptet.requests.clear()
+    second = shop.post("sync")
+    assert second.json()["data"]["orders"] == 2  # the changed one and the last one seen (>=)
+    asked = shoptet.requests[0][1]["changeTimeFrom"][0]
+    assert asked.startswith("2026-06-02T08:00:00")
+    assert [(r["external_id"], r["status"]) for r in stored_orders(conn, shop.project)] == [
+        ("2026000001", "cancelled"),
+        ("2026000002", "paid"),
+    ]
+
+
+def test_sync_pages_through_customers_after_orders(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn
+) -> None:
+    shoptet.customers = {
+        f"guid-{n}": {
+            "guid": f"guid-{n}",
+            "email": f"buyer{n}@example.test",
+            "phone": None,
+            "changeTime": "2026-06-01T10:00:00+0200",
+            "billingAddress": {"fullName": f"Buyer {n}", "countryCode": "CZ"},
+        }
+        for n in range(60)
+    }
+    report = shop.post("sync").json()["data"]
+    assert report == {"pages": 3, "orders": 0, "customers": 60, "finished": True}
+    count = one(
+        conn,
+        "select count(*) from public.contact_external_ids where source = 'shoptet'"
+        " and workspace_id = %s",
+        (shop.user.workspace_id,),
+    )
+    assert count["count"] == 60
+
+
+def event(kind: str, instance: str, created: str = "2026-06-01T10:06:00+0200") -> dict[str, Any]:
+    return {"eshopId": 222651, "event": kind, "eventCreated": created, "eventInstance": instance}
+
+
+def test_webhooks_are_verified_stored_and_applied_from_the_detail(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn
+) -> None:
+    shoptet.orders = [shoptet_order(7)]
+    created = event("order:create", "2026000007")
+    accepted = shop.webhook(created)
+    replayed = shop.webhook(created)
+    tampered = shop.webhook(
+        created, body=json.dumps({**created, "eventInstance": "2026000008"}).encode()
+    )
+    forged = shop.webhook(created | {"eventCreated": "2026-06-01T11:00:00+0200"}, key="not-the-key")
+    assert [accepted.json()["data"], replayed.json()["data"]] == [
+        {"outcome": "accepted"},
+        {"outcome": "duplicate"},
+    ]
+    assert [tampered.status_code, forged.status_code] == [401, 401]
+    order = one(
+        conn,
+        "select o.total, o.status, c.email, c.phone, c.first_name,"
+        " (select count(*) from public.order_items i where i.order_id = o.id) as items"
+        " from public.orders o join public.contacts c on c.id = o.contact_id"
+        " where o.project_id = %s",
+        (shop.project,),
+    )
+    assert order == {
+        "total": 1210,
+        "status": "paid",
+        "email": "customer0@example.test",
+        "phone": "+420777123456",
+        "first_name": "Jan",
+        "items": 1,
+    }
+    assert shoptet.requests[-1][0] == "/api/orders/2026000007"
+
+
+def test_customer_events_update_contacts(shop: Shop, shoptet: ShoptetServer, conn: Conn) -> None:
+    guid = "c0ffee00-0000-4000-8000-000000000042"
+    shoptet.customers[guid] = {
+        "guid": guid,
+        "email": "Eva@Example.TEST",
+        "phone": "777 888 999",
+        "billingAddress": {"fullName": "Eva Svobodová", "countryCode": "CZ"},
+    }
+    assert shop.webhook(event("customer:create", guid)).json()["data"]["outcome"] == "accepted"
+    contact = one(
+        conn,
+        "select c.email, c.phone, c.last_name from public.contacts c"
+        " join public.contact_external_ids x on x.contact_id = c.id"
+        " where x.source = 'shoptet' and x.external_id = %s and c.workspace_id = %s",
+        (guid, shop.user.workspace_id),
+    )
+    assert contact == {
+        "email": "eva@example.test",
+        "phone": "+420777888999",
+        "last_name": "Svobodová",
+    }
+
+
+def test_events_that_could_not_be_applied_are_replayed_by_the_cron(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn
+) -> None:
+    shoptet.orders = [shoptet_order(9)]
+    shoptet.failures.append(Failure("/api/orders/2026000009", 500))
+    assert shop.webhook(event("order:paid", "2026000009")).json()["data"]["outcome"] == "accepted"
+    assert stored_orders(conn, shop.project) == []
+    # The failed first apply set the next attempt a few minutes out; let that time pass.
+    conn.execute(
+        "update private.webhook_events"
+        " set received_at = now() - interval '10 minutes', next_attempt_at = now()"
+        " where provider = 'shoptet' and event_id like %s",
+        (f"{shop.project}:%",),
+    )
+    replay = shop.client.get(
+        "/api/v1/cron/webhook-replay", headers={"Authorization": f"Bearer {CRON}"}
+    )
+    assert replay.json()["data"]["outcomes"].get("shoptet:applied") == 1
+    assert [r["external_id"] for r in stored_orders(conn, shop.project)] == ["2026000009"]
+
+
+def stored_events(conn: Conn, project: uuid.UUID) -> list[dict[str, Any]]:
+    return conn.execute(
+        "select status, attempts, last_error from private.webhook_events"
+        " where provider = 'shoptet' and event_id like %s",
+        (f"{project}:%",),
+    ).fetchall()
+
+
+@pytest.mark.parametrize(
+    ("kind", "instance"),
+    [
+        ("order:create", "2026000007?page=2"),
+        ("order:paid", "../eshop"),
+        ("order:update", "2026000007/../../eshop"),
+        ("order:create", "2026000007#"),
+        ("order:create", "x" * 65),
+        ("order:create", ""),
+        ("customer:update", "not-a-guid"),
+        ("customer:create", "c0ffee00-0000-4000-8000-000000000042/../../eshop"),
+    ],
+)
+def test_a_signed_event_naming_no_valid_shoptet_id_is_a_422_and_never_reaches_shoptet(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn, kind: str, instance: str
+) -> None:
+    refused = shop.webhook(event(kind, instance))
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "invalid_input")
+    assert [d["field"] for d in refused.json()["error"]["details"]] == ["body.eventInstance"]
+    assert shoptet.requests == []
+    assert stored_events(conn, shop.project) == []
+
+
+def test_the_client_sends_shoptet_only_ids_of_shoptets_shape(shoptet: ShoptetServer) -> None:
+    client = ShoptetClient(TOKEN, base_url=shoptet.base_url)
+    refused = []
+    for fetch, bad_id in (
+        (client.order, "../eshop"),
+        (client.order, "2026?page=2"),
+        (client.order, "2026%2F..%2Feshop"),
+        (client.customer, "guid-1"),
+        (client.customer, "c0ffee00-0000-4000-8000-000000000042/x"),
+    ):
+        with pytest.raises(ShoptetError) as error:
+            fetch(bad_id)
+        refused.append((error.value.status, error.value.code))
+    assert refused == [(422, "order_code_invalid")] * 3 + [(422, "customer_guid_invalid")] * 2
+    assert shoptet.requests == []
+    shoptet.orders = [shoptet_order(1, code="AB-12_x")]
+    assert client.order("AB-12_x")["code"] == "AB-12_x"
+    assert shoptet.requests == [("/api/orders/AB-12_x", {})]
+
+
+def test_a_detail_without_its_order_is_a_typed_error_and_a_counted_attempt(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn
+) -> None:
+    shoptet.orders = [shoptet_order(5)]
+    shoptet.hollow_orders.add("2026000005")
+    with pytest.raises(ShoptetError) as malformed:
+        ShoptetClient(TOKEN, base_url=shoptet.base_url).order("2026000005")
+    assert (malformed.value.status, malformed.value.code) == (502, "shoptet_bad_response")
+    assert shop.webhook(event("order:paid", "2026000005")).json()["data"]["outcome"] == "accepted"
+    assert stored_events(conn, shop.project) == [
+        {"status": "received", "attempts": 1, "last_error": "ShoptetError shoptet_bad_response"}
+    ]
+
+
+def test_an_event_stored_with_a_bad_id_before_intake_checked_never_reaches_shoptet(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn
+) -> None:
+    body = event("order:create", "../eshop")
+    conn.execute(
+        "select private.record_webhook_event('shoptet', %s, %s)",
+        (f"{shop.project}:order:create:../eshop:{body['eventCreated']}", json.dumps(body)),
+    )
+    conn.execute(
+        "update private.webhook_events set received_at = now() - interval '2 minutes'"
+        " where provider = 'shoptet' and event_id like %s",
+        (f"{shop.project}:%",),
+    )
+    replay = shop.client.get(
+        "/api/v1/cron/webhook-replay", headers={"Authorization": f"Bearer {CRON}"}
+    )
+    assert replay.status_code == 200, replay.text
+    assert replay.json()["data"]["outcomes"].get("shoptet:failed:retrying") == 1
+    assert shoptet.requests == []
+    assert stored_events(conn, shop.project) == [
+        {"status": "received", "attempts": 1, "last_error": "ShoptetError order_code_invalid"}
+    ]
+
+
+def test_only_members_may_test_or_sync(
+    shop: Shop, conn: Conn, client: TestClient, jwks: JwksServer
+) -> None:
+    viewer = add_member(conn, shop.user, "viewer")
+    stranger = create_user(conn)
+    codes = []
+    for user in (viewer, stranger):
+        other = Shop(client, jwks, user, shop.project)
+        codes += [
+            other.post("test").json()["error"]["code"],
+            other.post("sync").json()["error"]["code"],
+        ]
+    assert codes == ["insufficient_role"] * 2 + ["project_not_found"] * 2
+
+
+def test_the_webhook_url_is_absolute_and_never_from_the_host_header(
+    conn: Conn, client: TestClient, jwks: JwksServer
+) -> None:
+    owner = create_user(conn)
+    project = make_project(conn, owner)
+    headers = {
+        "Authorization": f"Bearer {jwks.sign(jwks.claims(owner.id))}",
+        "Host": "attacker.example",
+    }
+    urls = [
+        client.post(
+            f"/api/v1/projects/{project}/integrations/{source}/connect",
+            headers=headers,
+            json=body,
+        ).json()["data"]["webhook_url"]
+        for source, body in (
+            ("shoptet", {"api_token": TOKEN}),
+            ("shopify", {"webhook_secret": "shopify-secret-123"}),
+        )
+    ]
+    assert urls == [
+        f"{EDGE}/api/v1/webhooks/shoptet/{project}",
+        f"{EDGE}/api/v1/webhooks/shopify/{project}",
+    ]
+
+
+def test_without_public_base_url_connecting_is_503_and_stores_nothing(
+    conn: Conn, database_url: str, jwks: JwksServer, shoptet: ShoptetServer
+) -> None:
+    owner = create_user(conn)
+    project = make_project(conn, owner)
+    settings = shoptet_settings(database_url, jwks, shoptet, public_base_url=None)
+    with TestClient(create_app(settings)) as unconfigured:
+        answer = Shop(unconfigured, jwks, owner, project).post("connect", api_token=TOKEN)
+    assert (answer.status_code, answer.json()["error"]["code"]) == (
+        503,
+        "public_base_url_not_configured",
+    )
+    stored = conn.execute(
+        "select 1 from private.integrations where project_id = %s", (project,)
+    ).fetchall()
+    assert stored == []
+
+
+@pytest.mark.parametrize(
+    "token", ["123456-p-987654-tokén", "123456-p 987654", "123456-p-987654\r\nX-Evil: 1", "short"]
+)
+def test_a_token_that_cannot_be_a_header_is_refused_at_connect(shop: Shop, token: str) -> None:
+    refused = shop.post("connect", api_token=token)
+    assert refused.status_code == 422
+    assert [d["field"] for d in refused.json()["error"]["details"]] == ["body.api_token"]
+    assert shop.post("test").status_code == 200
+
+
+def test_a_malformed_token_stored_earlier_is_a_422_not_a_crash(shop: Shop, conn: Conn) -> None:
+    conn.execute(
+        "update private.integrations set api_token_encrypted = %s where project_id = %s",
+        (Fernet(ENCRYPTION_KEY.encode()).encrypt("tokén-ünïcode".encode()).decode(), shop.project),
+    )
+    answers = [shop.post("test"), shop.post("sync")]
+    assert [(a.status_code, a.json()["error"]["code"]) for a in answers] == [
+        (422, "shoptet_token_invalid")
+    ] * 2
+
+
+def test_credentials_the_edge_never_sealed_count_as_none(shop: Shop, conn: Conn) -> None:
+    """Values members could once store through the Data API: a 401 or 409, never a 503."""
+    conn.execute(
+        "update private.integrations"
+        " set api_token_encrypted = 'plaintext-token', webhook_secret_encrypted = %s"
+        " where project_id = %s",
+        (SIGNATURE_KEY, shop.project),
+    )
+    event = {"event": "order:create", "eventInstance": "1", "eventCreated": "2026-01-01"}
+    answers = [shop.webhook(event), shop.post("test")]
+    assert [(a.status_code, a.json()["error"]["code"]) for a in answers] == [
+        (401, "signature_invalid"),
+        (409, "integration_not_connected"),
+    ]
