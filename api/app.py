@@ -17,31 +17,39 @@ from starlette.routing import compile_path
 
 from api import cron
 from api.ai import routes as ai
+from api.ai.deps import AI
 from api.ai.groq_ai import GroqChat
 from api.ai.safe_ai import SafeAi
 from api.automations import routes as automations
 from api.automations import webhook as make_webhooks
+from api.automations.deps import MAKE
 from api.automations.make import MakeClient
 from api.billing import routes as billing
 from api.billing import webhook as razorpay_webhooks
+from api.billing.deps import BILLING
 from api.billing.razorpay_billing import RazorpayBilling
 from api.core import health
 from api.core.auth_tokens import TokenVerifier
 from api.core.db import Database
+from api.core.deps import DATABASE, SETTINGS, TOKENS
 from api.core.envelope import failure
 from api.core.errors import STATUS_CODES, ApiError, from_database_error
+from api.core.openapi import install_contract, operation_id
 from api.core.secrets_box import SecretBox
 from api.core.settings import Settings, get_settings
 from api.email import preview as email_preview
 from api.email import sender_identities, unsubscribe
 from api.email import webhook as ses_webhooks
+from api.email.deps import SES, SNS
 from api.email.ses import SesClient
 from api.email.sns import SnsVerifier
 from api.imports import routes as imports
 from api.me import routes as me
 from api.shops import routes as integrations
 from api.shops import webhooks as shop_webhooks
+from api.shops.deps import SECRET_BOX
 from api.shops.shoptet import webhook as shoptet_webhooks
+from api.webhooks.intake import INTAKE, WebhookIntake
 
 log = logging.getLogger("growthbase.edge")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
@@ -75,11 +83,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if make is not None:
             make.close()
 
-    app = FastAPI(title="Growthbase edge", version="0.1.0", lifespan=lifespan)
-    app.state.settings = settings
-    app.state.database = database
-    app.state.make = make
-    app.state.ai = (
+    app = FastAPI(
+        title="Growthbase edge",
+        version="0.1.0",
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+    )
+    SETTINGS.install(app, settings)
+    DATABASE.install(app, database)
+    MAKE.install(app, make)
+    AI.install(
+        app,
         SafeAi(
             GroqChat(
                 api_key=settings.groq_api_key.get_secret_value(),
@@ -90,23 +104,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.groq_model,
         )
         if settings.groq_api_key
-        else None
+        else None,
     )
-    app.state.billing = (
+    BILLING.install(
+        app,
         RazorpayBilling(
             key_id=settings.razorpay_key_id,
             key_secret=settings.razorpay_key_secret.get_secret_value(),
             base_url=settings.razorpay_base_url,
         )
         if settings.razorpay_key_id and settings.razorpay_key_secret
-        else None
+        else None,
     )
-    app.state.secret_box = (
+    box = (
         SecretBox(settings.integrations_encryption_key.get_secret_value())
         if settings.integrations_encryption_key
         else None
     )
-    app.state.ses = (
+    SECRET_BOX.install(app, box)
+    SES.install(
+        app,
         SesClient(
             region=settings.ses_region,
             access_key_id=settings.ses_access_key_id,
@@ -120,13 +137,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_connections=settings.ses_send_concurrency,
         )
         if settings.ses_region
-        else None
+        else None,
     )
-    app.state.sns = SnsVerifier(
-        topic_arns=frozenset(settings.sns_topic_arns),
-        extra_certificate_origins=frozenset(settings.sns_certificate_origins),
+    SNS.install(
+        app,
+        SnsVerifier(
+            topic_arns=frozenset(settings.sns_topic_arns),
+            extra_certificate_origins=frozenset(settings.sns_certificate_origins),
+        ),
     )
-    app.state.tokens = TokenVerifier(
+    intake = WebhookIntake(database)
+    intake.register("shoptet", shoptet_webhooks.applier(database, box, settings.shoptet_api_url))
+    intake.register("razorpay", razorpay_webhooks.applier(database))
+    intake.register("ses", ses_webhooks.applier(database))
+    INTAKE.install(app, intake)
+    tokens = TokenVerifier(
         supabase_url=settings.supabase_url,
         jwt_secret=(
             settings.supabase_jwt_secret.get_secret_value()
@@ -136,6 +161,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audience=settings.jwt_audience,
         jwks_cache_seconds=settings.jwks_cache_seconds,
     )
+    TOKENS.install(app, tokens)
+    # Routes not yet on the typed dependencies still read these; removed once none does.
+    for name, value in app.state.slots.items():
+        setattr(app.state, name, value)
     if settings.cors_allowed_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -146,6 +175,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.middleware("http")(request_id_middleware)
     install_error_handlers(app)
+    install_contract(app)
     app.include_router(health.router)
     app.include_router(me.router)
     app.include_router(automations.router)

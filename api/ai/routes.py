@@ -9,8 +9,8 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from api.ai.page_fetch import fetch_page_text
 from api.ai.safe_ai import SafeAi
-from api.core.auth import CurrentUser
 from api.core.db import Database
+from api.core.deps import CurrentUser
 from api.core.envelope import ok
 from api.core.errors import ApiError
 

@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.automations.make import MakeClient
 from api.automations.outbox import drain_make_outbox
-from api.core.auth import CurrentUser
 from api.core.db import Database
+from api.core.deps import CurrentUser
 from api.core.envelope import Envelope, Page, ok, page
 from api.core.errors import ApiError
 from api.core.public_urls import PublicUrls, require_public_urls

@@ -12,8 +12,9 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from api.automations.deps import Make
 from api.automations.make import MakeClient
-from api.core.db import Database
+from api.core.deps import ServiceDatabase
 from api.core.envelope import ok
 from api.core.errors import ApiError
 from api.core.signatures import (
@@ -24,6 +25,7 @@ from api.core.signatures import (
     verify_signature,
 )
 from api.webhooks.body import documented_webhook, parse_json, raw_body
+from api.webhooks.intake import Intake
 
 router = APIRouter(tags=["webhooks"])
 EVENT_ID_HEADER = "X-Growthbase-Event-Id"
@@ -85,25 +87,22 @@ def authenticate(request: Request, make: MakeClient, body: bytes) -> None:
         TIMESTAMP_HEADER, SIGNATURE_HEADER, CALLBACK_TOKEN_HEADER, EVENT_ID_HEADER
     ),
 )
-def make_result(request: Request, body: Annotated[bytes, Depends(raw_body)]) -> dict[str, Any]:
-    make: MakeClient | None = request.app.state.make
-    if make is None:
-        raise ApiError(503, "provider_not_configured", "Make.com is not configured")
+def make_result(
+    request: Request,
+    body: Annotated[bytes, Depends(raw_body)],
+    make: Make,
+    database: ServiceDatabase,
+    intake: Intake,
+) -> dict[str, Any]:
     authenticate(request, make, body)
     callback = parse(body)
     event_id = request.headers.get(EVENT_ID_HEADER) or hashlib.sha256(body).hexdigest()
-    database: Database = request.app.state.database
-    with database.as_service() as conn:
-        stored = conn.execute(
-            "select id, duplicate from private.record_webhook_event('make', %s, %s)",
-            (event_id[:200], body.decode()),
-        ).fetchone()
-    assert stored is not None
-    if stored["duplicate"]:
+    recorded = intake.record("make", event_id, body)
+    if recorded.duplicate:
         return ok({"automation_id": str(callback.automation_id), "outcome": "duplicate"})
     with database.as_service() as conn:
         applied = conn.execute(
-            "select private.apply_make_callback(%s) as outcome", (stored["id"],)
+            "select private.apply_make_callback(%s) as outcome", (recorded.event.id,)
         ).fetchone()
     outcome = applied["outcome"] if applied else "unknown_automation"
     if outcome == "unknown_automation":

@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict
 
 from api.billing.razorpay_billing import RazorpayBilling
 from api.core.action_quotas import take_workspace_quota
-from api.core.auth import CurrentUser
 from api.core.auth_tokens import VerifiedUser
 from api.core.db import Database
+from api.core.deps import CurrentUser
 from api.core.envelope import ok
 from api.core.errors import ApiError
 

@@ -10,12 +10,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Depends, Request
 
 from api.core.db import Database
+from api.core.deps import AppSettings
 from api.core.envelope import ok
 from api.core.errors import ApiError
-from api.core.settings import Settings
 from api.core.signatures import same_signature
 from api.webhooks.body import documented_webhook, parse_json, raw_body
-from api.webhooks.intake import apply_in_background
+from api.webhooks.intake import Applier, Intake, sql_applier
 
 router = APIRouter(tags=["webhooks"])
 
@@ -25,9 +25,12 @@ router = APIRouter(tags=["webhooks"])
     openapi_extra=documented_webhook("X-Razorpay-Signature", "X-Razorpay-Event-Id"),
 )
 def razorpay_webhook(
-    request: Request, background: BackgroundTasks, body: Annotated[bytes, Depends(raw_body)]
+    request: Request,
+    background: BackgroundTasks,
+    body: Annotated[bytes, Depends(raw_body)],
+    settings: AppSettings,
+    intake: Intake,
 ) -> dict[str, Any]:
-    settings: Settings = request.app.state.settings
     if settings.razorpay_webhook_secret is None:
         raise ApiError(503, "provider_not_configured", "RAZORPAY_WEBHOOK_SECRET is not set")
     secret = settings.razorpay_webhook_secret.get_secret_value().encode()
@@ -36,14 +39,13 @@ def razorpay_webhook(
         raise ApiError(401, "signature_invalid", "The webhook signature does not verify")
     parse_json(body)
     event_id = request.headers.get("X-Razorpay-Event-Id") or hashlib.sha256(body).hexdigest()
-    database: Database = request.app.state.database
-    with database.as_service() as conn:
-        stored = conn.execute(
-            "select id, duplicate from private.record_webhook_event('razorpay', %s, %s)",
-            (event_id[:200], body.decode()),
-        ).fetchone()
-    assert stored is not None
-    if stored["duplicate"]:
+    recorded = intake.record("razorpay", event_id, body)
+    if recorded.duplicate:
         return ok({"outcome": "duplicate"})
-    background.add_task(apply_in_background, database, "razorpay", stored["id"])
+    intake.apply_later(background, "razorpay", recorded.event)
     return ok({"outcome": "accepted"})
+
+
+def applier(database: Database) -> Applier:
+    """Razorpay events are applied in SQL: subscription state, payments, credits."""
+    return sql_applier(database, "apply_razorpay_event")

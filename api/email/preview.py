@@ -12,8 +12,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.core.action_quotas import take_workspace_quota
-from api.core.auth import CurrentUser
 from api.core.db import Database
+from api.core.deps import CurrentUser
 from api.core.envelope import ok
 from api.core.errors import ApiError
 from api.core.public_urls import configured_public_urls

@@ -7,15 +7,15 @@ and only when that URL is on SNS's own hosts."""
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
-from uuid import UUID
 
 import httpx
 from fastapi import APIRouter, BackgroundTasks, Depends, Request
 
 from api.core.db import Database
+from api.core.deps import AppSettings
 from api.core.envelope import ok
 from api.core.errors import ApiError
-from api.core.settings import Settings
+from api.email.deps import Sns
 from api.email.sns import SnsVerifier
 from api.webhooks.body import (
     documented_webhook,
@@ -23,7 +23,7 @@ from api.webhooks.body import (
     raw_body,
     refuse_nul_in_embedded_json,
 )
-from api.webhooks.intake import apply_in_background
+from api.webhooks.intake import Applier, Intake, StoredEvent, WebhookIntake, sql_applier
 
 router = APIRouter(tags=["webhooks"])
 log = logging.getLogger("growthbase.webhooks.ses")
@@ -54,23 +54,13 @@ def require_fresh(message: dict[str, Any], now: datetime) -> None:
         raise ApiError(401, "signature_stale", "The SNS message is too old or from the future")
 
 
-def record(database: Database, message: dict[str, Any], body: bytes) -> tuple[UUID, bool]:
-    """Stores the message; answers its id and whether it was already processed."""
+def record(intake: WebhookIntake, message: dict[str, Any], body: bytes) -> tuple[StoredEvent, bool]:
+    """Stores the message under its MessageId; answers it and whether it was already processed."""
     message_id = message.get("MessageId")
     if not isinstance(message_id, str) or not message_id:
         raise ApiError(422, "invalid_input", "The SNS message has no MessageId")
-    with database.as_service() as conn:
-        stored = conn.execute(
-            "select id, duplicate from private.record_webhook_event('ses', %s, %s)",
-            (message_id[:200], body.decode()),
-        ).fetchone()
-    assert stored is not None
-    return stored["id"], bool(stored["duplicate"])
-
-
-def finish(database: Database, event_id: UUID, outcome: str) -> None:
-    with database.as_service() as conn:
-        conn.execute("select private.finish_webhook_event(%s, %s)", (event_id, outcome))
+    recorded = intake.record("ses", message_id, body)
+    return recorded.event, recorded.duplicate
 
 
 def confirm_subscription(url: str) -> bool:
@@ -82,29 +72,33 @@ def confirm_subscription(url: str) -> bool:
     return response.is_success
 
 
-def subscribe(sns: SnsVerifier, database: Database, message: dict[str, Any], body: bytes) -> str:
+def subscribe(sns: SnsVerifier, intake: WebhookIntake, message: dict[str, Any], body: bytes) -> str:
     """Confirms on every delivery, even a repeated one: confirming twice is harmless, and so a
     retry of a message whose first confirmation failed still confirms."""
     url = str(message.get("SubscribeURL", ""))
     if not sns.subscribe_url_allowed(url):
         raise ApiError(403, "subscribe_url_not_allowed", "The SubscribeURL is not on an SNS host")
-    event_id, _ = record(database, message, body)
+    event, _ = record(intake, message, body)
     topic = message.get("TopicArn")
     if not confirm_subscription(url):
         log.warning("confirming the subscription to SNS topic %s failed; SNS retries it", topic)
         raise ApiError(
             502, "subscription_not_confirmed", "SNS did not accept the confirmation; retry later"
         )
-    finish(database, event_id, "applied")
+    intake.finish(event, "applied")
     log.info("subscribed to SNS topic %s", topic)
     return "subscription_confirmed"
 
 
 @router.post("/api/v1/webhooks/ses", openapi_extra=documented_webhook("x-amz-sns-message-type"))
 def ses_webhook(
-    request: Request, background: BackgroundTasks, body: Annotated[bytes, Depends(raw_body)]
+    request: Request,
+    background: BackgroundTasks,
+    body: Annotated[bytes, Depends(raw_body)],
+    settings: AppSettings,
+    sns: Sns,
+    intake: Intake,
 ) -> dict[str, Any]:
-    settings: Settings = request.app.state.settings
     if not settings.sns_topic_arns:
         # Anyone can publish validly signed messages from a topic of their own: without a list
         # of our topics a signature proves nothing about the sender.
@@ -115,16 +109,14 @@ def ses_webhook(
         raise ApiError(
             400, "message_type_mismatch", "x-amz-sns-message-type does not match the message"
         )
-    sns: SnsVerifier = request.app.state.sns
     sns.verify(message)
     require_fresh(message, datetime.now(UTC))
-    database: Database = request.app.state.database
     if message_type == "SubscriptionConfirmation":
-        return ok({"outcome": subscribe(sns, database, message, body)})
+        return ok({"outcome": subscribe(sns, intake, message, body)})
     if message_type == "Notification" and isinstance(message.get("Message"), str):
         # The SES event inside is applied as jsonb: refuse now what could never be applied.
         refuse_nul_in_embedded_json(message["Message"], "The SES event")
-    event_id, duplicate = record(database, message, body)
+    event, duplicate = record(intake, message, body)
     if duplicate:
         return ok({"outcome": "duplicate"})
     if message_type == "UnsubscribeConfirmation":
@@ -132,7 +124,12 @@ def ses_webhook(
             "SNS topic %s unsubscribed this endpoint; SES events stop until it is subscribed again",
             message.get("TopicArn"),
         )
-        finish(database, event_id, "ignored:unsubscribe_confirmation")
+        intake.finish(event, "ignored:unsubscribe_confirmation")
         return ok({"outcome": "unsubscribed"})
-    background.add_task(apply_in_background, database, "ses", event_id)
+    intake.apply_later(background, "ses", event)
     return ok({"outcome": "accepted"})
+
+
+def applier(database: Database) -> Applier:
+    """SES events are applied in SQL: delivery states, bounces, complaints, suppressions."""
+    return sql_applier(database, "apply_ses_event")

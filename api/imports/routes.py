@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Request
 from psycopg.types.json import Jsonb
 
 from api.core.action_quotas import take_project_quota
-from api.core.auth import CurrentUser
 from api.core.db import Database
+from api.core.deps import CurrentUser
 from api.core.envelope import ok
 from api.core.errors import ApiError, from_database_error
 from api.imports.csv_orders import CsvHeaderError, RowError, parse_orders

@@ -2,15 +2,16 @@
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from api.core.auth import CurrentUser
 from api.core.auth_tokens import VerifiedUser
-from api.core.db import Connection, Database
+from api.core.db import Connection
+from api.core.deps import ActingUser
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
+from api.core.openapi import documented
 
 router = APIRouter(prefix="/api/v1/me", tags=["me"])
 
@@ -93,19 +94,59 @@ def read_me(conn: Connection, user: VerifiedUser) -> Me:
     )
 
 
-@router.get("", response_model=Envelope[Me])
-def get_me(request: Request, user: CurrentUser) -> dict[str, Any]:
-    database: Database = request.app.state.database
-    with database.as_user(user.claims, request.method, request.url.path) as conn:
-        return ok(read_me(conn, user))
+ME_EXAMPLE = {
+    "id": "7b0f3c1e-5a4d-4f8e-9c2b-1d6e8a9f0b3c",
+    "email": "ana@example.com",
+    "profile": {"display_name": "Ana", "locale": "en", "preferences": {"theme": "dark"}},
+    "workspaces": [
+        {
+            "id": "3f2a9d4e-8b1c-4e7f-a6d5-0c9b8e7f6a5d",
+            "name": "Ana's workspace",
+            "slug": "ana",
+            "role": "owner",
+            "plan_tier": "free",
+            "credits_remaining": 100,
+            "base_currency": "EUR",
+        }
+    ],
+}
+NO_PROFILE = {404: {"profile_not_found": "No profile exists for this user"}}
 
 
-@router.put("/settings", response_model=Envelope[Me])
-def put_settings(request: Request, user: CurrentUser, body: SettingsUpdate) -> dict[str, Any]:
+@router.get(
+    "",
+    response_model=Envelope[Me],
+    summary="Read the signed-in user with their profile and workspaces",
+    responses=documented(ME_EXAMPLE, errors=NO_PROFILE),
+)
+def get_me(acting: ActingUser) -> dict[str, Any]:
+    """Every workspace the user belongs to, with their role, plan, credits and currency, read
+    under RLS."""
+    with acting.connection() as conn:
+        return ok(read_me(conn, acting.user))
+
+
+@router.put(
+    "/settings",
+    response_model=Envelope[Me],
+    summary="Update the signed-in user's display name, locale and preferences",
+    responses=documented(ME_EXAMPLE, errors=NO_PROFILE),
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "example": {"display_name": "Ana", "preferences": {"theme": None}}
+                }
+            }
+        }
+    },
+)
+def put_settings(acting: ActingUser, body: SettingsUpdate) -> dict[str, Any]:
+    """Fields sent replace the stored ones; a preference key sent as null goes back to its
+    default; unknown keys are refused (422)."""
     sent = body.model_dump(exclude_unset=True)
     preferences = sent.get("preferences") or {}
-    database: Database = request.app.state.database
-    with database.as_user(user.claims, request.method, request.url.path) as conn:
+    with acting.connection() as conn:
         updated = conn.execute(
             UPDATE_SETTINGS_SQL,
             {
@@ -118,4 +159,4 @@ def put_settings(request: Request, user: CurrentUser, body: SettingsUpdate) -> d
         ).fetchone()
         if updated is None:
             raise ApiError(404, "profile_not_found", "No profile exists for this user")
-        return ok(read_me(conn, user))
+        return ok(read_me(conn, acting.user))

@@ -12,9 +12,9 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.core.action_quotas import take_project_quota
-from api.core.auth import CurrentUser
 from api.core.auth_tokens import VerifiedUser
 from api.core.db import Database, become_service
+from api.core.deps import CurrentUser
 from api.core.envelope import ok
 from api.core.errors import ApiError
 from api.core.public_urls import require_public_urls

@@ -19,8 +19,11 @@ from fastapi import APIRouter, Depends, Request
 from psycopg.types.json import Jsonb
 
 from api.core.db import Database
+from api.core.deps import ServiceDatabase
 from api.core.envelope import ok
 from api.core.errors import ApiError
+from api.core.secrets_box import SecretBox
+from api.shops.deps import OptionalBox
 from api.shops.integration_secrets import integration_secrets
 from api.shops.orders import (
     MalformedOrderError,
@@ -29,6 +32,7 @@ from api.shops.orders import (
     from_woocommerce,
 )
 from api.webhooks.body import documented_webhook, parse_json, raw_body
+from api.webhooks.intake import Intake
 
 router = APIRouter(tags=["webhooks"])
 log = logging.getLogger("growthbase.webhooks")
@@ -75,10 +79,8 @@ def unauthorized() -> ApiError:
     return ApiError(401, "signature_invalid", "The webhook signature does not verify")
 
 
-def webhook_secret(request: Request, project_id: UUID, source: str) -> str:
-    secret = integration_secrets(
-        request.app.state.database, request.app.state.secret_box, project_id, source
-    ).webhook_secret
+def webhook_secret(database: Database, box: SecretBox | None, project_id: UUID, source: str) -> str:
+    secret = integration_secrets(database, box, project_id, source).webhook_secret
     if secret is None:
         raise unauthorized()
     return secret
@@ -123,33 +125,31 @@ def shop_webhook(
     project_id: UUID,
     request: Request,
     body: Annotated[bytes, Depends(raw_body)],
+    database: ServiceDatabase,
+    box: OptionalBox,
+    intake: Intake,
 ) -> dict[str, Any]:
     shop = SHOPS[source]
     headers = request.headers
     if source == "woocommerce" and body.startswith(b"webhook_id="):
         # WooCommerce pings a new webhook with a form body; acknowledging it changes nothing.
         return ok({"outcome": "ping"})
-    verify(webhook_secret(request, project_id, source), body, headers.get(shop.signature_header))
+    verify(
+        webhook_secret(database, box, project_id, source), body, headers.get(shop.signature_header)
+    )
     topic = headers.get(shop.topic_header, "")
     delivery = headers.get(shop.delivery_header) or hashlib.sha256(body).hexdigest()
     payload = parse_json(body)
     if not isinstance(payload, dict):
         raise ApiError(422, "invalid_input", "The webhook body is not a JSON object")
     order, outcome = mapped_order(shop, topic, payload)
-    database: Database = request.app.state.database
-    with database.as_service() as conn:
-        stored = conn.execute(
-            "select id, duplicate from private.record_webhook_event(%s, %s, %s)",
-            (source, f"{project_id}:{delivery}"[:200], body.decode()),
-        ).fetchone()
-    assert stored is not None
-    if stored["duplicate"]:
+    recorded = intake.record(source, f"{project_id}:{delivery}", body)
+    if recorded.duplicate:
         return ok({"outcome": "duplicate"})
     if order is not None:
         with database.as_service() as conn:
             conn.execute(
                 "select private.upsert_order(%s, %s, %s)", (project_id, source, Jsonb(order))
             )
-    with database.as_service() as conn:
-        conn.execute("select private.finish_webhook_event(%s, %s)", (stored["id"], outcome))
+    intake.finish(recorded.event, outcome)
     return ok({"outcome": outcome})

@@ -16,16 +16,17 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from psycopg.types.json import Jsonb
 
 from api.core.db import Database
+from api.core.deps import ServiceDatabase
 from api.core.envelope import ok
 from api.core.errors import ApiError
 from api.core.secrets_box import SecretBox
-from api.core.settings import Settings
 from api.core.signatures import same_signature
+from api.shops.deps import OptionalBox
 from api.shops.integration_secrets import integration_secrets
 from api.shops.shoptet.client import ShoptetError, check_event_instance, to_customer, to_order
 from api.shops.shoptet.sync import shoptet_client_for
 from api.webhooks.body import documented_webhook, parse_json, raw_body
-from api.webhooks.intake import record_failure
+from api.webhooks.intake import Applier, Intake, StoredEvent
 
 router = APIRouter(tags=["webhooks"])
 ORDER_EVENTS = frozenset({"order:create", "order:update", "order:paid", "order:cancel"})
@@ -36,10 +37,8 @@ def unauthorized() -> ApiError:
     return ApiError(401, "signature_invalid", "The webhook signature does not verify")
 
 
-def signature_key(request: Request, project_id: UUID) -> str:
-    key = integration_secrets(
-        request.app.state.database, request.app.state.secret_box, project_id, "shoptet"
-    ).webhook_secret
+def signature_key(database: Database, box: SecretBox | None, project_id: UUID) -> str:
+    key = integration_secrets(database, box, project_id, "shoptet").webhook_secret
     if key is None:
         raise unauthorized()
     return key
@@ -76,22 +75,14 @@ def apply_event(
     return outcome
 
 
-def apply_in_background(
-    request: Request, project_id: UUID, event_id: UUID, event: dict[str, Any]
-) -> None:
-    settings: Settings = request.app.state.settings
-    database: Database = request.app.state.database
-    try:
-        apply_event(
-            database,
-            request.app.state.secret_box,
-            settings.shoptet_api_url,
-            project_id,
-            event_id,
-            event,
-        )
-    except Exception as error:
-        record_failure(database, "shoptet", event_id, error)
+def applier(database: Database, box: SecretBox | None, api_url: str) -> Applier:
+    """Applies a stored Shoptet event (its id starts with the project's id)."""
+
+    def apply(stored: StoredEvent) -> str:
+        project_id = UUID(stored.event_id.split(":", 1)[0])
+        return apply_event(database, box, api_url, project_id, stored.id, parse_json(stored.body))
+
+    return apply
 
 
 @router.post(
@@ -103,8 +94,11 @@ def shoptet_webhook(
     request: Request,
     background: BackgroundTasks,
     body: Annotated[bytes, Depends(raw_body)],
+    database: ServiceDatabase,
+    box: OptionalBox,
+    intake: Intake,
 ) -> dict[str, Any]:
-    key = signature_key(request, project_id)
+    key = signature_key(database, box, project_id)
     expected = hmac.new(key.encode(), body, hashlib.sha1).hexdigest()
     sent = request.headers.get("Shoptet-Webhook-Signature", "")
     if not same_signature(expected, sent.lower()):
@@ -120,14 +114,8 @@ def shoptet_webhook(
         field = {"field": "body.eventInstance", "message": str(error), "type": error.code}
         raise ApiError(422, "invalid_input", str(error), [field]) from error
     dedupe = f"{project_id}:{event['event']}:{event['eventInstance']}:{event['eventCreated']}"
-    database: Database = request.app.state.database
-    with database.as_service() as conn:
-        stored = conn.execute(
-            "select id, duplicate from private.record_webhook_event('shoptet', %s, %s)",
-            (dedupe[:200], body.decode()),
-        ).fetchone()
-    assert stored is not None
-    if stored["duplicate"]:
+    recorded = intake.record("shoptet", dedupe, body)
+    if recorded.duplicate:
         return ok({"outcome": "duplicate"})
-    background.add_task(apply_in_background, request, project_id, stored["id"], event)
+    intake.apply_later(background, "shoptet", recorded.event)
     return ok({"outcome": "accepted"})
