@@ -1,0 +1,217 @@
+"""The API contract as a client generator reads it: every operation's success body in the
+envelope with an example, every error status it can answer with the codes it can carry, the
+security scheme it needs, and the headers every answer has.
+
+Routes declare what is theirs with `documented(...)` (their example and their own error codes);
+`install_contract` adds what every operation shares (the request id header, the errors of
+validation, authentication and the database) when the document is built, so no route repeats
+them and none can forget them."""
+
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.encoders import jsonable_encoder
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute, iter_route_contexts
+
+from api.core.envelope import ErrorEnvelope, failure
+
+Responses = dict[int | str, dict[str, Any]]
+
+ERROR_REF = "#/components/schemas/ErrorEnvelope"
+JSON = "application/json"
+
+REQUEST_ID_HEADER = {
+    "description": "The request's id (the caller's `X-Request-Id` if it was sane): quote it when "
+    "reporting a problem; the edge logs it with every line about the request.",
+    "schema": {"type": "string"},
+}
+RETRY_AFTER_HEADER = {
+    "description": "Seconds to wait before trying again, when the edge knows.",
+    "schema": {"type": "integer", "minimum": 0},
+}
+
+# Errors any operation can answer, whatever it does.
+EVERY_OPERATION: Mapping[int, Mapping[str, str]] = {
+    500: {"internal_error": "Something went wrong on our side"},
+    503: {
+        "database_unavailable": "The database cannot be reached; try again shortly",
+        "database_busy": "The database was busy; try again",
+        "database_timeout": "The database took too long; try again",
+    },
+}
+# Errors of an operation that takes parameters or a body.
+WITH_INPUT: Mapping[int, Mapping[str, str]] = {
+    422: {"invalid_input": "The request is not valid"},
+}
+# Errors of an operation that needs a signed-in user's access token.
+SIGNED_IN: Mapping[int, Mapping[str, str]] = {
+    401: {
+        "authentication_required": "Send a Supabase access token as 'Authorization: Bearer'",
+        "token_invalid": "The token is not a valid access token",
+        "token_expired": "The token has expired",
+        "token_audience_invalid": "The token is not meant for this API",
+        "token_issuer_invalid": "The token was not issued by this project",
+        "token_key_unknown": "The token was signed by a key this project does not use",
+        "token_subject_missing": "The token names no user",
+    },
+    503: {"auth_unavailable": "The signing keys cannot be fetched; try again shortly"},
+}
+VALIDATION_EXAMPLE = failure(
+    "invalid_input",
+    "The request is not valid",
+    [
+        {
+            "field": "body.project_id",
+            "message": "Input should be a valid UUID",
+            "type": "uuid_parsing",
+        }
+    ],
+)
+
+
+def error_examples(codes: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        code: {"summary": message, "value": failure(code, message)}
+        for code, message in codes.items()
+    }
+
+
+def documented(
+    example: Any,
+    *,
+    errors: Mapping[int, Mapping[str, str]] | None = None,
+    status: int = 200,
+    meta: Mapping[str, int] | None = None,
+) -> Responses:
+    """An operation's own answers: its success body's example (in the envelope; `meta` for a
+    list) and, per error status, the codes it can answer with an example message each."""
+    success: dict[str, Any] = {"data": example, "error": None}
+    if meta is not None:
+        success["meta"] = dict(meta)
+    responses: Responses = {status: {"content": {JSON: {"example": success}}}}
+    for error_status, codes in (errors or {}).items():
+        responses[error_status] = {
+            "model": ErrorEnvelope,
+            "content": {JSON: {"examples": error_examples(codes)}},
+        }
+    return responses
+
+
+def raw_request_body(media_type: str, schema: dict[str, Any], example: Any) -> dict[str, Any]:
+    """`openapi_extra` for a route that reads its body itself (a signed webhook, a CSV file):
+    the body the caller sends, which FastAPI cannot see in the signature."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {media_type: {"schema": schema, "example": example}},
+        }
+    }
+
+
+def install_contract(app: FastAPI) -> None:
+    """Builds the document once, with what every operation shares added to each."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                openapi_version=app.openapi_version,
+                summary=app.summary,
+                description=app.description,
+                routes=app.routes,
+                tags=app.openapi_tags,
+                servers=app.servers,
+                separate_input_output_schemas=app.separate_input_output_schemas,
+            )
+            restore_examples(document, app)
+            complete(document)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def restore_examples(document: dict[str, Any], app: FastAPI) -> None:
+    """FastAPI drops every null from the document it builds, examples included, so an example
+    of a nullable field would lose it; put the routes' examples back as they were written."""
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        for method in context.methods or ():
+            operation = document["paths"][context.path_format][method.lower()]
+            for status, response in context.responses.items():
+                copy_examples(
+                    response.get("content", {}),
+                    operation["responses"][str(status)].get("content", {}),
+                )
+            body = (context.openapi_extra or {}).get("requestBody", {})
+            copy_examples(
+                body.get("content", {}), operation.get("requestBody", {}).get("content", {})
+            )
+
+
+def copy_examples(written: dict[str, Any], built: dict[str, Any]) -> None:
+    for media_type, media in written.items():
+        for key in ("example", "examples"):
+            if key in media and media_type in built:
+                built[media_type][key] = jsonable_encoder(media[key])
+
+
+def operation_id(route: APIRoute) -> str:
+    """Stable ids: the route function's name, which is unique across the edge (a test checks)."""
+    return route.name
+
+
+def complete(document: dict[str, Any]) -> None:
+    components = document.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    error_schema = ErrorEnvelope.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(error_schema.pop("$defs", {}))
+    schemas["ErrorEnvelope"] = error_schema
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            complete_operation(operation)
+
+
+def complete_operation(operation: dict[str, Any]) -> None:
+    responses: dict[str, Any] = operation.setdefault("responses", {})
+    shared: list[Mapping[int, Mapping[str, str]]] = [EVERY_OPERATION]
+    if operation.get("parameters") or operation.get("requestBody"):
+        shared.append(WITH_INPUT)
+    if any("supabaseAuth" in requirement for requirement in operation.get("security", [])):
+        shared.append(SIGNED_IN)
+    for errors in shared:
+        for error_status, codes in errors.items():
+            merge_error(responses.setdefault(str(error_status), {}), codes)
+    for status, response in responses.items():
+        if int(status) >= 400:
+            describe_error(status, response)
+        headers = response.setdefault("headers", {})
+        headers["X-Request-Id"] = REQUEST_ID_HEADER
+        if status in ("429", "503"):
+            headers["Retry-After"] = RETRY_AFTER_HEADER
+
+
+def merge_error(response: dict[str, Any], codes: Mapping[str, str]) -> None:
+    media = response.setdefault("content", {}).setdefault(JSON, {})
+    examples = media.setdefault("examples", {})
+    for code, example in error_examples(codes).items():
+        examples.setdefault(code, example)
+
+
+def describe_error(status: str, response: dict[str, Any]) -> None:
+    """Every error answer is the error envelope; its description lists the codes it carries."""
+    media = response.setdefault("content", {}).setdefault(JSON, {})
+    media["schema"] = {"$ref": ERROR_REF}
+    examples = media.setdefault("examples", {})
+    if status == "422":
+        examples["invalid_input"] = {"summary": "Field errors", "value": VALIDATION_EXAMPLE}
+    codes = sorted(examples)
+    response["description"] = "`error.code` is one of: " + ", ".join(f"`{code}`" for code in codes)
+    response["x-error-codes"] = codes
