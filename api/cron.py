@@ -3,17 +3,20 @@ feature services (never routes); only this module and `api.app` reach across fea
 
 import hmac
 import time
-from typing import Annotated, Any
+from datetime import date
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 
 from api.ai.safe_ai import refund_abandoned_calls
 from api.automations.deps import OptionalMake
 from api.automations.outbox import drain_make_outbox
 from api.core.deps import AppSettings, ServiceDatabase
-from api.core.envelope import ok
+from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
+from api.core.openapi import documented
 from api.core.public_urls import configured_public_urls
 from api.email.deps import OptionalSes
 from api.email.sender import SendPolicy, send_due_emails
@@ -42,11 +45,60 @@ def require_cron_secret(
 
 
 router = APIRouter(
-    prefix="/api/v1/cron", tags=["cron"], dependencies=[Depends(require_cron_secret)]
+    prefix="/api/v1/cron",
+    tags=["cron"],
+    dependencies=[Depends(require_cron_secret)],
+    responses={
+        401: documented(
+            None, errors={401: {"authentication_required": "Cron endpoints need the cron secret"}}
+        )[401],
+        503: documented(None, errors={503: {"cron_not_configured": "CRON_SECRET is not set"}})[503],
+    },
 )
 
 
-@router.get("/outbox")
+class MakeDrain(BaseModel):
+    delivered: int
+    retrying: int
+    dead: int
+    skipped: list[str]
+
+
+class OutboxReport(BaseModel):
+    make: MakeDrain | Literal["not_configured", "public_base_url_not_configured"]
+
+
+class EmailSend(BaseModel):
+    started_campaigns: int
+    sent: int
+    retrying: int
+    failed: int
+    finished_campaigns: int
+
+
+class EmailReport(BaseModel):
+    email: EmailSend | Literal["not_configured"]
+
+
+class SnapshotReport(BaseModel):
+    snapshot_month: date
+    contacts: int
+
+
+class ReplayReport(BaseModel):
+    outcomes: dict[str, int]
+
+
+class CreditGrant(BaseModel):
+    granted: int
+
+
+@router.get(
+    "/outbox",
+    response_model=Envelope[OutboxReport],
+    summary="Deliver due Make.com jobs and tidy rate limits and AI calls",
+    responses=documented({"make": {"delivered": 3, "retrying": 1, "dead": 0, "skipped": []}}),
+)
 def drain_outbox(
     database: ServiceDatabase, settings: AppSettings, make: OptionalMake
 ) -> dict[str, Any]:
@@ -63,7 +115,22 @@ def drain_outbox(
     return ok({"make": report.as_dict()})
 
 
-@router.get("/email")
+@router.get(
+    "/email",
+    response_model=Envelope[EmailReport],
+    summary="Start due scheduled campaigns and send queued mail",
+    responses=documented(
+        {
+            "email": {
+                "started_campaigns": 1,
+                "sent": 480,
+                "retrying": 2,
+                "failed": 1,
+                "finished_campaigns": 0,
+            }
+        }
+    ),
+)
 def send_email(
     database: ServiceDatabase, settings: AppSettings, ses: OptionalSes
 ) -> dict[str, Any]:
@@ -82,7 +149,12 @@ def send_email(
     return ok({"email": report.as_dict()})
 
 
-@router.get("/rfm-snapshot")
+@router.get(
+    "/rfm-snapshot",
+    response_model=Envelope[SnapshotReport],
+    summary="Take last month's RFM snapshot",
+    responses=documented({"snapshot_month": "2026-10-01", "contacts": 23570}),
+)
 def take_rfm_snapshot(database: ServiceDatabase) -> dict[str, Any]:
     """Snapshots last month (idempotent: a second call the same month replaces it)."""
     with database.as_service() as conn:
@@ -94,7 +166,12 @@ def take_rfm_snapshot(database: ServiceDatabase) -> dict[str, Any]:
     return ok({"snapshot_month": row["month"].isoformat(), "contacts": row["contacts"]})
 
 
-@router.get("/webhook-replay")
+@router.get(
+    "/webhook-replay",
+    response_model=Envelope[ReplayReport],
+    summary="Apply stored webhooks whose apply has not finished",
+    responses=documented({"outcomes": {"shoptet:applied": 4, "ses:failed:retrying": 1}}),
+)
 def replay_webhooks(intake: Intake) -> dict[str, Any]:
     """Applies due stored webhooks (Shoptet, Razorpay, SES) whose apply has not finished: each
     event on its own, a failure recorded for a later retry (or the dead letter), and each
@@ -102,7 +179,12 @@ def replay_webhooks(intake: Intake) -> dict[str, Any]:
     return ok({"outcomes": intake.replay(DRAIN_LIMIT)})
 
 
-@router.get("/monthly-credits")
+@router.get(
+    "/monthly-credits",
+    response_model=Envelope[CreditGrant],
+    summary="Grant this month's free-plan credits",
+    responses=documented({"granted": 120}),
+)
 def grant_monthly_credits(database: ServiceDatabase) -> dict[str, Any]:
     """Grants this calendar month's free-plan credits to every free workspace that has not had
     them yet (idempotent: the ledger's grant reference is unique per workspace and month)."""
