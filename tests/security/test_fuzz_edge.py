@@ -31,6 +31,12 @@ from schemathesis import Case, GenerationMode
 from schemathesis.core.result import Ok
 from schemathesis.python import asgi
 from schemathesis.schemas import APIOperation
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from api.app import create_app
@@ -49,6 +55,12 @@ from tests.security.edge_fuzz_requests import SNS_TOPIC, Context, Secrets, Seede
 
 Conn = psycopg.Connection[DictRow]
 EXAMPLES_PER_OPERATION = 25
+CONFORMANCE = [
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 SECRETS = Secrets()
 TEAM_PLAN = "plan_growthbase_team"
 SHOPTET_CUSTOMER = "c0ffee00-0000-4000-8000-000000000042"
@@ -366,6 +378,12 @@ def answer_problem(case: Case[Any], draw: Any, tenant: Tenant, context: Context)
     assert response.status_code < 500 or (
         response.status_code == 503 and str(code).endswith("_not_configured")
     ), described
+    # The contract holds for every answer: a documented status, media type and headers, and a
+    # body that matches the schema the operation declares for that status.
+    case.validate_response(response, checks=CONFORMANCE)
+    if code is not None:
+        documented = case.operation.definition.raw["responses"][str(response.status_code)]
+        assert code in documented["x-error-codes"], f"undocumented error code: {described}"
     return outcome(response.status_code, code)
 
 
