@@ -111,6 +111,13 @@ def applied_versions(conn: psycopg.Connection) -> set[str]:
     return {row[0] for row in rows}
 
 
+def apply_local_interface(conn: psycopg.Connection, root: Path = REPO) -> None:
+    """sql/local in one transaction: the part of Supabase the migrations rely on."""
+    with conn.transaction():
+        for path in sorted((root / "sql" / "local").glob("*.sql")):
+            run_file(conn, path)
+
+
 def migrate(conninfo: str, *, seed: bool = False, root: Path = REPO) -> MigrationReport:
     """Bring the database at `conninfo` up to date; raise MigrationError on the first failure."""
     report = MigrationReport()
@@ -118,9 +125,7 @@ def migrate(conninfo: str, *, seed: bool = False, root: Path = REPO) -> Migratio
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("select pg_advisory_lock(%s)", (RUNNER_LOCK_KEY,))
         if not is_supabase(conn):
-            with conn.transaction():
-                for path in sorted((root / "sql" / "local").glob("*.sql")):
-                    run_file(conn, path)
+            apply_local_interface(conn, root)
             report.local_interface_applied = True
         done = applied_versions(conn)
         for migration in migrations:

@@ -275,8 +275,25 @@ def ensure_database(base_url: str, dbname: str) -> str:
     return database_url(base_url, dbname)
 
 
+def major_version(url: str) -> int:
+    """The server's major version (15 for 15.x), which names its Debian extension packages."""
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        return conn.info.server_version // 10_000
+
+
+def has_extension(url: str, name: str) -> bool:
+    """Whether the server could `create extension` it (its files are installed)."""
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        row = conn.execute(
+            "select exists (select from pg_catalog.pg_available_extensions where name = %s)",
+            (name,),
+        ).fetchone()
+    return bool(row and row[0])
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`url` prints the URL (source on stderr); `stop` stops the embedded server if it runs."""
+    """`url` prints the URL (source on stderr); `stop` stops the embedded server if it runs;
+    `has-extension` answers through its exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("url", help="print a superuser URL of the server to use")
@@ -284,6 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     ensure.add_argument("server_url")
     ensure.add_argument("dbname")
     commands.add_parser("stop", help="stop the embedded server if it runs")
+    version = commands.add_parser("major-version", help="print the server's major version")
+    version.add_argument("server_url")
+    extension = commands.add_parser(
+        "has-extension", help="exit 0 when the server offers the extension, else 1"
+    )
+    extension.add_argument("server_url")
+    extension.add_argument("name")
     args = parser.parse_args(argv)
     if args.command == "url":
         url, source = locate_server()
@@ -291,6 +315,10 @@ def main(argv: list[str] | None = None) -> int:
         print(url)
     elif args.command == "ensure-database":
         print(ensure_database(args.server_url, args.dbname))
+    elif args.command == "major-version":
+        print(major_version(args.server_url))
+    elif args.command == "has-extension":
+        return 0 if has_extension(args.server_url, args.name) else 1
     else:
         stopped = stop_embedded()
         print(

@@ -110,6 +110,21 @@ def test_who_may_start_what(conn: Conn) -> None:
     assert balance(conn, owner) == 1
 
 
+def test_the_project_check_refuses_a_caller_without_a_user_before_looking(conn: Conn) -> None:
+    """A token without a user (no `sub`) gets 401, not the project's 404 or its workspace."""
+    owner = create_user(conn)
+    project = make_project(conn, owner)
+    with refused(401, "not_authenticated"), conn.transaction():
+        conn.execute(
+            "select set_config('role', 'authenticated', true),"
+            " set_config('request.jwt.claims', '{\"role\": \"authenticated\"}', true)"
+        )
+        conn.execute("select private.project_workspace_as(%s, 'viewer')", (project,))
+    with acting_as(conn, owner):
+        found = one(conn, "select private.project_workspace_as(%s, 'owner') as id", (project,))
+    assert found["id"] == owner.workspace_id
+
+
 def test_projects_are_members_only_and_viewers_cannot_write(conn: Conn) -> None:
     owner, stranger = create_user(conn), create_user(conn)
     viewer = add_member(conn, owner, "viewer")

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import Jsonb
 from pydantic import SecretStr
 
 from api.app import create_app
@@ -196,6 +197,43 @@ def grants(conn: Conn, workspace_id: uuid.UUID) -> list[tuple[int, str]]:
         (workspace_id,),
     ).fetchall()
     return [(r["delta"], r["grant_reference"]) for r in rows]
+
+
+def test_a_second_live_subscription_is_refused_and_the_first_one_stays(conn: Conn) -> None:
+    """Two creates that both passed prepare_subscription: the second record answers 409
+    subscription_exists (never a raw unique violation) and stores nothing."""
+    owner = create_user(conn)
+
+    def record(razorpay_id: str) -> dict[str, Any]:
+        response = {
+            "id": razorpay_id,
+            "plan_id": PLAN,
+            "short_url": "https://rzp.io/i/" + razorpay_id,
+            "notes": {"workspace_id": str(owner.workspace_id)},
+        }
+        with conn.transaction():
+            become_service(conn)
+            return one(
+                conn,
+                "select razorpay_subscription_id, status, plan_tier"
+                " from private.record_subscription(%s, %s, %s)",
+                (owner.workspace_id, owner.id, Jsonb(response)),
+            )
+
+    first = record("sub_" + "A" * 14)
+    assert first == {
+        "razorpay_subscription_id": "sub_" + "A" * 14,
+        "status": "created",
+        "plan_tier": "solo",
+    }
+    with refused(409, "subscription_exists"):
+        record("sub_" + "B" * 14)
+    stored = conn.execute(
+        "select razorpay_subscription_id, status, plan_tier from public.subscriptions"
+        " where workspace_id = %s",
+        (owner.workspace_id,),
+    ).fetchall()
+    assert stored == [first]
 
 
 def free_reference(conn: Conn, workspace_id: uuid.UUID, months_ago: int = 0) -> str:

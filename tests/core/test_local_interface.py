@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from scripts.migrate import REPO, run_file
+from scripts.migrate import REPO, apply_local_interface
 from tests.conftest import Databases
 
 CATALOG_FINGERPRINT = """
@@ -36,9 +36,8 @@ select jsonb_build_object(
 
 
 def apply_local(url: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
-        for path in sorted((REPO / "sql" / "local").glob("*.sql")):
-            run_file(conn, path)
+    with psycopg.connect(url, autocommit=True) as conn:
+        apply_local_interface(conn)
 
 
 def fingerprint(url: str) -> Any:
