@@ -1,8 +1,8 @@
 """Groq chat completions with structured output, through the `groq` SDK.
 
 The SDK's own retries are off: a 429 is waited out here per its Retry-After, within a bounded
-budget, then becomes 503 provider_busy; other failures become ProviderError for the caller to
-record (and refund).
+budget, then becomes GroqError `provider_busy` carrying Groq's wait; other failures become a
+GroqError too, for the caller to record (and refund) and the AI feature to answer.
 """
 
 import time
@@ -12,14 +12,19 @@ from typing import Any
 
 import groq
 
-from api.core.errors import ApiError
 from api.core.retry_after import retry_after_seconds
 
 
-class ProviderError(Exception):
-    def __init__(self, code: str, message: str) -> None:
+class GroqError(Exception):
+    """Groq gave no completion. `code` says why: `provider_busy` (a 429 asking for a longer wait
+    than the budget left; `retry_after_seconds` is what it asked), `provider_timeout`,
+    `provider_unreachable` or `provider_error` (any other status)."""
+
+    def __init__(self, code: str, message: str, retry_after_seconds: float | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.message = message
+        self.retry_after_seconds = retry_after_seconds
 
 
 @dataclass(frozen=True)
@@ -67,23 +72,18 @@ class GroqChat:
                 header = retry_after_seconds(error.response.headers.get("retry-after"))
                 delay = 1.0 if header is None else header
                 if waited + delay > self.max_wait_seconds:
-                    raise ApiError(
-                        503,
-                        "provider_busy",
-                        "The AI provider is busy; try again shortly",
-                        {"retry_after": max(1, int(delay))},
+                    raise GroqError(
+                        "provider_busy", "The AI provider is busy; try again shortly", delay
                     ) from error
                 self.wait(delay)
                 waited += delay
                 continue
             except groq.APITimeoutError as error:
-                raise ProviderError("provider_timeout", "The AI provider timed out") from error
+                raise GroqError("provider_timeout", "The AI provider timed out") from error
             except groq.APIConnectionError as error:
-                raise ProviderError(
-                    "provider_unreachable", "The AI provider is unreachable"
-                ) from error
+                raise GroqError("provider_unreachable", "The AI provider is unreachable") from error
             except groq.APIStatusError as error:
-                raise ProviderError(
+                raise GroqError(
                     "provider_error", f"The AI provider answered {error.status_code}"
                 ) from error
             choice = response.choices[0] if response.choices else None

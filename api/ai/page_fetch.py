@@ -20,8 +20,6 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from api.core.errors import ApiError
-
 MAX_BYTES = 1024 * 1024
 MAX_REDIRECTS = 3
 TIMEOUT_SECONDS = 5.0
@@ -57,8 +55,14 @@ class TextExtractor(HTMLParser):
             self.parts.append(data.strip())
 
 
-def refused(reason: str) -> ApiError:
-    return ApiError(422, "url_not_allowed", f"The product URL cannot be read: {reason}")
+class PageFetchError(Exception):
+    """The page is not read, and why (the whole message is safe to show the user)."""
+
+    code = "url_not_allowed"
+
+
+def refused(reason: str) -> PageFetchError:
+    return PageFetchError(f"The product URL cannot be read: {reason}")
 
 
 def check_url(url: str, allow: AddressPolicy) -> None:

@@ -4,21 +4,24 @@ from html import escape
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
+from api.ai.deps import Ai
+from api.ai.errors import GENERATION_FAILURES, PAGE_REFUSED, api_error
 from api.ai.page_fetch import fetch_page_text
-from api.ai.safe_ai import SafeAi
-from api.core.db import Database
-from api.core.deps import CurrentUser
-from api.core.envelope import ok
+from api.ai.safe_ai import CALL_FAILURES
+from api.core.deps import ActingUser
+from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
+from api.core.openapi import documented
 
 router = APIRouter(prefix="/api/v1/ai", tags=["ai"])
 
 ShortText = Annotated[str, Field(min_length=1, max_length=2000)]
 Language = Annotated[str, Field(pattern=r"^[a-z]{2}(-[A-Z]{2})?$")]
 Angle = Literal["problem", "benefit", "question"]
+ContentKind = Literal["product_description", "blog_post", "meta"]
 
 
 class CampaignCopyRequest(BaseModel):
@@ -86,7 +89,7 @@ class ContentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     workspace_id: UUID
-    kind: Literal["product_description", "blog_post", "meta"]
+    kind: ContentKind
     subject: ShortText
     keywords: list[Annotated[str, Field(min_length=1, max_length=60)]] = Field(
         default_factory=list, max_length=20
@@ -100,6 +103,23 @@ class Content(BaseModel):
     meta_description: Annotated[str, Field(max_length=320)]
     outline: list[str]
     body: str
+
+
+class CampaignCopyAnswer(BaseModel):
+    ai_call_id: UUID
+    variants: Annotated[
+        list[Variant],
+        Field(min_length=3, max_length=3, description="One of each angle"),
+    ]
+    campaign_variant_ids: Annotated[
+        list[UUID],
+        Field(description="The variants saved into `campaign_id`; empty without one"),
+    ]
+
+
+class ContentAnswer(Content):
+    ai_call_id: UUID
+    kind: ContentKind
 
 
 CONTENT_SCHEMA: dict[str, Any] = {
@@ -126,10 +146,9 @@ CONTENT_INSTRUCTIONS = {
 }
 
 
-def assert_draft_campaign(request: Request, user: CurrentUser, body: CampaignCopyRequest) -> None:
+def assert_draft_campaign(acting: ActingUser, body: CampaignCopyRequest) -> None:
     """Checked before Groq is called, so a campaign that cannot take variants costs nothing."""
-    database: Database = request.app.state.database
-    with database.as_user(user.claims) as conn:
+    with acting.connection() as conn:
         campaign = conn.execute(
             "select workspace_id, status from public.campaigns where id = %s", (body.campaign_id,)
         ).fetchone()
@@ -165,11 +184,8 @@ def unused_name(angle: str, taken: set[str]) -> str:
     return name
 
 
-def save_variants(
-    request: Request, user: CurrentUser, body: CampaignCopyRequest, copy: CampaignCopy
-) -> list[str]:
-    database: Database = request.app.state.database
-    with database.as_user(user.claims) as conn:
+def save_variants(acting: ActingUser, body: CampaignCopyRequest, copy: CampaignCopy) -> list[str]:
+    with acting.connection() as conn:
         taken = {
             row["name"]
             for row in conn.execute(
@@ -196,18 +212,109 @@ def save_variants(
     return [str(row["id"]) for row in rows if row]
 
 
-def safe_ai(request: Request) -> SafeAi:
-    ai: SafeAi | None = request.app.state.ai
-    if ai is None:
-        raise ApiError(503, "provider_not_configured", "GROQ_API_KEY is not configured")
-    return ai
+# What any generation can answer: the membership, rate limits and credits the database checks
+# before anything is done, then the provider's and the model's failures (refunded).
+GENERATION_ERRORS: dict[int, dict[str, str]] = {
+    402: {"insufficient_credits": "Not enough credits for this"},
+    403: {"insufficient_role": "This needs the member role or higher"},
+    404: {"workspace_not_found": "Workspace not found"},
+    429: {"rate_limited": "Too many requests: at most 5 per 60 seconds"},
+    502: GENERATION_FAILURES[502],
+    503: {
+        "provider_not_configured": "GROQ_API_KEY is not configured",
+        **GENERATION_FAILURES[503],
+    },
+}
+# Copy saved into a campaign can also meet a campaign that is gone, started, or written to by
+# another request at the same moment.
+CAMPAIGN_COPY_ERRORS: dict[int, dict[str, str]] = {
+    **GENERATION_ERRORS,
+    403: {
+        **GENERATION_ERRORS[403],
+        "forbidden": "You do not have permission to do that",
+    },
+    404: {
+        **GENERATION_ERRORS[404],
+        "campaign_not_found": "Campaign not found in this workspace",
+    },
+    409: {
+        "campaign_not_draft": "Variants can only be added to a draft campaign",
+        "conflict": "That conflicts with an existing record",
+    },
+    **PAGE_REFUSED,
+}
+WORKSPACE_ID = "3f2a9d4e-8b1c-4e7f-a6d5-0c9b8e7f6a5d"
+CAMPAIGN_COPY_REQUEST = {
+    "workspace_id": WORKSPACE_ID,
+    "product_url": "https://shop.example/trail-boots",
+    "ideal_customer_profile": "Trail runners in Czechia who run through the winter",
+    "tone": "friendly",
+    "language": "en",
+    "read_product_page": True,
+    "campaign_id": "5b8e2f1a-7c4d-4e9b-8a3f-2d1c0b9e8f7a",
+}
+CAMPAIGN_COPY_EXAMPLE = {
+    "ai_call_id": "9d4c2b1a-0e8f-4a7b-9c6d-5e4f3a2b1c0d",
+    "variants": [
+        {
+            "angle": "problem",
+            "subject": "Cold, wet feet by kilometre five?",
+            "body": "Hi,\n\nWinter trails soak most boots within the hour...",
+        },
+        {
+            "angle": "benefit",
+            "subject": "Dry feet for the whole winter run",
+            "body": "Hi,\n\nOur trail boots stay waterproof at 420 g...",
+        },
+        {
+            "angle": "question",
+            "subject": "What do you run in when the trail turns to mud?",
+            "body": "Hi,\n\nWhen the snow melts, what keeps you going...",
+        },
+    ],
+    "campaign_variant_ids": [
+        "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
+        "1b2c3d4e-5f6a-4b7c-9d8e-0f1a2b3c4d5e",
+        "2c3d4e5f-6a7b-4c8d-8e9f-1a2b3c4d5e6f",
+    ],
+}
+CONTENT_REQUEST = {
+    "workspace_id": WORKSPACE_ID,
+    "kind": "blog_post",
+    "subject": "Trail running for beginners",
+    "keywords": ["trail running", "beginners"],
+    "language": "en",
+}
+CONTENT_EXAMPLE = {
+    "ai_call_id": "8c3b1a0f-9e7d-4c6b-8a5f-4e3d2c1b0a9f",
+    "kind": "blog_post",
+    "title": "Trail running for beginners: your first ten kilometres",
+    "meta_title": "Trail running for beginners",
+    "meta_description": "How to start trail running: shoes, pace, and your first routes.",
+    "outline": ["Why run trails", "What to wear", "Your first route"],
+    "body": "Trail running is running where the path is softer and the views are better...",
+}
 
 
-@router.post("/campaign-copy")
-def campaign_copy(body: CampaignCopyRequest, request: Request, user: CurrentUser) -> dict[str, Any]:
-    ai = safe_ai(request)
+def json_body_example(example: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"content": {"application/json": {"example": example}}}}
+
+
+@router.post(
+    "/campaign-copy",
+    response_model=Envelope[CampaignCopyAnswer],
+    summary="Write three cold-email variants for a product",
+    responses=documented(CAMPAIGN_COPY_EXAMPLE, errors=CAMPAIGN_COPY_ERRORS),
+    openapi_extra=json_body_example(CAMPAIGN_COPY_REQUEST),
+)
+def campaign_copy(body: CampaignCopyRequest, acting: ActingUser, ai: Ai) -> dict[str, Any]:
+    """One problem-focused, one benefit-focused and one question-based email for the ideal
+    customer, through SafeAi (3 credits, refunded if the call fails; personal data never leaves).
+    With `read_product_page` the product page's visible text grounds the copy; with
+    `campaign_id` (a draft of the same workspace, checked before anything is charged) the
+    variants are also saved into it, literally."""
     if body.campaign_id is not None:
-        assert_draft_campaign(request, user, body)
+        assert_draft_campaign(acting, body)
     inputs = {
         "Product URL": str(body.product_url),
         "Ideal customer profile": body.ideal_customer_profile,
@@ -219,36 +326,47 @@ def campaign_copy(body: CampaignCopyRequest, request: Request, user: CurrentUser
         """Fetched only once the call is authorised and paid for (refunded if it fails)."""
         return {"Product page text": fetch_page_text(str(body.product_url))}
 
-    copy, call_id = ai.generate(
-        request.app.state.database,
-        user,
-        workspace_id=body.workspace_id,
-        feature="campaign_copy",
-        instructions=CAMPAIGN_COPY_INSTRUCTIONS,
-        inputs=inputs,
-        output=CampaignCopy,
-        schema=CAMPAIGN_COPY_SCHEMA,
-        gather=read_product_page if body.read_product_page else None,
-    )
-    saved = save_variants(request, user, body, copy) if body.campaign_id is not None else []
+    try:
+        copy, call_id = ai.generate(
+            acting,
+            workspace_id=body.workspace_id,
+            feature="campaign_copy",
+            instructions=CAMPAIGN_COPY_INSTRUCTIONS,
+            inputs=inputs,
+            output=CampaignCopy,
+            schema=CAMPAIGN_COPY_SCHEMA,
+            gather=read_product_page if body.read_product_page else None,
+        )
+    except CALL_FAILURES as failure:
+        raise api_error(failure) from failure
+    saved = save_variants(acting, body, copy) if body.campaign_id is not None else []
     return ok({"ai_call_id": call_id, **copy.model_dump(), "campaign_variant_ids": saved})
 
 
-@router.post("/content")
-def content(body: ContentRequest, request: Request, user: CurrentUser) -> dict[str, Any]:
-    ai = safe_ai(request)
-    generated, call_id = ai.generate(
-        request.app.state.database,
-        user,
-        workspace_id=body.workspace_id,
-        feature="content",
-        instructions=CONTENT_INSTRUCTIONS[body.kind],
-        inputs={
-            "Subject": body.subject,
-            "Keywords": ", ".join(body.keywords),
-            "Language": body.language,
-        },
-        output=Content,
-        schema=CONTENT_SCHEMA,
-    )
+@router.post(
+    "/content",
+    response_model=Envelope[ContentAnswer],
+    summary="Write a product description, a blog post draft or SEO metadata",
+    responses=documented(CONTENT_EXAMPLE, errors=GENERATION_ERRORS),
+    openapi_extra=json_body_example(CONTENT_REQUEST),
+)
+def content(body: ContentRequest, acting: ActingUser, ai: Ai) -> dict[str, Any]:
+    """A title, meta title and description, an outline and a body for the subject, through
+    SafeAi (2 credits, refunded if the call fails; personal data never leaves)."""
+    try:
+        generated, call_id = ai.generate(
+            acting,
+            workspace_id=body.workspace_id,
+            feature="content",
+            instructions=CONTENT_INSTRUCTIONS[body.kind],
+            inputs={
+                "Subject": body.subject,
+                "Keywords": ", ".join(body.keywords),
+                "Language": body.language,
+            },
+            output=Content,
+            schema=CONTENT_SCHEMA,
+        )
+    except CALL_FAILURES as failure:
+        raise api_error(failure) from failure
     return ok({"ai_call_id": call_id, "kind": body.kind, **generated.model_dump()})

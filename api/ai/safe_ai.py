@@ -21,11 +21,11 @@ from typing import Any, TypeVar
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ValidationError
 
-from api.ai.groq_ai import GroqChat, ProviderError
+from api.ai.groq_ai import GroqChat, GroqError
+from api.ai.page_fetch import PageFetchError
 from api.ai.pii import SafeSession
-from api.core.auth_tokens import VerifiedUser
-from api.core.db import Connection, Database, become_service
-from api.core.errors import ApiError
+from api.core.db import Connection, become_service
+from api.core.deps import UserScope
 
 log = logging.getLogger("growthbase.ai")
 Output = TypeVar("Output", bound=BaseModel)
@@ -34,6 +34,18 @@ ATTEMPTS = 2
 ABANDONED_AFTER_MINUTES = 10
 ABANDONED_SWEEP_LIMIT = 1000
 UNEXPECTED_ERROR_CODE = "internal_error"
+
+
+class ModelOutputError(Exception):
+    """The model answered in the wrong shape on every attempt."""
+
+    code = "invalid_model_output"
+
+
+# The failures a call can end with that are not bugs: each has a code the call is recorded with,
+# and the feature answers it (api.ai.errors).
+CallFailure = GroqError | PageFetchError | ModelOutputError
+CALL_FAILURES = (GroqError, PageFetchError, ModelOutputError)
 
 
 def restore_all(value: Any, session: SafeSession) -> Any:
@@ -60,8 +72,7 @@ class SafeAi:
 
     def generate(
         self,
-        database: Database,
-        user: VerifiedUser,
+        acting: UserScope,
         *,
         workspace_id: Any,
         feature: str,
@@ -74,7 +85,7 @@ class SafeAi:
         """The validated, PII-restored answer and the id of the recorded call. `gather` reads
         further inputs (a product page) only once the call is authorised and paid for; if it
         fails the call is refunded like any other failure."""
-        call_id = self._start(database, user, workspace_id, feature)
+        call_id = self._start(acting, workspace_id, feature)
         session = SafeSession()
         started = time.perf_counter()
         usage = Usage()
@@ -84,29 +95,25 @@ class SafeAi:
                 f"{name}: {session.redact(text)}" for name, text in everything.items()
             )
             answer = self._ask(instructions, prompt, output, schema, session, feature, usage)
-        except ProviderError as error:
-            self._finish(database, call_id, session, started, usage, error)
-            raise ApiError(502, error.code, str(error)) from error
         except Exception as error:
-            # Refused inputs, and bugs too: the user is not charged for either. The error goes
-            # on to the envelope handlers (a bug stays a logged 500).
-            self._finish(database, call_id, session, started, usage, error)
+            # Provider failures, refused inputs, and bugs too: the user is not charged for any.
+            # The error goes on to the feature (a CallFailure) or the envelope handlers (a bug
+            # stays a logged 500).
+            self._finish(acting, call_id, session, started, usage, error)
             raise
-        self._finish(database, call_id, session, started, usage, None)
+        self._finish(acting, call_id, session, started, usage, None)
         log.info("ai call=%s feature=%s redacted=%s", call_id, feature, session.category_counts())
         return answer, call_id
 
-    def _start(
-        self, database: Database, user: VerifiedUser, workspace_id: Any, feature: str
-    ) -> str:
+    def _start(self, acting: UserScope, workspace_id: Any, feature: str) -> str:
         """Members and above only (404 for outsiders, 403 for viewers), then the plan's rate
         limits, the usage row and its debit, all committed together before any work."""
-        with database.as_user(user.claims) as conn:
+        with acting.connection() as conn:
             conn.execute("select private.workspace_role_as(%s, 'member')", (workspace_id,))
             become_service(conn)
             row = conn.execute(
                 "select private.start_ai_call(%s, %s, %s, %s) as id",
-                (workspace_id, user.user_id, feature, self.model),
+                (workspace_id, acting.user.user_id, feature, self.model),
             ).fetchone()
         assert row is not None
         return str(row["id"])
@@ -137,13 +144,11 @@ class SafeAi:
             except (ValueError, ValidationError, RecursionError):
                 # RecursionError: JSON nested deeper than the parser goes is the wrong shape too.
                 continue
-        raise ApiError(
-            502, "invalid_model_output", "The AI answered in the wrong shape twice; try again"
-        )
+        raise ModelOutputError("The AI answered in the wrong shape twice; try again")
 
     def _finish(
         self,
-        database: Database,
+        acting: UserScope,
         call_id: str,
         session: SafeSession,
         started: float,
@@ -152,11 +157,11 @@ class SafeAi:
     ) -> None:
         if error is None:
             code = None
-        elif isinstance(error, ApiError | ProviderError):
+        elif isinstance(error, CALL_FAILURES):
             code = error.code
         else:
             code = UNEXPECTED_ERROR_CODE
-        with database.as_service() as conn:
+        with acting.database.as_service() as conn:
             conn.execute(
                 "select private.finish_ai_call(%s, %s, %s, %s, %s, %s, %s)",
                 (
