@@ -7,15 +7,17 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from api.automations.deps import OptionalMake
 from api.automations.make import MakeClient
 from api.automations.outbox import drain_make_outbox
 from api.core.db import Database
-from api.core.deps import CurrentUser
+from api.core.deps import ActingUser, AppSettings
 from api.core.envelope import Envelope, Page, ok, page
 from api.core.errors import ApiError
+from api.core.openapi import JSON, Responses, documented
 from api.core.public_urls import PublicUrls, require_public_urls
 from api.core.settings import Settings
 
@@ -72,10 +74,10 @@ class Automation(BaseModel):
     id: UUID
     workspace_id: UUID
     project_id: UUID
-    type: str
-    status: str
+    type: str = Field(description="One of the types in `automation_prices`")
+    status: AutomationStatus
     input: dict[str, Any]
-    result: Any
+    result: Any = Field(description="What the scenario reported when it completed")
     error: str | None
     credits_charged: int
     started_by: UUID | None
@@ -84,11 +86,11 @@ class Automation(BaseModel):
     finished_at: datetime | None
 
 
-def require_make(request: Request, automation_type: str) -> tuple[MakeClient, PublicUrls]:
+def require_make(
+    make: MakeClient | None, settings: Settings, automation_type: str
+) -> tuple[MakeClient, PublicUrls]:
     """Checked before anything is charged: Make.com for this type, and PUBLIC_BASE_URL for the
     callback URL every job carries."""
-    make: MakeClient | None = request.app.state.make
-    settings: Settings = request.app.state.settings
     if make is None or settings.make_webhook_url(automation_type) is None:
         raise ApiError(
             503, "provider_not_configured", f"Make.com is not configured for {automation_type}"
@@ -96,33 +98,100 @@ def require_make(request: Request, automation_type: str) -> tuple[MakeClient, Pu
     return make, require_public_urls(settings)
 
 
-def drain_in_background(request: Request, make: MakeClient, urls: PublicUrls) -> None:
+def drain_in_background(
+    database: Database, make: MakeClient, settings: Settings, urls: PublicUrls
+) -> None:
     """Best effort right after an enqueue; the cron drain catches anything this misses."""
     try:
-        drain_make_outbox(
-            request.app.state.database,
-            make,
-            request.app.state.settings,
-            urls,
-            DRAIN_AFTER_ENQUEUE,
-        )
+        drain_make_outbox(database, make, settings, urls, DRAIN_AFTER_ENQUEUE)
     except Exception:
         log.exception("outbox drain after enqueue failed; the cron drain will retry")
 
 
-@router.post("/{automation_type}", status_code=201, response_model=Envelope[Automation])
+AUTOMATION_EXAMPLE = {
+    "id": "6e1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b",
+    "workspace_id": "3f2a9d4e-8b1c-4e7f-a6d5-0c9b8e7f6a5d",
+    "project_id": "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d",
+    "type": "seo_audit",
+    "status": "completed",
+    "input": {"keyword": "running shoes"},
+    "result": {"score": 87, "issues": ["Missing meta description on /boots"]},
+    "error": None,
+    "credits_charged": 5,
+    "started_by": "7b0f3c1e-5a4d-4f8e-9c2b-1d6e8a9f0b3c",
+    "created_at": "2026-11-30T09:00:00Z",
+    "started_at": "2026-11-30T09:00:04Z",
+    "finished_at": "2026-11-30T09:01:12Z",
+}
+QUEUED_EXAMPLE = {
+    **AUTOMATION_EXAMPLE,
+    "status": "queued",
+    "result": None,
+    "started_at": None,
+    "finished_at": None,
+}
+START_ERRORS: dict[int, dict[str, str]] = {
+    402: {"insufficient_credits": "Not enough credits for this"},
+    403: {"insufficient_role": "This needs the member role or higher"},
+    404: {"project_not_found": "Project not found"},
+    409: {"conflict": "That conflicts with an existing record"},
+    # Numbers can take more room in the database's JSON than in the request's.
+    422: {"input_too_large": "input must be at most 65536 bytes of JSON"},
+    429: {"rate_limited": "Too many requests: at most 5 per 60 seconds"},
+    503: {
+        "provider_not_configured": "Make.com is not configured for seo_audit",
+        "public_base_url_not_configured": "PUBLIC_BASE_URL is not set, so no callback or webhook "
+        "URL can be given out",
+    },
+}
+REPLAYED: Responses = {
+    200: {
+        "description": "A retry with the same `Idempotency-Key`: the first automation, charged "
+        "once",
+        "model": Envelope[Automation],
+        "content": {JSON: {"example": {"data": QUEUED_EXAMPLE, "error": None}}},
+    }
+}
+
+
+@router.post(
+    "/{automation_type}",
+    status_code=201,
+    response_model=Envelope[Automation],
+    summary="Start an automation for a project",
+    responses={
+        **documented(QUEUED_EXAMPLE, status=201, errors=START_ERRORS),
+        **REPLAYED,
+    },
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                JSON: {
+                    "example": {
+                        "project_id": "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d",
+                        "input": {"keyword": "running shoes"},
+                    }
+                }
+            }
+        }
+    },
+)
 def start_automation(
     automation_type: AutomationType,
     body: AutomationRequest,
-    request: Request,
+    acting: ActingUser,
     response: Response,
-    user: CurrentUser,
     background: BackgroundTasks,
+    make: OptionalMake,
+    settings: AppSettings,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=128)] = None,
 ) -> dict[str, Any]:
-    make, urls = require_make(request, automation_type)
-    database: Database = request.app.state.database
-    with database.as_user(user.claims, request.method, request.url.path) as conn:
+    """Charges the type's price and queues the job for Make.com in one transaction (the plan's
+    rate limits first), then sends it right away; the cron sends whatever that misses. A retry
+    with the same `Idempotency-Key` answers the first automation with 200 and charges nothing.
+    Nothing is charged when Make.com or PUBLIC_BASE_URL is not configured."""
+    make, urls = require_make(make, settings, automation_type)
+    with acting.connection() as conn:
         row = conn.execute(
             "select (r.automation).*, r.replayed"
             " from public.enqueue_automation(%s, %s, %s, %s) as r",
@@ -132,24 +201,35 @@ def start_automation(
     if row.pop("replayed"):
         response.status_code = 200
     else:
-        background.add_task(drain_in_background, request, make, urls)
+        background.add_task(drain_in_background, acting.database, make, settings, urls)
     return ok(Automation(**row))
 
 
-@router.get("/{automation_id}", response_model=Envelope[Automation])
-def read_automation(automation_id: UUID, request: Request, user: CurrentUser) -> dict[str, Any]:
-    database: Database = request.app.state.database
-    with database.as_user(user.claims, request.method, request.url.path) as conn:
+@router.get(
+    "/{automation_id}",
+    response_model=Envelope[Automation],
+    summary="Read one automation's status, result and error",
+    responses=documented(
+        AUTOMATION_EXAMPLE, errors={404: {"automation_not_found": "Automation not found"}}
+    ),
+)
+def read_automation(automation_id: UUID, acting: ActingUser) -> dict[str, Any]:
+    """Read under RLS: another workspace's automation is not found."""
+    with acting.connection() as conn:
         row = conn.execute(READ_SQL, (automation_id,)).fetchone()
     if row is None:
         raise ApiError(404, "automation_not_found", "Automation not found")
     return ok(Automation(**row))
 
 
-@router.get("", response_model=Page[Automation])
+@router.get(
+    "",
+    response_model=Page[Automation],
+    summary="List the automations of the user's workspaces, newest first",
+    responses=documented([AUTOMATION_EXAMPLE], meta={"total": 1, "page": 1, "per_page": 20}),
+)
 def list_automations(
-    request: Request,
-    user: CurrentUser,
+    acting: ActingUser,
     workspace_id: UUID | None = None,
     project_id: UUID | None = None,
     status: AutomationStatus | None = None,
@@ -157,6 +237,8 @@ def list_automations(
     page_number: Annotated[int, Query(alias="page", ge=1, le=10_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict[str, Any]:
+    """Every automation the user may read under RLS, narrowed by the filters given, a page at a
+    time; `meta.total` counts all that match."""
     filters = {
         "workspace": workspace_id,
         "project": project_id,
@@ -165,8 +247,7 @@ def list_automations(
         "limit": per_page,
         "offset": (page_number - 1) * per_page,
     }
-    database: Database = request.app.state.database
-    with database.as_user(user.claims, request.method, request.url.path) as conn:
+    with acting.connection() as conn:
         counted = conn.execute(COUNT_SQL, filters).fetchone()
         rows = conn.execute(LIST_SQL, filters).fetchall()
     total = counted["total"] if counted else 0

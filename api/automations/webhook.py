@@ -9,14 +9,17 @@ import hashlib
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Security
+from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from api.automations.deps import Make
 from api.automations.make import MakeClient
+from api.core.db import Database
 from api.core.deps import ServiceDatabase
-from api.core.envelope import ok
+from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
+from api.core.openapi import JSON, documented, raw_request_body
 from api.core.signatures import (
     CALLBACK_TOKEN_HEADER,
     SIGNATURE_HEADER,
@@ -24,14 +27,32 @@ from api.core.signatures import (
     verify_callback_token,
     verify_signature,
 )
-from api.webhooks.body import documented_webhook, parse_json, raw_body
-from api.webhooks.intake import Intake
+from api.webhooks.body import parse_json, raw_body
+from api.webhooks.intake import Applier, Intake, sql_applier
 
 router = APIRouter(tags=["webhooks"])
 EVENT_ID_HEADER = "X-Growthbase-Event-Id"
 
+MAKE_SIGNATURE = APIKeyHeader(
+    name=SIGNATURE_HEADER,
+    scheme_name="makeSignature",
+    auto_error=False,
+    description="`v1=` and the hex HMAC-SHA256, keyed with MAKE_SIGNING_SECRET, of "
+    f"`<{TIMESTAMP_HEADER}>.<raw body>`; sent with `{TIMESTAMP_HEADER}` (Unix seconds, at most "
+    "5 minutes off), as the edge signs the jobs it sends.",
+)
+CALLBACK_TOKEN = APIKeyHeader(
+    name=CALLBACK_TOKEN_HEADER,
+    scheme_name="makeCallbackToken",
+    auto_error=False,
+    description="The `callback.token` the job was sent with: valid for that job only.",
+)
+
 
 class MakeCallback(BaseModel):
+    """A job's progress (`processing`) or its end: `completed` with a result object, `failed`
+    with an error message."""
+
     model_config = ConfigDict(extra="forbid")
 
     automation_id: UUID
@@ -46,6 +67,14 @@ class MakeCallback(BaseModel):
         if self.status == "failed" and self.error is None:
             raise ValueError("a failed callback carries an error message")
         return self
+
+
+class CallbackOutcome(BaseModel):
+    automation_id: UUID
+    outcome: Literal["applied", "stale", "duplicate"] = Field(
+        description="`stale`: the job had already moved past this status; `duplicate`: this "
+        "event was applied before. Neither changes anything."
+    )
 
 
 def invalid(message: str, details: Any = None) -> ApiError:
@@ -63,15 +92,13 @@ def parse(body: bytes) -> MakeCallback:
         raise invalid("The callback body is not valid", fields) from error
 
 
-def authenticate(request: Request, make: MakeClient, body: bytes) -> None:
+def authenticate(
+    make: MakeClient, body: bytes, signature: str | None, timestamp: str | None, token: str | None
+) -> None:
     """Shared signature when present, else the job's callback token; 401 otherwise."""
-    headers = request.headers
-    if headers.get(SIGNATURE_HEADER):
-        verify_signature(
-            make.signing_secret, headers.get(TIMESTAMP_HEADER), headers[SIGNATURE_HEADER], body
-        )
+    if signature:
+        verify_signature(make.signing_secret, timestamp, signature, body)
         return
-    token = headers.get(CALLBACK_TOKEN_HEADER)
     if not token:
         raise ApiError(401, "authentication_required", "Send the job's callback token")
     try:
@@ -81,30 +108,72 @@ def authenticate(request: Request, make: MakeClient, body: bytes) -> None:
     verify_callback_token(make.signing_secret, job_id, token)
 
 
+def applier(database: Database) -> Applier:
+    """A callback is applied in SQL (private.apply_make_callback), which finishes its event."""
+    return sql_applier(database, "apply_make_callback")
+
+
+AUTOMATION_ID = "6e1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
+CALLBACK_EXAMPLE = {
+    "automation_id": AUTOMATION_ID,
+    "status": "completed",
+    "result": {"score": 87, "issues": ["Missing meta description on /boots"]},
+}
+CALLBACK_ERRORS = {
+    401: {
+        "authentication_required": "Send the job's callback token",
+        "callback_token_invalid": "The callback token is not valid for this job",
+        "signature_missing": "The request is not signed",
+        "signature_invalid": "The signature does not match the request",
+        "signature_stale": "The signature is too old or from the future",
+    },
+    404: {"automation_not_found": "No such automation"},
+    413: {"payload_too_large": "The webhook body is larger than 1 MiB"},
+    503: {"provider_not_configured": "Make.com is not configured"},
+}
+
+
 @router.post(
     "/api/v1/webhooks/result",
-    openapi_extra=documented_webhook(
-        TIMESTAMP_HEADER, SIGNATURE_HEADER, CALLBACK_TOKEN_HEADER, EVENT_ID_HEADER
+    response_model=Envelope[CallbackOutcome],
+    summary="Receive a Make.com scenario's report on a job",
+    responses=documented(
+        {"automation_id": AUTOMATION_ID, "outcome": "applied"}, errors=CALLBACK_ERRORS
     ),
+    openapi_extra=raw_request_body(JSON, MakeCallback.model_json_schema(), CALLBACK_EXAMPLE),
 )
 def make_result(
-    request: Request,
     body: Annotated[bytes, Depends(raw_body)],
     make: Make,
     database: ServiceDatabase,
     intake: Intake,
+    signature: Annotated[str | None, Security(MAKE_SIGNATURE)],
+    token: Annotated[str | None, Security(CALLBACK_TOKEN)],
+    timestamp: Annotated[
+        str | None,
+        Header(
+            alias=TIMESTAMP_HEADER,
+            description=f"Unix seconds when `{SIGNATURE_HEADER}` was computed",
+        ),
+    ] = None,
+    event_id: Annotated[
+        str | None,
+        Header(
+            alias=EVENT_ID_HEADER,
+            description="Names the event for de-duplication; the body's SHA-256 otherwise",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
-    authenticate(request, make, body)
+    """The scenario's "Make a request" module posts the job's progress or result here, with the
+    job's callback token or the shared signature over the raw body. The callback is stored raw
+    before it is applied; a repeated event, or one that would move the job backwards, is
+    acknowledged and changes nothing. Forged, unsigned and malformed callbacks store nothing."""
+    authenticate(make, body, signature, timestamp, token)
     callback = parse(body)
-    event_id = request.headers.get(EVENT_ID_HEADER) or hashlib.sha256(body).hexdigest()
-    recorded = intake.record("make", event_id, body)
+    recorded = intake.record("make", event_id or hashlib.sha256(body).hexdigest(), body)
     if recorded.duplicate:
         return ok({"automation_id": str(callback.automation_id), "outcome": "duplicate"})
-    with database.as_service() as conn:
-        applied = conn.execute(
-            "select private.apply_make_callback(%s) as outcome", (recorded.event.id,)
-        ).fetchone()
-    outcome = applied["outcome"] if applied else "unknown_automation"
+    outcome = applier(database)(recorded.event)
     if outcome == "unknown_automation":
         raise ApiError(404, "automation_not_found", "No such automation")
     return ok({"automation_id": str(callback.automation_id), "outcome": outcome})
