@@ -31,5 +31,5 @@ def api_error(failure: CallFailure) -> ApiError:
         return ApiError(422, failure.code, str(failure))
     if isinstance(failure, GroqError) and failure.code == "provider_busy":
         wait = max(1, int(failure.retry_after_seconds or 0))
-        return ApiError(503, failure.code, failure.message, {"retry_after": wait})
+        return ApiError(503, failure.code, str(failure), {"retry_after": wait})
     return ApiError(502, failure.code, str(failure))

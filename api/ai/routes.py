@@ -11,7 +11,7 @@ from api.ai.deps import Ai
 from api.ai.errors import GENERATION_FAILURES, PAGE_REFUSED, api_error
 from api.ai.page_fetch import fetch_page_text
 from api.ai.safe_ai import CALL_FAILURES
-from api.core.deps import ActingUser
+from api.core.deps import ActingUser, UserScope
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import documented
@@ -146,7 +146,7 @@ CONTENT_INSTRUCTIONS = {
 }
 
 
-def assert_draft_campaign(acting: ActingUser, body: CampaignCopyRequest) -> None:
+def assert_draft_campaign(acting: UserScope, body: CampaignCopyRequest) -> None:
     """Checked before Groq is called, so a campaign that cannot take variants costs nothing."""
     with acting.connection() as conn:
         campaign = conn.execute(
@@ -184,7 +184,7 @@ def unused_name(angle: str, taken: set[str]) -> str:
     return name
 
 
-def save_variants(acting: ActingUser, body: CampaignCopyRequest, copy: CampaignCopy) -> list[str]:
+def save_variants(acting: UserScope, body: CampaignCopyRequest, copy: CampaignCopy) -> list[str]:
     with acting.connection() as conn:
         taken = {
             row["name"]
