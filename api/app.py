@@ -150,6 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     intake.register("shoptet", shoptet_webhooks.applier(database, box, settings.shoptet_api_url))
     intake.register("razorpay", razorpay_webhooks.applier(database))
     intake.register("ses", ses_webhooks.applier(database))
+    intake.register("make", make_webhooks.applier(database))
     INTAKE.install(app, intake)
     tokens = TokenVerifier(
         supabase_url=settings.supabase_url,

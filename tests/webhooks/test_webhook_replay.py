@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from psycopg.rows import DictRow
 
 from api.app import create_app
-from tests.factories.workspaces import create_user, make_project, one
+from tests.factories.workspaces import acting_as, create_user, fund, make_project, one
 from tests.fakes.jwks import JwksServer
 from tests.fakes.shoptet_server import TOKEN, ShoptetServer, serve_shoptet, shoptet_order
 from tests.shops.test_shoptet import CRON, SIGNATURE_KEY, Shop, shoptet_settings
@@ -240,3 +240,25 @@ def test_the_replay_reads_due_events_through_the_partial_index(conn: Conn) -> No
         conn.execute("deallocate due_events")
     assert "webhook_events_due_idx" in plan
     assert "Sort" not in plan
+
+
+def test_a_make_callback_whose_apply_never_finished_is_applied_by_the_replay(
+    client: TestClient, conn: Conn
+) -> None:
+    owner = create_user(conn)
+    fund(conn, owner, 10)
+    project = make_project(conn, owner)
+    with acting_as(conn, owner):
+        automation = one(
+            conn,
+            "select (r.automation).id from public.enqueue_automation(%s, 'report', '{}', null) r",
+            (project,),
+        )["id"]
+    callback = {"automation_id": str(automation), "status": "completed", "result": {"pages": 3}}
+    event = store(conn, "make", f"make-{automation}", callback)
+
+    assert replay(client) == {"make:applied": 1}
+    row = one(conn, "select status, result from public.automations where id = %s", (automation,))
+    assert (row["status"], row["result"]) == ("completed", {"pages": 3})
+    assert state(conn, event)["status"] == "applied"
+    assert replay(client) == {}
