@@ -215,8 +215,6 @@ def save_variants(acting: UserScope, body: CampaignCopyRequest, copy: CampaignCo
 # What any generation can answer: the membership, rate limits and credits the database checks
 # before anything is done, then the provider's and the model's failures (refunded).
 GENERATION_ERRORS: dict[int, dict[str, str]] = {
-    # FastAPI's answer to a JSON body it cannot decode (not UTF-8).
-    400: {"bad_request": "There was an error parsing the body"},
     402: {"insufficient_credits": "Not enough credits for this"},
     403: {"insufficient_role": "This needs the member role or higher"},
     404: {"workspace_not_found": "Workspace not found"},

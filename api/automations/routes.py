@@ -131,8 +131,6 @@ QUEUED_EXAMPLE = {
     "finished_at": None,
 }
 START_ERRORS: dict[int, dict[str, str]] = {
-    # FastAPI's answer to a JSON body it cannot decode (not UTF-8).
-    400: {"bad_request": "There was an error parsing the body"},
     402: {"insufficient_credits": "Not enough credits for this"},
     403: {"insufficient_role": "This needs the member role or higher"},
     404: {"project_not_found": "Project not found"},

@@ -45,6 +45,10 @@ EVERY_OPERATION: Mapping[int, Mapping[str, str]] = {
 WITH_INPUT: Mapping[int, Mapping[str, str]] = {
     422: {"invalid_input": "The request is not valid"},
 }
+# Errors of an operation whose JSON body FastAPI decodes (a body that is not UTF-8 JSON).
+WITH_JSON_BODY: Mapping[int, Mapping[str, str]] = {
+    400: {"bad_request": "There was an error parsing the body"},
+}
 # Errors of an operation that needs a signed-in user's access token.
 SIGNED_IN: Mapping[int, Mapping[str, str]] = {
     401: {
@@ -127,7 +131,7 @@ def install_contract(app: FastAPI) -> None:
                 separate_input_output_schemas=app.separate_input_output_schemas,
             )
             restore_examples(document, app)
-            complete(document)
+            complete(document, decoded_bodies(app))
             app.openapi_schema = document
         return app.openapi_schema
 
@@ -161,12 +165,23 @@ def copy_examples(written: dict[str, Any], built: dict[str, Any]) -> None:
                 built[media_type][key] = jsonable_encoder(media[key])
 
 
+def decoded_bodies(app: FastAPI) -> set[tuple[str, str]]:
+    """(path, method) of the operations whose body FastAPI decodes itself (not a raw body)."""
+    return {
+        (str(context.path_format), method.lower())
+        for context in iter_route_contexts(app.routes)
+        if isinstance(context.original_route, APIRoute)
+        and context.original_route.body_field is not None
+        for method in context.methods or ()
+    }
+
+
 def operation_id(route: APIRoute) -> str:
     """Stable ids: the route function's name, which is unique across the edge (a test checks)."""
     return route.name
 
 
-def complete(document: dict[str, Any]) -> None:
+def complete(document: dict[str, Any], decoded: set[tuple[str, str]]) -> None:
     components = document.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     error_schema = ErrorEnvelope.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -174,16 +189,18 @@ def complete(document: dict[str, Any]) -> None:
     schemas["ErrorEnvelope"] = error_schema
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
-    for path_item in document.get("paths", {}).values():
-        for operation in path_item.values():
-            complete_operation(operation)
+    for path, path_item in document.get("paths", {}).items():
+        for method, operation in path_item.items():
+            complete_operation(operation, decodes_body=(path, method) in decoded)
 
 
-def complete_operation(operation: dict[str, Any]) -> None:
+def complete_operation(operation: dict[str, Any], *, decodes_body: bool) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     shared: list[Mapping[int, Mapping[str, str]]] = [EVERY_OPERATION]
     if operation.get("parameters") or operation.get("requestBody"):
         shared.append(WITH_INPUT)
+    if decodes_body:
+        shared.append(WITH_JSON_BODY)
     if any("supabaseAuth" in requirement for requirement in operation.get("security", [])):
         shared.append(SIGNED_IN)
     for errors in shared:
