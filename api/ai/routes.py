@@ -326,6 +326,13 @@ def campaign_copy(body: CampaignCopyRequest, acting: ActingUser, ai: Ai) -> dict
         """Fetched only once the call is authorised and paid for (refunded if it fails)."""
         return {"Product page text": fetch_page_text(str(body.product_url))}
 
+    saved: list[str] = []
+
+    def save_into_campaign(copy: CampaignCopy) -> None:
+        """Inside the call: a variant the campaign refuses (a race with a launch, a subject too
+        long once made literal) refunds the credits like a provider failure."""
+        saved.extend(save_variants(acting, body, copy))
+
     try:
         copy, call_id = ai.generate(
             acting,
@@ -336,10 +343,10 @@ def campaign_copy(body: CampaignCopyRequest, acting: ActingUser, ai: Ai) -> dict
             output=CampaignCopy,
             schema=CAMPAIGN_COPY_SCHEMA,
             gather=read_product_page if body.read_product_page else None,
+            keep=save_into_campaign if body.campaign_id is not None else None,
         )
     except CALL_FAILURES as failure:
         raise api_error(failure) from failure
-    saved = save_variants(acting, body, copy) if body.campaign_id is not None else []
     return ok({"ai_call_id": call_id, **copy.model_dump(), "campaign_variant_ids": saved})
 
 

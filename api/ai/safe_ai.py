@@ -81,9 +81,11 @@ class SafeAi:
         output: type[Output],
         schema: dict[str, Any],
         gather: Callable[[], Mapping[str, str]] | None = None,
+        keep: Callable[[Output], None] | None = None,
     ) -> tuple[Output, str]:
         """The validated, PII-restored answer and the id of the recorded call. `gather` reads
-        further inputs (a product page) only once the call is authorised and paid for; if it
+        further inputs (a product page) only once the call is authorised and paid for, and
+        `keep` stores the answer (into a campaign) before the call counts as done; if either
         fails the call is refunded like any other failure."""
         call_id = self._start(acting, workspace_id, feature)
         session = SafeSession()
@@ -95,6 +97,8 @@ class SafeAi:
                 f"{name}: {session.redact(text)}" for name, text in everything.items()
             )
             answer = self._ask(instructions, prompt, output, schema, session, feature, usage)
+            if keep is not None:
+                keep(answer)
         except Exception as error:
             # Provider failures, refused inputs, and bugs too: the user is not charged for any.
             # The error goes on to the feature (a CallFailure) or the envelope handlers (a bug

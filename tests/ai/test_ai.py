@@ -370,6 +370,37 @@ def test_variants_for_a_campaign_that_is_not_a_draft_cost_nothing(
     assert balance(conn, owner) == credits
 
 
+def test_variants_the_campaign_refuses_after_the_call_cost_nothing(
+    client: TestClient, jwks: JwksServer, groq: GroqServer, conn: Conn, owner: User
+) -> None:
+    """A subject of 200 braces is nine times longer once made literal, past the campaign's
+    subject limit: the answer is a 4xx, nothing is saved, and the call is refunded."""
+    readers = add_contacts(conn, owner, 1)
+    campaign = list_campaign(conn, owner, readers, [])
+    credits = balance(conn, owner)
+    groq.script.append(Reply(content=campaign_copy("{" * 200, "Body")))
+    response = client.post(
+        "/api/v1/ai/campaign-copy",
+        headers={"Authorization": f"Bearer {jwks.sign(jwks.claims(owner.id))}"},
+        json={
+            "workspace_id": str(owner.workspace_id),
+            "product_url": "https://shop.example/boots",
+            "ideal_customer_profile": "runners",
+            "campaign_id": str(campaign),
+        },
+    )
+
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_input"
+    saved = one(
+        conn,
+        "select count(*) as n from public.campaign_variants where campaign_id = %s",
+        (campaign,),
+    )
+    assert saved["n"] == 0
+    assert balance(conn, owner) == credits
+
+
 def ask_with_page(
     client: TestClient, jwks: JwksServer, user: User, workspace: Any, url: str
 ) -> Any:
