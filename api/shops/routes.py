@@ -46,7 +46,9 @@ NO_PUBLIC_URL = {
         "webhook URL can be given out"
     }
 }
-CONNECT_ERRORS = merged(MEMBERS_WITH_QUOTA, SEALING_CREDENTIALS, NO_PUBLIC_URL)
+# FastAPI's own answer to a JSON body that does not parse (core does not declare it yet).
+UNPARSED_BODY = {400: {"bad_request": "There was an error parsing the body"}}
+CONNECT_ERRORS = merged(MEMBERS_WITH_QUOTA, SEALING_CREDENTIALS, NO_PUBLIC_URL, UNPARSED_BODY)
 
 
 class ShoptetConnection(BaseModel):
