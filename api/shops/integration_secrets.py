@@ -32,7 +32,6 @@ class NotConnectedError(Exception):
 
     def __init__(self, source: str) -> None:
         super().__init__(f"{source} is not connected for this project")
-        self.source = source
 
 
 class NoEncryptionKeyError(Exception):

@@ -23,7 +23,7 @@ from api.shops.shoptet.client import ShoptetClient, to_customer, to_order
 
 @dataclass(frozen=True)
 class Stream:
-    name: str  # Shoptet's resource, and the key of its list in a page
+    name: str  # Shoptet's resource, the key of its list in a page, and SyncReport's count
     query: str
     to_document: Callable[[dict[str, Any]], dict[str, Any]]
 
