@@ -15,7 +15,7 @@ from api.core.action_quotas import take_project_quota
 from api.core.db import Database, become_service
 from api.core.deps import ActingUser, AppSettings, ServiceDatabase, UserScope
 from api.core.envelope import Envelope, ok
-from api.core.openapi import documented
+from api.core.openapi import JSON, documented
 from api.core.public_urls import PublicUrls, require_public_urls
 from api.core.secrets_box import SecretBox
 from api.shops.deps import Box
@@ -146,7 +146,7 @@ def connected(urls: PublicUrls, project_id: UUID, source: Source) -> dict[str, A
 
 def json_body_example(example: dict[str, Any]) -> dict[str, Any]:
     """`openapi_extra` giving a JSON body model its example."""
-    return {"requestBody": {"content": {"application/json": {"example": example}}}}
+    return {"requestBody": {"content": {JSON: {"example": example}}}}
 
 
 def text_or_none(value: Any) -> str | None:

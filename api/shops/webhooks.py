@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from api.core.deps import ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
-from api.core.openapi import documented
+from api.core.openapi import JSON, documented
 from api.core.signatures import same_signature
 from api.shops.deps import SECRET_BOX, OptionalBox
 from api.shops.errors import (
@@ -196,7 +196,7 @@ SHOP_WEBHOOK_OPENAPI: dict[str, Any] = {
         "topics (Shopify's REST Admin Order, WooCommerce's REST v3 order); other topics' bodies "
         "are acknowledged and ignored. WooCommerce first pings a new webhook with a form body.",
         "content": {
-            "application/json": {
+            JSON: {
                 "schema": {"anyOf": [inline_schema(ShopifyOrder), inline_schema(WooCommerceOrder)]},
                 "examples": {
                     "shopify": {"summary": "Shopify orders/create", "value": SHOPIFY_ORDER_EXAMPLE},

@@ -21,7 +21,7 @@ from api.core.db import Database
 from api.core.deps import ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
-from api.core.openapi import documented, raw_request_body
+from api.core.openapi import JSON, documented, raw_request_body
 from api.core.secrets_box import SecretBox
 from api.core.signatures import same_signature
 from api.shops.deps import Box
@@ -119,7 +119,7 @@ def applier(database: Database, box: SecretBox | None, api_url: str) -> Applier:
         {"outcome": "accepted"}, errors=merged(WEBHOOK_REFUSALS, OPENING_CREDENTIALS)
     ),
     openapi_extra=raw_request_body(
-        "application/json",
+        JSON,
         ShoptetEvent.model_json_schema(),
         {
             "eshopId": 222651,
