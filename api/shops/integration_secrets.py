@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from api.core.db import Database
-from api.core.errors import ApiError
 from api.core.secrets_box import SecretBox
 
 # A Fernet token: url-safe base64 of version 0x80, an 8-byte timestamp, a 16-byte IV, whole
@@ -25,12 +24,21 @@ class IntegrationSecrets:
     webhook_secret: str | None
 
 
-def require_box(box: SecretBox | None) -> SecretBox:
-    if box is None:
-        raise ApiError(
-            503, "provider_not_configured", "INTEGRATIONS_ENCRYPTION_KEY is not configured"
-        )
-    return box
+class NotConnectedError(Exception):
+    """The project has no usable credentials of the source: none stored, or none the edge
+    sealed (see `sealed_by_the_edge`)."""
+
+    code = "integration_not_connected"
+
+    def __init__(self, source: str) -> None:
+        super().__init__(f"{source} is not connected for this project")
+
+
+class NoEncryptionKeyError(Exception):
+    """INTEGRATIONS_ENCRYPTION_KEY is unset, so no stored credential can be opened (for work
+    done outside a request, where the `Box` dependency cannot answer 503)."""
+
+    code = "provider_not_configured"
 
 
 def sealed_by_the_edge(value: str | None) -> bool:
@@ -52,10 +60,9 @@ def open_if_sealed(box: SecretBox, value: str | None) -> str | None:
 
 
 def integration_secrets(
-    database: Database, box: SecretBox | None, project_id: UUID, source: str
+    database: Database, box: SecretBox, project_id: UUID, source: str
 ) -> IntegrationSecrets:
     """Empty secrets when the project has no such integration."""
-    opened = require_box(box)
     with database.as_service() as conn:
         row = conn.execute(
             "select api_token_encrypted, webhook_secret_encrypted"
@@ -65,6 +72,6 @@ def integration_secrets(
     if row is None:
         return IntegrationSecrets(None, None)
     return IntegrationSecrets(
-        open_if_sealed(opened, row["api_token_encrypted"]),
-        open_if_sealed(opened, row["webhook_secret_encrypted"]),
+        open_if_sealed(box, row["api_token_encrypted"]),
+        open_if_sealed(box, row["webhook_secret_encrypted"]),
     )

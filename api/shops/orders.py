@@ -46,6 +46,8 @@ class LineItem(Shape):
 
 
 class ShopifyOrder(Shape):
+    """Shopify's order webhook body (the REST Admin API Order): the fields the edge reads."""
+
     id: Scalar | None = None
     created_at: str | None = None
     total_price: Scalar | None = None
@@ -69,6 +71,8 @@ class WooCommerceBilling(Shape):
 
 
 class WooCommerceOrder(Shape):
+    """WooCommerce's order webhook body (the REST API v3 order): the fields the edge reads."""
+
     id: Scalar | None = None
     status: str | None = None
     date_created_gmt: str | None = None

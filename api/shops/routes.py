@@ -8,65 +8,110 @@ from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.core.action_quotas import take_project_quota
-from api.core.auth_tokens import VerifiedUser
 from api.core.db import Database, become_service
-from api.core.deps import CurrentUser
-from api.core.envelope import ok
-from api.core.errors import ApiError
-from api.core.public_urls import require_public_urls
+from api.core.deps import ActingUser, AppSettings, ServiceDatabase, UserScope
+from api.core.envelope import Envelope, ok
+from api.core.openapi import JSON, documented
+from api.core.public_urls import PublicUrls, require_public_urls
 from api.core.secrets_box import SecretBox
-from api.core.settings import Settings
-from api.shops.integration_secrets import require_box
+from api.shops.deps import Box
+from api.shops.errors import (
+    MEMBERS,
+    MEMBERS_WITH_QUOTA,
+    OPENING_CREDENTIALS,
+    SEALING_CREDENTIALS,
+    SHOPTET_FAILURES,
+    UPSERT_RACE,
+    merged,
+    shop_failure,
+)
+from api.shops.integration_secrets import NotConnectedError
 from api.shops.shoptet.client import HEADER_VALUE_PATTERN, ShoptetClient, ShoptetError
-from api.shops.shoptet.sync import shoptet_client_for, sync_shop
+from api.shops.shoptet.sync import SyncReport, shoptet_client_for, sync_shop
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/integrations", tags=["integrations"])
 
 Secret = Annotated[str, Field(min_length=8, max_length=500)]
+Source = Literal["shoptet", "shopify", "woocommerce"]
 SYNC_PAGES_PER_CALL = 20
+EXAMPLE_PROJECT = UUID("5b7c1f3e-2d4a-4e8b-9f6c-0a1b2c3d4e5f")
+EXAMPLE_URLS = PublicUrls("https://edge.example.com")
+NO_PUBLIC_URL = {
+    503: {
+        "public_base_url_not_configured": "PUBLIC_BASE_URL is not set, so no callback or "
+        "webhook URL can be given out"
+    }
+}
+# FastAPI's own answer to a JSON body that does not parse (core does not declare it yet).
+UNPARSED_BODY = {400: {"bad_request": "There was an error parsing the body"}}
+CONNECT_ERRORS = merged(MEMBERS_WITH_QUOTA, SEALING_CREDENTIALS, NO_PUBLIC_URL, UNPARSED_BODY)
 
 
 class ShoptetConnection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # Sent as the Shoptet-Private-API-Token header, so it must be a header value.
-    api_token: Annotated[str, Field(pattern=HEADER_VALUE_PATTERN)]
-    webhook_signature_key: Secret | None = None
+    api_token: Annotated[str, Field(pattern=HEADER_VALUE_PATTERN)] = Field(
+        description="The e-shop's private API token (Shoptet-Private-API-Token): 8 to 500 "
+        "visible ASCII characters, since it is sent as a header"
+    )
+    webhook_signature_key: Secret | None = Field(
+        default=None,
+        description="The key Shoptet signs webhooks with (POST /api/webhooks/renew-signature-key);"
+        " omitted keeps the stored one",
+    )
 
 
 class ShopConnection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    webhook_secret: Secret
+    webhook_secret: Secret = Field(
+        description="The secret the shop signs its webhooks with: Shopify's app client secret, "
+        "or the WooCommerce webhook's own secret"
+    )
 
 
-def secret_box(request: Request) -> SecretBox:
-    return require_box(request.app.state.secret_box)
+class Connected(BaseModel):
+    project_id: UUID
+    source: Source
+    webhook_url: str = Field(description="Register this URL in the shop for its webhooks")
 
 
-def require_member(request: Request, user: VerifiedUser, project_id: UUID) -> None:
+class Eshop(BaseModel):
+    name: str | None
+    url: str | None
+
+
+class ShoptetTest(BaseModel):
+    ok: Literal[True]
+    eshop: Eshop = Field(description="The e-shop the token belongs to, as Shoptet names it")
+
+
+class Disconnected(BaseModel):
+    project_id: UUID
+    source: Source
+    removed: bool = Field(description="Whether a connection existed")
+
+
+def spend_shop_quota(acting: UserScope, project_id: UUID) -> None:
     """The database decides: members and above of the project's workspace (404 / 403 else).
     Each check spends one request of the plan's shop limit (429 once spent)."""
-    database: Database = request.app.state.database
-    with database.as_user(user.claims, request.method, request.url.path) as conn:
+    with acting.connection() as conn:
         take_project_quota(conn, project_id, "shop_sync")
 
 
 def store_credentials(
-    request: Request,
-    user: VerifiedUser,
+    acting: UserScope,
     project_id: UUID,
-    source: str,
+    source: Source,
     api_token_sealed: str | None,
     webhook_secret_sealed: str | None,
 ) -> None:
     """One transaction: the membership check as the user, then the write as the service."""
-    database: Database = request.app.state.database
-    with database.as_user(user.claims, request.method, request.url.path) as conn:
+    with acting.connection() as conn:
         take_project_quota(conn, project_id, "shop_sync")
         become_service(conn)
         conn.execute(
@@ -76,101 +121,159 @@ def store_credentials(
 
 
 @contextmanager
-def shoptet_client(request: Request, project_id: UUID) -> Iterator[ShoptetClient]:
+def shoptet_client(
+    database: Database, box: SecretBox, api_url: str, project_id: UUID
+) -> Iterator[ShoptetClient]:
     """The project's Shoptet client, closed afterwards; Shoptet's failures (a stored token it
     cannot use included) leave as 4xx/502 in the envelope."""
-    settings: Settings = request.app.state.settings
     try:
-        client = shoptet_client_for(
-            request.app.state.database,
-            request.app.state.secret_box,
-            settings.shoptet_api_url,
-            project_id,
-        )
+        client = shoptet_client_for(database, box, api_url, project_id)
         try:
             yield client
         finally:
             client.close()
-    except ShoptetError as error:
-        raise shoptet_failure(error) from error
+    except (ShoptetError, NotConnectedError) as error:
+        raise shop_failure(error) from error
 
 
-def shoptet_failure(error: ShoptetError) -> ApiError:
-    if error.status in (401, 403):
-        return ApiError(
-            422, "shoptet_token_invalid", "Shoptet does not accept the API token; connect again"
-        )
-    return ApiError(502, "shoptet_unavailable", f"Shoptet failed: {error.code}")
+def connected(urls: PublicUrls, project_id: UUID, source: Source) -> dict[str, Any]:
+    return {
+        "project_id": project_id,
+        "source": source,
+        "webhook_url": urls.shop_webhook(source, project_id),
+    }
 
 
-@router.post("/shoptet/connect")
+def json_body_example(example: dict[str, Any]) -> dict[str, Any]:
+    """`openapi_extra` giving a JSON body model its example."""
+    return {"requestBody": {"content": {JSON: {"example": example}}}}
+
+
+def text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+@router.post(
+    "/shoptet/connect",
+    response_model=Envelope[Connected],
+    summary="Connect a Shoptet e-shop to the project",
+    responses=documented(
+        connected(EXAMPLE_URLS, EXAMPLE_PROJECT, "shoptet"), errors=CONNECT_ERRORS
+    ),
+    openapi_extra=json_body_example(
+        {
+            "api_token": "123456-p-987654-abcdefghijklmnopqrstuvwxyz",
+            "webhook_signature_key": "f3b1c2d4e5a6978877665544332211aa",
+        }
+    ),
+)
 def connect_shoptet(
-    project_id: UUID, body: ShoptetConnection, request: Request, user: CurrentUser
+    project_id: UUID, body: ShoptetConnection, acting: ActingUser, box: Box, settings: AppSettings
 ) -> dict[str, Any]:
-    urls = require_public_urls(request.app.state.settings)
-    box = secret_box(request)
+    """Members and above store the private API token and, optionally, the webhook signature key,
+    both encrypted by the edge; connecting again replaces them. Answers the URL to register for
+    Shoptet's webhooks. Spends one request of the plan's shop limit."""
+    urls = require_public_urls(settings)
     token = box.seal(body.api_token)
     key = box.seal(body.webhook_signature_key) if body.webhook_signature_key else None
-    store_credentials(request, user, project_id, "shoptet", token, key)
+    store_credentials(acting, project_id, "shoptet", token, key)
+    return ok(connected(urls, project_id, "shoptet"))
+
+
+@router.post(
+    "/shoptet/test",
+    response_model=Envelope[ShoptetTest],
+    summary="Check the stored Shoptet token against Shoptet",
+    responses=documented(
+        {"ok": True, "eshop": {"name": "Demo obchod", "url": "https://demo.myshoptet.com/"}},
+        errors=merged(MEMBERS_WITH_QUOTA, OPENING_CREDENTIALS, SHOPTET_FAILURES),
+    ),
+)
+def test_shoptet(
+    project_id: UUID, acting: ActingUser, box: Box, database: ServiceDatabase, settings: AppSettings
+) -> dict[str, Any]:
+    """Calls Shoptet's `GET /api/eshop` with the project's token, so a user sees at once whether
+    the token they pasted works (422 `shoptet_token_invalid` when Shoptet refuses it). Spends
+    one request of the plan's shop limit."""
+    spend_shop_quota(acting, project_id)
+    with shoptet_client(database, box, settings.shoptet_api_url, project_id) as client:
+        eshop = client.eshop()
+    info = eshop.get("contactInformation")
+    info = info if isinstance(info, dict) else {}
     return ok(
         {
-            "project_id": str(project_id),
-            "source": "shoptet",
-            "webhook_url": urls.shop_webhook("shoptet", project_id),
+            "ok": True,
+            "eshop": {
+                "name": text_or_none(info.get("eshopName")),
+                "url": text_or_none(info.get("url")),
+            },
         }
     )
 
 
-@router.post("/shoptet/test")
-def test_shoptet(project_id: UUID, request: Request, user: CurrentUser) -> dict[str, Any]:
-    require_member(request, user, project_id)
-    with shoptet_client(request, project_id) as client:
-        eshop = client.eshop()
-    info = eshop.get("contactInformation") or {}
-    return ok({"ok": True, "eshop": {"name": info.get("eshopName"), "url": info.get("url")}})
-
-
-@router.post("/shoptet/sync")
-def sync_shoptet(project_id: UUID, request: Request, user: CurrentUser) -> dict[str, Any]:
-    require_member(request, user, project_id)
-    with shoptet_client(request, project_id) as client:
-        report = sync_shop(request.app.state.database, client, project_id, SYNC_PAGES_PER_CALL)
-    return ok(report.as_dict())
+@router.post(
+    "/shoptet/sync",
+    response_model=Envelope[SyncReport],
+    summary="Sync the next pages of changed Shoptet orders and customers",
+    responses=documented(
+        {"pages": 3, "orders": 120, "customers": 14, "finished": True},
+        errors=merged(MEMBERS_WITH_QUOTA, OPENING_CREDENTIALS, SHOPTET_FAILURES, UPSERT_RACE),
+    ),
+)
+def sync_shoptet(
+    project_id: UUID, acting: ActingUser, box: Box, database: ServiceDatabase, settings: AppSettings
+) -> dict[str, Any]:
+    """Reads up to 20 pages of orders, then customers, changed since the last finished run, and
+    upserts them with their contacts; each page commits with its progress, so a failed call
+    resumes where it stopped. Call again until `finished`. Spends one request of the plan's
+    shop limit."""
+    spend_shop_quota(acting, project_id)
+    with shoptet_client(database, box, settings.shoptet_api_url, project_id) as client:
+        report = sync_shop(database, client, project_id, SYNC_PAGES_PER_CALL)
+    return ok(report)
 
 
 # Declared after the Shoptet routes: a path parameter would otherwise capture /shoptet/...
-@router.post("/{source}/connect")
+@router.post(
+    "/{source}/connect",
+    response_model=Envelope[Connected],
+    summary="Connect a Shopify or WooCommerce shop to the project",
+    responses=documented(
+        connected(EXAMPLE_URLS, EXAMPLE_PROJECT, "shopify"), errors=CONNECT_ERRORS
+    ),
+    openapi_extra=json_body_example({"webhook_secret": "shpss_3e9a1c0b7d2f4a6e8c5b"}),
+)
 def connect_shop(
     project_id: UUID,
     source: Literal["shopify", "woocommerce"],
     body: ShopConnection,
-    request: Request,
-    user: CurrentUser,
+    acting: ActingUser,
+    box: Box,
+    settings: AppSettings,
 ) -> dict[str, Any]:
-    urls = require_public_urls(request.app.state.settings)
-    sealed = secret_box(request).seal(body.webhook_secret)
-    store_credentials(request, user, project_id, source, None, sealed)
-    return ok(
-        {
-            "project_id": str(project_id),
-            "source": source,
-            "webhook_url": urls.shop_webhook(source, project_id),
-        }
-    )
+    """Members and above store the secret the shop signs its order webhooks with, encrypted by
+    the edge; connecting again replaces it. Answers the URL to register in the shop. Spends one
+    request of the plan's shop limit."""
+    urls = require_public_urls(settings)
+    sealed = box.seal(body.webhook_secret)
+    store_credentials(acting, project_id, source, None, sealed)
+    return ok(connected(urls, project_id, source))
 
 
-@router.post("/{source}/disconnect")
-def disconnect(
-    project_id: UUID,
-    source: Literal["shopify", "woocommerce", "shoptet"],
-    request: Request,
-    user: CurrentUser,
-) -> dict[str, Any]:
-    database: Database = request.app.state.database
-    with database.as_user(user.claims, request.method, request.url.path) as conn:
+@router.post(
+    "/{source}/disconnect",
+    response_model=Envelope[Disconnected],
+    summary="Disconnect the project's shop and delete its stored credentials",
+    responses=documented(
+        {"project_id": EXAMPLE_PROJECT, "source": "shoptet", "removed": True},
+        errors=MEMBERS,
+    ),
+)
+def disconnect_shop(project_id: UUID, source: Source, acting: ActingUser) -> dict[str, Any]:
+    """Members and above remove the connection with its credentials and sync progress; the
+    shop's webhooks are refused from then on (401). Answers whether one existed."""
+    with acting.connection() as conn:
         row = conn.execute(
             "select public.disconnect_integration(%s, %s) as removed", (project_id, source)
         ).fetchone()
-    return ok(
-        {"project_id": str(project_id), "source": source, "removed": bool(row and row["removed"])}
-    )
+    return ok({"project_id": project_id, "source": source, "removed": bool(row and row["removed"])})

@@ -97,6 +97,11 @@ class ShoptetServer:
     hollow_orders: set[str] = field(default_factory=set)
     requests: list[tuple[str, dict[str, list[str]]]] = field(default_factory=list)
     token: str | None = TOKEN  # the API token it accepts; None accepts any (the edge fuzz's)
+    eshop: dict[str, Any] = field(
+        default_factory=lambda: {
+            "contactInformation": {"eshopName": "Demo obchod", "url": "https://demo.myshoptet.com/"}
+        }
+    )
 
     def order_pages_requested(self) -> list[int]:
         return [int(q["page"][0]) for path, q in self.requests if path == "/api/orders"]
@@ -154,17 +159,7 @@ def serve_shoptet() -> Iterator[ShoptetServer]:
                 self.answer(failure.status, envelope(None, [error]), headers)
                 return
             if url.path == "/api/eshop":
-                self.answer(
-                    200,
-                    envelope(
-                        {
-                            "contactInformation": {
-                                "eshopName": "Demo obchod",
-                                "url": "https://demo.myshoptet.com/",
-                            }
-                        }
-                    ),
-                )
+                self.answer(200, envelope(state.eshop))
             elif url.path == "/api/orders":
                 self.answer(200, envelope(self.page(query, state.orders, "orders")))
             elif url.path.startswith("/api/orders/"):

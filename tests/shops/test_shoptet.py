@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from api.core.settings import Settings
+from api.shops import routes
 from api.shops.shoptet.client import ShoptetClient, ShoptetError
 from tests.factories.workspaces import User, add_member, create_user, make_project, one
 from tests.fakes.jwks import JwksServer
@@ -363,19 +364,21 @@ def test_a_detail_without_its_order_is_a_typed_error_and_a_counted_attempt(
     ]
 
 
+def store_unapplied(conn: Conn, project: uuid.UUID, body: dict[str, Any]) -> None:
+    """An event stored at intake whose apply never ran (the instance stopped), due for replay."""
+    key = f"{project}:{body['event']}:{body['eventInstance']}:{body['eventCreated']}"
+    conn.execute("select private.record_webhook_event('shoptet', %s, %s)", (key, json.dumps(body)))
+    conn.execute(
+        "update private.webhook_events set received_at = now() - interval '2 minutes'"
+        " where provider = 'shoptet' and event_id = %s",
+        (key,),
+    )
+
+
 def test_an_event_stored_with_a_bad_id_before_intake_checked_never_reaches_shoptet(
     shop: Shop, shoptet: ShoptetServer, conn: Conn
 ) -> None:
-    body = event("order:create", "../eshop")
-    conn.execute(
-        "select private.record_webhook_event('shoptet', %s, %s)",
-        (f"{shop.project}:order:create:../eshop:{body['eventCreated']}", json.dumps(body)),
-    )
-    conn.execute(
-        "update private.webhook_events set received_at = now() - interval '2 minutes'"
-        " where provider = 'shoptet' and event_id like %s",
-        (f"{shop.project}:%",),
-    )
+    store_unapplied(conn, shop.project, event("order:create", "../eshop"))
     replay = shop.client.get(
         "/api/v1/cron/webhook-replay", headers={"Authorization": f"Bearer {CRON}"}
     )
@@ -480,4 +483,79 @@ def test_credentials_the_edge_never_sealed_count_as_none(shop: Shop, conn: Conn)
     assert [(a.status_code, a.json()["error"]["code"]) for a in answers] == [
         (401, "signature_invalid"),
         (409, "integration_not_connected"),
+    ]
+
+
+def test_an_eshop_answer_of_another_shape_is_shown_as_unnamed_not_a_500(
+    shop: Shop, shoptet: ShoptetServer
+) -> None:
+    answers = []
+    for eshop in (
+        {"contactInformation": ["Demo obchod"]},
+        {"contactInformation": {"eshopName": 42, "url": {"href": "https://demo.example/"}}},
+    ):
+        shoptet.eshop = eshop
+        answers.append(shop.post("test").json()["data"])
+    assert answers == [{"ok": True, "eshop": {"name": None, "url": None}}] * 2
+
+
+def test_a_sync_that_runs_out_of_pages_counts_both_streams_and_is_not_finished(
+    shop: Shop, shoptet: ShoptetServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(routes, "SYNC_PAGES_PER_CALL", 1)
+    shoptet.orders = [shoptet_order(n) for n in range(1, 61)]
+    reports = [shop.post("sync").json()["data"] for _ in range(2)]
+    assert reports == [
+        {"pages": 1, "orders": 50, "customers": 0, "finished": False},
+        {"pages": 1, "orders": 10, "customers": 0, "finished": False},
+    ]
+
+
+def test_without_the_encryption_key_shops_answer_503_and_spend_no_limit(
+    conn: Conn, database_url: str, jwks: JwksServer, shoptet: ShoptetServer
+) -> None:
+    """Nothing that needs a credential is tried (nor the plan's limit spent) without
+    INTEGRATIONS_ENCRYPTION_KEY; WooCommerce's unsigned ping is still acknowledged, and a stored
+    Shoptet event's apply fails with a recorded reason, to be retried."""
+    owner = create_user(conn)
+    project = make_project(conn, owner)
+    settings = shoptet_settings(database_url, jwks, shoptet).model_copy(
+        update={"integrations_encryption_key": None}
+    )
+    created = event("order:create", "2026000001")
+    store_unapplied(conn, project, created)
+    with TestClient(create_app(settings)) as keyless:
+        shop = Shop(keyless, jwks, owner, project)
+        refused = [
+            shop.post("connect", api_token=TOKEN),
+            shop.post("test"),
+            shop.post("sync"),
+            keyless.post(
+                f"/api/v1/projects/{project}/integrations/shopify/connect",
+                headers=shop.headers,
+                json={"webhook_secret": "shopify-secret-123"},
+            ),
+            shop.webhook(created),
+        ]
+        ping = keyless.post(
+            f"/api/v1/webhooks/woocommerce/{project}",
+            content=b"webhook_id=3",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        keyless.get("/api/v1/cron/webhook-replay", headers={"Authorization": f"Bearer {CRON}"})
+    assert [(r.status_code, r.json()["error"]["code"]) for r in refused] == [
+        (503, "provider_not_configured")
+    ] * 5
+    assert ping.json()["data"] == {"outcome": "ping"}
+    spent = conn.execute(
+        "select bucket from private.rate_limit_windows where bucket like %s", (f"%{owner.id}%",)
+    ).fetchall()
+    assert spent == []
+    assert shoptet.requests == []
+    assert stored_events(conn, project) == [
+        {
+            "status": "received",
+            "attempts": 1,
+            "last_error": "NoEncryptionKeyError provider_not_configured",
+        }
     ]

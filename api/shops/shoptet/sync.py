@@ -7,41 +7,43 @@ does at most `max_pages` pages (serverless time limits); the next call carries o
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from psycopg.types.json import Jsonb
+from pydantic import BaseModel, Field
 
 from api.core.db import Database
-from api.core.errors import ApiError
 from api.core.secrets_box import SecretBox
-from api.shops.integration_secrets import integration_secrets
+from api.shops.integration_secrets import NotConnectedError, integration_secrets
 from api.shops.shoptet.client import ShoptetClient, to_customer, to_order
 
 
 @dataclass(frozen=True)
 class Stream:
-    name: str  # Shoptet's resource, and the key of its list in a page
+    name: str  # Shoptet's resource, the key of its list in a page, and SyncReport's count
     query: str
     to_document: Callable[[dict[str, Any]], dict[str, Any]]
 
 
-STREAMS = (
-    Stream("orders", "select private.upsert_order(%s, 'shoptet', %s)", to_order),
-    Stream("customers", "select private.upsert_shop_customer(%s, 'shoptet', %s)", to_customer),
+ORDERS = Stream("orders", "select private.upsert_order(%s, 'shoptet', %s)", to_order)
+CUSTOMERS = Stream(
+    "customers", "select private.upsert_shop_customer(%s, 'shoptet', %s)", to_customer
 )
+STREAMS = (ORDERS, CUSTOMERS)
 
 
-@dataclass
-class SyncReport:
-    pages: int = 0
-    records: dict[str, int] = field(default_factory=dict)
-    finished: bool = False
+class SyncReport(BaseModel):
+    """What one call did; a stream it did not reach counts 0."""
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"pages": self.pages, **self.records, "finished": self.finished}
+    pages: int = Field(default=0, description="Pages read from Shoptet in this call")
+    orders: int = Field(default=0, description="Orders upserted in this call")
+    customers: int = Field(default=0, description="Customers upserted in this call")
+    finished: bool = Field(
+        default=False, description="Both streams are up to date; false: call again to carry on"
+    )
 
 
 def sync_stream(
@@ -91,7 +93,7 @@ def sync_shop(
             database, client, project_id, stream, max_pages - report.pages
         )
         report.pages += pages
-        report.records[stream.name] = records
+        setattr(report, stream.name, records)
         if not finished:
             return report
     report.finished = True
@@ -99,10 +101,10 @@ def sync_shop(
 
 
 def shoptet_client_for(
-    database: Database, box: SecretBox | None, api_url: str, project_id: UUID
+    database: Database, box: SecretBox, api_url: str, project_id: UUID
 ) -> ShoptetClient:
-    """A client with the project's own token, or 409 when the project has none connected."""
+    """A client with the project's own token; NotConnectedError when it has none."""
     token = integration_secrets(database, box, project_id, "shoptet").api_token
     if token is None:
-        raise ApiError(409, "integration_not_connected", "Connect Shoptet for this project first")
+        raise NotConnectedError("shoptet")
     return ShoptetClient(token, base_url=api_url)

@@ -9,44 +9,72 @@ after the answer, and events whose apply did not finish are replayed by the cron
 
 import hashlib
 import hmac
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Security
+from fastapi.security import APIKeyHeader
 from psycopg.types.json import Jsonb
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.core.db import Database
 from api.core.deps import ServiceDatabase
-from api.core.envelope import ok
+from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
+from api.core.openapi import JSON, documented, raw_request_body
 from api.core.secrets_box import SecretBox
 from api.core.signatures import same_signature
-from api.shops.deps import OptionalBox
-from api.shops.integration_secrets import integration_secrets
-from api.shops.shoptet.client import ShoptetError, check_event_instance, to_customer, to_order
-from api.shops.shoptet.sync import shoptet_client_for
-from api.webhooks.body import documented_webhook, parse_json, raw_body
+from api.shops.deps import Box
+from api.shops.errors import OPENING_CREDENTIALS, WEBHOOK_REFUSALS, merged, signature_invalid
+from api.shops.integration_secrets import NoEncryptionKeyError, integration_secrets
+from api.shops.shoptet.client import ShoptetError, check_event_instance
+from api.shops.shoptet.sync import CUSTOMERS, ORDERS, shoptet_client_for
+from api.webhooks.body import parse_json, raw_body
 from api.webhooks.intake import Applier, Intake, StoredEvent
 
 router = APIRouter(tags=["webhooks"])
 ORDER_EVENTS = frozenset({"order:create", "order:update", "order:paid", "order:cancel"})
 CUSTOMER_EVENTS = frozenset({"customer:create", "customer:update"})
+SHOPTET_SIGNATURE = APIKeyHeader(
+    name="Shoptet-Webhook-Signature",
+    scheme_name="shoptetSignature",
+    auto_error=False,
+    description="Shoptet's signature of a webhook: hex HMAC-SHA1 of the raw body keyed with the "
+    "e-shop's signature key (POST /api/webhooks/renew-signature-key; given at connect).",
+)
 
 
-def unauthorized() -> ApiError:
-    return ApiError(401, "signature_invalid", "The webhook signature does not verify")
+class ShoptetEvent(BaseModel):
+    """Shoptet's webhook body: what happened and the id of what it happened to, whose detail
+    the edge then fetches."""
+
+    model_config = ConfigDict(extra="allow")
+
+    eshop_id: int | None = Field(default=None, alias="eshopId")
+    event: str = Field(
+        description="order:create, order:update, order:paid, order:cancel, customer:create and "
+        "customer:update are applied; other events are acknowledged and ignored"
+    )
+    event_created: str = Field(
+        alias="eventCreated", description="When it happened, e.g. 2019-01-08T15:13:39+0100"
+    )
+    event_instance: str = Field(
+        alias="eventInstance",
+        description="The order code (order:*, [A-Za-z0-9_-]{1,64}) or customer GUID "
+        "(customer:*, a UUID)",
+    )
 
 
-def signature_key(database: Database, box: SecretBox | None, project_id: UUID) -> str:
-    key = integration_secrets(database, box, project_id, "shoptet").webhook_secret
-    if key is None:
-        raise unauthorized()
-    return key
+class ShoptetWebhookOutcome(BaseModel):
+    outcome: Literal["accepted", "duplicate"] = Field(
+        description="`accepted`: stored, applied right after the answer (and by the replay cron "
+        "until it is); `duplicate`: a re-delivery, nothing changed"
+    )
 
 
 def apply_event(
     database: Database,
-    box: SecretBox | None,
+    box: SecretBox,
     api_url: str,
     project_id: UUID,
     event_id: UUID,
@@ -55,18 +83,14 @@ def apply_event(
     """Fetch what the event names and upsert it; returns the outcome it was stored with."""
     name, instance = event.get("event"), str(event.get("eventInstance") or "")
     if name in ORDER_EVENTS or name in CUSTOMER_EVENTS:
+        stream = ORDERS if name in ORDER_EVENTS else CUSTOMERS
         client = shoptet_client_for(database, box, api_url, project_id)
         try:
-            if name in ORDER_EVENTS:
-                document = Jsonb(to_order(client.order(instance)))
-                query = "select private.upsert_order(%s, 'shoptet', %s)"
-            else:
-                document = Jsonb(to_customer(client.customer(instance)))
-                query = "select private.upsert_shop_customer(%s, 'shoptet', %s)"
+            record = client.order(instance) if stream is ORDERS else client.customer(instance)
         finally:
             client.close()
         with database.as_service() as conn:
-            conn.execute(query, (project_id, document))
+            conn.execute(stream.query, (project_id, Jsonb(stream.to_document(record))))
         outcome = "applied"
     else:
         outcome = "ignored"
@@ -79,6 +103,8 @@ def applier(database: Database, box: SecretBox | None, api_url: str) -> Applier:
     """Applies a stored Shoptet event (its id starts with the project's id)."""
 
     def apply(stored: StoredEvent) -> str:
+        if box is None:
+            raise NoEncryptionKeyError("INTEGRATIONS_ENCRYPTION_KEY is not configured")
         project_id = UUID(stored.event_id.split(":", 1)[0])
         return apply_event(database, box, api_url, project_id, stored.id, parse_json(stored.body))
 
@@ -87,22 +113,43 @@ def applier(database: Database, box: SecretBox | None, api_url: str) -> Applier:
 
 @router.post(
     "/api/v1/webhooks/shoptet/{project_id}",
-    openapi_extra=documented_webhook("Shoptet-Webhook-Signature"),
+    response_model=Envelope[ShoptetWebhookOutcome],
+    summary="Receive a Shoptet webhook",
+    responses=documented(
+        {"outcome": "accepted"}, errors=merged(WEBHOOK_REFUSALS, OPENING_CREDENTIALS)
+    ),
+    openapi_extra=raw_request_body(
+        JSON,
+        ShoptetEvent.model_json_schema(),
+        {
+            "eshopId": 222651,
+            "event": "order:create",
+            "eventCreated": "2026-06-01T10:06:00+0200",
+            "eventInstance": "2026000057",
+        },
+    ),
 )
 def shoptet_webhook(
     project_id: UUID,
-    request: Request,
     background: BackgroundTasks,
     body: Annotated[bytes, Depends(raw_body)],
+    signature: Annotated[str | None, Security(SHOPTET_SIGNATURE)],
     database: ServiceDatabase,
-    box: OptionalBox,
+    box: Box,
     intake: Intake,
 ) -> dict[str, Any]:
-    key = signature_key(database, box, project_id)
+    """The URL `connect` answered for the project, registered with Shoptet's `POST
+    /api/webhooks`. Verified with the project's signature key (an unknown project, a missing
+    key and a bad signature are one 401), stored and de-duplicated on (event, eventInstance,
+    eventCreated), acknowledged at once (Shoptet waits 4 s); the detail is fetched and applied
+    after the answer. An eventInstance that is no order code or customer GUID is a 422 and is
+    not stored."""
+    key = integration_secrets(database, box, project_id, "shoptet").webhook_secret
+    if key is None or signature is None:
+        raise signature_invalid()
     expected = hmac.new(key.encode(), body, hashlib.sha1).hexdigest()
-    sent = request.headers.get("Shoptet-Webhook-Signature", "")
-    if not same_signature(expected, sent.lower()):
-        raise unauthorized()
+    if not same_signature(expected, signature.lower()):
+        raise signature_invalid()
     event = parse_json(body)
     if not isinstance(event, dict) or not all(
         isinstance(event.get(field), str) for field in ("event", "eventInstance", "eventCreated")

@@ -1,0 +1,74 @@
+"""How the shops feature's failures leave the edge: Shoptet's client and the stored credentials
+raise their own errors, mapped here (once) onto the envelope, beside the codes the contract
+documents for them so the two cannot drift apart."""
+
+from collections.abc import Mapping
+
+from api.core.errors import ApiError
+from api.shops.deps import SECRET_BOX
+from api.shops.integration_secrets import NotConnectedError
+from api.shops.shoptet.client import ShoptetError
+
+SIGNATURE_INVALID = "The webhook signature does not verify"
+SHOPTET_TOKEN_INVALID = "Shoptet does not accept the API token; connect again"  # noqa: S105
+NOT_CONNECTED = "Connect Shoptet for this project first"
+
+# What a route that calls Shoptet with the project's stored token can answer.
+SHOPTET_FAILURES: Mapping[int, Mapping[str, str]] = {
+    409: {"integration_not_connected": NOT_CONNECTED},
+    422: {"shoptet_token_invalid": SHOPTET_TOKEN_INVALID},
+    502: {"shoptet_unavailable": "Shoptet failed: shoptet_unreachable"},
+}
+# What a route that seals credentials for storage can answer, and one that opens stored ones.
+NO_KEY = SECRET_BOX.unconfigured
+SEALING_CREDENTIALS: Mapping[int, Mapping[str, str]] = {503: {"provider_not_configured": NO_KEY}}
+OPENING_CREDENTIALS: Mapping[int, Mapping[str, str]] = {
+    503: {
+        "provider_not_configured": NO_KEY,
+        "integration_key_mismatch": "Stored credentials cannot be decrypted",
+    },
+}
+# A route for members and above of the project's workspace (private.project_workspace_as).
+MEMBERS: Mapping[int, Mapping[str, str]] = {
+    403: {"insufficient_role": "This needs the member role or higher"},
+    404: {"project_not_found": "Project not found"},
+}
+# ... that also spends one request of the plan's shop limit (public.take_action_quota).
+MEMBERS_WITH_QUOTA: Mapping[int, Mapping[str, str]] = {
+    **MEMBERS,
+    429: {"rate_limited": "Too many requests: at most 10 per 60 seconds"},
+}
+# Writing orders and contacts: two deliveries racing for one new contact's email.
+UPSERT_RACE: Mapping[int, Mapping[str, str]] = {
+    409: {"conflict": "That conflicts with an existing record"},
+}
+# A signed webhook's own refusals (raw_body's and the signature's).
+WEBHOOK_REFUSALS: Mapping[int, Mapping[str, str]] = {
+    401: {"signature_invalid": SIGNATURE_INVALID},
+    413: {"payload_too_large": "The webhook body is larger than 1 MiB"},
+}
+
+
+def merged(*groups: Mapping[int, Mapping[str, str]]) -> dict[int, dict[str, str]]:
+    """Error codes of several sources, per status, for `documented(errors=...)`."""
+    combined: dict[int, dict[str, str]] = {}
+    for group in groups:
+        for status, codes in group.items():
+            combined.setdefault(status, {}).update(codes)
+    return combined
+
+
+def signature_invalid() -> ApiError:
+    """One answer for an unknown project, a missing secret and a bad signature, so a caller
+    learns nothing about which projects exist or are connected."""
+    return ApiError(401, "signature_invalid", SIGNATURE_INVALID)
+
+
+def shop_failure(error: ShoptetError | NotConnectedError) -> ApiError:
+    """Shoptet refusing the token (a stored one that cannot even be a header included) is the
+    user's to fix by connecting again; anything else Shoptet did is a 502."""
+    if isinstance(error, NotConnectedError):
+        return ApiError(409, error.code, NOT_CONNECTED)
+    if error.status in (401, 403):
+        return ApiError(422, "shoptet_token_invalid", SHOPTET_TOKEN_INVALID)
+    return ApiError(502, "shoptet_unavailable", f"Shoptet failed: {error.code}")
