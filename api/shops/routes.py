@@ -47,8 +47,7 @@ NO_PUBLIC_URL = {
     }
 }
 # FastAPI's own answer to a JSON body that does not parse (core does not declare it yet).
-UNPARSED_BODY = {400: {"bad_request": "There was an error parsing the body"}}
-CONNECT_ERRORS = merged(MEMBERS_WITH_QUOTA, SEALING_CREDENTIALS, NO_PUBLIC_URL, UNPARSED_BODY)
+CONNECT_ERRORS = merged(MEMBERS_WITH_QUOTA, SEALING_CREDENTIALS, NO_PUBLIC_URL)
 
 
 class ShoptetConnection(BaseModel):

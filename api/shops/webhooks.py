@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from api.core.deps import ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
-from api.core.openapi import JSON, documented
+from api.core.openapi import JSON, documented, inline_schema
 from api.core.signatures import same_signature
 from api.shops.deps import SECRET_BOX, OptionalBox
 from api.shops.errors import (
@@ -112,25 +112,6 @@ class ShopWebhookOutcome(BaseModel):
         "a re-delivery, nothing changed; `ping`: WooCommerce's unsigned test when a webhook is "
         "created"
     )
-
-
-def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The model's JSON schema with its `$defs` written in place: a raw body's schema sits
-    inside the OpenAPI document, where `#/$defs/...` would not resolve."""
-    schema = model.model_json_schema()
-    definitions = schema.pop("$defs", {})
-
-    def inline(node: Any) -> Any:
-        if isinstance(node, dict):
-            reference = node.get("$ref", "")
-            if isinstance(reference, str) and reference.startswith("#/$defs/"):
-                return inline(definitions[reference.removeprefix("#/$defs/")])
-            return {key: inline(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [inline(item) for item in node]
-        return node
-
-    return dict(inline(schema))
 
 
 # The providers' own documentation samples, trimmed.
