@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict
 
-from api.billing.razorpay_billing import RazorpayBilling
+from api.billing.deps import Billing
 from api.core.action_quotas import take_workspace_quota
 from api.core.auth_tokens import VerifiedUser
 from api.core.db import Database
@@ -40,13 +40,6 @@ class PlanChange(BaseModel):
     tier: PaidTier
 
 
-def billing(request: Request) -> RazorpayBilling:
-    client: RazorpayBilling | None = request.app.state.billing
-    if client is None:
-        raise ApiError(503, "provider_not_configured", "Razorpay is not configured")
-    return client
-
-
 def managed_subscription(
     request: Request, user: VerifiedUser, subscription_id: UUID, new_tier: str | None = None
 ) -> dict[str, Any]:
@@ -73,9 +66,8 @@ def managed_subscription(
 
 @router.post("/subscriptions", status_code=201)
 def create_subscription(
-    body: NewSubscription, request: Request, user: CurrentUser
+    body: NewSubscription, request: Request, user: CurrentUser, client: Billing
 ) -> dict[str, Any]:
-    client = billing(request)
     database: Database = request.app.state.database
     with database.as_user(user.claims) as conn:
         take_workspace_quota(conn, body.workspace_id, "billing")
@@ -106,9 +98,8 @@ def create_subscription(
 
 @router.post("/subscriptions/{subscription_id}/cancel")
 def cancel_subscription(
-    subscription_id: UUID, body: Cancellation, request: Request, user: CurrentUser
+    subscription_id: UUID, body: Cancellation, request: Request, user: CurrentUser, client: Billing
 ) -> dict[str, Any]:
-    client = billing(request)
     subscription = managed_subscription(request, user, subscription_id)
     client.fetch_for_workspace(
         subscription["razorpay_subscription_id"], subscription["workspace_id"]
@@ -129,9 +120,8 @@ def cancel_subscription(
 
 @router.post("/subscriptions/{subscription_id}/change-plan")
 def change_plan(
-    subscription_id: UUID, body: PlanChange, request: Request, user: CurrentUser
+    subscription_id: UUID, body: PlanChange, request: Request, user: CurrentUser, client: Billing
 ) -> dict[str, Any]:
-    client = billing(request)
     subscription = managed_subscription(request, user, subscription_id, body.tier)
     client.fetch_for_workspace(
         subscription["razorpay_subscription_id"], subscription["workspace_id"]
