@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from jsonschema import Draft202012Validator
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from pydantic import SecretStr
@@ -43,6 +44,7 @@ from tests.fakes.razorpay_server import (
     KEY_SECRET,
     RazorpayServer,
     event,
+    new_subscription_id,
     payment_entity,
     serve_razorpay,
     subscription_entity,
@@ -588,6 +590,15 @@ def test_a_stored_id_razorpay_never_issues_is_a_409() -> None:
     the answer is what the edge would give for a row that predates the constraint."""
     refused = billing_failure(RazorpayError("id_invalid"))
     assert (refused.status, refused.code) == (409, "subscription_id_invalid")
+
+
+def test_the_documented_webhook_body_is_what_razorpay_sends(client: TestClient) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/api/v1/webhooks/razorpay"]["post"]
+    body = operation["requestBody"]["content"]["application/json"]
+    validator = Draft202012Validator(body["schema"])
+    sent = lifecycle(new_subscription_id())
+    assert [list(validator.iter_errors(event)) for event in sent] == [[]] * len(sent)
+    assert operation["security"] == [{"razorpaySignature": []}]
 
 
 def test_a_row_razorpay_never_reported_does_not_set_the_tier(
