@@ -601,6 +601,21 @@ def test_the_documented_webhook_body_is_what_razorpay_sends(client: TestClient) 
     assert operation["security"] == [{"razorpaySignature": []}]
 
 
+@pytest.mark.parametrize("action", ["", "/{id}/cancel", "/{id}/change-plan"])
+def test_a_body_that_is_not_utf8_is_a_documented_400(client: TestClient, action: str) -> None:
+    path = "/api/v1/billing/subscriptions" + action
+    answer = client.post(
+        path.format(id=uuid.uuid4()),
+        content=b"\xff{",
+        headers={"Content-Type": "application/json"},
+    )
+    assert (answer.status_code, answer.json()["error"]["code"]) == (400, "bad_request")
+    documented = client.get("/openapi.json").json()["paths"][path.format(id="{subscription_id}")][
+        "post"
+    ]["responses"]["400"]
+    assert documented["x-error-codes"] == ["bad_request"]
+
+
 def test_a_row_razorpay_never_reported_does_not_set_the_tier(
     client: TestClient, jwks: JwksServer, conn: Conn
 ) -> None:
