@@ -1,12 +1,26 @@
 """The billing feature's provider, as a typed dependency (installed by `api.app`)."""
 
+from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends
 
-from api.billing.razorpay_billing import RazorpayBilling
+from api.billing.errors import billing_failure
+from api.billing.razorpay_billing import RazorpayBilling, RazorpayError
 from api.core.deps import Slot
 
 BILLING = Slot("billing", RazorpayBilling, "Razorpay is not configured")
 
-Billing = Annotated[RazorpayBilling, Depends(BILLING.required)]
+
+def billing(
+    client: Annotated[RazorpayBilling, Depends(BILLING.required)],
+) -> Iterator[RazorpayBilling]:
+    """The Razorpay client; whatever it raises in the route leaves as the envelope's error, so
+    no route can forget to map it."""
+    try:
+        yield client
+    except RazorpayError as error:
+        raise billing_failure(error) from error
+
+
+Billing = Annotated[RazorpayBilling, Depends(billing)]

@@ -1,36 +1,44 @@
 """Razorpay subscriptions through the `razorpay` SDK (creation, fetch, cancellation, plan
 change). The SDK pastes ids into URL paths as they are, so every id is checked against
-Razorpay's shape and URL-quoted before it reaches the SDK."""
+Razorpay's shape and URL-quoted before it reaches the SDK. Failures raise `RazorpayError`;
+the feature decides what the caller sees (`api.billing.errors`)."""
 
 import re
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 from uuid import UUID
 
 import razorpay
 import requests
 
-from api.core.errors import ApiError
-
 TIMEOUT_SECONDS = 10
 # Razorpay needs a bounded count for a subscription; ten years of monthly charges.
 TOTAL_COUNT = 120
 SUBSCRIPTION_ID = re.compile(r"sub_[A-Za-z0-9]{14}")
 
+# Why a call did not give an answer we may act on:
+#   id_invalid        a stored id Razorpay never issues (refused before any call)
+#   not_in_workspace  Razorpay holds the subscription for another workspace (its notes)
+#   refused           Razorpay refused the request (the SDK's BadRequestError)
+#   failed            Razorpay could not be reached, timed out or failed on its side
+Reason = Literal["id_invalid", "not_in_workspace", "refused", "failed"]
+
+
+class RazorpayError(Exception):
+    """`detail` is Razorpay's own description of a refusal; nothing else is quoted (an error
+    from the HTTP stack can name URLs and hosts)."""
+
+    def __init__(self, reason: Reason, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason: Reason = reason
+        self.detail = detail
+
 
 def subscription_path_id(subscription_id: str) -> str:
-    """The id as it may appear in a URL path, or a 409 for an id Razorpay never issues."""
+    """The id as it may appear in a URL path; an id Razorpay never issues is refused."""
     if not SUBSCRIPTION_ID.fullmatch(subscription_id):
-        raise ApiError(
-            409, "subscription_id_invalid", "The stored subscription id is not a Razorpay id"
-        )
+        raise RazorpayError("id_invalid")
     return quote(subscription_id, safe="")
-
-
-def provider_failure(error: Exception) -> ApiError:
-    if isinstance(error, razorpay.errors.BadRequestError):
-        return ApiError(422, "billing_request_refused", f"Razorpay refused the request: {error}")
-    return ApiError(502, "provider_error", "Razorpay could not be reached or failed")
 
 
 class RazorpayBilling:
@@ -41,13 +49,14 @@ class RazorpayBilling:
     def _call(self, action: Any, *args: Any) -> dict[str, Any]:
         try:
             result: dict[str, Any] = action(*args, timeout=TIMEOUT_SECONDS)
+        except razorpay.errors.BadRequestError as error:
+            raise RazorpayError("refused", str(error)) from error
         except (
-            razorpay.errors.BadRequestError,
             razorpay.errors.ServerError,
             razorpay.errors.GatewayError,
             requests.RequestException,
         ) as error:
-            raise provider_failure(error) from error
+            raise RazorpayError("failed") from error
         return result
 
     def create_subscription(self, plan_id: str, workspace_id: str) -> dict[str, Any]:
@@ -64,17 +73,13 @@ class RazorpayBilling:
 
     def fetch_for_workspace(self, subscription_id: str, workspace_id: UUID) -> dict[str, Any]:
         """The subscription as Razorpay holds it, if Razorpay holds it for `workspace_id` (the
-        notes we send on create); else a 409, so a stored id never acts on another's."""
+        notes we send on create); else refused, so a stored id never acts on another's."""
         path_id = subscription_path_id(subscription_id)
         held = self._call(self.client.subscription.fetch, path_id, {})
         notes = held.get("notes")
         owner = notes.get("workspace_id") if isinstance(notes, dict) else None
         if held.get("id") != subscription_id or owner != str(workspace_id):
-            raise ApiError(
-                409,
-                "subscription_not_in_workspace",
-                "Razorpay does not hold this subscription for this workspace",
-            )
+            raise RazorpayError("not_in_workspace")
         return held
 
     def cancel(self, subscription_id: str, at_period_end: bool) -> dict[str, Any]:

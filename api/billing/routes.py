@@ -2,20 +2,22 @@
 move their state (see the billing migrations). The edge asks the database as the user whether
 they may act, talks to Razorpay, and writes what Razorpay answered as the service."""
 
+from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from api.billing.deps import Billing
+from api.billing.errors import joined, razorpay_errors
 from api.billing.razorpay_billing import RazorpayBilling
 from api.core.action_quotas import take_workspace_quota
-from api.core.auth_tokens import VerifiedUser
-from api.core.db import Database
-from api.core.deps import CurrentUser
-from api.core.envelope import ok
+from api.core.deps import ActingUser, ServiceDatabase, UserScope
+from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
+from api.core.openapi import documented
 
 router = APIRouter(prefix="/api/v1/billing", tags=["billing"])
 PaidTier = Literal["solo", "team"]
@@ -31,7 +33,9 @@ class NewSubscription(BaseModel):
 class Cancellation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    at_period_end: bool = True
+    at_period_end: bool = Field(
+        True, description="Cancel when the paid period ends (true) or at once (false)"
+    )
 
 
 class PlanChange(BaseModel):
@@ -40,23 +44,78 @@ class PlanChange(BaseModel):
     tier: PaidTier
 
 
-def billing(request: Request) -> RazorpayBilling:
-    client: RazorpayBilling | None = request.app.state.billing
-    if client is None:
-        raise ApiError(503, "provider_not_configured", "Razorpay is not configured")
-    return client
+class Checkout(BaseModel):
+    """What Razorpay Checkout is opened with to pay for the subscription."""
+
+    key: str = Field(description="The Razorpay key id (public) Checkout is opened with")
+    subscription_id: str = Field(description="Razorpay's id of the subscription (`sub_…`)")
+    short_url: str | None = Field(description="Razorpay's hosted payment page, when it sent one")
+
+
+class CreatedSubscription(BaseModel):
+    id: UUID
+    status: Literal["created"] = Field(
+        description="A new subscription is `created`; Razorpay's webhooks move it on"
+    )
+    tier: PaidTier
+    checkout: Checkout
+
+
+class CancelledSubscription(BaseModel):
+    id: UUID
+    razorpay_status: str | None = Field(
+        description="The subscription's status as Razorpay answered the cancellation: "
+        "`active` until the period ends, `cancelled` when cancelled at once"
+    )
+    at_period_end: bool
+
+
+class ScheduledPlanChange(BaseModel):
+    id: UUID
+    tier: PaidTier
+    scheduled_at_period_end: bool = Field(
+        description="Razorpay has scheduled the change for the end of the paid period"
+    )
+
+
+@dataclass(frozen=True)
+class ManagedSubscription:
+    workspace_id: UUID
+    razorpay_subscription_id: str
+    new_plan_id: str | None
+
+
+def body_example(example: dict[str, Any]) -> dict[str, Any]:
+    """`openapi_extra` that adds an example to the JSON body FastAPI describes."""
+    return {"requestBody": {"content": {"application/json": {"example": example}}}}
+
+
+MANAGERS_ONLY = {403: {"insufficient_role": "This needs the admin role or higher"}}
+NOT_A_MEMBER = {404: {"workspace_not_found": "Workspace not found"}}
+NOT_PURCHASABLE = {422: {"plan_not_purchasable": "The team plan cannot be bought"}}
+RATE_LIMITED = {429: {"rate_limited": "Too many requests: at most 5 per 60 seconds"}}
+MANAGING_ERRORS = joined(
+    MANAGERS_ONLY,
+    NOT_A_MEMBER,
+    {404: {"subscription_not_found": "Subscription not found"}},
+    RATE_LIMITED,
+    razorpay_errors("id_invalid", "not_in_workspace", "refused", "failed"),
+)
+SUBSCRIPTION_ID_EXAMPLE = "0b6f2c8e-3d1a-4e5b-9f7c-2a8d4e6b1c3f"
 
 
 def managed_subscription(
-    request: Request, user: VerifiedUser, subscription_id: UUID, new_tier: str | None = None
-) -> dict[str, Any]:
-    """The subscription, if the user is an owner or admin of its workspace, with the Razorpay
-    plan id of `new_tier` when one is asked for. Razorpay is not called yet."""
-    database: Database = request.app.state.database
-    with database.as_user(user.claims) as conn:
+    acting: UserScope,
+    client: RazorpayBilling,
+    subscription_id: UUID,
+    new_tier: PaidTier | None = None,
+) -> ManagedSubscription:
+    """The subscription, if the user is an owner or admin of its workspace and Razorpay holds
+    it for that workspace, with the Razorpay plan id of `new_tier` when one is asked for. The
+    billing limit is spent before Razorpay is called."""
+    with acting.connection() as conn:
         row = conn.execute(
-            "select id, workspace_id, razorpay_subscription_id, status from public.subscriptions"
-            " where id = %s",
+            "select workspace_id, razorpay_subscription_id from public.subscriptions where id = %s",
             (subscription_id,),
         ).fetchone()
         if row is None:
@@ -68,16 +127,49 @@ def managed_subscription(
             if new_tier
             else None
         )
-    return {**row, "new_plan_id": plan["id"] if plan else None}
+    client.fetch_for_workspace(row["razorpay_subscription_id"], row["workspace_id"])
+    return ManagedSubscription(
+        row["workspace_id"], row["razorpay_subscription_id"], plan["id"] if plan else None
+    )
 
 
-@router.post("/subscriptions", status_code=201)
+@router.post(
+    "/subscriptions",
+    status_code=201,
+    response_model=Envelope[CreatedSubscription],
+    summary="Start a paid subscription for a workspace",
+    responses=documented(
+        {
+            "id": SUBSCRIPTION_ID_EXAMPLE,
+            "status": "created",
+            "tier": "solo",
+            "checkout": {
+                "key": "rzp_live_ILgsfZCZoFIKMb",
+                "subscription_id": "sub_00A00000000001",
+                "short_url": "https://rzp.io/i/z3b1R61A9",
+            },
+        },
+        status=201,
+        errors=joined(
+            MANAGERS_ONLY,
+            NOT_A_MEMBER,
+            {409: {"subscription_exists": "This workspace already has a live subscription"}},
+            NOT_PURCHASABLE,
+            RATE_LIMITED,
+            razorpay_errors("refused", "failed"),
+        ),
+    ),
+    openapi_extra=body_example(
+        {"workspace_id": "3f2a9d4e-8b1c-4e7f-a6d5-0c9b8e7f6a5d", "tier": "solo"}
+    ),
+)
 def create_subscription(
-    body: NewSubscription, request: Request, user: CurrentUser
+    body: NewSubscription, acting: ActingUser, database: ServiceDatabase, client: Billing
 ) -> dict[str, Any]:
-    client = billing(request)
-    database: Database = request.app.state.database
-    with database.as_user(user.claims) as conn:
+    """Owners and admins only, for a workspace without a live subscription. Creates the
+    subscription at Razorpay and answers what Razorpay Checkout needs; the subscription becomes
+    active (and the workspace's tier changes) only when Razorpay's webhooks say so."""
+    with acting.connection() as conn:
         take_workspace_quota(conn, body.workspace_id, "billing")
         prepared = conn.execute(
             "select public.prepare_subscription(%s, %s) as plan_id", (body.workspace_id, body.tier)
@@ -87,62 +179,79 @@ def create_subscription(
     with database.as_service() as conn:
         row = conn.execute(
             "select id, status from private.record_subscription(%s, %s, %s)",
-            (body.workspace_id, user.user_id, Jsonb(created)),
+            (body.workspace_id, acting.user.user_id, Jsonb(created)),
         ).fetchone()
     assert row is not None
     return ok(
-        {
-            "id": str(row["id"]),
-            "status": row["status"],
-            "tier": body.tier,
-            "checkout": {
-                "key": client.key_id,
-                "subscription_id": created["id"],
-                "short_url": created.get("short_url"),
-            },
-        }
+        CreatedSubscription(
+            id=row["id"],
+            status=row["status"],
+            tier=body.tier,
+            checkout=Checkout(
+                key=client.key_id,
+                subscription_id=created["id"],
+                short_url=created.get("short_url"),
+            ),
+        )
     )
 
 
-@router.post("/subscriptions/{subscription_id}/cancel")
+@router.post(
+    "/subscriptions/{subscription_id}/cancel",
+    response_model=Envelope[CancelledSubscription],
+    summary="Cancel a subscription now or at the end of its paid period",
+    responses=documented(
+        {"id": SUBSCRIPTION_ID_EXAMPLE, "razorpay_status": "active", "at_period_end": True},
+        errors=MANAGING_ERRORS,
+    ),
+    openapi_extra=body_example({"at_period_end": True}),
+)
 def cancel_subscription(
-    subscription_id: UUID, body: Cancellation, request: Request, user: CurrentUser
+    subscription_id: UUID,
+    body: Cancellation,
+    acting: ActingUser,
+    database: ServiceDatabase,
+    client: Billing,
 ) -> dict[str, Any]:
-    client = billing(request)
-    subscription = managed_subscription(request, user, subscription_id)
-    client.fetch_for_workspace(
-        subscription["razorpay_subscription_id"], subscription["workspace_id"]
-    )
-    result = client.cancel(subscription["razorpay_subscription_id"], body.at_period_end)
+    """Owners and admins only. Cancelling at the period end keeps the paid tier until Razorpay
+    reports the cancellation when the period ends; cancelling at once ends it when Razorpay's
+    webhook arrives."""
+    subscription = managed_subscription(acting, client, subscription_id)
+    result = client.cancel(subscription.razorpay_subscription_id, body.at_period_end)
     if body.at_period_end:
-        database: Database = request.app.state.database
         with database.as_service() as conn:
             conn.execute("select private.mark_cancel_at_period_end(%s)", (subscription_id,))
     return ok(
-        {
-            "id": str(subscription_id),
-            "razorpay_status": result.get("status"),
-            "at_period_end": body.at_period_end,
-        }
+        CancelledSubscription(
+            id=subscription_id,
+            razorpay_status=result.get("status"),
+            at_period_end=body.at_period_end,
+        )
     )
 
 
-@router.post("/subscriptions/{subscription_id}/change-plan")
+@router.post(
+    "/subscriptions/{subscription_id}/change-plan",
+    response_model=Envelope[ScheduledPlanChange],
+    summary="Move a subscription to another paid tier from its next period",
+    responses=documented(
+        {"id": SUBSCRIPTION_ID_EXAMPLE, "tier": "team", "scheduled_at_period_end": True},
+        errors=joined(MANAGING_ERRORS, NOT_PURCHASABLE),
+    ),
+    openapi_extra=body_example({"tier": "team"}),
+)
 def change_plan(
-    subscription_id: UUID, body: PlanChange, request: Request, user: CurrentUser
+    subscription_id: UUID, body: PlanChange, acting: ActingUser, client: Billing
 ) -> dict[str, Any]:
-    client = billing(request)
-    subscription = managed_subscription(request, user, subscription_id, body.tier)
-    client.fetch_for_workspace(
-        subscription["razorpay_subscription_id"], subscription["workspace_id"]
-    )
-    result = client.change_plan(
-        subscription["razorpay_subscription_id"], subscription["new_plan_id"]
-    )
+    """Owners and admins only. Razorpay schedules the change for the end of the paid period;
+    the workspace's tier follows when Razorpay's webhook reports it."""
+    subscription = managed_subscription(acting, client, subscription_id, body.tier)
+    assert subscription.new_plan_id is not None
+    result = client.change_plan(subscription.razorpay_subscription_id, subscription.new_plan_id)
     return ok(
-        {
-            "id": str(subscription_id),
-            "tier": body.tier,
-            "scheduled_at_period_end": bool(result.get("has_scheduled_changes", True)),
-        }
+        ScheduledPlanChange(
+            id=subscription_id,
+            tier=body.tier,
+            scheduled_at_period_end=bool(result.get("has_scheduled_changes", True)),
+        )
     )

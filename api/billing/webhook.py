@@ -5,45 +5,85 @@ de-duplicated on X-Razorpay-Event-Id, stored, acknowledged at once, then applied
 
 import hashlib
 import hmac
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Security
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, Field
 
+from api.billing.razorpay_event import EVENT_EXAMPLE, EVENT_SCHEMA
 from api.core.db import Database
 from api.core.deps import AppSettings
-from api.core.envelope import ok
+from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
+from api.core.openapi import documented, raw_request_body
 from api.core.signatures import same_signature
-from api.webhooks.body import documented_webhook, parse_json, raw_body
+from api.webhooks.body import parse_json, raw_body
 from api.webhooks.intake import Applier, Intake, sql_applier
 
 router = APIRouter(tags=["webhooks"])
 
+RAZORPAY_SIGNATURE = APIKeyHeader(
+    name="X-Razorpay-Signature",
+    scheme_name="razorpaySignature",
+    description="Hex HMAC-SHA256 of the raw request body, keyed with the webhook's secret "
+    "(`RAZORPAY_WEBHOOK_SECRET`, not the API key secret).",
+    auto_error=False,
+)
+
+
+class WebhookReceipt(BaseModel):
+    outcome: Literal["accepted", "duplicate"] = Field(
+        description="`accepted`: stored, and applied after this answer; `duplicate`: an event "
+        "with this X-Razorpay-Event-Id was stored and applied before"
+    )
+
+
+WEBHOOK_ERRORS = {
+    401: {"signature_invalid": "The webhook signature does not verify"},
+    413: {"payload_too_large": "The webhook body is larger than 1 MiB"},
+    503: {"provider_not_configured": "RAZORPAY_WEBHOOK_SECRET is not set"},
+}
+
 
 @router.post(
     "/api/v1/webhooks/razorpay",
-    openapi_extra=documented_webhook("X-Razorpay-Signature", "X-Razorpay-Event-Id"),
+    response_model=Envelope[WebhookReceipt],
+    summary="Receive a Razorpay webhook event",
+    responses=documented({"outcome": "accepted"}, errors=WEBHOOK_ERRORS),
+    openapi_extra=raw_request_body("application/json", EVENT_SCHEMA, EVENT_EXAMPLE),
 )
 def razorpay_webhook(
-    request: Request,
     background: BackgroundTasks,
     body: Annotated[bytes, Depends(raw_body)],
+    signature: Annotated[str | None, Security(RAZORPAY_SIGNATURE)],
     settings: AppSettings,
     intake: Intake,
+    event_id: Annotated[
+        str,
+        Header(
+            alias="X-Razorpay-Event-Id",
+            description="Razorpay's id of the event, the same on every redelivery (the body "
+            "has none); without it the body's SHA-256 stands in",
+        ),
+    ] = "",
 ) -> dict[str, Any]:
+    """Razorpay calls this for the events the webhook subscribes to (subscriptions and their
+    payments). It is answered at once, before the event is applied, so Razorpay never times out
+    and retries; any 2xx stops Razorpay's retries, and an event applied with a failure is
+    retried by the replay cron."""
     if settings.razorpay_webhook_secret is None:
         raise ApiError(503, "provider_not_configured", "RAZORPAY_WEBHOOK_SECRET is not set")
     secret = settings.razorpay_webhook_secret.get_secret_value().encode()
     expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
-    if not same_signature(expected, request.headers.get("X-Razorpay-Signature", "")):
+    if not same_signature(expected, signature or ""):
         raise ApiError(401, "signature_invalid", "The webhook signature does not verify")
     parse_json(body)
-    event_id = request.headers.get("X-Razorpay-Event-Id") or hashlib.sha256(body).hexdigest()
-    recorded = intake.record("razorpay", event_id, body)
+    recorded = intake.record("razorpay", event_id or hashlib.sha256(body).hexdigest(), body)
     if recorded.duplicate:
-        return ok({"outcome": "duplicate"})
+        return ok(WebhookReceipt(outcome="duplicate"))
     intake.apply_later(background, "razorpay", recorded.event)
-    return ok({"outcome": "accepted"})
+    return ok(WebhookReceipt(outcome="accepted"))
 
 
 def applier(database: Database) -> Applier:

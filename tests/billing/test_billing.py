@@ -17,14 +17,15 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from jsonschema import Draft202012Validator
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from pydantic import SecretStr
 
 from api.app import create_app
-from api.billing.razorpay_billing import RazorpayBilling
+from api.billing.errors import billing_failure
+from api.billing.razorpay_billing import RazorpayBilling, RazorpayError
 from api.core.db import become_service
-from api.core.errors import ApiError
 from api.core.settings import Settings
 from tests.factories.workspaces import (
     User,
@@ -43,6 +44,7 @@ from tests.fakes.razorpay_server import (
     KEY_SECRET,
     RazorpayServer,
     event,
+    new_subscription_id,
     payment_entity,
     serve_razorpay,
     subscription_entity,
@@ -63,20 +65,25 @@ def razorpay_api() -> Iterator[RazorpayServer]:
         yield server
 
 
-@pytest.fixture
-def client(
-    database_url: str, jwks: JwksServer, razorpay_api: RazorpayServer
-) -> Iterator[TestClient]:
+def edge(database_url: str, jwks: JwksServer, razorpay_base_url: str) -> TestClient:
+    """The edge with every billing secret set, calling Razorpay at `razorpay_base_url`."""
     settings = Settings(
         database_url=SecretStr(database_url),
         supabase_url=jwks.base_url,
         razorpay_key_id=KEY_ID,
         razorpay_key_secret=SecretStr(KEY_SECRET),
         razorpay_webhook_secret=SecretStr(WEBHOOK_SECRET),
-        razorpay_base_url=razorpay_api.base_url,
+        razorpay_base_url=razorpay_base_url,
         cron_secret=SecretStr(CRON_SECRET),
     )
-    with TestClient(create_app(settings)) as test_client:
+    return TestClient(create_app(settings))
+
+
+@pytest.fixture
+def client(
+    database_url: str, jwks: JwksServer, razorpay_api: RazorpayServer
+) -> Iterator[TestClient]:
+    with edge(database_url, jwks, razorpay_api.base_url) as test_client:
         yield test_client
 
 
@@ -493,12 +500,9 @@ def test_subscription_ids_have_razorpays_shape_before_they_reach_the_sdk(
             partial(billing.change_plan, forged, "plan_growthbase_team"),
             partial(billing.fetch_for_workspace, forged, owner.workspace_id),
         ):
-            with pytest.raises(ApiError) as refused_call:
+            with pytest.raises(RazorpayError) as refused_call:
                 call()
-            assert (refused_call.value.status, refused_call.value.code) == (
-                409,
-                "subscription_id_invalid",
-            )
+            assert refused_call.value.reason == "id_invalid"
     assert razorpay_api.requests == []
 
 
@@ -527,6 +531,89 @@ def test_cancel_and_change_plan_refuse_a_subscription_razorpay_holds_for_another
         ("GET", f"/v1/subscriptions/{theirs}")
     ] * 2
     assert razorpay_api.subscriptions[theirs]["status"] == "active"
+
+
+def test_razorpay_refusing_a_call_is_a_422_quoting_razorpay(
+    client: TestClient, jwks: JwksServer, razorpay_api: RazorpayServer, conn: Conn
+) -> None:
+    owner = create_user(conn)
+    unknown = legacy_subscription(
+        conn, owner.workspace_id, "sub_" + uuid.uuid4().hex[:14], "active"
+    )
+    answer = client.post(
+        f"/api/v1/billing/subscriptions/{unknown}/cancel",
+        headers=auth(jwks, owner),
+        json={"at_period_end": True},
+    )
+    assert (answer.status_code, answer.json()) == (
+        422,
+        {
+            "data": None,
+            "error": {
+                "code": "billing_request_refused",
+                "message": "Razorpay refused the request: The id provided does not exist",
+                "details": None,
+            },
+        },
+    )
+    assert [method for method, _, _ in razorpay_api.requests] == ["GET"]
+    flagged = one(
+        conn, "select cancel_at_period_end from public.subscriptions where id = %s", (unknown,)
+    )
+    assert flagged == {"cancel_at_period_end": False}
+
+
+def test_an_unreachable_razorpay_is_a_502_and_records_no_subscription(
+    database_url: str, jwks: JwksServer, conn: Conn
+) -> None:
+    owner = create_user(conn)
+    with serve_razorpay() as stopped:
+        pass
+    with edge(database_url, jwks, stopped.base_url) as unreachable:
+        answer = subscribe(unreachable, jwks, owner)
+    assert (answer.status_code, answer.json()["error"]) == (
+        502,
+        {
+            "code": "provider_error",
+            "message": "Razorpay could not be reached or failed",
+            "details": None,
+        },
+    )
+    rows = conn.execute(
+        "select id from public.subscriptions where workspace_id = %s", (owner.workspace_id,)
+    ).fetchall()
+    assert rows == []
+
+
+def test_a_stored_id_razorpay_never_issues_is_a_409() -> None:
+    """Such an id cannot be stored any more (a check constraint), so no request can carry one;
+    the answer is what the edge would give for a row that predates the constraint."""
+    refused = billing_failure(RazorpayError("id_invalid"))
+    assert (refused.status, refused.code) == (409, "subscription_id_invalid")
+
+
+def test_the_documented_webhook_body_is_what_razorpay_sends(client: TestClient) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/api/v1/webhooks/razorpay"]["post"]
+    body = operation["requestBody"]["content"]["application/json"]
+    validator = Draft202012Validator(body["schema"])
+    sent = lifecycle(new_subscription_id())
+    assert [list(validator.iter_errors(event)) for event in sent] == [[]] * len(sent)
+    assert operation["security"] == [{"razorpaySignature": []}]
+
+
+@pytest.mark.parametrize("action", ["", "/{id}/cancel", "/{id}/change-plan"])
+def test_a_body_that_is_not_utf8_is_a_documented_400(client: TestClient, action: str) -> None:
+    path = "/api/v1/billing/subscriptions" + action
+    answer = client.post(
+        path.format(id=uuid.uuid4()),
+        content=b"\xff{",
+        headers={"Content-Type": "application/json"},
+    )
+    assert (answer.status_code, answer.json()["error"]["code"]) == (400, "bad_request")
+    documented = client.get("/openapi.json").json()["paths"][path.format(id="{subscription_id}")][
+        "post"
+    ]["responses"]["400"]
+    assert documented["x-error-codes"] == ["bad_request"]
 
 
 def test_a_row_razorpay_never_reported_does_not_set_the_tier(
