@@ -14,7 +14,7 @@ from api.ai.safe_ai import CALL_FAILURES
 from api.core.deps import ActingUser, UserScope
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
-from api.core.openapi import documented
+from api.core.openapi import documented, json_body_example
 
 router = APIRouter(prefix="/api/v1/ai", tags=["ai"])
 
@@ -294,10 +294,6 @@ CONTENT_EXAMPLE = {
     "outline": ["Why run trails", "What to wear", "Your first route"],
     "body": "Trail running is running where the path is softer and the views are better...",
 }
-
-
-def json_body_example(example: dict[str, Any]) -> dict[str, Any]:
-    return {"requestBody": {"content": {"application/json": {"example": example}}}}
 
 
 @router.post(

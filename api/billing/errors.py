@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from api.billing.razorpay_billing import RazorpayError, Reason
 from api.core.errors import ApiError
+from api.core.openapi import merged_errors
 
 ANSWERS: Mapping[Reason, tuple[int, str, str]] = {
     "id_invalid": (
@@ -33,13 +34,6 @@ def billing_failure(error: RazorpayError) -> ApiError:
 def razorpay_errors(*reasons: Reason) -> dict[int, dict[str, str]]:
     """The documented errors of the Razorpay calls a route makes, and of Razorpay's absence."""
     answers = (ANSWERS[reason] for reason in reasons)
-    return joined(NOT_CONFIGURED, *({status: {code: message}} for status, code, message in answers))
-
-
-def joined(*tables: Mapping[int, Mapping[str, str]]) -> dict[int, dict[str, str]]:
-    """Error tables merged per status, for `documented(errors=...)`."""
-    merged: dict[int, dict[str, str]] = {}
-    for table in tables:
-        for status, codes in table.items():
-            merged.setdefault(status, {}).update(codes)
-    return merged
+    return merged_errors(
+        NOT_CONFIGURED, *({status: {code: message}} for status, code, message in answers)
+    )

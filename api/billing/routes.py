@@ -11,13 +11,13 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.billing.deps import Billing
-from api.billing.errors import joined, razorpay_errors
+from api.billing.errors import razorpay_errors
 from api.billing.razorpay_billing import RazorpayBilling
 from api.core.action_quotas import take_workspace_quota
 from api.core.deps import ActingUser, ServiceDatabase, UserScope
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
-from api.core.openapi import documented
+from api.core.openapi import documented, json_body_example, merged_errors
 
 router = APIRouter(prefix="/api/v1/billing", tags=["billing"])
 PaidTier = Literal["solo", "team"]
@@ -85,16 +85,11 @@ class ManagedSubscription:
     new_plan_id: str | None
 
 
-def body_example(example: dict[str, Any]) -> dict[str, Any]:
-    """`openapi_extra` that adds an example to the JSON body FastAPI describes."""
-    return {"requestBody": {"content": {"application/json": {"example": example}}}}
-
-
 MANAGERS_ONLY = {403: {"insufficient_role": "This needs the admin role or higher"}}
 NOT_A_MEMBER = {404: {"workspace_not_found": "Workspace not found"}}
 NOT_PURCHASABLE = {422: {"plan_not_purchasable": "The team plan cannot be bought"}}
 RATE_LIMITED = {429: {"rate_limited": "Too many requests: at most 5 per 60 seconds"}}
-MANAGING_ERRORS = joined(
+MANAGING_ERRORS = merged_errors(
     MANAGERS_ONLY,
     NOT_A_MEMBER,
     {404: {"subscription_not_found": "Subscription not found"}},
@@ -150,7 +145,7 @@ def managed_subscription(
             },
         },
         status=201,
-        errors=joined(
+        errors=merged_errors(
             MANAGERS_ONLY,
             NOT_A_MEMBER,
             {409: {"subscription_exists": "This workspace already has a live subscription"}},
@@ -159,7 +154,7 @@ def managed_subscription(
             razorpay_errors("refused", "failed"),
         ),
     ),
-    openapi_extra=body_example(
+    openapi_extra=json_body_example(
         {"workspace_id": "3f2a9d4e-8b1c-4e7f-a6d5-0c9b8e7f6a5d", "tier": "solo"}
     ),
 )
@@ -204,7 +199,7 @@ def create_subscription(
         {"id": SUBSCRIPTION_ID_EXAMPLE, "razorpay_status": "active", "at_period_end": True},
         errors=MANAGING_ERRORS,
     ),
-    openapi_extra=body_example({"at_period_end": True}),
+    openapi_extra=json_body_example({"at_period_end": True}),
 )
 def cancel_subscription(
     subscription_id: UUID,
@@ -236,9 +231,9 @@ def cancel_subscription(
     summary="Move a subscription to another paid tier from its next period",
     responses=documented(
         {"id": SUBSCRIPTION_ID_EXAMPLE, "tier": "team", "scheduled_at_period_end": True},
-        errors=joined(MANAGING_ERRORS, NOT_PURCHASABLE),
+        errors=merged_errors(MANAGING_ERRORS, NOT_PURCHASABLE),
     ),
-    openapi_extra=body_example({"tier": "team"}),
+    openapi_extra=json_body_example({"tier": "team"}),
 )
 def change_plan(
     subscription_id: UUID, body: PlanChange, acting: ActingUser, client: Billing

@@ -104,6 +104,21 @@ def documented(
     return responses
 
 
+def merged_errors(*tables: Mapping[int, Mapping[str, str]]) -> dict[int, dict[str, str]]:
+    """Error tables of several sources merged per status, for `documented(errors=...)`."""
+    merged: dict[int, dict[str, str]] = {}
+    for table in tables:
+        for status, codes in table.items():
+            merged.setdefault(status, {}).update(codes)
+    return merged
+
+
+def json_body_example(example: Any) -> dict[str, Any]:
+    """`openapi_extra` giving the JSON body FastAPI describes (from the route's model) its
+    example."""
+    return {"requestBody": {"content": {JSON: {"example": example}}}}
+
+
 def raw_request_body(media_type: str, schema: dict[str, Any], example: Any) -> dict[str, Any]:
     """`openapi_extra` for a route that reads its body itself (a signed webhook, a CSV file):
     the body the caller sends, which FastAPI cannot see in the signature."""

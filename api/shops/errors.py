@@ -49,15 +49,6 @@ WEBHOOK_REFUSALS: Mapping[int, Mapping[str, str]] = {
 }
 
 
-def merged(*groups: Mapping[int, Mapping[str, str]]) -> dict[int, dict[str, str]]:
-    """Error codes of several sources, per status, for `documented(errors=...)`."""
-    combined: dict[int, dict[str, str]] = {}
-    for group in groups:
-        for status, codes in group.items():
-            combined.setdefault(status, {}).update(codes)
-    return combined
-
-
 def signature_invalid() -> ApiError:
     """One answer for an unknown project, a missing secret and a bad signature, so a caller
     learns nothing about which projects exist or are connected."""

@@ -15,7 +15,7 @@ from api.core.action_quotas import take_project_quota
 from api.core.db import Database, become_service
 from api.core.deps import ActingUser, AppSettings, ServiceDatabase, UserScope
 from api.core.envelope import Envelope, ok
-from api.core.openapi import JSON, documented
+from api.core.openapi import documented, json_body_example, merged_errors
 from api.core.public_urls import PublicUrls, require_public_urls
 from api.core.secrets_box import SecretBox
 from api.shops.deps import Box
@@ -26,7 +26,6 @@ from api.shops.errors import (
     SEALING_CREDENTIALS,
     SHOPTET_FAILURES,
     UPSERT_RACE,
-    merged,
     shop_failure,
 )
 from api.shops.integration_secrets import NotConnectedError
@@ -46,8 +45,8 @@ NO_PUBLIC_URL = {
         "webhook URL can be given out"
     }
 }
-# FastAPI's own answer to a JSON body that does not parse (core does not declare it yet).
-CONNECT_ERRORS = merged(MEMBERS_WITH_QUOTA, SEALING_CREDENTIALS, NO_PUBLIC_URL)
+
+CONNECT_ERRORS = merged_errors(MEMBERS_WITH_QUOTA, SEALING_CREDENTIALS, NO_PUBLIC_URL)
 
 
 class ShoptetConnection(BaseModel):
@@ -143,11 +142,6 @@ def connected(urls: PublicUrls, project_id: UUID, source: Source) -> dict[str, A
     }
 
 
-def json_body_example(example: dict[str, Any]) -> dict[str, Any]:
-    """`openapi_extra` giving a JSON body model its example."""
-    return {"requestBody": {"content": {JSON: {"example": example}}}}
-
-
 def text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -185,7 +179,7 @@ def connect_shoptet(
     summary="Check the stored Shoptet token against Shoptet",
     responses=documented(
         {"ok": True, "eshop": {"name": "Demo obchod", "url": "https://demo.myshoptet.com/"}},
-        errors=merged(MEMBERS_WITH_QUOTA, OPENING_CREDENTIALS, SHOPTET_FAILURES),
+        errors=merged_errors(MEMBERS_WITH_QUOTA, OPENING_CREDENTIALS, SHOPTET_FAILURES),
     ),
 )
 def test_shoptet(
@@ -216,7 +210,9 @@ def test_shoptet(
     summary="Sync the next pages of changed Shoptet orders and customers",
     responses=documented(
         {"pages": 3, "orders": 120, "customers": 14, "finished": True},
-        errors=merged(MEMBERS_WITH_QUOTA, OPENING_CREDENTIALS, SHOPTET_FAILURES, UPSERT_RACE),
+        errors=merged_errors(
+            MEMBERS_WITH_QUOTA, OPENING_CREDENTIALS, SHOPTET_FAILURES, UPSERT_RACE
+        ),
     ),
 )
 def sync_shoptet(

@@ -23,14 +23,13 @@ from pydantic import BaseModel, Field
 from api.core.deps import ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
-from api.core.openapi import JSON, documented, inline_schema
+from api.core.openapi import JSON, documented, inline_schema, merged_errors
 from api.core.signatures import same_signature
 from api.shops.deps import SECRET_BOX, OptionalBox
 from api.shops.errors import (
     OPENING_CREDENTIALS,
     UPSERT_RACE,
     WEBHOOK_REFUSALS,
-    merged,
     signature_invalid,
 )
 from api.shops.integration_secrets import integration_secrets
@@ -260,7 +259,7 @@ def mapped_order(
     summary="Receive a Shopify or WooCommerce order webhook",
     responses=documented(
         {"outcome": "applied"},
-        errors=merged(WEBHOOK_REFUSALS, OPENING_CREDENTIALS, UPSERT_RACE),
+        errors=merged_errors(WEBHOOK_REFUSALS, OPENING_CREDENTIALS, UPSERT_RACE),
     ),
     openapi_extra=SHOP_WEBHOOK_OPENAPI,
 )

@@ -21,11 +21,11 @@ from api.core.db import Database
 from api.core.deps import ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
-from api.core.openapi import JSON, documented, raw_request_body
+from api.core.openapi import JSON, documented, merged_errors, raw_request_body
 from api.core.secrets_box import SecretBox
 from api.core.signatures import same_signature
 from api.shops.deps import Box
-from api.shops.errors import OPENING_CREDENTIALS, WEBHOOK_REFUSALS, merged, signature_invalid
+from api.shops.errors import OPENING_CREDENTIALS, WEBHOOK_REFUSALS, signature_invalid
 from api.shops.integration_secrets import NoEncryptionKeyError, integration_secrets
 from api.shops.shoptet.client import ShoptetError, check_event_instance
 from api.shops.shoptet.sync import CUSTOMERS, ORDERS, shoptet_client_for
@@ -116,7 +116,7 @@ def applier(database: Database, box: SecretBox | None, api_url: str) -> Applier:
     response_model=Envelope[ShoptetWebhookOutcome],
     summary="Receive a Shoptet webhook",
     responses=documented(
-        {"outcome": "accepted"}, errors=merged(WEBHOOK_REFUSALS, OPENING_CREDENTIALS)
+        {"outcome": "accepted"}, errors=merged_errors(WEBHOOK_REFUSALS, OPENING_CREDENTIALS)
     ),
     openapi_extra=raw_request_body(
         JSON,
