@@ -17,8 +17,9 @@ from api.core.deps import CurrentUser
 from api.core.envelope import ok
 from api.core.errors import ApiError
 from api.core.public_urls import configured_public_urls
+from api.email.errors import api_error
 from api.email.sender import UNSUBSCRIBE_PATH
-from api.email.templates import EmailContent, preview
+from api.email.templates import EmailContent, RenderError, render
 
 router = APIRouter(prefix="/api/v1/email/preview", tags=["email"])
 
@@ -75,5 +76,8 @@ def preview_email(
             content = EmailContent(template["subject"], template["html"], template["text"])
     urls = configured_public_urls(request.app.state.settings)
     placeholder_link = f"{urls.base_url if urls else ''}{UNSUBSCRIBE_PATH}?token=preview"
-    rendered = preview(content, dict(contact), placeholder_link)
+    try:
+        rendered = render(content, dict(contact), placeholder_link)
+    except RenderError as failure:
+        raise api_error(failure) from failure
     return ok({"subject": rendered.subject, "html": rendered.html, "text": rendered.text})

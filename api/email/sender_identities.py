@@ -24,12 +24,10 @@ from api.core.db import Database
 from api.core.deps import CurrentUser
 from api.core.envelope import ok
 from api.core.errors import ApiError
+from api.email.errors import api_error
 from api.email.ses import IdentityState, SesClient, SesError
 
 router = APIRouter(prefix="/api/v1/email/identities", tags=["email"])
-
-# SES's own refusal of the request's content; every other failure is SES's or ours.
-SES_VALIDATION_CODES = frozenset({"BadRequestException"})
 
 SELECT_IDENTITY = (
     "select id, workspace_id, identity, kind, verified, dkim_status, dkim_records,"
@@ -49,17 +47,6 @@ def ses_client(request: Request) -> SesClient:
     if client is None:
         raise ApiError(503, "provider_not_configured", "Amazon SES is not configured")
     return client
-
-
-def api_error(failure: SesError) -> ApiError:
-    if failure.code in SES_VALIDATION_CODES:
-        return ApiError(422, "identity_rejected", f"SES refused the identity: {failure.message}")
-    return ApiError(
-        502,
-        "provider_error",
-        "Amazon SES could not be reached or failed; try again",
-        {"provider_code": failure.code, "retryable": failure.retryable},
-    )
 
 
 def save_state(database: Database, identity_id: UUID, state: IdentityState) -> dict[str, Any]:

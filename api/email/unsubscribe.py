@@ -18,6 +18,7 @@ from api.core.envelope import ok
 from api.core.errors import ApiError
 from api.core.settings import Settings
 from api.email import unsubscribe_tokens
+from api.email.errors import api_error
 
 router = APIRouter(prefix="/api/v1/unsubscribe", tags=["email"])
 
@@ -58,6 +59,13 @@ def link_secret(request: Request) -> str:
     return settings.email_link_secret.get_secret_value()
 
 
+def verified_link(request: Request, token: str) -> unsubscribe_tokens.UnsubscribeClaims:
+    try:
+        return unsubscribe_tokens.verify(link_secret(request), token)
+    except unsubscribe_tokens.LinkError as failure:
+        raise api_error(failure) from failure
+
+
 def wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
@@ -79,7 +87,7 @@ def error_page(error: ApiError) -> Response:
 def unsubscribe_contact(request: Request, token: str) -> str:
     """Verifies the token and unsubscribes its contact; answers `unsubscribed` or
     `already_unsubscribed`, or raises 400 / 410 for a bad link and 404 for an unknown contact."""
-    claims = unsubscribe_tokens.verify(link_secret(request), token)
+    claims = verified_link(request, token)
     database: Database = request.app.state.database
     with database.as_service() as conn:
         row = conn.execute(
@@ -98,7 +106,7 @@ def unsubscribe_contact(request: Request, token: str) -> str:
 def confirmation_page(request: Request, token: str = "") -> Response:
     """Asks for a click; never unsubscribes by itself."""
     try:
-        unsubscribe_tokens.verify(link_secret(request), token)
+        verified_link(request, token)
     except ApiError as error:
         return error_page(error)
     return html_page(

@@ -16,7 +16,8 @@ from api.core.deps import AppSettings
 from api.core.envelope import ok
 from api.core.errors import ApiError
 from api.email.deps import Sns
-from api.email.sns import SnsVerifier
+from api.email.errors import api_error
+from api.email.sns import SnsError, SnsVerifier
 from api.webhooks.body import (
     documented_webhook,
     parse_json,
@@ -90,6 +91,13 @@ def subscribe(sns: SnsVerifier, intake: WebhookIntake, message: dict[str, Any], 
     return "subscription_confirmed"
 
 
+def verify(sns: SnsVerifier, message: dict[str, Any]) -> None:
+    try:
+        sns.verify(message)
+    except SnsError as failure:
+        raise api_error(failure) from failure
+
+
 @router.post("/api/v1/webhooks/ses", openapi_extra=documented_webhook("x-amz-sns-message-type"))
 def ses_webhook(
     request: Request,
@@ -109,7 +117,7 @@ def ses_webhook(
         raise ApiError(
             400, "message_type_mismatch", "x-amz-sns-message-type does not match the message"
         )
-    sns.verify(message)
+    verify(sns, message)
     require_fresh(message, datetime.now(UTC))
     if message_type == "SubscriptionConfirmation":
         return ok({"outcome": subscribe(sns, intake, message, body)})
