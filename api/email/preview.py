@@ -8,23 +8,26 @@ real link's shape (it unsubscribes nobody).
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.core.action_quotas import take_workspace_quota
-from api.core.db import Database
-from api.core.deps import CurrentUser
-from api.core.envelope import ok
+from api.core.deps import ActingUser, AppSettings
+from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
+from api.core.openapi import documented
 from api.core.public_urls import configured_public_urls
+from api.email.errors import api_error
 from api.email.sender import UNSUBSCRIBE_PATH
-from api.email.templates import EmailContent, preview
+from api.email.templates import EmailContent, RenderError, render
 
 router = APIRouter(prefix="/api/v1/email/preview", tags=["email"])
 
 # The same limits as public.email_templates.
 Subject = Annotated[str, Field(min_length=1, max_length=998)]
 Body = Annotated[str, Field(max_length=500_000)]
+CONTACT_ID = "5b7e2f0c-3d1a-4c8e-9f6b-2a4d8c0e1f37"
+TEMPLATE_ID = "c2d9a4e1-7b3f-4e5a-8c6d-0f1e2a3b4c5d"
 
 
 class TemplatePreview(BaseModel):
@@ -47,13 +50,68 @@ class ContentPreview(BaseModel):
     text: Body | None = None
 
 
-@router.post("")
+class RenderedPreview(BaseModel):
+    """The message as the contact would receive it; `text` is null when there is no text
+    part."""
+
+    subject: str
+    html: str
+    text: str | None
+
+
+PREVIEW_EXAMPLE = {
+    "subject": "Jana, your Brno offer",
+    "html": '<p>20% off</p><a href="https://edge.example.com/api/v1/unsubscribe?token=preview">'
+    "Leave</a>",
+    "text": "20% off\n\nUnsubscribe: https://edge.example.com/api/v1/unsubscribe?token=preview\n",
+}
+PREVIEW_ERRORS = {
+    404: {
+        "contact_not_found": "Contact not found",
+        "template_not_found": "Template not found",
+    },
+    422: {
+        "merge_field_missing": "missing merge field: attributes.city",
+        "template_invalid": "template error: unexpected '}'",
+        "template_over_budget": "the template takes more than 100,000 steps",
+        "template_too_large": "a template part may have at most 65,536 characters",
+    },
+    429: {"rate_limited": "Too many requests: at most 120 per 60 seconds"},
+}
+PREVIEW_BODY_EXAMPLES = {
+    "template": {
+        "summary": "A saved template",
+        "value": {"contact_id": CONTACT_ID, "template_id": TEMPLATE_ID},
+    },
+    "content": {
+        "summary": "Content being edited",
+        "value": {
+            "contact_id": CONTACT_ID,
+            "subject": "{{ first_name | default('there') }}, your {{ attributes.city }} offer",
+            "html": '<p>{{ attributes.discount }} off</p><a href="{{ unsubscribe_url }}">Leave</a>',
+            "text": "{{ attributes.discount }} off",
+        },
+    },
+}
+
+
+@router.post(
+    "",
+    response_model=Envelope[RenderedPreview],
+    summary="Render a template or draft content for one contact",
+    responses=documented(PREVIEW_EXAMPLE, errors=PREVIEW_ERRORS),
+    openapi_extra={
+        "requestBody": {"content": {"application/json": {"examples": PREVIEW_BODY_EXAMPLES}}}
+    },
+)
 def preview_email(
-    body: TemplatePreview | ContentPreview, request: Request, user: CurrentUser
+    body: TemplatePreview | ContentPreview, acting: ActingUser, settings: AppSettings
 ) -> dict[str, Any]:
-    """Answers the rendered subject, html and text; a missing merge field is a 422 naming it."""
-    database: Database = request.app.state.database
-    with database.as_user(user.claims, request.method, request.url.path) as conn:
+    """Shows a saved template (`template_id`) or content not yet saved (`subject`, `html`,
+    `text`) as the contact will receive it, with merge fields filled and the unsubscribe link
+    as a placeholder. A merge field the contact lacks is a 422 naming it; each preview spends
+    one request of the workspace's `preview` limit."""
+    with acting.connection() as conn:
         contact = conn.execute(
             "select workspace_id, email, first_name, last_name, phone, attributes"
             " from public.contacts where id = %s",
@@ -73,7 +131,10 @@ def preview_email(
             if template is None:
                 raise ApiError(404, "template_not_found", "Template not found")
             content = EmailContent(template["subject"], template["html"], template["text"])
-    urls = configured_public_urls(request.app.state.settings)
+    urls = configured_public_urls(settings)
     placeholder_link = f"{urls.base_url if urls else ''}{UNSUBSCRIBE_PATH}?token=preview"
-    rendered = preview(content, dict(contact), placeholder_link)
+    try:
+        rendered = render(content, dict(contact), placeholder_link)
+    except RenderError as failure:
+        raise api_error(failure) from failure
     return ok({"subject": rendered.subject, "html": rendered.html, "text": rendered.text})

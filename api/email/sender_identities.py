@@ -12,24 +12,25 @@ SES failures answer:
   credentials); `details.retryable` says whether trying again later may help.
 """
 
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.core.action_quotas import take_workspace_quota
 from api.core.db import Database
-from api.core.deps import CurrentUser
-from api.core.envelope import ok
+from api.core.deps import ActingUser, ServiceDatabase
+from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
-from api.email.ses import IdentityState, SesClient, SesError
+from api.core.openapi import documented
+from api.email.deps import Ses
+from api.email.errors import api_error
+from api.email.ses import IdentityState, SesError
 
 router = APIRouter(prefix="/api/v1/email/identities", tags=["email"])
-
-# SES's own refusal of the request's content; every other failure is SES's or ours.
-SES_VALIDATION_CODES = frozenset({"BadRequestException"})
 
 SELECT_IDENTITY = (
     "select id, workspace_id, identity, kind, verified, dkim_status, dkim_records,"
@@ -44,22 +45,78 @@ class NewSenderIdentity(BaseModel):
     identity: Annotated[str, Field(min_length=4, max_length=320, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
-def ses_client(request: Request) -> SesClient:
-    client: SesClient | None = request.app.state.ses
-    if client is None:
-        raise ApiError(503, "provider_not_configured", "Amazon SES is not configured")
-    return client
+class DkimRecord(BaseModel):
+    """A DNS record the domain's owner publishes so SES can sign its mail (Easy DKIM)."""
+
+    type: Literal["CNAME"]
+    name: str
+    value: str
 
 
-def api_error(failure: SesError) -> ApiError:
-    if failure.code in SES_VALIDATION_CODES:
-        return ApiError(422, "identity_rejected", f"SES refused the identity: {failure.message}")
-    return ApiError(
-        502,
-        "provider_error",
-        "Amazon SES could not be reached or failed; try again",
-        {"provider_code": failure.code, "retryable": failure.retryable},
+class SenderIdentity(BaseModel):
+    id: UUID
+    workspace_id: UUID
+    identity: str = Field(description="The domain or address, lower-cased as stored")
+    kind: Literal["domain", "email_address"]
+    verified: bool = Field(description="Whether SES lets the workspace send from it")
+    dkim_status: str | None = Field(
+        description="SES's DKIM status: PENDING, SUCCESS, FAILED, TEMPORARY_FAILURE or "
+        "NOT_STARTED; null until SES has answered"
     )
+    dkim_records: list[DkimRecord]
+    last_checked_at: datetime | None = Field(description="When SES was last asked; null if never")
+    created_at: datetime
+    updated_at: datetime
+
+
+IDENTITY_EXAMPLE = {
+    "id": "9e4c1b7a-2f3d-4a5e-8b6c-7d0e1f2a3b4c",
+    "workspace_id": "3f2a9d4e-8b1c-4e7f-a6d5-0c9b8e7f6a5d",
+    "identity": "shop.example",
+    "kind": "domain",
+    "verified": False,
+    "dkim_status": "PENDING",
+    "dkim_records": [
+        {
+            "type": "CNAME",
+            "name": f"{token}._domainkey.shop.example",
+            "value": f"{token}.dkim.amazonses.com",
+        }
+        for token in (
+            "ubvmbt5ajtkvxfwkfncsq3yjpo3qitxw",
+            "dhxx5ahyeilffnwkbw4osf4hrcbdm3eh",
+            "4c6bq2mqwrthjbxkjl5oqh7yo2ksrnff",
+        )
+    ],
+    "last_checked_at": "2026-11-23T08:00:02.418Z",
+    "created_at": "2026-11-23T08:00:01.902Z",
+    "updated_at": "2026-11-23T08:00:02.418Z",
+}
+SES_ERRORS = {
+    422: {"identity_rejected": "SES refused the identity: Domain example.com is not allowed"},
+    429: {"rate_limited": "Too many requests: at most 10 per 60 seconds"},
+    502: {"provider_error": "Amazon SES could not be reached or failed; try again"},
+    503: {"provider_not_configured": "Amazon SES is not configured"},
+}
+REGISTER_ERRORS = {
+    **SES_ERRORS,
+    403: {"insufficient_role": "This needs the admin role or higher"},
+    404: {"workspace_not_found": "Workspace not found"},
+    409: {
+        "identity_taken": "Another workspace has registered this sender or its domain",
+        "too_many_unverified_identities": "Verify or remove one of your five unverified "
+        "senders first",
+        "conflict": "That conflicts with an existing record",
+    },
+    422: {
+        **SES_ERRORS[422],
+        "invalid_input": "Not a domain or email address",
+    },
+}
+REFRESH_ERRORS = {
+    **SES_ERRORS,
+    404: {"identity_not_found": "Sender identity not found"},
+}
 
 
 def save_state(database: Database, identity_id: UUID, state: IdentityState) -> dict[str, Any]:
@@ -75,14 +132,32 @@ def save_state(database: Database, identity_id: UUID, state: IdentityState) -> d
     return dict(row)
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    response_model=Envelope[SenderIdentity],
+    summary="Register a sending domain or address and create it in SES",
+    responses=documented(IDENTITY_EXAMPLE, errors=REGISTER_ERRORS, status=201),
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "example": {
+                        "workspace_id": "3f2a9d4e-8b1c-4e7f-a6d5-0c9b8e7f6a5d",
+                        "identity": "shop.example",
+                    }
+                }
+            }
+        }
+    },
+)
 def register_identity(
-    body: NewSenderIdentity, request: Request, user: CurrentUser
+    body: NewSenderIdentity, ses: Ses, acting: ActingUser, database: ServiceDatabase
 ) -> dict[str, Any]:
-    """Admins and owners register an identity; answers it with the DNS records to publish."""
-    ses = ses_client(request)
-    database: Database = request.app.state.database
-    with database.as_user(user.claims, request.method, request.url.path) as conn:
+    """Admins and owners register a domain or address for their workspace; the answer carries
+    the DKIM records to publish in DNS. Registering again is harmless and retries SES after a
+    failure; each call spends one request of the workspace's `sender_identity` limit."""
+    with acting.connection() as conn:
         take_workspace_quota(conn, body.workspace_id, "sender_identity")
         created = conn.execute(
             "select public.register_sender_identity(%s, %s) as id",
@@ -107,12 +182,20 @@ def register_identity(
     return ok(save_state(database, registered["id"], state))
 
 
-@router.post("/{identity_id}/refresh")
-def refresh_identity(identity_id: UUID, request: Request, user: CurrentUser) -> dict[str, Any]:
-    """Any member may ask SES again whether DNS is in place; others get 404."""
-    ses = ses_client(request)
-    database: Database = request.app.state.database
-    with database.as_user(user.claims, request.method, request.url.path) as conn:
+@router.post(
+    "/{identity_id}/refresh",
+    response_model=Envelope[SenderIdentity],
+    summary="Ask SES again whether a sender identity is verified",
+    responses=documented(
+        {**IDENTITY_EXAMPLE, "verified": True, "dkim_status": "SUCCESS"}, errors=REFRESH_ERRORS
+    ),
+)
+def refresh_identity(
+    identity_id: UUID, ses: Ses, acting: ActingUser, database: ServiceDatabase
+) -> dict[str, Any]:
+    """Any member may ask, once the DNS records are published; others get 404. Each call
+    spends one request of the workspace's `sender_identity` limit."""
+    with acting.connection() as conn:
         found = conn.execute(
             "select identity, workspace_id from public.sender_identities where id = %s",
             (identity_id,),

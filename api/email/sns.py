@@ -4,13 +4,15 @@ The signing certificate must come from an SNS host of AWS over https (or from an
 explicit allow-list, for tests); it is fetched with a time and size limit and cached. The
 signature (version 1: SHA1withRSA, version 2: SHA256withRSA) covers the documented fields in
 their documented order, and only listed topics are accepted when a list is configured. A
-subscription is confirmed only through a SubscribeURL on those same origins.
+subscription is confirmed only through a SubscribeURL on those same origins. Refusals raise
+`SnsError`, whose code the feature answers with (see api/email/errors.py).
 """
 
 import base64
 import re
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,8 +21,6 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
-from api.core.errors import ApiError
 
 SNS_HOST = re.compile(r"^sns\.[a-zA-Z0-9\-]{3,}\.amazonaws\.com(\.cn)?$")
 MESSAGE_TYPES = ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation")
@@ -38,8 +38,16 @@ MAX_CERTIFICATE_BYTES = 16 * 1024
 CACHED_CERTIFICATES = 32
 
 
-def refused(code: str, message: str) -> ApiError:
-    return ApiError(401, code, message)
+@dataclass(frozen=True)
+class SnsError(Exception):
+    """Why a message is not trusted: `invalid_input` (not an SNS message), `topic_not_allowed`,
+    `signature_invalid`, `certificate_not_allowed` or `certificate_unavailable`."""
+
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
 
 
 def string_to_sign(message: dict[str, Any]) -> bytes:
@@ -64,27 +72,27 @@ class SnsVerifier:
         self.lock = threading.Lock()
 
     def verify(self, message: dict[str, Any]) -> None:
-        """Raise an ApiError unless `message` is a genuine SNS message for an accepted topic."""
+        """Raise an SnsError unless `message` is a genuine SNS message for an accepted topic."""
         if not all(value is None or isinstance(value, str) for value in message.values()):
-            raise ApiError(422, "invalid_input", "SNS message fields are strings or null")
+            raise SnsError("invalid_input", "SNS message fields are strings or null")
         if message.get("Type") not in MESSAGE_TYPES:
-            raise ApiError(422, "invalid_input", "Not an SNS message")
+            raise SnsError("invalid_input", "Not an SNS message")
         if self.topic_arns and message.get("TopicArn") not in self.topic_arns:
-            raise ApiError(403, "topic_not_allowed", "Messages from this topic are not accepted")
+            raise SnsError("topic_not_allowed", "Messages from this topic are not accepted")
         version = str(message.get("SignatureVersion"))
         if version not in ("1", "2"):
-            raise refused("signature_invalid", "Unsupported SNS signature version")
+            raise SnsError("signature_invalid", "Unsupported SNS signature version")
         algorithm: hashes.HashAlgorithm = hashes.SHA1() if version == "1" else hashes.SHA256()  # noqa: S303 - SNS v1 is SHA1withRSA
         try:
             signature = base64.b64decode(str(message.get("Signature", "")), validate=True)
             data = string_to_sign(message)
         except (ValueError, KeyError) as error:
-            raise refused("signature_invalid", "The SNS message is incomplete") from error
+            raise SnsError("signature_invalid", "The SNS message is incomplete") from error
         key = self.certificate(str(message.get("SigningCertURL", "")))
         try:
             key.verify(signature, data, padding.PKCS1v15(), algorithm)
         except InvalidSignature as error:
-            raise refused("signature_invalid", "The SNS signature does not verify") from error
+            raise SnsError("signature_invalid", "The SNS signature does not verify") from error
 
     def on_sns_origin(self, url: str) -> bool:
         """Whether `url` is on an SNS host of AWS over https (or on an allow-listed origin)."""
@@ -105,7 +113,7 @@ class SnsVerifier:
 
     def certificate(self, url: str) -> rsa.RSAPublicKey:
         if not self.allowed(url):
-            raise refused("certificate_not_allowed", "The signing certificate is not from SNS")
+            raise SnsError("certificate_not_allowed", "The signing certificate is not from SNS")
         with self.lock:
             if url in self.certificates:
                 self.certificates.move_to_end(url)
@@ -117,11 +125,11 @@ class SnsVerifier:
                 raise ValueError("certificate too large")
             key = x509.load_pem_x509_certificate(response.content).public_key()
         except (httpx.HTTPError, ValueError) as error:
-            raise ApiError(
-                503, "certificate_unavailable", "The SNS signing certificate cannot be fetched"
+            raise SnsError(
+                "certificate_unavailable", "The SNS signing certificate cannot be fetched"
             ) from error
         if not isinstance(key, rsa.RSAPublicKey):
-            raise refused("certificate_not_allowed", "The signing certificate is not RSA")
+            raise SnsError("certificate_not_allowed", "The signing certificate is not RSA")
         with self.lock:
             self.certificates[url] = key
             while len(self.certificates) > CACHED_CERTIFICATES:

@@ -56,8 +56,6 @@ from jinja2.utils import Namespace, pass_context, pass_environment, pass_eval_co
 from jinja2.visitor import NodeTransformer
 from markupsafe import Markup
 
-from api.core.errors import ApiError
-
 CONTACT_FIELDS = ("email", "first_name", "last_name", "phone")
 UNSUBSCRIBE_FIELD = "unsubscribe_url"
 # A rendered part, and any single value a template builds, written out as text.
@@ -906,11 +904,3 @@ def render(content: EmailContent, contact: dict[str, Any], unsubscribe_url: str)
     if text is not None and unsubscribe_url not in text:
         text += f"\n\nUnsubscribe: {unsubscribe_url}\n"
     return RenderedEmail(" ".join(subject.split()), html, text)
-
-
-def preview(content: EmailContent, contact: dict[str, Any], unsubscribe_url: str) -> RenderedEmail:
-    """Rendering for a person looking at it: problems are a 422 naming the field."""
-    try:
-        return render(content, contact, unsubscribe_url)
-    except RenderError as error:
-        raise ApiError(422, error.code, str(error)) from error

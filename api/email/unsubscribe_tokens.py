@@ -1,5 +1,6 @@
 """Signed unsubscribe links: bound to one contact of one workspace (and the recipient row the
-link was mailed in), valid for a bounded time, verifiable without any stored state."""
+link was mailed in), valid for a bounded time, verifiable without any stored state. A link that
+does not verify raises `LinkError` (`link_invalid` or `link_expired`)."""
 
 import time
 from dataclasses import dataclass
@@ -7,10 +8,19 @@ from uuid import UUID
 
 import jwt
 
-from api.core.errors import ApiError
-
 ALGORITHM = "HS256"
 AUDIENCE = "growthbase:unsubscribe"
+
+
+@dataclass(frozen=True)
+class LinkError(Exception):
+    """A link that does not verify: `link_invalid` or `link_expired`."""
+
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,6 @@ def verify(secret: str, token: str) -> UnsubscribeClaims:
             recipient_id=UUID(claims["rid"]) if claims.get("rid") else None,
         )
     except jwt.ExpiredSignatureError as error:
-        raise ApiError(410, "link_expired", "This unsubscribe link has expired") from error
+        raise LinkError("link_expired", "This unsubscribe link has expired") from error
     except (jwt.InvalidTokenError, ValueError) as error:
-        raise ApiError(400, "link_invalid", "This unsubscribe link is not valid") from error
+        raise LinkError("link_invalid", "This unsubscribe link is not valid") from error

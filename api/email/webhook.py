@@ -6,23 +6,22 @@ and only when that URL is on SNS's own hosts."""
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import httpx
-from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Header
+from pydantic import BaseModel, Field
 
 from api.core.db import Database
 from api.core.deps import AppSettings
-from api.core.envelope import ok
+from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
+from api.core.openapi import documented
 from api.email.deps import Sns
-from api.email.sns import SnsVerifier
-from api.webhooks.body import (
-    documented_webhook,
-    parse_json,
-    raw_body,
-    refuse_nul_in_embedded_json,
-)
+from api.email.errors import api_error
+from api.email.sns import SnsError, SnsVerifier
+from api.email.webhook_body import request_body
+from api.webhooks.body import parse_json, raw_body, refuse_nul_in_embedded_json
 from api.webhooks.intake import Applier, Intake, StoredEvent, WebhookIntake, sql_applier
 
 router = APIRouter(tags=["webhooks"])
@@ -35,6 +34,46 @@ log = logging.getLogger("growthbase.webhooks.ses")
 MAX_MESSAGE_AGE = timedelta(hours=1, minutes=5)
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 CONFIRM_TIMEOUT_SECONDS = 5.0
+
+MessageType = Literal["Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation"]
+SnsMessageType = Annotated[
+    MessageType | None,
+    Header(
+        alias="x-amz-sns-message-type",
+        description="The message's type as SNS sends it beside the body; it must equal the "
+        "signed `Type` in the body (else `400 message_type_mismatch`). Not a credential: SNS "
+        "signs inside the body.",
+    ),
+]
+
+
+class SnsOutcome(BaseModel):
+    outcome: Literal["accepted", "duplicate", "unsubscribed", "subscription_confirmed"] = Field(
+        description="`accepted`: stored, applied right after the answer (or by the replay "
+        "cron); `duplicate`: SNS retried a message already applied; `unsubscribed`: the topic "
+        "no longer sends here; `subscription_confirmed`: the topic now sends here"
+    )
+
+
+WEBHOOK_ERRORS = {
+    400: {"message_type_mismatch": "x-amz-sns-message-type does not match the message"},
+    401: {
+        "signature_invalid": "The SNS signature does not verify",
+        "signature_stale": "The SNS message is too old or from the future",
+        "certificate_not_allowed": "The signing certificate is not from SNS",
+    },
+    403: {
+        "topic_not_allowed": "Messages from this topic are not accepted",
+        "subscribe_url_not_allowed": "The SubscribeURL is not on an SNS host",
+    },
+    413: {"payload_too_large": "The webhook body is larger than 1 MiB"},
+    422: {"invalid_input": "The SNS message has no MessageId"},
+    502: {"subscription_not_confirmed": "SNS did not accept the confirmation; retry later"},
+    503: {
+        "provider_not_configured": "SNS_TOPIC_ARNS is not set",
+        "certificate_unavailable": "The SNS signing certificate cannot be fetched",
+    },
+}
 
 
 def parse_message(body: bytes) -> dict[str, Any]:
@@ -90,26 +129,46 @@ def subscribe(sns: SnsVerifier, intake: WebhookIntake, message: dict[str, Any], 
     return "subscription_confirmed"
 
 
-@router.post("/api/v1/webhooks/ses", openapi_extra=documented_webhook("x-amz-sns-message-type"))
+def verify(sns: SnsVerifier, message: dict[str, Any]) -> None:
+    try:
+        sns.verify(message)
+    except SnsError as failure:
+        raise api_error(failure) from failure
+
+
+@router.post(
+    "/api/v1/webhooks/ses",
+    response_model=Envelope[SnsOutcome],
+    summary="Receive Amazon SES events through an SNS topic",
+    responses=documented({"outcome": "accepted"}, errors=WEBHOOK_ERRORS),
+    openapi_extra=request_body(),
+)
 def ses_webhook(
-    request: Request,
     background: BackgroundTasks,
     body: Annotated[bytes, Depends(raw_body)],
+    message_type: SnsMessageType,
     settings: AppSettings,
     sns: Sns,
     intake: Intake,
 ) -> dict[str, Any]:
+    """Subscribe this URL (HTTPS) to the SNS topic of the SES configuration set's event
+    destination. SNS puts no credential in a header: each message is signed in its body
+    (`Signature`, `SignatureVersion` 1 or 2, `SigningCertURL` on an SNS host), and the edge
+    verifies that signature over the documented fields, accepts only the topics in
+    SNS_TOPIC_ARNS and refuses messages older than SNS's hour of retries. A Notification is
+    stored under its MessageId (SNS's retries reuse it), acknowledged at once and applied to
+    the send ledger and the suppression list; a SubscriptionConfirmation is confirmed by
+    fetching its SubscribeURL."""
     if not settings.sns_topic_arns:
         # Anyone can publish validly signed messages from a topic of their own: without a list
         # of our topics a signature proves nothing about the sender.
         raise ApiError(503, "provider_not_configured", "SNS_TOPIC_ARNS is not set")
     message = parse_message(body)
-    message_type = request.headers.get("x-amz-sns-message-type")
     if message_type != message.get("Type"):
         raise ApiError(
             400, "message_type_mismatch", "x-amz-sns-message-type does not match the message"
         )
-    sns.verify(message)
+    verify(sns, message)
     require_fresh(message, datetime.now(UTC))
     if message_type == "SubscriptionConfirmation":
         return ok({"outcome": subscribe(sns, intake, message, body)})

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from api.core.settings import Settings
+from api.email.deps import SES
 from api.email.ses import IdentityState, SesClient, SesError, dkim_records
 from tests.factories.workspaces import User, add_member, create_user
 from tests.fakes.jwks import JwksServer
@@ -219,7 +220,7 @@ def test_ses_refusing_the_identity_is_a_422(
 ) -> None:
     owner = create_user(conn)
     app = create_app(edge_settings(database_url, jwks, ses_endpoint))
-    app.state.ses = RefusingSes()
+    app.dependency_overrides[SES.required] = RefusingSes
     with TestClient(app) as refusing:
         refused = register(refusing, jwks, owner, new_domain(), None)
     assert refused.status_code == 422

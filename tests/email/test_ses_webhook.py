@@ -662,6 +662,21 @@ def test_stale_mislabelled_and_malformed_messages_are_refused(sns: Sns, conn: Co
     assert ledger(conn, reader)["delivered_at"] == minutes(1)
 
 
+def test_a_message_type_sns_does_not_send_is_refused_before_anything_is_read(
+    sns: Sns, conn: Conn
+) -> None:
+    campaign = sent_campaign(conn, 1)
+    reader = campaign.recipients[0]
+    message = sns.notification(delivery(reader, minutes(1)))
+
+    response = sns.post(message, message_type="Announcement")
+
+    assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_input")
+    assert response.json()["error"]["details"][0]["field"] == "header.x-amz-sns-message-type"
+    assert stored(conn, message["MessageId"]) is None
+    assert ledger(conn, reader)["delivered_at"] is None
+
+
 def test_a_signed_event_holding_a_nul_is_refused_not_stored_forever_unapplied(
     sns: Sns, conn: Conn
 ) -> None:

@@ -5,9 +5,10 @@ from typing import Any
 
 import pytest
 
-from api.core.errors import ApiError
-from api.email.sns import SnsVerifier
+from api.email.errors import api_error
+from api.email.sns import SnsError, SnsVerifier
 from tests.fakes import sns_signing
+from tests.fakes.ses_server import free_port
 from tests.fakes.sns_signing import Certificate, SnsHost
 
 certificate = sns_signing.certificate
@@ -49,9 +50,11 @@ def verifier(origin: str) -> SnsVerifier:
 
 
 def refusal(check: SnsVerifier, message: dict[str, Any]) -> tuple[int, str]:
-    with pytest.raises(ApiError) as caught:
+    """The verifier's refusal as the edge answers it."""
+    with pytest.raises(SnsError) as caught:
         check.verify(message)
-    return caught.value.status, caught.value.code
+    answer = api_error(caught.value)
+    return answer.status, answer.code
 
 
 @pytest.mark.parametrize("version", ["1", "2"])
@@ -78,6 +81,17 @@ def test_tampered_and_foreign_messages_are_refused(
     assert refusal(check, other_key) == (401, "signature_invalid")
     assert refusal(check, wrong_version) == (401, "signature_invalid")
     assert refusal(check, {**signed, "TopicArn": TOPIC + "-other"}) == (403, "topic_not_allowed")
+
+
+def test_a_certificate_that_cannot_be_fetched_is_an_outage_and_a_non_message_is_a_422(
+    certificate: Certificate,
+) -> None:
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    check = verifier(unreachable)
+    signed = certificate.sign(notification(f"{unreachable}/cert.pem"), "2")
+    assert refusal(check, signed) == (503, "certificate_unavailable")
+    assert refusal(check, {**signed, "Type": "Announcement"}) == (422, "invalid_input")
+    assert refusal(check, {**signed, "MessageId": ["a", "list"]}) == (422, "invalid_input")
 
 
 @pytest.mark.parametrize(

@@ -210,6 +210,25 @@ def test_expired_links_are_refused_as_json_or_as_a_page(client: TestClient, conn
     assert unsubscribed_at(conn, [reader]) == [None]
 
 
+def test_opening_a_bad_link_is_a_page_for_browsers_and_the_envelope_for_other_clients(
+    client: TestClient, conn: Conn
+) -> None:
+    owner = create_user(conn)
+    reader = add_contacts(conn, owner, 1)[0]
+    expired = link_token(owner, reader, issued_at=time.time() - 31 * DAY)
+
+    forged_json = client.get(UNSUBSCRIBE, params={"token": "not-a-token"})
+    expired_json = client.get(UNSUBSCRIBE, params={"token": expired}, headers={"Accept": "*/*"})
+    expired_page = client.get(UNSUBSCRIBE, params={"token": expired}, headers={"Accept": BROWSER})
+
+    assert error_code(forged_json) == (400, "link_invalid")
+    assert error_code(expired_json) == (410, "link_expired")
+    assert expired_page.status_code == 410
+    assert expired_page.headers["content-type"].startswith("text/html")
+    assert "expired" in expired_page.text
+    assert unsubscribed_at(conn, [reader]) == [None]
+
+
 def test_unsubscribing_twice_is_harmless(client: TestClient, conn: Conn) -> None:
     owner = create_user(conn)
     reader = add_contacts(conn, owner, 1)[0]
