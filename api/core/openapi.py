@@ -14,7 +14,6 @@ from fastapi import FastAPI
 from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, iter_route_contexts
-from pydantic import BaseModel
 
 from api.core.envelope import ErrorEnvelope, failure
 
@@ -130,23 +129,25 @@ def raw_request_body(media_type: str, schema: dict[str, Any], example: Any) -> d
     }
 
 
-def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The model's JSON schema with its `$defs` written in place: a raw body's schema sits
-    inside the OpenAPI document, where `#/$defs/...` would not resolve."""
-    schema = model.model_json_schema()
-    definitions = schema.pop("$defs", {})
+def inline_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema (a pydantic model's or type adapter's) with its `$defs` written in place:
+    a raw body's schema sits inside the OpenAPI document as it is, where `#/$defs/...` would
+    point at nothing."""
+    definitions = schema.get("$defs", {})
 
     def inline(node: Any) -> Any:
         if isinstance(node, dict):
-            reference = node.get("$ref", "")
+            reference = node.get("$ref")
             if isinstance(reference, str) and reference.startswith("#/$defs/"):
-                return inline(definitions[reference.removeprefix("#/$defs/")])
-            return {key: inline(value) for key, value in node.items()}
+                siblings = {key: value for key, value in node.items() if key != "$ref"}
+                return inline({**definitions[reference.removeprefix("#/$defs/")], **siblings})
+            return {key: inline(value) for key, value in node.items() if key != "$defs"}
         if isinstance(node, list):
             return [inline(item) for item in node]
         return node
 
-    return dict(inline(schema))
+    inlined: dict[str, Any] = inline(schema)
+    return inlined
 
 
 def install_contract(app: FastAPI) -> None:

@@ -14,31 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic.alias_generators import to_camel, to_pascal
 
-
-def inlined(schema: dict[str, Any]) -> dict[str, Any]:
-    """The schema with its `$defs` written in place: a raw body's schema goes into the
-    document as it is, where a `#/$defs/...` reference would point at nothing."""
-    definitions = schema.pop("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            reference = node.get("$ref")
-            if isinstance(reference, str) and reference.startswith("#/$defs/"):
-                rest = {key: value for key, value in node.items() if key != "$ref"}
-                return resolve({**definitions[reference.removeprefix("#/$defs/")], **rest})
-            # Titles are pydantic's spelling of the Python names, not AWS's.
-            return {
-                key: resolve(value)
-                for key, value in node.items()
-                if not (key == "title" and isinstance(value, str))
-            }
-        if isinstance(node, list):
-            return [resolve(item) for item in node]
-        return node
-
-    resolved: dict[str, Any] = resolve(schema)
-    return resolved
-
+from api.core.openapi import inline_schema
 
 # SES event records ------------------------------------------------------------------------------
 
@@ -222,7 +198,7 @@ class Notification(SnsShape):
         description="The SES event, as a JSON string",
         json_schema_extra={
             "contentMediaType": "application/json",
-            "contentSchema": inlined(SesEvent.model_json_schema()),
+            "contentSchema": inline_schema(SesEvent.model_json_schema()),
         },
     )
     subject: str | None = None
@@ -248,7 +224,7 @@ class UnsubscribeConfirmation(Confirmation):
     type: Literal["UnsubscribeConfirmation"]
 
 
-SNS_MESSAGE_SCHEMA = inlined(
+SNS_MESSAGE_SCHEMA = inline_schema(
     TypeAdapter(Notification | SubscriptionConfirmation | UnsubscribeConfirmation).json_schema(
         by_alias=True
     )

@@ -177,7 +177,12 @@ SHOP_WEBHOOK_OPENAPI: dict[str, Any] = {
         "are acknowledged and ignored. WooCommerce first pings a new webhook with a form body.",
         "content": {
             JSON: {
-                "schema": {"anyOf": [inline_schema(ShopifyOrder), inline_schema(WooCommerceOrder)]},
+                "schema": {
+                    "anyOf": [
+                        inline_schema(ShopifyOrder.model_json_schema()),
+                        inline_schema(WooCommerceOrder.model_json_schema()),
+                    ]
+                },
                 "examples": {
                     "shopify": {"summary": "Shopify orders/create", "value": SHOPIFY_ORDER_EXAMPLE},
                     "woocommerce": {

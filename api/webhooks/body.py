@@ -22,21 +22,6 @@ async def raw_body(request: Request) -> bytes:
     return body
 
 
-def documented_webhook(*headers: str) -> dict[str, Any]:
-    """OpenAPI for a webhook that reads its raw body itself: a JSON body and the headers it is
-    signed with, so the schema says what providers send (and a fuzz of the schema sends it)."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"type": "object"}}},
-        },
-        "parameters": [
-            {"name": name, "in": "header", "required": False, "schema": {"type": "string"}}
-            for name in headers
-        ],
-    }
-
-
 def parse_json(body: bytes | str, what: str = "The webhook body") -> Any:
     """The body's JSON, parsed with a bounded nesting depth (pydantic-core's parser stops at a
     fixed depth, where `json.loads` recurses until Python's stack runs out). A `\\u0000` in any
