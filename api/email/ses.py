@@ -36,13 +36,18 @@ RETRYABLE_CODES = frozenset(
 )
 
 
-@dataclass(frozen=True)
 class SesError(Exception):
-    code: str
-    message: str
-    retryable: bool
-    # The request reached SES but no answer came back: the message may have been accepted.
-    outcome_unknown: bool = False
+    """A failed SES call: SES's code and words, and whether trying again later may help."""
+
+    def __init__(
+        self, code: str, message: str, retryable: bool, outcome_unknown: bool = False
+    ) -> None:
+        super().__init__(code, message, retryable, outcome_unknown)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        # The request reached SES but no answer came back: the message may have been accepted.
+        self.outcome_unknown = outcome_unknown
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"

@@ -12,7 +12,6 @@ import base64
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,13 +37,14 @@ MAX_CERTIFICATE_BYTES = 16 * 1024
 CACHED_CERTIFICATES = 32
 
 
-@dataclass(frozen=True)
 class SnsError(Exception):
     """Why a message is not trusted: `invalid_input` (not an SNS message), `topic_not_allowed`,
     `signature_invalid`, `certificate_not_allowed` or `certificate_unavailable`."""
 
-    code: str
-    message: str
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"

@@ -12,12 +12,13 @@ ALGORITHM = "HS256"
 AUDIENCE = "growthbase:unsubscribe"
 
 
-@dataclass(frozen=True)
 class LinkError(Exception):
     """A link that does not verify: `link_invalid` or `link_expired`."""
 
-    code: str
-    message: str
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
