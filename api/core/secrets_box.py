@@ -3,7 +3,12 @@ database dump alone never reveals a shop's API token or webhook secret."""
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from api.core.errors import ApiError
+
+class KeyMismatchError(Exception):
+    """A stored secret this key did not seal: INTEGRATIONS_ENCRYPTION_KEY changed since the
+    credentials were stored. The feature that stores them says how to answer."""
+
+    code = "integration_key_mismatch"
 
 
 class SecretBox:
@@ -17,6 +22,4 @@ class SecretBox:
         try:
             return self.fernet.decrypt(sealed.encode()).decode()
         except InvalidToken as error:
-            raise ApiError(
-                503, "integration_key_mismatch", "Stored credentials cannot be decrypted"
-            ) from error
+            raise KeyMismatchError("Stored credentials cannot be decrypted") from error

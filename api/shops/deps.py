@@ -1,13 +1,36 @@
 """The shops feature's credential box, as typed dependencies (installed by `api.app`)."""
 
-from typing import Annotated
+from collections.abc import Iterator
+from typing import Annotated, TypeVar
 
 from fastapi import Depends
 
 from api.core.deps import Slot
-from api.core.secrets_box import SecretBox
+from api.core.secrets_box import KeyMismatchError, SecretBox
+from api.shops.errors import NO_KEY, key_mismatch
 
-SECRET_BOX = Slot("secret_box", SecretBox, "INTEGRATIONS_ENCRYPTION_KEY is not configured")
+SECRET_BOX = Slot("secret_box", SecretBox, NO_KEY)
+T = TypeVar("T")
 
-Box = Annotated[SecretBox, Depends(SECRET_BOX.required)]
-OptionalBox = Annotated[SecretBox | None, Depends(SECRET_BOX.optional)]
+
+def answering_key_mismatch(value: T) -> Iterator[T]:
+    """Hands `value` to the route; a stored credential the box cannot open, anywhere in the
+    route, leaves as the envelope's 503 integration_key_mismatch."""
+    try:
+        yield value
+    except KeyMismatchError as error:
+        raise key_mismatch(error) from error
+
+
+def box(client: Annotated[SecretBox, Depends(SECRET_BOX.required)]) -> Iterator[SecretBox]:
+    yield from answering_key_mismatch(client)
+
+
+def optional_box(
+    client: Annotated[SecretBox | None, Depends(SECRET_BOX.optional)],
+) -> Iterator[SecretBox | None]:
+    yield from answering_key_mismatch(client)
+
+
+Box = Annotated[SecretBox, Depends(box)]
+OptionalBox = Annotated[SecretBox | None, Depends(optional_box)]

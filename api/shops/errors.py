@@ -5,13 +5,15 @@ documents for them so the two cannot drift apart."""
 from collections.abc import Mapping
 
 from api.core.errors import ApiError
-from api.shops.deps import SECRET_BOX
+from api.core.secrets_box import KeyMismatchError
 from api.shops.integration_secrets import NotConnectedError
 from api.shops.shoptet.client import ShoptetError
 
 SIGNATURE_INVALID = "The webhook signature does not verify"
 SHOPTET_TOKEN_INVALID = "Shoptet does not accept the API token; connect again"  # noqa: S105
 NOT_CONNECTED = "Connect Shoptet for this project first"
+NO_KEY = "INTEGRATIONS_ENCRYPTION_KEY is not configured"
+KEY_MISMATCH = "Stored credentials cannot be decrypted"
 
 # What a route that calls Shoptet with the project's stored token can answer.
 SHOPTET_FAILURES: Mapping[int, Mapping[str, str]] = {
@@ -20,12 +22,11 @@ SHOPTET_FAILURES: Mapping[int, Mapping[str, str]] = {
     502: {"shoptet_unavailable": "Shoptet failed: shoptet_unreachable"},
 }
 # What a route that seals credentials for storage can answer, and one that opens stored ones.
-NO_KEY = SECRET_BOX.unconfigured
 SEALING_CREDENTIALS: Mapping[int, Mapping[str, str]] = {503: {"provider_not_configured": NO_KEY}}
 OPENING_CREDENTIALS: Mapping[int, Mapping[str, str]] = {
     503: {
         "provider_not_configured": NO_KEY,
-        "integration_key_mismatch": "Stored credentials cannot be decrypted",
+        "integration_key_mismatch": KEY_MISMATCH,
     },
 }
 # A route for members and above of the project's workspace (private.project_workspace_as).
@@ -53,6 +54,12 @@ def signature_invalid() -> ApiError:
     """One answer for an unknown project, a missing secret and a bad signature, so a caller
     learns nothing about which projects exist or are connected."""
     return ApiError(401, "signature_invalid", SIGNATURE_INVALID)
+
+
+def key_mismatch(error: KeyMismatchError) -> ApiError:
+    """Credentials sealed with another key: ours to fix (restore the key, or have the shop
+    connected again), so a 503 rather than the user's 4xx."""
+    return ApiError(503, error.code, KEY_MISMATCH)
 
 
 def shop_failure(error: ShoptetError | NotConnectedError) -> ApiError:

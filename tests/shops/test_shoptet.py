@@ -17,6 +17,7 @@ from psycopg.rows import DictRow
 from pydantic import SecretStr
 
 from api.app import create_app
+from api.core.secrets_box import KeyMismatchError, SecretBox
 from api.core.settings import Settings
 from api.shops import routes
 from api.shops.shoptet.client import ShoptetClient, ShoptetError
@@ -484,6 +485,26 @@ def test_credentials_the_edge_never_sealed_count_as_none(shop: Shop, conn: Conn)
         (401, "signature_invalid"),
         (409, "integration_not_connected"),
     ]
+
+
+def test_credentials_sealed_with_another_key_are_a_503_key_mismatch(
+    shop: Shop, conn: Conn, database_url: str, jwks: JwksServer, shoptet: ShoptetServer
+) -> None:
+    """INTEGRATIONS_ENCRYPTION_KEY changed since connecting: every route that opens the stored
+    credentials answers 503 integration_key_mismatch (the user cannot fix it; we can)."""
+    settings = shoptet_settings(database_url, jwks, shoptet).model_copy(
+        update={"integrations_encryption_key": SecretStr(Fernet.generate_key().decode())}
+    )
+    with TestClient(create_app(settings)) as rekeyed:
+        moved = Shop(rekeyed, jwks, shop.user, shop.project)
+        created = event("order:create", "2026000001")
+        answers = [moved.post("test"), moved.post("sync"), moved.webhook(created)]
+    assert [(a.status_code, a.json()["error"]["code"]) for a in answers] == [
+        (503, "integration_key_mismatch")
+    ] * 3
+    assert shoptet.requests == []
+    with pytest.raises(KeyMismatchError):
+        SecretBox(Fernet.generate_key().decode()).open(SecretBox(ENCRYPTION_KEY).seal("token"))
 
 
 def test_an_eshop_answer_of_another_shape_is_shown_as_unnamed_not_a_500(
