@@ -82,8 +82,11 @@ def invalid(message: str, details: Any = None) -> ApiError:
 
 
 def parse(body: bytes) -> MakeCallback:
+    """The callback, refused (422) unless the SQL apply could take it: parsed with the webhooks'
+    bounded depth and NUL check before the model checks its fields."""
+    parsed = parse_json(body, "The callback body")
     try:
-        return MakeCallback.model_validate_json(body)
+        return MakeCallback.model_validate(parsed)
     except ValidationError as error:
         fields = [
             {"field": ".".join(str(p) for p in ("body", *e["loc"])), "message": e["msg"]}

@@ -425,6 +425,29 @@ def test_callbacks_signed_with_the_shared_secret(edge: Edge, conn: Conn, owner: 
     assert automation(conn, job)["status"] == "processing"
 
 
+def test_a_signed_callback_holding_nul_is_refused_before_it_is_stored(
+    edge: Edge, conn: Conn, owner: User
+) -> None:
+    """Postgres's jsonb cannot hold \\u0000: stored, such a callback could never be applied and
+    would be retried until dead-lettered."""
+    job = edge.start(owner, make_project(conn, owner)).json()["data"]["id"]
+    body = json.dumps(
+        {"automation_id": job, "status": "completed", "result": {"note": "a\u0000b"}}
+    ).encode()
+    refused = edge.client.post(
+        "/api/v1/webhooks/result",
+        content=body,
+        headers={"Content-Type": "application/json", **signature_headers(SIGNING_SECRET, body)},
+    )
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "invalid_input")
+    assert "NUL" in refused.json()["error"]["message"]
+    stored = conn.execute(
+        "select count(*) from private.webhook_events where body like %s", (f"%{job}%",)
+    ).fetchone()
+    assert stored["count"] == 0
+    assert automation(conn, job)["status"] == "queued"
+
+
 def test_concurrent_drains_never_send_a_job_twice(edge: Edge, conn: Conn, owner: User) -> None:
     edge.make.answer_next(*[Answer(status=500, body="down")] * 6)
     project = make_project(conn, owner)
