@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from api.automations.deps import Make
 from api.automations.make import MakeClient
 from api.core.db import Database
-from api.core.deps import ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import JSON, documented, raw_request_body
@@ -148,7 +147,6 @@ CALLBACK_ERRORS = {
 def make_result(
     body: Annotated[bytes, Depends(raw_body)],
     make: Make,
-    database: ServiceDatabase,
     intake: Intake,
     signature: Annotated[str | None, Security(MAKE_SIGNATURE)],
     token: Annotated[str | None, Security(CALLBACK_TOKEN)],
@@ -176,7 +174,7 @@ def make_result(
     recorded = intake.record("make", event_id or hashlib.sha256(body).hexdigest(), body)
     if recorded.duplicate:
         return ok({"automation_id": str(callback.automation_id), "outcome": "duplicate"})
-    outcome = applier(database)(recorded.event)
+    outcome = intake.apply_now("make", recorded.event)
     if outcome == "unknown_automation":
         raise ApiError(404, "automation_not_found", "No such automation")
     return ok({"automation_id": str(callback.automation_id), "outcome": outcome})

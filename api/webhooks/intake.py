@@ -102,6 +102,15 @@ class WebhookIntake:
         except Exception as error:
             return self.record_failure(provider, event.id, error)
 
+    def apply_now(self, provider: str, event: StoredEvent) -> str:
+        """Applies the event while the request waits (the caller answers with the outcome); a
+        failure is counted like any other apply's, for the replay, then raised to the caller."""
+        try:
+            return self.appliers[provider](event)
+        except Exception as error:
+            self.record_failure(provider, event.id, error)
+            raise
+
     def record_failure(self, provider: str, event_id: UUID, error: Exception) -> str:
         """Counts the failed apply so the event is retried later or dead-lettered; answers the
         outcome the replay reports (`failed:retrying`, `failed:dead_letter`, ...)."""

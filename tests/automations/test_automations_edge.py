@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from api.app import create_app
 from api.core.settings import Settings
 from api.core.signatures import callback_token, signature_headers, verify_signature
+from api.webhooks.intake import INTAKE, StoredEvent
 from tests.factories.workspaces import (
     User,
     acting_as,
@@ -445,6 +446,38 @@ def test_a_signed_callback_holding_nul_is_refused_before_it_is_stored(
         "select count(*) from private.webhook_events where body like %s", (f"%{job}%",)
     ).fetchone()
     assert stored["count"] == 0
+    assert automation(conn, job)["status"] == "queued"
+
+
+def test_a_callback_whose_apply_fails_answers_the_error_and_counts_an_attempt(
+    edge: Edge, conn: Conn, owner: User
+) -> None:
+    """The callback is applied by the intake's registered applier, so a failed apply is
+    recorded like the replay's (the cron tries it again) before Make.com is answered."""
+    job = edge.start(owner, make_project(conn, owner)).json()["data"]["id"]
+    intake = edge.client.app.state.slots[INTAKE.name]  # type: ignore[attr-defined]
+    registered = intake.appliers["make"]
+
+    def timing_out(event: StoredEvent) -> str:
+        raise psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
+
+    intake.register("make", timing_out)
+    try:
+        answer = edge.callback({"automation_id": job, "status": "processing"})
+    finally:
+        intake.register("make", registered)
+    assert (answer.status_code, answer.json()["error"]["code"]) == (503, "database_timeout")
+    event = one(
+        conn,
+        "select status, attempts, last_error from private.webhook_events"
+        " where provider = 'make' and body::jsonb ->> 'automation_id' = %s",
+        (job,),
+    )
+    assert event == {
+        "status": "received",
+        "attempts": 1,
+        "last_error": "psycopg QueryCanceled 57014",
+    }
     assert automation(conn, job)["status"] == "queued"
 
 
