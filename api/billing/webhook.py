@@ -4,7 +4,6 @@ de-duplicated on X-Razorpay-Event-Id, stored, acknowledged at once, then applied
 (private.apply_razorpay_event); anything not applied is replayed by the cron."""
 
 import hashlib
-import hmac
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, Security
@@ -16,8 +15,8 @@ from api.core.db import Database
 from api.core.deps import AppSettings
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
-from api.core.openapi import documented, raw_request_body
-from api.core.signatures import same_signature
+from api.core.openapi import documented, merged_errors, raw_request_body
+from api.core.signatures import WEBHOOK_SIGNATURE_ERRORS, verify_webhook_hmac
 from api.webhooks.body import parse_json, raw_body
 from api.webhooks.intake import Applier, Intake, sql_applier
 
@@ -39,11 +38,13 @@ class WebhookReceipt(BaseModel):
     )
 
 
-WEBHOOK_ERRORS = {
-    401: {"signature_invalid": "The webhook signature does not verify"},
-    413: {"payload_too_large": "The webhook body is larger than 1 MiB"},
-    503: {"provider_not_configured": "RAZORPAY_WEBHOOK_SECRET is not set"},
-}
+WEBHOOK_ERRORS = merged_errors(
+    WEBHOOK_SIGNATURE_ERRORS,
+    {
+        413: {"payload_too_large": "The webhook body is larger than 1 MiB"},
+        503: {"provider_not_configured": "RAZORPAY_WEBHOOK_SECRET is not set"},
+    },
+)
 
 
 @router.post(
@@ -74,10 +75,8 @@ def razorpay_webhook(
     retried by the replay cron."""
     if settings.razorpay_webhook_secret is None:
         raise ApiError(503, "provider_not_configured", "RAZORPAY_WEBHOOK_SECRET is not set")
-    secret = settings.razorpay_webhook_secret.get_secret_value().encode()
-    expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
-    if not same_signature(expected, signature or ""):
-        raise ApiError(401, "signature_invalid", "The webhook signature does not verify")
+    secret = settings.razorpay_webhook_secret.get_secret_value()
+    verify_webhook_hmac(secret, body, signature, digest="sha256", encoding="hex")
     parse_json(body)
     recorded = intake.record("razorpay", event_id or hashlib.sha256(body).hexdigest(), body)
     if recorded.duplicate:

@@ -1,13 +1,17 @@
-"""HMAC-SHA256 signatures for what we send to Make.com and what it sends back.
+"""HMAC signatures: those we exchange with Make.com, and the providers' webhook signatures.
 
-A signature covers `<unix timestamp>.<raw body>`, so neither can be changed or replayed later
-than the tolerance. Each job's callback token is derived from the same secret and the job's
-id, so it authenticates one job only and needs no storage. Comparisons are constant-time.
+Ours cover `<unix timestamp>.<raw body>` (HMAC-SHA256), so neither can be changed or replayed
+later than the tolerance. Each job's callback token is derived from the same secret and the
+job's id, so it authenticates one job only and needs no storage. A provider's webhook signature
+is its HMAC of the raw body keyed with the webhook's secret. Comparisons are constant-time.
 """
 
+import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Mapping
+from typing import Literal
 
 from api.core.errors import ApiError
 
@@ -15,6 +19,11 @@ TIMESTAMP_HEADER = "X-Growthbase-Timestamp"
 SIGNATURE_HEADER = "X-Growthbase-Signature"
 CALLBACK_TOKEN_HEADER = "X-Growthbase-Callback-Token"  # noqa: S105 - a header name
 TOLERANCE_SECONDS = 300
+WEBHOOK_SIGNATURE_INVALID = "The webhook signature does not verify"
+# What a webhook verified with `verify_webhook_hmac` answers to a bad signature.
+WEBHOOK_SIGNATURE_ERRORS: Mapping[int, Mapping[str, str]] = {
+    401: {"signature_invalid": WEBHOOK_SIGNATURE_INVALID}
+}
 
 
 def same_signature(expected: str, sent: str) -> bool:
@@ -59,3 +68,25 @@ def verify_callback_token(secret: str, job_id: str, token: str) -> None:
         raise ApiError(
             401, "callback_token_invalid", "The callback token is not valid for this job"
         )
+
+
+def verify_webhook_hmac(
+    key: str | None,
+    body: bytes,
+    sent: str | None,
+    *,
+    digest: Literal["sha1", "sha256"],
+    encoding: Literal["hex", "base64"],
+) -> None:
+    """Raise 401 `signature_invalid` unless `sent` is the HMAC (`digest`, written in `encoding`;
+    hex in either case) of the raw `body` keyed with `key`. A missing key answers the same as a
+    bad signature, so a caller learns nothing about which accounts are connected."""
+    if not key or not sent:
+        raise ApiError(401, "signature_invalid", WEBHOOK_SIGNATURE_INVALID)
+    mac = hmac.new(key.encode(), body, digest).digest()
+    if encoding == "hex":
+        expected, sent = mac.hex(), sent.lower()
+    else:
+        expected = base64.b64encode(mac).decode()
+    if not same_signature(expected, sent):
+        raise ApiError(401, "signature_invalid", WEBHOOK_SIGNATURE_INVALID)

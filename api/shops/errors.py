@@ -6,10 +6,10 @@ from collections.abc import Mapping
 
 from api.core.errors import ApiError
 from api.core.secrets_box import KeyMismatchError
+from api.core.signatures import WEBHOOK_SIGNATURE_ERRORS
 from api.shops.integration_secrets import NotConnectedError
 from api.shops.shoptet.client import ShoptetError
 
-SIGNATURE_INVALID = "The webhook signature does not verify"
 SHOPTET_TOKEN_INVALID = "Shoptet does not accept the API token; connect again"  # noqa: S105
 NOT_CONNECTED = "Connect Shoptet for this project first"
 NO_KEY = "INTEGRATIONS_ENCRYPTION_KEY is not configured"
@@ -45,15 +45,9 @@ UPSERT_RACE: Mapping[int, Mapping[str, str]] = {
 }
 # A signed webhook's own refusals (raw_body's and the signature's).
 WEBHOOK_REFUSALS: Mapping[int, Mapping[str, str]] = {
-    401: {"signature_invalid": SIGNATURE_INVALID},
+    **WEBHOOK_SIGNATURE_ERRORS,
     413: {"payload_too_large": "The webhook body is larger than 1 MiB"},
 }
-
-
-def signature_invalid() -> ApiError:
-    """One answer for an unknown project, a missing secret and a bad signature, so a caller
-    learns nothing about which projects exist or are connected."""
-    return ApiError(401, "signature_invalid", SIGNATURE_INVALID)
 
 
 def key_mismatch(error: KeyMismatchError) -> ApiError:

@@ -6,9 +6,7 @@ compared in constant time), stored raw under the provider's delivery id, then ma
 order and upserted. A re-delivery is acknowledged and changes nothing.
 """
 
-import base64
 import hashlib
-import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,14 +22,9 @@ from api.core.deps import ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import JSON, documented, inline_schema, merged_errors
-from api.core.signatures import same_signature
+from api.core.signatures import verify_webhook_hmac
 from api.shops.deps import SECRET_BOX, OptionalBox
-from api.shops.errors import (
-    OPENING_CREDENTIALS,
-    UPSERT_RACE,
-    WEBHOOK_REFUSALS,
-    signature_invalid,
-)
+from api.shops.errors import OPENING_CREDENTIALS, UPSERT_RACE, WEBHOOK_REFUSALS
 from api.shops.integration_secrets import integration_secrets
 from api.shops.orders import (
     MalformedOrderError,
@@ -232,14 +225,6 @@ SHOP_WEBHOOK_OPENAPI: dict[str, Any] = {
 }
 
 
-def verify(secret: str | None, body: bytes, sent: str | None) -> None:
-    if secret is None or not sent:
-        raise signature_invalid()
-    expected = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest())
-    if not same_signature(expected.decode(), sent):
-        raise signature_invalid()
-
-
 def mapped_order(
     shop: ShopWebhook, topic: str, payload: dict[str, Any]
 ) -> tuple[dict[str, Any] | None, str]:
@@ -291,7 +276,8 @@ def shop_webhook(
     if box is None:
         raise ApiError(503, "provider_not_configured", SECRET_BOX.unconfigured)
     signature = shopify_signature if source == "shopify" else woocommerce_signature
-    verify(integration_secrets(database, box, project_id, source).webhook_secret, body, signature)
+    secret = integration_secrets(database, box, project_id, source).webhook_secret
+    verify_webhook_hmac(secret, body, signature, digest="sha256", encoding="base64")
     topic = headers.get(shop.topic_header, "")
     delivery = headers.get(shop.delivery_header) or hashlib.sha256(body).hexdigest()
     payload = parse_json(body)

@@ -7,8 +7,6 @@ the order code or customer guid, so applying it fetches the detail from Shoptet;
 after the answer, and events whose apply did not finish are replayed by the cron.
 """
 
-import hashlib
-import hmac
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -23,9 +21,9 @@ from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import JSON, documented, merged_errors, raw_request_body
 from api.core.secrets_box import SecretBox
-from api.core.signatures import same_signature
+from api.core.signatures import verify_webhook_hmac
 from api.shops.deps import Box
-from api.shops.errors import OPENING_CREDENTIALS, WEBHOOK_REFUSALS, signature_invalid
+from api.shops.errors import OPENING_CREDENTIALS, WEBHOOK_REFUSALS
 from api.shops.integration_secrets import NoEncryptionKeyError, integration_secrets
 from api.shops.shoptet.client import ShoptetError, check_event_instance
 from api.shops.shoptet.sync import CUSTOMERS, ORDERS, shoptet_client_for
@@ -145,11 +143,7 @@ def shoptet_webhook(
     after the answer. An eventInstance that is no order code or customer GUID is a 422 and is
     not stored."""
     key = integration_secrets(database, box, project_id, "shoptet").webhook_secret
-    if key is None or signature is None:
-        raise signature_invalid()
-    expected = hmac.new(key.encode(), body, hashlib.sha1).hexdigest()
-    if not same_signature(expected, signature.lower()):
-        raise signature_invalid()
+    verify_webhook_hmac(key, body, signature, digest="sha1", encoding="hex")
     event = parse_json(body)
     if not isinstance(event, dict) or not all(
         isinstance(event.get(field), str) for field in ("event", "eventInstance", "eventCreated")
