@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from pydantic import SecretStr
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 
@@ -22,11 +23,11 @@ from api.ai.groq_ai import GroqChat
 from api.ai.safe_ai import SafeAi
 from api.automations import routes as automations
 from api.automations import webhook as make_webhooks
-from api.automations.deps import MAKE
+from api.automations.deps import MAKE, SCENARIOS
 from api.automations.make import MakeClient
 from api.billing import routes as billing
 from api.billing import webhook as razorpay_webhooks
-from api.billing.deps import BILLING
+from api.billing.deps import BILLING, WEBHOOK_SECRET
 from api.billing.razorpay_billing import RazorpayBilling
 from api.core import health
 from api.core.auth_tokens import TokenVerifier
@@ -40,7 +41,7 @@ from api.core.settings import Settings, get_settings
 from api.email import preview as email_preview
 from api.email import sender_identities, unsubscribe
 from api.email import webhook as ses_webhooks
-from api.email.deps import SES, SNS
+from api.email.deps import LINK_SECRET, SES, SNS
 from api.email.ses import SesClient
 from api.email.sns import SnsVerifier
 from api.imports import routes as imports
@@ -92,6 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     SETTINGS.install(app, settings)
     DATABASE.install(app, database)
     MAKE.install(app, make)
+    for automation_type, scenario in SCENARIOS.items():
+        scenario.install(app, make if settings.make_webhook_url(automation_type) else None)
     AI.install(
         app,
         SafeAi(
@@ -116,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.razorpay_key_id and settings.razorpay_key_secret
         else None,
     )
+    WEBHOOK_SECRET.install(app, secret_value(settings.razorpay_webhook_secret))
     box = (
         SecretBox(settings.integrations_encryption_key.get_secret_value())
         if settings.integrations_encryption_key
@@ -144,8 +148,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         SnsVerifier(
             topic_arns=frozenset(settings.sns_topic_arns),
             extra_certificate_origins=frozenset(settings.sns_certificate_origins),
-        ),
+        )
+        if settings.sns_topic_arns
+        else None,
     )
+    LINK_SECRET.install(app, secret_value(settings.email_link_secret))
     intake = WebhookIntake(database)
     intake.register("shoptet", shoptet_webhooks.applier(database, box, settings.shoptet_api_url))
     intake.register("razorpay", razorpay_webhooks.applier(database))
@@ -195,6 +202,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(unsubscribe.router)
     app.include_router(email_preview.router)
     return app
+
+
+def secret_value(secret: SecretStr | None) -> str | None:
+    """A configured secret's value; None when it is unset or empty."""
+    value = secret.get_secret_value() if secret is not None else ""
+    return value or None
 
 
 async def request_id_middleware(

@@ -10,7 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, BackgroundTasks, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.automations.deps import OptionalMake
+from api.automations.deps import SCENARIOS, AutomationType, MakeScenario
 from api.automations.make import MakeClient
 from api.automations.outbox import drain_make_outbox
 from api.core.db import Database
@@ -24,7 +24,6 @@ from api.core.settings import Settings
 router = APIRouter(prefix="/api/v1/automations", tags=["automations"])
 log = logging.getLogger("growthbase.automations")
 
-AutomationType = Literal["seo_audit", "content_gen", "report"]
 AutomationStatus = Literal["queued", "processing", "completed", "failed"]
 MAX_INPUT_BYTES = 64 * 1024
 DRAIN_AFTER_ENQUEUE = 5
@@ -86,18 +85,6 @@ class Automation(BaseModel):
     finished_at: datetime | None
 
 
-def require_make(
-    make: MakeClient | None, settings: Settings, automation_type: str
-) -> tuple[MakeClient, PublicUrls]:
-    """Checked before anything is charged: Make.com for this type, and PUBLIC_BASE_URL for the
-    callback URL every job carries."""
-    if make is None or settings.make_webhook_url(automation_type) is None:
-        raise ApiError(
-            503, "provider_not_configured", f"Make.com is not configured for {automation_type}"
-        )
-    return make, require_public_urls(settings)
-
-
 def drain_in_background(
     database: Database, make: MakeClient, settings: Settings, urls: PublicUrls
 ) -> None:
@@ -139,7 +126,7 @@ START_ERRORS: dict[int, dict[str, str]] = {
     422: {"input_too_large": "input must be at most 65536 bytes of JSON"},
     429: {"rate_limited": "Too many requests: at most 5 per 60 seconds"},
     503: {
-        "provider_not_configured": "Make.com is not configured for seo_audit",
+        "provider_not_configured": SCENARIOS["seo_audit"].unconfigured,
         "public_base_url_not_configured": "PUBLIC_BASE_URL is not set, so no callback or webhook "
         "URL can be given out",
     },
@@ -180,9 +167,9 @@ def start_automation(
     automation_type: AutomationType,
     body: AutomationRequest,
     acting: ActingUser,
+    make: MakeScenario,
     response: Response,
     background: BackgroundTasks,
-    make: OptionalMake,
     settings: AppSettings,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=128)] = None,
 ) -> dict[str, Any]:
@@ -190,7 +177,7 @@ def start_automation(
     rate limits first), then sends it right away; the cron sends whatever that misses. A retry
     with the same `Idempotency-Key` answers the first automation with 200 and charges nothing.
     Nothing is charged when Make.com or PUBLIC_BASE_URL is not configured."""
-    make, urls = require_make(make, settings, automation_type)
+    urls = require_public_urls(settings)
     with acting.connection() as conn:
         row = conn.execute(
             "select (r.automation).*, r.replayed"

@@ -1,4 +1,5 @@
-"""The billing feature's provider, as a typed dependency (installed by `api.app`)."""
+"""The billing feature's provider and webhook secret, as typed dependencies (installed by
+`api.app`)."""
 
 from collections.abc import Iterator
 from typing import Annotated
@@ -10,6 +11,8 @@ from api.billing.razorpay_billing import RazorpayBilling, RazorpayError
 from api.core.deps import Slot
 
 BILLING = Slot("billing", RazorpayBilling, "Razorpay is not configured")
+# The webhook's own secret, not the API key secret: Razorpay signs webhooks with it.
+WEBHOOK_SECRET = Slot("razorpay_webhook_secret", str, "RAZORPAY_WEBHOOK_SECRET is not set")
 
 
 def billing(
@@ -24,3 +27,4 @@ def billing(
 
 
 Billing = Annotated[RazorpayBilling, Depends(billing)]
+WebhookSecret = Annotated[str, Depends(WEBHOOK_SECRET.required)]

@@ -10,11 +10,10 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Header, Security
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field
 
+from api.billing.deps import WEBHOOK_SECRET, WebhookSecret
 from api.billing.razorpay_event import EVENT_EXAMPLE, EVENT_SCHEMA
 from api.core.db import Database
-from api.core.deps import AppSettings
 from api.core.envelope import Envelope, ok
-from api.core.errors import ApiError
 from api.core.openapi import documented, merged_errors, raw_request_body
 from api.core.signatures import WEBHOOK_SIGNATURE_ERRORS, verify_webhook_hmac
 from api.webhooks.body import parse_json, raw_body
@@ -42,7 +41,7 @@ WEBHOOK_ERRORS = merged_errors(
     WEBHOOK_SIGNATURE_ERRORS,
     {
         413: {"payload_too_large": "The webhook body is larger than 1 MiB"},
-        503: {"provider_not_configured": "RAZORPAY_WEBHOOK_SECRET is not set"},
+        503: {"provider_not_configured": WEBHOOK_SECRET.unconfigured},
     },
 )
 
@@ -57,8 +56,8 @@ WEBHOOK_ERRORS = merged_errors(
 def razorpay_webhook(
     background: BackgroundTasks,
     body: Annotated[bytes, Depends(raw_body)],
+    secret: WebhookSecret,
     signature: Annotated[str | None, Security(RAZORPAY_SIGNATURE)],
-    settings: AppSettings,
     intake: Intake,
     event_id: Annotated[
         str,
@@ -73,9 +72,6 @@ def razorpay_webhook(
     payments). It is answered at once, before the event is applied, so Razorpay never times out
     and retries; any 2xx stops Razorpay's retries, and an event applied with a failure is
     retried by the replay cron."""
-    if settings.razorpay_webhook_secret is None:
-        raise ApiError(503, "provider_not_configured", "RAZORPAY_WEBHOOK_SECRET is not set")
-    secret = settings.razorpay_webhook_secret.get_secret_value()
     verify_webhook_hmac(secret, body, signature, digest="sha256", encoding="hex")
     parse_json(body)
     recorded = intake.record("razorpay", event_id or hashlib.sha256(body).hexdigest(), body)

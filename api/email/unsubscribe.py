@@ -20,12 +20,12 @@ from fastapi.security import APIKeyQuery
 from pydantic import BaseModel
 
 from api.core.db import Database
-from api.core.deps import AppSettings, ServiceDatabase
+from api.core.deps import ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import Responses, documented
-from api.core.settings import Settings
 from api.email import unsubscribe_tokens
+from api.email.deps import LINK_SECRET, LinkSecret
 from api.email.errors import api_error
 
 router = APIRouter(prefix="/api/v1/unsubscribe", tags=["email"])
@@ -75,22 +75,15 @@ CONFIRM_MESSAGE = (
 )
 DONE_TITLE = "You are unsubscribed"
 DONE_MESSAGE = "You will not receive campaign emails from this sender any more."
-NOT_CONFIGURED = "Unsubscribing is not available right now"
 
 
 class UnsubscribeOutcome(BaseModel):
     outcome: Literal["unsubscribed", "already_unsubscribed"]
 
 
-def link_secret(settings: Settings) -> str:
-    if settings.email_link_secret is None:
-        raise ApiError(503, "provider_not_configured", NOT_CONFIGURED)
-    return settings.email_link_secret.get_secret_value()
-
-
-def verified_link(settings: Settings, token: str | None) -> unsubscribe_tokens.UnsubscribeClaims:
+def verified_link(secret: str, token: str | None) -> unsubscribe_tokens.UnsubscribeClaims:
     try:
-        return unsubscribe_tokens.verify(link_secret(settings), token or "")
+        return unsubscribe_tokens.verify(secret, token or "")
     except unsubscribe_tokens.LinkError as failure:
         raise api_error(failure) from failure
 
@@ -119,10 +112,10 @@ def refusal(request: Request, error: ApiError) -> Response:
     return html_page(error.status, error.message, HELP)
 
 
-def unsubscribe_contact(database: Database, settings: Settings, token: str | None) -> str:
+def unsubscribe_contact(database: Database, secret: str, token: str | None) -> str:
     """Verifies the token and unsubscribes its contact; answers `unsubscribed` or
     `already_unsubscribed`, or raises 400 / 410 for a bad link and 404 for an unknown contact."""
-    claims = verified_link(settings, token)
+    claims = verified_link(secret, token)
     with database.as_service() as conn:
         row = conn.execute(
             "select private.unsubscribe_contact(%s, %s, %s) as outcome",
@@ -163,13 +156,15 @@ EXAMPLE_TOKEN = unsubscribe_tokens.issue(
 LINK_ERRORS = {
     400: {"link_invalid": "This unsubscribe link is not valid"},
     410: {"link_expired": "This unsubscribe link has expired"},
-    503: {"provider_not_configured": NOT_CONFIGURED},
 }
 ERROR_PAGES = {
     status: page(next(iter(codes.values())), HELP) for status, codes in LINK_ERRORS.items()
 }
+# The deployment's fault, not the link's: answered before the route runs, as the envelope.
+NOT_CONFIGURED = {503: {"provider_not_configured": LINK_SECRET.unconfigured}}
 UNSUBSCRIBE_ERRORS = {
     **LINK_ERRORS,
+    **NOT_CONFIGURED,
     404: {"contact_not_found": "This unsubscribe link no longer matches a subscriber"},
 }
 
@@ -182,19 +177,19 @@ UNSUBSCRIBE_ERRORS = {
         # The page is HTML for everyone; only a refusal is JSON for clients that are no browser.
         {
             status: answer
-            for status, answer in documented(None, errors=LINK_ERRORS).items()
+            for status, answer in documented(None, errors={**LINK_ERRORS, **NOT_CONFIGURED}).items()
             if status != 200
         },
         {200: page(CONFIRM_TITLE, CONFIRM_MESSAGE, form_token=EXAMPLE_TOKEN), **ERROR_PAGES},
     ),
 )
-def confirmation_page(request: Request, settings: AppSettings, token: LinkToken) -> Response:
+def confirmation_page(request: Request, secret: LinkSecret, token: LinkToken) -> Response:
     """What opening the link in a mail shows: a page with one button that POSTs back to this
     link. It never unsubscribes by itself, because mail scanners and link previews fetch every
     link in a message. A bad link is a page saying so for a browser (an Accept header naming
     text/html) and the error envelope for anyone else."""
     try:
-        verified_link(settings, token)
+        verified_link(secret, token)
     except ApiError as error:
         return refusal(request, error)
     return html_page(200, CONFIRM_TITLE, CONFIRM_MESSAGE, form_token=token)
@@ -214,7 +209,7 @@ def confirmation_page(request: Request, settings: AppSettings, token: LinkToken)
     ),
 )
 def unsubscribe(
-    request: Request, settings: AppSettings, database: ServiceDatabase, token: LinkToken
+    request: Request, secret: LinkSecret, database: ServiceDatabase, token: LinkToken
 ) -> Response | dict[str, Any]:
     """Mailbox providers POST `List-Unsubscribe=One-Click` (form-encoded) here for the
     List-Unsubscribe-Post header, and the confirmation page's button posts the same; the body is
@@ -222,7 +217,7 @@ def unsubscribe(
     deleted and imported later; repeating it answers `already_unsubscribed`. Browsers get an
     HTML page, other clients the envelope."""
     try:
-        outcome = unsubscribe_contact(database, settings, token)
+        outcome = unsubscribe_contact(database, secret, token)
     except ApiError as error:
         return refusal(request, error)
     if wants_html(request):

@@ -13,11 +13,10 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Header
 from pydantic import BaseModel, Field
 
 from api.core.db import Database
-from api.core.deps import AppSettings
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import documented
-from api.email.deps import Sns
+from api.email.deps import SNS, Sns
 from api.email.errors import api_error
 from api.email.sns import SnsError, SnsVerifier
 from api.email.webhook_body import request_body
@@ -70,7 +69,7 @@ WEBHOOK_ERRORS = {
     422: {"invalid_input": "The SNS message has no MessageId"},
     502: {"subscription_not_confirmed": "SNS did not accept the confirmation; retry later"},
     503: {
-        "provider_not_configured": "SNS_TOPIC_ARNS is not set",
+        "provider_not_configured": SNS.unconfigured,
         "certificate_unavailable": "The SNS signing certificate cannot be fetched",
     },
 }
@@ -147,7 +146,6 @@ def ses_webhook(
     background: BackgroundTasks,
     body: Annotated[bytes, Depends(raw_body)],
     message_type: SnsMessageType,
-    settings: AppSettings,
     sns: Sns,
     intake: Intake,
 ) -> dict[str, Any]:
@@ -159,10 +157,6 @@ def ses_webhook(
     stored under its MessageId (SNS's retries reuse it), acknowledged at once and applied to
     the send ledger and the suppression list; a SubscriptionConfirmation is confirmed by
     fetching its SubscribeURL."""
-    if not settings.sns_topic_arns:
-        # Anyone can publish validly signed messages from a topic of their own: without a list
-        # of our topics a signature proves nothing about the sender.
-        raise ApiError(503, "provider_not_configured", "SNS_TOPIC_ARNS is not set")
     message = parse_message(body)
     if message_type != message.get("Type"):
         raise ApiError(

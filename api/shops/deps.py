@@ -26,11 +26,4 @@ def box(client: Annotated[SecretBox, Depends(SECRET_BOX.required)]) -> Iterator[
     yield from answering_key_mismatch(client)
 
 
-def optional_box(
-    client: Annotated[SecretBox | None, Depends(SECRET_BOX.optional)],
-) -> Iterator[SecretBox | None]:
-    yield from answering_key_mismatch(client)
-
-
 Box = Annotated[SecretBox, Depends(box)]
-OptionalBox = Annotated[SecretBox | None, Depends(optional_box)]

@@ -8,7 +8,7 @@ order and upserted. A re-delivery is acknowledged and changes nothing.
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -22,8 +22,9 @@ from api.core.deps import ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import JSON, documented, inline_schema, merged_errors
+from api.core.secrets_box import SecretBox
 from api.core.signatures import verify_webhook_hmac
-from api.shops.deps import SECRET_BOX, OptionalBox
+from api.shops.deps import SECRET_BOX, answering_key_mismatch
 from api.shops.errors import OPENING_CREDENTIALS, UPSERT_RACE, WEBHOOK_REFUSALS
 from api.shops.integration_secrets import integration_secrets
 from api.shops.orders import (
@@ -51,6 +52,7 @@ class ShopWebhook:
     to_order: Callable[[dict[str, Any]], dict[str, Any]]
 
 
+ShopSource = Literal["shopify", "woocommerce"]
 SHOPS = {
     "shopify": ShopWebhook(
         name="Shopify",
@@ -225,6 +227,20 @@ SHOP_WEBHOOK_OPENAPI: dict[str, Any] = {
 }
 
 
+def is_ping(source: ShopSource, body: bytes) -> bool:
+    """WooCommerce pings a new webhook with an unsigned form body."""
+    return source == "woocommerce" and body.startswith(b"webhook_id=")
+
+
+def box_unless_ping(
+    source: ShopSource, body: Annotated[bytes, Depends(raw_body)], request: Request
+) -> Iterator[SecretBox | None]:
+    """The credential box, which every delivery but WooCommerce's ping needs (the ping is
+    acknowledged even where no key is configured); None for the ping."""
+    box = None if is_ping(source, body) else SECRET_BOX.required(request)
+    yield from answering_key_mismatch(box)
+
+
 def mapped_order(
     shop: ShopWebhook, topic: str, payload: dict[str, Any]
 ) -> tuple[dict[str, Any] | None, str]:
@@ -254,14 +270,14 @@ def mapped_order(
     openapi_extra=SHOP_WEBHOOK_OPENAPI,
 )
 def shop_webhook(
-    source: Literal["shopify", "woocommerce"],
+    source: ShopSource,
     project_id: UUID,
     request: Request,
     body: Annotated[bytes, Depends(raw_body)],
     shopify_signature: Annotated[str | None, Security(SHOPIFY_SIGNATURE)],
     woocommerce_signature: Annotated[str | None, Security(WOOCOMMERCE_SIGNATURE)],
     database: ServiceDatabase,
-    box: OptionalBox,
+    box: Annotated[SecretBox | None, Depends(box_unless_ping)],
     intake: Intake,
 ) -> dict[str, Any]:
     """The URL `connect` answered for the project. Verified with the project's webhook secret
@@ -270,11 +286,9 @@ def shop_webhook(
     waits. A signed order whose fields have the wrong type is a 422 and is not stored."""
     shop = SHOPS[source]
     headers = request.headers
-    if source == "woocommerce" and body.startswith(b"webhook_id="):
-        # WooCommerce pings a new webhook with a form body; acknowledging it changes nothing.
-        return ok({"outcome": "ping"})
     if box is None:
-        raise ApiError(503, "provider_not_configured", SECRET_BOX.unconfigured)
+        # WooCommerce's ping (see box_unless_ping): acknowledging it changes nothing.
+        return ok({"outcome": "ping"})
     signature = shopify_signature if source == "shopify" else woocommerce_signature
     secret = integration_secrets(database, box, project_id, source).webhook_secret
     verify_webhook_hmac(secret, body, signature, digest="sha256", encoding="base64")
