@@ -17,7 +17,7 @@ from api.core.db import Database
 from api.core.deps import ActingUser, AppSettings
 from api.core.envelope import Envelope, Page, ok, page
 from api.core.errors import ApiError
-from api.core.openapi import JSON, Responses, documented
+from api.core.openapi import JSON, Responses, documented, json_body_example
 from api.core.public_urls import PublicUrls, require_public_urls
 from api.core.settings import Settings
 
@@ -150,18 +150,12 @@ REPLAYED: Responses = {
         **documented(QUEUED_EXAMPLE, status=201, errors=START_ERRORS),
         **REPLAYED,
     },
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                JSON: {
-                    "example": {
-                        "project_id": "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d",
-                        "input": {"keyword": "running shoes"},
-                    }
-                }
-            }
+    openapi_extra=json_body_example(
+        {
+            "project_id": "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d",
+            "input": {"keyword": "running shoes"},
         }
-    },
+    ),
 )
 def start_automation(
     automation_type: AutomationType,

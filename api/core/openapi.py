@@ -118,6 +118,12 @@ def json_body_example(example: Any) -> dict[str, Any]:
     return {"requestBody": {"content": {JSON: {"example": example}}}}
 
 
+def json_body_examples(examples: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """`openapi_extra` giving a JSON body that takes several shapes one named example
+    (`{"summary", "value"}`) per shape."""
+    return {"requestBody": {"content": {JSON: {"examples": dict(examples)}}}}
+
+
 def raw_request_body(media_type: str, schema: dict[str, Any], example: Any) -> dict[str, Any]:
     """`openapi_extra` for a route that reads its body itself (a signed webhook, a CSV file):
     the body the caller sends, which FastAPI cannot see in the signature."""

@@ -15,7 +15,7 @@ from api.core.action_quotas import take_workspace_quota
 from api.core.deps import ActingUser, AppSettings
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
-from api.core.openapi import documented
+from api.core.openapi import documented, json_body_examples
 from api.core.public_urls import configured_public_urls
 from api.email.errors import api_error
 from api.email.sender import UNSUBSCRIBE_PATH
@@ -100,9 +100,7 @@ PREVIEW_BODY_EXAMPLES = {
     response_model=Envelope[RenderedPreview],
     summary="Render a template or draft content for one contact",
     responses=documented(PREVIEW_EXAMPLE, errors=PREVIEW_ERRORS),
-    openapi_extra={
-        "requestBody": {"content": {"application/json": {"examples": PREVIEW_BODY_EXAMPLES}}}
-    },
+    openapi_extra=json_body_examples(PREVIEW_BODY_EXAMPLES),
 )
 def preview_email(
     body: TemplatePreview | ContentPreview, acting: ActingUser, settings: AppSettings

@@ -25,7 +25,7 @@ from api.core.db import Database
 from api.core.deps import ActingUser, ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
-from api.core.openapi import documented
+from api.core.openapi import documented, json_body_example
 from api.email.deps import Ses
 from api.email.errors import api_error
 from api.email.ses import IdentityState, SesError
@@ -138,18 +138,9 @@ def save_state(database: Database, identity_id: UUID, state: IdentityState) -> d
     response_model=Envelope[SenderIdentity],
     summary="Register a sending domain or address and create it in SES",
     responses=documented(IDENTITY_EXAMPLE, errors=REGISTER_ERRORS, status=201),
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "application/json": {
-                    "example": {
-                        "workspace_id": "3f2a9d4e-8b1c-4e7f-a6d5-0c9b8e7f6a5d",
-                        "identity": "shop.example",
-                    }
-                }
-            }
-        }
-    },
+    openapi_extra=json_body_example(
+        {"workspace_id": "3f2a9d4e-8b1c-4e7f-a6d5-0c9b8e7f6a5d", "identity": "shop.example"}
+    ),
 )
 def register_identity(
     body: NewSenderIdentity, ses: Ses, acting: ActingUser, database: ServiceDatabase

@@ -11,7 +11,7 @@ from api.core.db import Connection
 from api.core.deps import ActingUser
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
-from api.core.openapi import documented
+from api.core.openapi import documented, json_body_example
 
 router = APIRouter(prefix="/api/v1/me", tags=["me"])
 
@@ -131,15 +131,7 @@ def get_me(acting: ActingUser) -> dict[str, Any]:
     response_model=Envelope[Me],
     summary="Update the signed-in user's display name, locale and preferences",
     responses=documented(ME_EXAMPLE, errors=NO_PROFILE),
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "application/json": {
-                    "example": {"display_name": "Ana", "preferences": {"theme": None}}
-                }
-            }
-        }
-    },
+    openapi_extra=json_body_example({"display_name": "Ana", "preferences": {"theme": None}}),
 )
 def put_settings(acting: ActingUser, body: SettingsUpdate) -> dict[str, Any]:
     """Fields sent replace the stored ones; a preference key sent as null goes back to its
