@@ -130,7 +130,6 @@ CALLBACK_ERRORS = {
         "signature_stale": "The signature is too old or from the future",
     },
     404: {"automation_not_found": "No such automation"},
-    413: {"payload_too_large": "The webhook body is larger than 1 MiB"},
     503: {"provider_not_configured": "Make.com is not configured"},
 }
 

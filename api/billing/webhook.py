@@ -38,11 +38,7 @@ class WebhookReceipt(BaseModel):
 
 
 WEBHOOK_ERRORS = merged_errors(
-    WEBHOOK_SIGNATURE_ERRORS,
-    {
-        413: {"payload_too_large": "The webhook body is larger than 1 MiB"},
-        503: {"provider_not_configured": WEBHOOK_SECRET.unconfigured},
-    },
+    WEBHOOK_SIGNATURE_ERRORS, {503: {"provider_not_configured": WEBHOOK_SECRET.unconfigured}}
 )
 
 

@@ -3,14 +3,16 @@ envelope with an example, every error status it can answer with the codes it can
 security scheme it needs, and the headers every answer has.
 
 Routes declare what is theirs with `documented(...)` (their example and their own error codes);
-`install_contract` adds what every operation shares (the request id header, the errors of
-validation, authentication and the database) when the document is built, so no route repeats
+a dependency declares the errors it answers with `@answers(...)`; `install_contract` adds what
+every operation shares (the request id header, the errors of validation, authentication and the
+database) and what its dependencies declared when the document is built, so no route repeats
 them and none can forget them."""
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -18,6 +20,8 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from api.core.envelope import ErrorEnvelope, failure
 
 Responses = dict[int | str, dict[str, Any]]
+ErrorTable = Mapping[int, Mapping[str, str]]
+Dependency = TypeVar("Dependency", bound=Callable[..., Any])
 
 ERROR_REF = "#/components/schemas/ErrorEnvelope"
 JSON = "application/json"
@@ -73,6 +77,20 @@ VALIDATION_EXAMPLE = failure(
         }
     ],
 )
+
+
+def answers(errors: ErrorTable) -> Callable[[Dependency], Dependency]:
+    """Declares the errors a dependency can answer (beside the code that raises them): every
+    operation that depends on it, directly or through another dependency, documents them."""
+
+    def declare(dependency: Dependency) -> Dependency:
+        DECLARED_BY_DEPENDENCIES[dependency] = errors
+        return dependency
+
+    return declare
+
+
+DECLARED_BY_DEPENDENCIES: dict[Callable[..., Any], ErrorTable] = {}
 
 
 def error_examples(codes: Mapping[str, str]) -> dict[str, Any]:
@@ -173,7 +191,7 @@ def install_contract(app: FastAPI) -> None:
                 separate_input_output_schemas=app.separate_input_output_schemas,
             )
             restore_examples(document, app)
-            complete(document, decoded_bodies(app))
+            complete(document, decoded_bodies(app), dependency_errors(app))
             app.openapi_schema = document
         return app.openapi_schema
 
@@ -218,12 +236,40 @@ def decoded_bodies(app: FastAPI) -> set[tuple[str, str]]:
     }
 
 
+def dependency_errors(app: FastAPI) -> dict[tuple[str, str], list[ErrorTable]]:
+    """(path, method) -> the errors the operation's dependencies declared with `answers`."""
+    declared: dict[tuple[str, str], list[ErrorTable]] = {}
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if not isinstance(route, APIRoute):
+            continue
+        tables = [
+            DECLARED_BY_DEPENDENCIES[call]
+            for call in dependency_calls(route.dependant)
+            if call in DECLARED_BY_DEPENDENCIES
+        ]
+        for method in context.methods or ():
+            declared[(str(context.path_format), method.lower())] = tables
+    return declared
+
+
+def dependency_calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
+    for dependency in dependant.dependencies:
+        if dependency.call is not None:
+            yield dependency.call
+        yield from dependency_calls(dependency)
+
+
 def operation_id(route: APIRoute) -> str:
     """Stable ids: the route function's name, which is unique across the edge (a test checks)."""
     return route.name
 
 
-def complete(document: dict[str, Any], decoded: set[tuple[str, str]]) -> None:
+def complete(
+    document: dict[str, Any],
+    decoded: set[tuple[str, str]],
+    declared: Mapping[tuple[str, str], list[ErrorTable]],
+) -> None:
     components = document.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     error_schema = ErrorEnvelope.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -233,12 +279,18 @@ def complete(document: dict[str, Any], decoded: set[tuple[str, str]]) -> None:
     schemas.pop("ValidationError", None)
     for path, path_item in document.get("paths", {}).items():
         for method, operation in path_item.items():
-            complete_operation(operation, decodes_body=(path, method) in decoded)
+            complete_operation(
+                operation,
+                decodes_body=(path, method) in decoded,
+                dependencies=declared.get((path, method), []),
+            )
 
 
-def complete_operation(operation: dict[str, Any], *, decodes_body: bool) -> None:
+def complete_operation(
+    operation: dict[str, Any], *, decodes_body: bool, dependencies: list[ErrorTable]
+) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
-    shared: list[Mapping[int, Mapping[str, str]]] = [EVERY_OPERATION]
+    shared: list[ErrorTable] = [EVERY_OPERATION, *dependencies]
     if operation.get("parameters") or operation.get("requestBody"):
         shared.append(WITH_INPUT)
     if decodes_body:

@@ -65,7 +65,6 @@ WEBHOOK_ERRORS = {
         "topic_not_allowed": "Messages from this topic are not accepted",
         "subscribe_url_not_allowed": "The SubscribeURL is not on an SNS host",
     },
-    413: {"payload_too_large": "The webhook body is larger than 1 MiB"},
     422: {"invalid_input": "The SNS message has no MessageId"},
     502: {"subscription_not_confirmed": "SNS did not accept the confirmation; retry later"},
     503: {

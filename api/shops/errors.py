@@ -6,7 +6,6 @@ from collections.abc import Mapping
 
 from api.core.errors import ApiError
 from api.core.secrets_box import KeyMismatchError
-from api.core.signatures import WEBHOOK_SIGNATURE_ERRORS
 from api.shops.integration_secrets import NotConnectedError
 from api.shops.shoptet.client import ShoptetError
 
@@ -42,11 +41,6 @@ MEMBERS_WITH_QUOTA: Mapping[int, Mapping[str, str]] = {
 # Writing orders and contacts: two deliveries racing for one new contact's email.
 UPSERT_RACE: Mapping[int, Mapping[str, str]] = {
     409: {"conflict": "That conflicts with an existing record"},
-}
-# A signed webhook's own refusals (raw_body's and the signature's).
-WEBHOOK_REFUSALS: Mapping[int, Mapping[str, str]] = {
-    **WEBHOOK_SIGNATURE_ERRORS,
-    413: {"payload_too_large": "The webhook body is larger than 1 MiB"},
 }
 
 

@@ -23,9 +23,9 @@ from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import JSON, documented, inline_schema, merged_errors
 from api.core.secrets_box import SecretBox
-from api.core.signatures import verify_webhook_hmac
+from api.core.signatures import WEBHOOK_SIGNATURE_ERRORS, verify_webhook_hmac
 from api.shops.deps import SECRET_BOX, answering_key_mismatch
-from api.shops.errors import OPENING_CREDENTIALS, UPSERT_RACE, WEBHOOK_REFUSALS
+from api.shops.errors import OPENING_CREDENTIALS, UPSERT_RACE
 from api.shops.integration_secrets import integration_secrets
 from api.shops.orders import (
     MalformedOrderError,
@@ -265,7 +265,7 @@ def mapped_order(
     summary="Receive a Shopify or WooCommerce order webhook",
     responses=documented(
         {"outcome": "applied"},
-        errors=merged_errors(WEBHOOK_REFUSALS, OPENING_CREDENTIALS, UPSERT_RACE),
+        errors=merged_errors(WEBHOOK_SIGNATURE_ERRORS, OPENING_CREDENTIALS, UPSERT_RACE),
     ),
     openapi_extra=SHOP_WEBHOOK_OPENAPI,
 )

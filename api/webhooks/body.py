@@ -6,15 +6,18 @@ import pydantic_core
 from fastapi import Request
 
 from api.core.errors import ApiError
+from api.core.openapi import answers
 
 MAX_BODY_BYTES = 1024 * 1024
+TOO_LARGE = "The webhook body is larger than 1 MiB"
 
 
+@answers({413: {"payload_too_large": TOO_LARGE}})
 async def raw_body(request: Request) -> bytes:
     """The exact bytes signatures are computed over; JSON webhooks must be UTF-8."""
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
-        raise ApiError(413, "payload_too_large", "The webhook body is larger than 1 MiB")
+        raise ApiError(413, "payload_too_large", TOO_LARGE)
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as error:

@@ -21,9 +21,9 @@ from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import JSON, documented, merged_errors, raw_request_body
 from api.core.secrets_box import SecretBox
-from api.core.signatures import verify_webhook_hmac
+from api.core.signatures import WEBHOOK_SIGNATURE_ERRORS, verify_webhook_hmac
 from api.shops.deps import Box
-from api.shops.errors import OPENING_CREDENTIALS, WEBHOOK_REFUSALS
+from api.shops.errors import OPENING_CREDENTIALS
 from api.shops.integration_secrets import NoEncryptionKeyError, integration_secrets
 from api.shops.shoptet.client import ShoptetError, check_event_instance
 from api.shops.shoptet.sync import CUSTOMERS, ORDERS, shoptet_client_for
@@ -114,7 +114,7 @@ def applier(database: Database, box: SecretBox | None, api_url: str) -> Applier:
     response_model=Envelope[ShoptetWebhookOutcome],
     summary="Receive a Shoptet webhook",
     responses=documented(
-        {"outcome": "accepted"}, errors=merged_errors(WEBHOOK_REFUSALS, OPENING_CREDENTIALS)
+        {"outcome": "accepted"}, errors=merged_errors(WEBHOOK_SIGNATURE_ERRORS, OPENING_CREDENTIALS)
     ),
     openapi_extra=raw_request_body(
         JSON,
