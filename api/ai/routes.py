@@ -7,14 +7,21 @@ from uuid import UUID
 from fastapi import APIRouter
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
-from api.ai.deps import Ai
+from api.ai.deps import AI, Ai
 from api.ai.errors import GENERATION_FAILURES, PAGE_REFUSED, api_error
 from api.ai.page_fetch import fetch_page_text
 from api.ai.safe_ai import CALL_FAILURES
 from api.core.deps import ActingUser, UserScope
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
-from api.core.openapi import documented, json_body_example
+from api.core.openapi import (
+    RATE_LIMITED,
+    WORKSPACE_NOT_FOUND,
+    documented,
+    insufficient_role,
+    json_body_example,
+    merged_errors,
+)
 
 router = APIRouter(prefix="/api/v1/ai", tags=["ai"])
 
@@ -214,35 +221,28 @@ def save_variants(acting: UserScope, body: CampaignCopyRequest, copy: CampaignCo
 
 # What any generation can answer: the membership, rate limits and credits the database checks
 # before anything is done, then the provider's and the model's failures (refunded).
-GENERATION_ERRORS: dict[int, dict[str, str]] = {
-    402: {"insufficient_credits": "Not enough credits for this"},
-    403: {"insufficient_role": "This needs the member role or higher"},
-    404: {"workspace_not_found": "Workspace not found"},
-    429: {"rate_limited": "Too many requests: at most 5 per 60 seconds"},
-    502: GENERATION_FAILURES[502],
-    503: {
-        "provider_not_configured": "GROQ_API_KEY is not configured",
-        **GENERATION_FAILURES[503],
-    },
-}
+GENERATION_ERRORS = merged_errors(
+    {402: {"insufficient_credits": "Not enough credits for this"}},
+    insufficient_role("member"),
+    WORKSPACE_NOT_FOUND,
+    RATE_LIMITED,
+    GENERATION_FAILURES,
+    {503: {"provider_not_configured": AI.unconfigured}},
+)
 # Copy saved into a campaign can also meet a campaign that is gone, started, or written to by
 # another request at the same moment.
-CAMPAIGN_COPY_ERRORS: dict[int, dict[str, str]] = {
-    **GENERATION_ERRORS,
-    403: {
-        **GENERATION_ERRORS[403],
-        "forbidden": "You do not have permission to do that",
+CAMPAIGN_COPY_ERRORS = merged_errors(
+    GENERATION_ERRORS,
+    {
+        403: {"forbidden": "You do not have permission to do that"},
+        404: {"campaign_not_found": "Campaign not found in this workspace"},
+        409: {
+            "campaign_not_draft": "Variants can only be added to a draft campaign",
+            "conflict": "That conflicts with an existing record",
+        },
     },
-    404: {
-        **GENERATION_ERRORS[404],
-        "campaign_not_found": "Campaign not found in this workspace",
-    },
-    409: {
-        "campaign_not_draft": "Variants can only be added to a draft campaign",
-        "conflict": "That conflicts with an existing record",
-    },
-    **PAGE_REFUSED,
-}
+    PAGE_REFUSED,
+)
 WORKSPACE_ID = "3f2a9d4e-8b1c-4e7f-a6d5-0c9b8e7f6a5d"
 CAMPAIGN_COPY_REQUEST = {
     "workspace_id": WORKSPACE_ID,

@@ -17,7 +17,15 @@ from api.core.db import Database
 from api.core.deps import ActingUser, AppSettings
 from api.core.envelope import Envelope, Page, ok, page
 from api.core.errors import ApiError
-from api.core.openapi import JSON, Responses, documented, json_body_example
+from api.core.openapi import (
+    JSON,
+    RATE_LIMITED,
+    Responses,
+    documented,
+    insufficient_role,
+    json_body_example,
+    merged_errors,
+)
 from api.core.public_urls import PublicUrls, require_public_urls
 from api.core.settings import Settings
 
@@ -117,20 +125,22 @@ QUEUED_EXAMPLE = {
     "started_at": None,
     "finished_at": None,
 }
-START_ERRORS: dict[int, dict[str, str]] = {
-    402: {"insufficient_credits": "Not enough credits for this"},
-    403: {"insufficient_role": "This needs the member role or higher"},
-    404: {"project_not_found": "Project not found"},
-    409: {"conflict": "That conflicts with an existing record"},
-    # Numbers can take more room in the database's JSON than in the request's.
-    422: {"input_too_large": "input must be at most 65536 bytes of JSON"},
-    429: {"rate_limited": "Too many requests: at most 5 per 60 seconds"},
-    503: {
-        "provider_not_configured": SCENARIOS["seo_audit"].unconfigured,
-        "public_base_url_not_configured": "PUBLIC_BASE_URL is not set, so no callback or webhook "
-        "URL can be given out",
+START_ERRORS = merged_errors(
+    insufficient_role("member"),
+    RATE_LIMITED,
+    {
+        402: {"insufficient_credits": "Not enough credits for this"},
+        404: {"project_not_found": "Project not found"},
+        409: {"conflict": "That conflicts with an existing record"},
+        # Numbers can take more room in the database's JSON than in the request's.
+        422: {"input_too_large": "input must be at most 65536 bytes of JSON"},
+        503: {
+            "provider_not_configured": SCENARIOS["seo_audit"].unconfigured,
+            "public_base_url_not_configured": "PUBLIC_BASE_URL is not set, so no callback or "
+            "webhook URL can be given out",
+        },
     },
-}
+)
 REPLAYED: Responses = {
     200: {
         "description": "A retry with the same `Idempotency-Key`: the first automation, charged "

@@ -17,7 +17,14 @@ from api.core.action_quotas import take_workspace_quota
 from api.core.deps import ActingUser, ServiceDatabase, UserScope
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
-from api.core.openapi import documented, json_body_example, merged_errors
+from api.core.openapi import (
+    RATE_LIMITED,
+    WORKSPACE_NOT_FOUND,
+    documented,
+    insufficient_role,
+    json_body_example,
+    merged_errors,
+)
 
 router = APIRouter(prefix="/api/v1/billing", tags=["billing"])
 PaidTier = Literal["solo", "team"]
@@ -85,13 +92,11 @@ class ManagedSubscription:
     new_plan_id: str | None
 
 
-MANAGERS_ONLY = {403: {"insufficient_role": "This needs the admin role or higher"}}
-NOT_A_MEMBER = {404: {"workspace_not_found": "Workspace not found"}}
+MANAGERS_ONLY = insufficient_role("admin")
 NOT_PURCHASABLE = {422: {"plan_not_purchasable": "The team plan cannot be bought"}}
-RATE_LIMITED = {429: {"rate_limited": "Too many requests: at most 5 per 60 seconds"}}
 MANAGING_ERRORS = merged_errors(
     MANAGERS_ONLY,
-    NOT_A_MEMBER,
+    WORKSPACE_NOT_FOUND,
     {404: {"subscription_not_found": "Subscription not found"}},
     RATE_LIMITED,
     razorpay_errors("id_invalid", "not_in_workspace", "refused", "failed"),
@@ -147,7 +152,7 @@ def managed_subscription(
         status=201,
         errors=merged_errors(
             MANAGERS_ONLY,
-            NOT_A_MEMBER,
+            WORKSPACE_NOT_FOUND,
             {409: {"subscription_exists": "This workspace already has a live subscription"}},
             NOT_PURCHASABLE,
             RATE_LIMITED,

@@ -9,7 +9,7 @@ database) and what its dependencies declared when the document is built, so no r
 them and none can forget them."""
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
@@ -66,6 +66,19 @@ SIGNED_IN: Mapping[int, Mapping[str, str]] = {
     },
     503: {"auth_unavailable": "The signing keys cannot be fetched; try again shortly"},
 }
+# Errors of the core SQL helpers that features call: the workspace role check
+# (private.workspace_role_as, lock_workspace_as and the functions built on them) refuses
+# outsiders with 404 and lower roles with 403; the plan's rate limits (public.take_action_quota,
+# and those enqueue_automation and start_ai_call take) answer 429 with Retry-After.
+WORKSPACE_NOT_FOUND: ErrorTable = {404: {"workspace_not_found": "Workspace not found"}}
+RATE_LIMITED: ErrorTable = {429: {"rate_limited": "Too many requests: at most 5 per 60 seconds"}}
+
+
+def insufficient_role(role: Literal["member", "admin"]) -> ErrorTable:
+    """The role check's 403 for a route that needs `role` or higher."""
+    return {403: {"insufficient_role": f"This needs the {role} role or higher"}}
+
+
 VALIDATION_EXAMPLE = failure(
     "invalid_input",
     "The request is not valid",

@@ -15,7 +15,7 @@ from api.core.action_quotas import take_workspace_quota
 from api.core.deps import ActingUser, AppSettings
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
-from api.core.openapi import documented, json_body_examples
+from api.core.openapi import RATE_LIMITED, documented, json_body_examples
 from api.core.public_urls import configured_public_urls
 from api.email.errors import api_error
 from api.email.sender import UNSUBSCRIBE_PATH
@@ -76,7 +76,7 @@ PREVIEW_ERRORS = {
         "template_over_budget": "the template takes more than 100,000 steps",
         "template_too_large": "a template part may have at most 65,536 characters",
     },
-    429: {"rate_limited": "Too many requests: at most 120 per 60 seconds"},
+    **RATE_LIMITED,
 }
 PREVIEW_BODY_EXAMPLES = {
     "template": {

@@ -25,7 +25,13 @@ from api.core.db import Database
 from api.core.deps import ActingUser, ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
-from api.core.openapi import documented, json_body_example
+from api.core.openapi import (
+    RATE_LIMITED,
+    WORKSPACE_NOT_FOUND,
+    documented,
+    insufficient_role,
+    json_body_example,
+)
 from api.email.deps import Ses
 from api.email.errors import api_error
 from api.email.ses import IdentityState, SesError
@@ -93,15 +99,15 @@ IDENTITY_EXAMPLE = {
     "updated_at": "2026-11-23T08:00:02.418Z",
 }
 SES_ERRORS = {
+    **RATE_LIMITED,
     422: {"identity_rejected": "SES refused the identity: Domain example.com is not allowed"},
-    429: {"rate_limited": "Too many requests: at most 10 per 60 seconds"},
     502: {"provider_error": "Amazon SES could not be reached or failed; try again"},
     503: {"provider_not_configured": "Amazon SES is not configured"},
 }
 REGISTER_ERRORS = {
     **SES_ERRORS,
-    403: {"insufficient_role": "This needs the admin role or higher"},
-    404: {"workspace_not_found": "Workspace not found"},
+    **insufficient_role("admin"),
+    **WORKSPACE_NOT_FOUND,
     409: {
         "identity_taken": "Another workspace has registered this sender or its domain",
         "too_many_unverified_identities": "Verify or remove one of your five unverified "

@@ -5,6 +5,7 @@ documents for them so the two cannot drift apart."""
 from collections.abc import Mapping
 
 from api.core.errors import ApiError
+from api.core.openapi import RATE_LIMITED, insufficient_role, merged_errors
 from api.core.secrets_box import KeyMismatchError
 from api.shops.integration_secrets import NotConnectedError
 from api.shops.shoptet.client import ShoptetError
@@ -29,15 +30,11 @@ OPENING_CREDENTIALS: Mapping[int, Mapping[str, str]] = {
     },
 }
 # A route for members and above of the project's workspace (private.project_workspace_as).
-MEMBERS: Mapping[int, Mapping[str, str]] = {
-    403: {"insufficient_role": "This needs the member role or higher"},
-    404: {"project_not_found": "Project not found"},
-}
+MEMBERS = merged_errors(
+    insufficient_role("member"), {404: {"project_not_found": "Project not found"}}
+)
 # ... that also spends one request of the plan's shop limit (public.take_action_quota).
-MEMBERS_WITH_QUOTA: Mapping[int, Mapping[str, str]] = {
-    **MEMBERS,
-    429: {"rate_limited": "Too many requests: at most 10 per 60 seconds"},
-}
+MEMBERS_WITH_QUOTA = merged_errors(MEMBERS, RATE_LIMITED)
 # Writing orders and contacts: two deliveries racing for one new contact's email.
 UPSERT_RACE: Mapping[int, Mapping[str, str]] = {
     409: {"conflict": "That conflicts with an existing record"},
