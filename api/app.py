@@ -158,6 +158,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     intake.register("razorpay", razorpay_webhooks.applier(database))
     intake.register("ses", ses_webhooks.applier(database))
     intake.register("make", make_webhooks.applier(database))
+    intake.register("shopify", shop_webhooks.applier(database, "shopify"))
+    intake.register("woocommerce", shop_webhooks.applier(database, "woocommerce"))
     INTAKE.install(app, intake)
     tokens = TokenVerifier(
         supabase_url=settings.supabase_url,

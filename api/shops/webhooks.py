@@ -2,8 +2,10 @@
 /api/v1/webhooks/{shopify|woocommerce}/{project_id}.
 
 Each is verified with the project's webhook secret (base64 HMAC-SHA256 of the raw body,
-compared in constant time), stored raw under the provider's delivery id, then mapped onto an
-order and upserted. A re-delivery is acknowledged and changes nothing.
+compared in constant time) and mapped onto an order (a malformed one is refused unstored), then
+stored raw under the provider's delivery id with its topic, acknowledged, and upserted after the
+answer; an order whose upsert did not finish is applied again by the replay cron, since the shop
+stops retrying once it has been answered. A re-delivery is acknowledged and changes nothing.
 """
 
 import hashlib
@@ -13,11 +15,12 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request, Security
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, Security
 from fastapi.security import APIKeyHeader
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field
 
+from api.core.db import Database
 from api.core.deps import ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
@@ -25,7 +28,7 @@ from api.core.openapi import JSON, documented, inline_schema, merged_errors
 from api.core.secrets_box import SecretBox
 from api.core.signatures import WEBHOOK_SIGNATURE_ERRORS, verify_webhook_hmac
 from api.shops.deps import SECRET_BOX, answering_key_mismatch
-from api.shops.errors import OPENING_CREDENTIALS, UPSERT_RACE
+from api.shops.errors import OPENING_CREDENTIALS
 from api.shops.integration_secrets import integration_secrets
 from api.shops.orders import (
     MalformedOrderError,
@@ -36,7 +39,7 @@ from api.shops.orders import (
     from_woocommerce,
 )
 from api.webhooks.body import parse_json, raw_body
-from api.webhooks.intake import Intake
+from api.webhooks.intake import Applier, Intake, StoredEvent
 
 router = APIRouter(tags=["webhooks"])
 log = logging.getLogger("growthbase.webhooks")
@@ -100,11 +103,11 @@ WOOCOMMERCE_SIGNATURE = signature_scheme(
 
 
 class ShopWebhookOutcome(BaseModel):
-    outcome: Literal["applied", "ignored", "unmappable", "duplicate", "ping"] = Field(
-        description="`applied`: the order was stored; `ignored`: a topic that is no order; "
-        "`unmappable`: an order missing what an order needs, kept but not applied; `duplicate`: "
-        "a re-delivery, nothing changed; `ping`: WooCommerce's unsigned test when a webhook is "
-        "created"
+    outcome: Literal["accepted", "ignored", "unmappable", "duplicate", "ping"] = Field(
+        description="`accepted`: an order, stored and upserted right after the answer (and by "
+        "the replay cron until it is); `ignored`: a topic that is no order; `unmappable`: an "
+        "order missing what an order needs, kept but not applied; `duplicate`: a re-delivery, "
+        "nothing changed; `ping`: WooCommerce's unsigned test when a webhook is created"
     )
 
 
@@ -242,11 +245,11 @@ def box_unless_ping(
 
 
 def mapped_order(
-    shop: ShopWebhook, topic: str, payload: dict[str, Any]
+    shop: ShopWebhook, is_order: bool, payload: dict[str, Any]
 ) -> tuple[dict[str, Any] | None, str]:
     """The order to upsert and the outcome to store; a payload of the wrong shape is a 422
     before anything is stored, one that is no order we can map is kept as unmappable."""
-    if topic not in shop.order_topics:
+    if not is_order:
         return None, "ignored"
     try:
         return shop.to_order(payload), "applied"
@@ -259,13 +262,47 @@ def mapped_order(
         return None, "unmappable"
 
 
+def event_id(project_id: UUID, shop: ShopWebhook, topic: str, delivery: str) -> str:
+    """`<project>:<topic>:<delivery>`: the replay needs the project and whether the topic is an
+    order's, which only the request's headers say. Any other topic is kept as `other` (it is
+    never applied), so the id stays short and splits on its first two colons."""
+    return f"{project_id}:{topic if topic in shop.order_topics else 'other'}:{delivery}"
+
+
+def stored_origin(shop: ShopWebhook, stored_id: str) -> tuple[UUID, bool]:
+    """The project of a stored event and whether it is an order's. Events stored before the
+    topic was kept (`<project>:<delivery>`) were left unapplied only when an order's upsert
+    failed."""
+    project, *rest = stored_id.split(":", 2)
+    return UUID(project), len(rest) < 2 or rest[0] in shop.order_topics
+
+
+def applier(database: Database, source: ShopSource) -> Applier:
+    """Applies a stored order event: mapped again from its raw body, upserted with its customer
+    and finished in one transaction."""
+    shop = SHOPS[source]
+
+    def apply(stored: StoredEvent) -> str:
+        project_id, is_order = stored_origin(shop, stored.event_id)
+        order, outcome = mapped_order(shop, is_order, parse_json(stored.body))
+        with database.as_service() as conn:
+            if order is not None:
+                conn.execute(
+                    "select private.upsert_order(%s, %s, %s)", (project_id, source, Jsonb(order))
+                )
+            conn.execute("select private.finish_webhook_event(%s, %s)", (stored.id, outcome))
+        return outcome
+
+    return apply
+
+
 @router.post(
     "/api/v1/webhooks/{source}/{project_id}",
     response_model=Envelope[ShopWebhookOutcome],
     summary="Receive a Shopify or WooCommerce order webhook",
     responses=documented(
-        {"outcome": "applied"},
-        errors=merged_errors(WEBHOOK_SIGNATURE_ERRORS, OPENING_CREDENTIALS, UPSERT_RACE),
+        {"outcome": "accepted"},
+        errors=merged_errors(WEBHOOK_SIGNATURE_ERRORS, OPENING_CREDENTIALS),
     ),
     openapi_extra=SHOP_WEBHOOK_OPENAPI,
 )
@@ -273,6 +310,7 @@ def shop_webhook(
     source: ShopSource,
     project_id: UUID,
     request: Request,
+    background: BackgroundTasks,
     body: Annotated[bytes, Depends(raw_body)],
     shopify_signature: Annotated[str | None, Security(SHOPIFY_SIGNATURE)],
     woocommerce_signature: Annotated[str | None, Security(WOOCOMMERCE_SIGNATURE)],
@@ -282,8 +320,9 @@ def shop_webhook(
 ) -> dict[str, Any]:
     """The URL `connect` answered for the project. Verified with the project's webhook secret
     (an unknown project, a missing secret and a bad signature are one 401), stored under the
-    delivery id, then an order topic's order is upserted with its customer while the shop
-    waits. A signed order whose fields have the wrong type is a 422 and is not stored."""
+    delivery id and acknowledged; an order topic's order is upserted with its customer right
+    after the answer, and by the replay cron until that succeeds. A signed order whose fields
+    have the wrong type is a 422 and is not stored."""
     shop = SHOPS[source]
     headers = request.headers
     if box is None:
@@ -297,14 +336,12 @@ def shop_webhook(
     payload = parse_json(body)
     if not isinstance(payload, dict):
         raise ApiError(422, "invalid_input", "The webhook body is not a JSON object")
-    order, outcome = mapped_order(shop, topic, payload)
-    recorded = intake.record(source, f"{project_id}:{delivery}", body)
+    order, outcome = mapped_order(shop, topic in shop.order_topics, payload)
+    recorded = intake.record(source, event_id(project_id, shop, topic, delivery), body)
     if recorded.duplicate:
         return ok({"outcome": "duplicate"})
-    if order is not None:
-        with database.as_service() as conn:
-            conn.execute(
-                "select private.upsert_order(%s, %s, %s)", (project_id, source, Jsonb(order))
-            )
-    intake.finish(recorded.event, outcome)
-    return ok({"outcome": outcome})
+    if order is None:
+        intake.finish(recorded.event, outcome)
+        return ok({"outcome": outcome})
+    intake.apply_later(background, source, recorded.event)
+    return ok({"outcome": "accepted"})

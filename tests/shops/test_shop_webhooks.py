@@ -1,5 +1,6 @@
 """Shopify and WooCommerce order webhooks: verified on the raw body, stored, de-duplicated,
-mapped onto contacts and orders. Payloads follow the providers' documented shapes."""
+mapped onto contacts and orders, and replayed by the cron when an upsert did not finish.
+Payloads follow the providers' documented shapes."""
 
 import base64
 import hashlib
@@ -25,6 +26,8 @@ from tests.fakes.jwks import JwksServer
 Conn = psycopg.Connection[DictRow]
 ENCRYPTION_KEY = Fernet.generate_key().decode()
 SHOP_SECRET = "shpss_" + uuid.uuid4().hex
+CRON = "cron-" + uuid.uuid4().hex
+FREE_CONTACTS = 1000  # the free plan's contact limit
 
 
 def shopify_order(order_id: int, **changes: Any) -> dict[str, Any]:
@@ -96,6 +99,7 @@ def client(database_url: str, jwks: JwksServer) -> Iterator[TestClient]:
         supabase_url=jwks.base_url,
         integrations_encryption_key=SecretStr(ENCRYPTION_KEY),
         public_base_url="https://edge.example.test",
+        cron_secret=SecretStr(CRON),
     )
     with TestClient(create_app(settings)) as test_client:
         yield test_client
@@ -195,7 +199,7 @@ def test_a_shopify_order_becomes_a_contact_and_an_order(
     _, project = shop
     response = post_shopify(client, project, shopify_order(820982911946154508))
     assert response.status_code == 200
-    assert response.json()["data"] == {"outcome": "applied"}
+    assert response.json()["data"] == {"outcome": "accepted"}
     assert orders(conn, project) == [
         {
             "source": "shopify",
@@ -225,9 +229,9 @@ def test_shopify_replays_and_updates(
         topic="orders/cancelled",
     )
     assert [r.json()["data"]["outcome"] for r in (first, replay, cancelled)] == [
-        "applied",
+        "accepted",
         "duplicate",
-        "applied",
+        "accepted",
     ]
     assert [(o["external_id"], o["status"]) for o in orders(conn, project)] == [
         ("1001", "cancelled")
@@ -291,6 +295,31 @@ def test_other_shopify_topics_are_acknowledged_and_ignored(
     response = post_shopify(client, project, {"id": 1, "title": "Hat"}, topic="products/update")
     assert response.json()["data"]["outcome"] == "ignored"
     assert orders(conn, project) == []
+    stored = one(
+        conn,
+        "select event_id, status from private.webhook_events where event_id like %s",
+        (f"{project}:%",),
+    )
+    assert stored["event_id"].startswith(f"{project}:other:")
+    assert stored["status"] == "ignored"
+
+
+def test_an_order_event_stored_before_topics_were_kept_is_replayed_as_an_order(
+    client: TestClient, conn: Conn, shop: tuple[User, uuid.UUID]
+) -> None:
+    _, project = shop
+    stored = one(
+        conn,
+        "select id from private.record_webhook_event('shopify', %s, %s)",
+        (f"{project}:{uuid.uuid4()}", json.dumps(shopify_order(5001))),
+    )["id"]
+    conn.execute(
+        "update private.webhook_events set received_at = now() - interval '10 minutes'"
+        " where id = %s",
+        (stored,),
+    )
+    client.get("/api/v1/cron/webhook-replay", headers={"Authorization": f"Bearer {CRON}"})
+    assert [o["external_id"] for o in orders(conn, project)] == ["5001"]
 
 
 def test_a_woocommerce_order_is_verified_stored_and_mapped(
@@ -304,7 +333,7 @@ def test_a_woocommerce_order_is_verified_stored_and_mapped(
         client, project, woocommerce_order(728, total="0.01"), signature=signed(body)
     )
     assert [first.json()["data"]["outcome"], replay.json()["data"]["outcome"]] == [
-        "applied",
+        "accepted",
         "duplicate",
     ]
     assert tampered.status_code == 401
@@ -354,3 +383,53 @@ def test_a_disconnected_shop_can_no_longer_deliver(
     assert response.json()["data"]["removed"] is True
     assert post_shopify(client, project, shopify_order(3003)).status_code == 401
     assert orders(conn, project) == []
+
+
+@pytest.mark.parametrize("source", ["shopify", "woocommerce"])
+def test_an_order_whose_upsert_failed_is_applied_by_the_replay(
+    client: TestClient, conn: Conn, shop: tuple[User, uuid.UUID], source: str
+) -> None:
+    """The shop was answered, so it will not send the order again: the replay must. Here the
+    new customer is past the free plan's contacts until the workspace upgrades."""
+    owner, project = shop
+    conn.execute(
+        "insert into public.contacts (workspace_id, email)"
+        " select %s, 'existing-' || n || '@example.test' from generate_series(1, %s) n",
+        (owner.workspace_id, FREE_CONTACTS),
+    )
+    if source == "shopify":
+        answer = post_shopify(client, project, shopify_order(4001))
+    else:
+        answer = post_woocommerce(client, project, woocommerce_order(4001))
+    assert answer.json()["data"] == {"outcome": "accepted"}
+    assert orders(conn, project) == []
+    event = one(
+        conn,
+        "select id, event_id, status, attempts, last_error from private.webhook_events"
+        " where provider = %s and event_id like %s",
+        (source, f"{project}:%"),
+    )
+    topic = "orders/create" if source == "shopify" else "order.created"
+    assert event["event_id"].startswith(f"{project}:{topic}:")
+    assert (event["status"], event["attempts"], event["last_error"]) == (
+        "received",
+        1,
+        "psycopg ProgrammingError PT402",
+    )
+
+    conn.execute(
+        "update public.workspaces set plan_tier = 'team' where id = %s", (owner.workspace_id,)
+    )
+    conn.execute(
+        "update private.webhook_events set received_at = now() - interval '10 minutes',"
+        " next_attempt_at = now() where id = %s",
+        (event["id"],),
+    )
+    replayed = client.get(
+        "/api/v1/cron/webhook-replay", headers={"Authorization": f"Bearer {CRON}"}
+    )
+    assert replayed.json()["data"]["outcomes"][f"{source}:applied"] >= 1
+    assert [o["external_id"] for o in orders(conn, project)] == ["4001"]
+    assert one(
+        conn, "select status, outcome from private.webhook_events where id = %s", (event["id"],)
+    ) == {"status": "applied", "outcome": "applied"}
