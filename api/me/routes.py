@@ -111,6 +111,11 @@ ME_EXAMPLE = {
     ],
 }
 NO_PROFILE = {404: {"profile_not_found": "No profile exists for this user"}}
+# The database checks the preferences too (private.validate_profile), with what it knows best:
+# the time zone names Postgres knows.
+PREFERENCES_REFUSED = {
+    422: {"invalid_preferences": "timezone must be an IANA time zone name"},
+}
 
 
 @router.get(
@@ -130,7 +135,7 @@ def get_me(acting: ActingUser) -> dict[str, Any]:
     "/settings",
     response_model=Envelope[Me],
     summary="Update the signed-in user's display name, locale and preferences",
-    responses=documented(ME_EXAMPLE, errors=NO_PROFILE),
+    responses=documented(ME_EXAMPLE, errors={**NO_PROFILE, **PREFERENCES_REFUSED}),
     openapi_extra=json_body_example({"display_name": "Ana", "preferences": {"theme": None}}),
 )
 def put_settings(acting: ActingUser, body: SettingsUpdate) -> dict[str, Any]:

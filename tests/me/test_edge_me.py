@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from api.core.settings import Settings
+from tests.factories.edge import documented_codes
 from tests.factories.workspaces import User, acting_as, create_user
 from tests.fakes.jwks import JwksServer
 
@@ -197,6 +198,7 @@ def test_the_database_has_the_last_word_on_settings(
     )
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_preferences"
+    assert "invalid_preferences" in documented_codes(client, "put_settings", 422)
 
 
 def test_a_body_that_is_not_json_gets_422(

@@ -1,0 +1,37 @@
+"""The edge as tests drive it: its settings against the session's database and JWKS, a signed-in
+user's Authorization header, and what its contract documents."""
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from api.core.settings import Settings
+from tests.factories.workspaces import User
+from tests.fakes.jwks import JwksServer
+
+
+def edge_settings(database_url: str, jwks: JwksServer, **overrides: Any) -> Settings:
+    """Settings for the test database and the test JWKS; `overrides` set anything else (plain
+    strings are fine for secrets)."""
+    return Settings(database_url=SecretStr(database_url), supabase_url=jwks.base_url, **overrides)
+
+
+def bearer(jwks: JwksServer, user: User) -> dict[str, str]:
+    """The headers of a request `user` signs in to, with a token shaped like Supabase's."""
+    return {"Authorization": f"Bearer {jwks.sign(jwks.claims(user.id, email=user.email))}"}
+
+
+def documented_codes(client: TestClient, operation_id: str, status: int) -> list[str]:
+    """The error codes the contract lists for one status of an operation."""
+    app = client.app
+    assert isinstance(app, FastAPI)
+    for item in app.openapi()["paths"].values():
+        for operation in item.values():
+            if operation.get("operationId") == operation_id:
+                codes: list[str] = (
+                    operation["responses"].get(str(status), {}).get("x-error-codes", [])
+                )
+                return codes
+    raise LookupError(operation_id)
