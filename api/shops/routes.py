@@ -25,7 +25,7 @@ from api.shops.errors import (
     OPENING_CREDENTIALS,
     SEALING_CREDENTIALS,
     SHOPTET_FAILURES,
-    UPSERT_RACE,
+    WRITING_ORDERS,
     shop_failure,
 )
 from api.shops.integration_secrets import NotConnectedError
@@ -211,7 +211,7 @@ def test_shoptet(
     responses=documented(
         {"pages": 3, "orders": 120, "customers": 14, "finished": True},
         errors=merged_errors(
-            MEMBERS_WITH_QUOTA, OPENING_CREDENTIALS, SHOPTET_FAILURES, UPSERT_RACE
+            MEMBERS_WITH_QUOTA, OPENING_CREDENTIALS, SHOPTET_FAILURES, WRITING_ORDERS
         ),
     ),
 )

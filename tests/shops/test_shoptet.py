@@ -21,6 +21,7 @@ from api.core.secrets_box import KeyMismatchError, SecretBox
 from api.core.settings import Settings
 from api.shops import routes
 from api.shops.shoptet.client import ShoptetClient, ShoptetError
+from tests.factories.edge import documented_codes
 from tests.factories.workspaces import User, add_member, create_user, make_project, one
 from tests.fakes.jwks import JwksServer
 from tests.fakes.shoptet_server import TOKEN, Failure, ShoptetServer, serve_shoptet, shoptet_order
@@ -171,6 +172,22 @@ def test_a_sync_that_fails_mid_way_resumes_without_duplicates(
     assert shoptet.order_pages_requested() == [1, 2, 2, 3]
     rows = stored_orders(conn, shop.project)
     assert len(rows) == len({r["external_id"] for r in rows}) == 120
+
+
+def test_a_sync_past_the_plans_contacts_is_402_and_documented(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn
+) -> None:
+    conn.execute(
+        "insert into public.contacts (workspace_id, email)"
+        " select %s, 'existing-' || n || '@example.test' from generate_series(1, 1000) n",
+        (shop.user.workspace_id,),
+    )
+    shoptet.orders = [shoptet_order(1)]
+    refused = shop.post("sync")
+    assert (refused.status_code, refused.json()["error"]["code"]) == (402, "plan_limit_reached")
+    assert refused.json()["error"]["details"] == {"limit": "contacts", "max": 1000}
+    assert "plan_limit_reached" in documented_codes(shop.client, "sync_shoptet", 402)
+    assert stored_orders(conn, shop.project) == []
 
 
 def test_later_syncs_ask_only_for_changes(shop: Shop, shoptet: ShoptetServer, conn: Conn) -> None:
