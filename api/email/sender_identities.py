@@ -112,6 +112,8 @@ REGISTER_ERRORS = {
         "identity_taken": "Another workspace has registered this sender or its domain",
         "too_many_unverified_identities": "Verify or remove one of your five unverified "
         "senders first",
+        # Another workspace's lapsed identity it still has a live campaign on, not released.
+        "identity_in_use": "A scheduled, sending or paused campaign uses this sender",
         "conflict": "That conflicts with an existing record",
     },
     422: {

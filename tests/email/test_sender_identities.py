@@ -19,6 +19,8 @@ from api.app import create_app
 from api.core.settings import Settings
 from api.email.deps import SES
 from api.email.ses import IdentityState, SesClient, SesError, dkim_records
+from tests.factories.edge import documented_codes
+from tests.factories.email import add_contacts, draft_campaign, email_list, start, verified_sender
 from tests.factories.workspaces import User, add_member, create_user
 from tests.fakes.jwks import JwksServer
 from tests.fakes.ses_server import REGION, free_port, moto_ses
@@ -133,6 +135,32 @@ def test_an_identity_belongs_to_one_workspace_and_only_admins_register(
     assert unclaimed not in ses_identities(ses_endpoint)
     assert stored(conn, unclaimed) is None
     assert stored(conn, domain)["workspace_id"] == owner.workspace_id
+
+
+def test_a_lapsed_identity_a_live_campaign_still_sends_from_is_not_released(
+    client: TestClient, jwks: JwksServer, conn: Conn
+) -> None:
+    """Unverified for over 72 hours, another workspace's identity is released to whoever
+    registers it, unless a campaign of its own is live on it: then 409 identity_in_use."""
+    holder, newcomer = create_user(conn), create_user(conn)
+    domain = new_domain()
+    campaign = draft_campaign(
+        conn,
+        holder,
+        list_ids=[email_list(conn, holder, add_contacts(conn, holder, 1))],
+        sender_id=verified_sender(conn, holder, domain),
+        from_email=f"hello@{domain}",
+    )
+    start(conn, holder, campaign)
+    conn.execute(
+        "update public.sender_identities set verified = false,"
+        " created_at = now() - interval '4 days' where identity = %s",
+        (domain,),
+    )
+    refused = register(client, jwks, newcomer, domain, None)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (409, "identity_in_use")
+    assert "identity_in_use" in documented_codes(client, "register_identity", 409)
+    assert stored(conn, domain)["workspace_id"] == holder.workspace_id
 
 
 def test_invalid_requests_are_refused_before_ses(
