@@ -94,9 +94,10 @@ class ManagedSubscription:
 
 MANAGERS_ONLY = insufficient_role("admin")
 NOT_PURCHASABLE = {422: {"plan_not_purchasable": "The team plan cannot be bought"}}
+# The subscription is read under RLS first, so an outsider is told it is not found; the
+# workspace's own 404 cannot follow for someone who could read its subscription.
 MANAGING_ERRORS = merged_errors(
     MANAGERS_ONLY,
-    WORKSPACE_NOT_FOUND,
     {404: {"subscription_not_found": "Subscription not found"}},
     RATE_LIMITED,
     razorpay_errors("id_invalid", "not_in_workspace", "refused", "failed"),

@@ -27,6 +27,7 @@ from api.billing.errors import billing_failure
 from api.billing.razorpay_billing import RazorpayBilling, RazorpayError
 from api.core.db import become_service
 from api.core.settings import Settings
+from tests.factories.edge import documented_codes
 from tests.factories.workspaces import (
     User,
     acting_as,
@@ -315,6 +316,28 @@ def test_cancel_and_change_plan_go_through_the_sdk(
         conn, "select cancel_at_period_end from public.subscriptions where id = %s", (subscription,)
     )
     assert flagged["cancel_at_period_end"] is True
+
+
+def test_outsiders_cannot_tell_a_subscription_exists(
+    client: TestClient, jwks: JwksServer, razorpay_api: RazorpayServer, conn: Conn
+) -> None:
+    """Its row is read under RLS first, so an outsider gets the 404 of a subscription that is
+    not there (never the workspace's), and Razorpay is not asked."""
+    owner, stranger = create_user(conn), create_user(conn)
+    row = legacy_subscription(conn, owner.workspace_id, new_subscription_id(), "active")
+    calls = [("cancel", {"at_period_end": False}), ("change-plan", {"tier": "team"})]
+    answers = [
+        client.post(
+            f"/api/v1/billing/subscriptions/{row}/{action}", headers=auth(jwks, stranger), json=body
+        )
+        for action, body in calls
+    ]
+    assert [(a.status_code, a.json()["error"]["code"]) for a in answers] == [
+        (404, "subscription_not_found")
+    ] * 2
+    assert razorpay_api.requests == []
+    for operation in ("cancel_subscription", "change_plan"):
+        assert documented_codes(client, operation, 404) == ["subscription_not_found"]
 
 
 def test_the_lifecycle_in_order(client: TestClient, jwks: JwksServer, conn: Conn) -> None:
