@@ -173,7 +173,8 @@ def take_rfm_snapshot(database: ServiceDatabase) -> dict[str, Any]:
     responses=documented({"outcomes": {"shoptet:applied": 4, "ses:failed:retrying": 1}}),
 )
 def replay_webhooks(intake: Intake) -> dict[str, Any]:
-    """Applies due stored webhooks (Shoptet, Razorpay, SES) whose apply has not finished: each
+    """Applies due stored webhooks whose apply has not finished, of every provider registered
+    with the intake (Shoptet, Shopify, WooCommerce, Razorpay, SES, Make.com callbacks): each
     event on its own, a failure recorded for a later retry (or the dead letter), and each
     provider's replay independent of the others'."""
     return ok({"outcomes": intake.replay(DRAIN_LIMIT)})
