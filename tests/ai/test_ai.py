@@ -11,12 +11,12 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from psycopg.rows import DictRow, dict_row
-from pydantic import SecretStr
 
 from api.ai import routes as ai_routes
 from api.app import create_app
 from api.core.settings import Settings
 from api.email.templates import EmailContent, render
+from tests.factories.edge import bearer, edge_settings
 from tests.factories.email import add_contacts, list_campaign, start
 from tests.factories.workspaces import (
     User,
@@ -55,10 +55,10 @@ def groq() -> Iterator[GroqServer]:
 
 
 def ai_settings(database_url: str, jwks: JwksServer, groq: GroqServer, **extra: Any) -> Settings:
-    return Settings(
-        database_url=SecretStr(database_url),
-        supabase_url=jwks.base_url,
-        groq_api_key=SecretStr("gsk_test_" + uuid.uuid4().hex),
+    return edge_settings(
+        database_url,
+        jwks,
+        groq_api_key="gsk_test_" + uuid.uuid4().hex,
         groq_base_url=groq.base_url,
         groq_max_wait_seconds=2,
         **extra,
@@ -78,16 +78,21 @@ def owner(conn: Conn) -> User:
     return user
 
 
-def ask_copy(client: TestClient, jwks: JwksServer, user: User, workspace: Any = None) -> Any:
+def ask_copy(
+    client: TestClient, jwks: JwksServer, user: User, workspace: Any = None, **fields: Any
+) -> Any:
+    """Campaign copy for `user`, with personal data in the profile; `fields` replace or add to
+    the request's."""
     return client.post(
         "/api/v1/ai/campaign-copy",
-        headers={"Authorization": f"Bearer {jwks.sign(jwks.claims(user.id))}"},
+        headers=bearer(jwks, user),
         json={
             "workspace_id": str(workspace or user.workspace_id),
             "product_url": "https://shop.example/boots",
             "ideal_customer_profile": PROFILE,
             "tone": "warm",
             "language": "cs",
+            **fields,
         },
     )
 
@@ -193,7 +198,7 @@ def test_content_generation(
 ) -> None:
     response = client.post(
         "/api/v1/ai/content",
-        headers={"Authorization": f"Bearer {jwks.sign(jwks.claims(owner.id))}"},
+        headers=bearer(jwks, owner),
         json={
             "workspace_id": str(owner.workspace_id),
             "kind": "blog_post",
@@ -211,28 +216,24 @@ def test_content_generation(
 def test_bad_requests_and_a_missing_key(
     client: TestClient, jwks: JwksServer, owner: User, database_url: str
 ) -> None:
-    headers = {"Authorization": f"Bearer {jwks.sign(jwks.claims(owner.id))}"}
     bad = client.post(
         "/api/v1/ai/campaign-copy",
-        headers=headers,
+        headers=bearer(jwks, owner),
         json={"workspace_id": str(owner.workspace_id), "product_url": "ftp://x"},
     )
     assert bad.status_code == 422
     fields = {d["field"] for d in bad.json()["error"]["details"]}
     assert {"body.product_url", "body.ideal_customer_profile"} <= fields
-    local = client.post(
-        "/api/v1/ai/campaign-copy",
-        headers=headers,
-        json={
-            "workspace_id": str(owner.workspace_id),
-            "product_url": "http://127.0.0.1:9/admin",
-            "ideal_customer_profile": "shops",
-            "read_product_page": True,
-        },
+    local = ask_copy(
+        client,
+        jwks,
+        owner,
+        product_url="http://127.0.0.1:9/admin",
+        ideal_customer_profile="shops",
+        read_product_page=True,
     )
     assert (local.status_code, local.json()["error"]["code"]) == (422, "url_not_allowed")
-    settings = Settings(database_url=SecretStr(database_url), supabase_url=jwks.base_url)
-    with TestClient(create_app(settings)) as unconfigured:
+    with TestClient(create_app(edge_settings(database_url, jwks))) as unconfigured:
         response = ask_copy(unconfigured, jwks, owner)
     assert (response.status_code, response.json()["error"]["code"]) == (
         503,
@@ -279,15 +280,8 @@ def test_variants_are_saved_into_a_draft_campaign_literally(
             )
         )
     )
-    response = client.post(
-        "/api/v1/ai/campaign-copy",
-        headers={"Authorization": f"Bearer {jwks.sign(jwks.claims(owner.id))}"},
-        json={
-            "workspace_id": str(owner.workspace_id),
-            "product_url": "https://shop.example/boots",
-            "ideal_customer_profile": "runners",
-            "campaign_id": str(campaign),
-        },
+    response = ask_copy(
+        client, jwks, owner, ideal_customer_profile="runners", campaign_id=str(campaign)
     )
 
     assert response.status_code == 200, response.text
@@ -316,15 +310,8 @@ def test_a_second_copy_into_the_same_draft_is_kept_beside_the_first(
     answers = []
     for _ in range(2):
         answers.append(
-            client.post(
-                "/api/v1/ai/campaign-copy",
-                headers={"Authorization": f"Bearer {jwks.sign(jwks.claims(owner.id))}"},
-                json={
-                    "workspace_id": str(owner.workspace_id),
-                    "product_url": "https://shop.example/boots",
-                    "ideal_customer_profile": "runners",
-                    "campaign_id": str(campaign),
-                },
+            ask_copy(
+                client, jwks, owner, ideal_customer_profile="runners", campaign_id=str(campaign)
             )
         )
     assert [a.status_code for a in answers] == [200, 200], answers[1].text
@@ -353,15 +340,8 @@ def test_variants_for_a_campaign_that_is_not_a_draft_cost_nothing(
     credits = balance(conn, owner)
 
     def ask(user: User) -> Any:
-        return client.post(
-            "/api/v1/ai/campaign-copy",
-            headers={"Authorization": f"Bearer {jwks.sign(jwks.claims(user.id))}"},
-            json={
-                "workspace_id": str(user.workspace_id),
-                "product_url": "https://shop.example/boots",
-                "ideal_customer_profile": "runners",
-                "campaign_id": str(campaign),
-            },
+        return ask_copy(
+            client, jwks, user, ideal_customer_profile="runners", campaign_id=str(campaign)
         )
 
     assert ask(owner).json()["error"]["code"] == "campaign_not_draft"
@@ -379,15 +359,8 @@ def test_variants_the_campaign_refuses_after_the_call_cost_nothing(
     campaign = list_campaign(conn, owner, readers, [])
     credits = balance(conn, owner)
     groq.script.append(Reply(content=campaign_copy("{" * 200, "Body")))
-    response = client.post(
-        "/api/v1/ai/campaign-copy",
-        headers={"Authorization": f"Bearer {jwks.sign(jwks.claims(owner.id))}"},
-        json={
-            "workspace_id": str(owner.workspace_id),
-            "product_url": "https://shop.example/boots",
-            "ideal_customer_profile": "runners",
-            "campaign_id": str(campaign),
-        },
+    response = ask_copy(
+        client, jwks, owner, ideal_customer_profile="runners", campaign_id=str(campaign)
     )
 
     assert response.status_code == 422, response.text
@@ -404,15 +377,14 @@ def test_variants_the_campaign_refuses_after_the_call_cost_nothing(
 def ask_with_page(
     client: TestClient, jwks: JwksServer, user: User, workspace: Any, url: str
 ) -> Any:
-    return client.post(
-        "/api/v1/ai/campaign-copy",
-        headers={"Authorization": f"Bearer {jwks.sign(jwks.claims(user.id))}"},
-        json={
-            "workspace_id": str(workspace),
-            "product_url": url,
-            "ideal_customer_profile": "runners",
-            "read_product_page": True,
-        },
+    return ask_copy(
+        client,
+        jwks,
+        user,
+        workspace,
+        product_url=url,
+        ideal_customer_profile="runners",
+        read_product_page=True,
     )
 
 
@@ -503,15 +475,8 @@ def test_template_code_the_ai_writes_is_saved_as_literal_text(
     campaign = list_campaign(conn, owner, readers, [])
     body = f"{injected}\n\nBye {{% endraw %}}{{{{ attributes.city }}}}{{% raw %}}"
     groq.script.append(Reply(content=campaign_copy(injected, body)))
-    response = client.post(
-        "/api/v1/ai/campaign-copy",
-        headers={"Authorization": f"Bearer {jwks.sign(jwks.claims(owner.id))}"},
-        json={
-            "workspace_id": str(owner.workspace_id),
-            "product_url": "https://shop.example/boots",
-            "ideal_customer_profile": "runners",
-            "campaign_id": str(campaign),
-        },
+    response = ask_copy(
+        client, jwks, owner, ideal_customer_profile="runners", campaign_id=str(campaign)
     )
 
     assert response.status_code == 200, response.text
@@ -618,7 +583,7 @@ def test_calls_left_pending_are_refunded_once_by_the_cron(
     finished = start_call(conn, owner, 30)
     finish_failed(conn, finished)
     secret = "cron-" + uuid.uuid4().hex
-    settings = ai_settings(database_url, jwks, groq, cron_secret=SecretStr(secret))
+    settings = ai_settings(database_url, jwks, groq, cron_secret=secret)
     with TestClient(create_app(settings)) as edge:
         for _ in range(2):
             drained = edge.get("/api/v1/cron/outbox", headers={"Authorization": f"Bearer {secret}"})

@@ -14,12 +14,12 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from psycopg.rows import DictRow
-from pydantic import SecretStr
 
 from api.app import create_app
 from api.core.settings import Settings
 from api.core.signatures import callback_token, signature_headers, verify_signature
 from api.webhooks.intake import INTAKE, StoredEvent
+from tests.factories.edge import bearer, edge_settings
 from tests.factories.workspaces import (
     User,
     acting_as,
@@ -51,8 +51,7 @@ class Edge:
     make: MakeServer
 
     def headers(self, user: User) -> dict[str, str]:
-        token = self.jwks.sign(self.jwks.claims(user.id, email=user.email))
-        return {"Authorization": f"Bearer {token}"}
+        return bearer(self.jwks, user)
 
     def start(
         self,
@@ -90,19 +89,19 @@ class Edge:
         )
 
 
-def edge_settings(
+def make_settings(
     database_url: str,
     jwks: JwksServer,
     make: MakeServer | None,
     public_base_url: str | None = "https://edge.example",
 ) -> Settings:
-    return Settings(
-        database_url=SecretStr(database_url),
-        supabase_url=jwks.base_url,
+    return edge_settings(
+        database_url,
+        jwks,
         database_timeout_seconds=2,
         public_base_url=public_base_url,
-        cron_secret=SecretStr(CRON_SECRET),
-        make_signing_secret=SecretStr(SIGNING_SECRET) if make else None,
+        cron_secret=CRON_SECRET,
+        make_signing_secret=SIGNING_SECRET if make else None,
         make_webhook_url_seo_audit=make.url("seo") if make else None,
         make_webhook_url_content_gen=make.url("content") if make else None,
         make_webhook_url_report=make.url("report") if make else None,
@@ -112,7 +111,7 @@ def edge_settings(
 
 @pytest.fixture
 def edge(database_url: str, jwks: JwksServer, make: MakeServer) -> Iterator[Edge]:
-    app = create_app(edge_settings(database_url, jwks, make))
+    app = create_app(make_settings(database_url, jwks, make))
     with TestClient(app) as client:
         yield Edge(client, jwks, make)
 
@@ -253,11 +252,10 @@ def test_an_idempotency_key_replays_the_first_answer(edge: Edge, conn: Conn, own
 def test_make_not_configured_is_503(database_url: str, jwks: JwksServer, conn: Conn) -> None:
     user = create_user(conn)
     fund(conn, user, 100)
-    with TestClient(create_app(edge_settings(database_url, jwks, None))) as client:
-        token = jwks.sign(jwks.claims(user.id))
+    with TestClient(create_app(make_settings(database_url, jwks, None))) as client:
         response = client.post(
             "/api/v1/automations/report",
-            headers={"Authorization": f"Bearer {token}"},
+            headers=bearer(jwks, user),
             json={"project_id": str(make_project(conn, user))},
         )
     assert (response.status_code, response.json()["error"]["code"]) == (
@@ -538,7 +536,7 @@ def test_without_public_base_url_nothing_is_charged_sent_or_drained(
     other = create_user(conn)
     fund(conn, other, 100)
     queued = enqueue_as(conn, other, make_project(conn, other))
-    settings = edge_settings(database_url, jwks, make, public_base_url=None)
+    settings = make_settings(database_url, jwks, make, public_base_url=None)
     with TestClient(create_app(settings)) as client:
         edge = Edge(client, jwks, make)
         refused = edge.start(owner, make_project(conn, owner), headers={"Host": "attacker.example"})

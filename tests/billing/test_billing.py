@@ -20,14 +20,12 @@ from fastapi.testclient import TestClient
 from jsonschema import Draft202012Validator
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
-from pydantic import SecretStr
 
 from api.app import create_app
 from api.billing.errors import billing_failure
 from api.billing.razorpay_billing import RazorpayBilling, RazorpayError
 from api.core.db import become_service
-from api.core.settings import Settings
-from tests.factories.edge import documented_codes
+from tests.factories.edge import bearer, documented_codes, edge_settings
 from tests.factories.workspaces import (
     User,
     acting_as,
@@ -68,14 +66,14 @@ def razorpay_api() -> Iterator[RazorpayServer]:
 
 def edge(database_url: str, jwks: JwksServer, razorpay_base_url: str) -> TestClient:
     """The edge with every billing secret set, calling Razorpay at `razorpay_base_url`."""
-    settings = Settings(
-        database_url=SecretStr(database_url),
-        supabase_url=jwks.base_url,
+    settings = edge_settings(
+        database_url,
+        jwks,
         razorpay_key_id=KEY_ID,
-        razorpay_key_secret=SecretStr(KEY_SECRET),
-        razorpay_webhook_secret=SecretStr(WEBHOOK_SECRET),
+        razorpay_key_secret=KEY_SECRET,
+        razorpay_webhook_secret=WEBHOOK_SECRET,
         razorpay_base_url=razorpay_base_url,
-        cron_secret=SecretStr(CRON_SECRET),
+        cron_secret=CRON_SECRET,
     )
     return TestClient(create_app(settings))
 
@@ -88,16 +86,12 @@ def client(
         yield test_client
 
 
-def auth(jwks: JwksServer, user: User) -> dict[str, str]:
-    return {"Authorization": f"Bearer {jwks.sign(jwks.claims(user.id))}"}
-
-
 def subscribe(
     client: TestClient, jwks: JwksServer, user: User, workspace: uuid.UUID | None = None
 ) -> Any:
     return client.post(
         "/api/v1/billing/subscriptions",
-        headers=auth(jwks, user),
+        headers=bearer(jwks, user),
         json={"workspace_id": str(workspace or user.workspace_id), "tier": "solo"},
     )
 
@@ -295,12 +289,12 @@ def test_cancel_and_change_plan_go_through_the_sdk(
     )["id"]
     change = client.post(
         f"/api/v1/billing/subscriptions/{subscription}/change-plan",
-        headers=auth(jwks, owner),
+        headers=bearer(jwks, owner),
         json={"tier": "team"},
     )
     cancel = client.post(
         f"/api/v1/billing/subscriptions/{subscription}/cancel",
-        headers=auth(jwks, owner),
+        headers=bearer(jwks, owner),
         json={"at_period_end": True},
     )
     assert change.json()["data"]["scheduled_at_period_end"] is True
@@ -328,7 +322,9 @@ def test_outsiders_cannot_tell_a_subscription_exists(
     calls = [("cancel", {"at_period_end": False}), ("change-plan", {"tier": "team"})]
     answers = [
         client.post(
-            f"/api/v1/billing/subscriptions/{row}/{action}", headers=auth(jwks, stranger), json=body
+            f"/api/v1/billing/subscriptions/{row}/{action}",
+            headers=bearer(jwks, stranger),
+            json=body,
         )
         for action, body in calls
     ]
@@ -538,12 +534,12 @@ def test_cancel_and_change_plan_refuse_a_subscription_razorpay_holds_for_another
     answers = [
         client.post(
             f"/api/v1/billing/subscriptions/{row}/cancel",
-            headers=auth(jwks, owner),
+            headers=bearer(jwks, owner),
             json={"at_period_end": False},
         ),
         client.post(
             f"/api/v1/billing/subscriptions/{row}/change-plan",
-            headers=auth(jwks, owner),
+            headers=bearer(jwks, owner),
             json={"tier": "team"},
         ),
     ]
@@ -565,7 +561,7 @@ def test_razorpay_refusing_a_call_is_a_422_quoting_razorpay(
     )
     answer = client.post(
         f"/api/v1/billing/subscriptions/{unknown}/cancel",
-        headers=auth(jwks, owner),
+        headers=bearer(jwks, owner),
         json={"at_period_end": True},
     )
     assert (answer.status_code, answer.json()) == (

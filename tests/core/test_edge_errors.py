@@ -18,7 +18,7 @@ from psycopg.rows import DictRow, dict_row
 from pydantic import SecretStr
 
 from api.app import create_app
-from api.core.settings import Settings
+from tests.factories.edge import bearer, edge_settings
 from tests.factories.workspaces import create_user, make_project
 from tests.fakes.jwks import JwksServer
 
@@ -29,9 +29,9 @@ DEEP_JSON = b"[" * 3000 + b"]" * 3000
 
 @pytest.fixture(scope="module")
 def app(database_url: str, jwks: JwksServer) -> FastAPI:
-    settings = Settings(
-        database_url=SecretStr(database_url),
-        supabase_url=jwks.base_url,
+    settings = edge_settings(
+        database_url,
+        jwks,
         public_base_url="https://edge.example.test",
         make_signing_secret=SecretStr("make-" + uuid.uuid4().hex),
         razorpay_webhook_secret=SecretStr("rzp-" + uuid.uuid4().hex),
@@ -89,7 +89,7 @@ def shoptet_project(client: TestClient, database_url: str, jwks: JwksServer) -> 
         project = make_project(conn, owner)
     connected = client.post(
         f"/api/v1/projects/{project}/integrations/shoptet/connect",
-        headers={"Authorization": f"Bearer {jwks.sign(jwks.claims(owner.id))}"},
+        headers=bearer(jwks, owner),
         json={"api_token": "123456-p-987654-abcdefghij", "webhook_signature_key": "shoptet-key-1"},
     )
     assert connected.status_code == 200, connected.text
@@ -137,7 +137,7 @@ def test_nul_in_text_is_a_422_not_a_database_crash(
     user = create_user(conn)
     response = client.put(
         "/api/v1/me/settings",
-        headers={"Authorization": f"Bearer {jwks.sign(jwks.claims(user.id))}"},
+        headers=bearer(jwks, user),
         json={"display_name": "Eve\u0000"},
     )
     assert_envelope(response, 422, "invalid_input")

@@ -11,10 +11,9 @@ from fastapi.testclient import TestClient
 from httpx2 import Response
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
-from pydantic import SecretStr
 
 from api.app import create_app
-from api.core.settings import Settings
+from tests.factories.edge import bearer, edge_settings
 from tests.factories.workspaces import User, acting_as, add_member, create_user, one
 from tests.fakes.jwks import JwksServer
 
@@ -25,7 +24,7 @@ PLACEHOLDER_LINK = "/api/v1/unsubscribe?token=preview"
 
 @pytest.fixture
 def client(database_url: str, jwks: JwksServer) -> Iterator[TestClient]:
-    settings = Settings(database_url=SecretStr(database_url), supabase_url=jwks.base_url)
+    settings = edge_settings(database_url, jwks)
     with TestClient(create_app(settings)) as test_client:
         yield test_client
 
@@ -64,7 +63,7 @@ def add_template(conn: Conn, user: User, subject: str, html: str, text: str | No
 def preview(client: TestClient, jwks: JwksServer, user: User, **body: Any) -> Response:
     return client.post(
         "/api/v1/email/preview",
-        headers={"Authorization": f"Bearer {jwks.sign(jwks.claims(user.id))}"},
+        headers=bearer(jwks, user),
         json={
             key: str(value) if isinstance(value, uuid.UUID) else value
             for key, value in body.items()

@@ -13,13 +13,12 @@ from botocore.stub import Stubber
 from fastapi.testclient import TestClient
 from httpx2 import Response
 from psycopg.rows import DictRow
-from pydantic import SecretStr
 
 from api.app import create_app
 from api.core.settings import Settings
 from api.email.deps import SES
 from api.email.ses import IdentityState, SesClient, SesError, dkim_records
-from tests.factories.edge import documented_codes
+from tests.factories.edge import bearer, documented_codes, edge_settings
 from tests.factories.email import add_contacts, draft_campaign, email_list, start, verified_sender
 from tests.factories.workspaces import User, add_member, create_user
 from tests.fakes.jwks import JwksServer
@@ -34,31 +33,27 @@ def ses_endpoint() -> Iterator[str]:
         yield endpoint
 
 
-def edge_settings(database_url: str, jwks: JwksServer, ses_endpoint: str | None) -> Settings:
+def ses_settings(database_url: str, jwks: JwksServer, ses_endpoint: str | None) -> Settings:
     """The edge with SES at `ses_endpoint` (moto accepts any credentials), or without SES
     (explicitly, whatever a local .env says)."""
-    return Settings(
-        database_url=SecretStr(database_url),
-        supabase_url=jwks.base_url,
+    return edge_settings(
+        database_url,
+        jwks,
         ses_region=REGION if ses_endpoint else None,
         ses_endpoint_url=ses_endpoint,
         ses_access_key_id="testing",
-        ses_secret_access_key=SecretStr("testing"),
+        ses_secret_access_key="testing",
     )
 
 
 def edge(database_url: str, jwks: JwksServer, ses_endpoint: str | None) -> TestClient:
-    return TestClient(create_app(edge_settings(database_url, jwks, ses_endpoint)))
+    return TestClient(create_app(ses_settings(database_url, jwks, ses_endpoint)))
 
 
 @pytest.fixture
 def client(database_url: str, jwks: JwksServer, ses_endpoint: str) -> Iterator[TestClient]:
     with edge(database_url, jwks, ses_endpoint) as test_client:
         yield test_client
-
-
-def auth(jwks: JwksServer, user: User) -> dict[str, str]:
-    return {"Authorization": f"Bearer {jwks.sign(jwks.claims(user.id))}"}
 
 
 def new_domain() -> str:
@@ -71,7 +66,7 @@ def register(
 ) -> Response:
     return client.post(
         "/api/v1/email/identities",
-        headers=auth(jwks, user),
+        headers=bearer(jwks, user),
         json={"workspace_id": str(workspace or user.workspace_id), "identity": identity},
     )
 
@@ -169,7 +164,7 @@ def test_invalid_requests_are_refused_before_ses(
     owner = create_user(conn)
     extra = client.post(
         "/api/v1/email/identities",
-        headers=auth(jwks, owner),
+        headers=bearer(jwks, owner),
         json={"workspace_id": str(owner.workspace_id), "identity": new_domain(), "verified": True},
     )
     not_a_domain = register(client, jwks, owner, "not a domain", None)
@@ -192,13 +187,13 @@ def test_any_member_refreshes_from_ses_and_strangers_get_404(
         (identity_id,),
     )
     refreshed = client.post(
-        f"/api/v1/email/identities/{identity_id}/refresh", headers=auth(jwks, viewer)
+        f"/api/v1/email/identities/{identity_id}/refresh", headers=bearer(jwks, viewer)
     )
     assert refreshed.status_code == 200, refreshed.text
     assert refreshed.json()["data"]["verified"] is True
     assert stored(conn, domain)["checked"] is True
     by_stranger = client.post(
-        f"/api/v1/email/identities/{identity_id}/refresh", headers=auth(jwks, stranger)
+        f"/api/v1/email/identities/{identity_id}/refresh", headers=bearer(jwks, stranger)
     )
     assert (by_stranger.status_code, by_stranger.json()["error"]["code"]) == (
         404,
@@ -214,7 +209,7 @@ def test_without_ses_configured_identities_answer_503(
     with edge(database_url, jwks, None) as unconfigured:
         created = register(unconfigured, jwks, owner, domain, None)
         refreshed = unconfigured.post(
-            f"/api/v1/email/identities/{uuid.uuid4()}/refresh", headers=auth(jwks, owner)
+            f"/api/v1/email/identities/{uuid.uuid4()}/refresh", headers=bearer(jwks, owner)
         )
     assert [created.status_code, refreshed.status_code] == [503, 503]
     assert created.json()["error"]["code"] == "provider_not_configured"
@@ -247,7 +242,7 @@ def test_ses_refusing_the_identity_is_a_422(
     database_url: str, jwks: JwksServer, conn: Conn, ses_endpoint: str
 ) -> None:
     owner = create_user(conn)
-    app = create_app(edge_settings(database_url, jwks, ses_endpoint))
+    app = create_app(ses_settings(database_url, jwks, ses_endpoint))
     app.dependency_overrides[SES.required] = RefusingSes
     with TestClient(app) as refusing:
         refused = register(refusing, jwks, owner, new_domain(), None)

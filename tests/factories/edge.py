@@ -18,9 +18,13 @@ def edge_settings(database_url: str, jwks: JwksServer, **overrides: Any) -> Sett
     return Settings(database_url=SecretStr(database_url), supabase_url=jwks.base_url, **overrides)
 
 
+def authorization(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 def bearer(jwks: JwksServer, user: User) -> dict[str, str]:
     """The headers of a request `user` signs in to, with a token shaped like Supabase's."""
-    return {"Authorization": f"Bearer {jwks.sign(jwks.claims(user.id, email=user.email))}"}
+    return authorization(jwks.sign(jwks.claims(user.id, email=user.email)))
 
 
 def documented_codes(client: TestClient, operation_id: str, status: int) -> list[str]:

@@ -10,38 +10,26 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from psycopg.rows import DictRow
-from pydantic import SecretStr
 
 from api.app import create_app
 from api.core.settings import Settings
-from tests.factories.edge import documented_codes
-from tests.factories.workspaces import User, acting_as, create_user
+from tests.factories.edge import authorization, bearer, documented_codes, edge_settings
+from tests.factories.workspaces import acting_as, create_user
 from tests.fakes.jwks import JwksServer
 
 LEGACY_SECRET = "test-legacy-secret-" + uuid.uuid4().hex
 
 
-def settings_for(database_url: str, supabase_url: str) -> Settings:
-    return Settings(
-        database_url=SecretStr(database_url),
-        supabase_url=supabase_url,
-        supabase_jwt_secret=SecretStr(LEGACY_SECRET),
-        database_timeout_seconds=2,
+def settings_for(database_url: str, jwks: JwksServer) -> Settings:
+    return edge_settings(
+        database_url, jwks, supabase_jwt_secret=LEGACY_SECRET, database_timeout_seconds=2
     )
 
 
 @pytest.fixture(scope="module")
 def client(database_url: str, jwks: JwksServer) -> Iterator[TestClient]:
-    with TestClient(create_app(settings_for(database_url, jwks.base_url))) as test_client:
+    with TestClient(create_app(settings_for(database_url, jwks))) as test_client:
         yield test_client
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def token_for(jwks: JwksServer, user: User) -> str:
-    return jwks.sign(jwks.claims(user.id, email=user.email))
 
 
 def test_me_lists_profile_and_every_workspace_with_role(
@@ -58,7 +46,7 @@ def test_me_lists_profile_and_every_workspace_with_role(
     with acting_as(conn, user):
         conn.execute("select public.accept_invitation(%s)", (token,))
 
-    response = client.get("/api/v1/me", headers=bearer(token_for(jwks, user)))
+    response = client.get("/api/v1/me", headers=bearer(jwks, user))
 
     assert response.status_code == 200
     body = response.json()
@@ -79,7 +67,7 @@ def test_legacy_hs256_tokens_are_accepted(
 ) -> None:
     user = create_user(conn)
     token = jwt.encode(jwks.claims(user.id), LEGACY_SECRET, algorithm="HS256")
-    response = client.get("/api/v1/me", headers=bearer(token))
+    response = client.get("/api/v1/me", headers=authorization(token))
     assert response.status_code == 200
     assert response.json()["data"]["id"] == str(user.id)
 
@@ -109,14 +97,14 @@ def test_expired_and_foreign_tokens_get_401(
     expired = jwks.sign(jwks.claims(user.id, exp=1_600_000_000, iat=1_599_999_000))
     foreign = jwks.sign(jwks.claims(user.id, iss="https://evil.example/auth/v1"))
     codes = [
-        client.get("/api/v1/me", headers=bearer(token)).json()["error"]["code"]
+        client.get("/api/v1/me", headers=authorization(token)).json()["error"]["code"]
         for token in (expired, foreign)
     ]
     assert codes == ["token_expired", "token_issuer_invalid"]
 
 
 def test_a_token_for_a_user_without_profile_is_404(client: TestClient, jwks: JwksServer) -> None:
-    response = client.get("/api/v1/me", headers=bearer(jwks.sign(jwks.claims(uuid.uuid4()))))
+    response = client.get("/api/v1/me", headers=authorization(jwks.sign(jwks.claims(uuid.uuid4()))))
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "profile_not_found"
 
@@ -125,7 +113,7 @@ def test_settings_are_replaced_field_by_field_and_persisted(
     client: TestClient, jwks: JwksServer, conn: psycopg.Connection[DictRow]
 ) -> None:
     user = create_user(conn)
-    headers = bearer(token_for(jwks, user))
+    headers = bearer(jwks, user)
     first = client.put(
         "/api/v1/me/settings",
         headers=headers,
@@ -176,7 +164,7 @@ def test_bad_settings_get_422_with_field_paths(
     field: str,
 ) -> None:
     user = create_user(conn)
-    response = client.put("/api/v1/me/settings", headers=bearer(token_for(jwks, user)), json=body)
+    response = client.put("/api/v1/me/settings", headers=bearer(jwks, user), json=body)
     assert response.status_code == 422
     error = response.json()["error"]
     assert error["code"] == "invalid_input"
@@ -193,7 +181,7 @@ def test_the_database_has_the_last_word_on_settings(
     user = create_user(conn)
     response = client.put(
         "/api/v1/me/settings",
-        headers=bearer(token_for(jwks, user)),
+        headers=bearer(jwks, user),
         json={"preferences": {"timezone": "Mars/Olympus_Mons"}},
     )
     assert response.status_code == 422
@@ -207,7 +195,7 @@ def test_a_body_that_is_not_json_gets_422(
     user = create_user(conn)
     response = client.put(
         "/api/v1/me/settings",
-        headers={**bearer(token_for(jwks, user)), "Content-Type": "application/json"},
+        headers={**bearer(jwks, user), "Content-Type": "application/json"},
         content=b"{not json",
     )
     assert response.status_code == 422
@@ -228,7 +216,7 @@ def closed_port() -> int:
 
 def test_health_is_503_when_the_database_is_down(jwks: JwksServer) -> None:
     down = f"postgresql://postgres@127.0.0.1:{closed_port()}/postgres?connect_timeout=1"
-    with TestClient(create_app(settings_for(down, jwks.base_url))) as client:
+    with TestClient(create_app(settings_for(down, jwks))) as client:
         response = client.get("/health")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "database_unavailable"

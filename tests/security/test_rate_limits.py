@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 from pydantic import SecretStr
 
 from api.app import create_app
-from api.core.settings import Settings
+from tests.factories.edge import bearer, edge_settings
 from tests.factories.workspaces import (
     User,
     acting_as,
@@ -67,9 +67,9 @@ def client(
     ses_endpoint: str,
     razorpay_api: RazorpayServer,
 ) -> Iterator[TestClient]:
-    settings = Settings(
-        database_url=SecretStr(database_url),
-        supabase_url=jwks.base_url,
+    settings = edge_settings(
+        database_url,
+        jwks,
         public_base_url="https://edge.example.test",
         integrations_encryption_key=SecretStr(Fernet.generate_key().decode()),
         shoptet_api_url=shoptet.base_url,
@@ -115,7 +115,7 @@ class Edge:
         self.client, self.jwks = client, jwks
 
     def post(self, user: User, path: str, **kwargs: Any) -> Response:
-        headers = {"Authorization": f"Bearer {self.jwks.sign(self.jwks.claims(user.id))}"}
+        headers = bearer(self.jwks, user)
         return self.client.post(path, headers={**headers, **kwargs.pop("headers", {})}, **kwargs)
 
 

@@ -19,7 +19,7 @@ from psycopg.rows import DictRow
 from pydantic import SecretStr
 
 from api.app import create_app
-from api.core.settings import Settings
+from tests.factories.edge import bearer, edge_settings
 from tests.factories.workspaces import User, add_member, create_user, make_project, one
 from tests.fakes.jwks import JwksServer
 
@@ -94,9 +94,9 @@ def signed(body: bytes, secret: str = SHOP_SECRET) -> str:
 
 @pytest.fixture(scope="module")
 def client(database_url: str, jwks: JwksServer) -> Iterator[TestClient]:
-    settings = Settings(
-        database_url=SecretStr(database_url),
-        supabase_url=jwks.base_url,
+    settings = edge_settings(
+        database_url,
+        jwks,
         integrations_encryption_key=SecretStr(ENCRYPTION_KEY),
         public_base_url="https://edge.example.test",
         cron_secret=SecretStr(CRON),
@@ -110,7 +110,7 @@ def connect(
 ) -> Any:
     return client.post(
         f"/api/v1/projects/{project}/integrations/{source}/connect",
-        headers={"Authorization": f"Bearer {jwks.sign(jwks.claims(user.id))}"},
+        headers=bearer(jwks, user),
         json={"webhook_secret": SHOP_SECRET},
     )
 
@@ -378,7 +378,7 @@ def test_a_disconnected_shop_can_no_longer_deliver(
     owner, project = shop
     response = client.post(
         f"/api/v1/projects/{project}/integrations/shopify/disconnect",
-        headers={"Authorization": f"Bearer {jwks.sign(jwks.claims(owner.id))}"},
+        headers=bearer(jwks, owner),
     )
     assert response.json()["data"]["removed"] is True
     assert post_shopify(client, project, shopify_order(3003)).status_code == 401

@@ -21,7 +21,7 @@ from api.core.secrets_box import KeyMismatchError, SecretBox
 from api.core.settings import Settings
 from api.shops import routes
 from api.shops.shoptet.client import ShoptetClient, ShoptetError
-from tests.factories.edge import documented_codes
+from tests.factories.edge import bearer, documented_codes, edge_settings
 from tests.factories.workspaces import User, add_member, create_user, make_project, one
 from tests.fakes.jwks import JwksServer
 from tests.fakes.shoptet_server import TOKEN, Failure, ShoptetServer, serve_shoptet, shoptet_order
@@ -42,12 +42,12 @@ def shoptet() -> Iterator[ShoptetServer]:
 def shoptet_settings(
     database_url: str, jwks: JwksServer, shoptet: ShoptetServer, public_base_url: str | None = EDGE
 ) -> Settings:
-    return Settings(
-        database_url=SecretStr(database_url),
-        supabase_url=jwks.base_url,
-        integrations_encryption_key=SecretStr(ENCRYPTION_KEY),
+    return edge_settings(
+        database_url,
+        jwks,
+        integrations_encryption_key=ENCRYPTION_KEY,
         shoptet_api_url=shoptet.base_url,
-        cron_secret=SecretStr(CRON),
+        cron_secret=CRON,
         public_base_url=public_base_url,
     )
 
@@ -63,7 +63,7 @@ class Shop:
         self, client: TestClient, jwks: JwksServer, user: User, project: uuid.UUID
     ) -> None:
         self.client, self.user, self.project = client, user, project
-        self.headers = {"Authorization": f"Bearer {jwks.sign(jwks.claims(user.id))}"}
+        self.headers = bearer(jwks, user)
 
     def post(self, action: str, **body: Any) -> Any:
         return self.client.post(
@@ -428,10 +428,7 @@ def test_the_webhook_url_is_absolute_and_never_from_the_host_header(
 ) -> None:
     owner = create_user(conn)
     project = make_project(conn, owner)
-    headers = {
-        "Authorization": f"Bearer {jwks.sign(jwks.claims(owner.id))}",
-        "Host": "attacker.example",
-    }
+    headers = {**bearer(jwks, owner), "Host": "attacker.example"}
     urls = [
         client.post(
             f"/api/v1/projects/{project}/integrations/{source}/connect",
