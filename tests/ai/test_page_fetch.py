@@ -4,13 +4,12 @@ type limits, visible text extracted."""
 import ipaddress
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 
 from api.ai.page_fetch import PageFetchError, fetch_page_text
-from tests.fakes.http_server import serve
+from tests.fakes.http_server import FakeHandler, serve
 
 PAGES: dict[str, tuple[int, dict[str, str], bytes]] = {
     "/boots": (
@@ -36,18 +35,10 @@ DRIP_INTERVAL = 0.01
 
 @pytest.fixture(scope="module")
 def site() -> Iterator[str]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(FakeHandler):
         def do_GET(self) -> None:
             status, headers, body = PAGES.get(self.path, (404, {}, b""))
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet."""
+            self.reply(status, body, content_type=None, headers=headers)
 
     with serve(Handler) as base_url:
         yield base_url
@@ -114,7 +105,7 @@ def test_redirects_that_cannot_be_parsed_or_encoded_are_refused(site: str, path:
 def dripping_site() -> Iterator[str]:
     hung_up = threading.Event()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(FakeHandler):
         def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
@@ -127,9 +118,6 @@ def dripping_site() -> Iterator[str]:
                         return
             except OSError:
                 return
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet."""
 
     with serve(Handler) as base_url:
         yield base_url

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 
 from api.core.auth_tokens import TokenVerifier
 from api.core.errors import ApiError
-from tests.fakes.http_server import serve
+from tests.fakes.http_server import FakeHandler, serve
 from tests.fakes.jwks import JwksServer, SigningKey, serve_jwks
 
 SECRET = "legacy-" + uuid.uuid4().hex
@@ -223,16 +223,9 @@ def test_an_unreachable_jwks_is_503(jwks: JwksServer) -> None:
 def body_handler(status: int, body: bytes) -> type[BaseHTTPRequestHandler]:
     """Answers every request with one fixed response."""
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(FakeHandler):
         def do_GET(self) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: the suite's output is for failures."""
+            self.reply(status, body)
 
     return Handler
 

@@ -9,10 +9,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.fakes.http_server import serve
+from tests.fakes.http_server import FakeHandler, serve
 
 PLACEHOLDER = re.compile(r"\[[A-Z_]+_\d+\]")
 
@@ -103,7 +102,7 @@ def serve_groq() -> Iterator[GroqServer]:
     state = GroqServer()
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(FakeHandler):
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
             with lock:
@@ -132,17 +131,7 @@ def serve_groq() -> Iterator[GroqServer]:
                     else default_content(schema_name, sorted(set(PLACEHOLDER.findall(user))))
                 )
                 payload = completion(body["model"], content)
-            raw = json.dumps(payload).encode()
-            self.send_response(reply.status)
-            self.send_header("Content-Type", "application/json")
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: the suite's output is for failures."""
+            self.reply_json(reply.status, payload, reply.headers)
 
     with serve(Handler) as base_url:
         state.base_url = base_url

@@ -1,11 +1,9 @@
 """A real HTTP server publishing a JWKS, and a signer for tokens shaped like Supabase's."""
 
-import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import jwt
@@ -13,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from scripts.token import supabase_claims
-from tests.fakes.http_server import serve
+from tests.fakes.http_server import FakeHandler, serve
 
 JWKS_PATH = "/auth/v1/.well-known/jwks.json"
 
@@ -65,21 +63,13 @@ class JwksServer:
 def serve_jwks(*keys: SigningKey) -> Iterator[JwksServer]:
     state = JwksServer(base_url="", keys=list(keys))
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(FakeHandler):
         def do_GET(self) -> None:
             if self.path != JWKS_PATH:
                 self.send_error(404)
                 return
             state.fetches += 1
-            body = json.dumps({"keys": [key.public_jwk() for key in state.keys]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: the suite's output is for failures."""
+            self.reply_json(200, {"keys": [key.public_jwk() for key in state.keys]})
 
     with serve(Handler) as base_url:
         state.base_url = base_url

@@ -9,10 +9,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.fakes.http_server import serve
+from tests.fakes.http_server import FakeHandler, serve
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ def serve_make() -> Iterator[MakeServer]:
     state = MakeServer()
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(FakeHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
@@ -62,17 +61,12 @@ def serve_make() -> Iterator[MakeServer]:
             if answer.hang:
                 state.release.wait()
                 return
-            payload = answer.body.encode()
-            self.send_response(answer.status)
-            for name, value in answer.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: the suite's output is for failures."""
+            self.reply(
+                answer.status,
+                answer.body.encode(),
+                content_type="text/plain",
+                headers=answer.headers,
+            )
 
     with serve(Handler) as base_url:
         state.base_url = base_url

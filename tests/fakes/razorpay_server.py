@@ -9,10 +9,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.fakes.http_server import serve
+from tests.fakes.http_server import FakeHandler, serve
 
 KEY_ID = "rzp_test_" + uuid.uuid4().hex[:14]
 KEY_SECRET = uuid.uuid4().hex
@@ -142,21 +141,13 @@ def serve_razorpay() -> Iterator[RazorpayServer]:
     state = RazorpayServer()
     expected_auth = "Basic " + base64.b64encode(f"{KEY_ID}:{KEY_SECRET}".encode()).decode()
 
-    class Handler(BaseHTTPRequestHandler):
-        def reply(self, status: int, body: dict[str, Any]) -> None:
-            raw = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
+    class Handler(FakeHandler):
         def handle_any(self, method: str) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = json.loads(self.rfile.read(length) or b"{}")
             state.requests.append((method, self.path, body))
             if self.headers.get("Authorization") != expected_auth:
-                self.reply(
+                self.reply_json(
                     401,
                     {
                         "error": {
@@ -176,20 +167,20 @@ def serve_razorpay() -> Iterator[RazorpayServer]:
                     created_at=int(time.time()),
                 )
                 state.subscriptions[sub["id"]] = sub
-                self.reply(200, sub)
+                self.reply_json(200, sub)
             elif parts[:2] == ["v1", "subscriptions"] and len(parts) in (3, 4) and held is None:
-                self.reply(400, NOT_FOUND)
+                self.reply_json(400, NOT_FOUND)
             elif method == "GET" and held is not None and len(parts) == 3:
-                self.reply(200, held)
+                self.reply_json(200, held)
             elif method == "POST" and held is not None and parts[3:] == ["cancel"]:
                 if body.get("cancel_at_cycle_end") != 1:
                     held.update(status="cancelled", ended_at=int(time.time()))
-                self.reply(200, held)
+                self.reply_json(200, held)
             elif method == "PATCH" and held is not None and len(parts) == 3:
                 held.update(has_scheduled_changes=True, change_scheduled_at=held["current_end"])
-                self.reply(200, held)
+                self.reply_json(200, held)
             else:
-                self.reply(
+                self.reply_json(
                     400,
                     {
                         "error": {
@@ -207,9 +198,6 @@ def serve_razorpay() -> Iterator[RazorpayServer]:
 
         def do_PATCH(self) -> None:
             self.handle_any("PATCH")
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet."""
 
     with serve(Handler) as base_url:
         state.base_url = base_url

@@ -9,11 +9,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fakes.http_server import serve
+from tests.fakes.http_server import FakeHandler, serve
 
 TOKEN = "123456-p-987654-abcdefghijklmnopqrstuvwxyz"
 
@@ -118,16 +117,7 @@ def serve_shoptet() -> Iterator[ShoptetServer]:
     state = ShoptetServer()
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        def answer(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Handler(FakeHandler):
         def do_GET(self) -> None:
             url = urlsplit(self.path)
             query = parse_qs(url.query)
@@ -143,7 +133,7 @@ def serve_shoptet() -> Iterator[ShoptetServer]:
                     "message": "Invalid access token.",
                     "instance": "token",
                 }
-                self.answer(401, envelope(None, [error]))
+                self.reply(401, envelope(None, [error]))
                 return
             if failure:
                 headers = (
@@ -156,21 +146,21 @@ def serve_shoptet() -> Iterator[ShoptetServer]:
                     "message": "Try later.",
                     "instance": url.path,
                 }
-                self.answer(failure.status, envelope(None, [error]), headers)
+                self.reply(failure.status, envelope(None, [error]), headers=headers)
                 return
             if url.path == "/api/eshop":
-                self.answer(200, envelope(state.eshop))
+                self.reply(200, envelope(state.eshop))
             elif url.path == "/api/orders":
-                self.answer(200, envelope(self.page(query, state.orders, "orders")))
+                self.reply(200, envelope(self.page(query, state.orders, "orders")))
             elif url.path.startswith("/api/orders/"):
                 code = url.path.rsplit("/", 1)[1]
                 found = [o for o in state.orders if o["code"] == code]
                 if code in state.hollow_orders:
-                    self.answer(200, envelope({}))
+                    self.reply(200, envelope({}))
                 elif found:
-                    self.answer(200, envelope({"order": order_detail(found[0])}))
+                    self.reply(200, envelope({"order": order_detail(found[0])}))
                 else:
-                    self.answer(
+                    self.reply(
                         404,
                         envelope(
                             None,
@@ -184,14 +174,14 @@ def serve_shoptet() -> Iterator[ShoptetServer]:
                         ),
                     )
             elif url.path == "/api/customers":
-                self.answer(
+                self.reply(
                     200, envelope(self.page(query, list(state.customers.values()), "customers"))
                 )
             elif url.path.startswith("/api/customers/"):
                 guid = url.path.rsplit("/", 1)[1]
-                self.answer(200, envelope({"customer": state.customers[guid]}))
+                self.reply(200, envelope({"customer": state.customers[guid]}))
             else:
-                self.answer(
+                self.reply(
                     404,
                     envelope(
                         None, [{"errorCode": "not-found", "message": "No.", "instance": url.path}]
@@ -222,9 +212,6 @@ def serve_shoptet() -> Iterator[ShoptetServer]:
                     "itemsPerPage": per_page,
                 },
             }
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: the suite's output is for failures."""
 
     with serve(Handler) as base_url:
         state.base_url = base_url

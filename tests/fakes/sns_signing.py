@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from api.email.sns import string_to_sign
-from tests.fakes.http_server import serve
+from tests.fakes.http_server import FakeHandler, serve
 
 CONFIRMED = (
     b'<ConfirmSubscriptionResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/">'
@@ -70,26 +69,17 @@ class SnsHost:
 def serve_sns(certificate: Certificate) -> Iterator[SnsHost]:
     host = SnsHost()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(FakeHandler):
         def do_GET(self) -> None:
             host.fetched.append(self.path)
             if self.path.endswith(".pem"):
-                self.answer(200, "application/x-pem-file", certificate.pem)
+                self.reply(200, certificate.pem, content_type="application/x-pem-file")
             elif host.failures > 0:
                 host.failures -= 1
-                self.answer(500, "text/xml", b"<Error><Code>InternalFailure</Code></Error>")
+                body = b"<Error><Code>InternalFailure</Code></Error>"
+                self.reply(500, body, content_type="text/xml")
             else:
-                self.answer(200, "text/xml", CONFIRMED)
-
-        def answer(self, status: int, content_type: str, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet."""
+                self.reply(200, CONFIRMED, content_type="text/xml")
 
     with serve(Handler) as base_url:
         host.base_url = base_url
