@@ -50,6 +50,19 @@ DATABASE_ERRORS: dict[str, tuple[int, str, str]] = {
 }
 
 
+class CodedError(Exception):
+    """A failure a provider client or domain module raises with a stable snake_case code; its
+    feature maps it to the envelope (they never raise HTTP errors themselves)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
 class ApiError(Exception):
     """A failure a client can act on: an HTTP status plus a stable snake_case code."""
 

@@ -18,6 +18,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from api.core.errors import CodedError
+
 if TYPE_CHECKING:
     from mypy_boto3_sesv2 import SESV2Client
 
@@ -36,21 +38,16 @@ RETRYABLE_CODES = frozenset(
 )
 
 
-class SesError(Exception):
+class SesError(CodedError):
     """A failed SES call: SES's code and words, and whether trying again later may help."""
 
     def __init__(
         self, code: str, message: str, retryable: bool, outcome_unknown: bool = False
     ) -> None:
-        super().__init__(code, message, retryable, outcome_unknown)
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
         self.retryable = retryable
         # The request reached SES but no answer came back: the message may have been accepted.
         self.outcome_unknown = outcome_unknown
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.message}"
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from api.core.errors import CodedError
+
 SNS_HOST = re.compile(r"^sns\.[a-zA-Z0-9\-]{3,}\.amazonaws\.com(\.cn)?$")
 MESSAGE_TYPES = ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation")
 NOTIFICATION_FIELDS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
@@ -37,17 +39,9 @@ MAX_CERTIFICATE_BYTES = 16 * 1024
 CACHED_CERTIFICATES = 32
 
 
-class SnsError(Exception):
+class SnsError(CodedError):
     """Why a message is not trusted: `invalid_input` (not an SNS message), `topic_not_allowed`,
     `signature_invalid`, `certificate_not_allowed` or `certificate_unavailable`."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.message}"
 
 
 def string_to_sign(message: dict[str, Any]) -> bytes:

@@ -8,20 +8,14 @@ from uuid import UUID
 
 import jwt
 
+from api.core.errors import CodedError
+
 ALGORITHM = "HS256"
 AUDIENCE = "growthbase:unsubscribe"
 
 
-class LinkError(Exception):
+class LinkError(CodedError):
     """A link that does not verify: `link_invalid` or `link_expired`."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.message}"
 
 
 @dataclass(frozen=True)
