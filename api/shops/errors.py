@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from api.core.errors import ApiError
 from api.core.openapi import RATE_LIMITED, insufficient_role, merged_errors
 from api.core.secrets_box import KeyMismatchError
+from api.core.signatures import WEBHOOK_SIGNATURE_ERRORS
 from api.shops.integration_secrets import NotConnectedError
 from api.shops.shoptet.client import ShoptetError
 
@@ -29,6 +30,8 @@ OPENING_CREDENTIALS: Mapping[int, Mapping[str, str]] = {
         "integration_key_mismatch": KEY_MISMATCH,
     },
 }
+# A shop's signed webhook: checked with a key stored sealed for the project.
+WEBHOOK_REFUSALS = merged_errors(WEBHOOK_SIGNATURE_ERRORS, OPENING_CREDENTIALS)
 # A route for members and above of the project's workspace (private.project_workspace_as).
 MEMBERS = merged_errors(
     insufficient_role("member"), {404: {"project_not_found": "Project not found"}}

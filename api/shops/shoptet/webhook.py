@@ -19,11 +19,11 @@ from api.core.db import Database
 from api.core.deps import ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
-from api.core.openapi import JSON, documented, merged_errors, raw_request_body
+from api.core.openapi import JSON, documented, raw_request_body
 from api.core.secrets_box import SecretBox
-from api.core.signatures import WEBHOOK_SIGNATURE_ERRORS, verify_webhook_hmac
+from api.core.signatures import verify_webhook_hmac
 from api.shops.deps import Box
-from api.shops.errors import OPENING_CREDENTIALS
+from api.shops.errors import WEBHOOK_REFUSALS
 from api.shops.integration_secrets import NoEncryptionKeyError, integration_secrets
 from api.shops.shoptet.client import ShoptetError, check_event_instance
 from api.shops.shoptet.sync import CUSTOMERS, ORDERS, shoptet_client_for
@@ -113,9 +113,7 @@ def applier(database: Database, box: SecretBox | None, api_url: str) -> Applier:
     "/api/v1/webhooks/shoptet/{project_id}",
     response_model=Envelope[ShoptetWebhookOutcome],
     summary="Receive a Shoptet webhook",
-    responses=documented(
-        {"outcome": "accepted"}, errors=merged_errors(WEBHOOK_SIGNATURE_ERRORS, OPENING_CREDENTIALS)
-    ),
+    responses=documented({"outcome": "accepted"}, errors=WEBHOOK_REFUSALS),
     openapi_extra=raw_request_body(
         JSON,
         ShoptetEvent.model_json_schema(),
