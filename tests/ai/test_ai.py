@@ -97,6 +97,15 @@ def ask_copy(
     )
 
 
+def the_call(conn: Conn, user: User) -> dict[str, Any]:
+    """How the one AI call of the user's workspace ended."""
+    return one(
+        conn,
+        "select status, error_code from public.ai_calls where workspace_id = %s",
+        (user.workspace_id,),
+    )
+
+
 def test_no_personal_data_leaves_and_the_answer_has_it_back(
     client: TestClient, jwks: JwksServer, groq: GroqServer, conn: Conn, owner: User
 ) -> None:
@@ -169,12 +178,7 @@ def test_a_provider_error_is_502_and_refunded(
     response = ask_copy(client, jwks, owner)
     assert (response.status_code, response.json()["error"]["code"]) == (502, "provider_error")
     assert balance(conn, owner) == 20
-    failed = one(
-        conn,
-        "select status, error_code from public.ai_calls where workspace_id = %s",
-        (owner.workspace_id,),
-    )
-    assert failed == {"status": "failed", "error_code": "provider_error"}
+    assert the_call(conn, owner) == {"status": "failed", "error_code": "provider_error"}
 
 
 def test_credits_viewers_and_strangers(
@@ -432,12 +436,7 @@ def test_a_page_that_cannot_be_read_refunds_the_call(
         ("ai_charge", -3),
         ("ai_refund", 3),
     ]
-    call = one(
-        conn,
-        "select status, error_code from public.ai_calls where workspace_id = %s",
-        (owner.workspace_id,),
-    )
-    assert call == {"status": "failed", "error_code": "url_not_allowed"}
+    assert the_call(conn, owner) == {"status": "failed", "error_code": "url_not_allowed"}
 
 
 def test_only_the_service_records_calls_and_only_with_the_configured_model(
@@ -508,12 +507,7 @@ def test_a_host_name_that_cannot_be_encoded_is_refused_and_refunded(
     assert (refused.status_code, refused.json()["error"]["code"]) == (422, "url_not_allowed")
     assert groq.requests == []
     assert balance(conn, owner) == 20
-    call = one(
-        conn,
-        "select status, error_code from public.ai_calls where workspace_id = %s",
-        (owner.workspace_id,),
-    )
-    assert call == {"status": "failed", "error_code": "url_not_allowed"}
+    assert the_call(conn, owner) == {"status": "failed", "error_code": "url_not_allowed"}
 
 
 def test_an_unexpected_failure_after_the_debit_is_a_500_and_refunded(
@@ -537,12 +531,7 @@ def test_an_unexpected_failure_after_the_debit_is_a_500_and_refunded(
         ("ai_charge", -3),
         ("ai_refund", 3),
     ]
-    call = one(
-        conn,
-        "select status, error_code from public.ai_calls where workspace_id = %s",
-        (owner.workspace_id,),
-    )
-    assert call == {"status": "failed", "error_code": "internal_error"}
+    assert the_call(conn, owner) == {"status": "failed", "error_code": "internal_error"}
 
 
 def start_call(conn: Conn, owner: User, minutes_ago: int) -> uuid.UUID:
