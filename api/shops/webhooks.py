@@ -304,7 +304,7 @@ def shop_webhook(
     if order is not None:
         with database.as_service() as conn:
             conn.execute(
-                "select private.upsert_order(%s, %s, %s)", (project_id, source, Jsonb(order))
+                "select private.upsert_orders(%s, %s, %s)", (project_id, source, Jsonb([order]))
             )
     intake.finish(recorded.event, outcome)
     return ok({"outcome": outcome})
