@@ -80,6 +80,10 @@ REVIEWED: dict[str, str] = {
     "public.register_sender_identity(uuid, text)": (
         f"{HERE}::test_only_admins_of_the_workspace_register_sender_identities"
     ),
+    "public.erase_contact(uuid)": (
+        "tests/privacy/test_erasure.py"
+        "::test_erasure_refuses_other_workspaces_lower_roles_and_a_second_time"
+    ),
     "analytics.rfm(date)": "tests/rfm/test_rfm.py::test_dashboard_users_see_only_their_workspaces",
     "analytics.ai_usage_summary()": f"{HERE}::test_ai_usage_shows_only_the_callers_workspaces",
     "analytics.campaign_variant_stats()": (
