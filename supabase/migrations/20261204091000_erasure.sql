@@ -117,6 +117,18 @@ insert into private.personal_data_columns (table_schema, table_name, column_name
 
 -- identifiers --------------------------------------------------------------------------------
 
+-- A phone as its digits only, however it was written.
+create function private.phone_digits(p_phone text)
+returns text
+language sql
+immutable
+set search_path = ''
+as $$
+  select nullif(regexp_replace(p_phone, '[^0-9]', '', 'g'), '')
+$$;
+
+revoke all on function private.phone_digits(text) from public, anon, authenticated;
+
 -- The identifier tokens of a text: lower-case emails, phone-like digit runs (7 to 15 digits,
 -- spaces and dashes dropped) and lower-case UUIDs.
 create function private.identifier_tokens(p_text text)
@@ -188,7 +200,7 @@ as $$
     select lower(c.email) as t from public.contacts c
     where c.workspace_id = p_workspace_id and c.id = any (p_contact_ids)
     union all
-    select regexp_replace(c.phone, '[^0-9]', '', 'g') from public.contacts c
+    select private.phone_digits(c.phone) from public.contacts c
     where c.workspace_id = p_workspace_id and c.id = any (p_contact_ids)
     union all
     select lower(x.external_id) from public.contact_external_ids x
@@ -308,7 +320,9 @@ declare
   v_needles text[];
   v_keys text[];
   v_rows jsonb := '{}'::jsonb;
+  v_phone_digits text[];
   v_count integer;
+  v_staged integer;
 begin
   select coalesce(array_agg(c.id order by c.id), '{}'),
          coalesce(array_agg(c.email) filter (where c.email is not null), '{}'),
@@ -326,6 +340,7 @@ begin
   select coalesce(array_agg(x.external_id), '{}') into v_external_ids
   from public.contact_external_ids x
   where x.workspace_id = p_workspace_id and x.contact_id = any (v_ids);
+  select coalesce(array_agg(private.phone_digits(p)), '{}') into v_phone_digits from unnest(v_phones) as p;
   v_needles := private.contact_needles(p_workspace_id, v_ids);
   v_keys := private.identifier_keys(private.contact_tokens(p_workspace_id, v_ids));
 
@@ -406,21 +421,42 @@ begin
   get diagnostics v_count = row_count;
   v_rows := v_rows || jsonb_build_object('ai_calls', v_count);
 
-  delete from private.import_contact_rows r
-  using public.import_jobs j
+  -- Staged and in-flight rows of running imports (each table is a job's own copy of the file).
+  v_count := 0;
+  delete from private.import_contact_rows r using public.import_jobs j
   where j.workspace_id = p_workspace_id and r.job_id = j.id
-    and (lower(btrim(r.email)) = any (v_emails)
-         or regexp_replace(r.phone, '[^0-9]', '', 'g') = any (select regexp_replace(p, '[^0-9]', '', 'g') from unnest(v_phones) as p));
-  get diagnostics v_count = row_count;
-  v_rows := v_rows || jsonb_build_object('import_contact_rows', v_count);
-  delete from private.import_order_rows r
-  using public.import_jobs j
+    and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits));
+  get diagnostics v_staged = row_count;
+  v_count := v_count + v_staged;
+  delete from private.import_contact_work r using public.import_jobs j
   where j.workspace_id = p_workspace_id and r.job_id = j.id
-    and (lower(btrim(r.email)) = any (v_emails)
-         or regexp_replace(r.phone, '[^0-9]', '', 'g') = any (select regexp_replace(p, '[^0-9]', '', 'g') from unnest(v_phones) as p)
+    and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits));
+  get diagnostics v_staged = row_count;
+  v_count := v_count + v_staged;
+  delete from private.import_order_rows r using public.import_jobs j
+  where j.workspace_id = p_workspace_id and r.job_id = j.id
+    and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits)
          or r.customer_id = any (v_external_ids));
-  get diagnostics v_count = row_count;
-  v_rows := v_rows || jsonb_build_object('import_order_rows', v_count);
+  get diagnostics v_staged = row_count;
+  v_count := v_count + v_staged;
+  delete from private.import_order_lines r using public.import_jobs j
+  where j.workspace_id = p_workspace_id and r.job_id = j.id
+    and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits)
+         or r.customer_id = any (v_external_ids));
+  get diagnostics v_staged = row_count;
+  v_count := v_count + v_staged;
+  delete from private.import_order_heads r using public.import_jobs j
+  where j.workspace_id = p_workspace_id and r.job_id = j.id
+    and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits)
+         or r.customer_id = any (v_external_ids));
+  get diagnostics v_staged = row_count;
+  v_count := v_count + v_staged;
+  delete from private.import_order_customers r using public.import_jobs j
+  where j.workspace_id = p_workspace_id and r.job_id = j.id
+    and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits)
+         or r.customer_id = any (v_external_ids));
+  get diagnostics v_staged = row_count;
+  v_rows := v_rows || jsonb_build_object('import_rows', v_count + v_staged);
 
   update public.contacts c
   set email = null, phone = null, first_name = null, last_name = null,
