@@ -137,7 +137,7 @@ from (values
   ('private', 'rate_limit_windows', 'bucket', 'none', 'not_personal', 'workspace and user ids'),
   ('private', 'sync_streams', 'source', 'none', 'not_personal', null),
   ('private', 'sync_streams', 'stream', 'none', 'not_personal', null),
-  ('private', 'webhook_events', 'body', 'contact', 'tombstoned', 'raw provider payloads with names and addresses'),
+  ('private', 'webhook_events', 'body', 'contact', 'row_deleted', 'raw provider payloads with names and addresses'),
   ('private', 'webhook_events', 'event_id', 'none', 'not_personal', 'the provider''s event id'),
   ('private', 'webhook_events', 'last_error', 'none', 'not_personal', 'error class and code'),
   ('private', 'webhook_events', 'outcome', 'none', 'not_personal', null),

@@ -4,10 +4,10 @@
 --   statistics keep their counts, with every personal field cleared; it no longer counts
 --   towards the plan's contact limit;
 --   orders stay for revenue analytics without the contact link; shop ids, list memberships
---   and RFM snapshot rows are deleted; campaign recipients lose their address and provider
---   messages (a queued one is skipped);
+--   and RFM snapshot rows are deleted; campaign recipients lose their address and error text
+--   (a queued one is skipped);
 --   stored webhooks that mention the person (by email, phone or shop customer id, found through
---   an index of hashed identifiers kept on insert) are replaced by a tombstone;
+--   an index of hashed identifiers kept on insert) are deleted;
 --   automations (the Make.com jobs the outbox sends), segments and AI call records are
 --   redacted where they quote the person; staged import rows of the person are deleted;
 --   the workspace's suppression of the address is replaced by a keyed hash
@@ -105,7 +105,7 @@ alter table public.campaign_recipients alter column email drop not null;
 alter table private.webhook_events add column identity_keys text[] not null default '{}';
 
 comment on column private.webhook_events.identity_keys is
-  'sha256 (hex, 32 characters) of each email, phone-like digit run and UUID in the body; cleared with the body when erased.';
+  'sha256 (hex, 32 characters) of each email, phone-like digit run and UUID in the body, so an erasure finds the payloads that name a person.';
 
 insert into private.personal_data_columns (table_schema, table_name, column_name, subject, handling, note) values
   ('private', 'privacy_key', 'inner_pad', 'none', 'not_personal', 'the HMAC key'),
@@ -113,7 +113,7 @@ insert into private.personal_data_columns (table_schema, table_name, column_name
   ('private', 'erased_identities', 'identity_key', 'contact', 'hashed', 'kept so the person is never mailed or imported again'),
   ('private', 'erased_identities', 'kind', 'none', 'not_personal', null),
   ('public', 'contact_erasures', 'rows_changed', 'none', 'not_personal', 'counts per table'),
-  ('private', 'webhook_events', 'identity_keys', 'contact', 'tombstoned', 'hashes of identifiers in the body, cleared with it');
+  ('private', 'webhook_events', 'identity_keys', 'contact', 'row_deleted', 'hashes of identifiers in the body, deleted with it');
 
 -- identifiers --------------------------------------------------------------------------------
 
@@ -387,13 +387,9 @@ begin
   get diagnostics v_count = row_count;
   v_rows := v_rows || jsonb_build_object('rfm_snapshots', v_count);
 
-  update private.webhook_events e
-  set body = '{"erased": true}', identity_keys = '{}',
-      status = case when e.status = 'received' then 'ignored' else e.status end,
-      outcome = case when e.status = 'received' then 'erased' else e.outcome end,
-      processed_at = coalesce(e.processed_at, now()),
-      next_attempt_at = case when e.status = 'received' then null else e.next_attempt_at end
-  where e.identity_keys && v_keys;
+  -- Deleted rather than rewritten: a provider's re-delivery of one is applied again, which
+  -- is idempotent and cannot bring the person back (the keyed hashes above).
+  delete from private.webhook_events e where e.identity_keys && v_keys;
   get diagnostics v_count = row_count;
   v_rows := v_rows || jsonb_build_object('webhook_events', v_count);
 
@@ -511,7 +507,7 @@ revoke all on function public.erase_contact(uuid) from public, anon;
 grant execute on function public.erase_contact(uuid) to authenticated;
 
 comment on function public.erase_contact(uuid) is
-  'Erases a contact everywhere (admins and owners): personal fields cleared, orders unlinked, payloads tombstoned, the address kept only as a keyed hash. 404 contact_not_found, 403 insufficient_role, 409 contact_already_erased.';
+  'Erases a contact everywhere (admins and owners): personal fields cleared, orders unlinked, stored payloads naming them deleted, the address kept only as a keyed hash. 404 contact_not_found, 403 insufficient_role, 409 contact_already_erased.';
 
 -- guards on contacts -------------------------------------------------------------------------
 
