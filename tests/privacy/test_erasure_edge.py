@@ -3,11 +3,11 @@ else gets the envelope's clear refusal."""
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from httpx import Response
 from psycopg.rows import DictRow
 from pydantic import SecretStr
 
@@ -26,7 +26,7 @@ def client(database_url: str, jwks: JwksServer) -> Iterator[TestClient]:
         yield test_client
 
 
-def erase(client: TestClient, jwks: JwksServer, user: User, contact_id: object) -> Response:
+def erase(client: TestClient, jwks: JwksServer, user: User, contact_id: object) -> Any:
     return client.post(
         f"/api/v1/privacy/contacts/{contact_id}/erase",
         headers={"Authorization": f"Bearer {jwks.sign(jwks.claims(user.id))}"},
