@@ -32,7 +32,8 @@ create table public.consents (
   ip inet,
   user_agent text check (char_length(user_agent) <= 500),
   recorded_by uuid references auth.users (id) on delete set null,
-  created_at timestamptz not null default now(),
+  -- The clock, not the transaction's start: two records in one transaction keep their order.
+  created_at timestamptz not null default clock_timestamp(),
   foreign key (contact_id, workspace_id) references public.contacts (id, workspace_id) on delete cascade
 );
 
@@ -49,7 +50,7 @@ create table public.workspace_privacy_settings (
 comment on table public.workspace_privacy_settings is
   'A workspace''s privacy rules: when marketing needs a recorded grant (always, eu_only, never) and whether sign-ups confirm by email. A workspace without a row has the defaults.';
 
-create index consents_contact_purpose_idx on public.consents (contact_id, purpose, created_at desc);
+create index consents_contact_purpose_idx on public.consents (contact_id, workspace_id, purpose, created_at desc);
 
 create index consents_workspace_id_idx on public.consents (workspace_id, created_at desc);
 
@@ -206,7 +207,7 @@ begin
   end if;
   insert into public.consents (workspace_id, contact_id, purpose, status, source, source_detail, recorded_by, created_at)
   values (new.workspace_id, new.id, 'email_marketing', v_status, v_source, left(new.consent_source, 100),
-          (select auth.uid()), coalesce(case when v_source = 'unsubscribe' then new.unsubscribed_at else new.consent_at end, now()));
+          (select auth.uid()), coalesce(case when v_source = 'unsubscribe' then new.unsubscribed_at else new.consent_at end, clock_timestamp()));
   return null;
 end
 $$;

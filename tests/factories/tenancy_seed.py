@@ -281,8 +281,8 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
     pending invitation, a project with a shop integration and its sync position, an automation
     (with its charge, outbox message and broadcast), imported orders, AI calls, a subscription
     with its events, payment and stored webhook, and a sent campaign and a draft with their
-    list, segment, template, suppression, sender identity and send ledger, RFM snapshots, and an
-    erased contact (its erasure record and keyed hash)."""
+    list, segment, template, suppression, sender identity and send ledger, RFM snapshots, consent
+    records and privacy settings, and an erased contact (its erasure record and keyed hash)."""
     owner = create_user(conn)
     tenant = Tenant(owner)
     fund(conn, owner, 500, "team")
@@ -470,6 +470,19 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
             " m.segment from private.rfm_scores(%s, array[%s]::uuid[]) s"
             " join analytics.rfm_segment_map m on m.r_score = s.r_score and m.f_score = s.f_score",
             (month, month, owner.workspace_id),
+        )
+
+    # The first reader's consent history and the workspace's privacy rules.
+    with acting_as(conn, owner):
+        conn.execute(
+            "select public.record_consent(%s, 'profiling', 'granted', 'form', 'Tailor my offers',"
+            " 'v1')",
+            (readers[0],),
+        )
+        conn.execute(
+            "insert into public.workspace_privacy_settings (workspace_id, marketing_consent)"
+            " values (%s, 'always')",
+            (owner.workspace_id,),
         )
 
     # A fourth reader asked to be erased: their record and the keyed hash of their address.

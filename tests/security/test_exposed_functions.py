@@ -84,6 +84,10 @@ REVIEWED: dict[str, str] = {
         "tests/privacy/test_erasure.py"
         "::test_erasure_refuses_other_workspaces_lower_roles_and_a_second_time"
     ),
+    "public.record_consent(uuid, text, text, text, text, text)": (
+        "tests/privacy/test_consents.py"
+        "::test_members_record_consent_and_the_latest_record_is_the_state"
+    ),
     "analytics.rfm(date)": "tests/rfm/test_rfm.py::test_dashboard_users_see_only_their_workspaces",
     "analytics.ai_usage_summary()": f"{HERE}::test_ai_usage_shows_only_the_callers_workspaces",
     "analytics.campaign_variant_stats()": (
