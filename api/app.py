@@ -47,6 +47,7 @@ from api.imports import routes as imports
 from api.imports.deps import IMPORT_STORAGE
 from api.imports.storage import ImportStorage
 from api.me import routes as me
+from api.privacy import consents as privacy_consents
 from api.privacy import routes as privacy
 from api.shops import routes as integrations
 from api.shops import webhooks as shop_webhooks
@@ -211,6 +212,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(unsubscribe.router)
     app.include_router(email_preview.router)
     app.include_router(privacy.router)
+    app.include_router(privacy_consents.router)
     return app
 
 

@@ -338,6 +338,97 @@ revoke all on function private.answer_consent(uuid, uuid, text, text, text, inet
 
 grant execute on function private.answer_consent(uuid, uuid, text, text, text, inet, text) to service_role;
 
+-- What the preference page shows the person: their workspace's lists (and whether they are
+-- on each) and their current answer per purpose.
+create function private.preference_state(p_workspace_id uuid, p_contact_id uuid)
+returns jsonb
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+declare
+  v_contact public.contacts;
+begin
+  select * into v_contact from public.contacts c
+  where c.id = p_contact_id and c.workspace_id = p_workspace_id;
+  if v_contact.id is null or v_contact.erased_at is not null then
+    perform private.fail(404, 'contact_not_found', 'This link is no longer valid');
+  end if;
+  return jsonb_build_object(
+    'workspace', (select w.name from public.workspaces w where w.id = p_workspace_id),
+    'unsubscribed', v_contact.unsubscribed_at is not null,
+    'purposes', (
+      select jsonb_agg(jsonb_build_object('purpose', p.purpose, 'status', coalesce(cc.status, 'none')) order by p.n)
+      from unnest(array['email_marketing', 'sms_marketing', 'whatsapp', 'profiling']) with ordinality as p(purpose, n)
+      left join public.contact_consents cc on cc.contact_id = p_contact_id and cc.purpose = p.purpose
+    ),
+    'lists', coalesce((
+      select jsonb_agg(jsonb_build_object(
+               'id', l.id, 'name', l.name,
+               'member', exists (select from public.email_list_members m where m.list_id = l.id and m.contact_id = p_contact_id))
+             order by l.name)
+      from public.email_lists l where l.workspace_id = p_workspace_id
+    ), '[]'::jsonb)
+  );
+end
+$$;
+
+revoke all on function private.preference_state(uuid, uuid) from public, anon, authenticated;
+
+grant execute on function private.preference_state(uuid, uuid) to service_role;
+
+-- The person's answers from the preference page: per purpose `granted` or `withdrawn` (an
+-- answer equal to the current one records nothing), and per list of the workspace whether
+-- they stay on it (lists of other workspaces are refused). Answers the new state.
+create function private.save_preferences(
+  p_workspace_id uuid, p_contact_id uuid, p_purposes jsonb, p_lists jsonb, p_ip inet, p_user_agent text
+)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_purpose text;
+  v_status text;
+  v_list text;
+  v_member boolean;
+begin
+  perform private.preference_state(p_workspace_id, p_contact_id);
+  perform 1 from public.contacts c where c.id = p_contact_id for update;
+  for v_purpose, v_status in select e.key, e.value from jsonb_each_text(coalesce(p_purposes, '{}'::jsonb)) as e loop
+    if v_purpose not in ('email_marketing', 'sms_marketing', 'whatsapp', 'profiling')
+       or v_status not in ('granted', 'withdrawn') then
+      perform private.fail(422, 'invalid_preferences', 'Each purpose takes granted or withdrawn');
+    end if;
+    if v_status is distinct from (select cc.status from public.contact_consents cc
+                                  where cc.contact_id = p_contact_id and cc.purpose = v_purpose) then
+      insert into public.consents (workspace_id, contact_id, purpose, status, source, ip, user_agent)
+      values (p_workspace_id, p_contact_id, v_purpose, v_status, 'preference_page', p_ip, left(p_user_agent, 500));
+    end if;
+  end loop;
+  for v_list, v_member in select e.key, (e.value)::boolean from jsonb_each_text(coalesce(p_lists, '{}'::jsonb)) as e loop
+    if v_list !~ '^[0-9a-fA-F-]{36}$' or not exists (
+      select from public.email_lists l where l.id = v_list::uuid and l.workspace_id = p_workspace_id
+    ) then
+      perform private.fail(422, 'invalid_preferences', 'That list is not one of this sender''s lists');
+    end if;
+    if v_member then
+      insert into public.email_list_members (list_id, workspace_id, contact_id)
+      values (v_list::uuid, p_workspace_id, p_contact_id) on conflict do nothing;
+    else
+      delete from public.email_list_members m where m.list_id = v_list::uuid and m.contact_id = p_contact_id;
+    end if;
+  end loop;
+  return private.preference_state(p_workspace_id, p_contact_id);
+end
+$$;
+
+revoke all on function private.save_preferences(uuid, uuid, jsonb, jsonb, inet, text) from public, anon, authenticated;
+
+grant execute on function private.save_preferences(uuid, uuid, jsonb, jsonb, inet, text) to service_role;
+
 -- the audience, fix forward --------------------------------------------------------------------
 
 -- As before, with consent read through the workspace's rule (private.may_market).
