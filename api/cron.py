@@ -20,6 +20,7 @@ from api.core.openapi import documented
 from api.core.public_urls import configured_public_urls
 from api.email.deps import OptionalSes
 from api.email.sender import SendPolicy, send_due_emails
+from api.privacy import retention
 from api.webhooks.intake import Intake
 
 CRON_SECRET = HTTPBearer(
@@ -30,6 +31,7 @@ CRON_SECRET = HTTPBearer(
 DRAIN_LIMIT = 50
 CREDIT_GRANT_CHUNK = 1000
 CREDIT_GRANT_BUDGET_SECONDS = 30
+RETENTION_BUDGET_SECONDS = 40
 
 
 def require_cron_secret(
@@ -200,3 +202,42 @@ def grant_monthly_credits(database: ServiceDatabase) -> dict[str, Any]:
         if chunk < CREDIT_GRANT_CHUNK:
             break
     return ok({"granted": granted})
+
+
+class RetentionRemoved(BaseModel):
+    webhook_events: int
+    campaign_recipients: int
+    audit_log: int
+    invitations: int
+
+
+class RetentionReport(BaseModel):
+    removed: RetentionRemoved
+    calls: int
+    finished: bool
+
+
+@router.get(
+    "/privacy-retention",
+    response_model=Envelope[RetentionReport],
+    summary="Remove personal data past its retention",
+    responses=documented(
+        {
+            "removed": {
+                "webhook_events": 1200,
+                "campaign_recipients": 10000,
+                "audit_log": 0,
+                "invitations": 3,
+            },
+            "calls": 2,
+            "finished": True,
+        }
+    ),
+)
+def prune_retention(database: ServiceDatabase) -> dict[str, Any]:
+    """Deletes webhook payloads applied over 30 days ago, ended invitations after 30 days and
+    audit entries past the workspace's retention (2 years by default), and clears campaign
+    recipients' addresses past the workspace's retention (13 months by default; the counts
+    stay), at most 10,000 rows of a kind per statement, until done or 40 s have passed
+    (`finished` false: the next call goes on)."""
+    return ok(retention.prune(database, RETENTION_BUDGET_SECONDS))
