@@ -209,6 +209,7 @@ class RetentionRemoved(BaseModel):
     campaign_recipients: int
     audit_log: int
     invitations: int
+    workspaces: int
 
 
 class RetentionReport(BaseModel):
@@ -228,6 +229,7 @@ class RetentionReport(BaseModel):
                 "campaign_recipients": 10000,
                 "audit_log": 0,
                 "invitations": 3,
+                "workspaces": 0,
             },
             "calls": 2,
             "finished": True,
@@ -238,6 +240,7 @@ def prune_retention(database: ServiceDatabase) -> dict[str, Any]:
     """Deletes webhook payloads applied over 30 days ago, ended invitations after 30 days and
     audit entries past the workspace's retention (2 years by default), and clears campaign
     recipients' addresses past the workspace's retention (13 months by default; the counts
-    stay), at most 10,000 rows of a kind per statement, until done or 40 s have passed
-    (`finished` false: the next call goes on)."""
+    stay), at most 10,000 rows of a kind per statement, then purges deleted workspaces whose
+    30 days are over, until done or 40 s have passed (`finished` false: the next call goes
+    on)."""
     return ok(retention.prune(database, RETENTION_BUDGET_SECONDS))

@@ -81,7 +81,8 @@ revoke all on function private.audit(uuid, text, text, text, jsonb) from public,
 grant execute on function private.audit(uuid, text, text, text, jsonb) to service_role;
 
 -- No one changes or deletes entries, except the retention job (growthbase.pruning, which the
--- Data API cannot set) and the deletion of their workspace (a cascade).
+-- Data API cannot set), the deletion of their workspace (a cascade) and an account's deletion
+-- (growthbase.pseudonymising).
 create function private.keep_audit_log_append_only()
 returns trigger
 language plpgsql
@@ -92,10 +93,11 @@ begin
                            or pg_catalog.current_setting('growthbase.pruning', true) = 'on') then
     return old;
   end if;
+  -- A deleted user's id becomes their pseudonym (private.pseudonymise_deleted_user); nothing
+  -- else about the entry changes.
   if tg_op = 'UPDATE' and pg_catalog.current_setting('growthbase.pseudonymising', true) = 'on'
-     and new.actor_id is distinct from old.actor_id
-     and (new.workspace_id, new.action, new.target_type, new.target_id, new.details, new.created_at)
-         is not distinct from (old.workspace_id, old.action, old.target_type, old.target_id, old.details, old.created_at) then
+     and (new.workspace_id, new.action, new.target_type, new.details, new.request_id, new.ip, new.created_at)
+         is not distinct from (old.workspace_id, old.action, old.target_type, old.details, old.request_id, old.ip, old.created_at) then
     return new;
   end if;
   perform private.fail(409, 'audit_log_is_append_only', 'Audit log entries are never changed');
@@ -309,7 +311,7 @@ grant select on public.audit_log to authenticated;
 
 grant select, insert, delete on public.audit_log to service_role;
 
-grant update (actor_id) on public.audit_log to service_role;
+grant update (actor_id, target_id) on public.audit_log to service_role;
 
 -- row level security -------------------------------------------------------------------------
 

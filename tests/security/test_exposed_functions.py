@@ -88,6 +88,14 @@ REVIEWED: dict[str, str] = {
         "tests/privacy/test_consents.py"
         "::test_members_record_consent_and_the_latest_record_is_the_state"
     ),
+    "public.delete_workspace(uuid)": (
+        "tests/privacy/test_accounts.py"
+        "::test_a_deleted_workspace_disappears_for_everyone_and_an_owner_can_restore_it"
+    ),
+    "public.restore_workspace(uuid)": (
+        "tests/privacy/test_accounts.py"
+        "::test_a_deleted_workspace_disappears_for_everyone_and_an_owner_can_restore_it"
+    ),
     "analytics.rfm(date)": "tests/rfm/test_rfm.py::test_dashboard_users_see_only_their_workspaces",
     "analytics.ai_usage_summary()": f"{HERE}::test_ai_usage_shows_only_the_callers_workspaces",
     "analytics.campaign_variant_stats()": (
