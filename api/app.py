@@ -49,6 +49,7 @@ from api.imports.storage import ImportStorage
 from api.me import routes as me
 from api.privacy import accounts as privacy_accounts
 from api.privacy import consents as privacy_consents
+from api.privacy import export_routes as privacy_exports
 from api.privacy import routes as privacy
 from api.privacy.deps import SUPABASE_ADMIN
 from api.privacy.supabase_admin import SupabaseAdmin
@@ -232,6 +233,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(privacy.router)
     app.include_router(privacy_consents.router)
     app.include_router(privacy_accounts.router)
+    app.include_router(privacy_exports.router)
     return app
 
 

@@ -21,6 +21,8 @@ from api.core.public_urls import configured_public_urls
 from api.email.deps import OptionalSes
 from api.email.sender import SendPolicy, send_due_emails
 from api.privacy import retention
+from api.privacy.deps import OptionalSupabase
+from api.privacy.exports import resume_stalled
 from api.webhooks.intake import Intake
 
 CRON_SECRET = HTTPBearer(
@@ -244,3 +246,21 @@ def prune_retention(database: ServiceDatabase) -> dict[str, Any]:
     30 days are over, until done or 40 s have passed (`finished` false: the next call goes
     on)."""
     return ok(retention.prune(database, RETENTION_BUDGET_SECONDS))
+
+
+class ExportResume(BaseModel):
+    resumed: int | Literal["not_configured"]
+
+
+@router.get(
+    "/privacy-exports",
+    response_model=Envelope[ExportResume],
+    summary="Finish access-request exports whose request died",
+    responses=documented({"resumed": 1}),
+)
+def resume_exports(database: ServiceDatabase, storage: OptionalSupabase) -> dict[str, Any]:
+    """Runs exports asked for over two minutes ago that never finished (up to 10), each to done
+    or failed; without SUPABASE_SERVICE_KEY answers `not_configured`."""
+    if storage is None:
+        return ok({"resumed": "not_configured"})
+    return ok({"resumed": resume_stalled(database, storage, 10)})

@@ -14,3 +14,4 @@ SUPABASE_ADMIN = Slot(
 )
 
 Supabase = Annotated[SupabaseAdmin, Depends(SUPABASE_ADMIN.required)]
+OptionalSupabase = Annotated[SupabaseAdmin | None, Depends(SUPABASE_ADMIN.optional)]
