@@ -81,14 +81,16 @@ def generate(conn: psycopg.Connection[Any], orders: int, others: int, webhooks: 
     )
     conn.execute(
         "insert into private.webhook_events (provider, event_id, body, status, outcome)"
-        " select 'shopify', 'p' || n, %s, 'applied', 'applied' from generate_series(1, %s) as n",
+        " select 'shopify', p.id || ':p' || n, %s, 'applied', 'applied'"
+        " from public.projects p, generate_series(1, %s) as n",
         (payload, orders),
     )
     conn.execute(
         "insert into private.webhook_events (provider, event_id, body, status, outcome)"
-        " select 'shopify', 'b' || n, replace(replace(%s, 'c0@', 'c' || (1 + n %% 20000) || '@'),"
+        " select 'shopify', p.id || ':b' || n,"
+        " replace(replace(%s, 'c0@', 'c' || (1 + n %% 20000) || '@'),"
         " '+420603123456', '+42060' || lpad((n %% 1000000)::text, 7, '0')),"
-        " 'applied', 'applied' from generate_series(1, %s) as n",
+        " 'applied', 'applied' from public.projects p, generate_series(1, %s) as n",
         (payload, webhooks),
     )
     conn.execute("analyze")

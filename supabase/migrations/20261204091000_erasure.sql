@@ -6,8 +6,8 @@
 --   orders stay for revenue analytics without the contact link; shop ids, list memberships
 --   and RFM snapshot rows are deleted; campaign recipients lose their address and error text
 --   (a queued one is skipped);
---   stored webhooks that mention the person (by email, phone or shop customer id, found through
---   an index of hashed identifiers kept on insert) are deleted;
+--   the workspace's stored webhooks that mention the person (by email, phone or shop customer
+--   id, found through an index of hashed identifiers kept on insert) are deleted;
 --   automations (the Make.com jobs the outbox sends), segments and AI call records are
 --   redacted where they quote the person; staged import rows of the person are deleted;
 --   the workspace's suppression of the address is replaced by a keyed hash
@@ -388,8 +388,19 @@ begin
   v_rows := v_rows || jsonb_build_object('rfm_snapshots', v_count);
 
   -- Deleted rather than rewritten: a provider's re-delivery of one is applied again, which
-  -- is idempotent and cannot bring the person back (the keyed hashes above).
-  delete from private.webhook_events e where e.identity_keys && v_keys;
+  -- is idempotent and cannot bring the person back (the keyed hashes above). Only this
+  -- workspace's: shop webhooks of its projects (stored as `<project id>:<delivery>`), SES
+  -- events about messages it sent the person, Shoptet events about their Shoptet customer.
+  delete from private.webhook_events e
+  where e.identity_keys && v_keys
+    and (exists (select from public.projects p
+                 where p.workspace_id = p_workspace_id and e.event_id like p.id::text || ':%')
+         or (e.provider = 'ses' and exists (
+               select from public.campaign_recipients r
+               where r.workspace_id = p_workspace_id and r.contact_id = any (v_ids)
+                 and r.ses_message_id is not null and strpos(e.body, r.ses_message_id) > 0))
+         or (e.provider = 'shoptet' and exists (
+               select from unnest(v_external_ids) as x where strpos(e.body, x) > 0)));
   get diagnostics v_count = row_count;
   v_rows := v_rows || jsonb_build_object('webhook_events', v_count);
 

@@ -593,3 +593,43 @@ def test_staged_import_rows_of_the_person_are_deleted(conn: Conn) -> None:
         "select email from private.import_contact_rows where job_id = %s", (job,)
     ).fetchall()
     assert left == [{"email": "other@example.test"}]
+
+
+def test_erasure_in_one_workspace_leaves_another_workspaces_customer_of_the_same_name(
+    conn: Conn,
+) -> None:
+    email = f"twice-{uuid.uuid4().hex[:8]}@example.test"
+    stores = []
+    for _ in range(2):
+        owner = create_user(conn)
+        fund(conn, owner, 10, "team")
+        project = make_project(conn, owner)
+        contact_id = one(
+            conn,
+            "select private.upsert_shop_customer(%s, 'shopify', %s) as id",
+            (project, Jsonb({"external_id": uuid.uuid4().hex, "email": email})),
+        )["id"]
+        conn.execute(
+            "select * from private.record_webhook_event('shopify', %s, %s)",
+            (f"{project}:{uuid.uuid4().hex}", json.dumps({"customer": {"email": email}})),
+        )
+        stores.append((owner, contact_id))
+    (first, first_contact), (second, _) = stores
+    with acting_as(conn, first):
+        conn.execute("select public.erase_contact(%s)", (first_contact,))
+    assert sorted(traces(conn, {"email": email})) == [
+        "private.webhook_events.body: email",
+        "public.contacts.email: email",
+    ]
+    kept = one(
+        conn,
+        "select count(*) as n from public.contacts where workspace_id = %s and email = %s",
+        (second.workspace_id, email),
+    )
+    assert kept == {"n": 1}
+    payloads = one(
+        conn,
+        "select count(*) as n from private.webhook_events where strpos(body, %s) > 0",
+        (email,),
+    )
+    assert payloads == {"n": 1}
