@@ -134,7 +134,7 @@ def test_bad_links_and_callers_are_refused(
         now=time.time() - 8 * 86400,
     )
     other_secret, _ = consent_links.issue(
-        "not-our-secret",
+        "not-our-secret-but-as-long-as-a-real-one",
         workspace_id=owner.workspace_id,
         contact_id=contact,
         kind="confirm",
