@@ -176,6 +176,7 @@ def restore_workspace(acting: ActingUser, workspace_id: UUID) -> dict[str, Any]:
         },
         status=201,
         errors={
+            402: {"plan_limit_reached": "Your plan allows 3 seats; upgrade to add more"},
             403: {"insufficient_role": "This needs the admin role or higher"},
             404: {"workspace_not_found": "Workspace not found"},
             409: {"already_member": "That person is already a member"},

@@ -8,7 +8,8 @@ supabase-py's admin client calls it, and doing to the database what GoTrue does:
   (invited_at set, `data` as user metadata) and answers the User; an address with a confirmed
   account is 422 `email_exists`.
 
-Both need the secret key as `apiKey` and `Authorization: Bearer`. Errors are GoTrue's JSON
+Both need the project's secret key (the same one the Storage fake takes) as `apiKey` and
+`Authorization: Bearer`. Errors are GoTrue's JSON
 `{"code", "error_code", "msg"}`."""
 
 import json
@@ -24,8 +25,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from tests.fakes.http_server import serve
+from tests.fakes.storage_server import SERVICE_KEY
 
-SERVICE_KEY = "sb_secret_test_auth_0123456789abcdefghij"
+__all__ = ["SERVICE_KEY", "AuthServer", "serve_auth"]
 USERS = "/auth/v1/admin/users/"
 
 
