@@ -22,18 +22,26 @@ from api.imports.storage import ImportStorage, StorageError
 
 log = logging.getLogger("growthbase.imports")
 
-# Rows merged per transaction: about a second of work, so progress shows every second or two.
+# Rows merged per transaction: the first chunk's size, then whatever the last chunk's pace says
+# takes CHUNK_SECONDS, so progress is broadcast every couple of seconds and no step outlasts a
+# call's budget on a busy database. A read of the file commits (and so reports) as often.
 CHUNK_RECORDS = 20_000
+CHUNK_SECONDS = 1.5
+READ_STEP_SECONDS = 2.0
+MIN_CHUNK_RECORDS = 1_000
+MAX_CHUNK_RECORDS = 50_000
 # A commit call and a cron tick stop starting new steps after this many seconds, well inside a
 # serverless function's 60.
 STEP_BUDGET_SECONDS = 40.0
 CHUNK_FUNCTIONS = {
     "orders": "select * from private.import_orders_chunk(%s, %s)",
     "contacts": "select * from private.import_contacts_chunk(%s, %s)",
+    "products": "select * from private.import_products_chunk(%s, %s)",
 }
 VALIDATE_FUNCTIONS = {
     "orders": "select * from private.validate_orders_import(%s)",
     "contacts": "select * from private.validate_contacts_import(%s)",
+    "products": "select * from private.validate_products_import(%s)",
 }
 ENDED = ("done", "failed", "cancelled")
 RETRYABLE = (
@@ -141,7 +149,9 @@ def body_records(records: Iterator[Record], offset: int) -> Iterator[Record]:
             yield record
 
 
-def step(runner: Runner, job_id: UUID, deadline: float) -> dict[str, Any] | None:
+def step(
+    runner: Runner, job_id: UUID, deadline: float, chunk_records: int = CHUNK_RECORDS
+) -> dict[str, Any] | None:
     """One step of a job, in one transaction: None when another worker holds the job or it is not
     running."""
     with runner.database.as_service() as conn:
@@ -149,11 +159,12 @@ def step(runner: Runner, job_id: UUID, deadline: float) -> dict[str, Any] | None
         if job is None:
             return None
         if job["status"] == "validating" and job["load_offset"] < job["size_bytes"]:
-            load_step(conn, runner.storage, job, deadline)
+            read_until = min(deadline, time.monotonic() + READ_STEP_SECONDS)
+            load_step(conn, runner.storage, job, read_until)
             return job
         if job["status"] == "validating":
             return conn.execute(VALIDATE_FUNCTIONS[job["kind"]], (job_id,)).fetchone()
-        return conn.execute(CHUNK_FUNCTIONS[job["kind"]], (job_id, CHUNK_RECORDS)).fetchone()
+        return conn.execute(CHUNK_FUNCTIONS[job["kind"]], (job_id, chunk_records)).fetchone()
 
 
 def fail(runner: Runner, job_id: UUID, code: str, message: str) -> None:
@@ -166,9 +177,12 @@ def run_job(runner: Runner, job_id: UUID, budget_seconds: float = STEP_BUDGET_SE
     that cannot be read fails the job with the reason; Storage being away leaves it for later."""
     deadline = time.monotonic() + budget_seconds
     conflicts = 0
+    chunk_records = CHUNK_RECORDS
+    merging = False  # whether the next step merges a chunk (the last one left the job importing)
     while time.monotonic() < deadline:
+        started = time.monotonic()
         try:
-            job = step(runner, job_id, deadline)
+            job = step(runner, job_id, deadline, chunk_records)
         except RETRYABLE as error:
             # Another writer (a shop's webhook) stored the same order or contact meanwhile: the
             # step rolled back whole; run it again, now finding theirs.
@@ -188,6 +202,11 @@ def run_job(runner: Runner, job_id: UUID, budget_seconds: float = STEP_BUDGET_SE
             return
         if job is None or job["status"] in ENDED:
             return
+        if merging:
+            pace = chunk_records / max(time.monotonic() - started, 0.001)
+            paced = min(max(pace * CHUNK_SECONDS, MIN_CHUNK_RECORDS), MAX_CHUNK_RECORDS)
+            chunk_records = int(paced)
+        merging = job["status"] == "importing"
 
 
 def continue_import_jobs(

@@ -101,6 +101,7 @@ EXPLICIT_SCOPES.update(
         for name in (
             "import_order_rows",
             "import_contact_rows",
+            "import_product_rows",
             "import_contact_work",
             "import_order_lines",
             "import_order_heads",
@@ -322,7 +323,8 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
                                 "accepts_marketing": True,
                             },
                             "items": [
-                                {"sku": "TEA", "name": "Tea", "quantity": 2, "unit_price": 60}
+                                {"sku": "TEA", "name": "Tea", "quantity": 1, "unit_price": 60},
+                                {"sku": "CUP", "name": "Cup", "quantity": 2, "unit_price": 30},
                             ],
                         }
                     ),
@@ -343,6 +345,25 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
         (owner.workspace_id, product, f"variant-{tag}"),
     )
     conn.execute("select private.link_order_items(%s)", (project,))
+    # Sales so far folded into the day rows; a returning buyer's order after that stays in the log.
+    conn.execute("select private.compact_sales_daily(array[%s]::uuid[])", (owner.workspace_id,))
+    conn.execute(
+        "select private.upsert_order(%s, 'shoptet', %s)",
+        (
+            project,
+            Jsonb(
+                {
+                    "external_id": f"order-{tag}-again",
+                    "status": "fulfilled",
+                    "placed_at": (datetime.now(UTC) - timedelta(days=1)).isoformat(),
+                    "total": "60.00",
+                    "currency": "EUR",
+                    "customer": {"email": f"buyer-0-{tag}@example.test"},
+                    "items": [{"sku": "TEA", "name": "Tea", "quantity": 1, "unit_price": 60}],
+                }
+            ),
+        ),
+    )
 
     seed_import(conn, worker, owner.workspace_id, project)
 
@@ -521,10 +542,13 @@ def seed_import(conn: Conn, worker: User, workspace_id: uuid.UUID, project: uuid
         " values (%s, 1, 2, 'X-1')",
         "insert into private.import_contact_rows (job_id, record, line, email)"
         " values (%s, 1, 2, 'x@example.test')",
+        "insert into private.import_product_rows (job_id, record, line, product_id)"
+        " values (%s, 1, 2, 'P-1')",
         "insert into private.import_contact_work (job_id, record, line, email, tags, attributes)"
         " values (%s, 1, 2, 'x@example.test', '{}', '{}')",
         "insert into private.import_order_lines (job_id, record, line, order_id, order_key,"
-        " first_in_order, has_item) values (%s, 1, 2, 'X-1', 1, true, false)",
+        " first_in_order, has_item, order_bad, order_has_items)"
+        " values (%s, 1, 2, 'X-1', 1, true, false, false, false)",
         "insert into private.import_order_heads (job_id, order_id, order_key, record, line,"
         " has_items) values (%s, 'X-1', 1, 1, 2, false)",
         "insert into private.import_order_customers (job_id, customer_key, record)"

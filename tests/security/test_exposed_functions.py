@@ -30,6 +30,7 @@ TENANCY = "tests/tenancy/test_tenancy.py"
 HERE = "tests/security/test_exposed_functions.py"
 LIFECYCLE = f"{HERE}::test_campaign_lifecycle_calls_refuse_viewers_and_outsiders"
 BILLING = f"{HERE}::test_billing_checks_refuse_members_and_outsiders"
+PRODUCTS = "tests/products/test_product_analytics.py::test_others_see_none_of_it"
 
 # signature -> the test that proves its authorization ("path::test_name").
 REVIEWED: dict[str, str] = {
@@ -100,6 +101,16 @@ REVIEWED: dict[str, str] = {
         "tests/privacy/test_exports.py::test_viewers_strangers_and_erased_contacts_are_refused"
     ),
     "analytics.rfm(date)": "tests/rfm/test_rfm.py::test_dashboard_users_see_only_their_workspaces",
+    "analytics.verify_customer_facts()": (
+        "tests/rfm/test_customer_facts.py::test_members_see_drift_only_in_their_workspaces"
+    ),
+    "analytics.sales_trend(date, date, text, uuid, uuid, text, text)": (
+        "tests/rfm/test_sales_trends.py::test_members_see_their_workspaces_and_outsiders_nothing"
+    ),
+    "analytics.product_sales()": PRODUCTS,
+    "analytics.category_sales()": PRODUCTS,
+    "analytics.product_pairs()": PRODUCTS,
+    "analytics.segment_product_sales()": PRODUCTS,
     "analytics.ai_usage_summary()": f"{HERE}::test_ai_usage_shows_only_the_callers_workspaces",
     "analytics.campaign_variant_stats()": (
         "tests/email/test_campaign_analytics.py"
