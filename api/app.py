@@ -48,6 +48,12 @@ from api.imports import routes as imports
 from api.imports.deps import IMPORT_STORAGE
 from api.imports.storage import ImportStorage
 from api.me import routes as me
+from api.privacy import accounts as privacy_accounts
+from api.privacy import consents as privacy_consents
+from api.privacy import export_routes as privacy_exports
+from api.privacy import routes as privacy
+from api.privacy.deps import SUPABASE_ADMIN
+from api.privacy.supabase_admin import SupabaseAdmin
 from api.shops import routes as integrations
 from api.shops import webhooks as shop_webhooks
 from api.shops.deps import SECRET_BOX
@@ -88,11 +94,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else None
     )
 
+    supabase_admin = (
+        SupabaseAdmin(
+            settings.supabase_url,
+            settings.supabase_service_key.get_secret_value(),
+            settings.storage_timeout_seconds,
+            auth_url=settings.supabase_auth_url,
+            storage_url=settings.supabase_storage_url,
+        )
+        if settings.supabase_service_key
+        else None
+    )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         database.open()
         yield
         database.close()
+        if supabase_admin is not None:
+            supabase_admin.close()
         if make is not None:
             make.close()
         if storage is not None:
@@ -141,6 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     SECRET_BOX.install(app, box)
     IMPORT_STORAGE.install(app, storage)
+    SUPABASE_ADMIN.install(app, supabase_admin)
     SES.install(
         app,
         SesClient(
@@ -218,6 +239,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sender_identities.router)
     app.include_router(unsubscribe.router)
     app.include_router(email_preview.router)
+    app.include_router(privacy.router)
+    app.include_router(privacy_consents.router)
+    app.include_router(privacy_accounts.router)
+    app.include_router(privacy_exports.router)
     return app
 
 

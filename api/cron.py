@@ -20,6 +20,9 @@ from api.core.openapi import documented
 from api.core.public_urls import configured_public_urls
 from api.email.deps import OptionalSes
 from api.email.sender import SendPolicy, send_due_emails
+from api.privacy import retention
+from api.privacy.deps import OptionalSupabase
+from api.privacy.exports import resume_stalled
 from api.webhooks.intake import Intake
 
 CRON_SECRET = HTTPBearer(
@@ -30,6 +33,7 @@ CRON_SECRET = HTTPBearer(
 DRAIN_LIMIT = 50
 CREDIT_GRANT_CHUNK = 1000
 CREDIT_GRANT_BUDGET_SECONDS = 30
+RETENTION_BUDGET_SECONDS = 40
 
 
 def require_cron_secret(
@@ -201,3 +205,63 @@ def grant_monthly_credits(database: ServiceDatabase) -> dict[str, Any]:
         if chunk < CREDIT_GRANT_CHUNK:
             break
     return ok({"granted": granted})
+
+
+class RetentionRemoved(BaseModel):
+    webhook_events: int
+    campaign_recipients: int
+    audit_log: int
+    invitations: int
+    workspaces: int
+
+
+class RetentionReport(BaseModel):
+    removed: RetentionRemoved
+    calls: int
+    finished: bool
+
+
+@router.get(
+    "/privacy-retention",
+    response_model=Envelope[RetentionReport],
+    summary="Remove personal data past its retention",
+    responses=documented(
+        {
+            "removed": {
+                "webhook_events": 1200,
+                "campaign_recipients": 10000,
+                "audit_log": 0,
+                "invitations": 3,
+                "workspaces": 0,
+            },
+            "calls": 2,
+            "finished": True,
+        }
+    ),
+)
+def prune_retention(database: ServiceDatabase) -> dict[str, Any]:
+    """Deletes webhook payloads applied over 30 days ago, ended invitations after 30 days and
+    audit entries past the workspace's retention (2 years by default), and clears campaign
+    recipients' addresses past the workspace's retention (13 months by default; the counts
+    stay), at most 10,000 rows of a kind per statement, then purges deleted workspaces whose
+    30 days are over, until done or 40 s have passed (`finished` false: the next call goes
+    on)."""
+    return ok(retention.prune(database, RETENTION_BUDGET_SECONDS))
+
+
+class ExportResume(BaseModel):
+    resumed: int | Literal["not_configured"]
+
+
+@router.get(
+    "/privacy-exports",
+    response_model=Envelope[ExportResume],
+    summary="Finish access-request exports whose request died",
+    responses=documented({"resumed": 1}),
+)
+def resume_exports(database: ServiceDatabase, storage: OptionalSupabase) -> dict[str, Any]:
+    """Runs exports asked for over two minutes ago that never finished (up to 10), each to done
+    or failed; without SUPABASE_SERVICE_KEY answers `not_configured`."""
+    if storage is None:
+        return ok({"resumed": "not_configured"})
+    return ok({"resumed": resume_stalled(database, storage, 10)})

@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     # Where Storage is reached when not at SUPABASE_URL (a local stand-in in tests).
     supabase_storage_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
     storage_timeout_seconds: float = Field(default=30.0, gt=0, le=120)
+    # Where Auth's admin API is reached when not at SUPABASE_URL (a local stand-in in tests).
+    supabase_auth_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
 
     # Amazon SES (v2). Without a region and keys (or an endpoint, for moto) email is disabled.
     ses_region: str | None = None

@@ -75,6 +75,8 @@ REFERENCE_TABLES = frozenset(
         "analytics.rfm_segment_map",
         "private.email_send_rate",
         "private.platform_suppressions",
+        "private.personal_data_columns",
+        "private.privacy_key",
     }
 )
 
@@ -280,7 +282,9 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
     pending invitation, a project with a shop integration and its sync position, an automation
     (with its charge, outbox message and broadcast), imported orders, AI calls, a subscription
     with its events, payment and stored webhook, and a sent campaign and a draft with their
-    list, segment, template, suppression, sender identity and send ledger, and RFM snapshots."""
+    list, segment, template, suppression, sender identity and send ledger, RFM snapshots, consent
+    records and privacy settings, an access-request export, and an erased contact (its erasure
+    record and keyed hash)."""
     owner = create_user(conn)
     tenant = Tenant(owner)
     fund(conn, owner, 500, "team")
@@ -489,6 +493,28 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
             " join analytics.rfm_segment_map m on m.r_score = s.r_score and m.f_score = s.f_score",
             (month, month, owner.workspace_id),
         )
+
+    # The first reader's consent history and the workspace's privacy rules.
+    with acting_as(conn, owner):
+        conn.execute(
+            "select public.record_consent(%s, 'profiling', 'granted', 'form', 'Tailor my offers',"
+            " 'v1')",
+            (readers[0],),
+        )
+        conn.execute(
+            "insert into public.workspace_privacy_settings (workspace_id, marketing_consent)"
+            " values (%s, 'always')",
+            (owner.workspace_id,),
+        )
+
+    # An access request for the second reader (queued: no file).
+    with acting_as(conn, owner):
+        conn.execute("select public.request_contact_export(%s)", (readers[1],))
+
+    # A fourth reader asked to be erased: their record and the keyed hash of their address.
+    erased = add_contacts(conn, owner, 1, prefix=f"erased-{tag}")
+    with acting_as(conn, owner):
+        conn.execute("select public.erase_contact(%s)", (erased[0],))
     return tenant
 
 

@@ -2,14 +2,19 @@
 supabase-py's storage client calls it: `POST /storage/v1/object/sign/{bucket}/{path}` with
 `{"expiresIn"}` and the service key (`apiKey` and `Authorization: Bearer`) answers
 `{"signedURL": "/object/sign/{bucket}/{path}?token=…"}`; `GET` of that URL serves the object,
-honouring `Range: bytes=N-` with 206. Errors are Storage's JSON `{statusCode, error, message}`.
+honouring `Range: bytes=N-` with 206; `POST /storage/v1/object/{bucket}/{path}` with the
+multipart field `file` (as the client's `upload` sends it) stores an object and answers
+`{"Key": "{bucket}/{path}", "Id"}`. Errors are Storage's JSON `{statusCode, error, message}`.
 Tests put the objects (and, for the policies, write the storage.objects rows themselves)."""
 
 import json
 import secrets
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -17,6 +22,7 @@ from tests.fakes.http_server import serve
 
 SERVICE_KEY = "sb_secret_test_0123456789abcdefghijklmnop"
 SIGN = "/storage/v1/object/sign/"
+OBJECT = "/storage/v1/object/"
 
 
 @dataclass
@@ -25,6 +31,7 @@ class StorageServer:
     objects: dict[tuple[str, str], bytes] = field(default_factory=dict)
     tokens: dict[str, tuple[str, str]] = field(default_factory=dict)
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
+    fail_uploads: int | None = None  # answer uploads with this status (an outage)
 
     def put(self, bucket: str, path: str, data: bytes) -> None:
         self.objects[(bucket, path)] = data
@@ -50,9 +57,45 @@ def storage_handler(server: StorageServer) -> type[BaseHTTPRequestHandler]:
             bucket, _, name = path[len(SIGN) :].partition("/")
             return bucket, unquote(name)
 
+        def upload(self, raw: bytes) -> None:
+            path = urlsplit(self.path).path
+            bucket, _, name = path[len(OBJECT) :].partition("/")
+            if server.fail_uploads:
+                self.error(server.fail_uploads, "InternalError", "Storage is unavailable")
+                return
+            parsed = BytesParser(policy=HTTP).parsebytes(
+                f"Content-Type: {self.headers.get('Content-Type')}\r\n\r\n".encode() + raw
+            )
+            for part in parsed.iter_parts() if parsed.is_multipart() else []:
+                if part.get_param("name", header="content-disposition") == "file":
+                    payload = part.get_payload(decode=True)
+                    server.put(
+                        bucket, unquote(name), payload if isinstance(payload, bytes) else b""
+                    )
+                    body = json.dumps({"Key": f"{bucket}/{unquote(name)}", "Id": str(uuid.uuid4())})
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body.encode())
+                    return
+            self.error(400, "InvalidRequest", "No file in the upload")
+
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            sent = json.loads(self.rfile.read(length) or b"{}")
+            raw = self.rfile.read(length)
+            path = urlsplit(self.path).path
+            if path.startswith(OBJECT) and not path.startswith(SIGN):
+                server.requests.append(("POST", self.path, None))
+                if not (
+                    self.headers.get("apiKey") == SERVICE_KEY
+                    and self.headers.get("Authorization") == f"Bearer {SERVICE_KEY}"
+                ):
+                    self.error(403, "Unauthorized", "Invalid key")
+                    return
+                self.upload(raw)
+                return
+            sent = json.loads(raw or b"{}")
             server.requests.append(("POST", self.path, self.headers.get("Range")))
             target = self.target()
             authorized = (

@@ -1,8 +1,8 @@
 """What the edge fuzz sends beyond what the OpenAPI describes, so generated cases get past the
 signature, token and parsing checks into the code behind them: provider signatures computed
 over the exact bytes sent, provider-shaped webhook bodies with fuzzed fields, signed unsubscribe
-links, the cron secret and CSV files. Every choice is a Hypothesis draw, so the fuzz stays
-deterministic."""
+and consent links, the cron secret and CSV files. Every choice is a Hypothesis draw, so the fuzz
+stays deterministic."""
 
 import base64
 import csv
@@ -26,6 +26,7 @@ from schemathesis.core import NotSet
 from api.email import unsubscribe_tokens
 from api.imports.columns import ORDER_STATUSES as STATUSES
 from api.imports.columns import ORDERS
+from api.privacy import consent_links
 from api.shops.shoptet.webhook import CUSTOMER_EVENTS, ORDER_EVENTS
 from api.shops.webhooks import SHOPS
 from tests.fakes.razorpay_server import event as razorpay_event
@@ -88,6 +89,8 @@ class Seeded:
     import_job_id: uuid.UUID
     shoptet_order_code: str
     shoptet_customer_guid: str
+    export_id: uuid.UUID
+    link_contact_id: uuid.UUID  # named only inside consent links, so no fuzzed erasure reaches it
 
 
 @dataclass(frozen=True)
@@ -288,6 +291,24 @@ def unsubscribe(case: Case[Any], draw: Draw, context: Context) -> Sending:
     return Sending()
 
 
+def consent_link(kind: consent_links.Kind) -> Callable[[Case[Any], Draw, Context], Sending]:
+    """A share of cases carry a confirmation or preference link signed for the tenant's
+    contact."""
+
+    def prepare_link(case: Case[Any], draw: Draw, context: Context) -> Sending:
+        if draw(st.booleans()) and isinstance(case.query, dict):
+            case.query["token"], _ = consent_links.issue(
+                context.secrets.email_links,
+                workspace_id=context.seeded.workspace_id,
+                contact_id=context.seeded.link_contact_id,
+                kind=kind,
+                purpose="email_marketing" if kind == "confirm" else None,
+            )
+        return Sending()
+
+    return prepare_link
+
+
 def campaign_copy(case: Case[Any], draw: Draw, context: Context) -> Sending:
     """A product page is only ever read from 127.0.0.1, which the page fetch refuses: the fuzz
     exercises the check and the refund without reaching the internet."""
@@ -350,6 +371,10 @@ PREPARE: dict[str, Callable[[Case[Any], Draw, Context], Sending]] = {
     "/api/v1/cron/rfm-snapshot": cron,
     "/api/v1/cron/webhook-replay": cron,
     "/api/v1/cron/monthly-credits": cron,
+    "/api/v1/cron/privacy-retention": cron,
+    "/api/v1/cron/privacy-exports": cron,
+    "/api/v1/privacy/consents/confirm": consent_link("confirm"),
+    "/api/v1/privacy/preferences": consent_link("preferences"),
     "/api/v1/unsubscribe": unsubscribe,
     "/api/v1/ai/campaign-copy": campaign_copy,
     "/api/v1/email/identities": sender_identity,

@@ -81,6 +81,25 @@ REVIEWED: dict[str, str] = {
     "public.register_sender_identity(uuid, text)": (
         f"{HERE}::test_only_admins_of_the_workspace_register_sender_identities"
     ),
+    "public.erase_contact(uuid)": (
+        "tests/privacy/test_erasure.py"
+        "::test_erasure_refuses_other_workspaces_lower_roles_and_a_second_time"
+    ),
+    "public.record_consent(uuid, text, text, text, text, text)": (
+        "tests/privacy/test_consents.py"
+        "::test_members_record_consent_and_the_latest_record_is_the_state"
+    ),
+    "public.delete_workspace(uuid)": (
+        "tests/privacy/test_accounts.py"
+        "::test_a_deleted_workspace_disappears_for_everyone_and_an_owner_can_restore_it"
+    ),
+    "public.restore_workspace(uuid)": (
+        "tests/privacy/test_accounts.py"
+        "::test_a_deleted_workspace_disappears_for_everyone_and_an_owner_can_restore_it"
+    ),
+    "public.request_contact_export(uuid)": (
+        "tests/privacy/test_exports.py::test_viewers_strangers_and_erased_contacts_are_refused"
+    ),
     "analytics.rfm(date)": "tests/rfm/test_rfm.py::test_dashboard_users_see_only_their_workspaces",
     "analytics.verify_customer_facts()": (
         "tests/rfm/test_customer_facts.py::test_members_see_drift_only_in_their_workspaces"

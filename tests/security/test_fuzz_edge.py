@@ -43,7 +43,15 @@ from api.app import create_app
 from api.core.secrets_box import SecretBox
 from api.core.settings import Settings
 from tests.factories.email import add_contacts, draft_campaign, email_list, verified_sender
-from tests.factories.workspaces import User, acting_as, create_user, fund, make_project, one
+from tests.factories.workspaces import (
+    User,
+    acting_as,
+    add_member,
+    create_user,
+    fund,
+    make_project,
+    one,
+)
 from tests.fakes.groq_server import GroqServer, serve_groq
 from tests.fakes.jwks import JwksServer
 from tests.fakes.make_server import MakeServer, serve_make
@@ -51,6 +59,8 @@ from tests.fakes.razorpay_server import KEY_ID, KEY_SECRET, RazorpayServer, serv
 from tests.fakes.ses_server import REGION, moto_ses
 from tests.fakes.shoptet_server import TOKEN, ShoptetServer, serve_shoptet, shoptet_order
 from tests.fakes.sns_signing import Certificate, SnsHost, serve_sns
+from tests.fakes.storage_server import SERVICE_KEY, StorageServer, serve_storage
+from tests.fakes.supabase_auth_server import AuthServer, serve_auth
 from tests.security.edge_fuzz_requests import SNS_TOPIC, Context, Secrets, Seeded, prepare
 
 Conn = psycopg.Connection[DictRow]
@@ -104,6 +114,7 @@ class Tenant:
             "automation_id": seeded.automation_id,
             "identity_id": seeded.identity_id,
             "job_id": seeded.import_job_id,
+            "export_id": seeded.export_id,
         }
         for container in (case.path_parameters, case.query, case.body):
             if not isinstance(container, dict):
@@ -161,6 +172,18 @@ def make() -> Iterator[MakeServer]:
 def ses() -> Iterator[str]:
     with moto_ses() as endpoint:
         yield endpoint
+
+
+@pytest.fixture(scope="module")
+def storage() -> Iterator[StorageServer]:
+    with serve_storage() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def auth(database_url: str) -> Iterator[AuthServer]:
+    with serve_auth(database_url) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -231,6 +254,16 @@ def seed(conn: Conn, user: User, razorpay: RazorpayServer, ses: str) -> Seeded:
             " 'utf-8', '{}', null)",
             (workspace, project),
         )["id"]
+        export = one(conn, "select id from public.request_contact_export(%s)", (contact,))["id"]
+        link_contact = one(
+            conn,
+            "insert into public.contacts (workspace_id, email) values (%s, %s) returning id",
+            (workspace, f"links-{uuid.uuid4().hex[:8]}@example.test"),
+        )["id"]
+        conn.execute(
+            "select public.record_consent(%s, 'email_marketing', 'granted', 'form')",
+            (link_contact,),
+        )
     razorpay_id = razorpay.hold(TEAM_PLAN, str(workspace))
     subscription = one(
         conn,
@@ -252,6 +285,8 @@ def seed(conn: Conn, user: User, razorpay: RazorpayServer, ses: str) -> Seeded:
         import_job_id=import_job,
         shoptet_order_code=shoptet_order(1)["code"],
         shoptet_customer_guid=SHOPTET_CUSTOMER,
+        export_id=export,
+        link_contact_id=link_contact,
     )
 
 
@@ -266,6 +301,9 @@ def tenant(
     with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
         user = create_user(conn)
         fund(conn, user, 1000, tier="team")
+        # Someone else in the workspace, so deleting the account is refused (sole_owner)
+        # instead of ending the fuzz's user.
+        add_member(conn, user, "member")
         seeded = seed(conn, user, razorpay, ses)
         limits = conn.execute(
             "select plan_tier, action, scope, max_requests from public.plan_rate_limits"
@@ -293,6 +331,8 @@ def edge_schema(
     make: MakeServer,
     ses: str,
     sns: tuple[Certificate, SnsHost],
+    storage: StorageServer,
+    auth: AuthServer,
 ) -> Iterator[OpenApiSchema]:
     """The edge as deployed, every secret set and every provider a local stand-in, so no case
     leaves the machine and none stops at `provider_not_configured`."""
@@ -324,6 +364,9 @@ def edge_schema(
             email_send_budget_seconds=2,
             integrations_encryption_key=SecretStr(SECRETS.encryption_key),
             shoptet_api_url=shoptet.base_url,
+            supabase_service_key=SecretStr(SERVICE_KEY),
+            supabase_storage_url=storage.base_url,
+            supabase_auth_url=auth.base_url,
             database_timeout_seconds=5,
         )
     )

@@ -1,0 +1,223 @@
+"""Users and workspaces leaving, and invitations that reach people without an account: the
+database decides, as the user, who may do what; Supabase Auth's admin API (through the
+`supabase` client) deletes the user or sends its invite email."""
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.core.deps import ActingUser, ServiceDatabase
+from api.core.envelope import Envelope, ok
+from api.core.errors import ApiError
+from api.core.openapi import documented
+from api.privacy.deps import Supabase
+from api.privacy.supabase_admin import SupabaseAdminError
+
+router = APIRouter(tags=["privacy"])
+AUTH_ADMIN_FAILED = {502: {"auth_admin_failed": "Supabase Auth could not do it; try again"}}
+NOT_CONFIGURED = {503: {"provider_not_configured": "Supabase's admin APIs are not configured"}}
+
+
+def auth_admin_failed(error: SupabaseAdminError) -> ApiError:
+    return ApiError(
+        502,
+        "auth_admin_failed",
+        "Supabase Auth could not do it; try again",
+        {"status": error.status, "code": error.code},
+    )
+
+
+class Deleted(BaseModel):
+    deleted: bool
+
+
+class WorkspaceDeletion(BaseModel):
+    workspace_id: UUID
+    purge_after: datetime
+
+
+class NewInvitation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    role: Literal["owner", "admin", "member", "viewer"] = "member"
+
+
+class Invitation(BaseModel):
+    invitation_id: UUID
+    token: str = Field(description="For the accept link, if you share it yourself")
+    expires_at: datetime
+    invite_email_sent: bool = Field(
+        description="Supabase Auth mailed its invite (the address had no account)"
+    )
+
+
+@router.delete(
+    "/api/v1/privacy/account",
+    response_model=Envelope[Deleted],
+    summary="Delete my account",
+    responses=documented(
+        {"deleted": True},
+        errors={
+            409: {"sole_owner": "Transfer or delete the workspaces you alone own first"},
+            **AUTH_ADMIN_FAILED,
+            **NOT_CONFIGURED,
+        },
+    ),
+)
+def delete_account(
+    acting: ActingUser, database: ServiceDatabase, supabase: Supabase
+) -> dict[str, Any]:
+    """The signed-in user leaves: refused with 409 `sole_owner` (naming the workspaces) while
+    they are the only owner of a workspace others belong to. Supabase Auth then deletes the
+    user; their memberships and profile go with it, their solo workspaces too, links to what
+    they created become null, and the audit log keeps their actions under a pseudonym."""
+    with acting.connection() as conn:
+        blockers = conn.execute("select * from private.account_deletion_blockers()").fetchall()
+    if blockers:
+        raise ApiError(
+            409,
+            "sole_owner",
+            "Transfer or delete the workspaces you alone own first",
+            [
+                {
+                    "workspace_id": str(row["workspace_id"]),
+                    "name": row["name"],
+                    "other_members": row["other_members"],
+                }
+                for row in blockers
+            ],
+        )
+    try:
+        supabase.delete_user(acting.user.user_id)
+    except SupabaseAdminError as error:
+        if error.status != 404:
+            raise auth_admin_failed(error) from error
+    with database.as_service() as conn:
+        still = conn.execute(
+            "select private.user_exists(%s) as still", (acting.user.user_id,)
+        ).fetchone()
+    if still is None or still["still"]:
+        raise ApiError(502, "auth_admin_failed", "Supabase Auth could not do it; try again")
+    return ok({"deleted": True})
+
+
+@router.post(
+    "/api/v1/privacy/workspaces/{workspace_id}/delete",
+    response_model=Envelope[WorkspaceDeletion],
+    summary="Delete a workspace (restorable for 30 days)",
+    responses=documented(
+        {
+            "workspace_id": "0f7b2c1e-4c1d-4b8e-9a0e-3f6a2d9b8c71",
+            "purge_after": "2027-01-03T09:30:00Z",
+        },
+        errors={
+            403: {"insufficient_role": "This needs the owner role or higher"},
+            404: {"workspace_not_found": "Workspace not found"},
+            409: {
+                "workspace_deleted": "This workspace is already deleted",
+                "personal_workspace": "A personal workspace goes with its account",
+            },
+        },
+    ),
+)
+def delete_workspace(acting: ActingUser, workspace_id: UUID) -> dict[str, Any]:
+    """Owners. Every member loses sight of it at once (members are told on the workspace's
+    channel); an owner may restore it for 30 days, after which the retention job purges it."""
+    with acting.connection() as conn:
+        row = conn.execute(
+            "select public.delete_workspace(%s) as purge_after", (workspace_id,)
+        ).fetchone()
+    assert row is not None
+    return ok({"workspace_id": workspace_id, "purge_after": row["purge_after"]})
+
+
+@router.post(
+    "/api/v1/privacy/workspaces/{workspace_id}/restore",
+    response_model=Envelope[Deleted],
+    summary="Restore a deleted workspace",
+    responses=documented(
+        {"deleted": False},
+        errors={
+            403: {"insufficient_role": "This needs the owner role or higher"},
+            404: {"workspace_not_found": "Workspace not found"},
+            409: {"workspace_not_deleted": "This workspace is not deleted"},
+        },
+    ),
+)
+def restore_workspace(acting: ActingUser, workspace_id: UUID) -> dict[str, Any]:
+    """Owners, within the 30 days."""
+    with acting.connection() as conn:
+        conn.execute("select public.restore_workspace(%s)", (workspace_id,))
+    return ok({"deleted": False})
+
+
+@router.post(
+    "/api/v1/privacy/workspaces/{workspace_id}/invitations",
+    status_code=201,
+    response_model=Envelope[Invitation],
+    summary="Invite someone, by Supabase's invite email if they have no account",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {"example": {"email": "dana@example.com", "role": "member"}}
+            }
+        }
+    },
+    responses=documented(
+        {
+            "invitation_id": "6c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
+            "token": "q3Xv0m2T8yK1bZ4rA7cW5eN9uP6sL0dF",
+            "expires_at": "2026-12-11T09:30:00Z",
+            "invite_email_sent": True,
+        },
+        status=201,
+        errors={
+            402: {"plan_limit_reached": "Your plan allows 3 seats; upgrade to add more"},
+            403: {"insufficient_role": "This needs the admin role or higher"},
+            404: {"workspace_not_found": "Workspace not found"},
+            409: {"already_member": "That person is already a member"},
+            422: {"invalid_email": "That is not an email address"},
+            **AUTH_ADMIN_FAILED,
+            **NOT_CONFIGURED,
+        },
+    ),
+)
+def invite(
+    acting: ActingUser,
+    database: ServiceDatabase,
+    supabase: Supabase,
+    workspace_id: UUID,
+    body: NewInvitation,
+) -> dict[str, Any]:
+    """Admins and owners (owners to invite owners). The invitation is made as the caller; when
+    the address has no account yet, Supabase Auth sends its invite email, and the invitation's
+    token rides in the new user's metadata so the app can accept it once they have signed in."""
+    with acting.connection() as conn:
+        row = conn.execute(
+            "select * from public.invite_member(%s, %s, %s)", (workspace_id, body.email, body.role)
+        ).fetchone()
+    assert row is not None
+    with database.as_service() as conn:
+        known = conn.execute(
+            "select private.email_has_account(%s) as known", (body.email,)
+        ).fetchone()
+    sent = False
+    if known is not None and not known["known"]:
+        try:
+            supabase.invite_user(body.email, None, {"workspace_invitation": row["token"]})
+            sent = True
+        except SupabaseAdminError as error:
+            if error.code != "email_exists":
+                raise auth_admin_failed(error) from error
+    return ok(
+        {
+            "invitation_id": row["invitation_id"],
+            "token": row["token"],
+            "expires_at": row["expires_at"],
+            "invite_email_sent": sent,
+        }
+    )

@@ -1,0 +1,114 @@
+"""Access-request exports: the job that turns the database's document about one contact
+(private.contact_export_data) into a zip of `export.json` and a CSV per table, puts it in the
+private `exports` bucket under the workspace's folder, and signs 24-hour download URLs. A
+Storage failure fails the job with its reason; nothing partial is offered for download."""
+
+import csv
+import io
+import json
+import zipfile
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg.types.json import Jsonb
+
+from api.core.db import Database
+from api.privacy.supabase_admin import SupabaseAdmin, SupabaseAdminError
+
+DOWNLOAD_SECONDS = 24 * 3600
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def table_csv(rows: list[dict[str, Any]]) -> str:
+    columns: list[str] = []
+    for row in rows:
+        columns += [name for name in row if name not in columns]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([cell(row.get(name)) for name in columns])
+    return out.getvalue()
+
+
+def build_zip(export: dict[str, Any], document: dict[str, list[dict[str, Any]]]) -> bytes:
+    """export.json (the whole document with what it is about) and one CSV per table."""
+    whole = {
+        "export_id": str(export["id"]),
+        "workspace_id": str(export["workspace_id"]),
+        "contact_id": str(export["contact_id"]),
+        "generated_at": datetime.now(UTC).isoformat(),
+        "tables": document,
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(
+            "export.json", json.dumps(whole, ensure_ascii=False, indent=2, default=str)
+        )
+        for table, rows in sorted(document.items()):
+            archive.writestr(f"{table}.csv", table_csv(rows))
+    return buffer.getvalue()
+
+
+def run_export(database: Database, storage: SupabaseAdmin, export_id: UUID) -> None:
+    """Runs one export to its end (done or failed); a finished one is left as it is."""
+    with database.as_service() as conn:
+        claimed = conn.execute(
+            "select * from private.claim_contact_export(%s)", (export_id,)
+        ).fetchone()
+    if claimed is None or claimed["id"] is None:
+        return
+    with database.as_service() as conn:
+        row = conn.execute(
+            "select private.contact_export_data(%s) as document", (export_id,)
+        ).fetchone()
+        conn.execute("select private.set_contact_export_progress(%s, 50)", (export_id,))
+    assert row is not None
+    document: dict[str, list[dict[str, Any]]] = row["document"]
+    counts = {table: len(rows) for table, rows in document.items()}
+    data = build_zip(claimed, document)
+    with database.as_service() as conn:
+        conn.execute("select private.set_contact_export_progress(%s, 80)", (export_id,))
+    path = f"{claimed['workspace_id']}/{export_id}.zip"
+    try:
+        storage.upload_export(path, data)
+    except SupabaseAdminError as error:
+        finish(database, export_id, None, counts, "storage_error", str(error))
+        return
+    finish(database, export_id, path, counts, None, None)
+
+
+def finish(
+    database: Database,
+    export_id: UUID,
+    path: str | None,
+    counts: dict[str, int],
+    error_code: str | None,
+    error_message: str | None,
+) -> None:
+    with database.as_service() as conn:
+        conn.execute(
+            "select private.finish_contact_export(%s, %s, %s, %s, %s)",
+            (export_id, path, Jsonb(counts), error_code, error_message),
+        )
+
+
+def resume_stalled(database: Database, storage: SupabaseAdmin, limit: int) -> int:
+    """Runs exports that were asked for but not finished (their request died): the cron's part."""
+    with database.as_service() as conn:
+        rows = conn.execute(
+            "select id from public.contact_exports where status in ('queued', 'running')"
+            " and created_at < now() - interval '2 minutes' order by created_at limit %s",
+            (limit,),
+        ).fetchall()
+    for row in rows:
+        run_export(database, storage, row["id"])
+    return len(rows)
