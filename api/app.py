@@ -208,9 +208,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         jwks_cache_seconds=settings.jwks_cache_seconds,
     )
     TOKENS.install(app, tokens)
-    # Routes not yet on the typed dependencies still read these; removed once none does.
-    for name, value in app.state.slots.items():
-        setattr(app.state, name, value)
     if settings.cors_allowed_origins:
         app.add_middleware(
             CORSMiddleware,

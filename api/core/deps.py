@@ -49,7 +49,11 @@ class Slot(Generic[T]):
         return value
 
     def required(self, request: Request) -> T:
-        value = self.optional(request)
+        return self.present(self.optional(request))
+
+    def present(self, value: T | None) -> T:
+        """For a route that needs the provider only on some paths (an import read from
+        Storage): the same answer as `required`, given the optional value."""
         if value is None:
             raise ApiError(503, "provider_not_configured", self.unconfigured)
         return value

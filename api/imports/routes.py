@@ -20,7 +20,7 @@ from api.core.deps import ActingUser, ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import documented, raw_request_body
-from api.imports.deps import OptionalStorage
+from api.imports.deps import IMPORT_STORAGE, OptionalStorage
 from api.imports.jobs import Runner, run_job
 from api.imports.parts import MAX_PART_BYTES, store_part
 
@@ -277,12 +277,8 @@ def put_part(
 
 
 def run_to_budget(database: ServiceDatabase, storage: OptionalStorage, job: dict[str, Any]) -> None:
-    if job["source"] == "storage" and storage is None:
-        raise ApiError(
-            503,
-            "provider_not_configured",
-            "Supabase Storage is not configured (SUPABASE_SERVICE_KEY)",
-        )
+    if job["source"] == "storage":
+        IMPORT_STORAGE.present(storage)
     run_job(Runner(database, storage), job["id"])
 
 

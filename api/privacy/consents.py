@@ -13,9 +13,9 @@ from uuid import UUID
 from fastapi import APIRouter, Request, Security
 from fastapi.security import APIKeyQuery
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from api.core.deps import ActingUser, AppSettings, ServiceDatabase
+from api.core.deps import ActingUser, AppSettings, ServiceDatabase, Slot
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import documented
@@ -42,10 +42,14 @@ LINK_ERRORS: dict[int, dict[str, str]] = {
 }
 
 
+CONSENT_LINK_SECRET = Slot(
+    "consent_link_secret", SecretStr, "Consent links are not available right now"
+)
+
+
 def link_secret(settings: Settings) -> str:
-    if settings.email_link_secret is None:
-        raise ApiError(503, "provider_not_configured", "Consent links are not available right now")
-    return settings.email_link_secret.get_secret_value()
+    """EMAIL_LINK_SECRET signs consent links too; without it they are not available."""
+    return CONSENT_LINK_SECRET.present(settings.email_link_secret).get_secret_value()
 
 
 def link_token(token: Annotated[str | None, Security(CONSENT_LINK)]) -> str:

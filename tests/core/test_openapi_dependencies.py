@@ -73,4 +73,4 @@ def test_every_operation_reading_its_raw_body_documents_a_body_too_large() -> No
         and raw_body in dependency_calls(context.original_route.dependant)
     }
     assert "/api/v1/webhooks/razorpay" in reading_raw_bodies
-    assert too_large == reading_raw_bodies
+    assert reading_raw_bodies <= too_large
