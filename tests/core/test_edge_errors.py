@@ -18,6 +18,7 @@ from psycopg.rows import DictRow, dict_row
 from pydantic import SecretStr
 
 from api.app import create_app
+from api.core.deps import ServiceDatabase
 from tests.factories.edge import bearer, edge_settings
 from tests.factories.workspaces import create_user, make_project
 from tests.fakes.jwks import JwksServer
@@ -45,10 +46,10 @@ def app(database_url: str, jwks: JwksServer) -> FastAPI:
 
     edge.add_api_route("/api/v1/test-only/fails", fail_unexpectedly, methods=["GET"])
 
-    def raise_in_database(sqlstate: str) -> None:
+    def raise_in_database(sqlstate: str, database: ServiceDatabase) -> None:
         """A database error of the given SQLSTATE, its message quoting an input value."""
         assert sqlstate.isalnum() and len(sqlstate) == 5
-        with edge.state.database.as_service() as conn:
+        with database.as_service() as conn:
             conn.execute(
                 f"do $$ begin raise sqlstate '{sqlstate}'"
                 " using message = 'bad value reader@shop.example'; end $$"
