@@ -309,6 +309,21 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
                 ),
             )
 
+    # The shop's catalog arrives after its orders, as a sync would write it; the lines link by SKU.
+    product = one(
+        conn,
+        "insert into public.products (workspace_id, project_id, source, external_id, title, sku,"
+        " price, currency, inventory, category) values (%s, %s, 'shoptet', %s, 'Tea', 'TEA-BOX',"
+        " 60, 'EUR', 12, 'Drinks') returning id",
+        (owner.workspace_id, project, f"product-{tag}"),
+    )["id"]
+    conn.execute(
+        "insert into public.product_variants (workspace_id, product_id, external_id, title, sku,"
+        " price, currency) values (%s, %s, %s, 'Tea, loose', 'TEA', 60, 'EUR')",
+        (owner.workspace_id, product, f"variant-{tag}"),
+    )
+    conn.execute("select private.link_order_items(%s)", (project,))
+
     # Dispatched already, so no later test's outbox drain picks these up.
     conn.execute(
         "update private.outbox set status = 'delivered', delivered_at = now() where automation_id"
