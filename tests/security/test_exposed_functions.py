@@ -81,6 +81,9 @@ REVIEWED: dict[str, str] = {
         f"{HERE}::test_only_admins_of_the_workspace_register_sender_identities"
     ),
     "analytics.rfm(date)": "tests/rfm/test_rfm.py::test_dashboard_users_see_only_their_workspaces",
+    "analytics.verify_customer_facts()": (
+        "tests/rfm/test_customer_facts.py::test_members_see_drift_only_in_their_workspaces"
+    ),
     "analytics.ai_usage_summary()": f"{HERE}::test_ai_usage_shows_only_the_callers_workspaces",
     "analytics.campaign_variant_stats()": (
         "tests/email/test_campaign_analytics.py"
