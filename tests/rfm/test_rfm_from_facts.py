@@ -1,0 +1,107 @@
+"""RFM read from customer facts gives, for any as-of date, what counting every order gives:
+today (facts only), dates in the past (customers who bought since are counted from orders),
+and with orders dated ahead of today."""
+
+import random
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+from tests.factories.workspaces import acting_as, create_user, fund, make_project
+
+Conn = psycopg.Connection[Any]
+
+# The scoring as the first RFM migration wrote it: every qualifying order, grouped and ranked.
+FROM_ORDERS = """
+with per_contact as (
+  select o.workspace_id, o.contact_id,
+         min(o.placed_at) as first_order_at, max(o.placed_at) as last_order_at,
+         %(as_of)s::date - (max(o.placed_at) at time zone 'UTC')::date as recency_days,
+         count(*)::integer as frequency,
+         coalesce(sum(o.base_total), 0)::numeric(14, 2) as monetary
+  from public.orders o
+  where o.status in ('paid', 'fulfilled') and o.contact_id is not null
+    and o.placed_at < ((%(as_of)s::date + 1)::timestamp at time zone 'UTC')
+    and o.workspace_id = %(workspace)s
+  group by o.workspace_id, o.contact_id
+),
+ranked as (
+  select c.*,
+         rank() over (partition by c.workspace_id order by c.recency_days desc) as r_rank,
+         rank() over (partition by c.workspace_id order by c.frequency) as f_rank,
+         rank() over (partition by c.workspace_id order by c.monetary) as m_rank,
+         count(*) over (partition by c.workspace_id) as customers
+  from per_contact c
+)
+select r.contact_id, r.first_order_at, r.last_order_at, r.recency_days, r.frequency, r.monetary,
+       (1 + 5 * (r.r_rank - 1) / r.customers)::integer as r_score,
+       (1 + 5 * (r.f_rank - 1) / r.customers)::integer as f_score,
+       (1 + 5 * (r.m_rank - 1) / r.customers)::integer as m_score
+from ranked r
+order by r.contact_id
+"""
+
+FROM_FACTS = """
+select contact_id, first_order_at, last_order_at, recency_days, frequency, monetary,
+       r_score, f_score, m_score
+from analytics.rfm(%(as_of)s) where workspace_id = %(workspace)s
+order by contact_id
+"""
+
+
+def test_every_as_of_date_scores_as_counting_every_order_would(conn: Conn) -> None:
+    rng = random.Random(14)
+    owner = create_user(conn)
+    fund(conn, owner, 0, "team")
+    project = make_project(conn, owner)
+    contacts = [
+        r["id"]
+        for r in conn.execute(
+            "insert into public.contacts (workspace_id, email)"
+            " select %s, 'rfm-' || n || '-' || gen_random_uuid() || '@example.test'"
+            " from generate_series(1, 60) as n returning id",
+            (owner.workspace_id,),
+        )
+    ]
+    today = datetime.now(UTC).date()
+    rows = []
+    for number in range(400):
+        # Many customers share a day or an order count, so the ties are exercised; some orders
+        # are dated after today, some have no contact or no known revenue.
+        placed = datetime.combine(today, datetime.min.time(), UTC) - timedelta(
+            days=rng.choice([rng.randint(0, 400), rng.randint(0, 30)]) - 5,
+            hours=rng.randint(0, 23),
+        )
+        total = Decimal(rng.choice([10, 20, 20, 35, rng.randint(1, 300)]))
+        rows.append(
+            (
+                rng.choice([*contacts[: rng.randint(1, 60)], None]),
+                f"f-{number}",
+                rng.choice(["paid", "paid", "fulfilled", "pending", "refunded"]),
+                placed,
+                total,
+                None if rng.random() < 0.1 else total,
+            )
+        )
+    conn.execute(
+        "insert into public.orders (workspace_id, project_id, contact_id, source, external_id,"
+        " status, placed_at, total, currency, base_total)"
+        " select %s, %s, r.contact_id, 'csv', r.external_id, r.status, r.placed_at, r.total,"
+        " 'EUR', r.base_total from unnest(%s::uuid[], %s::text[], %s::text[], %s::timestamptz[],"
+        " %s::numeric[], %s::numeric[])"
+        " as r(contact_id, external_id, status, placed_at, total, base_total)",
+        [owner.workspace_id, project, *map(list, zip(*rows, strict=True))],
+    )
+    dates = [today, today + timedelta(days=3), today - timedelta(days=1), date(2025, 12, 31)]
+    dates += [today - timedelta(days=rng.randint(2, 420)) for _ in range(4)]
+    compared = 0
+    for as_of in dates:
+        params = {"as_of": as_of, "workspace": owner.workspace_id}
+        expected = conn.execute(FROM_ORDERS, params).fetchall()
+        with acting_as(conn, owner):
+            got = conn.execute(FROM_FACTS, params).fetchall()
+        assert got == expected, as_of
+        compared += len(got)
+    assert compared > 200
