@@ -323,6 +323,25 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
         (owner.workspace_id, product, f"variant-{tag}"),
     )
     conn.execute("select private.link_order_items(%s)", (project,))
+    # Sales so far folded into the day rows; a returning buyer's order after that stays in the log.
+    conn.execute("select private.compact_sales_daily(array[%s]::uuid[])", (owner.workspace_id,))
+    conn.execute(
+        "select private.upsert_order(%s, 'shoptet', %s)",
+        (
+            project,
+            Jsonb(
+                {
+                    "external_id": f"order-{tag}-again",
+                    "status": "fulfilled",
+                    "placed_at": (datetime.now(UTC) - timedelta(days=1)).isoformat(),
+                    "total": "60.00",
+                    "currency": "EUR",
+                    "customer": {"email": f"buyer-0-{tag}@example.test"},
+                    "items": [{"sku": "TEA", "name": "Tea", "quantity": 1, "unit_price": 60}],
+                }
+            ),
+        ),
+    )
 
     # Dispatched already, so no later test's outbox drain picks these up.
     conn.execute(

@@ -1,6 +1,6 @@
 """Customer facts kept on write: what a customer's row says after each kind of order change,
-a randomized history of multi-row writes that must leave no drift, concurrent writers, and who
-sees the drift check."""
+a randomized history of multi-row writes that must leave no drift in the facts nor in the daily
+sales, concurrent writers, and who sees the drift check."""
 
 import random
 import threading
@@ -44,6 +44,12 @@ def facts(conn: Conn, contact: uuid.UUID) -> dict[str, Any] | None:
 def drift(conn: Conn, workspace_id: uuid.UUID) -> list[dict[str, Any]]:
     return conn.execute(
         "select * from analytics.verify_customer_facts() where workspace_id = %s", (workspace_id,)
+    ).fetchall()
+
+
+def sales_drift(conn: Conn, workspace_id: uuid.UUID) -> list[dict[str, Any]]:
+    return conn.execute(
+        "select * from private.verify_sales_daily() where workspace_id = %s", (workspace_id,)
     ).fetchall()
 
 
@@ -365,6 +371,7 @@ def test_random_order_writes_leave_no_drift(conn: Conn, seed: int) -> None:
                     change(conn, shop, rng)
         refresh(conn, shop)
         assert drift(conn, owner.workspace_id) == []
+        assert sales_drift(conn, owner.workspace_id) == []
         checked += 1
     customers = one(
         conn,

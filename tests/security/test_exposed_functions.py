@@ -84,6 +84,9 @@ REVIEWED: dict[str, str] = {
     "analytics.verify_customer_facts()": (
         "tests/rfm/test_customer_facts.py::test_members_see_drift_only_in_their_workspaces"
     ),
+    "analytics.sales_trend(date, date, text, uuid, uuid, text, text)": (
+        "tests/rfm/test_sales_trends.py::test_members_see_their_workspaces_and_outsiders_nothing"
+    ),
     "analytics.ai_usage_summary()": f"{HERE}::test_ai_usage_shows_only_the_callers_workspaces",
     "analytics.campaign_variant_stats()": (
         "tests/email/test_campaign_analytics.py"
