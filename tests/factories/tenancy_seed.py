@@ -302,7 +302,8 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
                                 "accepts_marketing": True,
                             },
                             "items": [
-                                {"sku": "TEA", "name": "Tea", "quantity": 2, "unit_price": 60}
+                                {"sku": "TEA", "name": "Tea", "quantity": 1, "unit_price": 60},
+                                {"sku": "CUP", "name": "Cup", "quantity": 2, "unit_price": 30},
                             ],
                         }
                     ),

@@ -30,6 +30,7 @@ TENANCY = "tests/tenancy/test_tenancy.py"
 HERE = "tests/security/test_exposed_functions.py"
 LIFECYCLE = f"{HERE}::test_campaign_lifecycle_calls_refuse_viewers_and_outsiders"
 BILLING = f"{HERE}::test_billing_checks_refuse_members_and_outsiders"
+PRODUCTS = "tests/products/test_product_analytics.py::test_others_see_none_of_it"
 
 # signature -> the test that proves its authorization ("path::test_name").
 REVIEWED: dict[str, str] = {
@@ -87,6 +88,10 @@ REVIEWED: dict[str, str] = {
     "analytics.sales_trend(date, date, text, uuid, uuid, text, text)": (
         "tests/rfm/test_sales_trends.py::test_members_see_their_workspaces_and_outsiders_nothing"
     ),
+    "analytics.product_sales()": PRODUCTS,
+    "analytics.category_sales()": PRODUCTS,
+    "analytics.product_pairs()": PRODUCTS,
+    "analytics.segment_product_sales()": PRODUCTS,
     "analytics.ai_usage_summary()": f"{HERE}::test_ai_usage_shows_only_the_callers_workspaces",
     "analytics.campaign_variant_stats()": (
         "tests/email/test_campaign_analytics.py"
