@@ -29,7 +29,7 @@
 -- that differs (expected: none), for the workspaces the caller may see.
 
 create table public.customer_facts (
-  contact_id uuid primary key,
+  contact_id uuid not null,
   workspace_id uuid not null,
   first_order_id uuid not null,
   first_order_at timestamptz not null,
@@ -45,15 +45,20 @@ create table public.customer_facts (
   last_product_title text,
   last_category text,
   updated_at timestamptz not null default now(),
+  primary key (contact_id, workspace_id),
   foreign key (contact_id, workspace_id) references public.contacts (id, workspace_id) on delete cascade
-);
+)
+with (fillfactor = 80);
 
 -- indexes -------------------------------------------------------------------------------------
 
-create index customer_facts_workspace_contact_idx on public.customer_facts (workspace_id, contact_id);
-
-create index customer_facts_last_product_idx on public.customer_facts (last_product_id)
-  where last_product_id is not null;
+-- A workspace's customers (row level security, RFM for one workspace), and its new customers by
+-- the date of their first order (sales trends). Only these columns and the key are indexed, and
+-- the table keeps a fifth of each page free, so the usual change (a new order: counts, revenue,
+-- last order) is a heap-only update that writes no index.
+create index customer_facts_workspace_first_order_idx
+  on public.customer_facts (workspace_id, first_order_at)
+  include (first_order_project_id, first_order_source);
 
 -- maintenance ---------------------------------------------------------------------------------
 
@@ -88,7 +93,7 @@ begin
            c.orders_count, c.revenue
     from counted c
     order by c.contact_id
-    on conflict (contact_id) do update
+    on conflict (contact_id, workspace_id) do update
     set workspace_id = excluded.workspace_id, first_order_id = excluded.first_order_id,
         first_order_at = excluded.first_order_at,
         first_order_project_id = excluded.first_order_project_id,
@@ -190,7 +195,7 @@ begin
     order by n.contact_id, n.placed_at, n.id
   ) as a
   order by a.contact_id
-  on conflict (contact_id) do update
+  on conflict (contact_id, workspace_id) do update
   set first_order_id = case when (excluded.first_order_at, excluded.first_order_id) < (f.first_order_at, f.first_order_id)
                             then excluded.first_order_id else f.first_order_id end,
       first_order_project_id = case when (excluded.first_order_at, excluded.first_order_id) < (f.first_order_at, f.first_order_id)
@@ -211,8 +216,12 @@ $$;
 revoke all on function private.customer_facts_add_orders() from public, anon, authenticated;
 
 -- Orders updated or deleted (transition tables old_orders and, for updates, new_orders): the
--- customers of every version that counted and changed in a way facts see are locked and
--- counted again, and their last product found again.
+-- customers of every version that counted and changed in a way facts see (status class,
+-- contact, placed_at, base_total, project, source) are locked and counted again, and their last
+-- product found again. The changed versions are the old ones without an identical new one and
+-- the reverse (two EXCEPTs), not a join of the two tables: a trigger's plan is cached whatever
+-- the size of its transition tables, and a nested loop planned for one row would be quadratic
+-- for an import's.
 create function private.customer_facts_recount_orders()
 returns trigger
 language plpgsql
@@ -223,19 +232,20 @@ declare
   v_contacts uuid[];
 begin
   if tg_op = 'UPDATE' then
-    select array_agg(distinct x.contact_id order by x.contact_id) into v_contacts
-    from (
-      select unnest(array[o.contact_id, n.contact_id]) as contact_id,
-             unnest(array[o.status in ('paid', 'fulfilled'), n.status in ('paid', 'fulfilled')]) as counts
-      from old_orders o
-      join new_orders n on n.id = o.id
-      where (o.status in ('paid', 'fulfilled') or n.status in ('paid', 'fulfilled'))
-        and ((o.status in ('paid', 'fulfilled')) <> (n.status in ('paid', 'fulfilled'))
-             or o.contact_id is distinct from n.contact_id or o.placed_at <> n.placed_at
-             or o.base_total is distinct from n.base_total or o.workspace_id <> n.workspace_id
-             or o.project_id <> n.project_id or o.source <> n.source)
-    ) as x
-    where x.contact_id is not null and x.counts;
+    with before as (
+      select o.id, o.contact_id, o.placed_at, o.base_total, o.workspace_id, o.project_id, o.source
+      from old_orders o where o.contact_id is not null and o.status in ('paid', 'fulfilled')
+    ),
+    after as (
+      select n.id, n.contact_id, n.placed_at, n.base_total, n.workspace_id, n.project_id, n.source
+      from new_orders n where n.contact_id is not null and n.status in ('paid', 'fulfilled')
+    ),
+    changed as (
+      (select * from before except select * from after)
+      union all
+      (select * from after except select * from before)
+    )
+    select array_agg(distinct c.contact_id order by c.contact_id) into v_contacts from changed c;
   else
     select array_agg(distinct o.contact_id order by o.contact_id) into v_contacts
     from old_orders o
@@ -254,7 +264,9 @@ revoke all on function private.customer_facts_recount_orders() from public, anon
 
 -- Lines inserted (transition table new_items): for each customer, the newest qualifying order
 -- among the new lines becomes the last product's order when it is at least as new as the
--- current one, and the product is that order's best line (its other lines included).
+-- current one, and the product is that order's best line (its other lines included). The
+-- orders are passed on as an array, so every plan reads them through indexes whatever their
+-- number.
 create function private.customer_facts_add_items()
 returns trigger
 language plpgsql
@@ -262,12 +274,13 @@ security definer
 set search_path = ''
 as $$
 declare
+  v_orders uuid[];
   v_contacts uuid[];
 begin
+  select array_agg(distinct i.order_id) into v_orders from new_items i;
   select array_agg(distinct o.contact_id order by o.contact_id) into v_contacts
-  from (select distinct i.order_id from new_items i) as i
-  join public.orders o on o.id = i.order_id
-  where o.contact_id is not null and o.status in ('paid', 'fulfilled');
+  from public.orders o
+  where o.id = any (v_orders) and o.contact_id is not null and o.status in ('paid', 'fulfilled');
   if v_contacts is null then
     return null;
   end if;
@@ -279,9 +292,8 @@ begin
     select t.contact_id, t.order_id, best.product_id, best.name, p.category
     from (
       select distinct on (o.contact_id) o.contact_id, o.id as order_id, o.placed_at
-      from (select distinct i.order_id from new_items i) as i
-      join public.orders o on o.id = i.order_id
-      where o.contact_id is not null and o.status in ('paid', 'fulfilled')
+      from public.orders o
+      where o.id = any (v_orders) and o.contact_id is not null and o.status in ('paid', 'fulfilled')
       order by o.contact_id, o.placed_at desc, o.id desc
     ) as t
     join public.customer_facts cf on cf.contact_id = t.contact_id
@@ -306,7 +318,8 @@ $$;
 revoke all on function private.customer_facts_add_items() from public, anon, authenticated;
 
 -- Lines updated or deleted (old_items, and new_items for updates): customers whose changed
--- lines belong to an order at least as new as their last product's find it again.
+-- lines (order, product, name or total; found with EXCEPTs, as above) belong to an order at
+-- least as new as their last product's find it again.
 create function private.customer_facts_change_items()
 returns trigger
 language plpgsql
@@ -318,13 +331,18 @@ declare
   v_contacts uuid[];
 begin
   if tg_op = 'UPDATE' then
-    select array_agg(distinct x.order_id) into v_orders
-    from (
-      select unnest(array[o.order_id, n.order_id]) as order_id
-      from old_items o
-      join new_items n on n.id = o.id
-      where (o.order_id, o.product_id, o.name, o.total) is distinct from (n.order_id, n.product_id, n.name, n.total)
-    ) as x;
+    with before as (
+      select o.id, o.order_id, o.product_id, o.name, o.total from old_items o
+    ),
+    after as (
+      select n.id, n.order_id, n.product_id, n.name, n.total from new_items n
+    ),
+    changed as (
+      (select * from before except select * from after)
+      union all
+      (select * from after except select * from before)
+    )
+    select array_agg(distinct c.order_id) into v_orders from changed c;
   else
     select array_agg(distinct o.order_id) into v_orders from old_items o;
   end if;
@@ -347,20 +365,31 @@ $$;
 
 revoke all on function private.customer_facts_change_items() from public, anon, authenticated;
 
--- A product's category changed (old_products, new_products): copied to the customers whose last
--- product it is.
+-- A product's category changed (old_products, new_products; found with an EXCEPT, as above):
+-- copied to the customers whose last product it is. last_product_id is not indexed (it changes
+-- with most new orders, and an index would cost every one of them an index write), so this
+-- reads the customer facts once per statement that changes categories: catalog edits, rare.
 create function private.customer_facts_product_category()
 returns trigger
 language plpgsql
 security definer
 set search_path = ''
 as $$
+declare
+  v_products uuid[];
+  v_categories text[];
 begin
+  select array_agg(c.id), array_agg(c.category) into v_products, v_categories
+  from (select n.id, n.category from new_products n
+        except
+        select o.id, o.category from old_products o) as c;
+  if v_products is null then
+    return null;
+  end if;
   update public.customer_facts f
-  set last_category = n.category, updated_at = now()
-  from new_products n
-  join old_products o on o.id = n.id
-  where n.category is distinct from o.category and f.last_product_id = n.id;
+  set last_category = c.category, updated_at = now()
+  from unnest(v_products, v_categories) as c(id, category)
+  where f.last_product_id = c.id and f.last_category is distinct from c.category;
   return null;
 end
 $$;

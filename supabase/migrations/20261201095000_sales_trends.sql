@@ -1,26 +1,29 @@
 -- Sales trends for dashboards and analysts (issue 14 §4): revenue, orders, average order value,
 -- new and returning customers per day, week or month, by project and source, read from daily
--- aggregates kept on write, so a year by day is a few hundred rows whatever the order count.
+-- aggregates kept on write and from customer facts, so a year by day is a few hundred rows
+-- plus the year's new customers, whatever the number of orders.
 --
 -- Per workspace, day (UTC, the order's placed_at), project and source:
 --   orders          = paid or fulfilled orders placed that day;
 --   revenue         = their base_total (the workspace's base currency; unknown rates add 0);
---   customer_orders = those of them that have a contact;
+--   customer_orders = those of them that have a contact (the rest are guest orders);
 --   new_customers   = customers whose first qualifying order (customer_facts) was placed that
---                     day in that project and source (so each customer is new exactly once,
---                     and moves if an earlier order turns up or the first one is refunded);
+--                     day in that project and source: each customer is new exactly once, and
+--                     moves if an earlier order turns up or the first one is refunded. Read from
+--                     customer_facts through its (workspace_id, first_order_at) index rather
+--                     than kept per day, so keeping facts costs no second write per customer;
 --   returning orders are customer_orders − new_customers: orders by customers who had bought
 --   before (a second order on the day of the first is a returning one).
 --
--- Kept on write without locking a day's row: the triggers on orders (counts, revenue) and on
--- customer_facts (new customers) append their statement's changes, summed per day, to
--- private.sales_daily_changes, an insert-only log that no writer waits on. Readers add the log
--- to private.sales_daily. The log is folded into sales_daily by private.compact_sales_daily:
--- by a writer every 64 log rows or so (the rows before its own, for the workspaces it wrote,
--- only if no one else is folding them: a transaction-level advisory lock taken with try), by
--- pg_cron every minute where it exists, and by the service. Folding never waits and never
--- blocks a writer; a concurrent writer's uncommitted rows are left for the next fold.
--- private.verify_sales_daily() recounts everything and lists any difference.
+-- Kept on write without locking a day's row: the triggers on orders append each statement's
+-- changes, summed per day, to private.sales_daily_changes, an insert-only log no writer waits
+-- on. Readers add the log to private.sales_daily. The log is folded into sales_daily by
+-- private.compact_sales_daily: by a writer every 64 log rows or so (the rows before its own,
+-- for the workspaces it wrote, only if no one else is folding them: a transaction-level
+-- advisory lock taken with try), by pg_cron every minute where it exists, and by the service.
+-- Folding never waits and never blocks a writer; a concurrent writer's uncommitted rows are
+-- left for the next fold. private.verify_sales_daily() recounts everything and lists any
+-- difference.
 
 create table private.sales_daily (
   workspace_id uuid not null references public.workspaces (id) on delete cascade,
@@ -30,7 +33,6 @@ create table private.sales_daily (
   orders bigint not null,
   revenue numeric(20, 2) not null,
   customer_orders bigint not null,
-  new_customers bigint not null,
   primary key (workspace_id, day, project_id, source)
 );
 
@@ -42,17 +44,16 @@ create table private.sales_daily_changes (
   source text not null,
   orders bigint not null default 0,
   revenue numeric(20, 2) not null default 0,
-  customer_orders bigint not null default 0,
-  new_customers bigint not null default 0
+  customer_orders bigint not null default 0
 );
 
 comment on table private.sales_daily is
-  'Paid or fulfilled orders, revenue, orders with a customer and new customers per workspace, '
-  'UTC day, project and source, as folded from private.sales_daily_changes; read both.';
+  'Paid or fulfilled orders, revenue and orders with a customer per workspace, UTC day, project '
+  'and source, as folded from private.sales_daily_changes; read both.';
 
 comment on table private.sales_daily_changes is
   'Insert-only log of changes to private.sales_daily, appended by the triggers on orders and '
-  'customer_facts and folded in by private.compact_sales_daily.';
+  'folded in by private.compact_sales_daily.';
 
 -- indexes -------------------------------------------------------------------------------------
 
@@ -94,24 +95,23 @@ begin
     delete from private.sales_daily_changes c
     where c.workspace_id = any (v_workspaces) and (p_before is null or c.id < p_before)
     returning c.workspace_id, c.day, c.project_id, c.source, c.orders, c.revenue,
-              c.customer_orders, c.new_customers
+              c.customer_orders
   )
   insert into private.sales_daily as d
-    (workspace_id, day, project_id, source, orders, revenue, customer_orders, new_customers)
+    (workspace_id, day, project_id, source, orders, revenue, customer_orders)
   select m.workspace_id, m.day, m.project_id, m.source, sum(m.orders), sum(m.revenue),
-         sum(m.customer_orders), sum(m.new_customers)
+         sum(m.customer_orders)
   from moved m
   where exists (select 1 from public.workspaces w where w.id = m.workspace_id)
   group by m.workspace_id, m.day, m.project_id, m.source
   order by m.workspace_id, m.day, m.project_id, m.source
   on conflict (workspace_id, day, project_id, source) do update
   set orders = d.orders + excluded.orders, revenue = d.revenue + excluded.revenue,
-      customer_orders = d.customer_orders + excluded.customer_orders,
-      new_customers = d.new_customers + excluded.new_customers;
+      customer_orders = d.customer_orders + excluded.customer_orders;
   get diagnostics v_folded = row_count;
   delete from private.sales_daily d
   where d.workspace_id = any (v_workspaces)
-    and d.orders = 0 and d.revenue = 0 and d.customer_orders = 0 and d.new_customers = 0;
+    and d.orders = 0 and d.revenue = 0 and d.customer_orders = 0;
   return v_folded;
 end
 $$;
@@ -120,7 +120,7 @@ revoke all on function private.compact_sales_daily(uuid[], bigint) from public, 
 
 grant execute on function private.compact_sales_daily(uuid[], bigint) to service_role;
 
--- Appends one statement's changes (rows of workspace, day, project, source and the four
+-- Appends one statement's changes (rows of workspace, day, project, source and the three
 -- differences; rows that change nothing are dropped, and so are workspaces being deleted in
 -- this transaction), then, about every 64 log rows, folds the earlier rows of those workspaces.
 create function private.append_sales_changes(p_changes jsonb)
@@ -136,17 +136,16 @@ declare
 begin
   with appended as (
     insert into private.sales_daily_changes
-      (workspace_id, day, project_id, source, orders, revenue, customer_orders, new_customers)
+      (workspace_id, day, project_id, source, orders, revenue, customer_orders)
     select c.workspace_id, c.day, c.project_id, c.source, sum(c.orders), sum(c.revenue),
-           sum(c.customer_orders), sum(c.new_customers)
+           sum(c.customer_orders)
     from jsonb_to_recordset(p_changes) as c(
       workspace_id uuid, day date, project_id uuid, source text, orders bigint,
-      revenue numeric, customer_orders bigint, new_customers bigint
+      revenue numeric, customer_orders bigint
     )
     where exists (select 1 from public.workspaces w where w.id = c.workspace_id)
     group by c.workspace_id, c.day, c.project_id, c.source
     having sum(c.orders) <> 0 or sum(c.revenue) <> 0 or sum(c.customer_orders) <> 0
-        or sum(c.new_customers) <> 0
     returning id, workspace_id
   )
   select min(a.id), bool_or(a.id % 64 = 0), array_agg(distinct a.workspace_id)
@@ -161,8 +160,9 @@ $$;
 revoke all on function private.append_sales_changes(jsonb) from public, anon, authenticated;
 
 -- Orders inserted, updated or deleted (transition tables new_orders, old_orders): +1 for each
--- new version that counts, −1 for each old one; for updates only versions whose status class,
--- placed_at, base_total, contact presence, project, source or workspace changed.
+-- new version that counts, −1 for each old one, summed per day (an update that changes nothing
+-- sales see sums to nothing). No join of the two tables: a trigger's plan is cached whatever
+-- the size of its transition tables (see …_customer_facts.sql).
 create function private.sales_daily_orders()
 returns trigger
 language plpgsql
@@ -177,7 +177,7 @@ begin
     from (
       select n.workspace_id, (n.placed_at at time zone 'UTC')::date as day, n.project_id, n.source,
              count(*) as orders, coalesce(sum(n.base_total), 0) as revenue,
-             count(n.contact_id) as customer_orders, 0 as new_customers
+             count(n.contact_id) as customer_orders
       from new_orders n
       where n.status in ('paid', 'fulfilled')
       group by 1, 2, 3, 4
@@ -187,7 +187,7 @@ begin
     from (
       select o.workspace_id, (o.placed_at at time zone 'UTC')::date as day, o.project_id, o.source,
              -count(*) as orders, -coalesce(sum(o.base_total), 0) as revenue,
-             -count(o.contact_id) as customer_orders, 0 as new_customers
+             -count(o.contact_id) as customer_orders
       from old_orders o
       where o.status in ('paid', 'fulfilled')
       group by 1, 2, 3, 4
@@ -195,27 +195,21 @@ begin
   else
     select jsonb_agg(c) into v_changes
     from (
-      select v.workspace_id, (v.placed_at at time zone 'UTC')::date as day, v.project_id, v.source,
-             sum(v.sign) as orders, coalesce(sum(v.sign * v.base_total), 0) as revenue,
-             coalesce(sum(v.sign) filter (where v.contact_id is not null), 0) as customer_orders,
-             0 as new_customers
-      from old_orders o
-      join new_orders n on n.id = o.id
-      cross join lateral (
-        select -1 as sign, o.workspace_id, o.placed_at, o.project_id, o.source, o.base_total, o.contact_id
-        where o.status in ('paid', 'fulfilled')
+      select v.workspace_id, v.day, v.project_id, v.source, sum(v.sign) as orders,
+             coalesce(sum(v.sign * v.base_total), 0) as revenue,
+             coalesce(sum(v.sign) filter (where v.has_contact), 0) as customer_orders
+      from (
+        select -1 as sign, o.workspace_id, (o.placed_at at time zone 'UTC')::date as day,
+               o.project_id, o.source, o.base_total, o.contact_id is not null as has_contact
+        from old_orders o where o.status in ('paid', 'fulfilled')
         union all
-        select 1, n.workspace_id, n.placed_at, n.project_id, n.source, n.base_total, n.contact_id
-        where n.status in ('paid', 'fulfilled')
+        select 1, n.workspace_id, (n.placed_at at time zone 'UTC')::date, n.project_id, n.source,
+               n.base_total, n.contact_id is not null
+        from new_orders n where n.status in ('paid', 'fulfilled')
       ) as v
-      where (o.status in ('paid', 'fulfilled')) <> (n.status in ('paid', 'fulfilled'))
-         or (o.status in ('paid', 'fulfilled'))
-            and ((o.placed_at at time zone 'UTC')::date <> (n.placed_at at time zone 'UTC')::date
-                 or o.base_total is distinct from n.base_total
-                 or (o.contact_id is null) <> (n.contact_id is null)
-                 or o.project_id <> n.project_id or o.source <> n.source
-                 or o.workspace_id <> n.workspace_id)
-      group by 1, 2, 3, 4
+      group by v.workspace_id, v.day, v.project_id, v.source
+      having sum(v.sign) <> 0 or coalesce(sum(v.sign * v.base_total), 0) <> 0
+          or coalesce(sum(v.sign) filter (where v.has_contact), 0) <> 0
     ) as c;
   end if;
   if v_changes is not null then
@@ -227,63 +221,7 @@ $$;
 
 revoke all on function private.sales_daily_orders() from public, anon, authenticated;
 
--- Customer facts inserted, updated or deleted (new_facts, old_facts): a customer is new on the
--- day, project and source of their first order; when that moves, −1 where it was, +1 where it is.
-create function private.sales_daily_new_customers()
-returns trigger
-language plpgsql
-security definer
-set search_path = ''
-as $$
-declare
-  v_changes jsonb;
-begin
-  if tg_op = 'INSERT' then
-    select jsonb_agg(c) into v_changes
-    from (
-      select n.workspace_id, (n.first_order_at at time zone 'UTC')::date as day,
-             n.first_order_project_id as project_id, n.first_order_source as source,
-             0 as orders, 0 as revenue, 0 as customer_orders, count(*) as new_customers
-      from new_facts n
-      group by 1, 2, 3, 4
-    ) as c;
-  elsif tg_op = 'DELETE' then
-    select jsonb_agg(c) into v_changes
-    from (
-      select o.workspace_id, (o.first_order_at at time zone 'UTC')::date as day,
-             o.first_order_project_id as project_id, o.first_order_source as source,
-             0 as orders, 0 as revenue, 0 as customer_orders, -count(*) as new_customers
-      from old_facts o
-      group by 1, 2, 3, 4
-    ) as c;
-  else
-    select jsonb_agg(c) into v_changes
-    from (
-      select v.workspace_id, (v.first_order_at at time zone 'UTC')::date as day,
-             v.project_id, v.source, 0 as orders, 0 as revenue, 0 as customer_orders,
-             sum(v.sign) as new_customers
-      from old_facts o
-      join new_facts n on n.contact_id = o.contact_id
-      cross join lateral (
-        values (-1, o.workspace_id, o.first_order_at, o.first_order_project_id, o.first_order_source),
-               (1, n.workspace_id, n.first_order_at, n.first_order_project_id, n.first_order_source)
-      ) as v(sign, workspace_id, first_order_at, project_id, source)
-      where ((o.first_order_at at time zone 'UTC')::date, o.first_order_project_id, o.first_order_source, o.workspace_id)
-            is distinct from
-            ((n.first_order_at at time zone 'UTC')::date, n.first_order_project_id, n.first_order_source, n.workspace_id)
-      group by 1, 2, 3, 4
-    ) as c;
-  end if;
-  if v_changes is not null then
-    perform private.append_sales_changes(v_changes);
-  end if;
-  return null;
-end
-$$;
-
-revoke all on function private.sales_daily_new_customers() from public, anon, authenticated;
-
--- A truncate of orders (maintenance only) leaves no sales; the facts' delete does the rest.
+-- A truncate of orders (maintenance only) leaves no sales.
 create function private.sales_daily_truncated()
 returns trigger
 language plpgsql
@@ -319,56 +257,29 @@ create trigger orders_sales_daily_truncated
   after truncate on public.orders
   for each statement execute function private.sales_daily_truncated();
 
-create trigger customer_facts_sales_daily_inserted
-  after insert on public.customer_facts
-  referencing new table as new_facts
-  for each statement execute function private.sales_daily_new_customers();
-
-create trigger customer_facts_sales_daily_updated
-  after update on public.customer_facts
-  referencing old table as old_facts new table as new_facts
-  for each statement execute function private.sales_daily_new_customers();
-
-create trigger customer_facts_sales_daily_deleted
-  after delete on public.customer_facts
-  referencing old table as old_facts
-  for each statement execute function private.sales_daily_new_customers();
-
--- The day rows as the orders and customer facts say they should be.
+-- The day rows as the orders say they should be.
 create function private.counted_sales_daily()
 returns table (
   workspace_id uuid, day date, project_id uuid, source text, orders bigint,
-  revenue numeric(20, 2), customer_orders bigint, new_customers bigint
+  revenue numeric(20, 2), customer_orders bigint
 )
 language sql
 stable
 security definer
 set search_path = ''
 as $$
-  select x.workspace_id, x.day, x.project_id, x.source, sum(x.orders)::bigint,
-         sum(x.revenue)::numeric(20, 2), sum(x.customer_orders)::bigint, sum(x.new_customers)::bigint
-  from (
-    select o.workspace_id, (o.placed_at at time zone 'UTC')::date as day, o.project_id, o.source,
-           count(*) as orders, coalesce(sum(o.base_total), 0) as revenue,
-           count(o.contact_id) as customer_orders, 0 as new_customers
-    from public.orders o
-    where o.status in ('paid', 'fulfilled')
-    group by 1, 2, 3, 4
-    union all
-    select f.workspace_id, (f.first_order_at at time zone 'UTC')::date, f.first_order_project_id,
-           f.first_order_source, 0, 0, 0, count(*)
-    from public.customer_facts f
-    group by 1, 2, 3, 4
-  ) as x
-  group by x.workspace_id, x.day, x.project_id, x.source
+  select o.workspace_id, (o.placed_at at time zone 'UTC')::date, o.project_id, o.source,
+         count(*), coalesce(sum(o.base_total), 0)::numeric(20, 2), count(o.contact_id)
+  from public.orders o
+  where o.status in ('paid', 'fulfilled')
+  group by 1, 2, 3, 4
 $$;
 
 revoke all on function private.counted_sales_daily() from public, anon, authenticated;
 
 insert into private.sales_daily
-  (workspace_id, day, project_id, source, orders, revenue, customer_orders, new_customers)
-select c.workspace_id, c.day, c.project_id, c.source, c.orders, c.revenue, c.customer_orders,
-       c.new_customers
+  (workspace_id, day, project_id, source, orders, revenue, customer_orders)
+select c.workspace_id, c.day, c.project_id, c.source, c.orders, c.revenue, c.customer_orders
 from private.counted_sales_daily() c;
 
 -- Day rows whose kept figures (folded plus logged) differ from a recount (expected: none).
@@ -381,33 +292,26 @@ set search_path = ''
 as $$
   with kept as (
     select x.workspace_id, x.day, x.project_id, x.source, sum(x.orders) as orders,
-           sum(x.revenue) as revenue, sum(x.customer_orders) as customer_orders,
-           sum(x.new_customers) as new_customers
+           sum(x.revenue) as revenue, sum(x.customer_orders) as customer_orders
     from (
-      select d.workspace_id, d.day, d.project_id, d.source, d.orders, d.revenue,
-             d.customer_orders, d.new_customers
+      select d.workspace_id, d.day, d.project_id, d.source, d.orders, d.revenue, d.customer_orders
       from private.sales_daily d
       union all
-      select c.workspace_id, c.day, c.project_id, c.source, c.orders, c.revenue,
-             c.customer_orders, c.new_customers
+      select c.workspace_id, c.day, c.project_id, c.source, c.orders, c.revenue, c.customer_orders
       from private.sales_daily_changes c
     ) as x
     group by x.workspace_id, x.day, x.project_id, x.source
     having sum(x.orders) <> 0 or sum(x.revenue) <> 0 or sum(x.customer_orders) <> 0
-        or sum(x.new_customers) <> 0
   )
   select coalesce(k.workspace_id, c.workspace_id), coalesce(k.day, c.day),
          coalesce(k.project_id, c.project_id), coalesce(k.source, c.source),
-         jsonb_build_object('orders', k.orders, 'revenue', k.revenue,
-                            'customer_orders', k.customer_orders, 'new_customers', k.new_customers),
-         jsonb_build_object('orders', c.orders, 'revenue', c.revenue,
-                            'customer_orders', c.customer_orders, 'new_customers', c.new_customers)
+         jsonb_build_object('orders', k.orders, 'revenue', k.revenue, 'customer_orders', k.customer_orders),
+         jsonb_build_object('orders', c.orders, 'revenue', c.revenue, 'customer_orders', c.customer_orders)
   from kept k
   full join private.counted_sales_daily() c
     on c.workspace_id = k.workspace_id and c.day = k.day and c.project_id = k.project_id
    and c.source = k.source
-  where (k.orders, k.revenue, k.customer_orders, k.new_customers)
-        is distinct from (c.orders, c.revenue, c.customer_orders, c.new_customers)
+  where (k.orders, k.revenue, k.customer_orders) is distinct from (c.orders, c.revenue, c.customer_orders)
 $$;
 
 revoke all on function private.verify_sales_daily() from public, anon, authenticated;
@@ -456,7 +360,7 @@ begin
   return query
     with days as (
       select d.workspace_id, d.day, d.project_id, d.source, d.orders, d.revenue,
-             d.customer_orders, d.new_customers
+             d.customer_orders, 0::bigint as new_customers
       from private.sales_daily d
       where d.day between p_from and p_to
         and (v_visible is null or d.workspace_id = any (v_visible))
@@ -465,13 +369,23 @@ begin
         and (p_source is null or d.source = p_source)
       union all
       select c.workspace_id, c.day, c.project_id, c.source, c.orders, c.revenue,
-             c.customer_orders, c.new_customers
+             c.customer_orders, 0
       from private.sales_daily_changes c
       where c.day between p_from and p_to
         and (v_visible is null or c.workspace_id = any (v_visible))
         and (p_workspace_id is null or c.workspace_id = p_workspace_id)
         and (p_project_id is null or c.project_id = p_project_id)
         and (p_source is null or c.source = p_source)
+      union all
+      select f.workspace_id, (f.first_order_at at time zone 'UTC')::date,
+             f.first_order_project_id, f.first_order_source, 0, 0, 0, 1
+      from public.customer_facts f
+      where f.first_order_at >= (p_from::timestamp at time zone 'UTC')
+        and f.first_order_at < ((p_to + 1)::timestamp at time zone 'UTC')
+        and (v_visible is null or f.workspace_id = any (v_visible))
+        and (p_workspace_id is null or f.workspace_id = p_workspace_id)
+        and (p_project_id is null or f.first_order_project_id = p_project_id)
+        and (p_source is null or f.first_order_source = p_source)
     ),
     periods as (
       select x.workspace_id, date_trunc(p_grain, x.day::timestamp)::date as period,
