@@ -1,5 +1,6 @@
 """RFM analytics on a hand-built order history whose expected results are worked out below."""
 
+import threading
 import uuid
 from collections import Counter
 from datetime import date, timedelta
@@ -15,7 +16,15 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from api.core.settings import Settings
-from tests.factories.workspaces import User, acting_as, create_user, make_project, one, refused
+from tests.factories.workspaces import (
+    User,
+    acting_as,
+    create_user,
+    make_project,
+    one,
+    refused,
+    wait_until_blocked,
+)
 
 Conn = psycopg.Connection[Any]
 AS_OF = date(2026, 6, 30)
@@ -378,3 +387,44 @@ def test_the_cron_endpoint_snapshots_last_month(database_url: str, conn: Conn) -
         conn, "select count(*) from analytics.rfm_snapshots where snapshot_month = %s", (month,)
     )
     assert stored["count"] == second.json()["data"]["contacts"]
+
+
+def test_deleting_contacts_or_workspaces_deletes_their_snapshot_rows(
+    conn: Conn, shop: tuple[User, dict[str, uuid.UUID]]
+) -> None:
+    owner, contacts = shop
+    conn.execute("select analytics.take_rfm_snapshot('2026-06-01')")
+    count = "select count(*) as n from analytics.rfm_snapshots where {} = %s"
+    before = one(conn, count.format("workspace_id"), (owner.workspace_id,))["n"]
+    conn.execute("delete from public.contacts where id = %s", (contacts["a"],))
+    assert one(conn, count.format("contact_id"), (contacts["a"],))["n"] == 0
+    assert one(conn, count.format("workspace_id"), (owner.workspace_id,))["n"] == before - 1
+    conn.execute("delete from public.workspaces where id = %s", (owner.workspace_id,))
+    assert one(conn, count.format("workspace_id"), (owner.workspace_id,))["n"] == 0
+
+
+def test_a_contact_erased_during_a_snapshot_leaves_no_snapshot_row(
+    conn: Conn, database_url: str, shop: tuple[User, dict[str, uuid.UUID]]
+) -> None:
+    """The snapshot scores the contact before the erasure commits; the erasure waits for the
+    snapshot and then removes the row it wrote."""
+    _, contacts = shop
+    with (
+        psycopg.connect(database_url, row_factory=dict_row) as snapshot,
+        psycopg.connect(database_url, autocommit=True) as erasure,
+    ):
+        snapshot.execute("select analytics.take_rfm_snapshot('2026-06-01')")
+        erasing = threading.Thread(
+            target=erasure.execute,
+            args=("delete from public.contacts where id = %s", (contacts["b"],)),
+        )
+        erasing.start()
+        wait_until_blocked(conn, erasure.info.backend_pid)
+        snapshot.commit()
+        erasing.join()
+    left = one(
+        conn,
+        "select count(*) as n from analytics.rfm_snapshots where contact_id = %s",
+        (contacts["b"],),
+    )
+    assert left["n"] == 0
