@@ -1,36 +1,133 @@
-"""Benchmark: RFM over 200k contacts and 1M orders — the analytics views and one monthly
-snapshot in Postgres, against the same per-contact figures computed with pandas from the same
-rows, in one run on a throwaway database.
+"""Benchmark: RFM, snapshots, sales trends and the cost of keeping customer facts on write, over
+200k contacts and 1M orders, each figure beside its baseline from the same run, on a throwaway
+database. Times are wall clock (medians); beside them, the CPU time the server process spent,
+which a busy machine disturbs far less:
 
-    scripts/bench_rfm [--contacts N] [--orders N]
+- analytics.customer_rfm and analytics.rfm_segments (from customer facts) against the same
+  scores counted from every order in Postgres (the path before facts) and in pandas from rows
+  already in memory (contact ids as loaded, and as categorical codes);
+- take_rfm_snapshot of a month everyone's orders precede (facts only) and of the month before
+  (customers who bought since are counted from their orders);
+- analytics.sales_trend for a year by day against grouping that year's orders;
+- inserting orders with the facts (and sales) triggers against the same insert without them:
+  100k orders in 10 statements as an import writes them, and 2,000 orders one by one through
+  private.upsert_order as webhooks write them.
+
+    scripts/bench_rfm [--contacts N] [--orders N] [--repeat N]
 """
 
 import argparse
+import math
+import os
+import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from typing import Any
 
 import pandas as pd
 import psycopg
+from psycopg import sql
 
 from scripts import postgres
 from scripts.migrate import migrate
 
 AS_OF = date(2026, 6, 30)
+Conn = psycopg.Connection[Any]
+
+FACTS_TRIGGERS = (
+    "orders_customer_facts_inserted",
+    "orders_customer_facts_updated",
+    "orders_customer_facts_deleted",
+)
+SALES_TRIGGERS = (
+    "orders_sales_daily_inserted",
+    "orders_sales_daily_updated",
+    "orders_sales_daily_deleted",
+)
+
+# The scoring as it was before customer facts: every qualifying order, grouped and ranked.
+FROM_ORDERS = """
+with per_contact as (
+  select o.workspace_id, o.contact_id,
+         %(as_of)s::date - (max(o.placed_at) at time zone 'UTC')::date as recency_days,
+         count(*)::integer as frequency, coalesce(sum(o.base_total), 0)::numeric(14, 2) as monetary
+  from public.orders o
+  where o.status in ('paid', 'fulfilled') and o.contact_id is not null
+    and o.placed_at < ((%(as_of)s::date + 1)::timestamp at time zone 'UTC')
+  group by o.workspace_id, o.contact_id
+),
+ranked as (
+  select c.*,
+         rank() over (partition by c.workspace_id order by c.recency_days desc) as r_rank,
+         rank() over (partition by c.workspace_id order by c.frequency) as f_rank,
+         rank() over (partition by c.workspace_id order by c.monetary) as m_rank,
+         count(*) over (partition by c.workspace_id) as customers
+  from per_contact c
+)
+select r.contact_id, (1 + 5 * (r.r_rank - 1) / r.customers)::integer as r,
+       (1 + 5 * (r.f_rank - 1) / r.customers)::integer as f,
+       (1 + 5 * (r.m_rank - 1) / r.customers)::integer as m, r.frequency, r.monetary
+from ranked r
+"""
 
 
-def timed(action: Callable[[], Any]) -> tuple[float, Any]:
-    started = time.perf_counter()
-    result = action()
-    return time.perf_counter() - started, result
+@dataclass(frozen=True)
+class Timing:
+    wall: float
+    cpu: float  # the server process's CPU seconds; NaN when the server is not on this machine
 
 
-def generate(conn: psycopg.Connection[Any], contacts: int, orders: int) -> None:
+def backend_cpu_seconds(conn: Conn) -> float:
+    """CPU time the connection's server process has used (user + system), from /proc."""
+    try:
+        with open(f"/proc/{conn.info.backend_pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(conn: Conn, action: Callable[[], Any]) -> Timing:
+    started, cpu = time.perf_counter(), backend_cpu_seconds(conn)
+    action()
+    return Timing(time.perf_counter() - started, backend_cpu_seconds(conn) - cpu)
+
+
+def median(timings: list[Timing]) -> Timing:
+    return Timing(
+        statistics.median(t.wall for t in timings), statistics.median(t.cpu for t in timings)
+    )
+
+
+def median_of(conn: Conn, repeat: int, action: Callable[[], Any]) -> Timing:
+    return median([measured(conn, action) for _ in range(repeat)])
+
+
+def wall_of(repeat: int, action: Callable[[], Any]) -> float:
+    """Median wall seconds of work done in this process (pandas)."""
+    runs = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        action()
+        runs.append(time.perf_counter() - started)
+    return statistics.median(runs)
+
+
+def one_value(row: tuple[Any, ...] | None) -> Any:
+    assert row is not None
+    return row[0]
+
+
+def generate(conn: Conn, contacts: int, orders: int) -> uuid.UUID:
     """One workspace, `contacts` customers, `orders` orders over three years; one in ten is
-    cancelled or refunded, and the number of orders per customer is skewed like a real shop's."""
+    cancelled or refunded, and the number of orders per customer is skewed like a real shop's.
+    Returns the workspace's id."""
     user_id = uuid.uuid4()
     conn.execute(
         "insert into auth.users (id, aud, role, email) values (%s, 'authenticated',"
@@ -67,19 +164,24 @@ def generate(conn: psycopg.Connection[Any], contacts: int, orders: int) -> None:
                timestamptz '2026-06-30' - random() * interval '1095 days',
                t, 'EUR', t
         from ws, people, generate_series(1, %(orders)s) as n,
-             lateral (select round((5 + random() * 295)::numeric, 2) as t) as amount
+             lateral (select round((5 + random() * 295)::numeric, 2) + 0 * n as t) as amount
         """,
         {"user": user_id, "contacts": contacts, "orders": orders},
     )
-    conn.execute("analyze public.orders")
-    conn.execute("analyze public.contacts")
+    conn.execute("vacuum analyze public.orders, public.contacts, public.customer_facts")
+    row = conn.execute(
+        "select id from public.workspaces where created_by = %s", (user_id,)
+    ).fetchone()
+    assert row is not None
+    return uuid.UUID(str(row[0]))
 
 
 def rfm_with_pandas(frame: pd.DataFrame) -> pd.DataFrame:
-    """The migration's rules, in pandas: qualifying orders, then 1 + floor(5 (rank - 1) / n)."""
+    """The migration's rules, in pandas: qualifying orders, then 1 + floor(5 (rank - 1) / n).
+    Money is summed in whole cents, so ties are exact as they are in Postgres."""
     paid = frame[frame["status"].isin(["paid", "fulfilled"])]
-    per = paid.groupby("contact_id").agg(
-        last_order=("placed_at", "max"), frequency=("placed_at", "size"), monetary=("total", "sum")
+    per = paid.groupby("contact_id", observed=True).agg(
+        last_order=("placed_at", "max"), frequency=("placed_at", "size"), monetary=("cents", "sum")
     )
     per["recency_days"] = (pd.Timestamp(AS_OF, tz="UTC") - per["last_order"].dt.floor("D")).dt.days
     n = len(per)
@@ -93,55 +195,252 @@ def rfm_with_pandas(frame: pd.DataFrame) -> pd.DataFrame:
     return per
 
 
+@contextmanager
+def triggers_dropped(conn: Conn, names: tuple[str, ...]) -> Iterator[None]:
+    """The orders table without these triggers (dropped, not disabled: a disabled trigger that
+    references transition tables still has every row captured), then as before."""
+    definitions = dict(
+        conn.execute(
+            "select tgname, pg_get_triggerdef(oid) from pg_trigger"
+            " where tgrelid = 'public.orders'::regclass and tgname = any (%s)",
+            (list(names),),
+        ).fetchall()
+    )
+    for name in names:
+        conn.execute(sql.SQL("drop trigger {} on public.orders").format(sql.Identifier(name)))
+    try:
+        yield
+    finally:
+        for name in names:
+            conn.execute(sql.SQL(definitions[name]))
+
+
+def import_batch(conn: Conn, workspace: uuid.UUID, label: str, orders: int, chunks: int) -> None:
+    """`orders` orders of existing customers (one in ten without a contact) in `chunks`
+    statements, as a set-based import writes them."""
+    per_chunk = orders // chunks
+    for chunk in range(chunks):
+        conn.execute(
+            """
+            with people as (select array_agg(id order by id) as ids from public.contacts
+                            where workspace_id = %(ws)s)
+            insert into public.orders (workspace_id, project_id, contact_id, source, external_id,
+                                       status, placed_at, total, currency, base_total)
+            select %(ws)s, p.id,
+                   case when n %% 10 <> 0
+                        then people.ids[1 + (n * 7919) %% cardinality(people.ids)] end,
+                   'csv', %(label)s || '-' || n,
+                   case when n %% 9 = 0 then 'pending' else 'paid' end,
+                   timestamptz '2026-06-30' - (n %% 1000) * interval '1 day', 42.50, 'EUR', 42.50
+            from people, public.projects p,
+                 generate_series(%(first)s::integer, %(last)s::integer) as n
+            where p.workspace_id = %(ws)s
+            """,
+            {
+                "ws": workspace,
+                "label": label,
+                "first": chunk * per_chunk,
+                "last": (chunk + 1) * per_chunk - 1,
+            },
+        )
+
+
+def webhook_orders(conn: Conn, workspace: uuid.UUID, label: str, orders: int) -> None:
+    """`orders` orders one by one through private.upsert_order (existing customers), in one
+    server-side loop so the client's round trips are not measured."""
+    conn.execute(
+        sql.SQL(
+            """
+            do $$
+            declare
+              v_project uuid := (select id from public.projects where workspace_id = {ws});
+              v_contacts integer := (select count(*) from public.contacts
+                                     where workspace_id = {ws});
+            begin
+              for n in 1 .. {orders} loop
+                perform private.upsert_order(v_project, 'shopify', jsonb_build_object(
+                  'external_id', {label} || '-' || n, 'status', 'paid',
+                  'placed_at', '2026-06-29T12:00:00Z', 'total', '19.90', 'currency', 'EUR',
+                  'customer', jsonb_build_object(
+                    'email', 'c' || (1 + n * 7919 % v_contacts) || '@example.test')));
+              end loop;
+            end
+            $$
+            """
+        ).format(
+            ws=sql.Literal(str(workspace)), orders=sql.Literal(orders), label=sql.Literal(label)
+        )
+    )
+
+
+def remove(conn: Conn, label: str) -> None:
+    conn.execute("delete from public.orders where external_id like %s", (label + "-%",))
+
+
+def write_overhead(conn: Conn, workspace: uuid.UUID, rounds: int) -> dict[str, Timing]:
+    """Median timings per kind of write and arm. Each arm's orders are removed (with the arm's
+    triggers) after it, so every arm starts from the same data."""
+    arms: dict[str, tuple[str, ...]] = {
+        "none": FACTS_TRIGGERS + SALES_TRIGGERS,
+        "facts": SALES_TRIGGERS,
+        "facts+sales": (),
+    }
+    runs: dict[str, list[Timing]] = {f"{k} {a}": [] for k in ("import", "webhook") for a in arms}
+    for round_number in range(rounds):
+        for arm, dropped in arms.items():
+            with triggers_dropped(conn, dropped):
+                label = f"w{round_number}{arm.replace('+', '')}"
+                runs[f"import {arm}"].append(
+                    measured(conn, partial(import_batch, conn, workspace, label, 100_000, 10))
+                )
+                remove(conn, label)
+                runs[f"webhook {arm}"].append(
+                    measured(conn, partial(webhook_orders, conn, workspace, label + "u", 2_000))
+                )
+                remove(conn, label + "u")
+            # Every arm starts without the dead rows the one before left (autovacuum's job).
+            conn.execute("vacuum analyze public.orders, public.customer_facts")
+    return {key: median(timings) for key, timings in runs.items()}
+
+
+def show(label: str, timing: Timing, note: str = "") -> None:
+    cpu = "" if math.isnan(timing.cpu) else f"(server CPU {timing.cpu:6.3f} s)"
+    print(f"{label:<48} {timing.wall:8.3f} s {cpu:<24} {note}".rstrip())
+
+
+def ratio(label: str, value: float, note: str = "") -> None:
+    print(f"{label:<48} {value:8.1f} x {'':<24} {note}".rstrip())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--contacts", type=int, default=200_000)
     parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
+    repeat = args.repeat
+    today = {"as_of": date.today()}
     with postgres.throwaway_database("growthbase_bench") as url:
         migrate(url)
+        # The bench connects as the superuser, which analytics treats as an analyst (every
+        # workspace); there is only the bench's.
         with psycopg.connect(url, autocommit=True) as conn:
-            generated, _ = timed(lambda: generate(conn, args.contacts, args.orders))
-            # A session without a user sees every workspace only as an analyst; the bench
-            # connects as the superuser, which is a member of every role.
-            view_seconds, customers = timed(
-                lambda: conn.execute(
-                    "select count(*), sum(monetary) from analytics.rfm(%s)", (AS_OF,)
+            started = time.perf_counter()
+            workspace = generate(conn, args.contacts, args.orders)
+            generated = time.perf_counter() - started
+            # As pg_cron (or the service) would have by now: the sales log folded into days.
+            conn.execute("select private.compact_sales_daily()")
+            customers = one_value(
+                conn.execute("select count(*) from public.customer_facts").fetchone()
+            )
+
+            def run(query: str, params: Any = None) -> Callable[[], Any]:
+                return lambda: conn.execute(query, params).fetchall()
+
+            rfm = median_of(
+                conn, repeat, run("select count(*), sum(monetary) from analytics.customer_rfm")
+            )
+            segments = median_of(conn, repeat, run("select * from analytics.rfm_segments"))
+            from_orders = median_of(conn, repeat, run(FROM_ORDERS, today))
+            snapshot = measured(conn, run("select analytics.take_rfm_snapshot('2026-06-01')"))
+            past_snapshot = measured(conn, run("select analytics.take_rfm_snapshot('2026-05-01')"))
+            snapshot_rows = one_value(
+                conn.execute(
+                    "select count(*) from analytics.rfm_snapshots"
+                    " where snapshot_month = '2026-06-01'"
                 ).fetchone()
             )
-            segments_seconds, _ = timed(
-                lambda: conn.execute("select * from analytics.rfm_segments").fetchall()
+            trend = median_of(
+                conn,
+                repeat,
+                run(
+                    "select * from analytics.sales_trend('2025-07-01', '2026-06-30', 'day', %s)",
+                    (workspace,),
+                ),
             )
-            snapshot_seconds, snapshot_rows = timed(
-                lambda: conn.execute("select analytics.take_rfm_snapshot('2026-06-01')").fetchone()
+            trend_from_orders = median_of(
+                conn,
+                repeat,
+                run(
+                    "select (placed_at at time zone 'UTC')::date, count(*), sum(base_total),"
+                    " count(contact_id) from public.orders where workspace_id = %s"
+                    " and status in ('paid', 'fulfilled') and placed_at >= '2025-07-01'"
+                    " and placed_at < '2026-07-01' group by 1",
+                    (workspace,),
+                ),
             )
-            load_seconds, frame = timed(
-                lambda: pd.DataFrame(
-                    conn.execute(
-                        "select contact_id, status, placed_at, total::float8 as total"
-                        " from public.orders"
-                    ).fetchall(),
-                    columns=["contact_id", "status", "placed_at", "total"],
-                )
+            rows = conn.execute(
+                "select contact_id, status, placed_at, (total * 100)::bigint as cents"
+                " from public.orders"
+            ).fetchall()
+            frame = pd.DataFrame(rows, columns=["contact_id", "status", "placed_at", "cents"])
+            coded = frame.assign(
+                contact_id=frame["contact_id"].astype(str).astype("category"),
+                status=frame["status"].astype("category"),
             )
-            pandas_seconds, computed = timed(lambda: rfm_with_pandas(frame))
+            pandas_seconds = wall_of(max(1, repeat // 2), lambda: rfm_with_pandas(frame))
+            coded_seconds = wall_of(repeat, lambda: rfm_with_pandas(coded))
+            computed = rfm_with_pandas(frame).sort_index()
             database = conn.execute(
-                "select r_score, f_score, m_score, frequency from analytics.rfm(%s)"
+                "select contact_id, r_score, f_score, m_score, frequency from analytics.rfm(%s)"
                 " order by contact_id",
                 (AS_OF,),
             ).fetchall()
-    assert customers is not None and snapshot_rows is not None
-    ordered = computed.sort_index()
-    agree = [tuple(row) for row in ordered[["r", "f", "m", "frequency"]].itertuples(index=False)]
-    print(f"data: {args.contacts} contacts, {args.orders} orders (generated in {generated:.1f} s)")
-    print(f"analytics.rfm, all customers ({customers[0]})   {view_seconds:6.2f} s")
-    print(f"analytics.rfm_segments                       {segments_seconds:6.2f} s")
-    print(f"take_rfm_snapshot ({snapshot_rows[0]} rows)          {snapshot_seconds:6.2f} s")
-    print(f"pandas: load {load_seconds:.2f} s + compute {pandas_seconds:.2f} s")
-    whole = load_seconds + pandas_seconds
-    print(f"ratio Postgres view / pandas compute         {view_seconds / pandas_seconds:6.2f}")
-    print(f"ratio Postgres view / pandas load+compute    {view_seconds / whole:6.2f}")
-    print(f"same scores as pandas: {agree == [tuple(r) for r in database]}")
+            facts_today = sorted(
+                conn.execute(
+                    "select contact_id, r_score, f_score, m_score, frequency, monetary"
+                    " from analytics.customer_rfm"
+                ).fetchall()
+            )
+            orders_today = sorted(conn.execute(FROM_ORDERS, today).fetchall())
+            overhead = write_overhead(conn, workspace, max(1, repeat // 2))
+            drift = [
+                one_value(conn.execute(query).fetchone())
+                for query in (
+                    "select count(*) from analytics.verify_customer_facts()",
+                    "select count(*) from private.verify_sales_daily()",
+                )
+            ]
+    agree = [
+        (uuid.UUID(str(contact)), *map(int, row))
+        for contact, row in zip(
+            computed.index,
+            computed[["r", "f", "m", "frequency"]].itertuples(index=False),
+            strict=True,
+        )
+    ]
+    print(f"data: {args.contacts} contacts, {args.orders} orders, {customers} customers")
+    print(f"  generated in {generated:.1f} s (one insert; facts and sales kept by the triggers)")
+    print(f"medians of {repeat} runs; the snapshots once each")
+    show("analytics.customer_rfm (every customer, facts)", rfm, "target <= 0.3 s")
+    show("analytics.rfm_segments (facts)", segments, "target <= 0.3 s")
+    show("  baseline: the same scores from every order", from_orders)
+    show("  baseline: pandas, ids as loaded", Timing(pandas_seconds, math.nan))
+    show("  baseline: pandas, ids as categorical codes", Timing(coded_seconds, math.nan))
+    ratio("  pandas (ids as loaded) / customer_rfm", pandas_seconds / rfm.wall, "target >= 4")
+    ratio("  pandas (categorical codes) / customer_rfm", coded_seconds / rfm.wall)
+    ratio("  every order / customer_rfm", from_orders.wall / rfm.wall)
+    show(f"take_rfm_snapshot 2026-06 ({snapshot_rows} rows)", snapshot, "target <= 1.5 s")
+    show("take_rfm_snapshot 2026-05 (recounts June buyers)", past_snapshot)
+    show("analytics.sales_trend, a year by day", trend, "target <= 0.1 s")
+    show("  baseline: grouping that year's orders", trend_from_orders)
+    for kind, unit in (
+        ("import", "100k orders in 10 statements"),
+        ("webhook", "2,000 orders one by one"),
+    ):
+        plain = overhead[f"{kind} none"]
+        show(f"orders, {unit}, no triggers", plain)
+        for arm in ("facts", "facts+sales"):
+            kept = overhead[f"{kind} {arm}"]
+            show(
+                f"  with {arm} kept",
+                kept,
+                f"+{100 * (kept.wall / plain.wall - 1):.0f} % wall,"
+                f" +{100 * (kept.cpu / plain.cpu - 1):.0f} % CPU (target <= 25 %)",
+            )
+    print(f"same scores as pandas (as of {AS_OF}): {agree == [tuple(r) for r in database]}")
+    print(f"customer_rfm equals the scores from every order: {facts_today == orders_today}")
+    print(f"drift after the writes (facts, sales): {drift[0]}, {drift[1]}")
     return 0
 
 
