@@ -232,6 +232,11 @@ declare
   v_contacts uuid[];
 begin
   if tg_op = 'UPDATE' then
+    -- An insert ... on conflict fires this even when no row conflicted, with empty tables.
+    perform 1 from new_orders limit 1;
+    if not found then
+      return null;
+    end if;
     with before as (
       select o.id, o.contact_id, o.placed_at, o.base_total, o.workspace_id, o.project_id, o.source
       from old_orders o where o.contact_id is not null and o.status in ('paid', 'fulfilled')
@@ -331,6 +336,11 @@ declare
   v_contacts uuid[];
 begin
   if tg_op = 'UPDATE' then
+    -- An insert ... on conflict fires this even when no row conflicted, with empty tables.
+    perform 1 from new_items limit 1;
+    if not found then
+      return null;
+    end if;
     with before as (
       select o.id, o.order_id, o.product_id, o.name, o.total from old_items o
     ),

@@ -18,7 +18,7 @@
 -- Kept on write without locking a day's row: the triggers on orders append each statement's
 -- changes, summed per day, to private.sales_daily_changes, an insert-only log no writer waits
 -- on. Readers add the log to private.sales_daily. The log is folded into sales_daily by
--- private.compact_sales_daily: by a writer every 64 log rows or so (the rows before its own,
+-- private.compact_sales_daily: by a writer every 256 log rows or so (the rows before its own,
 -- for the workspaces it wrote, only if no one else is folding them: a transaction-level
 -- advisory lock taken with try), by pg_cron every minute where it exists, and by the service.
 -- Folding never waits and never blocks a writer; a concurrent writer's uncommitted rows are
@@ -63,7 +63,9 @@ create index sales_daily_changes_workspace_day_idx on private.sales_daily_change
 
 -- Folds the log rows of the given workspaces (null: every workspace with log rows) older than
 -- p_before (null: all) into sales_daily, for each workspace only if this transaction can take
--- its folding lock without waiting; rows that sum to nothing are removed. Read committed only
+-- its folding lock without waiting. A fold of every workspace (the service's, pg_cron's) also
+-- removes day rows that sum to nothing (a day whose orders were all refunded, a deleted
+-- project's); readers skip them meanwhile. Read committed only
 -- (under a snapshot another fold's deletes would be a serialization failure). Returns the
 -- number of day rows written.
 create function private.compact_sales_daily(p_workspace_ids uuid[] default null, p_before bigint default null)
@@ -109,9 +111,11 @@ begin
   set orders = d.orders + excluded.orders, revenue = d.revenue + excluded.revenue,
       customer_orders = d.customer_orders + excluded.customer_orders;
   get diagnostics v_folded = row_count;
-  delete from private.sales_daily d
-  where d.workspace_id = any (v_workspaces)
-    and d.orders = 0 and d.revenue = 0 and d.customer_orders = 0;
+  if p_workspace_ids is null then
+    delete from private.sales_daily d
+    where d.workspace_id = any (v_workspaces)
+      and d.orders = 0 and d.revenue = 0 and d.customer_orders = 0;
+  end if;
   return v_folded;
 end
 $$;
@@ -120,11 +124,14 @@ revoke all on function private.compact_sales_daily(uuid[], bigint) from public, 
 
 grant execute on function private.compact_sales_daily(uuid[], bigint) to service_role;
 
--- Appends one statement's changes (rows of workspace, day, project, source and the three
--- differences; rows that change nothing are dropped, and so are workspaces being deleted in
--- this transaction), then, about every 64 log rows, folds the earlier rows of those workspaces.
-create function private.append_sales_changes(p_changes jsonb)
-returns void
+-- Orders inserted, updated or deleted (transition tables new_orders, old_orders): +1 for each
+-- new version that counts, −1 for each old one, summed per day and appended to the log (a day
+-- that sums to nothing is not). No join of the two tables: a trigger's plan is cached whatever
+-- the size of its transition tables (see …_customer_facts.sql). Updates and deletes skip
+-- workspaces being deleted in this transaction (their orders go with them, and a log row would
+-- point at a workspace that no longer exists).
+create function private.sales_daily_orders()
+returns trigger
 language plpgsql
 security definer
 set search_path = ''
@@ -134,86 +141,73 @@ declare
   v_fold boolean;
   v_workspaces uuid[];
 begin
-  with appended as (
-    insert into private.sales_daily_changes
-      (workspace_id, day, project_id, source, orders, revenue, customer_orders)
-    select c.workspace_id, c.day, c.project_id, c.source, sum(c.orders), sum(c.revenue),
-           sum(c.customer_orders)
-    from jsonb_to_recordset(p_changes) as c(
-      workspace_id uuid, day date, project_id uuid, source text, orders bigint,
-      revenue numeric, customer_orders bigint
-    )
-    where exists (select 1 from public.workspaces w where w.id = c.workspace_id)
-    group by c.workspace_id, c.day, c.project_id, c.source
-    having sum(c.orders) <> 0 or sum(c.revenue) <> 0 or sum(c.customer_orders) <> 0
-    returning id, workspace_id
-  )
-  select min(a.id), bool_or(a.id % 64 = 0), array_agg(distinct a.workspace_id)
-  into v_first, v_fold, v_workspaces
-  from appended a;
-  if v_fold then
-    perform private.compact_sales_daily(v_workspaces, v_first);
-  end if;
-end
-$$;
-
-revoke all on function private.append_sales_changes(jsonb) from public, anon, authenticated;
-
--- Orders inserted, updated or deleted (transition tables new_orders, old_orders): +1 for each
--- new version that counts, −1 for each old one, summed per day (an update that changes nothing
--- sales see sums to nothing). No join of the two tables: a trigger's plan is cached whatever
--- the size of its transition tables (see …_customer_facts.sql).
-create function private.sales_daily_orders()
-returns trigger
-language plpgsql
-security definer
-set search_path = ''
-as $$
-declare
-  v_changes jsonb;
-begin
   if tg_op = 'INSERT' then
-    select jsonb_agg(c) into v_changes
-    from (
-      select n.workspace_id, (n.placed_at at time zone 'UTC')::date as day, n.project_id, n.source,
-             count(*) as orders, coalesce(sum(n.base_total), 0) as revenue,
-             count(n.contact_id) as customer_orders
+    with appended as (
+      insert into private.sales_daily_changes
+        (workspace_id, day, project_id, source, orders, revenue, customer_orders)
+      select n.workspace_id, (n.placed_at at time zone 'UTC')::date, n.project_id, n.source,
+             count(*), coalesce(sum(n.base_total), 0), count(n.contact_id)
       from new_orders n
       where n.status in ('paid', 'fulfilled')
       group by 1, 2, 3, 4
-    ) as c;
+      returning id, workspace_id
+    )
+    select min(a.id), bool_or(a.id % 256 = 0), array_agg(distinct a.workspace_id)
+    into v_first, v_fold, v_workspaces
+    from appended a;
   elsif tg_op = 'DELETE' then
-    select jsonb_agg(c) into v_changes
-    from (
-      select o.workspace_id, (o.placed_at at time zone 'UTC')::date as day, o.project_id, o.source,
-             -count(*) as orders, -coalesce(sum(o.base_total), 0) as revenue,
-             -count(o.contact_id) as customer_orders
-      from old_orders o
-      where o.status in ('paid', 'fulfilled')
-      group by 1, 2, 3, 4
-    ) as c;
+    with appended as (
+      insert into private.sales_daily_changes
+        (workspace_id, day, project_id, source, orders, revenue, customer_orders)
+      select g.* from (
+        select o.workspace_id, (o.placed_at at time zone 'UTC')::date, o.project_id, o.source,
+               -count(*), -coalesce(sum(o.base_total), 0), -count(o.contact_id)
+        from old_orders o
+        where o.status in ('paid', 'fulfilled')
+        group by 1, 2, 3, 4
+      ) as g
+      where exists (select 1 from public.workspaces w where w.id = g.workspace_id)
+      returning id, workspace_id
+    )
+    select min(a.id), bool_or(a.id % 256 = 0), array_agg(distinct a.workspace_id)
+    into v_first, v_fold, v_workspaces
+    from appended a;
   else
-    select jsonb_agg(c) into v_changes
-    from (
-      select v.workspace_id, v.day, v.project_id, v.source, sum(v.sign) as orders,
-             coalesce(sum(v.sign * v.base_total), 0) as revenue,
-             coalesce(sum(v.sign) filter (where v.has_contact), 0) as customer_orders
-      from (
-        select -1 as sign, o.workspace_id, (o.placed_at at time zone 'UTC')::date as day,
-               o.project_id, o.source, o.base_total, o.contact_id is not null as has_contact
-        from old_orders o where o.status in ('paid', 'fulfilled')
-        union all
-        select 1, n.workspace_id, (n.placed_at at time zone 'UTC')::date, n.project_id, n.source,
-               n.base_total, n.contact_id is not null
-        from new_orders n where n.status in ('paid', 'fulfilled')
-      ) as v
-      group by v.workspace_id, v.day, v.project_id, v.source
-      having sum(v.sign) <> 0 or coalesce(sum(v.sign * v.base_total), 0) <> 0
-          or coalesce(sum(v.sign) filter (where v.has_contact), 0) <> 0
-    ) as c;
+    -- An insert ... on conflict fires this even when no row conflicted, with empty tables.
+    perform 1 from new_orders limit 1;
+    if not found then
+      return null;
+    end if;
+    with appended as (
+      insert into private.sales_daily_changes
+        (workspace_id, day, project_id, source, orders, revenue, customer_orders)
+      select g.* from (
+        select v.workspace_id, v.day, v.project_id, v.source, sum(v.sign),
+               coalesce(sum(v.sign * v.base_total), 0),
+               coalesce(sum(v.sign) filter (where v.has_contact), 0)
+        from (
+          select -1 as sign, o.workspace_id, (o.placed_at at time zone 'UTC')::date as day,
+                 o.project_id, o.source, o.base_total, o.contact_id is not null as has_contact
+          from old_orders o where o.status in ('paid', 'fulfilled')
+          union all
+          select 1, n.workspace_id, (n.placed_at at time zone 'UTC')::date, n.project_id,
+                 n.source, n.base_total, n.contact_id is not null
+          from new_orders n where n.status in ('paid', 'fulfilled')
+        ) as v
+        group by v.workspace_id, v.day, v.project_id, v.source
+        having sum(v.sign) <> 0 or coalesce(sum(v.sign * v.base_total), 0) <> 0
+            or coalesce(sum(v.sign) filter (where v.has_contact), 0) <> 0
+      ) as g
+      where exists (select 1 from public.workspaces w where w.id = g.workspace_id)
+      returning id, workspace_id
+    )
+    select min(a.id), bool_or(a.id % 256 = 0), array_agg(distinct a.workspace_id)
+    into v_first, v_fold, v_workspaces
+    from appended a;
   end if;
-  if v_changes is not null then
-    perform private.append_sales_changes(v_changes);
+  -- About every 256 log rows, the earlier rows of these workspaces are folded.
+  if v_fold then
+    perform private.compact_sales_daily(v_workspaces, v_first);
   end if;
   return null;
 end
