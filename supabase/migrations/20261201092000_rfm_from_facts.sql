@@ -20,8 +20,12 @@
 -- when s_j is strictly worse). percentile_disc picks the cut points, s_ceil(p × n), with one
 -- sort of the values alone per score; p is k/5 nudged by 1e-10 towards the wanted position
 -- (the exact fraction is not exact in floating point, and for fewer than 2 × 10^9 customers the
--- nudge never reaches the next position). Same numbers as rank() over the customers, ties
--- included, without sorting the customers' rows three times.
+-- nudge never reaches the next position). width_bucket then counts, by binary search, the cut
+-- points at or below a value: for F (whole orders) the ones strictly below are those at or
+-- below frequency − 1, for M (whole cents) those at or below monetary − 0.01, and for R (more
+-- days is worse; cut points ascending) the ones strictly above are 4 minus those at or below.
+-- Same numbers as rank() over the customers, ties included, without sorting the customers'
+-- rows three times.
 --
 -- jit is off: the plan's cost estimate is high enough for Postgres to compile it, which costs
 -- more than the query.
@@ -69,7 +73,7 @@ as $$
   ),
   cuts as (
     select c.workspace_id,
-           percentile_disc(array[0.8 + 1e-10, 0.6 + 1e-10, 0.4 + 1e-10, 0.2 + 1e-10])
+           percentile_disc(array[0.2 + 1e-10, 0.4 + 1e-10, 0.6 + 1e-10, 0.8 + 1e-10])
              within group (order by c.recency_days) as r,
            percentile_disc(array[0.2 - 1e-10, 0.4 - 1e-10, 0.6 - 1e-10, 0.8 - 1e-10])
              within group (order by c.frequency) as f,
@@ -80,14 +84,49 @@ as $$
   )
   select c.workspace_id, c.contact_id, c.first_order_at, c.last_order_at, c.recency_days,
          c.frequency, c.monetary,
-         1 + (c.recency_days < t.r[1])::integer + (c.recency_days < t.r[2])::integer
-           + (c.recency_days < t.r[3])::integer + (c.recency_days < t.r[4])::integer,
-         1 + (c.frequency > t.f[1])::integer + (c.frequency > t.f[2])::integer
-           + (c.frequency > t.f[3])::integer + (c.frequency > t.f[4])::integer,
-         1 + (c.monetary > t.m[1])::integer + (c.monetary > t.m[2])::integer
-           + (c.monetary > t.m[3])::integer + (c.monetary > t.m[4])::integer
+         5 - width_bucket(c.recency_days, t.r),
+         1 + width_bucket(c.frequency - 1, t.f),
+         1 + width_bucket(c.monetary - 0.01, t.m)
   from per_contact c
   join cuts t on t.workspace_id = c.workspace_id
 $$;
 
 revoke all on function private.rfm_scores(date, uuid[]) from public, anon, authenticated;
+
+-- Per-contact RFM as of a date, for the workspaces the caller may see, as before; the segment is
+-- looked up in the 25 cells of the map (read once per call) and the code built from numbers,
+-- rather than joined and concatenated per customer.
+create or replace function analytics.rfm(p_as_of date)
+returns table (
+  workspace_id uuid, contact_id uuid, first_order_at timestamptz, last_order_at timestamptz,
+  recency_days integer, frequency integer, monetary numeric(14, 2),
+  r_score integer, f_score integer, m_score integer, rfm_code text, segment text
+)
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+declare
+  v_segments text[] := array(
+    select m.segment from analytics.rfm_segment_map m order by m.r_score, m.f_score
+  );
+begin
+  if p_as_of is null or p_as_of not between date '1900-01-01' and date '9999-12-31' then
+    perform private.fail(422, 'invalid_as_of', 'The as-of date must be between 1900-01-01 and 9999-12-31');
+  end if;
+  return query
+    select s.workspace_id, s.contact_id, s.first_order_at, s.last_order_at, s.recency_days,
+           s.frequency, s.monetary, s.r_score, s.f_score, s.m_score,
+           (100 * s.r_score + 10 * s.f_score + s.m_score)::text,
+           v_segments[5 * (s.r_score - 1) + s.f_score]
+    from private.rfm_scores(
+      p_as_of,
+      case when private.analytics_sees_all() then null else array(select private.user_workspace_ids()) end
+    ) s;
+end
+$$;
+
+revoke all on function analytics.rfm(date) from public, anon, authenticated;
+
+grant execute on function analytics.rfm(date) to authenticated, growthbase_analyst;
