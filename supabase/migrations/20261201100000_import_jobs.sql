@@ -31,6 +31,7 @@ create table public.import_jobs (
     check (encoding in ('utf-8', 'windows-1250', 'windows-1252', 'iso-8859-1', 'iso-8859-2')),
   column_map jsonb not null default '{}'::jsonb check (jsonb_typeof(column_map) = 'object'),
   columns text[],
+  delimiter text check (delimiter in (',', ';', e'\t', '|')),
   parts_received integer not null default 0,
   bytes_received bigint not null default 0,
   rows_total bigint,
@@ -41,7 +42,7 @@ create table public.import_jobs (
   updated integer not null default 0,
   unchanged integer not null default 0,
   load_offset bigint not null default 0,
-  load_line bigint not null default 2,
+  load_line bigint not null default 1,
   load_record bigint not null default 0,
   merge_record bigint not null default 0,
   error_code text,
@@ -420,19 +421,20 @@ revoke all on function private.lock_import_job(uuid) from public, anon, authenti
 
 grant execute on function private.lock_import_job(uuid) to service_role;
 
--- The file's columns as read from its header (kept so the job shows what was mapped).
-create function private.set_import_columns(p_job_id uuid, p_columns text[])
+-- The file's columns as the header maps them (our column names in the file's order; '' for a
+-- skipped column, 'attribute:<name>' for a contact attribute) and its delimiter, read once.
+create function private.set_import_columns(p_job_id uuid, p_columns text[], p_delimiter text)
 returns void
 language sql
 security definer
 set search_path = ''
 as $$
-  update public.import_jobs j set columns = p_columns where j.id = p_job_id
+  update public.import_jobs j set columns = p_columns, delimiter = p_delimiter where j.id = p_job_id
 $$;
 
-revoke all on function private.set_import_columns(uuid, text[]) from public, anon, authenticated;
+revoke all on function private.set_import_columns(uuid, text[], text) from public, anon, authenticated;
 
-grant execute on function private.set_import_columns(uuid, text[]) to service_role;
+grant execute on function private.set_import_columns(uuid, text[], text) to service_role;
 
 -- Where reading the file stands after a read step: the bytes and lines consumed and the
 -- records staged. The next step starts there.
@@ -554,7 +556,7 @@ grant select on public.import_jobs, public.import_errors to authenticated;
 grant select on public.import_jobs, public.import_errors to service_role;
 
 -- The edge copies a part's bytes in, as the service.
-grant insert on private.import_parts to service_role;
+grant select, insert on private.import_parts to service_role;
 
 -- row level security --------------------------------------------------------------------------
 

@@ -1,0 +1,201 @@
+"""Running import jobs: reading the file into staging, then merging it chunk by chunk, each step
+one transaction of its own that also moves the job's cursor, until the job ends or the call's
+time budget is spent. A commit call runs it, and so does the cron (`continue_import_jobs`) for
+jobs no call is running; a worker that dies mid-step loses only that step, which the next one
+does again.
+"""
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from api.core.db import Connection, Database
+from api.imports.columns import KINDS, HeaderError, ImportKind, map_header
+from api.imports.csv_stream import CsvFileError, Record, RecordReader, read_header
+from api.imports.staging import StagedRows
+from api.imports.storage import ImportStorage, StorageError
+
+log = logging.getLogger("growthbase.imports")
+
+# Rows merged per transaction: about a second of work, so progress shows every second or two.
+CHUNK_RECORDS = 20_000
+# Records copied into staging between checks of the time budget.
+COPY_BATCH = 50_000
+# A commit call and a cron tick stop starting new steps after this many seconds, well inside a
+# serverless function's 60.
+STEP_BUDGET_SECONDS = 40.0
+CHUNK_FUNCTIONS = {
+    "orders": "select * from private.import_orders_chunk(%s, %s)",
+    "contacts": "select * from private.import_contacts_chunk(%s, %s)",
+}
+VALIDATE_FUNCTIONS = {
+    "orders": "select * from private.validate_orders_import(%s)",
+    "contacts": "select * from private.validate_contacts_import(%s)",
+}
+ENDED = ("done", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Runner:
+    """What a worker needs: the database, and Storage for jobs that name a file there."""
+
+    database: Database
+    storage: ImportStorage | None
+
+
+def part_blocks(conn: Connection, job_id: UUID, offset: int) -> Iterator[bytes]:
+    """The uploaded file from `offset` on, one part at a time (never the whole file)."""
+    sizes = conn.execute(
+        "select part_number, octet_length(body) as size from private.import_parts"
+        " where job_id = %s order by part_number",
+        (job_id,),
+    ).fetchall()
+    start = 0
+    for part in sizes:
+        end = start + part["size"]
+        if end > offset:
+            skip = max(offset - start, 0)
+            row = conn.execute(
+                "select substring(body from %s) as body from private.import_parts"
+                " where job_id = %s and part_number = %s",
+                (skip + 1, job_id, part["part_number"]),
+            ).fetchone()
+            if row is not None:
+                yield bytes(row["body"])
+        start = end
+
+
+def file_blocks(
+    conn: Connection, storage: ImportStorage | None, job: dict[str, Any], offset: int
+) -> Iterator[bytes]:
+    if job["source"] == "upload":
+        return part_blocks(conn, job["id"], offset)
+    if storage is None:
+        raise StorageError("Supabase Storage is not configured on this edge")
+    return storage.stream(job["storage_path"], offset)
+
+
+def header_targets(
+    conn: Connection, storage: ImportStorage | None, job: dict[str, Any], kind: ImportKind
+) -> tuple[list[str], str]:
+    """The job's column mapping, read from the file's header on the first read."""
+    if job["columns"] is not None:
+        return list(job["columns"]), job["delimiter"]
+    header, delimiter = read_header(file_blocks(conn, storage, job, 0), job["encoding"])
+    try:
+        targets = map_header(kind, header, job["column_map"])
+    except HeaderError as error:
+        raise CsvFileError("invalid_csv", str(error)) from error
+    conn.execute("select private.set_import_columns(%s, %s, %s)", (job["id"], targets, delimiter))
+    return targets, delimiter
+
+
+def load_step(
+    conn: Connection, storage: ImportStorage | None, job: dict[str, Any], deadline: float
+) -> None:
+    """Reads the file into staging from where the last read stopped, until its end or the
+    deadline; saves where it stopped (after a whole record) with the rows it staged."""
+    kind = KINDS[job["kind"]]
+    targets, delimiter = header_targets(conn, storage, job, kind)
+    offset = job["load_offset"]
+    reader = RecordReader(
+        job["encoding"], line=job["load_line"], at_file_start=offset == 0, delimiter=delimiter
+    )
+    staged = StagedRows(kind, job["id"], targets)
+    records = job["load_record"]
+    batch: list[Record] = []
+    finished = True
+    for block in file_blocks(conn, storage, job, offset):
+        for record in reader.feed(block):
+            if record.line == 1 and offset == 0:
+                continue  # the header
+            batch.append(record)
+        if len(batch) >= COPY_BATCH:
+            records += staged.copy(conn, records + 1, batch)
+            batch.clear()
+        if time.monotonic() > deadline:
+            finished = False
+            break
+    if finished:
+        batch.extend(r for r in reader.finish() if not (r.line == 1 and offset == 0))
+    records += staged.copy(conn, records + 1, batch)
+    consumed = offset + reader.consumed
+    if finished and consumed != job["size_bytes"]:
+        raise CsvFileError(
+            "file_changed",
+            f"The file has {consumed} bytes, not the {job['size_bytes']} it had when the import"
+            " was created",
+        )
+    conn.execute(
+        "select private.save_import_load(%s, %s, %s, %s)",
+        (job["id"], consumed, reader.line, records),
+    )
+
+
+def step(runner: Runner, job_id: UUID, deadline: float) -> dict[str, Any] | None:
+    """One step of a job, in one transaction: None when another worker holds the job or it is not
+    running."""
+    with runner.database.as_service() as conn:
+        job = conn.execute("select * from private.lock_import_job(%s)", (job_id,)).fetchone()
+        if job is None:
+            return None
+        if job["status"] == "validating" and job["load_offset"] < job["size_bytes"]:
+            load_step(conn, runner.storage, job, deadline)
+            return job
+        if job["status"] == "validating":
+            return conn.execute(VALIDATE_FUNCTIONS[job["kind"]], (job_id,)).fetchone()
+        return conn.execute(CHUNK_FUNCTIONS[job["kind"]], (job_id, CHUNK_RECORDS)).fetchone()
+
+
+def fail(runner: Runner, job_id: UUID, code: str, message: str) -> None:
+    with runner.database.as_service() as conn:
+        conn.execute("select private.fail_import_job(%s, %s, %s)", (job_id, code, message))
+
+
+def run_job(runner: Runner, job_id: UUID, budget_seconds: float = STEP_BUDGET_SECONDS) -> None:
+    """Advances a job until it ends, another worker holds it, or the budget is spent. A file
+    that cannot be read fails the job with the reason; Storage being away leaves it for later."""
+    deadline = time.monotonic() + budget_seconds
+    while time.monotonic() < deadline:
+        try:
+            job = step(runner, job_id, deadline)
+        except CsvFileError as error:
+            fail(runner, job_id, error.code, error.message)
+            return
+        except StorageError as error:
+            if error.missing:
+                fail(runner, job_id, "storage_object_not_found", str(error))
+            else:
+                log.warning("import %s waits for Storage: %s", job_id, error)
+            return
+        if job is None or job["status"] in ENDED:
+            return
+
+
+def continue_import_jobs(
+    database: Database, storage: ImportStorage | None, budget_seconds: float = STEP_BUDGET_SECONDS
+) -> dict[str, int]:
+    """The cron's part: expires abandoned uploads, then advances running jobs (oldest first)
+    within the budget. Answers how many jobs it advanced and how many uploads expired."""
+    runner = Runner(database, storage)
+    deadline = time.monotonic() + budget_seconds
+    with database.as_service() as conn:
+        row = conn.execute("select private.prune_import_jobs() as expired").fetchone()
+        jobs = conn.execute("select id from private.running_import_jobs(10)").fetchall()
+    advanced = 0
+    for job in jobs:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            run_job(runner, job["id"], remaining)
+        except psycopg.Error as error:
+            log.error("import %s step failed: %s", job["id"], type(error).__name__)
+            continue
+        advanced += 1
+    return {"advanced": advanced, "expired": int(row["expired"]) if row else 0}

@@ -1,0 +1,101 @@
+"""Writing a file's records into the job's staging table with COPY, as text: the database checks
+every value afterwards, set-based. Here a record only gets what the database cannot do itself:
+its fields put under our column names, a phone number in E.164, and a contact's other columns
+gathered as custom attributes."""
+
+import json
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+
+from api.core.contacts import e164
+from api.imports.columns import ATTRIBUTE, ImportKind
+from api.imports.csv_stream import Record
+
+MAX_ATTRIBUTE_CHARACTERS = 1000
+
+
+@lru_cache(maxsize=65536)
+def phone_in_e164(raw: str, country: str) -> str | None:
+    """Customers repeat across an order history: each distinct number is parsed once."""
+    return e164(raw, country or None)
+
+
+class StagedRows:
+    """Turns a record into its staging row for one job and one header."""
+
+    def __init__(self, kind: ImportKind, job_id: UUID, targets: list[str]) -> None:
+        self.kind = kind
+        self.job_id = job_id
+        self.width = len(targets)
+        position = {name: i for i, name in enumerate(targets) if name}
+        self.positions = [position.get(name) for name in kind.columns]
+        self.phone = position.get("phone")
+        self.country = position.get("country")
+        self.phone_slot = kind.columns.index("phone")
+        self.attributes = [
+            (i, name.removeprefix(ATTRIBUTE))
+            for i, name in enumerate(targets)
+            if name.startswith(ATTRIBUTE)
+        ]
+
+    @property
+    def copy_statement(self) -> sql.Composed:
+        names = ["job_id", "record", "line", *self.kind.columns]
+        if self.kind.extra_columns_are_attributes:
+            names.append("attributes")
+        names += ["problem", "problem_column"]
+        return sql.SQL("copy {} ({}) from stdin").format(
+            sql.Identifier("private", self.kind.staging_table),
+            sql.SQL(", ").join(map(sql.Identifier, names)),
+        )
+
+    def row(self, number: int, record: Record) -> tuple[Any, ...]:
+        fields = record.fields
+        problem: str | None = None
+        column: str | None = None
+        if len(fields) > self.width:
+            problem = f"the row has {len(fields)} fields; the header names {self.width} columns"
+        elif any("\x00" in field for field in fields):
+            problem, fields = "the row contains a NUL character", []
+        count = len(fields)
+        values: list[str | None] = [
+            fields[i] if i is not None and i < count else None for i in self.positions
+        ]
+        raw_phone = values[self.phone_slot]
+        if raw_phone and raw_phone.strip():
+            has_country = self.country is not None and self.country < count
+            country = fields[self.country] if has_country and self.country is not None else ""
+            values[self.phone_slot] = phone_in_e164(raw_phone.strip(), country.strip())
+            if values[self.phone_slot] is None and self.kind.phone_is_required_valid:
+                problem = problem or (
+                    "phone is not a valid phone number (write it with its country code,"
+                    " or add a country column)"
+                )
+                column = column or "phone"
+        row: list[Any] = [self.job_id, number, record.line, *values]
+        if self.kind.extra_columns_are_attributes:
+            attributes = {
+                name: fields[i].strip()
+                for i, name in self.attributes
+                if i < count and fields[i].strip()
+            }
+            if any(len(value) > MAX_ATTRIBUTE_CHARACTERS for value in attributes.values()):
+                limit = MAX_ATTRIBUTE_CHARACTERS
+                problem = problem or f"an attribute may have at most {limit} characters"
+            row.append(json.dumps(attributes) if attributes else None)
+        row += [problem, column]
+        return tuple(row)
+
+    def copy(self, conn: psycopg.Connection[Any], first: int, records: Iterable[Record]) -> int:
+        """Copies `records` in, numbered from `first`; returns how many."""
+        number = first
+        with conn.cursor() as cursor, cursor.copy(self.copy_statement) as copy:
+            for record in records:
+                copy.write_row(self.row(number, record))
+                number += 1
+        return number - first

@@ -1,0 +1,515 @@
+-- Orders import (issue 14 §1): an order history CSV merged set-based a chunk at a time (one
+-- statement per step per chunk, never one per row), the same way for an import job of any
+-- size and for the small synchronous import.
+--
+-- Columns: order_id, placed_at, status, total, currency (required); email, phone, country,
+-- first_name, last_name, customer_id, exchange_rate; and for line items item_sku, item_name,
+-- item_quantity, item_unit_price, item_product_id, item_variant_id (the shop's product and
+-- variant ids, which link the line to an imported product). With item columns a row is one line
+-- of an order: the rows of an order are consecutive (as shops export them), the first one
+-- carries the order's fields (later ones may leave them empty or repeat them, not contradict
+-- them), and an empty total is the sum of the lines. Without item columns a repeated order_id
+-- is reported and the first row wins.
+--
+-- An order is imported whole or not at all: one bad line rejects its order, and each of the
+-- order's lines is reported. Re-importing a file changes nothing: an order whose values are the
+-- same is not written, and its lines are replaced only when they differ. A customer is found by
+-- customer_id (source manual), then by email, else created, within the plan's contact limit
+-- (checked once per chunk against the workspace's locked counter); an order whose new customer
+-- would pass the limit is reported and not imported.
+
+create unlogged table private.import_order_rows (
+  job_id uuid not null,
+  record bigint not null,
+  line bigint not null,
+  order_id text,
+  placed_at text,
+  status text,
+  total text,
+  currency text,
+  email text,
+  phone text,
+  first_name text,
+  last_name text,
+  customer_id text,
+  exchange_rate text,
+  item_sku text,
+  item_name text,
+  item_quantity text,
+  item_unit_price text,
+  item_product_id text,
+  item_variant_id text,
+  problem text,
+  problem_column text,
+  primary key (job_id, record)
+);
+
+-- indexes and triggers ------------------------------------------------------------------------
+
+create function private.drop_import_order_rows()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  delete from private.import_order_rows r where r.job_id in (select o.id from gone o);
+  return null;
+end
+$$;
+
+revoke all on function private.drop_import_order_rows() from public, anon, authenticated;
+
+create function private.drop_finished_import_order_rows()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  delete from private.import_order_rows r where r.job_id = new.id;
+  return null;
+end
+$$;
+
+revoke all on function private.drop_finished_import_order_rows() from public, anon, authenticated;
+
+create trigger import_jobs_drop_order_rows
+  after delete on public.import_jobs
+  referencing old table as gone
+  for each statement execute function private.drop_import_order_rows();
+
+create trigger import_jobs_drop_finished_order_rows
+  after update of status on public.import_jobs
+  for each row when (new.kind = 'orders' and new.status in ('done', 'failed', 'cancelled') and old.status <> new.status)
+  execute function private.drop_finished_import_order_rows();
+
+-- functions -----------------------------------------------------------------------------------
+
+-- Whether the job's file has line items (any item column).
+create function private.import_has_items(p_job public.import_jobs)
+returns boolean
+language sql
+immutable
+set search_path = ''
+as $$
+  select coalesce(p_job.columns && array['item_sku', 'item_name', 'item_quantity', 'item_unit_price',
+                                         'item_product_id', 'item_variant_id'], false)
+$$;
+
+revoke all on function private.import_has_items(public.import_jobs) from public, anon, authenticated;
+
+-- After the file is staged: without line items, a later row with the order_id of an earlier one
+-- is reported (the first wins); with line items, an order's rows must be consecutive, and rows
+-- of an order that turn up again later are reported. Then the job starts importing.
+create function private.validate_orders_import(p_job_id uuid)
+returns public.import_jobs
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_job public.import_jobs;
+begin
+  select * into v_job from public.import_jobs j where j.id = p_job_id;
+  update private.import_order_rows r
+  set problem = case when private.import_has_items(v_job)
+                  then format('the lines of order %s must be consecutive; it started on line %s', left(d.order_id, 50), d.first_line)
+                  else format('order_id repeats line %s', d.first_line) end,
+      problem_column = 'order_id'
+  from (
+    select s.record, btrim(s.order_id) as order_id, first_value(s.line) over w as first_line,
+           first_value(s.record) over w as first_record, row_number() over w as n
+    from private.import_order_rows s
+    where s.job_id = p_job_id and s.problem is null
+      and btrim(s.order_id) in (
+        select btrim(e.order_id) from private.import_order_rows e
+        where e.job_id = p_job_id and e.problem is null and btrim(e.order_id) <> ''
+        group by 1 having count(*) > 1
+      )
+    window w as (partition by btrim(s.order_id) order by s.record)
+  ) as d
+  where r.job_id = p_job_id and r.record = d.record and d.n > 1
+    and (not private.import_has_items(v_job) or d.record - d.first_record <> d.n - 1);
+  update public.import_jobs j set status = 'importing'
+  where j.id = p_job_id and j.status = 'validating'
+  returning * into v_job;
+  return v_job;
+end
+$$;
+
+revoke all on function private.validate_orders_import(uuid) from public, anon, authenticated;
+
+grant execute on function private.validate_orders_import(uuid) to service_role;
+
+-- Merges the job's next chunk (about p_max_records staged rows, extended to the end of the last
+-- order's lines) in one transaction with the job's cursor and counts: checks every line,
+-- reports the bad ones and every line of their orders, finds or creates the customers the plan
+-- has room for, upserts the orders that changed and replaces lines that differ. The last chunk
+-- links imported lines to products and finishes the job.
+create function private.import_orders_chunk(p_job_id uuid, p_max_records integer)
+returns public.import_jobs
+language plpgsql
+security definer
+set search_path = ''
+set timezone = 'UTC'
+as $$
+declare
+  v_job public.import_jobs;
+  v_items boolean;
+  v_to bigint;
+  v_last_order text;
+  v_base_currency text;
+  v_room integer;
+  v_max integer;
+  v_errors jsonb;
+  v_valid integer;
+  v_created integer := 0;
+  v_updated integer := 0;
+begin
+  select * into v_job from public.import_jobs j where j.id = p_job_id for update;
+  if v_job.status is distinct from 'importing' or v_job.kind <> 'orders' then
+    return v_job;
+  end if;
+  v_items := private.import_has_items(v_job);
+  v_to := least(v_job.merge_record + greatest(p_max_records, 1), v_job.rows_total);
+  select btrim(r.order_id) into v_last_order
+  from private.import_order_rows r where r.job_id = p_job_id and r.record = v_to;
+  if v_to > v_job.merge_record and not found then
+    return private.fail_import_job(p_job_id, 'staging_lost',
+      'The database restarted while this file was being imported; what was imported stays, import the file again for the rest');
+  end if;
+  if v_items then
+    -- The chunk ends after the last line of its last order.
+    select coalesce(min(r.record) - 1, v_job.rows_total) into v_to
+    from private.import_order_rows r
+    where r.job_id = p_job_id and r.record > v_to and btrim(r.order_id) is distinct from v_last_order;
+  end if;
+  select w.base_currency into v_base_currency from public.workspaces w where w.id = v_job.workspace_id;
+
+  drop table if exists pg_temp.import_order_lines, pg_temp.import_order_heads,
+    pg_temp.import_order_customers, pg_temp.import_order_written, pg_temp.import_order_items,
+    pg_temp.import_order_items_changed;
+
+  -- Each line with its first problem; a line's order is its order_id and, with line items, the
+  -- run of consecutive rows it belongs to (order_key); each row is its own order otherwise.
+  create temp table import_order_lines on commit drop as
+  select l.record, l.line, l.order_id, l.order_key, l.first_in_order, l.placed_at, l.status_text,
+         l.total_text, l.currency_text, l.rate_text, l.email, l.phone, l.first_name, l.last_name,
+         l.customer_id, l.item_sku, l.item_name, l.quantity_text, l.price_text, l.item_product_id,
+         l.item_variant_id, l.has_item, l.problem,
+         case when l.loader_problem is not null then l.loader_column
+              when split_part(l.problem, ' ', 1) in ('order_id', 'placed_at', 'status', 'total', 'currency', 'email',
+                'first_name', 'last_name', 'customer_id', 'exchange_rate', 'item_name', 'item_quantity',
+                'item_unit_price', 'item_product_id') then split_part(l.problem, ' ', 1) end as problem_column
+  from (
+    select o.*,
+           coalesce(o.loader_problem,
+             case
+               when o.order_id is null then 'order_id is empty'
+               when char_length(o.order_id) > 200 then 'order_id may have at most 200 characters'
+               when o.placed_at_text is null and o.first_in_order then 'placed_at is empty'
+               when o.placed_at_text is not null and o.placed_at is null then 'placed_at must be an ISO date or date-time'
+               when o.status_text is null and o.first_in_order then 'status is empty'
+               when o.status_text not in ('pending', 'paid', 'fulfilled', 'cancelled', 'refunded')
+                 then 'status must be one of pending, paid, fulfilled, cancelled, refunded'
+               when o.total_text is null and o.first_in_order and not o.has_item then 'total is empty'
+               when o.total_text ~ '^-' then 'total must be zero or more'
+               when o.total_text ~ '^[0-9]*\.[0-9]{3,}$' then 'total has more than two decimals'
+               when o.total_text !~ '^(?:[0-9]{1,12}(?:\.[0-9]{0,2})?|\.[0-9]{1,2})$' then 'total is not a number below 1000000000000'
+               when o.currency_text is null and o.first_in_order then 'currency is empty'
+               when o.currency_text !~ '^[A-Z]{3}$' then 'currency must be a three-letter ISO code'
+               when o.email !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$' then 'email is not an email address'
+               when char_length(o.first_name) > 200 then 'first_name may have at most 200 characters'
+               when char_length(o.last_name) > 200 then 'last_name may have at most 200 characters'
+               when char_length(o.customer_id) > 200 then 'customer_id may have at most 200 characters'
+               when case when o.rate_text !~ '^(?:[0-9]{1,10}(?:\.[0-9]{0,8})?|\.[0-9]{1,8})$' then true
+                         else o.rate_text::numeric = 0 end
+                 then 'exchange_rate must be a number above 0 with at most 8 decimals'
+               when o.rate_text is not null and o.total_text is not null
+                    and round(o.total_text::numeric * o.rate_text::numeric, 2) >= 1e12
+                 then 'exchange_rate makes the total 1000000000000 or more'
+               when not o.first_in_order and (
+                 o.placed_at_text <> o.order_placed_at or o.status_text <> o.order_status
+                 or o.total_text is distinct from o.order_total and o.total_text is not null
+                 or o.currency_text <> o.order_currency
+                 or o.email is distinct from o.order_email and o.email is not null
+                 or o.customer_id is distinct from o.order_customer_id and o.customer_id is not null)
+                 then format('order %s: this line''s order fields differ from its first line (line %s)', left(o.order_id, 50), o.order_line)
+               when not o.has_item then null
+               when o.item_name is null and o.item_sku is null then 'item_name or item_sku is required for a line item'
+               when char_length(coalesce(o.item_name, o.item_sku)) > 500 then 'item_name may have at most 500 characters'
+               when char_length(o.item_sku) > 200 then 'item_name: its item_sku may have at most 200 characters'
+               when char_length(o.item_product_id) > 200 or char_length(o.item_variant_id) > 200
+                 then 'item_product_id and item_variant_id may have at most 200 characters'
+               when case when o.quantity_text is null then true
+                         when o.quantity_text !~ '^(?:[0-9]{1,10}(?:\.[0-9]{0,3})?|\.[0-9]{1,3})$' then true
+                         else o.quantity_text::numeric = 0 end
+                 then 'item_quantity must be a number above 0 with at most 3 decimals'
+               when o.price_text is null then 'item_unit_price is empty'
+               when o.price_text ~ '^-' then 'item_unit_price must be zero or more'
+               when o.price_text ~ '^[0-9]*\.[0-9]{3,}$' then 'item_unit_price has more than two decimals'
+               when o.price_text !~ '^(?:[0-9]{1,12}(?:\.[0-9]{0,2})?|\.[0-9]{1,2})$' then 'item_unit_price is not a number below 1000000000000'
+               when round(o.quantity_text::numeric * o.price_text::numeric, 2) >= 1e12
+                 then 'item_unit_price times item_quantity is 1000000000000 or more'
+             end) as problem
+    from (
+      select s.*,
+             first_value(s.placed_at_text) over w as order_placed_at,
+             first_value(s.status_text) over w as order_status,
+             first_value(s.total_text) over w as order_total,
+             first_value(s.currency_text) over w as order_currency,
+             first_value(s.email) over w as order_email,
+             first_value(s.customer_id) over w as order_customer_id,
+             first_value(s.line) over w as order_line,
+             row_number() over w = 1 as first_in_order
+      from (
+        select t.*,
+               -- An ISO date or date-time (no offset: UTC) that exists in the calendar.
+               case when t.placed_at_text ~ '^(?:19|2[0-9])[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])(?:[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?(?:[Zz]|[+-](?:0[0-9]|1[0-5])(?::?[0-5][0-9])?)?)?$'
+                     and substr(t.placed_at_text, 9, 2)::integer <= case substr(t.placed_at_text, 6, 2)::integer
+                           when 2 then case when substr(t.placed_at_text, 1, 4)::integer % 4 = 0
+                                             and (substr(t.placed_at_text, 1, 4)::integer % 100 <> 0
+                                                  or substr(t.placed_at_text, 1, 4)::integer % 400 = 0) then 29 else 28 end
+                           when 4 then 30 when 6 then 30 when 9 then 30 when 11 then 30 else 31 end
+                    then t.placed_at_text::timestamptz end as placed_at,
+               case when v_items then t.record - row_number() over (partition by t.order_id order by t.record)
+                    else t.record end as order_key
+        from (
+          select r.record, r.line, r.problem as loader_problem, r.problem_column as loader_column,
+                 nullif(btrim(r.order_id), '') as order_id,
+                 nullif(btrim(r.placed_at), '') as placed_at_text,
+                 nullif(lower(btrim(r.status)), '') as status_text,
+                 nullif(btrim(r.total), '') as total_text,
+                 nullif(upper(btrim(r.currency)), '') as currency_text,
+                 nullif(lower(btrim(r.email)), '') as email,
+                 nullif(btrim(r.phone), '') as phone,
+                 nullif(btrim(r.first_name), '') as first_name,
+                 nullif(btrim(r.last_name), '') as last_name,
+                 nullif(btrim(r.customer_id), '') as customer_id,
+                 nullif(btrim(r.exchange_rate), '') as rate_text,
+                 nullif(btrim(r.item_sku), '') as item_sku,
+                 nullif(btrim(r.item_name), '') as item_name,
+                 nullif(btrim(r.item_quantity), '') as quantity_text,
+                 nullif(btrim(r.item_unit_price), '') as price_text,
+                 nullif(btrim(r.item_product_id), '') as item_product_id,
+                 nullif(btrim(r.item_variant_id), '') as item_variant_id,
+                 coalesce(nullif(btrim(r.item_sku), ''), nullif(btrim(r.item_name), ''), nullif(btrim(r.item_quantity), ''),
+                          nullif(btrim(r.item_unit_price), ''), nullif(btrim(r.item_product_id), ''),
+                          nullif(btrim(r.item_variant_id), '')) is not null as has_item
+          from private.import_order_rows r
+          where r.job_id = p_job_id and r.record > v_job.merge_record and r.record <= v_to
+        ) as t
+      ) as s
+      window w as (partition by s.order_id, s.order_key order by s.record)
+    ) as o
+  ) as l;
+
+  -- One row per order, from its first line; rejected whole when any of its lines is bad.
+  create temp table import_order_heads on commit drop as
+  select f.order_id, f.order_key, f.record, f.line, f.placed_at, f.status_text as status,
+         f.currency_text as currency, f.rate_text::numeric as exchange_rate,
+         coalesce(f.total_text::numeric, g.items_total) as total,
+         f.email, f.phone, f.first_name, f.last_name, f.customer_id,
+         coalesce('id:' || f.customer_id, 'email:' || f.email) as customer_key,
+         g.bad_line, g.has_items, null::uuid as contact_id, null::text as rejected
+  from pg_temp.import_order_lines f
+  join (
+    select l.order_id, l.order_key, min(l.line) filter (where l.problem is not null) as bad_line,
+           bool_or(l.has_item) as has_items,
+           sum(round(l.quantity_text::numeric * l.price_text::numeric, 2)) filter (where l.has_item and l.problem is null) as items_total
+    from pg_temp.import_order_lines l
+    where l.order_id is not null
+    group by l.order_id, l.order_key
+  ) as g on g.order_id = f.order_id and g.order_key = f.order_key
+  where f.first_in_order and g.bad_line is null;
+
+  -- Customers: by customer_id (source manual), then by email, else new (one per email).
+  create temp table import_order_customers on commit drop as
+  select distinct on (h.customer_key) h.customer_key, h.record, h.email, h.phone, h.first_name,
+         h.last_name, h.customer_id, null::uuid as contact_id, false as is_new, false as over_limit
+  from pg_temp.import_order_heads h
+  where h.customer_key is not null
+  order by h.customer_key, h.record;
+
+  update pg_temp.import_order_customers c set contact_id = x.contact_id
+  from public.contact_external_ids x
+  where c.customer_id is not null and x.workspace_id = v_job.workspace_id and x.source = 'manual'
+    and x.external_id = c.customer_id;
+
+  update pg_temp.import_order_customers c set contact_id = k.id
+  from public.contacts k
+  where c.contact_id is null and c.email is not null and k.workspace_id = v_job.workspace_id and k.email = c.email;
+
+  update pg_temp.import_order_customers c set contact_id = n.id, is_new = true
+  from (
+    select u.email, gen_random_uuid() as id from pg_temp.import_order_customers u
+    where u.contact_id is null and u.email is not null group by u.email
+  ) as n
+  where c.contact_id is null and c.email = n.email;
+
+  update pg_temp.import_order_customers c set contact_id = gen_random_uuid(), is_new = true
+  where c.contact_id is null;
+
+  v_room := private.contacts_room(v_job.workspace_id);
+  update pg_temp.import_order_customers c set over_limit = true
+  where c.is_new and c.contact_id in (
+    select n.contact_id from pg_temp.import_order_customers n where n.is_new
+    group by n.contact_id order by min(n.record) offset v_room
+  );
+
+  insert into public.contacts (id, workspace_id, email, phone, first_name, last_name)
+  select distinct on (c.contact_id) c.contact_id, v_job.workspace_id, c.email, c.phone, c.first_name, c.last_name
+  from pg_temp.import_order_customers c
+  where c.is_new and not c.over_limit
+  order by c.contact_id, c.record
+  on conflict (workspace_id, email) do nothing;
+  get diagnostics v_created = row_count;
+  if v_created < (select count(distinct c.contact_id) from pg_temp.import_order_customers c where c.is_new and not c.over_limit) then
+    -- Someone else created one of these emails meanwhile: use theirs.
+    update pg_temp.import_order_customers c set contact_id = k.id, is_new = false
+    from public.contacts k
+    where c.is_new and k.workspace_id = v_job.workspace_id and k.email = c.email and k.id <> c.contact_id;
+  end if;
+
+  insert into public.contact_external_ids (workspace_id, contact_id, source, external_id)
+  select v_job.workspace_id, c.contact_id, 'manual', c.customer_id
+  from pg_temp.import_order_customers c
+  where c.customer_id is not null and not c.over_limit
+  on conflict do nothing;
+
+  update public.contacts k
+  set phone = coalesce(k.phone, c.phone), first_name = coalesce(k.first_name, c.first_name),
+      last_name = coalesce(k.last_name, c.last_name)
+  from pg_temp.import_order_customers c
+  where not c.is_new and c.contact_id = k.id
+    and (k.phone is null and c.phone is not null or k.first_name is null and c.first_name is not null
+         or k.last_name is null and c.last_name is not null);
+
+  select p.contact_limit into v_max
+  from public.workspaces w join public.plans p on p.tier = w.plan_tier where w.id = v_job.workspace_id;
+  update pg_temp.import_order_heads h
+  set contact_id = case when not c.over_limit then c.contact_id end,
+      rejected = case when c.over_limit then format('Your plan allows %s contacts; this order''s customer would be over the limit', v_max) end
+  from pg_temp.import_order_customers c
+  where c.customer_key = h.customer_key;
+
+  -- Every line of a bad or rejected order is reported.
+  select jsonb_agg(jsonb_build_object('line', e.line, 'column_name', e.problem_column, 'reason', e.reason) order by e.line),
+         (select count(*) from pg_temp.import_order_heads h where h.rejected is null)
+  into v_errors, v_valid
+  from (
+    select l.line, l.problem_column,
+           coalesce(l.problem, h.rejected,
+                    format('not imported: order %s has an error on line %s', left(l.order_id, 50), g.bad_line)) as reason
+    from pg_temp.import_order_lines l
+    left join pg_temp.import_order_heads h on h.order_id = l.order_id and h.order_key = l.order_key
+    left join (
+      select b.order_id, b.order_key, min(b.line) as bad_line from pg_temp.import_order_lines b
+      where b.problem is not null group by b.order_id, b.order_key
+    ) as g on g.order_id = l.order_id and g.order_key = l.order_key
+    where l.problem is not null or h.rejected is not null or h.order_id is null
+  ) as e;
+  if v_errors is not null then
+    perform private.record_import_errors(v_job, v_errors);
+  end if;
+
+  create temp table import_order_written (id uuid, external_id text, inserted boolean) on commit drop;
+  with written as (
+    insert into public.orders as o (
+      workspace_id, project_id, contact_id, source, external_id, status, placed_at, total,
+      currency, exchange_rate, base_total
+    )
+    select v_job.workspace_id, v_job.project_id, h.contact_id, 'csv', h.order_id, h.status,
+           h.placed_at, h.total, h.currency, h.exchange_rate,
+           case when h.currency = v_base_currency then h.total else round(h.total * h.exchange_rate, 2) end
+    from pg_temp.import_order_heads h
+    where h.rejected is null
+    order by h.record
+    on conflict (workspace_id, source, external_id) do update
+    set contact_id = coalesce(excluded.contact_id, o.contact_id), status = excluded.status,
+        placed_at = excluded.placed_at, total = excluded.total, currency = excluded.currency,
+        exchange_rate = excluded.exchange_rate, base_total = excluded.base_total
+    where (o.contact_id, o.status, o.placed_at, o.total, o.currency, o.exchange_rate, o.base_total)
+          is distinct from (coalesce(excluded.contact_id, o.contact_id), excluded.status,
+                            excluded.placed_at, excluded.total, excluded.currency,
+                            excluded.exchange_rate, excluded.base_total)
+    returning o.id, o.external_id, o.xmax = 0 as inserted
+  )
+  insert into pg_temp.import_order_written select * from written;
+  select count(*) filter (where w.inserted), count(*) filter (where not w.inserted)
+  into v_created, v_updated
+  from pg_temp.import_order_written w;
+
+  if v_items then
+    -- Lines are replaced only for orders whose stored lines differ from the file's.
+    create temp table import_order_items on commit drop as
+    select o.id as order_id, l.record, l.item_sku as sku, coalesce(l.item_name, l.item_sku) as name,
+           l.quantity_text::numeric(14, 3) as quantity, l.price_text::numeric(14, 2) as unit_price,
+           l.item_product_id, l.item_variant_id
+    from pg_temp.import_order_heads h
+    join public.orders o on o.workspace_id = v_job.workspace_id and o.source = 'csv' and o.external_id = h.order_id
+    join pg_temp.import_order_lines l on l.order_id = h.order_id and l.order_key = h.order_key and l.has_item
+    where h.rejected is null and h.has_items;
+
+    create temp table import_order_items_changed on commit drop as
+    select f.order_id
+    from (
+      select i.order_id, array_agg(concat_ws(e'\x1f', i.sku, i.name, i.quantity, i.unit_price, i.item_product_id, i.item_variant_id) order by 1) as lines
+      from pg_temp.import_order_items i group by i.order_id
+    ) as f
+    left join lateral (
+      select array_agg(concat_ws(e'\x1f', s.sku, s.name, s.quantity, s.unit_price, s.external_product_id, s.external_variant_id) order by 1) as lines
+      from public.order_items s where s.order_id = f.order_id
+    ) as stored on true
+    where stored.lines is distinct from f.lines;
+
+    delete from public.order_items s
+    using pg_temp.import_order_items_changed c where s.order_id = c.order_id;
+
+    insert into public.order_items (order_id, workspace_id, sku, name, quantity, unit_price, total,
+                                    external_product_id, external_variant_id, product_id, variant_id)
+    select i.order_id, v_job.workspace_id, i.sku, i.name, i.quantity, i.unit_price,
+           round(i.quantity * i.unit_price, 2), i.item_product_id, i.item_variant_id, p.id, v.id
+    from pg_temp.import_order_items i
+    join pg_temp.import_order_items_changed c on c.order_id = i.order_id
+    left join public.products p
+      on p.workspace_id = v_job.workspace_id and p.project_id = v_job.project_id and p.source = 'csv'
+     and p.external_id = i.item_product_id
+    left join public.product_variants v
+      on v.product_id = p.id and v.workspace_id = p.workspace_id and v.external_id = i.item_variant_id
+    order by i.record;
+
+    v_updated := v_updated + (
+      select count(*) from pg_temp.import_order_items_changed c
+      where c.order_id not in (select w.id from pg_temp.import_order_written w)
+    );
+  end if;
+
+  update public.import_jobs j
+  set merge_record = v_to,
+      rows_processed = v_to,
+      created = j.created + v_created,
+      updated = j.updated + v_updated,
+      unchanged = j.unchanged + v_valid - v_created - v_updated,
+      status = case when v_to >= j.rows_total then 'done' else j.status end,
+      finished_at = case when v_to >= j.rows_total then now() end
+  where j.id = p_job_id
+  returning * into v_job;
+  if v_job.status = 'done' and v_items then
+    perform private.link_order_items(v_job.project_id);
+  end if;
+  return v_job;
+end
+$$;
+
+revoke all on function private.import_orders_chunk(uuid, integer) from public, anon, authenticated;
+
+grant execute on function private.import_orders_chunk(uuid, integer) to service_role;
+
+-- grants --------------------------------------------------------------------------------------
+
+revoke all on private.import_order_rows from public, anon, authenticated;
+
+-- The edge copies the file's rows in, as the service.
+grant insert on private.import_order_rows to service_role;
