@@ -45,6 +45,8 @@ from api.email.deps import LINK_SECRET, SES, SNS
 from api.email.ses import SesClient
 from api.email.sns import SnsVerifier
 from api.imports import routes as imports
+from api.imports.deps import IMPORT_STORAGE
+from api.imports.storage import ImportStorage
 from api.me import routes as me
 from api.shops import routes as integrations
 from api.shops import webhooks as shop_webhooks
@@ -76,6 +78,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else None
     )
 
+    storage = (
+        ImportStorage(
+            settings.supabase_url,
+            settings.supabase_service_key.get_secret_value(),
+            settings.storage_timeout_seconds,
+        )
+        if settings.supabase_service_key
+        else None
+    )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         database.open()
@@ -83,6 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         database.close()
         if make is not None:
             make.close()
+        if storage is not None:
+            storage.close()
 
     app = FastAPI(
         title="Growthbase edge",
@@ -126,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else None
     )
     SECRET_BOX.install(app, box)
+    IMPORT_STORAGE.install(app, storage)
     SES.install(
         app,
         SesClient(

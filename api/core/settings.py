@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     # Fernet key (urlsafe base64 of 32 bytes) encrypting shop credentials stored in Postgres.
     integrations_encryption_key: SecretStr | None = None
 
+    # Supabase Storage: the project's secret (service-role) key lets the edge sign downloads of
+    # files members uploaded to the `imports` bucket; without it, imports by path answer 503.
+    supabase_service_key: SecretStr | None = None
+    storage_timeout_seconds: float = Field(default=30.0, gt=0, le=120)
+
     # Amazon SES (v2). Without a region and keys (or an endpoint, for moto) email is disabled.
     ses_region: str | None = None
     ses_access_key_id: str | None = None

@@ -4,6 +4,7 @@ must have, and where a row is staged. The database checks the values; this only 
 import re
 from dataclasses import dataclass
 
+ORDER_STATUSES = ("pending", "paid", "fulfilled", "cancelled", "refunded")
 ITEM_COLUMNS = (
     "item_sku",
     "item_name",

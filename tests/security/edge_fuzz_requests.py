@@ -24,7 +24,8 @@ from schemathesis import Case
 from schemathesis.core import NotSet
 
 from api.email import unsubscribe_tokens
-from api.imports.csv_orders import OPTIONAL, REQUIRED, STATUSES
+from api.imports.columns import ORDER_STATUSES as STATUSES
+from api.imports.columns import ORDERS
 from api.shops.shoptet.webhook import CUSTOMER_EVENTS, ORDER_EVENTS
 from api.shops.webhooks import SHOPS
 from tests.fakes.razorpay_server import event as razorpay_event
@@ -322,7 +323,11 @@ def order_csv(case: Case[Any], draw: Draw, context: Context) -> Sending:
     the required columns, some optional ones and cells plausible or arbitrary."""
     if not draw(st.booleans()):
         return Sending()
-    columns = [*REQUIRED, *draw(st.lists(st.sampled_from(OPTIONAL), unique=True, max_size=3))]
+    optional = [name for name in (*ORDERS.columns, "country") if name not in ORDERS.required]
+    columns = [
+        *ORDERS.required,
+        *draw(st.lists(st.sampled_from(optional), unique=True, max_size=3)),
+    ]
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(columns)
