@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     storage = (
         ImportStorage(
-            settings.supabase_url,
+            settings.supabase_storage_url or settings.supabase_url,
             settings.supabase_service_key.get_secret_value(),
             settings.storage_timeout_seconds,
         )

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     # Supabase Storage: the project's secret (service-role) key lets the edge sign downloads of
     # files members uploaded to the `imports` bucket; without it, imports by path answer 503.
     supabase_service_key: SecretStr | None = None
+    # Where Storage is reached when not at SUPABASE_URL (a local stand-in in tests).
+    supabase_storage_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
     storage_timeout_seconds: float = Field(default=30.0, gt=0, le=120)
 
     # Amazon SES (v2). Without a region and keys (or an endpoint, for moto) email is disabled.

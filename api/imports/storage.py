@@ -30,16 +30,14 @@ class ImportStorage:
     right to the path before the edge asks for it)."""
 
     def __init__(self, supabase_url: str, service_key: str, timeout_seconds: float) -> None:
+        self.http = httpx.Client(timeout=timeout_seconds)
         self.client: Client = create_client(
             supabase_url,
             service_key,
             options=ClientOptions(
-                auto_refresh_token=False,
-                persist_session=False,
-                storage_client_timeout=int(max(1, timeout_seconds)),
+                auto_refresh_token=False, persist_session=False, httpx_client=self.http
             ),
         )
-        self.http = httpx.Client(timeout=timeout_seconds)
 
     def close(self) -> None:
         self.http.close()

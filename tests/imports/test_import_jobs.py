@@ -1,0 +1,480 @@
+"""Import jobs through the edge: a file uploaded in parts (any order, retried parts), committed
+and imported set-based; and every kind of bad input answered with a 4xx or an import error,
+never a 500, a half-imported order, or a row in another workspace."""
+
+import csv
+import io
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from httpx2 import Response
+from psycopg.rows import DictRow
+from pydantic import SecretStr
+
+from api.app import create_app
+from api.core.db import Database
+from api.core.settings import Settings
+from api.imports.jobs import Runner, run_job, step
+from tests.factories.workspaces import (
+    User,
+    acting_as,
+    add_member,
+    create_user,
+    fund,
+    make_project,
+    one,
+)
+from tests.fakes.jwks import JwksServer
+from tests.fakes.storage_server import SERVICE_KEY, StorageServer, serve_storage
+
+Conn = psycopg.Connection[DictRow]
+HEADER = "order_id,placed_at,status,total,currency,email,first_name,customer_id\n"
+
+
+@pytest.fixture(scope="module")
+def storage() -> Iterator[StorageServer]:
+    with serve_storage() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(database_url: str, jwks: JwksServer, storage: StorageServer) -> Iterator[TestClient]:
+    settings = Settings(
+        database_url=SecretStr(database_url),
+        supabase_url=jwks.base_url,
+        supabase_service_key=SecretStr(SERVICE_KEY),
+        supabase_storage_url=storage.base_url,
+    )
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+class Api:
+    def __init__(self, client: TestClient, jwks: JwksServer, user: User) -> None:
+        self.client, self.jwks, self.user = client, jwks, user
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Response:
+        headers = {"Authorization": f"Bearer {self.jwks.sign(self.jwks.claims(self.user.id))}"}
+        headers.update(kwargs.pop("headers", {}))
+        return self.client.request(method, path, headers=headers, **kwargs)
+
+    def create(self, **body: Any) -> Response:
+        return self.call("POST", "/api/v1/imports", json=body)
+
+    def part(self, job: str, number: int, data: bytes) -> Response:
+        return self.call(
+            "PUT",
+            f"/api/v1/imports/{job}/parts/{number}",
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+
+    def commit(self, job: str) -> Response:
+        return self.call("POST", f"/api/v1/imports/{job}/commit")
+
+    def orders_job(self, project: uuid.UUID, data: bytes, part_size: int = 1 << 22) -> str:
+        created = self.create(
+            workspace_id=str(self.user.workspace_id),
+            kind="orders",
+            project_id=str(project),
+            size_bytes=len(data),
+            file_name="orders.csv",
+        )
+        assert created.status_code == 201, created.json()
+        job = created.json()["data"]["id"]
+        for number, start in enumerate(range(0, len(data), part_size), start=1):
+            sent = self.part(job, number, data[start : start + part_size])
+            assert sent.status_code == 200, sent.json()
+        return str(job)
+
+
+def orders_csv(count: int, start: int = 1, status: str = "paid") -> bytes:
+    rows = [
+        f"O-{n},2026-05-{1 + n % 28:02d}T10:00:00Z,{status},{n % 90 + 10}.50,EUR,"
+        f"c{n % 7}@example.test,Name{n % 7},C{n % 7}\n"
+        for n in range(start, start + count)
+    ]
+    return (HEADER + "".join(rows)).encode()
+
+
+def orders_of(conn: Conn, project: uuid.UUID) -> dict[str, Any]:
+    rows = conn.execute(
+        "select o.external_id, o.status, o.total, c.email from public.orders o"
+        " left join public.contacts c on c.id = o.contact_id where o.project_id = %s",
+        (project,),
+    ).fetchall()
+    return {r["external_id"]: (r["status"], str(r["total"]), r["email"]) for r in rows}
+
+
+def errors_of(api: Api, job: str) -> list[list[str]]:
+    response = api.call("GET", f"/api/v1/imports/{job}/errors.csv")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    return list(csv.reader(io.StringIO(response.text)))
+
+
+@pytest.fixture
+def owner(conn: Conn) -> User:
+    user = create_user(conn)
+    fund(conn, user, 0, "team")
+    return user
+
+
+def test_parts_in_any_order_and_retried_import_once_and_again_change_nothing(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    api = Api(client, jwks, owner)
+    project = make_project(conn, owner)
+    data = orders_csv(300)
+    created = api.create(
+        workspace_id=str(owner.workspace_id),
+        kind="orders",
+        project_id=str(project),
+        size_bytes=len(data),
+    )
+    job = created.json()["data"]["id"]
+    size = 4000
+    parts = [data[i : i + size] for i in range(0, len(data), size)]
+    order = list(reversed(range(len(parts))))
+    for index in order:
+        assert api.part(job, index + 1, parts[index]).status_code == 200
+    # A retried part replaces itself: first a wrong body, then the right one.
+    assert api.part(job, 2, b"x" * 10).status_code == 200
+    retried = api.part(job, 2, parts[1])
+    assert retried.json()["data"]["parts_received"] == len(parts)
+    assert retried.json()["data"]["bytes_received"] == len(data)
+    done = api.commit(job)
+    assert done.status_code == 200, done.json()
+    report = done.json()["data"]
+    assert (report["status"], report["rows_total"], report["created"]) == ("done", 300, 300)
+    assert report["rows_failed"] == 0
+    imported = orders_of(conn, project)
+    assert len(imported) == 300 and imported["O-1"] == ("paid", "11.50", "c1@example.test")
+    contacts = one(
+        conn,
+        "select count(*) as n from public.contacts where workspace_id = %s",
+        (owner.workspace_id,),
+    )
+    assert contacts["n"] == 7
+
+    again = api.commit(api.orders_job(project, data))
+    assert again.json()["data"]["unchanged"] == 300
+    assert (again.json()["data"]["created"], again.json()["data"]["updated"]) == (0, 0)
+    assert orders_of(conn, project) == imported
+    assert api.commit(job).json()["data"]["status"] == "done"  # committing again is harmless
+
+
+def test_a_commit_with_a_part_missing_or_short_is_refused(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    api = Api(client, jwks, owner)
+    project = make_project(conn, owner)
+    data = orders_csv(50)
+    job = api.create(
+        workspace_id=str(owner.workspace_id),
+        kind="orders",
+        project_id=str(project),
+        size_bytes=len(data),
+    ).json()["data"]["id"]
+    assert api.part(job, 1, data[:1000]).status_code == 200
+    assert api.part(job, 3, data[2000:]).status_code == 200
+    missing = api.commit(job)
+    assert missing.status_code == 409
+    assert missing.json()["error"]["code"] == "import_part_missing"
+    assert missing.json()["error"]["details"] == {"missing_parts": [2]}
+    assert api.part(job, 2, data[1000:1500]).status_code == 200
+    short = api.commit(job)
+    assert (short.status_code, short.json()["error"]["code"]) == (409, "import_size_mismatch")
+    assert orders_of(conn, project) == {}
+
+
+def test_a_2_gib_file_and_parts_past_the_declared_size_are_refused(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    api = Api(client, jwks, owner)
+    project = make_project(conn, owner)
+    huge = api.create(
+        workspace_id=str(owner.workspace_id),
+        kind="orders",
+        project_id=str(project),
+        size_bytes=2 * 1024**3,
+    )
+    assert (huge.status_code, huge.json()["error"]["code"]) == (413, "file_too_large")
+    job = api.create(
+        workspace_id=str(owner.workspace_id),
+        kind="orders",
+        project_id=str(project),
+        size_bytes=100,
+    ).json()["data"]["id"]
+    over = api.part(job, 1, HEADER.encode() + b"x" * 100)
+    assert (over.status_code, over.json()["error"]["code"]) == (413, "import_size_exceeded")
+    too_big = api.part(job, 2, b"x" * (4 * 1024 * 1024 + 1))
+    assert (too_big.status_code, too_big.json()["error"]["code"]) == (413, "part_too_large")
+    number = api.part(job, 10001, b"x")
+    assert number.status_code == 422
+
+
+def test_wrong_encoding_is_refused_and_a_named_encoding_is_read(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    api = Api(client, jwks, owner)
+    project = make_project(conn, owner)
+    data = (HEADER + "O-1,2026-05-01,paid,10,CZK,jiri@example.test,Jiří,C1\n").encode("cp1250")
+    job = api.create(
+        workspace_id=str(owner.workspace_id),
+        kind="orders",
+        project_id=str(project),
+        size_bytes=len(data),
+    ).json()["data"]["id"]
+    refused = api.part(job, 1, data)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "invalid_encoding")
+    named = api.create(
+        workspace_id=str(owner.workspace_id),
+        kind="orders",
+        project_id=str(project),
+        size_bytes=len(data),
+        encoding="windows-1250",
+    ).json()["data"]["id"]
+    assert api.part(named, 1, data).status_code == 200
+    assert api.commit(named).json()["data"]["created"] == 1
+    name = one(conn, "select first_name from public.contacts where email = 'jiri@example.test'")
+    assert name["first_name"] == "Jiří"
+
+
+def test_missing_and_renamed_columns_are_refused_unless_mapped(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    api = Api(client, jwks, owner)
+    project = make_project(conn, owner)
+    data = b"Order ID;Date;Status;Amount;Currency\nO-1;2026-05-01;paid;10,00;EUR\n"
+    job = api.create(
+        workspace_id=str(owner.workspace_id),
+        kind="orders",
+        project_id=str(project),
+        size_bytes=len(data),
+    ).json()["data"]["id"]
+    refused = api.part(job, 1, data)
+    assert refused.status_code == 422
+    assert refused.json()["error"]["code"] == "invalid_csv"
+    assert "missing columns: placed_at, total" in refused.json()["error"]["message"]
+    mapped = api.create(
+        workspace_id=str(owner.workspace_id),
+        kind="orders",
+        project_id=str(project),
+        size_bytes=len(data),
+        column_map={"Date": "placed_at", "Amount": "total"},
+    ).json()["data"]["id"]
+    assert api.part(mapped, 1, data).status_code == 200
+    report = api.commit(mapped).json()["data"]
+    # Semicolon files are read; a decimal comma is a row error, not a guess.
+    assert (report["status"], report["rows_failed"]) == ("done", 1)
+    assert errors_of(api, mapped)[1] == ["2", "total", "total is not a number below 1000000000000"]
+
+
+def test_another_workspaces_job_and_storage_path_are_not_reachable(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    api = Api(client, jwks, owner)
+    project = make_project(conn, owner)
+    job = api.orders_job(project, orders_csv(5))
+    stranger = Api(client, jwks, create_user(conn))
+    for method, path in (
+        ("GET", f"/api/v1/imports/{job}"),
+        ("GET", f"/api/v1/imports/{job}/errors.csv"),
+        ("POST", f"/api/v1/imports/{job}/commit"),
+        ("POST", f"/api/v1/imports/{job}/cancel"),
+        ("PUT", f"/api/v1/imports/{job}/parts/1"),
+    ):
+        answer = stranger.call(method, path, content=b"x")
+        assert (answer.status_code, answer.json()["error"]["code"]) == (
+            404,
+            "import_job_not_found",
+        ), path
+    viewer = Api(client, jwks, add_member(conn, owner, "viewer"))
+    assert viewer.call("GET", f"/api/v1/imports/{job}").status_code == 200
+    assert viewer.commit(job).json()["error"]["code"] == "insufficient_role"
+    into_other = stranger.create(
+        workspace_id=str(stranger.user.workspace_id),
+        kind="contacts",
+        storage_path=f"{owner.workspace_id}/contacts.csv",
+    )
+    assert (into_other.status_code, into_other.json()["error"]["code"]) == (
+        403,
+        "storage_path_not_allowed",
+    )
+    into_theirs = stranger.create(
+        workspace_id=str(owner.workspace_id),
+        kind="orders",
+        project_id=str(project),
+        size_bytes=10,
+    )
+    assert into_theirs.status_code == 404
+    assert orders_of(conn, project) == {}
+
+
+def test_a_file_in_storage_is_streamed_into_the_import(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User, storage: StorageServer
+) -> None:
+    api = Api(client, jwks, owner)
+    project = make_project(conn, owner)
+    data = orders_csv(120)
+    path = f"{owner.workspace_id}/history/orders.csv"
+    storage.put("imports", path, data)
+    with acting_as(conn, owner):
+        conn.execute(
+            "insert into storage.objects (bucket_id, name, owner, metadata)"
+            " values ('imports', %s, %s, jsonb_build_object('size', %s::bigint))",
+            (path, owner.id, len(data)),
+        )
+    created = api.create(
+        workspace_id=str(owner.workspace_id),
+        kind="orders",
+        project_id=str(project),
+        storage_path=path,
+    )
+    assert created.status_code == 201, created.json()
+    assert created.json()["data"]["size_bytes"] == len(data)
+    report = api.commit(created.json()["data"]["id"]).json()["data"]
+    assert (report["status"], report["created"]) == ("done", 120)
+    signed_reads = [p for method, p, _ in storage.requests if method == "GET"]
+    assert any(p.startswith("/storage/v1/object/sign/imports/") for p in signed_reads)
+    missing = api.create(
+        workspace_id=str(owner.workspace_id),
+        kind="orders",
+        project_id=str(project),
+        storage_path=f"{owner.workspace_id}/nothing.csv",
+    )
+    assert (missing.status_code, missing.json()["error"]["code"]) == (
+        404,
+        "storage_object_not_found",
+    )
+
+
+def test_members_write_only_their_own_workspaces_folder(conn: Conn, owner: User) -> None:
+    stranger = create_user(conn)
+    viewer = add_member(conn, owner, "viewer")
+    with acting_as(conn, stranger), pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute(
+            "insert into storage.objects (bucket_id, name) values ('imports', %s)",
+            (f"{owner.workspace_id}/x.csv",),
+        )
+    with acting_as(conn, viewer), pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute(
+            "insert into storage.objects (bucket_id, name) values ('imports', %s)",
+            (f"{owner.workspace_id}/y.csv",),
+        )
+    with acting_as(conn, owner):
+        conn.execute(
+            "insert into storage.objects (bucket_id, name) values ('imports', %s)",
+            (f"{owner.workspace_id}/z.csv",),
+        )
+    with acting_as(conn, stranger):
+        seen = conn.execute(
+            "select count(*) as n from storage.objects where name like %s",
+            (f"{owner.workspace_id}/%",),
+        ).fetchone()
+    assert seen is not None and seen["n"] == 0
+
+
+def test_all_invalid_rows_are_counted_and_their_errors_capped(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    api = Api(client, jwks, owner)
+    project = make_project(conn, owner)
+    data = orders_csv(25_000, status="shipped")
+    report = api.commit(api.orders_job(project, data)).json()["data"]
+    assert (report["status"], report["rows_failed"], report["created"]) == ("done", 25_000, 0)
+    rows = errors_of(api, report["id"])
+    assert len(rows) == 1 + 1000
+    assert rows[1][:2] == ["2", "status"]
+    assert orders_of(conn, project) == {}
+
+
+def test_an_order_with_a_bad_line_is_rejected_whole_and_lines_link_products(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    api = Api(client, jwks, owner)
+    project = make_project(conn, owner)
+    conn.execute(
+        "insert into public.products (workspace_id, project_id, source, external_id, title, sku)"
+        " values (%s, %s, 'csv', 'P-TEA', 'Green tea', 'TEA-1')",
+        (owner.workspace_id, project),
+    )
+    text = (
+        "order_id,placed_at,status,total,currency,email,item_sku,item_name,item_quantity,"
+        "item_unit_price,item_product_id\n"
+        "A-1,2026-05-01,paid,,EUR,ann@example.test,TEA-1,Green tea,2,5.50,P-TEA\n"
+        "A-1,,,,,,CUP-1,Cup,1,3.00,\n"
+        "B-1,2026-05-02,paid,20,EUR,bob@example.test,CUP-1,Cup,1,3.00,\n"
+        "B-1,,,,,,TEA-1,Green tea,-1,5.50,\n"
+        "C-1,2026-05-03,paid,9,EUR,cid@example.test,,,,,\n"
+    )
+    job = api.orders_job(project, text.encode())
+    report = api.commit(job).json()["data"]
+    assert (report["created"], report["rows_failed"]) == (2, 2)
+    assert errors_of(api, job)[1:] == [
+        ["4", "", "not imported: order B-1 has an error on line 5"],
+        ["5", "item_quantity", "item_quantity must be a number above 0 with at most 3 decimals"],
+    ]
+    assert set(orders_of(conn, project)) == {"A-1", "C-1"}
+    assert orders_of(conn, project)["A-1"][1] == "14.00"  # the sum of its lines
+    lines = conn.execute(
+        "select i.sku, i.quantity, i.product_id is not null as linked from public.order_items i"
+        " join public.orders o on o.id = i.order_id where o.external_id = 'A-1'"
+        " and o.project_id = %s order by i.sku",
+        (project,),
+    ).fetchall()
+    assert [tuple(r.values()) for r in lines] == [
+        ("CUP-1", pytest.approx(1), False),
+        ("TEA-1", pytest.approx(2), True),
+    ]
+    ids = conn.execute(
+        "select array_agg(i.id order by i.id) as ids from public.order_items i"
+        " join public.orders o on o.id = i.order_id where o.project_id = %s",
+        (project,),
+    ).fetchone()
+    again = api.commit(api.orders_job(project, text.encode())).json()["data"]
+    assert (again["unchanged"], again["updated"]) == (2, 0)
+    same = conn.execute(
+        "select array_agg(i.id order by i.id) as ids from public.order_items i"
+        " join public.orders o on o.id = i.order_id where o.project_id = %s",
+        (project,),
+    ).fetchone()
+    assert same == ids  # lines that did not change were not rewritten
+
+
+def test_a_worker_that_dies_mid_chunk_leaves_nothing_doubled(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User, database_url: str
+) -> None:
+    api = Api(client, jwks, owner)
+    project = make_project(conn, owner)
+    job = api.orders_job(project, orders_csv(45_000))
+    with acting_as(conn, owner):
+        conn.execute("select private.commit_import_job(%s)", (job,))
+    database = Database(database_url, pool_mode="session", max_size=2, timeout_seconds=10)
+    database.open()
+    try:
+        runner = Runner(database, None)
+        job_id = uuid.UUID(job)
+        while (stepped := step(runner, job_id, deadline=float("inf"))) is not None:
+            if stepped["status"] == "importing":
+                break
+        # A chunk's work rolled back as a dying worker's would be: nothing of it stays.
+        with database.as_service() as dying:
+            dying.execute("select private.import_orders_chunk(%s, 20000)", (job_id,))
+            dying.rollback()
+        run_job(runner, job_id, 120)
+    finally:
+        database.close()
+    finished = one(conn, "select * from public.import_jobs where id = %s", (job,))
+    assert (finished["status"], finished["created"], finished["rows_processed"]) == (
+        "done",
+        45_000,
+        45_000,
+    )
+    counted = one(conn, "select count(*) as n from public.orders where project_id = %s", (project,))
+    assert counted["n"] == 45_000
