@@ -265,7 +265,8 @@ begin
     order by n.record offset v_room
   );
 
-  select jsonb_agg(jsonb_build_object('line', c.line, 'column_name', c.problem_column, 'reason', c.problem)),
+  select jsonb_agg(jsonb_build_object('line', c.line, 'column_name', c.problem_column, 'reason', c.problem))
+           filter (where c.problem is not null),
          count(*) filter (where c.problem is null)
   into v_errors, v_valid
   from pg_temp.import_contacts_chunk c;
@@ -289,21 +290,19 @@ begin
   set first_name = coalesce(c.first_name, k.first_name),
       last_name = coalesce(c.last_name, k.last_name),
       phone = coalesce(c.phone, k.phone),
-      tags = n.tags,
+      tags = case when k.tags @> c.tags then k.tags
+                  else array(select distinct t from unnest(k.tags || c.tags) as t order by 1) end,
       attributes = k.attributes || c.attributes,
       consent_state = case when k.consent_state = 'unknown' and c.consent <> 'unknown' then c.consent else k.consent_state end,
       consent_source = case when k.consent_state = 'unknown' and c.consent <> 'unknown' then coalesce(c.consent_source, v_source) else k.consent_source end,
       consent_at = case when k.consent_state = 'unknown' and c.consent <> 'unknown' then coalesce(c.consent_at, now()) else k.consent_at end
   from pg_temp.import_contacts_chunk c
-  cross join lateral (
-    select array(select distinct t from unnest(k.tags || c.tags) as t order by 1) as tags
-  ) as n
   where c.contact_id = k.id and c.problem is null
     and (
       coalesce(c.first_name, k.first_name) is distinct from k.first_name
       or coalesce(c.last_name, k.last_name) is distinct from k.last_name
       or coalesce(c.phone, k.phone) is distinct from k.phone
-      or n.tags is distinct from k.tags
+      or not k.tags @> c.tags
       or not k.attributes @> c.attributes
       or (k.consent_state = 'unknown' and c.consent is not null and c.consent <> 'unknown')
     );
