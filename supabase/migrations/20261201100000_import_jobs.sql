@@ -67,7 +67,7 @@ create table public.import_errors (
   line bigint not null,
   column_name text,
   reason text not null,
-  primary key (job_id, line),
+  primary key (job_id, workspace_id, line),
   foreign key (job_id, workspace_id) references public.import_jobs (id, workspace_id) on delete cascade
 );
 
@@ -165,13 +165,14 @@ security definer
 set search_path = ''
 as $$
 declare
+  v_user uuid := private.require_user();
   v_job public.import_jobs;
   v_role text;
 begin
   perform private.require_valid_role(p_min_role);
   select j.* into v_job from public.import_jobs j where j.id = p_job_id;
   select m.role into v_role from public.workspace_members m
-  where m.workspace_id = v_job.workspace_id and m.user_id = private.require_user();
+  where m.workspace_id = v_job.workspace_id and m.user_id = v_user;
   if v_role is null then
     perform private.fail(404, 'import_job_not_found', 'Import job not found');
   end if;
@@ -489,7 +490,7 @@ begin
   from jsonb_to_recordset(p_errors) as e(line bigint, column_name text, reason text)
   order by e.line
   limit greatest(1000 - p_job.errors_stored, 0)
-  on conflict (job_id, line) do nothing;
+  on conflict (job_id, workspace_id, line) do nothing;
   get diagnostics v_stored = row_count;
   update public.import_jobs j
   set errors_stored = j.errors_stored + v_stored, rows_failed = j.rows_failed + jsonb_array_length(p_errors)

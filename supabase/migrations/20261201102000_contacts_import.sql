@@ -40,6 +40,26 @@ create unlogged table private.import_contact_rows (
   primary key (job_id, record)
 );
 
+-- A chunk's rows as checked, while the chunk's transaction merges them (empty in between).
+create unlogged table private.import_contact_work (
+  job_id uuid not null,
+  record bigint not null,
+  line bigint not null,
+  email text,
+  first_name text,
+  last_name text,
+  phone text,
+  tags text[] not null,
+  consent text,
+  consent_source text,
+  consent_at timestamptz,
+  attributes jsonb not null,
+  problem text,
+  problem_column text,
+  contact_id uuid,
+  primary key (job_id, record)
+);
+
 -- indexes and triggers ------------------------------------------------------------------------
 
 -- Staging goes when its job ends (or is deleted with its workspace).
@@ -203,9 +223,10 @@ begin
   end if;
   v_source := left('import: ' || coalesce(v_job.file_name, v_job.id::text), 100);
 
-  drop table if exists pg_temp.import_contacts_chunk;
-  create temp table import_contacts_chunk on commit drop as
-  select r.record, r.line, v.email, v.first_name, v.last_name, r.phone, v.tags,
+  delete from private.import_contact_work w where w.job_id = p_job_id;
+  insert into private.import_contact_work (job_id, record, line, email, first_name, last_name,
+    phone, tags, consent, consent_source, consent_at, attributes, problem, problem_column)
+  select p_job_id, r.record, r.line, v.email, v.first_name, v.last_name, r.phone, v.tags,
          v.consent, v.consent_source, v.consent_at, coalesce(r.attributes, '{}'::jsonb) as attributes,
          coalesce(r.problem,
            case
@@ -228,8 +249,7 @@ begin
              when v.consent_text is not null and v.consent is null then 'consent'
              when char_length(v.consent_source) > 100 then 'consent_source'
              when v.consent_at_text is not null and v.consent_at is null then 'consent_at'
-           end) as problem_column,
-         null::uuid as contact_id
+           end) as problem_column
   from private.import_contact_rows r
   cross join lateral (
     select nullif(lower(btrim(r.email)), '') as email,
@@ -250,18 +270,19 @@ begin
   ) as v
   where r.job_id = p_job_id and r.record > v_job.merge_record and r.record <= v_to;
 
-  update pg_temp.import_contacts_chunk c set contact_id = k.id
+  update private.import_contact_work c set contact_id = k.id
   from public.contacts k
-  where k.workspace_id = v_job.workspace_id and k.email = c.email and c.problem is null;
+  where c.job_id = p_job_id and k.workspace_id = v_job.workspace_id and k.email = c.email
+    and c.problem is null;
 
   v_room := private.contacts_room(v_job.workspace_id);
   select p.contact_limit into v_max
   from public.workspaces w join public.plans p on p.tier = w.plan_tier where w.id = v_job.workspace_id;
-  update pg_temp.import_contacts_chunk c
+  update private.import_contact_work c
   set problem = format('Your plan allows %s contacts; upgrade to import more', v_max), problem_column = null
-  where c.record in (
-    select n.record from pg_temp.import_contacts_chunk n
-    where n.problem is null and n.contact_id is null
+  where c.job_id = p_job_id and c.record in (
+    select n.record from private.import_contact_work n
+    where n.job_id = p_job_id and n.problem is null and n.contact_id is null
     order by n.record offset v_room
   );
 
@@ -269,7 +290,8 @@ begin
            filter (where c.problem is not null),
          count(*) filter (where c.problem is null)
   into v_errors, v_valid
-  from pg_temp.import_contacts_chunk c;
+  from private.import_contact_work c
+  where c.job_id = p_job_id;
   if v_errors is not null then
     perform private.record_import_errors(v_job, v_errors);
   end if;
@@ -280,8 +302,8 @@ begin
          coalesce(c.consent, 'unknown'),
          case when c.consent <> 'unknown' then coalesce(c.consent_source, v_source) end,
          case when c.consent <> 'unknown' then coalesce(c.consent_at, now()) end
-  from pg_temp.import_contacts_chunk c
-  where c.problem is null and c.contact_id is null
+  from private.import_contact_work c
+  where c.job_id = p_job_id and c.problem is null and c.contact_id is null
   order by c.record
   on conflict (workspace_id, email) do nothing;
   get diagnostics v_created = row_count;
@@ -296,8 +318,8 @@ begin
       consent_state = case when k.consent_state = 'unknown' and c.consent <> 'unknown' then c.consent else k.consent_state end,
       consent_source = case when k.consent_state = 'unknown' and c.consent <> 'unknown' then coalesce(c.consent_source, v_source) else k.consent_source end,
       consent_at = case when k.consent_state = 'unknown' and c.consent <> 'unknown' then coalesce(c.consent_at, now()) else k.consent_at end
-  from pg_temp.import_contacts_chunk c
-  where c.contact_id = k.id and c.problem is null
+  from private.import_contact_work c
+  where c.job_id = p_job_id and c.contact_id = k.id and c.problem is null
     and (
       coalesce(c.first_name, k.first_name) is distinct from k.first_name
       or coalesce(c.last_name, k.last_name) is distinct from k.last_name
@@ -307,6 +329,7 @@ begin
       or (k.consent_state = 'unknown' and c.consent is not null and c.consent <> 'unknown')
     );
   get diagnostics v_updated = row_count;
+  delete from private.import_contact_work w where w.job_id = p_job_id;
 
   update public.import_jobs j
   set merge_record = v_to,
@@ -329,6 +352,8 @@ grant execute on function private.import_contacts_chunk(uuid, integer) to servic
 -- grants --------------------------------------------------------------------------------------
 
 revoke all on private.import_contact_rows from public, anon, authenticated;
+
+revoke all on private.import_contact_work from public, anon, authenticated;
 
 -- The edge copies the file's rows in, as the service.
 grant insert on private.import_contact_rows to service_role;

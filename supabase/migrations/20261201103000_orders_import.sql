@@ -44,6 +44,75 @@ create unlogged table private.import_order_rows (
   primary key (job_id, record)
 );
 
+-- A chunk's lines as checked, its orders and its customers, while the chunk's transaction
+-- merges them (empty in between).
+create unlogged table private.import_order_lines (
+  job_id uuid not null,
+  record bigint not null,
+  line bigint not null,
+  order_id text,
+  order_key bigint not null,
+  first_in_order boolean not null,
+  placed_at timestamptz,
+  status text,
+  total text,
+  currency text,
+  exchange_rate text,
+  email text,
+  phone text,
+  first_name text,
+  last_name text,
+  customer_id text,
+  item_sku text,
+  item_name text,
+  item_quantity text,
+  item_unit_price text,
+  item_product_id text,
+  item_variant_id text,
+  has_item boolean not null,
+  problem text,
+  problem_column text,
+  primary key (job_id, record)
+);
+
+create unlogged table private.import_order_heads (
+  job_id uuid not null,
+  order_id text not null,
+  order_key bigint not null,
+  record bigint not null,
+  line bigint not null,
+  placed_at timestamptz,
+  status text,
+  currency text,
+  exchange_rate numeric,
+  total numeric,
+  email text,
+  phone text,
+  first_name text,
+  last_name text,
+  customer_id text,
+  customer_key text,
+  has_items boolean not null,
+  contact_id uuid,
+  rejected text,
+  primary key (job_id, order_id, order_key)
+);
+
+create unlogged table private.import_order_customers (
+  job_id uuid not null,
+  customer_key text not null,
+  record bigint not null,
+  email text,
+  phone text,
+  first_name text,
+  last_name text,
+  customer_id text,
+  contact_id uuid,
+  is_new boolean not null default false,
+  over_limit boolean not null default false,
+  primary key (job_id, customer_key)
+);
+
 -- indexes and triggers ------------------------------------------------------------------------
 
 create function private.drop_import_order_rows()
@@ -166,6 +235,8 @@ declare
   v_valid integer;
   v_created integer := 0;
   v_updated integer := 0;
+  v_written uuid[];
+  v_changed uuid[];
 begin
   select * into v_job from public.import_jobs j where j.id = p_job_id for update;
   if v_job.status is distinct from 'importing' or v_job.kind <> 'orders' then
@@ -187,14 +258,19 @@ begin
   end if;
   select w.base_currency into v_base_currency from public.workspaces w where w.id = v_job.workspace_id;
 
-  drop table if exists pg_temp.import_order_lines, pg_temp.import_order_heads,
-    pg_temp.import_order_customers, pg_temp.import_order_written, pg_temp.import_order_items,
-    pg_temp.import_order_items_changed;
+  delete from private.import_order_lines w where w.job_id = p_job_id;
+  delete from private.import_order_heads w where w.job_id = p_job_id;
+  delete from private.import_order_customers w where w.job_id = p_job_id;
 
   -- Each line with its first problem; a line's order is its order_id and, with line items, the
   -- run of consecutive rows it belongs to (order_key); each row is its own order otherwise.
-  create temp table import_order_lines on commit drop as
-  select l.record, l.line, l.order_id, l.order_key, l.first_in_order, l.placed_at, l.status_text,
+  insert into private.import_order_lines (
+    job_id, record, line, order_id, order_key, first_in_order, placed_at, status, total, currency,
+    exchange_rate, email, phone, first_name, last_name, customer_id, item_sku, item_name,
+    item_quantity, item_unit_price, item_product_id, item_variant_id, has_item, problem,
+    problem_column
+  )
+  select p_job_id, l.record, l.line, l.order_id, l.order_key, l.first_in_order, l.placed_at, l.status_text,
          l.total_text, l.currency_text, l.rate_text, l.email, l.phone, l.first_name, l.last_name,
          l.customer_id, l.item_sku, l.item_name, l.quantity_text, l.price_text, l.item_product_id,
          l.item_variant_id, l.has_item, l.problem,
@@ -305,116 +381,120 @@ begin
     ) as o
   ) as l;
 
-  -- One row per order, from its first line; rejected whole when any of its lines is bad.
-  create temp table import_order_heads on commit drop as
-  select f.order_id, f.order_key, f.record, f.line, f.placed_at, f.status_text as status,
-         f.currency_text as currency, f.rate_text::numeric as exchange_rate,
-         coalesce(f.total_text::numeric, g.items_total) as total,
-         f.email, f.phone, f.first_name, f.last_name, f.customer_id,
-         coalesce('id:' || f.customer_id, 'email:' || f.email) as customer_key,
-         g.bad_line, g.has_items, null::uuid as contact_id, null::text as rejected
-  from pg_temp.import_order_lines f
+  -- One row per valid order, from its first line; an order with any bad line has none.
+  insert into private.import_order_heads (
+    job_id, order_id, order_key, record, line, placed_at, status, currency, exchange_rate, total,
+    email, phone, first_name, last_name, customer_id, customer_key, has_items
+  )
+  select p_job_id, f.order_id, f.order_key, f.record, f.line, f.placed_at, f.status, f.currency,
+         f.exchange_rate::numeric, coalesce(f.total::numeric, g.items_total), f.email, f.phone,
+         f.first_name, f.last_name, f.customer_id, coalesce('id:' || f.customer_id, 'email:' || f.email),
+         g.has_items
+  from private.import_order_lines f
   join (
-    select l.order_id, l.order_key, min(l.line) filter (where l.problem is not null) as bad_line,
-           bool_or(l.has_item) as has_items,
-           sum(round(l.quantity_text::numeric * l.price_text::numeric, 2)) filter (where l.has_item and l.problem is null) as items_total
-    from pg_temp.import_order_lines l
-    where l.order_id is not null
+    select l.order_id, l.order_key, bool_or(l.problem is not null) as bad, bool_or(l.has_item) as has_items,
+           sum(round(l.item_quantity::numeric * l.item_unit_price::numeric, 2))
+             filter (where l.has_item and l.problem is null) as items_total
+    from private.import_order_lines l
+    where l.job_id = p_job_id and l.order_id is not null
     group by l.order_id, l.order_key
   ) as g on g.order_id = f.order_id and g.order_key = f.order_key
-  where f.first_in_order and g.bad_line is null;
+  where f.job_id = p_job_id and f.first_in_order and not g.bad;
 
   -- Customers: by customer_id (source manual), then by email, else new (one per email).
-  create temp table import_order_customers on commit drop as
-  select distinct on (h.customer_key) h.customer_key, h.record, h.email, h.phone, h.first_name,
-         h.last_name, h.customer_id, null::uuid as contact_id, false as is_new, false as over_limit
-  from pg_temp.import_order_heads h
-  where h.customer_key is not null
+  insert into private.import_order_customers (
+    job_id, customer_key, record, email, phone, first_name, last_name, customer_id
+  )
+  select distinct on (h.customer_key) p_job_id, h.customer_key, h.record, h.email, h.phone,
+         h.first_name, h.last_name, h.customer_id
+  from private.import_order_heads h
+  where h.job_id = p_job_id and h.customer_key is not null
   order by h.customer_key, h.record;
 
-  update pg_temp.import_order_customers c set contact_id = x.contact_id
+  update private.import_order_customers c set contact_id = x.contact_id
   from public.contact_external_ids x
-  where c.customer_id is not null and x.workspace_id = v_job.workspace_id and x.source = 'manual'
+  where c.job_id = p_job_id and c.customer_id is not null and x.workspace_id = v_job.workspace_id and x.source = 'manual'
     and x.external_id = c.customer_id;
 
-  update pg_temp.import_order_customers c set contact_id = k.id
+  update private.import_order_customers c set contact_id = k.id
   from public.contacts k
-  where c.contact_id is null and c.email is not null and k.workspace_id = v_job.workspace_id and k.email = c.email;
+  where c.job_id = p_job_id and c.contact_id is null and c.email is not null and k.workspace_id = v_job.workspace_id and k.email = c.email;
 
-  update pg_temp.import_order_customers c set contact_id = n.id, is_new = true
+  update private.import_order_customers c set contact_id = n.id, is_new = true
   from (
-    select u.email, gen_random_uuid() as id from pg_temp.import_order_customers u
-    where u.contact_id is null and u.email is not null group by u.email
+    select u.email, gen_random_uuid() as id from private.import_order_customers u
+    where u.job_id = p_job_id and u.contact_id is null and u.email is not null group by u.email
   ) as n
-  where c.contact_id is null and c.email = n.email;
+  where c.job_id = p_job_id and c.contact_id is null and c.email = n.email;
 
-  update pg_temp.import_order_customers c set contact_id = gen_random_uuid(), is_new = true
-  where c.contact_id is null;
+  update private.import_order_customers c set contact_id = gen_random_uuid(), is_new = true
+  where c.job_id = p_job_id and c.contact_id is null;
 
   v_room := private.contacts_room(v_job.workspace_id);
-  update pg_temp.import_order_customers c set over_limit = true
-  where c.is_new and c.contact_id in (
-    select n.contact_id from pg_temp.import_order_customers n where n.is_new
+  update private.import_order_customers c set over_limit = true
+  where c.job_id = p_job_id and c.is_new and c.contact_id in (
+    select n.contact_id from private.import_order_customers n where n.job_id = p_job_id and n.is_new
     group by n.contact_id order by min(n.record) offset v_room
   );
 
   insert into public.contacts (id, workspace_id, email, phone, first_name, last_name)
   select distinct on (c.contact_id) c.contact_id, v_job.workspace_id, c.email, c.phone, c.first_name, c.last_name
-  from pg_temp.import_order_customers c
-  where c.is_new and not c.over_limit
+  from private.import_order_customers c
+  where c.job_id = p_job_id and c.is_new and not c.over_limit
   order by c.contact_id, c.record
   on conflict (workspace_id, email) do nothing;
   get diagnostics v_created = row_count;
-  if v_created < (select count(distinct c.contact_id) from pg_temp.import_order_customers c where c.is_new and not c.over_limit) then
+  if v_created < (select count(distinct c.contact_id) from private.import_order_customers c
+                  where c.job_id = p_job_id and c.is_new and not c.over_limit) then
     -- Someone else created one of these emails meanwhile: use theirs.
-    update pg_temp.import_order_customers c set contact_id = k.id, is_new = false
+    update private.import_order_customers c set contact_id = k.id, is_new = false
     from public.contacts k
-    where c.is_new and k.workspace_id = v_job.workspace_id and k.email = c.email and k.id <> c.contact_id;
+    where c.job_id = p_job_id and c.is_new and k.workspace_id = v_job.workspace_id and k.email = c.email and k.id <> c.contact_id;
   end if;
 
   insert into public.contact_external_ids (workspace_id, contact_id, source, external_id)
   select v_job.workspace_id, c.contact_id, 'manual', c.customer_id
-  from pg_temp.import_order_customers c
-  where c.customer_id is not null and not c.over_limit
+  from private.import_order_customers c
+  where c.job_id = p_job_id and c.customer_id is not null and not c.over_limit
   on conflict do nothing;
 
   update public.contacts k
   set phone = coalesce(k.phone, c.phone), first_name = coalesce(k.first_name, c.first_name),
       last_name = coalesce(k.last_name, c.last_name)
-  from pg_temp.import_order_customers c
-  where not c.is_new and c.contact_id = k.id
+  from private.import_order_customers c
+  where c.job_id = p_job_id and not c.is_new and c.contact_id = k.id
     and (k.phone is null and c.phone is not null or k.first_name is null and c.first_name is not null
          or k.last_name is null and c.last_name is not null);
 
   select p.contact_limit into v_max
   from public.workspaces w join public.plans p on p.tier = w.plan_tier where w.id = v_job.workspace_id;
-  update pg_temp.import_order_heads h
+  update private.import_order_heads h
   set contact_id = case when not c.over_limit then c.contact_id end,
       rejected = case when c.over_limit then format('Your plan allows %s contacts; this order''s customer would be over the limit', v_max) end
-  from pg_temp.import_order_customers c
-  where c.customer_key = h.customer_key;
+  from private.import_order_customers c
+  where h.job_id = p_job_id and c.job_id = p_job_id and c.customer_key = h.customer_key;
 
   -- Every line of a bad or rejected order is reported.
   select jsonb_agg(jsonb_build_object('line', e.line, 'column_name', e.problem_column, 'reason', e.reason) order by e.line),
-         (select count(*) from pg_temp.import_order_heads h where h.rejected is null)
+         (select count(*) from private.import_order_heads h where h.job_id = p_job_id and h.rejected is null)
   into v_errors, v_valid
   from (
     select l.line, l.problem_column,
            coalesce(l.problem, h.rejected,
                     format('not imported: order %s has an error on line %s', left(l.order_id, 50), g.bad_line)) as reason
-    from pg_temp.import_order_lines l
-    left join pg_temp.import_order_heads h on h.order_id = l.order_id and h.order_key = l.order_key
+    from private.import_order_lines l
+    left join private.import_order_heads h
+      on h.job_id = p_job_id and h.order_id = l.order_id and h.order_key = l.order_key
     left join (
-      select b.order_id, b.order_key, min(b.line) as bad_line from pg_temp.import_order_lines b
-      where b.problem is not null group by b.order_id, b.order_key
+      select b.order_id, b.order_key, min(b.line) as bad_line from private.import_order_lines b
+      where b.job_id = p_job_id and b.problem is not null group by b.order_id, b.order_key
     ) as g on g.order_id = l.order_id and g.order_key = l.order_key
-    where l.problem is not null or h.rejected is not null or h.order_id is null
+    where l.job_id = p_job_id and (l.problem is not null or h.rejected is not null or h.order_id is null)
   ) as e;
   if v_errors is not null then
     perform private.record_import_errors(v_job, v_errors);
   end if;
 
-  create temp table import_order_written (id uuid, external_id text, inserted boolean) on commit drop;
   with written as (
     insert into public.orders as o (
       workspace_id, project_id, contact_id, source, external_id, status, placed_at, total,
@@ -423,8 +503,8 @@ begin
     select v_job.workspace_id, v_job.project_id, h.contact_id, 'csv', h.order_id, h.status,
            h.placed_at, h.total, h.currency, h.exchange_rate,
            case when h.currency = v_base_currency then h.total else round(h.total * h.exchange_rate, 2) end
-    from pg_temp.import_order_heads h
-    where h.rejected is null
+    from private.import_order_heads h
+    where h.job_id = p_job_id and h.rejected is null
     order by h.record
     on conflict (workspace_id, source, external_id) do update
     set contact_id = coalesce(excluded.contact_id, o.contact_id), status = excluded.status,
@@ -434,57 +514,66 @@ begin
           is distinct from (coalesce(excluded.contact_id, o.contact_id), excluded.status,
                             excluded.placed_at, excluded.total, excluded.currency,
                             excluded.exchange_rate, excluded.base_total)
-    returning o.id, o.external_id, o.xmax = 0 as inserted
+    returning o.id, o.xmax = 0 as inserted
   )
-  insert into pg_temp.import_order_written select * from written;
-  select count(*) filter (where w.inserted), count(*) filter (where not w.inserted)
-  into v_created, v_updated
-  from pg_temp.import_order_written w;
+  select count(*) filter (where w.inserted), count(*) filter (where not w.inserted),
+         coalesce(array_agg(w.id), '{}')
+  into v_created, v_updated, v_written
+  from written w;
 
   if v_items then
     -- Lines are replaced only for orders whose stored lines differ from the file's.
-    create temp table import_order_items on commit drop as
-    select o.id as order_id, l.record, l.item_sku as sku, coalesce(l.item_name, l.item_sku) as name,
-           l.quantity_text::numeric(14, 3) as quantity, l.price_text::numeric(14, 2) as unit_price,
-           l.item_product_id, l.item_variant_id
-    from pg_temp.import_order_heads h
-    join public.orders o on o.workspace_id = v_job.workspace_id and o.source = 'csv' and o.external_id = h.order_id
-    join pg_temp.import_order_lines l on l.order_id = h.order_id and l.order_key = h.order_key and l.has_item
-    where h.rejected is null and h.has_items;
-
-    create temp table import_order_items_changed on commit drop as
-    select f.order_id
+    with file_lines as (
+      select o.id as order_id,
+             concat_ws(e'\x1f', l.item_sku, coalesce(l.item_name, l.item_sku), l.item_quantity::numeric(14, 3),
+                       l.item_unit_price::numeric(14, 2), l.item_product_id, l.item_variant_id) as fingerprint
+      from private.import_order_heads h
+      join public.orders o on o.workspace_id = v_job.workspace_id and o.source = 'csv' and o.external_id = h.order_id
+      join private.import_order_lines l
+        on l.job_id = p_job_id and l.order_id = h.order_id and l.order_key = h.order_key and l.has_item
+      where h.job_id = p_job_id and h.rejected is null and h.has_items
+    )
+    select coalesce(array_agg(f.order_id), '{}') into v_changed
     from (
-      select i.order_id, array_agg(concat_ws(e'\x1f', i.sku, i.name, i.quantity, i.unit_price, i.item_product_id, i.item_variant_id) order by 1) as lines
-      from pg_temp.import_order_items i group by i.order_id
+      select fl.order_id, array_agg(fl.fingerprint order by fl.fingerprint) as lines
+      from file_lines fl group by fl.order_id
     ) as f
-    left join lateral (
-      select array_agg(concat_ws(e'\x1f', s.sku, s.name, s.quantity, s.unit_price, s.external_product_id, s.external_variant_id) order by 1) as lines
-      from public.order_items s where s.order_id = f.order_id
-    ) as stored on true
-    where stored.lines is distinct from f.lines;
+    where f.lines is distinct from (
+      select array_agg(k.fingerprint order by k.fingerprint)
+      from public.order_items s
+      cross join lateral (
+        select concat_ws(e'\x1f', s.sku, s.name, s.quantity, s.unit_price, s.external_product_id,
+                         s.external_variant_id) as fingerprint
+      ) as k
+      where s.order_id = f.order_id
+    );
 
-    delete from public.order_items s
-    using pg_temp.import_order_items_changed c where s.order_id = c.order_id;
+    delete from public.order_items s where s.order_id = any (v_changed);
 
     insert into public.order_items (order_id, workspace_id, sku, name, quantity, unit_price, total,
                                     external_product_id, external_variant_id, product_id, variant_id)
-    select i.order_id, v_job.workspace_id, i.sku, i.name, i.quantity, i.unit_price,
-           round(i.quantity * i.unit_price, 2), i.item_product_id, i.item_variant_id, p.id, v.id
-    from pg_temp.import_order_items i
-    join pg_temp.import_order_items_changed c on c.order_id = i.order_id
+    select o.id, v_job.workspace_id, l.item_sku, coalesce(l.item_name, l.item_sku),
+           l.item_quantity::numeric(14, 3), l.item_unit_price::numeric(14, 2),
+           round(l.item_quantity::numeric(14, 3) * l.item_unit_price::numeric(14, 2), 2),
+           l.item_product_id, l.item_variant_id, p.id, v.id
+    from private.import_order_heads h
+    join public.orders o on o.workspace_id = v_job.workspace_id and o.source = 'csv' and o.external_id = h.order_id
+    join private.import_order_lines l
+      on l.job_id = p_job_id and l.order_id = h.order_id and l.order_key = h.order_key and l.has_item
     left join public.products p
       on p.workspace_id = v_job.workspace_id and p.project_id = v_job.project_id and p.source = 'csv'
-     and p.external_id = i.item_product_id
+     and p.external_id = l.item_product_id
     left join public.product_variants v
-      on v.product_id = p.id and v.workspace_id = p.workspace_id and v.external_id = i.item_variant_id
-    order by i.record;
+      on v.product_id = p.id and v.workspace_id = p.workspace_id and v.external_id = l.item_variant_id
+    where h.job_id = p_job_id and h.rejected is null and o.id = any (v_changed)
+    order by l.record;
 
-    v_updated := v_updated + (
-      select count(*) from pg_temp.import_order_items_changed c
-      where c.order_id not in (select w.id from pg_temp.import_order_written w)
-    );
+    v_updated := v_updated + (select count(*) from unnest(v_changed) as c(id) where c.id <> all (v_written));
   end if;
+
+  delete from private.import_order_lines w where w.job_id = p_job_id;
+  delete from private.import_order_heads w where w.job_id = p_job_id;
+  delete from private.import_order_customers w where w.job_id = p_job_id;
 
   update public.import_jobs j
   set merge_record = v_to,
@@ -510,6 +599,9 @@ grant execute on function private.import_orders_chunk(uuid, integer) to service_
 -- grants --------------------------------------------------------------------------------------
 
 revoke all on private.import_order_rows from public, anon, authenticated;
+
+revoke all on private.import_order_lines, private.import_order_heads, private.import_order_customers
+  from public, anon, authenticated;
 
 -- The edge copies the file's rows in, as the service.
 grant insert on private.import_order_rows to service_role;

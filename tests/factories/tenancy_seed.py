@@ -90,6 +90,22 @@ EXPLICIT_SCOPES: dict[str, tuple[tuple[str, ...], str]] = {
     "private.webhook_events": (("id",), "strpos(body, {ws}::text) > 0"),
     "private.rate_limit_windows": (("bucket",), "strpos(bucket, {ws}::text) > 0"),
 }
+# An import's staging and a chunk's working rows are keyed by their job (no foreign key: they are
+# written a million rows at a time).
+IMPORT_JOB_SCOPE = "job_id in (select j.id from public.import_jobs j where j.workspace_id = {ws})"
+EXPLICIT_SCOPES.update(
+    {
+        f"private.{name}": (("job_id",), IMPORT_JOB_SCOPE)
+        for name in (
+            "import_order_rows",
+            "import_contact_rows",
+            "import_contact_work",
+            "import_order_lines",
+            "import_order_heads",
+            "import_order_customers",
+        )
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -344,6 +360,8 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
         ),
     )
 
+    seed_import(conn, worker, owner.workspace_id, project)
+
     # Dispatched already, so no later test's outbox drain picks these up.
     conn.execute(
         "update private.outbox set status = 'delivered', delivered_at = now() where automation_id"
@@ -471,3 +489,39 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
             (month, month, owner.workspace_id),
         )
     return tenant
+
+
+def seed_import(conn: Conn, worker: User, workspace_id: uuid.UUID, project: uuid.UUID) -> None:
+    """An orders import mid-way, as the edge leaves one between steps: a part uploaded, a row
+    staged (of each kind), a row error, and a chunk's working rows as a worker holds them."""
+    with acting_as(conn, worker):
+        job = one(
+            conn,
+            "select id from private.create_import_job(%s, %s, 'orders', 120, 'orders.csv',"
+            " 'utf-8', '{}', null)",
+            (workspace_id, project),
+        )["id"]
+    conn.execute(
+        "insert into private.import_parts (job_id, part_number, body) values (%s, 1, %s)",
+        (job, b"order_id,placed_at,status,total,currency\nX-1,2026-01-01,paid,1,EUR\n"),
+    )
+    conn.execute(
+        "insert into public.import_errors (job_id, workspace_id, line, column_name, reason)"
+        " values (%s, %s, 3, 'status', 'status is empty')",
+        (job, workspace_id),
+    )
+    for statement in (
+        "insert into private.import_order_rows (job_id, record, line, order_id)"
+        " values (%s, 1, 2, 'X-1')",
+        "insert into private.import_contact_rows (job_id, record, line, email)"
+        " values (%s, 1, 2, 'x@example.test')",
+        "insert into private.import_contact_work (job_id, record, line, email, tags, attributes)"
+        " values (%s, 1, 2, 'x@example.test', '{}', '{}')",
+        "insert into private.import_order_lines (job_id, record, line, order_id, order_key,"
+        " first_in_order, has_item) values (%s, 1, 2, 'X-1', 1, true, false)",
+        "insert into private.import_order_heads (job_id, order_id, order_key, record, line,"
+        " has_items) values (%s, 'X-1', 1, 1, 2, false)",
+        "insert into private.import_order_customers (job_id, customer_key, record)"
+        " values (%s, 'email:x@example.test', 1)",
+    ):
+        conn.execute(statement, (job,))
