@@ -38,6 +38,12 @@ VALIDATE_FUNCTIONS = {
     "contacts": "select * from private.validate_contacts_import(%s)",
 }
 ENDED = ("done", "failed", "cancelled")
+RETRYABLE = (
+    psycopg.errors.UniqueViolation,
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.SerializationFailure,
+)
+MAX_CONFLICT_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -161,9 +167,18 @@ def run_job(runner: Runner, job_id: UUID, budget_seconds: float = STEP_BUDGET_SE
     """Advances a job until it ends, another worker holds it, or the budget is spent. A file
     that cannot be read fails the job with the reason; Storage being away leaves it for later."""
     deadline = time.monotonic() + budget_seconds
+    conflicts = 0
     while time.monotonic() < deadline:
         try:
             job = step(runner, job_id, deadline)
+        except RETRYABLE as error:
+            # Another writer (a shop's webhook) stored the same order or contact meanwhile: the
+            # step rolled back whole; run it again, now finding theirs.
+            conflicts += 1
+            if conflicts > MAX_CONFLICT_RETRIES:
+                raise
+            log.info("import %s step retried after %s", job_id, type(error).__name__)
+            continue
         except CsvFileError as error:
             fail(runner, job_id, error.code, error.message)
             return

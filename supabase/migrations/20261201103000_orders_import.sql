@@ -95,6 +95,7 @@ create unlogged table private.import_order_heads (
   has_items boolean not null,
   contact_id uuid,
   rejected text,
+  stored_id uuid,
   primary key (job_id, order_id, order_key)
 );
 
@@ -387,19 +388,18 @@ begin
     email, phone, first_name, last_name, customer_id, customer_key, has_items
   )
   select p_job_id, f.order_id, f.order_key, f.record, f.line, f.placed_at, f.status, f.currency,
-         f.exchange_rate::numeric, coalesce(f.total::numeric, g.items_total), f.email, f.phone,
+         f.exchange_rate::numeric, coalesce(f.total::numeric, f.items_total), f.email, f.phone,
          f.first_name, f.last_name, f.customer_id, coalesce('id:' || f.customer_id, 'email:' || f.email),
-         g.has_items
-  from private.import_order_lines f
-  join (
-    select l.order_id, l.order_key, bool_or(l.problem is not null) as bad, bool_or(l.has_item) as has_items,
+         f.has_items
+  from (
+    select l.*, bool_or(l.problem is not null) over w as bad, bool_or(l.has_item) over w as has_items,
            sum(round(l.item_quantity::numeric * l.item_unit_price::numeric, 2))
-             filter (where l.has_item and l.problem is null) as items_total
+             filter (where l.has_item and l.problem is null) over w as items_total
     from private.import_order_lines l
     where l.job_id = p_job_id and l.order_id is not null
-    group by l.order_id, l.order_key
-  ) as g on g.order_id = f.order_id and g.order_key = f.order_key
-  where f.job_id = p_job_id and f.first_in_order and not g.bad;
+    window w as (partition by l.order_id, l.order_key)
+  ) as f
+  where f.first_in_order and not f.bad;
 
   -- Customers: by customer_id (source manual), then by email, else new (one per email).
   insert into private.import_order_customers (
@@ -411,23 +411,24 @@ begin
   where h.job_id = p_job_id and h.customer_key is not null
   order by h.customer_key, h.record;
 
-  update private.import_order_customers c set contact_id = x.contact_id
-  from public.contact_external_ids x
-  where c.job_id = p_job_id and c.customer_id is not null and x.workspace_id = v_job.workspace_id and x.source = 'manual'
-    and x.external_id = c.customer_id;
+  -- Each lookup is an index probe per customer, whatever the planner knows of the tables' sizes.
+  update private.import_order_customers c
+  set contact_id = (
+    select x.contact_id from public.contact_external_ids x
+    where x.workspace_id = v_job.workspace_id and x.source = 'manual' and x.external_id = c.customer_id
+  )
+  where c.job_id = p_job_id and c.customer_id is not null;
 
-  update private.import_order_customers c set contact_id = k.id
-  from public.contacts k
-  where c.job_id = p_job_id and c.contact_id is null and c.email is not null and k.workspace_id = v_job.workspace_id and k.email = c.email;
+  update private.import_order_customers c
+  set contact_id = (
+    select k.id from public.contacts k where k.workspace_id = v_job.workspace_id and k.email = c.email
+  )
+  where c.job_id = p_job_id and c.contact_id is null and c.email is not null;
 
-  update private.import_order_customers c set contact_id = n.id, is_new = true
-  from (
-    select u.email, gen_random_uuid() as id from private.import_order_customers u
-    where u.job_id = p_job_id and u.contact_id is null and u.email is not null group by u.email
-  ) as n
-  where c.job_id = p_job_id and c.contact_id is null and c.email = n.email;
-
-  update private.import_order_customers c set contact_id = gen_random_uuid(), is_new = true
+  -- A new contact's id comes from its email (so customers sharing an email share the contact)
+  -- or is random when only a customer_id names it.
+  update private.import_order_customers c
+  set contact_id = coalesce(md5(p_job_id::text || c.email)::uuid, gen_random_uuid()), is_new = true
   where c.job_id = p_job_id and c.contact_id is null;
 
   v_room := private.contacts_room(v_job.workspace_id);
@@ -447,9 +448,15 @@ begin
   if v_created < (select count(distinct c.contact_id) from private.import_order_customers c
                   where c.job_id = p_job_id and c.is_new and not c.over_limit) then
     -- Someone else created one of these emails meanwhile: use theirs.
-    update private.import_order_customers c set contact_id = k.id, is_new = false
-    from public.contacts k
-    where c.job_id = p_job_id and c.is_new and k.workspace_id = v_job.workspace_id and k.email = c.email and k.id <> c.contact_id;
+    update private.import_order_customers c
+    set contact_id = coalesce((
+          select k.id from public.contacts k where k.workspace_id = v_job.workspace_id and k.email = c.email
+        ), c.contact_id),
+        is_new = not exists (
+          select 1 from public.contacts k
+          where k.workspace_id = v_job.workspace_id and k.email = c.email and k.id <> c.contact_id
+        )
+    where c.job_id = p_job_id and c.is_new and c.email is not null;
   end if;
 
   insert into public.contact_external_ids (workspace_id, contact_id, source, external_id)
@@ -472,54 +479,74 @@ begin
   set contact_id = case when not c.over_limit then c.contact_id end,
       rejected = case when c.over_limit then format('Your plan allows %s contacts; this order''s customer would be over the limit', v_max) end
   from private.import_order_customers c
-  where h.job_id = p_job_id and c.job_id = p_job_id and c.customer_key = h.customer_key;
+  where h.job_id = p_job_id and c.job_id = p_job_id and c.customer_key = h.customer_key
+    and (c.over_limit or c.contact_id is not null);
 
-  -- Every line of a bad or rejected order is reported.
-  select jsonb_agg(jsonb_build_object('line', e.line, 'column_name', e.problem_column, 'reason', e.reason) order by e.line),
-         (select count(*) from private.import_order_heads h where h.job_id = p_job_id and h.rejected is null)
-  into v_errors, v_valid
-  from (
-    select l.line, l.problem_column,
-           coalesce(l.problem, h.rejected,
-                    format('not imported: order %s has an error on line %s', left(l.order_id, 50), g.bad_line)) as reason
-    from private.import_order_lines l
-    left join private.import_order_heads h
-      on h.job_id = p_job_id and h.order_id = l.order_id and h.order_key = l.order_key
-    left join (
-      select b.order_id, b.order_key, min(b.line) as bad_line from private.import_order_lines b
-      where b.job_id = p_job_id and b.problem is not null group by b.order_id, b.order_key
-    ) as g on g.order_id = l.order_id and g.order_key = l.order_key
-    where l.job_id = p_job_id and (l.problem is not null or h.rejected is not null or h.order_id is null)
-  ) as e;
-  if v_errors is not null then
+  select count(*) into v_valid
+  from private.import_order_heads h where h.job_id = p_job_id and h.rejected is null;
+
+  -- Every line of a bad or rejected order is reported (when the chunk has any).
+  if v_valid < (select count(*) from private.import_order_lines l
+                where l.job_id = p_job_id and l.first_in_order) then
+    select jsonb_agg(jsonb_build_object('line', e.line, 'column_name', e.problem_column, 'reason', e.reason)
+                     order by e.line)
+    into v_errors
+    from (
+      select l.line, l.problem_column,
+             coalesce(l.problem, l.rejected,
+                      format('not imported: order %s has an error on line %s', left(l.order_id, 50), l.bad_line)) as reason
+      from (
+        select b.line, b.order_id, b.problem, b.problem_column,
+               min(b.line) filter (where b.problem is not null) over (partition by b.order_id, b.order_key) as bad_line,
+               (select h.rejected from private.import_order_heads h
+                where h.job_id = p_job_id and h.order_id = b.order_id and h.order_key = b.order_key) as rejected
+        from private.import_order_lines b
+        where b.job_id = p_job_id
+      ) as l
+      where l.problem is not null or l.rejected is not null or l.bad_line is not null
+    ) as e;
     perform private.record_import_errors(v_job, v_errors);
   end if;
 
-  with written as (
-    insert into public.orders as o (
-      workspace_id, project_id, contact_id, source, external_id, status, placed_at, total,
-      currency, exchange_rate, base_total
-    )
-    select v_job.workspace_id, v_job.project_id, h.contact_id, 'csv', h.order_id, h.status,
-           h.placed_at, h.total, h.currency, h.exchange_rate,
-           case when h.currency = v_base_currency then h.total else round(h.total * h.exchange_rate, 2) end
-    from private.import_order_heads h
-    where h.job_id = p_job_id and h.rejected is null
-    order by h.record
-    on conflict (workspace_id, source, external_id) do update
-    set contact_id = coalesce(excluded.contact_id, o.contact_id), status = excluded.status,
-        placed_at = excluded.placed_at, total = excluded.total, currency = excluded.currency,
-        exchange_rate = excluded.exchange_rate, base_total = excluded.base_total
-    where (o.contact_id, o.status, o.placed_at, o.total, o.currency, o.exchange_rate, o.base_total)
-          is distinct from (coalesce(excluded.contact_id, o.contact_id), excluded.status,
-                            excluded.placed_at, excluded.total, excluded.currency,
-                            excluded.exchange_rate, excluded.base_total)
-    returning o.id, o.xmax = 0 as inserted
+  -- Orders already stored are found by an index probe each; those whose values differ are
+  -- updated, the others left alone, and new ones inserted without a conflict check per row (an
+  -- order inserted meanwhile by a shop's webhook fails the chunk, which is then run again).
+  update private.import_order_heads h
+  set stored_id = (
+    select o.id from public.orders o
+    where o.workspace_id = v_job.workspace_id and o.source = 'csv' and o.external_id = h.order_id
   )
-  select count(*) filter (where w.inserted), count(*) filter (where not w.inserted),
-         coalesce(array_agg(w.id), '{}')
-  into v_created, v_updated, v_written
-  from written w;
+  where h.job_id = p_job_id and h.rejected is null;
+
+  with written as (
+    update public.orders o
+    set contact_id = coalesce(h.contact_id, o.contact_id), status = h.status,
+        placed_at = h.placed_at, total = h.total, currency = h.currency,
+        exchange_rate = h.exchange_rate, base_total = n.base_total
+    from private.import_order_heads h
+    cross join lateral (
+      select case when h.currency = v_base_currency then h.total
+                  else round(h.total * h.exchange_rate, 2) end as base_total
+    ) as n
+    where h.job_id = p_job_id and h.rejected is null and o.id = h.stored_id
+      and (o.contact_id, o.status, o.placed_at, o.total, o.currency, o.exchange_rate, o.base_total)
+          is distinct from (coalesce(h.contact_id, o.contact_id), h.status, h.placed_at, h.total,
+                            h.currency, h.exchange_rate, n.base_total)
+    returning o.id
+  )
+  select count(*), coalesce(array_agg(w.id), '{}') into v_updated, v_written from written w;
+
+  insert into public.orders (
+    workspace_id, project_id, contact_id, source, external_id, status, placed_at, total,
+    currency, exchange_rate, base_total
+  )
+  select v_job.workspace_id, v_job.project_id, h.contact_id, 'csv', h.order_id, h.status,
+         h.placed_at, h.total, h.currency, h.exchange_rate,
+         case when h.currency = v_base_currency then h.total else round(h.total * h.exchange_rate, 2) end
+  from private.import_order_heads h
+  where h.job_id = p_job_id and h.rejected is null and h.stored_id is null
+  order by h.record;
+  get diagnostics v_created = row_count;
 
   if v_items then
     -- Lines are replaced only for orders whose stored lines differ from the file's.
@@ -568,7 +595,11 @@ begin
     where h.job_id = p_job_id and h.rejected is null and o.id = any (v_changed)
     order by l.record;
 
-    v_updated := v_updated + (select count(*) from unnest(v_changed) as c(id) where c.id <> all (v_written));
+    -- Orders whose lines alone changed count as updated.
+    v_updated := v_updated + (
+      select count(*) from private.import_order_heads h
+      where h.job_id = p_job_id and h.stored_id = any (v_changed) and h.stored_id <> all (v_written)
+    );
   end if;
 
   delete from private.import_order_lines w where w.job_id = p_job_id;

@@ -1,0 +1,256 @@
+"""Benchmark: a 1M-order CSV imported through the edge's upload + commit path (parts of 4 MiB,
+commit calls until the job is done) against a plain COPY of the same file into an unindexed
+table, in one run on a throwaway database; and the edge's memory growth while it imports.
+
+    scripts/bench_import [--orders N] [--customers N]
+
+The edge runs as its own process (uvicorn), so its resident memory is measured alone: the
+growth is its peak (VmHWM) during the import minus its size after a small warm-up import.
+"""
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import psycopg
+
+from scripts import postgres
+from scripts.migrate import migrate
+
+SUPABASE_URL = "http://127.0.0.1:54321"
+SECRET = "bench-secret-with-at-least-thirty-two-characters"  # noqa: S105 (a throwaway database's)
+PART_BYTES = 4 * 1024 * 1024
+HEADER = "order_id,placed_at,status,total,currency,email,first_name,last_name,customer_id\n"
+
+
+def write_orders(path: Path, orders: int, customers: int) -> None:
+    """Orders over three years for `customers` customers, skewed like a real shop's (a few buy
+    often); one in ten cancelled or refunded."""
+    rng = random.Random(14)  # noqa: S311 (test data)
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write(HEADER)
+        lines = []
+        for n in range(1, orders + 1):
+            who = 1 + int(rng.random() ** 2 * customers)
+            roll = rng.random()
+            status = "paid" if roll < 0.9 else "cancelled" if roll < 0.95 else "refunded"
+            day = rng.randrange(1095)
+            lines.append(
+                f"O-{n},{2023 + day // 365}-{1 + day % 365 // 31:02d}-{1 + day % 28:02d}"
+                f"T{rng.randrange(24):02d}:{rng.randrange(60):02d}:00Z,{status},"
+                f"{rng.randrange(500, 30000) / 100:.2f},EUR,customer{who}@example.test,"
+                f"Name{who},Surname{who},C{who}\n"
+            )
+            if len(lines) == 10000:
+                out.writelines(lines)
+                lines.clear()
+        out.writelines(lines)
+
+
+def plain_copy(database_url: str, path: Path) -> float:
+    """The baseline: the same file into an unindexed table with the same columns, typed."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "create table bench_plain_copy (order_id text, placed_at timestamptz, status text,"
+            " total numeric(14, 2), currency text, email text, first_name text, last_name text,"
+            " customer_id text)"
+        )
+        started = time.perf_counter()
+        with (
+            conn.cursor() as cursor,
+            cursor.copy("copy bench_plain_copy from stdin with (format csv, header true)") as copy,
+            path.open("rb") as file,
+        ):
+            while block := file.read(1 << 20):
+                copy.write(block)
+        elapsed = time.perf_counter() - started
+        conn.execute("drop table bench_plain_copy")
+    return elapsed
+
+
+def prepare(database_url: str) -> tuple[str, str, str]:
+    """A team workspace with a project, room for every customer, and an access token."""
+    user_id = uuid.uuid4()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "insert into auth.users (id, aud, role, email) values (%s, 'authenticated',"
+            " 'authenticated', %s)",
+            (user_id, f"bench-{user_id.hex[:8]}@example.test"),
+        )
+        conn.execute(
+            "update public.workspaces set plan_tier = 'team' where created_by = %s", (user_id,)
+        )
+        # A throwaway database: lift the plan's limits rather than count against them.
+        conn.execute("update public.plans set contact_limit = 100000000")
+        conn.execute("update public.plan_rate_limits set max_requests = 1000000000")
+        row = conn.execute(
+            "insert into public.projects (workspace_id, name, type)"
+            " select id, 'Bench shop', 'eshop' from public.workspaces where created_by = %s"
+            " returning id, workspace_id",
+            (user_id,),
+        ).fetchone()
+    assert row is not None
+    now = int(time.time())
+    token = jwt.encode(
+        {
+            "iss": f"{SUPABASE_URL}/auth/v1",
+            "sub": str(user_id),
+            "aud": "authenticated",
+            "role": "authenticated",
+            "exp": now + 7200,
+            "iat": now,
+        },
+        SECRET,
+        algorithm="HS256",
+    )
+    return token, str(row[1]), str(row[0])
+
+
+def memory_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} for process {pid}")
+
+
+def import_file(
+    edge: httpx.Client, workspace: str, project: str, path: Path
+) -> tuple[dict[str, Any], float, float, int]:
+    """Create, upload every part, commit until done; answers the job, the upload and commit
+    seconds, and the number of commit calls."""
+    size = path.stat().st_size
+    created = edge.post(
+        "/api/v1/imports",
+        json={
+            "workspace_id": workspace,
+            "kind": "orders",
+            "project_id": project,
+            "size_bytes": size,
+            "file_name": path.name,
+        },
+    )
+    created.raise_for_status()
+    job = created.json()["data"]["id"]
+    started = time.perf_counter()
+    with path.open("rb") as file:
+        number = 1
+        while block := file.read(PART_BYTES):
+            edge.put(f"/api/v1/imports/{job}/parts/{number}", content=block).raise_for_status()
+            number += 1
+    uploaded = time.perf_counter()
+    calls = 0
+    while True:
+        calls += 1
+        answer = edge.post(f"/api/v1/imports/{job}/commit")
+        answer.raise_for_status()
+        state = answer.json()["data"]
+        if state["status"] in ("done", "failed", "cancelled"):
+            break
+    return state, uploaded - started, time.perf_counter() - uploaded, calls
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--customers", type=int, default=200_000)
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args(argv)
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        postgres.throwaway_database("growthbase_bench") as database_url,
+    ):
+        path = Path(folder) / "orders.csv"
+        warmup = Path(folder) / "warmup.csv"
+        write_orders(path, args.orders, args.customers)
+        write_orders(warmup, 2000, 500)
+        migrate(database_url)
+        token, workspace, project = prepare(database_url)
+        copy_seconds = plain_copy(database_url, path)
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "SUPABASE_URL": SUPABASE_URL,
+            "SUPABASE_JWT_SECRET": SECRET,
+            "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        }
+        server = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.index:app",
+                "--port",
+                str(args.port),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            cwd=folder,
+        )
+        try:
+            with httpx.Client(
+                base_url=f"http://127.0.0.1:{args.port}",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=120,
+            ) as edge:
+                deadline = time.monotonic() + 30
+                while True:
+                    try:
+                        if edge.get("/health").status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the edge did not start")
+                    time.sleep(0.2)
+                import_file(edge, workspace, project, warmup)
+                before_kib = memory_kib(server.pid, "VmRSS")
+                state, upload_seconds, commit_seconds, calls = import_file(
+                    edge, workspace, project, path
+                )
+                peak_kib = memory_kib(server.pid, "VmHWM")
+        finally:
+            server.kill()
+            server.wait()
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute(
+                "select count(*) from public.orders where project_id = %s", (project,)
+            ).fetchone()
+    imported = row[0] if row else 0
+    total = upload_seconds + commit_seconds
+    size_mib = path.stat().st_size / 1024 / 1024
+    print(f"file: {args.orders} orders of {args.customers} customers, {size_mib:.0f} MiB")
+    print(
+        f"plain COPY into an unindexed table       {copy_seconds:7.2f} s"
+        f"   {args.orders / copy_seconds:9.0f} rows/s"
+    )
+    print(
+        f"import through the edge (upload+commit)  {total:7.2f} s"
+        f"   {args.orders / total:9.0f} rows/s"
+    )
+    print(
+        f"  upload ({-(-path.stat().st_size // PART_BYTES)} parts)"
+        f"                      {upload_seconds:7.2f} s"
+    )
+    print(f"  commit ({calls} calls)                      {commit_seconds:7.2f} s")
+    print(f"ratio import / plain COPY                {total / copy_seconds:7.2f}")
+    print(f"edge memory growth (peak - after warm-up) {(peak_kib - before_kib) / 1024:6.1f} MiB")
+    print(
+        f"job: {state['status']}, created {state['created']}, failed rows {state['rows_failed']};"
+        f" orders in the database: {imported}"
+    )
+    return 0 if state["status"] == "done" and imported == args.orders else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
