@@ -184,6 +184,22 @@ async def csv_body(request: Request) -> bytes:
             429: {"rate_limited": "Too many imports; try again later"},
         },
     ),
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "example": {
+                        "workspace_id": JOB_EXAMPLE["workspace_id"],
+                        "kind": "orders",
+                        "project_id": JOB_EXAMPLE["project_id"],
+                        "size_bytes": 91927431,
+                        "file_name": "orders-2026.csv",
+                        "column_map": {"Order date": "placed_at", "Notes": None},
+                    }
+                }
+            }
+        }
+    },
 )
 def create_import(acting: ActingUser, body: NewImport) -> dict[str, Any]:
     """Members and above. Give `size_bytes` and upload the parts, or `storage_path` for a file
@@ -345,6 +361,10 @@ def get_import(acting: ActingUser, job_id: UUID) -> dict[str, Any]:
         return ok(job_out(read_job(conn, job_id)))
 
 
+class CsvResponse(StreamingResponse):
+    media_type = "text/csv"
+
+
 def errors_csv(rows: list[dict[str, Any]]) -> Iterator[str]:
     out = io.StringIO()
     writer = csv.writer(out)
@@ -357,7 +377,7 @@ def errors_csv(rows: list[dict[str, Any]]) -> Iterator[str]:
 @router.get(
     "/api/v1/imports/{job_id}/errors.csv",
     summary="Download an import's row errors as CSV (line, column, reason)",
-    response_class=StreamingResponse,
+    response_class=CsvResponse,
     responses={
         200: {
             "content": {
@@ -368,10 +388,10 @@ def errors_csv(rows: list[dict[str, Any]]) -> Iterator[str]:
                 }
             }
         },
-        **documented(None, errors=NOT_FOUND),
+        404: documented(None, errors=NOT_FOUND)[404],
     },
 )
-def download_errors(acting: ActingUser, job_id: UUID) -> StreamingResponse:
+def download_errors(acting: ActingUser, job_id: UUID) -> CsvResponse:
     """The first 1000 row errors in line order; the job's rows_failed counts them all."""
     with acting.connection() as conn:
         job = read_job(conn, job_id)
@@ -381,9 +401,8 @@ def download_errors(acting: ActingUser, job_id: UUID) -> StreamingResponse:
             (job_id,),
         ).fetchall()
     name = f"import-{job['id']}-errors.csv"
-    return StreamingResponse(
+    return CsvResponse(
         errors_csv([dict(row) for row in rows]),
-        media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
