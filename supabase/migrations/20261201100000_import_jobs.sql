@@ -518,7 +518,7 @@ revoke all on function private.running_import_jobs(integer) from public, anon, a
 
 grant execute on function private.running_import_jobs(integer) to service_role;
 
--- Uploads abandoned for a day fail (and free their parts); finished jobs older than 90 days
+-- Uploads not committed a day after they were created fail (and free their parts); finished jobs older than 90 days
 -- go, with their errors.
 create function private.prune_import_jobs()
 returns integer
@@ -532,7 +532,7 @@ begin
   update public.import_jobs j
   set status = 'failed', error_code = 'upload_expired', finished_at = now(),
       error_message = 'The upload was not committed within 24 hours; upload the file again'
-  where j.status = 'uploading' and j.updated_at < now() - interval '24 hours';
+  where j.status = 'uploading' and j.created_at < now() - interval '24 hours';
   get diagnostics v_expired = row_count;
   delete from public.import_jobs j
   where j.status in ('done', 'failed', 'cancelled') and j.finished_at < now() - interval '90 days';
