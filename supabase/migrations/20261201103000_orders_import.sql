@@ -425,10 +425,16 @@ begin
   )
   where c.job_id = p_job_id and c.contact_id is null and c.email is not null;
 
-  -- A new contact's id comes from its email (so customers sharing an email share the contact)
-  -- or is random when only a customer_id names it.
+  -- A new contact's id comes from its email (so customers sharing an email share the contact),
+  -- or is random when only a customer_id names it, behind the chunk's time in milliseconds (as
+  -- in a UUIDv7): a chunk's new rows land together at the end of the primary key's index
+  -- instead of on random pages all over it.
   update private.import_order_customers c
-  set contact_id = coalesce(md5(p_job_id::text || c.email)::uuid, gen_random_uuid()), is_new = true
+  set contact_id = encode(overlay(
+        coalesce(decode(md5(p_job_id::text || c.email), 'hex'), uuid_send(gen_random_uuid()))
+        placing substring(int8send((extract(epoch from now()) * 1000)::bigint) from 3) from 1 for 6
+      ), 'hex')::uuid,
+      is_new = true
   where c.job_id = p_job_id and c.contact_id is null;
 
   v_room := private.contacts_room(v_job.workspace_id);
@@ -537,10 +543,13 @@ begin
   select count(*), coalesce(array_agg(w.id), '{}') into v_updated, v_written from written w;
 
   insert into public.orders (
-    workspace_id, project_id, contact_id, source, external_id, status, placed_at, total,
+    id, workspace_id, project_id, contact_id, source, external_id, status, placed_at, total,
     currency, exchange_rate, base_total
   )
-  select v_job.workspace_id, v_job.project_id, h.contact_id, 'csv', h.order_id, h.status,
+  select encode(overlay(uuid_send(gen_random_uuid())
+                placing substring(int8send((extract(epoch from clock_timestamp()) * 1000)::bigint) from 3)
+                from 1 for 6), 'hex')::uuid,
+         v_job.workspace_id, v_job.project_id, h.contact_id, 'csv', h.order_id, h.status,
          h.placed_at, h.total, h.currency, h.exchange_rate,
          case when h.currency = v_base_currency then h.total else round(h.total * h.exchange_rate, 2) end
   from private.import_order_heads h
