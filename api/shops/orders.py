@@ -1,5 +1,5 @@
 """Mapping Shopify and WooCommerce order payloads onto the one order shape the database's
-private.upsert_order takes (see the migration's comment).
+private.upsert_orders takes, in a list (see the migration's comment).
 
 The fields we read are checked for shape first (a signed payload can still carry a string
 where an object belongs); unknown fields pass through untouched.

@@ -288,7 +288,8 @@ def applier(database: Database, source: ShopSource) -> Applier:
         with database.as_service() as conn:
             if order is not None:
                 conn.execute(
-                    "select private.upsert_order(%s, %s, %s)", (project_id, source, Jsonb(order))
+                    "select private.upsert_orders(%s, %s, %s)",
+                    (project_id, source, Jsonb([order])),
                 )
             conn.execute("select private.finish_webhook_event(%s, %s)", (stored.id, outcome))
         return outcome

@@ -28,9 +28,10 @@ class Stream:
     to_document: Callable[[dict[str, Any]], dict[str, Any]]
 
 
-ORDERS = Stream("orders", "select private.upsert_order(%s, 'shoptet', %s)", to_order)
+# One statement per page (a list of documents), not one per record.
+ORDERS = Stream("orders", "select private.upsert_orders(%s, 'shoptet', %s)", to_order)
 CUSTOMERS = Stream(
-    "customers", "select private.upsert_shop_customer(%s, 'shoptet', %s)", to_customer
+    "customers", "select private.upsert_shop_customers(%s, 'shoptet', %s)", to_customer
 )
 STREAMS = (ORDERS, CUSTOMERS)
 
@@ -67,8 +68,9 @@ def sync_stream(
             default=None,
         )
         with database.as_service() as conn:
-            for item in items:
-                conn.execute(stream.query, (project_id, Jsonb(stream.to_document(item))))
+            if items:
+                documents = [stream.to_document(item) for item in items]
+                conn.execute(stream.query, (project_id, Jsonb(documents)))
             conn.execute(
                 "select private.save_sync_progress(%s, 'shoptet', %s, %s, %s)",
                 (project_id, stream.name, page + 1, newest),

@@ -88,7 +88,7 @@ def apply_event(
         finally:
             client.close()
         with database.as_service() as conn:
-            conn.execute(stream.query, (project_id, Jsonb(stream.to_document(record))))
+            conn.execute(stream.query, (project_id, Jsonb([stream.to_document(record)])))
         outcome = "applied"
     else:
         outcome = "ignored"
