@@ -181,6 +181,13 @@ async def csv_body(request: Request) -> bytes:
             },
             409: {"too_many_import_jobs": "A workspace runs at most 3 imports at once"},
             413: {"file_too_large": "A file to import may have at most 1 GiB"},
+            422: {
+                "project_required": "An orders import names its project_id",
+                "size_required": "Give size_bytes, or a storage_path",
+                "invalid_size": "size_bytes is the file's size in bytes, at least 1",
+                "invalid_encoding": "encoding is utf-8, windows-1250, windows-1252, …",
+                "invalid_column_map": "column_map maps a file's column names to ours",
+            },
             429: {"rate_limited": "Too many imports; try again later"},
         },
     ),
@@ -245,6 +252,7 @@ def create_import(acting: ActingUser, body: NewImport) -> dict[str, Any]:
                 "invalid_encoding": "Part 2 is not valid utf-8 text",
                 "invalid_csv": "missing columns: order_id",
                 "empty_part": "A part must hold at least one byte",
+                "invalid_part_number": "Parts are numbered from 1 to 10000",
             },
         },
     ),
@@ -286,7 +294,8 @@ def answer(conn: Connection, job_id: UUID) -> dict[str, Any]:
         "invalid_encoding",
         "file_changed",
     ):
-        raise ApiError(422, job["error_code"], job["error_message"], {"job": job_out(job)})
+        details = {"job": ImportJob(**job_out(job)).model_dump(mode="json")}
+        raise ApiError(422, job["error_code"], job["error_message"], details)
     return job_out(job)
 
 
@@ -307,6 +316,7 @@ def answer(conn: Connection, job_id: UUID) -> dict[str, Any]:
             422: {
                 "invalid_csv": "missing columns: email",
                 "invalid_encoding": "line 7 is not valid utf-8",
+                "file_changed": "The file has fewer bytes than when the import was created",
             },
             503: {"provider_not_configured": "Supabase Storage is not configured"},
         },
@@ -427,6 +437,7 @@ def download_errors(acting: ActingUser, job_id: UUID) -> CsvResponse:
             422: {
                 "invalid_csv": "missing columns: order_id, placed_at",
                 "invalid_encoding": "Part 1 is not valid utf-8 text",
+                "file_changed": "The file has fewer bytes than declared",
             },
             429: {"rate_limited": "Too many imports; try again later"},
         },

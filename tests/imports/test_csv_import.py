@@ -140,3 +140,16 @@ def test_the_command_line_import_reports_the_same_rows(
     ]
     assert "imported 3 order(s), 7 bad row(s)" in captured.out
     assert set(imported(conn, project)) == {"A-1", "A-2", "A-9"}
+
+
+def test_a_one_line_file_without_our_columns_is_a_clear_422(
+    client: TestClient, jwks: JwksServer, conn: Conn
+) -> None:
+    owner = create_user(conn)
+    project = make_project(conn, owner)
+    response = upload(client, jwks, owner, project, "id,when")
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_csv"
+    assert error["details"]["job"]["status"] == "failed"
+    assert imported(conn, project) == {}
