@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(folder) / "orders.csv"
         warmup = Path(folder) / "warmup.csv"
         write_orders(path, args.orders, args.customers)
+        size = path.stat().st_size
         write_orders(warmup, 2000, 500)
         migrate(database_url)
         token, workspace, project = prepare(database_url)
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             ).fetchone()
     imported = row[0] if row else 0
     total = upload_seconds + commit_seconds
-    size_mib = path.stat().st_size / 1024 / 1024
+    size_mib = size / 1024 / 1024
     print(f"file: {args.orders} orders of {args.customers} customers, {size_mib:.0f} MiB")
     print(
         f"plain COPY into an unindexed table       {copy_seconds:7.2f} s"
@@ -239,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         f"   {args.orders / total:9.0f} rows/s"
     )
     print(
-        f"  upload ({-(-path.stat().st_size // PART_BYTES)} parts)"
+        f"  upload ({-(-size // PART_BYTES)} parts)"
         f"                      {upload_seconds:7.2f} s"
     )
     print(f"  commit ({calls} calls)                      {commit_seconds:7.2f} s")

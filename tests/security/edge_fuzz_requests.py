@@ -85,6 +85,7 @@ class Seeded:
     razorpay_plan_id: str
     automation_id: uuid.UUID
     identity_id: uuid.UUID
+    import_job_id: uuid.UUID
     shoptet_order_code: str
     shoptet_customer_guid: str
 

@@ -103,6 +103,7 @@ class Tenant:
             "subscription_id": seeded.subscription_id,
             "automation_id": seeded.automation_id,
             "identity_id": seeded.identity_id,
+            "job_id": seeded.import_job_id,
         }
         for container in (case.path_parameters, case.query, case.body):
             if not isinstance(container, dict):
@@ -224,6 +225,12 @@ def seed(conn: Conn, user: User, razorpay: RazorpayServer, ses: str) -> Seeded:
             "select (r.automation).id from public.enqueue_automation(%s, 'report', '{}', null) r",
             (project,),
         )["id"]
+        import_job = one(
+            conn,
+            "select id from private.create_import_job(%s, %s, 'orders', 1000, 'fuzz.csv',"
+            " 'utf-8', '{}', null)",
+            (workspace, project),
+        )["id"]
     razorpay_id = razorpay.hold(TEAM_PLAN, str(workspace))
     subscription = one(
         conn,
@@ -242,6 +249,7 @@ def seed(conn: Conn, user: User, razorpay: RazorpayServer, ses: str) -> Seeded:
         razorpay_plan_id=TEAM_PLAN,
         automation_id=automation,
         identity_id=identity,
+        import_job_id=import_job,
         shoptet_order_code=shoptet_order(1)["code"],
         shoptet_customer_guid=SHOPTET_CUSTOMER,
     )
