@@ -239,10 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         f"import through the edge (upload+commit)  {total:7.2f} s"
         f"   {args.orders / total:9.0f} rows/s"
     )
-    print(
-        f"  upload ({-(-size // PART_BYTES)} parts)"
-        f"                      {upload_seconds:7.2f} s"
-    )
+    print(f"  upload ({-(-size // PART_BYTES)} parts)                      {upload_seconds:7.2f} s")
     print(f"  commit ({calls} calls)                      {commit_seconds:7.2f} s")
     print(f"ratio import / plain COPY                {total / copy_seconds:7.2f}")
     print(f"edge memory growth (peak - after warm-up) {(peak_kib - before_kib) / 1024:6.1f} MiB")
