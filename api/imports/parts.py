@@ -76,6 +76,8 @@ def store_part(conn: Connection, job_id: UUID, part_number: int, body: bytes) ->
         for start in range(0, len(body), COPY_SLICE_BYTES):
             copy.write(body[start : start + COPY_SLICE_BYTES].hex())
         copy.write("\n")
-    finished = conn.execute("select * from private.finish_import_part(%s)", (job_id,)).fetchone()
+    finished = conn.execute(
+        "select * from private.finish_import_part(%s, %s)", (job_id, part_number)
+    ).fetchone()
     assert finished is not None
     return dict(finished)

@@ -243,8 +243,11 @@ begin
   end if;
   -- Serialises job creation per workspace so the running-jobs bound holds.
   perform 1 from public.workspaces w where w.id = p_workspace_id for update;
-  if (select count(*) from public.import_jobs j
-      where j.workspace_id = p_workspace_id and j.status in ('uploading', 'validating', 'importing')) >= 3 then
+  if exists (
+    select 1 from public.import_jobs j
+    where j.workspace_id = p_workspace_id and j.status in ('uploading', 'validating', 'importing')
+    offset 2
+  ) then
     perform private.fail(409, 'too_many_import_jobs',
       'A workspace runs at most 3 imports at once; finish or cancel one first');
   end if;
@@ -345,7 +348,8 @@ grant execute on function private.cancel_import_job(uuid) to authenticated;
 -- functions: as the service (the edge's staging writes and the workers) ------------------------
 
 -- Before a part's bytes are copied in: the job must still be uploading (409
--- import_not_uploading), and an earlier copy of the same part is removed, so a retry replaces it.
+-- import_not_uploading), and an earlier copy of the same part is removed (and taken off the
+-- job's counts), so a retry replaces it.
 create function private.begin_import_part(p_job_id uuid, p_part_number integer)
 returns public.import_jobs
 language plpgsql
@@ -366,7 +370,18 @@ begin
   if p_part_number is null or p_part_number not between 1 and 10000 then
     perform private.fail(422, 'invalid_part_number', 'Parts are numbered from 1 to 10000');
   end if;
-  delete from private.import_parts p where p.job_id = p_job_id and p.part_number = p_part_number;
+  with replaced as (
+    delete from private.import_parts p where p.job_id = p_job_id and p.part_number = p_part_number
+    returning octet_length(p.body) as size
+  )
+  update public.import_jobs j
+  set parts_received = j.parts_received - 1, bytes_received = j.bytes_received - r.size
+  from replaced r
+  where j.id = p_job_id
+  returning j.* into v_job;
+  if v_job.id is null then
+    select * into v_job from public.import_jobs j where j.id = p_job_id;
+  end if;
   return v_job;
 end
 $$;
@@ -375,9 +390,9 @@ revoke all on function private.begin_import_part(uuid, integer) from public, ano
 
 grant execute on function private.begin_import_part(uuid, integer) to service_role;
 
--- After a part's bytes are in: the parts may not add up to more than the declared size (413
--- import_size_exceeded); the job counts what it has received.
-create function private.finish_import_part(p_job_id uuid)
+-- After a part's bytes are in: the job counts it, and the parts may not add up to more than the
+-- declared size (413 import_size_exceeded).
+create function private.finish_import_part(p_job_id uuid, p_part_number integer)
 returns public.import_jobs
 language plpgsql
 security definer
@@ -385,14 +400,15 @@ set search_path = ''
 as $$
 declare
   v_job public.import_jobs;
-  v_parts integer;
-  v_bytes bigint;
 begin
-  select count(*), coalesce(sum(octet_length(p.body)), 0) into v_parts, v_bytes
-  from private.import_parts p where p.job_id = p_job_id;
-  update public.import_jobs j set parts_received = v_parts, bytes_received = v_bytes
+  update public.import_jobs j
+  set parts_received = j.parts_received + 1,
+      bytes_received = j.bytes_received + (
+        select octet_length(p.body) from private.import_parts p
+        where p.job_id = p_job_id and p.part_number = p_part_number
+      )
   where j.id = p_job_id returning * into v_job;
-  if v_bytes > v_job.size_bytes then
+  if v_job.bytes_received > v_job.size_bytes then
     raise exception using errcode = 'PT413', hint = 'import_size_exceeded',
       message = format('The parts hold more than the %s bytes the file was declared with', v_job.size_bytes),
       detail = jsonb_build_object('size_bytes', v_job.size_bytes)::text;
@@ -401,9 +417,9 @@ begin
 end
 $$;
 
-revoke all on function private.finish_import_part(uuid) from public, anon, authenticated;
+revoke all on function private.finish_import_part(uuid, integer) from public, anon, authenticated;
 
-grant execute on function private.finish_import_part(uuid) to service_role;
+grant execute on function private.finish_import_part(uuid, integer) to service_role;
 
 -- The job, locked for this transaction, or nothing when another worker holds it or it is not
 -- running: workers take it in turns, one step (a read of the file, a chunk) at a time.
