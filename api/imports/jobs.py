@@ -24,8 +24,6 @@ log = logging.getLogger("growthbase.imports")
 
 # Rows merged per transaction: about a second of work, so progress shows every second or two.
 CHUNK_RECORDS = 20_000
-# Records copied into staging between checks of the time budget.
-COPY_BATCH = 50_000
 # A commit call and a cron tick stop starting new steps after this many seconds, well inside a
 # serverless function's 60.
 STEP_BUDGET_SECONDS = 40.0
@@ -105,7 +103,8 @@ def load_step(
     conn: Connection, storage: ImportStorage | None, job: dict[str, Any], deadline: float
 ) -> None:
     """Reads the file into staging from where the last read stopped, until its end or the
-    deadline; saves where it stopped (after a whole record) with the rows it staged."""
+    deadline; saves where it stopped (after a whole record) with the rows it staged. Each block's
+    records stream straight into a COPY of their own, so memory holds one block at a time."""
     kind = KINDS[job["kind"]]
     targets, delimiter = header_targets(conn, storage, job, kind)
     offset = job["load_offset"]
@@ -114,22 +113,14 @@ def load_step(
     )
     staged = StagedRows(kind, job["id"], targets)
     records = job["load_record"]
-    batch: list[Record] = []
     finished = True
     for block in file_blocks(conn, storage, job, offset):
-        for record in reader.feed(block):
-            if record.line == 1 and offset == 0:
-                continue  # the header
-            batch.append(record)
-        if len(batch) >= COPY_BATCH:
-            records += staged.copy(conn, records + 1, batch)
-            batch.clear()
+        records += staged.copy(conn, records + 1, body_records(reader.feed(block), offset))
         if time.monotonic() > deadline:
             finished = False
             break
     if finished:
-        batch.extend(r for r in reader.finish() if not (r.line == 1 and offset == 0))
-    records += staged.copy(conn, records + 1, batch)
+        records += staged.copy(conn, records + 1, body_records(reader.finish(), offset))
     consumed = offset + reader.consumed
     if finished and consumed != job["size_bytes"]:
         raise CsvFileError(
@@ -141,6 +132,13 @@ def load_step(
         "select private.save_import_load(%s, %s, %s, %s)",
         (job["id"], consumed, reader.line, records),
     )
+
+
+def body_records(records: Iterator[Record], offset: int) -> Iterator[Record]:
+    """The file's records without its header (line 1 of a read from the start)."""
+    for record in records:
+        if not (record.line == 1 and offset == 0):
+            yield record
 
 
 def step(runner: Runner, job_id: UUID, deadline: float) -> dict[str, Any] | None:
