@@ -75,7 +75,25 @@ CONTACTS = ImportKind(
     phone_is_required_valid=True,
 )
 
-KINDS = {kind.name: kind for kind in (ORDERS, CONTACTS)}
+PRODUCTS = ImportKind(
+    name="products",
+    staging_table="import_product_rows",
+    columns=(
+        "product_id",
+        "title",
+        "sku",
+        "price",
+        "currency",
+        "inventory",
+        "url",
+        "image_url",
+        "category",
+        "status",
+    ),
+    required=("product_id", "title"),
+)
+
+KINDS = {kind.name: kind for kind in (ORDERS, CONTACTS, PRODUCTS)}
 
 
 class HeaderError(ValueError):

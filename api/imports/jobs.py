@@ -30,10 +30,12 @@ STEP_BUDGET_SECONDS = 40.0
 CHUNK_FUNCTIONS = {
     "orders": "select * from private.import_orders_chunk(%s, %s)",
     "contacts": "select * from private.import_contacts_chunk(%s, %s)",
+    "products": "select * from private.import_products_chunk(%s, %s)",
 }
 VALIDATE_FUNCTIONS = {
     "orders": "select * from private.validate_orders_import(%s)",
     "contacts": "select * from private.validate_contacts_import(%s)",
+    "products": "select * from private.validate_products_import(%s)",
 }
 ENDED = ("done", "failed", "cancelled")
 RETRYABLE = (

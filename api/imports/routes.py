@@ -33,9 +33,9 @@ class NewImport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     workspace_id: UUID
-    kind: Literal["orders", "contacts"]
+    kind: Literal["orders", "contacts", "products"]
     project_id: UUID | None = Field(
-        default=None, description="The shop the orders belong to (required for orders)"
+        default=None, description="The shop the orders or products belong to (not for contacts)"
     )
     size_bytes: int | None = Field(
         default=None, ge=1, description="The file's size; required unless storage_path is given"
@@ -164,7 +164,7 @@ async def csv_body(request: Request) -> bytes:
     "/api/v1/imports",
     status_code=201,
     response_model=Envelope[ImportJob],
-    summary="Create an import job for a CSV of orders or contacts",
+    summary="Create an import job for a CSV of orders, contacts or products",
     responses=documented(
         JOB_EXAMPLE | {"status": "uploading", "rows_total": None},
         status=201,
@@ -212,8 +212,8 @@ def create_import(acting: ActingUser, body: NewImport) -> dict[str, Any]:
     """Members and above. Give `size_bytes` and upload the parts, or `storage_path` for a file
     the SPA put in the imports bucket (its size is read from Storage). Spends one request of the
     plan's import limit."""
-    if body.kind == "orders" and body.project_id is None:
-        raise ApiError(422, "project_required", "An orders import names its project_id")
+    if body.kind != "contacts" and body.project_id is None:
+        raise ApiError(422, "project_required", "An orders or products import names its project_id")
     if body.storage_path is None and body.size_bytes is None:
         raise ApiError(422, "size_required", "Give size_bytes, or a storage_path")
     with acting.connection() as conn:

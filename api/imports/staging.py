@@ -36,7 +36,7 @@ class StagedRows:
         self.positions = [position.get(name) for name in kind.columns]
         self.phone = position.get("phone")
         self.country = position.get("country")
-        self.phone_slot = kind.columns.index("phone")
+        self.phone_slot = kind.columns.index("phone") if "phone" in kind.columns else None
         self.attributes = [
             (i, name.removeprefix(ATTRIBUTE))
             for i, name in enumerate(targets)
@@ -66,8 +66,8 @@ class StagedRows:
         values: list[str | None] = [
             fields[i] if i is not None and i < count else None for i in self.positions
         ]
-        raw_phone = values[self.phone_slot]
-        if raw_phone and raw_phone.strip():
+        raw_phone = values[self.phone_slot] if self.phone_slot is not None else None
+        if self.phone_slot is not None and raw_phone and raw_phone.strip():
             has_country = self.country is not None and self.country < count
             country = fields[self.country] if has_country and self.country is not None else ""
             values[self.phone_slot] = phone_in_e164(raw_phone.strip(), country.strip())

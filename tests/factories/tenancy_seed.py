@@ -99,6 +99,7 @@ EXPLICIT_SCOPES.update(
         for name in (
             "import_order_rows",
             "import_contact_rows",
+            "import_product_rows",
             "import_contact_work",
             "import_order_lines",
             "import_order_heads",
@@ -515,6 +516,8 @@ def seed_import(conn: Conn, worker: User, workspace_id: uuid.UUID, project: uuid
         " values (%s, 1, 2, 'X-1')",
         "insert into private.import_contact_rows (job_id, record, line, email)"
         " values (%s, 1, 2, 'x@example.test')",
+        "insert into private.import_product_rows (job_id, record, line, product_id)"
+        " values (%s, 1, 2, 'P-1')",
         "insert into private.import_contact_work (job_id, record, line, email, tags, attributes)"
         " values (%s, 1, 2, 'x@example.test', '{}', '{}')",
         "insert into private.import_order_lines (job_id, record, line, order_id, order_key,"

@@ -478,3 +478,61 @@ def test_a_worker_that_dies_mid_chunk_leaves_nothing_doubled(
     )
     counted = one(conn, "select count(*) as n from public.orders where project_id = %s", (project,))
     assert counted["n"] == 45_000
+
+
+def test_a_catalog_imports_as_products_and_links_lines_imported_before_it(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    api = Api(client, jwks, owner)
+    project = make_project(conn, owner)
+    orders = (
+        "order_id,placed_at,status,total,currency,item_sku,item_name,item_quantity,"
+        "item_unit_price,item_product_id\n"
+        "A-1,2026-05-01,paid,,EUR,TEA-1,Green tea,1,5.50,P-TEA\n"
+    )
+    assert api.commit(api.orders_job(project, orders.encode())).json()["data"]["created"] == 1
+    catalog = (
+        b"Product ID,Title,SKU,Price,Currency,Inventory,Category,Status\n"
+        b"P-TEA,Green tea,TEA-1,5.50,eur,12,Drinks,\n"
+        b"P-CUP,Cup,CUP-1,3,EUR,,Kitchen,archived\n"
+        b"P-TEA,Green tea again,TEA-1,5.50,EUR,12,Drinks,\n"
+        b"P-BAD,Bad,,-1,EUR,x,,\n"
+    )
+    job = api.create(
+        workspace_id=str(owner.workspace_id),
+        kind="products",
+        project_id=str(project),
+        size_bytes=len(catalog),
+    ).json()["data"]["id"]
+    assert api.part(job, 1, catalog).status_code == 200
+    report = api.commit(job).json()["data"]
+    assert (report["status"], report["created"], report["rows_failed"]) == ("done", 2, 2)
+    assert errors_of(api, job)[1:] == [
+        ["4", "product_id", "product_id repeats line 2"],
+        ["5", "price", "price must be zero or more"],
+    ]
+    products = conn.execute(
+        "select external_id, title, price, currency, inventory, status from public.products"
+        " where project_id = %s order by external_id",
+        (project,),
+    ).fetchall()
+    assert [tuple(p.values()) for p in products] == [
+        ("P-CUP", "Cup", pytest.approx(3), "EUR", None, "archived"),
+        ("P-TEA", "Green tea", pytest.approx(5.5), "EUR", 12, "active"),
+    ]
+    linked = one(
+        conn,
+        "select p.external_id from public.order_items i join public.products p"
+        " on p.id = i.product_id join public.orders o on o.id = i.order_id"
+        " where o.project_id = %s",
+        (project,),
+    )
+    assert linked["external_id"] == "P-TEA"
+    again = api.create(
+        workspace_id=str(owner.workspace_id),
+        kind="products",
+        project_id=str(project),
+        size_bytes=len(catalog),
+    ).json()["data"]["id"]
+    api.part(again, 1, catalog)
+    assert api.commit(again).json()["data"]["unchanged"] == 2
