@@ -22,8 +22,13 @@ from api.imports.storage import ImportStorage, StorageError
 
 log = logging.getLogger("growthbase.imports")
 
-# Rows merged per transaction: about a second of work, so progress shows every second or two.
+# Rows merged per transaction: the first chunk's size, then whatever the last chunk's pace says
+# takes CHUNK_SECONDS, so progress shows every few seconds and no step outlasts a call's budget
+# on a busy database.
 CHUNK_RECORDS = 20_000
+CHUNK_SECONDS = 3.0
+MIN_CHUNK_RECORDS = 1_000
+MAX_CHUNK_RECORDS = 50_000
 # A commit call and a cron tick stop starting new steps after this many seconds, well inside a
 # serverless function's 60.
 STEP_BUDGET_SECONDS = 40.0
@@ -143,7 +148,9 @@ def body_records(records: Iterator[Record], offset: int) -> Iterator[Record]:
             yield record
 
 
-def step(runner: Runner, job_id: UUID, deadline: float) -> dict[str, Any] | None:
+def step(
+    runner: Runner, job_id: UUID, deadline: float, chunk_records: int = CHUNK_RECORDS
+) -> dict[str, Any] | None:
     """One step of a job, in one transaction: None when another worker holds the job or it is not
     running."""
     with runner.database.as_service() as conn:
@@ -155,7 +162,7 @@ def step(runner: Runner, job_id: UUID, deadline: float) -> dict[str, Any] | None
             return job
         if job["status"] == "validating":
             return conn.execute(VALIDATE_FUNCTIONS[job["kind"]], (job_id,)).fetchone()
-        return conn.execute(CHUNK_FUNCTIONS[job["kind"]], (job_id, CHUNK_RECORDS)).fetchone()
+        return conn.execute(CHUNK_FUNCTIONS[job["kind"]], (job_id, chunk_records)).fetchone()
 
 
 def fail(runner: Runner, job_id: UUID, code: str, message: str) -> None:
@@ -168,9 +175,12 @@ def run_job(runner: Runner, job_id: UUID, budget_seconds: float = STEP_BUDGET_SE
     that cannot be read fails the job with the reason; Storage being away leaves it for later."""
     deadline = time.monotonic() + budget_seconds
     conflicts = 0
+    chunk_records = CHUNK_RECORDS
+    merging = False  # whether the next step merges a chunk (the last one left the job importing)
     while time.monotonic() < deadline:
+        started = time.monotonic()
         try:
-            job = step(runner, job_id, deadline)
+            job = step(runner, job_id, deadline, chunk_records)
         except RETRYABLE as error:
             # Another writer (a shop's webhook) stored the same order or contact meanwhile: the
             # step rolled back whole; run it again, now finding theirs.
@@ -190,6 +200,11 @@ def run_job(runner: Runner, job_id: UUID, budget_seconds: float = STEP_BUDGET_SE
             return
         if job is None or job["status"] in ENDED:
             return
+        if merging:
+            pace = chunk_records / max(time.monotonic() - started, 0.001)
+            paced = min(max(pace * CHUNK_SECONDS, MIN_CHUNK_RECORDS), MAX_CHUNK_RECORDS)
+            chunk_records = int(paced)
+        merging = job["status"] == "importing"
 
 
 def continue_import_jobs(
