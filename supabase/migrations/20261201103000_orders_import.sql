@@ -437,7 +437,10 @@ begin
       is_new = true
   where c.job_id = p_job_id and c.contact_id is null;
 
-  v_room := private.contacts_room(v_job.workspace_id);
+  -- The counter is locked (and the limit read) only when the chunk has new customers.
+  v_room := case when exists (select 1 from private.import_order_customers n
+                              where n.job_id = p_job_id and n.is_new)
+                 then private.contacts_room(v_job.workspace_id) else 0 end;
   update private.import_order_customers c set over_limit = true
   where c.job_id = p_job_id and c.is_new and c.contact_id in (
     select n.contact_id from private.import_order_customers n where n.job_id = p_job_id and n.is_new
