@@ -32,7 +32,7 @@ PART_BYTES = 4 * 1024 * 1024
 HEADER = "order_id,placed_at,status,total,currency,email,first_name,last_name,customer_id\n"
 
 
-def write_orders(path: Path, orders: int, customers: int) -> None:
+def write_orders(path: Path, orders: int, customers: int, prefix: str = "O") -> None:
     """Orders over three years for `customers` customers, skewed like a real shop's (a few buy
     often); one in ten cancelled or refunded."""
     rng = random.Random(14)  # noqa: S311 (test data)
@@ -45,7 +45,7 @@ def write_orders(path: Path, orders: int, customers: int) -> None:
             status = "paid" if roll < 0.9 else "cancelled" if roll < 0.95 else "refunded"
             day = rng.randrange(1095)
             lines.append(
-                f"O-{n},{2023 + day // 365}-{1 + day % 365 // 31:02d}-{1 + day % 28:02d}"
+                f"{prefix}-{n},{2023 + day // 365}-{1 + day % 365 // 31:02d}-{1 + day % 28:02d}"
                 f"T{rng.randrange(24):02d}:{rng.randrange(60):02d}:00Z,{status},"
                 f"{rng.randrange(500, 30000) / 100:.2f},EUR,customer{who}@example.test,"
                 f"Name{who},Surname{who},C{who}\n"
@@ -56,15 +56,34 @@ def write_orders(path: Path, orders: int, customers: int) -> None:
         out.writelines(lines)
 
 
-def plain_copy(database_url: str, path: Path) -> float:
-    """The baseline: the same file into an unindexed table with the same columns, typed."""
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used (it stays comparable when other work shares
+    the machine, which wall time does not)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def edge_backends(database_url: str) -> dict[int, float]:
+    """CPU seconds so far of each Postgres backend serving the edge."""
     with psycopg.connect(database_url, autocommit=True) as conn:
+        pids = conn.execute(
+            "select pid from pg_stat_activity where datname = current_database()"
+            " and application_name = 'growthbase-edge'"
+        ).fetchall()
+    return {pid: cpu_seconds(pid) for (pid,) in pids if Path(f"/proc/{pid}").exists()}
+
+
+def plain_copy(database_url: str, path: Path) -> tuple[float, float]:
+    """The baseline: the same file into an unindexed table with the same columns, typed; its wall
+    and server CPU seconds."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        backend = conn.info.backend_pid
         conn.execute(
             "create table bench_plain_copy (order_id text, placed_at timestamptz, status text,"
             " total numeric(14, 2), currency text, email text, first_name text, last_name text,"
             " customer_id text)"
         )
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), cpu_seconds(backend)
         with (
             conn.cursor() as cursor,
             cursor.copy("copy bench_plain_copy from stdin with (format csv, header true)") as copy,
@@ -72,9 +91,9 @@ def plain_copy(database_url: str, path: Path) -> float:
         ):
             while block := file.read(1 << 20):
                 copy.write(block)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, cpu_seconds(backend) - cpu
         conn.execute("drop table bench_plain_copy")
-    return elapsed
+    return elapsed, cpu
 
 
 def prepare(database_url: str) -> tuple[str, str, str]:
@@ -172,10 +191,10 @@ def main(argv: list[str] | None = None) -> int:
         warmup = Path(folder) / "warmup.csv"
         write_orders(path, args.orders, args.customers)
         size = path.stat().st_size
-        write_orders(warmup, 2000, 500)
+        write_orders(warmup, 2000, 500, prefix="W")
         migrate(database_url)
         token, workspace, project = prepare(database_url)
-        copy_seconds = plain_copy(database_url, path)
+        copy_seconds, copy_cpu = plain_copy(database_url, path)
         env = {
             **os.environ,
             "DATABASE_URL": database_url,
@@ -216,10 +235,16 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(0.2)
                 import_file(edge, workspace, project, warmup)
                 before_kib = memory_kib(server.pid, "VmRSS")
+                backends_before, edge_before = edge_backends(database_url), cpu_seconds(server.pid)
                 state, upload_seconds, commit_seconds, calls = import_file(
                     edge, workspace, project, path
                 )
                 peak_kib = memory_kib(server.pid, "VmHWM")
+                edge_cpu = cpu_seconds(server.pid) - edge_before
+                server_cpu = sum(
+                    used - backends_before.get(pid, 0.0)
+                    for pid, used in edge_backends(database_url).items()
+                )
         finally:
             server.kill()
             server.wait()
@@ -241,7 +266,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"  upload ({-(-size // PART_BYTES)} parts)                      {upload_seconds:7.2f} s")
     print(f"  commit ({calls} calls)                      {commit_seconds:7.2f} s")
-    print(f"ratio import / plain COPY                {total / copy_seconds:7.2f}")
+    print(f"ratio import / plain COPY (wall)         {total / copy_seconds:7.2f}")
+    print(
+        f"server CPU: plain COPY {copy_cpu:.2f} s, import {server_cpu:.2f} s"
+        f" (ratio {server_cpu / max(copy_cpu, 0.01):.2f}); edge CPU {edge_cpu:.2f} s"
+    )
+    with open("/proc/loadavg") as load:
+        print(f"machine load average (1, 5, 15 min): {' '.join(load.read().split()[:3])}")
     print(f"edge memory growth (peak - after warm-up) {(peak_kib - before_kib) / 1024:6.1f} MiB")
     print(
         f"job: {state['status']}, created {state['created']}, failed rows {state['rows_failed']};"
