@@ -58,7 +58,7 @@ create unlogged table private.import_contact_work (
   problem_column text,
   contact_id uuid,
   primary key (job_id, record)
-);
+) with (autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_scale_factor = 0);
 
 -- indexes and triggers ------------------------------------------------------------------------
 

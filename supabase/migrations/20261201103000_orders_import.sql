@@ -45,7 +45,9 @@ create unlogged table private.import_order_rows (
 );
 
 -- A chunk's lines as checked, its orders and its customers, while the chunk's transaction
--- merges them (empty in between).
+-- merges them (empty in between). Each chunk inserts its rows once and deletes them at its end
+-- (no updates of them but rare ones), and vacuum visits the tables every 1000 dead rows, so they
+-- stay small.
 create unlogged table private.import_order_lines (
   job_id uuid not null,
   record bigint not null,
@@ -72,8 +74,11 @@ create unlogged table private.import_order_lines (
   has_item boolean not null,
   problem text,
   problem_column text,
+  order_bad boolean not null,
+  order_has_items boolean not null,
+  order_items_total numeric,
   primary key (job_id, record)
-);
+) with (autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_scale_factor = 0);
 
 create unlogged table private.import_order_heads (
   job_id uuid not null,
@@ -97,7 +102,7 @@ create unlogged table private.import_order_heads (
   rejected text,
   stored_id uuid,
   primary key (job_id, order_id, order_key)
-);
+) with (autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_scale_factor = 0);
 
 create unlogged table private.import_order_customers (
   job_id uuid not null,
@@ -112,7 +117,7 @@ create unlogged table private.import_order_customers (
   is_new boolean not null default false,
   over_limit boolean not null default false,
   primary key (job_id, customer_key)
-);
+) with (autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_scale_factor = 0);
 
 -- indexes and triggers ------------------------------------------------------------------------
 
@@ -269,7 +274,7 @@ begin
     job_id, record, line, order_id, order_key, first_in_order, placed_at, status, total, currency,
     exchange_rate, email, phone, first_name, last_name, customer_id, item_sku, item_name,
     item_quantity, item_unit_price, item_product_id, item_variant_id, has_item, problem,
-    problem_column
+    problem_column, order_bad, order_has_items, order_items_total
   )
   select p_job_id, l.record, l.line, l.order_id, l.order_key, l.first_in_order, l.placed_at, l.status_text,
          l.total_text, l.currency_text, l.rate_text, l.email, l.phone, l.first_name, l.last_name,
@@ -278,7 +283,11 @@ begin
          case when l.loader_problem is not null then l.loader_column
               when split_part(l.problem, ' ', 1) in ('order_id', 'placed_at', 'status', 'total', 'currency', 'email',
                 'first_name', 'last_name', 'customer_id', 'exchange_rate', 'item_name', 'item_quantity',
-                'item_unit_price', 'item_product_id') then split_part(l.problem, ' ', 1) end as problem_column
+                'item_unit_price', 'item_product_id') then split_part(l.problem, ' ', 1) end as problem_column,
+         bool_or(l.problem is not null) over orders as order_bad,
+         bool_or(l.has_item) over orders as order_has_items,
+         sum(round(l.quantity_text::numeric * l.price_text::numeric, 2))
+           filter (where l.has_item and l.problem is null) over orders as order_items_total
   from (
     select o.*,
            coalesce(o.loader_problem,
@@ -380,62 +389,42 @@ begin
       ) as s
       window w as (partition by s.order_id, s.order_key order by s.record)
     ) as o
-  ) as l;
+  ) as l
+  window orders as (partition by l.order_id, l.order_key);
 
-  -- One row per valid order, from its first line; an order with any bad line has none.
-  insert into private.import_order_heads (
-    job_id, order_id, order_key, record, line, placed_at, status, currency, exchange_rate, total,
-    email, phone, first_name, last_name, customer_id, customer_key, has_items
-  )
-  select p_job_id, f.order_id, f.order_key, f.record, f.line, f.placed_at, f.status, f.currency,
-         f.exchange_rate::numeric, coalesce(f.total::numeric, f.items_total), f.email, f.phone,
-         f.first_name, f.last_name, f.customer_id, coalesce('id:' || f.customer_id, 'email:' || f.email),
-         f.has_items
-  from (
-    select l.*, bool_or(l.problem is not null) over w as bad, bool_or(l.has_item) over w as has_items,
-           sum(round(l.item_quantity::numeric * l.item_unit_price::numeric, 2))
-             filter (where l.has_item and l.problem is null) over w as items_total
-    from private.import_order_lines l
-    where l.job_id = p_job_id and l.order_id is not null
-    window w as (partition by l.order_id, l.order_key)
-  ) as f
-  where f.first_in_order and not f.bad;
-
-  -- Customers: by customer_id (source manual), then by email, else new (one per email).
+  -- The customers of the chunk's valid orders, one per customer_id (else email), each found
+  -- by customer_id (source manual), then by email, with an index probe per customer whatever
+  -- the planner knows of the tables' sizes; else new, with an id from its email (so customers
+  -- sharing an email share the contact) or random when only a customer_id names it, behind the
+  -- chunk's time in milliseconds (as in a UUIDv7): a chunk's new contacts land together at the
+  -- end of the primary key's index instead of on random pages all over it.
   insert into private.import_order_customers (
-    job_id, customer_key, record, email, phone, first_name, last_name, customer_id
+    job_id, customer_key, record, email, phone, first_name, last_name, customer_id, contact_id, is_new
   )
-  select distinct on (h.customer_key) p_job_id, h.customer_key, h.record, h.email, h.phone,
-         h.first_name, h.last_name, h.customer_id
-  from private.import_order_heads h
-  where h.job_id = p_job_id and h.customer_key is not null
-  order by h.customer_key, h.record;
-
-  -- Each lookup is an index probe per customer, whatever the planner knows of the tables' sizes.
-  update private.import_order_customers c
-  set contact_id = (
-    select x.contact_id from public.contact_external_ids x
-    where x.workspace_id = v_job.workspace_id and x.source = 'manual' and x.external_id = c.customer_id
-  )
-  where c.job_id = p_job_id and c.customer_id is not null;
-
-  update private.import_order_customers c
-  set contact_id = (
-    select k.id from public.contacts k where k.workspace_id = v_job.workspace_id and k.email = c.email
-  )
-  where c.job_id = p_job_id and c.contact_id is null and c.email is not null;
-
-  -- A new contact's id comes from its email (so customers sharing an email share the contact),
-  -- or is random when only a customer_id names it, behind the chunk's time in milliseconds (as
-  -- in a UUIDv7): a chunk's new rows land together at the end of the primary key's index
-  -- instead of on random pages all over it.
-  update private.import_order_customers c
-  set contact_id = encode(overlay(
-        coalesce(decode(md5(p_job_id::text || c.email), 'hex'), uuid_send(gen_random_uuid()))
-        placing substring(int8send((extract(epoch from now()) * 1000)::bigint) from 3) from 1 for 6
-      ), 'hex')::uuid,
-      is_new = true
-  where c.job_id = p_job_id and c.contact_id is null;
+  select p_job_id, c.customer_key, c.record, c.email, c.phone, c.first_name, c.last_name, c.customer_id,
+         coalesce(f.found, encode(overlay(
+           coalesce(decode(md5(p_job_id::text || c.email), 'hex'), uuid_send(gen_random_uuid()))
+           placing substring(int8send((extract(epoch from now()) * 1000)::bigint) from 3) from 1 for 6
+         ), 'hex')::uuid),
+         f.found is null
+  from (
+    select distinct on (k.customer_key) k.*
+    from (
+      select coalesce('id:' || l.customer_id, 'email:' || l.email) as customer_key, l.record,
+             l.email, l.phone, l.first_name, l.last_name, l.customer_id
+      from private.import_order_lines l
+      where l.job_id = p_job_id and l.first_in_order and not l.order_bad and l.order_id is not null
+    ) as k
+    where k.customer_key is not null
+    order by k.customer_key, k.record
+  ) as c
+  cross join lateral (
+    select coalesce(
+      (select x.contact_id from public.contact_external_ids x
+       where x.workspace_id = v_job.workspace_id and x.source = 'manual' and x.external_id = c.customer_id),
+      (select k.id from public.contacts k where k.workspace_id = v_job.workspace_id and k.email = c.email)
+    ) as found
+  ) as f;
 
   -- The counter is locked (and the limit read) only when the chunk has new customers.
   v_room := case when exists (select 1 from private.import_order_customers n
@@ -482,14 +471,26 @@ begin
     and (k.phone is null and c.phone is not null or k.first_name is null and c.first_name is not null
          or k.last_name is null and c.last_name is not null);
 
+  -- One row per valid order, from its first line (an order with any bad line has none), with its
+  -- customer's contact (or why it is refused) and the id of the order already stored, if any.
   select p.contact_limit into v_max
   from public.workspaces w join public.plans p on p.tier = w.plan_tier where w.id = v_job.workspace_id;
-  update private.import_order_heads h
-  set contact_id = case when not c.over_limit then c.contact_id end,
-      rejected = case when c.over_limit then format('Your plan allows %s contacts; this order''s customer would be over the limit', v_max) end
-  from private.import_order_customers c
-  where h.job_id = p_job_id and c.job_id = p_job_id and c.customer_key = h.customer_key
-    and (c.over_limit or c.contact_id is not null);
+  insert into private.import_order_heads (
+    job_id, order_id, order_key, record, line, placed_at, status, currency, exchange_rate, total,
+    email, phone, first_name, last_name, customer_id, customer_key, has_items, contact_id,
+    rejected, stored_id
+  )
+  select p_job_id, f.order_id, f.order_key, f.record, f.line, f.placed_at, f.status, f.currency,
+         f.exchange_rate::numeric, coalesce(f.total::numeric, f.order_items_total), f.email, f.phone,
+         f.first_name, f.last_name, f.customer_id, c.customer_key, f.order_has_items,
+         case when not c.over_limit then c.contact_id end,
+         case when c.over_limit then format('Your plan allows %s contacts; this order''s customer would be over the limit', v_max) end,
+         (select o.id from public.orders o
+          where o.workspace_id = v_job.workspace_id and o.source = 'csv' and o.external_id = f.order_id)
+  from private.import_order_lines f
+  left join private.import_order_customers c
+    on c.job_id = p_job_id and c.customer_key = coalesce('id:' || f.customer_id, 'email:' || f.email)
+  where f.job_id = p_job_id and f.first_in_order and not f.order_bad and f.order_id is not null;
 
   select count(*) into v_valid
   from private.import_order_heads h where h.job_id = p_job_id and h.rejected is null;
@@ -517,16 +518,9 @@ begin
     perform private.record_import_errors(v_job, v_errors);
   end if;
 
-  -- Orders already stored are found by an index probe each; those whose values differ are
-  -- updated, the others left alone, and new ones inserted without a conflict check per row (an
-  -- order inserted meanwhile by a shop's webhook fails the chunk, which is then run again).
-  update private.import_order_heads h
-  set stored_id = (
-    select o.id from public.orders o
-    where o.workspace_id = v_job.workspace_id and o.source = 'csv' and o.external_id = h.order_id
-  )
-  where h.job_id = p_job_id and h.rejected is null;
-
+  -- Orders already stored (found by an index probe each) whose values differ are updated, the
+  -- others left alone, and new ones inserted without a conflict check per row (an order
+  -- inserted meanwhile by a shop's webhook fails the chunk, which is then run again).
   with written as (
     update public.orders o
     set contact_id = coalesce(h.contact_id, o.contact_id), status = h.status,

@@ -521,7 +521,8 @@ def seed_import(conn: Conn, worker: User, workspace_id: uuid.UUID, project: uuid
         "insert into private.import_contact_work (job_id, record, line, email, tags, attributes)"
         " values (%s, 1, 2, 'x@example.test', '{}', '{}')",
         "insert into private.import_order_lines (job_id, record, line, order_id, order_key,"
-        " first_in_order, has_item) values (%s, 1, 2, 'X-1', 1, true, false)",
+        " first_in_order, has_item, order_bad, order_has_items)"
+        " values (%s, 1, 2, 'X-1', 1, true, false, false, false)",
         "insert into private.import_order_heads (job_id, order_id, order_key, record, line,"
         " has_items) values (%s, 'X-1', 1, 1, 2, false)",
         "insert into private.import_order_customers (job_id, customer_key, record)"
