@@ -536,3 +536,20 @@ def test_a_catalog_imports_as_products_and_links_lines_imported_before_it(
     ).json()["data"]["id"]
     api.part(again, 1, catalog)
     assert api.commit(again).json()["data"]["unchanged"] == 2
+
+
+def test_a_cancelled_job_takes_no_more_parts_nor_commits(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    api = Api(client, jwks, owner)
+    project = make_project(conn, owner)
+    data = orders_csv(10)
+    job = api.orders_job(project, data)
+    cancelled = api.call("POST", f"/api/v1/imports/{job}/cancel")
+    assert (cancelled.status_code, cancelled.json()["data"]["status"]) == (200, "cancelled")
+    assert api.part(job, 1, data).json()["error"]["code"] == "import_not_uploading"
+    assert api.commit(job).json()["error"]["code"] == "import_job_cancelled"
+    again = api.call("POST", f"/api/v1/imports/{job}/cancel")
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "import_job_finished")
+    parts = one(conn, "select count(*) as n from private.import_parts where job_id = %s", (job,))
+    assert parts["n"] == 0 and orders_of(conn, project) == {}
