@@ -23,10 +23,11 @@ from api.imports.storage import ImportStorage, StorageError
 log = logging.getLogger("growthbase.imports")
 
 # Rows merged per transaction: the first chunk's size, then whatever the last chunk's pace says
-# takes CHUNK_SECONDS, so progress shows every few seconds and no step outlasts a call's budget
-# on a busy database.
+# takes CHUNK_SECONDS, so progress is broadcast every couple of seconds and no step outlasts a
+# call's budget on a busy database. A read of the file commits (and so reports) as often.
 CHUNK_RECORDS = 20_000
-CHUNK_SECONDS = 3.0
+CHUNK_SECONDS = 1.5
+READ_STEP_SECONDS = 2.0
 MIN_CHUNK_RECORDS = 1_000
 MAX_CHUNK_RECORDS = 50_000
 # A commit call and a cron tick stop starting new steps after this many seconds, well inside a
@@ -158,7 +159,8 @@ def step(
         if job is None:
             return None
         if job["status"] == "validating" and job["load_offset"] < job["size_bytes"]:
-            load_step(conn, runner.storage, job, deadline)
+            read_until = min(deadline, time.monotonic() + READ_STEP_SECONDS)
+            load_step(conn, runner.storage, job, read_until)
             return job
         if job["status"] == "validating":
             return conn.execute(VALIDATE_FUNCTIONS[job["kind"]], (job_id,)).fetchone()
