@@ -19,7 +19,7 @@ from api.core.db import Connection
 from api.core.deps import ActingUser, ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
-from api.core.openapi import documented, raw_request_body
+from api.core.openapi import answers, documented, raw_request_body
 from api.imports.deps import IMPORT_STORAGE, OptionalStorage
 from api.imports.jobs import Runner, run_job
 from api.imports.parts import MAX_PART_BYTES, store_part
@@ -137,26 +137,32 @@ def read_job(conn: Connection, job_id: UUID) -> dict[str, Any]:
     return dict(row)
 
 
+PART_TOO_LARGE = "A part may have at most 4 MiB"
+CSV_TOO_LARGE = "The CSV is larger than 5 MiB: import it as an import job, in parts"
+
+
+@answers({413: {"part_too_large": PART_TOO_LARGE}})
 async def part_body(request: Request) -> bytes:
     """A part's bytes, refused past 4 MiB before more is read."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_PART_BYTES:
-        raise ApiError(413, "part_too_large", "A part may have at most 4 MiB")
+        raise ApiError(413, "part_too_large", PART_TOO_LARGE)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_PART_BYTES:
-            raise ApiError(413, "part_too_large", "A part may have at most 4 MiB")
+            raise ApiError(413, "part_too_large", PART_TOO_LARGE)
     return bytes(body)
 
 
+@answers({413: {"file_too_large": CSV_TOO_LARGE}})
 async def csv_body(request: Request) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_CSV_BYTES:
-        raise ApiError(413, "payload_too_large", "The CSV is larger than 5 MiB")
+        raise ApiError(413, "file_too_large", CSV_TOO_LARGE)
     body = await request.body()
     if len(body) > MAX_CSV_BYTES:
-        raise ApiError(413, "payload_too_large", "The CSV is larger than 5 MiB")
+        raise ApiError(413, "file_too_large", CSV_TOO_LARGE)
     return body
 
 
@@ -244,10 +250,7 @@ def create_import(acting: ActingUser, body: NewImport) -> dict[str, Any]:
             **NOT_FOUND,
             **ROLE,
             409: {"import_not_uploading": "Parts are accepted only while a job is uploading"},
-            413: {
-                "part_too_large": "A part may have at most 4 MiB",
-                "import_size_exceeded": "The parts hold more than the declared size",
-            },
+            413: {"import_size_exceeded": "The parts hold more than the declared size"},
             422: {
                 "invalid_encoding": "Part 2 is not valid utf-8 text",
                 "invalid_csv": "missing columns: order_id",
@@ -274,12 +277,6 @@ def put_part(
         conn.execute("select private.import_job_as(%s, 'member')", (job_id,))
         job = store_part(conn, job_id, part_number, body)
     return ok(job_out(job))
-
-
-def run_to_budget(database: ServiceDatabase, storage: OptionalStorage, job: dict[str, Any]) -> None:
-    if job["source"] == "storage":
-        IMPORT_STORAGE.present(storage)
-    run_job(Runner(database, storage), job["id"])
 
 
 def answer(conn: Connection, job_id: UUID) -> dict[str, Any]:
@@ -319,7 +316,11 @@ def answer(conn: Connection, job_id: UUID) -> dict[str, Any]:
     ),
 )
 def commit_import(
-    acting: ActingUser, database: ServiceDatabase, storage: OptionalStorage, job_id: UUID
+    acting: ActingUser,
+    database: ServiceDatabase,
+    storage: OptionalStorage,
+    request: Request,
+    job_id: UUID,
 ) -> dict[str, Any]:
     """Checks that every part is there, then reads, checks and imports the file for up to about
     40 seconds; a job still `validating` or `importing` goes on with the next commit call or the
@@ -328,7 +329,9 @@ def commit_import(
     with acting.connection() as conn:
         job = conn.execute("select * from private.commit_import_job(%s)", (job_id,)).fetchone()
     assert job is not None
-    run_to_budget(database, storage, dict(job))
+    if job["source"] == "storage":
+        storage = IMPORT_STORAGE.required(request)  # 503 provider_not_configured without it
+    run_job(Runner(database, storage), job["id"])
     with acting.connection() as conn:
         return ok(answer(conn, job_id))
 
@@ -429,7 +432,6 @@ def download_errors(acting: ActingUser, job_id: UUID) -> CsvResponse:
             **ROLE,
             404: {"project_not_found": "Project not found"},
             409: {"too_many_import_jobs": "A workspace runs at most 3 imports at once"},
-            413: {"payload_too_large": "The CSV is larger than 5 MiB"},
             422: {
                 "invalid_csv": "missing columns: order_id, placed_at",
                 "invalid_encoding": "Part 1 is not valid utf-8 text",

@@ -38,7 +38,7 @@ MEMBERS = merged_errors(
 )
 # ... that also spends one request of the plan's shop limit (public.take_action_quota).
 MEMBERS_WITH_QUOTA = merged_errors(MEMBERS, RATE_LIMITED)
-# Writing orders and contacts (private.upsert_order, upsert_shop_customer): a new contact past
+# Writing orders and contacts (private.upsert_orders, upsert_shop_customers): a new contact past
 # the plan's contact limit, or two writers racing for one new contact's email.
 WRITING_ORDERS: Mapping[int, Mapping[str, str]] = {
     402: {"plan_limit_reached": "Your plan allows 1000 contacts; upgrade to add more"},
