@@ -20,6 +20,8 @@ from api.core.openapi import documented
 from api.core.public_urls import configured_public_urls
 from api.email.deps import OptionalSes
 from api.email.sender import SendPolicy, send_due_emails
+from api.imports.deps import OptionalStorage
+from api.imports.jobs import continue_import_jobs
 from api.privacy import retention
 from api.privacy.deps import OptionalSupabase
 from api.privacy.exports import resume_stalled
@@ -31,6 +33,7 @@ CRON_SECRET = HTTPBearer(
     auto_error=False,
 )
 DRAIN_LIMIT = 50
+IMPORT_CRON_BUDGET_SECONDS = 40.0
 CREDIT_GRANT_CHUNK = 1000
 CREDIT_GRANT_BUDGET_SECONDS = 30
 RETENTION_BUDGET_SECONDS = 40
@@ -265,3 +268,21 @@ def resume_exports(database: ServiceDatabase, storage: OptionalSupabase) -> dict
     if storage is None:
         return ok({"resumed": "not_configured"})
     return ok({"resumed": resume_stalled(database, storage, 10)})
+
+
+class ImportProgress(BaseModel):
+    advanced: int
+    expired: int
+
+
+@router.get(
+    "/imports",
+    response_model=Envelope[ImportProgress],
+    summary="Continue committed import jobs and expire abandoned uploads",
+    responses=documented({"advanced": 2, "expired": 0}),
+)
+def continue_imports(database: ServiceDatabase, storage: OptionalStorage) -> dict[str, Any]:
+    """Committed jobs go on a chunk at a time for up to 40 s (a crashed commit call resumes
+    here, doubling nothing); uploads not committed within a day are expired with their parts.
+    Jobs that read from Storage wait while Storage is not configured."""
+    return ok(continue_import_jobs(database, storage, IMPORT_CRON_BUDGET_SECONDS))

@@ -5,12 +5,15 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from psycopg.rows import DictRow
 
+from api.app import create_app
 from api.core.db import Database
-from api.imports.jobs import continue_import_jobs
 from api.imports.parts import store_part
+from tests.factories.edge import authorization, edge_settings
 from tests.factories.workspaces import create_user, one
+from tests.fakes.jwks import JwksServer
 
 Conn = psycopg.Connection[DictRow]
 
@@ -23,8 +26,18 @@ def database(database_url: str) -> Iterator[Database]:
     db.close()
 
 
+CRON_SECRET = "cron-imports-secret"
+
+
+@pytest.fixture
+def client(database_url: str, jwks: JwksServer) -> Iterator[TestClient]:
+    settings = edge_settings(database_url, jwks, cron_secret=CRON_SECRET)
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
 def test_the_cron_finishes_committed_jobs_and_expires_abandoned_uploads(
-    database: Database, conn: Conn
+    database: Database, conn: Conn, client: TestClient
 ) -> None:
     user = create_user(conn)
     data = b"email,first_name\nann@example.test,Ann\nbob@example.test,Bob\n"
@@ -46,7 +59,10 @@ def test_the_cron_finishes_committed_jobs_and_expires_abandoned_uploads(
         "update public.import_jobs set created_at = now() - interval '25 hours' where id = %s",
         (abandoned,),
     )
-    report = continue_import_jobs(database, None, budget_seconds=60)
+    assert client.get("/api/v1/cron/imports").status_code == 401
+    answer = client.get("/api/v1/cron/imports", headers=authorization(CRON_SECRET))
+    assert answer.status_code == 200, answer.text
+    report = answer.json()["data"]
     assert report["expired"] >= 1 and report["advanced"] >= 1
     done = one(conn, "select status, created from public.import_jobs where id = %s", (committed,))
     assert (done["status"], done["created"]) == ("done", 2)
