@@ -2,9 +2,8 @@
 -- edge encrypted, and an AI call record must name the model the edge is configured to call, so
 -- both are written by the service (`private`, service_role only) after the edge has asked the
 -- database, as the user, whether the user may act (private.project_workspace_as and
--- private.workspace_role_as). disconnect_integration, which stays exposed, refuses an unknown
--- source with a 422 (import_order and enqueue_automation get theirs in
--- 20261130096000_exposed_function_inputs.sql).
+-- private.workspace_role_as). The functions that stay exposed (enqueue_automation,
+-- import_order, disconnect_integration) refuse malformed arguments with a 4xx.
 
 -- role check ----------------------------------------------------------------------------------
 
@@ -136,3 +135,93 @@ grant execute on function public.disconnect_integration(uuid, text) to authentic
 
 comment on function public.disconnect_integration(uuid, text) is
   'Removes a project''s shop connection (shoptet, shopify or woocommerce) and its stored credentials; members and above of the project''s workspace. Returns whether one existed.';
+
+-- CSV import ----------------------------------------------------------------------------------
+
+-- A member's import of one order into their own project, as source csv: the order must be a
+-- JSON object whose customer (if any) is an object and whose items (if any) are an array of
+-- objects, so a malformed document is a 422 before anything is written.
+create or replace function public.import_order(p_project_id uuid, p_order jsonb)
+returns uuid
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform private.project_workspace_as(p_project_id, 'member');
+  if p_order is null or jsonb_typeof(p_order) <> 'object'
+     or jsonb_typeof(coalesce(p_order -> 'customer', '{}'::jsonb)) not in ('object', 'null')
+     or jsonb_typeof(coalesce(p_order -> 'items', '[]'::jsonb)) <> 'array'
+     or exists (
+       select 1 from jsonb_array_elements(coalesce(p_order -> 'items', '[]'::jsonb)) as item
+       where jsonb_typeof(item) <> 'object'
+     ) then
+    perform private.fail(422, 'invalid_order',
+      'An order is an object; its customer an object and its items an array of objects');
+  end if;
+  return private.upsert_order(p_project_id, 'csv', p_order);
+end
+$$;
+
+revoke all on function public.import_order(uuid, jsonb) from public, anon, authenticated;
+
+grant execute on function public.import_order(uuid, jsonb) to authenticated;
+
+comment on function public.import_order(uuid, jsonb) is
+  'Imports (or updates) one order, source csv, into a project of the caller''s workspace; members and above. 422 invalid_order for a malformed document.';
+
+-- automations ---------------------------------------------------------------------------------
+
+-- As before, plus a bound on the input (the same 64 KiB the edge allows), so a caller of the
+-- Data API cannot queue a job Make.com would refuse.
+create or replace function public.enqueue_automation(
+  p_project_id uuid, p_type text, p_input jsonb default '{}'::jsonb, p_idempotency_key text default null
+)
+returns table (automation public.automations, replayed boolean)
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_user uuid := private.require_user();
+  v_workspace_id uuid := private.project_workspace_as(p_project_id, 'member');
+  v_price integer;
+  v_automation public.automations;
+begin
+  select ap.credits into v_price from public.automation_prices ap where ap.type = p_type;
+  if v_price is null then
+    perform private.fail(422, 'invalid_automation_type', format('Unknown automation type %L', p_type));
+  end if;
+  if p_input is null or jsonb_typeof(p_input) <> 'object' then
+    perform private.fail(422, 'invalid_input', 'input must be a JSON object');
+  end if;
+  if octet_length(p_input::text) > 65536 then
+    perform private.fail(422, 'input_too_large', 'input must be at most 65536 bytes of JSON');
+  end if;
+  if p_idempotency_key is not null then
+    select * into v_automation from public.automations a
+    where a.workspace_id = v_workspace_id and a.started_by = v_user
+      and a.idempotency_key = p_idempotency_key;
+    if v_automation.id is not null then
+      return query select v_automation, true;
+      return;
+    end if;
+  end if;
+  perform private.enforce_plan_rate_limits(v_workspace_id, v_user, 'automation');
+  insert into public.automations
+    (workspace_id, project_id, type, input, credits_charged, started_by, idempotency_key)
+  values
+    (v_workspace_id, p_project_id, p_type, p_input, v_price, v_user, p_idempotency_key)
+  returning * into v_automation;
+  perform private.move_credits(v_workspace_id, -v_price, 'automation_charge', v_automation.id);
+  insert into private.outbox (topic, automation_id) values ('make.dispatch', v_automation.id);
+  return query select v_automation, false;
+end
+$$;
+
+revoke all on function public.enqueue_automation(uuid, text, jsonb, text) from public, anon, authenticated;
+
+grant execute on function public.enqueue_automation(uuid, text, jsonb, text) to authenticated;
+
+comment on function public.enqueue_automation(uuid, text, jsonb, text) is
+  'Starts an automation (seo_audit, content_gen, report) on a project of the caller''s workspace; members and above. Rate limits, the debit, the automation and its dispatch commit together; the same idempotency key returns the first automation and charges nothing.';

@@ -70,15 +70,22 @@ security definer
 set search_path = ''
 as $$
 declare
+  v_user uuid := private.require_user();
   v_min_role text := private.action_quota_min_role(p_action);
+  v_role text;
 begin
-  -- Membership first (404), so an outsider learns nothing about actions.
-  perform private.workspace_role_as(p_workspace_id, 'viewer');
+  select m.role into v_role from public.workspace_members m
+  where m.workspace_id = p_workspace_id and m.user_id = v_user;
+  if v_role is null then
+    perform private.fail(404, 'workspace_not_found', 'Workspace not found');
+  end if;
   if v_min_role is null then
     perform private.fail(422, 'invalid_action', format('Unknown action %L', left(p_action, 40)));
   end if;
-  perform private.workspace_role_as(p_workspace_id, v_min_role);
-  perform private.enforce_plan_rate_limits(p_workspace_id, private.require_user(), p_action);
+  if private.role_rank(v_role) < private.role_rank(v_min_role) then
+    perform private.fail(403, 'insufficient_role', format('This needs the %s role or higher', v_min_role));
+  end if;
+  perform private.enforce_plan_rate_limits(p_workspace_id, v_user, p_action);
 end
 $$;
 

@@ -1,3 +1,26 @@
+-- Fix-forward of 20261130093000_catalog_hardening.sql, which had landed before these changes
+-- were made to it: applied on top of the landed version (functions replaced, triggers
+-- recreated).
+
+-- The landed counter signed its pending changes per transaction; this one counts with one
+-- statement trigger and a deferred apply. Its machinery goes first, then the counter is
+-- rebuilt and refilled below.
+drop trigger if exists contacts_count_inserted on public.contacts;
+
+drop trigger if exists contacts_count_deleted on public.contacts;
+
+drop trigger if exists contacts_count_moved on public.contacts;
+
+drop trigger if exists contacts_count_truncated on public.contacts;
+
+drop trigger if exists workspaces_create_contact_count on public.workspaces;
+
+drop table if exists private.workspace_contact_counts cascade;
+
+drop function if exists private.count_inserted_contacts();
+
+drop function if exists private.count_deleted_contacts();
+
 -- Contacts are counted on write, per workspace, and the plan's limit is checked against the
 -- counter (issue 12): the old check counted the workspace's contacts after each insert, which
 -- cost O(contacts) and which concurrent inserts all passed.
@@ -33,7 +56,7 @@ comment on table private.workspace_contact_counts is
 -- definer triggers below, so it is not security definer itself, and it reads the limit inline
 -- rather than through a helper function: each costs a function context per statement, which
 -- an import inserting row by row under savepoints pays thousands of times.
-create function private.add_contact_changes(p_workspace_ids uuid[], p_changes integer[])
+create or replace function private.add_contact_changes(p_workspace_ids uuid[], p_changes integer[])
 returns void
 language plpgsql
 set search_path = ''
@@ -86,7 +109,7 @@ revoke all on function private.add_contact_changes(uuid[], integer[]) from publi
 
 -- Once per insert or delete statement, from the rows it touched (O(rows touched); deletes
 -- include erasures and cascades). Both triggers name their transition table `changed`.
-create function private.count_changed_contacts()
+create or replace function private.count_changed_contacts()
 returns trigger
 language plpgsql
 security definer
@@ -111,7 +134,7 @@ revoke all on function private.count_changed_contacts() from public, anon, authe
 
 -- A contact moved to another workspace (only the service can change workspace_id). Per row,
 -- and only when workspace_id really changes, so ordinary updates pay nothing.
-create function private.count_moved_contact()
+create or replace function private.count_moved_contact()
 returns trigger
 language plpgsql
 security definer
@@ -126,7 +149,7 @@ $$;
 revoke all on function private.count_moved_contact() from public, anon, authenticated;
 
 -- A truncate leaves every workspace without contacts, pending changes included.
-create function private.reset_contact_counts()
+create or replace function private.reset_contact_counts()
 returns trigger
 language plpgsql
 security definer
@@ -145,7 +168,7 @@ revoke all on function private.reset_contact_counts() from public, anon, authent
 -- one workspace to its counter and removes it from the setting first, so later events for the
 -- row (this update's own, another change's) find nothing left to apply, and a later change in
 -- the same transaction locks the row and queues the apply again.
-create function private.apply_contact_changes()
+create or replace function private.apply_contact_changes()
 returns trigger
 language plpgsql
 security definer
@@ -172,7 +195,7 @@ $$;
 revoke all on function private.apply_contact_changes() from public, anon, authenticated;
 
 -- Workspaces whose counter differs from their contacts (expected: none).
-create function private.verify_contact_counts()
+create or replace function private.verify_contact_counts()
 returns table (workspace_id uuid, counted integer, kept integer)
 language sql
 stable
@@ -191,9 +214,11 @@ revoke all on function private.verify_contact_counts() from public, anon, authen
 
 grant execute on function private.verify_contact_counts() to service_role;
 
-drop trigger contacts_limit on public.contacts;
+drop trigger if exists contacts_limit on public.contacts;
 
-drop function private.enforce_contact_limit();
+drop function if exists private.enforce_contact_limit();
+
+drop trigger if exists workspace_contact_counts_apply on private.workspace_contact_counts;
 
 create constraint trigger workspace_contact_counts_apply
   after update on private.workspace_contact_counts
@@ -201,7 +226,7 @@ create constraint trigger workspace_contact_counts_apply
   for each row execute function private.apply_contact_changes();
 
 -- Every workspace starts with a counter row.
-create function private.create_contact_count()
+create or replace function private.create_contact_count()
 returns trigger
 language plpgsql
 security definer
@@ -216,26 +241,36 @@ $$;
 
 revoke all on function private.create_contact_count() from public, anon, authenticated;
 
+drop trigger if exists workspaces_create_contact_count on public.workspaces;
+
 create trigger workspaces_create_contact_count
   after insert on public.workspaces
   for each row execute function private.create_contact_count();
 
 -- Created before the backfill: the triggers lock public.contacts against writes until this
 -- migration commits, so the backfilled counts and the counted writes do not overlap.
+drop trigger if exists contacts_count_inserted on public.contacts;
+
 create trigger contacts_count_inserted
   after insert on public.contacts
   referencing new table as changed
   for each statement execute function private.count_changed_contacts();
+
+drop trigger if exists contacts_count_deleted on public.contacts;
 
 create trigger contacts_count_deleted
   after delete on public.contacts
   referencing old table as changed
   for each statement execute function private.count_changed_contacts();
 
+drop trigger if exists contacts_count_moved on public.contacts;
+
 create trigger contacts_count_moved
   after update of workspace_id on public.contacts
   for each row when (old.workspace_id is distinct from new.workspace_id)
   execute function private.count_moved_contact();
+
+drop trigger if exists contacts_count_truncated on public.contacts;
 
 create trigger contacts_count_truncated
   after truncate on public.contacts
