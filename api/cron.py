@@ -13,6 +13,8 @@ from pydantic import BaseModel
 from api.ai.safe_ai import refund_abandoned_calls
 from api.automations.deps import OptionalMake
 from api.automations.outbox import drain_make_outbox
+from api.billing.cancellations import CRON_LIMIT, cancel_due
+from api.billing.deps import OptionalBilling
 from api.core.deps import AppSettings, ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
@@ -268,6 +270,31 @@ def resume_exports(database: ServiceDatabase, storage: OptionalSupabase) -> dict
     if storage is None:
         return ok({"resumed": "not_configured"})
     return ok({"resumed": resume_stalled(database, storage, 10)})
+
+
+class CancellationReport(BaseModel):
+    cancelled: int
+    retrying: int
+    failed: int
+
+
+class SubscriptionCancellationsRun(BaseModel):
+    razorpay: CancellationReport | Literal["not_configured"]
+
+
+@router.get(
+    "/subscription-cancellations",
+    response_model=Envelope[SubscriptionCancellationsRun],
+    summary="Cancel at Razorpay the subscriptions of deleted workspaces",
+    responses=documented({"razorpay": {"cancelled": 1, "retrying": 0, "failed": 0}}),
+)
+def cancel_subscriptions(database: ServiceDatabase, client: OptionalBilling) -> dict[str, Any]:
+    """Retries, up to 20 at a time, the cancellations a workspace's or account's deletion
+    queued and Razorpay did not answer (backoff doubling from a minute, at most 6 hours; failed
+    after 10 attempts). Without Razorpay keys answers `not_configured` and they wait."""
+    if client is None:
+        return ok({"razorpay": "not_configured"})
+    return ok({"razorpay": cancel_due(database, client, CRON_LIMIT)})
 
 
 class ImportProgress(BaseModel):
