@@ -26,6 +26,7 @@ from api.imports.deps import OptionalStorage
 from api.imports.jobs import continue_import_jobs
 from api.privacy import retention
 from api.privacy.deps import OptionalSupabase
+from api.privacy.exports import expire as expire_exports
 from api.privacy.exports import resume_stalled
 from api.webhooks.intake import Intake
 
@@ -39,6 +40,7 @@ IMPORT_CRON_BUDGET_SECONDS = 40.0
 CREDIT_GRANT_CHUNK = 1000
 CREDIT_GRANT_BUDGET_SECONDS = 30
 RETENTION_BUDGET_SECONDS = 40
+EXPORT_REMOVAL_BATCHES = 20
 
 
 def require_cron_secret(
@@ -256,20 +258,26 @@ def prune_retention(database: ServiceDatabase) -> dict[str, Any]:
 
 class ExportResume(BaseModel):
     resumed: int | Literal["not_configured"]
+    expired: int
+    removed: int | Literal["not_configured"]
 
 
 @router.get(
     "/privacy-exports",
     response_model=Envelope[ExportResume],
-    summary="Finish access-request exports whose request died",
-    responses=documented({"resumed": 1}),
+    summary="Finish exports whose request died, expire old ones and remove their files",
+    responses=documented({"resumed": 1, "expired": 3, "removed": 3}),
 )
 def resume_exports(database: ServiceDatabase, storage: OptionalSupabase) -> dict[str, Any]:
     """Runs exports asked for over two minutes ago that never finished (up to 10), each to done
-    or failed; without SUPABASE_SERVICE_KEY answers `not_configured`."""
-    if storage is None:
-        return ok({"resumed": "not_configured"})
-    return ok({"resumed": resume_stalled(database, storage, 10)})
+    or failed; expires finished exports past their workspace's `export_days` (links refused
+    from then on) and removes from Storage the files of expired exports, erased contacts'
+    exports and purged workspaces' (retried with backoff on failure). Without
+    SUPABASE_SERVICE_KEY only the expiry runs (`not_configured`)."""
+    resumed: int | str = (
+        resume_stalled(database, storage, 10) if storage is not None else "not_configured"
+    )
+    return ok({"resumed": resumed, **expire_exports(database, storage, EXPORT_REMOVAL_BATCHES)})
 
 
 class CancellationReport(BaseModel):

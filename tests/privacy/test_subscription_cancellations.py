@@ -127,11 +127,14 @@ def test_deleting_a_workspace_cancels_its_subscription_at_razorpay_at_once(
     # The cron has nothing left to do for it, and a restore does not resurrect it.
     again = client.get("/api/v1/cron/subscription-cancellations", headers=CRON)
     assert again.status_code == 200
-    assert client.post(
-        f"/api/v1/privacy/workspaces/{team}/restore", headers=bearer(jwks, owner)
-    ).status_code == 200
+    assert (
+        client.post(
+            f"/api/v1/privacy/workspaces/{team}/restore", headers=bearer(jwks, owner)
+        ).status_code
+        == 200
+    )
     assert cancel_calls(razorpay_api, sub_id) == [{"cancel_at_cycle_end": 0}]
-    assert queued(conn, sub_id)["status"] == "cancelled"  # type: ignore[index]
+    assert queued(conn, sub_id)["status"] == "cancelled"
 
 
 def test_an_outage_leaves_it_queued_for_the_cron_which_retries_until_razorpay_answers(
@@ -176,7 +179,7 @@ def test_an_outage_leaves_it_queued_for_the_cron_which_retries_until_razorpay_an
     cron = client.get("/api/v1/cron/subscription-cancellations", headers=CRON)
     assert cron.json()["data"]["razorpay"]["cancelled"] >= 1
     assert razorpay_api.subscriptions[sub_id]["status"] == "cancelled"
-    assert queued(conn, sub_id)["status"] == "cancelled"  # type: ignore[index]
+    assert queued(conn, sub_id)["status"] == "cancelled"
 
 
 def test_after_ten_failed_attempts_it_is_a_dead_letter_in_the_audit_log(
@@ -197,7 +200,7 @@ def test_after_ten_failed_attempts_it_is_a_dead_letter_in_the_audit_log(
     finally:
         razorpay_api.fail_with = None
     assert cron.json()["data"]["razorpay"]["failed"] >= 1
-    assert queued(conn, sub_id)["status"] == "failed"  # type: ignore[index]
+    assert queued(conn, sub_id)["status"] == "failed"
     assert audited(conn, team)[-1] == "billing.subscription_cancel_failed"
 
 
@@ -212,7 +215,7 @@ def test_restoring_a_workspace_withdraws_a_cancellation_razorpay_has_not_carried
         client.post(f"/api/v1/privacy/workspaces/{team}/delete", headers=bearer(jwks, owner))
     finally:
         razorpay_api.fail_with = None
-    assert queued(conn, sub_id)["status"] == "pending"  # type: ignore[index]
+    assert queued(conn, sub_id)["status"] == "pending"
 
     restored = client.post(
         f"/api/v1/privacy/workspaces/{team}/restore", headers=bearer(jwks, owner)
@@ -248,7 +251,7 @@ def test_deleting_an_account_cancels_the_subscriptions_of_the_workspaces_that_go
     assert answer.status_code == 200, answer.text
     assert answer.json()["data"]["subscriptions"] == {"cancelled": 1, "pending": 0, "failed": 0}
     assert cancel_calls(razorpay_api, sub_id) == [{"cancel_at_cycle_end": 0}]
-    assert queued(conn, sub_id)["reason"] == "workspace_removed"  # type: ignore[index]
+    assert queued(conn, sub_id)["reason"] == "workspace_removed"
     assert cancel_calls(razorpay_api, kept_sub) == []
     assert queued(conn, kept_sub) is None
 
@@ -271,10 +274,10 @@ def test_the_retention_purge_queues_a_subscription_left_live(
         (sub_id,),
     )
     conn.execute("delete from public.workspaces where id = %s", (team,))
-    assert queued(conn, sub_id)["status"] == "pending"  # type: ignore[index]
+    assert queued(conn, sub_id)["status"] == "pending"
     cron = client.get("/api/v1/cron/subscription-cancellations", headers=CRON)
     assert cron.json()["data"]["razorpay"]["cancelled"] >= 1
-    assert queued(conn, sub_id)["status"] == "cancelled"  # type: ignore[index]
+    assert queued(conn, sub_id)["status"] == "cancelled"
     assert razorpay_api.subscriptions[sub_id]["status"] == "cancelled"
 
 
