@@ -51,6 +51,7 @@ from api.imports.storage import ImportStorage
 from api.me import routes as me
 from api.privacy import accounts as privacy_accounts
 from api.privacy import consents as privacy_consents
+from api.privacy import erasure_batches as privacy_erasure_batches
 from api.privacy import export_routes as privacy_exports
 from api.privacy import routes as privacy
 from api.privacy.deps import SUBSCRIPTION_CANCELLER, SUPABASE_ADMIN, SubscriptionCanceller
@@ -239,6 +240,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(unsubscribe.router)
     app.include_router(email_preview.router)
     app.include_router(privacy.router)
+    app.include_router(privacy_erasure_batches.router)
     app.include_router(privacy_consents.router)
     app.include_router(privacy_accounts.router)
     app.include_router(privacy_exports.router)

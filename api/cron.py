@@ -26,6 +26,7 @@ from api.imports.deps import OptionalStorage
 from api.imports.jobs import continue_import_jobs
 from api.privacy import retention
 from api.privacy.deps import OptionalSupabase
+from api.privacy.erasure_batches import erase_chunks
 from api.privacy.exports import expire as expire_exports
 from api.privacy.exports import resume_stalled
 from api.webhooks.intake import Intake
@@ -41,6 +42,7 @@ CREDIT_GRANT_CHUNK = 1000
 CREDIT_GRANT_BUDGET_SECONDS = 30
 RETENTION_BUDGET_SECONDS = 40
 EXPORT_REMOVAL_BATCHES = 20
+ERASURE_BUDGET_SECONDS = 40.0
 
 
 def require_cron_secret(
@@ -278,6 +280,24 @@ def resume_exports(database: ServiceDatabase, storage: OptionalSupabase) -> dict
         resume_stalled(database, storage, 10) if storage is not None else "not_configured"
     )
     return ok({"resumed": resumed, **expire_exports(database, storage, EXPORT_REMOVAL_BATCHES)})
+
+
+class ErasureRun(BaseModel):
+    chunks: int
+    finished: bool
+
+
+@router.get(
+    "/privacy-erasures",
+    response_model=Envelope[ErasureRun],
+    summary="Continue batch erasures",
+    responses=documented({"chunks": 12, "finished": True}),
+)
+def continue_erasures(database: ServiceDatabase) -> dict[str, Any]:
+    """Erases the next chunks (500 contacts each, one short transaction per chunk) of unfinished
+    batch erasures, oldest first, for up to 40 s; `finished` false: the next call goes on. A
+    chunk that would wait over 3 s for a lock gives way and is taken again next time."""
+    return ok(erase_chunks(database, ERASURE_BUDGET_SECONDS))
 
 
 class CancellationReport(BaseModel):

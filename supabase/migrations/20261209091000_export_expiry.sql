@@ -37,7 +37,6 @@ create index storage_removals_due_idx on private.storage_removals (bucket_id, ne
 create index contact_exports_expiry_idx on public.contact_exports (expires_at) where status = 'done';
 
 insert into private.personal_data_columns (table_schema, table_name, column_name, subject, handling, note) values
-  ('public', 'workspace_privacy_settings', 'export_days', 'none', 'not_personal', null),
   ('private', 'storage_removals', 'bucket_id', 'none', 'not_personal', null),
   ('private', 'storage_removals', 'object_name', 'none', 'not_personal', 'workspace and export ids'),
   ('private', 'storage_removals', 'reason', 'none', 'not_personal', null),

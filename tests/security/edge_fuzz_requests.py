@@ -375,6 +375,7 @@ PREPARE: dict[str, Callable[[Case[Any], Draw, Context], Sending]] = {
     "/api/v1/cron/imports": cron,
     "/api/v1/cron/privacy-exports": cron,
     "/api/v1/cron/subscription-cancellations": cron,
+    "/api/v1/cron/privacy-erasures": cron,
     "/api/v1/privacy/consents/confirm": consent_link("confirm"),
     "/api/v1/privacy/preferences": consent_link("preferences"),
     "/api/v1/unsubscribe": unsubscribe,

@@ -100,6 +100,9 @@ REVIEWED: dict[str, str] = {
     "public.request_contact_export(uuid)": (
         "tests/privacy/test_exports.py::test_viewers_strangers_and_erased_contacts_are_refused"
     ),
+    "public.request_erasure_batch(uuid, uuid[])": (
+        "tests/privacy/test_erasure_batches.py::test_members_outsiders_and_bad_lists_are_refused"
+    ),
     "public.issue_export_link(uuid)": (
         "tests/privacy/test_export_expiry.py::test_only_admins_of_its_workspace_take_a_link"
     ),

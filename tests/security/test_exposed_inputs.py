@@ -256,6 +256,7 @@ SCALARS: dict[str, st.SearchStrategy[Any]] = {
     ),
     "date": st.one_of(st.dates(), st.sampled_from(["infinity", "-infinity", "5874897-12-31"])),
     "boolean": st.booleans(),
+    "uuid[]": st.lists(st.uuids() | st.none(), max_size=5),
 }
 
 
@@ -375,6 +376,7 @@ def check_function(
 
 
 PLAUSIBLE_BY_TYPE: dict[str, Any] = {
+    "uuid[]": [uuid.UUID(int=1)],
     "text": "x",
     "jsonb": "{}",
     "integer": 10,
