@@ -90,6 +90,7 @@ class Seeded:
     shoptet_order_code: str
     shoptet_customer_guid: str
     export_id: uuid.UUID
+    erasure_batch_id: uuid.UUID
     link_contact_id: uuid.UUID  # named only inside consent links, so no fuzzed erasure reaches it
 
 
