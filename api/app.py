@@ -236,6 +236,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # and /webhooks/whatsapp/...
     app.include_router(shoptet_webhooks.router)
     app.include_router(whatsapp_webhooks.router)
+    app.include_router(whatsapp_webhooks.verification_router)
     app.include_router(shop_webhooks.router)
     app.include_router(integrations.router)
     app.include_router(imports.router)

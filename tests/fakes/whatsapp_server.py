@@ -1,6 +1,7 @@
 """A local stand-in for the WhatsApp Cloud API (Meta Graph), shaped as Meta documents it:
-`POST /{phone-number-id}/messages` (any number) answers `{messaging_product, contacts: [{input, wa_id}],
-messages: [{id}]}`, `GET /{waba-id}/message_templates` pages the catalog with `paging.cursors`,
+`POST /{phone-number-id}/messages` (any number) answers `{messaging_product,
+contacts: [{input, wa_id}], messages: [{id}]}`, `GET /{waba-id}/message_templates` pages the
+catalog with `paging.cursors`,
 and scripted failures answer Graph's error object `{"error": {"message", "type", "code",
 "error_data": {"messaging_product", "details"}, "fbtrace_id"}}`. It checks the bearer token and
 records what it received.

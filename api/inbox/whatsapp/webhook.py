@@ -15,7 +15,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Security
 from fastapi.responses import PlainTextResponse
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, APIKeyQuery
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.core.db import Database
@@ -32,10 +32,19 @@ from api.webhooks.body import parse_json, raw_body
 from api.webhooks.intake import Applier, Intake, sql_applier
 
 router = APIRouter(tags=["webhooks"])
+# Meta's GET handshake carries no body: it is no webhook delivery, so it is listed apart.
+verification_router = APIRouter(tags=["webhook verification"])
 PROVIDER = "whatsapp"
 CHALLENGE = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
 VERIFY_FORBIDDEN = "The verify token does not match this channel"
 
+VERIFY_TOKEN = APIKeyQuery(
+    name="hub.verify_token",
+    scheme_name="whatsappVerifyToken",
+    auto_error=False,
+    description="The verify token given at connect, which Meta sends back when it verifies the "
+    "callback URL.",
+)
 HUB_SIGNATURE = APIKeyHeader(
     name="X-Hub-Signature-256",
     scheme_name="whatsappSignature",
@@ -146,29 +155,33 @@ def channel_or_none(database: Database, box: SecretBox, channel_id: UUID) -> Sto
     return channel if channel is not None and channel.kind == "whatsapp" else None
 
 
-@router.get(
+VERIFY_RESPONSES = documented(None, errors={403: {"verify_token_invalid": VERIFY_FORBIDDEN}})
+VERIFY_RESPONSES[200] = {
+    "description": "The challenge, echoed",
+    "content": {"text/plain": {"schema": {"type": "string"}, "example": "1158201444"}},
+}
+
+
+@verification_router.get(
     "/api/v1/webhooks/whatsapp/{channel_id}",
     response_class=PlainTextResponse,
     summary="Answer Meta's webhook verification for a WhatsApp channel",
-    responses={
-        200: {"content": {"text/plain": {"schema": {"type": "string"}, "example": "1158201444"}}},
-        **documented(None, errors={403: {"verify_token_invalid": VERIFY_FORBIDDEN}}),
-    },
+    responses=VERIFY_RESPONSES,
 )
 def whatsapp_verify(
     channel_id: UUID,
     database: ServiceDatabase,
     box: Box,
     mode: Annotated[str, Query(alias="hub.mode", max_length=20)],
-    verify_token: Annotated[str, Query(alias="hub.verify_token", max_length=500)],
     challenge: Annotated[str, Query(alias="hub.challenge", max_length=256)],
+    verify_token: Annotated[str | None, Security(VERIFY_TOKEN)],
 ) -> PlainTextResponse:
     """Meta calls this when the callback URL or verify token is saved: the challenge is echoed
     (as plain text) only for `subscribe` with the channel's own verify token; an unknown
     channel answers like a wrong token."""
     channel = channel_or_none(database, box, channel_id)
     expected = channel.secrets.get("verify_token", "") if channel else ""
-    if mode != "subscribe" or not expected or not same_signature(expected, verify_token):
+    if mode != "subscribe" or not expected or not same_signature(expected, verify_token or ""):
         raise ApiError(403, "verify_token_invalid", VERIFY_FORBIDDEN)
     if not CHALLENGE.match(challenge):
         raise ApiError(422, "invalid_input", "hub.challenge is not a token Meta sends")
