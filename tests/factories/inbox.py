@@ -30,7 +30,7 @@ def whatsapp_channel(
         ).encode()
     )
     number = phone_number_id or str(uuid.uuid4().int % 10**15)
-    return one(
+    row = one(
         conn,
         "select id from private.connect_channel(%s, 'whatsapp', %s, %s, %s, %s)",
         (
@@ -40,7 +40,8 @@ def whatsapp_channel(
             Jsonb({"business_account_id": BUSINESS_ACCOUNT_ID}),
             sealed.decode(),
         ),
-    )["id"]
+    )
+    return uuid.UUID(str(row["id"]))
 
 
 def account_id(conn: Conn, channel: uuid.UUID) -> str:
@@ -74,9 +75,10 @@ def whatsapp_conversation(
             phone_number_id=account_id(conn, channel),
         ),
     )
-    return one(
+    row = one(
         conn,
         "select c.id from public.conversations c join public.contact_identities i"
         " on i.id = c.identity_id where c.channel_id = %s and i.address = %s",
         (channel, sender),
-    )["id"]
+    )
+    return uuid.UUID(str(row["id"]))
