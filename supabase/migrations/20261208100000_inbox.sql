@@ -293,7 +293,8 @@ create trigger messages_guard_status
 -- counters and broadcasts ---------------------------------------------------------------------
 
 -- New messages: their conversations' counts and times, the workspace's inbound total, a
--- snoozed or pending conversation reopened by an inbound message, and one broadcast each.
+-- snoozed or pending conversation reopened by an inbound message, an in-app notification to
+-- the assignee of a conversation the customer wrote to, and one broadcast each.
 create function private.inbox_messages_inserted()
 returns trigger
 language plpgsql
@@ -327,6 +328,14 @@ begin
   insert into public.inbox_counters as k (workspace_id, inbound_count)
   select n.workspace_id, count(*) from new_rows n where n.direction = 'inbound' group by n.workspace_id
   on conflict (workspace_id) do update set inbound_count = k.inbound_count + excluded.inbound_count;
+
+  -- The assignee hears of a customer's reply (in the app; the text stays in the conversation).
+  perform private.notify_users(c.workspace_id, array[c.assignee_id], 'conversation.replied',
+                               'A customer replied', null,
+                               jsonb_build_object('conversation_id', c.id), c.contact_id)
+  from public.conversations c
+  where c.assignee_id is not null
+    and c.id in (select n.conversation_id from new_rows n where n.direction = 'inbound');
 
   perform realtime.send(
     jsonb_build_object('id', n.id, 'conversation_id', n.conversation_id, 'channel_id', n.channel_id,

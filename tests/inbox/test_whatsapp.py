@@ -680,3 +680,34 @@ def test_erasing_a_contact_erases_their_conversations_and_stored_webhooks(
         )["inbound_count"]
         == 0
     )
+
+
+def test_the_assignee_is_notified_when_the_customer_writes(conn: Conn) -> None:
+    owner = create_user(conn)
+    teammate = add_member(conn, owner, "member")
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    conversation = whatsapp_conversation(conn, channel, sender)
+    conn.execute(
+        "update public.conversations set assignee_id = %s where id = %s",
+        (teammate.id, conversation),
+    )
+    apply_whatsapp(
+        conn,
+        channel,
+        inbound(
+            sender, [text_message(sender, "any news?")], phone_number_id=account_id(conn, channel)
+        ),
+    )
+    with acting_as(conn, teammate):
+        rows = conn.execute("select kind, title, body, link from public.notifications").fetchall()
+    assert [dict(r) for r in rows] == [
+        {
+            "kind": "conversation.replied",
+            "title": "A customer replied",
+            "body": None,
+            "link": {"conversation_id": str(conversation)},
+        }
+    ]
+    with acting_as(conn, owner):
+        assert conn.execute("select count(*) as n from public.notifications").fetchone()["n"] == 0
