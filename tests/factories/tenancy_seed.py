@@ -73,7 +73,7 @@ REFERENCE_TABLES = frozenset(
         "public.automation_prices",
         "public.ai_prices",
         "analytics.rfm_segment_map",
-        "private.email_send_rate",
+        "private.ses_accounts",
         "private.platform_suppressions",
         "private.personal_data_columns",
         "private.privacy_key",
