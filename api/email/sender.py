@@ -15,7 +15,7 @@ import logging
 import math
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -33,7 +33,7 @@ from api.email.templates import EmailContent, RenderedEmail, RenderError, render
 log = logging.getLogger("growthbase.email")
 UNSUBSCRIBE_PATH = "/api/v1/unsubscribe"
 # Rows claimed per batch, per send thread; a new batch is claimed when half are done.
-ROWS_PER_THREAD = 32
+ROWS_PER_THREAD = 64
 # A claimed row stays invisible to other workers this long...
 LEASE_SECONDS = 120
 # ...and is given back unsent if its send could not start this long before the lease ends (an
@@ -245,6 +245,10 @@ class Drain:
         self.batch = policy.concurrency * ROWS_PER_THREAD
         self.outbox = Outbox()
         self.in_flight: set[Future[dict[str, Any]]] = set()
+        # Sends not yet answered, counted by the send threads; they set `wake` for the main loop.
+        self.lock = threading.Lock()
+        self.unanswered = 0
+        self.wake = threading.Event()
         self.report = SendReport()
         self.last_flush = time.monotonic()
         # When a claim may find something (monotonic; infinite: nothing left to send).
@@ -305,33 +309,38 @@ class Drain:
                 send_at=claimed_at + float(row["send_in"] or 0),
                 last_start=claimed_at + LEASE_SECONDS - LEASE_MARGIN_SECONDS,
             )
+            with self.lock:
+                self.unanswered += 1
             future = pool.submit(deliver, self.ses, self.policy, item)
-            future.add_done_callback(self.collect)
             self.in_flight.add(future)
+            future.add_done_callback(self.collect)
 
     def collect(self, future: Future[dict[str, Any]]) -> None:
-        if future.cancelled() or future.exception() is not None:
-            return
-        self.outbox.put(future.result())
+        """In the send thread: queues the outcome, and wakes the main loop when a batch's worth
+        is waiting, nothing is left in flight, or the send died."""
+        died = future.cancelled() or future.exception() is not None
+        if not died:
+            self.outbox.put(future.result())
+        with self.lock:
+            self.unanswered -= 1
+            idle = self.unanswered == 0
+        if died or idle or len(self.outbox) >= self.batch // 2:
+            self.wake.set()
 
     def settle(self, timeout: float) -> None:
-        """Waits up to `timeout` for a send to finish; a crash in a send thread surfaces here."""
-        if not self.in_flight:
-            time.sleep(max(0.0, timeout))
-            return
-        done, _ = wait(self.in_flight, timeout=max(0.0, timeout), return_when=FIRST_COMPLETED)
+        """Sleeps until woken or `timeout`; a crash in a send thread surfaces here."""
+        self.wake.wait(max(0.0, timeout))
+        self.wake.clear()
+        done = {future for future in self.in_flight if future.done()}
+        self.in_flight -= done
         for future in done:
-            self.in_flight.discard(future)
             future.result()
 
     def run(self, pool: ThreadPoolExecutor) -> None:
         while True:
             now = time.monotonic()
-            claim = (
-                now < self.deadline
-                and now >= self.next_claim
-                and len(self.in_flight) <= self.batch // 2
-            )
+            room = len(self.in_flight) <= self.batch // 2
+            claim = now < self.deadline and now >= self.next_claim and room
             waiting = len(self.outbox)
             flush = waiting > 0 and (
                 not self.in_flight
@@ -344,15 +353,19 @@ class Drain:
                     self.dispatch(pool, rows)
                 if rows is None or rows or flush:
                     continue
-            if not self.in_flight and not len(self.outbox):
-                if (
-                    now >= self.deadline
-                    or self.next_claim >= self.deadline
-                    or self.idle_rounds > IDLE_ROUNDS
-                ):
-                    return
-            next_event = min(self.next_claim, self.last_flush + FLUSH_SECONDS, self.deadline)
-            self.settle(min(FLUSH_SECONDS, next_event - time.monotonic()))
+            settled = not self.in_flight and not waiting
+            if settled and (
+                now >= self.deadline
+                or self.next_claim >= self.deadline
+                or self.idle_rounds > IDLE_ROUNDS
+            ):
+                return
+            timeout = min(FLUSH_SECONDS, self.deadline - now)
+            if waiting:
+                timeout = min(timeout, self.last_flush + FLUSH_SECONDS - now)
+            if room:
+                timeout = min(timeout, self.next_claim - now)
+            self.settle(timeout)
 
     def finish(self) -> None:
         """Waits for the sends in flight, records what is left and marks campaigns with no row

@@ -141,16 +141,8 @@ class SesClient:
             ),
         )
 
-    def send_raw(
-        self,
-        raw: bytes,
-        sender: str,
-        recipient: str,
-        tags: dict[str, str],
-        tenant: str | None = None,
-    ) -> str:
-        """Sends one message (as the SES tenant, when given); answers SES's message id or
-        raises SesError."""
+    def send_raw(self, raw: bytes, sender: str, recipient: str, tags: dict[str, str]) -> str:
+        """Sends one message; answers SES's message id or raises SesError."""
         request: dict[str, Any] = {
             "FromEmailAddress": sender,
             "Destination": {"ToAddresses": [recipient]},
@@ -159,8 +151,6 @@ class SesClient:
         }
         if self.configuration_set:
             request["ConfigurationSetName"] = self.configuration_set
-        if tenant:
-            request["TenantName"] = tenant
         try:
             return self.client.send_email(**request)["MessageId"]
         except (ClientError, BotoCoreError) as error:
