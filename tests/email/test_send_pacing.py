@@ -14,9 +14,9 @@ import pytest
 
 from api.core.db import Connection, Database
 from api.email.sender import SendPolicy, send_due_emails
-from api.email.ses import SesClient
+from api.email.ses import SesClient, SesError
 from tests.factories.email import SENDER_DOMAIN, add_contacts, list_campaign, start
-from tests.factories.workspaces import create_user, one
+from tests.factories.workspaces import acting_as, create_user, one
 from tests.fakes.ses_front import SesFront, ses_front
 from tests.fakes.ses_server import REGION, moto_ses, reset, sent_raw_messages
 
@@ -233,3 +233,63 @@ def test_a_paused_campaigns_rows_do_not_stand_before_a_sending_one(
 
     assert {row["campaign_id"] for row in rows} == {sending}
     assert len(rows) == 5
+
+
+class RejectingSes(SesClient):
+    """SES refusing one address for good."""
+
+    def __init__(self, endpoint: str, rejected: str) -> None:
+        super().__init__(
+            region=REGION,
+            access_key_id="testing",
+            secret_access_key="testing",
+            endpoint_url=endpoint,
+            configuration_set=None,
+            max_connections=8,
+        )
+        self.rejected = rejected
+
+    def send_raw(self, raw: bytes, sender: str, recipient: str, tags: dict[str, str]) -> str:
+        if recipient == self.rejected:
+            raise SesError("MessageRejected", "Email address is not verified.", False)
+        return super().send_raw(raw, sender, recipient, tags)
+
+
+def test_resend_to_failed_sends_to_the_failed_rows_alone(
+    conn: psycopg.Connection[Any], database_url: str, moto: str
+) -> None:
+    owner = create_user(conn)
+    campaign = list_campaign(conn, owner, add_contacts(conn, owner, 5))
+    start(conn, owner, campaign)
+    verified = client(moto)
+    with database(database_url) as db:
+        first = send_due_emails(
+            db, RejectingSes(moto, "reader-2@mail.example.org"), POLICY, budget_seconds=60
+        )
+        assert (first.sent, first.failed, first.finished_campaigns) == (4, 1, 1)
+        failed = one(
+            conn,
+            "select status, error from public.campaign_recipients"
+            " where campaign_id = %s and email = 'reader-2@mail.example.org'",
+            (campaign,),
+        )
+        assert failed["status"] == "failed" and "MessageRejected" in failed["error"]
+
+        with acting_as(conn, owner):
+            assert one(conn, "select public.resend_to_failed(%s) as n", (campaign,))["n"] == 1
+        assert (
+            one(conn, "select status from public.campaigns where id = %s", (campaign,))["status"]
+            == "sending"
+        )
+        again = send_due_emails(db, verified, POLICY, budget_seconds=60)
+
+    assert (again.sent, again.failed, again.finished_campaigns) == (1, 0, 1)
+    recipients = Counter(m["destinations"][0] for m in sent_raw_messages(moto))
+    assert len(recipients) == 5 and max(recipients.values()) == 1
+    with acting_as(conn, owner):
+        assert one(conn, "select public.resend_to_failed(%s) as n", (campaign,))["n"] == 0
+    # Nothing to resend: the campaign stays sent.
+    assert (
+        one(conn, "select status from public.campaigns where id = %s", (campaign,))["status"]
+        == "sent"
+    )

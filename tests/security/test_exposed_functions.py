@@ -78,6 +78,7 @@ REVIEWED: dict[str, str] = {
     "public.pause_campaign(uuid)": LIFECYCLE,
     "public.resume_campaign(uuid)": LIFECYCLE,
     "public.cancel_campaign(uuid)": LIFECYCLE,
+    "public.resend_to_failed(uuid)": LIFECYCLE,
     "public.register_sender_identity(uuid, text)": (
         f"{HERE}::test_only_admins_of_the_workspace_register_sender_identities"
     ),
@@ -254,6 +255,7 @@ LIFECYCLE_CALLS = [
     "select public.pause_campaign(%s)",
     "select public.resume_campaign(%s)",
     "select public.cancel_campaign(%s)",
+    "select public.resend_to_failed(%s)",
 ]
 
 
