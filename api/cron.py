@@ -151,6 +151,7 @@ def send_email(
         max_per_second=settings.ses_max_send_rate,
         concurrency=settings.ses_send_concurrency,
         base_url=urls.base_url,
+        account=settings.ses_account,
     )
     report = send_due_emails(database, ses, policy, settings.email_send_budget_seconds)
     return ok({"email": report.as_dict()})
