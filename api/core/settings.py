@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     ses_send_concurrency: int = Field(default=8, ge=1, le=64)
     # How long one cron call may spend sending before it returns (Vercel caps a function's run).
     email_send_budget_seconds: float = Field(default=20.0, gt=0, le=800)
+    # The platform's own verified sender, for emails to a workspace's owner and admins (a
+    # sending pause); unset: those wait, queued, and the in-app notification still goes out.
+    platform_from_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
     # Signs unsubscribe links; rotate it and old links stop working.
     email_link_secret: SecretStr | None = None
     unsubscribe_link_days: int = Field(default=365, ge=1, le=3650)

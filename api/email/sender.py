@@ -67,6 +67,7 @@ class SendReport:
     retrying: int = 0
     failed: int = 0
     finished_campaigns: int = 0
+    platform_brake: bool = False
 
     def add(self, counts: dict[str, Any]) -> None:
         """Adds the row states a batch of outcomes led to (cancelled rows count as failed)."""
@@ -81,6 +82,7 @@ class SendReport:
             "retrying": self.retrying,
             "failed": self.failed,
             "finished_campaigns": self.finished_campaigns,
+            "platform_brake": self.platform_brake,
         }
 
 
@@ -386,8 +388,11 @@ def send_due_emails(
     """Starts due scheduled campaigns, then sends until nothing is due or the budget is spent."""
     drain = Drain(database, ses, policy, budget_seconds)
     with database.as_service() as conn:
-        started = conn.execute("select private.start_due_campaigns() as n").fetchone()
+        started = conn.execute(
+            "select private.start_due_campaigns() as n, private.check_platform_brake() as brake"
+        ).fetchone()
     drain.report.started_campaigns = started["n"] if started else 0
+    drain.report.platform_brake = bool(started and started["brake"])
     refresh_account(database, ses, policy)
     with ThreadPoolExecutor(max_workers=policy.concurrency) as pool:
         drain.run(pool)

@@ -156,6 +156,24 @@ class SesClient:
         except (ClientError, BotoCoreError) as error:
             raise failure_from(error) from error
 
+    def send_simple(self, sender: str, recipient: str, subject: str, text: str) -> str:
+        """Sends a plain-text message of the platform's own (no unsubscribe: it is not
+        marketing); answers SES's message id or raises SesError."""
+        request: dict[str, Any] = {
+            "FromEmailAddress": sender,
+            "Destination": {"ToAddresses": [recipient]},
+            "Content": {
+                "Simple": {
+                    "Subject": {"Data": subject, "Charset": "UTF-8"},
+                    "Body": {"Text": {"Data": text, "Charset": "UTF-8"}},
+                }
+            },
+        }
+        try:
+            return self.client.send_email(**request)["MessageId"]
+        except (ClientError, BotoCoreError) as error:
+            raise failure_from(error) from error
+
     def account_quota(self) -> dict[str, Any]:
         """GetAccount's send quota and sending state, as private.save_ses_account takes them."""
         try:

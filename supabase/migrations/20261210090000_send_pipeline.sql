@@ -422,3 +422,10 @@ $$;
 revoke all on function private.record_email_outcomes(jsonb, text) from public, anon, authenticated;
 
 grant execute on function private.record_email_outcomes(jsonb, text) to service_role;
+
+-- the register of personal data --------------------------------------------------------------
+
+insert into private.personal_data_columns (table_schema, table_name, column_name, subject, handling, note)
+values
+  ('private', 'ses_accounts', 'account', 'none', 'not_personal', 'the SES account''s name in our settings'),
+  ('private', 'ses_accounts', 'enforcement_status', 'none', 'not_personal', 'SES''s word for the account');
