@@ -108,6 +108,8 @@ comment on table public.sending_pauses is
 create unique index sending_pauses_one_active_idx on public.sending_pauses (workspace_id, sender_identity_id)
   nulls not distinct where acknowledged_at is null;
 
+create index sending_pauses_workspace_id_idx on public.sending_pauses (workspace_id, created_at desc);
+
 create index sending_pauses_sender_identity_id_idx on public.sending_pauses (sender_identity_id);
 
 create index sending_pauses_acknowledged_by_idx on public.sending_pauses (acknowledged_by);
@@ -364,16 +366,6 @@ grant execute on function analytics.platform_deliverability_stats() to growthbas
 
 comment on function analytics.platform_deliverability_stats() is
   'Every workspace together against SES''s limits, and the platform brake; analysts only.';
-
-create view analytics.platform_deliverability with (security_invoker = true) as
-  select * from analytics.platform_deliverability_stats();
-
-revoke all on analytics.platform_deliverability from public, anon, authenticated;
-
-grant select on analytics.platform_deliverability to growthbase_analyst;
-
-comment on view analytics.platform_deliverability is
-  'Every workspace together (rolling and 24-hour windows) against SES''s limits, and whether the platform brake is engaged; analysts only.';
 
 -- pausing -------------------------------------------------------------------------------------
 
