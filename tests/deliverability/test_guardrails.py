@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from tests.factories.email import (
+    FROM_EMAIL,
     SENDER_DOMAIN,
     add_contacts,
     draft_campaign,
@@ -88,7 +89,7 @@ def another_campaign(
         owner,
         list_ids=[email_list(conn, owner, contacts, name=prefix)],
         sender_id=sender,
-        **({"from_email": from_email} if from_email else {}),
+        from_email=from_email or FROM_EMAIL,
     )
 
 
