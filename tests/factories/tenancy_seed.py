@@ -27,6 +27,12 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from tests.factories.email import add_contacts, draft_campaign, email_list, start, verified_sender
+from tests.factories.inbox import (
+    account_id,
+    apply_whatsapp,
+    whatsapp_channel,
+    whatsapp_conversation,
+)
 from tests.factories.workspaces import (
     User,
     acting_as,
@@ -36,6 +42,7 @@ from tests.factories.workspaces import (
     make_project,
     one,
 )
+from tests.fakes.whatsapp_server import status, statuses
 
 Conn = psycopg.Connection[Any]
 
@@ -92,6 +99,8 @@ EXPLICIT_SCOPES: dict[str, tuple[tuple[str, ...], str]] = {
     "realtime.messages": (("topic",), "topic like 'workspace:' || {ws}::text || ':%'"),
     "private.webhook_events": (("id",), "strpos(body, {ws}::text) > 0"),
     "private.rate_limit_windows": (("bucket",), "strpos(bucket, {ws}::text) > 0"),
+    # Export files are kept under their workspace's folder.
+    "private.storage_removals": (("object_name",), "object_name like {ws}::text || '/%'"),
 }
 # An import's staging and a chunk's working rows are keyed by their job (no foreign key: they are
 # written a million rows at a time).
@@ -284,8 +293,9 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
     (with its charge, outbox message and broadcast), imported orders, AI calls, a subscription
     with its events, payment and stored webhook, and a sent campaign and a draft with their
     list, segment, template, suppression, sender identity and send ledger, RFM snapshots, consent
-    records and privacy settings, an access-request export, a notification, and an erased
-    contact (its erasure record and keyed hash)."""
+    records and privacy settings, an access-request export, a notification, an erased contact
+    (its erasure record and keyed hash), a batch erasure, an export file to remove and a
+    subscription to cancel."""
     owner = create_user(conn)
     tenant = Tenant(owner)
     fund(conn, owner, 500, "team")
@@ -542,7 +552,70 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
     erased = add_contacts(conn, owner, 1, prefix=f"erased-{tag}")
     with acting_as(conn, owner):
         conn.execute("select public.erase_contact(%s)", (erased[0],))
+
+    # A batch erasure waiting for its first chunk, an export file waiting to be removed, and a
+    # subscription of the workspace queued for cancellation at Razorpay.
+    waiting = add_contacts(conn, owner, 1, prefix=f"batch-{tag}")
+    with acting_as(conn, owner):
+        conn.execute("select public.request_erasure_batch(%s, %s)", (owner.workspace_id, waiting))
+    conn.execute(
+        "insert into private.storage_removals (bucket_id, object_name, reason)"
+        " values ('exports', %s, 'expired')",
+        (f"{owner.workspace_id}/{uuid.uuid4()}.zip",),
+    )
+    conn.execute(
+        "insert into private.subscription_cancellations"
+        " (razorpay_subscription_id, workspace_id, reason) values (%s, %s, 'workspace_deleted')",
+        (provider_id("sub"), owner.workspace_id),
+    )
+    seed_inbox(conn, owner, worker)
     return tenant
+
+
+def seed_inbox(conn: Conn, owner: User, worker: User) -> None:
+    """A WhatsApp channel with its sealed credentials and template catalog, a conversation the
+    contact opened, the worker's reply (sent already, so no later drain picks it up), a status
+    waiting for a message nobody knows, and the owner's read position."""
+    channel = whatsapp_channel(conn, owner, Fernet.generate_key().decode())
+    conversation = whatsapp_conversation(conn, channel, text="Is the tea in stock?")
+    conn.execute(
+        "select private.sync_whatsapp_templates(%s, %s)",
+        (
+            channel,
+            Jsonb(
+                [
+                    {
+                        "name": "order_update",
+                        "language": "en_US",
+                        "category": "UTILITY",
+                        "status": "APPROVED",
+                        "variables": 0,
+                        "components": [],
+                    }
+                ]
+            ),
+        ),
+    )
+    with acting_as(conn, worker):
+        reply = one(
+            conn,
+            "select id from public.reply_to_conversation(%s, 'Yes, 12 boxes left', null)",
+            (conversation,),
+        )["id"]
+    conn.execute(
+        "update private.inbox_outbox set status = 'sent', attempts = 1 where message_id = %s",
+        (reply,),
+    )
+    apply_whatsapp(
+        conn,
+        channel,
+        statuses(
+            [status("wamid.UNKNOWN" + uuid.uuid4().hex.upper(), "delivered", "420777000111", 1)],
+            account_id(conn, channel),
+        ),
+    )
+    with acting_as(conn, owner):
+        conn.execute("select public.mark_conversation_read(%s)", (conversation,))
 
 
 def seed_import(conn: Conn, worker: User, workspace_id: uuid.UUID, project: uuid.UUID) -> None:
