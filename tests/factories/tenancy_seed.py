@@ -80,7 +80,8 @@ REFERENCE_TABLES = frozenset(
         "public.automation_prices",
         "public.ai_prices",
         "analytics.rfm_segment_map",
-        "private.email_send_rate",
+        "private.ses_accounts",
+        "private.platform_brake",
         "private.platform_suppressions",
         "private.personal_data_columns",
         "private.privacy_key",
@@ -520,6 +521,25 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
     # An access request for the second reader (queued: no file).
     with acting_as(conn, owner):
         conn.execute("select public.request_contact_export(%s)", (readers[1],))
+
+    # Deliverability: the workspace's thresholds, a guardrail pause (which pauses the sent
+    # campaign and queues its emails) and a warning.
+    with acting_as(conn, owner):
+        conn.execute(
+            "insert into public.deliverability_settings (workspace_id, min_volume)"
+            " values (%s, 200)",
+            (owner.workspace_id,),
+        )
+    conn.execute(
+        "select private.pause_sending(%s, null, 'bounce_rate', 'Bounce rate 6%% over 24 hours',"
+        " '{}'::jsonb)",
+        (owner.workspace_id,),
+    )
+    conn.execute(
+        "insert into private.deliverability_warnings (workspace_id, sender_identity_id,"
+        " warned_at) values (%s, %s, now())",
+        (owner.workspace_id, sender),
+    )
 
     # The owner's notification about the first reader (a customer replied, say).
     conn.execute(

@@ -79,6 +79,15 @@ REVIEWED: dict[str, str] = {
     "public.pause_campaign(uuid)": LIFECYCLE,
     "public.resume_campaign(uuid)": LIFECYCLE,
     "public.cancel_campaign(uuid)": LIFECYCLE,
+    "public.resend_to_failed(uuid)": LIFECYCLE,
+    "public.acknowledge_sending_pause(uuid)": (
+        "tests/deliverability/test_guardrails.py::"
+        "test_a_bounce_rate_over_the_limit_pauses_every_sending_campaign_until_an_admin_acknowledges"
+    ),
+    "analytics.deliverability_stats()": (
+        "tests/deliverability/test_guardrails.py::"
+        "test_rates_are_kept_per_workspace_and_identity_as_sends_and_bounces_arrive"
+    ),
     "public.register_sender_identity(uuid, text)": (
         f"{HERE}::test_only_admins_of_the_workspace_register_sender_identities"
     ),
@@ -279,6 +288,7 @@ LIFECYCLE_CALLS = [
     "select public.pause_campaign(%s)",
     "select public.resume_campaign(%s)",
     "select public.cancel_campaign(%s)",
+    "select public.resend_to_failed(%s)",
 ]
 
 
