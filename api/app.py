@@ -48,7 +48,9 @@ from api.imports import routes as imports
 from api.imports.deps import IMPORT_STORAGE
 from api.imports.storage import ImportStorage
 from api.inbox import routes as inbox
-from api.inbox.deps import INBOX_BOX, WHATSAPP
+from api.inbox.deps import INBOX_BOX, TELEGRAM, WHATSAPP
+from api.inbox.telegram import webhook as telegram_webhooks
+from api.inbox.telegram.client import TelegramClient
 from api.inbox.whatsapp import webhook as whatsapp_webhooks
 from api.inbox.whatsapp.client import WhatsAppClient
 from api.me import routes as me
@@ -168,6 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     WHATSAPP.install(
         app, WhatsAppClient(settings.whatsapp_graph_url, settings.inbox_timeout_seconds)
     )
+    TELEGRAM.install(app, TelegramClient(settings.telegram_api_url, settings.inbox_timeout_seconds))
     IMPORT_STORAGE.install(app, storage)
     SUPABASE_ADMIN.install(app, supabase_admin)
     SES.install(
@@ -205,6 +208,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     intake.register("shopify", shop_webhooks.applier(database, "shopify"))
     intake.register("woocommerce", shop_webhooks.applier(database, "woocommerce"))
     intake.register("whatsapp", whatsapp_webhooks.applier(database))
+    intake.register("telegram", telegram_webhooks.applier(database))
     INTAKE.install(app, intake)
     tokens = TokenVerifier(
         supabase_url=settings.supabase_url,
@@ -236,6 +240,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # and /webhooks/whatsapp/...
     app.include_router(shoptet_webhooks.router)
     app.include_router(whatsapp_webhooks.router)
+    app.include_router(telegram_webhooks.router)
     app.include_router(whatsapp_webhooks.verification_router)
     app.include_router(shop_webhooks.router)
     app.include_router(integrations.router)

@@ -22,7 +22,7 @@ from api.email.deps import OptionalSes
 from api.email.sender import SendPolicy, send_due_emails
 from api.imports.deps import OptionalStorage
 from api.imports.jobs import continue_import_jobs
-from api.inbox.deps import OptionalBox, WhatsApp
+from api.inbox.deps import OptionalBox, Telegram, WhatsApp
 from api.inbox.outbox import Providers, drain_inbox_outbox
 from api.privacy import retention
 from api.privacy.deps import OptionalSupabase
@@ -306,7 +306,9 @@ class InboxReport(BaseModel):
     summary="Send queued inbox replies",
     responses=documented({"inbox": {"sent": 12, "retrying": 1, "failed": 0}}),
 )
-def send_inbox(database: ServiceDatabase, box: OptionalBox, whatsapp: WhatsApp) -> dict[str, Any]:
+def send_inbox(
+    database: ServiceDatabase, box: OptionalBox, whatsapp: WhatsApp, telegram: Telegram
+) -> dict[str, Any]:
     """Sends due inbox replies (up to 50: new ones and retries whose backoff has passed) and
     forgets week-old delivery statuses no message claimed. Replies wait, queued, while
     INTEGRATIONS_ENCRYPTION_KEY is not set."""
@@ -314,5 +316,5 @@ def send_inbox(database: ServiceDatabase, box: OptionalBox, whatsapp: WhatsApp) 
         conn.execute("select private.prune_inbox_backlog()")
     if box is None:
         return ok({"inbox": "not_configured"})
-    report = drain_inbox_outbox(database, Providers(box, whatsapp), DRAIN_LIMIT)
+    report = drain_inbox_outbox(database, Providers(box, whatsapp, telegram), DRAIN_LIMIT)
     return ok({"inbox": report.as_dict()})

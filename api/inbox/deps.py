@@ -8,12 +8,14 @@ from fastapi import Depends
 from api.core.deps import Slot
 from api.core.secrets_box import KeyMismatchError, SecretBox
 from api.inbox.errors import NO_KEY, key_mismatch
+from api.inbox.telegram.client import TelegramClient
 from api.inbox.whatsapp.client import WhatsAppClient
 
 # Seals and opens channel credentials (INTEGRATIONS_ENCRYPTION_KEY, as shop credentials).
 INBOX_BOX = Slot("inbox_secret_box", SecretBox, NO_KEY)
 # The Graph API client; each call carries its channel's own token, so it is always installed.
 WHATSAPP = Slot("whatsapp", WhatsAppClient, "The WhatsApp client is not set up")
+TELEGRAM = Slot("telegram", TelegramClient, "The Telegram client is not set up")
 
 
 def box(client: Annotated[SecretBox, Depends(INBOX_BOX.required)]) -> Iterator[SecretBox]:
@@ -28,3 +30,4 @@ def box(client: Annotated[SecretBox, Depends(INBOX_BOX.required)]) -> Iterator[S
 Box = Annotated[SecretBox, Depends(box)]
 OptionalBox = Annotated[SecretBox | None, Depends(INBOX_BOX.optional)]
 WhatsApp = Annotated[WhatsAppClient, Depends(WHATSAPP.required)]
+Telegram = Annotated[TelegramClient, Depends(TELEGRAM.required)]

@@ -12,6 +12,7 @@ from uuid import UUID
 from api.core.db import Database
 from api.core.secrets_box import KeyMismatchError, SecretBox
 from api.inbox.secrets import open_secrets
+from api.inbox.telegram.client import TelegramClient, TelegramError
 from api.inbox.whatsapp.client import WhatsAppClient, WhatsAppError
 
 log = logging.getLogger("growthbase.inbox.outbox")
@@ -42,6 +43,7 @@ class SendError(Exception):
 class Providers:
     box: SecretBox
     whatsapp: WhatsAppClient
+    telegram: TelegramClient
 
 
 @dataclass
@@ -83,6 +85,25 @@ def send_whatsapp(providers: Providers, outbound: dict[str, Any], secrets: dict[
         ) from error
 
 
+def send_telegram(providers: Providers, outbound: dict[str, Any], secrets: dict[str, str]) -> str:
+    token = secrets.get("bot_token")
+    if not token:
+        raise SendError("not_connected", "The channel has no bot token", retryable=False)
+    last = outbound.get("last_inbound") or {}
+    try:
+        return providers.telegram.send_message(
+            token, outbound["to"], outbound["text"], last.get("provider_message_id")
+        )
+    except TelegramError as error:
+        raise SendError(
+            error.code,
+            error.message,
+            retryable=error.retryable,
+            retry_after=error.retry_after,
+            revokes=error.credentials_refused,
+        ) from error
+
+
 def send_one(providers: Providers, outbound: dict[str, Any]) -> str:
     """The provider's id of the sent message; raises SendError."""
     if outbound.get("status") != "active":
@@ -98,6 +119,8 @@ def send_one(providers: Providers, outbound: dict[str, Any]) -> str:
         ) from error
     if outbound["kind"] == "whatsapp":
         return send_whatsapp(providers, outbound, secrets)
+    if outbound["kind"] == "telegram":
+        return send_telegram(providers, outbound, secrets)
     raise SendError(
         "channel_unsupported", f"Sending on {outbound['kind']} is not available", retryable=False
     )

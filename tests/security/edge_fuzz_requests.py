@@ -29,10 +29,11 @@ from api.imports.columns import ORDERS
 from api.privacy import consent_links
 from api.shops.shoptet.webhook import CUSTOMER_EVENTS, ORDER_EVENTS
 from api.shops.webhooks import SHOPS
-from tests.factories.inbox import APP_SECRET, VERIFY_TOKEN
+from tests.factories.inbox import APP_SECRET, TELEGRAM_SECRET, VERIFY_TOKEN
 from tests.fakes.razorpay_server import event as razorpay_event
 from tests.fakes.razorpay_server import payment_entity, subscription_entity
 from tests.fakes.sns_signing import Certificate
+from tests.fakes.telegram_server import message_update, photo_update
 from tests.fakes.whatsapp_server import (
     hub_signature,
     image_message,
@@ -104,6 +105,7 @@ class Seeded:
     channel_id: uuid.UUID  # a WhatsApp channel
     phone_number_id: str
     conversation_id: uuid.UUID
+    telegram_channel_id: uuid.UUID
 
 
 @dataclass(frozen=True)
@@ -324,6 +326,33 @@ def whatsapp(case: Case[Any], draw: Draw, context: Context) -> Sending:
     return Sending({"X-Hub-Signature-256": hub_signature(APP_SECRET, body)}, body)
 
 
+def telegram(case: Case[Any], draw: Draw, context: Context) -> Sending:
+    """With the bot's secret token as Telegram sends it; shaped bodies are message updates
+    (new, edited, with a photo) with fuzzed fields."""
+    mode = draw(WEBHOOK_MODES)
+    if mode == "as_generated":
+        return Sending()
+    body = json_bytes(case.body)
+    if mode == "shaped":
+        update_id = draw(st.integers(0, 10**9))
+        chat = draw(st.sampled_from([123456789, -1001234567890]))
+        update = draw(
+            st.sampled_from(
+                [
+                    message_update(update_id, chat, 5, "hello"),
+                    message_update(update_id, chat, 5, "hello!", edited=True),
+                    photo_update(update_id, chat, 6),
+                ]
+            )
+        )
+        key = "edited_message" if "edited_message" in update else "message"
+        update[key] = with_fuzzed_fields(
+            draw, update[key], ["chat", "from", "text", "message_id", "date", "photo"]
+        )
+        body = json.dumps(with_fuzzed_fields(draw, update, ["update_id", key])).encode()
+    return Sending({"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}, body)
+
+
 def whatsapp_verification(case: Case[Any], draw: Draw, context: Context) -> Sending:
     """A share of cases carry the channel's verify token, as Meta does."""
     if draw(st.booleans()) and isinstance(case.query, dict):
@@ -430,6 +459,7 @@ PREPARE: dict[str, Callable[[Case[Any], Draw, Context], Sending]] = {
     "/api/v1/webhooks/result": make,
     "/api/v1/webhooks/ses": ses,
     "/api/v1/webhooks/whatsapp/{channel_id}": whatsapp,
+    "/api/v1/webhooks/telegram/{channel_id}": telegram,
     "/api/v1/cron/inbox": cron,
     "/api/v1/cron/outbox": cron,
     "/api/v1/cron/email": cron,
