@@ -22,7 +22,7 @@ from api.email.deps import OptionalSes
 from api.email.sender import SendPolicy, send_due_emails
 from api.imports.deps import OptionalStorage
 from api.imports.jobs import continue_import_jobs
-from api.inbox.deps import OptionalBox, Telegram, WhatsApp
+from api.inbox.deps import OptionalBox, OptionalMailer, Telegram, WhatsApp
 from api.inbox.outbox import Providers, drain_inbox_outbox
 from api.privacy import retention
 from api.privacy.deps import OptionalSupabase
@@ -297,7 +297,7 @@ class InboxSend(BaseModel):
 
 
 class InboxReport(BaseModel):
-    inbox: InboxSend | Literal["not_configured"]
+    inbox: InboxSend
 
 
 @router.get(
@@ -307,14 +307,17 @@ class InboxReport(BaseModel):
     responses=documented({"inbox": {"sent": 12, "retrying": 1, "failed": 0}}),
 )
 def send_inbox(
-    database: ServiceDatabase, box: OptionalBox, whatsapp: WhatsApp, telegram: Telegram
+    database: ServiceDatabase,
+    box: OptionalBox,
+    whatsapp: WhatsApp,
+    telegram: Telegram,
+    mailer: OptionalMailer,
 ) -> dict[str, Any]:
     """Sends due inbox replies (up to 50: new ones and retries whose backoff has passed) and
-    forgets week-old delivery statuses no message claimed. Replies wait, queued, while
-    INTEGRATIONS_ENCRYPTION_KEY is not set."""
+    forgets week-old delivery statuses no message claimed. Replies of channels with sealed
+    credentials wait (retrying) while INTEGRATIONS_ENCRYPTION_KEY is not set, email replies
+    while SES is not."""
     with database.as_service() as conn:
         conn.execute("select private.prune_inbox_backlog()")
-    if box is None:
-        return ok({"inbox": "not_configured"})
-    report = drain_inbox_outbox(database, Providers(box, whatsapp, telegram), DRAIN_LIMIT)
+    report = drain_inbox_outbox(database, Providers(box, whatsapp, telegram, mailer), DRAIN_LIMIT)
     return ok({"inbox": report.as_dict()})

@@ -59,6 +59,16 @@ def whatsapp_channel(
     return uuid.UUID(str(row["id"]))
 
 
+def email_channel(conn: Conn, user: User) -> str:
+    """An email channel of the user's workspace; answers its (fresh) inbound address."""
+    address = f"support@in-{uuid.uuid4().hex[:10]}.shop.example"
+    conn.execute(
+        "select private.connect_channel(%s, 'email', 'Support', %s, '{}', null)",
+        (user.workspace_id, address),
+    )
+    return address
+
+
 def account_id(conn: Conn, channel: uuid.UUID) -> str:
     return str(
         one(conn, "select account_id from public.channels where id = %s", (channel,))["account_id"]

@@ -45,6 +45,7 @@ from api.core.settings import Settings
 from tests.factories.email import add_contacts, draft_campaign, email_list, verified_sender
 from tests.factories.inbox import (
     account_id,
+    email_channel,
     telegram_channel,
     whatsapp_channel,
     whatsapp_conversation,
@@ -319,6 +320,7 @@ def seed(conn: Conn, user: User, razorpay: RazorpayServer, ses: str) -> Seeded:
         phone_number_id=account_id(conn, channel),
         conversation_id=whatsapp_conversation(conn, channel),
         telegram_channel_id=telegram_channel(conn, user, SECRETS.encryption_key, TELEGRAM_TOKEN),
+        email_address=email_channel(conn, user),
     )
 
 
