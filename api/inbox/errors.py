@@ -39,6 +39,7 @@ REPLY_REFUSALS: Mapping[int, Mapping[str, str]] = {
         "approved template can be sent",
         "template_not_approved": "No approved template of this channel has that name and "
         "language; sync the templates",
+        "contact_opted_out": "This contact asked to receive no more messages on this channel",
     },
     422: {"invalid_message": "Send either text or a template"},
 }

@@ -577,6 +577,7 @@ def seed_inbox(conn: Conn, owner: User, worker: User) -> None:
     )
     with acting_as(conn, owner):
         conn.execute("select public.mark_conversation_read(%s)", (conversation,))
+    whatsapp_conversation(conn, channel, text="STOP")
     conn.execute(
         "insert into public.message_revisions (workspace_id, message_id, text, replaced_at)"
         " select workspace_id, id, 'Is the tea in stock??', now() from public.messages"

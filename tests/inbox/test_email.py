@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from api.app import create_app
 from tests.factories.edge import bearer, edge_settings
 from tests.factories.email import add_contacts, list_campaign, start
-from tests.factories.workspaces import User, create_user, one
+from tests.factories.workspaces import User, acting_as, create_user, one
 from tests.fakes import sns_signing
 from tests.fakes.jwks import JwksServer
 from tests.fakes.ses_inbound import TOPIC, notification, received
@@ -366,3 +366,70 @@ def test_malformed_mime_and_spam_are_stored_and_never_a_500(
         " and status not in ('applied', 'ignored')",
     )
     assert failed["n"] == 0
+
+
+def test_replies_count_for_campaign_performance_and_stop_suppresses(
+    conn: Conn, client: TestClient, jwks: JwksServer, mailbox: Mailbox
+) -> None:
+    owner = create_user(conn)
+    stranger = create_user(conn)
+    inbound = address()
+    connect(client, jwks, owner, inbound)
+    readers = add_contacts(conn, owner, 4)
+    campaign = list_campaign(conn, owner, readers)
+    start(conn, owner, campaign)
+    rows = conn.execute(
+        "select id, email from public.campaign_recipients where campaign_id = %s order by email",
+        (campaign,),
+    ).fetchall()
+    ids = {}
+    for row in rows:
+        ses_id = f"0107019{uuid.uuid4().hex[:9]}-{uuid.uuid4()}-000000"
+        conn.execute(
+            "update public.campaign_recipients set status = 'sent', sent_at = now(),"
+            " ses_message_id = %s where id = %s",
+            (ses_id, row["id"]),
+        )
+        ids[row["email"]] = ses_id
+    emails = [r["email"] for r in rows]
+
+    def answer(sender: str, text: str, **headers: str) -> None:
+        thread = {"In-Reply-To": f"<{ids[sender]}@eu-central-1.amazonses.com>", **headers}
+        mailbox.deliver(mail(sender, inbound, text, subject="Re: News", headers=thread), [inbound])
+
+    answer(emails[0], "Interested!")
+    answer(emails[0], "Also, one more question")
+    answer(emails[1], "Out of office until Monday", **{"Auto-Submitted": "auto-replied"})
+    answer(emails[2], "STOP")
+    performance = one(
+        conn,
+        "select sent, replies, reply_rate from analytics.campaign_performance"
+        " where campaign_id = %s",
+        (campaign,),
+    )
+    assert (performance["sent"], performance["replies"], str(performance["reply_rate"])) == (
+        4,
+        2,
+        "0.5000",
+    )
+    suppressed = one(
+        conn,
+        "select reason, detail from public.email_suppressions"
+        " where workspace_id = %s and email = %s",
+        (owner.workspace_id, emails[2]),
+    )
+    assert suppressed["reason"] == "unsubscribe" and "STOP" in suppressed["detail"].upper()
+    opt_out = one(
+        conn,
+        "select kind, keyword, source_message_id from public.channel_suppressions"
+        " where workspace_id = %s and address = %s",
+        (owner.workspace_id, emails[2]),
+    )
+    assert (opt_out["kind"], opt_out["keyword"]) == ("email", "stop")
+    assert opt_out["source_message_id"] is not None
+    with acting_as(conn, stranger):
+        seen = conn.execute(
+            "select count(*) as n from analytics.campaign_replies() where campaign_id = %s",
+            (campaign,),
+        ).fetchone()
+    assert seen["n"] == 0

@@ -113,6 +113,9 @@ REVIEWED: dict[str, str] = {
     "public.reply_to_conversation(uuid, text, jsonb)": (
         f"{INBOX}::test_viewers_read_but_do_not_answer_and_others_see_nothing"
     ),
+    "analytics.campaign_replies()": (
+        "tests/inbox/test_email.py::test_replies_count_for_campaign_performance_and_stop_suppresses"
+    ),
     "analytics.rfm(date)": "tests/rfm/test_rfm.py::test_dashboard_users_see_only_their_workspaces",
     "analytics.verify_customer_facts()": (
         "tests/rfm/test_customer_facts.py::test_members_see_drift_only_in_their_workspaces"
