@@ -492,8 +492,7 @@ create trigger contacts_erase_inbox
 
 -- The edge stores a channel it connected, as the service, after the admin check. Another
 -- workspace's channel on the same account is 409 channel_taken; the same workspace's is
--- updated (reconnected) with the new secrets. Email channels have none (SES is the
--- deployment's).
+-- updated (reconnected) with the new secrets.
 create function private.connect_channel(
   p_workspace_id uuid, p_kind text, p_name text, p_account_id text, p_settings jsonb,
   p_secrets_encrypted text
@@ -521,11 +520,9 @@ begin
     where c.id = v_channel.id
     returning * into v_channel;
   end if;
-  if p_secrets_encrypted is not null then
-    insert into private.channel_secrets (channel_id, secrets_encrypted)
-    values (v_channel.id, p_secrets_encrypted)
-    on conflict (channel_id) do update set secrets_encrypted = excluded.secrets_encrypted, updated_at = now();
-  end if;
+  insert into private.channel_secrets (channel_id, secrets_encrypted)
+  values (v_channel.id, p_secrets_encrypted)
+  on conflict (channel_id) do update set secrets_encrypted = excluded.secrets_encrypted, updated_at = now();
   return v_channel;
 end
 $$;

@@ -13,6 +13,49 @@
 --      resolved and a new one started.
 -- Bounces are not conversations; auto-replies are kept, flagged, and never count as replies.
 
+-- Email channels have no secrets of their own (SES is the deployment's): connecting one
+-- stores none. Otherwise as before: another workspace's channel on the same account is 409
+-- channel_taken; the same workspace's is updated (reconnected) with the new secrets.
+create or replace function private.connect_channel(
+  p_workspace_id uuid, p_kind text, p_name text, p_account_id text, p_settings jsonb,
+  p_secrets_encrypted text
+)
+returns public.channels
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_channel public.channels;
+begin
+  select * into v_channel from public.channels c
+  where c.kind = p_kind and c.account_id = p_account_id for update;
+  if v_channel.id is not null and v_channel.workspace_id <> p_workspace_id then
+    perform private.fail(409, 'channel_taken', 'This account is connected to another workspace');
+  end if;
+  if v_channel.id is null then
+    insert into public.channels (workspace_id, kind, name, account_id, settings)
+    values (p_workspace_id, p_kind, p_name, p_account_id, coalesce(p_settings, '{}'::jsonb))
+    returning * into v_channel;
+  else
+    update public.channels c
+    set name = p_name, settings = coalesce(p_settings, '{}'::jsonb), status = 'active', status_reason = null
+    where c.id = v_channel.id
+    returning * into v_channel;
+  end if;
+  if p_secrets_encrypted is not null then
+    insert into private.channel_secrets (channel_id, secrets_encrypted)
+    values (v_channel.id, p_secrets_encrypted)
+    on conflict (channel_id) do update set secrets_encrypted = excluded.secrets_encrypted, updated_at = now();
+  end if;
+  return v_channel;
+end
+$$;
+
+revoke all on function private.connect_channel(uuid, text, text, text, jsonb, text) from public, anon, authenticated;
+
+grant execute on function private.connect_channel(uuid, text, text, text, jsonb, text) to service_role;
+
 -- Our replies' own Message-IDs, found when a reply names them.
 create index messages_email_message_id_idx on public.messages (channel_id, (context ->> 'email_message_id'))
   where direction = 'outbound';
