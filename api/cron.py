@@ -349,6 +349,8 @@ class InboxSend(BaseModel):
     sent: int
     retrying: int
     failed: int
+    woken: int
+    auto_resolved: int
 
 
 class InboxReport(BaseModel):
@@ -359,7 +361,9 @@ class InboxReport(BaseModel):
     "/inbox",
     response_model=Envelope[InboxReport],
     summary="Send queued inbox replies",
-    responses=documented({"inbox": {"sent": 12, "retrying": 1, "failed": 0}}),
+    responses=documented(
+        {"inbox": {"sent": 12, "retrying": 1, "failed": 0, "woken": 2, "auto_resolved": 5}}
+    ),
 )
 def send_inbox(
     database: ServiceDatabase,
@@ -368,11 +372,21 @@ def send_inbox(
     telegram: Telegram,
     mailer: OptionalMailer,
 ) -> dict[str, Any]:
-    """Sends due inbox replies (up to 50: new ones and retries whose backoff has passed) and
-    forgets week-old delivery statuses no message claimed. Replies of channels with sealed
-    credentials wait (retrying) while INTEGRATIONS_ENCRYPTION_KEY is not set, email replies
-    while SES is not."""
+    """Wakes snoozed conversations whose time has come, resolves those silent for their
+    workspace's auto_resolve_days (up to 1000 each), sends due inbox replies (up to 50: new ones
+    and retries whose backoff has passed) and forgets week-old delivery statuses no message
+    claimed. Replies of channels with sealed credentials wait (retrying) while
+    INTEGRATIONS_ENCRYPTION_KEY is not set, email replies while SES is not."""
     with database.as_service() as conn:
         conn.execute("select private.prune_inbox_backlog()")
+        kept = conn.execute("select * from private.inbox_housekeeping(%s)", (1000,)).fetchone()
     report = drain_inbox_outbox(database, Providers(box, whatsapp, telegram, mailer), DRAIN_LIMIT)
-    return ok({"inbox": report.as_dict()})
+    return ok(
+        {
+            "inbox": {
+                **report.as_dict(),
+                "woken": kept["woken"] if kept else 0,
+                "auto_resolved": kept["resolved"] if kept else 0,
+            }
+        }
+    )
