@@ -32,6 +32,7 @@ from api.shops.webhooks import SHOPS
 from tests.fakes.razorpay_server import event as razorpay_event
 from tests.fakes.razorpay_server import payment_entity, subscription_entity
 from tests.fakes.sns_signing import Certificate
+from tests.shops.test_customer_webhooks import shopify_customer_body, woocommerce_customer_body
 from tests.shops.test_shop_webhooks import shopify_order, woocommerce_order
 
 SNS_TOPIC = "arn:aws:sns:eu-central-1:123456789012:growthbase-ses"
@@ -174,14 +175,26 @@ def shop(case: Case[Any], draw: Draw, context: Context) -> Sending:
     headers = {}
     if mode == "shaped":
         order_id = draw(st.integers(1, 10**9))
-        if source == "shopify":
-            order = shopify_order(order_id)
+        kind = draw(st.sampled_from(["order", "customer"]))
+        if kind == "order" and source == "shopify":
+            document = shopify_order(order_id)
             fuzzed = ["customer", "line_items", "billing_address", "total_price", "created_at"]
-        else:
-            order = woocommerce_order(order_id)
+        elif kind == "order":
+            document = woocommerce_order(order_id)
             fuzzed = ["billing", "line_items", "total", "status", "date_created_gmt"]
-        body = json.dumps(with_fuzzed_fields(draw, order, fuzzed)).encode()
-        headers[webhook.topic_header] = draw(st.sampled_from(sorted(webhook.order_topics)))
+        elif source == "shopify":
+            document = shopify_customer_body(order_id)
+            fuzzed = ["id", "email", "phone", "default_address", "email_marketing_consent"]
+        else:
+            document = woocommerce_customer_body(order_id)
+            fuzzed = ["id", "email", "first_name", "billing"]
+        body = json.dumps(with_fuzzed_fields(draw, document, fuzzed)).encode()
+        topics = [
+            topic
+            for topic, applied in webhook.topics.items()
+            if (applied == "order") == (kind == "order")
+        ]
+        headers[webhook.topic_header] = draw(st.sampled_from(sorted(topics)))
         headers[webhook.delivery_header] = str(draw(st.uuids()))
     signature = base64.b64encode(hmac_sha256(context.secrets.shop_webhook, body)).decode()
     return Sending({**headers, webhook.signature_header: signature}, body)
