@@ -27,6 +27,16 @@ alter table private.import_product_rows
   add column variant_image_url text,
   add column variant_status text;
 
+-- A catalogue's variant columns hold no person's data.
+insert into private.personal_data_columns (table_schema, table_name, column_name, subject, handling, note) values
+  ('private', 'import_product_rows', 'variant_id', 'none', 'not_personal', 'a shop''s catalogue, no person'),
+  ('private', 'import_product_rows', 'variant_title', 'none', 'not_personal', null),
+  ('private', 'import_product_rows', 'variant_sku', 'none', 'not_personal', null),
+  ('private', 'import_product_rows', 'variant_price', 'none', 'not_personal', null),
+  ('private', 'import_product_rows', 'variant_inventory', 'none', 'not_personal', null),
+  ('private', 'import_product_rows', 'variant_image_url', 'none', 'not_personal', null),
+  ('private', 'import_product_rows', 'variant_status', 'none', 'not_personal', null);
+
 -- functions -----------------------------------------------------------------------------------
 
 -- After the file is staged: a later product row (no variant_id) with the product_id of an
