@@ -101,6 +101,7 @@ class Seeded:
     shoptet_order_code: str
     shoptet_customer_guid: str
     export_id: uuid.UUID
+    erasure_batch_id: uuid.UUID
     link_contact_id: uuid.UUID  # named only inside consent links, so no fuzzed erasure reaches it
     channel_id: uuid.UUID  # a WhatsApp channel
     phone_number_id: str
@@ -452,6 +453,8 @@ PREPARE: dict[str, Callable[[Case[Any], Draw, Context], Sending]] = {
     "/api/v1/cron/privacy-retention": cron,
     "/api/v1/cron/imports": cron,
     "/api/v1/cron/privacy-exports": cron,
+    "/api/v1/cron/subscription-cancellations": cron,
+    "/api/v1/cron/privacy-erasures": cron,
     "/api/v1/privacy/consents/confirm": consent_link("confirm"),
     "/api/v1/privacy/preferences": consent_link("preferences"),
     "/api/v1/unsubscribe": unsubscribe,
