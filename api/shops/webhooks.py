@@ -49,6 +49,14 @@ from api.shops.orders import (
     from_shopify,
     from_woocommerce,
 )
+from api.shops.products import (
+    ShopifyProductBody,
+    WooCommerceProductBody,
+    shopify_deleted_product,
+    shopify_product,
+    woocommerce_deleted_product,
+    woocommerce_product,
+)
 from api.webhooks.body import parse_json, raw_body
 from api.webhooks.intake import Applier, Intake, StoredEvent
 
@@ -57,7 +65,7 @@ log = logging.getLogger("growthbase.webhooks")
 
 
 # What a topic's body is applied as.
-Kind = Literal["order", "customer", "customer_deleted"]
+Kind = Literal["order", "customer", "customer_deleted", "product", "product_deleted"]
 Mapper = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -94,11 +102,16 @@ SHOPS = {
             "customers/create": "customer",
             "customers/update": "customer",
             "customers/delete": "customer_deleted",
+            "products/create": "product",
+            "products/update": "product",
+            "products/delete": "product_deleted",
         },
         mappers={
             "order": from_shopify,
             "customer": shopify_customer,
             "customer_deleted": shopify_deleted,
+            "product": shopify_product,
+            "product_deleted": shopify_deleted_product,
         },
     ),
     "woocommerce": ShopWebhook(
@@ -113,11 +126,17 @@ SHOPS = {
             "customer.created": "customer",
             "customer.updated": "customer",
             "customer.deleted": "customer_deleted",
+            "product.created": "product",
+            "product.updated": "product",
+            "product.restored": "product",
+            "product.deleted": "product_deleted",
         },
         mappers={
             "order": from_woocommerce,
             "customer": woocommerce_customer,
             "customer_deleted": woocommerce_deleted,
+            "product": woocommerce_product,
+            "product_deleted": woocommerce_deleted_product,
         },
     ),
 }
@@ -126,6 +145,8 @@ APPLY = {
     "order": "select private.upsert_orders(%s, %s, %s)",
     "customer": "select private.apply_shop_customer(%s, %s, %s)",
     "customer_deleted": "select private.forget_shop_customer(%s, %s, %s)",
+    "product": "select private.upsert_shop_product(%s, %s, %s)",
+    "product_deleted": "select private.archive_shop_product(%s, %s, %s)",
 }
 
 
@@ -148,9 +169,9 @@ WOOCOMMERCE_SIGNATURE = signature_scheme(
 
 class ShopWebhookOutcome(BaseModel):
     outcome: Literal["accepted", "ignored", "unmappable", "duplicate", "ping"] = Field(
-        description="`accepted`: an order or customer, stored and applied right after the "
+        description="`accepted`: an order, customer or product, stored and applied right after the "
         "answer (and by the replay cron until it is); `ignored`: a topic that is neither; "
-        "`unmappable`: an order or customer missing what it needs (an id), kept but not "
+        "`unmappable`: an order, customer or product missing what it needs (an id), kept but not "
         "applied; `duplicate`: a re-delivery, nothing changed; `ping`: WooCommerce's unsigned "
         "test when a webhook is created"
     )
@@ -248,13 +269,51 @@ WOOCOMMERCE_CUSTOMER_EXAMPLE = {
     },
     "is_paying_customer": False,
 }
+SHOPIFY_PRODUCT_EXAMPLE = {
+    "id": 632910392,
+    "title": "IPod Nano - 8GB",
+    "handle": "ipod-nano",
+    "product_type": "Cult Products",
+    "vendor": "Apple",
+    "status": "active",
+    "image": {"id": 850703190, "src": "https://cdn.shopify.com/s/files/1/ipod-nano.png"},
+    "variants": [
+        {
+            "id": 808950810,
+            "product_id": 632910392,
+            "title": "Pink",
+            "price": "199.00",
+            "sku": "IPOD2008PINK",
+            "inventory_quantity": 10,
+            "presentment_prices": [
+                {"price": {"amount": "199.00", "currency_code": "USD"}, "compare_at_price": None}
+            ],
+        }
+    ],
+}
+WOOCOMMERCE_PRODUCT_EXAMPLE = {
+    "id": 794,
+    "name": "Premium Quality",
+    "slug": "premium-quality-19",
+    "permalink": "https://example.com/product/premium-quality-19/",
+    "type": "simple",
+    "status": "publish",
+    "sku": "PQ-19",
+    "price": "21.99",
+    "regular_price": "21.99",
+    "stock_quantity": 12,
+    "categories": [{"id": 9, "name": "Clothing", "slug": "clothing"}],
+    "images": [{"id": 792, "src": "https://example.com/wp-content/uploads/T_2_front.jpg"}],
+}
 SHOP_WEBHOOK_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": "The shop's resource as its webhook sends it: an order for the order "
         "topics (Shopify's REST Admin Order, WooCommerce's REST v3 order), a customer for the "
-        "customer topics (Shopify's REST Admin Customer, WooCommerce's REST v3 customer; a "
-        "deletion sends at least the id); other topics' bodies are acknowledged and ignored. "
+        "customer topics (Shopify's REST Admin Customer, WooCommerce's REST v3 customer), a "
+        "product for the product topics (Shopify's REST Admin Product with its variants, "
+        "WooCommerce's REST v3 product); a deletion sends at least the id. Other topics' bodies "
+        "are acknowledged and ignored. "
         "WooCommerce first pings a new webhook with a form body.",
         "content": {
             JSON: {
@@ -264,6 +323,8 @@ SHOP_WEBHOOK_OPENAPI: dict[str, Any] = {
                         inline_schema(WooCommerceOrder.model_json_schema()),
                         inline_schema(ShopifyCustomerBody.model_json_schema()),
                         inline_schema(WooCommerceCustomerBody.model_json_schema()),
+                        inline_schema(ShopifyProductBody.model_json_schema()),
+                        inline_schema(WooCommerceProductBody.model_json_schema()),
                     ]
                 },
                 "examples": {
@@ -279,6 +340,14 @@ SHOP_WEBHOOK_OPENAPI: dict[str, Any] = {
                     "woocommerce_customer": {
                         "summary": "WooCommerce customer.created",
                         "value": WOOCOMMERCE_CUSTOMER_EXAMPLE,
+                    },
+                    "shopify_product": {
+                        "summary": "Shopify products/create",
+                        "value": SHOPIFY_PRODUCT_EXAMPLE,
+                    },
+                    "woocommerce_product": {
+                        "summary": "WooCommerce product.created",
+                        "value": WOOCOMMERCE_PRODUCT_EXAMPLE,
                     },
                 },
             },
@@ -340,14 +409,14 @@ def box_unless_ping(
 def mapped(
     shop: ShopWebhook, kind: Kind | None, payload: dict[str, Any]
 ) -> tuple[dict[str, Any] | None, str]:
-    """The order or customer to apply and the outcome to store; a payload of the wrong shape is
-    a 422 before anything is stored, one we cannot map (no id) is kept as unmappable."""
+    """The order, customer or product to apply and the outcome to store; a payload of the wrong
+    shape is a 422 before anything is stored, one we cannot map (no id) is kept as unmappable."""
     if kind is None:
         return None, "ignored"
     try:
         return shop.mappers[kind](payload), "applied"
     except MalformedOrderError as error:
-        thing = "order" if kind == "order" else "customer"
+        thing = kind.removesuffix("_deleted")
         raise ApiError(
             422, "invalid_input", f"The {thing} has fields of the wrong type", error.fields
         ) from error
@@ -374,11 +443,14 @@ def stored_origin(shop: ShopWebhook, stored_id: str) -> tuple[UUID, Kind | None]
 def apply_document(
     conn: Connection, project_id: UUID, source: ShopSource, kind: Kind, document: dict[str, Any]
 ) -> None:
-    """Writes a mapped order (a page of one) or customer, or unlinks a deleted customer."""
+    """Writes a mapped order (a page of one), customer or product; unlinks a deleted customer,
+    archives a deleted product."""
     argument: Any = {
         "order": Jsonb([document]),
         "customer": Jsonb(document),
         "customer_deleted": document.get("external_id"),
+        "product": Jsonb(document),
+        "product_deleted": document.get("external_id"),
     }[kind]
     conn.execute(APPLY[kind], (project_id, source, argument))
 
@@ -403,7 +475,7 @@ def applier(database: Database, source: ShopSource) -> Applier:
 @router.post(
     "/api/v1/webhooks/{source}/{project_id}",
     response_model=Envelope[ShopWebhookOutcome],
-    summary="Receive a Shopify or WooCommerce order or customer webhook",
+    summary="Receive a Shopify or WooCommerce order, customer or product webhook",
     responses=documented({"outcome": "accepted"}, errors=WEBHOOK_REFUSALS),
     openapi_extra=SHOP_WEBHOOK_OPENAPI,
 )
@@ -423,8 +495,9 @@ def shop_webhook(
     (an unknown project, a missing secret and a bad signature are one 401), stored under the
     delivery id and acknowledged; an order topic's order is upserted with its customer, a
     customer topic's customer upserted (or, deleted, unlinked) right after the answer, and by
-    the replay cron until that succeeds. A signed order or customer whose fields have the wrong
-    type is a 422 and is not stored."""
+    the replay cron until that succeeds; a product topic's product (with Shopify's variants) is
+    upserted, a deleted one archived. A signed order, customer or product whose fields have the
+    wrong type is a 422 and is not stored."""
     shop = SHOPS[source]
     headers = request.headers
     if box is None:

@@ -87,7 +87,7 @@ def post_customer_to_shopify(
     return post_shopify(edge, project, customer, topic=topic)
 
 
-def post_customer_to_woocommerce(
+def post_to_woocommerce(
     edge: TestClient,
     project: uuid.UUID,
     customer: dict[str, Any],
@@ -102,7 +102,7 @@ def post_customer_to_woocommerce(
             "Content-Type": "application/json",
             "X-WC-Webhook-Source": "https://shop.example/",
             "X-WC-Webhook-Topic": topic,
-            "X-WC-Webhook-Resource": "customer",
+            "X-WC-Webhook-Resource": topic.split(".")[0],
             "X-WC-Webhook-Event": topic.split(".")[1],
             "X-WC-Webhook-ID": "4",
             "X-WC-Webhook-Delivery-ID": delivery or uuid.uuid4().hex,
@@ -235,7 +235,7 @@ def test_a_woocommerce_customer_is_created_updated_and_unlinked(
     shop: tuple[User, uuid.UUID],  # noqa: F811
 ) -> None:
     _, project = shop
-    created = post_customer_to_woocommerce(
+    created = post_to_woocommerce(
         client, project, woocommerce_customer_body(25), "customer.created"
     )
     assert created.json()["data"] == {"outcome": "accepted"}
@@ -245,12 +245,12 @@ def test_a_woocommerce_customer_is_created_updated_and_unlinked(
     delivery = uuid.uuid4().hex
     changed = woocommerce_customer_body(25, first_name="Marko")
     for _ in range(2):
-        answer = post_customer_to_woocommerce(
+        answer = post_to_woocommerce(
             client, project, changed, "customer.updated", delivery=delivery
         )
     assert answer.json()["data"] == {"outcome": "duplicate"}
     assert contact_of(conn, project, "woocommerce", "25")["first_name"] == "Marko"
-    gone = post_customer_to_woocommerce(client, project, {"id": 25}, "customer.deleted")
+    gone = post_to_woocommerce(client, project, {"id": 25}, "customer.deleted")
     assert gone.json()["data"] == {"outcome": "accepted"}
     assert (
         conn.execute(
@@ -271,7 +271,7 @@ def test_signed_customers_of_the_wrong_shape_are_a_422_and_without_an_id_unmappa
     )
     assert wrong.status_code == 422
     assert wrong.json()["error"]["code"] == "invalid_input"
-    without_id = post_customer_to_woocommerce(
+    without_id = post_to_woocommerce(
         client, project, woocommerce_customer_body(0, id=None), "customer.created"
     )
     assert without_id.json()["data"] == {"outcome": "unmappable"}
