@@ -116,6 +116,12 @@ REVIEWED: dict[str, str] = {
     "public.request_erasure_batch(uuid, uuid[])": (
         "tests/privacy/test_erasure_batches.py::test_members_outsiders_and_bad_lists_are_refused"
     ),
+    "public.create_api_key(uuid, text, text, timestamp with time zone)": (
+        "tests/api_keys/test_api_keys.py::test_members_and_outsiders_cannot_create_see_or_revoke_keys"
+    ),
+    "public.revoke_api_key(uuid)": (
+        "tests/api_keys/test_api_keys.py::test_members_and_outsiders_cannot_create_see_or_revoke_keys"
+    ),
     "public.issue_export_link(uuid)": (
         "tests/privacy/test_export_expiry.py::test_only_admins_of_its_workspace_take_a_link"
     ),
