@@ -18,11 +18,11 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_user uuid := private.require_user();
   v_email text := lower(btrim(p_email));
   v_deleted integer;
   v_contact public.contacts;
 begin
+  perform private.require_user();
   if p_workspace_id is null or p_workspace_id not in (select private.user_workspace_ids()) then
     perform private.fail(404, 'workspace_not_found', 'Workspace not found');
   end if;
