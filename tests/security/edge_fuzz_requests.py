@@ -374,6 +374,7 @@ PREPARE: dict[str, Callable[[Case[Any], Draw, Context], Sending]] = {
     "/api/v1/cron/privacy-retention": cron,
     "/api/v1/cron/imports": cron,
     "/api/v1/cron/privacy-exports": cron,
+    "/api/v1/cron/flows": cron,
     "/api/v1/privacy/consents/confirm": consent_link("confirm"),
     "/api/v1/privacy/preferences": consent_link("preferences"),
     "/api/v1/unsubscribe": unsubscribe,

@@ -31,6 +31,7 @@ HERE = "tests/security/test_exposed_functions.py"
 LIFECYCLE = f"{HERE}::test_campaign_lifecycle_calls_refuse_viewers_and_outsiders"
 BILLING = f"{HERE}::test_billing_checks_refuse_members_and_outsiders"
 PRODUCTS = "tests/products/test_product_analytics.py::test_others_see_none_of_it"
+FLOWS = "tests/flows/test_flows_db.py::test_flow_calls_refuse_viewers_and_outsiders"
 
 # signature -> the test that proves its authorization ("path::test_name").
 REVIEWED: dict[str, str] = {
@@ -73,6 +74,11 @@ REVIEWED: dict[str, str] = {
         "tests/email/test_campaigns_db.py::test_variants_are_added_to_drafts_only_with_valid_names_and_weights"
     ),
     "public.start_campaign(uuid)": LIFECYCLE,
+    "public.save_flow(uuid, jsonb)": FLOWS,
+    "public.activate_flow(uuid)": FLOWS,
+    "public.pause_flow(uuid)": FLOWS,
+    "public.resume_flow(uuid)": FLOWS,
+    "public.archive_flow(uuid)": FLOWS,
     "public.schedule_campaign(uuid, timestamp with time zone)": LIFECYCLE,
     "public.unschedule_campaign(uuid)": LIFECYCLE,
     "public.pause_campaign(uuid)": LIFECYCLE,
