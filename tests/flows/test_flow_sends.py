@@ -118,7 +118,8 @@ def test_a_welcome_email_goes_out_through_the_campaign_pipeline(
         r["contact_id"]: r
         for r in conn.execute(
             "select r.contact_id, h.outcome, h.detail from public.flow_run_steps h"
-            " join public.flow_runs r on r.id = h.run_id where h.flow_id = %s and h.kind = 'send_email'",
+            " join public.flow_runs r on r.id = h.run_id"
+            " where h.flow_id = %s and h.kind = 'send_email'",
             (flow,),
         ).fetchall()
     }

@@ -58,7 +58,8 @@ def test_a_new_contact_waits_then_gets_the_email_queued_in_the_campaign_ledger(c
     assert history(conn, run["id"]) == [("wait", "waited"), ("send_email", "queued")]
     recipient = one(
         conn,
-        "select r.status, r.email, c.flow_step_id is not null as flow_campaign, c.status as campaign"
+        "select r.status, r.email, c.flow_step_id is not null as flow_campaign,"
+        " c.status as campaign"
         " from public.campaign_recipients r join public.campaigns c on c.id = r.campaign_id"
         " where r.contact_id = %s",
         (contact,),
@@ -204,17 +205,20 @@ def test_branches_wait_for_and_goals(conn: Conn) -> None:
     new_contact(conn, owner.workspace_id, tags=["other"])  # does not enter
     tick(conn)
     conn.execute(
-        "insert into public.contact_events (workspace_id, contact_id, type, name) values (%s, %s, 'custom', 'viewed')",
+        "insert into public.contact_events (workspace_id, contact_id, type, name)"
+        " values (%s, %s, 'custom', 'viewed')",
         (owner.workspace_id, viewer),
     )
     project = one(
         conn,
-        "insert into public.projects (workspace_id, name, type) values (%s, 'Shop', 'eshop') returning id",
+        "insert into public.projects (workspace_id, name, type)"
+        " values (%s, 'Shop', 'eshop') returning id",
         (owner.workspace_id,),
     )["id"]
     conn.execute(
-        "insert into public.orders (workspace_id, project_id, contact_id, source, external_id, status,"
-        " placed_at, total, currency) values (%s, %s, %s, 'manual', 'o-1', 'paid', now(), 10, 'EUR')",
+        "insert into public.orders (workspace_id, project_id, contact_id, source, external_id,"
+        " status, placed_at, total, currency)"
+        " values (%s, %s, %s, 'manual', 'o-1', 'paid', now(), 10, 'EUR')",
         (owner.workspace_id, project, buyer),
     )
     tick(conn)
@@ -377,7 +381,8 @@ def test_three_ticks_at_once_move_each_run_once(conn: Conn, database_url: str) -
     ]
     contacts = add_contacts(conn, owner, 300, prefix="joiner")
     conn.execute(
-        "insert into public.email_list_members (list_id, workspace_id, contact_id) select %s, %s, unnest(%s::uuid[])",
+        "insert into public.email_list_members (list_id, workspace_id, contact_id)"
+        " select %s, %s, unnest(%s::uuid[])",
         (list_id, owner.workspace_id, contacts),
     )
     skip_waits(conn, flow)
@@ -397,7 +402,8 @@ def test_three_ticks_at_once_move_each_run_once(conn: Conn, database_url: str) -
     tick(conn)
     counts = one(
         conn,
-        "select count(*) as n, count(distinct contact_id) as contacts from public.campaign_recipients r"
+        "select count(*) as n, count(distinct contact_id) as contacts"
+        " from public.campaign_recipients r"
         " join public.flow_run_steps h on h.id = r.flow_run_step_id where h.flow_id = %s",
         (flow,),
     )
