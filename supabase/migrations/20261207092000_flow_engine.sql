@@ -404,7 +404,7 @@ declare
   v_step record;
   v_done integer := 0;
   v_round integer;
-  v_flows uuid[] := '{}';
+  v_flows uuid[] := '{}'::uuid[];
   v_round_flows uuid[];
   v_rounds integer := 0;
 begin
@@ -425,7 +425,7 @@ begin
     exit when cardinality(v_ids) = 0;
 
     -- Branch rules, one query per branch step (the rule compiled once).
-    v_yes := '{}';
+    v_yes := '{}'::uuid[];
     for v_step in
       select distinct s.id, s.workspace_id, s.config -> 'rule' as rule
       from public.flow_runs r join public.flow_steps s on s.id = r.step_id
@@ -440,7 +440,7 @@ begin
     end loop;
 
     -- Send steps of flows that check their filter again: who no longer matches.
-    v_unmatched := '{}';
+    v_unmatched := '{}'::uuid[];
     for v_step in
       select distinct f.id, f.workspace_id, f.entry_filter
       from public.flow_runs r
