@@ -285,8 +285,8 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
     (with its charge, outbox message and broadcast), imported orders, AI calls, a subscription
     with its events, payment and stored webhook, and a sent campaign and a draft with their
     list, segment, template, suppression, sender identity and send ledger, RFM snapshots, consent
-    records and privacy settings, an access-request export, and an erased contact (its erasure
-    record and keyed hash)."""
+    records and privacy settings, an access-request export, a notification, and an erased
+    contact (its erasure record and keyed hash)."""
     owner = create_user(conn)
     tenant = Tenant(owner)
     fund(conn, owner, 500, "team")
@@ -533,6 +533,13 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
     # An access request for the second reader (queued: no file).
     with acting_as(conn, owner):
         conn.execute("select public.request_contact_export(%s)", (readers[1],))
+
+    # The owner's notification about the first reader (a customer replied, say).
+    conn.execute(
+        "select private.notify_users(%s, %s, 'conversation.replied', 'A customer replied',"
+        " null, '{}'::jsonb, %s)",
+        (owner.workspace_id, [owner.id], readers[0]),
+    )
 
     # A fourth reader asked to be erased: their record and the keyed hash of their address.
     erased = add_contacts(conn, owner, 1, prefix=f"erased-{tag}")

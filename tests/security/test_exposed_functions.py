@@ -87,6 +87,9 @@ REVIEWED: dict[str, str] = {
     "public.register_sender_identity(uuid, text)": (
         f"{HERE}::test_only_admins_of_the_workspace_register_sender_identities"
     ),
+    "public.mark_notifications_read(uuid[], uuid)": (
+        "tests/notifications/test_notifications.py::test_marking_read_touches_only_the_callers_rows"
+    ),
     "public.erase_contact(uuid)": (
         "tests/privacy/test_erasure.py"
         "::test_erasure_refuses_other_workspaces_lower_roles_and_a_second_time"

@@ -256,6 +256,10 @@ SCALARS: dict[str, st.SearchStrategy[Any]] = {
     ),
     "date": st.one_of(st.dates(), st.sampled_from(["infinity", "-infinity", "5874897-12-31"])),
     "boolean": st.booleans(),
+    "uuid[]": st.one_of(
+        st.lists(st.uuids(), max_size=3),
+        st.just([uuid.UUID(int=n) for n in range(1001)]),
+    ),
 }
 
 
@@ -382,6 +386,7 @@ PLAUSIBLE_BY_TYPE: dict[str, Any] = {
     "interval": "1 day",
     "date": "today",
     "boolean": True,
+    "uuid[]": [],
 }
 
 
