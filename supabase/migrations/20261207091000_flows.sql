@@ -491,8 +491,10 @@ begin
     end if;
   elsif v_kind = 'notify_team' then
     if jsonb_typeof(v_config -> 'title') is distinct from 'string' or char_length(v_config ->> 'title') not between 1 and 200
-       or (v_config ? 'body' and (jsonb_typeof(v_config -> 'body') <> 'string' or char_length(v_config ->> 'body') > 2000)) then
-      perform private.fail(422, 'invalid_flow_step', format('Step %s: notify_team needs a title (and an optional body)', v_key));
+       or (v_config ? 'body' and (jsonb_typeof(v_config -> 'body') <> 'string' or char_length(v_config ->> 'body') > 2000))
+       or (v_config ? 'min_role' and coalesce(v_config ->> 'min_role', '') not in ('owner', 'admin', 'member', 'viewer')) then
+      perform private.fail(422, 'invalid_flow_step', format(
+        'Step %s: notify_team needs a title (and an optional body and min_role: owner, admin, member or viewer)', v_key));
     end if;
   elsif v_kind = 'exit_flows' then
     if v_config ? 'flow_ids' and (jsonb_typeof(v_config -> 'flow_ids') <> 'array' or exists (

@@ -88,7 +88,7 @@ create table public.flow_run_steps (
   outcome text not null check (outcome in (
     'waited', 'event_received', 'timed_out', 'branch_yes', 'branch_no', 'queued', 'stale',
     'suppressed', 'plan_limit', 'filter_no_longer_matches', 'updated', 'exited', 'exited_flows',
-    'goal', 'erased', 'flow_archived', 'left_by_other_flow'
+    'notified', 'goal', 'erased', 'flow_archived', 'left_by_other_flow'
   )),
   detail jsonb check (detail is null or (jsonb_typeof(detail) = 'object' and pg_catalog.pg_column_size(detail) <= 2000)),
   at timestamptz not null default now(),
@@ -489,6 +489,16 @@ begin
     join public.flow_steps s on s.id = r.step_id and s.kind = 'update_contact' and s.config ? 'remove_from_list'
     where r.id = any (v_ids) and m.list_id = s.list_id and m.contact_id = r.contact_id;
 
+    -- notify_team: the workspace's members (at or above the step's role) get an in-app
+    -- notification about the contact (erasing the contact deletes it).
+    perform count(private.notify_members_at_least(
+      r.workspace_id, coalesce(s.config ->> 'min_role', 'member'), 'flow.notify_team',
+      s.config ->> 'title', s.config ->> 'body',
+      jsonb_build_object('flow_id', r.flow_id, 'run_id', r.id, 'contact_id', r.contact_id), r.contact_id))
+    from public.flow_runs r
+    join public.flow_steps s on s.id = r.step_id and s.kind = 'notify_team'
+    where r.id = any (v_ids) and r.status = 'active';
+
     -- exit_flows: the contact's runs in the other flows (all, or the listed ones) end.
     perform private.exit_flow_runs(array(
       select o.id
@@ -558,6 +568,7 @@ begin
                       when m.verdict = 'send' then 'queued'
                       else split_part(m.verdict, ':', 1) end
                when 'update_contact' then 'updated'
+               when 'notify_team' then 'notified'
                when 'exit' then 'exited'
                when 'exit_flows' then 'exited_flows'
                else 'waited'

@@ -438,3 +438,31 @@ def test_flow_calls_refuse_viewers_and_outsiders(conn: Conn, call: str) -> None:
         conn.execute(call, (flow,))
     state = one(conn, "select status, version from public.flows where id = %s", (flow,))
     assert state == {"status": "active", "version": 1}
+
+
+def test_notify_team_tells_the_members_about_the_contact(conn: Conn) -> None:
+    owner = create_user(conn)
+    member = add_member(conn, owner, "member")
+    viewer = add_member(conn, owner, "viewer")
+    add_contacts(conn, owner, 0)
+    flow = create_flow(
+        conn,
+        owner,
+        "tag_added",
+        [{"key": "tell", "kind": "notify_team", "config": {"title": "A VIP signed up"}}],
+        trigger_config={"tag": "vip"},
+    )
+    contact = new_contact(conn, owner.workspace_id, tags=["vip"])
+    tick(conn)
+    told = conn.execute(
+        "select user_id, kind, title, link ->> 'flow_id' as flow from public.notifications"
+        " where contact_id = %s order by user_id",
+        (contact,),
+    ).fetchall()
+    assert {r["user_id"] for r in told} == {owner.id, member.id}
+    assert viewer.id not in {r["user_id"] for r in told}
+    assert {(r["kind"], r["title"], r["flow"]) for r in told} == {
+        ("flow.notify_team", "A VIP signed up", str(flow))
+    }
+    [run] = runs(conn, flow)
+    assert history(conn, run["id"]) == [("notify_team", "notified")]
