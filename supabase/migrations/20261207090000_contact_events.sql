@@ -25,7 +25,9 @@ create table public.contact_events (
   occurred_at timestamptz not null default now(),
   created_at timestamptz not null default now(),
   check ((type = 'custom') = (name is not null)),
-  foreign key (contact_id, workspace_id) references public.contacts (id, workspace_id) on delete cascade
+  -- A contact moved to another workspace takes its events along.
+  foreign key (contact_id, workspace_id) references public.contacts (id, workspace_id)
+    on delete cascade on update cascade
 );
 
 comment on table public.contact_events is
@@ -46,13 +48,17 @@ create index contact_events_created_at_idx on public.contact_events (created_at)
 -- append-only ---------------------------------------------------------------------------------
 
 -- Nobody edits an event; deleting one is only a cascade (its contact or workspace), the
--- contact's erasure or the pruning job.
+-- contact's erasure or the pruning job, and updating one only the cascade of its contact moving
+-- to another workspace.
 create function private.keep_contact_events_append_only()
 returns trigger
 language plpgsql
 set search_path = ''
 as $$
 begin
+  if tg_op = 'UPDATE' and pg_catalog.pg_trigger_depth() > 1 then
+    return new;
+  end if;
   if tg_op = 'DELETE' and (pg_catalog.pg_trigger_depth() > 1
                            or pg_catalog.current_setting('growthbase.erasing', true) = 'on'
                            or pg_catalog.current_setting('growthbase.pruning_events', true) = 'on') then

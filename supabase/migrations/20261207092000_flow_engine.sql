@@ -52,7 +52,8 @@ create table public.flow_runs (
   last_email_at timestamptz,
   test boolean not null default false,
   foreign key (flow_id, workspace_id) references public.flows (id, workspace_id) on delete cascade,
-  foreign key (contact_id, workspace_id) references public.contacts (id, workspace_id) on delete cascade
+  -- By id alone: a contact moved to another workspace keeps its history in this one's flows.
+  foreign key (contact_id) references public.contacts (id) on delete cascade
 );
 
 comment on table public.flow_runs is

@@ -79,6 +79,7 @@ REFERENCE_TABLES = frozenset(
         "private.personal_data_columns",
         "private.privacy_key",
         "private.time_zones",
+        "public.flow_templates",
     }
 )
 
@@ -498,6 +499,8 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
         trigger_config={"name": "signed_up"},
         exit_events=[{"type": "custom", "name": "bought"}],
     )
+    with acting_as(conn, owner):
+        conn.execute("select public.create_api_key(%s, 'Make.com')", (owner.workspace_id,))
     for name in ("signed_up", "bought"):
         conn.execute(
             "insert into public.contact_events (workspace_id, contact_id, type, name, event_key,"

@@ -79,6 +79,27 @@ REVIEWED: dict[str, str] = {
     "public.pause_flow(uuid)": FLOWS,
     "public.resume_flow(uuid)": FLOWS,
     "public.archive_flow(uuid)": FLOWS,
+    "public.create_api_key(uuid, text)": (
+        "tests/flows/test_events_api.py::test_only_admins_make_and_revoke_api_keys"
+    ),
+    "public.revoke_api_key(uuid)": (
+        "tests/flows/test_events_api.py::test_only_admins_make_and_revoke_api_keys"
+    ),
+    "public.copy_flow_template(uuid, text, uuid, text)": (
+        "tests/flows/test_flow_tools.py::test_each_ready_made_flow_copies_into_a_valid_draft"
+    ),
+    "public.test_flow(uuid, uuid, text[])": (
+        "tests/flows/test_flow_tools.py::test_test_mode_walks_a_contact_through_and_changes_nothing"
+    ),
+    "public.flow_contact_history(uuid, uuid)": (
+        "tests/flows/test_flow_tools.py::test_why_a_contact_did_not_get_a_step"
+    ),
+    "analytics.flow_step_stats()": (
+        "tests/flows/test_flow_tools.py::test_metrics_per_flow_and_step_for_members_only"
+    ),
+    "analytics.flow_totals()": (
+        "tests/flows/test_flow_tools.py::test_metrics_per_flow_and_step_for_members_only"
+    ),
     "public.schedule_campaign(uuid, timestamp with time zone)": LIFECYCLE,
     "public.unschedule_campaign(uuid)": LIFECYCLE,
     "public.pause_campaign(uuid)": LIFECYCLE,

@@ -237,6 +237,8 @@ PLAUSIBLE_TEXT: dict[str, list[str]] = {
     "p_identity": ["shop.example.net", "hello@shop.example.net", "-bad-.example"],
     "p_base_currency": ["EUR", "CZK", "eur"],
     "p_slug": ["my-shop", "My Shop"],
+    "p_template_key": ["welcome_series", "abandoned_cart", "win_back", "nope"],
+    "p_from_email": ["hello@news.example.com", "bad"],
 }
 JSON_BY_PARAMETER = {
     "p_order": orders,
@@ -260,6 +262,7 @@ SCALARS: dict[str, st.SearchStrategy[Any]] = {
         st.lists(st.uuids(), max_size=3),
         st.just([uuid.UUID(int=n) for n in range(1001)]),
     ),
+    "text[]": st.lists(texts, max_size=3),
 }
 
 
@@ -334,7 +337,14 @@ def seeded_workspace(conn: Conn) -> Seed:
             " values (%s, 'Welcome', 'Hi', '<p>Hi</p>') returning id",
             (owner.workspace_id,),
         )["id"]
+        flow = one(
+            conn,
+            "insert into public.flows (workspace_id, name, trigger_type)"
+            " values (%s, 'Welcome', 'contact_created') returning id",
+            (owner.workspace_id,),
+        )["id"]
     ids = {
+        "p_flow_id": [flow],
         "p_workspace_id": [owner.workspace_id],
         "p_project_id": [project],
         "p_campaign_id": [campaign],
@@ -387,6 +397,7 @@ PLAUSIBLE_BY_TYPE: dict[str, Any] = {
     "date": "today",
     "boolean": True,
     "uuid[]": [],
+    "text[]": [],
 }
 
 

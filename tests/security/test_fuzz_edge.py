@@ -264,6 +264,7 @@ def seed(conn: Conn, user: User, razorpay: RazorpayServer, ses: str) -> Seeded:
             "select public.record_consent(%s, 'email_marketing', 'granted', 'form')",
             (link_contact,),
         )
+        api_key = one(conn, "select public.create_api_key(%s, 'Fuzz') as key", (workspace,))["key"]
     razorpay_id = razorpay.hold(TEAM_PLAN, str(workspace))
     subscription = one(
         conn,
@@ -287,6 +288,7 @@ def seed(conn: Conn, user: User, razorpay: RazorpayServer, ses: str) -> Seeded:
         shoptet_customer_guid=SHOPTET_CUSTOMER,
         export_id=export,
         link_contact_id=link_contact,
+        api_key=api_key,
     )
 
 
