@@ -48,6 +48,10 @@ from api.flows import events as flow_events
 from api.imports import routes as imports
 from api.imports.deps import IMPORT_STORAGE
 from api.imports.storage import ImportStorage
+from api.inbox import routes as inbox
+from api.inbox.deps import INBOX_BOX, WHATSAPP
+from api.inbox.whatsapp import webhook as whatsapp_webhooks
+from api.inbox.whatsapp.client import WhatsAppClient
 from api.me import routes as me
 from api.privacy import accounts as privacy_accounts
 from api.privacy import consents as privacy_consents
@@ -161,6 +165,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else None
     )
     SECRET_BOX.install(app, box)
+    INBOX_BOX.install(app, box)
+    WHATSAPP.install(
+        app, WhatsAppClient(settings.whatsapp_graph_url, settings.inbox_timeout_seconds)
+    )
     IMPORT_STORAGE.install(app, storage)
     SUPABASE_ADMIN.install(app, supabase_admin)
     SES.install(
@@ -197,6 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     intake.register("make", make_webhooks.applier(database))
     intake.register("shopify", shop_webhooks.applier(database, "shopify"))
     intake.register("woocommerce", shop_webhooks.applier(database, "woocommerce"))
+    intake.register("whatsapp", whatsapp_webhooks.applier(database))
     INTAKE.install(app, intake)
     tokens = TokenVerifier(
         supabase_url=settings.supabase_url,
@@ -225,7 +234,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(automations.router)
     app.include_router(make_webhooks.router)
     # Before the shops' /webhooks/{source}/{project_id}, which would capture /webhooks/shoptet/...
+    # and /webhooks/whatsapp/...
     app.include_router(shoptet_webhooks.router)
+    app.include_router(whatsapp_webhooks.router)
+    app.include_router(whatsapp_webhooks.verification_router)
     app.include_router(shop_webhooks.router)
     app.include_router(integrations.router)
     app.include_router(imports.router)
@@ -242,6 +254,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(privacy_accounts.router)
     app.include_router(privacy_exports.router)
     app.include_router(flow_events.router)
+    app.include_router(inbox.router)
     return app
 
 

@@ -23,6 +23,8 @@ from api.email.sender import SendPolicy, send_due_emails
 from api.flows import engine as flow_engine
 from api.imports.deps import OptionalStorage
 from api.imports.jobs import continue_import_jobs
+from api.inbox.deps import OptionalBox, WhatsApp
+from api.inbox.outbox import Providers, drain_inbox_outbox
 from api.privacy import retention
 from api.privacy.deps import OptionalSupabase
 from api.privacy.exports import resume_stalled
@@ -307,3 +309,31 @@ def advance_flows(database: ServiceDatabase) -> dict[str, Any]:
     due or 40 s have passed, then prunes contact events older than 180 days; where pg_cron is
     installed the database also ticks every minute by itself."""
     return ok(flow_engine.advance(database, FLOW_BUDGET_SECONDS))
+
+
+class InboxSend(BaseModel):
+    sent: int
+    retrying: int
+    failed: int
+
+
+class InboxReport(BaseModel):
+    inbox: InboxSend | Literal["not_configured"]
+
+
+@router.get(
+    "/inbox",
+    response_model=Envelope[InboxReport],
+    summary="Send queued inbox replies",
+    responses=documented({"inbox": {"sent": 12, "retrying": 1, "failed": 0}}),
+)
+def send_inbox(database: ServiceDatabase, box: OptionalBox, whatsapp: WhatsApp) -> dict[str, Any]:
+    """Sends due inbox replies (up to 50: new ones and retries whose backoff has passed) and
+    forgets week-old delivery statuses no message claimed. Replies wait, queued, while
+    INTEGRATIONS_ENCRYPTION_KEY is not set."""
+    with database.as_service() as conn:
+        conn.execute("select private.prune_inbox_backlog()")
+    if box is None:
+        return ok({"inbox": "not_configured"})
+    report = drain_inbox_outbox(database, Providers(box, whatsapp), DRAIN_LIMIT)
+    return ok({"inbox": report.as_dict()})

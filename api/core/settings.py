@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     sns_topic_arns: list[str] = Field(default_factory=list)
     sns_certificate_origins: list[str] = Field(default_factory=list)
 
+    # The WhatsApp Cloud API (Meta Graph), versioned; each channel brings its own token.
+    whatsapp_graph_url: str = Field(
+        default="https://graph.facebook.com/v21.0", pattern=r"^https?://[^\s/]+(/[^\s]*)?$"
+    )
+    inbox_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+
     cors_allowed_origins: list[str] = Field(default_factory=list)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -28,6 +28,12 @@ from psycopg.types.json import Jsonb
 
 from tests.factories.email import add_contacts, draft_campaign, email_list, start, verified_sender
 from tests.factories.flows import create_flow, send_step
+from tests.factories.inbox import (
+    account_id,
+    apply_whatsapp,
+    whatsapp_channel,
+    whatsapp_conversation,
+)
 from tests.factories.workspaces import (
     User,
     acting_as,
@@ -37,6 +43,7 @@ from tests.factories.workspaces import (
     make_project,
     one,
 )
+from tests.fakes.whatsapp_server import status, statuses
 
 Conn = psycopg.Connection[Any]
 
@@ -548,7 +555,54 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
     erased = add_contacts(conn, owner, 1, prefix=f"erased-{tag}")
     with acting_as(conn, owner):
         conn.execute("select public.erase_contact(%s)", (erased[0],))
+    seed_inbox(conn, owner, worker)
     return tenant
+
+
+def seed_inbox(conn: Conn, owner: User, worker: User) -> None:
+    """A WhatsApp channel with its sealed credentials and template catalog, a conversation the
+    contact opened, the worker's reply (sent already, so no later drain picks it up), a status
+    waiting for a message nobody knows, and the owner's read position."""
+    channel = whatsapp_channel(conn, owner, Fernet.generate_key().decode())
+    conversation = whatsapp_conversation(conn, channel, text="Is the tea in stock?")
+    conn.execute(
+        "select private.sync_whatsapp_templates(%s, %s)",
+        (
+            channel,
+            Jsonb(
+                [
+                    {
+                        "name": "order_update",
+                        "language": "en_US",
+                        "category": "UTILITY",
+                        "status": "APPROVED",
+                        "variables": 0,
+                        "components": [],
+                    }
+                ]
+            ),
+        ),
+    )
+    with acting_as(conn, worker):
+        reply = one(
+            conn,
+            "select id from public.reply_to_conversation(%s, 'Yes, 12 boxes left', null)",
+            (conversation,),
+        )["id"]
+    conn.execute(
+        "update private.inbox_outbox set status = 'sent', attempts = 1 where message_id = %s",
+        (reply,),
+    )
+    apply_whatsapp(
+        conn,
+        channel,
+        statuses(
+            [status("wamid.UNKNOWN" + uuid.uuid4().hex.upper(), "delivered", "420777000111", 1)],
+            account_id(conn, channel),
+        ),
+    )
+    with acting_as(conn, owner):
+        conn.execute("select public.mark_conversation_read(%s)", (conversation,))
 
 
 def seed_import(conn: Conn, worker: User, workspace_id: uuid.UUID, project: uuid.UUID) -> None:

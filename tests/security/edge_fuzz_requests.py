@@ -29,9 +29,18 @@ from api.imports.columns import ORDERS
 from api.privacy import consent_links
 from api.shops.shoptet.webhook import CUSTOMER_EVENTS, ORDER_EVENTS
 from api.shops.webhooks import SHOPS
+from tests.factories.inbox import APP_SECRET, VERIFY_TOKEN
 from tests.fakes.razorpay_server import event as razorpay_event
 from tests.fakes.razorpay_server import payment_entity, subscription_entity
 from tests.fakes.sns_signing import Certificate
+from tests.fakes.whatsapp_server import (
+    hub_signature,
+    image_message,
+    inbound,
+    status,
+    statuses,
+    text_message,
+)
 from tests.shops.test_shop_webhooks import shopify_order, woocommerce_order
 
 SNS_TOPIC = "arn:aws:sns:eu-central-1:123456789012:growthbase-ses"
@@ -48,6 +57,7 @@ RAZORPAY_EVENTS = (
 )
 SUBSCRIPTION_STATUSES = ("created", "authenticated", "active", "pending", "halted", "cancelled")
 MAKE_STATUSES = ("processing", "completed", "failed")
+STATES = ("sent", "delivered", "read", "failed")
 # Any JSON, small: what a fuzzed field of a provider-shaped body may hold instead.
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=12),
@@ -92,6 +102,9 @@ class Seeded:
     export_id: uuid.UUID
     link_contact_id: uuid.UUID  # named only inside consent links, so no fuzzed erasure reaches it
     api_key: str  # the workspace's API key for custom events
+    channel_id: uuid.UUID  # a WhatsApp channel
+    phone_number_id: str
+    conversation_id: uuid.UUID
 
 
 @dataclass(frozen=True)
@@ -271,6 +284,56 @@ def ses(case: Case[Any], draw: Draw, context: Context) -> Sending:
     return Sending({"x-amz-sns-message-type": "Notification"}, json.dumps(notification).encode())
 
 
+def whatsapp(case: Case[Any], draw: Draw, context: Context) -> Sending:
+    """Signed with the channel's app secret as Meta signs; shaped bodies carry inbound messages
+    of each type and statuses for the channel's number, with fuzzed fields."""
+    mode = draw(WEBHOOK_MODES)
+    if mode == "as_generated":
+        return Sending()
+    body = json_bytes(case.body)
+    if mode == "shaped":
+        sender = draw(st.sampled_from(["420777123456", "16505551234"]) | st.text(max_size=16))
+        message = draw(
+            st.sampled_from(
+                [
+                    text_message(sender, "Is it in stock?"),
+                    image_message(sender),
+                    {"from": sender, "id": "wamid.X", "timestamp": "1", "type": "unsupported"},
+                ]
+            )
+        )
+        message = with_fuzzed_fields(draw, message, ["type", "timestamp", "text", "id", "image"])
+        number = context.seeded.phone_number_id
+        document = draw(
+            st.sampled_from(
+                [
+                    inbound(sender, [message], phone_number_id=number),
+                    statuses(
+                        [
+                            with_fuzzed_fields(
+                                draw,
+                                status("wamid.X", draw(st.sampled_from(STATES)), sender, 1, 131026),
+                                ["status", "timestamp", "errors", "id"],
+                            )
+                        ],
+                        number,
+                    ),
+                ]
+            )
+        )
+        body = json.dumps(with_fuzzed_fields(draw, document, ["entry", "object"])).encode()
+    return Sending({"X-Hub-Signature-256": hub_signature(APP_SECRET, body)}, body)
+
+
+def whatsapp_verification(case: Case[Any], draw: Draw, context: Context) -> Sending:
+    """A share of cases carry the channel's verify token, as Meta does."""
+    if draw(st.booleans()) and isinstance(case.query, dict):
+        case.query["hub.mode"] = "subscribe"
+        case.query["hub.verify_token"] = VERIFY_TOKEN
+        case.query["hub.challenge"] = str(draw(st.integers(0, 10**10)))
+    return Sending()
+
+
 # other routes -------------------------------------------------------------------------------
 
 
@@ -380,6 +443,8 @@ PREPARE: dict[str, Callable[[Case[Any], Draw, Context], Sending]] = {
     "/api/v1/webhooks/shoptet/{project_id}": shoptet,
     "/api/v1/webhooks/result": make,
     "/api/v1/webhooks/ses": ses,
+    "/api/v1/webhooks/whatsapp/{channel_id}": whatsapp,
+    "/api/v1/cron/inbox": cron,
     "/api/v1/cron/outbox": cron,
     "/api/v1/cron/email": cron,
     "/api/v1/cron/rfm-snapshot": cron,
@@ -400,5 +465,7 @@ PREPARE: dict[str, Callable[[Case[Any], Draw, Context], Sending]] = {
 
 
 def prepare(case: Case[Any], draw: Draw, context: Context) -> Sending:
+    if case.operation.path == "/api/v1/webhooks/whatsapp/{channel_id}" and case.method == "GET":
+        return whatsapp_verification(case, draw, context)
     preparer = PREPARE.get(case.operation.path)
     return preparer(case, draw, context) if preparer else Sending()

@@ -32,6 +32,7 @@ LIFECYCLE = f"{HERE}::test_campaign_lifecycle_calls_refuse_viewers_and_outsiders
 BILLING = f"{HERE}::test_billing_checks_refuse_members_and_outsiders"
 PRODUCTS = "tests/products/test_product_analytics.py::test_others_see_none_of_it"
 FLOWS = "tests/flows/test_flows_db.py::test_flow_calls_refuse_viewers_and_outsiders"
+INBOX = "tests/inbox/test_whatsapp.py"
 
 # signature -> the test that proves its authorization ("path::test_name").
 REVIEWED: dict[str, str] = {
@@ -129,6 +130,15 @@ REVIEWED: dict[str, str] = {
     ),
     "public.request_contact_export(uuid)": (
         "tests/privacy/test_exports.py::test_viewers_strangers_and_erased_contacts_are_refused"
+    ),
+    "public.disconnect_channel(uuid)": (
+        f"{INBOX}::test_connecting_is_for_admins_and_never_answers_the_secrets"
+    ),
+    "public.mark_conversation_read(uuid)": (
+        f"{INBOX}::test_viewers_read_but_do_not_answer_and_others_see_nothing"
+    ),
+    "public.reply_to_conversation(uuid, text, jsonb)": (
+        f"{INBOX}::test_viewers_read_but_do_not_answer_and_others_see_nothing"
     ),
     "analytics.rfm(date)": "tests/rfm/test_rfm.py::test_dashboard_users_see_only_their_workspaces",
     "analytics.verify_customer_facts()": (

@@ -43,6 +43,7 @@ from api.app import create_app
 from api.core.secrets_box import SecretBox
 from api.core.settings import Settings
 from tests.factories.email import add_contacts, draft_campaign, email_list, verified_sender
+from tests.factories.inbox import account_id, whatsapp_channel, whatsapp_conversation
 from tests.factories.workspaces import (
     User,
     acting_as,
@@ -61,6 +62,7 @@ from tests.fakes.shoptet_server import TOKEN, ShoptetServer, serve_shoptet, shop
 from tests.fakes.sns_signing import Certificate, SnsHost, serve_sns
 from tests.fakes.storage_server import SERVICE_KEY, StorageServer, serve_storage
 from tests.fakes.supabase_auth_server import AuthServer, serve_auth
+from tests.fakes.whatsapp_server import GraphServer, serve_whatsapp
 from tests.security.edge_fuzz_requests import SNS_TOPIC, Context, Secrets, Seeded, prepare
 
 Conn = psycopg.Connection[DictRow]
@@ -115,6 +117,8 @@ class Tenant:
             "identity_id": seeded.identity_id,
             "job_id": seeded.import_job_id,
             "export_id": seeded.export_id,
+            "channel_id": seeded.channel_id,
+            "conversation_id": seeded.conversation_id,
         }
         for container in (case.path_parameters, case.query, case.body):
             if not isinstance(container, dict):
@@ -183,6 +187,12 @@ def storage() -> Iterator[StorageServer]:
 @pytest.fixture(scope="module")
 def auth(database_url: str) -> Iterator[AuthServer]:
     with serve_auth(database_url) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def graph() -> Iterator[GraphServer]:
+    with serve_whatsapp() as server:
         yield server
 
 
@@ -265,6 +275,7 @@ def seed(conn: Conn, user: User, razorpay: RazorpayServer, ses: str) -> Seeded:
             (link_contact,),
         )
         api_key = one(conn, "select public.create_api_key(%s, 'Fuzz') as key", (workspace,))["key"]
+    channel = whatsapp_channel(conn, user, SECRETS.encryption_key)
     razorpay_id = razorpay.hold(TEAM_PLAN, str(workspace))
     subscription = one(
         conn,
@@ -289,6 +300,9 @@ def seed(conn: Conn, user: User, razorpay: RazorpayServer, ses: str) -> Seeded:
         export_id=export,
         link_contact_id=link_contact,
         api_key=api_key,
+        channel_id=channel,
+        phone_number_id=account_id(conn, channel),
+        conversation_id=whatsapp_conversation(conn, channel),
     )
 
 
@@ -335,6 +349,7 @@ def edge_schema(
     sns: tuple[Certificate, SnsHost],
     storage: StorageServer,
     auth: AuthServer,
+    graph: GraphServer,
 ) -> Iterator[OpenApiSchema]:
     """The edge as deployed, every secret set and every provider a local stand-in, so no case
     leaves the machine and none stops at `provider_not_configured`."""
@@ -369,6 +384,8 @@ def edge_schema(
             supabase_service_key=SecretStr(SERVICE_KEY),
             supabase_storage_url=storage.base_url,
             supabase_auth_url=auth.base_url,
+            whatsapp_graph_url=graph.base_url,
+            inbox_timeout_seconds=2,
             database_timeout_seconds=5,
         )
     )

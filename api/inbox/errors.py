@@ -1,0 +1,64 @@
+"""How the inbox's failures leave the edge, beside the codes the contract documents for them."""
+
+from collections.abc import Mapping
+
+from api.core.errors import ApiError
+from api.core.openapi import insufficient_role, merged_errors
+from api.inbox.whatsapp.client import WhatsAppError
+
+NO_KEY = "INTEGRATIONS_ENCRYPTION_KEY is not configured"
+KEY_MISMATCH = "Stored channel credentials cannot be decrypted"
+
+SEALING_CREDENTIALS: Mapping[int, Mapping[str, str]] = {503: {"provider_not_configured": NO_KEY}}
+OPENING_CREDENTIALS: Mapping[int, Mapping[str, str]] = {
+    503: {"provider_not_configured": NO_KEY, "channel_key_mismatch": KEY_MISMATCH},
+}
+NO_PUBLIC_URL: Mapping[int, Mapping[str, str]] = {
+    503: {
+        "public_base_url_not_configured": "PUBLIC_BASE_URL is not set, so no callback or "
+        "webhook URL can be given out"
+    }
+}
+ADMINS = merged_errors(
+    insufficient_role("admin"), {404: {"workspace_not_found": "Workspace not found"}}
+)
+CONVERSATION_MEMBERS = merged_errors(
+    insufficient_role("member"), {404: {"conversation_not_found": "Conversation not found"}}
+)
+CHANNEL_MEMBERS = merged_errors(
+    insufficient_role("member"), {404: {"channel_not_found": "Channel not found"}}
+)
+CHANNEL_TAKEN: Mapping[int, Mapping[str, str]] = {
+    409: {"channel_taken": "This account is connected to another workspace"}
+}
+REPLY_REFUSALS: Mapping[int, Mapping[str, str]] = {
+    409: {
+        "channel_not_active": "The channel is revoked; reconnect it to send",
+        "whatsapp_window_closed": "The contact has not written in the last 24 hours: only an "
+        "approved template can be sent",
+        "template_not_approved": "No approved template of this channel has that name and "
+        "language; sync the templates",
+    },
+    422: {"invalid_message": "Send either text or a template"},
+}
+WHATSAPP_FAILURES: Mapping[int, Mapping[str, str]] = {
+    409: {"channel_not_active": "The channel is revoked; reconnect it"},
+    422: {"whatsapp_token_invalid": "Meta does not accept the channel's access token; reconnect"},
+    502: {"whatsapp_unavailable": "WhatsApp failed: 131000"},
+}
+
+
+def key_mismatch() -> ApiError:
+    """Credentials sealed with another key: ours to fix, so a 503 rather than the user's 4xx."""
+    return ApiError(503, "channel_key_mismatch", KEY_MISMATCH)
+
+
+def whatsapp_failure(error: WhatsAppError) -> ApiError:
+    """Meta refusing the token is the user's to fix by reconnecting; anything else is a 502."""
+    if error.credentials_refused:
+        return ApiError(
+            422,
+            "whatsapp_token_invalid",
+            "Meta does not accept the channel's access token; reconnect",
+        )
+    return ApiError(502, "whatsapp_unavailable", f"WhatsApp failed: {error.code}")

@@ -1,0 +1,154 @@
+"""Sends queued inbox replies: claims due rows of the inbox outbox (skip locked, leased),
+sends each through its channel's provider with the channel's own credentials, and records the
+outcome in SQL: the provider's message id on success; on failure a retry with backoff while
+the provider's error is transient, else the message fails visibly with the provider's code
+and reason. A provider refusing the credentials marks the channel revoked."""
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from api.core.db import Database
+from api.core.secrets_box import KeyMismatchError, SecretBox
+from api.inbox.secrets import open_secrets
+from api.inbox.whatsapp.client import WhatsAppClient, WhatsAppError
+
+log = logging.getLogger("growthbase.inbox.outbox")
+LEASE_SECONDS = 60
+
+
+class SendError(Exception):
+    """A send that did not go out: the provider's code and reason, and what to do next."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: int | None = None,
+        revokes: bool = False,
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.revokes = revokes
+
+
+@dataclass
+class Providers:
+    box: SecretBox
+    whatsapp: WhatsAppClient
+
+
+@dataclass
+class DrainReport:
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    outcomes: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"sent": self.sent, "retrying": self.retrying, "failed": self.failed}
+
+
+def send_whatsapp(providers: Providers, outbound: dict[str, Any], secrets: dict[str, str]) -> str:
+    token = secrets.get("access_token")
+    if not token:
+        raise SendError("not_connected", "The channel has no access token", retryable=False)
+    client = providers.whatsapp
+    try:
+        if outbound.get("template"):
+            return client.send_template(
+                outbound["account_id"], token, outbound["to"], outbound["template"]
+            )
+        last = outbound.get("last_inbound") or {}
+        return client.send_text(
+            outbound["account_id"],
+            token,
+            outbound["to"],
+            outbound["text"],
+            last.get("provider_message_id"),
+        )
+    except WhatsAppError as error:
+        raise SendError(
+            error.code,
+            error.message,
+            retryable=error.retryable,
+            retry_after=error.retry_after,
+            revokes=error.credentials_refused,
+        ) from error
+
+
+def send_one(providers: Providers, outbound: dict[str, Any]) -> str:
+    """The provider's id of the sent message; raises SendError."""
+    if outbound.get("status") != "active":
+        raise SendError(
+            "channel_not_active", f"The channel is {outbound.get('status')}", retryable=False
+        )
+    try:
+        secrets = open_secrets(providers.box, outbound.get("secrets_encrypted"))
+    except KeyMismatchError as error:
+        # Ours to fix (the key changed): kept for a retry once the key is restored.
+        raise SendError(
+            "channel_key_mismatch", "Stored credentials cannot be decrypted", retryable=True
+        ) from error
+    if outbound["kind"] == "whatsapp":
+        return send_whatsapp(providers, outbound, secrets)
+    raise SendError(
+        "channel_unsupported", f"Sending on {outbound['kind']} is not available", retryable=False
+    )
+
+
+def drain_inbox_outbox(
+    database: Database, providers: Providers, limit: int, message_id: UUID | None = None
+) -> DrainReport:
+    """Sends up to `limit` due messages (or only `message_id`, right after it was queued)."""
+    report = DrainReport()
+    with database.as_service() as conn:
+        claimed = conn.execute(
+            "select message_id from private.claim_inbox_outbox(%s, %s, %s)",
+            (limit, LEASE_SECONDS, message_id),
+        ).fetchall()
+    for row in claimed:
+        outcome = deliver(database, providers, row["message_id"])
+        report.outcomes[str(row["message_id"])] = outcome
+        if outcome == "sent":
+            report.sent += 1
+        elif outcome == "retrying":
+            report.retrying += 1
+        else:
+            report.failed += 1
+    return report
+
+
+def deliver(database: Database, providers: Providers, message_id: UUID) -> str:
+    with database.as_service() as conn:
+        row = conn.execute(
+            "select private.inbox_outbound(%s) as outbound", (message_id,)
+        ).fetchone()
+    outbound = row["outbound"] if row else None
+    if outbound is None:
+        return "gone"
+    try:
+        provider_id = send_one(providers, outbound)
+    except SendError as error:
+        with database.as_service() as conn:
+            if error.revokes:
+                conn.execute(
+                    "select private.revoke_channel(%s, %s)",
+                    (outbound["channel_id"], f"{error.code}: {error.message}"),
+                )
+            answer = conn.execute(
+                "select private.inbox_message_failed(%s, %s, %s, %s, %s) as state",
+                (message_id, error.code, error.message, error.retryable, error.retry_after),
+            ).fetchone()
+        state = str(answer["state"]) if answer else "unknown"
+        log.warning("inbox message %s not sent (%s): %s", message_id, error.code, state)
+        return state
+    with database.as_service() as conn:
+        conn.execute("select private.inbox_message_sent(%s, %s)", (message_id, provider_id))
+    return "sent"

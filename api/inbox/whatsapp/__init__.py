@@ -1,0 +1,1 @@
+"""WhatsApp Cloud API: the Graph client, the webhook and the template catalog."""

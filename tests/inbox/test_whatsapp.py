@@ -1,0 +1,713 @@
+"""WhatsApp end to end: Meta's verification handshake, signed webhooks stored once and applied
+into conversations, statuses that only move forward however they arrive, replies through the
+outbox inside the 24-hour window (templates outside it), and Meta's errors kept and shown.
+Payloads follow Meta's documented shapes (tests/fakes/whatsapp_server.py)."""
+
+import json
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from cryptography.fernet import Fernet
+from fastapi.testclient import TestClient
+from psycopg.rows import DictRow
+from pydantic import SecretStr
+
+from api.app import create_app
+from tests.factories.edge import bearer, edge_settings
+from tests.factories.inbox import (
+    APP_SECRET,
+    VERIFY_TOKEN,
+    account_id,
+    apply_whatsapp,
+    whatsapp_channel,
+    whatsapp_conversation,
+)
+from tests.factories.workspaces import acting_as, add_member, create_user, fund, one, refused
+from tests.fakes.jwks import JwksServer
+from tests.fakes.whatsapp_server import (
+    GraphServer,
+    hub_signature,
+    image_message,
+    inbound,
+    serve_whatsapp,
+    status,
+    statuses,
+    template,
+    text_message,
+)
+
+Conn = psycopg.Connection[DictRow]
+KEY = Fernet.generate_key().decode()
+CRON = "cron-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def graph() -> Iterator[GraphServer]:
+    with serve_whatsapp() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(database_url: str, jwks: JwksServer, graph: GraphServer) -> Iterator[TestClient]:
+    settings = edge_settings(
+        database_url,
+        jwks,
+        integrations_encryption_key=SecretStr(KEY),
+        public_base_url="https://edge.example.test",
+        cron_secret=SecretStr(CRON),
+        whatsapp_graph_url=graph.base_url,
+    )
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def post_webhook(
+    client: TestClient, channel: uuid.UUID, body: dict[str, Any], secret: str = APP_SECRET
+) -> Any:
+    raw = json.dumps(body).encode()
+    return client.post(
+        f"/api/v1/webhooks/whatsapp/{channel}",
+        content=raw,
+        headers={
+            "X-Hub-Signature-256": hub_signature(secret, raw),
+            "Content-Type": "application/json",
+        },
+    )
+
+
+def wa_id() -> str:
+    return "4206" + str(random.randrange(10**8)).zfill(8)
+
+
+def messages_of(conn: Conn, conversation: uuid.UUID) -> list[dict[str, Any]]:
+    return [
+        dict(r)
+        for r in conn.execute(
+            "select * from public.messages where conversation_id = %s"
+            " order by provider_timestamp, id",
+            (conversation,),
+        ).fetchall()
+    ]
+
+
+# verification and intake -------------------------------------------------------------------
+
+
+def test_meta_verification_echoes_the_challenge_only_for_the_channels_token(
+    conn: Conn, client: TestClient
+) -> None:
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    url = f"/api/v1/webhooks/whatsapp/{channel}"
+    query = {
+        "hub.mode": "subscribe",
+        "hub.verify_token": VERIFY_TOKEN,
+        "hub.challenge": "1158201444",
+    }
+    answer = client.get(url, params=query)
+    assert answer.status_code == 200
+    assert answer.text == "1158201444" and answer.headers["content-type"].startswith("text/plain")
+    for wrong in ({"hub.verify_token": "guess"}, {"hub.mode": "unsubscribe"}):
+        refused_answer = client.get(url, params={**query, **wrong})
+        assert refused_answer.status_code == 403
+        assert refused_answer.json()["error"]["code"] == "verify_token_invalid"
+    unknown = client.get(f"/api/v1/webhooks/whatsapp/{uuid.uuid4()}", params=query)
+    assert unknown.status_code == 403
+
+
+def test_a_signed_message_opens_a_conversation_once_however_often_it_comes(
+    conn: Conn, client: TestClient
+) -> None:
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    first = text_message(sender, "Does it come in another color?", timestamp=1749416383)
+    body = inbound(sender, [first], phone_number_id=account_id(conn, channel))
+    first_answer = post_webhook(client, channel, body)
+    assert first_answer.json()["data"] == {"outcome": "accepted"}, first_answer.text
+    assert post_webhook(client, channel, body).json()["data"] == {"outcome": "duplicate"}
+    # The same message again in another delivery (with a new one beside it): still one row.
+    second = image_message(sender, timestamp=1749416390)
+    again = inbound(sender, [second, first], phone_number_id=account_id(conn, channel))
+    assert post_webhook(client, channel, again).json()["data"] == {"outcome": "accepted"}
+
+    conversation = one(
+        conn,
+        "select c.*, i.address, i.display_name, i.contact_id as identity_contact"
+        " from public.conversations c join public.contact_identities i on i.id = c.identity_id"
+        " where c.channel_id = %s",
+        (channel,),
+    )
+    assert conversation["address"] == sender and conversation["display_name"] == "Sheena Nelson"
+    contact = one(
+        conn, "select * from public.contacts where id = %s", (conversation["contact_id"],)
+    )
+    assert contact["phone"] == "+" + sender and contact["first_name"] == "Sheena Nelson"
+    rows = messages_of(conn, conversation["id"])
+    assert [r["text"] for r in rows] == ["Does it come in another color?", "Like this one"]
+    assert all(r["direction"] == "inbound" and r["status"] == "received" for r in rows)
+    assert rows[1]["attachments"] == [
+        {
+            "kind": "image",
+            "provider_media_id": "1003383421387256",
+            "mime_type": "image/jpeg",
+            "sha256": "u3N6nB5Pqv1xD0l9ZbKk5Hn7vG1jTq2q5X4iYq2YpLw=",
+        }
+    ]
+    assert rows[0]["provider_timestamp"].timestamp() == 1749416383
+    assert (conversation["message_count"], conversation["inbound_count"]) == (2, 2)
+    assert conversation["status"] == "open"
+    # Broadcast on the workspace's inbox channel: ids and states, never the text.
+    broadcasts = conn.execute(
+        "select payload from realtime.messages where topic = %s and event = 'message_created'",
+        (f"workspace:{owner.workspace_id}:inbox",),
+    ).fetchall()
+    assert len(broadcasts) == 2
+    assert all("text" not in b["payload"] for b in broadcasts)
+
+
+def test_forged_unknown_and_malformed_deliveries_store_nothing(
+    conn: Conn, client: TestClient
+) -> None:
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    body = inbound(sender, [text_message(sender, "hi")], phone_number_id=account_id(conn, channel))
+    raw = json.dumps(body).encode()
+    for headers in (
+        {"X-Hub-Signature-256": hub_signature("wrong-secret", raw)},
+        {"X-Hub-Signature-256": hub_signature(APP_SECRET, raw)[7:]},  # no sha256= prefix
+        {},
+    ):
+        answer = client.post(f"/api/v1/webhooks/whatsapp/{channel}", content=raw, headers=headers)
+        assert answer.status_code == 401, answer.text
+        assert answer.json()["error"]["code"] == "signature_invalid"
+    assert post_webhook(client, uuid.uuid4(), body).status_code == 401
+    # Tampered after signing.
+    tampered = raw.replace(b"hi", b"ho")
+    answer = client.post(
+        f"/api/v1/webhooks/whatsapp/{channel}",
+        content=tampered,
+        headers={"X-Hub-Signature-256": hub_signature(APP_SECRET, raw)},
+    )
+    assert answer.status_code == 401
+    malformed = post_webhook(client, channel, {"object": "page", "entry": []})
+    assert malformed.status_code == 422
+    stored = one(
+        conn,
+        "select count(*) as n from private.webhook_events where event_id like %s",
+        (f"{channel}:%",),
+    )["n"]
+    assert stored == 0
+
+
+# statuses ----------------------------------------------------------------------------------
+
+
+def test_statuses_move_forward_only_in_any_order_and_keep_metas_error(
+    conn: Conn, client: TestClient, jwks: JwksServer, graph: GraphServer
+) -> None:
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    conversation = whatsapp_conversation(conn, channel, sender)
+    sent = []
+    for text in ("First", "Second"):
+        answer = client.post(
+            f"/api/v1/inbox/conversations/{conversation}/messages",
+            json={"text": text},
+            headers=bearer(jwks, owner),
+        )
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["data"]["status"] == "sent"
+        sent.append(answer.json()["data"]["provider_message_id"])
+    number = account_id(conn, channel)
+    delivered = [
+        status(sent[0], "sent", sender, 100),
+        status(sent[0], "delivered", sender, 101),
+        status(sent[0], "read", sender, 102),
+        status(sent[1], "sent", sender, 100),
+        status(sent[1], "failed", sender, 103, error=131026),
+    ]
+    rng = random.Random(7)
+    for _ in range(3):
+        for item in rng.sample(delivered, len(delivered)):
+            assert post_webhook(client, channel, statuses([item], number)).status_code == 200
+    post_webhook(client, channel, statuses(list(reversed(delivered)), number))
+    rows = {r["provider_message_id"]: r for r in messages_of(conn, conversation)}
+    assert rows[sent[0]]["status"] == "read"
+    assert rows[sent[1]]["status"] == "failed"
+    assert rows[sent[1]]["error_code"] == "131026"
+    assert rows[sent[1]]["error_text"] == "Unable to deliver message."
+    # The database itself refuses a step back.
+    with pytest.raises(psycopg.Error) as caught:
+        conn.execute(
+            "update public.messages set status = 'delivered' where provider_message_id = %s",
+            (sent[0],),
+        )
+    assert caught.value.diag.message_hint == "illegal_transition"
+
+
+def test_a_status_that_outruns_the_send_waits_for_it(conn: Conn) -> None:
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    conversation = whatsapp_conversation(conn, channel, sender)
+    with acting_as(conn, owner):
+        message = one(
+            conn, "select id from public.reply_to_conversation(%s, 'Hi', null)", (conversation,)
+        )["id"]
+    wamid = "wamid.EARLY" + uuid.uuid4().hex.upper()
+    apply_whatsapp(
+        conn, channel, statuses([status(wamid, "delivered", sender, 50)], account_id(conn, channel))
+    )
+    conn.execute("select private.claim_inbox_outbox(1, 60, %s)", (message,))
+    conn.execute("select private.inbox_message_sent(%s, %s)", (message, wamid))
+    row = one(
+        conn, "select status, provider_message_id from public.messages where id = %s", (message,)
+    )
+    assert row == {"status": "delivered", "provider_message_id": wamid}
+
+
+# replies -----------------------------------------------------------------------------------
+
+
+def test_a_reply_inside_the_window_threads_on_the_last_message(
+    conn: Conn, client: TestClient, jwks: JwksServer, graph: GraphServer
+) -> None:
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    conversation = whatsapp_conversation(conn, channel, sender, "Where is my parcel?")
+    last = one(
+        conn,
+        "select provider_message_id from public.messages where conversation_id = %s",
+        (conversation,),
+    )
+    answer = client.post(
+        f"/api/v1/inbox/conversations/{conversation}/messages",
+        json={"text": "On its way, arriving tomorrow."},
+        headers=bearer(jwks, owner),
+    )
+    assert answer.status_code == 201, answer.text
+    data = answer.json()["data"]
+    assert data["status"] == "sent" and data["provider_message_id"].startswith("wamid.")
+    request = graph.sends()[-1]
+    assert request == {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": sender,
+        "type": "text",
+        "text": {"preview_url": False, "body": "On its way, arriving tomorrow."},
+        "context": {"message_id": last["provider_message_id"]},
+    }
+    row = one(conn, "select * from public.conversations where id = %s", (conversation,))
+    assert row["first_response_at"] is not None and row["message_count"] == 2
+
+
+def test_outside_the_window_only_an_approved_template_goes(
+    conn: Conn, client: TestClient, jwks: JwksServer, graph: GraphServer
+) -> None:
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    conversation = whatsapp_conversation(conn, channel, sender)
+    conn.execute(
+        "update public.conversations set last_inbound_at = now() - interval '25 hours'"
+        " where id = %s",
+        (conversation,),
+    )
+    url = f"/api/v1/inbox/conversations/{conversation}/messages"
+    closed = client.post(url, json={"text": "Still there?"}, headers=bearer(jwks, owner))
+    assert closed.status_code == 409 and closed.json()["error"]["code"] == "whatsapp_window_closed"
+    choice = {"name": "order_update", "language": "en_US", "parameters": ["Sheena", "#1001"]}
+    unknown = client.post(url, json={"template": choice}, headers=bearer(jwks, owner))
+    assert unknown.status_code == 409 and unknown.json()["error"]["code"] == "template_not_approved"
+
+    graph.templates[:] = [
+        template("order_update"),
+        template("welcome", body="Welcome!"),
+        template("promo", status="REJECTED"),
+    ]
+    synced = client.post(
+        f"/api/v1/inbox/channels/{channel}/whatsapp-templates/sync", headers=bearer(jwks, owner)
+    )
+    assert synced.status_code == 200, synced.text
+    assert synced.json()["data"] == {"templates": 3}
+    catalog = {
+        r["name"]: (r["status"], r["variables"], r["category"])
+        for r in conn.execute(
+            "select * from public.whatsapp_templates where channel_id = %s", (channel,)
+        ).fetchall()
+    }
+    assert catalog == {
+        "order_update": ("APPROVED", 2, "UTILITY"),
+        "welcome": ("APPROVED", 0, "UTILITY"),
+        "promo": ("REJECTED", 2, "UTILITY"),
+    }
+    wrong_count = client.post(
+        url, json={"template": {**choice, "parameters": ["x"]}}, headers=bearer(jwks, owner)
+    )
+    assert wrong_count.status_code == 422
+    rejected = client.post(
+        url, json={"template": {**choice, "name": "promo"}}, headers=bearer(jwks, owner)
+    )
+    assert rejected.status_code == 409
+    sent = client.post(url, json={"template": choice}, headers=bearer(jwks, owner))
+    assert sent.status_code == 201, sent.text
+    assert sent.json()["data"]["status"] == "sent"
+    assert graph.sends()[-1]["template"] == {
+        "name": "order_update",
+        "language": {"code": "en_US", "policy": "deterministic"},
+        "components": [
+            {
+                "type": "body",
+                "parameters": [
+                    {"type": "text", "text": "Sheena"},
+                    {"type": "text", "text": "#1001"},
+                ],
+            }
+        ],
+    }
+    # Meta no longer lists one: it leaves the catalog.
+    graph.templates[:] = [template("order_update")]
+    client.post(
+        f"/api/v1/inbox/channels/{channel}/whatsapp-templates/sync", headers=bearer(jwks, owner)
+    )
+    names = conn.execute(
+        "select name from public.whatsapp_templates where channel_id = %s", (channel,)
+    ).fetchall()
+    assert [r["name"] for r in names] == ["order_update"]
+
+
+def test_viewers_read_but_do_not_answer_and_others_see_nothing(
+    conn: Conn, client: TestClient, jwks: JwksServer
+) -> None:
+    owner = create_user(conn)
+    viewer = add_member(conn, owner, "viewer")
+    outsider = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    conversation = whatsapp_conversation(conn, channel)
+    url = f"/api/v1/inbox/conversations/{conversation}/messages"
+    answer = client.post(url, json={"text": "hi"}, headers=bearer(jwks, viewer))
+    assert answer.status_code == 403 and answer.json()["error"]["code"] == "insufficient_role"
+    answer = client.post(url, json={"text": "hi"}, headers=bearer(jwks, outsider))
+    assert answer.status_code == 404 and answer.json()["error"]["code"] == "conversation_not_found"
+    with acting_as(conn, viewer):
+        assert (
+            one(
+                conn,
+                "select count(*) as n from public.messages where conversation_id = %s",
+                (conversation,),
+            )["n"]
+            == 1
+        )
+        assert (
+            one(conn, "select count(*) as n from public.channels where id = %s", (channel,))["n"]
+            == 1
+        )
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("select * from private.channel_secrets")
+    with acting_as(conn, outsider):
+        hidden = one(
+            conn, "select count(*) as n from public.conversations where id = %s", (conversation,)
+        )
+        assert hidden["n"] == 0
+    for call in (
+        "select public.mark_conversation_read(%s)",
+        "select public.reply_to_conversation(%s, 'hi', null)",
+    ):
+        with refused(404, "conversation_not_found"), acting_as(conn, outsider):
+            conn.execute(call, (conversation,))
+    with refused(403, "insufficient_role"), acting_as(conn, viewer):
+        conn.execute("select public.reply_to_conversation(%s, 'hi', null)", (conversation,))
+    with acting_as(conn, viewer):
+        conn.execute("select public.mark_conversation_read(%s)", (conversation,))
+    with acting_as(conn, owner), pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute(
+            "insert into public.messages (workspace_id, conversation_id, channel_id, direction,"
+            " status)"
+            " values (%s, %s, %s, 'inbound', 'received')",
+            (owner.workspace_id, conversation, channel),
+        )
+
+
+def test_metas_errors_retry_fail_or_revoke_as_they_should(
+    conn: Conn, client: TestClient, jwks: JwksServer, graph: GraphServer
+) -> None:
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    conversation = whatsapp_conversation(conn, channel)
+    url = f"/api/v1/inbox/conversations/{conversation}/messages"
+
+    graph.failures[:] = [130429]
+    throttled = client.post(url, json={"text": "One"}, headers=bearer(jwks, owner))
+    assert throttled.status_code == 201 and throttled.json()["data"]["status"] == "queued"
+    message = throttled.json()["data"]["id"]
+    outbox = one(conn, "select * from private.inbox_outbox where message_id = %s", (message,))
+    assert outbox["status"] == "pending" and outbox["attempts"] == 1
+    assert outbox["next_attempt_at"] > outbox["created_at"]
+    conn.execute(
+        "update private.inbox_outbox set next_attempt_at = now() where message_id = %s", (message,)
+    )
+    cron = client.get("/api/v1/cron/inbox", headers={"Authorization": f"Bearer {CRON}"})
+    assert cron.status_code == 200 and cron.json()["data"]["inbox"]["sent"] >= 1
+    assert (
+        one(conn, "select status from public.messages where id = %s", (message,))["status"]
+        == "sent"
+    )
+
+    graph.failures[:] = [131049]
+    capped = client.post(url, json={"text": "Two"}, headers=bearer(jwks, owner))
+    data = capped.json()["data"]
+    assert (data["status"], data["error_code"]) == ("failed", "131049")
+    assert "healthy ecosystem" in data["error_text"]
+
+    graph.failures[:] = [190]
+    revoked = client.post(url, json={"text": "Three"}, headers=bearer(jwks, owner))
+    assert revoked.json()["data"]["status"] == "failed"
+    assert revoked.json()["data"]["error_code"] == "190"
+    row = one(conn, "select status, status_reason from public.channels where id = %s", (channel,))
+    assert row["status"] == "revoked" and "190" in row["status_reason"]
+    after = client.post(url, json={"text": "Four"}, headers=bearer(jwks, owner))
+    assert after.status_code == 409 and after.json()["error"]["code"] == "channel_not_active"
+
+
+# read state ----------------------------------------------------------------------------------
+
+
+def test_unread_counts_are_kept_per_member_without_counting_messages(conn: Conn) -> None:
+    owner = create_user(conn)
+    teammate = add_member(conn, owner, "member")
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    conversation = whatsapp_conversation(conn, channel, sender)
+    number = account_id(conn, channel)
+    apply_whatsapp(
+        conn,
+        channel,
+        inbound(
+            sender,
+            [text_message(sender, "two"), text_message(sender, "three")],
+            phone_number_id=number,
+        ),
+    )
+
+    def unread(user: Any) -> tuple[int, int]:
+        with acting_as(conn, user):
+            row = one(
+                conn,
+                "select unread_count from public.inbox_conversations where id = %s",
+                (conversation,),
+            )
+            total = one(
+                conn,
+                "select unread_messages from public.inbox_unread where workspace_id = %s",
+                (owner.workspace_id,),
+            )
+        return row["unread_count"], total["unread_messages"]
+
+    assert unread(owner) == (3, 3) and unread(teammate) == (3, 3)
+    with acting_as(conn, owner):
+        assert one(conn, "select public.mark_conversation_read(%s) as n", (conversation,))["n"] == 3
+    assert unread(owner) == (0, 0) and unread(teammate) == (3, 3)
+    apply_whatsapp(
+        conn, channel, inbound(sender, [text_message(sender, "four")], phone_number_id=number)
+    )
+    assert unread(owner) == (1, 1)
+    with acting_as(conn, owner):
+        conn.execute("select public.mark_conversation_read(%s)", (conversation,))
+        conn.execute("select public.mark_conversation_read(%s)", (conversation,))
+    assert unread(owner) == (0, 0)
+
+
+def test_over_the_contact_limit_the_message_is_kept_without_a_contact(conn: Conn) -> None:
+    owner = create_user(conn)
+    fund(conn, owner, 0, "free")
+    conn.execute(
+        "insert into private.workspace_contact_counts (workspace_id, contacts)"
+        " select %s, contact_limit from public.plans where tier = 'free'"
+        " on conflict (workspace_id) do update set contacts = excluded.contacts",
+        (owner.workspace_id,),
+    )
+    channel = whatsapp_channel(conn, owner, KEY)
+    conversation = whatsapp_conversation(conn, channel, text="Anyone?")
+    row = one(conn, "select contact_id from public.conversations where id = %s", (conversation,))
+    assert row["contact_id"] is None
+    assert [m["text"] for m in messages_of(conn, conversation)] == ["Anyone?"]
+    # The workspace's real count back, so the counters verify again.
+    conn.execute(
+        "update private.workspace_contact_counts set contacts = (select count(*)"
+        " from public.contacts where workspace_id = %(w)s and erased_at is null)"
+        " where workspace_id = %(w)s",
+        {"w": owner.workspace_id},
+    )
+
+
+def test_an_inbound_message_reopens_a_snoozed_conversation_and_a_resolved_one_starts_anew(
+    conn: Conn,
+) -> None:
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    conversation = whatsapp_conversation(conn, channel, sender)
+    number = account_id(conn, channel)
+    conn.execute(
+        "update public.conversations set status = 'snoozed',"
+        " snoozed_until = now() + interval '1 day' where id = %s",
+        (conversation,),
+    )
+    apply_whatsapp(
+        conn, channel, inbound(sender, [text_message(sender, "hello?")], phone_number_id=number)
+    )
+    row = one(
+        conn,
+        "select status, snoozed_until from public.conversations where id = %s",
+        (conversation,),
+    )
+    assert row == {"status": "open", "snoozed_until": None}
+    conn.execute(
+        "update public.conversations set status = 'resolved' where id = %s", (conversation,)
+    )
+    apply_whatsapp(
+        conn,
+        channel,
+        inbound(sender, [text_message(sender, "new question")], phone_number_id=number),
+    )
+    rows = conn.execute(
+        "select status from public.conversations where channel_id = %s order by created_at",
+        (channel,),
+    ).fetchall()
+    assert [r["status"] for r in rows] == ["resolved", "open"]
+
+
+def test_connecting_is_for_admins_and_never_answers_the_secrets(
+    conn: Conn, client: TestClient, jwks: JwksServer
+) -> None:
+    owner = create_user(conn)
+    member = add_member(conn, owner, "member")
+    number = str(random.randrange(10**14, 10**15))
+    body = {
+        "workspace_id": str(owner.workspace_id),
+        "name": "Support",
+        "phone_number_id": number,
+        "business_account_id": "102290129340398",
+        "access_token": "EAAJB-secret-token",
+        "app_secret": "app-secret-value",
+        "verify_token": "verify-token-value",
+    }
+    answer = client.post("/api/v1/inbox/channels/whatsapp", json=body, headers=bearer(jwks, member))
+    assert answer.status_code == 403
+    answer = client.post("/api/v1/inbox/channels/whatsapp", json=body, headers=bearer(jwks, owner))
+    assert answer.status_code == 201, answer.text
+    data = answer.json()["data"]
+    assert (
+        data["webhook_url"]
+        == f"https://edge.example.test/api/v1/webhooks/whatsapp/{data['channel']['id']}"
+    )
+    assert "EAAJB" not in answer.text and "app-secret" not in answer.text
+    stored = one(
+        conn,
+        "select secrets_encrypted from private.channel_secrets where channel_id = %s",
+        (data["channel"]["id"],),
+    )
+    assert "EAAJB" not in stored["secrets_encrypted"]
+    other = create_user(conn)
+    taken = client.post(
+        "/api/v1/inbox/channels/whatsapp",
+        json={**body, "workspace_id": str(other.workspace_id)},
+        headers=bearer(jwks, other),
+    )
+    assert taken.status_code == 409 and taken.json()["error"]["code"] == "channel_taken"
+    with refused(404, "channel_not_found"), acting_as(conn, other):
+        conn.execute("select public.disconnect_channel(%s)", (data["channel"]["id"],))
+    with acting_as(conn, member), refused(403, "insufficient_role"):
+        conn.execute("select public.disconnect_channel(%s)", (data["channel"]["id"],))
+    with acting_as(conn, owner):
+        gone = one(conn, "select * from public.disconnect_channel(%s)", (data["channel"]["id"],))
+    assert gone["status"] == "disconnected"
+    assert (
+        one(
+            conn,
+            "select count(*) as n from private.channel_secrets where channel_id = %s",
+            (data["channel"]["id"],),
+        )["n"]
+        == 0
+    )
+
+
+def test_erasing_a_contact_erases_their_conversations_and_stored_webhooks(
+    conn: Conn, client: TestClient
+) -> None:
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    body = inbound(
+        sender,
+        [text_message(sender, "My address is Dlouhá 5", timestamp=int(time.time()))],
+        phone_number_id=account_id(conn, channel),
+    )
+    assert post_webhook(client, channel, body).status_code == 200
+    conversation = one(
+        conn, "select id, contact_id from public.conversations where channel_id = %s", (channel,)
+    )
+    with acting_as(conn, owner):
+        conn.execute("select public.erase_contact(%s)", (conversation["contact_id"],))
+    for query in (
+        "select count(*) as n from public.conversations where channel_id = %s",
+        "select count(*) as n from public.messages where channel_id = %s",
+        "select count(*) as n from private.webhook_events where event_id like %s::text || ':%%'",
+    ):
+        assert one(conn, query, (channel,))["n"] == 0, query
+    assert (
+        one(
+            conn,
+            "select count(*) as n from public.contact_identities where address = %s",
+            (sender,),
+        )["n"]
+        == 0
+    )
+    assert (
+        one(
+            conn,
+            "select inbound_count from public.inbox_counters where workspace_id = %s",
+            (owner.workspace_id,),
+        )["inbound_count"]
+        == 0
+    )
+
+
+def test_the_assignee_is_notified_when_the_customer_writes(conn: Conn) -> None:
+    owner = create_user(conn)
+    teammate = add_member(conn, owner, "member")
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    conversation = whatsapp_conversation(conn, channel, sender)
+    conn.execute(
+        "update public.conversations set assignee_id = %s where id = %s",
+        (teammate.id, conversation),
+    )
+    apply_whatsapp(
+        conn,
+        channel,
+        inbound(
+            sender, [text_message(sender, "any news?")], phone_number_id=account_id(conn, channel)
+        ),
+    )
+    with acting_as(conn, teammate):
+        rows = conn.execute("select kind, title, body, link from public.notifications").fetchall()
+    assert [dict(r) for r in rows] == [
+        {
+            "kind": "conversation.replied",
+            "title": "A customer replied",
+            "body": None,
+            "link": {"conversation_id": str(conversation)},
+        }
+    ]
+    with acting_as(conn, owner):
+        assert conn.execute("select count(*) as n from public.notifications").fetchone()["n"] == 0
