@@ -115,13 +115,18 @@ def setup(conn: Conn, contacts: int) -> tuple[uuid.UUID, uuid.UUID]:
 def enter(conn: Conn, workspace_id: uuid.UUID, contacts: int) -> tuple[float, float]:
     """Seconds to record one event per contact with enrolment, and the baseline: the same
     rows into a table of the same shape without triggers."""
-    conn.execute("create table bench_events (like public.contact_events including defaults)")
+    conn.execute(
+        "create table bench_events"
+        " (like public.contact_events including defaults including identity)"
+    )
     insert = (
         "insert into {table} (workspace_id, contact_id, type, name, event_key)"
         " select workspace_id, id, 'custom', 'bench', 'e-' || id from public.contacts"
         " where workspace_id = %s"
     )
-    baseline, _ = timed(conn, insert.format(table="bench_events") + " returning 1", (workspace_id,))
+    started = time.perf_counter()
+    conn.execute(insert.format(table="bench_events"), (workspace_id,))
+    baseline = time.perf_counter() - started
     started = time.perf_counter()
     conn.execute(insert.format(table="public.contact_events"), (workspace_id,))
     seconds = time.perf_counter() - started

@@ -27,6 +27,7 @@ from api.core.errors import ApiError
 from api.core.openapi import JSON, documented, inline_schema
 from api.core.secrets_box import SecretBox
 from api.core.signatures import verify_webhook_hmac
+from api.shops.checkouts import CHECKOUT_TOPICS, ShopifyCheckout, from_shopify_checkout
 from api.shops.deps import SECRET_BOX, answering_key_mismatch
 from api.shops.errors import WEBHOOK_REFUSALS
 from api.shops.integration_secrets import integration_secrets
@@ -53,6 +54,13 @@ class ShopWebhook:
     topic_header: str
     order_topics: frozenset[str]
     to_order: Callable[[dict[str, Any]], dict[str, Any]]
+    checkout_topics: frozenset[str] = frozenset()
+    to_checkout: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    def kind(self, topic: str) -> Literal["order", "checkout", "other"]:
+        if topic in self.order_topics:
+            return "order"
+        return "checkout" if topic in self.checkout_topics else "other"
 
 
 ShopSource = Literal["shopify", "woocommerce"]
@@ -73,6 +81,8 @@ SHOPS = {
             }
         ),
         to_order=from_shopify,
+        checkout_topics=CHECKOUT_TOPICS,
+        to_checkout=from_shopify_checkout,
     ),
     "woocommerce": ShopWebhook(
         name="WooCommerce",
@@ -104,9 +114,10 @@ WOOCOMMERCE_SIGNATURE = signature_scheme(
 
 class ShopWebhookOutcome(BaseModel):
     outcome: Literal["accepted", "ignored", "unmappable", "duplicate", "ping"] = Field(
-        description="`accepted`: an order, stored and upserted right after the answer (and by "
-        "the replay cron until it is); `ignored`: a topic that is no order; `unmappable`: an "
-        "order missing what an order needs, kept but not applied; `duplicate`: a re-delivery, "
+        description="`accepted`: an order (or a Shopify checkout), stored and upserted right "
+        "after the answer (and by the replay cron until it is); `ignored`: a topic that is "
+        "neither; `unmappable`: an order or checkout missing what it needs, kept but not "
+        "applied; `duplicate`: a re-delivery, "
         "nothing changed; `ping`: WooCommerce's unsigned test when a webhook is created"
     )
 
@@ -171,14 +182,17 @@ SHOP_WEBHOOK_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": "The shop's resource as its webhook sends it: an order for the order "
-        "topics (Shopify's REST Admin Order, WooCommerce's REST v3 order); other topics' bodies "
-        "are acknowledged and ignored. WooCommerce first pings a new webhook with a form body.",
+        "topics (Shopify's REST Admin Order, WooCommerce's REST v3 order), Shopify's checkout "
+        "for checkouts/create and checkouts/update (they start abandoned-cart flows); other "
+        "topics' bodies are acknowledged and ignored. WooCommerce first pings a new webhook "
+        "with a form body.",
         "content": {
             JSON: {
                 "schema": {
                     "anyOf": [
                         inline_schema(ShopifyOrder.model_json_schema()),
                         inline_schema(WooCommerceOrder.model_json_schema()),
+                        inline_schema(ShopifyCheckout.model_json_schema()),
                     ]
                 },
                 "examples": {
@@ -215,7 +229,8 @@ SHOP_WEBHOOK_OPENAPI: dict[str, Any] = {
         for header, description, example in (
             (
                 shop.topic_header,
-                f"{shop.name}'s topic: {', '.join(sorted(shop.order_topics))} are applied, "
+                f"{shop.name}'s topic: "
+                f"{', '.join(sorted(shop.order_topics | shop.checkout_topics))} are applied, "
                 "others acknowledged as `ignored`",
                 example_topic,
             ),
@@ -244,52 +259,58 @@ def box_unless_ping(
     yield from answering_key_mismatch(box)
 
 
-def mapped_order(
-    shop: ShopWebhook, is_order: bool, payload: dict[str, Any]
+def mapped_document(
+    shop: ShopWebhook, kind: str, payload: dict[str, Any]
 ) -> tuple[dict[str, Any] | None, str]:
-    """The order to upsert and the outcome to store; a payload of the wrong shape is a 422
-    before anything is stored, one that is no order we can map is kept as unmappable."""
-    if not is_order:
+    """The order or checkout to upsert and the outcome to store; a payload of the wrong shape is
+    a 422 before anything is stored, one we cannot map is kept as unmappable."""
+    to_document = {"order": shop.to_order, "checkout": shop.to_checkout}.get(kind)
+    if to_document is None:
         return None, "ignored"
     try:
-        return shop.to_order(payload), "applied"
+        return to_document(payload), "applied"
     except MalformedOrderError as error:
         raise ApiError(
-            422, "invalid_input", "The order has fields of the wrong type", error.fields
+            422, "invalid_input", f"The {kind} has fields of the wrong type", error.fields
         ) from error
     except (UnsupportedOrderError, KeyError) as error:
-        log.warning("order webhook not mappable: %s", type(error).__name__)
+        log.warning("%s webhook not mappable: %s", kind, type(error).__name__)
         return None, "unmappable"
 
 
 def event_id(project_id: UUID, shop: ShopWebhook, topic: str, delivery: str) -> str:
     """`<project>:<topic>:<delivery>`: the replay needs the project and whether the topic is an
-    order's, which only the request's headers say. Any other topic is kept as `other` (it is
-    never applied), so the id stays short and splits on its first two colons."""
-    return f"{project_id}:{topic if topic in shop.order_topics else 'other'}:{delivery}"
+    order's or a checkout's, which only the request's headers say. Any other topic is kept as
+    `other` (it is never applied), so the id stays short and splits on its first two colons."""
+    return f"{project_id}:{topic if shop.kind(topic) != 'other' else 'other'}:{delivery}"
 
 
-def stored_origin(shop: ShopWebhook, stored_id: str) -> tuple[UUID, bool]:
-    """The project of a stored event and whether it is an order's. Events stored before the
-    topic was kept (`<project>:<delivery>`) were left unapplied only when an order's upsert
-    failed."""
+def stored_origin(shop: ShopWebhook, stored_id: str) -> tuple[UUID, str]:
+    """The project of a stored event and its kind (order, checkout or other). Events stored
+    before the topic was kept (`<project>:<delivery>`) were left unapplied only when an order's
+    upsert failed."""
     project, *rest = stored_id.split(":", 2)
-    return UUID(project), len(rest) < 2 or rest[0] in shop.order_topics
+    return UUID(project), "order" if len(rest) < 2 else shop.kind(rest[0])
+
+
+UPSERTS = {
+    "order": "select private.upsert_orders(%s, %s, %s)",
+    "checkout": "select private.upsert_checkout(%s, %s, %s)",
+}
 
 
 def applier(database: Database, source: ShopSource) -> Applier:
-    """Applies a stored order event: mapped again from its raw body, upserted with its customer
-    and finished in one transaction."""
+    """Applies a stored order or checkout event: mapped again from its raw body, upserted with
+    its customer and finished in one transaction."""
     shop = SHOPS[source]
 
     def apply(stored: StoredEvent) -> str:
-        project_id, is_order = stored_origin(shop, stored.event_id)
-        order, outcome = mapped_order(shop, is_order, parse_json(stored.body))
+        project_id, kind = stored_origin(shop, stored.event_id)
+        document, outcome = mapped_document(shop, kind, parse_json(stored.body))
         with database.as_service() as conn:
-            if order is not None:
-                conn.execute(
-                    "select private.upsert_orders(%s, %s, %s)", (project_id, source, Jsonb([order]))
-                )
+            if document is not None:
+                argument = [document] if kind == "order" else document
+                conn.execute(UPSERTS[kind], (project_id, source, Jsonb(argument)))
             conn.execute("select private.finish_webhook_event(%s, %s)", (stored.id, outcome))
         return outcome
 
@@ -317,9 +338,10 @@ def shop_webhook(
 ) -> dict[str, Any]:
     """The URL `connect` answered for the project. Verified with the project's webhook secret
     (an unknown project, a missing secret and a bad signature are one 401), stored under the
-    delivery id and acknowledged; an order topic's order is upserted with its customer right
-    after the answer, and by the replay cron until that succeeds. A signed order whose fields
-    have the wrong type is a 422 and is not stored."""
+    delivery id and acknowledged; an order topic's order (a Shopify checkout topic's checkout)
+    is upserted with its customer right after the answer, and by the replay cron until that
+    succeeds. A signed order or checkout whose fields have the wrong type is a 422 and is not
+    stored."""
     shop = SHOPS[source]
     headers = request.headers
     if box is None:
@@ -333,11 +355,11 @@ def shop_webhook(
     payload = parse_json(body)
     if not isinstance(payload, dict):
         raise ApiError(422, "invalid_input", "The webhook body is not a JSON object")
-    order, outcome = mapped_order(shop, topic in shop.order_topics, payload)
+    document, outcome = mapped_document(shop, shop.kind(topic), payload)
     recorded = intake.record(source, event_id(project_id, shop, topic, delivery), body)
     if recorded.duplicate:
         return ok({"outcome": "duplicate"})
-    if order is None:
+    if document is None:
         intake.finish(recorded.event, outcome)
         return ok({"outcome": outcome})
     intake.apply_later(background, source, recorded.event)

@@ -508,6 +508,22 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
     )
     with acting_as(conn, owner):
         conn.execute("select public.create_api_key(%s, 'Make.com')", (owner.workspace_id,))
+    conn.execute(
+        "select private.upsert_checkout(%s, 'shopify', %s)",
+        (
+            project,
+            Jsonb(
+                {
+                    "external_id": f"checkout-{tag}",
+                    "customer": {"external_id": f"cart-{tag}", "email": f"cart-{tag}@example.test"},
+                    "items": [{"name": "Tea", "quantity": 1, "price": "9.90"}],
+                    "total": "9.90",
+                    "currency": "EUR",
+                    "recovery_url": f"https://shop-{tag}.example.com/recover",
+                }
+            ),
+        ),
+    )
     for name in ("signed_up", "bought"):
         conn.execute(
             "insert into public.contact_events (workspace_id, contact_id, type, name, event_key,"
