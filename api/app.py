@@ -27,6 +27,7 @@ from api.automations.deps import MAKE, SCENARIOS
 from api.automations.make import MakeClient
 from api.billing import routes as billing
 from api.billing import webhook as razorpay_webhooks
+from api.billing.cancellations import CRON_LIMIT, cancel_due
 from api.billing.deps import BILLING, WEBHOOK_SECRET
 from api.billing.razorpay_billing import RazorpayBilling
 from api.core import health
@@ -55,9 +56,10 @@ from api.inbox.whatsapp.client import WhatsAppClient
 from api.me import routes as me
 from api.privacy import accounts as privacy_accounts
 from api.privacy import consents as privacy_consents
+from api.privacy import erasure_batches as privacy_erasure_batches
 from api.privacy import export_routes as privacy_exports
 from api.privacy import routes as privacy
-from api.privacy.deps import SUPABASE_ADMIN
+from api.privacy.deps import SUBSCRIPTION_CANCELLER, SUPABASE_ADMIN, SubscriptionCanceller
 from api.privacy.supabase_admin import SupabaseAdmin
 from api.shops import routes as integrations
 from api.shops import webhooks as shop_webhooks
@@ -148,16 +150,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.groq_api_key
         else None,
     )
-    BILLING.install(
-        app,
+    razorpay = (
         RazorpayBilling(
             key_id=settings.razorpay_key_id,
             key_secret=settings.razorpay_key_secret.get_secret_value(),
             base_url=settings.razorpay_base_url,
         )
         if settings.razorpay_key_id and settings.razorpay_key_secret
-        else None,
+        else None
     )
+    BILLING.install(app, razorpay)
+    SUBSCRIPTION_CANCELLER.install(app, subscription_canceller(database, razorpay))
     WEBHOOK_SECRET.install(app, secret_value(settings.razorpay_webhook_secret))
     box = (
         SecretBox(settings.integrations_encryption_key.get_secret_value())
@@ -250,12 +253,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(unsubscribe.router)
     app.include_router(email_preview.router)
     app.include_router(privacy.router)
+    app.include_router(privacy_erasure_batches.router)
     app.include_router(privacy_consents.router)
     app.include_router(privacy_accounts.router)
     app.include_router(privacy_exports.router)
     app.include_router(flow_events.router)
     app.include_router(inbox.router)
     return app
+
+
+def subscription_canceller(
+    database: Database, razorpay: RazorpayBilling | None
+) -> SubscriptionCanceller | None:
+    """Privacy's deletions cancel subscriptions through billing's Razorpay client."""
+    if razorpay is None:
+        return None
+    client = razorpay
+    return SubscriptionCanceller(
+        lambda workspace_ids: cancel_due(database, client, CRON_LIMIT, workspace_ids)
+    )
 
 
 def secret_value(secret: SecretStr | None) -> str | None:

@@ -13,6 +13,8 @@ from pydantic import BaseModel
 from api.ai.safe_ai import refund_abandoned_calls
 from api.automations.deps import OptionalMake
 from api.automations.outbox import drain_make_outbox
+from api.billing.cancellations import CRON_LIMIT, cancel_due
+from api.billing.deps import OptionalBilling
 from api.core.deps import AppSettings, ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
@@ -27,6 +29,8 @@ from api.inbox.deps import OptionalBox, WhatsApp
 from api.inbox.outbox import Providers, drain_inbox_outbox
 from api.privacy import retention
 from api.privacy.deps import OptionalSupabase
+from api.privacy.erasure_batches import erase_chunks
+from api.privacy.exports import expire as expire_exports
 from api.privacy.exports import resume_stalled
 from api.webhooks.intake import Intake
 
@@ -41,6 +45,8 @@ CREDIT_GRANT_CHUNK = 1000
 CREDIT_GRANT_BUDGET_SECONDS = 30
 RETENTION_BUDGET_SECONDS = 40
 FLOW_BUDGET_SECONDS = 40
+EXPORT_REMOVAL_BATCHES = 20
+ERASURE_BUDGET_SECONDS = 40.0
 
 
 def require_cron_secret(
@@ -258,20 +264,69 @@ def prune_retention(database: ServiceDatabase) -> dict[str, Any]:
 
 class ExportResume(BaseModel):
     resumed: int | Literal["not_configured"]
+    expired: int
+    removed: int | Literal["not_configured"]
 
 
 @router.get(
     "/privacy-exports",
     response_model=Envelope[ExportResume],
-    summary="Finish access-request exports whose request died",
-    responses=documented({"resumed": 1}),
+    summary="Finish exports whose request died, expire old ones and remove their files",
+    responses=documented({"resumed": 1, "expired": 3, "removed": 3}),
 )
 def resume_exports(database: ServiceDatabase, storage: OptionalSupabase) -> dict[str, Any]:
     """Runs exports asked for over two minutes ago that never finished (up to 10), each to done
-    or failed; without SUPABASE_SERVICE_KEY answers `not_configured`."""
-    if storage is None:
-        return ok({"resumed": "not_configured"})
-    return ok({"resumed": resume_stalled(database, storage, 10)})
+    or failed; expires finished exports past their workspace's `export_days` (links refused
+    from then on) and removes from Storage the files of expired exports, erased contacts'
+    exports and purged workspaces' (retried with backoff on failure). Without
+    SUPABASE_SERVICE_KEY only the expiry runs (`not_configured`)."""
+    resumed: int | str = (
+        resume_stalled(database, storage, 10) if storage is not None else "not_configured"
+    )
+    return ok({"resumed": resumed, **expire_exports(database, storage, EXPORT_REMOVAL_BATCHES)})
+
+
+class ErasureRun(BaseModel):
+    chunks: int
+    finished: bool
+
+
+@router.get(
+    "/privacy-erasures",
+    response_model=Envelope[ErasureRun],
+    summary="Continue batch erasures",
+    responses=documented({"chunks": 12, "finished": True}),
+)
+def continue_erasures(database: ServiceDatabase) -> dict[str, Any]:
+    """Erases the next chunks (500 contacts each, one short transaction per chunk) of unfinished
+    batch erasures, oldest first, for up to 40 s; `finished` false: the next call goes on. A
+    chunk that would wait over 3 s for a lock gives way and is taken again next time."""
+    return ok(erase_chunks(database, ERASURE_BUDGET_SECONDS))
+
+
+class CancellationReport(BaseModel):
+    cancelled: int
+    retrying: int
+    failed: int
+
+
+class SubscriptionCancellationsRun(BaseModel):
+    razorpay: CancellationReport | Literal["not_configured"]
+
+
+@router.get(
+    "/subscription-cancellations",
+    response_model=Envelope[SubscriptionCancellationsRun],
+    summary="Cancel at Razorpay the subscriptions of deleted workspaces",
+    responses=documented({"razorpay": {"cancelled": 1, "retrying": 0, "failed": 0}}),
+)
+def cancel_subscriptions(database: ServiceDatabase, client: OptionalBilling) -> dict[str, Any]:
+    """Retries, up to 20 at a time, the cancellations a workspace's or account's deletion
+    queued and Razorpay did not answer (backoff doubling from a minute, at most 6 hours; failed
+    after 10 attempts). Without Razorpay keys answers `not_configured` and they wait."""
+    if client is None:
+        return ok({"razorpay": "not_configured"})
+    return ok({"razorpay": cancel_due(database, client, CRON_LIMIT)})
 
 
 class ImportProgress(BaseModel):

@@ -28,3 +28,5 @@ def billing(
 
 Billing = Annotated[RazorpayBilling, Depends(billing)]
 WebhookSecret = Annotated[str, Depends(WEBHOOK_SECRET.required)]
+# For the cron: without Razorpay, queued cancellations wait.
+OptionalBilling = Annotated[RazorpayBilling | None, Depends(BILLING.optional)]

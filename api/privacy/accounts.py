@@ -9,11 +9,12 @@ from uuid import UUID
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.core.db import Database
 from api.core.deps import ActingUser, ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import documented
-from api.privacy.deps import Supabase
+from api.privacy.deps import OptionalCanceller, SubscriptionCanceller, Supabase
 from api.privacy.supabase_admin import SupabaseAdminError
 
 router = APIRouter(tags=["privacy"])
@@ -34,9 +35,45 @@ class Deleted(BaseModel):
     deleted: bool
 
 
+class SubscriptionCancellations(BaseModel):
+    """The workspaces' Razorpay subscriptions, cancelled at Razorpay because they went."""
+
+    cancelled: int = Field(description="Cancelled at Razorpay (or found ended already)")
+    pending: int = Field(
+        description="Not yet cancelled (Razorpay did not answer, or is not configured): "
+        "the cron retries"
+    )
+    failed: int = Field(description="Razorpay refused, or holds it for another workspace")
+
+
+class AccountDeleted(BaseModel):
+    deleted: bool
+    subscriptions: SubscriptionCancellations
+
+
 class WorkspaceDeletion(BaseModel):
     workspace_id: UUID
     purge_after: datetime
+    subscriptions: SubscriptionCancellations
+
+
+NO_SUBSCRIPTIONS = {"cancelled": 0, "pending": 0, "failed": 0}
+
+
+def cancel_subscriptions(
+    database: Database, canceller: SubscriptionCanceller | None, workspace_ids: list[UUID]
+) -> dict[str, int]:
+    """Cancels at Razorpay, now, what the deletion queued for these workspaces; answers where
+    every queued cancellation of them stands."""
+    if canceller is not None and workspace_ids:
+        canceller.cancel_for(workspace_ids)
+    with database.as_service() as conn:
+        rows = conn.execute(
+            "select status, count(*)::integer as n from private.subscription_cancellations"
+            " where workspace_id = any(%s) group by status",
+            (workspace_ids,),
+        ).fetchall()
+    return {**NO_SUBSCRIPTIONS, **{row["status"]: row["n"] for row in rows}}
 
 
 class NewInvitation(BaseModel):
@@ -57,10 +94,10 @@ class Invitation(BaseModel):
 
 @router.delete(
     "/api/v1/privacy/account",
-    response_model=Envelope[Deleted],
+    response_model=Envelope[AccountDeleted],
     summary="Delete my account",
     responses=documented(
-        {"deleted": True},
+        {"deleted": True, "subscriptions": {"cancelled": 1, "pending": 0, "failed": 0}},
         errors={
             409: {"sole_owner": "Transfer or delete the workspaces you alone own first"},
             **AUTH_ADMIN_FAILED,
@@ -69,14 +106,25 @@ class Invitation(BaseModel):
     ),
 )
 def delete_account(
-    acting: ActingUser, database: ServiceDatabase, supabase: Supabase
+    acting: ActingUser,
+    database: ServiceDatabase,
+    supabase: Supabase,
+    canceller: OptionalCanceller,
 ) -> dict[str, Any]:
     """The signed-in user leaves: refused with 409 `sole_owner` (naming the workspaces) while
     they are the only owner of a workspace others belong to. Supabase Auth then deletes the
-    user; their memberships and profile go with it, their solo workspaces too, links to what
-    they created become null, and the audit log keeps their actions under a pseudonym."""
+    user; their memberships and profile go with it, their solo workspaces too (whose Razorpay
+    subscriptions are cancelled), links to what they created become null, and the audit log
+    keeps their actions under a pseudonym."""
     with acting.connection() as conn:
         blockers = conn.execute("select * from private.account_deletion_blockers()").fetchall()
+        workspace_ids = [
+            row["workspace_id"]
+            for row in conn.execute(
+                "select workspace_id from public.workspace_members where user_id = %s",
+                (acting.user.user_id,),
+            ).fetchall()
+        ]
     if blockers:
         raise ApiError(
             409,
@@ -102,7 +150,12 @@ def delete_account(
         ).fetchone()
     if still is None or still["still"]:
         raise ApiError(502, "auth_admin_failed", "Supabase Auth could not do it; try again")
-    return ok({"deleted": True})
+    return ok(
+        {
+            "deleted": True,
+            "subscriptions": cancel_subscriptions(database, canceller, workspace_ids),
+        }
+    )
 
 
 @router.post(
@@ -113,6 +166,7 @@ def delete_account(
         {
             "workspace_id": "0f7b2c1e-4c1d-4b8e-9a0e-3f6a2d9b8c71",
             "purge_after": "2027-01-03T09:30:00Z",
+            "subscriptions": {"cancelled": 1, "pending": 0, "failed": 0},
         },
         errors={
             403: {"insufficient_role": "This needs the owner role or higher"},
@@ -124,15 +178,28 @@ def delete_account(
         },
     ),
 )
-def delete_workspace(acting: ActingUser, workspace_id: UUID) -> dict[str, Any]:
+def delete_workspace(
+    acting: ActingUser,
+    database: ServiceDatabase,
+    canceller: OptionalCanceller,
+    workspace_id: UUID,
+) -> dict[str, Any]:
     """Owners. Every member loses sight of it at once (members are told on the workspace's
-    channel); an owner may restore it for 30 days, after which the retention job purges it."""
+    channel) and its Razorpay subscription is cancelled at once (the cron retries while
+    Razorpay does not answer); an owner may restore it for 30 days, after which the retention
+    job purges it. A restored workspace is on the free plan until it subscribes again."""
     with acting.connection() as conn:
         row = conn.execute(
             "select public.delete_workspace(%s) as purge_after", (workspace_id,)
         ).fetchone()
     assert row is not None
-    return ok({"workspace_id": workspace_id, "purge_after": row["purge_after"]})
+    return ok(
+        {
+            "workspace_id": workspace_id,
+            "purge_after": row["purge_after"],
+            "subscriptions": cancel_subscriptions(database, canceller, [workspace_id]),
+        }
+    )
 
 
 @router.post(

@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from api.core.deps import ActingUser, ServiceDatabase
+from api.core.deps import ActingUser, ServiceDatabase, UserScope
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import documented
@@ -47,18 +47,32 @@ class ContactExport(BaseModel):
     created_at: datetime
     finished_at: datetime | None
     expires_at: datetime | None
-    download_url: str | None = Field(description="Signed, valid 24 hours; only when done")
+    download_url: str | None = Field(
+        description="Signed, valid 24 hours (never past `expires_at`); only when done"
+    )
 
 
 FIELDS = [name for name in ContactExport.model_fields if name != "download_url"]
 
 
-def answer(row: dict[str, Any], storage: SupabaseAdmin) -> dict[str, Any]:
+def answer(acting: UserScope, export_id: UUID, storage: SupabaseAdmin) -> dict[str, Any]:
+    """The export as the user may read it, with a download URL when its file is there: the
+    database issues the link (refusing an expired export with 410, auditing the rest) and
+    Storage signs it for no longer than the export has left."""
+    with acting.connection() as conn:
+        row = conn.execute(
+            "select * from public.contact_exports where id = %s", (export_id,)
+        ).fetchone()
+        if row is None:
+            raise ApiError(404, "export_not_found", "Export not found")
+        link = conn.execute("select * from public.issue_export_link(%s)", (export_id,)).fetchone()
     out = {name: row[name] for name in FIELDS}
     out["download_url"] = None
-    if row["status"] == "done" and row["storage_path"]:
+    if link is not None:
         try:
-            out["download_url"] = storage.signed_export_url(row["storage_path"], DOWNLOAD_SECONDS)
+            out["download_url"] = storage.signed_export_url(
+                link["storage_path"], min(link["valid_seconds"], DOWNLOAD_SECONDS)
+            )
         except SupabaseAdminError as error:
             raise ApiError(
                 502, "storage_unavailable", "Storage could not sign the download"
@@ -97,12 +111,7 @@ def request_export(
         ).fetchone()
     assert export is not None
     run_export(database, storage, export["id"])
-    with acting.connection() as conn:
-        row = conn.execute(
-            "select * from public.contact_exports where id = %s", (export["id"],)
-        ).fetchone()
-    assert row is not None
-    return ok(answer(row, storage))
+    return ok(answer(acting, export["id"], storage))
 
 
 @router.get(
@@ -113,18 +122,15 @@ def request_export(
         EXPORT_EXAMPLE,
         errors={
             404: {"export_not_found": "Export not found"},
+            410: {"export_expired": "This export has expired and its file was removed"},
             502: {"storage_unavailable": "Storage could not sign the download"},
             503: {"provider_not_configured": "Supabase's admin APIs are not configured"},
         },
     ),
 )
 def read_export(acting: ActingUser, storage: Supabase, export_id: UUID) -> dict[str, Any]:
-    """Admins and owners of its workspace (others: 404). A fresh 24-hour URL each time, while
-    the file is kept."""
-    with acting.connection() as conn:
-        row = conn.execute(
-            "select * from public.contact_exports where id = %s", (export_id,)
-        ).fetchone()
-    if row is None:
-        raise ApiError(404, "export_not_found", "Export not found")
-    return ok(answer(row, storage))
+    """Admins and owners of its workspace (others: 404). A fresh URL each time, valid 24 hours
+    or until the export expires if sooner (the workspace's `export_days`, 7 by default); once
+    expired the file is removed and this answers 410 `export_expired`. Each URL taken is in the
+    audit log."""
+    return ok(answer(acting, export_id, storage))

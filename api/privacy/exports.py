@@ -17,6 +17,8 @@ from api.core.db import Database
 from api.privacy.supabase_admin import SupabaseAdmin, SupabaseAdminError
 
 DOWNLOAD_SECONDS = 24 * 3600
+EXPIRE_ROWS = 1000
+REMOVE_BATCH = 100
 
 
 def cell(value: Any) -> str:
@@ -112,3 +114,43 @@ def resume_stalled(database: Database, storage: SupabaseAdmin, limit: int) -> in
     for row in rows:
         run_export(database, storage, row["id"])
     return len(rows)
+
+
+def expire(
+    database: Database, storage: SupabaseAdmin | None, budget_batches: int
+) -> dict[str, Any]:
+    """Expires finished exports past their workspace's time (links are refused from then on),
+    then removes queued export files from Storage, `REMOVE_BATCH` per request, for at most
+    `budget_batches` requests; a failed batch stays queued with backoff. Without Storage the
+    files wait."""
+    with database.as_service() as conn:
+        row = conn.execute(
+            "select private.expire_contact_exports(%s) as expired", (EXPIRE_ROWS,)
+        ).fetchone()
+    expired = int(row["expired"]) if row else 0
+    if storage is None:
+        return {"expired": expired, "removed": "not_configured"}
+    removed = 0
+    for _ in range(budget_batches):
+        with database.as_service() as conn:
+            names = [
+                r["claim_storage_removals"]
+                for r in conn.execute(
+                    "select private.claim_storage_removals('exports', %s)", (REMOVE_BATCH,)
+                ).fetchall()
+            ]
+        if not names:
+            break
+        error: str | None = None
+        try:
+            storage.remove_exports(names)
+        except SupabaseAdminError as failure:
+            error = str(failure)
+        with database.as_service() as conn:
+            conn.execute(
+                "select private.finish_storage_removals('exports', %s, %s)", (names, error)
+            )
+        if error is not None:
+            break
+        removed += len(names)
+    return {"expired": expired, "removed": removed}

@@ -93,6 +93,18 @@ class SupabaseAdmin:
         except httpx.HTTPError as error:
             raise SupabaseAdminError("Storage cannot be reached", status=0) from error
 
+    def remove_exports(self, paths: list[str]) -> None:
+        """Removes export files; a path already gone is not an error (Storage lists only what
+        it removed)."""
+        try:
+            self.storage.from_(EXPORTS_BUCKET).remove([quote(path, safe="/") for path in paths])
+        except StorageApiError as error:
+            raise SupabaseAdminError(
+                f"Storage refused to remove exports: {error.code}", status=int(error.status or 0)
+            ) from error
+        except httpx.HTTPError as error:
+            raise SupabaseAdminError("Storage cannot be reached", status=0) from error
+
     def signed_export_url(self, path: str, seconds: int) -> str:
         try:
             signed = self.storage.from_(EXPORTS_BUCKET).create_signed_url(

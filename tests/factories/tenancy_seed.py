@@ -101,6 +101,8 @@ EXPLICIT_SCOPES: dict[str, tuple[tuple[str, ...], str]] = {
     "realtime.messages": (("topic",), "topic like 'workspace:' || {ws}::text || ':%'"),
     "private.webhook_events": (("id",), "strpos(body, {ws}::text) > 0"),
     "private.rate_limit_windows": (("bucket",), "strpos(bucket, {ws}::text) > 0"),
+    # Export files are kept under their workspace's folder.
+    "private.storage_removals": (("object_name",), "object_name like {ws}::text || '/%'"),
 }
 # An import's staging and a chunk's working rows are keyed by their job (no foreign key: they are
 # written a million rows at a time).
@@ -293,8 +295,9 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
     (with its charge, outbox message and broadcast), imported orders, AI calls, a subscription
     with its events, payment and stored webhook, and a sent campaign and a draft with their
     list, segment, template, suppression, sender identity and send ledger, RFM snapshots, consent
-    records and privacy settings, an access-request export, a notification, and an erased
-    contact (its erasure record and keyed hash)."""
+    records and privacy settings, an access-request export, a notification, an erased contact
+    (its erasure record and keyed hash), a batch erasure, an export file to remove and a
+    subscription to cancel."""
     owner = create_user(conn)
     tenant = Tenant(owner)
     fund(conn, owner, 500, "team")
@@ -571,6 +574,22 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
     erased = add_contacts(conn, owner, 1, prefix=f"erased-{tag}")
     with acting_as(conn, owner):
         conn.execute("select public.erase_contact(%s)", (erased[0],))
+
+    # A batch erasure waiting for its first chunk, an export file waiting to be removed, and a
+    # subscription of the workspace queued for cancellation at Razorpay.
+    waiting = add_contacts(conn, owner, 1, prefix=f"batch-{tag}")
+    with acting_as(conn, owner):
+        conn.execute("select public.request_erasure_batch(%s, %s)", (owner.workspace_id, waiting))
+    conn.execute(
+        "insert into private.storage_removals (bucket_id, object_name, reason)"
+        " values ('exports', %s, 'expired')",
+        (f"{owner.workspace_id}/{uuid.uuid4()}.zip",),
+    )
+    conn.execute(
+        "insert into private.subscription_cancellations"
+        " (razorpay_subscription_id, workspace_id, reason) values (%s, %s, 'workspace_deleted')",
+        (provider_id("sub"), owner.workspace_id),
+    )
     seed_inbox(conn, owner, worker)
     return tenant
 

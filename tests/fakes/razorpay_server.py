@@ -125,6 +125,7 @@ class RazorpayServer:
     base_url: str = ""
     requests: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fail_with: int | None = None  # answer every call with this 5xx (an outage)
 
     def hold(self, plan_id: str, workspace_id: str) -> str:
         """A subscription Razorpay holds for `workspace_id` (created elsewhere, as by another
@@ -157,6 +158,18 @@ def serve_razorpay() -> Iterator[RazorpayServer]:
                     },
                 )
                 return
+            if state.fail_with:
+                self.reply_json(
+                    state.fail_with,
+                    {
+                        "error": {
+                            "code": "SERVER_ERROR",
+                            "description": "The server encountered an error. The incident has"
+                            " been reported to admins.",
+                        }
+                    },
+                )
+                return
             parts = self.path.split("?", 1)[0].strip("/").split("/")
             held = state.subscriptions.get(parts[2]) if len(parts) > 2 else None
             if method == "POST" and parts == ["v1", "subscriptions"]:
@@ -173,6 +186,18 @@ def serve_razorpay() -> Iterator[RazorpayServer]:
             elif method == "GET" and held is not None and len(parts) == 3:
                 self.reply_json(200, held)
             elif method == "POST" and held is not None and parts[3:] == ["cancel"]:
+                if held["status"] in ("cancelled", "completed", "expired"):
+                    self.reply_json(
+                        400,
+                        {
+                            "error": {
+                                "code": "BAD_REQUEST_ERROR",
+                                "description": "Subscription is not cancellable in"
+                                f" {held['status']} status.",
+                            }
+                        },
+                    )
+                    return
                 if body.get("cancel_at_cycle_end") != 1:
                     held.update(status="cancelled", ended_at=int(time.time()))
                 self.reply_json(200, held)

@@ -4,7 +4,10 @@ supabase-py's storage client calls it: `POST /storage/v1/object/sign/{bucket}/{p
 `{"signedURL": "/object/sign/{bucket}/{path}?token=…"}`; `GET` of that URL serves the object,
 honouring `Range: bytes=N-` with 206; `POST /storage/v1/object/{bucket}/{path}` with the
 multipart field `file` (as the client's `upload` sends it) stores an object and answers
-`{"Key": "{bucket}/{path}", "Id"}`. Errors are Storage's JSON `{statusCode, error, message}`.
+`{"Key": "{bucket}/{path}", "Id"}`; `DELETE /storage/v1/object/{bucket}` with
+`{"prefixes": [path, …]}` (as the client's `remove` sends it) removes those objects and answers
+the ones it removed (a path not there is left out, not an error). Errors are Storage's JSON
+`{statusCode, error, message}`.
 Tests put the objects (and, for the policies, write the storage.objects rows themselves)."""
 
 import json
@@ -32,6 +35,8 @@ class StorageServer:
     tokens: dict[str, tuple[str, str]] = field(default_factory=dict)
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     fail_uploads: int | None = None  # answer uploads with this status (an outage)
+    fail_removals: int | None = None  # answer removals with this status
+    signed_for: list[int] = field(default_factory=list)  # each signing's expiresIn
 
     def put(self, bucket: str, path: str, data: bytes) -> None:
         self.objects[(bucket, path)] = data
@@ -113,7 +118,40 @@ def storage_handler(server: StorageServer) -> type[BaseHTTPRequestHandler]:
                 return
             token = secrets.token_urlsafe(16)
             server.tokens[token] = target
+            server.signed_for.append(int(sent["expiresIn"]))
             body = json.dumps({"signedURL": f"/object/sign/{target[0]}/{target[1]}?token={token}"})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def do_DELETE(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            sent = json.loads(self.rfile.read(length) or b"{}")
+            server.requests.append(("DELETE", self.path, None))
+            path = urlsplit(self.path).path
+            if not (
+                self.headers.get("apiKey") == SERVICE_KEY
+                and self.headers.get("Authorization") == f"Bearer {SERVICE_KEY}"
+            ):
+                self.error(403, "Unauthorized", "Invalid key")
+                return
+            if server.fail_removals:
+                self.error(server.fail_removals, "InternalError", "Storage is unavailable")
+                return
+            bucket = path[len(OBJECT) :].strip("/")
+            prefixes = sent.get("prefixes")
+            if not path.startswith(OBJECT) or "/" in bucket or not isinstance(prefixes, list):
+                self.error(400, "InvalidRequest", "Unknown route")
+                return
+            removed = []
+            for name in prefixes:
+                if server.objects.pop((bucket, unquote(str(name))), None) is not None:
+                    removed.append(
+                        {"name": unquote(str(name)), "bucket_id": bucket, "id": str(uuid.uuid4())}
+                    )
+            body = json.dumps(removed)
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

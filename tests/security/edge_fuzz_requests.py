@@ -100,6 +100,7 @@ class Seeded:
     shoptet_order_code: str
     shoptet_customer_guid: str
     export_id: uuid.UUID
+    erasure_batch_id: uuid.UUID
     link_contact_id: uuid.UUID  # named only inside consent links, so no fuzzed erasure reaches it
     api_key: str  # the workspace's API key for custom events
     channel_id: uuid.UUID  # a WhatsApp channel
@@ -455,6 +456,8 @@ PREPARE: dict[str, Callable[[Case[Any], Draw, Context], Sending]] = {
     "/api/v1/cron/privacy-exports": cron,
     "/api/v1/cron/flows": cron,
     "/api/v1/events": custom_events,
+    "/api/v1/cron/subscription-cancellations": cron,
+    "/api/v1/cron/privacy-erasures": cron,
     "/api/v1/privacy/consents/confirm": consent_link("confirm"),
     "/api/v1/privacy/preferences": consent_link("preferences"),
     "/api/v1/unsubscribe": unsubscribe,

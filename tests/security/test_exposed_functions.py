@@ -140,6 +140,12 @@ REVIEWED: dict[str, str] = {
     "public.reply_to_conversation(uuid, text, jsonb)": (
         f"{INBOX}::test_viewers_read_but_do_not_answer_and_others_see_nothing"
     ),
+    "public.request_erasure_batch(uuid, uuid[])": (
+        "tests/privacy/test_erasure_batches.py::test_members_outsiders_and_bad_lists_are_refused"
+    ),
+    "public.issue_export_link(uuid)": (
+        "tests/privacy/test_export_expiry.py::test_only_admins_of_its_workspace_take_a_link"
+    ),
     "analytics.rfm(date)": "tests/rfm/test_rfm.py::test_dashboard_users_see_only_their_workspaces",
     "analytics.verify_customer_facts()": (
         "tests/rfm/test_customer_facts.py::test_members_see_drift_only_in_their_workspaces"

@@ -259,7 +259,7 @@ SCALARS: dict[str, st.SearchStrategy[Any]] = {
     "date": st.one_of(st.dates(), st.sampled_from(["infinity", "-infinity", "5874897-12-31"])),
     "boolean": st.booleans(),
     "uuid[]": st.one_of(
-        st.lists(st.uuids(), max_size=3),
+        st.lists(st.uuids() | st.none(), max_size=3),
         st.just([uuid.UUID(int=n) for n in range(1001)]),
     ),
     "text[]": st.lists(texts, max_size=3),

@@ -119,6 +119,7 @@ class Tenant:
             "export_id": seeded.export_id,
             "channel_id": seeded.channel_id,
             "conversation_id": seeded.conversation_id,
+            "batch_id": seeded.erasure_batch_id,
         }
         for container in (case.path_parameters, case.query, case.body):
             if not isinstance(container, dict):
@@ -265,6 +266,11 @@ def seed(conn: Conn, user: User, razorpay: RazorpayServer, ses: str) -> Seeded:
             (workspace, project),
         )["id"]
         export = one(conn, "select id from public.request_contact_export(%s)", (contact,))["id"]
+        erasure_batch = one(
+            conn,
+            "select id from public.request_erasure_batch(%s, %s)",
+            (workspace, [uuid.uuid4()]),
+        )["id"]
         link_contact = one(
             conn,
             "insert into public.contacts (workspace_id, email) values (%s, %s) returning id",
@@ -298,6 +304,7 @@ def seed(conn: Conn, user: User, razorpay: RazorpayServer, ses: str) -> Seeded:
         shoptet_order_code=shoptet_order(1)["code"],
         shoptet_customer_guid=SHOPTET_CUSTOMER,
         export_id=export,
+        erasure_batch_id=erasure_batch,
         link_contact_id=link_contact,
         api_key=api_key,
         channel_id=channel,
