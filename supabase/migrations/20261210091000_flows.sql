@@ -191,6 +191,15 @@ create table public.flow_steps (
   template_id uuid,
   sender_identity_id uuid,
   list_id uuid,
+  -- A wait's plain delay (wait_for: its timeout) in seconds, and whether its due time also
+  -- depends on the contact (a time of day in their time zone, a date attribute): the engine
+  -- adds the delay inline and calls private.flow_step_due only for timed steps.
+  delay_seconds double precision generated always as (
+    coalesce((config ->> (case when kind = 'wait_for' then 'timeout_minutes' else 'minutes' end))::double precision, 0) * 60
+    + coalesce((config ->> (case when kind = 'wait_for' then 'timeout_hours' else 'hours' end))::double precision, 0) * 3600
+    + coalesce((config ->> (case when kind = 'wait_for' then 'timeout_days' else 'days' end))::double precision, 0) * 86400
+  ) stored,
+  timed boolean generated always as (kind = 'wait_until' or (kind = 'wait' and config ? 'at')) stored,
   -- send_email: the campaign and variant its mail goes out as (set when the version goes live).
   campaign_id uuid,
   variant_id uuid references public.campaign_variants (id) on delete set null,

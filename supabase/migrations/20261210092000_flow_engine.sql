@@ -38,7 +38,9 @@ create table public.flow_runs (
   -- 'contact', or the event's object (an order or checkout id, the custom event's id).
   entry_key text not null check (char_length(entry_key) between 1 and 200),
   status text not null default 'active' check (status in ('active', 'completed', 'exited', 'converted')),
-  step_id uuid references public.flow_steps (id) on delete set null,
+  -- No foreign key (a step of a live version is never deleted; checking one on every move
+  -- would cost the engine a lookup per run and step).
+  step_id uuid,
   step_seq integer not null default 0,
   due_at timestamptz not null default now(),
   -- When the run reached its current step, and (wait_for) when the awaited event came.
@@ -73,16 +75,17 @@ create index flow_runs_workspace_id_idx on public.flow_runs (workspace_id);
 
 create index flow_runs_step_idx on public.flow_runs (step_id) where status = 'active';
 
-create index flow_runs_step_id_fk_idx on public.flow_runs (step_id);
-
 -- history --------------------------------------------------------------------------------------
 
 create table public.flow_run_steps (
   id bigint generated always as identity primary key,
-  run_id uuid not null references public.flow_runs (id) on delete cascade,
-  workspace_id uuid not null references public.workspaces (id) on delete cascade,
+  -- Goes with its run (a trigger on flow_runs deletes a deleted run's history, one statement
+  -- for all of them); neither the run nor the step is a foreign key: the engine writes a row
+  -- per run and step, and a key checked per row would cost it more than the row itself.
+  run_id uuid not null,
+  workspace_id uuid not null,
   flow_id uuid not null,
-  step_id uuid references public.flow_steps (id) on delete set null,
+  step_id uuid,
   seq integer not null,
   kind text not null,
   -- The reason code of what happened at the step.
@@ -99,11 +102,27 @@ create table public.flow_run_steps (
 comment on table public.flow_run_steps is
   'What happened to each run at each step, with a reason code (branch taken, queued, suppressed, stale, goal…).';
 
-create index flow_run_steps_flow_step_idx on public.flow_run_steps (flow_id, step_id, outcome);
-
 create index flow_run_steps_workspace_id_idx on public.flow_run_steps (workspace_id);
 
-create index flow_run_steps_step_id_idx on public.flow_run_steps (step_id);
+-- A deleted run's history goes with it (its flow, contact or workspace was deleted).
+create function private.forget_flow_run_history()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  delete from public.flow_run_steps h where h.run_id in (select o.id from old_runs o);
+  return null;
+end
+$$;
+
+revoke all on function private.forget_flow_run_history() from public, anon, authenticated;
+
+create trigger flow_runs_forget_history
+  after delete on public.flow_runs
+  referencing old table as old_runs
+  for each statement execute function private.forget_flow_run_history();
 
 -- A flow's email is a row of the campaign send ledger, one per visit of its step.
 alter table public.campaign_recipients
@@ -269,7 +288,7 @@ declare
              case when f.entry_key = 'event'
                   then left(coalesce(e.properties ->> 'order_id', e.properties ->> 'checkout_id', e.event_key, e.id::text), 200)
                   else 'contact' end as entry_key,
-             e.properties, s.id as step_id, s.kind, s.config, c.attributes
+             e.properties, s.id as step_id, s.kind, s.config, s.timed, s.delay_seconds, c.attributes
       from new_events e
       join public.flows f on f.workspace_id = e.workspace_id and f.status = 'active' and f.trigger_type = e.type
       join public.flow_steps s on s.flow_id = f.id and s.version = f.version and s.is_entry
@@ -305,7 +324,9 @@ declare
       insert into public.flow_runs (workspace_id, flow_id, version, contact_id, entry_key, step_id, due_at,
                                     event_id, context)
       select k.workspace_id, k.flow_id, k.version, k.contact_id, k.entry_key, k.step_id,
-             private.flow_step_due(k.kind, k.config, k.attributes, z.name, now()), k.event_id, k.properties
+             case when k.timed then private.flow_step_due(k.kind, k.config, k.attributes, z.name, now())
+                  else now() + make_interval(secs => k.delay_seconds) end,
+             k.event_id, k.properties
       from candidates k
       left join private.time_zones z on z.name = k.attributes ->> 'timezone'
       on conflict (flow_id, contact_id, entry_key) where status = 'active' do nothing
@@ -399,6 +420,7 @@ set search_path = ''
 as $$
 declare
   v_ids uuid[];
+  v_kinds text[];
   v_yes uuid[];
   v_unmatched uuid[];
   v_part uuid[];
@@ -424,13 +446,17 @@ begin
       limit least(p_batch, p_limit - v_done)
       for update of r skip locked);
     exit when cardinality(v_ids) = 0;
+    -- The kinds of step in this batch: the statements for the others are skipped.
+    v_kinds := array(
+      select distinct s.kind from unnest(v_ids) as x(id)
+      join public.flow_runs r on r.id = x.id join public.flow_steps s on s.id = r.step_id);
 
     -- Branch rules, one query per branch step (the rule compiled once).
     v_yes := '{}'::uuid[];
     for v_step in
       select distinct s.id, s.workspace_id, s.config -> 'rule' as rule
       from public.flow_runs r join public.flow_steps s on s.id = r.step_id
-      where r.id = any (v_ids) and s.kind = 'branch' and s.config ? 'rule'
+      where 'branch' = any (v_kinds) and r.id = any (v_ids) and s.kind = 'branch' and s.config ? 'rule'
     loop
       execute format(
         'select coalesce(array_agg(r.id), ''{}'') from public.flow_runs r join public.contacts c on c.id = r.contact_id'
@@ -447,7 +473,7 @@ begin
       from public.flow_runs r
       join public.flow_steps s on s.id = r.step_id and s.kind = 'send_email'
       join public.flows f on f.id = r.flow_id and f.recheck_filter and f.entry_filter is not null
-      where r.id = any (v_ids)
+      where 'send_email' = any (v_kinds) and r.id = any (v_ids)
     loop
       execute format(
         'select coalesce(array_agg(r.id), ''{}'') from public.flow_runs r join public.contacts c on c.id = r.contact_id'
@@ -459,6 +485,7 @@ begin
     end loop;
 
     -- update_contact: tags, attributes and lists, every run of a contact in this round at once.
+    if 'update_contact' = any (v_kinds) then
     update public.contacts c
     set tags = array(select distinct t from unnest(c.tags || u.add_tags) as t
                      where not (t = any (u.remove_tags)) order by t)::text[],
@@ -489,9 +516,11 @@ begin
     using public.flow_runs r
     join public.flow_steps s on s.id = r.step_id and s.kind = 'update_contact' and s.config ? 'remove_from_list'
     where r.id = any (v_ids) and m.list_id = s.list_id and m.contact_id = r.contact_id;
+    end if;
 
     -- notify_team: the workspace's members (at or above the step's role) get an in-app
     -- notification about the contact (erasing the contact deletes it).
+    if 'notify_team' = any (v_kinds) then
     perform count(private.notify_members_at_least(
       r.workspace_id, coalesce(s.config ->> 'min_role', 'member'), 'flow.notify_team',
       s.config ->> 'title', s.config ->> 'body',
@@ -499,8 +528,10 @@ begin
     from public.flow_runs r
     join public.flow_steps s on s.id = r.step_id and s.kind = 'notify_team'
     where r.id = any (v_ids) and r.status = 'active';
+    end if;
 
     -- exit_flows: the contact's runs in the other flows (all, or the listed ones) end.
+    if 'exit_flows' = any (v_kinds) then
     perform private.exit_flow_runs(array(
       select o.id
       from public.flow_runs r
@@ -510,21 +541,23 @@ begin
       where r.id = any (v_ids)
         and (not s.config ? 'flow_ids' or s.config -> 'flow_ids' ? o.flow_id::text)
     ), 'exited', 'left_by_other_flow');
+    end if;
 
     -- Every claimed run: the step's outcome, its history row, its email, and the move.
     with cur as (
       select r.id, r.workspace_id, r.flow_id, r.contact_id, r.step_id, r.step_seq, r.due_at, r.event_at,
              r.entered_at, s.kind, s.config, s.next_id, s.alt_id, s.campaign_id, s.variant_id,
              c.email, c.attributes, c.consent_state, c.unsubscribed_at, c.erased_at
-      from public.flow_runs r
+      from unnest(v_ids) as x(id)
+      join public.flow_runs r on r.id = x.id
       join public.flow_steps s on s.id = r.step_id
       join public.contacts c on c.id = r.contact_id
-      where r.id = any (v_ids) and r.status = 'active'
+      where r.status = 'active'
     ),
     mail as (
       select k.id,
              case
-               when k.id = any (v_unmatched) then 'filter_no_longer_matches'
+               when u.id is not null then 'filter_no_longer_matches'
                when now() - k.due_at > make_interval(mins => coalesce((k.config ->> 'max_lateness_minutes')::integer, 1440)) then 'stale'
                when k.erased_at is not null or k.email is null then 'suppressed:no_email'
                when k.unsubscribed_at is not null then 'suppressed:unsubscribed'
@@ -536,6 +569,7 @@ begin
                else 'send'
              end as verdict
       from cur k
+      left join unnest(v_unmatched) as u(id) on u.id = k.id
       left join public.workspace_privacy_settings ps on ps.workspace_id = k.workspace_id
       where k.kind = 'send_email'
     ),
@@ -554,7 +588,7 @@ begin
              case k.kind
                when 'wait_for' then case when k.event_at is not null then 'event_received' else 'timed_out' end
                when 'branch' then
-                 case when (k.config ? 'rule' and k.id = any (v_yes))
+                 case when (k.config ? 'rule' and y.id is not null)
                         or (k.config ? 'percent'
                             and abs(hashtextextended(k.id::text || ':' || k.step_id::text, 0)) % 100 < (k.config ->> 'percent')::integer)
                         or (k.config ? 'event' and exists (
@@ -576,6 +610,7 @@ begin
              end as outcome,
              case when m.verdict like 'suppressed:%' then jsonb_build_object('reason', split_part(m.verdict, ':', 2)) end as detail
       from cur k
+      left join unnest(v_yes) as y(id) on y.id = k.id
       left join mail m on m.id = k.id
       left join ranked q on q.id = k.id
       left join room w on w.workspace_id = k.workspace_id
@@ -615,14 +650,16 @@ begin
                              when m.to_step is null then 'completed' end,
           finished_at = case when m.to_step is null then now() end,
           due_at = case when m.to_step is null then r.due_at
-                        else private.flow_step_due(n.kind, n.config, m.attributes, z.name,
-                                                   case when m.outcome = 'event_received' then now() else r.due_at end) end,
+                        when n.timed then private.flow_step_due(n.kind, n.config, m.attributes, z.name,
+                                                                case when m.outcome = 'event_received' then now() else r.due_at end)
+                        else case when m.outcome = 'event_received' then now() else r.due_at end
+                             + make_interval(secs => n.delay_seconds) end,
           moved_at = now(),
           event_at = null,
           last_email_at = case when m.outcome = 'queued' then now() else r.last_email_at end
       from moved m
       left join public.flow_steps n on n.id = m.to_step
-      left join private.time_zones z on z.name = m.attributes ->> 'timezone'
+      left join private.time_zones z on z.name = m.attributes ->> 'timezone' and n.timed
       where r.id = m.id
       returning r.flow_id, r.status, m.outcome
     ),
