@@ -49,6 +49,10 @@ create table public.flows (
   exit_events jsonb not null default '[]'::jsonb check (jsonb_typeof(exit_events) = 'array'),
   -- Orders this many days after a flow email's click count as the flow's conversions.
   attribution_days integer not null default 5 check (attribution_days between 1 and 90),
+  -- Transactional flows (an order or account notice) are exempt from the workspace's frequency
+  -- caps and quiet hours; a capped send of any other flow waits for room, or is skipped.
+  transactional boolean not null default false,
+  cap_action text not null default 'wait' check (cap_action in ('wait', 'skip')),
   version integer not null default 1,
   activated_at timestamptz,
   archived_at timestamptz,
@@ -167,6 +171,51 @@ revoke all on function private.guard_flow_status() from public, anon, authentica
 create trigger flows_guard_status
   before update of status on public.flows
   for each row execute function private.guard_flow_status();
+
+-- sending rules ----------------------------------------------------------------------------------
+
+-- A workspace's rules for flow email: at most daily_cap marketing emails per contact per calendar
+-- day and weekly_cap per rolling 7 days (campaigns' and flows' mail counted together), and no
+-- send between quiet_from and quiet_until, both in the contact's time zone (attributes.timezone,
+-- else the workspace's `timezone`). A workspace without a row has no caps and no quiet hours.
+create table public.flow_send_rules (
+  workspace_id uuid primary key references public.workspaces (id) on delete cascade,
+  daily_cap integer check (daily_cap between 1 and 100),
+  weekly_cap integer check (weekly_cap between 1 and 700),
+  quiet_from time,
+  quiet_until time,
+  timezone text not null default 'UTC' check (char_length(timezone) <= 100),
+  updated_at timestamptz not null default now(),
+  check ((quiet_from is null) = (quiet_until is null)),
+  check (quiet_from is null or quiet_from <> quiet_until)
+);
+
+comment on table public.flow_send_rules is
+  'Per workspace: frequency caps (per contact per day and per 7 days) and quiet hours for flow email, in the contact''s time zone.';
+
+create trigger flow_send_rules_touch_updated_at
+  before update on public.flow_send_rules
+  for each row execute function private.touch_updated_at();
+
+-- The workspace's time zone must be one Postgres knows (a wrong one would fail every tick).
+create function private.validate_flow_send_rules()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if not exists (select 1 from pg_catalog.pg_timezone_names z where z.name = new.timezone) then
+    perform private.fail(422, 'invalid_timezone', 'timezone must be an IANA time zone name');
+  end if;
+  return new;
+end
+$$;
+
+revoke all on function private.validate_flow_send_rules() from public, anon, authenticated;
+
+create trigger flow_send_rules_validate
+  before insert or update of timezone on public.flow_send_rules
+  for each row execute function private.validate_flow_send_rules();
 
 -- steps ------------------------------------------------------------------------------------------
 
@@ -814,11 +863,22 @@ grant select, delete on public.flows to authenticated;
 
 grant insert (workspace_id, name, trigger_type, trigger_list_id, trigger_config, entry_policy, reentry_days,
               entry_key, entry_filter, recheck_filter, not_in_flow_id, not_in_flow_days, exit_events,
-              attribution_days) on public.flows to authenticated;
+              attribution_days, transactional, cap_action) on public.flows to authenticated;
 
 grant update (name, trigger_type, trigger_list_id, trigger_config, entry_policy, reentry_days, entry_key,
-              entry_filter, recheck_filter, not_in_flow_id, not_in_flow_days, exit_events, attribution_days)
+              entry_filter, recheck_filter, not_in_flow_id, not_in_flow_days, exit_events, attribution_days,
+              transactional, cap_action)
   on public.flows to authenticated;
+
+revoke all on public.flow_send_rules from public, anon, authenticated;
+
+grant select, delete on public.flow_send_rules to authenticated;
+
+grant insert (workspace_id, daily_cap, weekly_cap, quiet_from, quiet_until, timezone),
+      update (daily_cap, weekly_cap, quiet_from, quiet_until, timezone)
+  on public.flow_send_rules to authenticated;
+
+grant all on public.flow_send_rules to service_role;
 
 grant select on public.flow_steps, public.flow_stats to authenticated;
 
@@ -847,6 +907,29 @@ alter table public.flows enable row level security;
 alter table public.flow_steps enable row level security;
 
 alter table public.flow_stats enable row level security;
+
+alter table public.flow_send_rules enable row level security;
+
+-- Members of any role may read their workspaces' sending rules.
+create policy flow_send_rules_select_members on public.flow_send_rules
+  for select to authenticated
+  using (workspace_id in (select private.user_workspace_ids()));
+
+-- Admins and owners may set their workspaces' sending rules.
+create policy flow_send_rules_insert_admins on public.flow_send_rules
+  for insert to authenticated
+  with check (workspace_id in (select private.user_workspace_ids_at_least('admin')));
+
+-- Admins and owners may change their workspaces' sending rules.
+create policy flow_send_rules_update_admins on public.flow_send_rules
+  for update to authenticated
+  using (workspace_id in (select private.user_workspace_ids_at_least('admin')))
+  with check (workspace_id in (select private.user_workspace_ids_at_least('admin')));
+
+-- Admins and owners may remove their workspaces' sending rules.
+create policy flow_send_rules_delete_admins on public.flow_send_rules
+  for delete to authenticated
+  using (workspace_id in (select private.user_workspace_ids_at_least('admin')));
 
 -- Members of any role may read their workspaces' flows.
 create policy flows_select_members on public.flows
@@ -891,6 +974,8 @@ values
   ('public', 'flows', 'entry_key', 'none', 'not_personal', null),
   ('public', 'flows', 'entry_filter', 'none', 'not_personal', 'a segment rule'),
   ('public', 'flows', 'exit_events', 'none', 'not_personal', null),
+  ('public', 'flows', 'cap_action', 'none', 'not_personal', null),
+  ('public', 'flow_send_rules', 'timezone', 'none', 'not_personal', null),
   ('public', 'flow_steps', 'key', 'none', 'not_personal', null),
   ('public', 'flow_steps', 'kind', 'none', 'not_personal', null),
   ('public', 'flow_steps', 'config', 'none', 'not_personal', 'step settings: waits, rules, template and sender ids'),

@@ -46,6 +46,8 @@ create table public.flow_runs (
   -- When the run reached its current step, and (wait_for) when the awaited event came.
   moved_at timestamptz not null default now(),
   event_at timestamptz,
+  -- When a send step held by quiet hours or a cap was first due: its lateness counts from here.
+  held_since timestamptz,
   entered_at timestamptz not null default now(),
   finished_at timestamptz,
   exit_reason text check (char_length(exit_reason) <= 100),
@@ -91,7 +93,8 @@ create table public.flow_run_steps (
   -- The reason code of what happened at the step.
   outcome text not null check (outcome in (
     'waited', 'event_received', 'timed_out', 'branch_yes', 'branch_no', 'queued', 'stale',
-    'suppressed', 'plan_limit', 'filter_no_longer_matches', 'updated', 'exited', 'exited_flows',
+    'suppressed', 'plan_limit', 'quiet_hours', 'capped', 'capped_skipped', 'filter_no_longer_matches',
+    'updated', 'exited', 'exited_flows',
     'notified', 'goal', 'erased', 'flow_archived', 'left_by_other_flow'
   )),
   detail jsonb check (detail is null or (jsonb_typeof(detail) = 'object' and pg_catalog.pg_column_size(detail) <= 2000)),
@@ -132,6 +135,14 @@ comment on column public.campaign_recipients.flow_run_step_id is
   'For a flow''s email: the run''s step visit it was queued by (unique, so a tick cannot queue it twice).';
 
 create unique index campaign_recipients_flow_run_step_idx on public.campaign_recipients (flow_run_step_id);
+
+-- What a flow's email may show besides the contact: its run's event (a cart's items and link).
+alter table public.campaign_recipients
+  add column merge_data jsonb
+    check (merge_data is null or (jsonb_typeof(merge_data) = 'object' and pg_catalog.pg_column_size(merge_data) <= 65536));
+
+comment on column public.campaign_recipients.merge_data is
+  'For a flow''s email: the triggering event''s properties, rendered as {{ event.… }} (a cart''s items and link).';
 
 -- A campaign mails a contact once; a flow step's campaign once per visit of the step.
 alter table public.campaign_recipients drop constraint campaign_recipients_campaign_id_contact_id_key;
@@ -396,6 +407,9 @@ begin
   update public.flow_runs r
   set context = '{}'::jsonb, entry_key = r.id::text
   where r.contact_id = new.id;
+  update public.campaign_recipients q
+  set merge_data = null
+  where q.contact_id = new.id and q.merge_data is not null;
   delete from public.contact_events e where e.contact_id = new.id;
   return null;
 end
@@ -546,19 +560,22 @@ begin
     -- Every claimed run: the step's outcome, its history row, its email, and the move.
     with cur as (
       select r.id, r.workspace_id, r.flow_id, r.contact_id, r.step_id, r.step_seq, r.due_at, r.event_at,
-             r.entered_at, s.kind, s.config, s.next_id, s.alt_id, s.campaign_id, s.variant_id,
-             c.email, c.attributes, c.consent_state, c.unsubscribed_at, c.erased_at
+             r.entered_at, r.held_since, r.context, s.kind, s.config, s.next_id, s.alt_id, s.campaign_id,
+             s.variant_id, c.email, c.attributes, c.consent_state, c.unsubscribed_at, c.erased_at,
+             f.transactional, f.cap_action
       from unnest(v_ids) as x(id)
       join public.flow_runs r on r.id = x.id
       join public.flow_steps s on s.id = r.step_id
+      join public.flows f on f.id = r.flow_id
       join public.contacts c on c.id = r.contact_id
       where r.status = 'active'
     ),
     mail as (
-      select k.id,
+      select k.id, w.tz, w.quiet_from, w.quiet_until,
              case
                when u.id is not null then 'filter_no_longer_matches'
-               when now() - k.due_at > make_interval(mins => coalesce((k.config ->> 'max_lateness_minutes')::integer, 1440)) then 'stale'
+               when now() - coalesce(k.held_since, k.due_at)
+                    > make_interval(mins => coalesce((k.config ->> 'max_lateness_minutes')::integer, 1440)) then 'stale'
                when k.erased_at is not null or k.email is null then 'suppressed:no_email'
                when k.unsubscribed_at is not null then 'suppressed:unsubscribed'
                when not private.may_market(ps.marketing_consent, k.consent_state, k.attributes) then 'suppressed:no_consent'
@@ -566,11 +583,32 @@ begin
                  or exists (select 1 from private.platform_suppressions p
                             where p.email_hash = sha256(convert_to(lower(k.email), 'UTF8'))) then 'suppressed:suppressed'
                when k.campaign_id is null or k.variant_id is null then 'suppressed:template_removed'
+               when k.transactional or w.workspace_id is null then 'send'
+               when w.quiet_from is not null
+                    and case when w.quiet_from < w.quiet_until
+                             then (now() at time zone w.tz)::time >= w.quiet_from and (now() at time zone w.tz)::time < w.quiet_until
+                             else (now() at time zone w.tz)::time >= w.quiet_from or (now() at time zone w.tz)::time < w.quiet_until
+                        end then 'quiet_hours'
+               when (w.daily_cap is not null and (
+                       select count(*) from public.campaign_recipients x
+                       where x.contact_id = k.contact_id and x.status in ('queued', 'sending', 'sent')
+                         and coalesce(x.sent_at, x.next_attempt_at) >= (date_trunc('day', now() at time zone w.tz) at time zone w.tz)
+                     ) >= w.daily_cap)
+                 or (w.weekly_cap is not null and (
+                       select count(*) from public.campaign_recipients x
+                       where x.contact_id = k.contact_id and x.status in ('queued', 'sending', 'sent')
+                         and coalesce(x.sent_at, x.next_attempt_at) >= now() - interval '7 days'
+                     ) >= w.weekly_cap) then 'capped'
                else 'send'
              end as verdict
       from cur k
       left join unnest(v_unmatched) as u(id) on u.id = k.id
       left join public.workspace_privacy_settings ps on ps.workspace_id = k.workspace_id
+      left join lateral (
+        select sr.workspace_id, sr.daily_cap, sr.weekly_cap, sr.quiet_from, sr.quiet_until,
+               coalesce((select z.name from private.time_zones z where z.name = k.attributes ->> 'timezone'), sr.timezone) as tz
+        from public.flow_send_rules sr where sr.workspace_id = k.workspace_id
+      ) as w on true
       where k.kind = 'send_email'
     ),
     ranked as (
@@ -601,6 +639,7 @@ begin
                when 'send_email' then
                  case when m.verdict = 'send' and q.n > coalesce(w.room, 0) then 'plan_limit'
                       when m.verdict = 'send' then 'queued'
+                      when m.verdict = 'capped' and k.cap_action = 'skip' then 'capped_skipped'
                       else split_part(m.verdict, ':', 1) end
                when 'update_contact' then 'updated'
                when 'notify_team' then 'notified'
@@ -608,7 +647,14 @@ begin
                when 'exit_flows' then 'exited_flows'
                else 'waited'
              end as outcome,
-             case when m.verdict like 'suppressed:%' then jsonb_build_object('reason', split_part(m.verdict, ':', 2)) end as detail
+             case when m.verdict like 'suppressed:%' then jsonb_build_object('reason', split_part(m.verdict, ':', 2)) end as detail,
+             -- A send held by quiet hours waits for their end, one held by a cap for the
+             -- contact's next day.
+             case when m.verdict = 'quiet_hours'
+                    then private.next_time_of_day(now(), to_char(m.quiet_until, 'HH24:MI'), null, m.tz)
+                  when m.verdict = 'capped'
+                    then (date_trunc('day', now() at time zone m.tz) + interval '1 day') at time zone m.tz
+             end as hold_until
       from cur k
       left join unnest(v_yes) as y(id) on y.id = k.id
       left join mail m on m.id = k.id
@@ -618,19 +664,23 @@ begin
     moved as (
       select d.*,
              case when d.outcome in ('timed_out', 'branch_no') then d.alt_id
+                  when d.outcome in ('quiet_hours', 'capped') then d.step_id
                   when d.outcome in ('exited', 'filter_no_longer_matches') then null
                   else d.next_id end as to_step
       from decided d
     ),
     history as (
       insert into public.flow_run_steps (run_id, workspace_id, flow_id, step_id, seq, kind, outcome, detail)
-      select m.id, m.workspace_id, m.flow_id, m.step_id, m.step_seq + 1, m.kind, m.outcome, m.detail
+      select m.id, m.workspace_id, m.flow_id, m.step_id, m.step_seq + 1, m.kind, m.outcome,
+             coalesce(m.detail, case when m.hold_until is not null then jsonb_build_object('until', m.hold_until) end)
       from moved m
       returning id, run_id, outcome
     ),
     queued as (
-      insert into public.campaign_recipients (campaign_id, workspace_id, variant_id, contact_id, email, flow_run_step_id)
-      select m.campaign_id, m.workspace_id, m.variant_id, m.contact_id, m.email, h.id
+      insert into public.campaign_recipients (campaign_id, workspace_id, variant_id, contact_id, email, flow_run_step_id,
+                                              merge_data)
+      select m.campaign_id, m.workspace_id, m.variant_id, m.contact_id, m.email, h.id,
+             case when m.context <> '{}'::jsonb and pg_catalog.pg_column_size(m.context) <= 65536 then m.context end
       from moved m join history h on h.run_id = m.id
       where h.outcome = 'queued'
       returning workspace_id
@@ -650,11 +700,13 @@ begin
                              when m.to_step is null then 'completed' end,
           finished_at = case when m.to_step is null then now() end,
           due_at = case when m.to_step is null then r.due_at
+                        when m.hold_until is not null then m.hold_until
                         when n.timed then private.flow_step_due(n.kind, n.config, m.attributes, z.name,
                                                                 case when m.outcome = 'event_received' then now() else r.due_at end)
                         else case when m.outcome = 'event_received' then now() else r.due_at end
                              + make_interval(secs => n.delay_seconds) end,
           moved_at = now(),
+          held_since = case when m.hold_until is not null then coalesce(r.held_since, r.due_at) end,
           event_at = null,
           last_email_at = case when m.outcome = 'queued' then now() else r.last_email_at end
       from moved m
@@ -757,7 +809,8 @@ values
   ('public', 'flow_runs', 'context', 'contact', 'cleared', 'the triggering event''s properties (a cart, an order)'),
   ('public', 'flow_run_steps', 'kind', 'none', 'not_personal', null),
   ('public', 'flow_run_steps', 'outcome', 'none', 'not_personal', null),
-  ('public', 'flow_run_steps', 'detail', 'none', 'not_personal', 'reason codes');
+  ('public', 'flow_run_steps', 'detail', 'none', 'not_personal', 'reason codes'),
+  ('public', 'campaign_recipients', 'merge_data', 'contact', 'cleared', 'a flow email''s event (a cart)');
 
 -- Where pg_cron exists (Supabase), the database ticks every minute by itself; elsewhere the
 -- edge's cron endpoint (GET /api/v1/cron/flows) does.
