@@ -296,8 +296,8 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
     with its events, payment and stored webhook, and a sent campaign and a draft with their
     list, segment, template, suppression, sender identity and send ledger, RFM snapshots, consent
     records and privacy settings, an access-request export, a notification, an erased contact
-    (its erasure record and keyed hash), a batch erasure, an export file to remove and a
-    subscription to cancel."""
+    (its erasure record and keyed hash), a batch erasure, an export file to remove, a
+    subscription to cancel and an API key."""
     owner = create_user(conn)
     tenant = Tenant(owner)
     fund(conn, owner, 500, "team")
@@ -509,8 +509,6 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
         trigger_config={"name": "signed_up"},
         exit_events=[{"type": "custom", "name": "bought"}],
     )
-    with acting_as(conn, owner):
-        conn.execute("select public.create_api_key(%s, 'Make.com')", (owner.workspace_id,))
     conn.execute(
         "select private.upsert_checkout(%s, 'shopify', %s)",
         (
@@ -585,6 +583,10 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
         " values ('exports', %s, 'expired')",
         (f"{owner.workspace_id}/{uuid.uuid4()}.zip",),
     )
+    with acting_as(conn, owner):
+        conn.execute(
+            "select public.create_api_key(%s, 'Zapier', 'member', null)", (owner.workspace_id,)
+        )
     conn.execute(
         "insert into private.subscription_cancellations"
         " (razorpay_subscription_id, workspace_id, reason) values (%s, %s, 'workspace_deleted')",

@@ -80,12 +80,6 @@ REVIEWED: dict[str, str] = {
     "public.pause_flow(uuid)": FLOWS,
     "public.resume_flow(uuid)": FLOWS,
     "public.archive_flow(uuid)": FLOWS,
-    "public.create_api_key(uuid, text)": (
-        "tests/flows/test_events_api.py::test_only_admins_make_and_revoke_api_keys"
-    ),
-    "public.revoke_api_key(uuid)": (
-        "tests/flows/test_events_api.py::test_only_admins_make_and_revoke_api_keys"
-    ),
     "public.copy_flow_template(uuid, text, uuid, text)": (
         "tests/flows/test_flow_tools.py::test_each_ready_made_flow_copies_into_a_valid_draft"
     ),
@@ -142,6 +136,12 @@ REVIEWED: dict[str, str] = {
     ),
     "public.request_erasure_batch(uuid, uuid[])": (
         "tests/privacy/test_erasure_batches.py::test_members_outsiders_and_bad_lists_are_refused"
+    ),
+    "public.create_api_key(uuid, text, text, timestamp with time zone)": (
+        "tests/api_keys/test_api_keys.py::test_members_and_outsiders_cannot_create_see_or_revoke_keys"
+    ),
+    "public.revoke_api_key(uuid)": (
+        "tests/api_keys/test_api_keys.py::test_members_and_outsiders_cannot_create_see_or_revoke_keys"
     ),
     "public.issue_export_link(uuid)": (
         "tests/privacy/test_export_expiry.py::test_only_admins_of_its_workspace_take_a_link"

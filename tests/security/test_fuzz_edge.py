@@ -271,6 +271,11 @@ def seed(conn: Conn, user: User, razorpay: RazorpayServer, ses: str) -> Seeded:
             "select id from public.request_erasure_batch(%s, %s)",
             (workspace, [uuid.uuid4()]),
         )["id"]
+        api_key = one(
+            conn,
+            "select secret from public.create_api_key(%s, 'Fuzz', 'member', null)",
+            (workspace,),
+        )["secret"]
         link_contact = one(
             conn,
             "insert into public.contacts (workspace_id, email) values (%s, %s) returning id",
@@ -280,7 +285,6 @@ def seed(conn: Conn, user: User, razorpay: RazorpayServer, ses: str) -> Seeded:
             "select public.record_consent(%s, 'email_marketing', 'granted', 'form')",
             (link_contact,),
         )
-        api_key = one(conn, "select public.create_api_key(%s, 'Fuzz') as key", (workspace,))["key"]
     channel = whatsapp_channel(conn, user, SECRETS.encryption_key)
     razorpay_id = razorpay.hold(TEAM_PLAN, str(workspace))
     subscription = one(
@@ -305,8 +309,8 @@ def seed(conn: Conn, user: User, razorpay: RazorpayServer, ses: str) -> Seeded:
         shoptet_customer_guid=SHOPTET_CUSTOMER,
         export_id=export,
         erasure_batch_id=erasure_batch,
-        link_contact_id=link_contact,
         api_key=api_key,
+        link_contact_id=link_contact,
         channel_id=channel,
         phone_number_id=account_id(conn, channel),
         conversation_id=whatsapp_conversation(conn, channel),
