@@ -55,9 +55,11 @@ create table public.flow_runs (
   context jsonb not null default '{}'::jsonb check (jsonb_typeof(context) = 'object'),
   last_email_at timestamptz,
   test boolean not null default false,
-  foreign key (flow_id, workspace_id) references public.flows (id, workspace_id) on delete cascade,
-  -- By id alone: a contact moved to another workspace keeps its history in this one's flows.
-  foreign key (contact_id) references public.contacts (id) on delete cascade
+  -- No foreign keys: the engine only writes runs of existing flows and contacts, and a key
+  -- checked per row would cost entry and every step more than the row itself; statement
+  -- triggers on flows and contacts delete a deleted one's runs (a contact moved to another
+  -- workspace keeps its history in this one's flows).
+  check (status <> 'active' or step_id is not null)
 );
 
 comment on table public.flow_runs is
@@ -107,6 +109,45 @@ comment on table public.flow_run_steps is
 
 create index flow_run_steps_workspace_id_idx on public.flow_run_steps (workspace_id);
 
+-- A deleted flow's or contact's runs go with it, one statement for all of them.
+create function private.forget_flow_runs_of_flows()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  delete from public.flow_runs r where r.flow_id in (select o.id from old_flows o);
+  return null;
+end
+$$;
+
+revoke all on function private.forget_flow_runs_of_flows() from public, anon, authenticated;
+
+create trigger flows_forget_runs
+  after delete on public.flows
+  referencing old table as old_flows
+  for each statement execute function private.forget_flow_runs_of_flows();
+
+create function private.forget_flow_runs_of_contacts()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  delete from public.flow_runs r where r.contact_id in (select o.id from old_contacts o);
+  return null;
+end
+$$;
+
+revoke all on function private.forget_flow_runs_of_contacts() from public, anon, authenticated;
+
+create trigger contacts_forget_flow_runs
+  after delete on public.contacts
+  referencing old table as old_contacts
+  for each statement execute function private.forget_flow_runs_of_contacts();
+
 -- A deleted run's history goes with it (its flow, contact or workspace was deleted).
 create function private.forget_flow_run_history()
 returns trigger
@@ -129,10 +170,10 @@ create trigger flow_runs_forget_history
 
 -- A flow's email is a row of the campaign send ledger, one per visit of its step.
 alter table public.campaign_recipients
-  add column flow_run_step_id bigint references public.flow_run_steps (id) on delete set null;
+  add column flow_run_step_id bigint;
 
 comment on column public.campaign_recipients.flow_run_step_id is
-  'For a flow''s email: the run''s step visit it was queued by (unique, so a tick cannot queue it twice).';
+  'For a flow''s email: the run''s step visit (public.flow_run_steps.id) it was queued by; unique, so a tick cannot queue it twice. Not a foreign key: the history may be deleted with its run while the ledger keeps the send.';
 
 create unique index campaign_recipients_flow_run_step_idx on public.campaign_recipients (flow_run_step_id);
 

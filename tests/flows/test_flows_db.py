@@ -466,3 +466,25 @@ def test_notify_team_tells_the_members_about_the_contact(conn: Conn) -> None:
     }
     [run] = runs(conn, flow)
     assert history(conn, run["id"]) == [("notify_team", "notified")]
+
+
+def test_deleting_a_contact_or_a_flow_deletes_their_runs_and_history(conn: Conn) -> None:
+    owner = create_user(conn)
+    add_contacts(conn, owner, 0)
+    steps = [
+        {"key": "tag", "kind": "update_contact", "config": {"add_tags": ["x"]}, "next": "w"},
+        {"key": "w", "kind": "wait", "config": {"days": 1}},
+    ]
+    flow = create_flow(conn, owner, "contact_created", steps)
+    gone, kept = new_contact(conn, owner.workspace_id), new_contact(conn, owner.workspace_id)
+    tick(conn)
+    conn.execute("delete from public.contacts where id = %s", (gone,))
+    assert [r["contact_id"] for r in runs(conn, flow)] == [kept]
+    conn.execute("delete from public.flows where id = %s", (flow,))
+    leftovers = one(
+        conn,
+        "select (select count(*) from public.flow_runs where flow_id = %s)"
+        " + (select count(*) from public.flow_run_steps where flow_id = %s) as n",
+        (flow, flow),
+    )
+    assert leftovers["n"] == 0
