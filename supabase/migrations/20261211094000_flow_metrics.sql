@@ -157,7 +157,7 @@ values
   ('abandoned_cart', 'Abandoned cart',
    'A reminder an hour after a checkout without an order (dropped when more than 12 hours late), and another a day later; an order ends it.',
    'checkout_started', '{}', 'every_time', null, 'event', '[{"type": "order_placed"}]',
-   '{"cart_1h": {"subject": "You left something in your cart", "html": "<p>Hi {{ first_name | default(\"there\") }}, your cart is waiting for you.</p>"},
+   '{"cart_1h": {"subject": "You left something in your cart", "html": "<p>Hi {{ first_name | default(\"there\") }}, your cart is waiting for you:</p><ul>{% for item in event[\"items\"] %}<li>{{ item.quantity }} × {{ item.name }}</li>{% endfor %}</ul>{% if event.url %}<p><a href=\"{{ event.url }}\">Back to your cart</a></p>{% endif %}"},
      "cart_24h": {"subject": "Still thinking it over?", "html": "<p>Hi {{ first_name | default(\"there\") }}, your cart is still saved.</p>"}}',
    '[{"key": "hour", "kind": "wait", "config": {"hours": 1}, "next": "cart_1h"},
      {"key": "cart_1h", "kind": "send_email", "email": "cart_1h", "config": {"max_lateness_minutes": 720}, "next": "day"},

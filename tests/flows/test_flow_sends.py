@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from psycopg.types.json import Jsonb
 
 from api.app import create_app
 from api.core.db import Database
@@ -17,6 +18,7 @@ from api.email.ses import SesClient
 from tests.factories.edge import authorization, edge_settings
 from tests.factories.email import SENDER_DOMAIN, add_contacts, verified_sender
 from tests.factories.flows import create_flow, runs, send_step, skip_waits, template
+from tests.factories.flows import tick as flow_tick
 from tests.factories.workspaces import create_user, one
 from tests.fakes.jwks import JwksServer
 from tests.fakes.ses_server import REGION, moto_ses, reset, sent_raw_messages
@@ -73,7 +75,7 @@ def quiet(conn: Conn) -> None:
     """Other tests' flows and campaigns must not move or send in this one."""
     conn.execute("update public.flows set status = 'paused' where status = 'active'")
     conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")
-    conn.execute("delete from private.email_send_rate")
+    conn.execute("delete from private.ses_accounts")
 
 
 def test_a_welcome_email_goes_out_through_the_campaign_pipeline(
@@ -141,3 +143,40 @@ def test_a_welcome_email_goes_out_through_the_campaign_pipeline(
         (flow,),
     )
     assert campaign["status"] == "sending"
+
+
+def test_a_flow_email_shows_its_event_such_as_the_cart(
+    conn: Conn, database: Database, ses: SesClient, ses_endpoint: str
+) -> None:
+    owner = create_user(conn)
+    [buyer] = add_contacts(conn, owner, 1, prefix="cart")
+    html = (
+        "<ul>{% for item in event['items'] %}<li>{{ item.quantity }} x {{ item.name }}</li>"
+        "{% endfor %}</ul><a href='{{ event.url }}'>back</a>"
+    )
+    create_flow(
+        conn,
+        owner,
+        "custom",
+        [send_step("cart", template(conn, owner, "Your cart", html), verified_sender(conn, owner))],
+        trigger_config={"name": "cart"},
+    )
+    conn.execute(
+        "insert into public.contact_events (workspace_id, contact_id, type, name, properties)"
+        " values (%s, %s, 'custom', 'cart', %s)",
+        (
+            owner.workspace_id,
+            buyer,
+            Jsonb(
+                {"items": [{"name": "Green <tea>", "quantity": 2}], "url": "https://s.example/r"}
+            ),
+        ),
+    )
+    assert flow_tick(conn) == 1
+    assert send_due_emails(database, ses, POLICY, budget_seconds=10).sent == 1
+    [message] = sent_raw_messages(ses_endpoint)
+    parsed = message_from_string(message["raw_data"], policy=policy.default)
+    body = parsed.get_body(preferencelist=("html",))
+    assert body is not None
+    content = str(body.get_content())
+    assert "2 x Green &lt;tea&gt;" in content and "https://s.example/r" in content
