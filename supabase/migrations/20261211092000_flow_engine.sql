@@ -351,8 +351,13 @@ declare
               when 'list_joined' then f.trigger_list_id::text = e.properties ->> 'list_id'
               when 'tag_added' then f.trigger_config ->> 'tag' = e.properties ->> 'tag'
               when 'custom' then f.trigger_config ->> 'name' = e.name
-              when 'order_placed' then coalesce(f.trigger_config ->> 'scope', 'any') = 'any'
-                                       or (f.trigger_config ->> 'scope' = 'first' and (e.properties ->> 'first')::boolean)
+              when 'order_placed' then
+                case coalesce(f.trigger_config ->> 'scope', 'any')
+                  when 'any' then not e.properties ? 'lines'
+                  when 'first' then not e.properties ? 'lines' and coalesce((e.properties ->> 'first')::boolean, false)
+                  when 'product' then e.properties -> 'product_ids' ? (f.trigger_config ->> 'product_id')
+                  else e.properties -> 'categories' ? lower(f.trigger_config ->> 'category')
+                end
               when 'rfm_segment_changed' then
                 (not f.trigger_config ? 'from' or f.trigger_config -> 'from' ? (e.properties ->> 'from'))
                 and (not f.trigger_config ? 'to' or f.trigger_config -> 'to' ? (e.properties ->> 'to'))
@@ -399,7 +404,8 @@ begin
     and s.id = r.step_id and s.kind = 'wait_for' and r.event_at is null
     and s.config -> 'event' ->> 'type' = e.type
     and (e.type <> 'custom' or s.config -> 'event' ->> 'name' = e.name)
-    and e.created_at >= r.moved_at;
+    and e.created_at >= r.moved_at
+    and not (e.type = 'order_placed' and e.properties ? 'lines');
 
   -- Goals.
   perform private.exit_flow_runs(array(
@@ -408,6 +414,7 @@ begin
     join public.flow_runs r on r.contact_id = e.contact_id and r.workspace_id = e.workspace_id and r.status = 'active'
     join public.flows f on f.id = r.flow_id
     where jsonb_array_length(f.exit_events) > 0 and r.entered_at <= e.created_at and r.event_id is distinct from e.id
+      and not (e.type = 'order_placed' and e.properties ? 'lines')
       and exists (select 1 from jsonb_array_elements(f.exit_events) g
                   where g ->> 'type' = e.type and (e.type <> 'custom' or g ->> 'name' = e.name))
   ), 'converted', 'goal');

@@ -510,6 +510,12 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
         trigger_config={"name": "signed_up"},
         exit_events=[{"type": "custom", "name": "bought"}],
     )
+    with acting_as(conn, owner):
+        conn.execute(
+            "insert into public.flow_send_rules (workspace_id, daily_cap, quiet_from, quiet_until,"
+            " timezone) values (%s, 3, '22:00', '07:00', 'Europe/Prague')",
+            (owner.workspace_id,),
+        )
     conn.execute(
         "select private.upsert_checkout(%s, 'shopify', %s)",
         (

@@ -71,11 +71,17 @@ def client(database_url: str, jwks: JwksServer) -> Iterator[TestClient]:
 
 
 @pytest.fixture(autouse=True)
-def quiet(conn: Conn) -> None:
-    """Other tests' flows and campaigns must not move or send in this one."""
+def quiet(conn: Conn) -> Iterator[None]:
+    """Other tests' flows and campaigns must not move or send in this one, and the platform's
+    totals from every other test's mail must not engage the platform brake (which would stop
+    this test's sends and every later test's)."""
     conn.execute("update public.flows set status = 'paused' where status = 'active'")
     conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")
     conn.execute("delete from private.ses_accounts")
+    conn.execute("delete from private.deliverability_counts")
+    conn.execute("select private.release_platform_brake()")
+    yield
+    conn.execute("select private.release_platform_brake()")
 
 
 def test_a_welcome_email_goes_out_through_the_campaign_pipeline(
