@@ -3,18 +3,17 @@ with a workspace API key. A batch of up to 1,000 is recorded in one statement, i
 sender's event id, and only when every event names a contact of the workspace; flows enrol on
 them, wait for them and end on them in the same transaction."""
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi import APIRouter, Depends
 from psycopg.types.json import Jsonb
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import to_json
 
-from api.core.deps import ServiceDatabase, client_address
+from api.core.api_keys import ApiKeyCaller
+from api.core.deps import ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import answers, documented
@@ -24,47 +23,18 @@ router = APIRouter(tags=["flows"])
 MAX_EVENTS = 1000
 MAX_PROPERTIES_BYTES = 64 * 1024
 
-# The same scheme as api/api_keys declares: the key is checked by the database
-# (private.authenticate_api_key), which also records its use.
-API_KEY = APIKeyHeader(
-    name="X-Api-Key",
-    scheme_name="workspaceApiKey",
-    description="A workspace API key (`gbk_…`), created by a workspace admin.",
-    auto_error=False,
-)
-KEY_ERRORS = {
-    401: {
-        "api_key_required": "Send a workspace API key as X-Api-Key",
-        "api_key_invalid": "This API key is unknown, revoked or expired",
-    },
-    403: {"insufficient_role": "A viewer key cannot record events"},
-}
+VIEWER_KEY = "A viewer key cannot record events"
 
 
-@answers(KEY_ERRORS)
-def key_workspace(
-    request: Request, database: ServiceDatabase, secret: Annotated[str | None, Security(API_KEY)]
-) -> UUID:
+@answers({403: {"insufficient_role": VIEWER_KEY}})
+def key_workspace(caller: ApiKeyCaller) -> UUID:
     """The workspace of a live key acting as a member (a viewer key only reads)."""
-    if not secret or not secret.strip():
-        raise ApiError(401, "api_key_required", "Send a workspace API key as X-Api-Key")
-    headers = {"x-request-id": str(getattr(request.state, "request_id", ""))}
-    address = client_address(request)
-    if address:
-        headers["x-forwarded-for"] = address
-    with database.as_service() as conn:
-        conn.execute("select set_config('request.headers', %s, true)", (json.dumps(headers),))
-        row = conn.execute(
-            "select * from private.authenticate_api_key(%s)", (secret.strip(),)
-        ).fetchone()
-    if row is None:
-        raise ApiError(401, "api_key_invalid", "This API key is unknown, revoked or expired")
-    if row["role"] != "member":
-        raise ApiError(403, "insufficient_role", "A viewer key cannot record events")
-    return UUID(str(row["workspace_id"]))
+    if caller.role != "member":
+        raise ApiError(403, "insufficient_role", VIEWER_KEY)
+    return caller.workspace_id
 
 
-KeyWorkspace = Annotated[UUID, Security(key_workspace)]
+KeyWorkspace = Annotated[UUID, Depends(key_workspace)]
 
 
 class EventContact(BaseModel):

@@ -18,8 +18,6 @@ from api.shops.orders import (
     check_shape,
 )
 
-CHECKOUT_TOPICS = frozenset({"checkouts/create", "checkouts/update"})
-
 
 class ShopifyCheckoutLine(LineItem):
     product_id: Scalar | None = None
