@@ -21,10 +21,11 @@ from api.core.errors import ApiError
 from api.core.openapi import documented
 from api.core.public_urls import configured_public_urls
 from api.email.deps import OptionalSes
+from api.email.notices import send_pause_emails
 from api.email.sender import SendPolicy, send_due_emails
 from api.imports.deps import OptionalStorage
 from api.imports.jobs import continue_import_jobs
-from api.inbox.deps import OptionalBox, WhatsApp
+from api.inbox.deps import OptionalBox, OptionalMailer, Telegram, WhatsApp
 from api.inbox.outbox import Providers, drain_inbox_outbox
 from api.privacy import retention
 from api.privacy.deps import OptionalSupabase
@@ -89,6 +90,8 @@ class EmailSend(BaseModel):
     retrying: int
     failed: int
     finished_campaigns: int
+    platform_brake: bool
+    pause_emails: int | Literal["platform_from_email_not_configured"]
 
 
 class EmailReport(BaseModel):
@@ -142,6 +145,8 @@ def drain_outbox(
                 "retrying": 2,
                 "failed": 1,
                 "finished_campaigns": 0,
+                "platform_brake": False,
+                "pause_emails": 0,
             }
         }
     ),
@@ -149,7 +154,10 @@ def drain_outbox(
 def send_email(
     database: ServiceDatabase, settings: AppSettings, ses: OptionalSes
 ) -> dict[str, Any]:
-    """Starts due scheduled campaigns and sends queued mail for up to the send budget."""
+    """Starts due scheduled campaigns and sends queued mail for up to the send budget (nothing
+    while the platform brake is engaged, which this checks first against the platform's own
+    totals), then emails owners and admins about new sending pauses from
+    PLATFORM_FROM_EMAIL."""
     urls = configured_public_urls(settings)
     if ses is None or settings.email_link_secret is None or urls is None:
         return ok({"email": "not_configured"})
@@ -159,9 +167,13 @@ def send_email(
         max_per_second=settings.ses_max_send_rate,
         concurrency=settings.ses_send_concurrency,
         base_url=urls.base_url,
+        account=settings.ses_account,
     )
     report = send_due_emails(database, ses, policy, settings.email_send_budget_seconds)
-    return ok({"email": report.as_dict()})
+    pause_emails: int | str = "platform_from_email_not_configured"
+    if settings.platform_from_email:
+        pause_emails = send_pause_emails(database, ses, settings.platform_from_email)
+    return ok({"email": {**report.as_dict(), "pause_emails": pause_emails}})
 
 
 @router.get(
@@ -349,25 +361,44 @@ class InboxSend(BaseModel):
     sent: int
     retrying: int
     failed: int
+    woken: int
+    auto_resolved: int
 
 
 class InboxReport(BaseModel):
-    inbox: InboxSend | Literal["not_configured"]
+    inbox: InboxSend
 
 
 @router.get(
     "/inbox",
     response_model=Envelope[InboxReport],
     summary="Send queued inbox replies",
-    responses=documented({"inbox": {"sent": 12, "retrying": 1, "failed": 0}}),
+    responses=documented(
+        {"inbox": {"sent": 12, "retrying": 1, "failed": 0, "woken": 2, "auto_resolved": 5}}
+    ),
 )
-def send_inbox(database: ServiceDatabase, box: OptionalBox, whatsapp: WhatsApp) -> dict[str, Any]:
-    """Sends due inbox replies (up to 50: new ones and retries whose backoff has passed) and
-    forgets week-old delivery statuses no message claimed. Replies wait, queued, while
-    INTEGRATIONS_ENCRYPTION_KEY is not set."""
+def send_inbox(
+    database: ServiceDatabase,
+    box: OptionalBox,
+    whatsapp: WhatsApp,
+    telegram: Telegram,
+    mailer: OptionalMailer,
+) -> dict[str, Any]:
+    """Wakes snoozed conversations whose time has come, resolves those silent for their
+    workspace's auto_resolve_days (up to 1000 each), sends due inbox replies (up to 50: new ones
+    and retries whose backoff has passed) and forgets week-old delivery statuses no message
+    claimed. Replies of channels with sealed credentials wait (retrying) while
+    INTEGRATIONS_ENCRYPTION_KEY is not set, email replies while SES is not."""
     with database.as_service() as conn:
         conn.execute("select private.prune_inbox_backlog()")
-    if box is None:
-        return ok({"inbox": "not_configured"})
-    report = drain_inbox_outbox(database, Providers(box, whatsapp), DRAIN_LIMIT)
-    return ok({"inbox": report.as_dict()})
+        kept = conn.execute("select * from private.inbox_housekeeping(%s)", (1000,)).fetchone()
+    report = drain_inbox_outbox(database, Providers(box, whatsapp, telegram, mailer), DRAIN_LIMIT)
+    return ok(
+        {
+            "inbox": {
+                **report.as_dict(),
+                "woken": kept["woken"] if kept else 0,
+                "auto_resolved": kept["resolved"] if kept else 0,
+            }
+        }
+    )

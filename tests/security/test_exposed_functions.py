@@ -32,6 +32,8 @@ LIFECYCLE = f"{HERE}::test_campaign_lifecycle_calls_refuse_viewers_and_outsiders
 BILLING = f"{HERE}::test_billing_checks_refuse_members_and_outsiders"
 PRODUCTS = "tests/products/test_product_analytics.py::test_others_see_none_of_it"
 INBOX = "tests/inbox/test_whatsapp.py"
+SUPPORT = "tests/inbox/test_support.py"
+SUPPORT_ROLES = "test_assignment_status_priority_and_notes_by_members_only"
 
 # signature -> the test that proves its authorization ("path::test_name").
 REVIEWED: dict[str, str] = {
@@ -79,6 +81,15 @@ REVIEWED: dict[str, str] = {
     "public.pause_campaign(uuid)": LIFECYCLE,
     "public.resume_campaign(uuid)": LIFECYCLE,
     "public.cancel_campaign(uuid)": LIFECYCLE,
+    "public.resend_to_failed(uuid)": LIFECYCLE,
+    "public.acknowledge_sending_pause(uuid)": (
+        "tests/deliverability/test_guardrails.py::"
+        "test_a_bounce_rate_over_the_limit_pauses_every_sending_campaign_until_an_admin_acknowledges"
+    ),
+    "analytics.deliverability_stats()": (
+        "tests/deliverability/test_guardrails.py::"
+        "test_rates_are_kept_per_workspace_and_identity_as_sends_and_bounces_arrive"
+    ),
     "public.register_sender_identity(uuid, text)": (
         f"{HERE}::test_only_admins_of_the_workspace_register_sender_identities"
     ),
@@ -112,6 +123,22 @@ REVIEWED: dict[str, str] = {
     ),
     "public.reply_to_conversation(uuid, text, jsonb)": (
         f"{INBOX}::test_viewers_read_but_do_not_answer_and_others_see_nothing"
+    ),
+    "public.assign_conversation(uuid, uuid)": f"{SUPPORT}::{SUPPORT_ROLES}",
+    "public.set_conversation_status(uuid, text, timestamp with time zone)": (
+        f"{SUPPORT}::{SUPPORT_ROLES}"
+    ),
+    "public.tag_conversation(uuid, text, text[])": f"{SUPPORT}::{SUPPORT_ROLES}",
+    "public.add_conversation_note(uuid, text, uuid[])": f"{SUPPORT}::{SUPPORT_ROLES}",
+    "public.set_channel_team(uuid, uuid)": (
+        f"{SUPPORT}::test_round_robin_respects_capacity_and_notifies"
+    ),
+    "public.merge_contacts(uuid, uuid)": (
+        f"{SUPPORT}::test_contact_merge_moves_the_inbox_and_is_audited"
+    ),
+    "analytics.inbox_report(integer)": f"{SUPPORT}::test_sla_clocks_count_business_hours",
+    "analytics.campaign_replies()": (
+        "tests/inbox/test_email.py::test_replies_count_for_campaign_performance_and_stop_suppresses"
     ),
     "public.request_erasure_batch(uuid, uuid[])": (
         "tests/privacy/test_erasure_batches.py::test_members_outsiders_and_bad_lists_are_refused"
@@ -279,6 +306,7 @@ LIFECYCLE_CALLS = [
     "select public.pause_campaign(%s)",
     "select public.resume_campaign(%s)",
     "select public.cancel_campaign(%s)",
+    "select public.resend_to_failed(%s)",
 ]
 
 
