@@ -633,3 +633,52 @@ def test_erasure_in_one_workspace_leaves_another_workspaces_customer_of_the_same
         (email,),
     )
     assert payloads == {"n": 1}
+
+
+def test_a_dashboard_delete_is_an_erasure(
+    conn: Conn, database: Database, client: TestClient, jwks: JwksServer
+) -> None:
+    owner = create_user(conn)
+    member = add_member(conn, owner, "member")
+    person = Person()
+    contact_id = seed_person_everywhere(conn, database, client, jwks, owner, person)
+
+    with acting_as(conn, member), refused(403, "insufficient_role"):
+        conn.execute("delete from public.contacts where id = %s", (contact_id,))
+    assert traces(conn, person.needles) != []
+
+    with acting_as(conn, owner):
+        deleted = conn.execute("delete from public.contacts where id = %s", (contact_id,))
+    assert deleted.rowcount == 0
+    assert traces(conn, person.needles) == []
+    tombstone = one(conn, "select * from public.contacts where id = %s", (contact_id,))
+    assert tombstone["erased_at"] is not None and tombstone["email"] is None
+    proof = one(
+        conn,
+        "select requested_by from public.contact_erasures where contact_id = %s",
+        (contact_id,),
+    )
+    assert proof["requested_by"] == owner.id
+    # The keyed hash keeps the person out: the next import does not bring them back.
+    conn.execute(
+        "insert into public.contacts (workspace_id, email) values (%s, %s)",
+        (owner.workspace_id, person.email),
+    )
+    assert (
+        one(
+            conn,
+            "select count(*) as n from public.contacts where workspace_id = %s and email = %s",
+            (owner.workspace_id, person.email),
+        )["n"]
+        == 0
+    )
+    # A second delete of the tombstone changes nothing and fails nothing.
+    with acting_as(conn, owner):
+        again = conn.execute("delete from public.contacts where id = %s", (contact_id,))
+    assert again.rowcount == 0
+    # The service still deletes outright.
+    conn.execute("delete from public.contacts where id = %s", (contact_id,))
+    assert (
+        conn.execute("select 1 from public.contacts where id = %s", (contact_id,)).fetchone()
+        is None
+    )
