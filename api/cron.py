@@ -24,7 +24,7 @@ from api.email.deps import OptionalSes
 from api.email.sender import SendPolicy, send_due_emails
 from api.imports.deps import OptionalStorage
 from api.imports.jobs import continue_import_jobs
-from api.inbox.deps import OptionalBox, OptionalMailer, Telegram, WhatsApp
+from api.inbox.deps import OptionalBox, OptionalMailer, Telegram, WhatsApp, XApi
 from api.inbox.outbox import Providers, drain_inbox_outbox
 from api.privacy import retention
 from api.privacy.deps import OptionalSupabase
@@ -371,6 +371,7 @@ def send_inbox(
     whatsapp: WhatsApp,
     telegram: Telegram,
     mailer: OptionalMailer,
+    x: XApi,
 ) -> dict[str, Any]:
     """Wakes snoozed conversations whose time has come, resolves those silent for their
     workspace's auto_resolve_days (up to 1000 each), sends due inbox replies (up to 50: new ones
@@ -380,7 +381,9 @@ def send_inbox(
     with database.as_service() as conn:
         conn.execute("select private.prune_inbox_backlog()")
         kept = conn.execute("select * from private.inbox_housekeeping(%s)", (1000,)).fetchone()
-    report = drain_inbox_outbox(database, Providers(box, whatsapp, telegram, mailer), DRAIN_LIMIT)
+    report = drain_inbox_outbox(
+        database, Providers(box, whatsapp, telegram, mailer, x), DRAIN_LIMIT
+    )
     return ok(
         {
             "inbox": {
