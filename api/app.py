@@ -49,10 +49,19 @@ from api.imports import routes as imports
 from api.imports.deps import IMPORT_STORAGE
 from api.imports.storage import ImportStorage
 from api.inbox import routes as inbox
-from api.inbox.deps import INBOUND_SNS, INBOX_BOX, MAILER, TELEGRAM, WHATSAPP, X_API
+from api.inbox.deps import (
+    INBOUND_SNS,
+    INBOX_BOX,
+    INBOX_STORAGE,
+    MAILER,
+    TELEGRAM,
+    WHATSAPP,
+    X_API,
+)
 from api.inbox.email import webhook as inbound_email
 from api.inbox.email.mailer import Mailer
 from api.inbox.email.sns_check import SnsCheck
+from api.inbox.storage import InboxStorage
 from api.inbox.telegram import webhook as telegram_webhooks
 from api.inbox.telegram.client import TelegramClient
 from api.inbox.whatsapp import webhook as whatsapp_webhooks
@@ -119,11 +128,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else None
     )
 
+    inbox_storage = (
+        InboxStorage(
+            settings.supabase_storage_url or settings.supabase_url,
+            settings.supabase_service_key.get_secret_value(),
+            settings.storage_timeout_seconds,
+        )
+        if settings.supabase_service_key
+        else None
+    )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         database.open()
         yield
         database.close()
+        if inbox_storage is not None:
+            inbox_storage.close()
         if supabase_admin is not None:
             supabase_admin.close()
         if make is not None:
@@ -180,6 +201,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     TELEGRAM.install(app, TelegramClient(settings.telegram_api_url, settings.inbox_timeout_seconds))
     X_API.install(app, XClient(settings.x_api_url, settings.inbox_timeout_seconds))
+    INBOX_STORAGE.install(app, inbox_storage)
     IMPORT_STORAGE.install(app, storage)
     SUPABASE_ADMIN.install(app, supabase_admin)
     ses = (

@@ -29,6 +29,7 @@ from tests.factories.inbox import (
 )
 from tests.factories.workspaces import acting_as, add_member, create_user, fund, one, refused
 from tests.fakes.jwks import JwksServer
+from tests.fakes.storage_server import SERVICE_KEY, serve_storage
 from tests.fakes.whatsapp_server import (
     GraphServer,
     hub_signature,
@@ -750,3 +751,48 @@ def test_stop_suppresses_templates_but_not_answers_in_the_window(
         )["n"]
         == 0
     )
+
+
+def test_inbound_media_is_fetched_into_the_inbox_bucket(
+    conn: Conn, database_url: str, jwks: JwksServer, graph: GraphServer
+) -> None:
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    small, huge = image_message(sender), image_message(sender)
+    small["image"]["id"], huge["image"]["id"] = "2001", "2002"
+    graph.media["2001"] = b"\xff\xd8\xff\xe0 a small jpeg"
+    graph.media["2002"] = b"\xff\xd8 pretend this is 30 MB"
+    graph.announced_sizes["2002"] = 30 * 1024 * 1024
+    apply_whatsapp(
+        conn, channel, inbound(sender, [small, huge], phone_number_id=account_id(conn, channel))
+    )
+    with serve_storage() as storage:
+        settings = edge_settings(
+            database_url,
+            jwks,
+            integrations_encryption_key=SecretStr(KEY),
+            cron_secret=SecretStr(CRON),
+            whatsapp_graph_url=graph.base_url,
+            supabase_service_key=SecretStr(SERVICE_KEY),
+            supabase_storage_url=storage.base_url,
+        )
+        with TestClient(create_app(settings)) as edge:
+            answer = edge.get("/api/v1/cron/inbox", headers={"Authorization": f"Bearer {CRON}"})
+        assert answer.status_code == 200, answer.text
+        stored = {
+            path: data for (bucket, path), data in storage.objects.items() if bucket == "inbox"
+        }
+    rows = conn.execute(
+        "select id, conversation_id, attachments from public.messages where channel_id = %s"
+        " order by provider_timestamp, id",
+        (channel,),
+    ).fetchall()
+    by_media = {r["attachments"][0]["provider_media_id"]: r for r in rows}
+    kept = by_media["2001"]
+    path = f"{owner.workspace_id}/{kept['conversation_id']}/{kept['id']}/0-image"
+    assert kept["attachments"][0]["status"] == "stored"
+    assert kept["attachments"][0]["storage_path"] == path
+    assert stored[path] == b"\xff\xd8\xff\xe0 a small jpeg"
+    assert by_media["2002"]["attachments"][0]["status"] == "too_large"
+    assert not any(p.endswith(str(by_media["2002"]["id"]) + "/0-image") for p in stored)
