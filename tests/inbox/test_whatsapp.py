@@ -3,8 +3,10 @@ into conversations, statuses that only move forward however they arrive, replies
 outbox inside the 24-hour window (templates outside it), and Meta's errors kept and shown.
 Payloads follow Meta's documented shapes (tests/fakes/whatsapp_server.py)."""
 
+import hashlib
 import json
 import random
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -796,3 +798,50 @@ def test_inbound_media_is_fetched_into_the_inbox_bucket(
     assert stored[path] == b"\xff\xd8\xff\xe0 a small jpeg"
     assert by_media["2002"]["attachments"][0]["status"] == "too_large"
     assert not any(p.endswith(str(by_media["2002"]["id"]) + "/0-image") for p in stored)
+
+
+def test_the_same_message_applied_concurrently_is_one_row(conn: Conn, database_url: str) -> None:
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    number = account_id(conn, channel)
+    message = text_message(sender, "Only once, please")
+    events = []
+    for extra in ([], [text_message(sender, "and this one")]):
+        raw = json.dumps(inbound(sender, [message, *extra], phone_number_id=number))
+        events.append(
+            one(
+                conn,
+                "select id from private.record_webhook_event('whatsapp', %s, %s)",
+                (f"{channel}:{hashlib.sha256(raw.encode()).hexdigest()}", raw),
+            )["id"]
+        )
+    barrier = threading.Barrier(len(events))
+    errors: list[BaseException] = []
+
+    def apply(event: uuid.UUID) -> None:
+        try:
+            with psycopg.connect(database_url, autocommit=True) as own:
+                barrier.wait()
+                own.execute("select private.apply_whatsapp_event(%s)", (event,))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=apply, args=(event,)) for event in events]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    counts = one(
+        conn,
+        "select count(*) filter (where text = 'Only once, please') as once, count(*) as total,"
+        " count(distinct conversation_id) as conversations from public.messages"
+        " where channel_id = %s",
+        (channel,),
+    )
+    assert counts == {"once": 1, "total": 2, "conversations": 1}
+    contacts = one(
+        conn, "select count(*) as n from public.contacts where phone = %s", ("+" + sender,)
+    )
+    assert contacts["n"] == 1
