@@ -21,6 +21,7 @@ from api.ai import routes as ai
 from api.ai.deps import AI
 from api.ai.groq_ai import GroqChat
 from api.ai.safe_ai import SafeAi
+from api.api_keys import routes as api_keys
 from api.automations import routes as automations
 from api.automations import webhook as make_webhooks
 from api.automations.deps import MAKE, SCENARIOS
@@ -269,6 +270,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_contract(app)
     app.include_router(health.router)
     app.include_router(me.router)
+    app.include_router(api_keys.router)
     app.include_router(automations.router)
     app.include_router(make_webhooks.router)
     # Before the shops' /webhooks/{source}/{project_id}, which would capture /webhooks/shoptet/...

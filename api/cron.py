@@ -21,6 +21,7 @@ from api.core.errors import ApiError
 from api.core.openapi import documented
 from api.core.public_urls import configured_public_urls
 from api.email.deps import OptionalSes
+from api.email.notices import send_pause_emails
 from api.email.sender import SendPolicy, send_due_emails
 from api.imports.deps import OptionalStorage
 from api.imports.jobs import continue_import_jobs
@@ -97,6 +98,8 @@ class EmailSend(BaseModel):
     retrying: int
     failed: int
     finished_campaigns: int
+    platform_brake: bool
+    pause_emails: int | Literal["platform_from_email_not_configured"]
 
 
 class EmailReport(BaseModel):
@@ -150,6 +153,8 @@ def drain_outbox(
                 "retrying": 2,
                 "failed": 1,
                 "finished_campaigns": 0,
+                "platform_brake": False,
+                "pause_emails": 0,
             }
         }
     ),
@@ -157,7 +162,10 @@ def drain_outbox(
 def send_email(
     database: ServiceDatabase, settings: AppSettings, ses: OptionalSes
 ) -> dict[str, Any]:
-    """Starts due scheduled campaigns and sends queued mail for up to the send budget."""
+    """Starts due scheduled campaigns and sends queued mail for up to the send budget (nothing
+    while the platform brake is engaged, which this checks first against the platform's own
+    totals), then emails owners and admins about new sending pauses from
+    PLATFORM_FROM_EMAIL."""
     urls = configured_public_urls(settings)
     if ses is None or settings.email_link_secret is None or urls is None:
         return ok({"email": "not_configured"})
@@ -167,9 +175,13 @@ def send_email(
         max_per_second=settings.ses_max_send_rate,
         concurrency=settings.ses_send_concurrency,
         base_url=urls.base_url,
+        account=settings.ses_account,
     )
     report = send_due_emails(database, ses, policy, settings.email_send_budget_seconds)
-    return ok({"email": report.as_dict()})
+    pause_emails: int | str = "platform_from_email_not_configured"
+    if settings.platform_from_email:
+        pause_emails = send_pause_emails(database, ses, settings.platform_from_email)
+    return ok({"email": {**report.as_dict(), "pause_emails": pause_emails}})
 
 
 @router.get(

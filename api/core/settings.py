@@ -74,11 +74,17 @@ class Settings(BaseSettings):
     ses_endpoint_url: str | None = None
     # Names the configuration set whose event destination publishes to our SNS topic.
     ses_configuration_set: str | None = None
-    # The account's MaxSendRate (messages per second), shared by every instance.
+    # Our ceiling on messages per second, shared by every instance; GetAccount's MaxSendRate
+    # lowers it when the account's is lower.
     ses_max_send_rate: float = Field(default=14.0, gt=0, le=10000)
+    # Names the SES account whose pacing state (private.ses_accounts) the instances share.
+    ses_account: str = Field(default="default", min_length=1, max_length=200)
     ses_send_concurrency: int = Field(default=8, ge=1, le=64)
     # How long one cron call may spend sending before it returns (Vercel caps a function's run).
     email_send_budget_seconds: float = Field(default=20.0, gt=0, le=800)
+    # The platform's own verified sender, for emails to a workspace's owner and admins (a
+    # sending pause); unset: those wait, queued, and the in-app notification still goes out.
+    platform_from_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
     # Signs unsubscribe links; rotate it and old links stop working.
     email_link_secret: SecretStr | None = None
     unsubscribe_link_days: int = Field(default=365, ge=1, le=3650)

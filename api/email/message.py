@@ -20,6 +20,7 @@ def build_message(
     recipient: str,
     content: RenderedEmail,
     unsubscribe_url: str,
+    feedback_id: str | None = None,
 ) -> bytes:
     message = EmailMessage(policy=WIRE_POLICY)
     local, _, domain = sender_email.partition("@")
@@ -31,6 +32,8 @@ def build_message(
         message["Reply-To"] = reply_to
     message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if feedback_id:
+        message["Feedback-ID"] = feedback_id
     if content.text is not None:
         message.set_content(content.text)
         message.add_alternative(content.html, subtype="html")

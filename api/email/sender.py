@@ -1,19 +1,30 @@
-"""The send worker: drains the campaign send ledger through SES at the configured rate.
+"""The send worker: drains the campaign send ledger through SES as fast as the account allows.
 
-Rows are claimed in the database (skip-locked, leased, limited by the shared token bucket),
-rendered and sent outside any transaction, and each outcome is recorded on its row as soon as
-SES answers, so a crash leaves at most the in-flight rows to be claimed again when their lease
-runs out. Retry policy, backoff and the rate live in SQL; this module only moves messages.
+Rows are claimed in the database (skip-locked, leased, each with the send slot of the SES
+account's shared pacing state), rendered and sent by a pool of threads outside any
+transaction, and their outcomes come back to the database a batch at a time, in the same
+transaction as the next claim: one connection use per batch, not per recipient. Retry policy,
+backoff, the rate (AIMD) and the breaker live in SQL; this module only moves messages.
+
+A crash loses the outcomes not yet recorded (at most about a second's worth): those rows are
+claimed again when their lease runs out, and SES's `Send` event for each message it accepted
+marks the row sent before then (any event does), so it does not go twice.
 """
 
 import logging
+import math
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from api.core.db import Database
+import psycopg
+from psycopg.types.json import Jsonb
+
+from api.core.db import Connection, Database
+from api.core.errors import ApiError
 from api.email import unsubscribe_tokens
 from api.email.message import build_message
 from api.email.ses import SesClient, SesError
@@ -21,14 +32,20 @@ from api.email.templates import EmailContent, RenderedEmail, RenderError, render
 
 log = logging.getLogger("growthbase.email")
 UNSUBSCRIBE_PATH = "/api/v1/unsubscribe"
-# Rows claimed per round, per send thread: two waves of SES calls, each at worst one connect
-# plus one read timeout (25 s), fit well inside the lease, so no row outlives its claim.
-ROWS_PER_THREAD = 2
-# A claimed row stays invisible to other workers this long.
+# Rows claimed per batch, per send thread; a new batch is claimed when half are done.
+ROWS_PER_THREAD = 64
+# A claimed row stays invisible to other workers this long...
 LEASE_SECONDS = 120
+# ...and is given back unsent if its send could not start this long before the lease ends (an
+# SES call takes at most a connect plus a read timeout, 25 s), so no row outlives its claim.
+LEASE_MARGIN_SECONDS = 35
+# Outcomes wait at most this long before they are recorded.
+FLUSH_SECONDS = 1.0
 # Rounds in a row that found due rows but claimed none (all skipped, or held by another
 # worker's open claim) before this run gives up.
 IDLE_ROUNDS = 20
+# How long to wait before trying the database again when the pool had no connection for us.
+DATABASE_RETRY_SECONDS = 1.0
 AMBIGUOUS_RETRY_SECONDS = 600
 
 
@@ -39,6 +56,8 @@ class SendPolicy:
     max_per_second: float
     concurrency: int
     base_url: str
+    # The SES account whose pacing state (private.ses_accounts) the workers share.
+    account: str = "default"
 
 
 @dataclass
@@ -48,14 +67,13 @@ class SendReport:
     retrying: int = 0
     failed: int = 0
     finished_campaigns: int = 0
+    platform_brake: bool = False
 
-    def count(self, outcome: str) -> None:
-        if outcome == "sent":
-            self.sent += 1
-        elif outcome == "retrying":
-            self.retrying += 1
-        elif outcome == "failed":
-            self.failed += 1
+    def add(self, counts: dict[str, Any]) -> None:
+        """Adds the row states a batch of outcomes led to (cancelled rows count as failed)."""
+        self.sent += int(counts.get("sent", 0))
+        self.retrying += int(counts.get("retrying", 0))
+        self.failed += int(counts.get("failed", 0)) + int(counts.get("cancelled", 0))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +82,7 @@ class SendReport:
             "retrying": self.retrying,
             "failed": self.failed,
             "finished_campaigns": self.finished_campaigns,
+            "platform_brake": self.platform_brake,
         }
 
 
@@ -78,24 +97,15 @@ def unsubscribe_url(policy: SendPolicy, row: dict[str, Any]) -> str:
     return f"{policy.base_url.rstrip('/')}{UNSUBSCRIBE_PATH}?{urlencode({'token': token})}"
 
 
-def record_failure(
-    database: Database,
-    row: dict[str, Any],
-    error: str,
-    retryable: bool,
-    min_delay_seconds: int | None = None,
-) -> str:
-    with database.as_service() as conn:
-        outcome = conn.execute(
-            "select private.email_failed(%s, %s, %s, %s, %s) as outcome",
-            (row["recipient_id"], error, retryable, min_delay_seconds, row["attempts"]),
-        ).fetchone()
-    return str(outcome["outcome"]) if outcome else "unknown"
-
-
 def render_row(row: dict[str, Any], link: str) -> RenderedEmail:
     """The claimed row's variant rendered for its contact (raises RenderError)."""
     return render(EmailContent(row["subject"], row["html"], row["text_body"]), row["contact"], link)
+
+
+def feedback_id(row: dict[str, Any]) -> str:
+    """Gmail's Feedback-ID (campaign : workspace : mail type : sender), so Postmaster Tools
+    attributes complaints, which Gmail never reports to SES."""
+    return f"{row['campaign_id']}:{row['workspace_id']}:campaign:growthbase"
 
 
 def message_for(row: dict[str, Any], content: RenderedEmail, link: str) -> bytes:
@@ -106,17 +116,24 @@ def message_for(row: dict[str, Any], content: RenderedEmail, link: str) -> bytes
         recipient=row["email"],
         content=content,
         unsubscribe_url=link,
+        feedback_id=feedback_id(row),
     )
 
 
-def send_one(database: Database, ses: SesClient, policy: SendPolicy, row: dict[str, Any]) -> str:
+def outcome(row: dict[str, Any], kind: str, **details: Any) -> dict[str, Any]:
+    """One entry for private.record_email_outcomes, answering the row's claim."""
+    return {"id": str(row["recipient_id"]), "attempt": row["attempts"], "kind": kind, **details}
+
+
+def send_one(ses: SesClient, policy: SendPolicy, row: dict[str, Any]) -> dict[str, Any]:
+    """Renders and sends one claimed row; answers its outcome (nothing touches the database)."""
     link = unsubscribe_url(policy, row)
     try:
         content = render_row(row, link)
     except RenderError as error:
         # The budget is CPU time and sizes, so a template over it for this contact stays over:
         # retrying would only spend another budget.
-        return record_failure(database, row, f"{error.code}: {error}", retryable=False)
+        return outcome(row, "failed", error=f"{error.code}: {error}")
     raw = message_for(row, content, link)
     try:
         message_id = ses.send_raw(
@@ -126,60 +143,259 @@ def send_one(database: Database, ses: SesClient, policy: SendPolicy, row: dict[s
             {"campaign_id": str(row["campaign_id"]), "recipient_id": str(row["recipient_id"])},
         )
     except SesError as failure:
-        return record_failure(
-            database,
+        return outcome(
             row,
-            str(failure),
-            failure.retryable,
+            failure.kind,
+            error=str(failure),
             # Long enough for SES's Send event to mark the row sent if SES did accept it.
-            AMBIGUOUS_RETRY_SECONDS if failure.outcome_unknown else None,
+            min_delay=AMBIGUOUS_RETRY_SECONDS if failure.outcome_unknown else None,
         )
+    return outcome(row, "sent", message_id=message_id)
+
+
+@dataclass
+class Claimed:
+    """A claimed row and, on this process's clock, when its send slot opens and when it may no
+    longer start (its lease would run out mid-send)."""
+
+    row: dict[str, Any]
+    send_at: float
+    last_start: float
+
+
+def deliver(ses: SesClient, policy: SendPolicy, claimed: Claimed) -> dict[str, Any]:
+    """Waits for the row's send slot, then sends it, or gives the claim back if too late."""
+    pause = claimed.send_at - time.monotonic()
+    if pause > 0:
+        time.sleep(pause)
+    if time.monotonic() > claimed.last_start:
+        return outcome(claimed.row, "released")
+    try:
+        return send_one(ses, policy, claimed.row)
+    except Exception as error:
+        # A bug for this row's data must not stop the others: it retries with backoff, and
+        # fails after eight attempts.
+        log.exception("sending recipient %s failed", claimed.row["recipient_id"])
+        return outcome(claimed.row, "retry", error=f"{type(error).__name__}: {error}")
+
+
+@dataclass
+class Outbox:
+    """Outcomes waiting to be recorded, filled by the send threads."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    pending: list[dict[str, Any]] = field(default_factory=list)
+
+    def put(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            self.pending.append(entry)
+
+    def take(self) -> list[dict[str, Any]]:
+        with self.lock:
+            taken, self.pending = self.pending, []
+        return taken
+
+    def give_back(self, entries: list[dict[str, Any]]) -> None:
+        with self.lock:
+            self.pending[:0] = entries
+
+    def __len__(self) -> int:
+        with self.lock:
+            return len(self.pending)
+
+
+def record(conn: Connection, policy: SendPolicy, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    if not entries:
+        return {}
+    row = conn.execute(
+        "select private.record_email_outcomes(%s, %s) as counts", (Jsonb(entries), policy.account)
+    ).fetchone()
+    return dict(row["counts"]) if row else {}
+
+
+def refresh_account(database: Database, ses: SesClient, policy: SendPolicy) -> None:
+    """Reads the SES account's quota (GetAccount) when the stored one is stale. Without it the
+    configured rate is the ceiling, so a failure here never stops sending."""
+    with database.as_service() as conn:
+        row = conn.execute(
+            "select private.ses_account_stale(%s) as stale", (policy.account,)
+        ).fetchone()
+    if not row or not row["stale"]:
+        return
+    try:
+        quota = ses.account_quota()
+    except SesError as failure:
+        log.warning("GetAccount failed (%s): sending at the configured rate", failure)
+        return
     with database.as_service() as conn:
         conn.execute(
-            "select private.email_sent(%s, %s, %s)",
-            (row["recipient_id"], message_id, row["attempts"]),
+            "select private.save_ses_account(%s, %s, %s)",
+            (policy.account, policy.max_per_second, Jsonb(quota)),
         )
-    return "sent"
+
+
+class Drain:
+    """One run of the worker: claims, sends and records until nothing is due or time is up."""
+
+    def __init__(
+        self, database: Database, ses: SesClient, policy: SendPolicy, budget_seconds: float
+    ) -> None:
+        self.database = database
+        self.ses = ses
+        self.policy = policy
+        self.deadline = time.monotonic() + budget_seconds
+        self.batch = policy.concurrency * ROWS_PER_THREAD
+        self.outbox = Outbox()
+        self.in_flight: set[Future[dict[str, Any]]] = set()
+        # Sends not yet answered, counted by the send threads; they set `wake` for the main loop.
+        self.lock = threading.Lock()
+        self.unanswered = 0
+        self.wake = threading.Event()
+        self.report = SendReport()
+        self.last_flush = time.monotonic()
+        # When a claim may find something (monotonic; infinite: nothing left to send).
+        self.next_claim = 0.0
+        self.idle_rounds = 0
+
+    def round(self, claim: bool) -> list[dict[str, Any]] | None:
+        """Records the waiting outcomes and, when `claim`, claims what the room allows; one
+        connection for both. None when the database could not be reached (the outcomes stay
+        waiting, the claimed rows stay leased: neither counts as a failure)."""
+        entries = self.outbox.take()
+        rows: list[dict[str, Any]] = []
+        try:
+            with self.database.as_service() as conn:
+                counts = record(conn, self.policy, entries)
+                if claim:
+                    rows = self.claim(conn)
+        except (ApiError, psycopg.OperationalError) as error:
+            if isinstance(error, ApiError) and error.code != "database_unavailable":
+                raise
+            log.warning("the database is unavailable for the send worker: %s", error)
+            self.outbox.give_back(entries)
+            time.sleep(DATABASE_RETRY_SECONDS)
+            return None
+        self.report.add(counts)
+        self.last_flush = time.monotonic()
+        if entries and not claim:
+            # The last claim's wait counted these rows as leased; answered, they are final or
+            # back in the queue, due sooner.
+            self.next_claim = min(self.next_claim, self.last_flush)
+        return rows
+
+    def claim(self, conn: Connection) -> list[dict[str, Any]]:
+        room = self.batch - len(self.in_flight)
+        rows = conn.execute(
+            "select * from private.claim_email_batch(%s, %s, %s, %s)",
+            (room, LEASE_SECONDS, self.policy.max_per_second, self.policy.account),
+        ).fetchall()
+        now = time.monotonic()
+        self.next_claim = now
+        if len(rows) < room:
+            due = conn.execute(
+                "select private.email_send_wait(%s, %s) as wait",
+                (self.policy.max_per_second, self.policy.account),
+            ).fetchone()
+            wait_seconds = due["wait"] if due else None
+            self.next_claim = math.inf if wait_seconds is None else now + wait_seconds
+            self.idle_rounds = self.idle_rounds + 1 if not rows and wait_seconds == 0 else 0
+        else:
+            self.idle_rounds = 0
+        return [dict(row) for row in rows]
+
+    def dispatch(self, pool: ThreadPoolExecutor, rows: list[dict[str, Any]]) -> None:
+        claimed_at = time.monotonic()
+        for row in rows:
+            item = Claimed(
+                row,
+                send_at=claimed_at + float(row["send_in"] or 0),
+                last_start=claimed_at + LEASE_SECONDS - LEASE_MARGIN_SECONDS,
+            )
+            with self.lock:
+                self.unanswered += 1
+            future = pool.submit(deliver, self.ses, self.policy, item)
+            self.in_flight.add(future)
+            future.add_done_callback(self.collect)
+
+    def collect(self, future: Future[dict[str, Any]]) -> None:
+        """In the send thread: queues the outcome, and wakes the main loop when a batch's worth
+        is waiting, nothing is left in flight, or the send died."""
+        died = future.cancelled() or future.exception() is not None
+        if not died:
+            self.outbox.put(future.result())
+        with self.lock:
+            self.unanswered -= 1
+            idle = self.unanswered == 0
+        if died or idle or len(self.outbox) >= self.batch // 2:
+            self.wake.set()
+
+    def settle(self, timeout: float) -> None:
+        """Sleeps until woken or `timeout`; a crash in a send thread surfaces here."""
+        self.wake.wait(max(0.0, timeout))
+        self.wake.clear()
+        done = {future for future in self.in_flight if future.done()}
+        self.in_flight -= done
+        for future in done:
+            future.result()
+
+    def run(self, pool: ThreadPoolExecutor) -> None:
+        while True:
+            now = time.monotonic()
+            room = len(self.in_flight) <= self.batch // 2
+            claim = now < self.deadline and now >= self.next_claim and room
+            waiting = len(self.outbox)
+            flush = waiting > 0 and (
+                not self.in_flight
+                or waiting >= self.batch // 2
+                or now - self.last_flush >= FLUSH_SECONDS
+            )
+            if claim or flush:
+                rows = self.round(claim)
+                if rows:
+                    self.dispatch(pool, rows)
+                if rows is None or rows or flush:
+                    continue
+            settled = not self.in_flight and not waiting
+            if settled and (
+                now >= self.deadline
+                or self.next_claim >= self.deadline
+                or self.idle_rounds > IDLE_ROUNDS
+            ):
+                return
+            timeout = min(FLUSH_SECONDS, self.deadline - now)
+            if waiting:
+                timeout = min(timeout, self.last_flush + FLUSH_SECONDS - now)
+            if room:
+                timeout = min(timeout, self.next_claim - now)
+            self.settle(timeout)
+
+    def finish(self) -> None:
+        """Waits for the sends in flight, records what is left and marks campaigns with no row
+        left to send as sent."""
+        while self.in_flight:
+            self.settle(FLUSH_SECONDS)
+        entries = self.outbox.take()
+        with self.database.as_service() as conn:
+            counts = record(conn, self.policy, entries)
+            finished = conn.execute("select private.finish_sent_campaigns() as n").fetchone()
+        self.report.add(counts)
+        self.report.finished_campaigns = finished["n"] if finished else 0
 
 
 def send_due_emails(
     database: Database, ses: SesClient, policy: SendPolicy, budget_seconds: float
 ) -> SendReport:
     """Starts due scheduled campaigns, then sends until nothing is due or the budget is spent."""
-    report = SendReport()
-    deadline = time.monotonic() + budget_seconds
+    drain = Drain(database, ses, policy, budget_seconds)
     with database.as_service() as conn:
-        started = conn.execute("select private.start_due_campaigns() as n").fetchone()
-    report.started_campaigns = started["n"] if started else 0
-    idle_rounds = 0
+        started = conn.execute(
+            "select private.start_due_campaigns() as n, private.check_platform_brake() as brake"
+        ).fetchone()
+    drain.report.started_campaigns = started["n"] if started else 0
+    drain.report.platform_brake = bool(started and started["brake"])
+    refresh_account(database, ses, policy)
     with ThreadPoolExecutor(max_workers=policy.concurrency) as pool:
-        while time.monotonic() < deadline:
-            with database.as_service() as conn:
-                rows = conn.execute(
-                    "select * from private.claim_email_batch(%s, %s, %s)",
-                    (policy.concurrency * ROWS_PER_THREAD, LEASE_SECONDS, policy.max_per_second),
-                ).fetchall()
-            if rows:
-                idle_rounds = 0
-                for outcome in pool.map(lambda row: send_one(database, ses, policy, row), rows):
-                    report.count(outcome)
-                continue
-            with database.as_service() as conn:
-                due = conn.execute(
-                    "select private.email_send_wait(%s) as wait", (policy.max_per_second,)
-                ).fetchone()
-            wait = due["wait"] if due else None
-            if wait is None or time.monotonic() + wait >= deadline:
-                break
-            if wait > 0:
-                # The shared bucket is empty: wait for the next token rather than spin.
-                time.sleep(wait)
-                continue
-            idle_rounds += 1
-            if idle_rounds > IDLE_ROUNDS:
-                break
-    with database.as_service() as conn:
-        finished = conn.execute("select private.finish_sent_campaigns() as n").fetchone()
-    report.finished_campaigns = finished["n"] if finished else 0
-    log.info("email drain %s", report.as_dict())
-    return report
+        drain.run(pool)
+        drain.finish()
+    log.info("email drain %s", drain.report.as_dict())
+    return drain.report

@@ -23,12 +23,13 @@ from api.core.errors import CodedError
 if TYPE_CHECKING:
     from mypy_boto3_sesv2 import SESV2Client
 
-# Worth retrying later: SES is throttling us, is briefly unavailable, or sending is paused.
-RETRYABLE_CODES = frozenset(
+# SES's rate: "Maximum sending rate exceeded" (SESv2 answers 429 TooManyRequestsException; the
+# common AWS error and SES v1 spell it ThrottlingException and Throttling). The message is
+# dropped, not queued: slow down and send it again.
+THROTTLING_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "Throttling"})
+# SES failing or refusing to send for the whole account for a while: no recipient's fault.
+UNAVAILABLE_CODES = frozenset(
     {
-        "ThrottlingException",
-        "TooManyRequestsException",
-        "LimitExceededException",
         "SendingPausedException",
         "InternalFailure",
         "InternalServiceErrorException",
@@ -36,18 +37,40 @@ RETRYABLE_CODES = frozenset(
         "ServiceUnavailableException",
     }
 )
+# Worth retrying later: the above, and a quota SES says is exceeded.
+RETRYABLE_CODES = THROTTLING_CODES | UNAVAILABLE_CODES | {"LimitExceededException"}
 
 
 class SesError(CodedError):
     """A failed SES call: SES's code and words, and whether trying again later may help."""
 
     def __init__(
-        self, code: str, message: str, retryable: bool, outcome_unknown: bool = False
+        self,
+        code: str,
+        message: str,
+        retryable: bool,
+        outcome_unknown: bool = False,
+        status: int = 400,
     ) -> None:
         super().__init__(code, message)
         self.retryable = retryable
         # The request reached SES but no answer came back: the message may have been accepted.
         self.outcome_unknown = outcome_unknown
+        # SES's HTTP status; 0 when no answer came (the request did not get through).
+        self.status = status
+
+    @property
+    def kind(self) -> str:
+        """How the send ledger treats it (private.record_email_outcomes): `throttled`,
+        `unavailable` (SES down or not reachable), `retry` (transient, or maybe accepted) or
+        `failed` (permanent)."""
+        if self.code in THROTTLING_CODES:
+            return "throttled"
+        if self.outcome_unknown or not self.retryable:
+            return "retry" if self.retryable else "failed"
+        if self.code in UNAVAILABLE_CODES or self.status >= 500 or self.status == 0:
+            return "unavailable"
+        return "retry"
 
 
 @dataclass(frozen=True)
@@ -76,13 +99,17 @@ def failure_from(error: Exception) -> SesError:
         code = str(details.get("Code", "ClientError"))
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
         return SesError(
-            code, str(details.get("Message", "")), code in RETRYABLE_CODES or status >= 500
+            code,
+            str(details.get("Message", "")),
+            code in RETRYABLE_CODES or status >= 500,
+            status=status,
         )
     return SesError(
         type(error).__name__,
         str(error),
         True,
         outcome_unknown=isinstance(error, ReadTimeoutError | ConnectionClosedError),
+        status=0,
     )
 
 
@@ -128,6 +155,40 @@ class SesClient:
             return self.client.send_email(**request)["MessageId"]
         except (ClientError, BotoCoreError) as error:
             raise failure_from(error) from error
+
+    def send_simple(self, sender: str, recipient: str, subject: str, text: str) -> str:
+        """Sends a plain-text message of the platform's own (no unsubscribe: it is not
+        marketing); answers SES's message id or raises SesError."""
+        request: dict[str, Any] = {
+            "FromEmailAddress": sender,
+            "Destination": {"ToAddresses": [recipient]},
+            "Content": {
+                "Simple": {
+                    "Subject": {"Data": subject, "Charset": "UTF-8"},
+                    "Body": {"Text": {"Data": text, "Charset": "UTF-8"}},
+                }
+            },
+        }
+        try:
+            return self.client.send_email(**request)["MessageId"]
+        except (ClientError, BotoCoreError) as error:
+            raise failure_from(error) from error
+
+    def account_quota(self) -> dict[str, Any]:
+        """GetAccount's send quota and sending state, as private.save_ses_account takes them."""
+        try:
+            answer = self.client.get_account()
+        except (ClientError, BotoCoreError) as error:
+            raise failure_from(error) from error
+        quota = answer.get("SendQuota", {})
+        return {
+            "MaxSendRate": quota.get("MaxSendRate"),
+            "Max24HourSend": quota.get("Max24HourSend"),
+            "SentLast24Hours": quota.get("SentLast24Hours"),
+            "SendingEnabled": answer.get("SendingEnabled"),
+            "EnforcementStatus": answer.get("EnforcementStatus"),
+            "ProductionAccessEnabled": answer.get("ProductionAccessEnabled"),
+        }
 
     def create_identity(self, identity: str, *, adopt_existing: bool) -> IdentityState:
         """Creates the identity and answers its state. One that already exists in SES is kept

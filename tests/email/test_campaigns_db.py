@@ -558,7 +558,7 @@ def as_worker(conn: Conn, query: str, params: Any = ()) -> list[dict[str, Any]]:
 
 
 def claim_mine(conn: Conn, campaign: uuid.UUID, rate: float = 1000) -> list[dict[str, Any]]:
-    conn.execute("delete from private.email_send_rate")
+    conn.execute("delete from private.ses_accounts")
     rows = as_worker(conn, "select * from private.claim_email_batch(1000, 60, %s)", (rate,))
     return [row for row in rows if row["campaign_id"] == campaign]
 

@@ -80,7 +80,8 @@ REFERENCE_TABLES = frozenset(
         "public.automation_prices",
         "public.ai_prices",
         "analytics.rfm_segment_map",
-        "private.email_send_rate",
+        "private.ses_accounts",
+        "private.platform_brake",
         "private.platform_suppressions",
         "private.personal_data_columns",
         "private.privacy_key",
@@ -293,8 +294,8 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
     with its events, payment and stored webhook, and a sent campaign and a draft with their
     list, segment, template, suppression, sender identity and send ledger, RFM snapshots, consent
     records and privacy settings, an access-request export, a notification, an erased contact
-    (its erasure record and keyed hash), a batch erasure, an export file to remove and a
-    subscription to cancel."""
+    (its erasure record and keyed hash), a batch erasure, an export file to remove, a
+    subscription to cancel and an API key."""
     owner = create_user(conn)
     tenant = Tenant(owner)
     fund(conn, owner, 500, "team")
@@ -521,6 +522,25 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
     with acting_as(conn, owner):
         conn.execute("select public.request_contact_export(%s)", (readers[1],))
 
+    # Deliverability: the workspace's thresholds, a guardrail pause (which pauses the sent
+    # campaign and queues its emails) and a warning.
+    with acting_as(conn, owner):
+        conn.execute(
+            "insert into public.deliverability_settings (workspace_id, min_volume)"
+            " values (%s, 200)",
+            (owner.workspace_id,),
+        )
+    conn.execute(
+        "select private.pause_sending(%s, null, 'bounce_rate', 'Bounce rate 6%% over 24 hours',"
+        " '{}'::jsonb)",
+        (owner.workspace_id,),
+    )
+    conn.execute(
+        "insert into private.deliverability_warnings (workspace_id, sender_identity_id,"
+        " warned_at) values (%s, %s, now())",
+        (owner.workspace_id, sender),
+    )
+
     # The owner's notification about the first reader (a customer replied, say).
     conn.execute(
         "select private.notify_users(%s, %s, 'conversation.replied', 'A customer replied',"
@@ -543,6 +563,10 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
         " values ('exports', %s, 'expired')",
         (f"{owner.workspace_id}/{uuid.uuid4()}.zip",),
     )
+    with acting_as(conn, owner):
+        conn.execute(
+            "select public.create_api_key(%s, 'Zapier', 'member', null)", (owner.workspace_id,)
+        )
     conn.execute(
         "insert into private.subscription_cancellations"
         " (razorpay_subscription_id, workspace_id, reason) values (%s, %s, 'workspace_deleted')",

@@ -69,9 +69,14 @@ def test_an_admin_erases_many_contacts_and_others_are_skipped_without_a_word(
     theirs = contacts(conn, other, 1)
     named = [*ours, *theirs, uuid.uuid4(), ours[0]]
 
+    request_id = "req-" + uuid.uuid4().hex
     answer = client.post(
         "/api/v1/privacy/erasures",
-        headers=bearer(jwks, admin),
+        headers={
+            **bearer(jwks, admin),
+            "X-Request-Id": request_id,
+            "X-Forwarded-For": "203.0.113.7, 10.0.0.1",
+        },
         json={"workspace_id": str(owner.workspace_id), "contact_ids": [str(i) for i in named]},
     )
 
@@ -102,6 +107,14 @@ def test_an_admin_erases_many_contacts_and_others_are_skipped_without_a_word(
         ).fetchall()
     ]
     assert actions == ["erasure.batch_requested", "erasure.batch_finished"]
+    # What the edge does as the user is in the log with the request's id and the client's IP.
+    requested = one(
+        conn,
+        "select actor_id, request_id, host(ip) as ip from public.audit_log"
+        " where workspace_id = %s and action = 'erasure.batch_requested'",
+        (owner.workspace_id,),
+    )
+    assert requested == {"actor_id": admin.id, "request_id": request_id, "ip": "203.0.113.7"}
     heard = conn.execute(
         "select payload from realtime.messages where topic = %s and event = 'erasure_progress'"
         " order by inserted_at, id",

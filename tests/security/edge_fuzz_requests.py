@@ -104,6 +104,7 @@ class Seeded:
     shoptet_customer_guid: str
     export_id: uuid.UUID
     erasure_batch_id: uuid.UUID
+    api_key: str
     link_contact_id: uuid.UUID  # named only inside consent links, so no fuzzed erasure reaches it
     channel_id: uuid.UUID  # a WhatsApp channel
     phone_number_id: str
@@ -442,6 +443,13 @@ def cron(case: Case[Any], draw: Draw, context: Context) -> Sending:
     return Sending({"Authorization": f"Bearer {context.secrets.cron}"})
 
 
+def api_key(case: Case[Any], draw: Draw, context: Context) -> Sending:
+    """The tenant's live workspace API key in most cases, a generated one in the rest."""
+    if draw(st.integers(0, 3)):
+        return Sending({"X-Api-Key": context.seeded.api_key})
+    return Sending()
+
+
 def unsubscribe(case: Case[Any], draw: Draw, context: Context) -> Sending:
     """A share of cases carry a link signed for the tenant's contact."""
     if draw(st.booleans()) and isinstance(case.query, dict):
@@ -545,6 +553,7 @@ PREPARE: dict[str, Callable[[Case[Any], Draw, Context], Sending]] = {
     "/api/v1/cron/privacy-exports": cron,
     "/api/v1/cron/subscription-cancellations": cron,
     "/api/v1/cron/privacy-erasures": cron,
+    "/api/v1/api-keys/current": api_key,
     "/api/v1/privacy/consents/confirm": consent_link("confirm"),
     "/api/v1/privacy/preferences": consent_link("preferences"),
     "/api/v1/unsubscribe": unsubscribe,

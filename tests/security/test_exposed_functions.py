@@ -81,6 +81,15 @@ REVIEWED: dict[str, str] = {
     "public.pause_campaign(uuid)": LIFECYCLE,
     "public.resume_campaign(uuid)": LIFECYCLE,
     "public.cancel_campaign(uuid)": LIFECYCLE,
+    "public.resend_to_failed(uuid)": LIFECYCLE,
+    "public.acknowledge_sending_pause(uuid)": (
+        "tests/deliverability/test_guardrails.py::"
+        "test_a_bounce_rate_over_the_limit_pauses_every_sending_campaign_until_an_admin_acknowledges"
+    ),
+    "analytics.deliverability_stats()": (
+        "tests/deliverability/test_guardrails.py::"
+        "test_rates_are_kept_per_workspace_and_identity_as_sends_and_bounces_arrive"
+    ),
     "public.register_sender_identity(uuid, text)": (
         f"{HERE}::test_only_admins_of_the_workspace_register_sender_identities"
     ),
@@ -133,6 +142,12 @@ REVIEWED: dict[str, str] = {
     ),
     "public.request_erasure_batch(uuid, uuid[])": (
         "tests/privacy/test_erasure_batches.py::test_members_outsiders_and_bad_lists_are_refused"
+    ),
+    "public.create_api_key(uuid, text, text, timestamp with time zone)": (
+        "tests/api_keys/test_api_keys.py::test_members_and_outsiders_cannot_create_see_or_revoke_keys"
+    ),
+    "public.revoke_api_key(uuid)": (
+        "tests/api_keys/test_api_keys.py::test_members_and_outsiders_cannot_create_see_or_revoke_keys"
     ),
     "public.issue_export_link(uuid)": (
         "tests/privacy/test_export_expiry.py::test_only_admins_of_its_workspace_take_a_link"
@@ -291,6 +306,7 @@ LIFECYCLE_CALLS = [
     "select public.pause_campaign(%s)",
     "select public.resume_campaign(%s)",
     "select public.cancel_campaign(%s)",
+    "select public.resend_to_failed(%s)",
 ]
 
 

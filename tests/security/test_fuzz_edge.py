@@ -300,6 +300,11 @@ def seed(conn: Conn, user: User, razorpay: RazorpayServer, ses: str) -> Seeded:
             "select id from public.request_erasure_batch(%s, %s)",
             (workspace, [uuid.uuid4()]),
         )["id"]
+        api_key = one(
+            conn,
+            "select secret from public.create_api_key(%s, 'Fuzz', 'member', null)",
+            (workspace,),
+        )["secret"]
         link_contact = one(
             conn,
             "insert into public.contacts (workspace_id, email) values (%s, %s) returning id",
@@ -334,6 +339,7 @@ def seed(conn: Conn, user: User, razorpay: RazorpayServer, ses: str) -> Seeded:
         shoptet_customer_guid=SHOPTET_CUSTOMER,
         export_id=export,
         erasure_batch_id=erasure_batch,
+        api_key=api_key,
         link_contact_id=link_contact,
         channel_id=channel,
         phone_number_id=account_id(conn, channel),

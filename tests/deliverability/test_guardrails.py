@@ -1,0 +1,480 @@
+"""Deliverability guardrails in the database: rolling rates kept as events arrive, warnings and
+pauses with a minimum volume, a pause that stops every sending campaign of its scope until an
+admin acknowledges it, and the platform brake."""
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.factories.email import (
+    FROM_EMAIL,
+    SENDER_DOMAIN,
+    add_contacts,
+    draft_campaign,
+    email_list,
+    list_campaign,
+    start,
+    verified_sender,
+)
+from tests.factories.workspaces import User, acting_as, add_member, create_user, one, refused
+
+Conn = psycopg.Connection[Any]
+
+
+@pytest.fixture(autouse=True)
+def idle_ledger(conn: Conn) -> Iterator[None]:
+    """Other tests' sending campaigns stay out of these claims; the brake is off around each."""
+    conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")
+    conn.execute("select private.release_platform_brake()")
+    yield
+    conn.execute("select private.release_platform_brake()")
+
+
+def sent_campaign(
+    conn: Conn,
+    owner: User,
+    count: int,
+    *,
+    prefix: str | None = None,
+    sender: uuid.UUID | None = None,
+    from_email: str | None = None,
+) -> uuid.UUID:
+    """A started campaign whose `count` rows SES accepted (one statement, as a batch of
+    outcomes records them). Addresses are new to the database: an earlier test's bounces put
+    theirs on the platform's suppression list."""
+    campaign = another_campaign(
+        conn,
+        owner,
+        count,
+        prefix=prefix or f"r{uuid.uuid4().hex[:10]}",
+        sender=sender,
+        from_email=from_email,
+    )
+    start(conn, owner, campaign)
+    conn.execute(
+        "update public.campaign_recipients set status = 'sent', sent_at = now(),"
+        " ses_message_id = gen_random_uuid()::text where campaign_id = %s",
+        (campaign,),
+    )
+    return campaign
+
+
+def another_campaign(
+    conn: Conn,
+    owner: User,
+    count: int,
+    *,
+    prefix: str,
+    sender: uuid.UUID | None = None,
+    from_email: str | None = None,
+) -> uuid.UUID:
+    """A draft to `count` new contacts in a list of their own, from the workspace's sender
+    (registered and verified on first use)."""
+    if sender is None:
+        known = conn.execute(
+            "select id from public.sender_identities where workspace_id = %s and verified"
+            " and identity = %s",
+            (owner.workspace_id, SENDER_DOMAIN),
+        ).fetchone()
+        sender = known["id"] if known else verified_sender(conn, owner)
+    contacts = add_contacts(conn, owner, count, prefix=prefix)
+    return draft_campaign(
+        conn,
+        owner,
+        list_ids=[email_list(conn, owner, contacts, name=prefix)],
+        sender_id=sender,
+        from_email=from_email or FROM_EMAIL,
+    )
+
+
+def address(conn: Conn, campaign: uuid.UUID, n: int) -> str:
+    """The campaign's n-th recipient's address (1-based, in the order of their numbers)."""
+    return str(
+        one(
+            conn,
+            "select email from public.campaign_recipients where campaign_id = %s"
+            " order by substring(email from '-([0-9]+)@')::integer offset %s limit 1",
+            (campaign, n - 1),
+        )["email"]
+    )
+
+
+def ses_event(conn: Conn, campaign: uuid.UUID, email: str, event: dict[str, Any]) -> str:
+    """An SES event for the recipient, stored and applied as the SES webhook does."""
+    row = one(
+        conn,
+        "select id, ses_message_id from public.campaign_recipients"
+        " where campaign_id = %s and email = %s",
+        (campaign, email),
+    )
+    body = {
+        "mail": {
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "messageId": row["ses_message_id"],
+            "destination": [email],
+            "tags": {"recipient_id": [str(row["id"])]},
+        },
+        **event,
+    }
+    notification = {
+        "Type": "Notification",
+        "MessageId": str(uuid.uuid4()),
+        "Message": json.dumps(body),
+    }
+    stored = one(
+        conn,
+        "select id from private.record_webhook_event('ses', %s, %s)",
+        (notification["MessageId"], json.dumps(notification)),
+    )
+    return str(
+        one(conn, "select private.apply_ses_event(%s) as outcome", (stored["id"],))["outcome"]
+    )
+
+
+def bounce(
+    conn: Conn, campaign: uuid.UUID, email: str, kind: str = "Permanent", subtype: str = "General"
+) -> None:
+    ses_event(
+        conn,
+        campaign,
+        email,
+        {
+            "eventType": "Bounce",
+            "bounce": {
+                "bounceType": kind,
+                "bounceSubType": subtype,
+                "bouncedRecipients": [{"emailAddress": email, "diagnosticCode": "smtp; 550 5.1.1"}],
+                "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            },
+        },
+    )
+
+
+def bounce_many(conn: Conn, campaign: uuid.UUID, count: int) -> None:
+    """`count` permanent bounces recorded in one statement (as a replay of stored events may)."""
+    conn.execute(
+        "update public.campaign_recipients set bounced_at = now(), bounce_type = 'Permanent',"
+        " bounce_subtype = 'General' where id in (select id from public.campaign_recipients"
+        " where campaign_id = %s order by email limit %s)",
+        (campaign, count),
+    )
+
+
+def rates(conn: Conn, owner: User, identity: uuid.UUID | None = None) -> dict[str, dict[str, Any]]:
+    with acting_as(conn, owner):
+        rows = conn.execute(
+            "select * from analytics.deliverability where workspace_id = %s"
+            " and sender_identity_id is not distinct from %s",
+            (owner.workspace_id, identity),
+        ).fetchall()
+    return {row["time_window"]: dict(row) for row in rows}
+
+
+def status(conn: Conn, campaign: uuid.UUID) -> dict[str, Any]:
+    return one(
+        conn, "select status, error, paused_by from public.campaigns where id = %s", (campaign,)
+    )
+
+
+def claimable(conn: Conn) -> set[uuid.UUID]:
+    """The campaigns a worker's claim would take rows of (the claim is given back)."""
+    conn.execute("set role service_role")
+    try:
+        rows = conn.execute(
+            "select recipient_id, campaign_id from private.claim_email_batch(1000, 60, 100000)"
+        ).fetchall()
+    finally:
+        conn.execute("reset role")
+    conn.execute(
+        "update public.campaign_recipients set status = 'queued', attempts = attempts - 1,"
+        " locked_until = null, next_attempt_at = now() where id = any(%s)",
+        ([row["recipient_id"] for row in rows],),
+    )
+    return {row["campaign_id"] for row in rows}
+
+
+def test_rates_are_kept_per_workspace_and_identity_as_sends_and_bounces_arrive(conn: Conn) -> None:
+    owner = create_user(conn)
+    campaign = sent_campaign(conn, owner, 40)
+    bounce(conn, campaign, address(conn, campaign, 1))
+    bounce(conn, campaign, address(conn, campaign, 2), subtype="OnAccountSuppressionList")
+    bounce(conn, campaign, address(conn, campaign, 3), kind="Transient", subtype="MailboxFull")
+    ses_event(
+        conn,
+        campaign,
+        address(conn, campaign, 4),
+        {
+            "eventType": "Complaint",
+            "complaint": {
+                "complainedRecipients": [{"emailAddress": address(conn, campaign, 4)}],
+                "complaintFeedbackType": "abuse",
+            },
+        },
+    )
+
+    workspace = rates(conn, owner)
+    assert workspace["day"]["sends"] == 40 and workspace["rolling"]["sends"] == 40
+    # SES's rate: the suppression-list hit is no bounce, the soft one is counted apart.
+    assert (workspace["day"]["bounces"], workspace["day"]["transient_bounces"]) == (1, 1)
+    assert workspace["day"]["complaints"] == 1
+    assert workspace["day"]["bounce_rate"] == Decimal("0.025")
+    assert workspace["day"]["status"] == "low_volume"
+    sender = one(conn, "select sender_identity_id from public.campaigns where id = %s", (campaign,))
+    assert rates(conn, owner, sender["sender_identity_id"])["day"]["bounces"] == 1
+    # Nobody else sees them.
+    stranger = create_user(conn)
+    with acting_as(conn, stranger):
+        seen = conn.execute(
+            "select count(*) as n from analytics.deliverability where workspace_id = %s",
+            (owner.workspace_id,),
+        ).fetchone()
+    assert seen is not None and seen["n"] == 0
+
+
+def test_a_few_sends_cannot_trip_a_pause(conn: Conn) -> None:
+    owner = create_user(conn)
+    campaign = sent_campaign(conn, owner, 10)
+    bounce_many(conn, campaign, 5)
+    assert (
+        one(
+            conn,
+            "select count(*) as n from public.sending_pauses where workspace_id = %s",
+            (owner.workspace_id,),
+        )["n"]
+        == 0
+    )
+
+
+def test_a_bounce_rate_over_the_limit_pauses_every_sending_campaign_until_an_admin_acknowledges(
+    conn: Conn,
+) -> None:
+    owner = create_user(conn)
+    admin = add_member(conn, owner, "admin")
+    member = add_member(conn, owner, "member")
+    bad = sent_campaign(conn, owner, 600)
+    # Another campaign of the workspace still sending, and another workspace's.
+    other = another_campaign(conn, owner, 5, prefix="later")
+    start(conn, owner, other)
+    neighbour = create_user(conn)
+    theirs = another_campaign(
+        conn,
+        neighbour,
+        5,
+        prefix="theirs",
+        sender=verified_sender(conn, neighbour, "neighbour.example.net"),
+        from_email="hi@neighbour.example.net",
+    )
+    start(conn, neighbour, theirs)
+
+    bounce_many(conn, bad, 31)  # 5.2% of 600
+
+    pause = one(
+        conn, "select * from public.sending_pauses where workspace_id = %s", (owner.workspace_id,)
+    )
+    assert pause["reason"] == "bounce_rate" and pause["sender_identity_id"] is None
+    assert "5.17%" in pause["detail"] and "31 permanent bounces in 600 sends" in pause["detail"]
+    assert status(conn, other) == {
+        "status": "paused",
+        "error": pause["detail"],
+        "paused_by": pause["id"],
+    }
+    assert claimable(conn) == {theirs}
+    # The owner and admins are told, in the app and by email; members are not.
+    notified = {
+        row["user_id"]
+        for row in conn.execute(
+            "select user_id from public.notifications"
+            " where kind = 'sending.paused' and workspace_id = %s",
+            (owner.workspace_id,),
+        )
+    }
+    assert notified == {owner.id, admin.id}
+    emails = conn.execute(
+        "select user_id, subject from private.deliverability_emails where pause_id = %s",
+        (pause["id"],),
+    ).fetchall()
+    assert {row["user_id"] for row in emails} == {owner.id, admin.id}
+    assert all("bounce rate" in row["subject"] for row in emails)
+
+    # Resuming is refused with the reason; a member cannot acknowledge.
+    with refused(409, "sending_paused"), acting_as(conn, owner):
+        conn.execute("select public.resume_campaign(%s)", (other,))
+    with refused(403, "insufficient_role"), acting_as(conn, member):
+        conn.execute("select public.acknowledge_sending_pause(%s)", (pause["id"],))
+    with refused(404, "sending_pause_not_found"), acting_as(conn, neighbour):
+        conn.execute("select public.acknowledge_sending_pause(%s)", (pause["id"],))
+
+    with acting_as(conn, admin):
+        answer = one(conn, "select public.acknowledge_sending_pause(%s) as a", (pause["id"],))["a"]
+
+    # Still over the limit (nothing was sent since), lifted all the same, and recorded.
+    # Both campaigns it paused resume (the first had not been marked sent yet).
+    assert answer["resumed"] == 2 and answer["still_over_limit"] is True
+    recorded = one(
+        conn,
+        "select acknowledged_by, acknowledged_at from public.sending_pauses where id = %s",
+        (pause["id"],),
+    )
+    assert recorded["acknowledged_by"] == admin.id and recorded["acknowledged_at"] is not None
+    assert status(conn, other) == {"status": "sending", "error": None, "paused_by": None}
+    assert claimable(conn) == {other, theirs}
+    with refused(409, "sending_pause_acknowledged"), acting_as(conn, admin):
+        conn.execute("select public.acknowledge_sending_pause(%s)", (pause["id"],))
+
+
+def test_an_identitys_pause_stops_only_that_identitys_campaigns(conn: Conn) -> None:
+    owner = create_user(conn)
+    good_sender = verified_sender(conn, owner, "good.example.net")
+    bad_sender = verified_sender(conn, owner, "bad.example.net")
+    sent_campaign(
+        conn,
+        owner,
+        2000,
+        prefix=f"good{uuid.uuid4().hex[:6]}",
+        sender=good_sender,
+        from_email="hi@good.example.net",
+    )
+    bad = sent_campaign(
+        conn,
+        owner,
+        600,
+        prefix=f"bad{uuid.uuid4().hex[:6]}",
+        sender=bad_sender,
+        from_email="hi@bad.example.net",
+    )
+    good_next = another_campaign(
+        conn, owner, 3, prefix="g2", sender=good_sender, from_email="hi@good.example.net"
+    )
+    bad_next = another_campaign(
+        conn, owner, 3, prefix="b2", sender=bad_sender, from_email="hi@bad.example.net"
+    )
+    start(conn, owner, good_next)
+    start(conn, owner, bad_next)
+
+    bounce_many(conn, bad, 40)  # 6.7% for the identity, 1.5% for the workspace
+
+    pauses = conn.execute(
+        "select sender_identity_id from public.sending_pauses where workspace_id = %s",
+        (owner.workspace_id,),
+    ).fetchall()
+    assert [row["sender_identity_id"] for row in pauses] == [bad_sender]
+    assert status(conn, bad_next)["status"] == "paused"
+    assert status(conn, good_next)["status"] == "sending"
+    # The workspace as a whole is warned (over 1.5%? no: 40 / 2600 = 1.54%, under 2%).
+    assert rates(conn, owner)["day"]["status"] == "ok"
+    assert rates(conn, owner, bad_sender)["day"]["paused"] is True
+
+
+def test_a_complaint_rate_of_a_tenth_of_a_percent_pauses(conn: Conn) -> None:
+    owner = create_user(conn)
+    campaign = sent_campaign(conn, owner, 1000)
+    ses_event(
+        conn,
+        campaign,
+        address(conn, campaign, 7),
+        {
+            "eventType": "Complaint",
+            "complaint": {"complainedRecipients": [{"emailAddress": address(conn, campaign, 7)}]},
+        },
+    )
+    pause = one(
+        conn,
+        "select reason, metrics from public.sending_pauses where workspace_id = %s",
+        (owner.workspace_id,),
+    )
+    assert pause["reason"] == "complaint_rate"
+    assert pause["metrics"]["complaints"] == 1 and pause["metrics"]["sends"] == 1000
+
+
+def test_a_rate_over_the_warning_level_warns_the_admins_once(conn: Conn) -> None:
+    owner = create_user(conn)
+    campaign = sent_campaign(conn, owner, 1000)
+    bounce_many(conn, campaign, 25)  # 2.5%
+    bounce(conn, campaign, address(conn, campaign, 999))
+    warnings = conn.execute(
+        "select title, body from public.notifications"
+        " where workspace_id = %s and kind = 'sending.warning'",
+        (owner.workspace_id,),
+    ).fetchall()
+    assert len(warnings) == 1 and "Bounce rate 2.50%" in warnings[0]["body"]
+    assert (
+        one(
+            conn,
+            "select count(*) as n from public.sending_pauses where workspace_id = %s",
+            (owner.workspace_id,),
+        )["n"]
+        == 0
+    )
+
+
+def test_thresholds_can_only_be_set_by_admins_and_never_above_the_safe_limits(conn: Conn) -> None:
+    owner = create_user(conn)
+    member = add_member(conn, owner, "member")
+    with pytest.raises(psycopg.errors.CheckViolation), acting_as(conn, owner):
+        conn.execute(
+            "insert into public.deliverability_settings (workspace_id, pause_bounce_rate)"
+            " values (%s, 0.08)",
+            (owner.workspace_id,),
+        )
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), acting_as(conn, member):
+        conn.execute(
+            "insert into public.deliverability_settings (workspace_id, pause_bounce_rate)"
+            " values (%s, 0.03)",
+            (owner.workspace_id,),
+        )
+    with acting_as(conn, owner):
+        conn.execute(
+            "insert into public.deliverability_settings (workspace_id, warn_bounce_rate,"
+            " pause_bounce_rate, min_volume) values (%s, 0.01, 0.02, 100)",
+            (owner.workspace_id,),
+        )
+    campaign = sent_campaign(conn, owner, 200)
+    bounce_many(conn, campaign, 5)  # 2.5%: over this workspace's own 2%
+    assert (
+        one(
+            conn,
+            "select reason from public.sending_pauses where workspace_id = %s",
+            (owner.workspace_id,),
+        )["reason"]
+        == "bounce_rate"
+    )
+
+
+def test_the_platform_brake_stops_every_claim_and_no_tenant_can_lift_it(conn: Conn) -> None:
+    owner = create_user(conn)
+    campaign = list_campaign(conn, owner, add_contacts(conn, owner, 3))
+    start(conn, owner, campaign)
+    assert claimable(conn) == {campaign}
+
+    # The platform's own totals over SES's review level engage it.
+    conn.execute(
+        "insert into private.deliverability_counts (workspace_id, hour, sends, bounces)"
+        " values (%s, date_trunc('hour', now()) - interval '1 hour', 6000, 3000)",
+        (owner.workspace_id,),
+    )
+    conn.execute("set role service_role")
+    try:
+        engaged = one(conn, "select private.check_platform_brake() as engaged")["engaged"]
+    finally:
+        conn.execute("reset role")
+    conn.execute(
+        "delete from private.deliverability_counts where workspace_id = %s and sends = 6000",
+        (owner.workspace_id,),
+    )
+    assert engaged is True
+    assert claimable(conn) == set()
+    for function in ("private.release_platform_brake()", "private.engage_platform_brake(text)"):
+        privilege = one(
+            conn,
+            "select has_function_privilege('authenticated', %s, 'execute') as may",
+            (function,),
+        )
+        assert privilege["may"] is False
+    conn.execute("select private.release_platform_brake()")
+    assert claimable(conn) == {campaign}
