@@ -426,6 +426,13 @@ def x_account(case: Case[Any], draw: Draw, context: Context) -> Sending:
     return Sending({"x-twitter-webhooks-signature": x_signature(X_CONSUMER_SECRET, body)}, body)
 
 
+def x_crc(case: Case[Any], draw: Draw, context: Context) -> Sending:
+    """A share of cases carry a token of the shape X sends."""
+    if draw(st.booleans()) and isinstance(case.query, dict):
+        case.query["crc_token"] = draw(st.from_regex(r"[A-Za-z0-9_-]{8,40}", fullmatch=True))
+    return Sending()
+
+
 def whatsapp_verification(case: Case[Any], draw: Draw, context: Context) -> Sending:
     """A share of cases carry the channel's verify token, as Meta does."""
     if draw(st.booleans()) and isinstance(case.query, dict):
@@ -566,5 +573,7 @@ PREPARE: dict[str, Callable[[Case[Any], Draw, Context], Sending]] = {
 def prepare(case: Case[Any], draw: Draw, context: Context) -> Sending:
     if case.operation.path == "/api/v1/webhooks/whatsapp/{channel_id}" and case.method == "GET":
         return whatsapp_verification(case, draw, context)
+    if case.operation.path == "/api/v1/webhooks/x/{channel_id}" and case.method == "GET":
+        return x_crc(case, draw, context)
     preparer = PREPARE.get(case.operation.path)
     return preparer(case, draw, context) if preparer else Sending()
