@@ -1,16 +1,15 @@
 """Benchmark: a batch erasure of N contacts (default 100,000), each with an order and a stored
-webhook naming them, run chunk by chunk as the cron runs it (private.erase_batch_chunk, 500
-contacts per transaction), while another connection keeps writing to contacts of the same
-workspace (as a sync or the send pipeline would). Printed beside their baselines from the same
-run on the same data:
+webhook naming them, run chunk by chunk as the cron runs it (private.erase_batch_chunk, one
+transaction per chunk, sized to about a second as the edge sizes them), while another
+connection keeps writing to contacts of the same workspace (as a sync would). Printed beside
+their baselines from the same run on the same data:
 
 - the batch's wall time and contacts per second, against the floor of clearing the same
-  contacts' personal fields alone in the same 500-row chunks (what any erasure must do);
+  contacts' personal fields alone in 500-row chunks (what any erasure must do);
 - the longest chunk (how long a row can stay locked), against the median chunk;
-- the concurrent writer's slowest write during the batch, against its slowest write before it.
+- the concurrent writer's updates and inserts during the batch, against before it.
 
-    scripts/bench_erasure_batch [--contacts N] [--chunk N]
-"""
+    scripts/bench_erasure_batch [--contacts N] [--chunk N (default: sized as the edge does)]"""
 
 import argparse
 import json
@@ -22,6 +21,7 @@ from typing import Any
 
 import psycopg
 
+from api.privacy.erasure_batches import CHUNK_CONTACTS, next_chunk_size
 from scripts import postgres
 from scripts.migrate import migrate
 
@@ -86,13 +86,16 @@ def ids(conn: psycopg.Connection[Any], workspace_id: uuid.UUID, half: str, n: in
 
 
 class Writer(threading.Thread):
-    """Updates one kept contact at a time, as a sync would, noting each write's latency."""
+    """As a sync would: updates one kept contact, then adds a new one, in turn, noting each
+    write's latency by kind. Adding a contact takes the workspace's contact counter, which an
+    erasure chunk holds from the moment it clears its contacts until it commits."""
 
-    def __init__(self, url: str, targets: list[Any]) -> None:
+    def __init__(self, url: str, workspace_id: uuid.UUID, targets: list[Any]) -> None:
         super().__init__(daemon=True)
         self.url = url
+        self.workspace_id = workspace_id
         self.targets = targets
-        self.latencies: list[float] = []
+        self.latencies: dict[str, list[float]] = {"update": [], "insert": []}
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -105,9 +108,18 @@ class Writer(threading.Thread):
                     " where id = %s",
                     (index, self.targets[index % len(self.targets)]),
                 )
-                self.latencies.append(time.perf_counter() - started)
+                self.latencies["update"].append(time.perf_counter() - started)
+                started = time.perf_counter()
+                conn.execute(
+                    "insert into public.contacts (workspace_id, email) values (%s, %s)",
+                    (self.workspace_id, f"new-{index}@example.test"),
+                )
+                self.latencies["insert"].append(time.perf_counter() - started)
                 index += 1
                 self.stop.wait(0.02)
+
+    def mark(self) -> dict[str, int]:
+        return {kind: len(values) for kind, values in self.latencies.items()}
 
 
 def clear_alone(url: str, contacts: list[Any], chunk: int) -> float:
@@ -131,7 +143,7 @@ def clear_alone(url: str, contacts: list[Any], chunk: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--contacts", type=int, default=100_000)
-    parser.add_argument("--chunk", type=int, default=500)
+    parser.add_argument("--chunk", type=int, default=0, help="fixed size; 0 follows the pace")
     args = parser.parse_args(argv)
     with postgres.throwaway_database("growthbase_bench") as url:
         migrate(url)
@@ -143,12 +155,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             to_erase = ids(conn, workspace_id, "erase", args.contacts)
             to_keep = ids(conn, workspace_id, "keep", args.contacts)
-        floor = clear_alone(url, to_erase, args.chunk)
+        floor = clear_alone(url, to_erase, args.chunk or CHUNK_CONTACTS)
 
-        writer = Writer(url, to_keep)
+        writer = Writer(url, workspace_id, to_keep)
         writer.start()
-        time.sleep(2)  # the writer's latency before the batch: the baseline
-        before = list(writer.latencies)
+        time.sleep(3)  # the writer's latency before the batch: the baseline
+        before = writer.mark()
 
         with psycopg.connect(url) as conn:
             row = conn.execute(
@@ -165,26 +177,29 @@ def main(argv: list[str] | None = None) -> int:
             )
             conn.commit()
 
-        during_from = len(writer.latencies)
+        during_from = writer.mark()
         chunks: list[float] = []
+        sizes: list[int] = []
+        size = args.chunk or CHUNK_CONTACTS
         started = time.perf_counter()
         with psycopg.connect(url) as conn:
             while True:
                 began = time.perf_counter()
                 done = conn.execute(
-                    "select b.status from private.erase_batch_chunk(%s, %s) as b",
-                    (batch, args.chunk),
+                    "select b.status from private.erase_batch_chunk(%s, %s) as b", (batch, size)
                 ).fetchone()
                 conn.commit()
                 if done is None or done[0] is None:
                     break
                 chunks.append(time.perf_counter() - began)
+                sizes.append(size)
                 if done[0] == "done":
                     break
+                if not args.chunk:
+                    size = next_chunk_size(size, chunks[-1])
         wall = time.perf_counter() - started
         writer.stop.set()
         writer.join()
-        during = writer.latencies[during_from:]
 
         with psycopg.connect(url) as conn:
             state = conn.execute(
@@ -203,16 +218,21 @@ def main(argv: list[str] | None = None) -> int:
             f" (ratio {wall / floor:.1f}x)"
         )
         print(
-            f"chunks of {args.chunk}: median {statistics.median(chunks) * 1000:.0f} ms,"
+            f"{len(chunks)} chunks of {min(sizes)}-{max(sizes)} contacts"
+            f" (median {int(statistics.median(sizes))}):"
+            f" median {statistics.median(chunks) * 1000:.0f} ms,"
             f" longest {max(chunks) * 1000:.0f} ms"
             f" (ratio {max(chunks) / statistics.median(chunks):.1f}x)"
         )
-        print(
-            f"a concurrent writer's slowest write: {max(during) * 1000:.0f} ms during the batch"
-            f" ({len(during)} writes) vs {max(before) * 1000:.0f} ms before it"
-            f" ({len(before)} writes); median {statistics.median(during) * 1000:.1f}"
-            f" vs {statistics.median(before) * 1000:.1f} ms"
-        )
+        for kind, values in writer.latencies.items():
+            base = values[: before[kind]]
+            during = values[during_from[kind] :]
+            print(
+                f"a concurrent {kind} of a contact: slowest {max(during) * 1000:.0f} ms,"
+                f" median {statistics.median(during) * 1000:.1f} ms during the batch"
+                f" ({len(during)} writes) vs slowest {max(base) * 1000:.0f} ms,"
+                f" median {statistics.median(base) * 1000:.1f} ms before it ({len(base)} writes)"
+            )
     return 0
 
 

@@ -44,6 +44,8 @@ from tests.fakes.whatsapp_server import (
     text_message,
 )
 from tests.fakes.x_server import dm_delivery, x_signature
+from tests.shops.test_customer_webhooks import shopify_customer_body, woocommerce_customer_body
+from tests.shops.test_product_webhooks import shopify_product_body, woocommerce_product_body
 from tests.shops.test_shop_webhooks import shopify_order, woocommerce_order
 
 SNS_TOPIC = "arn:aws:sns:eu-central-1:123456789012:growthbase-ses"
@@ -196,14 +198,32 @@ def shop(case: Case[Any], draw: Draw, context: Context) -> Sending:
     headers = {}
     if mode == "shaped":
         order_id = draw(st.integers(1, 10**9))
-        if source == "shopify":
-            order = shopify_order(order_id)
+        kind = draw(st.sampled_from(["order", "customer", "product"]))
+        if kind == "order" and source == "shopify":
+            document = shopify_order(order_id)
             fuzzed = ["customer", "line_items", "billing_address", "total_price", "created_at"]
-        else:
-            order = woocommerce_order(order_id)
+        elif kind == "order":
+            document = woocommerce_order(order_id)
             fuzzed = ["billing", "line_items", "total", "status", "date_created_gmt"]
-        body = json.dumps(with_fuzzed_fields(draw, order, fuzzed)).encode()
-        headers[webhook.topic_header] = draw(st.sampled_from(sorted(webhook.order_topics)))
+        elif kind == "customer" and source == "shopify":
+            document = shopify_customer_body(order_id)
+            fuzzed = ["id", "email", "phone", "default_address", "email_marketing_consent"]
+        elif kind == "customer":
+            document = woocommerce_customer_body(order_id)
+            fuzzed = ["id", "email", "first_name", "billing"]
+        elif source == "shopify":
+            document = shopify_product_body(order_id)
+            fuzzed = ["id", "title", "status", "image", "variants"]
+        else:
+            document = woocommerce_product_body(order_id)
+            fuzzed = ["id", "name", "price", "stock_quantity", "categories", "images"]
+        body = json.dumps(with_fuzzed_fields(draw, document, fuzzed)).encode()
+        topics = [
+            topic
+            for topic, applied in webhook.topics.items()
+            if applied.removesuffix("_deleted") == kind
+        ]
+        headers[webhook.topic_header] = draw(st.sampled_from(sorted(topics)))
         headers[webhook.delivery_header] = str(draw(st.uuids()))
     signature = base64.b64encode(hmac_sha256(context.secrets.shop_webhook, body)).decode()
     return Sending({**headers, webhook.signature_header: signature}, body)
@@ -470,6 +490,19 @@ def unsubscribe(case: Case[Any], draw: Draw, context: Context) -> Sending:
     return Sending()
 
 
+def custom_events(case: Case[Any], draw: Draw, context: Context) -> Sending:
+    """Most cases carry the workspace's API key, some name the seeded contact."""
+    if draw(st.booleans()) and isinstance(case.body, dict):
+        events = case.body.get("events")
+        if isinstance(events, list):
+            for event in events:
+                if isinstance(event, dict):
+                    event["contact"] = {"id": str(context.seeded.contact_id)}
+    if draw(st.integers(0, 3)):
+        return Sending({"X-Api-Key": context.seeded.api_key})
+    return Sending()
+
+
 def consent_link(kind: consent_links.Kind) -> Callable[[Case[Any], Draw, Context], Sending]:
     """A share of cases carry a confirmation or preference link signed for the tenant's
     contact."""
@@ -558,6 +591,8 @@ PREPARE: dict[str, Callable[[Case[Any], Draw, Context], Sending]] = {
     "/api/v1/cron/privacy-retention": cron,
     "/api/v1/cron/imports": cron,
     "/api/v1/cron/privacy-exports": cron,
+    "/api/v1/cron/flows": cron,
+    "/api/v1/events": custom_events,
     "/api/v1/cron/subscription-cancellations": cron,
     "/api/v1/cron/privacy-erasures": cron,
     "/api/v1/api-keys/current": api_key,

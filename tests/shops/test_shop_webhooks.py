@@ -292,7 +292,8 @@ def test_other_shopify_topics_are_acknowledged_and_ignored(
     client: TestClient, conn: Conn, shop: tuple[User, uuid.UUID]
 ) -> None:
     _, project = shop
-    response = post_shopify(client, project, {"id": 1, "title": "Hat"}, topic="products/update")
+    shop_update = {"id": 1, "name": "Demo shop", "email": "owner@example.test"}
+    response = post_shopify(client, project, shop_update, topic="shop/update")
     assert response.json()["data"]["outcome"] == "ignored"
     assert orders(conn, project) == []
     stored = one(
