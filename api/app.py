@@ -51,14 +51,25 @@ from api.imports import routes as imports
 from api.imports.deps import IMPORT_STORAGE
 from api.imports.storage import ImportStorage
 from api.inbox import routes as inbox
-from api.inbox.deps import INBOUND_SNS, INBOX_BOX, MAILER, TELEGRAM, WHATSAPP
+from api.inbox.deps import (
+    INBOUND_SNS,
+    INBOX_BOX,
+    INBOX_STORAGE,
+    MAILER,
+    TELEGRAM,
+    WHATSAPP,
+    X_API,
+)
 from api.inbox.email import webhook as inbound_email
 from api.inbox.email.mailer import Mailer
 from api.inbox.email.sns_check import SnsCheck
+from api.inbox.storage import InboxStorage
 from api.inbox.telegram import webhook as telegram_webhooks
 from api.inbox.telegram.client import TelegramClient
 from api.inbox.whatsapp import webhook as whatsapp_webhooks
 from api.inbox.whatsapp.client import WhatsAppClient
+from api.inbox.x import webhook as x_webhooks
+from api.inbox.x.client import XClient
 from api.me import routes as me
 from api.privacy import accounts as privacy_accounts
 from api.privacy import consents as privacy_consents
@@ -119,11 +130,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else None
     )
 
+    inbox_storage = (
+        InboxStorage(
+            settings.supabase_storage_url or settings.supabase_url,
+            settings.supabase_service_key.get_secret_value(),
+            settings.storage_timeout_seconds,
+        )
+        if settings.supabase_service_key
+        else None
+    )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         database.open()
         yield
         database.close()
+        if inbox_storage is not None:
+            inbox_storage.close()
         if supabase_admin is not None:
             supabase_admin.close()
         if make is not None:
@@ -179,6 +202,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app, WhatsAppClient(settings.whatsapp_graph_url, settings.inbox_timeout_seconds)
     )
     TELEGRAM.install(app, TelegramClient(settings.telegram_api_url, settings.inbox_timeout_seconds))
+    X_API.install(app, XClient(settings.x_api_url, settings.inbox_timeout_seconds))
+    INBOX_STORAGE.install(app, inbox_storage)
     IMPORT_STORAGE.install(app, storage)
     SUPABASE_ADMIN.install(app, supabase_admin)
     ses = (
@@ -220,6 +245,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     intake.register("whatsapp", whatsapp_webhooks.applier(database))
     intake.register("telegram", telegram_webhooks.applier(database))
     intake.register("ses_inbound", inbound_email.applier(database))
+    intake.register("x", x_webhooks.applier(database))
     INTAKE.install(app, intake)
     tokens = TokenVerifier(
         supabase_url=settings.supabase_url,
@@ -253,6 +279,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(shoptet_webhooks.router)
     app.include_router(whatsapp_webhooks.router)
     app.include_router(telegram_webhooks.router)
+    app.include_router(x_webhooks.router)
+    app.include_router(x_webhooks.verification_router)
     app.include_router(whatsapp_webhooks.verification_router)
     app.include_router(shop_webhooks.router)
     app.include_router(integrations.router)

@@ -26,7 +26,15 @@ from api.email.sender import SendPolicy, send_due_emails
 from api.flows import engine as flow_engine
 from api.imports.deps import OptionalStorage
 from api.imports.jobs import continue_import_jobs
-from api.inbox.deps import OptionalBox, OptionalMailer, Telegram, WhatsApp
+from api.inbox.deps import (
+    OptionalBox,
+    OptionalInboxStorage,
+    OptionalMailer,
+    Telegram,
+    WhatsApp,
+    XApi,
+)
+from api.inbox.media import fetch_media
 from api.inbox.outbox import Providers, drain_inbox_outbox
 from api.privacy import retention
 from api.privacy.deps import OptionalSupabase
@@ -384,6 +392,7 @@ class InboxSend(BaseModel):
     failed: int
     woken: int
     auto_resolved: int
+    media_stored: int
 
 
 class InboxReport(BaseModel):
@@ -395,7 +404,16 @@ class InboxReport(BaseModel):
     response_model=Envelope[InboxReport],
     summary="Send queued inbox replies",
     responses=documented(
-        {"inbox": {"sent": 12, "retrying": 1, "failed": 0, "woken": 2, "auto_resolved": 5}}
+        {
+            "inbox": {
+                "sent": 12,
+                "retrying": 1,
+                "failed": 0,
+                "woken": 2,
+                "auto_resolved": 5,
+                "media_stored": 3,
+            }
+        }
     ),
 )
 def send_inbox(
@@ -404,22 +422,29 @@ def send_inbox(
     whatsapp: WhatsApp,
     telegram: Telegram,
     mailer: OptionalMailer,
+    x: XApi,
+    storage: OptionalInboxStorage,
 ) -> dict[str, Any]:
     """Wakes snoozed conversations whose time has come, resolves those silent for their
     workspace's auto_resolve_days (up to 1000 each), sends due inbox replies (up to 50: new ones
     and retries whose backoff has passed) and forgets week-old delivery statuses no message
-    claimed. Replies of channels with sealed credentials wait (retrying) while
-    INTEGRATIONS_ENCRYPTION_KEY is not set, email replies while SES is not."""
+    claimed, and fetches up to 20 attachments of inbound messages into the `inbox` bucket
+    (while SUPABASE_SERVICE_KEY is set). Replies of channels with sealed credentials wait
+    (retrying) while INTEGRATIONS_ENCRYPTION_KEY is not set, email replies while SES is not."""
     with database.as_service() as conn:
         conn.execute("select private.prune_inbox_backlog()")
         kept = conn.execute("select * from private.inbox_housekeeping(%s)", (1000,)).fetchone()
-    report = drain_inbox_outbox(database, Providers(box, whatsapp, telegram, mailer), DRAIN_LIMIT)
+    media = fetch_media(database, box, whatsapp, storage, 20) if box and storage else None
+    report = drain_inbox_outbox(
+        database, Providers(box, whatsapp, telegram, mailer, x), DRAIN_LIMIT
+    )
     return ok(
         {
             "inbox": {
                 **report.as_dict(),
                 "woken": kept["woken"] if kept else 0,
                 "auto_resolved": kept["resolved"] if kept else 0,
+                "media_stored": media.stored if media else 0,
             }
         }
     )

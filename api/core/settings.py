@@ -102,6 +102,7 @@ class Settings(BaseSettings):
     telegram_api_url: str = Field(
         default="https://api.telegram.org", pattern=r"^https?://[^\s/]+(/[^\s]*)?$"
     )
+    x_api_url: str = Field(default="https://api.x.com", pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
     inbox_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
 
     cors_allowed_origins: list[str] = Field(default_factory=list)

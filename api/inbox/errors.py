@@ -6,6 +6,7 @@ from api.core.errors import ApiError
 from api.core.openapi import insufficient_role, merged_errors
 from api.inbox.telegram.client import TelegramError
 from api.inbox.whatsapp.client import WhatsAppError
+from api.inbox.x.client import XError
 
 NO_KEY = "INTEGRATIONS_ENCRYPTION_KEY is not configured"
 KEY_MISMATCH = "Stored channel credentials cannot be decrypted"
@@ -76,3 +77,15 @@ def telegram_failure(error: TelegramError) -> ApiError:
     if error.credentials_refused:
         return ApiError(422, "telegram_token_invalid", "Telegram does not accept the bot token")
     return ApiError(502, "telegram_unavailable", f"Telegram failed: {error.code}")
+
+
+X_FAILURES: Mapping[int, Mapping[str, str]] = {
+    422: {"x_token_invalid": "X does not accept the access token"},
+    502: {"x_unavailable": "X failed: 503"},
+}
+
+
+def x_failure(error: XError) -> ApiError:
+    if error.credentials_refused or error.status == 403:
+        return ApiError(422, "x_token_invalid", "X does not accept the access token")
+    return ApiError(502, "x_unavailable", f"X failed: {error.code}")

@@ -19,6 +19,7 @@ from api.inbox.email.mailer import Mailer
 from api.inbox.secrets import open_secrets
 from api.inbox.telegram.client import TelegramClient, TelegramError
 from api.inbox.whatsapp.client import WhatsAppClient, WhatsAppError
+from api.inbox.x.client import XClient, XError
 
 log = logging.getLogger("growthbase.inbox.outbox")
 LEASE_SECONDS = 60
@@ -50,6 +51,7 @@ class Providers:
     whatsapp: WhatsAppClient
     telegram: TelegramClient
     mailer: Mailer | None
+    x: XClient
 
 
 @dataclass
@@ -139,6 +141,22 @@ def send_email(providers: Providers, outbound: dict[str, Any]) -> tuple[str, dic
     return ses_id, {"email_message_id": message_id}
 
 
+def send_x(providers: Providers, outbound: dict[str, Any], secrets: dict[str, str]) -> str:
+    token = secrets.get("access_token")
+    if not token:
+        raise SendError("not_connected", "The channel has no access token", retryable=False)
+    try:
+        return providers.x.send_dm(token, outbound["to"], outbound["text"])
+    except XError as error:
+        raise SendError(
+            error.code,
+            error.message,
+            retryable=error.retryable,
+            retry_after=error.retry_after,
+            revokes=error.credentials_refused,
+        ) from error
+
+
 def send_one(providers: Providers, outbound: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
     """The provider's id of the sent message and what to remember of it; raises SendError."""
     if outbound.get("status") != "active":
@@ -163,6 +181,8 @@ def send_one(providers: Providers, outbound: dict[str, Any]) -> tuple[str, dict[
         return send_telegram(providers, outbound, secrets), None
     if outbound["kind"] == "email":
         return send_email(providers, outbound)
+    if outbound["kind"] == "x":
+        return send_x(providers, outbound, secrets), None
     raise SendError(
         "channel_unsupported", f"Sending on {outbound['kind']} is not available", retryable=False
     )

@@ -16,7 +16,7 @@ from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import documented, json_body_example, merged_errors
 from api.core.public_urls import require_public_urls
-from api.inbox.deps import Box, OptionalBox, OptionalMailer, Telegram, WhatsApp
+from api.inbox.deps import Box, OptionalBox, OptionalMailer, Telegram, WhatsApp, XApi
 from api.inbox.errors import (
     ADMINS,
     CHANNEL_MEMBERS,
@@ -28,14 +28,17 @@ from api.inbox.errors import (
     SEALING_CREDENTIALS,
     TELEGRAM_FAILURES,
     WHATSAPP_FAILURES,
+    X_FAILURES,
     telegram_failure,
     whatsapp_failure,
+    x_failure,
 )
 from api.inbox.outbox import Providers, drain_inbox_outbox
 from api.inbox.secrets import save_channel, seal, stored_channel
 from api.inbox.telegram.client import BOT_TOKEN, TelegramError
 from api.inbox.telegram.webhook import new_secret_token
 from api.inbox.whatsapp.client import WhatsAppError
+from api.inbox.x.client import XError
 
 router = APIRouter(prefix="/api/v1/inbox", tags=["inbox"])
 
@@ -361,6 +364,86 @@ def connect_email_channel(
     )
 
 
+class XConnection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workspace_id: UUID
+    name: str = Field(min_length=1, max_length=100, description="What the team calls the account")
+    access_token: Secret = Field(
+        description="The account's OAuth 2.0 user-context token (dm.write, dm.read, "
+        "tweet.read, users.read)"
+    )
+    consumer_secret: Secret = Field(
+        description="The X app's consumer secret: it answers the CRC and signs the webhooks"
+    )
+
+
+@router.post(
+    "/channels/x",
+    status_code=201,
+    response_model=Envelope[Connected],
+    summary="Connect an X account's direct messages to a workspace's inbox",
+    responses=documented(
+        {
+            "channel": {
+                **CHANNEL_EXAMPLE,
+                "kind": "x",
+                "account_id": "4337869213",
+                "name": "@shop",
+            },
+            "webhook_url": f"https://edge.example.com/api/v1/webhooks/x/{EXAMPLE_CHANNEL}",
+        },
+        status=201,
+        errors=merged_errors(ADMINS, CHANNEL_TAKEN, SEALING_CREDENTIALS, NO_PUBLIC_URL, X_FAILURES),
+    ),
+    openapi_extra=json_body_example(
+        {
+            "workspace_id": str(EXAMPLE_WORKSPACE),
+            "name": "@shop",
+            "access_token": "bWRjR0lK-example",
+            "consumer_secret": "kAcSOqF21Fu85e7zjz7ZN2U4ZRhfV3WpwPAoE3Z7kBw",
+        }
+    ),
+)
+def connect_x_channel(
+    connection: XConnection, acting: ActingUser, settings: AppSettings, box: Box, x: XApi
+) -> dict[str, Any]:
+    """Admins. X's API access is costly, so the inbox uses X only for workspaces that connect an
+    account: the edge asks X who the token's account is (`GET /2/users/me`), stores the token and
+    consumer secret sealed, and answers the webhook URL to register with the Account Activity
+    API (X checks it with a CRC first)."""
+    urls = require_public_urls(settings)
+    with acting.connection() as conn:
+        conn.execute("select private.workspace_role_as(%s, 'admin')", (connection.workspace_id,))
+    try:
+        account = x.me(connection.access_token)
+    except XError as error:
+        raise x_failure(error) from error
+    sealed = seal(
+        box,
+        {"access_token": connection.access_token, "consumer_secret": connection.consumer_secret},
+    )
+    username = account.get("username")
+    with acting.connection() as conn:
+        conn.execute("select private.workspace_role_as(%s, 'admin')", (connection.workspace_id,))
+        become_service(conn)
+        channel = save_channel(
+            conn,
+            connection.workspace_id,
+            "x",
+            connection.name,
+            str(account["id"]),
+            {"username": username} if isinstance(username, str) else {},
+            sealed,
+        )
+    return ok(
+        {
+            "channel": {key: channel[key] for key in ChannelOut.model_fields},
+            "webhook_url": f"{urls.base_url}/api/v1/webhooks/x/{channel['id']}",
+        }
+    )
+
+
 @router.post(
     "/conversations/{conversation_id}/messages",
     status_code=201,
@@ -382,6 +465,7 @@ def reply_to_conversation(
     whatsapp: WhatsApp,
     telegram: Telegram,
     mailer: OptionalMailer,
+    x: XApi,
 ) -> dict[str, Any]:
     """Members and above. The reply is queued with its outbox row in one transaction (the
     database checks the role, the channel, the text and, on WhatsApp, the 24-hour window or the
@@ -395,7 +479,7 @@ def reply_to_conversation(
             (conversation_id, reply.text, Jsonb(template) if template else None),
         ).fetchone()
     assert row is not None
-    drain_inbox_outbox(database, Providers(box, whatsapp, telegram, mailer), 1, row["id"])
+    drain_inbox_outbox(database, Providers(box, whatsapp, telegram, mailer, x), 1, row["id"])
     with acting.connection() as conn:
         message = conn.execute(
             "select id, conversation_id, direction, status, text, template, provider_message_id,"

@@ -14,8 +14,9 @@ from api.core.settings import Settings
 
 Document = dict[str, Any]
 METHODS = {"get", "put", "post", "delete", "patch"}
-# Operations anyone may call without a credential: the load balancer's health check.
-PUBLIC = {"health"}
+# Operations anyone may call without a credential: the load balancer's health check, and X's
+# challenge-response check (its answer is a signature only the consumer secret can make).
+PUBLIC = {"health", "x_crc"}
 # Signed inside the body (SNS's Signature and SigningCertURL fields), which no OpenAPI security
 # scheme can express; the operation's description and body schema say how it is verified.
 SIGNED_IN_THE_BODY = {"ses_webhook", "ses_inbound_webhook"}

@@ -18,6 +18,22 @@ Conn = psycopg.Connection[Any]
 APP_SECRET = "app-secret-" + uuid.uuid4().hex
 VERIFY_TOKEN = "verify-" + uuid.uuid4().hex
 TELEGRAM_SECRET = "tg-" + uuid.uuid4().hex
+X_CONSUMER_SECRET = "x-consumer-" + uuid.uuid4().hex
+
+
+def x_channel(conn: Conn, user: User, key: str, token: str) -> tuple[uuid.UUID, str]:
+    """An X channel of the user's workspace (a fresh account id), signed with
+    X_CONSUMER_SECRET; answers its id and the account id."""
+    account = str(uuid.uuid4().int % 10**12)
+    sealed = Fernet(key.encode()).encrypt(
+        json.dumps({"access_token": token, "consumer_secret": X_CONSUMER_SECRET}).encode()
+    )
+    row = one(
+        conn,
+        "select id from private.connect_channel(%s, 'x', '@shop', %s, '{}', %s)",
+        (user.workspace_id, account, sealed.decode()),
+    )
+    return uuid.UUID(str(row["id"])), account
 
 
 def telegram_channel(conn: Conn, user: User, key: str, bot_token: str) -> uuid.UUID:

@@ -43,7 +43,7 @@ from tests.factories.workspaces import (
     make_project,
     one,
 )
-from tests.fakes.whatsapp_server import status, statuses
+from tests.fakes.whatsapp_server import image_message, inbound, status, statuses
 
 Conn = psycopg.Connection[Any]
 
@@ -667,6 +667,12 @@ def seed_inbox(conn: Conn, owner: User, worker: User) -> None:
     with acting_as(conn, owner):
         conn.execute("select public.mark_conversation_read(%s)", (conversation,))
     whatsapp_conversation(conn, channel, text="STOP")
+    sender = "4207" + str(uuid.uuid4().int % 10**8).zfill(8)
+    apply_whatsapp(
+        conn,
+        channel,
+        inbound(sender, [image_message(sender)], phone_number_id=account_id(conn, channel)),
+    )
     seed_support(conn, owner, worker, channel, conversation)
     conn.execute(
         "insert into public.message_revisions (workspace_id, message_id, text, replaced_at)"

@@ -91,6 +91,10 @@ class GraphServer:
     token: str = TOKEN
     failures: list[int] = field(default_factory=list)  # Meta error codes, one per next send
     templates: list[dict[str, Any]] = field(default_factory=list)
+    media: dict[str, bytes] = field(default_factory=dict)  # media id -> file
+    announced_sizes: dict[str, int] = field(
+        default_factory=dict
+    )  # file_size claimed, if not the real one
     received: list[Received] = field(default_factory=list)
 
     def sends(self) -> list[dict[str, Any]]:
@@ -146,6 +150,26 @@ def serve_whatsapp() -> Iterator[GraphServer]:
             with lock:
                 state.received.append(Received("GET", url.path, dict(self.headers.items()), query))
             if not self.authorised():
+                return
+            if url.path.startswith("/media-download/"):
+                media_id = url.path.rsplit("/", 1)[1]
+                self.reply(200, state.media[media_id], content_type="image/jpeg")
+                return
+            if re.fullmatch(r"/[0-9]+", url.path) and url.path[1:] in state.media:
+                media_id = url.path[1:]
+                self.reply_json(
+                    200,
+                    {
+                        "messaging_product": "whatsapp",
+                        "url": f"{state.base_url}/media-download/{media_id}",
+                        "mime_type": "image/jpeg",
+                        "sha256": hashlib.sha256(state.media[media_id]).hexdigest(),
+                        "file_size": state.announced_sizes.get(
+                            media_id, len(state.media[media_id])
+                        ),
+                        "id": media_id,
+                    },
+                )
                 return
             if not re.fullmatch(r"/[0-9]+/message_templates", url.path):
                 self.reply_json(400, {"error": {"message": "Unknown path", "code": 100}})

@@ -433,3 +433,36 @@ def test_replies_count_for_campaign_performance_and_stop_suppresses(
             (campaign,),
         ).fetchone()
     assert seen["n"] == 0
+
+
+def test_a_reply_is_a_replied_contact_event_flows_can_exit_on(
+    conn: Conn, client: TestClient, jwks: JwksServer, mailbox: Mailbox
+) -> None:
+    owner = create_user(conn)
+    inbound = address()
+    connect(client, jwks, owner, inbound)
+    [reader] = add_contacts(conn, owner, 1, prefix="sequence")
+    campaign = list_campaign(conn, owner, [reader])
+    start(conn, owner, campaign)
+    recipient = one(
+        conn, "select id, email from public.campaign_recipients where campaign_id = %s", (campaign,)
+    )
+    ses_id = f"0107019{uuid.uuid4().hex[:9]}-{uuid.uuid4()}-000000"
+    conn.execute(
+        "update public.campaign_recipients set status = 'sent', sent_at = now(),"
+        " ses_message_id = %s where id = %s",
+        (ses_id, recipient["id"]),
+    )
+    thread = {"In-Reply-To": f"<{ses_id}@eu-central-1.amazonses.com>"}
+    away = {**thread, "Auto-Submitted": "auto-replied"}
+    mailbox.deliver(mail(recipient["email"], inbound, "Away", headers=away), [inbound])
+    mailbox.deliver(mail(recipient["email"], inbound, "Not interested", headers=thread), [inbound])
+    events = conn.execute(
+        "select type, name, properties from public.contact_events"
+        " where contact_id = %s and type = 'custom'",
+        (reader,),
+    ).fetchall()
+    assert len(events) == 1
+    assert events[0]["name"] == "replied"
+    assert events[0]["properties"]["campaign_id"] == str(campaign)
+    assert events[0]["properties"]["channel"] == "email"

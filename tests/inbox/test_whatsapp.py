@@ -3,8 +3,10 @@ into conversations, statuses that only move forward however they arrive, replies
 outbox inside the 24-hour window (templates outside it), and Meta's errors kept and shown.
 Payloads follow Meta's documented shapes (tests/fakes/whatsapp_server.py)."""
 
+import hashlib
 import json
 import random
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,6 +31,7 @@ from tests.factories.inbox import (
 )
 from tests.factories.workspaces import acting_as, add_member, create_user, fund, one, refused
 from tests.fakes.jwks import JwksServer
+from tests.fakes.storage_server import SERVICE_KEY, serve_storage
 from tests.fakes.whatsapp_server import (
     GraphServer,
     hub_signature,
@@ -750,3 +753,95 @@ def test_stop_suppresses_templates_but_not_answers_in_the_window(
         )["n"]
         == 0
     )
+
+
+def test_inbound_media_is_fetched_into_the_inbox_bucket(
+    conn: Conn, database_url: str, jwks: JwksServer, graph: GraphServer
+) -> None:
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    small, huge = image_message(sender), image_message(sender)
+    small["image"]["id"], huge["image"]["id"] = "2001", "2002"
+    graph.media["2001"] = b"\xff\xd8\xff\xe0 a small jpeg"
+    graph.media["2002"] = b"\xff\xd8 pretend this is 30 MB"
+    graph.announced_sizes["2002"] = 30 * 1024 * 1024
+    apply_whatsapp(
+        conn, channel, inbound(sender, [small, huge], phone_number_id=account_id(conn, channel))
+    )
+    with serve_storage() as storage:
+        settings = edge_settings(
+            database_url,
+            jwks,
+            integrations_encryption_key=SecretStr(KEY),
+            cron_secret=SecretStr(CRON),
+            whatsapp_graph_url=graph.base_url,
+            supabase_service_key=SecretStr(SERVICE_KEY),
+            supabase_storage_url=storage.base_url,
+        )
+        with TestClient(create_app(settings)) as edge:
+            answer = edge.get("/api/v1/cron/inbox", headers={"Authorization": f"Bearer {CRON}"})
+        assert answer.status_code == 200, answer.text
+        stored = {
+            path: data for (bucket, path), data in storage.objects.items() if bucket == "inbox"
+        }
+    rows = conn.execute(
+        "select id, conversation_id, attachments from public.messages where channel_id = %s"
+        " order by provider_timestamp, id",
+        (channel,),
+    ).fetchall()
+    by_media = {r["attachments"][0]["provider_media_id"]: r for r in rows}
+    kept = by_media["2001"]
+    path = f"{owner.workspace_id}/{kept['conversation_id']}/{kept['id']}/0-image"
+    assert kept["attachments"][0]["status"] == "stored"
+    assert kept["attachments"][0]["storage_path"] == path
+    assert stored[path] == b"\xff\xd8\xff\xe0 a small jpeg"
+    assert by_media["2002"]["attachments"][0]["status"] == "too_large"
+    assert not any(p.endswith(str(by_media["2002"]["id"]) + "/0-image") for p in stored)
+
+
+def test_the_same_message_applied_concurrently_is_one_row(conn: Conn, database_url: str) -> None:
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    number = account_id(conn, channel)
+    message = text_message(sender, "Only once, please")
+    events = []
+    for extra in ([], [text_message(sender, "and this one")]):
+        raw = json.dumps(inbound(sender, [message, *extra], phone_number_id=number))
+        events.append(
+            one(
+                conn,
+                "select id from private.record_webhook_event('whatsapp', %s, %s)",
+                (f"{channel}:{hashlib.sha256(raw.encode()).hexdigest()}", raw),
+            )["id"]
+        )
+    barrier = threading.Barrier(len(events))
+    errors: list[BaseException] = []
+
+    def apply(event: uuid.UUID) -> None:
+        try:
+            with psycopg.connect(database_url, autocommit=True) as own:
+                barrier.wait()
+                own.execute("select private.apply_whatsapp_event(%s)", (event,))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=apply, args=(event,)) for event in events]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    counts = one(
+        conn,
+        "select count(*) filter (where text = 'Only once, please') as once, count(*) as total,"
+        " count(distinct conversation_id) as conversations from public.messages"
+        " where channel_id = %s",
+        (channel,),
+    )
+    assert counts == {"once": 1, "total": 2, "conversations": 1}
+    contacts = one(
+        conn, "select count(*) as n from public.contacts where phone = %s", ("+" + sender,)
+    )
+    assert contacts["n"] == 1

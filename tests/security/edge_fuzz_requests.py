@@ -29,7 +29,7 @@ from api.imports.columns import ORDERS
 from api.privacy import consent_links
 from api.shops.shoptet.webhook import CUSTOMER_EVENTS, ORDER_EVENTS
 from api.shops.webhooks import SHOPS
-from tests.factories.inbox import APP_SECRET, TELEGRAM_SECRET, VERIFY_TOKEN
+from tests.factories.inbox import APP_SECRET, TELEGRAM_SECRET, VERIFY_TOKEN, X_CONSUMER_SECRET
 from tests.fakes.razorpay_server import event as razorpay_event
 from tests.fakes.razorpay_server import payment_entity, subscription_entity
 from tests.fakes.ses_inbound import received
@@ -43,6 +43,7 @@ from tests.fakes.whatsapp_server import (
     statuses,
     text_message,
 )
+from tests.fakes.x_server import dm_delivery, x_signature
 from tests.shops.test_customer_webhooks import shopify_customer_body, woocommerce_customer_body
 from tests.shops.test_product_webhooks import shopify_product_body, woocommerce_product_body
 from tests.shops.test_shop_webhooks import shopify_order, woocommerce_order
@@ -112,6 +113,8 @@ class Seeded:
     conversation_id: uuid.UUID
     telegram_channel_id: uuid.UUID
     email_address: str  # an email channel's inbound address
+    x_channel_id: uuid.UUID
+    x_account_id: str
 
 
 @dataclass(frozen=True)
@@ -420,6 +423,36 @@ def ses_inbound(case: Case[Any], draw: Draw, context: Context) -> Sending:
     return Sending({"x-amz-sns-message-type": "Notification"}, json.dumps(notification).encode())
 
 
+def x_account(case: Case[Any], draw: Draw, context: Context) -> Sending:
+    """Signed with the consumer secret as X signs; shaped bodies are direct message deliveries
+    for the connected account, with fuzzed fields."""
+    mode = draw(WEBHOOK_MODES)
+    if mode == "as_generated":
+        return Sending()
+    body = json_bytes(case.body)
+    if mode == "shaped":
+        sender = draw(
+            st.sampled_from(["3001969357", context.seeded.x_account_id]) | st.text(max_size=8)
+        )
+        delivery = dm_delivery(
+            sender, draw(st.text(max_size=40)), for_user_id=context.seeded.x_account_id
+        )
+        delivery["direct_message_events"][0] = with_fuzzed_fields(
+            draw,
+            delivery["direct_message_events"][0],
+            ["id", "type", "created_timestamp", "message_create"],
+        )
+        body = json.dumps(with_fuzzed_fields(draw, delivery, ["for_user_id", "users"])).encode()
+    return Sending({"x-twitter-webhooks-signature": x_signature(X_CONSUMER_SECRET, body)}, body)
+
+
+def x_crc(case: Case[Any], draw: Draw, context: Context) -> Sending:
+    """A share of cases carry a token of the shape X sends."""
+    if draw(st.booleans()) and isinstance(case.query, dict):
+        case.query["crc_token"] = draw(st.from_regex(r"[A-Za-z0-9_-]{8,40}", fullmatch=True))
+    return Sending()
+
+
 def whatsapp_verification(case: Case[Any], draw: Draw, context: Context) -> Sending:
     """A share of cases carry the channel's verify token, as Meta does."""
     if draw(st.booleans()) and isinstance(case.query, dict):
@@ -548,6 +581,7 @@ PREPARE: dict[str, Callable[[Case[Any], Draw, Context], Sending]] = {
     "/api/v1/webhooks/whatsapp/{channel_id}": whatsapp,
     "/api/v1/webhooks/telegram/{channel_id}": telegram,
     "/api/v1/webhooks/ses-inbound": ses_inbound,
+    "/api/v1/webhooks/x/{channel_id}": x_account,
     "/api/v1/cron/inbox": cron,
     "/api/v1/cron/outbox": cron,
     "/api/v1/cron/email": cron,
@@ -574,5 +608,7 @@ PREPARE: dict[str, Callable[[Case[Any], Draw, Context], Sending]] = {
 def prepare(case: Case[Any], draw: Draw, context: Context) -> Sending:
     if case.operation.path == "/api/v1/webhooks/whatsapp/{channel_id}" and case.method == "GET":
         return whatsapp_verification(case, draw, context)
+    if case.operation.path == "/api/v1/webhooks/x/{channel_id}" and case.method == "GET":
+        return x_crc(case, draw, context)
     preparer = PREPARE.get(case.operation.path)
     return preparer(case, draw, context) if preparer else Sending()

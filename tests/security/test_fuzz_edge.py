@@ -49,6 +49,7 @@ from tests.factories.inbox import (
     telegram_channel,
     whatsapp_channel,
     whatsapp_conversation,
+    x_channel,
 )
 from tests.factories.workspaces import (
     User,
@@ -71,6 +72,8 @@ from tests.fakes.supabase_auth_server import AuthServer, serve_auth
 from tests.fakes.telegram_server import TOKEN as TELEGRAM_TOKEN
 from tests.fakes.telegram_server import TelegramServer, serve_telegram
 from tests.fakes.whatsapp_server import GraphServer, serve_whatsapp
+from tests.fakes.x_server import TOKEN as X_TOKEN
+from tests.fakes.x_server import XServer, serve_x
 from tests.security.edge_fuzz_requests import SNS_TOPIC, Context, Secrets, Seeded, prepare
 
 Conn = psycopg.Connection[DictRow]
@@ -128,6 +131,8 @@ class Tenant:
             "channel_id": (
                 seeded.telegram_channel_id
                 if case.operation.path.startswith("/api/v1/webhooks/telegram/")
+                else seeded.x_channel_id
+                if case.operation.path.startswith("/api/v1/webhooks/x/")
                 else seeded.channel_id
             ),
             "conversation_id": seeded.conversation_id,
@@ -206,6 +211,12 @@ def auth(database_url: str) -> Iterator[AuthServer]:
 @pytest.fixture(scope="module")
 def bot_api() -> Iterator[TelegramServer]:
     with serve_telegram() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def x_api() -> Iterator[XServer]:
+    with serve_x() as server:
         yield server
 
 
@@ -304,6 +315,7 @@ def seed(conn: Conn, user: User, razorpay: RazorpayServer, ses: str) -> Seeded:
             (link_contact,),
         )
     channel = whatsapp_channel(conn, user, SECRETS.encryption_key)
+    x_seeded = x_channel(conn, user, SECRETS.encryption_key, X_TOKEN)
     razorpay_id = razorpay.hold(TEAM_PLAN, str(workspace))
     subscription = one(
         conn,
@@ -334,6 +346,8 @@ def seed(conn: Conn, user: User, razorpay: RazorpayServer, ses: str) -> Seeded:
         conversation_id=whatsapp_conversation(conn, channel),
         telegram_channel_id=telegram_channel(conn, user, SECRETS.encryption_key, TELEGRAM_TOKEN),
         email_address=email_channel(conn, user),
+        x_channel_id=x_seeded[0],
+        x_account_id=x_seeded[1],
     )
 
 
@@ -382,6 +396,7 @@ def edge_schema(
     auth: AuthServer,
     graph: GraphServer,
     bot_api: TelegramServer,
+    x_api: XServer,
 ) -> Iterator[OpenApiSchema]:
     """The edge as deployed, every secret set and every provider a local stand-in, so no case
     leaves the machine and none stops at `provider_not_configured`."""
@@ -418,6 +433,7 @@ def edge_schema(
             supabase_auth_url=auth.base_url,
             whatsapp_graph_url=graph.base_url,
             telegram_api_url=bot_api.base_url,
+            x_api_url=x_api.base_url,
             inbox_timeout_seconds=2,
             database_timeout_seconds=5,
         )

@@ -147,6 +147,36 @@ class WhatsAppClient:
                 return wamid
         raise WhatsAppError(502, "unexpected_answer", "Meta answered without a message id")
 
+    def media(self, media_id: str, token: str, max_bytes: int) -> tuple[bytes, str]:
+        """A media file of an inbound message (its URL from `GET /{media-id}`, then the file
+        with the same token), refused past `max_bytes` before and while downloading."""
+        info = self.call("GET", graph_id(media_id, "media id"), token)
+        url, size = info.get("url"), info.get("file_size")
+        mime_type = str(info.get("mime_type") or "application/octet-stream")[:200]
+        if not isinstance(url, str) or not (
+            url.startswith("https://") or url.startswith(self.base_url.split("/v")[0])
+        ):
+            raise WhatsAppError(502, "unexpected_answer", "Meta answered without a media URL")
+        if isinstance(size, int) and size > max_bytes:
+            raise WhatsAppError(413, "too_large", f"The file has {size} bytes")
+        try:
+            with httpx.stream(
+                "GET",
+                url,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=self.timeout_seconds,
+            ) as response:
+                if not response.is_success:
+                    raise WhatsAppError(response.status_code, str(response.status_code), "download")
+                data = bytearray()
+                for chunk in response.iter_bytes():
+                    data.extend(chunk)
+                    if len(data) > max_bytes:
+                        raise WhatsAppError(413, "too_large", "The file is larger than allowed")
+        except httpx.HTTPError as error:
+            raise WhatsAppError(503, "unreachable", type(error).__name__) from error
+        return bytes(data), mime_type
+
     def templates(self, business_account_id: str, token: str) -> list[Template]:
         """Every template of the account, following Graph's `after` cursors on our own base URL
         (never the `next` URL an answer names)."""

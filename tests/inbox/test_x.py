@@ -1,0 +1,160 @@
+"""X direct messages: off until a workspace connects an account; the CRC is answered with the
+consumer-secret HMAC only for X's token shape; deliveries are verified, stored once and
+applied (the account's own DMs skipped); replies go out as DMs. Payloads follow X's docs
+(tests/fakes/x_server.py)."""
+
+import base64
+import hashlib
+import hmac
+import json
+import random
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from cryptography.fernet import Fernet
+from fastapi.testclient import TestClient
+from psycopg.rows import DictRow
+from pydantic import SecretStr
+
+from api.app import create_app
+from tests.factories.edge import bearer, edge_settings
+from tests.factories.workspaces import User, create_user, one
+from tests.fakes.jwks import JwksServer
+from tests.fakes.x_server import TOKEN, XServer, dm_delivery, serve_x, x_signature
+
+Conn = psycopg.Connection[DictRow]
+KEY = Fernet.generate_key().decode()
+CONSUMER_SECRET = "consumer-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def x_api() -> Iterator[XServer]:
+    with serve_x() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(database_url: str, jwks: JwksServer, x_api: XServer) -> Iterator[TestClient]:
+    settings = edge_settings(
+        database_url,
+        jwks,
+        integrations_encryption_key=SecretStr(KEY),
+        public_base_url="https://edge.example.test",
+        x_api_url=x_api.base_url,
+    )
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def account(conn: Conn, x_api: XServer) -> str:
+    """A fresh account id for the fake, so each test connects its own."""
+    x_api.account_id = str(random.randrange(10**9, 10**10))
+    return x_api.account_id
+
+
+def connect(client: TestClient, jwks: JwksServer, user: User) -> str:
+    answer = client.post(
+        "/api/v1/inbox/channels/x",
+        json={
+            "workspace_id": str(user.workspace_id),
+            "name": "@shop",
+            "access_token": TOKEN,
+            "consumer_secret": CONSUMER_SECRET,
+        },
+        headers=bearer(jwks, user),
+    )
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["data"]["channel"]["id"])
+
+
+def deliver(
+    client: TestClient, channel: str, body: dict[str, Any], secret: str = CONSUMER_SECRET
+) -> Any:
+    raw = json.dumps(body).encode()
+    return client.post(
+        f"/api/v1/webhooks/x/{channel}",
+        content=raw,
+        headers={"x-twitter-webhooks-signature": x_signature(secret, raw)},
+    )
+
+
+def test_off_until_connected_then_crc_and_signed_dms(
+    conn: Conn, client: TestClient, jwks: JwksServer, account: str
+) -> None:
+    unknown = uuid.uuid4()
+    assert (
+        client.get(
+            f"/api/v1/webhooks/x/{unknown}", params={"crc_token": "abcdefgh1234"}
+        ).status_code
+        == 401
+    )
+    assert (
+        deliver(
+            client, str(unknown), dm_delivery("3001969357", "hi", for_user_id=account)
+        ).status_code
+        == 401
+    )
+    owner = create_user(conn)
+    channel = connect(client, jwks, owner)
+    crc = client.get(f"/api/v1/webhooks/x/{channel}", params={"crc_token": "9b4507b0-crc_Token"})
+    expected = base64.b64encode(
+        hmac.new(CONSUMER_SECRET.encode(), b"9b4507b0-crc_Token", hashlib.sha256).digest()
+    ).decode()
+    assert crc.json() == {"response_token": f"sha256={expected}"}
+    # A body as crc_token would let anyone sign deliveries through the CRC: refused.
+    body = json.dumps(dm_delivery("3001969357", "forged", for_user_id=account))
+    assert (
+        client.get(f"/api/v1/webhooks/x/{channel}", params={"crc_token": body}).status_code == 422
+    )
+
+    delivery = dm_delivery("3001969357", "Do you ship to Brno?", for_user_id=account)
+    assert deliver(client, channel, delivery, secret="wrong").status_code == 401
+    assert deliver(client, channel, delivery).json()["data"] == {"outcome": "accepted"}
+    assert deliver(client, channel, delivery).json()["data"] == {"outcome": "duplicate"}
+    own = dm_delivery(account, "Our own DM", for_user_id=account)
+    assert deliver(client, channel, own).status_code == 200
+    follow = {"for_user_id": account, "follow_events": [{"type": "follow"}]}
+    assert deliver(client, channel, follow).json()["data"] == {"outcome": "ignored"}
+    rows = conn.execute(
+        "select m.text, i.address, i.display_name from public.messages m"
+        " join public.conversations c on c.id = m.conversation_id"
+        " join public.contact_identities i on i.id = c.identity_id where m.channel_id = %s",
+        (channel,),
+    ).fetchall()
+    assert [dict(r) for r in rows] == [
+        {"text": "Do you ship to Brno?", "address": "3001969357", "display_name": "Jordan Brinks"}
+    ]
+
+
+def test_replies_go_out_as_dms_and_errors_are_kept(
+    conn: Conn, client: TestClient, jwks: JwksServer, x_api: XServer, account: str
+) -> None:
+    owner = create_user(conn)
+    channel = connect(client, jwks, owner)
+    deliver(client, channel, dm_delivery("3001969357", "Hello?", for_user_id=account))
+    conversation = one(
+        conn, "select id from public.conversations where channel_id = %s", (channel,)
+    )["id"]
+    url = f"/api/v1/inbox/conversations/{conversation}/messages"
+    sent = client.post(url, json={"text": "Yes, we do."}, headers=bearer(jwks, owner)).json()[
+        "data"
+    ]
+    assert sent["status"] == "sent" and sent["provider_message_id"]
+    assert x_api.sent[-1] == ("3001969357", {"text": "Yes, we do."})
+    x_api.failures[:] = [429]
+    throttled = client.post(url, json={"text": "again"}, headers=bearer(jwks, owner)).json()["data"]
+    assert throttled["status"] == "queued"
+    x_api.failures[:] = [403]
+    refused = client.post(url, json={"text": "hello"}, headers=bearer(jwks, owner)).json()["data"]
+    assert (refused["status"], refused["error_code"]) == ("failed", "403")
+    assert "not permitted" in refused["error_text"]
+    x_api.failures[:] = [401]
+    client.post(url, json={"text": "hello"}, headers=bearer(jwks, owner))
+    assert (
+        one(conn, "select status from public.channels where id = %s", (channel,))["status"]
+        == "revoked"
+    )
