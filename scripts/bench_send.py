@@ -373,12 +373,21 @@ def freeze_only(url: str, n: int) -> int:
             (2 * n, 2 * n),
         )
         owner = create_user(conn)
-        build_seconds, contacts = timed(lambda: add_contacts(conn, owner, n))
+        build_seconds, _ = timed(lambda: add_contacts(conn, owner, n))
+        # A list of all of them, written directly (a user's statement stops after 8 s).
+        row = conn.execute(
+            "insert into public.email_lists (workspace_id, name) values (%s, 'Everyone')"
+            " returning id",
+            (owner.workspace_id,),
+        ).fetchone()
+        assert row is not None
+        conn.execute(
+            "insert into public.email_list_members (list_id, workspace_id, contact_id)"
+            " select %s, workspace_id, id from public.contacts where workspace_id = %s",
+            (row["id"], owner.workspace_id),
+        )
         campaign = draft_campaign(
-            conn,
-            owner,
-            list_ids=[email_list(conn, owner, contacts)],
-            sender_id=verified_sender(conn, owner),
+            conn, owner, list_ids=[row["id"]], sender_id=verified_sender(conn, owner)
         )
         conn.execute("analyze")
         start_seconds, started = timed(lambda: start(conn, owner, campaign))
