@@ -21,6 +21,7 @@ from api.ai import routes as ai
 from api.ai.deps import AI
 from api.ai.groq_ai import GroqChat
 from api.ai.safe_ai import SafeAi
+from api.api_keys import routes as api_keys
 from api.automations import routes as automations
 from api.automations import webhook as make_webhooks
 from api.automations.deps import MAKE, SCENARIOS
@@ -49,7 +50,12 @@ from api.imports import routes as imports
 from api.imports.deps import IMPORT_STORAGE
 from api.imports.storage import ImportStorage
 from api.inbox import routes as inbox
-from api.inbox.deps import INBOX_BOX, WHATSAPP
+from api.inbox.deps import INBOUND_SNS, INBOX_BOX, MAILER, TELEGRAM, WHATSAPP
+from api.inbox.email import webhook as inbound_email
+from api.inbox.email.mailer import Mailer
+from api.inbox.email.sns_check import SnsCheck
+from api.inbox.telegram import webhook as telegram_webhooks
+from api.inbox.telegram.client import TelegramClient
 from api.inbox.whatsapp import webhook as whatsapp_webhooks
 from api.inbox.whatsapp.client import WhatsAppClient
 from api.me import routes as me
@@ -171,10 +177,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     WHATSAPP.install(
         app, WhatsAppClient(settings.whatsapp_graph_url, settings.inbox_timeout_seconds)
     )
+    TELEGRAM.install(app, TelegramClient(settings.telegram_api_url, settings.inbox_timeout_seconds))
     IMPORT_STORAGE.install(app, storage)
     SUPABASE_ADMIN.install(app, supabase_admin)
-    SES.install(
-        app,
+    ses = (
         SesClient(
             region=settings.ses_region,
             access_key_id=settings.ses_access_key_id,
@@ -188,17 +194,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_connections=settings.ses_send_concurrency,
         )
         if settings.ses_region
-        else None,
+        else None
     )
-    SNS.install(
-        app,
+    SES.install(app, ses)
+    MAILER.install(app, Mailer(ses.send_raw) if ses else None)
+    sns = (
         SnsVerifier(
             topic_arns=frozenset(settings.sns_topic_arns),
             extra_certificate_origins=frozenset(settings.sns_certificate_origins),
         )
         if settings.sns_topic_arns
-        else None,
+        else None
     )
+    SNS.install(app, sns)
+    INBOUND_SNS.install(app, SnsCheck(sns.verify, sns.subscribe_url_allowed) if sns else None)
     LINK_SECRET.install(app, secret_value(settings.email_link_secret))
     intake = WebhookIntake(database)
     intake.register("shoptet", shoptet_webhooks.applier(database, box, settings.shoptet_api_url))
@@ -208,6 +217,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     intake.register("shopify", shop_webhooks.applier(database, "shopify"))
     intake.register("woocommerce", shop_webhooks.applier(database, "woocommerce"))
     intake.register("whatsapp", whatsapp_webhooks.applier(database))
+    intake.register("telegram", telegram_webhooks.applier(database))
+    intake.register("ses_inbound", inbound_email.applier(database))
     INTAKE.install(app, intake)
     tokens = TokenVerifier(
         supabase_url=settings.supabase_url,
@@ -233,12 +244,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_contract(app)
     app.include_router(health.router)
     app.include_router(me.router)
+    app.include_router(api_keys.router)
     app.include_router(automations.router)
     app.include_router(make_webhooks.router)
     # Before the shops' /webhooks/{source}/{project_id}, which would capture /webhooks/shoptet/...
     # and /webhooks/whatsapp/...
     app.include_router(shoptet_webhooks.router)
     app.include_router(whatsapp_webhooks.router)
+    app.include_router(telegram_webhooks.router)
     app.include_router(whatsapp_webhooks.verification_router)
     app.include_router(shop_webhooks.router)
     app.include_router(integrations.router)
@@ -247,6 +260,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(billing.router)
     app.include_router(razorpay_webhooks.router)
     app.include_router(ses_webhooks.router)
+    app.include_router(inbound_email.router)
     app.include_router(cron.router)
     app.include_router(sender_identities.router)
     app.include_router(unsubscribe.router)

@@ -25,7 +25,7 @@ from api.email.notices import send_pause_emails
 from api.email.sender import SendPolicy, send_due_emails
 from api.imports.deps import OptionalStorage
 from api.imports.jobs import continue_import_jobs
-from api.inbox.deps import OptionalBox, WhatsApp
+from api.inbox.deps import OptionalBox, OptionalMailer, Telegram, WhatsApp
 from api.inbox.outbox import Providers, drain_inbox_outbox
 from api.privacy import retention
 from api.privacy.deps import OptionalSupabase
@@ -361,25 +361,44 @@ class InboxSend(BaseModel):
     sent: int
     retrying: int
     failed: int
+    woken: int
+    auto_resolved: int
 
 
 class InboxReport(BaseModel):
-    inbox: InboxSend | Literal["not_configured"]
+    inbox: InboxSend
 
 
 @router.get(
     "/inbox",
     response_model=Envelope[InboxReport],
     summary="Send queued inbox replies",
-    responses=documented({"inbox": {"sent": 12, "retrying": 1, "failed": 0}}),
+    responses=documented(
+        {"inbox": {"sent": 12, "retrying": 1, "failed": 0, "woken": 2, "auto_resolved": 5}}
+    ),
 )
-def send_inbox(database: ServiceDatabase, box: OptionalBox, whatsapp: WhatsApp) -> dict[str, Any]:
-    """Sends due inbox replies (up to 50: new ones and retries whose backoff has passed) and
-    forgets week-old delivery statuses no message claimed. Replies wait, queued, while
-    INTEGRATIONS_ENCRYPTION_KEY is not set."""
+def send_inbox(
+    database: ServiceDatabase,
+    box: OptionalBox,
+    whatsapp: WhatsApp,
+    telegram: Telegram,
+    mailer: OptionalMailer,
+) -> dict[str, Any]:
+    """Wakes snoozed conversations whose time has come, resolves those silent for their
+    workspace's auto_resolve_days (up to 1000 each), sends due inbox replies (up to 50: new ones
+    and retries whose backoff has passed) and forgets week-old delivery statuses no message
+    claimed. Replies of channels with sealed credentials wait (retrying) while
+    INTEGRATIONS_ENCRYPTION_KEY is not set, email replies while SES is not."""
     with database.as_service() as conn:
         conn.execute("select private.prune_inbox_backlog()")
-    if box is None:
-        return ok({"inbox": "not_configured"})
-    report = drain_inbox_outbox(database, Providers(box, whatsapp), DRAIN_LIMIT)
-    return ok({"inbox": report.as_dict()})
+        kept = conn.execute("select * from private.inbox_housekeeping(%s)", (1000,)).fetchone()
+    report = drain_inbox_outbox(database, Providers(box, whatsapp, telegram, mailer), DRAIN_LIMIT)
+    return ok(
+        {
+            "inbox": {
+                **report.as_dict(),
+                "woken": kept["woken"] if kept else 0,
+                "auto_resolved": kept["resolved"] if kept else 0,
+            }
+        }
+    )

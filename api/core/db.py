@@ -16,13 +16,15 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from api.core.errors import ApiError
 
-# One round trip: switch role, publish the claims, and apply the role's own settings (such as
-# its statement_timeout) the way PostgREST applies impersonated role settings.
+# One round trip: switch role, publish the claims and the request's headers the audit log
+# reads (its id and the client's address; never credentials), and apply the role's own settings
+# (such as its statement_timeout) the way PostgREST applies impersonated role settings.
 BECOME_USER_SQL = """
 select set_config('role', 'authenticated', true),
        set_config('request.jwt.claims', %(claims)s, true),
        set_config('request.method', %(method)s, true),
        set_config('request.path', %(path)s, true),
+       set_config('request.headers', %(headers)s, true),
        (select count(set_config(split_part(setting, '=', 1),
                                 substr(setting, strpos(setting, '=') + 1), true))
           from pg_catalog.pg_db_role_setting as s, unnest(s.setconfig) as setting
@@ -35,10 +37,22 @@ Connection = psycopg.Connection[DictRow]
 
 
 def become_user(
-    conn: psycopg.Connection[Any], claims: dict[str, Any], method: str = "", path: str = ""
+    conn: psycopg.Connection[Any],
+    claims: dict[str, Any],
+    method: str = "",
+    path: str = "",
+    headers: dict[str, str] | None = None,
 ) -> None:
     """Turn the current transaction into the given user's, as PostgREST does."""
-    conn.execute(BECOME_USER_SQL, {"claims": json.dumps(claims), "method": method, "path": path})
+    conn.execute(
+        BECOME_USER_SQL,
+        {
+            "claims": json.dumps(claims),
+            "method": method,
+            "path": path,
+            "headers": json.dumps(headers or {}),
+        },
+    )
 
 
 def become_service(conn: psycopg.Connection[Any]) -> None:
@@ -89,10 +103,14 @@ class Database:
 
     @contextmanager
     def as_user(
-        self, claims: dict[str, Any], method: str = "", path: str = ""
+        self,
+        claims: dict[str, Any],
+        method: str = "",
+        path: str = "",
+        headers: dict[str, str] | None = None,
     ) -> Iterator[Connection]:
         with self.connection() as conn:
-            become_user(conn, claims, method, path)
+            become_user(conn, claims, method, path, headers)
             yield conn
 
     @contextmanager

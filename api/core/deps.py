@@ -5,7 +5,8 @@ This module is the only code that reads `app.state`, so a missing provider answe
 when it acts as the user."""
 
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from ipaddress import ip_address
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, FastAPI, Request, Security
@@ -87,23 +88,45 @@ CurrentUser = Annotated[VerifiedUser, Depends(current_user)]
 @dataclass(frozen=True)
 class UserScope:
     """The signed-in user and the way to act as them: each `connection()` is one transaction
-    with role `authenticated` and the verified claims, method and path set, as PostgREST does."""
+    with role `authenticated` and the verified claims, method and path set, as PostgREST does,
+    and the request's id and client address in `request.headers` (the audit log records them)."""
 
     user: VerifiedUser
     database: Database
     method: str
     path: str
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def claims(self) -> dict[str, Any]:
         return self.user.claims
 
     def connection(self) -> AbstractContextManager[Connection]:
-        return self.database.as_user(self.user.claims, self.method, self.path)
+        return self.database.as_user(self.user.claims, self.method, self.path, self.headers)
+
+
+def client_address(request: Request) -> str | None:
+    """The caller's IP address: the one Vercel's proxy reports (`x-real-ip`, else the first
+    `x-forwarded-for` hop), else the socket's; anything that is not an IP address is dropped."""
+    forwarded = request.headers.get("x-forwarded-for", "").split(",")[0]
+    for candidate in (
+        request.headers.get("x-real-ip", ""),
+        forwarded,
+        request.client.host if request.client else "",
+    ):
+        try:
+            return str(ip_address(candidate.strip()))
+        except ValueError:
+            continue
+    return None
 
 
 def user_scope(request: Request, user: CurrentUser, database: ServiceDatabase) -> UserScope:
-    return UserScope(user, database, request.method, request.url.path)
+    headers = {"x-request-id": str(getattr(request.state, "request_id", ""))}
+    address = client_address(request)
+    if address:
+        headers["x-forwarded-for"] = address
+    return UserScope(user, database, request.method, request.url.path, headers)
 
 
 ActingUser = Annotated[UserScope, Depends(user_scope)]

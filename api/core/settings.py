@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     whatsapp_graph_url: str = Field(
         default="https://graph.facebook.com/v21.0", pattern=r"^https?://[^\s/]+(/[^\s]*)?$"
     )
+    telegram_api_url: str = Field(
+        default="https://api.telegram.org", pattern=r"^https?://[^\s/]+(/[^\s]*)?$"
+    )
     inbox_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
 
     cors_allowed_origins: list[str] = Field(default_factory=list)

@@ -4,6 +4,7 @@ from collections.abc import Mapping
 
 from api.core.errors import ApiError
 from api.core.openapi import insufficient_role, merged_errors
+from api.inbox.telegram.client import TelegramError
 from api.inbox.whatsapp.client import WhatsAppError
 
 NO_KEY = "INTEGRATIONS_ENCRYPTION_KEY is not configured"
@@ -38,6 +39,7 @@ REPLY_REFUSALS: Mapping[int, Mapping[str, str]] = {
         "approved template can be sent",
         "template_not_approved": "No approved template of this channel has that name and "
         "language; sync the templates",
+        "contact_opted_out": "This contact asked to receive no more messages on this channel",
     },
     422: {"invalid_message": "Send either text or a template"},
 }
@@ -62,3 +64,15 @@ def whatsapp_failure(error: WhatsAppError) -> ApiError:
             "Meta does not accept the channel's access token; reconnect",
         )
     return ApiError(502, "whatsapp_unavailable", f"WhatsApp failed: {error.code}")
+
+
+TELEGRAM_FAILURES: Mapping[int, Mapping[str, str]] = {
+    422: {"telegram_token_invalid": "Telegram does not accept the bot token"},
+    502: {"telegram_unavailable": "Telegram failed: 500"},
+}
+
+
+def telegram_failure(error: TelegramError) -> ApiError:
+    if error.credentials_refused:
+        return ApiError(422, "telegram_token_invalid", "Telegram does not accept the bot token")
+    return ApiError(502, "telegram_unavailable", f"Telegram failed: {error.code}")

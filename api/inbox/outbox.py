@@ -9,9 +9,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+from psycopg.types.json import Jsonb
+
 from api.core.db import Database
+from api.core.errors import CodedError
 from api.core.secrets_box import KeyMismatchError, SecretBox
+from api.inbox.email import mime
+from api.inbox.email.mailer import Mailer
 from api.inbox.secrets import open_secrets
+from api.inbox.telegram.client import TelegramClient, TelegramError
 from api.inbox.whatsapp.client import WhatsAppClient, WhatsAppError
 
 log = logging.getLogger("growthbase.inbox.outbox")
@@ -40,8 +46,10 @@ class SendError(Exception):
 
 @dataclass
 class Providers:
-    box: SecretBox
+    box: SecretBox | None  # None: channels with sealed credentials wait (retrying)
     whatsapp: WhatsAppClient
+    telegram: TelegramClient
+    mailer: Mailer | None
 
 
 @dataclass
@@ -83,21 +91,78 @@ def send_whatsapp(providers: Providers, outbound: dict[str, Any], secrets: dict[
         ) from error
 
 
-def send_one(providers: Providers, outbound: dict[str, Any]) -> str:
-    """The provider's id of the sent message; raises SendError."""
+def send_telegram(providers: Providers, outbound: dict[str, Any], secrets: dict[str, str]) -> str:
+    token = secrets.get("bot_token")
+    if not token:
+        raise SendError("not_connected", "The channel has no bot token", retryable=False)
+    last = outbound.get("last_inbound") or {}
+    try:
+        return providers.telegram.send_message(
+            token, outbound["to"], outbound["text"], last.get("provider_message_id")
+        )
+    except TelegramError as error:
+        raise SendError(
+            error.code,
+            error.message,
+            retryable=error.retryable,
+            retry_after=error.retry_after,
+            revokes=error.credentials_refused,
+        ) from error
+
+
+def send_email(providers: Providers, outbound: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A reply in the thread of the contact's last mail, from the channel's address."""
+    if providers.mailer is None:
+        # Waits (and retries) until SES is configured.
+        raise SendError("provider_not_configured", "Amazon SES is not configured", retryable=True)
+    last = outbound.get("last_inbound") or {}
+    context = last.get("context") or {}
+    references = [ref for ref in context.get("references") or [] if isinstance(ref, str)]
+    raw, message_id = mime.reply_message(
+        sender=outbound["account_id"],
+        sender_name=(outbound.get("settings") or {}).get("from_name"),
+        recipient=outbound["to"],
+        subject=outbound.get("subject") or context.get("subject"),
+        text=outbound["text"],
+        in_reply_to=context.get("email_message_id"),
+        references=references,
+        conversation_id=UUID(outbound["conversation_id"]),
+    )
+    try:
+        ses_id = providers.mailer.send_raw(
+            raw, outbound["account_id"], outbound["to"], {"inbox_message": outbound["message_id"]}
+        )
+    except CodedError as error:
+        raise SendError(
+            error.code, error.message, retryable=bool(getattr(error, "retryable", False))
+        ) from error
+    return ses_id, {"email_message_id": message_id}
+
+
+def send_one(providers: Providers, outbound: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    """The provider's id of the sent message and what to remember of it; raises SendError."""
     if outbound.get("status") != "active":
         raise SendError(
             "channel_not_active", f"The channel is {outbound.get('status')}", retryable=False
         )
+    sealed = outbound.get("secrets_encrypted")
+    if sealed and providers.box is None:
+        raise SendError(
+            "provider_not_configured", "INTEGRATIONS_ENCRYPTION_KEY is not set", retryable=True
+        )
     try:
-        secrets = open_secrets(providers.box, outbound.get("secrets_encrypted"))
+        secrets = open_secrets(providers.box, sealed) if providers.box else {}
     except KeyMismatchError as error:
         # Ours to fix (the key changed): kept for a retry once the key is restored.
         raise SendError(
             "channel_key_mismatch", "Stored credentials cannot be decrypted", retryable=True
         ) from error
     if outbound["kind"] == "whatsapp":
-        return send_whatsapp(providers, outbound, secrets)
+        return send_whatsapp(providers, outbound, secrets), None
+    if outbound["kind"] == "telegram":
+        return send_telegram(providers, outbound, secrets), None
+    if outbound["kind"] == "email":
+        return send_email(providers, outbound)
     raise SendError(
         "channel_unsupported", f"Sending on {outbound['kind']} is not available", retryable=False
     )
@@ -134,7 +199,7 @@ def deliver(database: Database, providers: Providers, message_id: UUID) -> str:
     if outbound is None:
         return "gone"
     try:
-        provider_id = send_one(providers, outbound)
+        provider_id, context = send_one(providers, outbound)
     except SendError as error:
         with database.as_service() as conn:
             if error.revokes:
@@ -150,5 +215,8 @@ def deliver(database: Database, providers: Providers, message_id: UUID) -> str:
         log.warning("inbox message %s not sent (%s): %s", message_id, error.code, state)
         return state
     with database.as_service() as conn:
-        conn.execute("select private.inbox_message_sent(%s, %s)", (message_id, provider_id))
+        conn.execute(
+            "select private.inbox_message_sent(%s, %s, %s)",
+            (message_id, provider_id, Jsonb(context) if context else None),
+        )
     return "sent"

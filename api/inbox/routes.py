@@ -16,7 +16,7 @@ from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import documented, json_body_example, merged_errors
 from api.core.public_urls import require_public_urls
-from api.inbox.deps import Box, OptionalBox, WhatsApp
+from api.inbox.deps import Box, OptionalBox, OptionalMailer, Telegram, WhatsApp
 from api.inbox.errors import (
     ADMINS,
     CHANNEL_MEMBERS,
@@ -26,11 +26,15 @@ from api.inbox.errors import (
     OPENING_CREDENTIALS,
     REPLY_REFUSALS,
     SEALING_CREDENTIALS,
+    TELEGRAM_FAILURES,
     WHATSAPP_FAILURES,
+    telegram_failure,
     whatsapp_failure,
 )
 from api.inbox.outbox import Providers, drain_inbox_outbox
 from api.inbox.secrets import save_channel, seal, stored_channel
+from api.inbox.telegram.client import BOT_TOKEN, TelegramError
+from api.inbox.telegram.webhook import new_secret_token
 from api.inbox.whatsapp.client import WhatsAppError
 
 router = APIRouter(prefix="/api/v1/inbox", tags=["inbox"])
@@ -190,6 +194,173 @@ def connect_whatsapp_channel(
     )
 
 
+class TelegramConnection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workspace_id: UUID
+    name: str = Field(min_length=1, max_length=100, description="What the team calls the bot")
+    bot_token: Annotated[str, Field(pattern=BOT_TOKEN.pattern)] = Field(
+        description="The token BotFather gave the bot"
+    )
+
+
+TELEGRAM_CHANNEL_EXAMPLE = {
+    **CHANNEL_EXAMPLE,
+    "kind": "telegram",
+    "account_id": "7012345678",
+    "name": "Shop bot",
+}
+
+
+@router.post(
+    "/channels/telegram",
+    status_code=201,
+    response_model=Envelope[Connected],
+    summary="Connect a Telegram bot to a workspace's inbox",
+    responses=documented(
+        {
+            "channel": TELEGRAM_CHANNEL_EXAMPLE,
+            "webhook_url": f"https://edge.example.com/api/v1/webhooks/telegram/{EXAMPLE_CHANNEL}",
+        },
+        status=201,
+        errors=merged_errors(
+            ADMINS, CHANNEL_TAKEN, SEALING_CREDENTIALS, NO_PUBLIC_URL, TELEGRAM_FAILURES
+        ),
+    ),
+    openapi_extra=json_body_example(
+        {
+            "workspace_id": str(EXAMPLE_WORKSPACE),
+            "name": "Shop bot",
+            "bot_token": "7012345678:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw",
+        }
+    ),
+)
+def connect_telegram_channel(
+    connection: TelegramConnection,
+    acting: ActingUser,
+    settings: AppSettings,
+    box: Box,
+    telegram: Telegram,
+) -> dict[str, Any]:
+    """Admins. The edge asks Telegram who the bot is (getMe), stores the token sealed with a
+    fresh secret token, and registers this channel's webhook URL with that secret
+    (setWebhook), so every update Telegram sends carries it. Connecting the same bot again
+    replaces both."""
+    urls = require_public_urls(settings)
+    with acting.connection() as conn:
+        conn.execute("select private.workspace_role_as(%s, 'admin')", (connection.workspace_id,))
+    try:
+        bot = telegram.me(connection.bot_token)
+    except TelegramError as error:
+        raise telegram_failure(error) from error
+    secret_token = new_secret_token()
+    sealed = seal(box, {"bot_token": connection.bot_token, "secret_token": secret_token})
+    username = bot.get("username")
+    with acting.connection() as conn:
+        conn.execute("select private.workspace_role_as(%s, 'admin')", (connection.workspace_id,))
+        become_service(conn)
+        channel = save_channel(
+            conn,
+            connection.workspace_id,
+            "telegram",
+            connection.name,
+            str(bot["id"]),
+            {"username": username} if isinstance(username, str) else {},
+            sealed,
+        )
+    webhook_url = f"{urls.base_url}/api/v1/webhooks/telegram/{channel['id']}"
+    try:
+        telegram.set_webhook(connection.bot_token, webhook_url, secret_token)
+    except TelegramError as error:
+        raise telegram_failure(error) from error
+    return ok(
+        {
+            "channel": {key: channel[key] for key in ChannelOut.model_fields},
+            "webhook_url": webhook_url,
+        }
+    )
+
+
+class EmailConnection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workspace_id: UUID
+    name: str = Field(min_length=1, max_length=100, description="What the team calls the inbox")
+    address: Annotated[
+        str, Field(max_length=254, pattern=r"^[A-Za-z0-9._%'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+    ] = Field(
+        description="The address SES receives for (a receipt rule publishing to our SNS topic); "
+        "replies go out from it, so its domain must be a verified SES identity"
+    )
+    from_name: str | None = Field(default=None, max_length=100, pattern=r"^[^\r\n<>\"]*$")
+    join_window_hours: int = Field(
+        default=72,
+        ge=0,
+        le=8760,
+        description="A new mail from a contact joins their open conversation if its last "
+        "message is at most this old; otherwise a new conversation starts",
+    )
+
+
+@router.post(
+    "/channels/email",
+    status_code=201,
+    response_model=Envelope[Connected],
+    summary="Connect an inbound email address to a workspace's inbox",
+    responses=documented(
+        {
+            "channel": {
+                **CHANNEL_EXAMPLE,
+                "kind": "email",
+                "account_id": "support@inbound.shop.example",
+                "name": "Support",
+            },
+            "webhook_url": "https://edge.example.com/api/v1/webhooks/ses-inbound",
+        },
+        status=201,
+        errors=merged_errors(ADMINS, CHANNEL_TAKEN, NO_PUBLIC_URL),
+    ),
+    openapi_extra=json_body_example(
+        {
+            "workspace_id": str(EXAMPLE_WORKSPACE),
+            "name": "Support",
+            "address": "support@inbound.shop.example",
+            "from_name": "Shop support",
+            "join_window_hours": 72,
+        }
+    ),
+)
+def connect_email_channel(
+    connection: EmailConnection, acting: ActingUser, settings: AppSettings
+) -> dict[str, Any]:
+    """Admins. Mail SES receives for the address comes in through the SNS topic subscribed to
+    the answered webhook URL (one for every email channel); replies go out through SES from the
+    address, in the thread. One workspace per address."""
+    urls = require_public_urls(settings)
+    channel_settings: dict[str, Any] = {"join_window_hours": connection.join_window_hours}
+    if connection.from_name:
+        channel_settings["from_name"] = connection.from_name
+    with acting.connection() as conn:
+        conn.execute("select private.workspace_role_as(%s, 'admin')", (connection.workspace_id,))
+        become_service(conn)
+        channel = conn.execute(
+            "select * from private.connect_channel(%s, 'email', %s, %s, %s, null)",
+            (
+                connection.workspace_id,
+                connection.name,
+                connection.address.lower(),
+                Jsonb(channel_settings),
+            ),
+        ).fetchone()
+    assert channel is not None
+    return ok(
+        {
+            "channel": {key: channel[key] for key in ChannelOut.model_fields},
+            "webhook_url": f"{urls.base_url}/api/v1/webhooks/ses-inbound",
+        }
+    )
+
+
 @router.post(
     "/conversations/{conversation_id}/messages",
     status_code=201,
@@ -209,6 +380,8 @@ def reply_to_conversation(
     database: ServiceDatabase,
     box: OptionalBox,
     whatsapp: WhatsApp,
+    telegram: Telegram,
+    mailer: OptionalMailer,
 ) -> dict[str, Any]:
     """Members and above. The reply is queued with its outbox row in one transaction (the
     database checks the role, the channel, the text and, on WhatsApp, the 24-hour window or the
@@ -222,8 +395,7 @@ def reply_to_conversation(
             (conversation_id, reply.text, Jsonb(template) if template else None),
         ).fetchone()
     assert row is not None
-    if box is not None:
-        drain_inbox_outbox(database, Providers(box, whatsapp), 1, row["id"])
+    drain_inbox_outbox(database, Providers(box, whatsapp, telegram, mailer), 1, row["id"])
     with acting.connection() as conn:
         message = conn.execute(
             "select id, conversation_id, direction, status, text, template, provider_message_id,"

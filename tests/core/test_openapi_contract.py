@@ -18,7 +18,7 @@ METHODS = {"get", "put", "post", "delete", "patch"}
 PUBLIC = {"health"}
 # Signed inside the body (SNS's Signature and SigningCertURL fields), which no OpenAPI security
 # scheme can express; the operation's description and body schema say how it is verified.
-SIGNED_IN_THE_BODY = {"ses_webhook"}
+SIGNED_IN_THE_BODY = {"ses_webhook", "ses_inbound_webhook"}
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,21 @@ from tests.fakes.whatsapp_server import BUSINESS_ACCOUNT_ID, TOKEN, inbound, tex
 Conn = psycopg.Connection[Any]
 APP_SECRET = "app-secret-" + uuid.uuid4().hex
 VERIFY_TOKEN = "verify-" + uuid.uuid4().hex
+TELEGRAM_SECRET = "tg-" + uuid.uuid4().hex
+
+
+def telegram_channel(conn: Conn, user: User, key: str, bot_token: str) -> uuid.UUID:
+    """A Telegram channel of the user's workspace (a fresh bot id), its webhook secret
+    TELEGRAM_SECRET."""
+    sealed = Fernet(key.encode()).encrypt(
+        json.dumps({"bot_token": bot_token, "secret_token": TELEGRAM_SECRET}).encode()
+    )
+    row = one(
+        conn,
+        "select id from private.connect_channel(%s, 'telegram', 'Bot', %s, '{}', %s)",
+        (user.workspace_id, str(uuid.uuid4().int % 10**10), sealed.decode()),
+    )
+    return uuid.UUID(str(row["id"]))
 
 
 def whatsapp_channel(
@@ -42,6 +57,16 @@ def whatsapp_channel(
         ),
     )
     return uuid.UUID(str(row["id"]))
+
+
+def email_channel(conn: Conn, user: User) -> str:
+    """An email channel of the user's workspace; answers its (fresh) inbound address."""
+    address = f"support@in-{uuid.uuid4().hex[:10]}.shop.example"
+    conn.execute(
+        "select private.connect_channel(%s, 'email', 'Support', %s, '{}', null)",
+        (user.workspace_id, address),
+    )
+    return address
 
 
 def account_id(conn: Conn, channel: uuid.UUID) -> str:

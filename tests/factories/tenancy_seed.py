@@ -294,8 +294,8 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
     with its events, payment and stored webhook, and a sent campaign and a draft with their
     list, segment, template, suppression, sender identity and send ledger, RFM snapshots, consent
     records and privacy settings, an access-request export, a notification, an erased contact
-    (its erasure record and keyed hash), a batch erasure, an export file to remove and a
-    subscription to cancel."""
+    (its erasure record and keyed hash), a batch erasure, an export file to remove, a
+    subscription to cancel and an API key."""
     owner = create_user(conn)
     tenant = Tenant(owner)
     fund(conn, owner, 500, "team")
@@ -563,6 +563,10 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
         " values ('exports', %s, 'expired')",
         (f"{owner.workspace_id}/{uuid.uuid4()}.zip",),
     )
+    with acting_as(conn, owner):
+        conn.execute(
+            "select public.create_api_key(%s, 'Zapier', 'member', null)", (owner.workspace_id,)
+        )
     conn.execute(
         "insert into private.subscription_cancellations"
         " (razorpay_subscription_id, workspace_id, reason) values (%s, %s, 'workspace_deleted')",
@@ -616,6 +620,14 @@ def seed_inbox(conn: Conn, owner: User, worker: User) -> None:
     )
     with acting_as(conn, owner):
         conn.execute("select public.mark_conversation_read(%s)", (conversation,))
+    whatsapp_conversation(conn, channel, text="STOP")
+    seed_support(conn, owner, worker, channel, conversation)
+    conn.execute(
+        "insert into public.message_revisions (workspace_id, message_id, text, replaced_at)"
+        " select workspace_id, id, 'Is the tea in stock??', now() from public.messages"
+        " where conversation_id = %s and direction = 'inbound'",
+        (conversation,),
+    )
 
 
 def seed_import(conn: Conn, worker: User, workspace_id: uuid.UUID, project: uuid.UUID) -> None:
@@ -655,3 +667,52 @@ def seed_import(conn: Conn, worker: User, workspace_id: uuid.UUID, project: uuid
         " values (%s, 'email:x@example.test', 1)",
     ):
         conn.execute(statement, (job,))
+
+
+def seed_support(
+    conn: Conn, owner: User, worker: User, channel: uuid.UUID, conversation: uuid.UUID
+) -> None:
+    """A team routing the channel (the worker in it), a conversation it assigned, the SLA
+    policy, inbox settings, a canned response, a note, and a merge of two contacts that share a
+    phone (and a pair still suggested)."""
+    with acting_as(conn, owner):
+        team = one(
+            conn,
+            "insert into public.inbox_teams (workspace_id, name) values (%s, 'Support')"
+            " returning id",
+            (owner.workspace_id,),
+        )["id"]
+        conn.execute(
+            "insert into public.inbox_team_members (team_id, workspace_id, user_id)"
+            " values (%s, %s, %s)",
+            (team, owner.workspace_id, worker.id),
+        )
+        conn.execute("select public.set_channel_team(%s, %s)", (channel, team))
+        conn.execute(
+            "insert into public.inbox_sla_policies (workspace_id, first_response_minutes)"
+            " values (%s, 60)",
+            (owner.workspace_id,),
+        )
+        conn.execute(
+            "insert into public.inbox_settings (workspace_id, auto_resolve_days) values (%s, 7)",
+            (owner.workspace_id,),
+        )
+        conn.execute(
+            "insert into public.canned_responses (workspace_id, short_code, title, content)"
+            " values (%s, 'hello', 'Hello', 'Hello, how can we help?')",
+            (owner.workspace_id,),
+        )
+    whatsapp_conversation(conn, channel, text="Routed to the team")
+    with acting_as(conn, worker):
+        conn.execute(
+            "select public.add_conversation_note(%s, 'Checked stock', null)", (conversation,)
+        )
+        conn.execute("select public.tag_conversation(%s, 'high', array['stock'])", (conversation,))
+    phone = "+4207" + str(uuid.uuid4().int % 10**8).zfill(8)
+    twins = add_contacts(conn, owner, 4, prefix=f"twin-{uuid.uuid4().hex[:6]}")
+    conn.execute("update public.contacts set phone = %s where id = any(%s)", (phone, twins[:2]))
+    conn.execute(
+        "update public.contacts set phone = %s where id = any(%s)", (phone + "1", twins[2:])
+    )
+    with acting_as(conn, owner):
+        conn.execute("select public.merge_contacts(%s, %s)", (twins[0], twins[1]))

@@ -711,3 +711,42 @@ def test_the_assignee_is_notified_when_the_customer_writes(conn: Conn) -> None:
     ]
     with acting_as(conn, owner):
         assert conn.execute("select count(*) as n from public.notifications").fetchone()["n"] == 0
+
+
+def test_stop_suppresses_templates_but_not_answers_in_the_window(
+    conn: Conn, client: TestClient, jwks: JwksServer, graph: GraphServer
+) -> None:
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    conversation = whatsapp_conversation(conn, channel, sender, "Stop.")
+    opt_out = one(
+        conn,
+        "select kind, keyword, contact_id from public.channel_suppressions"
+        " where workspace_id = %s and address = %s",
+        (owner.workspace_id, sender),
+    )
+    assert opt_out["kind"] == "whatsapp" and opt_out["keyword"] == "stop"
+    assert opt_out["contact_id"] is not None
+    graph.templates[:] = [template("order_update")]
+    client.post(
+        f"/api/v1/inbox/channels/{channel}/whatsapp-templates/sync", headers=bearer(jwks, owner)
+    )
+    url = f"/api/v1/inbox/conversations/{conversation}/messages"
+    choice = {"name": "order_update", "language": "en_US", "parameters": ["a", "b"]}
+    refused_template = client.post(url, json={"template": choice}, headers=bearer(jwks, owner))
+    assert refused_template.status_code == 409
+    assert refused_template.json()["error"]["code"] == "contact_opted_out"
+    answered = client.post(url, json={"text": "You are unsubscribed."}, headers=bearer(jwks, owner))
+    assert answered.status_code == 201
+    # "Stop the order" is a question, not an opt-out.
+    other = wa_id()
+    whatsapp_conversation(conn, channel, other, "Please stop the order")
+    assert (
+        one(
+            conn,
+            "select count(*) as n from public.channel_suppressions where address = %s",
+            (other,),
+        )["n"]
+        == 0
+    )

@@ -220,3 +220,37 @@ def test_invitations_reach_people_without_an_account_by_supabases_invite_email(
         conn.execute(
             "select public.invite_member(%s, %s, 'member')", (owner.workspace_id, viewer.email)
         )
+
+
+def test_members_are_notified_in_app_when_a_workspace_is_deleted_and_restored(
+    conn: Conn, client: TestClient, jwks: JwksServer
+) -> None:
+    """The deleted workspace is hidden from them, so the notice lands in their personal
+    workspace, which they always see."""
+    owner = create_user(conn)
+    team = shared_workspace(conn, owner)
+    fund(conn, owner, 10, "team")
+    viewer = join(conn, owner, team, "viewer")
+    assert (
+        client.post(
+            f"/api/v1/privacy/workspaces/{team}/delete", headers=bearer(jwks, owner)
+        ).status_code
+        == 200
+    )
+
+    def notices(user: User, kind: str) -> list[dict[str, Any]]:
+        with acting_as(conn, user):
+            rows = conn.execute(
+                "select workspace_id, title, link from public.notifications where kind = %s",
+                (kind,),
+            ).fetchall()
+        return [dict(row) for row in rows]
+
+    for user in (owner, viewer):
+        [notice] = notices(user, "workspace.deleted")
+        assert notice["workspace_id"] == user.workspace_id
+        assert notice["title"] == 'Workspace "Team" was deleted'
+        assert notice["link"]["workspace_id"] == str(team)
+    client.post(f"/api/v1/privacy/workspaces/{team}/restore", headers=bearer(jwks, owner))
+    [restored] = notices(viewer, "workspace.restored")
+    assert restored["workspace_id"] == team

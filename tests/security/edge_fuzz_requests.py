@@ -29,10 +29,12 @@ from api.imports.columns import ORDERS
 from api.privacy import consent_links
 from api.shops.shoptet.webhook import CUSTOMER_EVENTS, ORDER_EVENTS
 from api.shops.webhooks import SHOPS
-from tests.factories.inbox import APP_SECRET, VERIFY_TOKEN
+from tests.factories.inbox import APP_SECRET, TELEGRAM_SECRET, VERIFY_TOKEN
 from tests.fakes.razorpay_server import event as razorpay_event
 from tests.fakes.razorpay_server import payment_entity, subscription_entity
+from tests.fakes.ses_inbound import received
 from tests.fakes.sns_signing import Certificate
+from tests.fakes.telegram_server import message_update, photo_update
 from tests.fakes.whatsapp_server import (
     hub_signature,
     image_message,
@@ -101,10 +103,13 @@ class Seeded:
     shoptet_customer_guid: str
     export_id: uuid.UUID
     erasure_batch_id: uuid.UUID
+    api_key: str
     link_contact_id: uuid.UUID  # named only inside consent links, so no fuzzed erasure reaches it
     channel_id: uuid.UUID  # a WhatsApp channel
     phone_number_id: str
     conversation_id: uuid.UUID
+    telegram_channel_id: uuid.UUID
+    email_address: str  # an email channel's inbound address
 
 
 @dataclass(frozen=True)
@@ -325,6 +330,76 @@ def whatsapp(case: Case[Any], draw: Draw, context: Context) -> Sending:
     return Sending({"X-Hub-Signature-256": hub_signature(APP_SECRET, body)}, body)
 
 
+def telegram(case: Case[Any], draw: Draw, context: Context) -> Sending:
+    """With the bot's secret token as Telegram sends it; shaped bodies are message updates
+    (new, edited, with a photo) with fuzzed fields."""
+    mode = draw(WEBHOOK_MODES)
+    if mode == "as_generated":
+        return Sending()
+    body = json_bytes(case.body)
+    if mode == "shaped":
+        update_id = draw(st.integers(0, 10**9))
+        chat = draw(st.sampled_from([123456789, -1001234567890]))
+        update = draw(
+            st.sampled_from(
+                [
+                    message_update(update_id, chat, 5, "hello"),
+                    message_update(update_id, chat, 5, "hello!", edited=True),
+                    photo_update(update_id, chat, 6),
+                ]
+            )
+        )
+        key = "edited_message" if "edited_message" in update else "message"
+        update[key] = with_fuzzed_fields(
+            draw, update[key], ["chat", "from", "text", "message_id", "date", "photo"]
+        )
+        body = json.dumps(with_fuzzed_fields(draw, update, ["update_id", key])).encode()
+    return Sending({"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}, body)
+
+
+def ses_inbound(case: Case[Any], draw: Draw, context: Context) -> Sending:
+    """An SNS notification signed as SNS signs it, carrying SES's Received notification for
+    the tenant's email channel (raw MIME, UTF-8 or Base64, fuzzed fields) or the generated body
+    as its message."""
+    mode = draw(WEBHOOK_MODES)
+    if mode == "as_generated":
+        return Sending()
+    message = json_bytes(case.body).decode("utf-8", "replace")
+    if mode == "shaped":
+        raw = draw(
+            st.sampled_from(
+                [
+                    b"From: Jana <jana@example.org>\r\nTo: "
+                    + context.seeded.email_address.encode()
+                    + b"\r\nSubject: Hi\r\nMessage-ID: <a1@example.org>\r\n\r\nHello\r\n",
+                    b"From: broken\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n",
+                ]
+            )
+            | st.binary(max_size=200)
+        )
+        notice = received(
+            raw,
+            [context.seeded.email_address],
+            encoding=draw(st.sampled_from(["UTF8", "BASE64"])),
+            spam=draw(st.sampled_from(["PASS", "FAIL"])),
+        )
+        notice["receipt"] = with_fuzzed_fields(draw, notice["receipt"], ["recipients", "action"])
+        message = json.dumps(with_fuzzed_fields(draw, notice, ["mail", "content"]))
+    published = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    notification = context.sns_certificate.sign(
+        {
+            "Type": "Notification",
+            "MessageId": str(draw(st.uuids())),
+            "TopicArn": SNS_TOPIC,
+            "Message": message,
+            "Timestamp": published,
+            "SigningCertURL": context.sns_certificate_url,
+        },
+        draw(st.sampled_from(["1", "2"])),
+    )
+    return Sending({"x-amz-sns-message-type": "Notification"}, json.dumps(notification).encode())
+
+
 def whatsapp_verification(case: Case[Any], draw: Draw, context: Context) -> Sending:
     """A share of cases carry the channel's verify token, as Meta does."""
     if draw(st.booleans()) and isinstance(case.query, dict):
@@ -340,6 +415,13 @@ def whatsapp_verification(case: Case[Any], draw: Draw, context: Context) -> Send
 def cron(case: Case[Any], draw: Draw, context: Context) -> Sending:
     """Vercel Cron's bearer token instead of the user's."""
     return Sending({"Authorization": f"Bearer {context.secrets.cron}"})
+
+
+def api_key(case: Case[Any], draw: Draw, context: Context) -> Sending:
+    """The tenant's live workspace API key in most cases, a generated one in the rest."""
+    if draw(st.integers(0, 3)):
+        return Sending({"X-Api-Key": context.seeded.api_key})
+    return Sending()
 
 
 def unsubscribe(case: Case[Any], draw: Draw, context: Context) -> Sending:
@@ -431,6 +513,8 @@ PREPARE: dict[str, Callable[[Case[Any], Draw, Context], Sending]] = {
     "/api/v1/webhooks/result": make,
     "/api/v1/webhooks/ses": ses,
     "/api/v1/webhooks/whatsapp/{channel_id}": whatsapp,
+    "/api/v1/webhooks/telegram/{channel_id}": telegram,
+    "/api/v1/webhooks/ses-inbound": ses_inbound,
     "/api/v1/cron/inbox": cron,
     "/api/v1/cron/outbox": cron,
     "/api/v1/cron/email": cron,
@@ -442,6 +526,7 @@ PREPARE: dict[str, Callable[[Case[Any], Draw, Context], Sending]] = {
     "/api/v1/cron/privacy-exports": cron,
     "/api/v1/cron/subscription-cancellations": cron,
     "/api/v1/cron/privacy-erasures": cron,
+    "/api/v1/api-keys/current": api_key,
     "/api/v1/privacy/consents/confirm": consent_link("confirm"),
     "/api/v1/privacy/preferences": consent_link("preferences"),
     "/api/v1/unsubscribe": unsubscribe,

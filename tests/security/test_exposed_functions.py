@@ -32,6 +32,8 @@ LIFECYCLE = f"{HERE}::test_campaign_lifecycle_calls_refuse_viewers_and_outsiders
 BILLING = f"{HERE}::test_billing_checks_refuse_members_and_outsiders"
 PRODUCTS = "tests/products/test_product_analytics.py::test_others_see_none_of_it"
 INBOX = "tests/inbox/test_whatsapp.py"
+SUPPORT = "tests/inbox/test_support.py"
+SUPPORT_ROLES = "test_assignment_status_priority_and_notes_by_members_only"
 
 # signature -> the test that proves its authorization ("path::test_name").
 REVIEWED: dict[str, str] = {
@@ -126,8 +128,30 @@ REVIEWED: dict[str, str] = {
     "public.reply_to_conversation(uuid, text, jsonb)": (
         f"{INBOX}::test_viewers_read_but_do_not_answer_and_others_see_nothing"
     ),
+    "public.assign_conversation(uuid, uuid)": f"{SUPPORT}::{SUPPORT_ROLES}",
+    "public.set_conversation_status(uuid, text, timestamp with time zone)": (
+        f"{SUPPORT}::{SUPPORT_ROLES}"
+    ),
+    "public.tag_conversation(uuid, text, text[])": f"{SUPPORT}::{SUPPORT_ROLES}",
+    "public.add_conversation_note(uuid, text, uuid[])": f"{SUPPORT}::{SUPPORT_ROLES}",
+    "public.set_channel_team(uuid, uuid)": (
+        f"{SUPPORT}::test_round_robin_respects_capacity_and_notifies"
+    ),
+    "public.merge_contacts(uuid, uuid)": (
+        f"{SUPPORT}::test_contact_merge_moves_the_inbox_and_is_audited"
+    ),
+    "analytics.inbox_report(integer)": f"{SUPPORT}::test_sla_clocks_count_business_hours",
+    "analytics.campaign_replies()": (
+        "tests/inbox/test_email.py::test_replies_count_for_campaign_performance_and_stop_suppresses"
+    ),
     "public.request_erasure_batch(uuid, uuid[])": (
         "tests/privacy/test_erasure_batches.py::test_members_outsiders_and_bad_lists_are_refused"
+    ),
+    "public.create_api_key(uuid, text, text, timestamp with time zone)": (
+        "tests/api_keys/test_api_keys.py::test_members_and_outsiders_cannot_create_see_or_revoke_keys"
+    ),
+    "public.revoke_api_key(uuid)": (
+        "tests/api_keys/test_api_keys.py::test_members_and_outsiders_cannot_create_see_or_revoke_keys"
     ),
     "public.issue_export_link(uuid)": (
         "tests/privacy/test_export_expiry.py::test_only_admins_of_its_workspace_take_a_link"

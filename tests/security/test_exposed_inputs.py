@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from cryptography.fernet import Fernet
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
@@ -20,6 +21,7 @@ from psycopg.types.json import Jsonb
 from api.core.db import become_user
 from api.core.errors import from_database_error
 from tests.factories.email import add_contacts, list_campaign
+from tests.factories.inbox import whatsapp_channel, whatsapp_conversation
 from tests.factories.workspaces import (
     User,
     acting_as,
@@ -237,6 +239,9 @@ PLAUSIBLE_TEXT: dict[str, list[str]] = {
     "p_identity": ["shop.example.net", "hello@shop.example.net", "-bad-.example"],
     "p_base_currency": ["EUR", "CZK", "eur"],
     "p_slug": ["my-shop", "My Shop"],
+    "p_status": ["open", "pending", "snoozed", "resolved"],
+    "p_priority": ["none", "high", "urgent"],
+    "p_text": ["Thanks!", "  "],
 }
 JSON_BY_PARAMETER = {
     "p_order": orders,
@@ -256,6 +261,7 @@ SCALARS: dict[str, st.SearchStrategy[Any]] = {
     ),
     "date": st.one_of(st.dates(), st.sampled_from(["infinity", "-infinity", "5874897-12-31"])),
     "boolean": st.booleans(),
+    "text[]": st.lists(texts | st.none(), max_size=25),
     "uuid[]": st.one_of(
         st.lists(st.uuids() | st.none(), max_size=3),
         st.just([uuid.UUID(int=n) for n in range(1001)]),
@@ -334,7 +340,14 @@ def seeded_workspace(conn: Conn) -> Seed:
             " values (%s, 'Welcome', 'Hi', '<p>Hi</p>') returning id",
             (owner.workspace_id,),
         )["id"]
+    channel = whatsapp_channel(conn, owner, Fernet.generate_key().decode())
+    conversation = whatsapp_conversation(conn, channel)
     ids = {
+        "p_conversation_id": [conversation],
+        "p_channel_id": [channel],
+        "p_assignee_id": [owner.id],
+        "p_keep_id": add_contacts(conn, owner, 1, prefix="keep"),
+        "p_merge_id": add_contacts(conn, owner, 1, prefix="merge"),
         "p_workspace_id": [owner.workspace_id],
         "p_project_id": [project],
         "p_campaign_id": [campaign],
@@ -387,6 +400,7 @@ PLAUSIBLE_BY_TYPE: dict[str, Any] = {
     "date": "today",
     "boolean": True,
     "uuid[]": [],
+    "text[]": ["vip"],
 }
 
 

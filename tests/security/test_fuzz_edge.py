@@ -43,7 +43,13 @@ from api.app import create_app
 from api.core.secrets_box import SecretBox
 from api.core.settings import Settings
 from tests.factories.email import add_contacts, draft_campaign, email_list, verified_sender
-from tests.factories.inbox import account_id, whatsapp_channel, whatsapp_conversation
+from tests.factories.inbox import (
+    account_id,
+    email_channel,
+    telegram_channel,
+    whatsapp_channel,
+    whatsapp_conversation,
+)
 from tests.factories.workspaces import (
     User,
     acting_as,
@@ -62,6 +68,8 @@ from tests.fakes.shoptet_server import TOKEN, ShoptetServer, serve_shoptet, shop
 from tests.fakes.sns_signing import Certificate, SnsHost, serve_sns
 from tests.fakes.storage_server import SERVICE_KEY, StorageServer, serve_storage
 from tests.fakes.supabase_auth_server import AuthServer, serve_auth
+from tests.fakes.telegram_server import TOKEN as TELEGRAM_TOKEN
+from tests.fakes.telegram_server import TelegramServer, serve_telegram
 from tests.fakes.whatsapp_server import GraphServer, serve_whatsapp
 from tests.security.edge_fuzz_requests import SNS_TOPIC, Context, Secrets, Seeded, prepare
 
@@ -117,7 +125,11 @@ class Tenant:
             "identity_id": seeded.identity_id,
             "job_id": seeded.import_job_id,
             "export_id": seeded.export_id,
-            "channel_id": seeded.channel_id,
+            "channel_id": (
+                seeded.telegram_channel_id
+                if case.operation.path.startswith("/api/v1/webhooks/telegram/")
+                else seeded.channel_id
+            ),
             "conversation_id": seeded.conversation_id,
             "batch_id": seeded.erasure_batch_id,
         }
@@ -188,6 +200,12 @@ def storage() -> Iterator[StorageServer]:
 @pytest.fixture(scope="module")
 def auth(database_url: str) -> Iterator[AuthServer]:
     with serve_auth(database_url) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def bot_api() -> Iterator[TelegramServer]:
+    with serve_telegram() as server:
         yield server
 
 
@@ -271,6 +289,11 @@ def seed(conn: Conn, user: User, razorpay: RazorpayServer, ses: str) -> Seeded:
             "select id from public.request_erasure_batch(%s, %s)",
             (workspace, [uuid.uuid4()]),
         )["id"]
+        api_key = one(
+            conn,
+            "select secret from public.create_api_key(%s, 'Fuzz', 'member', null)",
+            (workspace,),
+        )["secret"]
         link_contact = one(
             conn,
             "insert into public.contacts (workspace_id, email) values (%s, %s) returning id",
@@ -304,10 +327,13 @@ def seed(conn: Conn, user: User, razorpay: RazorpayServer, ses: str) -> Seeded:
         shoptet_customer_guid=SHOPTET_CUSTOMER,
         export_id=export,
         erasure_batch_id=erasure_batch,
+        api_key=api_key,
         link_contact_id=link_contact,
         channel_id=channel,
         phone_number_id=account_id(conn, channel),
         conversation_id=whatsapp_conversation(conn, channel),
+        telegram_channel_id=telegram_channel(conn, user, SECRETS.encryption_key, TELEGRAM_TOKEN),
+        email_address=email_channel(conn, user),
     )
 
 
@@ -355,6 +381,7 @@ def edge_schema(
     storage: StorageServer,
     auth: AuthServer,
     graph: GraphServer,
+    bot_api: TelegramServer,
 ) -> Iterator[OpenApiSchema]:
     """The edge as deployed, every secret set and every provider a local stand-in, so no case
     leaves the machine and none stops at `provider_not_configured`."""
@@ -390,6 +417,7 @@ def edge_schema(
             supabase_storage_url=storage.base_url,
             supabase_auth_url=auth.base_url,
             whatsapp_graph_url=graph.base_url,
+            telegram_api_url=bot_api.base_url,
             inbox_timeout_seconds=2,
             database_timeout_seconds=5,
         )

@@ -1,0 +1,1 @@
+"""Email in the inbox: SES receiving through SNS, MIME parsing, and replies through SES."""

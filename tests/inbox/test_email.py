@@ -1,0 +1,435 @@
+"""Email end to end: mail SES receives arrives through a signed SNS notification (shapes from
+AWS's documentation), is parsed with the standard library, sanitised with nh3 and filed into
+the right conversation — a reply to our reply, to a campaign message (only from the recipient
+it went to), to a `reply+` address, or the sender's thread within the join window — and
+replies go out through SES (moto) in the thread."""
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import Any
+
+import boto3
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from psycopg.rows import DictRow
+from pydantic import SecretStr
+
+from api.app import create_app
+from tests.factories.edge import bearer, edge_settings
+from tests.factories.email import add_contacts, list_campaign, start
+from tests.factories.workspaces import User, acting_as, create_user, one
+from tests.fakes import sns_signing
+from tests.fakes.jwks import JwksServer
+from tests.fakes.ses_inbound import TOPIC, notification, received
+from tests.fakes.ses_server import REGION, moto_ses, sent_raw_messages
+from tests.fakes.sns_signing import Certificate, SnsHost, serve_sns
+
+Conn = psycopg.Connection[DictRow]
+certificate = sns_signing.certificate
+
+
+@pytest.fixture(scope="module")
+def sns_host(certificate: Certificate) -> Iterator[SnsHost]:
+    with serve_sns(certificate) as host:
+        yield host
+
+
+@pytest.fixture(scope="module")
+def ses() -> Iterator[str]:
+    with moto_ses() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def client(
+    database_url: str, jwks: JwksServer, sns_host: SnsHost, ses: str
+) -> Iterator[TestClient]:
+    settings = edge_settings(
+        database_url,
+        jwks,
+        public_base_url="https://edge.example.test",
+        sns_topic_arns=[TOPIC],
+        sns_certificate_origins=[sns_host.base_url],
+        ses_region=REGION,
+        ses_endpoint_url=ses,
+        ses_access_key_id="testing",
+        ses_secret_access_key=SecretStr("testing"),
+    )
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+class Mailbox:
+    def __init__(self, client: TestClient, certificate: Certificate, host: SnsHost) -> None:
+        self.client = client
+        self.certificate = certificate
+        self.url = f"{host.base_url}/SimpleNotificationService-inbound.pem"
+
+    def deliver(self, raw: bytes, recipients: list[str], **options: Any) -> Any:
+        signed = notification(
+            self.certificate, self.url, json.dumps(received(raw, recipients, **options))
+        )
+        return self.post(signed)
+
+    def post(self, signed: dict[str, Any]) -> Any:
+        return self.client.post(
+            "/api/v1/webhooks/ses-inbound",
+            content=json.dumps(signed),
+            headers={"x-amz-sns-message-type": "Notification", "Content-Type": "text/plain"},
+        )
+
+
+@pytest.fixture
+def mailbox(client: TestClient, certificate: Certificate, sns_host: SnsHost) -> Mailbox:
+    return Mailbox(client, certificate, sns_host)
+
+
+def address(prefix: str = "support") -> str:
+    return f"{prefix}@in-{uuid.uuid4().hex[:8]}.shop.example"
+
+
+def connect(client: TestClient, jwks: JwksServer, user: User, inbound: str, **extra: Any) -> str:
+    answer = client.post(
+        "/api/v1/inbox/channels/email",
+        json={
+            "workspace_id": str(user.workspace_id),
+            "name": "Support",
+            "address": inbound,
+            **extra,
+        },
+        headers=bearer(jwks, user),
+    )
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["data"]["channel"]["id"])
+
+
+def mail(
+    sender: str,
+    to: str,
+    body: str,
+    *,
+    subject: str = "Where is my order?",
+    html: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    message = EmailMessage()
+    message["From"] = f"Jana Nováková <{sender}>"
+    message["To"] = to
+    message["Subject"] = subject
+    message["Message-ID"] = f"<{uuid.uuid4().hex}@mail.example.org>"
+    message["Date"] = "Mon, 01 Jun 2026 10:00:00 +0200"
+    for name, value in (headers or {}).items():
+        message[name] = value
+    message.set_content(body)
+    if html is not None:
+        message.add_alternative(html, subtype="html")
+    message.add_attachment(
+        b"%PDF-1.4 invoice", maintype="application", subtype="pdf", filename="invoice.pdf"
+    )
+    return bytes(message)
+
+
+def messages(conn: Conn, channel: str) -> list[dict[str, Any]]:
+    return [
+        dict(r)
+        for r in conn.execute(
+            "select m.*, c.campaign_recipient_id as conversation_recipient, i.address"
+            " from public.messages m join public.conversations c on c.id = m.conversation_id"
+            " join public.contact_identities i on i.id = c.identity_id"
+            " where m.channel_id = %s order by m.received_at, m.id",
+            (channel,),
+        ).fetchall()
+    ]
+
+
+def test_inbound_mail_is_parsed_sanitised_and_filed_once(
+    conn: Conn, client: TestClient, jwks: JwksServer, mailbox: Mailbox
+) -> None:
+    owner = create_user(conn)
+    inbound = address()
+    channel = connect(client, jwks, owner, inbound)
+    raw = mail(
+        "Jana@Example.org",
+        inbound,
+        "Hello, order 1001 has not arrived.\n\n"
+        "On Mon, 1 Jun 2026 Shop wrote:\n> Your order shipped",
+        html='<p onclick="steal()">Hello<script>alert(1)</script>'
+        '<a href="javascript:alert(2)">click</a><a href="https://track.example">track</a></p>',
+    )
+    signed = notification(mailbox.certificate, mailbox.url, json.dumps(received(raw, [inbound])))
+    assert mailbox.post(signed).json()["data"] == {"outcome": "accepted"}
+    assert mailbox.post(signed).json()["data"] == {"outcome": "duplicate"}
+    [row] = messages(conn, channel)
+    assert row["address"] == "jana@example.org"
+    assert row["text"] == "Hello, order 1001 has not arrived."
+    assert row["quoted_text"].startswith("On Mon, 1 Jun 2026 Shop wrote:")
+    assert "script" not in row["html"] and "javascript" not in row["html"]
+    assert "onclick" not in row["html"] and 'href="https://track.example"' in row["html"]
+    assert row["attachments"] == [
+        {"kind": "file", "filename": "invoice.pdf", "mime_type": "application/pdf", "size": 16}
+    ]
+    assert row["context"]["subject"] == "Where is my order?"
+    # Base64 content (SNS action encoding) reads the same.
+    again = mail("jana@example.org", inbound, "Second one")
+    assert mailbox.deliver(again, [inbound], encoding="BASE64").status_code == 200
+    assert [m["text"] for m in messages(conn, channel)][-1] == "Second one"
+    assert len({m["conversation_id"] for m in messages(conn, channel)}) == 1
+
+
+def test_forged_stale_and_unlisted_topics_are_refused(
+    conn: Conn, client: TestClient, mailbox: Mailbox, certificate: Certificate
+) -> None:
+    raw = mail("x@example.org", "nobody@example.test", "hi")
+    message = json.dumps(received(raw, ["nobody@example.test"]))
+    signed = notification(certificate, mailbox.url, message)
+    assert mailbox.post({**signed, "Message": message.replace("hi", "ho")}).status_code == 401
+    stale = notification(
+        certificate, mailbox.url, message, published=datetime.now(UTC) - timedelta(hours=3)
+    )
+    assert mailbox.post(stale).json()["error"]["code"] == "signature_stale"
+    other_topic = certificate.sign({**signed, "TopicArn": TOPIC + "-other"}, "2")
+    assert mailbox.post(other_topic).status_code == 403
+    unknown = mailbox.deliver(raw, ["nobody@example.test"])
+    assert unknown.status_code == 200  # stored and skipped: no channel has the address
+    outcome = one(
+        conn,
+        "select outcome from private.webhook_events where provider = 'ses_inbound'"
+        " order by received_at desc limit 1",
+    )
+    assert outcome["outcome"] == "ignored:no_channel"
+
+
+def test_a_reply_to_a_campaign_is_linked_only_from_its_recipient(
+    conn: Conn, client: TestClient, jwks: JwksServer, mailbox: Mailbox
+) -> None:
+    owner = create_user(conn)
+    inbound = address()
+    channel = connect(client, jwks, owner, inbound)
+    readers = add_contacts(conn, owner, 2)
+    campaign = list_campaign(conn, owner, readers)
+    start(conn, owner, campaign)
+    rows = conn.execute(
+        "select id, email from public.campaign_recipients where campaign_id = %s order by email",
+        (campaign,),
+    ).fetchall()
+    ses_ids = {}
+    for row in rows:
+        ses_id = f"0107019{uuid.uuid4().hex[:9]}-{uuid.uuid4()}-000000"
+        conn.execute(
+            "update public.campaign_recipients set status = 'sent', sent_at = now(),"
+            " ses_message_id = %s where id = %s",
+            (ses_id, row["id"]),
+        )
+        ses_ids[row["email"]] = (row["id"], ses_id)
+    first, second = rows[0]["email"], rows[1]["email"]
+    thread = {"In-Reply-To": f"<{ses_ids[first][1]}@eu-central-1.amazonses.com>"}
+    mailbox.deliver(
+        mail(first, inbound, "Yes please!", subject="Re: News", headers=thread), [inbound]
+    )
+    # The second reader forwards the first one's mail and answers it: not the first's reply.
+    mailbox.deliver(mail(second, inbound, "Me too", subject="Re: News", headers=thread), [inbound])
+    # An out-of-office answer to the second's own mail is kept but flagged.
+    own = {
+        "In-Reply-To": f"<{ses_ids[second][1]}@eu-central-1.amazonses.com>",
+        "Auto-Submitted": "auto-replied",
+    }
+    mailbox.deliver(
+        mail(second, inbound, "I am away", subject="Out of Office: News", headers=own), [inbound]
+    )
+    found = {(m["address"], m["text"]): m for m in messages(conn, channel)}
+    assert found[(first, "Yes please!")]["campaign_recipient_id"] == ses_ids[first][0]
+    assert found[(first, "Yes please!")]["conversation_recipient"] == ses_ids[first][0]
+    assert found[(second, "Me too")]["campaign_recipient_id"] is None
+    away = found[(second, "I am away")]
+    assert away["auto_reply"] is True and away["campaign_recipient_id"] == ses_ids[second][0]
+    # A bounce report is no conversation.
+    bounce = mail("MAILER-DAEMON@example.org", inbound, "Delivery failed", subject="Undelivered")
+    mailbox.deliver(bounce, [inbound])
+    assert not any(m["address"].startswith("mailer-daemon") for m in messages(conn, channel))
+
+
+def test_replies_go_out_in_the_thread_and_answers_come_back_to_it(
+    conn: Conn, client: TestClient, jwks: JwksServer, mailbox: Mailbox, ses: str
+) -> None:
+    owner = create_user(conn)
+    inbound = address()
+    domain = inbound.split("@")[1]
+    boto3.client(
+        "sesv2",
+        region_name=REGION,
+        endpoint_url=ses,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_email_identity(EmailIdentity=domain)
+    channel = connect(client, jwks, owner, inbound, from_name="Shop support")
+    first = mail("petra@example.org", inbound, "Can I return shoes?", subject="Returns")
+    mailbox.deliver(first, [inbound])
+    conversation = messages(conn, channel)[0]["conversation_id"]
+    answer = client.post(
+        f"/api/v1/inbox/conversations/{conversation}/messages",
+        json={"text": "Yes, within 30 days."},
+        headers=bearer(jwks, owner),
+    )
+    assert answer.status_code == 201, answer.text
+    sent = answer.json()["data"]
+    assert sent["status"] == "sent"
+    raw = [m for m in sent_raw_messages(ses) if "Yes, within 30 days." in m["raw_data"]][-1][
+        "raw_data"
+    ]
+    outgoing = BytesParser(policy=policy.default).parsebytes(raw.encode())
+    original = messages(conn, channel)[0]["context"]["email_message_id"]
+    assert outgoing["Subject"] == "Re: Returns"
+    assert outgoing["In-Reply-To"] == f"<{original}>"
+    assert outgoing["Reply-To"] == f"reply+c{uuid.UUID(str(conversation)).hex}@{domain}"
+    assert outgoing["From"] == f"Shop support <{inbound}>"
+    ours = one(conn, "select context from public.messages where id = %s", (sent["id"],))["context"]
+
+    # The customer answers our reply in the thread...
+    reply = mail(
+        "petra@example.org",
+        inbound,
+        "Thanks!",
+        subject="Re: Returns",
+        headers={"In-Reply-To": f"<{ours['email_message_id']}>"},
+    )
+    # ...and, from a client that drops the headers, to the Reply-To address.
+    dropped = mail(
+        "petra.other@example.org",
+        f"reply+c{uuid.UUID(str(conversation)).hex}@{domain}",
+        "One more thing",
+    )
+    mailbox.deliver(reply, [inbound])
+    mailbox.deliver(dropped, [f"reply+c{uuid.UUID(str(conversation)).hex}@{domain}"])
+    rows = messages(conn, channel)
+    assert {r["conversation_id"] for r in rows} == {conversation}
+    assert [r["text"] for r in rows if r["direction"] == "inbound"] == [
+        "Can I return shoes?",
+        "Thanks!",
+        "One more thing",
+    ]
+
+
+def test_a_new_mail_after_the_join_window_starts_a_new_conversation(
+    conn: Conn, client: TestClient, jwks: JwksServer, mailbox: Mailbox
+) -> None:
+    owner = create_user(conn)
+    inbound = address()
+    channel = connect(client, jwks, owner, inbound, join_window_hours=24)
+    mailbox.deliver(mail("eva@example.org", inbound, "First"), [inbound])
+    mailbox.deliver(mail("eva@example.org", inbound, "Soon after"), [inbound])
+    conn.execute(
+        "update public.conversations set last_message_at = now() - interval '2 days'"
+        " where channel_id = %s",
+        (channel,),
+    )
+    mailbox.deliver(mail("eva@example.org", inbound, "Days later"), [inbound])
+    rows = conn.execute(
+        "select status, message_count from public.conversations where channel_id = %s"
+        " order by created_at",
+        (channel,),
+    ).fetchall()
+    assert [(r["status"], r["message_count"]) for r in rows] == [("resolved", 2), ("open", 1)]
+
+
+def test_malformed_mime_and_spam_are_stored_and_never_a_500(
+    conn: Conn, client: TestClient, jwks: JwksServer, mailbox: Mailbox
+) -> None:
+    owner = create_user(conn)
+    inbound = address()
+    channel = connect(client, jwks, owner, inbound)
+    broken = (
+        b"From: =?utf-8?B?not base64?= <broken@example.org>\r\nTo: "
+        + inbound.encode()
+        + b'\r\nContent-Type: multipart/mixed; boundary="never-closed"\r\n\r\n--never-closed\r\n'
+        b"Content-Type: text/plain; charset=unknown-8bit-charset\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n"
+        b"!!!not-base64!!!\r\n"
+    )
+    assert mailbox.deliver(broken, [inbound]).status_code == 200
+    assert (
+        mailbox.deliver(
+            mail("spam@example.org", inbound, "Buy now"), [inbound], spam="FAIL"
+        ).status_code
+        == 200
+    )
+    senders = {m["address"] for m in messages(conn, channel)}
+    assert "spam@example.org" not in senders
+    failed = one(
+        conn,
+        "select count(*) as n from private.webhook_events where provider = 'ses_inbound'"
+        " and status not in ('applied', 'ignored')",
+    )
+    assert failed["n"] == 0
+
+
+def test_replies_count_for_campaign_performance_and_stop_suppresses(
+    conn: Conn, client: TestClient, jwks: JwksServer, mailbox: Mailbox
+) -> None:
+    owner = create_user(conn)
+    stranger = create_user(conn)
+    inbound = address()
+    connect(client, jwks, owner, inbound)
+    readers = add_contacts(conn, owner, 4)
+    campaign = list_campaign(conn, owner, readers)
+    start(conn, owner, campaign)
+    rows = conn.execute(
+        "select id, email from public.campaign_recipients where campaign_id = %s order by email",
+        (campaign,),
+    ).fetchall()
+    ids = {}
+    for row in rows:
+        ses_id = f"0107019{uuid.uuid4().hex[:9]}-{uuid.uuid4()}-000000"
+        conn.execute(
+            "update public.campaign_recipients set status = 'sent', sent_at = now(),"
+            " ses_message_id = %s where id = %s",
+            (ses_id, row["id"]),
+        )
+        ids[row["email"]] = ses_id
+    emails = [r["email"] for r in rows]
+
+    def answer(sender: str, text: str, **headers: str) -> None:
+        thread = {"In-Reply-To": f"<{ids[sender]}@eu-central-1.amazonses.com>", **headers}
+        mailbox.deliver(mail(sender, inbound, text, subject="Re: News", headers=thread), [inbound])
+
+    answer(emails[0], "Interested!")
+    answer(emails[0], "Also, one more question")
+    answer(emails[1], "Out of office until Monday", **{"Auto-Submitted": "auto-replied"})
+    answer(emails[2], "STOP")
+    performance = one(
+        conn,
+        "select sent, replies, reply_rate from analytics.campaign_performance"
+        " where campaign_id = %s",
+        (campaign,),
+    )
+    assert (performance["sent"], performance["replies"], str(performance["reply_rate"])) == (
+        4,
+        2,
+        "0.5000",
+    )
+    suppressed = one(
+        conn,
+        "select reason, detail from public.email_suppressions"
+        " where workspace_id = %s and email = %s",
+        (owner.workspace_id, emails[2]),
+    )
+    assert suppressed["reason"] == "unsubscribe" and "STOP" in suppressed["detail"].upper()
+    opt_out = one(
+        conn,
+        "select kind, keyword, source_message_id from public.channel_suppressions"
+        " where workspace_id = %s and address = %s",
+        (owner.workspace_id, emails[2]),
+    )
+    assert (opt_out["kind"], opt_out["keyword"]) == ("email", "stop")
+    assert opt_out["source_message_id"] is not None
+    with acting_as(conn, stranger):
+        seen = conn.execute(
+            "select count(*) as n from analytics.campaign_replies() where campaign_id = %s",
+            (campaign,),
+        ).fetchone()
+    assert seen["n"] == 0

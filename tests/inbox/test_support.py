@@ -1,0 +1,363 @@
+"""Support features: assignment by hand and round-robin within a team under each member's
+capacity, status and snooze, priority and labels, notes with @mentions, SLA clocks in
+business hours, canned responses, auto-resolve, contact merge and the reports."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from cryptography.fernet import Fernet
+from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
+
+from tests.factories.email import add_contacts
+from tests.factories.inbox import (
+    account_id,
+    apply_whatsapp,
+    whatsapp_channel,
+    whatsapp_conversation,
+)
+from tests.factories.workspaces import User, acting_as, add_member, create_user, fund, one, refused
+from tests.fakes.whatsapp_server import inbound, text_message
+
+Conn = psycopg.Connection[DictRow]
+KEY = Fernet.generate_key().decode()
+WEEKDAYS = {str(day): [["09:00", "17:00"]] for day in range(1, 6)}
+
+
+def sender_of(conn: Conn, conversation: uuid.UUID) -> str:
+    return str(
+        one(
+            conn,
+            "select i.address from public.contact_identities i"
+            " join public.conversations c on c.identity_id = i.id where c.id = %s",
+            (conversation,),
+        )["address"]
+    )
+
+
+def notifications(conn: Conn, user: User) -> list[dict[str, Any]]:
+    with acting_as(conn, user):
+        rows = conn.execute(
+            "select kind, link from public.notifications order by created_at"
+        ).fetchall()
+    return [dict(r) for r in rows]
+
+
+def test_assignment_status_priority_and_notes_by_members_only(conn: Conn) -> None:
+    owner = create_user(conn)
+    agent = add_member(conn, owner, "member")
+    viewer = add_member(conn, owner, "viewer")
+    outsider = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    conversation = whatsapp_conversation(conn, channel)
+    for user, status, code in (
+        (viewer, 403, "insufficient_role"),
+        (outsider, 404, "conversation_not_found"),
+    ):
+        for call in (
+            "select public.assign_conversation(%s, null)",
+            "select public.set_conversation_status(%s, 'resolved')",
+            "select public.tag_conversation(%s, 'high')",
+            "select public.add_conversation_note(%s, 'hi')",
+        ):
+            with refused(status, code), acting_as(conn, user):
+                conn.execute(call, (conversation,))
+    with refused(422, "assignee_not_member"), acting_as(conn, owner):
+        conn.execute("select public.assign_conversation(%s, %s)", (conversation, viewer.id))
+    with acting_as(conn, owner):
+        conn.execute("select public.assign_conversation(%s, %s)", (conversation, agent.id))
+        conn.execute(
+            "select public.tag_conversation(%s, 'urgent', array['VIP', 'refund', 'vip'])",
+            (conversation,),
+        )
+        note = one(
+            conn,
+            "select * from public.add_conversation_note(%s, 'Please check @agent', %s)",
+            (conversation, [agent.id, outsider.id]),
+        )
+    assert note["direction"] == "note" and note["mentions"] == [agent.id]
+    assert [n["kind"] for n in notifications(conn, agent)] == [
+        "conversation.assigned",
+        "conversation.mentioned",
+    ]
+    row = one(
+        conn,
+        "select assignee_id, priority, labels, message_count from public.conversations"
+        " where id = %s",
+        (conversation,),
+    )
+    assert row == {
+        "assignee_id": agent.id,
+        "priority": "urgent",
+        "labels": ["refund", "vip"],
+        "message_count": 1,
+    }
+
+    with refused(422, "invalid_status"), acting_as(conn, agent):
+        conn.execute("select public.set_conversation_status(%s, 'snoozed')", (conversation,))
+    with acting_as(conn, agent):
+        until = datetime.now(UTC) + timedelta(hours=3)
+        snoozed = one(
+            conn,
+            "select * from public.set_conversation_status(%s, 'snoozed', %s)",
+            (conversation, until),
+        )
+    assert snoozed["status"] == "snoozed"
+    conn.execute(
+        "update public.conversations set snoozed_until = now() - interval '1 minute' where id = %s",
+        (conversation,),
+    )
+    woken = one(conn, "select * from private.inbox_housekeeping(100)")
+    assert woken["woken"] >= 1
+    assert (
+        one(conn, "select status from public.conversations where id = %s", (conversation,))[
+            "status"
+        ]
+        == "open"
+    )
+    with acting_as(conn, agent):
+        conn.execute("select public.set_conversation_status(%s, 'resolved')", (conversation,))
+    events = conn.execute(
+        "select kind, actor_id from public.conversation_events where conversation_id = %s"
+        " order by id",
+        (conversation,),
+    ).fetchall()
+    assert [e["kind"] for e in events] == ["assigned", "priority", "labels", "status", "status"]
+    # Reopening while the contact opened another conversation on the channel is refused.
+    sender = sender_of(conn, conversation)
+    apply_whatsapp(
+        conn,
+        channel,
+        inbound(sender, [text_message(sender, "new")], phone_number_id=account_id(conn, channel)),
+    )
+    with refused(409, "another_conversation_open"), acting_as(conn, agent):
+        conn.execute("select public.set_conversation_status(%s, 'open')", (conversation,))
+
+
+def test_round_robin_respects_capacity_and_notifies(conn: Conn) -> None:
+    owner = create_user(conn)
+    fund(conn, owner, 0, "team")
+    ana, ben = add_member(conn, owner, "member"), add_member(conn, owner, "member")
+    viewer = add_member(conn, owner, "viewer")
+    channel = whatsapp_channel(conn, owner, KEY)
+    with acting_as(conn, owner):
+        team = one(
+            conn,
+            "insert into public.inbox_teams (workspace_id, name, default_capacity)"
+            " values (%s, 'Support', 2) returning id",
+            (owner.workspace_id,),
+        )["id"]
+        conn.execute(
+            "insert into public.inbox_team_members (team_id, workspace_id, user_id, capacity,"
+            " last_assigned_at) values (%s, %s, %s, 1, null), (%s, %s, %s, null, now())",
+            (team, owner.workspace_id, ana.id, team, owner.workspace_id, ben.id),
+        )
+        conn.execute("select public.set_channel_team(%s, %s)", (channel, team))
+    with refused(422, "not_a_member"), acting_as(conn, owner):
+        conn.execute(
+            "insert into public.inbox_team_members (team_id, workspace_id, user_id)"
+            " values (%s, %s, %s)",
+            (team, owner.workspace_id, viewer.id),
+        )
+    with acting_as(conn, ana), refused(403, "insufficient_role"):
+        conn.execute("select public.set_channel_team(%s, null)", (channel,))
+    assignees = []
+    for _ in range(4):
+        conversation = whatsapp_conversation(conn, channel)
+        assignees.append(
+            one(
+                conn,
+                "select assignee_id, team_id from public.conversations where id = %s",
+                (conversation,),
+            )
+        )
+    # Ana holds one at most, Ben two; the fourth waits unassigned in the team.
+    assert [a["assignee_id"] for a in assignees] == [ana.id, ben.id, ben.id, None]
+    assert all(a["team_id"] == team for a in assignees)
+    assert [n["kind"] for n in notifications(conn, ana)] == ["conversation.assigned"]
+    # Resolving frees capacity: the next one goes to Ana again.
+    with acting_as(conn, ana):
+        first = one(conn, "select id from public.conversations where assignee_id = %s", (ana.id,))[
+            "id"
+        ]
+        conn.execute("select public.set_conversation_status(%s, 'resolved')", (first,))
+    nxt = whatsapp_conversation(conn, channel)
+    assert (
+        one(conn, "select assignee_id from public.conversations where id = %s", (nxt,))[
+            "assignee_id"
+        ]
+        == ana.id
+    )
+    loads = {
+        r["user_id"]: r["open_count"]
+        for r in conn.execute(
+            "select user_id, open_count from private.inbox_assignee_loads where workspace_id = %s",
+            (owner.workspace_id,),
+        ).fetchall()
+    }
+    assert loads == {ana.id: 1, ben.id: 2}
+
+
+def test_sla_clocks_count_business_hours(conn: Conn) -> None:
+    owner = create_user(conn)
+    with refused(422, "invalid_timezone"), acting_as(conn, owner):
+        conn.execute(
+            "insert into public.inbox_sla_policies (workspace_id, timezone)"
+            " values (%s, 'Mars/Olympus')",
+            (owner.workspace_id,),
+        )
+    with refused(422, "invalid_business_hours"), acting_as(conn, owner):
+        conn.execute(
+            "insert into public.inbox_sla_policies (workspace_id, business_hours) values (%s, %s)",
+            (owner.workspace_id, Jsonb({"1": [["17:00", "09:00"]]})),
+        )
+    with acting_as(conn, owner):
+        conn.execute(
+            "insert into public.inbox_sla_policies (workspace_id, first_response_minutes,"
+            " next_response_minutes, resolution_minutes, timezone, business_hours)"
+            " values (%s, 120, 60, 960, 'Europe/Prague', %s)",
+            (owner.workspace_id, Jsonb(WEEKDAYS)),
+        )
+    friday = one(
+        conn,
+        "select private.business_deadline('2026-06-05 16:00 Europe/Prague', 120,"
+        " 'Europe/Prague', %s) at time zone 'Europe/Prague' as due",
+        (Jsonb(WEEKDAYS),),
+    )["due"]
+    assert friday == datetime(2026, 6, 8, 10, 0)
+    minutes = one(
+        conn,
+        "select private.business_minutes('2026-06-05 16:00 Europe/Prague',"
+        " '2026-06-08 10:00 Europe/Prague', 'Europe/Prague', %s) as m",
+        (Jsonb(WEEKDAYS),),
+    )["m"]
+    assert minutes == 120
+    channel = whatsapp_channel(conn, owner, KEY)
+    conversation = whatsapp_conversation(conn, channel)
+    row = one(conn, "select * from public.conversations where id = %s", (conversation,))
+    expected = one(
+        conn,
+        "select private.business_deadline(%s, 120, 'Europe/Prague', %s) as due",
+        (row["created_at"], Jsonb(WEEKDAYS)),
+    )["due"]
+    assert row["first_response_due_at"] == expected and row["resolution_due_at"] > expected
+    with acting_as(conn, owner):
+        conn.execute("select public.reply_to_conversation(%s, 'On it', null)", (conversation,))
+    sender = sender_of(conn, conversation)
+    apply_whatsapp(
+        conn,
+        channel,
+        inbound(sender, [text_message(sender, "and?")], phone_number_id=account_id(conn, channel)),
+    )
+    waiting = one(
+        conn, "select next_response_due_at from public.conversations where id = %s", (conversation,)
+    )
+    assert waiting["next_response_due_at"] is not None
+    with acting_as(conn, owner):
+        conn.execute("select public.reply_to_conversation(%s, 'Done', null)", (conversation,))
+    assert (
+        one(
+            conn,
+            "select next_response_due_at from public.conversations where id = %s",
+            (conversation,),
+        )["next_response_due_at"]
+        is None
+    )
+    report = one(
+        conn,
+        "select * from analytics.inbox_report(30) where workspace_id = %s",
+        (owner.workspace_id,),
+    )
+    with acting_as(conn, owner):
+        mine = conn.execute("select * from analytics.inbox_report(30)").fetchall()
+    assert report["conversations"] == 1 and report["responded"] == 1
+    assert [r["workspace_id"] for r in mine] == [owner.workspace_id]
+    stranger = create_user(conn)
+    with acting_as(conn, stranger):
+        assert conn.execute("select * from analytics.inbox_report(30)").fetchall() == []
+
+
+def test_canned_responses_and_auto_resolve(conn: Conn) -> None:
+    owner = create_user(conn)
+    viewer = add_member(conn, owner, "viewer")
+    with acting_as(conn, owner):
+        conn.execute(
+            "insert into public.canned_responses (workspace_id, short_code, title, content)"
+            " values (%s, 'shipping', 'Shipping times', 'We ship within 2 days.')",
+            (owner.workspace_id,),
+        )
+        conn.execute(
+            "insert into public.inbox_settings (workspace_id, auto_resolve_days) values (%s, 3)",
+            (owner.workspace_id,),
+        )
+    with acting_as(conn, viewer):
+        assert one(conn, "select count(*) as n from public.canned_responses")["n"] == 1
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(
+                "insert into public.canned_responses (workspace_id, short_code, title, content)"
+                " values (%s, 'x', 'x', 'x')",
+                (owner.workspace_id,),
+            )
+    channel = whatsapp_channel(conn, owner, KEY)
+    quiet, busy = whatsapp_conversation(conn, channel), whatsapp_conversation(conn, channel)
+    conn.execute(
+        "update public.conversations set last_message_at = now() - interval '4 days' where id = %s",
+        (quiet,),
+    )
+    conn.execute("select * from private.inbox_housekeeping(1000)")
+    states = {
+        r["id"]: r["status"]
+        for r in conn.execute(
+            "select id, status from public.conversations where channel_id = %s", (channel,)
+        ).fetchall()
+    }
+    assert states == {quiet: "resolved", busy: "open"}
+
+
+def test_contact_merge_moves_the_inbox_and_is_audited(conn: Conn) -> None:
+    owner = create_user(conn)
+    viewer = add_member(conn, owner, "viewer")
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = "4207" + str(uuid.uuid4().int % 10**8).zfill(8)
+    conversation = whatsapp_conversation(conn, channel, sender)
+    from_whatsapp = one(
+        conn, "select contact_id from public.conversations where id = %s", (conversation,)
+    )["contact_id"]
+    [shop_customer] = add_contacts(conn, owner, 1)
+    conn.execute(
+        "update public.contacts set phone = %s where id = %s", ("+" + sender, shop_customer)
+    )
+    with acting_as(conn, owner):
+        suggested = conn.execute(
+            "select contact_id, other_contact_id, reason from public.contact_merge_suggestions"
+            " where workspace_id = %s",
+            (owner.workspace_id,),
+        ).fetchall()
+    assert {r["reason"] for r in suggested} >= {"phone"}
+    with refused(403, "insufficient_role"), acting_as(conn, viewer):
+        conn.execute("select public.merge_contacts(%s, %s)", (shop_customer, from_whatsapp))
+    with refused(422, "same_contact"), acting_as(conn, owner):
+        conn.execute("select public.merge_contacts(%s, %s)", (shop_customer, shop_customer))
+    with acting_as(conn, owner):
+        merge = one(
+            conn, "select * from public.merge_contacts(%s, %s)", (shop_customer, from_whatsapp)
+        )
+    assert merge["moved"] == {
+        "contact_identities": 1,
+        "conversations": 1,
+        "channel_suppressions": 0,
+    }
+    assert (
+        one(conn, "select contact_id from public.conversations where id = %s", (conversation,))[
+            "contact_id"
+        ]
+        == shop_customer
+    )
+    merged = one(conn, "select attributes from public.contacts where id = %s", (from_whatsapp,))
+    assert merged["attributes"]["merged_into"] == str(shop_customer)
+    stranger = create_user(conn)
+    with refused(404, "contact_not_found"), acting_as(conn, stranger):
+        conn.execute("select public.merge_contacts(%s, %s)", (shop_customer, from_whatsapp))

@@ -1,0 +1,194 @@
+"""Telegram end to end: connecting a bot registers its webhook with a fresh secret token,
+updates are accepted only with that token and stored once per update_id, edits keep the text
+they replace as revisions, and replies go out with sendMessage through the outbox. Payloads
+follow core.telegram.org/bots/api (tests/fakes/telegram_server.py)."""
+
+import json
+import random
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from cryptography.fernet import Fernet
+from fastapi.testclient import TestClient
+from psycopg.rows import DictRow
+from pydantic import SecretStr
+
+from api.app import create_app
+from tests.factories.edge import bearer, edge_settings
+from tests.factories.workspaces import User, add_member, create_user, one
+from tests.fakes.jwks import JwksServer
+from tests.fakes.telegram_server import (
+    BOT_ID,
+    TOKEN,
+    TelegramServer,
+    message_update,
+    photo_update,
+    serve_telegram,
+)
+
+Conn = psycopg.Connection[DictRow]
+KEY = Fernet.generate_key().decode()
+
+
+@pytest.fixture(scope="module")
+def telegram() -> Iterator[TelegramServer]:
+    with serve_telegram() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(database_url: str, jwks: JwksServer, telegram: TelegramServer) -> Iterator[TestClient]:
+    settings = edge_settings(
+        database_url,
+        jwks,
+        integrations_encryption_key=SecretStr(KEY),
+        public_base_url="https://edge.example.test",
+        telegram_api_url=telegram.base_url,
+    )
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def connect(
+    client: TestClient, jwks: JwksServer, user: User, telegram: TelegramServer
+) -> tuple[str, str]:
+    """Connects the fake's bot to the user's workspace; answers the channel id and the secret
+    token Telegram was given."""
+    answer = client.post(
+        "/api/v1/inbox/channels/telegram",
+        json={"workspace_id": str(user.workspace_id), "name": "Shop bot", "bot_token": TOKEN},
+        headers=bearer(jwks, user),
+    )
+    assert answer.status_code == 201, answer.text
+    registered = telegram.called("setWebhook")[-1]
+    channel = answer.json()["data"]["channel"]["id"]
+    assert registered["url"] == f"https://edge.example.test/api/v1/webhooks/telegram/{channel}"
+    return channel, registered["secret_token"]
+
+
+@pytest.fixture
+def bot_free(conn: Conn) -> None:
+    """One bot belongs to one workspace: free it from the previous test's."""
+    conn.execute(
+        "delete from public.channels where kind = 'telegram' and account_id = %s", (str(BOT_ID),)
+    )
+
+
+def post_update(
+    client: TestClient, channel: str, secret: str | None, update: dict[str, Any]
+) -> Any:
+    headers = {"X-Telegram-Bot-Api-Secret-Token": secret} if secret else {}
+    return client.post(
+        f"/api/v1/webhooks/telegram/{channel}", content=json.dumps(update), headers=headers
+    )
+
+
+def test_updates_need_the_secret_and_arrive_once_with_edits_as_revisions(
+    conn: Conn, client: TestClient, jwks: JwksServer, telegram: TelegramServer, bot_free: None
+) -> None:
+    owner = create_user(conn)
+    channel, secret = connect(client, jwks, owner, telegram)
+    assert 1 <= len(secret) <= 256
+    chat = random.randrange(10**8, 10**9)
+    first = message_update(9000, chat, 77, "Where is my order 1001?")
+    assert post_update(client, channel, "wrong", first).status_code == 401
+    assert post_update(client, channel, None, first).status_code == 401
+    assert post_update(client, str(uuid.uuid4()), secret, first).status_code == 401
+    assert post_update(client, channel, secret, first).json()["data"] == {"outcome": "accepted"}
+    assert post_update(client, channel, secret, first).json()["data"] == {"outcome": "duplicate"}
+    edit = message_update(9001, chat, 77, "Where is my order 1002?", edited=True)
+    assert post_update(client, channel, secret, edit).status_code == 200
+    assert post_update(client, channel, secret, photo_update(9002, chat, 78)).status_code == 200
+    assert (
+        post_update(client, channel, secret, {"update_id": 9003, "poll": {"id": "1"}}).status_code
+        == 200
+    )
+    assert post_update(client, channel, secret, {"message": {}}).status_code == 422
+
+    rows = conn.execute(
+        "select m.* from public.messages m where m.channel_id = %s"
+        " order by provider_timestamp, provider_message_id",
+        (channel,),
+    ).fetchall()
+    assert [(r["provider_message_id"], r["text"]) for r in rows] == [
+        (f"{chat}:77", "Where is my order 1002?"),
+        (f"{chat}:78", "The box arrived damaged"),
+    ]
+    assert rows[0]["edited_at"] is not None
+    assert rows[1]["attachments"][0]["provider_media_id"] == "AgACAgQAAxkBAAIBsmZ-large"
+    revisions = conn.execute(
+        "select text from public.message_revisions where message_id = %s", (rows[0]["id"],)
+    ).fetchall()
+    assert [r["text"] for r in revisions] == ["Where is my order 1001?"]
+    identity = one(
+        conn,
+        "select i.address, i.display_name from public.contact_identities i"
+        " join public.conversations c on c.identity_id = i.id where c.channel_id = %s",
+        (channel,),
+    )
+    assert identity == {"address": str(chat), "display_name": "Jana Nováková"}
+
+
+def test_replies_go_out_with_send_message_in_the_thread(
+    conn: Conn, client: TestClient, jwks: JwksServer, telegram: TelegramServer, bot_free: None
+) -> None:
+    owner = create_user(conn)
+    viewer = add_member(conn, owner, "viewer")
+    channel, secret = connect(client, jwks, owner, telegram)
+    chat = random.randrange(10**8, 10**9)
+    post_update(client, channel, secret, message_update(9100, chat, 12, "Hello?"))
+    conversation = one(
+        conn, "select id from public.conversations where channel_id = %s", (channel,)
+    )["id"]
+    url = f"/api/v1/inbox/conversations/{conversation}/messages"
+    assert client.post(url, json={"text": "Hi!"}, headers=bearer(jwks, viewer)).status_code == 403
+    answer = client.post(
+        url, json={"text": "Hi Jana, it ships today."}, headers=bearer(jwks, owner)
+    )
+    assert answer.status_code == 201, answer.text
+    data = answer.json()["data"]
+    assert data["status"] == "sent" and data["provider_message_id"].startswith(f"{chat}:")
+    assert telegram.called("sendMessage")[-1] == {
+        "chat_id": chat,
+        "text": "Hi Jana, it ships today.",
+        "reply_parameters": {"message_id": 12, "allow_sending_without_reply": True},
+    }
+    telegram.failures[:] = [429]
+    throttled = client.post(url, json={"text": "again"}, headers=bearer(jwks, owner)).json()["data"]
+    assert throttled["status"] == "queued"
+    waits = one(
+        conn,
+        "select next_attempt_at - now() as wait from private.inbox_outbox where message_id = %s",
+        (throttled["id"],),
+    )
+    assert waits["wait"].total_seconds() >= 4
+    telegram.failures[:] = [403]
+    blocked = client.post(url, json={"text": "hello?"}, headers=bearer(jwks, owner)).json()["data"]
+    assert (blocked["status"], blocked["error_code"]) == ("failed", "403")
+    assert blocked["error_text"] == "Forbidden: bot was blocked by the user"
+
+
+def test_a_refused_token_is_a_422_and_the_same_bot_cannot_join_two_workspaces(
+    conn: Conn, client: TestClient, jwks: JwksServer, telegram: TelegramServer, bot_free: None
+) -> None:
+    owner, other = create_user(conn), create_user(conn)
+    bad = client.post(
+        "/api/v1/inbox/channels/telegram",
+        json={
+            "workspace_id": str(owner.workspace_id),
+            "name": "Bot",
+            "bot_token": f"{BOT_ID}:AAH{'x' * 32}",
+        },
+        headers=bearer(jwks, owner),
+    )
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "telegram_token_invalid"
+    connect(client, jwks, owner, telegram)
+    taken = client.post(
+        "/api/v1/inbox/channels/telegram",
+        json={"workspace_id": str(other.workspace_id), "name": "Bot", "bot_token": TOKEN},
+        headers=bearer(jwks, other),
+    )
+    assert taken.status_code == 409 and taken.json()["error"]["code"] == "channel_taken"
