@@ -1,9 +1,11 @@
 -- Freezing a campaign's audience in chunks (issue 18): a million recipients must not be one
--- statement that holds a transaction open for a minute. Starting a campaign counts its audience,
--- reserves that many of the month's emails (402 plan_limit_reached, nothing frozen, as before;
--- 409 empty_audience), marks it sending and freezes the first chunk (50,000 contacts, in contact
--- id order) in the same transaction, so a campaign of up to a chunk is frozen whole at its
--- start, as before. The send cron freezes the rest a chunk per transaction
+-- statement that holds a transaction open for a minute. Starting a campaign reserves the
+-- audience's bound (its lists' members, or the workspace's contacts: read from an index, not
+-- by evaluating the audience) against the month's emails (402 plan_limit_reached, nothing
+-- frozen, as before), marks it sending and freezes the first chunk (50,000 contacts, in contact
+-- id order) in the same transaction (409 empty_audience when nobody in it may be mailed), so a
+-- campaign of up to a chunk is frozen whole at its start, as before, and answers its exact
+-- count; a larger one answers the bound until it is frozen. The send cron freezes the rest a chunk per transaction
 -- (private.freeze_campaign_chunk), while the rows already frozen are being sent; other
 -- workspaces' claims never wait on it. The audience stays the one of the start: contacts
 -- created, or added to the campaign's lists, after it are left out, and no more rows are frozen
@@ -183,6 +185,8 @@ declare
   v_rule jsonb;
   v_consent_rule text;
   v_count integer;
+  v_frozen integer;
+  v_freezing boolean;
 begin
   select * into v_campaign from public.campaigns c where c.id = p_campaign_id for update;
   if v_campaign.status not in ('draft', 'scheduled') then
@@ -193,9 +197,16 @@ begin
   select s.marketing_consent into v_consent_rule
   from public.workspace_privacy_settings s where s.workspace_id = v_campaign.workspace_id;
   v_campaign.started_at := now();
-  select count(*) into v_count
-  from private.campaign_audience(v_campaign, v_rule, v_consent_rule, null, null);
-
+  -- The reservation is the audience's bound (its lists' members, or the workspace's contacts),
+  -- known at once from an index; what the frozen audience does not use goes back when freezing
+  -- ends, which for an audience of up to a chunk is before this returns.
+  if cardinality(v_campaign.list_ids) > 0 then
+    select count(distinct m.contact_id) into v_count
+    from public.email_list_members m where m.list_id = any (v_campaign.list_ids);
+  else
+    select count(*) into v_count
+    from public.contacts c where c.workspace_id = v_campaign.workspace_id;
+  end if;
   if v_count = 0 then
     perform private.fail(409, 'empty_audience', 'No contact in the audience may be mailed');
   end if;
@@ -206,6 +217,11 @@ begin
   where id = p_campaign_id;
   perform private.freeze_campaign_chunk(
     p_campaign_id, coalesce(nullif(current_setting('growthbase.freeze_chunk_rows', true), '')::integer, 50000));
+  select c.recipients, c.frozen, c.freezing into v_count, v_frozen, v_freezing
+  from public.campaigns c where c.id = p_campaign_id;
+  if v_frozen = 0 and not v_freezing then
+    perform private.fail(409, 'empty_audience', 'No contact in the audience may be mailed');
+  end if;
   -- Fresh statistics for the rows just added: without them the first claims may plan a walk
   -- over the whole new audience instead of the due index.
   analyze public.campaign_recipients;

@@ -61,7 +61,7 @@ $$;
 revoke all on function private.engaged_within(uuid, timestamptz, integer) from public, anon, authenticated;
 
 -- As in 20261210094000_chunked_freeze.sql, and contacts past the workspace's sunset window are
--- left out.
+-- left out (the window's start computed once per call, not per contact).
 create or replace function private.campaign_audience(
   p_campaign public.campaigns, p_rule jsonb, p_consent_rule text, p_after uuid, p_limit integer
 )
@@ -89,8 +89,16 @@ as $$
                     where s.workspace_id = c.workspace_id and s.email = c.email)
     and not exists (select 1 from private.platform_suppressions p
                     where p.email_hash = sha256(convert_to(lower(c.email), 'UTF8')))
-    and private.engaged_within(c.id, c.created_at,
-          (select t.sunset_days from private.deliverability_thresholds(p_campaign.workspace_id) t))
+    and (c.created_at > (select now() - make_interval(days => t.sunset_days)
+                         from private.deliverability_thresholds(p_campaign.workspace_id) t)
+         or exists (select 1 from public.campaign_recipients r
+                    where r.contact_id = c.id
+                      and r.last_clicked_at > (select now() - make_interval(days => t.sunset_days)
+                                               from private.deliverability_thresholds(p_campaign.workspace_id) t))
+         or exists (select 1 from public.customer_facts f
+                    where f.contact_id = c.id
+                      and f.last_order_at > (select now() - make_interval(days => t.sunset_days)
+                                             from private.deliverability_thresholds(p_campaign.workspace_id) t)))
   order by c.id
   limit p_limit
 $$;
