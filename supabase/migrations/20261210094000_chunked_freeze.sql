@@ -182,8 +182,6 @@ set search_path = ''
 as $$
 declare
   v_campaign public.campaigns;
-  v_rule jsonb;
-  v_consent_rule text;
   v_count integer;
   v_frozen integer;
   v_freezing boolean;
@@ -193,9 +191,6 @@ begin
     perform private.fail(409, 'invalid_transition', format('A %s campaign cannot be started', v_campaign.status));
   end if;
   perform private.assert_campaign_ready(v_campaign);
-  select s.rule into v_rule from public.segments s where s.id = v_campaign.segment_id;
-  select s.marketing_consent into v_consent_rule
-  from public.workspace_privacy_settings s where s.workspace_id = v_campaign.workspace_id;
   v_campaign.started_at := now();
   -- The reservation is the audience's bound (its lists' members, or the workspace's contacts),
   -- known at once from an index; what the frozen audience does not use goes back when freezing
