@@ -7,7 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from api.api_keys.deps import ApiKeyCaller
+from api.core.api_keys import ApiKeyCaller
 from api.core.envelope import Envelope, ok
 from api.core.openapi import documented
 

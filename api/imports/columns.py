@@ -13,6 +13,15 @@ ITEM_COLUMNS = (
     "item_product_id",
     "item_variant_id",
 )
+VARIANT_COLUMNS = (
+    "variant_id",
+    "variant_title",
+    "variant_sku",
+    "variant_price",
+    "variant_inventory",
+    "variant_image_url",
+    "variant_status",
+)
 
 
 @dataclass(frozen=True)
@@ -30,8 +39,13 @@ class ImportKind:
     phone_is_required_valid: bool = False
 
     def required_for(self, columns: list[str]) -> tuple[str, ...]:
+        """An order file with line items may leave totals out (the lines add up); a catalog
+        with variant columns names each row's variant, and its variant rows may leave the
+        product's title to the product's first row."""
         if self.name == "orders" and set(columns) & set(ITEM_COLUMNS):
             return tuple(name for name in self.required if name != "total")
+        if self.name == "products" and set(columns) & set(VARIANT_COLUMNS):
+            return ("product_id", "variant_id")
         return self.required
 
 
@@ -89,6 +103,7 @@ PRODUCTS = ImportKind(
         "image_url",
         "category",
         "status",
+        *VARIANT_COLUMNS,
     ),
     required=("product_id", "title"),
 )

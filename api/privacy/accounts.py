@@ -158,6 +158,78 @@ def delete_account(
     )
 
 
+class MyData(BaseModel):
+    """Everything Growthbase keeps about the signed-in user as a user."""
+
+    generated_at: datetime
+    account: dict[str, Any] = Field(description="Address, phone and sign-in times")
+    profile: dict[str, Any] | None
+    memberships: list[dict[str, Any]]
+    invitations: list[dict[str, Any]] = Field(description="Invitations sent to their address")
+    audit_log: list[dict[str, Any]] = Field(description="What they did, in every workspace")
+    api_keys_created: list[dict[str, Any]]
+    notifications: list[dict[str, Any]]
+    access_requests_made: list[dict[str, Any]] = Field(
+        description="Contact exports they asked for (not their contents)"
+    )
+
+
+MY_DATA_EXAMPLE = {
+    "generated_at": "2026-12-09T10:00:00Z",
+    "account": {
+        "id": "2a9c7e15-3b4d-4f6e-8a1b-9c0d1e2f3a4b",
+        "email": "dana@example.com",
+        "phone": None,
+        "created_at": "2026-11-01T08:00:00Z",
+        "last_sign_in_at": "2026-12-09T09:55:00Z",
+        "email_confirmed_at": "2026-11-01T08:01:00Z",
+    },
+    "profile": {"display_name": "Dana", "locale": "en", "preferences": {}},
+    "memberships": [
+        {
+            "workspace_id": "0f7b2c1e-4c1d-4b8e-9a0e-3f6a2d9b8c71",
+            "workspace_name": "Team",
+            "role": "admin",
+            "since": "2026-11-02T10:00:00Z",
+            "workspace_deleted_at": None,
+        }
+    ],
+    "invitations": [],
+    "audit_log": [
+        {
+            "workspace_id": "0f7b2c1e-4c1d-4b8e-9a0e-3f6a2d9b8c71",
+            "action": "export.requested",
+            "target_type": "contact",
+            "target_id": "5b0e8d6a-9c3f-4e21-8f4a-1d2c3b4a5e6f",
+            "details": {},
+            "request_id": "4cf7444e9e4c41d4b8f2fc97d1299f64",
+            "ip": "203.0.113.7",
+            "created_at": "2026-12-04T09:30:00Z",
+        }
+    ],
+    "api_keys_created": [],
+    "notifications": [],
+    "access_requests_made": [],
+}
+
+
+@router.get(
+    "/api/v1/privacy/me/data",
+    response_model=Envelope[MyData],
+    summary="Everything kept about me as a user",
+    responses=documented(MY_DATA_EXAMPLE),
+)
+def my_data(acting: ActingUser) -> dict[str, Any]:
+    """The signed-in user's own access request: their account, profile, memberships,
+    invitations to their address, their entries in every workspace's audit log, the API keys
+    they created, their notifications and the contact exports they asked for. The shops'
+    contacts are not theirs to export here (an admin's contact export is)."""
+    with acting.connection() as conn:
+        row = conn.execute("select public.my_personal_data() as data").fetchone()
+    assert row is not None
+    return ok(row["data"])
+
+
 @router.post(
     "/api/v1/privacy/workspaces/{workspace_id}/delete",
     response_model=Envelope[WorkspaceDeletion],

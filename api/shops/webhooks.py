@@ -1,11 +1,14 @@
-"""Order webhooks from Shopify and WooCommerce, one URL per project:
+"""Order and customer webhooks from Shopify and WooCommerce, one URL per project:
 /api/v1/webhooks/{shopify|woocommerce}/{project_id}.
 
 Each is verified with the project's webhook secret (base64 HMAC-SHA256 of the raw body,
-compared in constant time) and mapped onto an order (a malformed one is refused unstored), then
-stored raw under the provider's delivery id with its topic, acknowledged, and upserted after the
-answer; an order whose upsert did not finish is applied again by the replay cron, since the shop
-stops retrying once it has been answered. A re-delivery is acknowledged and changes nothing.
+compared in constant time) and mapped onto an order or a customer by its topic (a malformed one
+is refused unstored), then stored raw under the provider's delivery id with its topic,
+acknowledged, and applied after the answer: an order upserted with its customer, a created or
+updated customer upserted (private.apply_shop_customer), a deleted customer's shop id unlinked
+(private.forget_shop_customer). An event whose apply did not finish is applied again by the
+replay cron, since the shop stops retrying once it has been answered. A re-delivery is
+acknowledged and changes nothing.
 """
 
 import hashlib
@@ -20,13 +23,21 @@ from fastapi.security import APIKeyHeader
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field
 
-from api.core.db import Database
+from api.core.db import Connection, Database
 from api.core.deps import ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import JSON, documented, inline_schema
 from api.core.secrets_box import SecretBox
 from api.core.signatures import verify_webhook_hmac
+from api.shops.customers import (
+    ShopifyCustomerBody,
+    WooCommerceCustomerBody,
+    shopify_customer,
+    shopify_deleted,
+    woocommerce_customer,
+    woocommerce_deleted,
+)
 from api.shops.deps import SECRET_BOX, answering_key_mismatch
 from api.shops.errors import WEBHOOK_REFUSALS
 from api.shops.integration_secrets import integration_secrets
@@ -38,11 +49,24 @@ from api.shops.orders import (
     from_shopify,
     from_woocommerce,
 )
+from api.shops.products import (
+    ShopifyProductBody,
+    WooCommerceProductBody,
+    shopify_deleted_product,
+    shopify_product,
+    woocommerce_deleted_product,
+    woocommerce_product,
+)
 from api.webhooks.body import parse_json, raw_body
 from api.webhooks.intake import Applier, Intake, StoredEvent
 
 router = APIRouter(tags=["webhooks"])
 log = logging.getLogger("growthbase.webhooks")
+
+
+# What a topic's body is applied as.
+Kind = Literal["order", "customer", "customer_deleted", "product", "product_deleted"]
+Mapper = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -51,37 +75,78 @@ class ShopWebhook:
     signature_header: str
     delivery_header: str
     topic_header: str
-    order_topics: frozenset[str]
-    to_order: Callable[[dict[str, Any]], dict[str, Any]]
+    topics: dict[str, Kind]  # the topics applied; any other is acknowledged and ignored
+    mappers: dict[Kind, Mapper]
+
+    def kind(self, topic: str) -> Kind | None:
+        return self.topics.get(topic)
 
 
 ShopSource = Literal["shopify", "woocommerce"]
+SHOPIFY_ORDER_TOPICS = (
+    "orders/create",
+    "orders/updated",
+    "orders/paid",
+    "orders/cancelled",
+    "orders/fulfilled",
+    "orders/partially_fulfilled",
+)
 SHOPS = {
     "shopify": ShopWebhook(
         name="Shopify",
         signature_header="X-Shopify-Hmac-Sha256",
         delivery_header="X-Shopify-Webhook-Id",
         topic_header="X-Shopify-Topic",
-        order_topics=frozenset(
-            {
-                "orders/create",
-                "orders/updated",
-                "orders/paid",
-                "orders/cancelled",
-                "orders/fulfilled",
-                "orders/partially_fulfilled",
-            }
-        ),
-        to_order=from_shopify,
+        topics={
+            **dict.fromkeys(SHOPIFY_ORDER_TOPICS, "order"),
+            "customers/create": "customer",
+            "customers/update": "customer",
+            "customers/delete": "customer_deleted",
+            "products/create": "product",
+            "products/update": "product",
+            "products/delete": "product_deleted",
+        },
+        mappers={
+            "order": from_shopify,
+            "customer": shopify_customer,
+            "customer_deleted": shopify_deleted,
+            "product": shopify_product,
+            "product_deleted": shopify_deleted_product,
+        },
     ),
     "woocommerce": ShopWebhook(
         name="WooCommerce",
         signature_header="X-WC-Webhook-Signature",
         delivery_header="X-WC-Webhook-Delivery-ID",
         topic_header="X-WC-Webhook-Topic",
-        order_topics=frozenset({"order.created", "order.updated", "order.restored"}),
-        to_order=from_woocommerce,
+        topics={
+            "order.created": "order",
+            "order.updated": "order",
+            "order.restored": "order",
+            "customer.created": "customer",
+            "customer.updated": "customer",
+            "customer.deleted": "customer_deleted",
+            "product.created": "product",
+            "product.updated": "product",
+            "product.restored": "product",
+            "product.deleted": "product_deleted",
+        },
+        mappers={
+            "order": from_woocommerce,
+            "customer": woocommerce_customer,
+            "customer_deleted": woocommerce_deleted,
+            "product": woocommerce_product,
+            "product_deleted": woocommerce_deleted_product,
+        },
     ),
+}
+# How each kind is applied, as the service: (statement, whether it takes a list of documents).
+APPLY = {
+    "order": "select private.upsert_orders(%s, %s, %s)",
+    "customer": "select private.apply_shop_customer(%s, %s, %s)",
+    "customer_deleted": "select private.forget_shop_customer(%s, %s, %s)",
+    "product": "select private.upsert_shop_product(%s, %s, %s)",
+    "product_deleted": "select private.archive_shop_product(%s, %s, %s)",
 }
 
 
@@ -104,10 +169,11 @@ WOOCOMMERCE_SIGNATURE = signature_scheme(
 
 class ShopWebhookOutcome(BaseModel):
     outcome: Literal["accepted", "ignored", "unmappable", "duplicate", "ping"] = Field(
-        description="`accepted`: an order, stored and upserted right after the answer (and by "
-        "the replay cron until it is); `ignored`: a topic that is no order; `unmappable`: an "
-        "order missing what an order needs, kept but not applied; `duplicate`: a re-delivery, "
-        "nothing changed; `ping`: WooCommerce's unsigned test when a webhook is created"
+        description="`accepted`: an order, customer or product, stored and applied right after the "
+        "answer (and by the replay cron until it is); `ignored`: a topic that is neither; "
+        "`unmappable`: an order, customer or product missing what it needs (an id), kept but not "
+        "applied; `duplicate`: a re-delivery, nothing changed; `ping`: WooCommerce's unsigned "
+        "test when a webhook is created"
     )
 
 
@@ -167,18 +233,98 @@ WOOCOMMERCE_ORDER_EXAMPLE = {
         {"id": 315, "name": "Woo Single #1", "product_id": 93, "quantity": 2, "sku": "", "price": 3}
     ],
 }
+SHOPIFY_CUSTOMER_EXAMPLE = {
+    "id": 706405506930370084,
+    "email": "bob@biller.com",
+    "created_at": "2026-06-01T10:15:00-04:00",
+    "updated_at": "2026-06-01T10:15:00-04:00",
+    "first_name": "Bob",
+    "last_name": "Biller",
+    "state": "enabled",
+    "phone": "+16136120707",
+    "tags": "",
+    "currency": "USD",
+    "email_marketing_consent": {
+        "state": "subscribed",
+        "opt_in_level": "single_opt_in",
+        "consent_updated_at": "2026-06-01T10:15:00-04:00",
+    },
+    "default_address": {"city": "Ottawa", "country_code": "CA"},
+    "admin_graphql_api_id": "gid://shopify/Customer/706405506930370084",
+}
+WOOCOMMERCE_CUSTOMER_EXAMPLE = {
+    "id": 25,
+    "date_created_gmt": "2017-03-21T19:09:28",
+    "email": "john.doe@example.com",
+    "first_name": "John",
+    "last_name": "Doe",
+    "role": "customer",
+    "username": "john.doe",
+    "billing": {
+        "first_name": "John",
+        "last_name": "Doe",
+        "country": "US",
+        "email": "john.doe@example.com",
+        "phone": "(555) 555-5555",
+    },
+    "is_paying_customer": False,
+}
+SHOPIFY_PRODUCT_EXAMPLE = {
+    "id": 632910392,
+    "title": "IPod Nano - 8GB",
+    "handle": "ipod-nano",
+    "product_type": "Cult Products",
+    "vendor": "Apple",
+    "status": "active",
+    "image": {"id": 850703190, "src": "https://cdn.shopify.com/s/files/1/ipod-nano.png"},
+    "variants": [
+        {
+            "id": 808950810,
+            "product_id": 632910392,
+            "title": "Pink",
+            "price": "199.00",
+            "sku": "IPOD2008PINK",
+            "inventory_quantity": 10,
+            "presentment_prices": [
+                {"price": {"amount": "199.00", "currency_code": "USD"}, "compare_at_price": None}
+            ],
+        }
+    ],
+}
+WOOCOMMERCE_PRODUCT_EXAMPLE = {
+    "id": 794,
+    "name": "Premium Quality",
+    "slug": "premium-quality-19",
+    "permalink": "https://example.com/product/premium-quality-19/",
+    "type": "simple",
+    "status": "publish",
+    "sku": "PQ-19",
+    "price": "21.99",
+    "regular_price": "21.99",
+    "stock_quantity": 12,
+    "categories": [{"id": 9, "name": "Clothing", "slug": "clothing"}],
+    "images": [{"id": 792, "src": "https://example.com/wp-content/uploads/T_2_front.jpg"}],
+}
 SHOP_WEBHOOK_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": "The shop's resource as its webhook sends it: an order for the order "
-        "topics (Shopify's REST Admin Order, WooCommerce's REST v3 order); other topics' bodies "
-        "are acknowledged and ignored. WooCommerce first pings a new webhook with a form body.",
+        "topics (Shopify's REST Admin Order, WooCommerce's REST v3 order), a customer for the "
+        "customer topics (Shopify's REST Admin Customer, WooCommerce's REST v3 customer), a "
+        "product for the product topics (Shopify's REST Admin Product with its variants, "
+        "WooCommerce's REST v3 product); a deletion sends at least the id. Other topics' bodies "
+        "are acknowledged and ignored. "
+        "WooCommerce first pings a new webhook with a form body.",
         "content": {
             JSON: {
                 "schema": {
                     "anyOf": [
                         inline_schema(ShopifyOrder.model_json_schema()),
                         inline_schema(WooCommerceOrder.model_json_schema()),
+                        inline_schema(ShopifyCustomerBody.model_json_schema()),
+                        inline_schema(WooCommerceCustomerBody.model_json_schema()),
+                        inline_schema(ShopifyProductBody.model_json_schema()),
+                        inline_schema(WooCommerceProductBody.model_json_schema()),
                     ]
                 },
                 "examples": {
@@ -186,6 +332,22 @@ SHOP_WEBHOOK_OPENAPI: dict[str, Any] = {
                     "woocommerce": {
                         "summary": "WooCommerce order.created",
                         "value": WOOCOMMERCE_ORDER_EXAMPLE,
+                    },
+                    "shopify_customer": {
+                        "summary": "Shopify customers/create",
+                        "value": SHOPIFY_CUSTOMER_EXAMPLE,
+                    },
+                    "woocommerce_customer": {
+                        "summary": "WooCommerce customer.created",
+                        "value": WOOCOMMERCE_CUSTOMER_EXAMPLE,
+                    },
+                    "shopify_product": {
+                        "summary": "Shopify products/create",
+                        "value": SHOPIFY_PRODUCT_EXAMPLE,
+                    },
+                    "woocommerce_product": {
+                        "summary": "WooCommerce product.created",
+                        "value": WOOCOMMERCE_PRODUCT_EXAMPLE,
                     },
                 },
             },
@@ -215,7 +377,7 @@ SHOP_WEBHOOK_OPENAPI: dict[str, Any] = {
         for header, description, example in (
             (
                 shop.topic_header,
-                f"{shop.name}'s topic: {', '.join(sorted(shop.order_topics))} are applied, "
+                f"{shop.name}'s topic: {', '.join(sorted(shop.topics))} are applied, "
                 "others acknowledged as `ignored`",
                 example_topic,
             ),
@@ -244,52 +406,66 @@ def box_unless_ping(
     yield from answering_key_mismatch(box)
 
 
-def mapped_order(
-    shop: ShopWebhook, is_order: bool, payload: dict[str, Any]
+def mapped(
+    shop: ShopWebhook, kind: Kind | None, payload: dict[str, Any]
 ) -> tuple[dict[str, Any] | None, str]:
-    """The order to upsert and the outcome to store; a payload of the wrong shape is a 422
-    before anything is stored, one that is no order we can map is kept as unmappable."""
-    if not is_order:
+    """The order, customer or product to apply and the outcome to store; a payload of the wrong
+    shape is a 422 before anything is stored, one we cannot map (no id) is kept as unmappable."""
+    if kind is None:
         return None, "ignored"
     try:
-        return shop.to_order(payload), "applied"
+        return shop.mappers[kind](payload), "applied"
     except MalformedOrderError as error:
+        thing = kind.removesuffix("_deleted")
         raise ApiError(
-            422, "invalid_input", "The order has fields of the wrong type", error.fields
+            422, "invalid_input", f"The {thing} has fields of the wrong type", error.fields
         ) from error
     except (UnsupportedOrderError, KeyError) as error:
-        log.warning("order webhook not mappable: %s", type(error).__name__)
+        log.warning("%s webhook not mappable: %s", kind, type(error).__name__)
         return None, "unmappable"
 
 
 def event_id(project_id: UUID, shop: ShopWebhook, topic: str, delivery: str) -> str:
-    """`<project>:<topic>:<delivery>`: the replay needs the project and whether the topic is an
-    order's, which only the request's headers say. Any other topic is kept as `other` (it is
-    never applied), so the id stays short and splits on its first two colons."""
-    return f"{project_id}:{topic if topic in shop.order_topics else 'other'}:{delivery}"
+    """`<project>:<topic>:<delivery>`: the replay needs the project and what the topic's body
+    is, which only the request's headers say. Any other topic is kept as `other` (it is never
+    applied), so the id stays short and splits on its first two colons."""
+    return f"{project_id}:{topic if shop.kind(topic) else 'other'}:{delivery}"
 
 
-def stored_origin(shop: ShopWebhook, stored_id: str) -> tuple[UUID, bool]:
-    """The project of a stored event and whether it is an order's. Events stored before the
+def stored_origin(shop: ShopWebhook, stored_id: str) -> tuple[UUID, Kind | None]:
+    """The project of a stored event and what it is applied as. Events stored before the
     topic was kept (`<project>:<delivery>`) were left unapplied only when an order's upsert
     failed."""
     project, *rest = stored_id.split(":", 2)
-    return UUID(project), len(rest) < 2 or rest[0] in shop.order_topics
+    return UUID(project), "order" if len(rest) < 2 else shop.kind(rest[0])
+
+
+def apply_document(
+    conn: Connection, project_id: UUID, source: ShopSource, kind: Kind, document: dict[str, Any]
+) -> None:
+    """Writes a mapped order (a page of one), customer or product; unlinks a deleted customer,
+    archives a deleted product."""
+    argument: Any = {
+        "order": Jsonb([document]),
+        "customer": Jsonb(document),
+        "customer_deleted": document.get("external_id"),
+        "product": Jsonb(document),
+        "product_deleted": document.get("external_id"),
+    }[kind]
+    conn.execute(APPLY[kind], (project_id, source, argument))
 
 
 def applier(database: Database, source: ShopSource) -> Applier:
-    """Applies a stored order event: mapped again from its raw body, upserted with its customer
-    and finished in one transaction."""
+    """Applies a stored event: mapped again from its raw body, applied and finished in one
+    transaction."""
     shop = SHOPS[source]
 
     def apply(stored: StoredEvent) -> str:
-        project_id, is_order = stored_origin(shop, stored.event_id)
-        order, outcome = mapped_order(shop, is_order, parse_json(stored.body))
+        project_id, kind = stored_origin(shop, stored.event_id)
+        document, outcome = mapped(shop, kind, parse_json(stored.body))
         with database.as_service() as conn:
-            if order is not None:
-                conn.execute(
-                    "select private.upsert_orders(%s, %s, %s)", (project_id, source, Jsonb([order]))
-                )
+            if kind is not None and document is not None:
+                apply_document(conn, project_id, source, kind, document)
             conn.execute("select private.finish_webhook_event(%s, %s)", (stored.id, outcome))
         return outcome
 
@@ -299,7 +475,7 @@ def applier(database: Database, source: ShopSource) -> Applier:
 @router.post(
     "/api/v1/webhooks/{source}/{project_id}",
     response_model=Envelope[ShopWebhookOutcome],
-    summary="Receive a Shopify or WooCommerce order webhook",
+    summary="Receive a Shopify or WooCommerce order, customer or product webhook",
     responses=documented({"outcome": "accepted"}, errors=WEBHOOK_REFUSALS),
     openapi_extra=SHOP_WEBHOOK_OPENAPI,
 )
@@ -317,9 +493,11 @@ def shop_webhook(
 ) -> dict[str, Any]:
     """The URL `connect` answered for the project. Verified with the project's webhook secret
     (an unknown project, a missing secret and a bad signature are one 401), stored under the
-    delivery id and acknowledged; an order topic's order is upserted with its customer right
-    after the answer, and by the replay cron until that succeeds. A signed order whose fields
-    have the wrong type is a 422 and is not stored."""
+    delivery id and acknowledged; an order topic's order is upserted with its customer, a
+    customer topic's customer upserted (or, deleted, unlinked) right after the answer, and by
+    the replay cron until that succeeds; a product topic's product (with Shopify's variants) is
+    upserted, a deleted one archived. A signed order, customer or product whose fields have the
+    wrong type is a 422 and is not stored."""
     shop = SHOPS[source]
     headers = request.headers
     if box is None:
@@ -333,11 +511,11 @@ def shop_webhook(
     payload = parse_json(body)
     if not isinstance(payload, dict):
         raise ApiError(422, "invalid_input", "The webhook body is not a JSON object")
-    order, outcome = mapped_order(shop, topic in shop.order_topics, payload)
+    document, outcome = mapped(shop, shop.kind(topic), payload)
     recorded = intake.record(source, event_id(project_id, shop, topic, delivery), body)
     if recorded.duplicate:
         return ok({"outcome": "duplicate"})
-    if order is None:
+    if document is None:
         intake.finish(recorded.event, outcome)
         return ok({"outcome": outcome})
     intake.apply_later(background, source, recorded.event)

@@ -538,6 +538,81 @@ def test_a_catalog_imports_as_products_and_links_lines_imported_before_it(
     assert api.commit(again).json()["data"]["unchanged"] == 2
 
 
+def test_a_catalog_with_variants_imports_one_row_per_variant(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    """As shops export a catalog: a product's first row carries its fields, its other rows only
+    the product id and the variant's."""
+    api = Api(client, jwks, owner)
+    project = make_project(conn, owner)
+    orders = (
+        "order_id,placed_at,status,total,currency,item_sku,item_name,item_quantity,"
+        "item_unit_price,item_product_id,item_variant_id\n"
+        "V-1,2026-05-01,paid,,EUR,SH-42,Shoe 42,1,80,P-SHOE,V-42\n"
+    )
+    assert api.commit(api.orders_job(project, orders.encode())).json()["data"]["created"] == 1
+    catalog = (
+        b"Product ID,Title,Price,Currency,Category,Variant ID,Variant Title,Variant SKU,"
+        b"Variant Price,Variant Inventory,Variant Status\n"
+        b"P-SHOE,Running shoe,80,EUR,Shoes,V-41,41,SH-41,80,3,\n"
+        b"P-SHOE,,,,,V-42,42,SH-42,85.50,0,active\n"
+        b"P-SHOE,,,,,V-42,42 again,SH-42,85.50,0,\n"
+        b"P-SHOE,,,,,V-43,43,SH-43,-1,,\n"
+        b"P-NONE,,,,,V-1,One,NO-1,,,\n"
+        b"P-CAP,Cap,,,Hats,,,,,,\n"
+    )
+
+    def run() -> dict[str, Any]:
+        job = api.create(
+            workspace_id=str(owner.workspace_id),
+            kind="products",
+            project_id=str(project),
+            size_bytes=len(catalog),
+        ).json()["data"]["id"]
+        assert api.part(job, 1, catalog).status_code == 200
+        report = api.commit(job).json()["data"]
+        report["errors"] = errors_of(api, job)[1:]
+        return dict(report)
+
+    first = run()
+    assert (first["status"], first["created"], first["rows_failed"]) == ("done", 3, 3)
+    assert first["errors"] == [
+        ["4", "variant_id", "variant_id repeats line 3 for this product"],
+        ["5", "variant_price", "variant_price must be zero or more"],
+        ["6", "variant_id", "variant_id: its product has no row with a title"],
+    ]
+    variants = conn.execute(
+        "select p.external_id as product, v.external_id, v.title, v.sku, v.price, v.currency,"
+        " v.inventory, v.status from public.product_variants v"
+        " join public.products p on p.id = v.product_id where p.project_id = %s"
+        " order by v.external_id",
+        (project,),
+    ).fetchall()
+    assert [tuple(v.values()) for v in variants] == [
+        ("P-SHOE", "V-41", "41", "SH-41", pytest.approx(80), "EUR", 3, "active"),
+        ("P-SHOE", "V-42", "42", "SH-42", pytest.approx(85.5), "EUR", 0, "active"),
+    ]
+    products = conn.execute(
+        "select external_id, title, category from public.products where project_id = %s"
+        " order by external_id",
+        (project,),
+    ).fetchall()
+    assert [tuple(p.values()) for p in products] == [
+        ("P-CAP", "Cap", "Hats"),
+        ("P-SHOE", "Running shoe", "Shoes"),
+    ]
+    linked = one(
+        conn,
+        "select v.external_id from public.order_items i join public.product_variants v"
+        " on v.id = i.variant_id join public.orders o on o.id = i.order_id"
+        " where o.project_id = %s",
+        (project,),
+    )
+    assert linked["external_id"] == "V-42"
+    again = run()
+    assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 3)
+
+
 def test_a_cancelled_job_takes_no_more_parts_nor_commits(
     client: TestClient, jwks: JwksServer, conn: Conn, owner: User
 ) -> None:

@@ -43,6 +43,8 @@ from tests.fakes.whatsapp_server import (
     statuses,
     text_message,
 )
+from tests.shops.test_customer_webhooks import shopify_customer_body, woocommerce_customer_body
+from tests.shops.test_product_webhooks import shopify_product_body, woocommerce_product_body
 from tests.shops.test_shop_webhooks import shopify_order, woocommerce_order
 
 SNS_TOPIC = "arn:aws:sns:eu-central-1:123456789012:growthbase-ses"
@@ -193,14 +195,32 @@ def shop(case: Case[Any], draw: Draw, context: Context) -> Sending:
     headers = {}
     if mode == "shaped":
         order_id = draw(st.integers(1, 10**9))
-        if source == "shopify":
-            order = shopify_order(order_id)
+        kind = draw(st.sampled_from(["order", "customer", "product"]))
+        if kind == "order" and source == "shopify":
+            document = shopify_order(order_id)
             fuzzed = ["customer", "line_items", "billing_address", "total_price", "created_at"]
-        else:
-            order = woocommerce_order(order_id)
+        elif kind == "order":
+            document = woocommerce_order(order_id)
             fuzzed = ["billing", "line_items", "total", "status", "date_created_gmt"]
-        body = json.dumps(with_fuzzed_fields(draw, order, fuzzed)).encode()
-        headers[webhook.topic_header] = draw(st.sampled_from(sorted(webhook.order_topics)))
+        elif kind == "customer" and source == "shopify":
+            document = shopify_customer_body(order_id)
+            fuzzed = ["id", "email", "phone", "default_address", "email_marketing_consent"]
+        elif kind == "customer":
+            document = woocommerce_customer_body(order_id)
+            fuzzed = ["id", "email", "first_name", "billing"]
+        elif source == "shopify":
+            document = shopify_product_body(order_id)
+            fuzzed = ["id", "title", "status", "image", "variants"]
+        else:
+            document = woocommerce_product_body(order_id)
+            fuzzed = ["id", "name", "price", "stock_quantity", "categories", "images"]
+        body = json.dumps(with_fuzzed_fields(draw, document, fuzzed)).encode()
+        topics = [
+            topic
+            for topic, applied in webhook.topics.items()
+            if applied.removesuffix("_deleted") == kind
+        ]
+        headers[webhook.topic_header] = draw(st.sampled_from(sorted(topics)))
         headers[webhook.delivery_header] = str(draw(st.uuids()))
     signature = base64.b64encode(hmac_sha256(context.secrets.shop_webhook, body)).decode()
     return Sending({**headers, webhook.signature_header: signature}, body)

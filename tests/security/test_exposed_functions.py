@@ -153,6 +153,10 @@ REVIEWED: dict[str, str] = {
     "public.revoke_api_key(uuid)": (
         "tests/api_keys/test_api_keys.py::test_members_and_outsiders_cannot_create_see_or_revoke_keys"
     ),
+    "public.my_personal_data()": (
+        "tests/privacy/test_member_data.py"
+        "::test_a_user_gets_their_own_data_from_every_workspace_and_no_one_elses"
+    ),
     "public.issue_export_link(uuid)": (
         "tests/privacy/test_export_expiry.py::test_only_admins_of_its_workspace_take_a_link"
     ),

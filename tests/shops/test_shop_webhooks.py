@@ -292,7 +292,8 @@ def test_other_shopify_topics_are_acknowledged_and_ignored(
     client: TestClient, conn: Conn, shop: tuple[User, uuid.UUID]
 ) -> None:
     _, project = shop
-    response = post_shopify(client, project, {"id": 1, "title": "Hat"}, topic="products/update")
+    checkout = {"id": 1, "token": "123123123", "email": "bob@example.test", "line_items": []}
+    response = post_shopify(client, project, checkout, topic="checkouts/create")
     assert response.json()["data"]["outcome"] == "ignored"
     assert orders(conn, project) == []
     stored = one(

@@ -1,6 +1,8 @@
-"""The caller of a request that bears a workspace API key (`X-Api-Key`), as a typed dependency:
-the database checks the key (live, not revoked, not expired, its workspace not deleted) and
-records its use in the audit log with the request's id and client address."""
+"""The caller of a request that bears a workspace API key (`X-Api-Key`), as a typed dependency
+any feature's route may take (`ApiKeyCaller`): the database checks the key (live, not revoked,
+not expired, its workspace not deleted) and records its use in the audit log with the request's
+id and client address. The route then acts for `workspace_id` with at most `role` (member or
+viewer), as the service."""
 
 import json
 from dataclasses import dataclass

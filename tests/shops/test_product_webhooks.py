@@ -1,0 +1,187 @@
+"""Shopify and WooCommerce product webhooks: verified and stored like the order webhooks, then
+applied to the project's catalog (Shopify's variants with it), a deleted product archived, and
+order lines that name the product linked. Payloads follow the providers' documented shapes
+(Shopify's REST Admin Product, WooCommerce's REST v3 product)."""
+
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from psycopg.rows import DictRow
+
+from tests.factories.workspaces import User, one
+from tests.shops.test_customer_webhooks import post_to_woocommerce
+from tests.shops.test_shop_webhooks import (
+    client,  # noqa: F401 (fixture)
+    post_shopify,
+    shop,  # noqa: F401 (fixture)
+    shopify_order,
+)
+
+Conn = psycopg.Connection[DictRow]
+
+
+def shopify_product_body(product_id: int, **changes: Any) -> dict[str, Any]:
+    product = {
+        "id": product_id,
+        "title": "Running shoes",
+        "body_html": "<p>Light and fast.</p>",
+        "vendor": "Acme",
+        "product_type": "Shoes",
+        "handle": "running-shoes",
+        "status": "active",
+        "tags": "running",
+        "image": {"id": 1, "src": "https://cdn.shopify.com/s/files/1/shoe.png"},
+        "variants": [
+            {
+                "id": 11,
+                "product_id": product_id,
+                "title": "42",
+                "price": "1099.00",
+                "sku": "RS-42",
+                "inventory_quantity": 4,
+                "presentment_prices": [
+                    {
+                        "price": {"amount": "1099.00", "currency_code": "CZK"},
+                        "compare_at_price": None,
+                    }
+                ],
+            },
+            {
+                "id": 12,
+                "product_id": product_id,
+                "title": "43",
+                "price": "1099.00",
+                "sku": "RS-43",
+                "inventory_quantity": 0,
+            },
+        ],
+        "admin_graphql_api_id": f"gid://shopify/Product/{product_id}",
+    }
+    product.update(changes)
+    return product
+
+
+def woocommerce_product_body(product_id: int, **changes: Any) -> dict[str, Any]:
+    product = {
+        "id": product_id,
+        "name": "Mug",
+        "slug": "mug",
+        "permalink": "https://shop.example/product/mug/",
+        "type": "simple",
+        "status": "publish",
+        "sku": "MUG",
+        "price": "15.30",
+        "regular_price": "15.30",
+        "manage_stock": True,
+        "stock_quantity": 7,
+        "categories": [{"id": 9, "name": "Kitchen", "slug": "kitchen"}],
+        "images": [{"id": 3, "src": "https://shop.example/wp-content/uploads/mug.jpg"}],
+        "variations": [],
+    }
+    product.update(changes)
+    return product
+
+
+def catalog(conn: Conn, project: uuid.UUID) -> list[dict[str, Any]]:
+    return conn.execute(
+        "select p.source, p.external_id, p.title, p.category, p.status, p.price, p.inventory,"
+        " coalesce(array_agg(v.external_id || ':' || coalesce(v.price::text, '-') || ':'"
+        " || coalesce(v.currency, '-') order by v.external_id)"
+        " filter (where v.id is not null), '{}') as variants"
+        " from public.products p left join public.product_variants v on v.product_id = p.id"
+        " where p.project_id = %s group by p.id order by p.source, p.external_id",
+        (project,),
+    ).fetchall()
+
+
+def test_a_shopify_product_and_its_variants_are_synced_and_a_deleted_one_archived(
+    client: TestClient,  # noqa: F811
+    conn: Conn,
+    shop: tuple[User, uuid.UUID],  # noqa: F811
+) -> None:
+    _, project = shop
+    # An order sold variant 11 before the catalog arrived.
+    order = shopify_order(8001)
+    order["line_items"] = [
+        {
+            "id": 1,
+            "title": "Running shoes - 42",
+            "sku": "RS-42",
+            "quantity": 1,
+            "price": "1099.00",
+            "product_id": 500,
+            "variant_id": 11,
+        }
+    ]
+    assert post_shopify(client, project, order).status_code == 200
+    created = post_shopify(client, project, shopify_product_body(500), topic="products/create")
+    assert created.json()["data"] == {"outcome": "accepted"}
+    assert [dict(p) for p in catalog(conn, project)] == [
+        {
+            "source": "shopify",
+            "external_id": "500",
+            "title": "Running shoes",
+            "category": "Shoes",
+            "status": "active",
+            "price": None,
+            "inventory": None,
+            "variants": ["11:1099.00:CZK", "12:-:-"],  # a price is kept only with its currency
+        }
+    ]
+    line = one(
+        conn,
+        "select v.external_id from public.order_items i"
+        " join public.product_variants v on v.id = i.variant_id"
+        " join public.orders o on o.id = i.order_id where o.project_id = %s",
+        (project,),
+    )
+    assert line["external_id"] == "11"
+
+    # Variant 12 is gone from the shop and the product is renamed.
+    changed = shopify_product_body(500, title="Trail shoes")
+    changed["variants"] = changed["variants"][:1]
+    post_shopify(client, project, changed, topic="products/update")
+    after = catalog(conn, project)
+    assert (after[0]["title"], after[0]["variants"]) == ("Trail shoes", ["11:1099.00:CZK"])
+
+    gone = post_shopify(client, project, {"id": 500}, topic="products/delete")
+    assert gone.json()["data"] == {"outcome": "accepted"}
+    assert catalog(conn, project)[0]["status"] == "archived"
+
+
+def test_a_woocommerce_product_is_synced_trashed_and_restored(
+    client: TestClient,  # noqa: F811
+    conn: Conn,
+    shop: tuple[User, uuid.UUID],  # noqa: F811
+) -> None:
+    _, project = shop
+    created = post_to_woocommerce(client, project, woocommerce_product_body(794), "product.created")
+    assert created.json()["data"] == {"outcome": "accepted"}
+    [product] = catalog(conn, project)
+    assert (product["title"], product["category"], product["inventory"], product["status"]) == (
+        "Mug",
+        "Kitchen",
+        7,
+        "active",
+    )
+    post_to_woocommerce(client, project, {"id": 794}, "product.deleted")
+    assert catalog(conn, project)[0]["status"] == "archived"
+    post_to_woocommerce(
+        client, project, woocommerce_product_body(794, status="publish"), "product.restored"
+    )
+    assert catalog(conn, project)[0]["status"] == "active"
+
+
+@pytest.mark.parametrize("body", [{"id": 5, "variants": {"id": 1}}, {"id": 5, "title": 7}])
+def test_signed_products_of_the_wrong_shape_are_a_422(
+    client: TestClient,  # noqa: F811
+    shop: tuple[User, uuid.UUID],  # noqa: F811
+    body: dict[str, Any],
+) -> None:
+    _, project = shop
+    answer = post_shopify(client, project, body, topic="products/update")
+    assert answer.status_code == 422
+    assert answer.json()["error"]["code"] == "invalid_input"
