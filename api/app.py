@@ -46,6 +46,7 @@ from api.email import webhook as ses_webhooks
 from api.email.deps import LINK_SECRET, SES, SNS
 from api.email.ses import SesClient
 from api.email.sns import SnsVerifier
+from api.flows import events as flow_events
 from api.imports import routes as imports
 from api.imports.deps import IMPORT_STORAGE
 from api.imports.storage import ImportStorage
@@ -270,6 +271,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(privacy_consents.router)
     app.include_router(privacy_accounts.router)
     app.include_router(privacy_exports.router)
+    app.include_router(flow_events.router)
     app.include_router(inbox.router)
     return app
 

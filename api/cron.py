@@ -23,6 +23,7 @@ from api.core.public_urls import configured_public_urls
 from api.email.deps import OptionalSes
 from api.email.notices import send_pause_emails
 from api.email.sender import SendPolicy, send_due_emails
+from api.flows import engine as flow_engine
 from api.imports.deps import OptionalStorage
 from api.imports.jobs import continue_import_jobs
 from api.inbox.deps import OptionalBox, OptionalMailer, Telegram, WhatsApp
@@ -44,6 +45,7 @@ IMPORT_CRON_BUDGET_SECONDS = 40.0
 CREDIT_GRANT_CHUNK = 1000
 CREDIT_GRANT_BUDGET_SECONDS = 30
 RETENTION_BUDGET_SECONDS = 40
+FLOW_BUDGET_SECONDS = 40
 EXPORT_REMOVAL_BATCHES = 20
 ERASURE_BUDGET_SECONDS = 40.0
 
@@ -355,6 +357,25 @@ def continue_imports(database: ServiceDatabase, storage: OptionalStorage) -> dic
     here, doubling nothing); uploads not committed within a day are expired with their parts.
     Jobs that read from Storage wait while Storage is not configured."""
     return ok(continue_import_jobs(database, storage, IMPORT_CRON_BUDGET_SECONDS))
+
+
+class FlowTick(BaseModel):
+    steps: int
+    ticks: int
+    pruned_events: int
+
+
+@router.get(
+    "/flows",
+    response_model=Envelope[FlowTick],
+    summary="Move flow runs that are due",
+    responses=documented({"steps": 1200, "ticks": 1, "pruned_events": 0}),
+)
+def advance_flows(database: ServiceDatabase) -> dict[str, Any]:
+    """Runs the flow engine (`private.advance_flows`) a batch per transaction until nothing is
+    due or 40 s have passed, then prunes contact events older than 180 days; where pg_cron is
+    installed the database also ticks every minute by itself."""
+    return ok(flow_engine.advance(database, FLOW_BUDGET_SECONDS))
 
 
 class InboxSend(BaseModel):

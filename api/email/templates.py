@@ -868,6 +868,10 @@ def merge_fields(contact: dict[str, Any], unsubscribe_url: str) -> dict[str, Any
     fields["attributes"] = {
         key: value for key, value in attributes.items() if value not in (None, "")
     }
+    # A flow's email also sees its run's event (an abandoned cart's items and link).
+    event = contact.get("event")
+    if isinstance(event, dict):
+        fields["event"] = {key: value for key, value in event.items() if value not in (None, "")}
     fields[UNSUBSCRIBE_FIELD] = unsubscribe_url
     return fields
 

@@ -30,6 +30,7 @@ from api.core.errors import ApiError
 from api.core.openapi import JSON, documented, inline_schema
 from api.core.secrets_box import SecretBox
 from api.core.signatures import verify_webhook_hmac
+from api.shops.checkouts import ShopifyCheckout, from_shopify_checkout
 from api.shops.customers import (
     ShopifyCustomerBody,
     WooCommerceCustomerBody,
@@ -65,7 +66,7 @@ log = logging.getLogger("growthbase.webhooks")
 
 
 # What a topic's body is applied as.
-Kind = Literal["order", "customer", "customer_deleted", "product", "product_deleted"]
+Kind = Literal["order", "customer", "customer_deleted", "product", "product_deleted", "checkout"]
 Mapper = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -105,9 +106,12 @@ SHOPS = {
             "products/create": "product",
             "products/update": "product",
             "products/delete": "product_deleted",
+            "checkouts/create": "checkout",
+            "checkouts/update": "checkout",
         },
         mappers={
             "order": from_shopify,
+            "checkout": from_shopify_checkout,
             "customer": shopify_customer,
             "customer_deleted": shopify_deleted,
             "product": shopify_product,
@@ -147,6 +151,7 @@ APPLY = {
     "customer_deleted": "select private.forget_shop_customer(%s, %s, %s)",
     "product": "select private.upsert_shop_product(%s, %s, %s)",
     "product_deleted": "select private.archive_shop_product(%s, %s, %s)",
+    "checkout": "select private.upsert_checkout(%s, %s, %s)",
 }
 
 
@@ -312,8 +317,9 @@ SHOP_WEBHOOK_OPENAPI: dict[str, Any] = {
         "topics (Shopify's REST Admin Order, WooCommerce's REST v3 order), a customer for the "
         "customer topics (Shopify's REST Admin Customer, WooCommerce's REST v3 customer), a "
         "product for the product topics (Shopify's REST Admin Product with its variants, "
-        "WooCommerce's REST v3 product); a deletion sends at least the id. Other topics' bodies "
-        "are acknowledged and ignored. "
+        "WooCommerce's REST v3 product), Shopify's checkout for checkouts/create and "
+        "checkouts/update (they start abandoned-cart flows); a deletion sends at least the id. "
+        "Other topics' bodies are acknowledged and ignored. "
         "WooCommerce first pings a new webhook with a form body.",
         "content": {
             JSON: {
@@ -325,6 +331,7 @@ SHOP_WEBHOOK_OPENAPI: dict[str, Any] = {
                         inline_schema(WooCommerceCustomerBody.model_json_schema()),
                         inline_schema(ShopifyProductBody.model_json_schema()),
                         inline_schema(WooCommerceProductBody.model_json_schema()),
+                        inline_schema(ShopifyCheckout.model_json_schema()),
                     ]
                 },
                 "examples": {
@@ -451,6 +458,7 @@ def apply_document(
         "customer_deleted": document.get("external_id"),
         "product": Jsonb(document),
         "product_deleted": document.get("external_id"),
+        "checkout": Jsonb(document),
     }[kind]
     conn.execute(APPLY[kind], (project_id, source, argument))
 

@@ -27,6 +27,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from tests.factories.email import add_contacts, draft_campaign, email_list, start, verified_sender
+from tests.factories.flows import create_flow, send_step
 from tests.factories.inbox import (
     account_id,
     apply_whatsapp,
@@ -85,6 +86,8 @@ REFERENCE_TABLES = frozenset(
         "private.platform_suppressions",
         "private.personal_data_columns",
         "private.privacy_key",
+        "private.time_zones",
+        "public.flow_templates",
     }
 )
 
@@ -457,11 +460,12 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
     sender = verified_sender(conn, owner, domain)
     newsletter = email_list(conn, owner, readers, f"Readers {tag}")
     with acting_as(conn, worker):
-        conn.execute(
+        welcome = one(
+            conn,
             "insert into public.email_templates (workspace_id, name, subject, html)"
-            " values (%s, 'Welcome', 'Welcome {{ first_name }}', '<p>Hello</p>')",
+            " values (%s, 'Welcome', 'Welcome {{ first_name }}', '<p>Hello</p>') returning id",
             (owner.workspace_id,),
-        )
+        )["id"]
         segment = one(
             conn,
             "insert into public.segments (workspace_id, name, rule) values (%s, 'Readers', %s)"
@@ -492,6 +496,48 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
         from_email=f"hello@{domain}",
         segment_id=segment,
     )
+
+    # A live flow with a send step (and its campaign), a contact who entered it by a custom
+    # event and left it by its goal (a run, its history and both events).
+    flow = create_flow(
+        conn,
+        owner,
+        "custom",
+        [
+            {"key": "wait", "kind": "wait", "config": {"days": 1}, "next": "hello"},
+            send_step("hello", welcome, sender, from_email=f"hello@{domain}"),
+        ],
+        trigger_config={"name": "signed_up"},
+        exit_events=[{"type": "custom", "name": "bought"}],
+    )
+    with acting_as(conn, owner):
+        conn.execute(
+            "insert into public.flow_send_rules (workspace_id, daily_cap, quiet_from, quiet_until,"
+            " timezone) values (%s, 3, '22:00', '07:00', 'Europe/Prague')",
+            (owner.workspace_id,),
+        )
+    conn.execute(
+        "select private.upsert_checkout(%s, 'shopify', %s)",
+        (
+            project,
+            Jsonb(
+                {
+                    "external_id": f"checkout-{tag}",
+                    "customer": {"external_id": f"cart-{tag}", "email": f"cart-{tag}@example.test"},
+                    "items": [{"name": "Tea", "quantity": 1, "price": "9.90"}],
+                    "total": "9.90",
+                    "currency": "EUR",
+                    "recovery_url": f"https://shop-{tag}.example.com/recover",
+                }
+            ),
+        ),
+    )
+    for name in ("signed_up", "bought"):
+        conn.execute(
+            "insert into public.contact_events (workspace_id, contact_id, type, name, event_key,"
+            " properties) values (%s, %s, 'custom', %s, %s, %s)",
+            (owner.workspace_id, readers[2], name, f"{name}-{tag}", Jsonb({"flow": str(flow)})),
+        )
 
     this_month = date.today().replace(day=1)
     for month in (this_month - timedelta(days=1), this_month):

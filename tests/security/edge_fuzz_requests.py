@@ -457,6 +457,19 @@ def unsubscribe(case: Case[Any], draw: Draw, context: Context) -> Sending:
     return Sending()
 
 
+def custom_events(case: Case[Any], draw: Draw, context: Context) -> Sending:
+    """Most cases carry the workspace's API key, some name the seeded contact."""
+    if draw(st.booleans()) and isinstance(case.body, dict):
+        events = case.body.get("events")
+        if isinstance(events, list):
+            for event in events:
+                if isinstance(event, dict):
+                    event["contact"] = {"id": str(context.seeded.contact_id)}
+    if draw(st.integers(0, 3)):
+        return Sending({"X-Api-Key": context.seeded.api_key})
+    return Sending()
+
+
 def consent_link(kind: consent_links.Kind) -> Callable[[Case[Any], Draw, Context], Sending]:
     """A share of cases carry a confirmation or preference link signed for the tenant's
     contact."""
@@ -544,6 +557,8 @@ PREPARE: dict[str, Callable[[Case[Any], Draw, Context], Sending]] = {
     "/api/v1/cron/privacy-retention": cron,
     "/api/v1/cron/imports": cron,
     "/api/v1/cron/privacy-exports": cron,
+    "/api/v1/cron/flows": cron,
+    "/api/v1/events": custom_events,
     "/api/v1/cron/subscription-cancellations": cron,
     "/api/v1/cron/privacy-erasures": cron,
     "/api/v1/api-keys/current": api_key,

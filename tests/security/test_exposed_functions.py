@@ -31,6 +31,7 @@ HERE = "tests/security/test_exposed_functions.py"
 LIFECYCLE = f"{HERE}::test_campaign_lifecycle_calls_refuse_viewers_and_outsiders"
 BILLING = f"{HERE}::test_billing_checks_refuse_members_and_outsiders"
 PRODUCTS = "tests/products/test_product_analytics.py::test_others_see_none_of_it"
+FLOWS = "tests/flows/test_flows_db.py::test_flow_calls_refuse_viewers_and_outsiders"
 INBOX = "tests/inbox/test_whatsapp.py"
 SUPPORT = "tests/inbox/test_support.py"
 SUPPORT_ROLES = "test_assignment_status_priority_and_notes_by_members_only"
@@ -76,6 +77,26 @@ REVIEWED: dict[str, str] = {
         "tests/email/test_campaigns_db.py::test_variants_are_added_to_drafts_only_with_valid_names_and_weights"
     ),
     "public.start_campaign(uuid)": LIFECYCLE,
+    "public.save_flow(uuid, jsonb)": FLOWS,
+    "public.activate_flow(uuid)": FLOWS,
+    "public.pause_flow(uuid)": FLOWS,
+    "public.resume_flow(uuid)": FLOWS,
+    "public.archive_flow(uuid)": FLOWS,
+    "public.copy_flow_template(uuid, text, uuid, text)": (
+        "tests/flows/test_flow_tools.py::test_each_ready_made_flow_copies_into_a_valid_draft"
+    ),
+    "public.test_flow(uuid, uuid, text[])": (
+        "tests/flows/test_flow_tools.py::test_test_mode_walks_a_contact_through_and_changes_nothing"
+    ),
+    "public.flow_contact_history(uuid, uuid)": (
+        "tests/flows/test_flow_tools.py::test_why_a_contact_did_not_get_a_step"
+    ),
+    "analytics.flow_step_stats()": (
+        "tests/flows/test_flow_tools.py::test_metrics_per_flow_and_step_for_members_only"
+    ),
+    "analytics.flow_totals()": (
+        "tests/flows/test_flow_tools.py::test_metrics_per_flow_and_step_for_members_only"
+    ),
     "public.schedule_campaign(uuid, timestamp with time zone)": LIFECYCLE,
     "public.unschedule_campaign(uuid)": LIFECYCLE,
     "public.pause_campaign(uuid)": LIFECYCLE,

@@ -239,6 +239,8 @@ PLAUSIBLE_TEXT: dict[str, list[str]] = {
     "p_identity": ["shop.example.net", "hello@shop.example.net", "-bad-.example"],
     "p_base_currency": ["EUR", "CZK", "eur"],
     "p_slug": ["my-shop", "My Shop"],
+    "p_template_key": ["welcome_series", "abandoned_cart", "win_back", "nope"],
+    "p_from_email": ["hello@news.example.com", "bad"],
     "p_status": ["open", "pending", "snoozed", "resolved"],
     "p_priority": ["none", "high", "urgent"],
     "p_text": ["Thanks!", "  "],
@@ -340,9 +342,16 @@ def seeded_workspace(conn: Conn) -> Seed:
             " values (%s, 'Welcome', 'Hi', '<p>Hi</p>') returning id",
             (owner.workspace_id,),
         )["id"]
+        flow = one(
+            conn,
+            "insert into public.flows (workspace_id, name, trigger_type)"
+            " values (%s, 'Welcome', 'contact_created') returning id",
+            (owner.workspace_id,),
+        )["id"]
     channel = whatsapp_channel(conn, owner, Fernet.generate_key().decode())
     conversation = whatsapp_conversation(conn, channel)
     ids = {
+        "p_flow_id": [flow],
         "p_conversation_id": [conversation],
         "p_channel_id": [channel],
         "p_assignee_id": [owner.id],

@@ -292,8 +292,8 @@ def test_other_shopify_topics_are_acknowledged_and_ignored(
     client: TestClient, conn: Conn, shop: tuple[User, uuid.UUID]
 ) -> None:
     _, project = shop
-    checkout = {"id": 1, "token": "123123123", "email": "bob@example.test", "line_items": []}
-    response = post_shopify(client, project, checkout, topic="checkouts/create")
+    shop_update = {"id": 1, "name": "Demo shop", "email": "owner@example.test"}
+    response = post_shopify(client, project, shop_update, topic="shop/update")
     assert response.json()["data"]["outcome"] == "ignored"
     assert orders(conn, project) == []
     stored = one(

@@ -1,0 +1,180 @@
+"""What a marketer works with around the engine: metrics per flow and step, the ready-made
+flows, test mode, and "why did this contact not get that step"."""
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.factories.email import FROM_EMAIL, add_contacts, verified_sender
+from tests.factories.flows import create_flow, runs, send_step, skip_waits, template, tick
+from tests.factories.workspaces import acting_as, add_member, create_user, one, refused
+
+Conn = psycopg.Connection[Any]
+
+
+@pytest.fixture(autouse=True)
+def quiet_flows(conn: Conn) -> None:
+    conn.execute("update public.flows set status = 'paused' where status = 'active'")
+
+
+def test_metrics_per_flow_and_step_for_members_only(conn: Conn) -> None:
+    owner, stranger = create_user(conn), create_user(conn)
+    contacts = add_contacts(conn, owner, 0)
+    sender = verified_sender(conn, owner)
+    steps = [
+        {
+            "key": "gold",
+            "kind": "branch",
+            "config": {"rule": {"attribute": "tier", "op": "eq", "value": "gold"}},
+            "next": "vip",
+            "alt": "wait",
+        },
+        send_step("vip", template(conn, owner), sender),
+        {"key": "wait", "kind": "wait", "config": {"days": 1}},
+    ]
+    flow = create_flow(conn, owner, "tag_added", steps, trigger_config={"tag": "new"})
+    conn.execute(
+        "insert into public.contacts (workspace_id, email, consent_state, tags, attributes)"
+        " select %s, 'm' || n || '@mail.example.org', 'granted', '{new}',"
+        " jsonb_build_object('tier', case when n <= 2 then 'gold' else 'silver' end)"
+        " from generate_series(1, 5) n",
+        (owner.workspace_id,),
+    )
+    assert contacts == []
+    tick(conn)
+    conn.execute(
+        "update public.campaign_recipients set status = 'sent', sent_at = now(), opened_at = now()"
+        " where workspace_id = %s",
+        (owner.workspace_id,),
+    )
+    with acting_as(conn, owner):
+        by_step = {
+            r["step_key"]: r
+            for r in conn.execute(
+                "select * from analytics.flow_step_performance where flow_id = %s", (flow,)
+            ).fetchall()
+        }
+        [total] = conn.execute(
+            "select * from analytics.flow_performance where flow_id = %s", (flow,)
+        ).fetchall()
+    assert by_step["gold"]["reached"] == 5
+    assert by_step["gold"]["outcomes"] == {"branch_yes": 2, "branch_no": 3}
+    assert (by_step["vip"]["sent"], by_step["vip"]["unique_opens"]) == (2, 2)
+    assert by_step["wait"]["waiting"] == 3
+    assert (total["entered"], total["waiting"], total["completed"], total["sent"]) == (5, 3, 2, 2)
+    with acting_as(conn, stranger):
+        assert (
+            conn.execute(
+                "select * from analytics.flow_step_performance where flow_id = %s", (flow,)
+            ).fetchall()
+            == []
+        )
+        assert conn.execute("select * from analytics.flow_totals()").fetchall() == []
+
+
+@pytest.mark.parametrize("key", ["welcome_series", "abandoned_cart", "win_back"])
+def test_each_ready_made_flow_copies_into_a_valid_draft(conn: Conn, key: str) -> None:
+    owner = create_user(conn)
+    viewer = add_member(conn, owner, "viewer")
+    sender = verified_sender(conn, owner)
+    with acting_as(conn, owner):
+        flow = one(
+            conn,
+            "select public.copy_flow_template(%s, %s, %s, %s) as id",
+            (owner.workspace_id, key, sender, FROM_EMAIL),
+        )["id"]
+        conn.execute("select public.activate_flow(%s)", (flow,))
+        state = one(conn, "select status, trigger_type from public.flows where id = %s", (flow,))
+        sends = one(
+            conn,
+            "select count(*) as n from public.flow_steps where flow_id = %s"
+            " and kind = 'send_email' and campaign_id is not null",
+            (flow,),
+        )["n"]
+    assert state["status"] == "active" and sends == 2
+    with refused(403, "insufficient_role"), acting_as(conn, viewer):
+        conn.execute(
+            "select public.copy_flow_template(%s, %s, %s, %s)",
+            (owner.workspace_id, key, sender, FROM_EMAIL),
+        )
+
+
+def test_test_mode_walks_a_contact_through_and_changes_nothing(conn: Conn) -> None:
+    owner = create_user(conn)
+    stranger = create_user(conn)
+    add_contacts(conn, owner, 0)
+    sender = verified_sender(conn, owner)
+    steps = [
+        {"key": "wait", "kind": "wait", "config": {"hours": 2}, "next": "gold"},
+        {
+            "key": "gold",
+            "kind": "branch",
+            "config": {"rule": {"attribute": "tier", "op": "eq", "value": "gold"}},
+            "next": "vip",
+            "alt": "bye",
+        },
+        send_step("vip", template(conn, owner, "VIP {{ first_name }}"), sender, next_key="tag"),
+        {"key": "tag", "kind": "update_contact", "config": {"add_tags": ["tested"]}},
+        {"key": "bye", "kind": "exit"},
+    ]
+    flow = create_flow(conn, owner, "custom", steps, activate=False, trigger_config={"name": "x"})
+    gold = one(
+        conn,
+        "insert into public.contacts (workspace_id, email, consent_state, attributes)"
+        " values (%s, 'gold@mail.example.org', 'granted', '{\"tier\": \"gold\"}') returning id",
+        (owner.workspace_id,),
+    )["id"]
+    with acting_as(conn, owner):
+        path = one(conn, "select public.test_flow(%s, %s) as p", (flow, gold))["p"]
+    assert [(s["step"], s["outcome"]) for s in path] == [
+        ("wait", "waited"),
+        ("gold", "branch_yes"),
+        ("vip", "queued"),
+        ("tag", "updated"),
+    ]
+    assert path[2]["email"]["subject"] == "VIP {{ first_name }}"
+    assert path[2]["email"]["to"] == "gold@mail.example.org"
+    assert one(conn, "select tags from public.contacts where id = %s", (gold,))["tags"] == []
+    assert runs(conn, flow) == []
+    with refused(404, "flow_not_found"), acting_as(conn, stranger):
+        conn.execute("select public.test_flow(%s, %s)", (flow, gold))
+
+
+def test_why_a_contact_did_not_get_a_step(conn: Conn) -> None:
+    owner, stranger = create_user(conn), create_user(conn)
+    add_contacts(conn, owner, 0)
+    sender = verified_sender(conn, owner)
+    flow = create_flow(
+        conn,
+        owner,
+        "contact_created",
+        [
+            {"key": "wait", "kind": "wait", "config": {"hours": 1}, "next": "hello"},
+            send_step("hello", template(conn, owner), sender),
+        ],
+    )
+    contact = one(
+        conn,
+        "insert into public.contacts (workspace_id, email, consent_state) values"
+        " (%s, 'nope@mail.example.org', 'denied') returning id",
+        (owner.workspace_id,),
+    )["id"]
+    skip_waits(conn, flow)
+    tick(conn)
+    with acting_as(conn, owner):
+        rows = conn.execute(
+            "select step_key, outcome, detail from public.flow_contact_history(%s, %s)",
+            (flow, contact),
+        ).fetchall()
+    assert [(r["step_key"], r["outcome"], r["detail"]) for r in rows] == [
+        ("wait", "waited", None),
+        ("hello", "suppressed", {"reason": "no_consent"}),
+    ]
+    with acting_as(conn, stranger):
+        assert (
+            conn.execute(
+                "select * from public.flow_contact_history(%s, %s)", (flow, contact)
+            ).fetchall()
+            == []
+        )

@@ -1,0 +1,116 @@
+"""The workspace's sending rules for flow email: frequency caps across campaigns and flows, quiet
+hours in the contact's time zone, transactional flows exempt, and lateness counted from the
+first time a held send was due."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.factories.email import add_contacts, list_campaign, start, verified_sender
+from tests.factories.flows import create_flow, history, runs, send_step, template, tick
+from tests.factories.workspaces import acting_as, add_member, create_user, one, refused
+
+Conn = psycopg.Connection[Any]
+
+
+@pytest.fixture(autouse=True)
+def quiet_flows(conn: Conn) -> None:
+    conn.execute("update public.flows set status = 'paused' where status = 'active'")
+
+
+def rules(conn: Conn, owner: Any, **values: Any) -> None:
+    names = ", ".join(["workspace_id", *values])
+    marks = ", ".join(["%s"] * (len(values) + 1))
+    with acting_as(conn, owner):
+        conn.execute(
+            f"insert into public.flow_send_rules ({names}) values ({marks})",
+            (owner.workspace_id, *values.values()),
+        )
+
+
+def one_send_flow(conn: Conn, owner: Any, **settings: Any) -> Any:
+    sender = verified_sender(conn, owner)
+    return create_flow(
+        conn,
+        owner,
+        "tag_added",
+        [send_step("hello", template(conn, owner), sender)],
+        trigger_config={"tag": "go"},
+        **settings,
+    )
+
+
+def test_a_capped_send_waits_for_the_next_day_or_is_skipped(conn: Conn) -> None:
+    owner = create_user(conn)
+    [mailed, fresh] = add_contacts(conn, owner, 2, prefix="capped")
+    start(conn, owner, list_campaign(conn, owner, [mailed]))  # one email today already
+    rules(conn, owner, daily_cap=1, timezone="Europe/Prague")
+    waiting = one_send_flow(conn, owner)
+    skipping = one_send_flow(conn, owner, cap_action="skip")
+    conn.execute("update public.contacts set tags = '{go}' where id = any(%s)", ([mailed, fresh],))
+    tick(conn)
+    held = {r["contact_id"]: r for r in runs(conn, waiting)}
+    assert history(conn, held[mailed]["id"]) == [("send_email", "capped")]
+    assert held[mailed]["status"] == "active" and held[mailed]["step_key"] == "hello"
+    midnight = one(
+        conn,
+        "select (date_trunc('day', now() at time zone 'Europe/Prague') + interval '1 day')"
+        " at time zone 'Europe/Prague' as t",
+    )["t"]
+    assert held[mailed]["due_at"] == midnight
+    assert history(conn, held[fresh]["id"]) == [("send_email", "queued")]
+    skipped = {r["contact_id"]: r for r in runs(conn, skipping)}
+    # The first flow's email to `fresh` counts too: both are capped in the second flow.
+    assert history(conn, skipped[mailed]["id"]) == [("send_email", "capped_skipped")]
+    assert skipped[mailed]["status"] == "completed"
+
+
+def test_quiet_hours_hold_sends_and_transactional_flows_go_through(conn: Conn) -> None:
+    owner = create_user(conn)
+    [night_owl] = add_contacts(conn, owner, 1, prefix="owl", attributes={"timezone": "UTC"})
+    now = datetime.now(UTC)
+    rules(
+        conn,
+        owner,
+        quiet_from=(now - timedelta(hours=1)).time().replace(microsecond=0),
+        quiet_until=(now + timedelta(hours=1)).time().replace(second=0, microsecond=0),
+    )
+    marketing = one_send_flow(conn, owner)
+    receipts = one_send_flow(conn, owner, transactional=True)
+    conn.execute("update public.contacts set tags = '{go}' where id = %s", (night_owl,))
+    tick(conn)
+    [held] = runs(conn, marketing)
+    assert history(conn, held["id"]) == [("send_email", "quiet_hours")]
+    assert held["due_at"] > now and held["held_since"] is not None
+    [sent] = runs(conn, receipts)
+    assert history(conn, sent["id"]) == [("send_email", "queued")]
+
+    # Held past the step's lateness (24 h by default, from when it was first due): stale.
+    conn.execute(
+        "delete from public.flow_send_rules where workspace_id = %s", (owner.workspace_id,)
+    )
+    conn.execute(
+        "update public.flow_runs set due_at = now(), held_since = now() - interval '25 hours'"
+        " where id = %s",
+        (held["id"],),
+    )
+    tick(conn)
+    assert history(conn, held["id"])[-1] == ("send_email", "stale")
+
+
+def test_only_admins_set_the_rules(conn: Conn) -> None:
+    owner = create_user(conn)
+    member = add_member(conn, owner, "member")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), acting_as(conn, member):
+        conn.execute(
+            "insert into public.flow_send_rules (workspace_id, daily_cap) values (%s, 2)",
+            (owner.workspace_id,),
+        )
+    with refused(422, "invalid_timezone"), acting_as(conn, owner):
+        conn.execute(
+            "insert into public.flow_send_rules (workspace_id, timezone) values (%s, 'Mars/Base')",
+            (owner.workspace_id,),
+        )
+    rules(conn, owner, daily_cap=2)
