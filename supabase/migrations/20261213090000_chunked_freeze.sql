@@ -122,7 +122,7 @@ begin
       select p_campaign_id, v_campaign.workspace_id, v.id, a.id, a.email
       from chunk a
       join variants v on a.n % v.total >= v.low and a.n % v.total < v.high
-      on conflict (campaign_id, contact_id) do nothing
+      on conflict (campaign_id, contact_id) where flow_run_step_id is null do nothing
       returning 1
     )
     select (select count(*) from chunk), (select count(*) from inserted),
