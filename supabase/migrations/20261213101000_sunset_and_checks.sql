@@ -60,7 +60,7 @@ $$;
 
 revoke all on function private.engaged_within(uuid, timestamptz, integer) from public, anon, authenticated;
 
--- As in 20261213090000_chunked_freeze.sql, and contacts past the workspace's sunset window are
+-- As in 20261213100000_chunked_freeze.sql, and contacts past the workspace's sunset window are
 -- left out (the window's start computed once per call, not per contact).
 create or replace function private.campaign_audience(
   p_campaign public.campaigns, p_rule jsonb, p_consent_rule text, p_after uuid, p_limit integer
