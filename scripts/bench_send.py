@@ -43,7 +43,9 @@ no row failed, the campaign became sent only after its last row was final, and o
 never came faster than the rate (the busiest second of attempts reaching SES, with one send of
 slack for network jitter).
 
-`--freeze-only` builds a workspace of N contacts and times `start_campaign` alone.
+`--freeze-only` builds a list of N contacts and times `start_campaign` (which counts the
+audience, reserves it and freezes the first chunk) and then the rest of the freeze, a chunk per
+transaction as the send cron does it.
 """
 
 import argparse
@@ -67,6 +69,7 @@ from psycopg.rows import DictRow, dict_row
 from api.core.db import Connection, Database
 from api.core.settings import Settings
 from api.email.sender import (
+    FREEZE_CHUNK_ROWS,
     SendPolicy,
     SendReport,
     message_for,
@@ -370,23 +373,59 @@ def freeze_only(url: str, n: int) -> int:
             (2 * n, 2 * n),
         )
         owner = create_user(conn)
-        build_seconds, contacts = timed(lambda: add_contacts(conn, owner, n))
+        build_seconds, _ = timed(lambda: add_contacts(conn, owner, n))
+        # A list of all of them, written directly (a user's statement stops after 8 s).
+        row = conn.execute(
+            "insert into public.email_lists (workspace_id, name) values (%s, 'Everyone')"
+            " returning id",
+            (owner.workspace_id,),
+        ).fetchone()
+        assert row is not None
+        conn.execute(
+            "insert into public.email_list_members (list_id, workspace_id, contact_id)"
+            " select %s, workspace_id, id from public.contacts where workspace_id = %s",
+            (row["id"], owner.workspace_id),
+        )
         campaign = draft_campaign(
-            conn,
-            owner,
-            list_ids=[email_list(conn, owner, contacts)],
-            sender_id=verified_sender(conn, owner),
+            conn, owner, list_ids=[row["id"]], sender_id=verified_sender(conn, owner)
         )
         conn.execute("analyze")
-        freeze_seconds, started = timed(lambda: start(conn, owner, campaign))
-    if started != n:
-        raise SystemExit(f"start_campaign froze {started} recipients, expected {n}")
-    print(f"{n} contacts (built in {build_seconds:.1f} s)")
-    print(f"{'':40}{'measured':>10}{'target':>10}")
+        start_seconds, started = timed(lambda: start(conn, owner, campaign))
+        if started != n:
+            raise SystemExit(f"start_campaign counted {started} recipients, expected {n}")
+
+        def freeze_rest() -> int:
+            chunks = 0
+            while True:
+                with conn.transaction():
+                    conn.execute("set local role service_role")
+                    row = conn.execute(
+                        "select private.freeze_campaign_chunk(%s, %s) as n",
+                        (campaign, FREEZE_CHUNK_ROWS),
+                    ).fetchone()
+                if not row or not row["n"]:
+                    return chunks
+                chunks += 1
+
+        rest_seconds, chunks = timed(freeze_rest)
+        frozen = conn.execute(
+            "select count(*) as n from public.campaign_recipients where campaign_id = %s",
+            (campaign,),
+        ).fetchone()
+    if frozen is None or frozen["n"] != n:
+        raise SystemExit(f"froze {frozen}, expected {n}")
+    print(f"{n} contacts in one list (built in {build_seconds:.1f} s)")
+    print(f"{'':52}{'measured s':>12}{'target s':>10}")
     target = TARGET_FREEZE_1M_SECONDS * n / 1_000_000
     print(
-        f"{'start_campaign (freezes the audience), s':40}{freeze_seconds:10.2f}{target:10.1f}"
-        f"  {verdict(freeze_seconds <= target)}"
+        f"{'start_campaign (count, reserve, first chunk)':52}{start_seconds:12.2f}{target:10.1f}"
+        f"  {verdict(start_seconds <= target)}"
+    )
+    rest = f"the rest, {chunks} chunks of {FREEZE_CHUNK_ROWS:,} (send cron)"
+    print(f"{rest:52}{rest_seconds:12.2f}")
+    total = start_seconds + rest_seconds
+    print(
+        f"{'the whole audience frozen':52}{total:12.2f}{target:10.1f}  {verdict(total <= target)}"
     )
     return 0
 

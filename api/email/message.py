@@ -1,15 +1,42 @@
-"""The MIME message of one campaign email, with RFC 8058 one-click unsubscribe headers."""
+"""The MIME message of one campaign email, with RFC 8058 one-click unsubscribe headers.
 
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import formatdate
+Written out directly rather than through `email.message.EmailMessage`, whose header and part
+machinery costs about a millisecond of CPU per message, which at SES's rates is most of a send
+thread's time: headers as RFC 5322 lines (RFC 2047 encoded words where a subject or name is not
+ASCII), each body part UTF-8 in quoted-printable, lines ending in CRLF. `email` parses the
+result back to the same headers and text (tests/email).
+"""
+
+import binascii
+import uuid
+from email.header import Header
+from email.utils import formataddr, formatdate
 
 from api.email.templates import RenderedEmail
 
-# Lines up to RFC 5322's hard limit: a List-Unsubscribe URL has no place to fold, and with the
-# default 78 the library would turn it into encoded words that no mail client reads as a link.
-WIRE_POLICY = SMTP.clone(max_line_length=998)
+# Folded header lines stay within RFC 5322's 78 characters where they can; a List-Unsubscribe
+# URL cannot fold, and is one line up to the hard limit of 998.
+FOLD_AT = 78
+
+
+def header_text(value: str, name: str) -> str:
+    """A header value as it goes on the wire: plain ASCII as is, else encoded words."""
+    if value.isascii() and len(name) + 2 + len(value) <= FOLD_AT:
+        return value
+    return Header(value, "utf-8", header_name=name).encode(linesep="\r\n", maxlinelen=FOLD_AT)
+
+
+def quoted_printable(text: str) -> bytes:
+    """UTF-8 text as quoted-printable lines ending in CRLF."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
+    return binascii.b2a_qp(lines, quotetabs=False, istext=True).replace(b"\n", b"\r\n")
+
+
+def part(subtype: str, text: str) -> bytes:
+    return (
+        f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    ).encode() + quoted_printable(text)
 
 
 def build_message(
@@ -22,21 +49,31 @@ def build_message(
     unsubscribe_url: str,
     feedback_id: str | None = None,
 ) -> bytes:
-    message = EmailMessage(policy=WIRE_POLICY)
-    local, _, domain = sender_email.partition("@")
-    message["From"] = Address(display_name=sender_name or "", username=local, domain=domain)
-    message["To"] = recipient
-    message["Subject"] = content.subject
-    message["Date"] = formatdate(localtime=False)
+    headers = [
+        ("From", formataddr((sender_name or "", sender_email), charset="utf-8")),
+        ("To", recipient),
+        ("Subject", header_text(content.subject, "Subject")),
+        ("Date", formatdate(localtime=False)),
+    ]
     if reply_to:
-        message["Reply-To"] = reply_to
-    message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        headers.append(("Reply-To", reply_to))
+    headers += [
+        ("List-Unsubscribe", f"<{unsubscribe_url}>"),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+    ]
     if feedback_id:
-        message["Feedback-ID"] = feedback_id
-    if content.text is not None:
-        message.set_content(content.text)
-        message.add_alternative(content.html, subtype="html")
-    else:
-        message.set_content(content.html, subtype="html")
-    return message.as_bytes()
+        headers.append(("Feedback-ID", feedback_id))
+    headers.append(("MIME-Version", "1.0"))
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode()
+    if content.text is None:
+        return head + part("html", content.html)
+    boundary = f"=_{uuid.uuid4().hex}"
+    return (
+        head
+        + f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode()
+        + f"--{boundary}\r\n".encode()
+        + part("plain", content.text)
+        + f"\r\n--{boundary}\r\n".encode()
+        + part("html", content.html)
+        + f"\r\n--{boundary}--\r\n".encode()
+    )

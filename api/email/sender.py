@@ -47,6 +47,10 @@ IDLE_ROUNDS = 20
 # How long to wait before trying the database again when the pool had no connection for us.
 DATABASE_RETRY_SECONDS = 1.0
 AMBIGUOUS_RETRY_SECONDS = 600
+# Audiences still being frozen go on a chunk of this many contacts per transaction, for up to
+# this share of a run's budget, before sending.
+FREEZE_CHUNK_ROWS = 50_000
+FREEZE_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -382,6 +386,28 @@ class Drain:
         self.report.finished_campaigns = finished["n"] if finished else 0
 
 
+def freeze_audiences(database: Database, deadline: float) -> int:
+    """Freezes started campaigns' audiences further, a chunk per transaction, until done or the
+    deadline; answers the rows frozen. The rows frozen already are being sent meanwhile."""
+    frozen = 0
+    with database.as_service() as conn:
+        campaigns = [
+            row["id"] for row in conn.execute("select * from private.freezing_campaigns() id")
+        ]
+    for campaign in campaigns:
+        while time.monotonic() < deadline:
+            with database.as_service() as conn:
+                row = conn.execute(
+                    "select private.freeze_campaign_chunk(%s, %s) as n",
+                    (campaign, FREEZE_CHUNK_ROWS),
+                ).fetchone()
+            chunk = int(row["n"]) if row else 0
+            frozen += chunk
+            if chunk == 0:
+                break
+    return frozen
+
+
 def send_due_emails(
     database: Database, ses: SesClient, policy: SendPolicy, budget_seconds: float
 ) -> SendReport:
@@ -393,6 +419,7 @@ def send_due_emails(
         ).fetchone()
     drain.report.started_campaigns = started["n"] if started else 0
     drain.report.platform_brake = bool(started and started["brake"])
+    freeze_audiences(database, time.monotonic() + budget_seconds * FREEZE_SHARE)
     refresh_account(database, ses, policy)
     with ThreadPoolExecutor(max_workers=policy.concurrency) as pool:
         drain.run(pool)

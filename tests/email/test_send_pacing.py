@@ -37,11 +37,14 @@ def moto() -> Iterator[str]:
 
 
 @pytest.fixture(autouse=True)
-def idle_ledger(conn: psycopg.Connection[Any], moto: str) -> None:
-    """Campaigns of other tests in this database must not be drained by this one."""
+def idle_ledger(conn: psycopg.Connection[Any], moto: str) -> Iterator[None]:
+    """Campaigns of other tests in this database must not be drained by this one, nor this
+    one's by later tests that claim across the database."""
     conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")
     conn.execute("delete from private.ses_accounts")
     reset(moto)
+    yield
+    conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")
 
 
 def client(endpoint: str) -> SesClient:

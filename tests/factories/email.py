@@ -58,7 +58,9 @@ def verified_sender(
             (user.workspace_id, identity),
         )["id"]
     conn.execute(
-        "update public.sender_identities set verified = true where id = %s", (identity_id,)
+        "update public.sender_identities set verified = true, dkim_status = 'SUCCESS'"
+        " where id = %s",
+        (identity_id,),
     )
     return uuid.UUID(str(identity_id))
 

@@ -107,6 +107,10 @@ REVIEWED: dict[str, str] = {
         "tests/deliverability/test_guardrails.py::"
         "test_a_bounce_rate_over_the_limit_pauses_every_sending_campaign_until_an_admin_acknowledges"
     ),
+    "public.campaign_checks(uuid)": (
+        "tests/deliverability/test_presend.py::"
+        "test_the_checks_show_role_never_engaged_and_soft_bounced_shares_to_members_only"
+    ),
     "analytics.deliverability_stats()": (
         "tests/deliverability/test_guardrails.py::"
         "test_rates_are_kept_per_workspace_and_identity_as_sends_and_bounces_arrive"
