@@ -53,9 +53,6 @@ create table public.flows (
   -- caps and quiet hours; a capped send of any other flow waits for room, or is skipped.
   transactional boolean not null default false,
   cap_action text not null default 'wait' check (cap_action in ('wait', 'skip')),
-  -- This share of entering contacts (by a stable hash of contact and flow) goes through the
-  -- flow without its emails, so the flow's lift can be measured against them.
-  holdout_percent integer not null default 0 check (holdout_percent between 0 and 50),
   version integer not null default 1,
   activated_at timestamptz,
   archived_at timestamptz,
@@ -866,11 +863,11 @@ grant select, delete on public.flows to authenticated;
 
 grant insert (workspace_id, name, trigger_type, trigger_list_id, trigger_config, entry_policy, reentry_days,
               entry_key, entry_filter, recheck_filter, not_in_flow_id, not_in_flow_days, exit_events,
-              attribution_days, transactional, cap_action, holdout_percent) on public.flows to authenticated;
+              attribution_days, transactional, cap_action) on public.flows to authenticated;
 
 grant update (name, trigger_type, trigger_list_id, trigger_config, entry_policy, reentry_days, entry_key,
               entry_filter, recheck_filter, not_in_flow_id, not_in_flow_days, exit_events, attribution_days,
-              transactional, cap_action, holdout_percent)
+              transactional, cap_action)
   on public.flows to authenticated;
 
 revoke all on public.flow_send_rules from public, anon, authenticated;

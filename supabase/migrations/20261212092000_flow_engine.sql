@@ -55,8 +55,6 @@ create table public.flow_runs (
   context jsonb not null default '{}'::jsonb check (jsonb_typeof(context) = 'object'),
   last_email_at timestamptz,
   test boolean not null default false,
-  -- In the flow's holdout group: goes through every step, but its emails are not sent.
-  holdout boolean not null default false,
   -- No foreign keys: the engine only writes runs of existing flows and contacts, and a key
   -- checked per row would cost entry and every step more than the row itself; statement
   -- triggers on flows and contacts delete a deleted one's runs (a contact moved to another
@@ -97,7 +95,7 @@ create table public.flow_run_steps (
   -- The reason code of what happened at the step.
   outcome text not null check (outcome in (
     'waited', 'event_received', 'timed_out', 'branch_yes', 'branch_no', 'queued', 'stale',
-    'suppressed', 'plan_limit', 'holdout', 'quiet_hours', 'capped', 'capped_skipped', 'filter_no_longer_matches',
+    'suppressed', 'plan_limit', 'quiet_hours', 'capped', 'capped_skipped', 'filter_no_longer_matches',
     'updated', 'exited', 'exited_flows',
     'notified', 'goal', 'erased', 'flow_archived', 'left_by_other_flow'
   )),
@@ -338,7 +336,7 @@ declare
                           case when f.entry_policy = 'every_time' and f.entry_key = 'event'
                                then coalesce(e.properties ->> 'order_id', e.properties ->> 'checkout_id', e.event_key, e.id::text)
                                else '' end)
-             f.id as flow_id, f.workspace_id, f.version, f.holdout_percent, e.contact_id, e.id as event_id,
+             f.id as flow_id, f.workspace_id, f.version, e.contact_id, e.id as event_id,
              case when f.entry_key = 'event'
                   then left(coalesce(e.properties ->> 'order_id', e.properties ->> 'checkout_id', e.event_key, e.id::text), 200)
                   else 'contact' end as entry_key,
@@ -381,13 +379,11 @@ declare
     ),
     entered as (
       insert into public.flow_runs (workspace_id, flow_id, version, contact_id, entry_key, step_id, due_at,
-                                    event_id, context, holdout)
+                                    event_id, context)
       select k.workspace_id, k.flow_id, k.version, k.contact_id, k.entry_key, k.step_id,
              case when k.timed then private.flow_step_due(k.kind, k.config, k.attributes, z.name, now())
                   else now() + make_interval(secs => k.delay_seconds) end,
-             k.event_id, k.properties,
-             k.holdout_percent > 0
-               and abs(hashtextextended(k.contact_id::text || ':' || k.flow_id::text, 0)) %% 100 < k.holdout_percent
+             k.event_id, k.properties
       from candidates k
       left join private.time_zones z on z.name = k.attributes ->> 'timezone'
       on conflict (flow_id, contact_id, entry_key) where status = 'active' do nothing
@@ -612,7 +608,7 @@ begin
     -- Every claimed run: the step's outcome, its history row, its email, and the move.
     with cur as (
       select r.id, r.workspace_id, r.flow_id, r.contact_id, r.step_id, r.step_seq, r.due_at, r.event_at,
-             r.entered_at, r.held_since, r.context, r.holdout, s.kind, s.config, s.next_id, s.alt_id, s.campaign_id,
+             r.entered_at, r.held_since, r.context, s.kind, s.config, s.next_id, s.alt_id, s.campaign_id,
              s.variant_id, c.email, c.attributes, c.consent_state, c.unsubscribed_at, c.erased_at,
              f.transactional, f.cap_action
       from unnest(v_ids) as x(id)
@@ -635,7 +631,6 @@ begin
                  or exists (select 1 from private.platform_suppressions p
                             where p.email_hash = sha256(convert_to(lower(k.email), 'UTF8'))) then 'suppressed:suppressed'
                when k.campaign_id is null or k.variant_id is null then 'suppressed:template_removed'
-               when k.holdout then 'holdout'
                when k.transactional or w.workspace_id is null then 'send'
                when w.quiet_from is not null
                     and case when w.quiet_from < w.quiet_until

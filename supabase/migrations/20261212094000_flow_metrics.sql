@@ -80,8 +80,7 @@ comment on view analytics.flow_step_performance is
 create function analytics.flow_totals()
 returns table (
   workspace_id uuid, flow_id uuid, flow_name text, status text, version integer, trigger_type text,
-  entered bigint, waiting bigint, completed bigint, exited bigint, converted bigint,
-  holdout_entered bigint, holdout_converted bigint
+  entered bigint, waiting bigint, completed bigint, exited bigint, converted bigint
 )
 language sql
 stable
@@ -89,14 +88,9 @@ security definer
 set search_path = ''
 as $$
   select f.workspace_id, f.id, f.name, f.status, f.version, f.trigger_type,
-         st.entered, st.active, st.completed, st.exited, st.converted,
-         coalesce(h.entered, 0), coalesce(h.converted, 0)
+         st.entered, st.active, st.completed, st.exited, st.converted
   from public.flows f
   join public.flow_stats st on st.flow_id = f.id
-  left join lateral (
-    select count(*) as entered, count(*) filter (where r.status = 'converted') as converted
-    from public.flow_runs r where r.flow_id = f.id and r.holdout and f.holdout_percent > 0
-  ) as h on true
   where private.analytics_sees_all() or f.workspace_id in (select private.user_workspace_ids())
 $$;
 
@@ -115,10 +109,6 @@ create view analytics.flow_performance with (security_invoker = true) as
   select t.workspace_id, t.flow_id, t.flow_name, t.status, t.version, t.trigger_type,
          t.entered, t.waiting, t.completed, t.exited, t.converted,
          round(t.converted::numeric / nullif(t.entered, 0), 4) as goal_rate,
-         t.holdout_entered, t.holdout_converted,
-         -- The goal rate of those who got the emails minus the holdout's: the flow's lift.
-         round((t.converted - t.holdout_converted)::numeric / nullif(t.entered - t.holdout_entered, 0)
-               - t.holdout_converted::numeric / nullif(t.holdout_entered, 0), 4) as lift,
          coalesce(s.sent, 0) as sent, coalesce(s.delivered, 0) as delivered,
          coalesce(s.unique_opens, 0) as unique_opens, coalesce(s.unique_clicks, 0) as unique_clicks,
          round(s.unique_opens::numeric / nullif(s.delivered, 0), 4) as open_rate,
