@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     make_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
 
     shoptet_api_url: str = "https://api.myshoptet.com"
+    # WooCommerce store origins called without the public-address check (tests' local stand-ins).
+    woocommerce_allowed_origins: list[str] = Field(default_factory=list)
 
     # Groq (OpenAI-compatible chat completions); without a key AI routes answer 503.
     groq_api_key: SecretStr | None = None

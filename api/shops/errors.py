@@ -38,6 +38,23 @@ MEMBERS = merged_errors(
 )
 # ... that also spends one request of the plan's shop limit (public.take_action_quota).
 MEMBERS_WITH_QUOTA = merged_errors(MEMBERS, RATE_LIMITED)
+STORE_URL_REFUSED = (
+    "The store URL must be the shop's public https address, such as https://shop.example"
+)
+# Storing a WooCommerce store's address: it must be one the edge may call.
+WOOCOMMERCE_STORE_URL: Mapping[int, Mapping[str, str]] = {
+    422: {"store_url_not_allowed": STORE_URL_REFUSED}
+}
+# Reading a WooCommerce store through its REST API with the stored key.
+WOOCOMMERCE_FAILURES: Mapping[int, Mapping[str, str]] = {
+    409: {"integration_not_connected": "Connect the WooCommerce REST API first"},
+    422: {
+        "store_url_not_allowed": STORE_URL_REFUSED,
+        "woocommerce_credentials_invalid": "WooCommerce does not accept the consumer key and "
+        "secret; connect again",
+    },
+    502: {"woocommerce_unavailable": "WooCommerce answered 500"},
+}
 # Writing orders and contacts (private.upsert_orders, upsert_shop_customers): a new contact past
 # the plan's contact limit, or two writers racing for one new contact's email.
 WRITING_ORDERS: Mapping[int, Mapping[str, str]] = {

@@ -15,6 +15,7 @@ from api.core.action_quotas import take_project_quota
 from api.core.db import Database, become_service
 from api.core.deps import ActingUser, AppSettings, ServiceDatabase, UserScope
 from api.core.envelope import Envelope, ok
+from api.core.errors import ApiError
 from api.core.openapi import documented, json_body_example, merged_errors
 from api.core.public_urls import PublicUrls, require_public_urls
 from api.core.secrets_box import SecretBox
@@ -25,12 +26,22 @@ from api.shops.errors import (
     OPENING_CREDENTIALS,
     SEALING_CREDENTIALS,
     SHOPTET_FAILURES,
+    WOOCOMMERCE_FAILURES,
+    WOOCOMMERCE_STORE_URL,
     WRITING_ORDERS,
     shop_failure,
 )
-from api.shops.integration_secrets import NotConnectedError
+from api.shops.integration_secrets import NotConnectedError, integration_secrets
 from api.shops.shoptet.client import HEADER_VALUE_PATTERN, ShoptetClient, ShoptetError
 from api.shops.shoptet.sync import SyncReport, shoptet_client_for, sync_shop
+from api.shops.woocommerce import (
+    BackfillReport,
+    StoreCredentials,
+    WooCommerceClient,
+    WooCommerceError,
+    backfill,
+    store_url,
+)
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/integrations", tags=["integrations"])
 
@@ -70,6 +81,24 @@ class ShopConnection(BaseModel):
         description="The secret the shop signs its webhooks with: Shopify's app client secret, "
         "or the WooCommerce webhook's own secret"
     )
+
+
+class WooCommerceApiConnection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    store_url: str = Field(
+        min_length=8,
+        max_length=2048,
+        description="The store's public https address (WordPress's site address)",
+    )
+    consumer_key: Secret = Field(description="The REST API consumer key (ck_…), read access")
+    consumer_secret: Secret = Field(description="The REST API consumer secret (cs_…)")
+
+
+class ApiConnected(BaseModel):
+    project_id: UUID
+    source: Literal["woocommerce"]
+    store_url: str = Field(description="The store's address as stored")
 
 
 class Connected(BaseModel):
@@ -225,6 +254,84 @@ def sync_shoptet(
     spend_shop_quota(acting, project_id)
     with shoptet_client(database, box, settings.shoptet_api_url, project_id) as client:
         report = sync_shop(database, client, project_id, SYNC_PAGES_PER_CALL)
+    return ok(report)
+
+
+@router.post(
+    "/woocommerce/api",
+    response_model=Envelope[ApiConnected],
+    summary="Store the WooCommerce REST API key a backfill reads the store with",
+    responses=documented(
+        {
+            "project_id": EXAMPLE_PROJECT,
+            "source": "woocommerce",
+            "store_url": "https://shop.example",
+        },
+        errors=merged_errors(MEMBERS_WITH_QUOTA, SEALING_CREDENTIALS, WOOCOMMERCE_STORE_URL),
+    ),
+    openapi_extra=json_body_example(
+        {
+            "store_url": "https://shop.example",
+            "consumer_key": "ck_4c3b2a190817263544536271",
+            "consumer_secret": "cs_9f8e7d6c5b4a39281706f5e4",
+        }
+    ),
+)
+def connect_woocommerce_api(
+    project_id: UUID,
+    body: WooCommerceApiConnection,
+    acting: ActingUser,
+    box: Box,
+    settings: AppSettings,
+) -> dict[str, Any]:
+    """Members and above store the store's address and REST API key (encrypted by the edge;
+    the webhook secret stays as it was). The address must be https and resolve to public
+    addresses only (`422 store_url_not_allowed`). Spends one request of the plan's shop limit."""
+    try:
+        url = store_url(body.store_url, settings.woocommerce_allowed_origins)
+    except WooCommerceError as error:
+        raise ApiError(error.status, error.code, error.message) from error
+    sealed = box.seal(StoreCredentials(url, body.consumer_key, body.consumer_secret).sealed_form())
+    store_credentials(acting, project_id, "woocommerce", sealed, None)
+    return ok({"project_id": project_id, "source": "woocommerce", "store_url": url})
+
+
+@router.post(
+    "/woocommerce/backfill",
+    response_model=Envelope[BackfillReport],
+    summary="Read the next pages of the WooCommerce store's customers and orders",
+    responses=documented(
+        {"pages": 20, "customers": 1200, "orders": 800, "skipped": 0, "finished": False},
+        errors=merged_errors(
+            MEMBERS_WITH_QUOTA, OPENING_CREDENTIALS, WOOCOMMERCE_FAILURES, WRITING_ORDERS
+        ),
+    ),
+)
+def backfill_woocommerce(
+    project_id: UUID, acting: ActingUser, box: Box, database: ServiceDatabase, settings: AppSettings
+) -> dict[str, Any]:
+    """Reads up to 20 pages (100 records each) of the store's customers, then its orders, oldest
+    first, and upserts them with their contacts as the webhooks do; each page commits with its
+    progress and is broadcast as `shop_backfill_progress` on `workspace:<id>:imports`, so a
+    failed call resumes where it stopped. Call again until `finished`; a backfill that finished
+    starts over when called again (re-reading only re-upserts). Spends one request of the
+    plan's shop limit."""
+    spend_shop_quota(acting, project_id)
+    token = integration_secrets(database, box, project_id, "woocommerce").api_token
+    try:
+        if token is None:
+            raise WooCommerceError(
+                409, "integration_not_connected", "Connect the WooCommerce REST API first"
+            )
+        credentials = StoreCredentials.from_sealed_form(token)
+        store_url(credentials.store_url, settings.woocommerce_allowed_origins)
+        client = WooCommerceClient(credentials)
+        try:
+            report = backfill(database, client, project_id, SYNC_PAGES_PER_CALL)
+        finally:
+            client.close()
+    except WooCommerceError as error:
+        raise ApiError(error.status, error.code, error.message) from error
     return ok(report)
 
 

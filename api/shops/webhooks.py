@@ -1,14 +1,15 @@
-"""Order and customer webhooks from Shopify and WooCommerce, one URL per project:
+"""Order, customer and product webhooks from Shopify and WooCommerce, one URL per project:
 /api/v1/webhooks/{shopify|woocommerce}/{project_id}.
 
 Each is verified with the project's webhook secret (base64 HMAC-SHA256 of the raw body,
-compared in constant time) and mapped onto an order or a customer by its topic (a malformed one
-is refused unstored), then stored raw under the provider's delivery id with its topic,
-acknowledged, and applied after the answer: an order upserted with its customer, a created or
-updated customer upserted (private.apply_shop_customer), a deleted customer's shop id unlinked
-(private.forget_shop_customer). An event whose apply did not finish is applied again by the
-replay cron, since the shop stops retrying once it has been answered. A re-delivery is
-acknowledged and changes nothing.
+compared in constant time) and mapped by its topic (a malformed body is refused unstored), then
+stored raw under the provider's delivery id with its topic, acknowledged, and applied after the
+answer: an order upserted with its customer, a created or updated customer upserted
+(private.apply_shop_customer), a deleted customer's shop id unlinked
+(private.forget_shop_customer), a product upserted with its variants
+(private.upsert_shop_product), a deleted one archived (private.archive_shop_product). An event
+whose apply did not finish is applied again by the replay cron, since the shop stops retrying
+once it has been answered. A re-delivery is acknowledged and changes nothing.
 """
 
 import hashlib

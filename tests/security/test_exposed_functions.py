@@ -170,6 +170,10 @@ REVIEWED: dict[str, str] = {
     "public.revoke_api_key(uuid)": (
         "tests/api_keys/test_api_keys.py::test_members_and_outsiders_cannot_create_see_or_revoke_keys"
     ),
+    "public.readmit_contact(uuid, text, text, text, text)": (
+        "tests/privacy/test_readmission.py"
+        "::test_readmission_is_refused_to_viewers_outsiders_and_for_addresses_never_erased"
+    ),
     "public.my_personal_data()": (
         "tests/privacy/test_member_data.py"
         "::test_a_user_gets_their_own_data_from_every_workspace_and_no_one_elses"

@@ -1,0 +1,259 @@
+"""WooCommerce's REST API (v3) for a backfill: a store's customers, then its orders, read page by
+page (100 a page, oldest id first) with the store's consumer key and secret (HTTP Basic over
+HTTPS), each page upserted set-based with its progress, so a call that dies resumes at its page.
+
+The store's URL is the shop owner's input, so the edge calls it only over HTTPS and only when
+its host resolves to public addresses (checked when it is stored and before every backfill
+call; a resolver answering differently a moment later, DNS rebinding, is not covered, as for the
+AI's page reading). A 429 is waited out per Retry-After, a bounded number of times.
+"""
+
+import ipaddress
+import json
+import socket
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import httpx
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel, Field
+
+from api.core.db import Database
+from api.core.retry_after import retry_after_seconds
+from api.shops.customers import woocommerce_customer
+from api.shops.orders import MalformedOrderError, UnsupportedOrderError, from_woocommerce
+
+PER_PAGE = 100
+MAX_RATE_LIMIT_WAITS = 5
+MAX_RETRY_AFTER_SECONDS = 60
+SOURCE = "woocommerce"
+
+
+class WooCommerceError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class StoreCredentials:
+    """What the edge seals as the project's WooCommerce API token."""
+
+    store_url: str
+    consumer_key: str
+    consumer_secret: str
+
+    def sealed_form(self) -> str:
+        return json.dumps(
+            {"store_url": self.store_url, "key": self.consumer_key, "secret": self.consumer_secret}
+        )
+
+    @classmethod
+    def from_sealed_form(cls, value: str) -> "StoreCredentials":
+        try:
+            data = json.loads(value)
+            return cls(str(data["store_url"]), str(data["key"]), str(data["secret"]))
+        except (ValueError, KeyError, TypeError) as error:
+            raise WooCommerceError(
+                409, "integration_not_connected", "Connect the WooCommerce REST API first"
+            ) from error
+
+
+def store_url(url: str, allowed_origins: Collection[str]) -> str:
+    """The store's URL without a trailing slash, when it may be called: https, a host, no
+    credentials, query or fragment, and a host that resolves to public addresses only (origins
+    in `allowed_origins`, a test's local stand-in, skip the address check)."""
+    refusal = WooCommerceError(
+        422,
+        "store_url_not_allowed",
+        "The store URL must be the shop's public https address, such as https://shop.example",
+    )
+    try:
+        parts = urlsplit(url.strip())
+        hostname, port = parts.hostname, parts.port
+    except ValueError as error:
+        raise refusal from error
+    origin = f"{parts.scheme}://{parts.netloc}"
+    if not hostname or parts.username or parts.password or parts.query or parts.fragment:
+        raise refusal
+    if origin in allowed_origins:
+        return f"{origin}{parts.path}".rstrip("/")
+    if parts.scheme != "https":
+        raise refusal
+    try:
+        infos = socket.getaddrinfo(hostname, port or 443, proto=socket.IPPROTO_TCP)
+    except (OSError, ValueError) as error:
+        raise refusal from error
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global or address.is_multicast:
+            raise refusal
+    return f"{origin}{parts.path}".rstrip("/")
+
+
+class WooCommerceClient:
+    def __init__(
+        self,
+        credentials: StoreCredentials,
+        *,
+        timeout_seconds: float = 15.0,
+        wait: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.http = httpx.Client(
+            base_url=f"{credentials.store_url}/wp-json/wc/v3",
+            auth=(credentials.consumer_key, credentials.consumer_secret),
+            timeout=timeout_seconds,
+        )
+        self.wait = wait
+
+    def close(self) -> None:
+        self.http.close()
+
+    def page(self, resource: str, number: int) -> tuple[list[dict[str, Any]], int]:
+        """One page of /customers or /orders, oldest id first, and the number of pages."""
+        params: dict[str, str | int] = {
+            "page": number,
+            "per_page": PER_PAGE,
+            "orderby": "id",
+            "order": "asc",
+        }
+        for _ in range(MAX_RATE_LIMIT_WAITS + 1):
+            try:
+                response = self.http.get(f"/{resource}", params=params)
+            except httpx.TransportError as error:
+                raise WooCommerceError(
+                    502, "woocommerce_unavailable", f"WooCommerce: {type(error).__name__}"
+                ) from error
+            if response.status_code != 429:
+                break
+            delay = retry_after_seconds(response.headers.get("retry-after"))
+            self.wait(min(1.0 if delay is None else delay, MAX_RETRY_AFTER_SECONDS))
+        else:
+            raise WooCommerceError(502, "woocommerce_unavailable", "WooCommerce kept answering 429")
+        if response.status_code in (401, 403):
+            raise WooCommerceError(
+                422,
+                "woocommerce_credentials_invalid",
+                "WooCommerce does not accept the consumer key and secret; connect again",
+            )
+        if response.status_code >= 400:
+            raise WooCommerceError(
+                502, "woocommerce_unavailable", f"WooCommerce answered {response.status_code}"
+            )
+        try:
+            items = response.json()
+            pages = int(response.headers.get("x-wp-totalpages") or 0)
+        except ValueError as error:
+            raise WooCommerceError(
+                502, "woocommerce_unavailable", "WooCommerce answered without a page"
+            ) from error
+        if not isinstance(items, list):
+            raise WooCommerceError(502, "woocommerce_unavailable", "WooCommerce sent no list")
+        return [item for item in items if isinstance(item, dict)], pages
+
+
+@dataclass(frozen=True)
+class Stream:
+    name: str  # WooCommerce's resource and BackfillReport's count
+    query: str
+    to_document: Callable[[dict[str, Any]], dict[str, Any]]
+
+
+# Customers first, so each order finds its customer by their shop id; one statement per page.
+STREAMS = (
+    Stream(
+        "customers",
+        "select private.upsert_shop_customers(%s, 'woocommerce', %s)",
+        woocommerce_customer,
+    ),
+    Stream("orders", "select private.upsert_orders(%s, 'woocommerce', %s)", from_woocommerce),
+)
+
+
+class BackfillReport(BaseModel):
+    """What one call did; a stream it did not reach counts 0."""
+
+    pages: int = Field(default=0, description="Pages read from WooCommerce in this call")
+    customers: int = Field(default=0, description="Customers upserted in this call")
+    orders: int = Field(default=0, description="Orders upserted in this call")
+    skipped: int = Field(
+        default=0, description="Records without what they need (an id, a total), not written"
+    )
+    finished: bool = Field(
+        default=False,
+        description="Every customer and order has been read; false: call again to carry on",
+    )
+
+
+def mapped(stream: Stream, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    documents = []
+    for item in items:
+        try:
+            documents.append(stream.to_document(item))
+        except (MalformedOrderError, UnsupportedOrderError, KeyError):
+            continue
+    return documents
+
+
+def positions(database: Database, project_id: UUID) -> dict[str, int | None]:
+    """Each stream's next page; a stream the current round finished is None. A round that
+    finished every stream starts again from the first page (re-reading only re-upserts)."""
+    with database.as_service() as conn:
+        found = {
+            stream.name: conn.execute(
+                "select page from private.sync_position(%s, %s, %s)",
+                (project_id, SOURCE, stream.name),
+            ).fetchone()
+            for stream in STREAMS
+        }
+        if all(row is not None and row["page"] is None for row in found.values()):
+            for stream in STREAMS:
+                conn.execute(
+                    "select private.save_sync_progress(%s, %s, %s, 1, null)",
+                    (project_id, SOURCE, stream.name),
+                )
+            return {stream.name: 1 for stream in STREAMS}
+    return {name: 1 if row is None else row["page"] for name, row in found.items()}
+
+
+def backfill(
+    database: Database, client: WooCommerceClient, project_id: UUID, max_pages: int
+) -> BackfillReport:
+    """Customers, then orders, within a budget of `max_pages` pages in all. Each page's
+    upsert, its progress and its broadcast commit together."""
+    report = BackfillReport()
+    for stream in STREAMS:
+        page = positions(database, project_id)[stream.name]
+        while page is not None:
+            if report.pages >= max_pages:
+                return report
+            items, page_count = client.page(stream.name, page)
+            documents = mapped(stream, items)
+            last = page >= page_count or not items
+            with database.as_service() as conn:
+                if documents:
+                    conn.execute(stream.query, (project_id, Jsonb(documents)))
+                conn.execute(
+                    "select private.save_sync_progress(%s, %s, %s, %s, null)",
+                    (project_id, SOURCE, stream.name, page + 1),
+                )
+                if last:
+                    conn.execute(
+                        "select private.finish_sync(%s, %s, %s)", (project_id, SOURCE, stream.name)
+                    )
+                conn.execute(
+                    "select private.broadcast_shop_backfill(%s, %s, %s, %s, %s, %s)",
+                    (project_id, SOURCE, stream.name, page, page_count, len(documents)),
+                )
+            report.pages += 1
+            report.skipped += len(items) - len(documents)
+            setattr(report, stream.name, getattr(report, stream.name) + len(documents))
+            page = None if last else page + 1
+    report.finished = True
+    return report
