@@ -219,3 +219,30 @@ def test_a_holdout_goes_through_without_emails_and_the_lift_is_measured(conn: Co
         total = one(conn, "select * from analytics.flow_performance where flow_id = %s", (flow,))
     assert (total["entered"], total["holdout_entered"]) == (40, len(held))
     assert total["converted"] == 10 and total["lift"] is not None
+
+
+def test_a_backfill_enrols_existing_matching_contacts_a_batch_at_a_time(conn: Conn) -> None:
+    owner = create_user(conn)
+    viewer = add_member(conn, owner, "viewer")
+    gold = add_contacts(conn, owner, 3, prefix="gold", attributes={"tier": "gold"})
+    add_contacts(conn, owner, 2, prefix="plain")
+    flow = create_flow(
+        conn,
+        owner,
+        "custom",
+        [{"key": "w", "kind": "wait", "config": {"days": 1}}],
+        trigger_config={"name": "never"},
+        entry_filter={"attribute": "tier", "op": "eq", "value": "gold"},
+    )
+    with acting_as(conn, owner):
+        counts = [
+            one(conn, "select public.backfill_flow(%s, 2) as n", (flow,))["n"] for _ in range(3)
+        ]
+    assert counts == [2, 1, 0]
+    assert sorted(str(r["contact_id"]) for r in runs(conn, flow)) == sorted(str(g) for g in gold)
+    with refused(403, "insufficient_role"), acting_as(conn, viewer):
+        conn.execute("select public.backfill_flow(%s)", (flow,))
+    with acting_as(conn, owner):
+        conn.execute("select public.pause_flow(%s)", (flow,))
+    with refused(409, "flow_not_active"), acting_as(conn, owner):
+        conn.execute("select public.backfill_flow(%s)", (flow,))
