@@ -178,3 +178,71 @@ def test_why_a_contact_did_not_get_a_step(conn: Conn) -> None:
             ).fetchall()
             == []
         )
+
+
+def test_a_holdout_goes_through_without_emails_and_the_lift_is_measured(conn: Conn) -> None:
+    owner = create_user(conn)
+    sender = verified_sender(conn, owner)
+    flow = create_flow(
+        conn,
+        owner,
+        "tag_added",
+        [
+            send_step("hello", template(conn, owner), sender, next_key="wait"),
+            {"key": "wait", "kind": "wait", "config": {"days": 3}},
+        ],
+        trigger_config={"tag": "lift"},
+        holdout_percent=50,
+        exit_events=[{"type": "custom", "name": "bought"}],
+    )
+    contacts = add_contacts(conn, owner, 40, prefix="lift")
+    conn.execute("update public.contacts set tags = '{lift}' where id = any(%s)", (contacts,))
+    tick(conn)
+    held = {r["contact_id"] for r in runs(conn, flow) if r["holdout"]}
+    assert 0 < len(held) < 40
+    outcomes = conn.execute(
+        "select r.holdout, h.outcome, count(*) as n from public.flow_run_steps h"
+        " join public.flow_runs r on r.id = h.run_id where h.flow_id = %s and h.kind = 'send_email'"
+        " group by 1, 2",
+        (flow,),
+    ).fetchall()
+    assert {(o["holdout"], o["outcome"], o["n"]) for o in outcomes} == {
+        (True, "holdout", len(held)),
+        (False, "queued", 40 - len(held)),
+    }
+    conn.execute(
+        "insert into public.contact_events (workspace_id, contact_id, type, name)"
+        " select %s, unnest(%s::uuid[]), 'custom', 'bought'",
+        (owner.workspace_id, contacts[:10]),
+    )
+    with acting_as(conn, owner):
+        total = one(conn, "select * from analytics.flow_performance where flow_id = %s", (flow,))
+    assert (total["entered"], total["holdout_entered"]) == (40, len(held))
+    assert total["converted"] == 10 and total["lift"] is not None
+
+
+def test_a_backfill_enrols_existing_matching_contacts_a_batch_at_a_time(conn: Conn) -> None:
+    owner = create_user(conn)
+    viewer = add_member(conn, owner, "viewer")
+    gold = add_contacts(conn, owner, 3, prefix="gold", attributes={"tier": "gold"})
+    add_contacts(conn, owner, 2, prefix="plain")
+    flow = create_flow(
+        conn,
+        owner,
+        "custom",
+        [{"key": "w", "kind": "wait", "config": {"days": 1}}],
+        trigger_config={"name": "never"},
+        entry_filter={"attribute": "tier", "op": "eq", "value": "gold"},
+    )
+    with acting_as(conn, owner):
+        counts = [
+            one(conn, "select public.backfill_flow(%s, 2) as n", (flow,))["n"] for _ in range(3)
+        ]
+    assert counts == [2, 1, 0]
+    assert sorted(str(r["contact_id"]) for r in runs(conn, flow)) == sorted(str(g) for g in gold)
+    with refused(403, "insufficient_role"), acting_as(conn, viewer):
+        conn.execute("select public.backfill_flow(%s)", (flow,))
+    with acting_as(conn, owner):
+        conn.execute("select public.pause_flow(%s)", (flow,))
+    with refused(409, "flow_not_active"), acting_as(conn, owner):
+        conn.execute("select public.backfill_flow(%s)", (flow,))

@@ -8,7 +8,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.factories.email import add_contacts, list_campaign, start, verified_sender
+from tests.factories.email import (
+    add_contacts,
+    draft_campaign,
+    email_list,
+    list_campaign,
+    start,
+    verified_sender,
+)
 from tests.factories.flows import create_flow, history, runs, send_step, template, tick
 from tests.factories.workspaces import acting_as, add_member, create_user, one, refused
 
@@ -114,3 +121,47 @@ def test_only_admins_set_the_rules(conn: Conn) -> None:
             (owner.workspace_id,),
         )
     rules(conn, owner, daily_cap=2)
+
+
+def test_waiting_sends_go_out_by_priority_cart_before_welcome_before_campaigns(conn: Conn) -> None:
+    conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")
+    conn.execute("delete from private.ses_accounts")
+    conn.execute("delete from private.deliverability_counts")
+    conn.execute("select private.release_platform_brake()")
+    owner = create_user(conn)
+    [reader] = add_contacts(conn, owner, 1, prefix="prio")
+    sender = verified_sender(conn, owner)
+    campaign = draft_campaign(
+        conn, owner, list_ids=[email_list(conn, owner, [reader])], sender_id=sender
+    )
+    start(conn, owner, campaign)  # queued first
+    welcome, cart = (
+        create_flow(
+            conn,
+            owner,
+            "tag_added",
+            [send_step("hello", template(conn, owner), sender)],
+            trigger_config={"tag": "go"},
+            send_priority=priority,
+        )
+        for priority in ("welcome", "cart")
+    )
+    conn.execute("update public.contacts set tags = '{go}' where id = %s", (reader,))
+    tick(conn)
+    assert len(runs(conn, welcome)) == len(runs(conn, cart)) == 1
+    order = []
+    for _ in range(3):
+        [row] = conn.execute(
+            "select campaign_id from private.claim_email_batch(1, 60, 1000, 'priority-test')"
+        ).fetchall()
+        order.append(
+            one(
+                conn,
+                "select coalesce((select f.send_priority from public.flow_steps s"
+                " join public.flows f on f.id = s.flow_id where s.campaign_id = %s), 'campaign')"
+                " as kind",
+                (row["campaign_id"],),
+            )["kind"]
+        )
+        conn.execute("delete from private.ses_accounts where account = 'priority-test'")
+    assert order == ["cart", "welcome", "campaign"]

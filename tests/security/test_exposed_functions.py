@@ -88,6 +88,10 @@ REVIEWED: dict[str, str] = {
     "public.test_flow(uuid, uuid, text[])": (
         "tests/flows/test_flow_tools.py::test_test_mode_walks_a_contact_through_and_changes_nothing"
     ),
+    "public.backfill_flow(uuid, integer)": (
+        "tests/flows/test_flow_tools.py"
+        "::test_a_backfill_enrols_existing_matching_contacts_a_batch_at_a_time"
+    ),
     "public.flow_contact_history(uuid, uuid)": (
         "tests/flows/test_flow_tools.py::test_why_a_contact_did_not_get_a_step"
     ),
