@@ -26,7 +26,7 @@ from tests.fakes.ses_server import REGION, moto_ses, reset, sent_raw_messages
 Conn = psycopg.Connection[Any]
 CRON_SECRET = "cron-flows-secret"
 POLICY = SendPolicy(
-    link_secret="flow-link-secret",
+    link_secret="flow-link-secret-of-thirty-two-bytes",
     link_days=30,
     max_per_second=1000,
     concurrency=2,
