@@ -368,6 +368,7 @@ def continue_imports(database: ServiceDatabase, storage: OptionalStorage) -> dic
 
 
 class FlowTick(BaseModel):
+    triggered: int
     steps: int
     ticks: int
     pruned_events: int
@@ -377,10 +378,11 @@ class FlowTick(BaseModel):
     "/flows",
     response_model=Envelope[FlowTick],
     summary="Move flow runs that are due",
-    responses=documented({"steps": 1200, "ticks": 1, "pruned_events": 0}),
+    responses=documented({"triggered": 40, "steps": 1200, "ticks": 1, "pruned_events": 0}),
 )
 def advance_flows(database: ServiceDatabase) -> dict[str, Any]:
-    """Runs the flow engine (`private.advance_flows`) a batch per transaction until nothing is
+    """Records the time-based trigger events due now (`private.record_flow_trigger_events`),
+    runs the flow engine (`private.advance_flows`) a batch per transaction until nothing is
     due or 40 s have passed, then prunes contact events older than 180 days; where pg_cron is
     installed the database also ticks every minute by itself."""
     return ok(flow_engine.advance(database, FLOW_BUDGET_SECONDS))

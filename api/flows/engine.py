@@ -14,9 +14,14 @@ EVENT_RETENTION_DAYS = 180
 
 
 def advance(database: Database, budget_seconds: float) -> dict[str, int]:
-    """Moves due runs until none is due or `budget_seconds` have passed; prunes old events."""
+    """Records the time-based trigger events due now (dates, days after the last order, emails
+    not opened), moves due runs until none is due or `budget_seconds` have passed, and prunes
+    old events."""
     deadline = time.monotonic() + budget_seconds
     steps = ticks = 0
+    with database.as_service() as conn:
+        row = conn.execute("select private.record_flow_trigger_events() as n").fetchone()
+    triggered = int(row["n"]) if row else 0
     while time.monotonic() < deadline:
         with database.as_service() as conn:
             row = conn.execute("select private.advance_flows(%s) as n", (TICK_LIMIT,)).fetchone()
@@ -29,4 +34,9 @@ def advance(database: Database, budget_seconds: float) -> dict[str, int]:
         row = conn.execute(
             "select private.prune_contact_events(%s) as n", (EVENT_RETENTION_DAYS,)
         ).fetchone()
-    return {"steps": steps, "ticks": ticks, "pruned_events": int(row["n"]) if row else 0}
+    return {
+        "triggered": triggered,
+        "steps": steps,
+        "ticks": ticks,
+        "pruned_events": int(row["n"]) if row else 0,
+    }
