@@ -510,6 +510,18 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
         trigger_config={"name": "signed_up"},
         exit_events=[{"type": "custom", "name": "bought"}],
     )
+    # A birthday flow the flows cron has scanned today.
+    birthdays = create_flow(
+        conn,
+        owner,
+        "date_attribute",
+        [{"key": "tag", "kind": "update_contact", "config": {"add_tags": ["birthday"]}}],
+        trigger_config={"attribute": "birthday", "offset_days": -3, "yearly": True},
+    )
+    conn.execute(
+        "insert into private.flow_date_scans (flow_id, scanned_on) values (%s, current_date)",
+        (birthdays,),
+    )
     with acting_as(conn, owner):
         conn.execute(
             "insert into public.flow_send_rules (workspace_id, daily_cap, quiet_from, quiet_until,"
