@@ -18,11 +18,21 @@ alter table public.flow_run_steps add constraint flow_run_steps_outcome_check ch
     'notified', 'goal', 'erased', 'flow_archived', 'left_by_other_flow'
   ));
 
--- A flow's automation has no member behind it (started_by is null) and is keyed by the run's
--- visit of the step, so one visit never makes two calls.
+-- A flow's automation (no member behind it: started_by is null) names the run and its visit of
+-- the step, so one visit never makes two calls.
+alter table public.automations add column flow_run_id uuid;
+
+alter table public.automations add column flow_step_seq integer;
+
+comment on column public.automations.flow_run_id is
+  'The flow run whose call_make step started this automation (null when a member started it).';
+
+comment on column public.automations.flow_step_seq is
+  'The run''s visit of the step (flow_run_steps.seq) that started it.';
+
 create unique index automations_flow_visit_idx
-  on public.automations (workspace_id, idempotency_key)
-  where started_by is null;
+  on public.automations (flow_run_id, flow_step_seq)
+  where flow_run_id is not null;
 
 -- call_make is checked like every other step ------------------------------------------------------
 
@@ -325,14 +335,14 @@ begin
       where r.id = any (v_ids) and r.status = 'active' and not r.holdout
     ),
     made as (
-      insert into public.automations (workspace_id, project_id, type, input, credits_charged, idempotency_key)
+      insert into public.automations (workspace_id, project_id, type, input, credits_charged, flow_run_id, flow_step_seq)
       select v.workspace_id, v.project_id_text::uuid, v.type,
              v.input || jsonb_build_object('flow', jsonb_build_object(
                'flow_id', v.flow_id, 'run_id', v.run_id, 'contact_id', v.contact_id)),
-             v.credits, 'flow:' || v.run_id || ':' || (v.step_seq + 1)
+             v.credits, v.run_id, v.step_seq + 1
       from visits v join public.workspaces w on w.id = v.workspace_id
       where v.running <= w.credits_remaining
-      on conflict (workspace_id, idempotency_key) where started_by is null do nothing
+      on conflict (flow_run_id, flow_step_seq) where flow_run_id is not null do nothing
       returning id, workspace_id, credits_charged
     ),
     dispatched as (
@@ -469,8 +479,7 @@ begin
       left join ranked q on q.id = k.id
       left join room w on w.workspace_id = k.workspace_id
       left join public.automations mk
-        on k.kind = 'call_make' and mk.workspace_id = k.workspace_id and mk.started_by is null
-       and mk.idempotency_key = 'flow:' || k.id || ':' || (k.step_seq + 1)
+        on k.kind = 'call_make' and mk.flow_run_id = k.id and mk.flow_step_seq = k.step_seq + 1
     ),
     moved as (
       select d.*,

@@ -66,7 +66,8 @@ def test_each_visit_enqueues_one_signed_dispatch_and_the_run_goes_on(conn: Conn)
     assert outcomes == ["make_queued", "make_queued", "no_credits"]
     assert all(r["status"] == "completed" for r in runs(conn, flow))  # the run went on
     made = conn.execute(
-        "select a.id, a.type, a.input, a.status, a.started_by, o.topic, o.status as outbox"
+        "select a.id, a.type, a.input, a.status, a.started_by, a.flow_run_id, a.flow_step_seq,"
+        " o.topic, o.status as outbox"
         " from public.automations a join private.outbox o on o.automation_id = a.id"
         " where a.workspace_id = %s",
         (owner.workspace_id,),
@@ -83,6 +84,7 @@ def test_each_visit_enqueues_one_signed_dispatch_and_the_run_goes_on(conn: Conn)
         assert a["input"]["campaign"] == "vip"
         assert a["input"]["flow"]["flow_id"] == str(flow)
         assert uuid.UUID(a["input"]["flow"]["contact_id"]) in contacts
+        assert str(a["flow_run_id"]) == a["input"]["flow"]["run_id"] and a["flow_step_seq"] == 1
     assert balance(conn, owner) == 1
     assert ledger(conn, owner)[-2:] == [("automation_charge", -2), ("automation_charge", -2)]
     balances = conn.execute(
