@@ -7,16 +7,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Header, Request, Security
 from psycopg.types.json import Jsonb
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import to_json
 
-from api.core.api_keys import ApiKeyCaller
+from api.core.api_keys import API_KEY, KEY_ERRORS, key_caller
 from api.core.deps import ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import answers, documented
+from api.core.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 
 router = APIRouter(tags=["flows"])
 
@@ -26,12 +27,74 @@ MAX_PROPERTIES_BYTES = 64 * 1024
 VIEWER_KEY = "A viewer key cannot record events"
 
 
-@answers({403: {"insufficient_role": VIEWER_KEY}})
-def key_workspace(caller: ApiKeyCaller) -> UUID:
-    """The workspace of a live key acting as a member (a viewer key only reads)."""
-    if caller.role != "member":
-        raise ApiError(403, "insufficient_role", VIEWER_KEY)
-    return caller.workspace_id
+WORKSPACE_HEADER = "X-Growthbase-Workspace"
+NOT_SIGNED = "The request is not signed"
+SIGNATURE_STALE = "The signature is too old or from the future"
+SIGNATURE_INVALID = "The signature does not match the request"
+CALLER_ERRORS = {
+    401: {
+        **KEY_ERRORS[401],
+        "signature_missing": NOT_SIGNED,
+        "signature_stale": SIGNATURE_STALE,
+        "signature_invalid": SIGNATURE_INVALID,
+    },
+    403: {"insufficient_role": VIEWER_KEY},
+}
+
+
+async def request_body(request: Request) -> bytes:
+    """The raw bytes a signature covers (the JSON parsed for the route is the same body)."""
+    return await request.body()
+
+
+@answers(CALLER_ERRORS)
+def key_workspace(
+    request: Request,
+    database: ServiceDatabase,
+    body: Annotated[bytes, Depends(request_body)],
+    api_key: Annotated[str | None, Security(API_KEY)],
+    workspace: Annotated[
+        str | None,
+        Header(
+            alias=WORKSPACE_HEADER,
+            description="With a signature instead of an API key: the workspace's id",
+        ),
+    ] = None,
+    timestamp: Annotated[
+        str | None,
+        Header(alias=TIMESTAMP_HEADER, description="Unix seconds the signature was made at"),
+    ] = None,
+    signed: Annotated[
+        str | None,
+        Header(
+            alias=SIGNATURE_HEADER,
+            description="`v1=` + hex HMAC-SHA256 of `<timestamp>.<raw body>` with the"
+            " workspace's event signing secret",
+        ),
+    ] = None,
+) -> UUID:
+    """The workspace the events are for: a live key acting as a member (a viewer key only
+    reads), or, without a key, the workspace named in `X-Growthbase-Workspace` whose signing
+    secret signed the raw body within the last 5 minutes."""
+    if api_key or workspace is None:
+        caller = key_caller(request, database, api_key)
+        if caller.role != "member":
+            raise ApiError(403, "insufficient_role", VIEWER_KEY)
+        return caller.workspace_id
+    try:
+        workspace_id = UUID(workspace)
+    except ValueError as error:
+        raise ApiError(401, "signature_invalid", SIGNATURE_INVALID) from error
+    with database.as_service() as conn:
+        row = conn.execute(
+            "select private.event_signing_secret(%s) as secret", (workspace_id,)
+        ).fetchone()
+    secret = row["secret"] if row else None
+    # A workspace without a secret verifies nothing, answered as any bad signature.
+    verify_signature(secret or "", timestamp, signed, body)
+    if secret is None:
+        raise ApiError(401, "signature_invalid", SIGNATURE_INVALID)
+    return workspace_id
 
 
 KeyWorkspace = Annotated[UUID, Depends(key_workspace)]

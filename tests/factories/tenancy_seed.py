@@ -510,6 +510,9 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
         trigger_config={"name": "signed_up"},
         exit_events=[{"type": "custom", "name": "bought"}],
     )
+    # The workspace's secret for signed custom events.
+    with acting_as(conn, owner):
+        conn.execute("select public.rotate_event_signing_secret(%s)", (owner.workspace_id,))
     # A birthday flow the flows cron has scanned today.
     birthdays = create_flow(
         conn,

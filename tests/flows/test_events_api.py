@@ -1,6 +1,8 @@
 """POST /api/v1/events: a workspace API key, batches recorded whole or not at all, idempotent by
 event id, and flows reacting in the same transaction."""
 
+import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,10 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.core.signatures import signature_headers
 from tests.factories.edge import edge_settings
 from tests.factories.email import add_contacts
 from tests.factories.flows import create_flow, runs
-from tests.factories.workspaces import acting_as, create_user, one
+from tests.factories.workspaces import acting_as, add_member, create_user, one, refused
 from tests.fakes.jwks import JwksServer
 
 Conn = psycopg.Connection[Any]
@@ -129,3 +132,63 @@ def test_a_viewer_key_cannot_record_events(conn: Conn, client: TestClient) -> No
     batch = {"events": [{"id": "v-1", "name": "x", "contact": {"id": str(contact)}}]}
     answer = client.post("/api/v1/events", json=batch, headers=headers)
     assert (answer.status_code, answer.json()["error"]["code"]) == (403, "insufficient_role")
+
+
+def signed(secret: str, workspace_id: Any, body: bytes, at: float | None = None) -> dict[str, str]:
+    return {
+        "X-Growthbase-Workspace": str(workspace_id),
+        "Content-Type": "application/json",
+        **signature_headers(secret, body, at),
+    }
+
+
+def test_events_signed_with_the_workspace_secret_are_recorded(
+    conn: Conn, client: TestClient
+) -> None:
+    owner = create_user(conn)
+    other = create_user(conn)
+    [contact] = add_contacts(conn, owner, 1, prefix="signed")
+    with acting_as(conn, owner):
+        secret = str(
+            one(conn, "select public.rotate_event_signing_secret(%s) as s", (owner.workspace_id,))[
+                "s"
+            ]
+        )
+    body = json.dumps(
+        {"events": [{"id": "s-1", "name": "signed_up", "contact": {"id": str(contact)}}]}
+    ).encode()
+    answer = client.post(
+        "/api/v1/events", content=body, headers=signed(secret, owner.workspace_id, body)
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["data"] == {"recorded": 1, "duplicates": 0}
+
+    tampered = body.replace(b"s-1", b"s-2")
+    stale = time.time() - 600
+    for headers, content, code in (
+        (signed(secret, owner.workspace_id, body), tampered, "signature_invalid"),
+        (signed(secret, owner.workspace_id, body, stale), body, "signature_stale"),
+        (signed(secret, other.workspace_id, body), body, "signature_invalid"),  # no secret there
+        (signed("f" * 64, owner.workspace_id, body), body, "signature_invalid"),
+        ({"X-Growthbase-Workspace": "not-a-uuid"}, body, "signature_invalid"),
+        ({"X-Growthbase-Workspace": str(owner.workspace_id)}, body, "signature_missing"),
+    ):
+        answer = client.post("/api/v1/events", content=content, headers=headers)
+        assert (answer.status_code, answer.json()["error"]["code"]) == (401, code), headers
+
+    with acting_as(conn, owner):  # rotating: the old secret stops verifying
+        conn.execute("select public.rotate_event_signing_secret(%s)", (owner.workspace_id,))
+    answer = client.post(
+        "/api/v1/events", content=body, headers=signed(secret, owner.workspace_id, body)
+    )
+    assert answer.json()["error"]["code"] == "signature_invalid"
+
+
+def test_only_admins_rotate_the_signing_secret(conn: Conn) -> None:
+    owner = create_user(conn)
+    member = add_member(conn, owner, "member")
+    stranger = create_user(conn)
+    with refused(403, "insufficient_role"), acting_as(conn, member):
+        conn.execute("select public.rotate_event_signing_secret(%s)", (owner.workspace_id,))
+    with refused(404, "workspace_not_found"), acting_as(conn, stranger):
+        conn.execute("select public.rotate_event_signing_secret(%s)", (owner.workspace_id,))
