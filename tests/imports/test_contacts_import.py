@@ -210,3 +210,38 @@ def test_a_job_id_that_is_not_ours_is_unknown(database: Database, conn: Conn) ->
     with database.as_user(user.claims) as c, pytest.raises(psycopg.Error) as caught:
         c.execute("select private.import_job_as(%s, 'viewer')", (uuid.uuid4(),))
     assert caught.value.diag.message_hint == "import_job_not_found"
+
+
+def test_imported_role_disposable_and_hopeless_addresses_are_flagged(
+    database: Database, conn: Conn
+) -> None:
+    user = create_user(conn)
+    text = (
+        "Email\n"
+        "ann@example.test\n"
+        "Info@Shop.example\n"
+        "noreply@shop.example\n"
+        "zed@mailinator.com\n"
+        "a..b@example.test\n"
+        ".dot@example.test\n"
+        "x@-bad.example\n"
+        "x@shop.123\n"
+    )
+    assert import_contacts(database, user, text)["status"] == "done"
+    flags = {
+        row["email"]: row["address_flag"]
+        for row in conn.execute(
+            "select email, address_flag from public.contacts where workspace_id = %s",
+            (user.workspace_id,),
+        )
+    }
+    assert flags == {
+        "ann@example.test": None,
+        "info@shop.example": "role",
+        "noreply@shop.example": "role",
+        "zed@mailinator.com": "disposable",
+        "a..b@example.test": "invalid",
+        ".dot@example.test": "invalid",
+        "x@-bad.example": "invalid",
+        "x@shop.123": "invalid",
+    }
