@@ -84,6 +84,7 @@ REFERENCE_TABLES = frozenset(
         "private.ses_accounts",
         "private.platform_brake",
         "private.platform_suppressions",
+        "private.disposable_domains",
         "private.personal_data_columns",
         "private.privacy_key",
         "private.time_zones",
