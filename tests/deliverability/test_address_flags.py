@@ -23,7 +23,8 @@ def idle_ledger(conn: Conn) -> Iterator[None]:
 
 
 def flag(conn: Conn, email: str) -> str | None:
-    return one(conn, "select private.address_flag(%s) as f", (email,))["f"]
+    found: str | None = one(conn, "select private.address_flag(%s) as f", (email,))["f"]
+    return found
 
 
 @pytest.mark.parametrize(
