@@ -256,3 +256,7 @@ $$;
 
 comment on function public.campaign_checks(uuid) is
   'Members: pre-send checks for a campaign: never-engaged, role and soft-bounced shares of its audience (a sample of up to 10,000), contacts left out by the sunset or as disposable or hopeless addresses, and the sender''s verification and DKIM alignment.';
+
+insert into private.personal_data_columns (table_schema, table_name, column_name, subject, handling, note) values
+  ('private', 'disposable_domains', 'domain', 'none', 'not_personal', 'throwaway mailbox services'),
+  ('public', 'contacts', 'address_flag', 'none', 'not_personal', 'a category (role, disposable, invalid); erasing the address clears it');
