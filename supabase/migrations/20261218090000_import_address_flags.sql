@@ -34,12 +34,12 @@ alter table public.contacts add column address_flag text
 comment on column public.contacts.address_flag is
   'Why the address is risky, set on insert and on every change of it: role (info@, noreply@), disposable (a throwaway domain) or invalid (syntactically hopeless); null when none. Disposable and invalid addresses get no marketing mail.';
 
--- The flag an address earns: invalid before disposable before role; null for a plain one.
+-- The flag an address earns: invalid before disposable before role (the role names of
+-- private.is_role_address, inlined: this runs for every contact written); null for a plain one.
 create function private.address_flag(p_email text)
 returns text
 language sql
 stable
-security definer
 set search_path = ''
 as $$
   select case
@@ -53,7 +53,12 @@ as $$
     when exists (select 1 from private.disposable_domains d
                  where d.domain = lower(split_part(p_email, '@', 2)))
       then 'disposable'
-    when private.is_role_address(p_email) then 'role'
+    when split_part(lower(p_email), '@', 1) = any (array[
+      'abuse', 'admin', 'administrator', 'billing', 'contact', 'help', 'hello', 'hostmaster',
+      'info', 'marketing', 'no-reply', 'noreply', 'do-not-reply', 'donotreply', 'office',
+      'postmaster', 'sales', 'security', 'support', 'team', 'webmaster', 'jobs', 'careers',
+      'newsletter', 'mail', 'enquiries', 'inquiries', 'accounts', 'hr', 'it'
+    ]) then 'role'
   end
 $$;
 
