@@ -34,7 +34,7 @@ from api.inbox.deps import (
     WhatsApp,
     XApi,
 )
-from api.inbox.media import fetch_media
+from api.inbox.media import fetch_media, remove_gone_media
 from api.inbox.outbox import Providers, drain_inbox_outbox
 from api.privacy import retention
 from api.privacy.deps import OptionalSupabase
@@ -393,6 +393,7 @@ class InboxSend(BaseModel):
     woken: int
     auto_resolved: int
     media_stored: int
+    media_removed: int
 
 
 class InboxReport(BaseModel):
@@ -412,6 +413,7 @@ class InboxReport(BaseModel):
                 "woken": 2,
                 "auto_resolved": 5,
                 "media_stored": 3,
+                "media_removed": 1,
             }
         }
     ),
@@ -428,13 +430,15 @@ def send_inbox(
     """Wakes snoozed conversations whose time has come, resolves those silent for their
     workspace's auto_resolve_days (up to 1000 each), sends due inbox replies (up to 50: new ones
     and retries whose backoff has passed) and forgets week-old delivery statuses no message
-    claimed, and fetches up to 20 attachments of inbound messages into the `inbox` bucket
-    (while SUPABASE_SERVICE_KEY is set). Replies of channels with sealed credentials wait
+    claimed, fetches up to 20 attachments of inbound messages into the `inbox` bucket and
+    removes up to 200 files whose messages are gone (an erased contact's; while
+    SUPABASE_SERVICE_KEY is set). Replies of channels with sealed credentials wait
     (retrying) while INTEGRATIONS_ENCRYPTION_KEY is not set, email replies while SES is not."""
     with database.as_service() as conn:
         conn.execute("select private.prune_inbox_backlog()")
         kept = conn.execute("select * from private.inbox_housekeeping(%s)", (1000,)).fetchone()
     media = fetch_media(database, box, whatsapp, storage, 20) if box and storage else None
+    removed = remove_gone_media(database, storage, 200) if storage else 0
     report = drain_inbox_outbox(
         database, Providers(box, whatsapp, telegram, mailer, x), DRAIN_LIMIT
     )
@@ -445,6 +449,7 @@ def send_inbox(
                 "woken": kept["woken"] if kept else 0,
                 "auto_resolved": kept["resolved"] if kept else 0,
                 "media_stored": media.stored if media else 0,
+                "media_removed": removed,
             }
         }
     )

@@ -103,3 +103,27 @@ def fetch_media(
             log.info("inbox media %s/%s: %s", row["message_id"], row["attachment_index"], outcome)
         report.count(outcome)
     return report
+
+
+def remove_gone_media(database: Database, storage: InboxStorage, limit: int) -> int:
+    """Removes from the bucket the files of attachments whose messages are gone (an erasure
+    deleted them); a refused removal stays queued and is tried again in an hour."""
+    with database.as_service() as conn:
+        paths = [
+            str(row["path"])
+            for row in conn.execute(
+                "select path from private.claim_inbox_media_removals(%s)", (limit,)
+            ).fetchall()
+        ]
+    if not paths:
+        return 0
+    try:
+        storage.remove(paths)
+    except StorageError as error:
+        log.warning("inbox media removal refused: %s", error.code)
+        return 0
+    with database.as_service() as conn:
+        answer = conn.execute(
+            "select private.inbox_media_removed(%s) as removed", (paths,)
+        ).fetchone()
+    return int(answer["removed"]) if answer else 0

@@ -1,5 +1,6 @@
 """The private Storage bucket `inbox`, through the `supabase` client with the project's secret
-key: the edge uploads the attachments it fetched from the providers."""
+key: the edge uploads the attachments it fetched from the providers and removes those whose
+messages are gone (an erased contact's)."""
 
 from urllib.parse import quote
 
@@ -33,5 +34,12 @@ class InboxStorage:
             self.storage.from_(BUCKET).upload(
                 quote(path, safe="/"), data, {"content-type": content_type, "upsert": "true"}
             )
+        except (StorageApiError, httpx.HTTPError) as error:
+            raise StorageError(type(error).__name__) from error
+
+    def remove(self, paths: list[str]) -> None:
+        """Removes the files (a path not there is no error: Storage leaves it out)."""
+        try:
+            self.storage.from_(BUCKET).remove([quote(path, safe="/") for path in paths])
         except (StorageApiError, httpx.HTTPError) as error:
             raise StorageError(type(error).__name__) from error

@@ -692,6 +692,12 @@ def seed_inbox(conn: Conn, owner: User, worker: User) -> None:
         " where conversation_id = %s and direction = 'inbound'",
         (conversation,),
     )
+    # A stored attachment whose message is gone, waiting for its file's removal.
+    conn.execute(
+        "insert into private.inbox_media_removals (path, workspace_id)"
+        " values (%s || '/' || gen_random_uuid() || '/' || gen_random_uuid() || '/0-image', %s)",
+        (str(owner.workspace_id), owner.workspace_id),
+    )
 
 
 def seed_import(conn: Conn, worker: User, workspace_id: uuid.UUID, project: uuid.UUID) -> None:

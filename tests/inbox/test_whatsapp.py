@@ -800,6 +800,62 @@ def test_inbound_media_is_fetched_into_the_inbox_bucket(
     assert not any(p.endswith(str(by_media["2002"]["id"]) + "/0-image") for p in stored)
 
 
+def test_an_erased_contacts_stored_media_is_removed_from_the_bucket(
+    conn: Conn, database_url: str, jwks: JwksServer, graph: GraphServer
+) -> None:
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender, bystander = wa_id(), wa_id()
+    theirs, kept = image_message(sender), image_message(bystander)
+    theirs["image"]["id"], kept["image"]["id"] = "3001", "3002"
+    graph.media["3001"] = b"\xff\xd8 the person's photo"
+    graph.media["3002"] = b"\xff\xd8 someone else's photo"
+    for who, message in ((sender, theirs), (bystander, kept)):
+        apply_whatsapp(
+            conn, channel, inbound(who, [message], phone_number_id=account_id(conn, channel))
+        )
+    with serve_storage() as storage:
+        settings = edge_settings(
+            database_url,
+            jwks,
+            integrations_encryption_key=SecretStr(KEY),
+            cron_secret=SecretStr(CRON),
+            whatsapp_graph_url=graph.base_url,
+            supabase_service_key=SecretStr(SERVICE_KEY),
+            supabase_storage_url=storage.base_url,
+        )
+        cron = {"Authorization": f"Bearer {CRON}"}
+        with TestClient(create_app(settings)) as edge:
+            assert edge.get("/api/v1/cron/inbox", headers=cron).status_code == 200
+            before = {path for (bucket, path) in storage.objects if bucket == "inbox"}
+            contact = one(
+                conn,
+                "select c.contact_id from public.conversations c"
+                " join public.contact_identities i on i.id = c.identity_id"
+                " where c.channel_id = %s and i.address = %s",
+                (channel, sender),
+            )["contact_id"]
+            with acting_as(conn, owner):
+                conn.execute("select public.erase_contact(%s)", (contact,))
+            answer = edge.get("/api/v1/cron/inbox", headers=cron)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["data"]["inbox"]["media_removed"] == 1
+            after = {
+                path: data
+                for (bucket, path), data in storage.objects.items()
+                if bucket == "inbox" and path.startswith(f"{owner.workspace_id}/")
+            }
+    mine = [p for p in before if p.startswith(f"{owner.workspace_id}/")]
+    assert len(mine) == 2
+    # Only the bystander's photo is left; the erased person's file is gone.
+    assert list(after.values()) == [b"\xff\xd8 someone else's photo"]
+    [gone] = [p for p in mine if p not in after]
+    queued = one(
+        conn, "select count(*) as n from private.inbox_media_removals where path = %s", (gone,)
+    )
+    assert queued["n"] == 0
+
+
 def test_the_same_message_applied_concurrently_is_one_row(conn: Conn, database_url: str) -> None:
     owner = create_user(conn)
     channel = whatsapp_channel(conn, owner, KEY)

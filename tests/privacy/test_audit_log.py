@@ -6,8 +6,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from cryptography.fernet import Fernet
 from psycopg.rows import DictRow
 
+from tests.factories.flows import create_flow
+from tests.factories.inbox import whatsapp_channel
 from tests.factories.workspaces import (
     User,
     acting_as,
@@ -160,3 +163,81 @@ def test_new_entries_reach_admins_on_realtime_and_no_one_else(conn: Conn) -> Non
             (imports,),
         )
         assert seen.fetchone() == {"n": 1}
+
+
+def test_channel_deliverability_pause_and_flow_changes_are_recorded(conn: Conn) -> None:
+    owner = create_user(conn)
+    fund(conn, owner, 10, "team")
+    admin = add_member(conn, owner, "admin")
+    since = one(
+        conn,
+        "select coalesce(max(id), 0) as id from public.audit_log where workspace_id = %s",
+        (owner.workspace_id,),
+    )["id"]
+    # Inbox channels: connected (by the edge), revoked by the provider, reconnected, disconnected.
+    channel = whatsapp_channel(conn, owner, Fernet.generate_key().decode())
+    conn.execute("select private.revoke_channel(%s, 'token expired')", (channel,))
+    conn.execute("update public.channels set status = 'active' where id = %s", (channel,))
+    with acting_as(conn, admin):
+        conn.execute("select public.disconnect_channel(%s)", (channel,))
+        conn.execute(
+            "insert into public.deliverability_settings (workspace_id, pause_bounce_rate)"
+            " values (%s, 0.03)",
+            (owner.workspace_id,),
+        )
+        conn.execute(
+            "update public.deliverability_settings set min_volume = 1000, pause_bounce_rate = 0.03"
+            " where workspace_id = %s",
+            (owner.workspace_id,),
+        )
+    pause = one(
+        conn,
+        "insert into public.sending_pauses (workspace_id, reason, detail, metrics)"
+        " values (%s, 'bounce_rate', 'Bounce rate 6%%', '{}') returning id",
+        (owner.workspace_id,),
+    )["id"]
+    with acting_as(conn, admin):
+        conn.execute("select public.acknowledge_sending_pause(%s)", (pause,))
+    flow = create_flow(
+        conn,
+        owner,
+        "custom",
+        [{"key": "w", "kind": "wait", "config": {"days": 1}}],
+        trigger_config={"name": "audit_check"},
+    )
+    with acting_as(conn, admin):
+        conn.execute("select public.pause_flow(%s)", (flow,))
+        conn.execute("select public.archive_flow(%s)", (flow,))
+
+    with acting_as(conn, owner):
+        rows = conn.execute(
+            "select action, actor_id, target_id, details from public.audit_log"
+            " where workspace_id = %s and id > %s order by id",
+            (owner.workspace_id, since),
+        ).fetchall()
+    log = [(r["action"], r["actor_id"], r["target_id"], r["details"]) for r in rows]
+    assert [(a, actor) for a, actor, _, _ in log] == [
+        ("channel.connected", None),
+        ("channel.revoked", None),
+        ("channel.reconnected", None),
+        ("channel.disconnected", admin.id),
+        ("deliverability.settings_changed", admin.id),
+        ("deliverability.settings_changed", admin.id),
+        ("sending_pause.acknowledged", admin.id),
+        ("flow.status_changed", owner.id),
+        ("flow.status_changed", admin.id),
+        ("flow.status_changed", admin.id),
+    ]
+    assert log[0][2:] == (str(channel), {"kind": "whatsapp"})
+    assert log[3][3] == {"kind": "whatsapp", "from": "active", "to": "disconnected"}
+    assert log[4][3]["to"]["pause_bounce_rate"] == 0.03 and log[4][3]["from"] == {}
+    # Only what changed: the rate set again to the same value is not listed.
+    assert log[5][3] == {"from": {"min_volume": 500}, "to": {"min_volume": 1000}}
+    assert log[6][2:] == (
+        str(pause),
+        {"reason": "bounce_rate", "sender_identity_id": None, "acknowledged_by": str(admin.id)},
+    )
+    assert [d["to"] for _, _, _, d in log[7:]] == ["active", "paused", "archived"]
+    assert all(d["trigger_type"] == "custom" for _, _, _, d in log[7:])
+    # Nothing revealing: no address or token in any entry.
+    assert not any("@" in str(d) or "token" in str(d) for _, _, _, d in log)

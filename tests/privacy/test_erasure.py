@@ -1,7 +1,9 @@
 """Erasure of a contact reaches every table: one person arrives through every path that stores
 personal data today (a CSV import, Shopify and WooCommerce order webhooks through the edge, a
-Shoptet customer sync and its webhook, SES events, a campaign, an unsubscribe, a Make.com
-automation, a segment, RFM snapshots), is erased, and then no text, JSON or binary column of any
+Shopify checkout webhook (abandoned cart), a Shoptet customer sync and its webhook, SES events, a
+campaign, an unsubscribe, a Make.com automation, a segment, RFM snapshots, a signed inbound
+WhatsApp message, a custom event through POST /api/v1/events and the flow run it starts, with
+history), is erased, and then no text, JSON or binary column of any
 table in any schema holds their email, phone, name or address."""
 
 import base64
@@ -10,7 +12,7 @@ import hmac
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg
@@ -28,6 +30,8 @@ from api.core.settings import Settings
 from api.imports.jobs import Runner, run_job
 from api.imports.parts import store_part
 from tests.factories.email import list_campaign, start
+from tests.factories.flows import create_flow, runs, skip_waits, tick
+from tests.factories.inbox import APP_SECRET, account_id, whatsapp_channel
 from tests.factories.workspaces import (
     User,
     acting_as,
@@ -39,9 +43,11 @@ from tests.factories.workspaces import (
     refused,
 )
 from tests.fakes.jwks import JwksServer
+from tests.fakes.whatsapp_server import hub_signature, inbound, text_message
 
 Conn = psycopg.Connection[DictRow]
 SHOP_SECRET = "shpss_" + uuid.uuid4().hex
+ENCRYPTION_KEY = Fernet.generate_key().decode()
 TEXT_TYPES = ("text", "varchar", "bpchar", "json", "jsonb", "citext", "xml", "name")
 
 
@@ -80,7 +86,7 @@ def client(database_url: str, jwks: JwksServer) -> Iterator[TestClient]:
     settings = Settings(
         database_url=SecretStr(database_url),
         supabase_url=jwks.base_url,
-        integrations_encryption_key=SecretStr(Fernet.generate_key().decode()),
+        integrations_encryption_key=SecretStr(ENCRYPTION_KEY),
         public_base_url="https://edge.example.test",
     )
     with TestClient(create_app(settings)) as test_client:
@@ -206,6 +212,122 @@ def shop_webhooks(
     assert answer.status_code == 200, answer.text
 
 
+def shopify_checkout(client: TestClient, project: uuid.UUID, person: Person) -> None:
+    """An abandoned checkout as Shopify's checkouts/create webhook sends it (trimmed)."""
+    checkout_id = int(person.shopify_id) - 2_000_000_000
+    address = {
+        "first_name": person.first_name,
+        "last_name": person.last_name,
+        "address1": person.street,
+        "city": "Praha",
+        "phone": person.phone,
+        "country_code": "CZ",
+    }
+    document = {
+        "id": checkout_id,
+        "token": uuid.uuid4().hex,
+        "cart_token": uuid.uuid4().hex,
+        "email": person.email,
+        "phone": person.phone,
+        "created_at": "2026-12-08T10:00:00+01:00",
+        "completed_at": None,
+        "currency": "EUR",
+        "total_price": "39.90",
+        "abandoned_checkout_url": f"https://shop.example.com/checkouts/{checkout_id}/recover",
+        "line_items": [
+            {"title": "Green tea", "sku": "TEA-1", "quantity": 2, "price": "9.95", "product_id": 7}
+        ],
+        "shipping_address": address,
+        "billing_address": address,
+        "customer": {
+            "id": int(person.shopify_id),
+            "email": person.email,
+            "first_name": person.first_name,
+            "last_name": person.last_name,
+            "phone": person.phone,
+        },
+    }
+    body = json.dumps(document).encode()
+    answer = client.post(
+        f"/api/v1/webhooks/shopify/{project}",
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            "X-Shopify-Topic": "checkouts/create",
+            "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+            "X-Shopify-Hmac-Sha256": signed(body),
+        },
+    )
+    assert answer.json()["data"]["outcome"] == "accepted", answer.text
+
+
+def whatsapp_message(conn: Conn, client: TestClient, owner: User, person: Person) -> None:
+    """The person writes to the workspace's WhatsApp number from their phone (signed webhook)."""
+    channel = whatsapp_channel(conn, owner, ENCRYPTION_KEY)
+    sender = person.phone[1:]
+    text = f"Hi, {person.first_name} {person.last_name} here ({person.email}), {person.street}"
+    body = json.dumps(
+        inbound(
+            sender,
+            [text_message(sender, text, timestamp=int(datetime.now(UTC).timestamp()))],
+            name=f"{person.first_name} {person.last_name}",
+            phone_number_id=account_id(conn, channel),
+        )
+    ).encode()
+    answer = client.post(
+        f"/api/v1/webhooks/whatsapp/{channel}",
+        content=body,
+        headers={
+            "X-Hub-Signature-256": hub_signature(APP_SECRET, body),
+            "Content-Type": "application/json",
+        },
+    )
+    assert answer.json()["data"] == {"outcome": "accepted"}, answer.text
+
+
+def custom_event_and_flow(conn: Conn, client: TestClient, owner: User, person: Person) -> None:
+    """A custom event through the API starts a flow; the run waits, moves on and keeps history."""
+    conn.execute("update public.flows set status = 'paused' where status = 'active'")
+    flow = create_flow(
+        conn,
+        owner,
+        "custom",
+        [
+            {"key": "w", "kind": "wait", "config": {"days": 1}, "next": "w2"},
+            {"key": "w2", "kind": "wait", "config": {"days": 1}},
+        ],
+        trigger_config={"name": "viewed_product"},
+    )
+    with acting_as(conn, owner):
+        key = one(
+            conn,
+            "select secret from public.create_api_key(%s, 'Make', 'member', null)",
+            (owner.workspace_id,),
+        )["secret"]
+    answer = client.post(
+        "/api/v1/events",
+        headers={"X-Api-Key": key},
+        json={
+            "events": [
+                {
+                    "id": f"view-{person.shopify_id}",
+                    "name": "viewed_product",
+                    "contact": {"email": person.email.upper()},
+                    "properties": {
+                        "viewer": f"{person.first_name} {person.last_name}",
+                        "phone": person.phone,
+                        "ship_to": person.street,
+                    },
+                }
+            ]
+        },
+    )
+    assert answer.json()["data"] == {"recorded": 1, "duplicates": 0}, answer.text
+    skip_waits(conn, flow)
+    tick(conn)
+    assert len(runs(conn, flow)) == 1
+
+
 def shoptet_customer(conn: Conn, project: uuid.UUID, person: Person) -> None:
     """What the Shoptet sync writes for a customer, and the webhook that announced it."""
     conn.execute(
@@ -295,7 +417,10 @@ def seed_person_everywhere(
             (Jsonb({"address": {"street": person.street, "city": "Praha"}}), contact_id),
         )
     shop_webhooks(client, jwks, owner, project, person)
+    shopify_checkout(client, project, person)
     shoptet_customer(conn, project, person)
+    whatsapp_message(conn, client, owner, person)
+    custom_event_and_flow(conn, client, owner, person)
 
     campaign = list_campaign(conn, owner, [contact_id])
     assert start(conn, owner, campaign) == 1
@@ -436,12 +561,27 @@ def test_after_erasure_nothing_anywhere_holds_the_person(
         "public.automations.input",
         "public.automations.result: first name",
         "public.segments.rule",
+        "public.contact_events.properties: street",
+        "public.contact_identities.address: phone digits",
+        "public.contact_identities.display_name: name",
+        "public.messages.text: email",
+        "public.flow_runs.context: street",
+        "private.webhook_events.body: phone digits",
     ):
         assert any(hit.startswith(place) for hit in before), (place, before)
     orders = one(
         conn, "select count(*) as n from public.orders where contact_id = %s", (contact_id,)
     )["n"]
     assert orders == 4
+    linked = one(
+        conn,
+        "select (select count(*) from public.checkouts where contact_id = %(c)s) as checkouts,"
+        " (select count(*) from public.flow_run_steps h join public.flow_runs r on r.id = h.run_id"
+        "   where r.contact_id = %(c)s) as history,"
+        " (select count(*) from public.conversations where contact_id = %(c)s) as conversations",
+        {"c": contact_id},
+    )
+    assert linked["checkouts"] == 1 and linked["history"] >= 1 and linked["conversations"] == 1
 
     with acting_as(conn, owner):
         erasure = one(conn, "select * from public.erase_contact(%s)", (contact_id,))

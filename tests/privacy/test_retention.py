@@ -16,7 +16,15 @@ from api.core.db import Database
 from api.core.settings import Settings
 from api.privacy.retention import prune
 from tests.factories.email import add_contacts, draft_campaign, email_list, start, verified_sender
-from tests.factories.workspaces import User, acting_as, create_user, fund, one, refused
+from tests.factories.workspaces import (
+    User,
+    acting_as,
+    create_user,
+    fund,
+    make_project,
+    one,
+    refused,
+)
 from tests.fakes.jwks import JwksServer
 
 Conn = psycopg.Connection[DictRow]
@@ -183,3 +191,58 @@ def test_the_cron_endpoint_runs_the_job(database_url: str, jwks: JwksServer, con
     assert answer.json()["data"]["finished"] is True
     assert answer.json()["data"]["removed"]["webhook_events"] >= 3
     assert webhooks_left(conn, stale) == 0
+
+
+def test_a_workspace_keeps_its_own_webhook_payloads_fewer_days(conn: Conn) -> None:
+    owner = create_user(conn)
+    other = create_user(conn)
+    project = make_project(conn, owner)
+    theirs = make_project(conn, other)
+    with acting_as(conn, owner):
+        conn.execute(
+            "insert into public.workspace_privacy_settings (workspace_id, webhook_payload_days)"
+            " values (%s, 3)"
+            " on conflict (workspace_id) do update set webhook_payload_days = 3",
+            (owner.workspace_id,),
+        )
+    with pytest.raises(psycopg.errors.CheckViolation), acting_as(conn, owner):
+        conn.execute(
+            "update public.workspace_privacy_settings set webhook_payload_days = 31"
+            " where workspace_id = %s",
+            (owner.workspace_id,),
+        )
+    tag = uuid.uuid4().hex[:8]
+    rows = [
+        (f"{project}:orders/create:{tag}-old", "applied", 5),
+        (f"{project}:orders/create:{tag}-waiting", "received", 5),
+        (f"{project}:orders/create:{tag}-new", "applied", 1),
+        (f"{theirs}:orders/create:{tag}-theirs", "applied", 5),
+        (f"{tag}-ses", "applied", 5),
+    ]
+    for event_id, status, days in rows:
+        conn.execute(
+            "insert into private.webhook_events (provider, event_id, body, status, received_at)"
+            " values ('shopify', %s, '{}', %s, now() - make_interval(days => %s))",
+            (event_id, status, days),
+        )
+    attributed = {
+        r["event_id"]: r["workspace_id"]
+        for r in conn.execute(
+            "select event_id, workspace_id from private.webhook_events where event_id like %s",
+            (f"%{tag}%",),
+        ).fetchall()
+    }
+    assert attributed[f"{project}:orders/create:{tag}-old"] == owner.workspace_id
+    assert attributed[f"{theirs}:orders/create:{tag}-theirs"] == other.workspace_id
+    assert attributed[f"{tag}-ses"] is None
+
+    conn.execute("select private.prune_retention(10000)")
+    left = {
+        r["event_id"]
+        for r in conn.execute(
+            "select event_id from private.webhook_events where event_id like %s", (f"%{tag}%",)
+        ).fetchall()
+    }
+    # Only the owner's applied payload older than their 3 days went; one still waiting to be
+    # applied stays, as do another workspace's and an unattributed one (30 days for those).
+    assert left == {event_id for event_id, _, _ in rows} - {f"{project}:orders/create:{tag}-old"}
