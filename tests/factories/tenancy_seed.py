@@ -84,6 +84,7 @@ REFERENCE_TABLES = frozenset(
         "private.ses_accounts",
         "private.platform_brake",
         "private.platform_suppressions",
+        "private.disposable_domains",
         "private.personal_data_columns",
         "private.privacy_key",
         "private.time_zones",
@@ -600,6 +601,17 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
         "insert into private.deliverability_warnings (workspace_id, sender_identity_id,"
         " warned_at) values (%s, %s, now())",
         (owner.workspace_id, sender),
+    )
+    # Gmail unsubscribe counts and a spike warning.
+    conn.execute(
+        "insert into private.gmail_unsubscribe_counts (workspace_id, hour, sends, unsubscribes)"
+        " values (%s, date_trunc('hour', now()), 10, 1)",
+        (owner.workspace_id,),
+    )
+    conn.execute(
+        "insert into private.gmail_unsubscribe_warnings (workspace_id, warned_at)"
+        " values (%s, now())",
+        (owner.workspace_id,),
     )
 
     # The owner's notification about the first reader (a customer replied, say).

@@ -15,6 +15,7 @@ from psycopg.rows import DictRow
 from api.core.db import Database
 from api.imports.jobs import Runner, run_job
 from api.imports.parts import store_part
+from tests.factories.email import add_contacts, list_campaign, start
 from tests.factories.workspaces import (
     User,
     acting_as,
@@ -210,3 +211,75 @@ def test_a_job_id_that_is_not_ours_is_unknown(database: Database, conn: Conn) ->
     with database.as_user(user.claims) as c, pytest.raises(psycopg.Error) as caught:
         c.execute("select private.import_job_as(%s, 'viewer')", (uuid.uuid4(),))
     assert caught.value.diag.message_hint == "import_job_not_found"
+
+
+def test_imported_role_disposable_and_hopeless_addresses_are_flagged(
+    database: Database, conn: Conn
+) -> None:
+    user = create_user(conn)
+    text = (
+        "Email\n"
+        "ann@example.test\n"
+        "Info@Shop.example\n"
+        "noreply@shop.example\n"
+        "zed@mailinator.com\n"
+        "a..b@example.test\n"
+        ".dot@example.test\n"
+        "x@-bad.example\n"
+        "x@shop.123\n"
+    )
+    assert import_contacts(database, user, text)["status"] == "done"
+    flags = {
+        row["email"]: row["address_flag"]
+        for row in conn.execute(
+            "select email, address_flag from public.contacts where workspace_id = %s",
+            (user.workspace_id,),
+        )
+    }
+    assert flags == {
+        "ann@example.test": None,
+        "info@shop.example": "role",
+        "noreply@shop.example": "role",
+        "zed@mailinator.com": "disposable",
+        "a..b@example.test": "invalid",
+        ".dot@example.test": "invalid",
+        "x@-bad.example": "invalid",
+        "x@shop.123": "invalid",
+    }
+
+
+def test_a_campaigns_first_send_to_a_fresh_import_is_capped(database: Database, conn: Conn) -> None:
+    user = create_user(conn)
+    conn.execute(
+        "update public.workspaces set plan_tier = 'team' where id = %s", (user.workspace_id,)
+    )
+    text = "Email,Consent\n" + "".join(f"fresh-{n}@example.test,yes\n" for n in range(1003))
+    assert import_contacts(database, user, text)["status"] == "done"
+    imported = [
+        row["id"]
+        for row in conn.execute(
+            "select id from public.contacts where workspace_id = %s and imported_at is not null",
+            (user.workspace_id,),
+        )
+    ]
+    assert len(imported) == 1003
+    # A contact that was there before the import is not capped.
+    [old] = add_contacts(conn, user, 1, prefix=uuid.uuid4().hex[:8])
+    campaign = list_campaign(conn, user, [*imported, old])
+    assert start(conn, user, campaign) == 1004
+    counts = one(
+        conn,
+        "select count(*) filter (where next_attempt_at <= now()) as now,"
+        " count(*) filter (where next_attempt_at > now() + interval '23 hours') as held,"
+        " bool_or(contact_id = %s and next_attempt_at <= now()) as old_now"
+        " from public.campaign_recipients where campaign_id = %s",
+        (old, campaign),
+    )
+    assert (counts["now"], counts["held"], counts["old_now"]) == (1001, 3, True)
+    assert (
+        one(conn, "select unproven_probed from public.campaigns where id = %s", (campaign,))[
+            "unproven_probed"
+        ]
+        == 1000
+    )
+    conn.execute("update public.campaigns set status = 'paused' where id = %s", (campaign,))
