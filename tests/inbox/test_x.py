@@ -21,7 +21,7 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from tests.factories.edge import bearer, edge_settings
-from tests.factories.workspaces import User, create_user, one
+from tests.factories.workspaces import User, acting_as, create_user, one
 from tests.fakes.jwks import JwksServer
 from tests.fakes.x_server import TOKEN, XServer, dm_delivery, serve_x, x_signature
 
@@ -158,3 +158,23 @@ def test_replies_go_out_as_dms_and_errors_are_kept(
         one(conn, "select status from public.channels where id = %s", (channel,))["status"]
         == "revoked"
     )
+
+
+def test_erasing_a_sender_with_a_long_x_id_removes_their_stored_deliveries(
+    conn: Conn, client: TestClient, jwks: JwksServer, account: str
+) -> None:
+    owner = create_user(conn)
+    channel = connect(client, jwks, owner)
+    sender = "1605219383841071104"  # 19 digits, as X's newer user ids are
+    delivery = dm_delivery(sender, "Please forget me", for_user_id=account)
+    assert deliver(client, channel, delivery).json()["data"] == {"outcome": "accepted"}
+    stored = "select count(*) as n from private.webhook_events where body like %s"
+    assert one(conn, stored, (f"%{sender}%",))["n"] == 1
+    contact = one(
+        conn,
+        "select contact_id from public.contact_identities where kind = 'x' and address = %s",
+        (sender,),
+    )["contact_id"]
+    with acting_as(conn, owner):
+        conn.execute("select public.erase_contact(%s)", (contact,))
+    assert one(conn, stored, (f"%{sender}%",))["n"] == 0
