@@ -132,3 +132,20 @@ def test_a_hold_puts_the_row_back_unclaimed_until_its_time(conn: Conn) -> None:
         "error": "waiting for the test",
         "later": True,
     }
+
+
+def test_a_contact_whose_address_was_removed_is_not_sent_the_frozen_one(conn: Conn) -> None:
+    owner = create_user(conn)
+    people = add_contacts(conn, owner, 2, prefix=uuid.uuid4().hex[:8])
+    campaign = list_campaign(conn, owner, people)
+    assert start(conn, owner, campaign) == 2
+    conn.execute("update public.contacts set email = null where id = %s", (people[0],))
+
+    [claimed] = claim(conn, campaign)
+
+    assert claimed["contact_id"] == people[1]
+    removed = conn.execute(
+        "select status, error from public.campaign_recipients where contact_id = %s",
+        (people[0],),
+    ).fetchone()
+    assert removed is not None and dict(removed) == {"status": "skipped", "error": NOT_MAILABLE}
