@@ -729,9 +729,15 @@ def main(argv: list[str] | None = None) -> int:
         "  of which, ms per recipient: "
         + ", ".join(
             f"{name} {per(functions.get(name, (0, 0.0))[1] / 1000):.3f}"
-            for name in ("claim_email_batch", "may_send_to", "record_email_outcomes")
+            for name in (
+                "claim_email_batch",
+                "may_send_to",
+                "record_email_outcomes",
+                "count_deliverability",
+                "count_warmup_sends",
+            )
         )
-        + " (may_send_to runs inside the claim)"
+        + " (the last four run inside the first and third)"
     )
     print()
     print(
