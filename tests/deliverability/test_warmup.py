@@ -17,6 +17,7 @@ from tests.factories.email import (
     start,
     verified_sender,
 )
+from tests.factories.flows import create_flow, send_step, template, tick
 from tests.factories.workspaces import acting_as, add_member, create_user, one
 
 Conn = psycopg.Connection[Any]
@@ -256,3 +257,56 @@ def test_the_cap_steps_up_after_a_clean_full_day_and_back_after_a_warning(conn: 
         (owner.workspace_id,),
     )
     assert cap_today(conn, identity) == 200
+
+
+@pytest.mark.parametrize("transactional", [False, True])
+def test_flow_mail_counts_and_only_transactional_mail_is_never_held(
+    conn: Conn, transactional: bool
+) -> None:
+    owner = create_user(conn)
+    add_contacts(conn, owner, 0)
+    sender = verified_sender(conn, owner)
+    conn.execute("update public.sender_identities set warmup = true where id = %s", (sender,))
+    conn.execute(
+        "insert into private.sender_warmup_days (sender_identity_id, workspace_id, day, cap)"
+        " values (%s, %s, (now() at time zone 'UTC')::date, 1)",
+        (sender, owner.workspace_id),
+    )
+    flow = create_flow(
+        conn,
+        owner,
+        "contact_created",
+        [send_step("hello", template(conn, owner), sender)],
+        transactional=transactional,
+    )
+    prefix = uuid.uuid4().hex[:8]
+    conn.execute(
+        "insert into public.contacts (workspace_id, email, first_name, consent_state)"
+        " select %s, format('%s-%%s@mail.example.org', n), 'Ada', 'granted'"
+        " from generate_series(1, 2) n".replace("%s-", prefix + "-"),
+        (owner.workspace_id,),
+    )
+    tick(conn)
+    campaigns = {
+        row["id"]
+        for row in conn.execute(
+            "select c.id from public.campaigns c join public.flow_steps s on s.id = c.flow_step_id"
+            " where s.flow_id = %s",
+            (flow,),
+        )
+    }
+    conn.execute("delete from private.ses_accounts")
+    claimed = [
+        row
+        for row in as_worker(conn, "select * from private.claim_email_batch(1000, 60, 1000)")
+        if row["campaign_id"] in campaigns
+    ]
+    conn.execute("update public.flows set status = 'paused' where id = %s", (flow,))
+
+    assert len(claimed) == (2 if transactional else 1)
+    day = one(
+        conn,
+        "select claimed from private.sender_warmup_days where sender_identity_id = %s",
+        (sender,),
+    )
+    assert day["claimed"] == len(claimed)
