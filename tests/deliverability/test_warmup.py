@@ -310,3 +310,39 @@ def test_flow_mail_counts_and_only_transactional_mail_is_never_held(
         (sender,),
     )
     assert day["claimed"] == len(claimed)
+
+
+def test_members_see_their_identities_warm_up_and_others_see_nothing(conn: Conn) -> None:
+    owner = create_user(conn)
+    people = add_contacts(conn, owner, 3, prefix=uuid.uuid4().hex[:8])
+    conn.execute(
+        "update public.contacts set email = replace(email, '@mail.example.org', '@gmail.com')"
+        " where id = %s",
+        (people[0],),
+    )
+    campaign = list_campaign(conn, owner, people)
+    identity = warming(conn, campaign, cap=10)
+    assert start(conn, owner, campaign) == 3
+    assert len(claim(conn, campaign)) == 3
+    viewer = add_member(conn, owner, "viewer")
+    with acting_as(conn, viewer):
+        [row] = conn.execute(
+            "select sender_identity_id, warmup, daily_cap, claimed, provider_share, gmail"
+            " from analytics.sender_warmup where workspace_id = %s",
+            (owner.workspace_id,),
+        ).fetchall()
+    assert dict(row) == {
+        "sender_identity_id": identity,
+        "warmup": True,
+        "daily_cap": 10,
+        "claimed": 3,
+        "provider_share": 5,
+        "gmail": 1,
+    }
+    stranger = create_user(conn)
+    with acting_as(conn, stranger):
+        seen = conn.execute(
+            "select count(*) as n from analytics.sender_warmup_stats() where workspace_id = %s",
+            (owner.workspace_id,),
+        ).fetchone()
+    assert seen is not None and seen["n"] == 0
