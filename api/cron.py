@@ -101,6 +101,7 @@ class EmailSend(BaseModel):
     failed: int
     finished_campaigns: int
     platform_brake: bool
+    released_first_sends: int
     pause_emails: int | Literal["platform_from_email_not_configured"]
 
 
@@ -156,6 +157,7 @@ def drain_outbox(
                 "failed": 1,
                 "finished_campaigns": 0,
                 "platform_brake": False,
+                "released_first_sends": 0,
                 "pause_emails": 0,
             }
         }
@@ -164,10 +166,10 @@ def drain_outbox(
 def send_email(
     database: ServiceDatabase, settings: AppSettings, ses: OptionalSes
 ) -> dict[str, Any]:
-    """Starts due scheduled campaigns and sends queued mail for up to the send budget (nothing
-    while the platform brake is engaged, which this checks first against the platform's own
-    totals), then emails owners and admins about new sending pauses from
-    PLATFORM_FROM_EMAIL."""
+    """Starts due scheduled campaigns, releases first sends to fresh imports whose probe went
+    well, and sends queued mail for up to the send budget (nothing while the platform brake is
+    engaged, which this checks first against the platform's own totals), then emails owners
+    and admins about new sending pauses from PLATFORM_FROM_EMAIL."""
     urls = configured_public_urls(settings)
     if ses is None or settings.email_link_secret is None or urls is None:
         return ok({"email": "not_configured"})

@@ -67,8 +67,8 @@ def setup(conn: Conn, contacts: int) -> tuple[uuid.UUID, uuid.UUID]:
     )
     sender = value(
         conn,
-        "insert into public.sender_identities (workspace_id, identity, verified)"
-        " values (%s, 'bench.example.com', true) returning id",
+        "insert into public.sender_identities (workspace_id, identity, verified, warmup)"
+        " values (%s, 'bench.example.com', true, false) returning id",
         (workspace_id,),
     )
     template = value(

@@ -107,6 +107,7 @@ CPU_SAMPLES = 1000
 # the send threads call.
 MAIN_FUNCTIONS = (
     "start_due_campaigns",
+    "release_first_sends",
     "ses_account_stale",
     "save_ses_account",
     "record_email_outcomes",
@@ -724,6 +725,20 @@ def main(argv: list[str] | None = None) -> int:
             f"{per(on_workers):15.3f}"
         )
     print(f"  {'connection uses':30}{uses:8}{main_side.uses:14}{workers.uses:15}")
+    print(
+        "  of which, ms per recipient: "
+        + ", ".join(
+            f"{name} {per(functions.get(name, (0, 0.0))[1] / 1000):.3f}"
+            for name in (
+                "claim_email_batch",
+                "may_send_to",
+                "record_email_outcomes",
+                "count_deliverability",
+                "count_warmup_sends",
+            )
+        )
+        + " (the last four run inside the first and third)"
+    )
     print()
     print(
         f"CPU per message besides SES and the database, ms (one thread, {min(n, CPU_SAMPLES)}"

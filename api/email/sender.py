@@ -72,6 +72,7 @@ class SendReport:
     failed: int = 0
     finished_campaigns: int = 0
     platform_brake: bool = False
+    released_first_sends: int = 0
 
     def add(self, counts: dict[str, Any]) -> None:
         """Adds the row states a batch of outcomes led to (cancelled rows count as failed)."""
@@ -87,6 +88,7 @@ class SendReport:
             "failed": self.failed,
             "finished_campaigns": self.finished_campaigns,
             "platform_brake": self.platform_brake,
+            "released_first_sends": self.released_first_sends,
         }
 
 
@@ -411,13 +413,16 @@ def freeze_audiences(database: Database, deadline: float) -> int:
 def send_due_emails(
     database: Database, ses: SesClient, policy: SendPolicy, budget_seconds: float
 ) -> SendReport:
-    """Starts due scheduled campaigns, then sends until nothing is due or the budget is spent."""
+    """Starts due scheduled campaigns and releases first sends whose probe went well, then
+    sends until nothing is due or the budget is spent."""
     drain = Drain(database, ses, policy, budget_seconds)
     with database.as_service() as conn:
         started = conn.execute(
-            "select private.start_due_campaigns() as n, private.check_platform_brake() as brake"
+            "select private.start_due_campaigns() as n, private.release_first_sends() as released,"
+            " private.check_platform_brake() as brake"
         ).fetchone()
     drain.report.started_campaigns = started["n"] if started else 0
+    drain.report.released_first_sends = started["released"] if started else 0
     drain.report.platform_brake = bool(started and started["brake"])
     freeze_audiences(database, time.monotonic() + budget_seconds * FREEZE_SHARE)
     refresh_account(database, ses, policy)

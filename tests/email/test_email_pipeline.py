@@ -515,6 +515,7 @@ def test_the_cron_starts_due_scheduled_campaigns_and_sends_them(
         "failed": 0,
         "finished_campaigns": 1,
         "platform_brake": False,
+        "released_first_sends": 0,
         "pause_emails": "platform_from_email_not_configured",
     }
     assert len(sent_raw_messages(ses_endpoint)) == 4

@@ -41,9 +41,10 @@ def add_contacts(
 def verified_sender(
     conn: psycopg.Connection[Any], user: User, identity: str = SENDER_DOMAIN
 ) -> uuid.UUID:
-    """A sender identity registered by the user and marked verified, as SES would report.
-    Tests share one database and an identity belongs to one workspace, so an earlier test's
-    registration of the same identity is removed first (its live campaigns cancelled)."""
+    """A sender identity registered by the user and marked verified, as SES would report, and
+    established (warm-up off: tests/deliverability/test_warmup.py warms its own). Tests share
+    one database and an identity belongs to one workspace, so an earlier test's registration
+    of the same identity is removed first (its live campaigns cancelled)."""
     conn.execute(
         "update public.campaigns set status = 'cancelled' where status in"
         " ('scheduled', 'sending', 'paused') and sender_identity_id in"
@@ -58,8 +59,8 @@ def verified_sender(
             (user.workspace_id, identity),
         )["id"]
     conn.execute(
-        "update public.sender_identities set verified = true, dkim_status = 'SUCCESS'"
-        " where id = %s",
+        "update public.sender_identities set verified = true, dkim_status = 'SUCCESS',"
+        " warmup = false where id = %s",
         (identity_id,),
     )
     return uuid.UUID(str(identity_id))

@@ -602,12 +602,13 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
         " warned_at) values (%s, %s, now())",
         (owner.workspace_id, sender),
     )
-    # Gmail unsubscribe counts and a spike warning.
+    # The sender's warm-up day.
     conn.execute(
-        "insert into private.gmail_unsubscribe_counts (workspace_id, hour, sends, unsubscribes)"
-        " values (%s, date_trunc('hour', now()), 10, 1)",
-        (owner.workspace_id,),
+        "insert into private.sender_warmup_days (sender_identity_id, workspace_id, day, cap,"
+        " claimed) values (%s, %s, current_date, 200, 1)",
+        (sender, owner.workspace_id),
     )
+    # A Gmail unsubscribe spike warning.
     conn.execute(
         "insert into private.gmail_unsubscribe_warnings (workspace_id, warned_at)"
         " values (%s, now())",

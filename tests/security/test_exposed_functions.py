@@ -115,6 +115,10 @@ REVIEWED: dict[str, str] = {
         "tests/deliverability/test_presend.py::"
         "test_the_checks_show_role_never_engaged_and_soft_bounced_shares_to_members_only"
     ),
+    "analytics.sender_warmup_stats()": (
+        "tests/deliverability/test_warmup.py::"
+        "test_members_see_their_identities_warm_up_and_others_see_nothing"
+    ),
     "analytics.deliverability_stats()": (
         "tests/deliverability/test_guardrails.py::"
         "test_rates_are_kept_per_workspace_and_identity_as_sends_and_bounces_arrive"

@@ -1,0 +1,348 @@
+"""A warming sender identity sends at most its daily cap, most engaged contacts first, with a
+share per big mailbox provider; the rest waits for the next day; the cap steps up by half after a
+clean full day and back after a warning."""
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.factories.email import (
+    add_contacts,
+    draft_campaign,
+    list_campaign,
+    start,
+    verified_sender,
+)
+from tests.factories.flows import create_flow, send_step, template, tick
+from tests.factories.workspaces import acting_as, add_member, create_user, one
+
+Conn = psycopg.Connection[Any]
+
+
+@pytest.fixture(autouse=True)
+def idle_ledger(conn: Conn) -> Iterator[None]:
+    yield
+    # Later tests that claim across the database do not meet these campaigns' rows.
+    conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")
+
+
+def as_worker(conn: Conn, query: str, params: Any = ()) -> list[dict[str, Any]]:
+    with conn.transaction():
+        conn.execute("set local role service_role")
+        return [dict(row) for row in conn.execute(query, params).fetchall()]
+
+
+def claim(conn: Conn, campaign: uuid.UUID) -> list[dict[str, Any]]:
+    conn.execute("delete from private.ses_accounts")
+    rows = as_worker(conn, "select * from private.claim_email_batch(1000, 60, 1000)")
+    return [row for row in rows if row["campaign_id"] == campaign]
+
+
+def warming(conn: Conn, campaign: uuid.UUID, cap: int | None = None) -> uuid.UUID:
+    """The campaign's sender identity, warming, with today's cap set when given."""
+    found = one(
+        conn,
+        "select sender_identity_id as id, workspace_id from public.campaigns where id = %s",
+        (campaign,),
+    )
+    conn.execute("update public.sender_identities set warmup = true where id = %s", (found["id"],))
+    if cap is not None:
+        conn.execute(
+            "insert into private.sender_warmup_days (sender_identity_id, workspace_id, day, cap)"
+            " values (%s, %s, (now() at time zone 'UTC')::date, %s)",
+            (found["id"], found["workspace_id"], cap),
+        )
+    return uuid.UUID(str(found["id"]))
+
+
+def tomorrow() -> datetime:
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today + timedelta(days=1)
+
+
+def test_new_identities_warm_up_and_only_admins_turn_it_off(conn: Conn) -> None:
+    owner = create_user(conn)
+    member = add_member(conn, owner, "member")
+    name = f"warm-{uuid.uuid4().hex[:8]}.example.com"
+    with acting_as(conn, owner):
+        identity = one(
+            conn,
+            "select public.register_sender_identity(%s, %s) as id",
+            (owner.workspace_id, name),
+        )["id"]
+    assert one(conn, "select warmup from public.sender_identities where id = %s", (identity,))[
+        "warmup"
+    ]
+    with acting_as(conn, member):
+        conn.execute(
+            "update public.sender_identities set warmup = false where id = %s", (identity,)
+        )
+    assert one(conn, "select warmup from public.sender_identities where id = %s", (identity,))[
+        "warmup"
+    ]
+    with acting_as(conn, owner):
+        conn.execute(
+            "update public.sender_identities set warmup = false where id = %s", (identity,)
+        )
+    assert not one(conn, "select warmup from public.sender_identities where id = %s", (identity,))[
+        "warmup"
+    ]
+
+
+def test_the_cap_goes_to_the_most_engaged_and_the_rest_waits_for_tomorrow(conn: Conn) -> None:
+    owner = create_user(conn)
+    people = add_contacts(conn, owner, 6, prefix=uuid.uuid4().hex[:8])
+    campaign = list_campaign(conn, owner, people)
+    identity = warming(conn, campaign, cap=3)
+    assert start(conn, owner, campaign) == 6
+    # The last two clicked lately (here, on this campaign's own rows).
+    conn.execute(
+        "update public.campaign_recipients set last_clicked_at = now() - interval '40 days'"
+        " where campaign_id = %s and contact_id = %s",
+        (campaign, people[4]),
+    )
+    conn.execute(
+        "update public.campaign_recipients set last_clicked_at = now() - interval '2 days'"
+        " where campaign_id = %s and contact_id = %s",
+        (campaign, people[5]),
+    )
+
+    claimed = claim(conn, campaign)
+
+    sent = {row["contact_id"] for row in claimed}
+    assert len(sent) == 3 and {people[4], people[5]} <= sent
+    held = conn.execute(
+        "select contact_id, status, attempts, error, next_attempt_at"
+        " from public.campaign_recipients where campaign_id = %s and status = 'queued'",
+        (campaign,),
+    ).fetchall()
+    assert {row["contact_id"] for row in held} == set(people[:4]) - sent
+    assert {(row["status"], row["attempts"]) for row in held} == {("queued", 0)}
+    assert {row["error"] for row in held} == {
+        "warm-up: today's cap of 3 is used; waiting for tomorrow"
+    }
+    assert {row["next_attempt_at"] for row in held} == {tomorrow() + timedelta(seconds=3)}
+    day = one(
+        conn,
+        "select cap, claimed from private.sender_warmup_days where sender_identity_id = %s"
+        " and day = (now() at time zone 'UTC')::date",
+        (identity,),
+    )
+    assert (day["cap"], day["claimed"]) == (3, 3)
+    assert claim(conn, campaign) == []
+
+
+def test_a_mailbox_provider_gets_half_the_days_cap(conn: Conn) -> None:
+    owner = create_user(conn)
+    people = add_contacts(conn, owner, 6, prefix=uuid.uuid4().hex[:8])
+    conn.execute(
+        "update public.contacts set email = replace(email, '@mail.example.org', '@hotmail.com')"
+        " where id = any(%s)",
+        (people[:4],),
+    )
+    campaign = list_campaign(conn, owner, people)
+    identity = warming(conn, campaign, cap=4)
+    assert start(conn, owner, campaign) == 6
+
+    claimed = claim(conn, campaign)
+
+    sent = {row["contact_id"] for row in claimed}
+    assert len(sent) == 4 and {people[4], people[5]} <= sent
+    held = conn.execute(
+        "select error from public.campaign_recipients where campaign_id = %s and status = 'queued'",
+        (campaign,),
+    ).fetchall()
+    assert [row["error"] for row in held] == [
+        "warm-up: today's share for Microsoft (half of the daily cap of 4) is used;"
+        " waiting for tomorrow"
+    ] * 2
+    day = one(
+        conn,
+        "select claimed, microsoft from private.sender_warmup_days where sender_identity_id = %s",
+        (identity,),
+    )
+    assert (day["claimed"], day["microsoft"]) == (4, 2)
+
+
+def test_an_established_identity_is_not_capped(conn: Conn) -> None:
+    owner = create_user(conn)
+    people = add_contacts(conn, owner, 5, prefix=uuid.uuid4().hex[:8])
+    campaign = list_campaign(conn, owner, people)
+    identity = warming(conn, campaign, cap=2)
+    conn.execute("update public.sender_identities set warmup = false where id = %s", (identity,))
+    assert start(conn, owner, campaign) == 5
+    assert len(claim(conn, campaign)) == 5
+
+
+def test_a_warming_campaign_is_frozen_most_engaged_first(conn: Conn) -> None:
+    owner = create_user(conn)
+    people = add_contacts(conn, owner, 3, prefix=uuid.uuid4().hex[:8])
+    earlier = list_campaign(conn, owner, people)
+    assert start(conn, owner, earlier) == 3
+    conn.execute(
+        "update public.campaign_recipients set status = 'sent', sent_at = now(),"
+        " last_clicked_at = now() - interval '1 day' where campaign_id = %s and contact_id = %s",
+        (earlier, people[2]),
+    )
+    conn.execute("update public.campaigns set status = 'paused' where id = %s", (earlier,))
+    lists = one(conn, "select list_ids from public.campaigns where id = %s", (earlier,))
+    later = draft_campaign(
+        conn, owner, list_ids=lists["list_ids"], sender_id=verified_sender(conn, owner)
+    )
+    warming(conn, later)
+    assert start(conn, owner, later) == 3
+    due = {
+        row["contact_id"]: row["next_attempt_at"]
+        for row in conn.execute(
+            "select contact_id, next_attempt_at from public.campaign_recipients"
+            " where campaign_id = %s",
+            (later,),
+        )
+    }
+    assert due[people[0]] - due[people[2]] == timedelta(seconds=3)
+
+
+def cap_today(conn: Conn, identity: uuid.UUID) -> int:
+    return int(
+        one(
+            conn,
+            "select private.warmup_cap(%s, (now() at time zone 'UTC')::date) as cap",
+            (identity,),
+        )["cap"]
+    )
+
+
+def test_the_cap_steps_up_after_a_clean_full_day_and_back_after_a_warning(conn: Conn) -> None:
+    owner = create_user(conn)
+    people = add_contacts(conn, owner, 1, prefix=uuid.uuid4().hex[:8])
+    identity = warming(conn, list_campaign(conn, owner, people))
+    assert cap_today(conn, identity) == 200
+
+    def yesterday(cap: int, claimed: int, sends: int, bounces: int, complaints: int = 0) -> None:
+        conn.execute(
+            "delete from private.sender_warmup_days where sender_identity_id = %s", (identity,)
+        )
+        conn.execute(
+            "delete from private.deliverability_counts where sender_identity_id = %s", (identity,)
+        )
+        conn.execute(
+            "insert into private.sender_warmup_days (sender_identity_id, workspace_id, day, cap,"
+            " claimed) values (%s, %s, (now() at time zone 'UTC')::date - 1, %s, %s)",
+            (identity, owner.workspace_id, cap, claimed),
+        )
+        conn.execute(
+            "insert into private.deliverability_counts (workspace_id, sender_identity_id, hour,"
+            " sends, bounces, complaints) values (%s, %s,"
+            " ((now() at time zone 'UTC')::date - 1)::timestamp at time zone 'UTC'"
+            " + interval '10 hours', %s, %s, %s)",
+            (owner.workspace_id, identity, sends, bounces, complaints),
+        )
+
+    yesterday(cap=200, claimed=200, sends=200, bounces=3)
+    assert cap_today(conn, identity) == 300
+    yesterday(cap=200, claimed=150, sends=150, bounces=0)
+    assert cap_today(conn, identity) == 200
+    yesterday(cap=200, claimed=200, sends=200, bounces=4)
+    assert cap_today(conn, identity) == 200
+    yesterday(cap=2000, claimed=2000, sends=2000, bounces=0, complaints=1)
+    assert cap_today(conn, identity) == 2000
+    yesterday(cap=300, claimed=300, sends=300, bounces=0)
+    conn.execute(
+        "insert into private.deliverability_warnings (workspace_id, sender_identity_id, warned_at)"
+        " values (%s, null, now())",
+        (owner.workspace_id,),
+    )
+    assert cap_today(conn, identity) == 200
+
+
+@pytest.mark.parametrize("transactional", [False, True])
+def test_flow_mail_counts_and_only_transactional_mail_is_never_held(
+    conn: Conn, transactional: bool
+) -> None:
+    owner = create_user(conn)
+    add_contacts(conn, owner, 0)
+    sender = verified_sender(conn, owner)
+    conn.execute("update public.sender_identities set warmup = true where id = %s", (sender,))
+    conn.execute(
+        "insert into private.sender_warmup_days (sender_identity_id, workspace_id, day, cap)"
+        " values (%s, %s, (now() at time zone 'UTC')::date, 1)",
+        (sender, owner.workspace_id),
+    )
+    flow = create_flow(
+        conn,
+        owner,
+        "contact_created",
+        [send_step("hello", template(conn, owner), sender)],
+        transactional=transactional,
+    )
+    prefix = uuid.uuid4().hex[:8]
+    conn.execute(
+        "insert into public.contacts (workspace_id, email, first_name, consent_state)"
+        " select %s, format('%s-%%s@mail.example.org', n), 'Ada', 'granted'"
+        " from generate_series(1, 2) n".replace("%s-", prefix + "-"),
+        (owner.workspace_id,),
+    )
+    tick(conn)
+    campaigns = {
+        row["id"]
+        for row in conn.execute(
+            "select c.id from public.campaigns c join public.flow_steps s on s.id = c.flow_step_id"
+            " where s.flow_id = %s",
+            (flow,),
+        )
+    }
+    conn.execute("delete from private.ses_accounts")
+    claimed = [
+        row
+        for row in as_worker(conn, "select * from private.claim_email_batch(1000, 60, 1000)")
+        if row["campaign_id"] in campaigns
+    ]
+    conn.execute("update public.flows set status = 'paused' where id = %s", (flow,))
+
+    assert len(claimed) == (2 if transactional else 1)
+    day = one(
+        conn,
+        "select claimed from private.sender_warmup_days where sender_identity_id = %s",
+        (sender,),
+    )
+    assert day["claimed"] == len(claimed)
+
+
+def test_members_see_their_identities_warm_up_and_others_see_nothing(conn: Conn) -> None:
+    owner = create_user(conn)
+    people = add_contacts(conn, owner, 3, prefix=uuid.uuid4().hex[:8])
+    conn.execute(
+        "update public.contacts set email = replace(email, '@mail.example.org', '@gmail.com')"
+        " where id = %s",
+        (people[0],),
+    )
+    campaign = list_campaign(conn, owner, people)
+    identity = warming(conn, campaign, cap=10)
+    assert start(conn, owner, campaign) == 3
+    assert len(claim(conn, campaign)) == 3
+    viewer = add_member(conn, owner, "viewer")
+    with acting_as(conn, viewer):
+        [row] = conn.execute(
+            "select sender_identity_id, warmup, daily_cap, claimed, provider_share, gmail"
+            " from analytics.sender_warmup where workspace_id = %s",
+            (owner.workspace_id,),
+        ).fetchall()
+    assert dict(row) == {
+        "sender_identity_id": identity,
+        "warmup": True,
+        "daily_cap": 10,
+        "claimed": 3,
+        "provider_share": 5,
+        "gmail": 1,
+    }
+    stranger = create_user(conn)
+    with acting_as(conn, stranger):
+        seen = conn.execute(
+            "select count(*) as n from analytics.sender_warmup_stats() where workspace_id = %s",
+            (owner.workspace_id,),
+        ).fetchone()
+    assert seen is not None and seen["n"] == 0
