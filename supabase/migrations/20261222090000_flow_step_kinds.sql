@@ -25,9 +25,22 @@ create type private.flow_step_result as (
 comment on type private.flow_step_result is
   'One run''s outcome at its step, as a step kind''s private.advance_flow_<kind> answers it to private.advance_flows.';
 
+-- What a kind's check gets: the flow's workspace, the step's key and its config.
+create type private.flow_step_check as (
+  workspace_id uuid,
+  key text,
+  config jsonb
+);
+
+comment on type private.flow_step_check is
+  'A step as private.validate_flow_step hands it to its kind''s private.validate_flow_step_<kind>.';
+
 -- checks, one per kind -------------------------------------------------------------------------------
+--
+-- Each takes the step to check as a private.flow_step_check: the flow's workspace (for
+-- references), the step's key (for the message) and its config.
 
-create function private.validate_flow_step_wait(p_workspace_id uuid, p_key text, p_config jsonb)
+create function private.validate_flow_step_wait(p_check private.flow_step_check)
 returns void
 language plpgsql
 stable
@@ -35,24 +48,24 @@ security definer
 set search_path = ''
 as $$
 begin
-  if p_config ? 'at' and (jsonb_typeof(p_config -> 'at') <> 'string' or (p_config ->> 'at') !~ '^([01][0-9]|2[0-3]):[0-5][0-9]$') then
-    perform private.fail(422, 'invalid_flow_step', format('Step %s: "at" is a time of day, HH:MM', p_key));
+  if p_check.config ? 'at' and (jsonb_typeof(p_check.config -> 'at') <> 'string' or (p_check.config ->> 'at') !~ '^([01][0-9]|2[0-3]):[0-5][0-9]$') then
+    perform private.fail(422, 'invalid_flow_step', format('Step %s: "at" is a time of day, HH:MM', p_check.key));
   end if;
-  if p_config ? 'weekdays' and (jsonb_typeof(p_config -> 'weekdays') <> 'array'
-       or jsonb_array_length(p_config -> 'weekdays') not between 1 and 7
-       or exists (select 1 from jsonb_array_elements(p_config -> 'weekdays') d
+  if p_check.config ? 'weekdays' and (jsonb_typeof(p_check.config -> 'weekdays') <> 'array'
+       or jsonb_array_length(p_check.config -> 'weekdays') not between 1 and 7
+       or exists (select 1 from jsonb_array_elements(p_check.config -> 'weekdays') d
                   where jsonb_typeof(d) <> 'number' or d::text not in ('1', '2', '3', '4', '5', '6', '7'))) then
-    perform private.fail(422, 'invalid_flow_step', format('Step %s: weekdays are ISO day numbers, 1 (Monday) to 7', p_key));
+    perform private.fail(422, 'invalid_flow_step', format('Step %s: weekdays are ISO day numbers, 1 (Monday) to 7', p_check.key));
   end if;
-  if private.flow_duration(p_config) <= interval '0' and not p_config ? 'at' then
-    perform private.fail(422, 'invalid_flow_step', format('Step %s: a wait needs minutes, hours or days, or "at"', p_key));
+  if private.flow_duration(p_check.config) <= interval '0' and not p_check.config ? 'at' then
+    perform private.fail(422, 'invalid_flow_step', format('Step %s: a wait needs minutes, hours or days, or "at"', p_check.key));
   end if;
 end
 $$;
 
-revoke all on function private.validate_flow_step_wait(uuid, text, jsonb) from public, anon, authenticated;
+revoke all on function private.validate_flow_step_wait(private.flow_step_check) from public, anon, authenticated;
 
-create function private.validate_flow_step_wait_until(p_workspace_id uuid, p_key text, p_config jsonb)
+create function private.validate_flow_step_wait_until(p_check private.flow_step_check)
 returns void
 language plpgsql
 stable
@@ -60,22 +73,22 @@ security definer
 set search_path = ''
 as $$
 begin
-  if jsonb_typeof(p_config -> 'attribute') is distinct from 'string' or char_length(p_config ->> 'attribute') not between 1 and 100 then
-    perform private.fail(422, 'invalid_flow_step', format('Step %s: wait_until needs the date attribute', p_key));
+  if jsonb_typeof(p_check.config -> 'attribute') is distinct from 'string' or char_length(p_check.config ->> 'attribute') not between 1 and 100 then
+    perform private.fail(422, 'invalid_flow_step', format('Step %s: wait_until needs the date attribute', p_check.key));
   end if;
-  if p_config ? 'offset_days' and (jsonb_typeof(p_config -> 'offset_days') <> 'number'
-       or (p_config ->> 'offset_days')::numeric not between -365 and 365) then
-    perform private.fail(422, 'invalid_flow_step', format('Step %s: offset_days is from -365 to 365', p_key));
+  if p_check.config ? 'offset_days' and (jsonb_typeof(p_check.config -> 'offset_days') <> 'number'
+       or (p_check.config ->> 'offset_days')::numeric not between -365 and 365) then
+    perform private.fail(422, 'invalid_flow_step', format('Step %s: offset_days is from -365 to 365', p_check.key));
   end if;
-  if p_config ? 'at' and (jsonb_typeof(p_config -> 'at') <> 'string' or (p_config ->> 'at') !~ '^([01][0-9]|2[0-3]):[0-5][0-9]$') then
-    perform private.fail(422, 'invalid_flow_step', format('Step %s: "at" is a time of day, HH:MM', p_key));
+  if p_check.config ? 'at' and (jsonb_typeof(p_check.config -> 'at') <> 'string' or (p_check.config ->> 'at') !~ '^([01][0-9]|2[0-3]):[0-5][0-9]$') then
+    perform private.fail(422, 'invalid_flow_step', format('Step %s: "at" is a time of day, HH:MM', p_check.key));
   end if;
 end
 $$;
 
-revoke all on function private.validate_flow_step_wait_until(uuid, text, jsonb) from public, anon, authenticated;
+revoke all on function private.validate_flow_step_wait_until(private.flow_step_check) from public, anon, authenticated;
 
-create function private.validate_flow_step_wait_for(p_workspace_id uuid, p_key text, p_config jsonb)
+create function private.validate_flow_step_wait_for(p_check private.flow_step_check)
 returns void
 language plpgsql
 stable
@@ -83,18 +96,18 @@ security definer
 set search_path = ''
 as $$
 begin
-  if not private.valid_flow_event(p_config -> 'event') then
-    perform private.fail(422, 'invalid_flow_step', format('Step %s: wait_for needs "event": {"type", "name"?}', p_key));
+  if not private.valid_flow_event(p_check.config -> 'event') then
+    perform private.fail(422, 'invalid_flow_step', format('Step %s: wait_for needs "event": {"type", "name"?}', p_check.key));
   end if;
-  if private.flow_duration(p_config, 'timeout_') <= interval '0' then
-    perform private.fail(422, 'invalid_flow_step', format('Step %s: wait_for needs timeout_minutes, timeout_hours or timeout_days', p_key));
+  if private.flow_duration(p_check.config, 'timeout_') <= interval '0' then
+    perform private.fail(422, 'invalid_flow_step', format('Step %s: wait_for needs timeout_minutes, timeout_hours or timeout_days', p_check.key));
   end if;
 end
 $$;
 
-revoke all on function private.validate_flow_step_wait_for(uuid, text, jsonb) from public, anon, authenticated;
+revoke all on function private.validate_flow_step_wait_for(private.flow_step_check) from public, anon, authenticated;
 
-create function private.validate_flow_step_branch(p_workspace_id uuid, p_key text, p_config jsonb)
+create function private.validate_flow_step_branch(p_check private.flow_step_check)
 returns void
 language plpgsql
 stable
@@ -102,25 +115,25 @@ security definer
 set search_path = ''
 as $$
 begin
-  if (p_config ? 'rule')::int + (p_config ? 'percent')::int + (p_config ? 'event')::int <> 1 then
-    perform private.fail(422, 'invalid_flow_step', format('Step %s: a branch has exactly one of rule, percent, event', p_key));
+  if (p_check.config ? 'rule')::int + (p_check.config ? 'percent')::int + (p_check.config ? 'event')::int <> 1 then
+    perform private.fail(422, 'invalid_flow_step', format('Step %s: a branch has exactly one of rule, percent, event', p_check.key));
   end if;
-  if p_config ? 'rule' then
-    perform private.segment_condition(p_config -> 'rule');
-  elsif p_config ? 'percent' then
-    if jsonb_typeof(p_config -> 'percent') <> 'number' or (p_config ->> 'percent')::numeric not between 1 and 99
-       or (p_config ->> 'percent')::numeric <> trunc((p_config ->> 'percent')::numeric) then
-      perform private.fail(422, 'invalid_flow_step', format('Step %s: percent is a whole number from 1 to 99', p_key));
+  if p_check.config ? 'rule' then
+    perform private.segment_condition(p_check.config -> 'rule');
+  elsif p_check.config ? 'percent' then
+    if jsonb_typeof(p_check.config -> 'percent') <> 'number' or (p_check.config ->> 'percent')::numeric not between 1 and 99
+       or (p_check.config ->> 'percent')::numeric <> trunc((p_check.config ->> 'percent')::numeric) then
+      perform private.fail(422, 'invalid_flow_step', format('Step %s: percent is a whole number from 1 to 99', p_check.key));
     end if;
-  elsif not private.valid_flow_event(p_config -> 'event') then
-    perform private.fail(422, 'invalid_flow_step', format('Step %s: "event" is {"type", "name"?}', p_key));
+  elsif not private.valid_flow_event(p_check.config -> 'event') then
+    perform private.fail(422, 'invalid_flow_step', format('Step %s: "event" is {"type", "name"?}', p_check.key));
   end if;
 end
 $$;
 
-revoke all on function private.validate_flow_step_branch(uuid, text, jsonb) from public, anon, authenticated;
+revoke all on function private.validate_flow_step_branch(private.flow_step_check) from public, anon, authenticated;
 
-create function private.validate_flow_step_send_email(p_workspace_id uuid, p_key text, p_config jsonb)
+create function private.validate_flow_step_send_email(p_check private.flow_step_check)
 returns void
 language plpgsql
 stable
@@ -130,36 +143,36 @@ as $$
 declare
   v_uuid text := '^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$';
 begin
-  if coalesce(p_config ->> 'template_id', '') !~ v_uuid or not exists (
+  if coalesce(p_check.config ->> 'template_id', '') !~ v_uuid or not exists (
        select 1 from public.email_templates t
-       where t.id = (p_config ->> 'template_id')::uuid and t.workspace_id = p_workspace_id) then
-    perform private.fail(422, 'invalid_reference', format('Step %s: template not found in this workspace', p_key));
+       where t.id = (p_check.config ->> 'template_id')::uuid and t.workspace_id = p_check.workspace_id) then
+    perform private.fail(422, 'invalid_reference', format('Step %s: template not found in this workspace', p_check.key));
   end if;
-  if coalesce(p_config ->> 'sender_identity_id', '') !~ v_uuid or not exists (
+  if coalesce(p_check.config ->> 'sender_identity_id', '') !~ v_uuid or not exists (
        select 1 from public.sender_identities s
-       where s.id = (p_config ->> 'sender_identity_id')::uuid and s.workspace_id = p_workspace_id) then
-    perform private.fail(422, 'invalid_reference', format('Step %s: sender identity not found in this workspace', p_key));
+       where s.id = (p_check.config ->> 'sender_identity_id')::uuid and s.workspace_id = p_check.workspace_id) then
+    perform private.fail(422, 'invalid_reference', format('Step %s: sender identity not found in this workspace', p_check.key));
   end if;
-  if jsonb_typeof(p_config -> 'from_email') is distinct from 'string'
-     or (p_config ->> 'from_email') !~ '^[^@\s]+@[^@\s]+$' or char_length(p_config ->> 'from_email') > 320 then
-    perform private.fail(422, 'invalid_flow_step', format('Step %s: from_email is required', p_key));
+  if jsonb_typeof(p_check.config -> 'from_email') is distinct from 'string'
+     or (p_check.config ->> 'from_email') !~ '^[^@\s]+@[^@\s]+$' or char_length(p_check.config ->> 'from_email') > 320 then
+    perform private.fail(422, 'invalid_flow_step', format('Step %s: from_email is required', p_check.key));
   end if;
-  if (p_config ? 'from_name' and (jsonb_typeof(p_config -> 'from_name') <> 'string'
-        or char_length(p_config ->> 'from_name') > 200 or (p_config ->> 'from_name') ~ '[\r\n]'))
-     or (p_config ? 'reply_to' and (jsonb_typeof(p_config -> 'reply_to') <> 'string'
-        or (p_config ->> 'reply_to') !~ '^[^@\s]+@[^@\s]+$')) then
-    perform private.fail(422, 'invalid_flow_step', format('Step %s: from_name or reply_to is malformed', p_key));
+  if (p_check.config ? 'from_name' and (jsonb_typeof(p_check.config -> 'from_name') <> 'string'
+        or char_length(p_check.config ->> 'from_name') > 200 or (p_check.config ->> 'from_name') ~ '[\r\n]'))
+     or (p_check.config ? 'reply_to' and (jsonb_typeof(p_check.config -> 'reply_to') <> 'string'
+        or (p_check.config ->> 'reply_to') !~ '^[^@\s]+@[^@\s]+$')) then
+    perform private.fail(422, 'invalid_flow_step', format('Step %s: from_name or reply_to is malformed', p_check.key));
   end if;
-  if p_config ? 'max_lateness_minutes' and (jsonb_typeof(p_config -> 'max_lateness_minutes') <> 'number'
-       or (p_config ->> 'max_lateness_minutes')::numeric not between 1 and 525600) then
-    perform private.fail(422, 'invalid_flow_step', format('Step %s: max_lateness_minutes is from 1 to 525600', p_key));
+  if p_check.config ? 'max_lateness_minutes' and (jsonb_typeof(p_check.config -> 'max_lateness_minutes') <> 'number'
+       or (p_check.config ->> 'max_lateness_minutes')::numeric not between 1 and 525600) then
+    perform private.fail(422, 'invalid_flow_step', format('Step %s: max_lateness_minutes is from 1 to 525600', p_check.key));
   end if;
 end
 $$;
 
-revoke all on function private.validate_flow_step_send_email(uuid, text, jsonb) from public, anon, authenticated;
+revoke all on function private.validate_flow_step_send_email(private.flow_step_check) from public, anon, authenticated;
 
-create function private.validate_flow_step_update_contact(p_workspace_id uuid, p_key text, p_config jsonb)
+create function private.validate_flow_step_update_contact(p_check private.flow_step_check)
 returns void
 language plpgsql
 stable
@@ -169,35 +182,35 @@ as $$
 declare
   v_uuid text := '^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$';
 begin
-  if exists (select 1 from jsonb_object_keys(p_config) k
+  if exists (select 1 from jsonb_object_keys(p_check.config) k
              where k not in ('add_tags', 'remove_tags', 'set_attributes', 'add_to_list', 'remove_from_list'))
-     or (p_config ? 'add_tags' and (jsonb_typeof(p_config -> 'add_tags') <> 'array' or exists (
-           select 1 from jsonb_array_elements(p_config -> 'add_tags') t
+     or (p_check.config ? 'add_tags' and (jsonb_typeof(p_check.config -> 'add_tags') <> 'array' or exists (
+           select 1 from jsonb_array_elements(p_check.config -> 'add_tags') t
            where jsonb_typeof(t) <> 'string' or char_length(t #>> '{}') not between 1 and 100)))
-     or (p_config ? 'remove_tags' and (jsonb_typeof(p_config -> 'remove_tags') <> 'array' or exists (
-           select 1 from jsonb_array_elements(p_config -> 'remove_tags') t
+     or (p_check.config ? 'remove_tags' and (jsonb_typeof(p_check.config -> 'remove_tags') <> 'array' or exists (
+           select 1 from jsonb_array_elements(p_check.config -> 'remove_tags') t
            where jsonb_typeof(t) <> 'string' or char_length(t #>> '{}') not between 1 and 100)))
-     or (p_config ? 'set_attributes' and jsonb_typeof(p_config -> 'set_attributes') <> 'object')
-     or p_config = '{}'::jsonb then
+     or (p_check.config ? 'set_attributes' and jsonb_typeof(p_check.config -> 'set_attributes') <> 'object')
+     or p_check.config = '{}'::jsonb then
     perform private.fail(422, 'invalid_flow_step', format(
-      'Step %s: update_contact takes add_tags, remove_tags (lists of tags), set_attributes (an object), add_to_list, remove_from_list', p_key));
+      'Step %s: update_contact takes add_tags, remove_tags (lists of tags), set_attributes (an object), add_to_list, remove_from_list', p_check.key));
   end if;
-  if p_config ? 'add_to_list' and p_config ? 'remove_from_list' then
-    perform private.fail(422, 'invalid_flow_step', format('Step %s: one list change per step', p_key));
+  if p_check.config ? 'add_to_list' and p_check.config ? 'remove_from_list' then
+    perform private.fail(422, 'invalid_flow_step', format('Step %s: one list change per step', p_check.key));
   end if;
-  if (p_config ? 'add_to_list' or p_config ? 'remove_from_list') and (
-       coalesce(coalesce(p_config ->> 'add_to_list', p_config ->> 'remove_from_list'), '') !~ v_uuid
+  if (p_check.config ? 'add_to_list' or p_check.config ? 'remove_from_list') and (
+       coalesce(coalesce(p_check.config ->> 'add_to_list', p_check.config ->> 'remove_from_list'), '') !~ v_uuid
        or not exists (select 1 from public.email_lists l
-                      where l.id = coalesce(p_config ->> 'add_to_list', p_config ->> 'remove_from_list')::uuid
-                        and l.workspace_id = p_workspace_id)) then
-    perform private.fail(422, 'invalid_reference', format('Step %s: list not found in this workspace', p_key));
+                      where l.id = coalesce(p_check.config ->> 'add_to_list', p_check.config ->> 'remove_from_list')::uuid
+                        and l.workspace_id = p_check.workspace_id)) then
+    perform private.fail(422, 'invalid_reference', format('Step %s: list not found in this workspace', p_check.key));
   end if;
 end
 $$;
 
-revoke all on function private.validate_flow_step_update_contact(uuid, text, jsonb) from public, anon, authenticated;
+revoke all on function private.validate_flow_step_update_contact(private.flow_step_check) from public, anon, authenticated;
 
-create function private.validate_flow_step_notify_team(p_workspace_id uuid, p_key text, p_config jsonb)
+create function private.validate_flow_step_notify_team(p_check private.flow_step_check)
 returns void
 language plpgsql
 stable
@@ -205,18 +218,18 @@ security definer
 set search_path = ''
 as $$
 begin
-  if jsonb_typeof(p_config -> 'title') is distinct from 'string' or char_length(p_config ->> 'title') not between 1 and 200
-     or (p_config ? 'body' and (jsonb_typeof(p_config -> 'body') <> 'string' or char_length(p_config ->> 'body') > 2000))
-     or (p_config ? 'min_role' and coalesce(p_config ->> 'min_role', '') not in ('owner', 'admin', 'member', 'viewer')) then
+  if jsonb_typeof(p_check.config -> 'title') is distinct from 'string' or char_length(p_check.config ->> 'title') not between 1 and 200
+     or (p_check.config ? 'body' and (jsonb_typeof(p_check.config -> 'body') <> 'string' or char_length(p_check.config ->> 'body') > 2000))
+     or (p_check.config ? 'min_role' and coalesce(p_check.config ->> 'min_role', '') not in ('owner', 'admin', 'member', 'viewer')) then
     perform private.fail(422, 'invalid_flow_step', format(
-      'Step %s: notify_team needs a title (and an optional body and min_role: owner, admin, member or viewer)', p_key));
+      'Step %s: notify_team needs a title (and an optional body and min_role: owner, admin, member or viewer)', p_check.key));
   end if;
 end
 $$;
 
-revoke all on function private.validate_flow_step_notify_team(uuid, text, jsonb) from public, anon, authenticated;
+revoke all on function private.validate_flow_step_notify_team(private.flow_step_check) from public, anon, authenticated;
 
-create function private.validate_flow_step_call_make(p_workspace_id uuid, p_key text, p_config jsonb)
+create function private.validate_flow_step_call_make(p_check private.flow_step_check)
 returns void
 language plpgsql
 stable
@@ -226,25 +239,25 @@ as $$
 declare
   v_uuid text := '^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$';
 begin
-  if exists (select 1 from jsonb_object_keys(p_config) k where k not in ('project_id', 'type', 'input'))
-     or jsonb_typeof(p_config -> 'type') is distinct from 'string'
-     or not exists (select 1 from public.automation_prices ap where ap.type = p_config ->> 'type')
-     or (p_config ? 'input' and (jsonb_typeof(p_config -> 'input') <> 'object'
-           or pg_catalog.pg_column_size(p_config -> 'input') > 16384)) then
+  if exists (select 1 from jsonb_object_keys(p_check.config) k where k not in ('project_id', 'type', 'input'))
+     or jsonb_typeof(p_check.config -> 'type') is distinct from 'string'
+     or not exists (select 1 from public.automation_prices ap where ap.type = p_check.config ->> 'type')
+     or (p_check.config ? 'input' and (jsonb_typeof(p_check.config -> 'input') <> 'object'
+           or pg_catalog.pg_column_size(p_check.config -> 'input') > 16384)) then
     perform private.fail(422, 'invalid_flow_step', format(
-      'Step %s: call_make needs project_id, an automation type and an optional input object (at most 16 KiB)', p_key));
+      'Step %s: call_make needs project_id, an automation type and an optional input object (at most 16 KiB)', p_check.key));
   end if;
-  if coalesce(p_config ->> 'project_id', '') !~ v_uuid or not exists (
+  if coalesce(p_check.config ->> 'project_id', '') !~ v_uuid or not exists (
        select 1 from public.projects p
-       where p.id = (p_config ->> 'project_id')::uuid and p.workspace_id = p_workspace_id) then
-    perform private.fail(422, 'invalid_reference', format('Step %s: project not found in this workspace', p_key));
+       where p.id = (p_check.config ->> 'project_id')::uuid and p.workspace_id = p_check.workspace_id) then
+    perform private.fail(422, 'invalid_reference', format('Step %s: project not found in this workspace', p_check.key));
   end if;
 end
 $$;
 
-revoke all on function private.validate_flow_step_call_make(uuid, text, jsonb) from public, anon, authenticated;
+revoke all on function private.validate_flow_step_call_make(private.flow_step_check) from public, anon, authenticated;
 
-create function private.validate_flow_step_exit(p_workspace_id uuid, p_key text, p_config jsonb)
+create function private.validate_flow_step_exit(p_check private.flow_step_check)
 returns void
 language sql
 stable
@@ -254,9 +267,9 @@ as $$
   select null::void
 $$;
 
-revoke all on function private.validate_flow_step_exit(uuid, text, jsonb) from public, anon, authenticated;
+revoke all on function private.validate_flow_step_exit(private.flow_step_check) from public, anon, authenticated;
 
-create function private.validate_flow_step_exit_flows(p_workspace_id uuid, p_key text, p_config jsonb)
+create function private.validate_flow_step_exit_flows(p_check private.flow_step_check)
 returns void
 language plpgsql
 stable
@@ -266,16 +279,16 @@ as $$
 declare
   v_uuid text := '^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$';
 begin
-  if p_config ? 'flow_ids' and (jsonb_typeof(p_config -> 'flow_ids') <> 'array' or exists (
-       select 1 from jsonb_array_elements(p_config -> 'flow_ids') f
+  if p_check.config ? 'flow_ids' and (jsonb_typeof(p_check.config -> 'flow_ids') <> 'array' or exists (
+       select 1 from jsonb_array_elements(p_check.config -> 'flow_ids') f
        where jsonb_typeof(f) <> 'string' or (f #>> '{}') !~ v_uuid
-          or not exists (select 1 from public.flows o where o.id = (f #>> '{}')::uuid and o.workspace_id = p_workspace_id))) then
-    perform private.fail(422, 'invalid_reference', format('Step %s: flow_ids must be flows of this workspace', p_key));
+          or not exists (select 1 from public.flows o where o.id = (f #>> '{}')::uuid and o.workspace_id = p_check.workspace_id))) then
+    perform private.fail(422, 'invalid_reference', format('Step %s: flow_ids must be flows of this workspace', p_check.key));
   end if;
 end
 $$;
 
-revoke all on function private.validate_flow_step_exit_flows(uuid, text, jsonb) from public, anon, authenticated;
+revoke all on function private.validate_flow_step_exit_flows(private.flow_step_check) from public, anon, authenticated;
 
 -- A step's check: its config is an object and its kind's own check passes. The kinds are the
 -- ones with a check function.
@@ -295,13 +308,14 @@ begin
     perform private.fail(422, 'invalid_flow_step', format('Step %s: config must be an object', v_key));
   end if;
   if v_kind is null or v_kind !~ '^[a-z_]{1,40}$'
-     or pg_catalog.to_regprocedure(format('private.validate_flow_step_%s(uuid, text, jsonb)', v_kind)) is null then
+     or pg_catalog.to_regprocedure(format('private.validate_flow_step_%s(private.flow_step_check)', v_kind)) is null then
     perform private.fail(422, 'invalid_flow_step', format('Step %s: kind is %s', v_key, (
       select string_agg(substr(p.proname, 20), ', ' order by p.proname)
       from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace
       where n.nspname = 'private' and p.proname like 'validate\_flow\_step\_%')));
   end if;
-  execute format('select private.%I($1, $2, $3)', 'validate_flow_step_' || v_kind) using p_workspace_id, v_key, v_config;
+  execute format('select private.%I($1)', 'validate_flow_step_' || v_kind)
+    using row(p_workspace_id, v_key, v_config)::private.flow_step_check;
 end
 $$;
 

@@ -17,7 +17,7 @@ alter table public.flow_run_steps add constraint flow_run_steps_outcome_check ch
 
 -- the step's check and shape -----------------------------------------------------------------------
 
-create or replace function private.validate_flow_step_call_make(p_workspace_id uuid, p_key text, p_config jsonb)
+create or replace function private.validate_flow_step_call_make(p_check private.flow_step_check)
 returns void
 language plpgsql
 stable
@@ -27,30 +27,30 @@ as $$
 declare
   v_uuid text := '^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$';
 begin
-  if exists (select 1 from jsonb_object_keys(p_config) k
+  if exists (select 1 from jsonb_object_keys(p_check.config) k
              where k not in ('project_id', 'type', 'input', 'timeout_minutes', 'timeout_hours', 'timeout_days'))
-     or jsonb_typeof(p_config -> 'type') is distinct from 'string'
-     or not exists (select 1 from public.automation_prices ap where ap.type = p_config ->> 'type')
-     or (p_config ? 'input' and (jsonb_typeof(p_config -> 'input') <> 'object'
-           or pg_catalog.pg_column_size(p_config -> 'input') > 16384)) then
+     or jsonb_typeof(p_check.config -> 'type') is distinct from 'string'
+     or not exists (select 1 from public.automation_prices ap where ap.type = p_check.config ->> 'type')
+     or (p_check.config ? 'input' and (jsonb_typeof(p_check.config -> 'input') <> 'object'
+           or pg_catalog.pg_column_size(p_check.config -> 'input') > 16384)) then
     perform private.fail(422, 'invalid_flow_step', format(
-      'Step %s: call_make needs project_id, an automation type, an optional input object (at most 16 KiB) and an optional timeout_minutes, timeout_hours or timeout_days', p_key));
+      'Step %s: call_make needs project_id, an automation type, an optional input object (at most 16 KiB) and an optional timeout_minutes, timeout_hours or timeout_days', p_check.key));
   end if;
-  if exists (select 1 from jsonb_each(p_config) e
+  if exists (select 1 from jsonb_each(p_check.config) e
              where e.key like 'timeout\_%' and (jsonb_typeof(e.value) <> 'number' or (e.value #>> '{}')::numeric < 0))
-     or (private.flow_step_waits('call_make', p_config)
-         and private.flow_duration(p_config, 'timeout_') not between interval '1 minute' and interval '30 days') then
-    perform private.fail(422, 'invalid_flow_step', format('Step %s: a call_make timeout is from 1 minute to 30 days', p_key));
+     or (private.flow_step_waits('call_make', p_check.config)
+         and private.flow_duration(p_check.config, 'timeout_') not between interval '1 minute' and interval '30 days') then
+    perform private.fail(422, 'invalid_flow_step', format('Step %s: a call_make timeout is from 1 minute to 30 days', p_check.key));
   end if;
-  if coalesce(p_config ->> 'project_id', '') !~ v_uuid or not exists (
+  if coalesce(p_check.config ->> 'project_id', '') !~ v_uuid or not exists (
        select 1 from public.projects p
-       where p.id = (p_config ->> 'project_id')::uuid and p.workspace_id = p_workspace_id) then
-    perform private.fail(422, 'invalid_reference', format('Step %s: project not found in this workspace', p_key));
+       where p.id = (p_check.config ->> 'project_id')::uuid and p.workspace_id = p_check.workspace_id) then
+    perform private.fail(422, 'invalid_reference', format('Step %s: project not found in this workspace', p_check.key));
   end if;
 end
 $$;
 
-revoke all on function private.validate_flow_step_call_make(uuid, text, jsonb) from public, anon, authenticated;
+revoke all on function private.validate_flow_step_call_make(private.flow_step_check) from public, anon, authenticated;
 
 -- A call_make with a timeout has two ways out: `next` (completed) and `alt` (failed, timed out
 -- or not made).

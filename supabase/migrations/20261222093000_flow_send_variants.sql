@@ -28,7 +28,7 @@ create index flow_steps_winner_variant_idx on public.flow_steps (winner_variant_
 
 -- the step's check -----------------------------------------------------------------------------------
 
-create or replace function private.validate_flow_step_send_email(p_workspace_id uuid, p_key text, p_config jsonb)
+create or replace function private.validate_flow_step_send_email(p_check private.flow_step_check)
 returns void
 language plpgsql
 stable
@@ -38,61 +38,61 @@ as $$
 declare
   v_uuid text := '^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$';
 begin
-  if coalesce(p_config ->> 'template_id', '') !~ v_uuid or not exists (
+  if coalesce(p_check.config ->> 'template_id', '') !~ v_uuid or not exists (
        select 1 from public.email_templates t
-       where t.id = (p_config ->> 'template_id')::uuid and t.workspace_id = p_workspace_id) then
-    perform private.fail(422, 'invalid_reference', format('Step %s: template not found in this workspace', p_key));
+       where t.id = (p_check.config ->> 'template_id')::uuid and t.workspace_id = p_check.workspace_id) then
+    perform private.fail(422, 'invalid_reference', format('Step %s: template not found in this workspace', p_check.key));
   end if;
-  if coalesce(p_config ->> 'sender_identity_id', '') !~ v_uuid or not exists (
+  if coalesce(p_check.config ->> 'sender_identity_id', '') !~ v_uuid or not exists (
        select 1 from public.sender_identities s
-       where s.id = (p_config ->> 'sender_identity_id')::uuid and s.workspace_id = p_workspace_id) then
-    perform private.fail(422, 'invalid_reference', format('Step %s: sender identity not found in this workspace', p_key));
+       where s.id = (p_check.config ->> 'sender_identity_id')::uuid and s.workspace_id = p_check.workspace_id) then
+    perform private.fail(422, 'invalid_reference', format('Step %s: sender identity not found in this workspace', p_check.key));
   end if;
-  if jsonb_typeof(p_config -> 'from_email') is distinct from 'string'
-     or (p_config ->> 'from_email') !~ '^[^@\s]+@[^@\s]+$' or char_length(p_config ->> 'from_email') > 320 then
-    perform private.fail(422, 'invalid_flow_step', format('Step %s: from_email is required', p_key));
+  if jsonb_typeof(p_check.config -> 'from_email') is distinct from 'string'
+     or (p_check.config ->> 'from_email') !~ '^[^@\s]+@[^@\s]+$' or char_length(p_check.config ->> 'from_email') > 320 then
+    perform private.fail(422, 'invalid_flow_step', format('Step %s: from_email is required', p_check.key));
   end if;
-  if (p_config ? 'from_name' and (jsonb_typeof(p_config -> 'from_name') <> 'string'
-        or char_length(p_config ->> 'from_name') > 200 or (p_config ->> 'from_name') ~ '[\r\n]'))
-     or (p_config ? 'reply_to' and (jsonb_typeof(p_config -> 'reply_to') <> 'string'
-        or (p_config ->> 'reply_to') !~ '^[^@\s]+@[^@\s]+$')) then
-    perform private.fail(422, 'invalid_flow_step', format('Step %s: from_name or reply_to is malformed', p_key));
+  if (p_check.config ? 'from_name' and (jsonb_typeof(p_check.config -> 'from_name') <> 'string'
+        or char_length(p_check.config ->> 'from_name') > 200 or (p_check.config ->> 'from_name') ~ '[\r\n]'))
+     or (p_check.config ? 'reply_to' and (jsonb_typeof(p_check.config -> 'reply_to') <> 'string'
+        or (p_check.config ->> 'reply_to') !~ '^[^@\s]+@[^@\s]+$')) then
+    perform private.fail(422, 'invalid_flow_step', format('Step %s: from_name or reply_to is malformed', p_check.key));
   end if;
-  if p_config ? 'max_lateness_minutes' and (jsonb_typeof(p_config -> 'max_lateness_minutes') <> 'number'
-       or (p_config ->> 'max_lateness_minutes')::numeric not between 1 and 525600) then
-    perform private.fail(422, 'invalid_flow_step', format('Step %s: max_lateness_minutes is from 1 to 525600', p_key));
+  if p_check.config ? 'max_lateness_minutes' and (jsonb_typeof(p_check.config -> 'max_lateness_minutes') <> 'number'
+       or (p_check.config ->> 'max_lateness_minutes')::numeric not between 1 and 525600) then
+    perform private.fail(422, 'invalid_flow_step', format('Step %s: max_lateness_minutes is from 1 to 525600', p_check.key));
   end if;
-  if p_config ? 'variants' and (jsonb_typeof(p_config -> 'variants') <> 'array'
-       or jsonb_array_length(p_config -> 'variants') not between 1 and 3
-       or exists (select 1 from jsonb_array_elements(p_config -> 'variants') v
+  if p_check.config ? 'variants' and (jsonb_typeof(p_check.config -> 'variants') <> 'array'
+       or jsonb_array_length(p_check.config -> 'variants') not between 1 and 3
+       or exists (select 1 from jsonb_array_elements(p_check.config -> 'variants') v
                   where jsonb_typeof(v) <> 'object'
                      or exists (select 1 from jsonb_object_keys(v) k where k <> 'template_id'))) then
     perform private.fail(422, 'invalid_flow_step', format(
-      'Step %s: variants is a list of 1 to 3 {"template_id"} (the step''s own template is variant A)', p_key));
+      'Step %s: variants is a list of 1 to 3 {"template_id"} (the step''s own template is variant A)', p_check.key));
   end if;
-  if exists (select 1 from jsonb_array_elements(case when jsonb_typeof(p_config -> 'variants') = 'array'
-                                                     then p_config -> 'variants' else '[]'::jsonb end) v
+  if exists (select 1 from jsonb_array_elements(case when jsonb_typeof(p_check.config -> 'variants') = 'array'
+                                                     then p_check.config -> 'variants' else '[]'::jsonb end) v
              where coalesce(v ->> 'template_id', '') !~ v_uuid or not exists (
                select 1 from public.email_templates t
-               where t.id = (v ->> 'template_id')::uuid and t.workspace_id = p_workspace_id)) then
-    perform private.fail(422, 'invalid_reference', format('Step %s: a variant''s template was not found in this workspace', p_key));
+               where t.id = (v ->> 'template_id')::uuid and t.workspace_id = p_check.workspace_id)) then
+    perform private.fail(422, 'invalid_reference', format('Step %s: a variant''s template was not found in this workspace', p_check.key));
   end if;
-  if p_config ? 'winner' and (not p_config ? 'variants' or jsonb_typeof(p_config -> 'winner') <> 'object'
-       or exists (select 1 from jsonb_object_keys(p_config -> 'winner') k where k not in ('metric', 'min_sample', 'window_hours'))
-       or coalesce(p_config -> 'winner' ->> 'metric', 'clicks') not in ('clicks', 'revenue')
-       or (p_config -> 'winner' ? 'min_sample' and (jsonb_typeof(p_config -> 'winner' -> 'min_sample') <> 'number'
-             or (p_config -> 'winner' ->> 'min_sample')::numeric not between 10 and 100000
-             or (p_config -> 'winner' ->> 'min_sample')::numeric <> trunc((p_config -> 'winner' ->> 'min_sample')::numeric)))
-       or (p_config -> 'winner' ? 'window_hours' and (jsonb_typeof(p_config -> 'winner' -> 'window_hours') <> 'number'
-             or (p_config -> 'winner' ->> 'window_hours')::numeric not between 1 and 720
-             or (p_config -> 'winner' ->> 'window_hours')::numeric <> trunc((p_config -> 'winner' ->> 'window_hours')::numeric)))) then
+  if p_check.config ? 'winner' and (not p_check.config ? 'variants' or jsonb_typeof(p_check.config -> 'winner') <> 'object'
+       or exists (select 1 from jsonb_object_keys(p_check.config -> 'winner') k where k not in ('metric', 'min_sample', 'window_hours'))
+       or coalesce(p_check.config -> 'winner' ->> 'metric', 'clicks') not in ('clicks', 'revenue')
+       or (p_check.config -> 'winner' ? 'min_sample' and (jsonb_typeof(p_check.config -> 'winner' -> 'min_sample') <> 'number'
+             or (p_check.config -> 'winner' ->> 'min_sample')::numeric not between 10 and 100000
+             or (p_check.config -> 'winner' ->> 'min_sample')::numeric <> trunc((p_check.config -> 'winner' ->> 'min_sample')::numeric)))
+       or (p_check.config -> 'winner' ? 'window_hours' and (jsonb_typeof(p_check.config -> 'winner' -> 'window_hours') <> 'number'
+             or (p_check.config -> 'winner' ->> 'window_hours')::numeric not between 1 and 720
+             or (p_check.config -> 'winner' ->> 'window_hours')::numeric <> trunc((p_check.config -> 'winner' ->> 'window_hours')::numeric)))) then
     perform private.fail(422, 'invalid_flow_step', format(
-      'Step %s: winner (with variants only) is {"metric": "clicks" or "revenue", "min_sample": 10 to 100000, "window_hours": 1 to 720}', p_key));
+      'Step %s: winner (with variants only) is {"metric": "clicks" or "revenue", "min_sample": 10 to 100000, "window_hours": 1 to 720}', p_check.key));
   end if;
 end
 $$;
 
-revoke all on function private.validate_flow_step_send_email(uuid, text, jsonb) from public, anon, authenticated;
+revoke all on function private.validate_flow_step_send_email(private.flow_step_check) from public, anon, authenticated;
 
 -- the campaign gets a variant per template -----------------------------------------------------------
 
