@@ -137,6 +137,14 @@ def test_revenue_per_recipient_can_beat_clicks(conn: Conn) -> None:
     enter(conn, people[:60])
     split = sends(conn, flow)
     delivered(conn, flow, "3 hours")
+    with acting_as(conn, owner):  # the step's figures are all its variants'
+        figures = one(
+            conn,
+            "select sent from analytics.flow_step_performance where flow_id = %s"
+            " and kind = 'send_email'",
+            (flow,),
+        )
+    assert figures["sent"] == 60
     clicked(conn, split["B"][:6] + split["A"][:1])  # B clicks more, A's one click buys
     buyer = one(conn, "select email from public.contacts where id = %s", (split["A"][0],))
     now = datetime.datetime.now(datetime.UTC).isoformat()
