@@ -47,6 +47,7 @@ from api.email.deps import LINK_SECRET, SES, SNS
 from api.email.ses import SesClient
 from api.email.sns import SnsVerifier
 from api.flows import events as flow_events
+from api.flows import signing as flow_signing
 from api.imports import routes as imports
 from api.imports.deps import IMPORT_STORAGE
 from api.imports.storage import ImportStorage
@@ -198,6 +199,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     SECRET_BOX.install(app, box)
     INBOX_BOX.install(app, box)
+    flow_signing.FLOWS_BOX.install(app, box)
     WHATSAPP.install(
         app, WhatsAppClient(settings.whatsapp_graph_url, settings.inbox_timeout_seconds)
     )
@@ -300,6 +302,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(privacy_accounts.router)
     app.include_router(privacy_exports.router)
     app.include_router(flow_events.router)
+    app.include_router(flow_signing.router)
     app.include_router(inbox.router)
     return app
 

@@ -24,6 +24,7 @@ from api.email.deps import OptionalSes
 from api.email.notices import send_pause_emails
 from api.email.sender import SendPolicy, send_due_emails
 from api.flows import engine as flow_engine
+from api.flows import signing as flow_signing
 from api.imports.deps import OptionalStorage
 from api.imports.jobs import continue_import_jobs
 from api.inbox.deps import (
@@ -374,20 +375,25 @@ class FlowTick(BaseModel):
     steps: int
     ticks: int
     pruned_events: int
+    sealed_secrets: int
 
 
 @router.get(
     "/flows",
     response_model=Envelope[FlowTick],
     summary="Move flow runs that are due",
-    responses=documented({"triggered": 40, "steps": 1200, "ticks": 1, "pruned_events": 0}),
+    responses=documented(
+        {"triggered": 40, "steps": 1200, "ticks": 1, "pruned_events": 0, "sealed_secrets": 0}
+    ),
 )
-def advance_flows(database: ServiceDatabase) -> dict[str, Any]:
+def advance_flows(database: ServiceDatabase, box: flow_signing.OptionalBox) -> dict[str, Any]:
     """Records the time-based trigger events due now (`private.record_flow_trigger_events`),
     runs the flow engine (`private.advance_flows`) a batch per transaction until nothing is
     due or 40 s have passed, then prunes contact events older than 180 days; where pg_cron is
-    installed the database also ticks every minute by itself."""
-    return ok(flow_engine.advance(database, FLOW_BUDGET_SECONDS))
+    installed the database also ticks every minute by itself. Event signing secrets stored
+    before sealing are sealed (up to 100 a call, when INTEGRATIONS_ENCRYPTION_KEY is set)."""
+    progress = flow_engine.advance(database, FLOW_BUDGET_SECONDS)
+    return ok(progress | {"sealed_secrets": flow_signing.seal_stored_secrets(database, box)})
 
 
 class InboxSend(BaseModel):

@@ -10,9 +10,13 @@ in the same run:
 - empty ticks: with nothing due (target <= 10 ms), and with --waiting runs (default 1M)
   waiting and none due (target <= 50 ms), the median of 20;
 - three ticks at once over fresh due runs queue each email exactly once, and a suppressed
-  contact in a batch is recorded as such while the rest of the batch is queued.
+  contact in a batch is recorded as such while the rest of the batch is queued;
+- before/after: each of the three steps is also run (and rolled back) by the tick as an earlier
+  migration defined it (`--before`, default the last one-function tick, before the step kinds
+  got their own functions) and by the current one, in the order before, now, now, before, so a
+  refactor's cost is measured against the same rows in the same run.
 
-    scripts/bench_flows [--contacts N] [--waiting N]
+    scripts/bench_flows [--contacts N] [--waiting N] [--before MIGRATION]
 """
 
 import argparse
@@ -28,9 +32,12 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from scripts import postgres
-from scripts.migrate import migrate
+from scripts.migrate import REPO, migrate
 
 Conn = psycopg.Connection[Any]
+
+# The last migration whose tick was one function (every step kind inline).
+BEFORE = "20261219103000_flow_call_make.sql"
 
 
 def value(conn: Conn, query: str, params: Any = None) -> Any:
@@ -67,8 +74,9 @@ def setup(conn: Conn, contacts: int) -> tuple[uuid.UUID, uuid.UUID]:
     )
     sender = value(
         conn,
-        "insert into public.sender_identities (workspace_id, identity, verified, warmup)"
-        " values (%s, 'bench.example.com', true, false) returning id",
+        "insert into public.sender_identities"
+        " (workspace_id, identity, verified, dkim_status, warmup)"
+        " values (%s, 'bench.example.com', true, 'SUCCESS', false) returning id",
         (workspace_id,),
     )
     template = value(
@@ -112,6 +120,37 @@ def setup(conn: Conn, contacts: int) -> tuple[uuid.UUID, uuid.UUID]:
     return workspace_id, flow
 
 
+def install_before(conn: Conn, migration: str) -> None:
+    """The tick as `migration` defined it, as private.advance_flows_before."""
+    sql = (REPO / "supabase" / "migrations" / migration).read_text()
+    start = sql.index("create or replace function private.advance_flows(")
+    end = sql.index("\n$$;", start) + len("\n$$;")
+    conn.execute(
+        sql[start:end].replace("private.advance_flows(", "private.advance_flows_before(", 1)
+    )
+
+
+def step_before_after(conn: Conn, n: int) -> tuple[float, float, float, int]:
+    """One step for every due run, over the same rows: by the earlier tick and by this one in
+    the order before, now, now, before (each rolled back, so neither gains from going second),
+    then by this one for good. Answers the mean seconds before and now, the seconds of the last
+    run and the runs it moved."""
+    times: dict[str, list[float]] = {"advance_flows_before": [], "advance_flows": []}
+    for tick in ("advance_flows_before", "advance_flows", "advance_flows", "advance_flows_before"):
+        with conn.transaction():
+            seconds, moved = timed(conn, f"select private.{tick}(%s, %s)", (n, n))
+            assert moved == n, (tick, moved)
+            times[tick].append(seconds)
+            raise psycopg.Rollback()
+    seconds, moved = timed(conn, "select private.advance_flows(%s, %s)", (n, n))
+    return (
+        statistics.mean(times["advance_flows_before"]),
+        statistics.mean(times["advance_flows"]),
+        seconds,
+        moved,
+    )
+
+
 def enter(conn: Conn, workspace_id: uuid.UUID, contacts: int) -> tuple[float, float]:
     """Seconds to record one event per contact with enrolment, and the baseline: the same
     rows into a table of the same shape without triggers."""
@@ -139,11 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--waiting", type=int, default=1_000_000)
+    parser.add_argument("--before", default=BEFORE)
     args = parser.parse_args(argv)
     n = args.contacts
     with postgres.throwaway_database("growthbase_bench_flows") as url:
         migrate(url)
         with psycopg.connect(url, autocommit=True) as conn:
+            install_before(conn, args.before)
             workspace_id, flow = setup(conn, n)
             conn.execute("vacuum analyze")
             entry, entry_base = enter(conn, workspace_id, n)
@@ -164,10 +205,14 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 raise psycopg.Rollback()
             conn.execute("vacuum analyze public.flow_runs")
-            one_step, moved = timed(conn, "select private.advance_flows(%s, %s)", (n, n))
+            compared = []
+            for _ in range(3):
+                compared.append(step_before_after(conn, n))
+                conn.execute("vacuum analyze public.flow_runs")
+            one_step, moved = compared[0][2], compared[0][3]
             assert moved == n, moved
-            branch, moved_branch = timed(conn, "select private.advance_flows(%s, %s)", (n, n))
-            send, moved_send = timed(conn, "select private.advance_flows(%s, %s)", (n, n))
+            branch, moved_branch = compared[1][2], compared[1][3]
+            send, moved_send = compared[2][2], compared[2][3]
             queued = value(
                 conn,
                 "select count(*) from public.campaign_recipients where workspace_id = %s",
@@ -208,6 +253,13 @@ def main(argv: list[str] | None = None) -> int:
         f"  then the branch step ({moved_branch:,}) {branch:6.2f} s and the send step"
         f" ({moved_send:,}, {queued:,} emails queued) {send:6.2f} s"
     )
+    for name, (before, after, _, _) in zip(("wait", "branch", "send_email"), compared, strict=True):
+        print(
+            f"  before/after, {name} step (mean of 2 each, rolled back): {args.before}"
+            f" {before:6.2f} s"
+            f" = {n / before:,.0f}/s; now {after:6.2f} s = {n / after:,.0f}/s"
+            f"   ratio now/before {after / before:4.2f}"
+        )
     print(
         f"tick with nothing due (median of 20)   {statistics.median(empty) * 1000:8.2f} ms"
         "  (target <= 10 ms)"

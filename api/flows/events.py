@@ -18,6 +18,7 @@ from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import answers, documented
 from api.core.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from api.flows.signing import OPENING, OptionalBox, stored_secret
 
 router = APIRouter(tags=["flows"])
 
@@ -39,6 +40,7 @@ CALLER_ERRORS = {
         "signature_invalid": SIGNATURE_INVALID,
     },
     403: {"insufficient_role": VIEWER_KEY},
+    **OPENING,
 }
 
 
@@ -51,6 +53,7 @@ async def request_body(request: Request) -> bytes:
 def key_workspace(
     request: Request,
     database: ServiceDatabase,
+    box: OptionalBox,
     body: Annotated[bytes, Depends(request_body)],
     api_key: Annotated[str | None, Security(API_KEY)],
     workspace: Annotated[
@@ -85,11 +88,7 @@ def key_workspace(
         workspace_id = UUID(workspace)
     except ValueError as error:
         raise ApiError(401, "signature_invalid", SIGNATURE_INVALID) from error
-    with database.as_service() as conn:
-        row = conn.execute(
-            "select private.event_signing_secret(%s) as secret", (workspace_id,)
-        ).fetchone()
-    secret = row["secret"] if row else None
+    secret = stored_secret(database, box, workspace_id)
     # A workspace without a secret verifies nothing, answered as any bad signature.
     verify_signature(secret or "", timestamp, signed, body)
     if secret is None:

@@ -511,9 +511,11 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
         trigger_config={"name": "signed_up"},
         exit_events=[{"type": "custom", "name": "bought"}],
     )
-    # The workspace's secret for signed custom events.
-    with acting_as(conn, owner):
-        conn.execute("select public.rotate_event_signing_secret(%s)", (owner.workspace_id,))
+    # The workspace's secret for signed custom events, sealed as the edge stores it.
+    conn.execute(
+        "select private.store_event_signing_secret(%s, %s)",
+        (owner.workspace_id, "gAAAAAB-sealed-by-the-edge"),
+    )
     # A birthday flow the flows cron has scanned today.
     birthdays = create_flow(
         conn,

@@ -164,3 +164,157 @@ def test_call_make_is_checked_like_every_step(conn: Conn) -> None:
             (flow, new_contact(conn, owner.workspace_id, [])),
         )["steps"]
     assert [(s["kind"], s["outcome"]) for s in tested] == [("call_make", "make_queued")]
+
+
+def callback(conn: Conn, automation: uuid.UUID, **body: Any) -> None:
+    """Make.com's callback for the automation, stored and applied as the webhook intake does."""
+    payload = json.dumps({"automation_id": str(automation), **body})
+    event = one(
+        conn,
+        "select id from private.record_webhook_event('make', %s, %s)",
+        (f"cb-{uuid.uuid4()}", payload),
+    )
+    assert one(conn, "select private.apply_make_callback(%s) as o", (event["id"],))["o"] == (
+        "applied"
+    )
+
+
+def waiting_flow(conn: Conn, owner: Any, project: uuid.UUID) -> uuid.UUID:
+    """call_make waiting up to an hour: completed tags `done`, anything else tags `failed`."""
+    steps = [
+        call_step(project, timeout_hours=1) | {"alt": "failed"},
+        {"key": "done", "kind": "update_contact", "config": {"add_tags": ["done"]}},
+        {"key": "failed", "kind": "update_contact", "config": {"add_tags": ["failed"]}},
+    ]
+    return create_flow(conn, owner, "tag_added", steps, trigger_config={"tag": "vip"})
+
+
+def automation_of(conn: Conn, run_id: uuid.UUID) -> uuid.UUID:
+    row = one(conn, "select id from public.automations where flow_run_id = %s", (run_id,))
+    return uuid.UUID(str(row["id"]))
+
+
+def tags_of(conn: Conn, contact: uuid.UUID) -> list[str]:
+    return list(one(conn, "select tags from public.contacts where id = %s", (contact,))["tags"])
+
+
+def test_a_waiting_call_holds_the_run_until_the_callback_and_its_result_goes_on(
+    conn: Conn,
+) -> None:
+    owner = create_user(conn)
+    fund(conn, owner, 10)
+    project = make_project(conn, owner)
+    flow = waiting_flow(conn, owner, project)
+    contact = new_contact(conn, owner.workspace_id, ["vip"])
+
+    assert tick(conn) == 1
+    (run,) = runs(conn, flow)
+    assert (run["status"], run["step_key"]) == ("active", "make")  # held at the step
+    assert run["due_at"] > run["moved_at"]  # until its timeout
+    assert tick(conn) == 0  # nothing happens while Make.com works, and nothing is called twice
+
+    callback(conn, automation_of(conn, run["id"]), status="completed", result={"score": 7})
+    assert tick(conn) == 2
+    (run,) = runs(conn, flow)
+    assert run["status"] == "completed"
+    assert history(conn, run["id"]) == [
+        ("call_make", "make_queued"),
+        ("call_make", "make_completed"),
+        ("update_contact", "updated"),
+    ]
+    assert run["context"]["make"] == {"score": 7}
+    assert tags_of(conn, contact) == ["done", "vip"]
+    assert (
+        one(
+            conn,
+            "select count(*) as n from public.automations where flow_run_id = %s",
+            (run["id"],),
+        )["n"]
+        == 1
+    )
+
+
+def test_a_failed_call_takes_the_alternative(conn: Conn) -> None:
+    owner = create_user(conn)
+    fund(conn, owner, 10)
+    project = make_project(conn, owner)
+    flow = waiting_flow(conn, owner, project)
+    contact = new_contact(conn, owner.workspace_id, ["vip"])
+    tick(conn)
+    (run,) = runs(conn, flow)
+
+    callback(conn, automation_of(conn, run["id"]), status="failed", error="scenario broke")
+    assert tick(conn) == 2
+    assert [o for _, o in history(conn, run["id"])] == ["make_queued", "make_failed", "updated"]
+    assert tags_of(conn, contact) == ["failed", "vip"]
+    assert balance(conn, owner) == 10  # refunded like a member's failed call
+
+
+def test_no_answer_within_the_timeout_takes_the_alternative_and_a_late_one_changes_nothing(
+    conn: Conn,
+) -> None:
+    owner = create_user(conn)
+    fund(conn, owner, 10)
+    project = make_project(conn, owner)
+    flow = waiting_flow(conn, owner, project)
+    contact = new_contact(conn, owner.workspace_id, ["vip"])
+    tick(conn)
+    (run,) = runs(conn, flow)
+    # An hour and a minute pass.
+    conn.execute(
+        "update public.flow_runs set due_at = due_at - interval '61 minutes',"
+        " held_since = held_since - interval '61 minutes' where id = %s",
+        (run["id"],),
+    )
+    assert tick(conn) == 2
+    assert [o for _, o in history(conn, run["id"])] == ["make_queued", "make_timed_out", "updated"]
+    assert tags_of(conn, contact) == ["failed", "vip"]
+
+    callback(conn, automation_of(conn, run["id"]), status="completed", result={"late": True})
+    assert tick(conn) == 0
+    (run,) = runs(conn, flow)
+    assert run["status"] == "completed" and "make" not in run["context"]
+
+
+def test_a_call_that_cannot_be_made_takes_the_alternative_at_once(conn: Conn) -> None:
+    owner = create_user(conn)
+    project = make_project(conn, owner)
+    conn.execute(
+        "update public.workspaces set credits_remaining = 0 where id = %s", (owner.workspace_id,)
+    )
+    flow = waiting_flow(conn, owner, project)
+    contact = new_contact(conn, owner.workspace_id, ["vip"])
+    assert tick(conn) == 2
+    (run,) = runs(conn, flow)
+    assert [o for _, o in history(conn, run["id"])] == ["no_credits", "updated"]
+    assert tags_of(conn, contact) == ["failed", "vip"]
+
+
+def test_a_waiting_call_needs_its_alternative_and_a_sane_timeout(conn: Conn) -> None:
+    owner = create_user(conn)
+    project = make_project(conn, owner)
+    flow = create_flow(
+        conn, owner, "contact_created", [{"key": "a", "kind": "exit"}], activate=False
+    )
+    done = {"key": "done", "kind": "exit"}
+
+    def save(*steps: dict[str, Any]) -> None:
+        with acting_as(conn, owner):
+            conn.execute("select public.save_flow(%s, %s)", (flow, Jsonb(list(steps))))
+
+    with refused(422, "missing_default_branch"):
+        save(call_step(project, timeout_minutes=30), done)
+    with refused(422, "invalid_flow_graph"):
+        save(call_step(project) | {"alt": "done"}, done)  # a call that does not wait has one way
+    with refused(422, "invalid_flow_step"):
+        save(call_step(project, timeout_minutes=0) | {"alt": "done"}, done)
+    with refused(422, "invalid_flow_step"):
+        save(call_step(project, timeout_days=31) | {"alt": "done"}, done)
+    with refused(422, "invalid_flow_step"):
+        save(call_step(project, timeout_hours="1") | {"alt": "done"}, done)
+    # Waiting for Make.com counts as a wait: a loop through the call is allowed.
+    save(
+        call_step(project, timeout_hours=1) | {"next": "again", "alt": "done"},
+        {"key": "again", "kind": "update_contact", "config": {"add_tags": ["x"]}, "next": "make"},
+        done,
+    )

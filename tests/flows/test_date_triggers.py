@@ -190,3 +190,86 @@ def test_the_trigger_settings_are_checked(conn: Conn) -> None:
     for trigger_type, config in bad:
         with refused(422, "invalid_flow_trigger"):
             create_flow(conn, owner, trigger_type, TAG, activate=False, trigger_config=config)
+
+
+def local_today(conn: Conn, tz: str) -> datetime.date:
+    return one(conn, "select (now() at time zone %s)::date as d", (tz,))["d"]  # type: ignore[no-any-return]
+
+
+def test_a_date_is_the_contacts_local_day_else_the_workspaces_once_per_local_day(
+    conn: Conn,
+) -> None:
+    owner = create_user(conn)
+    add_contacts(conn, owner, 0)
+    ahead, behind = "Pacific/Kiritimati", "Pacific/Pago_Pago"  # UTC+14 and UTC-11
+    conn.execute(
+        "insert into public.flow_send_rules (workspace_id, timezone) values (%s, %s)",
+        (owner.workspace_id, ahead),
+    )
+    # At any hour one of the two zones is on another date than UTC.
+    utc = today(conn)
+    off = ahead if local_today(conn, ahead) != utc else behind
+    assert local_today(conn, off) != utc
+
+    def renewal(tz: str) -> str:
+        return f"{local_today(conn, tz):%Y-%m-%d}"
+
+    own_ahead = contact(conn, owner.workspace_id, renewal=renewal(ahead), timezone=ahead)
+    own_behind = contact(conn, owner.workspace_id, renewal=renewal(behind), timezone=behind)
+    workspace_zone = contact(conn, owner.workspace_id, renewal=renewal(ahead))
+    unknown_zone = contact(conn, owner.workspace_id, renewal=renewal(ahead), timezone="Mars/Base")
+    utc_date_elsewhere = contact(conn, owner.workspace_id, renewal=f"{utc:%Y-%m-%d}", timezone=off)
+    flow = create_flow(
+        conn,
+        owner,
+        "date_attribute",
+        TAG,
+        trigger_config={"attribute": "renewal"},
+        entry_policy="every_time",
+    )
+
+    assert record(conn) == 4
+    assert enrolled(conn, flow) == {own_ahead, own_behind, workspace_zone, unknown_zone}
+    assert utc_date_elsewhere not in enrolled(conn, flow)
+    assert record(conn) == 0  # scanned this hour
+    conn.execute("delete from private.flow_date_scans")
+    assert record(conn) == 0  # scanned again: once per flow, contact and local day
+    events = {
+        row["contact_id"]: row
+        for row in conn.execute(
+            "select contact_id, event_key, properties from public.contact_events"
+            " where type = 'date_attribute' and workspace_id = %s",
+            (owner.workspace_id,),
+        ).fetchall()
+    }
+    assert events[own_behind]["properties"]["date"] == renewal(behind)
+    assert events[own_behind]["properties"]["timezone"] == behind
+    assert events[unknown_zone]["properties"]["timezone"] == ahead
+    assert events[own_behind]["event_key"].endswith(renewal(behind))
+
+
+def test_days_after_the_last_order_count_local_days(conn: Conn) -> None:
+    owner = create_user(conn)
+    add_contacts(conn, owner, 0)
+    project = make_project(conn, owner)
+    ahead = "Pacific/Kiritimati"  # UTC+14
+    # Both placed 30 local days ago, at 00:30 and 23:30 there: two different UTC dates, so
+    # counting UTC days would reach only one of them today.
+    for name, at in (("early", "00:30"), ("late", "23:30")):
+        placed = one(
+            conn,
+            "select ((now() at time zone %s::text)::date - 30 + %s::time) at time zone %s::text"
+            " as t",
+            (ahead, at, ahead),
+        )["t"]
+        email = f"{name}@mail.example.org"
+        add_order(conn, project, f"o-{name}", email, placed_at=placed.isoformat())
+        conn.execute(
+            "update public.contacts"
+            " set attributes = attributes || jsonb_build_object('timezone', %s::text)"
+            " where workspace_id = %s and email = %s",
+            (ahead, owner.workspace_id, email),
+        )
+    flow = create_flow(conn, owner, "days_after_last_order", TAG, trigger_config={"days": 30})
+    assert record(conn) == 2
+    assert len(enrolled(conn, flow)) == 2

@@ -8,23 +8,38 @@ from typing import Any
 
 import psycopg
 import pytest
+from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.core.signatures import signature_headers
-from tests.factories.edge import edge_settings
+from tests.factories.edge import authorization, bearer, edge_settings
 from tests.factories.email import add_contacts
 from tests.factories.flows import create_flow, runs
-from tests.factories.workspaces import acting_as, add_member, create_user, one, refused
+from tests.factories.workspaces import acting_as, add_member, create_user, one
 from tests.fakes.jwks import JwksServer
 
 Conn = psycopg.Connection[Any]
+ENCRYPTION_KEY = Fernet.generate_key().decode()
+CRON_SECRET = "cron-events-secret"
 
 
 @pytest.fixture
 def client(database_url: str, jwks: JwksServer) -> Iterator[TestClient]:
-    with TestClient(create_app(edge_settings(database_url, jwks))) as test_client:
+    settings = edge_settings(
+        database_url, jwks, integrations_encryption_key=ENCRYPTION_KEY, cron_secret=CRON_SECRET
+    )
+    with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+def rotate(client: TestClient, jwks: JwksServer, user: Any, workspace_id: Any) -> Any:
+    """POST /api/v1/events/signing-secret as `user`: the answer."""
+    return client.post(
+        "/api/v1/events/signing-secret",
+        json={"workspace_id": str(workspace_id)},
+        headers=bearer(jwks, user),
+    )
 
 
 def api_key(conn: Conn, user: Any, role: str = "member") -> str:
@@ -143,17 +158,24 @@ def signed(secret: str, workspace_id: Any, body: bytes, at: float | None = None)
 
 
 def test_events_signed_with_the_workspace_secret_are_recorded(
-    conn: Conn, client: TestClient
+    conn: Conn, client: TestClient, jwks: JwksServer
 ) -> None:
     owner = create_user(conn)
     other = create_user(conn)
     [contact] = add_contacts(conn, owner, 1, prefix="signed")
-    with acting_as(conn, owner):
-        secret = str(
-            one(conn, "select public.rotate_event_signing_secret(%s) as s", (owner.workspace_id,))[
-                "s"
-            ]
-        )
+    answer = rotate(client, jwks, owner, owner.workspace_id)
+    assert answer.status_code == 201, answer.text
+    secret = answer.json()["data"]["secret"]
+    assert len(secret) == 64
+    stored = one(
+        conn,
+        "select secret, secret_sealed from private.event_signing_secrets where workspace_id = %s",
+        (owner.workspace_id,),
+    )
+    assert stored["secret"] is None and secret not in stored["secret_sealed"]  # sealed at rest
+    assert Fernet(ENCRYPTION_KEY.encode()).decrypt(stored["secret_sealed"].encode()).decode() == (
+        secret
+    )
     body = json.dumps(
         {"events": [{"id": "s-1", "name": "signed_up", "contact": {"id": str(contact)}}]}
     ).encode()
@@ -176,19 +198,65 @@ def test_events_signed_with_the_workspace_secret_are_recorded(
         answer = client.post("/api/v1/events", content=content, headers=headers)
         assert (answer.status_code, answer.json()["error"]["code"]) == (401, code), headers
 
-    with acting_as(conn, owner):  # rotating: the old secret stops verifying
-        conn.execute("select public.rotate_event_signing_secret(%s)", (owner.workspace_id,))
-    answer = client.post(
+    assert rotate(client, jwks, owner, owner.workspace_id).status_code == 201
+    answer = client.post(  # rotated: the old secret stops verifying
         "/api/v1/events", content=body, headers=signed(secret, owner.workspace_id, body)
     )
     assert answer.json()["error"]["code"] == "signature_invalid"
 
 
-def test_only_admins_rotate_the_signing_secret(conn: Conn) -> None:
+def test_only_admins_rotate_the_signing_secret(
+    conn: Conn, client: TestClient, jwks: JwksServer, database_url: str
+) -> None:
     owner = create_user(conn)
     member = add_member(conn, owner, "member")
     stranger = create_user(conn)
-    with refused(403, "insufficient_role"), acting_as(conn, member):
-        conn.execute("select public.rotate_event_signing_secret(%s)", (owner.workspace_id,))
-    with refused(404, "workspace_not_found"), acting_as(conn, stranger):
-        conn.execute("select public.rotate_event_signing_secret(%s)", (owner.workspace_id,))
+    for user, status, code in (
+        (member, 403, "insufficient_role"),
+        (stranger, 404, "workspace_not_found"),
+    ):
+        answer = rotate(client, jwks, user, owner.workspace_id)
+        assert (answer.status_code, answer.json()["error"]["code"]) == (status, code)
+    assert (
+        one(
+            conn,
+            "select count(*) as n from private.event_signing_secrets where workspace_id = %s",
+            (owner.workspace_id,),
+        )["n"]
+        == 0
+    )
+    unsigned = client.post("/api/v1/events/signing-secret", json={"workspace_id": "x"})
+    assert unsigned.status_code == 401
+    with TestClient(create_app(edge_settings(database_url, jwks))) as keyless:
+        answer = rotate(keyless, jwks, owner, owner.workspace_id)
+    assert (answer.status_code, answer.json()["error"]["code"]) == (503, "provider_not_configured")
+
+
+def test_secrets_stored_before_sealing_verify_until_the_cron_seals_them(
+    conn: Conn, client: TestClient
+) -> None:
+    owner = create_user(conn)
+    [contact] = add_contacts(conn, owner, 1, prefix="legacy")
+    legacy = "a" * 64
+    conn.execute(
+        "insert into private.event_signing_secrets (workspace_id, secret) values (%s, %s)",
+        (owner.workspace_id, legacy),
+    )
+    body = json.dumps(
+        {"events": [{"id": "l-1", "name": "signed_up", "contact": {"id": str(contact)}}]}
+    ).encode()
+    headers = signed(legacy, owner.workspace_id, body)
+    assert client.post("/api/v1/events", content=body, headers=headers).status_code == 200
+
+    cron = client.get("/api/v1/cron/flows", headers=authorization(CRON_SECRET))
+    assert cron.status_code == 200, cron.text
+    assert cron.json()["data"]["sealed_secrets"] >= 1
+    stored = one(
+        conn,
+        "select secret, secret_sealed from private.event_signing_secrets where workspace_id = %s",
+        (owner.workspace_id,),
+    )
+    assert stored["secret"] is None and stored["secret_sealed"]
+    again = signed(legacy, owner.workspace_id, body)  # the same secret, now opened
+    answer = client.post("/api/v1/events", content=body, headers=again)
+    assert answer.json()["data"] == {"recorded": 0, "duplicates": 1}

@@ -179,9 +179,6 @@ REVIEWED: dict[str, str] = {
     "public.create_api_key(uuid, text, text, timestamp with time zone)": (
         "tests/api_keys/test_api_keys.py::test_members_and_outsiders_cannot_create_see_or_revoke_keys"
     ),
-    "public.rotate_event_signing_secret(uuid)": (
-        "tests/flows/test_events_api.py::test_only_admins_rotate_the_signing_secret"
-    ),
     "public.revoke_api_key(uuid)": (
         "tests/api_keys/test_api_keys.py::test_members_and_outsiders_cannot_create_see_or_revoke_keys"
     ),
