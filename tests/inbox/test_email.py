@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 import psycopg
 import pytest
+from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from psycopg.rows import DictRow
 from pydantic import SecretStr
@@ -39,9 +40,11 @@ from tests.fakes.jwks import JwksServer
 from tests.fakes.ses_inbound import TOPIC, notification, received
 from tests.fakes.ses_server import REGION, moto_ses, sent_raw_messages
 from tests.fakes.sns_signing import Certificate, SnsHost, serve_sns
+from tests.fakes.storage_server import SERVICE_KEY, serve_storage
 
 Conn = psycopg.Connection[DictRow]
 certificate = sns_signing.certificate
+CRON = "cron-" + uuid.uuid4().hex
 
 
 @pytest.fixture(scope="module")
@@ -181,9 +184,20 @@ def test_inbound_mail_is_parsed_sanitised_and_filed_once(
     assert row["quoted_text"].startswith("On Mon, 1 Jun 2026 Shop wrote:")
     assert "script" not in row["html"] and "javascript" not in row["html"]
     assert "onclick" not in row["html"] and 'href="https://track.example"' in row["html"]
-    assert row["attachments"] == [
-        {"kind": "file", "filename": "invoice.pdf", "mime_type": "application/pdf", "size": 16}
-    ]
+    [attachment] = row["attachments"]
+    event = one(
+        conn,
+        "select id from private.webhook_events where provider = 'ses_inbound' and event_id = %s",
+        (signed["MessageId"],),
+    )["id"]
+    assert attachment == {
+        "kind": "file",
+        "filename": "invoice.pdf",
+        "mime_type": "application/pdf",
+        "size": 16,
+        # The stored mail and the part: the media cron takes the file from there.
+        "provider_media_id": f"{event}:0",
+    }
     assert row["context"]["subject"] == "Where is my order?"
     # Base64 content (SNS action encoding) reads the same.
     again = mail("jana@example.org", inbound, "Second one")
@@ -641,3 +655,53 @@ def test_replies_to_a_flow_email_count_for_its_step_and_flow(
             == []
         )
         assert conn.execute("select * from analytics.flow_step_replies()").fetchall() == []
+
+
+def test_attachments_are_stored_in_the_inbox_bucket_and_active_content_is_refused(
+    conn: Conn,
+    client: TestClient,
+    jwks: JwksServer,
+    mailbox: Mailbox,
+    database_url: str,
+) -> None:
+    owner = create_user(conn)
+    inbound = address()
+    channel = connect(client, jwks, owner, inbound)
+    message = EmailMessage()
+    message["From"] = "petra@example.org"
+    message["To"] = inbound
+    message["Subject"] = "Two files"
+    message["Message-ID"] = f"<{uuid.uuid4().hex}@mail.example.org>"
+    message.set_content("Please see the attached.")
+    message.add_attachment(
+        b"%PDF-1.4 the order", maintype="application", subtype="pdf", filename="order.pdf"
+    )
+    message.add_attachment(
+        b"<script>steal()</script>", maintype="text", subtype="html", filename="view.html"
+    )
+    assert mailbox.deliver(bytes(message), [inbound]).status_code == 200
+    with serve_storage() as storage:
+        settings = edge_settings(
+            database_url,
+            jwks,
+            integrations_encryption_key=SecretStr(Fernet.generate_key().decode()),
+            cron_secret=SecretStr(CRON),
+            supabase_service_key=SecretStr(SERVICE_KEY),
+            supabase_storage_url=storage.base_url,
+        )
+        with TestClient(create_app(settings)) as edge:
+            while one(
+                conn,
+                "select count(*) as n from private.inbox_media_queue"
+                " where status = 'pending' and next_attempt_at <= now()",
+            )["n"]:
+                answer = edge.get("/api/v1/cron/inbox", headers={"Authorization": f"Bearer {CRON}"})
+                assert answer.status_code == 200, answer.text
+        stored = {p: d for (bucket, p), d in storage.objects.items() if bucket == "inbox"}
+    [row] = messages(conn, channel)
+    pdf, page = row["attachments"]
+    path = f"{owner.workspace_id}/{row['conversation_id']}/{row['id']}/0-order.pdf"
+    assert (pdf["status"], pdf["storage_path"], pdf["size"]) == ("stored", path, 18)
+    assert stored[path] == b"%PDF-1.4 the order"
+    assert page["status"] == "refused" and "storage_path" not in page
+    assert [p for p in stored if p.startswith(f"{owner.workspace_id}/")] == [path]
