@@ -20,6 +20,7 @@ from psycopg.rows import DictRow
 from pydantic import SecretStr
 
 from api.app import create_app
+from api.inbox.x.client import XClient, XError
 from tests.factories.edge import bearer, edge_settings
 from tests.factories.workspaces import User, acting_as, create_user, one
 from tests.fakes.jwks import JwksServer
@@ -245,3 +246,13 @@ def test_dm_media_is_fetched_into_the_inbox_bucket_and_pages_are_refused(
     # Served as a PNG, but no PNG: never stored.
     assert rows[sent["photo.png"]]["attachments"][0]["status"] == "refused"
     assert [p for p in stored if p.startswith(f"{owner.workspace_id}/")] == [path]
+
+
+def test_media_is_asked_only_of_xs_media_host() -> None:
+    """The account's token goes to ton.twitter.com (or the configured API), never to a host a
+    delivery names."""
+    api = XClient("https://api.x.com", timeout_seconds=1)
+    for url in ("https://evil.example/ton/photo.jpg", "https://ton.twitter.com.evil.example/a.jpg"):
+        with pytest.raises(XError) as refused_url:
+            api.media(url, TOKEN, 1024)
+        assert refused_url.value.status == 400
