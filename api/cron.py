@@ -35,7 +35,7 @@ from api.inbox.deps import (
     WhatsApp,
     XApi,
 )
-from api.inbox.media import fetch_media, remove_gone_media
+from api.inbox.media import MediaSources, fetch_media, remove_gone_media
 from api.inbox.outbox import Providers, drain_inbox_outbox
 from api.privacy import retention
 from api.privacy.deps import OptionalSupabase
@@ -447,7 +447,8 @@ def send_inbox(
     with database.as_service() as conn:
         conn.execute("select private.prune_inbox_backlog()")
         kept = conn.execute("select * from private.inbox_housekeeping(%s)", (1000,)).fetchone()
-    media = fetch_media(database, box, whatsapp, storage, 20) if box and storage else None
+    sources = MediaSources(whatsapp, telegram, x)
+    media = fetch_media(database, box, sources, storage, 20) if box and storage else None
     removed = remove_gone_media(database, storage, 200) if storage else 0
     report = drain_inbox_outbox(
         database, Providers(box, whatsapp, telegram, mailer, x), DRAIN_LIMIT

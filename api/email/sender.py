@@ -15,6 +15,7 @@ import logging
 import math
 import threading
 import time
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,11 +115,43 @@ def feedback_id(row: dict[str, Any]) -> str:
     return f"{row['campaign_id']}:{row['workspace_id']}:campaign:growthbase"
 
 
+def reply_address(row: dict[str, Any], inbox_domains: list[str]) -> str | None:
+    """A campaign email's Reply-To. When the workspace's inbox receives mail on a domain (an
+    active email channel), it is the recipient's own `reply+r<recipient id>@<domain>`, so a
+    reply threads into the inbox, linked to the recipient, even from a client that drops the
+    thread headers: on the campaign's Reply-To domain, else the sender's, else the oldest
+    channel's. A campaign Reply-To on a domain the inbox does not receive stays as it is (the
+    workspace chose where those replies go), and so does everything without an inbox."""
+    chosen: str | None = row["reply_to"]
+    if not inbox_domains:
+        return chosen
+    if chosen:
+        domain = chosen.rsplit("@", 1)[-1].lower()
+        if domain not in inbox_domains:
+            return chosen
+    else:
+        sender = str(row["from_email"]).rsplit("@", 1)[-1].lower()
+        domain = sender if sender in inbox_domains else inbox_domains[0]
+    return f"reply+r{uuid.UUID(str(row['recipient_id'])).hex}@{domain}"
+
+
+def add_reply_addresses(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Sets each claimed row's `reply_address` (see reply_address): one query per batch."""
+    domains: dict[Any, list[str]] = {}
+    workspaces = list({row["workspace_id"] for row in rows})
+    for found in conn.execute(
+        "select workspace_id, domain from private.inbox_reply_domains(%s::uuid[])", (workspaces,)
+    ):
+        domains.setdefault(found["workspace_id"], []).append(found["domain"])
+    for row in rows:
+        row["reply_address"] = reply_address(row, domains.get(row["workspace_id"], []))
+
+
 def message_for(row: dict[str, Any], content: RenderedEmail, link: str) -> bytes:
     return build_message(
         sender_name=row["from_name"],
         sender_email=row["from_email"],
-        reply_to=row["reply_to"],
+        reply_to=row.get("reply_address", row["reply_to"]),
         recipient=row["email"],
         content=content,
         unsubscribe_url=link,
@@ -307,7 +340,10 @@ class Drain:
             self.idle_rounds = self.idle_rounds + 1 if not rows and wait_seconds == 0 else 0
         else:
             self.idle_rounds = 0
-        return [dict(row) for row in rows]
+        claimed = [dict(row) for row in rows]
+        if claimed:
+            add_reply_addresses(conn, claimed)
+        return claimed
 
     def dispatch(self, pool: ThreadPoolExecutor, rows: list[dict[str, Any]]) -> None:
         claimed_at = time.monotonic()

@@ -39,10 +39,15 @@ def open_secrets(box: SecretBox, sealed: str | None) -> dict[str, str]:
 
 def stored_channel(database: Database, box: SecretBox, channel_id: UUID) -> StoredChannel | None:
     with database.as_service() as conn:
-        row = conn.execute(
-            "select (c.channel).*, c.secrets_encrypted from private.channel_with_secrets(%s) c",
-            (channel_id,),
-        ).fetchone()
+        return channel_on(conn, box, channel_id)
+
+
+def channel_on(conn: Connection, box: SecretBox, channel_id: UUID) -> StoredChannel | None:
+    """The channel and its opened secrets, read in the caller's service transaction."""
+    row = conn.execute(
+        "select (c.channel).*, c.secrets_encrypted from private.channel_with_secrets(%s) c",
+        (channel_id,),
+    ).fetchone()
     if row is None or row["id"] is None:
         return None
     return StoredChannel(

@@ -2,6 +2,10 @@
 provider's event id (a repeat is recognised), acknowledge, apply it in the background, and apply
 again from the replay cron while it is not applied.
 
+Providers applied by one SQL function (the inbox's channels) are stored and applied in the
+request's one transaction instead (`receive`): the apply is its own subtransaction in the
+database, so a failing apply leaves the delivery stored and counted for the replay.
+
 Features verify their own signatures (each needs its own keys and headers) and register their
 appliers here; this module knows no feature, so replay finds every applier without importing one.
 
@@ -21,7 +25,7 @@ import psycopg
 from fastapi import BackgroundTasks, Depends
 from psycopg import sql
 
-from api.core.db import Database
+from api.core.db import Connection, Database
 from api.core.deps import Slot
 from api.core.errors import ApiError
 
@@ -57,16 +61,32 @@ def describe_failure(error: Exception) -> str:
     return type(error).__name__
 
 
-def sql_applier(database: Database, function: str) -> Applier:
-    """An applier that is one private SQL function of the stored event's id."""
-    query = sql.SQL("select private.{}(%s) as outcome").format(sql.Identifier(function))
+@dataclass(frozen=True)
+class Received:
+    """A delivery stored and applied in one transaction (see WebhookIntake.receive)."""
 
-    def apply(event: StoredEvent) -> str:
-        with database.as_service() as conn:
-            row = conn.execute(query, (event.id,)).fetchone()
+    event_id: UUID
+    duplicate: bool  # stored and processed before: nothing more was done
+    outcome: str | None  # the apply's outcome; `failed:<state>` when it failed and was counted
+
+
+class SqlApplier:
+    """An applier that is one private SQL function of the stored event's id, so the intake can
+    also store and apply a delivery in the request's one transaction."""
+
+    def __init__(self, database: Database, function: str) -> None:
+        self.database = database
+        self.function = function
+        self.query = sql.SQL("select private.{}(%s) as outcome").format(sql.Identifier(function))
+
+    def __call__(self, event: StoredEvent) -> str:
+        with self.database.as_service() as conn:
+            row = conn.execute(self.query, (event.id,)).fetchone()
         return str(row["outcome"]) if row else "unknown"
 
-    return apply
+
+def sql_applier(database: Database, function: str) -> Applier:
+    return SqlApplier(database, function)
 
 
 class WebhookIntake:
@@ -86,6 +106,26 @@ class WebhookIntake:
             ).fetchone()
         assert row is not None
         return Recorded(StoredEvent(row["id"], event_id, body.decode()), bool(row["duplicate"]))
+
+    def receive(self, conn: Connection, provider: str, event_id: str, body: bytes) -> Received:
+        """Stores the delivery and applies it with the provider's SQL applier, in the caller's
+        transaction (the one that read the secret its signature was checked with): one
+        transaction per delivery. A failed apply is counted for the replay inside the database
+        and the delivery stays stored; only a failure to store it raises (and the provider,
+        unanswered, delivers it again)."""
+        applier = self.appliers[provider]
+        if not isinstance(applier, SqlApplier):
+            raise TypeError(f"{provider} events are not applied by a SQL function")
+        row = conn.execute(
+            "select id, duplicate, outcome from private.receive_webhook_event(%s, %s, %s, %s)",
+            (provider, event_id[:200], body.decode(), applier.function),
+        ).fetchone()
+        assert row is not None
+        outcome = row["outcome"]
+        if isinstance(outcome, str) and outcome.startswith("failed:"):
+            level = logging.ERROR if outcome == "failed:dead_letter" else logging.WARNING
+            log.log(level, "%s event %s failed to apply: %s", provider, row["id"], outcome)
+        return Received(row["id"], bool(row["duplicate"]), outcome)
 
     def finish(self, event: StoredEvent, outcome: str) -> None:
         """Marks an event applied (for providers applied while the request waits)."""

@@ -1,7 +1,9 @@
 """A local stand-in for the Telegram Bot API (`POST /bot<token>/<method>`), answering as
 core.telegram.org/bots/api documents: `{"ok": true, "result": …}` or `{"ok": false,
-"error_code", "description", "parameters": {"retry_after"}}`. getMe, setWebhook and sendMessage;
-scripted failures; what it received is recorded. Also provider-shaped updates."""
+"error_code", "description", "parameters": {"retry_after"}}`. getMe, setWebhook, sendMessage and
+getFile (`{file_id, file_unique_id, file_size, file_path}`, with `GET /file/bot<token>/<file_path>`
+serving the file; over 20 MB getFile answers 400 "file is too big"); scripted failures; what it
+received is recorded. Also provider-shaped updates."""
 
 import json
 import threading
@@ -36,6 +38,9 @@ class TelegramServer:
     failures: list[int] = field(default_factory=list)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     next_message_id: int = 500
+    files: dict[str, bytes] = field(default_factory=dict)  # file id -> the file
+    file_paths: dict[str, str] = field(default_factory=dict)  # file id -> its file_path
+    announced_sizes: dict[str, int] = field(default_factory=dict)  # file id -> file_size said
 
     def called(self, method: str) -> list[dict[str, Any]]:
         return [payload for name, payload in self.calls if name == method]
@@ -47,6 +52,15 @@ def serve_telegram() -> Iterator[TelegramServer]:
     lock = threading.Lock()
 
     class Handler(FakeHandler):
+        def do_GET(self) -> None:
+            prefix = f"/file/bot{state.token}/"
+            paths = {path: file_id for file_id, path in state.file_paths.items()}
+            if self.path.startswith(prefix) and self.path[len(prefix) :] in paths:
+                data = state.files[paths[self.path[len(prefix) :]]]
+                self.reply(200, data, content_type="application/octet-stream")
+                return
+            self.reply_json(404, {"ok": False, "error_code": 404, "description": "Not Found"})
+
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             payload = json.loads(self.rfile.read(length) or b"{}")
@@ -80,6 +94,41 @@ def serve_telegram() -> Iterator[TelegramServer]:
                         },
                     },
                 )
+            elif method == "getFile":
+                file_id = str(payload.get("file_id"))
+                size = state.announced_sizes.get(file_id, len(state.files.get(file_id, b"")))
+                if file_id not in state.files:
+                    self.reply_json(
+                        400,
+                        {
+                            "ok": False,
+                            "error_code": 400,
+                            "description": "Bad Request: invalid file_id",
+                        },
+                    )
+                elif size > 20 * 1024 * 1024:
+                    self.reply_json(
+                        400,
+                        {
+                            "ok": False,
+                            "error_code": 400,
+                            "description": "Bad Request: file is too big",
+                        },
+                    )
+                else:
+                    state.file_paths.setdefault(file_id, f"photos/file_{len(state.file_paths)}.jpg")
+                    self.reply_json(
+                        200,
+                        {
+                            "ok": True,
+                            "result": {
+                                "file_id": file_id,
+                                "file_unique_id": "AQAD" + file_id[-6:],
+                                "file_size": size,
+                                "file_path": state.file_paths[file_id],
+                            },
+                        },
+                    )
             elif method == "setWebhook":
                 self.reply_json(200, {"ok": True, "result": True, "description": "Webhook was set"})
             elif method == "sendMessage":

@@ -1,7 +1,9 @@
 """A local stand-in for the X API v2 (docs.x.com): `GET /2/users/me` and
 `POST /2/dm_conversations/with/{participant_id}/messages` (answers `{"data": {dm_conversation_id,
 dm_event_id}}`), problem-details errors (`{"title", "detail", "type", "status"}`) and
-`x-rate-limit-reset` on 429. Also Account Activity deliveries and their signature."""
+`x-rate-limit-reset` on 429; direct-message media served as ton.twitter.com serves them
+(`GET /1.1/ton/data/dm/…` with the user's token). Also Account Activity deliveries and their
+signature."""
 
 import base64
 import hashlib
@@ -44,6 +46,7 @@ class XServer:
     account_id: str = ACCOUNT_ID
     failures: list[int] = field(default_factory=list)
     sent: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    media: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # path -> (file, type)
 
 
 @contextmanager
@@ -61,7 +64,10 @@ def serve_x() -> Iterator[XServer]:
         def do_GET(self) -> None:
             if not self.authorised():
                 return
-            if self.path == "/2/users/me":
+            if self.path in state.media:
+                data, content_type = state.media[self.path]
+                self.reply(200, data, content_type=content_type)
+            elif self.path == "/2/users/me":
                 self.reply_json(
                     200, {"data": {"id": state.account_id, "name": "Shop", "username": "shop"}}
                 )

@@ -16,22 +16,35 @@ from typing import Any
 import boto3
 import psycopg
 import pytest
+from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from psycopg.rows import DictRow
 from pydantic import SecretStr
 
 from api.app import create_app
+from api.core.db import Database
+from api.email.sender import SendPolicy, reply_address, send_due_emails
+from api.email.ses import SesClient
 from tests.factories.edge import bearer, edge_settings
-from tests.factories.email import add_contacts, list_campaign, start
+from tests.factories.email import (
+    SENDER_DOMAIN,
+    add_contacts,
+    list_campaign,
+    start,
+    verified_sender,
+)
+from tests.factories.flows import create_flow, send_step, template, tick
 from tests.factories.workspaces import User, acting_as, create_user, one
 from tests.fakes import sns_signing
 from tests.fakes.jwks import JwksServer
 from tests.fakes.ses_inbound import TOPIC, notification, received
 from tests.fakes.ses_server import REGION, moto_ses, sent_raw_messages
 from tests.fakes.sns_signing import Certificate, SnsHost, serve_sns
+from tests.fakes.storage_server import SERVICE_KEY, serve_storage
 
 Conn = psycopg.Connection[DictRow]
 certificate = sns_signing.certificate
+CRON = "cron-" + uuid.uuid4().hex
 
 
 @pytest.fixture(scope="module")
@@ -171,9 +184,20 @@ def test_inbound_mail_is_parsed_sanitised_and_filed_once(
     assert row["quoted_text"].startswith("On Mon, 1 Jun 2026 Shop wrote:")
     assert "script" not in row["html"] and "javascript" not in row["html"]
     assert "onclick" not in row["html"] and 'href="https://track.example"' in row["html"]
-    assert row["attachments"] == [
-        {"kind": "file", "filename": "invoice.pdf", "mime_type": "application/pdf", "size": 16}
-    ]
+    [attachment] = row["attachments"]
+    event = one(
+        conn,
+        "select id from private.webhook_events where provider = 'ses_inbound' and event_id = %s",
+        (signed["MessageId"],),
+    )["id"]
+    assert attachment == {
+        "kind": "file",
+        "filename": "invoice.pdf",
+        "mime_type": "application/pdf",
+        "size": 16,
+        # The stored mail and the part: the media cron takes the file from there.
+        "provider_media_id": f"{event}:0",
+    }
     assert row["context"]["subject"] == "Where is my order?"
     # Base64 content (SNS action encoding) reads the same.
     again = mail("jana@example.org", inbound, "Second one")
@@ -252,6 +276,99 @@ def test_a_reply_to_a_campaign_is_linked_only_from_its_recipient(
     bounce = mail("MAILER-DAEMON@example.org", inbound, "Delivery failed", subject="Undelivered")
     mailbox.deliver(bounce, [inbound])
     assert not any(m["address"].startswith("mailer-daemon") for m in messages(conn, channel))
+
+
+def test_campaign_mail_carries_its_recipients_reply_address_and_the_reply_threads_back(
+    conn: Conn,
+    client: TestClient,
+    jwks: JwksServer,
+    mailbox: Mailbox,
+    ses: str,
+    database_url: str,
+) -> None:
+    """The send worker gives each campaign email `Reply-To: reply+r<recipient>@<the inbox's
+    domain>`; a reply from a client that drops the thread headers still lands in the inbox,
+    linked to that recipient, and counts in the campaign's reply rate."""
+    owner = create_user(conn)
+    inbound = address()
+    domain = inbound.split("@")[1]
+    channel = connect(client, jwks, owner, inbound)
+    readers = add_contacts(conn, owner, 2)
+    campaign = list_campaign(conn, owner, readers)
+    # Only this campaign is sending (others of this database stay as their tests left them).
+    paused = [
+        r["id"]
+        for r in conn.execute(
+            "update public.campaigns set status = 'paused' where status = 'sending' returning id"
+        )
+    ]
+    start(conn, owner, campaign)
+    sender = SesClient(
+        region=REGION,
+        access_key_id="testing",
+        secret_access_key="testing",
+        endpoint_url=ses,
+        configuration_set=None,
+        max_connections=4,
+    )
+    sender.create_identity(SENDER_DOMAIN, adopt_existing=True)
+    database = Database(database_url, pool_mode="session", max_size=4, timeout_seconds=10)
+    database.open()
+    try:
+        policy_ = SendPolicy(
+            link_secret="link-" + uuid.uuid4().hex,
+            link_days=30,
+            max_per_second=1000,
+            concurrency=2,
+            base_url="https://edge.example.test",
+        )
+        report = send_due_emails(database, sender, policy_, budget_seconds=60)
+    finally:
+        database.close()
+        conn.execute("update public.campaigns set status = 'sending' where id = any(%s)", (paused,))
+    assert report.sent >= 2
+    recipients = {
+        r["email"]: r["id"]
+        for r in conn.execute(
+            "select id, email from public.campaign_recipients where campaign_id = %s", (campaign,)
+        )
+    }
+    sent = {
+        m["destinations"][0]: BytesParser(policy=policy.default).parsebytes(m["raw_data"].encode())
+        for m in sent_raw_messages(ses)
+        if m["destinations"][0] in recipients
+    }
+    assert set(sent) == set(recipients)
+    for email, recipient in recipients.items():
+        assert sent[email]["Reply-To"] == f"reply+r{recipient.hex}@{domain}"
+
+    first = sorted(recipients)[0]
+    reply_to = str(sent[first]["Reply-To"])
+    mailbox.deliver(mail(first, reply_to, "Count me in!", subject="Re: News"), [reply_to])
+    [reply] = messages(conn, channel)
+    assert reply["text"] == "Count me in!" and reply["address"] == first
+    assert reply["campaign_recipient_id"] == recipients[first]
+    performance = one(
+        conn,
+        "select replies, reply_rate from analytics.campaign_performance where campaign_id = %s",
+        (campaign,),
+    )
+    assert (performance["replies"], float(performance["reply_rate"])) == (1, 0.5)
+
+
+def test_the_reply_address_keeps_a_campaigns_own_reply_to_on_another_domain() -> None:
+    recipient = uuid.uuid4()
+    row = {"recipient_id": recipient, "from_email": "news@shop.example", "reply_to": None}
+    assert reply_address(row, []) is None
+    assert reply_address(row, ["in.shop.example", "shop.example"]) == (
+        f"reply+r{recipient.hex}@shop.example"
+    )
+    assert reply_address(row, ["in.shop.example"]) == f"reply+r{recipient.hex}@in.shop.example"
+    chosen = {**row, "reply_to": "sales@Other.example"}
+    assert reply_address(chosen, ["shop.example"]) == "sales@Other.example"
+    assert reply_address(chosen, ["other.example", "shop.example"]) == (
+        f"reply+r{recipient.hex}@other.example"
+    )
 
 
 def test_replies_go_out_in_the_thread_and_answers_come_back_to_it(
@@ -466,3 +583,125 @@ def test_a_reply_is_a_replied_contact_event_flows_can_exit_on(
     assert events[0]["name"] == "replied"
     assert events[0]["properties"]["campaign_id"] == str(campaign)
     assert events[0]["properties"]["channel"] == "email"
+
+
+def test_replies_to_a_flow_email_count_for_its_step_and_flow(
+    conn: Conn, client: TestClient, jwks: JwksServer, mailbox: Mailbox
+) -> None:
+    """A flow's send step mails as its own campaign: a reply to it (auto-replies excepted)
+    counts in analytics.flow_step_reply_rates and flow_reply_rates, for members only."""
+    conn.execute("update public.flows set status = 'paused' where status = 'active'")
+    owner, stranger = create_user(conn), create_user(conn)
+    inbound = address()
+    connect(client, jwks, owner, inbound)
+    sender = verified_sender(conn, owner)
+    steps = [send_step("hello", template(conn, owner), sender)]
+    flow = create_flow(conn, owner, "tag_added", steps, trigger_config={"tag": "new"})
+    conn.execute(
+        "insert into public.contacts (workspace_id, email, consent_state, tags)"
+        " select %s, 'flow' || n || '-' || %s || '@mail.example.org', 'granted', '{new}'"
+        " from generate_series(1, 4) n",
+        (owner.workspace_id, uuid.uuid4().hex[:8]),
+    )
+    tick(conn)
+    rows = conn.execute(
+        "select r.id, r.email from public.campaign_recipients r"
+        " join public.flow_steps s on s.campaign_id = r.campaign_id"
+        " where s.flow_id = %s order by r.email",
+        (flow,),
+    ).fetchall()
+    assert len(rows) == 4
+    ses_ids = {}
+    for row in rows:
+        ses_id = f"0107019{uuid.uuid4().hex[:9]}-{uuid.uuid4()}-000000"
+        conn.execute(
+            "update public.campaign_recipients set status = 'sent', sent_at = now(),"
+            " ses_message_id = %s where id = %s",
+            (ses_id, row["id"]),
+        )
+        ses_ids[row["email"]] = ses_id
+    emails = [r["email"] for r in rows]
+
+    def answer(address_: str, text: str, **headers: str) -> None:
+        thread = {"In-Reply-To": f"<{ses_ids[address_]}@eu-central-1.amazonses.com>", **headers}
+        raw = mail(address_, inbound, text, subject="Re: Welcome", headers=thread)
+        mailbox.deliver(raw, [inbound])
+
+    answer(emails[0], "Thanks, a question about sizes")
+    answer(emails[0], "And one more")
+    answer(emails[1], "I am out of office", **{"Auto-Submitted": "auto-replied"})
+    with acting_as(conn, owner):
+        [step] = conn.execute(
+            "select step_key, sent, replies, reply_rate from analytics.flow_step_reply_rates"
+            " where flow_id = %s",
+            (flow,),
+        ).fetchall()
+        [total] = conn.execute(
+            "select sent, replies, reply_rate from analytics.flow_reply_rates where flow_id = %s",
+            (flow,),
+        ).fetchall()
+    assert (step["step_key"], step["sent"], step["replies"], str(step["reply_rate"])) == (
+        "hello",
+        4,
+        1,
+        "0.2500",
+    )
+    assert (total["sent"], total["replies"], str(total["reply_rate"])) == (4, 1, "0.2500")
+    with acting_as(conn, stranger):
+        assert (
+            conn.execute(
+                "select * from analytics.flow_step_reply_rates where flow_id = %s", (flow,)
+            ).fetchall()
+            == []
+        )
+        assert conn.execute("select * from analytics.flow_step_replies()").fetchall() == []
+
+
+def test_attachments_are_stored_in_the_inbox_bucket_and_active_content_is_refused(
+    conn: Conn,
+    client: TestClient,
+    jwks: JwksServer,
+    mailbox: Mailbox,
+    database_url: str,
+) -> None:
+    owner = create_user(conn)
+    inbound = address()
+    channel = connect(client, jwks, owner, inbound)
+    message = EmailMessage()
+    message["From"] = "petra@example.org"
+    message["To"] = inbound
+    message["Subject"] = "Two files"
+    message["Message-ID"] = f"<{uuid.uuid4().hex}@mail.example.org>"
+    message.set_content("Please see the attached.")
+    message.add_attachment(
+        b"%PDF-1.4 the order", maintype="application", subtype="pdf", filename="order.pdf"
+    )
+    message.add_attachment(
+        b"<script>steal()</script>", maintype="text", subtype="html", filename="view.html"
+    )
+    assert mailbox.deliver(bytes(message), [inbound]).status_code == 200
+    with serve_storage() as storage:
+        settings = edge_settings(
+            database_url,
+            jwks,
+            integrations_encryption_key=SecretStr(Fernet.generate_key().decode()),
+            cron_secret=SecretStr(CRON),
+            supabase_service_key=SecretStr(SERVICE_KEY),
+            supabase_storage_url=storage.base_url,
+        )
+        with TestClient(create_app(settings)) as edge:
+            while one(
+                conn,
+                "select count(*) as n from private.inbox_media_queue"
+                " where status = 'pending' and next_attempt_at <= now()",
+            )["n"]:
+                answer = edge.get("/api/v1/cron/inbox", headers={"Authorization": f"Bearer {CRON}"})
+                assert answer.status_code == 200, answer.text
+        stored = {p: d for (bucket, p), d in storage.objects.items() if bucket == "inbox"}
+    [row] = messages(conn, channel)
+    pdf, page = row["attachments"]
+    path = f"{owner.workspace_id}/{row['conversation_id']}/{row['id']}/0-order.pdf"
+    assert (pdf["status"], pdf["storage_path"], pdf["size"]) == ("stored", path, 18)
+    assert stored[path] == b"%PDF-1.4 the order"
+    assert page["status"] == "refused" and "storage_path" not in page
+    assert [p for p in stored if p.startswith(f"{owner.workspace_id}/")] == [path]

@@ -20,6 +20,7 @@ from api.app import create_app
 from tests.factories.edge import bearer, edge_settings
 from tests.factories.workspaces import User, add_member, create_user, one
 from tests.fakes.jwks import JwksServer
+from tests.fakes.storage_server import SERVICE_KEY, serve_storage
 from tests.fakes.telegram_server import (
     BOT_ID,
     TOKEN,
@@ -31,6 +32,7 @@ from tests.fakes.telegram_server import (
 
 Conn = psycopg.Connection[DictRow]
 KEY = Fernet.generate_key().decode()
+CRON = "cron-" + uuid.uuid4().hex
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +194,94 @@ def test_a_refused_token_is_a_422_and_the_same_bot_cannot_join_two_workspaces(
         headers=bearer(jwks, other),
     )
     assert taken.status_code == 409 and taken.json()["error"]["code"] == "channel_taken"
+
+
+def media_cron(
+    conn: Conn, database_url: str, jwks: JwksServer, telegram: TelegramServer
+) -> dict[str, bytes]:
+    """Runs cron/inbox against a local Storage until no attachment is due (each run takes 20,
+    and other tests' may be queued first); answers the files stored in the bucket."""
+    with serve_storage() as storage:
+        settings = edge_settings(
+            database_url,
+            jwks,
+            integrations_encryption_key=SecretStr(KEY),
+            cron_secret=SecretStr(CRON),
+            telegram_api_url=telegram.base_url,
+            supabase_service_key=SecretStr(SERVICE_KEY),
+            supabase_storage_url=storage.base_url,
+        )
+        with TestClient(create_app(settings)) as edge:
+            while one(
+                conn,
+                "select count(*) as n from private.inbox_media_queue"
+                " where status = 'pending' and next_attempt_at <= now()",
+            )["n"]:
+                answer = edge.get("/api/v1/cron/inbox", headers={"Authorization": f"Bearer {CRON}"})
+                assert answer.status_code == 200, answer.text
+        return {path: data for (bucket, path), data in storage.objects.items() if bucket == "inbox"}
+
+
+def test_files_are_fetched_into_the_inbox_bucket_within_size_and_type_limits(
+    conn: Conn,
+    client: TestClient,
+    jwks: JwksServer,
+    telegram: TelegramServer,
+    bot_free: None,
+    database_url: str,
+) -> None:
+    owner = create_user(conn)
+    channel, secret = connect(client, jwks, owner, telegram)
+    chat = random.randrange(10**8, 10**9)
+    photo, page, film = (f"BAAC{uuid.uuid4().hex}" for _ in range(3))
+    telegram.files[photo] = b"\xff\xd8\xff\xe0 the damaged box"
+    telegram.files[page] = b"<html><script>alert(1)</script></html>"
+    telegram.files[film] = b"\x00\x00\x00\x18ftypmp42 pretend 30 MB"
+    telegram.announced_sizes[film] = 30 * 1024 * 1024
+    update = photo_update(9100, chat, 90)
+    update["message"]["photo"][-1]["file_id"] = photo
+    document = message_update(9101, chat, 91, "")
+    del document["message"]["text"]
+    document["message"]["document"] = {
+        "file_id": page,
+        "file_unique_id": "AgADpage",
+        "file_name": "invoice.html",
+        "mime_type": "text/html",
+        "file_size": 38,
+    }
+    video = message_update(9102, chat, 92, "")
+    del video["message"]["text"]
+    video["message"]["video"] = {
+        "file_id": film,
+        "file_unique_id": "AgADfilm",
+        "width": 1920,
+        "height": 1080,
+        "duration": 600,
+        "mime_type": "video/mp4",
+        "file_size": 30 * 1024 * 1024,
+    }
+    for each in (update, document, video):
+        assert post_update(client, channel, secret, each).status_code == 200
+    stored = media_cron(conn, database_url, jwks, telegram)
+    rows = {
+        r["attachments"][0]["provider_media_id"]: r
+        for r in conn.execute(
+            "select id, conversation_id, attachments from public.messages where channel_id = %s",
+            (channel,),
+        ).fetchall()
+    }
+    kept = rows[photo]
+    path = f"{owner.workspace_id}/{kept['conversation_id']}/{kept['id']}/0-photo"
+    assert kept["attachments"][0]["status"] == "stored"
+    assert kept["attachments"][0]["storage_path"] == path
+    assert stored[path] == b"\xff\xd8\xff\xe0 the damaged box"
+    assert rows[page]["attachments"][0]["status"] == "refused"
+    assert rows[film]["attachments"][0]["status"] == "too_large"
+    mine = [p for p in stored if p.startswith(f"{owner.workspace_id}/")]
+    assert mine == [path]
+    refusal = one(
+        conn,
+        "select q.last_error from private.inbox_media_queue q where q.message_id = %s",
+        (rows[page]["id"],),
+    )
+    assert refusal["last_error"] == "content type text/html is not kept"

@@ -174,6 +174,90 @@ def test_a_signed_message_opens_a_conversation_once_however_often_it_comes(
     assert all("text" not in b["payload"] for b in broadcasts)
 
 
+def test_a_delivery_is_stored_and_applied_in_the_one_transaction_that_answered_it(
+    conn: Conn, client: TestClient
+) -> None:
+    """The secret read, the stored delivery, the message and the conversation's counters are
+    one transaction: every row written carries the same transaction id (xmin), and the message
+    is there when the answer comes (nothing is left for after it)."""
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    body = inbound(
+        sender,
+        [text_message(sender, "One transaction?")],
+        phone_number_id=account_id(conn, channel),
+    )
+    assert post_webhook(client, channel, body).json()["data"] == {"outcome": "accepted"}
+    written = one(
+        conn,
+        "select e.xmin::text as event, e.status, m.xmin::text as message,"
+        " c.xmin::text as conversation, c.inbound_count, k.xmin::text as counter"
+        " from private.webhook_events e"
+        " join public.messages m on m.channel_id = %s"
+        " join public.conversations c on c.id = m.conversation_id"
+        " join public.inbox_counters k on k.workspace_id = c.workspace_id"
+        " where e.event_id like %s",
+        (channel, f"{channel}:%"),
+    )
+    assert written["status"] == "applied" and written["inbound_count"] == 1
+    assert written["event"] == written["message"] == written["conversation"] == written["counter"]
+
+
+def test_an_apply_that_fails_keeps_the_delivery_for_the_replay(
+    conn: Conn, client: TestClient
+) -> None:
+    """A failing apply is rolled back on its own: the delivery stays stored, its failure is
+    counted (the error's code only), Meta gets its 200, and the replay applies it later."""
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    marker = f"fail-{uuid.uuid4().hex}"
+    body = inbound(
+        sender, [text_message(sender, marker)], phone_number_id=account_id(conn, channel)
+    )
+    conn.execute(
+        "create function public.test_refuse_marker() returns trigger language plpgsql as"
+        f" $$begin if new.text = '{marker}' then raise exception 'refused'; end if;"
+        " return new; end$$"
+    )
+    conn.execute(
+        "create trigger test_refuse_marker before insert on public.messages"
+        " for each row execute function public.test_refuse_marker()"
+    )
+    try:
+        answer = post_webhook(client, channel, body)
+    finally:
+        conn.execute("drop trigger test_refuse_marker on public.messages")
+        conn.execute("drop function public.test_refuse_marker()")
+    assert answer.status_code == 200 and answer.json()["data"] == {"outcome": "accepted"}
+    stored = one(
+        conn,
+        "select id, status, attempts, last_error from private.webhook_events"
+        " where event_id like %s",
+        (f"{channel}:%",),
+    )
+    assert (stored["status"], stored["attempts"], stored["last_error"]) == (
+        "received",
+        1,
+        "sql P0001",
+    )
+    assert not conn.execute(
+        "select 1 from public.messages where channel_id = %s", (channel,)
+    ).fetchall()
+    conn.execute(
+        "update private.webhook_events set received_at = now() - interval '10 minutes',"
+        " next_attempt_at = now() - interval '1 minute' where id = %s",
+        (stored["id"],),
+    )
+    replay = client.get("/api/v1/cron/webhook-replay", headers={"Authorization": f"Bearer {CRON}"})
+    assert replay.status_code == 200, replay.text
+    applied = one(conn, "select text from public.messages where channel_id = %s", (channel,))
+    assert applied["text"] == marker
+    # Meta's retry of the same bytes is a duplicate now.
+    assert post_webhook(client, channel, body).json()["data"] == {"outcome": "duplicate"}
+
+
 def test_forged_unknown_and_malformed_deliveries_store_nothing(
     conn: Conn, client: TestClient
 ) -> None:

@@ -20,13 +20,16 @@ from psycopg.rows import DictRow
 from pydantic import SecretStr
 
 from api.app import create_app
+from api.inbox.x.client import XClient, XError
 from tests.factories.edge import bearer, edge_settings
 from tests.factories.workspaces import User, acting_as, create_user, one
 from tests.fakes.jwks import JwksServer
+from tests.fakes.storage_server import SERVICE_KEY, serve_storage
 from tests.fakes.x_server import TOKEN, XServer, dm_delivery, serve_x, x_signature
 
 Conn = psycopg.Connection[DictRow]
 KEY = Fernet.generate_key().decode()
+CRON = "cron-" + uuid.uuid4().hex
 CONSUMER_SECRET = "consumer-" + uuid.uuid4().hex
 
 
@@ -178,3 +181,78 @@ def test_erasing_a_sender_with_a_long_x_id_removes_their_stored_deliveries(
     with acting_as(conn, owner):
         conn.execute("select public.erase_contact(%s)", (contact,))
     assert one(conn, stored, (f"%{sender}%",))["n"] == 0
+
+
+def test_dm_media_is_fetched_into_the_inbox_bucket_and_pages_are_refused(
+    conn: Conn,
+    client: TestClient,
+    jwks: JwksServer,
+    x_api: XServer,
+    account: str,
+    database_url: str,
+) -> None:
+    owner = create_user(conn)
+    channel = connect(client, jwks, owner)
+    sent: dict[str, str] = {}
+    for name, data, content_type in (
+        ("photo.jpg", b"\xff\xd8\xff\xe0 a receipt", "image/jpeg"),
+        ("photo.png", b"<svg onload='alert(1)'/>", "image/png"),
+    ):
+        path = f"/1.1/ton/data/dm/{uuid.uuid4().int % 10**18}/{uuid.uuid4().hex[:8]}/{name}"
+        x_api.media[path] = (data, content_type)
+        media_id = str(uuid.uuid4().int % 10**18)
+        delivery = dm_delivery("3001969357", "", for_user_id=account)
+        delivery["direct_message_events"][0]["message_create"]["message_data"]["attachment"] = {
+            "type": "media",
+            "media": {
+                "id": int(media_id),
+                "id_str": media_id,
+                "media_url_https": f"{x_api.base_url}{path}",
+                "type": "photo",
+            },
+        }
+        assert deliver(client, channel, delivery).status_code == 200
+        sent[name] = media_id
+    with serve_storage() as storage:
+        settings = edge_settings(
+            database_url,
+            jwks,
+            integrations_encryption_key=SecretStr(KEY),
+            cron_secret=SecretStr(CRON),
+            x_api_url=x_api.base_url,
+            supabase_service_key=SecretStr(SERVICE_KEY),
+            supabase_storage_url=storage.base_url,
+        )
+        with TestClient(create_app(settings)) as edge:
+            while one(
+                conn,
+                "select count(*) as n from private.inbox_media_queue"
+                " where status = 'pending' and next_attempt_at <= now()",
+            )["n"]:
+                answer = edge.get("/api/v1/cron/inbox", headers={"Authorization": f"Bearer {CRON}"})
+                assert answer.status_code == 200, answer.text
+        stored = {p: d for (bucket, p), d in storage.objects.items() if bucket == "inbox"}
+    rows = {
+        r["attachments"][0]["provider_media_id"]: r
+        for r in conn.execute(
+            "select id, conversation_id, attachments from public.messages where channel_id = %s",
+            (channel,),
+        ).fetchall()
+    }
+    kept = rows[sent["photo.jpg"]]
+    path = f"{owner.workspace_id}/{kept['conversation_id']}/{kept['id']}/0-photo"
+    assert kept["attachments"][0]["status"] == "stored"
+    assert stored[path] == b"\xff\xd8\xff\xe0 a receipt"
+    # Served as a PNG, but no PNG: never stored.
+    assert rows[sent["photo.png"]]["attachments"][0]["status"] == "refused"
+    assert [p for p in stored if p.startswith(f"{owner.workspace_id}/")] == [path]
+
+
+def test_media_is_asked_only_of_xs_media_host() -> None:
+    """The account's token goes to ton.twitter.com (or the configured API), never to a host a
+    delivery names."""
+    api = XClient("https://api.x.com", timeout_seconds=1)
+    for url in ("https://evil.example/ton/photo.jpg", "https://ton.twitter.com.evil.example/a.jpg"):
+        with pytest.raises(XError) as refused_url:
+            api.media(url, TOKEN, 1024)
+        assert refused_url.value.status == 400

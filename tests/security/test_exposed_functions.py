@@ -173,6 +173,9 @@ REVIEWED: dict[str, str] = {
     "analytics.campaign_replies()": (
         "tests/inbox/test_email.py::test_replies_count_for_campaign_performance_and_stop_suppresses"
     ),
+    "analytics.flow_step_replies()": (
+        "tests/inbox/test_email.py::test_replies_to_a_flow_email_count_for_its_step_and_flow"
+    ),
     "public.request_erasure_batch(uuid, uuid[])": (
         "tests/privacy/test_erasure_batches.py::test_members_outsiders_and_bad_lists_are_refused"
     ),

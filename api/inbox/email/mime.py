@@ -215,14 +215,22 @@ def body_parts(message: EmailMessage) -> tuple[str | None, str | None]:
     return text, html
 
 
-def attachments(message: EmailMessage) -> list[dict[str, Any]]:
+def attachment_parts(message: EmailMessage) -> list[EmailMessage]:
+    """The parts that are attachments, in order: the n-th is the message's n-th attachment."""
     found = []
     for part in message.walk():
         if part.is_multipart():
             continue
-        filename = part.get_filename()
-        if part.get_content_disposition() != "attachment" and not filename:
+        if part.get_content_disposition() != "attachment" and not part.get_filename():
             continue
+        found.append(part)
+    return found[:50]
+
+
+def attachments(message: EmailMessage) -> list[dict[str, Any]]:
+    found = []
+    for part in attachment_parts(message):
+        filename = part.get_filename()
         payload = part.get_payload(decode=True)
         found.append(
             {
@@ -232,7 +240,21 @@ def attachments(message: EmailMessage) -> list[dict[str, Any]]:
                 "size": len(payload) if isinstance(payload, bytes) else 0,
             }
         )
-    return found[:50]
+    return found
+
+
+def attachment_payload(raw: bytes, index: int) -> tuple[bytes, str] | None:
+    """The decoded bytes and declared type of the mail's `index`-th attachment (as numbered by
+    `attachments`), or None when it has no such part."""
+    message = BytesParser(policy=policy.default).parsebytes(raw)
+    assert isinstance(message, EmailMessage)
+    parts = attachment_parts(message)
+    if not 0 <= index < len(parts):
+        return None
+    payload = parts[index].get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return None
+    return payload, parts[index].get_content_type()[:200]
 
 
 def reply_token(address: str) -> tuple[str, uuid.UUID] | None:

@@ -300,6 +300,11 @@ def applier(database: Database) -> Applier:
             return finish(event, "ignored:no_content")
         mail = mime.parse(raw)
         document = {**mail.as_json(), "ses_message_id": received.mail.messageId}
+        # Each attachment is fetched into Storage by the media cron from this stored mail.
+        document["attachments"] = [
+            {**attachment, "provider_media_id": f"{event.id}:{index}"}
+            for index, attachment in enumerate(document["attachments"])
+        ]
         with database.as_service() as conn:
             row = conn.execute(
                 "select private.ingest_inbound_email(%s, %s, %s, %s) as outcome",

@@ -1,12 +1,16 @@
 """The Telegram Bot API client: who the bot is (getMe), where its updates go (setWebhook with a
-secret token) and replies (sendMessage). Answers are `{ok, result}` or `{ok: false,
-error_code, description, parameters: {retry_after}}`; failures raise `TelegramError`."""
+secret token), replies (sendMessage) and the files of inbound messages (getFile, then
+`/file/bot<token>/<file_path>`; bots may download files up to 20 MB). Answers are `{ok,
+result}` or `{ok: false, error_code, description, parameters: {retry_after}}`; failures raise
+`TelegramError`."""
 
 import re
 from typing import Any
 
 import httpx
 
+FILE_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+FILE_PATH = re.compile(r"^[A-Za-z0-9_./-]{1,300}$")
 BOT_TOKEN = re.compile(r"^[0-9]{1,20}:[A-Za-z0-9_-]{20,100}$")
 ALLOWED_UPDATES = ["message", "edited_message", "channel_post", "edited_channel_post"]
 
@@ -85,3 +89,35 @@ class TelegramClient:
         if not isinstance(result, dict) or not isinstance(result.get("message_id"), int):
             raise TelegramError(502, "sendMessage answered without a message id")
         return f"{chat_id}:{result['message_id']}"
+
+    def file(self, token: str, file_id: str, max_bytes: int) -> tuple[bytes, str]:
+        """A file of an inbound message and its path's name (getFile, then the download),
+        refused (413) past `max_bytes` as Telegram announces it and while downloading."""
+        if not FILE_ID.match(file_id):
+            raise TelegramError(400, "The file id is not shaped like one")
+        try:
+            result = self.call(token, "getFile", {"file_id": file_id})
+        except TelegramError as error:
+            if error.status == 400 and "too big" in error.message.lower():
+                raise TelegramError(413, error.message) from error
+            raise
+        path = result.get("file_path") if isinstance(result, dict) else None
+        size = result.get("file_size") if isinstance(result, dict) else None
+        if isinstance(size, int) and size > max_bytes:
+            raise TelegramError(413, f"The file has {size} bytes")
+        if not isinstance(path, str) or not FILE_PATH.match(path) or ".." in path:
+            raise TelegramError(502, "getFile answered without a file path")
+        data = bytearray()
+        try:
+            with httpx.stream(
+                "GET", f"{self.base_url}/file/bot{token}/{path}", timeout=self.timeout_seconds
+            ) as response:
+                if not response.is_success:
+                    raise TelegramError(response.status_code, "The file download failed")
+                for chunk in response.iter_bytes():
+                    data.extend(chunk)
+                    if len(data) > max_bytes:
+                        raise TelegramError(413, "The file is larger than allowed")
+        except httpx.HTTPError as error:
+            raise TelegramError(503, type(error).__name__) from error
+        return bytes(data), path

@@ -1,17 +1,18 @@
 """Telegram Bot API webhooks, one URL per channel: /api/v1/webhooks/telegram/{channel_id}.
 
-Telegram signs nothing: each request carries `X-Telegram-Bot-Api-Secret-Token`, the secret the
-edge generated and gave `setWebhook` at connect, compared in constant time. A verified update is
-stored under `<channel id>:<update_id>` (Telegram redelivers the same id until it gets a 2xx),
-acknowledged at once and applied after the answer (private.apply_telegram_event); the replay
-cron applies what did not finish. Updates of kinds the inbox does not read are stored and
-skipped, never refused, so Telegram does not retry them forever."""
+Telegram signs nothing: each request carries `X-Telegram-Bot-Api-Secret-Token`, the secret the edge
+generated and gave `setWebhook` at connect, compared in constant time. A verified update is stored
+under `<channel id>:<update_id>` (Telegram redelivers the same id until it gets a 2xx), and applied
+(private.apply_telegram_event) in the one transaction that read the channel's secret
+(private.receive_webhook_event); the replay cron applies what did not finish. Updates of kinds the
+inbox does not read are stored and skipped, never refused, so Telegram does not retry them
+forever."""
 
 import secrets
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Security
+from fastapi import APIRouter, Depends, Security
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -23,7 +24,7 @@ from api.core.openapi import JSON, documented, inline_schema, merged_errors
 from api.core.signatures import WEBHOOK_SIGNATURE_ERRORS, WEBHOOK_SIGNATURE_INVALID, same_signature
 from api.inbox.deps import Box
 from api.inbox.errors import OPENING_CREDENTIALS
-from api.inbox.secrets import stored_channel
+from api.inbox.secrets import channel_on
 from api.webhooks.body import parse_json, raw_body
 from api.webhooks.intake import Applier, Intake, sql_applier
 
@@ -57,8 +58,9 @@ class Update(BaseModel):
 
 class WebhookOutcome(BaseModel):
     outcome: Literal["accepted", "duplicate"] = Field(
-        description="`accepted`: stored, applied right after the answer (or by the replay "
-        "cron); `duplicate`: Telegram redelivered an update already applied"
+        description="`accepted`: stored and applied before the answer, in one transaction (an "
+        "apply that failed is retried by the replay cron); `duplicate`: Telegram redelivered "
+        "an update already applied"
     )
 
 
@@ -98,7 +100,6 @@ WEBHOOK_ERRORS = merged_errors(
 )
 def telegram_webhook(
     channel_id: UUID,
-    background: BackgroundTasks,
     body: Annotated[bytes, Depends(raw_body)],
     secret_token: Annotated[str | None, Security(SECRET_TOKEN)],
     database: ServiceDatabase,
@@ -107,21 +108,21 @@ def telegram_webhook(
 ) -> dict[str, Any]:
     """The edge registers this URL with setWebhook when the bot is connected. Unknown channels
     answer as a wrong secret does."""
-    channel = stored_channel(database, box, channel_id)
-    expected = (
-        channel.secrets.get("secret_token", "") if channel and channel.kind == "telegram" else ""
-    )
-    if not expected or not secret_token or not same_signature(expected, secret_token):
-        raise ApiError(401, "signature_invalid", WEBHOOK_SIGNATURE_INVALID)
-    try:
-        update = Update.model_validate(parse_json(body))
-    except ValidationError as error:
-        raise ApiError(422, "invalid_input", "The body is not a Telegram Update") from error
-    recorded = intake.record(PROVIDER, f"{channel_id}:{update.update_id}", body)
-    if recorded.duplicate:
-        return ok({"outcome": "duplicate"})
-    intake.apply_later(background, PROVIDER, recorded.event)
-    return ok({"outcome": "accepted"})
+    with database.as_service() as conn:
+        channel = channel_on(conn, box, channel_id)
+        expected = (
+            channel.secrets.get("secret_token", "")
+            if channel and channel.kind == "telegram"
+            else ""
+        )
+        if not expected or not secret_token or not same_signature(expected, secret_token):
+            raise ApiError(401, "signature_invalid", WEBHOOK_SIGNATURE_INVALID)
+        try:
+            update = Update.model_validate(parse_json(body))
+        except ValidationError as error:
+            raise ApiError(422, "invalid_input", "The body is not a Telegram Update") from error
+        received = intake.receive(conn, PROVIDER, f"{channel_id}:{update.update_id}", body)
+    return ok({"outcome": "duplicate" if received.duplicate else "accepted"})
 
 
 def applier(database: Database) -> Applier:

@@ -3,9 +3,10 @@
 GET answers Meta's verification (`hub.mode=subscribe`, the channel's verify token) with the
 `hub.challenge`. POST is verified with the app secret (`X-Hub-Signature-256: sha256=<hex HMAC>`
 of the raw body, compared in constant time), checked for the envelope's shape, stored under
-`<channel id>:<body sha256>` (Meta has no event id, and a retry carries the same bytes),
-acknowledged at once and applied after the answer in SQL (private.apply_whatsapp_event);
-the replay cron applies anything stored but not applied. Messages are unique per wamid and
+`<channel id>:<body sha256>` (Meta has no event id, and a retry carries the same bytes) and
+applied in SQL (private.apply_whatsapp_event) in the one transaction that read the channel's
+secret (private.receive_webhook_event); the replay cron applies anything stored but not
+applied. Messages are unique per wamid and
 statuses only move forward, so a re-delivery or a reordering changes nothing."""
 
 import hashlib
@@ -13,7 +14,7 @@ import re
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Security
+from fastapi import APIRouter, Depends, Query, Security
 from fastapi.responses import PlainTextResponse
 from fastapi.security import APIKeyHeader, APIKeyQuery
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -27,7 +28,7 @@ from api.core.secrets_box import SecretBox
 from api.core.signatures import WEBHOOK_SIGNATURE_ERRORS, same_signature, verify_webhook_hmac
 from api.inbox.deps import Box
 from api.inbox.errors import OPENING_CREDENTIALS
-from api.inbox.secrets import StoredChannel, stored_channel
+from api.inbox.secrets import StoredChannel, channel_on, stored_channel
 from api.webhooks.body import parse_json, raw_body
 from api.webhooks.intake import Applier, Intake, sql_applier
 
@@ -91,8 +92,9 @@ class WhatsAppWebhook(Loose):
 
 class WebhookOutcome(BaseModel):
     outcome: Literal["accepted", "duplicate"] = Field(
-        description="`accepted`: stored, applied right after the answer (or by the replay "
-        "cron); `duplicate`: Meta re-delivered a body already applied"
+        description="`accepted`: stored and applied before the answer, in one transaction (an "
+        "apply that failed is retried by the replay cron); `duplicate`: Meta re-delivered a "
+        "body already applied"
     )
 
 
@@ -197,7 +199,6 @@ def whatsapp_verify(
 )
 def whatsapp_webhook(
     channel_id: UUID,
-    background: BackgroundTasks,
     body: Annotated[bytes, Depends(raw_body)],
     signature: Annotated[str | None, Security(HUB_SIGNATURE)],
     database: ServiceDatabase,
@@ -207,29 +208,30 @@ def whatsapp_webhook(
     """Point the Meta app's webhook (field `messages`) here with the verify token given at
     connect. Unknown channels answer as a bad signature does, so nothing is learnt about which
     channels exist."""
-    channel = channel_or_none(database, box, channel_id)
-    sent = (
-        signature.removeprefix("sha256=") if signature and signature.startswith("sha256=") else None
-    )
-    verify_webhook_hmac(
-        channel.secrets.get("app_secret") if channel else None,
-        body,
-        sent,
-        digest="sha256",
-        encoding="hex",
-    )
-    try:
-        WhatsAppWebhook.model_validate(parse_json(body))
-    except ValidationError as error:
-        raise ApiError(
-            422, "invalid_input", "The body is not a WhatsApp Business Account webhook"
-        ) from error
-    event_id = f"{channel_id}:{hashlib.sha256(body).hexdigest()}"
-    recorded = intake.record(PROVIDER, event_id, body)
-    if recorded.duplicate:
-        return ok({"outcome": "duplicate"})
-    intake.apply_later(background, PROVIDER, recorded.event)
-    return ok({"outcome": "accepted"})
+    with database.as_service() as conn:
+        found = channel_on(conn, box, channel_id)
+        channel = found if found is not None and found.kind == "whatsapp" else None
+        sent = (
+            signature.removeprefix("sha256=")
+            if signature and signature.startswith("sha256=")
+            else None
+        )
+        verify_webhook_hmac(
+            channel.secrets.get("app_secret") if channel else None,
+            body,
+            sent,
+            digest="sha256",
+            encoding="hex",
+        )
+        try:
+            WhatsAppWebhook.model_validate(parse_json(body))
+        except ValidationError as error:
+            raise ApiError(
+                422, "invalid_input", "The body is not a WhatsApp Business Account webhook"
+            ) from error
+        event_id = f"{channel_id}:{hashlib.sha256(body).hexdigest()}"
+        received = intake.receive(conn, PROVIDER, event_id, body)
+    return ok({"outcome": "duplicate" if received.duplicate else "accepted"})
 
 
 def applier(database: Database) -> Applier:

@@ -1,5 +1,6 @@
 """The X API v2 client for direct messages: who the connected account is (`GET /2/users/me`)
-and replies (`POST /2/dm_conversations/with/{participant_id}/messages`), with the account's
+replies (`POST /2/dm_conversations/with/{participant_id}/messages`) and the media of inbound
+messages (their `ton.twitter.com` URL, fetched with the same token), with the account's
 OAuth 2.0 user-context token (scopes dm.write, dm.read, tweet.read, users.read). Failures
 raise `XError`; 429 carries the time `x-rate-limit-reset` names."""
 
@@ -11,6 +12,8 @@ from urllib.parse import quote
 import httpx
 
 USER_ID = re.compile(r"^[1-9][0-9]{0,24}$")
+# Direct-message media are served from X's TON host only; nothing else is fetched with the token.
+MEDIA_HOST = "https://ton.twitter.com/"
 
 
 class XError(Exception):
@@ -74,3 +77,31 @@ class XClient:
         if not isinstance(event_id, str) or not event_id:
             raise XError(502, "X answered without a dm_event_id")
         return event_id
+
+    def media(self, url: str, token: str, max_bytes: int) -> tuple[bytes, str]:
+        """A direct message's media file and the type X serves it as, refused (413) past
+        `max_bytes` as announced and while downloading. Only X's TON host (or this client's own
+        base URL, which tests point at a local server) is asked, so the token goes nowhere else."""
+        if not (url.startswith(MEDIA_HOST) or url.startswith(f"{self.base_url}/")):
+            raise XError(400, "The media URL is not on X's media host")
+        data = bytearray()
+        try:
+            with httpx.stream(
+                "GET",
+                url,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=self.timeout_seconds,
+            ) as response:
+                if not response.is_success:
+                    raise XError(response.status_code, "The media download failed")
+                announced = response.headers.get("content-length", "")
+                if announced.isdigit() and int(announced) > max_bytes:
+                    raise XError(413, f"The file has {announced} bytes")
+                for chunk in response.iter_bytes():
+                    data.extend(chunk)
+                    if len(data) > max_bytes:
+                        raise XError(413, "The file is larger than allowed")
+                content_type = response.headers.get("content-type", "")
+        except httpx.HTTPError as error:
+            raise XError(503, type(error).__name__) from error
+        return bytes(data), content_type.split(";")[0].strip().lower()[:200]

@@ -4,7 +4,8 @@ GET answers X's Challenge-Response Check: `{"response_token": "sha256=" + base64
 consumer secret, crc_token))}`, only for a token shaped as X's (so a captured body can never be
 signed through it). POST is verified with `x-twitter-webhooks-signature: sha256=<base64
 HMAC-SHA256 of the raw body, keyed with the consumer secret>`, stored under `<channel id>:<body
-sha256>`, acknowledged at once and applied after the answer (private.apply_x_event). X is off
+sha256>` and applied (private.apply_x_event) in the one transaction that read the channel's
+secret (private.receive_webhook_event). X is off
 for a workspace until it connects an account: without a channel every call answers 401."""
 
 import base64
@@ -14,7 +15,7 @@ import re
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Security
+from fastapi import APIRouter, Depends, Query, Security
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -27,7 +28,7 @@ from api.core.secrets_box import SecretBox
 from api.core.signatures import WEBHOOK_SIGNATURE_ERRORS, verify_webhook_hmac
 from api.inbox.deps import Box
 from api.inbox.errors import OPENING_CREDENTIALS
-from api.inbox.secrets import StoredChannel, stored_channel
+from api.inbox.secrets import StoredChannel, channel_on, stored_channel
 from api.webhooks.body import parse_json, raw_body
 from api.webhooks.intake import Applier, Intake, sql_applier
 
@@ -65,8 +66,9 @@ class DirectMessageEvents(BaseModel):
 
 class WebhookOutcome(BaseModel):
     outcome: Literal["accepted", "duplicate", "ignored"] = Field(
-        description="`accepted`: stored, applied right after the answer (or by the replay "
-        "cron); `duplicate`: a redelivery; `ignored`: an activity other than direct messages"
+        description="`accepted`: stored and applied before the answer, in one transaction (an "
+        "apply that failed is retried by the replay cron); `duplicate`: a redelivery; "
+        "`ignored`: an activity other than direct messages"
     )
 
 
@@ -158,7 +160,6 @@ def x_crc(
 )
 def x_webhook(
     channel_id: UUID,
-    background: BackgroundTasks,
     body: Annotated[bytes, Depends(raw_body)],
     signature: Annotated[str | None, Security(SIGNATURE)],
     database: ServiceDatabase,
@@ -167,31 +168,33 @@ def x_webhook(
 ) -> dict[str, Any]:
     """Register this URL with the Account Activity API and subscribe the account. Unknown
     channels answer as a bad signature does."""
-    channel = x_channel(database, box, channel_id)
-    sent = (
-        signature.removeprefix("sha256=") if signature and signature.startswith("sha256=") else None
-    )
-    verify_webhook_hmac(
-        channel.secrets.get("consumer_secret") if channel else None,
-        body,
-        sent,
-        digest="sha256",
-        encoding="base64",
-    )
-    document = parse_json(body)
-    if isinstance(document, dict) and "direct_message_events" not in document:
-        return ok({"outcome": "ignored"})
-    try:
-        DirectMessageEvents.model_validate(document)
-    except ValidationError as error:
-        raise ApiError(
-            422, "invalid_input", "The body is not an Account Activity delivery"
-        ) from error
-    recorded = intake.record(PROVIDER, f"{channel_id}:{hashlib.sha256(body).hexdigest()}", body)
-    if recorded.duplicate:
-        return ok({"outcome": "duplicate"})
-    intake.apply_later(background, PROVIDER, recorded.event)
-    return ok({"outcome": "accepted"})
+    with database.as_service() as conn:
+        found = channel_on(conn, box, channel_id)
+        channel = found if found is not None and found.kind == "x" else None
+        sent = (
+            signature.removeprefix("sha256=")
+            if signature and signature.startswith("sha256=")
+            else None
+        )
+        verify_webhook_hmac(
+            channel.secrets.get("consumer_secret") if channel else None,
+            body,
+            sent,
+            digest="sha256",
+            encoding="base64",
+        )
+        document = parse_json(body)
+        if isinstance(document, dict) and "direct_message_events" not in document:
+            return ok({"outcome": "ignored"})
+        try:
+            DirectMessageEvents.model_validate(document)
+        except ValidationError as error:
+            raise ApiError(
+                422, "invalid_input", "The body is not an Account Activity delivery"
+            ) from error
+        event_id = f"{channel_id}:{hashlib.sha256(body).hexdigest()}"
+        received = intake.receive(conn, PROVIDER, event_id, body)
+    return ok({"outcome": "duplicate" if received.duplicate else "accepted"})
 
 
 def applier(database: Database) -> Applier:
