@@ -17,7 +17,7 @@ from typing import Any
 from tests.fakes.http_server import FakeHandler, serve
 
 ACCESS_TOKEN = "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"
-COST = {
+COST: dict[str, Any] = {
     "requestedQueryCost": 10,
     "actualQueryCost": 10,
     "throttleStatus": {
@@ -207,6 +207,7 @@ def serve_shopify() -> Iterator[ShopifyServer]:
 
         def run(self, bulk_query: str) -> None:
             running = [o for o in state.operations if o.status in ("CREATED", "RUNNING")]
+            payload: dict[str, Any]
             if running:
                 errors = [
                     {
