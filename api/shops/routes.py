@@ -44,6 +44,7 @@ from api.shops.shopify_admin import (
 )
 from api.shops.shopify_backfill import ShopifyBackfillReport
 from api.shops.shopify_backfill import backfill as shopify_backfill
+from api.shops.shoptet.catalog import CatalogReport, sync_catalog
 from api.shops.shoptet.client import HEADER_VALUE_PATTERN, ShoptetClient, ShoptetError
 from api.shops.shoptet.sync import SyncReport, shoptet_client_for, sync_shop
 from api.shops.woocommerce import (
@@ -286,6 +287,29 @@ def sync_shoptet(
     spend_shop_quota(acting, project_id)
     with shoptet_client(database, box, settings.shoptet_api_url, project_id) as client:
         report = sync_shop(database, client, project_id, SYNC_PAGES_PER_CALL)
+    return ok(report)
+
+
+@router.post(
+    "/shoptet/catalog",
+    response_model=Envelope[CatalogReport],
+    summary="Sync the next pages of changed Shoptet products with their variants",
+    responses=documented(
+        {"pages": 3, "products": 60, "skipped": 0, "finished": True},
+        errors=merged_errors(MEMBERS_WITH_QUOTA, OPENING_CREDENTIALS, SHOPTET_FAILURES),
+    ),
+)
+def sync_shoptet_catalog(
+    project_id: UUID, acting: ActingUser, box: Box, database: ServiceDatabase, settings: AppSettings
+) -> dict[str, Any]:
+    """Reads up to 20 pages (20 products each, with each product's detail for its variants)
+    of the products changed since the last finished run, and upserts each page into the
+    project's catalog; each page commits with its progress and is broadcast as
+    `shop_backfill_progress` on `workspace:<id>:imports`, so a failed call resumes where it
+    stopped. Call again until `finished`. Spends one request of the plan's shop limit."""
+    spend_shop_quota(acting, project_id)
+    with shoptet_client(database, box, settings.shoptet_api_url, project_id) as client:
+        report = sync_catalog(database, client, project_id, SYNC_PAGES_PER_CALL)
     return ok(report)
 
 
