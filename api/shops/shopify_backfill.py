@@ -10,6 +10,7 @@ order, customer or product is the same document (same ids) a webhook would write
 """
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,9 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field
 
 from api.core.db import Database
+from api.core.secrets_box import KeyMismatchError, SecretBox
 from api.shops.customers import shopify_customer
+from api.shops.integration_secrets import NotConnectedError, integration_secrets
 from api.shops.orders import (
     MalformedOrderError,
     Shape,
@@ -30,9 +33,17 @@ from api.shops.orders import (
     require,
 )
 from api.shops.products import shopify_product
-from api.shops.shopify_admin import OPERATION_ID, BulkOperation, ShopifyAdmin
+from api.shops.shopify_admin import (
+    OPERATION_ID,
+    BulkOperation,
+    ShopCredentials,
+    ShopifyAdmin,
+    ShopifyError,
+)
 
+log = logging.getLogger("growthbase.shops")
 StreamName = Literal["customers", "orders", "products"]
+CRON_PROJECTS = 20  # backfills a cron tick looks at
 PAGE_SIZE = 1000  # root objects (customers, orders, products) per page
 BUDGET_SECONDS = 40.0
 RESTARTED = ("failed", "canceled", "expired")
@@ -465,3 +476,52 @@ def bulk_operation_finished(payload: dict[str, Any]) -> dict[str, Any]:
         "status": payload["status"],
         "error_code": payload.get("error_code"),
     }
+
+
+class BackfillsProgress(BaseModel):
+    """What a cron tick carried on."""
+
+    projects: int = Field(description="Projects whose backfill was carried on")
+    customers: int
+    orders: int
+    products: int
+    failed: int = Field(description="Projects Shopify or the stored credentials failed for")
+
+
+def continue_shopify_backfills(
+    database: Database, box: SecretBox, admin_url: str | None, budget_seconds: float
+) -> BackfillsProgress:
+    """Carries on backfills whose bulk query runs or waits to be read, the longest waiting
+    first, within the budget; one project's failure (a refused token, Shopify down, credentials
+    sealed with another key) is logged and the next goes on."""
+    deadline = time.monotonic() + budget_seconds
+    progress = BackfillsProgress(projects=0, customers=0, orders=0, products=0, failed=0)
+    with database.as_service() as conn:
+        due = [
+            row["project_id"]
+            for row in conn.execute(
+                "select project_id from private.shopify_backfills_due(%s)", (CRON_PROJECTS,)
+            ).fetchall()
+        ]
+    for project_id in due:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            token = integration_secrets(database, box, project_id, "shopify").api_token
+            if token is None:
+                continue
+            admin = ShopifyAdmin(ShopCredentials.from_sealed_form(token), admin_url=admin_url)
+            try:
+                report = backfill(database, admin, project_id, budget_seconds=left)
+            finally:
+                admin.close()
+        except (ShopifyError, KeyMismatchError, NotConnectedError) as error:
+            log.warning("shopify backfill of %s: %s", project_id, type(error).__name__)
+            progress.failed += 1
+            continue
+        progress.projects += 1
+        progress.customers += report.customers
+        progress.orders += report.orders
+        progress.products += report.products
+    return progress

@@ -41,6 +41,7 @@ from tests.fakes.shopify_server import (
 Conn = psycopg.Connection[DictRow]
 ENCRYPTION_KEY = Fernet.generate_key().decode()
 WEBHOOK_SECRET = "shpss_" + uuid.uuid4().hex
+CRON = "cron-" + uuid.uuid4().hex
 
 
 @pytest.fixture
@@ -57,6 +58,7 @@ def client(database_url: str, jwks: JwksServer, shopify: ShopifyServer) -> Itera
         integrations_encryption_key=ENCRYPTION_KEY,
         public_base_url="https://edge.example.test",
         shopify_admin_url=shopify.base_url,
+        cron_secret=CRON,
     )
     with TestClient(create_app(settings)) as test_client:
         yield test_client
@@ -393,3 +395,50 @@ def test_a_token_shopify_refuses_and_a_missing_connection_are_client_errors(
         422,
         "shopify_credentials_invalid",
     )
+
+
+def test_the_cron_carries_a_backfill_on_and_leaves_failed_ones_to_their_owner(
+    conn: Conn,
+    client: TestClient,
+    jwks: JwksServer,
+    shopify: ShopifyServer,
+    shop: tuple[User, uuid.UUID],
+) -> None:
+    owner, project = shop
+    stock(shopify, customers=3, orders=2, products=1)
+    assert call_backfill(client, jwks, owner, project).json()["data"]["status"] == "running"
+
+    def tick() -> None:
+        answer = client.get(
+            "/api/v1/cron/shop-backfills", headers={"Authorization": f"Bearer {CRON}"}
+        )
+        assert answer.status_code == 200, answer.text
+
+    def due() -> bool:
+        rows = conn.execute("select project_id from private.shopify_backfills_due(1000)")
+        return project in {row["project_id"] for row in rows.fetchall()}
+
+    # Still running at Shopify: asked, nothing read.
+    tick()
+    assert (due(), counts(conn, project)["contacts"], len(shopify.operations)) == (True, 0, 1)
+    for _ in range(3):
+        shopify.finish()  # no webhook: the cron's poll finds it completed
+        tick()
+    assert counts(conn, project) == {
+        "orders": 2,
+        "items": 4,
+        "contacts": 3,
+        "products": 1,
+        "variants": 2,
+    }
+    # Read to its end: no longer the cron's; nor is a failed query.
+    assert not due()
+    assert call_backfill(client, jwks, owner, project).json()["data"]["status"] == "running"
+    shopify.fail_next = "INTERNAL_SERVER_ERROR"
+    shopify.finish()
+    tick()  # the poll sees the failure
+    assert not due()
+    tick()
+    assert len(shopify.operations) == 4  # the cron started no query again
+    unauthorised = client.get("/api/v1/cron/shop-backfills")
+    assert unauthorised.status_code == 401
