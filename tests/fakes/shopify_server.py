@@ -119,6 +119,7 @@ class ShopifyServer:
     throttled: int = 0  # the next n GraphQL calls answer THROTTLED
     fail_next: str | None = None  # the next operation fails with this errorCode
     range_requests: list[int] = field(default_factory=list)
+    token: str | None = ACCESS_TOKEN  # the access token it accepts; None accepts any (the fuzz's)
 
     def result(self, stream: str) -> bytes:
         lines: list[dict[str, Any]] = []
@@ -164,7 +165,8 @@ def serve_shopify() -> Iterator[ShopifyServer]:
             if not re.fullmatch(r"/admin/api/\d{4}-\d{2}/graphql\.json", self.path):
                 self.reply_json(404, {"errors": "Not Found"})
                 return
-            if self.headers.get("X-Shopify-Access-Token") != ACCESS_TOKEN:
+            sent = self.headers.get("X-Shopify-Access-Token")
+            if state.token is not None and sent != state.token:
                 self.reply_json(
                     401,
                     {
