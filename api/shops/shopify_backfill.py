@@ -408,7 +408,8 @@ def read_result(
     records, saved = write_page(
         database, project_id, stream, state.operation_id, page, currency, offset, True
     )
-    add(report, stream, records, page)
+    if saved:
+        add(report, stream, records, page)
     return saved
 
 

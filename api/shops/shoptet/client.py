@@ -121,9 +121,9 @@ class ShoptetClient:
         return self.get("/api/products", params)
 
     def product(self, guid: str) -> dict[str, Any]:
-        """A product's detail with its variants."""
-        data = self.get(product_path(guid))
-        return detail(data, "product") if "product" in data else data
+        """A product's detail with its variants (the envelope's `data` is the product itself,
+        unlike an order's detail)."""
+        return self.get(product_path(guid))
 
     def order(self, code: str) -> dict[str, Any]:
         return detail(self.get(order_path(code)), "order")
