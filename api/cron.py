@@ -42,6 +42,8 @@ from api.privacy.deps import OptionalSupabase
 from api.privacy.erasure_batches import erase_chunks
 from api.privacy.exports import expire as expire_exports
 from api.privacy.exports import resume_stalled
+from api.shops.deps import OptionalBox as OptionalShopBox
+from api.shops.shopify_backfill import BackfillsProgress, continue_shopify_backfills
 from api.webhooks.intake import Intake
 
 CRON_SECRET = HTTPBearer(
@@ -57,6 +59,7 @@ RETENTION_BUDGET_SECONDS = 40
 FLOW_BUDGET_SECONDS = 40
 EXPORT_REMOVAL_BATCHES = 20
 ERASURE_BUDGET_SECONDS = 40.0
+SHOP_BACKFILL_BUDGET_SECONDS = 40.0
 
 
 def require_cron_secret(
@@ -368,6 +371,29 @@ def continue_imports(database: ServiceDatabase, storage: OptionalStorage) -> dic
     here, doubling nothing); uploads not committed within a day are expired with their parts.
     Jobs that read from Storage wait while Storage is not configured."""
     return ok(continue_import_jobs(database, storage, IMPORT_CRON_BUDGET_SECONDS))
+
+
+@router.get(
+    "/shop-backfills",
+    response_model=Envelope[BackfillsProgress],
+    summary="Carry Shopify backfills on whose bulk query runs or waits to be read",
+    responses=documented(
+        {"projects": 1, "customers": 0, "orders": 12000, "products": 0, "failed": 0}
+    ),
+)
+def continue_shop_backfills(
+    database: ServiceDatabase, box: OptionalShopBox, settings: AppSettings
+) -> dict[str, Any]:
+    """Each Shopify backfill whose bulk query runs is asked about it, and a finished one's
+    result is read a page at a time, for up to 40 s in all; a failed, canceled or expired query
+    waits for the shop owner's next call. Nothing happens without INTEGRATIONS_ENCRYPTION_KEY."""
+    if box is None:
+        return ok(BackfillsProgress(projects=0, customers=0, orders=0, products=0, failed=0))
+    return ok(
+        continue_shopify_backfills(
+            database, box, settings.shopify_admin_url, SHOP_BACKFILL_BUDGET_SECONDS
+        )
+    )
 
 
 class FlowTick(BaseModel):

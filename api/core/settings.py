@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     shoptet_api_url: str = "https://api.myshoptet.com"
     # WooCommerce store origins called without the public-address check (tests' local stand-ins).
     woocommerce_allowed_origins: list[str] = Field(default_factory=list)
+    # Where every Shopify shop's Admin API is called instead of https://<shop>.myshopify.com
+    # (tests' local stand-in); its origin may also serve bulk results over plain http.
+    shopify_admin_url: str | None = None
 
     # Groq (OpenAI-compatible chat completions); without a key AI routes answer 503.
     groq_api_key: SecretStr | None = None

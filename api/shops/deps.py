@@ -27,3 +27,6 @@ def box(client: Annotated[SecretBox, Depends(SECRET_BOX.required)]) -> Iterator[
 
 
 Box = Annotated[SecretBox, Depends(box)]
+
+# Work outside a request (the cron): no key configured leaves shop credentials closed.
+OptionalBox = Annotated[SecretBox | None, Depends(SECRET_BOX.optional)]

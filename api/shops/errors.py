@@ -55,6 +55,27 @@ WOOCOMMERCE_FAILURES: Mapping[int, Mapping[str, str]] = {
     },
     502: {"woocommerce_unavailable": "WooCommerce answered 500"},
 }
+# Storing a Shopify shop's Admin API access: its myshopify.com domain.
+SHOPIFY_SHOP_DOMAIN: Mapping[int, Mapping[str, str]] = {
+    422: {
+        "shop_domain_invalid": "The shop must be its myshopify.com domain, such as "
+        "my-shop.myshopify.com"
+    }
+}
+# Reading a Shopify shop through bulk operations with the stored access token.
+SHOPIFY_FAILURES: Mapping[int, Mapping[str, str]] = {
+    409: {
+        "integration_not_connected": "Connect the Shopify Admin API first",
+        "shopify_bulk_operation_in_progress": "Another bulk query runs for this app and shop; "
+        "call again when it ended",
+    },
+    422: {
+        "shopify_credentials_invalid": "Shopify does not accept the access token; connect again",
+        "shopify_scope_missing": "The access token lacks a scope the backfill needs "
+        "(read_customers, read_orders, read_products)",
+    },
+    502: {"shopify_unavailable": "Shopify answered 500"},
+}
 # Writing orders and contacts (private.upsert_orders, upsert_shop_customers): a new contact past
 # the plan's contact limit, or two writers racing for one new contact's email.
 WRITING_ORDERS: Mapping[int, Mapping[str, str]] = {

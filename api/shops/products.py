@@ -6,7 +6,14 @@ from typing import Any
 
 from pydantic import StrictInt
 
-from api.shops.orders import Scalar, Shape, check_shape, require
+from api.shops.orders import (
+    MalformedOrderError,
+    Scalar,
+    Shape,
+    UnsupportedOrderError,
+    check_shape,
+    require,
+)
 
 
 class Money(Shape):
@@ -59,6 +66,7 @@ class WooCommerceProductBody(Shape):
     status: str | None = None
     categories: list[Category] | None = None
     images: list[Image] | None = None
+    type: str | None = None
 
 
 SHOPIFY_STATUSES = {"active": "active", "draft": "draft", "archived": "archived"}
@@ -135,3 +143,61 @@ def shopify_deleted_product(product: dict[str, Any]) -> dict[str, Any]:
 
 def woocommerce_deleted_product(product: dict[str, Any]) -> dict[str, Any]:
     return deleted_product(WooCommerceProductBody, product)
+
+
+class Attribute(Shape):
+    name: str | None = None
+    option: str | None = None
+
+
+class WooCommerceVariation(Shape):
+    """A WooCommerce product variation (REST API v3 `/products/<id>/variations`): the fields
+    the edge reads."""
+
+    id: Scalar | None = None
+    sku: str | None = None
+    price: Scalar | None = None
+    stock_quantity: StrictInt | None = None
+    status: str | None = None
+    image: Image | None = None
+    attributes: list[Attribute] | None = None
+
+
+def woocommerce_variant(variation: dict[str, Any], currency: str | None) -> dict[str, Any]:
+    """A variation as a variant: its title from its attributes' options (`Red / XL`), its price
+    kept with the store's currency."""
+    check_shape(WooCommerceVariation, variation)
+    require(variation, "id")
+    options = [a.get("option") for a in variation.get("attributes") or [] if a.get("option")]
+    price = variation.get("price")
+    priced = currency and price not in (None, "")
+    return {
+        "external_id": str(variation["id"]),
+        "title": " / ".join(options) or None,
+        "sku": variation.get("sku") or None,
+        "inventory": variation.get("stock_quantity"),
+        "image_url": (variation.get("image") or {}).get("src"),
+        "status": WOOCOMMERCE_STATUSES.get(str(variation.get("status")), "active"),
+        **({"price": str(price), "currency": currency} if priced else {}),
+    }
+
+
+def woocommerce_catalog_product(
+    product: dict[str, Any], variations: list[dict[str, Any]] | None, currency: str | None
+) -> dict[str, Any]:
+    """A product read by the backfill: the webhook's mapping, its price with the store's
+    currency, and for a variable product its variations as its variants (the variations a
+    variation the shop sent malformed left out)."""
+    document = woocommerce_product(product)
+    price = product.get("price")
+    if currency and price not in (None, ""):
+        document.update(price=str(price), currency=currency)
+    if variations is not None:
+        variants = []
+        for variation in variations:
+            try:
+                variants.append(woocommerce_variant(variation, currency))
+            except (MalformedOrderError, UnsupportedOrderError):
+                continue
+        document["variants"] = variants
+    return document

@@ -25,6 +25,8 @@ from api.shops.errors import (
     MEMBERS_WITH_QUOTA,
     OPENING_CREDENTIALS,
     SEALING_CREDENTIALS,
+    SHOPIFY_FAILURES,
+    SHOPIFY_SHOP_DOMAIN,
     SHOPTET_FAILURES,
     WOOCOMMERCE_FAILURES,
     WOOCOMMERCE_STORE_URL,
@@ -32,6 +34,17 @@ from api.shops.errors import (
     shop_failure,
 )
 from api.shops.integration_secrets import NotConnectedError, integration_secrets
+from api.shops.shopify_admin import (
+    ACCESS_TOKEN_PATTERN,
+    NOT_CONNECTED,
+    ShopCredentials,
+    ShopifyAdmin,
+    ShopifyError,
+    shop_domain,
+)
+from api.shops.shopify_backfill import ShopifyBackfillReport
+from api.shops.shopify_backfill import backfill as shopify_backfill
+from api.shops.shoptet.catalog import CatalogReport, sync_catalog
 from api.shops.shoptet.client import HEADER_VALUE_PATTERN, ShoptetClient, ShoptetError
 from api.shops.shoptet.sync import SyncReport, shoptet_client_for, sync_shop
 from api.shops.woocommerce import (
@@ -99,6 +112,26 @@ class ApiConnected(BaseModel):
     project_id: UUID
     source: Literal["woocommerce"]
     store_url: str = Field(description="The store's address as stored")
+
+
+class ShopifyApiConnection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    shop_domain: str = Field(
+        min_length=3,
+        max_length=300,
+        description="The shop's myshopify.com domain (my-shop.myshopify.com)",
+    )
+    access_token: Annotated[str, Field(pattern=ACCESS_TOKEN_PATTERN)] = Field(
+        description="The app's Admin API access token (shpat_…) with read_customers, "
+        "read_orders and read_products"
+    )
+
+
+class ShopifyApiConnected(BaseModel):
+    project_id: UUID
+    source: Literal["shopify"]
+    shop_domain: str = Field(description="The shop's domain as stored")
 
 
 class Connected(BaseModel):
@@ -258,6 +291,29 @@ def sync_shoptet(
 
 
 @router.post(
+    "/shoptet/catalog",
+    response_model=Envelope[CatalogReport],
+    summary="Sync the next pages of changed Shoptet products with their variants",
+    responses=documented(
+        {"pages": 3, "products": 60, "skipped": 0, "finished": True},
+        errors=merged_errors(MEMBERS_WITH_QUOTA, OPENING_CREDENTIALS, SHOPTET_FAILURES),
+    ),
+)
+def sync_shoptet_catalog(
+    project_id: UUID, acting: ActingUser, box: Box, database: ServiceDatabase, settings: AppSettings
+) -> dict[str, Any]:
+    """Reads up to 20 pages (20 products each, with each product's detail for its variants)
+    of the products changed since the last finished run, and upserts each page into the
+    project's catalog; each page commits with its progress and is broadcast as
+    `shop_backfill_progress` on `workspace:<id>:imports`, so a failed call resumes where it
+    stopped. Call again until `finished`. Spends one request of the plan's shop limit."""
+    spend_shop_quota(acting, project_id)
+    with shoptet_client(database, box, settings.shoptet_api_url, project_id) as client:
+        report = sync_catalog(database, client, project_id, SYNC_PAGES_PER_CALL)
+    return ok(report)
+
+
+@router.post(
     "/woocommerce/api",
     response_model=Envelope[ApiConnected],
     summary="Store the WooCommerce REST API key a backfill reads the store with",
@@ -331,6 +387,79 @@ def backfill_woocommerce(
         finally:
             client.close()
     except WooCommerceError as error:
+        raise ApiError(error.status, error.code, error.message) from error
+    return ok(report)
+
+
+@router.post(
+    "/shopify/api",
+    response_model=Envelope[ShopifyApiConnected],
+    summary="Store the Shopify Admin API token a backfill reads the shop with",
+    responses=documented(
+        {"project_id": EXAMPLE_PROJECT, "source": "shopify", "shop_domain": "demo.myshopify.com"},
+        errors=merged_errors(MEMBERS_WITH_QUOTA, SEALING_CREDENTIALS, SHOPIFY_SHOP_DOMAIN),
+    ),
+    openapi_extra=json_body_example(
+        {"shop_domain": "demo.myshopify.com", "access_token": "shpat_0f1e2d3c4b5a69788796a5b4"}
+    ),
+)
+def connect_shopify_api(
+    project_id: UUID, body: ShopifyApiConnection, acting: ActingUser, box: Box
+) -> dict[str, Any]:
+    """Members and above store the shop's domain and Admin API access token (encrypted by the
+    edge; the webhook secret stays as it was). Spends one request of the plan's shop limit."""
+    try:
+        domain = shop_domain(body.shop_domain)
+    except ShopifyError as error:
+        raise ApiError(error.status, error.code, error.message) from error
+    sealed = box.seal(ShopCredentials(domain, body.access_token).sealed_form())
+    store_credentials(acting, project_id, "shopify", sealed, None)
+    return ok({"project_id": project_id, "source": "shopify", "shop_domain": domain})
+
+
+@router.post(
+    "/shopify/backfill",
+    response_model=Envelope[ShopifyBackfillReport],
+    summary="Carry the Shopify shop's bulk backfill of customers, orders and products on",
+    responses=documented(
+        {
+            "stream": "orders",
+            "status": "completed",
+            "error_code": None,
+            "customers": 0,
+            "orders": 48000,
+            "products": 0,
+            "skipped": 0,
+            "finished": False,
+        },
+        errors=merged_errors(
+            MEMBERS_WITH_QUOTA, OPENING_CREDENTIALS, SHOPIFY_FAILURES, WRITING_ORDERS
+        ),
+    ),
+)
+def backfill_shopify(
+    project_id: UUID, acting: ActingUser, box: Box, database: ServiceDatabase, settings: AppSettings
+) -> dict[str, Any]:
+    """Starts a bulk query of the shop's customers (then orders, then products) and, once
+    Shopify finished it, streams its result into the project a page at a time, as the webhooks
+    write, for about 40 s. Each page commits with its position and is broadcast as
+    `shop_backfill_progress` on `workspace:<id>:imports`; Shopify's `bulk_operations/finish`
+    webhook is broadcast too. Call again until `finished`; a backfill that finished starts over
+    when called again (re-reading only re-upserts). Spends one request of the plan's shop
+    limit."""
+    spend_shop_quota(acting, project_id)
+    token = integration_secrets(database, box, project_id, "shopify").api_token
+    try:
+        if token is None:
+            raise NOT_CONNECTED
+        admin = ShopifyAdmin(
+            ShopCredentials.from_sealed_form(token), admin_url=settings.shopify_admin_url
+        )
+        try:
+            report = shopify_backfill(database, admin, project_id)
+        finally:
+            admin.close()
+    except ShopifyError as error:
         raise ApiError(error.status, error.code, error.message) from error
     return ok(report)
 

@@ -59,6 +59,7 @@ from api.shops.products import (
     woocommerce_deleted_product,
     woocommerce_product,
 )
+from api.shops.shopify_backfill import BulkOperationFinished, bulk_operation_finished
 from api.webhooks.body import parse_json, raw_body
 from api.webhooks.intake import Applier, Intake, StoredEvent
 
@@ -67,7 +68,15 @@ log = logging.getLogger("growthbase.webhooks")
 
 
 # What a topic's body is applied as.
-Kind = Literal["order", "customer", "customer_deleted", "product", "product_deleted", "checkout"]
+Kind = Literal[
+    "order",
+    "customer",
+    "customer_deleted",
+    "product",
+    "product_deleted",
+    "checkout",
+    "bulk_operation",
+]
 Mapper = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -109,6 +118,7 @@ SHOPS = {
             "products/delete": "product_deleted",
             "checkouts/create": "checkout",
             "checkouts/update": "checkout",
+            "bulk_operations/finish": "bulk_operation",
         },
         mappers={
             "order": from_shopify,
@@ -117,6 +127,7 @@ SHOPS = {
             "customer_deleted": shopify_deleted,
             "product": shopify_product,
             "product_deleted": shopify_deleted_product,
+            "bulk_operation": bulk_operation_finished,
         },
     ),
     "woocommerce": ShopWebhook(
@@ -154,6 +165,8 @@ APPLY = {
     "product_deleted": "select private.archive_shop_product(%s, %s, %s)",
     "checkout": "select private.upsert_checkout(%s, %s, %s)",
 }
+# A backfill's bulk operation Shopify finished: its status noted (the source is Shopify's).
+NOTE_BULK_OPERATION = "select private.note_shop_bulk_operation(%s, %s, %s, %s, null)"
 
 
 def signature_scheme(source: str, scheme_name: str, keyed_with: str) -> APIKeyHeader:
@@ -319,7 +332,8 @@ SHOP_WEBHOOK_OPENAPI: dict[str, Any] = {
         "customer topics (Shopify's REST Admin Customer, WooCommerce's REST v3 customer), a "
         "product for the product topics (Shopify's REST Admin Product with its variants, "
         "WooCommerce's REST v3 product), Shopify's checkout for checkouts/create and "
-        "checkouts/update (they start abandoned-cart flows); a deletion sends at least the id. "
+        "checkouts/update (they start abandoned-cart flows), Shopify's bulk operation for "
+        "bulk_operations/finish (a backfill's query ended); a deletion sends at least the id. "
         "Other topics' bodies are acknowledged and ignored. "
         "WooCommerce first pings a new webhook with a form body.",
         "content": {
@@ -333,6 +347,7 @@ SHOP_WEBHOOK_OPENAPI: dict[str, Any] = {
                         inline_schema(ShopifyProductBody.model_json_schema()),
                         inline_schema(WooCommerceProductBody.model_json_schema()),
                         inline_schema(ShopifyCheckout.model_json_schema()),
+                        inline_schema(BulkOperationFinished.model_json_schema()),
                     ]
                 },
                 "examples": {
@@ -452,7 +467,13 @@ def apply_document(
     conn: Connection, project_id: UUID, source: ShopSource, kind: Kind, document: dict[str, Any]
 ) -> None:
     """Writes a mapped order (a page of one), customer or product; unlinks a deleted customer,
-    archives a deleted product."""
+    archives a deleted product; notes a finished bulk operation."""
+    if kind == "bulk_operation":
+        conn.execute(
+            NOTE_BULK_OPERATION,
+            (project_id, document["operation_id"], document["status"], document["error_code"]),
+        )
+        return
     argument: Any = {
         "order": Jsonb([document]),
         "customer": Jsonb(document),

@@ -1,6 +1,7 @@
-"""WooCommerce's REST API (v3) for a backfill: a store's customers, then its orders, read page by
-page (100 a page, oldest id first) with the store's consumer key and secret (HTTP Basic over
-HTTPS), each page upserted set-based with its progress, so a call that dies resumes at its page.
+"""WooCommerce's REST API (v3) for a backfill: a store's customers, then its orders, then its
+products (a variable product with its variations), read page by page (100 a page, oldest id
+first) with the store's consumer key and secret (HTTP Basic over HTTPS), each page upserted
+set-based with its progress, so a call that dies resumes at its page.
 
 The store's URL is the shop owner's input, so the edge calls it only over HTTPS and only when
 its host resolves to public addresses (checked when it is stored and before every backfill
@@ -10,10 +11,12 @@ AI's page reading). A 429 is waited out per Retry-After, a bounded number of tim
 
 import ipaddress
 import json
+import re
 import socket
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -26,10 +29,12 @@ from api.core.db import Database
 from api.core.retry_after import retry_after_seconds
 from api.shops.customers import woocommerce_customer
 from api.shops.orders import MalformedOrderError, UnsupportedOrderError, from_woocommerce
+from api.shops.products import woocommerce_catalog_product
 
 PER_PAGE = 100
 MAX_RATE_LIMIT_WAITS = 5
 MAX_RETRY_AFTER_SECONDS = 60
+MAX_VARIATION_PAGES = 10  # a product's variations read: at most 1,000
 SOURCE = "woocommerce"
 
 
@@ -115,17 +120,11 @@ class WooCommerceClient:
     def close(self) -> None:
         self.http.close()
 
-    def page(self, resource: str, number: int) -> tuple[list[dict[str, Any]], int]:
-        """One page of /customers or /orders, oldest id first, and the number of pages."""
-        params: dict[str, str | int] = {
-            "page": number,
-            "per_page": PER_PAGE,
-            "orderby": "id",
-            "order": "asc",
-        }
+    def get(self, path: str, params: dict[str, str | int]) -> httpx.Response:
+        """A GET after waiting out 429s; a refused key and other failures raised."""
         for _ in range(MAX_RATE_LIMIT_WAITS + 1):
             try:
-                response = self.http.get(f"/{resource}", params=params)
+                response = self.http.get(path, params=params)
             except httpx.TransportError as error:
                 raise WooCommerceError(
                     502, "woocommerce_unavailable", f"WooCommerce: {type(error).__name__}"
@@ -146,6 +145,20 @@ class WooCommerceClient:
             raise WooCommerceError(
                 502, "woocommerce_unavailable", f"WooCommerce answered {response.status_code}"
             )
+        return response
+
+    def page(
+        self, resource: str, number: int, per_page: int = PER_PAGE
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of /customers, /orders, /products or a product's variations, oldest id
+        first, and the number of pages."""
+        params: dict[str, str | int] = {
+            "page": number,
+            "per_page": per_page,
+            "orderby": "id",
+            "order": "asc",
+        }
+        response = self.get(f"/{resource}", params)
         try:
             items = response.json()
             pages = int(response.headers.get("x-wp-totalpages") or 0)
@@ -157,12 +170,48 @@ class WooCommerceClient:
             raise WooCommerceError(502, "woocommerce_unavailable", "WooCommerce sent no list")
         return [item for item in items if isinstance(item, dict)], pages
 
+    def variations(self, product_id: str) -> list[dict[str, Any]]:
+        """A variable product's variations, every page (at most MAX_VARIATION_PAGES)."""
+        found: list[dict[str, Any]] = []
+        for number in range(1, MAX_VARIATION_PAGES + 1):
+            items, pages = self.page(f"products/{product_id}/variations", number)
+            found.extend(items)
+            if number >= pages or not items:
+                break
+        return found
+
+    @cached_property
+    def store_currency(self) -> str | None:
+        """The store's currency, asked once per client."""
+        return self.currency()
+
+    def currency(self) -> str | None:
+        """The store's currency (general settings), which product prices are in; None when the
+        key may not read settings."""
+        try:
+            response = self.get("/settings/general/woocommerce_currency", {})
+            value = response.json().get("value")
+        except (WooCommerceError, ValueError, AttributeError):
+            return None
+        return value if isinstance(value, str) and re.fullmatch(r"[A-Z]{3}", value) else None
+
+
+Mapper = Callable[["WooCommerceClient", dict[str, Any]], dict[str, Any]]
+
 
 @dataclass(frozen=True)
 class Stream:
     name: str  # WooCommerce's resource and BackfillReport's count
     query: str
-    to_document: Callable[[dict[str, Any]], dict[str, Any]]
+    to_document: Mapper
+
+
+def catalog_product(client: "WooCommerceClient", product: dict[str, Any]) -> dict[str, Any]:
+    """A product with its variations (a variable product's), prices in the store's currency."""
+    variations = None
+    if product.get("type") == "variable" and product.get("id") is not None:
+        variations = client.variations(str(product["id"]))
+    return woocommerce_catalog_product(product, variations, client.store_currency)
 
 
 # Customers first, so each order finds its customer by their shop id; one statement per page.
@@ -170,9 +219,14 @@ STREAMS = (
     Stream(
         "customers",
         "select private.upsert_shop_customers(%s, 'woocommerce', %s)",
-        woocommerce_customer,
+        lambda _, customer: woocommerce_customer(customer),
     ),
-    Stream("orders", "select private.upsert_orders(%s, 'woocommerce', %s)", from_woocommerce),
+    Stream(
+        "orders",
+        "select private.upsert_orders(%s, 'woocommerce', %s)",
+        lambda _, order: from_woocommerce(order),
+    ),
+    Stream("products", "select private.upsert_products(%s, 'woocommerce', %s)", catalog_product),
 )
 
 
@@ -182,20 +236,26 @@ class BackfillReport(BaseModel):
     pages: int = Field(default=0, description="Pages read from WooCommerce in this call")
     customers: int = Field(default=0, description="Customers upserted in this call")
     orders: int = Field(default=0, description="Orders upserted in this call")
+    products: int = Field(
+        default=0, description="Products upserted in this call (with their variations)"
+    )
     skipped: int = Field(
         default=0, description="Records without what they need (an id, a total), not written"
     )
     finished: bool = Field(
         default=False,
-        description="Every customer and order has been read; false: call again to carry on",
+        description="Every customer, order and product has been read; false: call again to "
+        "carry on",
     )
 
 
-def mapped(stream: Stream, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def mapped(
+    stream: Stream, client: "WooCommerceClient", items: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     documents = []
     for item in items:
         try:
-            documents.append(stream.to_document(item))
+            documents.append(stream.to_document(client, item))
         except (MalformedOrderError, UnsupportedOrderError, KeyError):
             continue
     return documents
@@ -225,8 +285,8 @@ def positions(database: Database, project_id: UUID) -> dict[str, int | None]:
 def backfill(
     database: Database, client: WooCommerceClient, project_id: UUID, max_pages: int
 ) -> BackfillReport:
-    """Customers, then orders, within a budget of `max_pages` pages in all. Each page's
-    upsert, its progress and its broadcast commit together."""
+    """Customers, then orders, then products, within a budget of `max_pages` pages in all.
+    Each page's upsert, its progress and its broadcast commit together."""
     report = BackfillReport()
     for stream in STREAMS:
         page = positions(database, project_id)[stream.name]
@@ -234,7 +294,7 @@ def backfill(
             if report.pages >= max_pages:
                 return report
             items, page_count = client.page(stream.name, page)
-            documents = mapped(stream, items)
+            documents = mapped(stream, client, items)
             last = page >= page_count or not items
             with database.as_service() as conn:
                 if documents:

@@ -1,5 +1,6 @@
 """A real local HTTP server speaking Shoptet's REST API shape (envelope, paginator, errors,
-429 with an HTTP-date Retry-After), serving the orders and customers a test puts in it."""
+429 with an HTTP-date Retry-After), serving the orders, customers and products (the list, and
+each product's detail with its variants) a test puts in it."""
 
 import email.utils
 import json
@@ -71,6 +72,40 @@ def order_detail(order: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def shoptet_product(
+    number: int, changed: str = "2026-06-01T10:05:00+0200", variants: int = 2, **changes: Any
+) -> dict[str, Any]:
+    """A product's detail; the list serves it without its variants."""
+    product: dict[str, Any] = {
+        "guid": f"9a1b2c3d-0000-4000-8000-{number:012d}",
+        "type": "product",
+        "visibility": "visible",
+        "creationTime": "2026-05-01T09:00:00+0200",
+        "changeTime": changed,
+        "name": f"Boty {number}",
+        "url": f"https://demo.myshoptet.com/boty-{number}/",
+        "brand": {"code": "acme", "name": "Acme"},
+        "defaultCategory": {"guid": "c-1", "name": "Obuv"},
+        "variants": [
+            {
+                "code": f"BOOT-{number}-{size}",
+                "ean": None,
+                "stock": "3.000" if size == 42 else "0.000",
+                "unit": "ks",
+                "visible": True,
+                "price": "1100.00",
+                "includingVat": True,
+                "vatRate": "21.00",
+                "currencyCode": "CZK",
+                "name": f"Velikost: {size}",
+            }
+            for size in range(42, 42 + variants)
+        ],
+    }
+    product.update(changes)
+    return product
+
+
 @dataclass(frozen=True)
 class Failure:
     """The next request whose path starts with `path` (and asks for `page`, if given) fails."""
@@ -91,6 +126,7 @@ class ShoptetServer:
     base_url: str = ""
     orders: list[dict[str, Any]] = field(default_factory=list)
     customers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    products: list[dict[str, Any]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     # Codes whose detail Shoptet answers with a `data` that holds no order (a malformed answer).
     hollow_orders: set[str] = field(default_factory=set)
@@ -169,6 +205,31 @@ def serve_shoptet() -> Iterator[ShoptetServer]:
                                     "errorCode": "order-not-found",
                                     "message": "Order not found.",
                                     "instance": code,
+                                }
+                            ],
+                        ),
+                    )
+            elif url.path == "/api/products":
+                listed = [
+                    {key: value for key, value in p.items() if key != "variants"}
+                    for p in state.products
+                ]
+                self.reply(200, envelope(self.page(query, listed, "products")))
+            elif url.path.startswith("/api/products/"):
+                guid = url.path.rsplit("/", 1)[1]
+                found = [p for p in state.products if p["guid"] == guid]
+                if found:
+                    self.reply(200, envelope(found[0]))
+                else:
+                    self.reply(
+                        404,
+                        envelope(
+                            None,
+                            [
+                                {
+                                    "errorCode": "product-not-found",
+                                    "message": f"Product with guid '{guid}' not found.",
+                                    "instance": guid,
                                 }
                             ],
                         ),

@@ -1,9 +1,12 @@
-"""A real local HTTP server speaking WooCommerce's REST API v3 shape for customers and orders:
-HTTP Basic with the consumer key and secret, `page`/`per_page` paging with the `X-WP-Total` and
-`X-WP-TotalPages` headers, `orderby=id&order=asc`, WooCommerce's error body
-(`{"code", "message", "data": {"status"}}`) and a 429 with Retry-After when a test asks."""
+"""A real local HTTP server speaking WooCommerce's REST API v3 shape for customers, orders,
+products with their variations (`/products/<id>/variations`) and the store's currency setting
+(`/settings/general/woocommerce_currency`): HTTP Basic with the consumer key and secret,
+`page`/`per_page` paging with the `X-WP-Total` and `X-WP-TotalPages` headers,
+`orderby=id&order=asc`, WooCommerce's error body (`{"code", "message", "data": {"status"}}`) and
+a 429 with Retry-After when a test asks."""
 
 import base64
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +25,9 @@ class WooCommerceServer:
     base_url: str = ""
     customers: list[dict[str, Any]] = field(default_factory=list)
     orders: list[dict[str, Any]] = field(default_factory=list)
+    products: list[dict[str, Any]] = field(default_factory=list)
+    variations: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    currency: str | None = "EUR"  # None: the key may not read settings (403)
     # Resources whose next request is answered 429 (once each).
     rate_limited: list[str] = field(default_factory=list)
     requests: list[tuple[str, dict[str, list[str]]]] = field(default_factory=list)
@@ -67,7 +73,38 @@ def serve_woocommerce() -> Iterator[WooCommerceServer]:
                     headers={"Retry-After": "0"},
                 )
                 return
-            records = {"customers": state.customers, "orders": state.orders}.get(resource)
+            if resource == "settings/general/woocommerce_currency":
+                if state.currency is None:
+                    self.reply_json(
+                        403,
+                        {
+                            "code": "woocommerce_rest_cannot_view",
+                            "message": "Sorry, you cannot view this resource.",
+                            "data": {"status": 403},
+                        },
+                    )
+                    return
+                self.reply_json(
+                    200,
+                    {
+                        "id": "woocommerce_currency",
+                        "label": "Currency",
+                        "type": "select",
+                        "default": "USD",
+                        "value": state.currency,
+                    },
+                )
+                return
+            variable = re.fullmatch(r"products/(\d+)/variations", resource)
+            records = (
+                state.variations.get(int(variable.group(1)), [])
+                if variable
+                else {
+                    "customers": state.customers,
+                    "orders": state.orders,
+                    "products": state.products,
+                }.get(resource)
+            )
             if records is None:
                 self.reply_json(
                     404,

@@ -628,3 +628,30 @@ def test_a_cancelled_job_takes_no_more_parts_nor_commits(
     assert (again.status_code, again.json()["error"]["code"]) == (409, "import_job_finished")
     parts = one(conn, "select count(*) as n from private.import_parts where job_id = %s", (job,))
     assert parts["n"] == 0 and orders_of(conn, project) == {}
+
+
+@pytest.mark.parametrize("kind", ["orders", "contacts", "products"])
+def test_a_chunk_whose_staged_rows_are_gone_fails_the_job_and_another_kind_is_left_alone(
+    conn: Conn, owner: User, kind: str
+) -> None:
+    """Each kind's chunk claims its part the same way (private.claim_import_chunk): a job of
+    another kind is answered untouched, and a part whose staged rows a restart emptied fails
+    the job as staging_lost, keeping what earlier parts imported."""
+    project = make_project(conn, owner)
+    job = one(
+        conn,
+        "insert into public.import_jobs (workspace_id, project_id, kind, status, source,"
+        " size_bytes, rows_total, merge_record, created)"
+        " values (%s, %s, %s, 'importing', 'upload', 100, 30, 10, 10) returning id",
+        (owner.workspace_id, project, kind),
+    )["id"]
+    other = "contacts" if kind != "contacts" else "orders"
+    untouched = one(conn, f"select * from private.import_{other}_chunk(%s, 5)", (job,))
+    assert (untouched["status"], untouched["merge_record"]) == ("importing", 10)
+    failed = one(conn, f"select * from private.import_{kind}_chunk(%s, 5)", (job,))
+    assert (failed["status"], failed["error_code"], failed["merge_record"], failed["created"]) == (
+        "failed",
+        "staging_lost",
+        10,
+        10,
+    )

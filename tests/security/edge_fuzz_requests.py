@@ -590,6 +590,7 @@ PREPARE: dict[str, Callable[[Case[Any], Draw, Context], Sending]] = {
     "/api/v1/cron/monthly-credits": cron,
     "/api/v1/cron/privacy-retention": cron,
     "/api/v1/cron/imports": cron,
+    "/api/v1/cron/shop-backfills": cron,
     "/api/v1/cron/privacy-exports": cron,
     "/api/v1/cron/flows": cron,
     "/api/v1/events": custom_events,

@@ -65,6 +65,7 @@ from tests.fakes.jwks import JwksServer
 from tests.fakes.make_server import MakeServer, serve_make
 from tests.fakes.razorpay_server import KEY_ID, KEY_SECRET, RazorpayServer, serve_razorpay
 from tests.fakes.ses_server import REGION, moto_ses
+from tests.fakes.shopify_server import ShopifyServer, serve_shopify
 from tests.fakes.shoptet_server import TOKEN, ShoptetServer, serve_shoptet, shoptet_order
 from tests.fakes.sns_signing import Certificate, SnsHost, serve_sns
 from tests.fakes.storage_server import SERVICE_KEY, StorageServer, serve_storage
@@ -217,6 +218,14 @@ def bot_api() -> Iterator[TelegramServer]:
 @pytest.fixture(scope="module")
 def x_api() -> Iterator[XServer]:
     with serve_x() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def shopify() -> Iterator[ShopifyServer]:
+    """Accepts any access token, so whatever a fuzzed `shopify/api` stored reaches the backfill."""
+    with serve_shopify() as server:
+        server.token = None
         yield server
 
 
@@ -387,6 +396,7 @@ def edge_schema(
     database_url: str,
     jwks: JwksServer,
     shoptet: ShoptetServer,
+    shopify: ShopifyServer,
     groq: GroqServer,
     razorpay: RazorpayServer,
     make: MakeServer,
@@ -428,6 +438,7 @@ def edge_schema(
             email_send_budget_seconds=2,
             integrations_encryption_key=SecretStr(SECRETS.encryption_key),
             shoptet_api_url=shoptet.base_url,
+            shopify_admin_url=shopify.base_url,
             supabase_service_key=SecretStr(SERVICE_KEY),
             supabase_storage_url=storage.base_url,
             supabase_auth_url=auth.base_url,

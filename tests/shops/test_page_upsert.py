@@ -1,10 +1,13 @@
 """A page of shop orders is written set-based by private.upsert_orders, with the rules of the
 one-order upsert: customers by shop id then email (one contact per email within the page), a
-later copy of an order in the page wins, lines replaced only when the document has items."""
+later copy of an order in the page wins, lines replaced only when the document has items. A page
+of products likewise by private.upsert_products: the last listing wins, unchanged products are
+not written, listed variants are exactly the product's afterwards, unlisted keys keep them."""
 
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
@@ -84,3 +87,57 @@ def test_a_page_is_written_with_the_one_order_rules(conn: Conn) -> None:
         (project,),
     ).fetchall()
     assert [tuple(r.values()) for r in lines] == [("1001", 1), ("1002", 2)]
+
+
+def upsert_products(conn: Conn, project: Any, source: str, documents: Any) -> int:
+    with conn.transaction():
+        become_service(conn)
+        row = conn.execute(
+            "select private.upsert_products(%s, %s, %s) as written",
+            (project, source, Jsonb(documents)),
+        ).fetchone()
+    assert row is not None
+    return int(row["written"])
+
+
+def variant(external_id: str, **changes: Any) -> dict[str, Any]:
+    return {"external_id": external_id, "sku": f"SKU-{external_id}", "price": "9.90", **changes}
+
+
+def test_a_page_of_products_is_written_with_its_variants(conn: Conn) -> None:
+    user = create_user(conn)
+    project = make_project(conn, user)
+    page = [
+        {"external_id": "p1", "title": "Tea", "variants": [variant("v1"), variant("v2")]},
+        {"external_id": "p2", "title": "Mug", "price": "5.00", "currency": "EUR"},
+        {"external_id": "p1", "title": "Green tea", "variants": [variant("v1", currency="EUR")]},
+        {"external_id": "p3"},  # no title: left out
+        "not a product",
+    ]
+    assert upsert_products(conn, project, "shoptet", page) == 2
+    assert upsert_products(conn, project, "shoptet", page) == 0  # unchanged: not written
+    # A product without a variants key keeps its variants; an empty list removes them.
+    upsert_products(conn, project, "shoptet", [{"external_id": "p1", "title": "Green tea"}])
+    rows = conn.execute(
+        "select p.external_id, p.title, p.price, p.currency,"
+        " array_agg(v.external_id || ':' || coalesce(v.price::text, '-') order by v.external_id)"
+        " filter (where v.id is not null) as variants"
+        " from public.products p left join public.product_variants v on v.product_id = p.id"
+        " where p.project_id = %s group by p.id order by p.external_id",
+        (project,),
+    ).fetchall()
+    assert [tuple(r.values()) for r in rows] == [
+        ("p1", "Green tea", None, None, ["v1:9.90"]),  # the last listing; v2 removed
+        ("p2", "Mug", 5, "EUR", None),
+    ]
+    upsert_products(conn, project, "shoptet", [{"external_id": "p1", "title": "T", "variants": []}])
+    gone = conn.execute(
+        "select count(*) as n from public.product_variants v join public.products p"
+        " on p.id = v.product_id where p.project_id = %s",
+        (project,),
+    ).fetchone()
+    assert gone is not None and gone["n"] == 0
+    assert upsert_products(conn, project, "csv", page) == 0  # not a shop: nothing written
+    assert upsert_products(conn, project, "shoptet", {"external_id": "p9"}) == 0
+    with pytest.raises(psycopg.ProgrammingError, match="Project not found"):
+        upsert_products(conn, user.workspace_id, "shoptet", page)  # no such project

@@ -1,6 +1,6 @@
 """Shoptet: connect and test the token, sync orders page by page (429s, a crash and a resume,
-increments), and verified webhooks applied by fetching the detail — all against a local server
-speaking Shoptet's API shape."""
+increments), sync the catalog (products with their variants), and verified webhooks applied by
+fetching the detail — all against a local server speaking Shoptet's API shape."""
 
 import hashlib
 import hmac
@@ -24,7 +24,14 @@ from api.shops.shoptet.client import ShoptetClient, ShoptetError
 from tests.factories.edge import bearer, documented_codes, edge_settings
 from tests.factories.workspaces import User, add_member, create_user, make_project, one
 from tests.fakes.jwks import JwksServer
-from tests.fakes.shoptet_server import TOKEN, Failure, ShoptetServer, serve_shoptet, shoptet_order
+from tests.fakes.shoptet_server import (
+    TOKEN,
+    Failure,
+    ShoptetServer,
+    serve_shoptet,
+    shoptet_order,
+    shoptet_product,
+)
 
 Conn = psycopg.Connection[DictRow]
 SIGNATURE_KEY = "shoptet-signature-" + uuid.uuid4().hex
@@ -594,3 +601,80 @@ def test_without_the_encryption_key_shops_answer_503_and_spend_no_limit(
             "last_error": "NoEncryptionKeyError provider_not_configured",
         }
     ]
+
+
+def shoptet_catalog(conn: Conn, shop: Shop) -> list[tuple[Any, ...]]:
+    rows = conn.execute(
+        "select p.title, p.status, p.category, p.sku, p.price, p.currency,"
+        " count(v.id) as variants, sum(v.inventory) as inventory"
+        " from public.products p left join public.product_variants v on v.product_id = p.id"
+        " where p.project_id = %s and p.source = 'shoptet' group by p.id order by p.title",
+        (shop.project,),
+    ).fetchall()
+    return [tuple(row.values()) for row in rows]
+
+
+def test_the_catalog_is_synced_with_its_variants_and_resumes_after_a_failure(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn
+) -> None:
+    shoptet.products = [shoptet_product(n) for n in range(1, 45)]
+    shoptet.products[0] = shoptet_product(1, variants=1, visibility="hidden")
+    shoptet.products.append(shoptet_product(45, name=""))  # no name: skipped
+    shoptet.failures.append(Failure("/api/products", 500, page=2))
+    failed = shop.post("catalog")
+    assert (failed.status_code, failed.json()["error"]["code"]) == (502, "shoptet_unavailable")
+    resumed = shop.post("catalog")
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["data"] == {"pages": 2, "products": 24, "skipped": 1, "finished": True}
+    pages = [int(q["page"][0]) for path, q in shoptet.requests if path == "/api/products"]
+    assert pages == [1, 2, 2, 3]  # page 1 was written before page 2 failed
+    rows = shoptet_catalog(conn, shop)
+    assert len(rows) == 44
+    assert rows[0] == ("Boty 1", "draft", "Obuv", "BOOT-1-42", 1100, "CZK", 1, 3)
+    assert rows[1][3:] == (None, None, None, 2, 3)  # two variants: their own codes and prices
+    variant = one(
+        conn,
+        "select v.title, v.sku, v.price, v.currency, v.status from public.product_variants v"
+        " where v.external_id = 'BOOT-2-43' and v.workspace_id = %s",
+        (shop.user.workspace_id,),
+    )
+    assert tuple(variant.values()) == ("Velikost: 43", "BOOT-2-43", 1100, "CZK", "active")
+    progress = conn.execute(
+        "select payload from realtime.messages where topic = %s and event = %s",
+        (f"workspace:{shop.user.workspace_id}:imports", "shop_backfill_progress"),
+    ).fetchall()
+    assert [p["payload"]["page"] for p in progress] == [1, 2, 3]
+
+
+def test_later_runs_ask_only_for_changes_and_link_order_lines(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn
+) -> None:
+    shoptet.orders = [shoptet_order(1)]
+    assert (
+        shop.webhook(
+            {
+                "eshopId": 470000,
+                "event": "order:create",
+                "eventCreated": "2026-06-01T10:06:00+0200",
+                "eventInstance": "2026000001",
+            }
+        ).status_code
+        == 200
+    )
+    shoptet.products = [shoptet_product(1, changed="2026-06-01T10:00:00+0200", variants=1)]
+    shoptet.products[0]["variants"][0]["code"] = "BOOT-42"  # the order's line's code
+    assert shop.post("catalog").json()["data"]["products"] == 1
+    linked = one(
+        conn,
+        "select count(i.variant_id) as n from public.order_items i join public.orders o"
+        " on o.id = i.order_id where o.project_id = %s and i.sku = 'BOOT-42'",
+        (shop.project,),
+    )
+    assert linked["n"] == 1
+    shoptet.products.append(shoptet_product(2, changed="2026-06-02T10:00:00+0200"))
+    shoptet.requests.clear()
+    second = shop.post("catalog").json()["data"]
+    assert second["products"] == 2  # the new one and the last one seen (>=)
+    asked = shoptet.requests[0][1]["changeTimeFrom"][0]
+    assert asked.startswith("2026-06-01T08:00:00")
+    assert len(shoptet_catalog(conn, shop)) == 2

@@ -1,6 +1,7 @@
-"""WooCommerce backfill: the store's REST API key stored encrypted, customers then orders read a
-page at a time and upserted, resumed where a call stopped, 429s waited out, progress broadcast;
-all against a local server speaking WooCommerce's REST v3 shape."""
+"""WooCommerce backfill: the store's REST API key stored encrypted, customers, orders and
+products (variable ones with their variations as variants) read a page at a time and upserted,
+resumed where a call stopped, 429s waited out, progress broadcast; all against a local server
+speaking WooCommerce's REST v3 shape."""
 
 import uuid
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from tests.fakes.woocommerce_server import (
     serve_woocommerce,
 )
 from tests.shops.test_customer_webhooks import woocommerce_customer_body
+from tests.shops.test_product_webhooks import woocommerce_product_body
 from tests.shops.test_shop_webhooks import woocommerce_order
 
 Conn = psycopg.Connection[DictRow]
@@ -156,9 +158,10 @@ def test_customers_then_orders_are_read_page_by_page_and_upserted(
     answer = call_backfill(client, jwks, owner, project)
     assert answer.status_code == 200, answer.text
     assert answer.json()["data"] == {
-        "pages": 5,
+        "pages": 6,
         "customers": 150,
         "orders": 250,
+        "products": 0,
         "skipped": 0,
         "finished": True,
     }
@@ -182,6 +185,7 @@ def test_customers_then_orders_are_read_page_by_page_and_upserted(
         ("orders", 1),
         ("orders", 2),
         ("orders", 3),
+        ("products", 1),
     ]
     # Called again, it reads everything again and changes nothing.
     again = call_backfill(client, jwks, owner, project).json()["data"]
@@ -209,9 +213,10 @@ def test_a_backfill_stopped_by_its_budget_resumes_at_its_page(
         store.close()
     finally:
         database.close()
-    assert reports == [(120, 0, 0, False), (0, 200, 0, False), (0, 130, 1, True)]
+    assert reports == [(120, 0, 0, False), (0, 200, 0, False), (0, 130, 1, False), (0, 0, 0, True)]
     assert woo.pages_requested("customers") == [1, 2]
     assert woo.pages_requested("orders") == [1, 2, 3, 4]
+    assert woo.pages_requested("products") == [1]
     assert counts(conn, project) == (120, 330)
 
 
@@ -239,3 +244,88 @@ def test_a_key_the_store_refuses_and_a_missing_connection_are_client_errors(
         422,
         "woocommerce_credentials_invalid",
     )
+
+
+def variable_mug(product_id: int) -> dict[str, Any]:
+    return woocommerce_product_body(
+        product_id, type="variable", sku="", price="15.30", variations=[product_id + 1]
+    )
+
+
+def variation(variation_id: int, colour: str, **changes: Any) -> dict[str, Any]:
+    body = {
+        "id": variation_id,
+        "sku": f"MUG-{colour.upper()}",
+        "price": "17.50",
+        "regular_price": "17.50",
+        "status": "publish",
+        "stock_quantity": 4,
+        "image": {"id": 8, "src": f"https://shop.example/wp-content/uploads/mug-{colour}.jpg"},
+        "attributes": [{"id": 1, "name": "Colour", "option": colour.title()}],
+    }
+    body.update(changes)
+    return body
+
+
+def test_products_arrive_with_their_variations_as_variants(
+    conn: Conn,
+    client: TestClient,
+    jwks: JwksServer,
+    woo: WooCommerceServer,
+    shop: tuple[User, uuid.UUID],
+) -> None:
+    owner, project = shop
+    stock(woo, customers=1, orders=1)
+    woo.orders[0]["line_items"] = [
+        {"id": 5, "name": "Mug - Red", "sku": "MUG-RED", "quantity": 1, "price": 17.5}
+    ]
+    woo.products = [woocommerce_product_body(70), variable_mug(80)]
+    woo.variations = {
+        80: [variation(81, "red"), variation(82, "blue", status="private"), {"id": 83, "sku": 5}]
+    }
+    answer = call_backfill(client, jwks, owner, project)
+    assert answer.json()["data"]["products"] == 2, answer.text
+    rows = conn.execute(
+        "select p.external_id, p.price, p.currency, v.external_id as variant, v.title,"
+        " v.sku, v.price as variant_price, v.currency as variant_currency, v.inventory,"
+        " v.status from public.products p"
+        " left join public.product_variants v on v.product_id = p.id"
+        " where p.project_id = %s order by p.external_id, v.external_id",
+        (project,),
+    ).fetchall()
+    assert [
+        (
+            r["external_id"],
+            str(r["price"]),
+            r["currency"],
+            r["variant"],
+            r["title"],
+            r["sku"],
+            str(r["variant_price"]),
+            r["variant_currency"],
+            r["status"],
+        )
+        for r in rows
+    ] == [
+        ("70", "15.30", "EUR", None, None, None, "None", None, None),
+        ("80", "15.30", "EUR", "81", "Red", "MUG-RED", "17.50", "EUR", "active"),
+        ("80", "15.30", "EUR", "82", "Blue", "MUG-BLUE", "17.50", "EUR", "draft"),
+    ]
+    line = one(
+        conn,
+        "select v.external_id from public.order_items i join public.orders o on o.id = i.order_id"
+        " join public.product_variants v on v.id = i.variant_id where o.project_id = %s",
+        (project,),
+    )
+    assert line["external_id"] == "81"  # the order's line found its variant by SKU
+    # A variation the shop no longer lists goes; a store whose key may not read settings keeps
+    # prices only where it can name their currency (none).
+    woo.variations[80] = [variation(81, "red")]
+    woo.currency = None
+    call_backfill(client, jwks, owner, project)
+    variants = conn.execute(
+        "select v.external_id, v.price from public.product_variants v"
+        " join public.products p on p.id = v.product_id where p.project_id = %s",
+        (project,),
+    ).fetchall()
+    assert [(v["external_id"], v["price"]) for v in variants] == [("81", None)]

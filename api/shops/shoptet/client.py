@@ -20,6 +20,7 @@ from api.core.retry_after import retry_after_seconds
 
 DEFAULT_API_URL = "https://api.myshoptet.com"
 ITEMS_PER_PAGE = 50  # the most Shoptet serves for orders
+PRODUCTS_PER_PAGE = 20  # each product's detail (its variants) is one more request
 MAX_RATE_LIMIT_WAITS = 5
 MAX_RETRY_AFTER_SECONDS = 60
 # Shoptet's built-in order status ids; shops add their own, which count as in progress.
@@ -112,6 +113,18 @@ class ShoptetClient:
             params["changeTimeFrom"] = changed_since.isoformat()
         return self.get(f"/api/{resource}", params)
 
+    def products_page(self, page: int, changed_since: datetime | None) -> dict[str, Any]:
+        """One page of /api/products changed since a moment (all when None)."""
+        params: dict[str, Any] = {"page": page, "itemsPerPage": PRODUCTS_PER_PAGE}
+        if changed_since is not None:
+            params["changeTimeFrom"] = changed_since.isoformat()
+        return self.get("/api/products", params)
+
+    def product(self, guid: str) -> dict[str, Any]:
+        """A product's detail with its variants (the envelope's `data` is the product itself,
+        unlike an order's detail)."""
+        return self.get(product_path(guid))
+
     def order(self, code: str) -> dict[str, Any]:
         return detail(self.get(order_path(code)), "order")
 
@@ -131,6 +144,12 @@ def customer_path(guid: str) -> str:
     if not GUID_PATTERN.fullmatch(guid):
         raise ShoptetError(422, "customer_guid_invalid", "Not a Shoptet customer GUID")
     return f"/api/customers/{quote(guid, safe='')}"
+
+
+def product_path(guid: str) -> str:
+    if not GUID_PATTERN.fullmatch(guid):
+        raise ShoptetError(502, "shoptet_bad_response", "A Shoptet product has no GUID")
+    return f"/api/products/{quote(guid, safe='')}"
 
 
 def check_event_instance(event: str, instance: str) -> None:
@@ -215,4 +234,50 @@ def to_customer(customer: dict[str, Any]) -> dict[str, Any]:
         "phone": e164(customer.get("phone"), billing.get("countryCode")),
         "first_name": first,
         "last_name": last,
+    }
+
+
+# Shoptet's product visibility -> our status: shown is active, blocked is archived, the rest
+# (hidden, shown only on its page or at the cash desk) draft.
+PRODUCT_STATUSES = {"visible": "active", "blocked": "archived"}
+
+
+def stock(value: Any) -> int | None:
+    """Shoptet's stock ("12.000") as a whole number; null (not tracked) otherwise."""
+    try:
+        amount = float(str(value))
+    except ValueError:
+        return None
+    return int(amount) if amount.is_integer() and abs(amount) < 1e9 else None
+
+
+def to_product(product: dict[str, Any]) -> dict[str, Any]:
+    """A product's detail: its variants (each known by its code, which order lines carry as
+    their SKU) with their prices in their currency; a product of one variant takes its code
+    and price."""
+    variants = [
+        {
+            "external_id": str(variant["code"]),
+            "title": variant.get("name") or None,
+            "sku": str(variant["code"]),
+            "price": str(variant["price"]) if variant.get("price") is not None else None,
+            "currency": variant.get("currencyCode"),
+            "inventory": stock(variant.get("stock")),
+            "status": "draft" if variant.get("visible") is False else "active",
+        }
+        for variant in product.get("variants") or []
+        if isinstance(variant, dict) and variant.get("code")
+    ]
+    category = product.get("defaultCategory") or {}
+    single = variants[0] if len(variants) == 1 else {}
+    return {
+        "external_id": str(required(product, "guid", "product")),
+        "title": required(product, "name", "product"),
+        "sku": single.get("sku"),
+        "price": single.get("price"),
+        "currency": single.get("currency"),
+        "url": product.get("url"),
+        "category": category.get("name") if isinstance(category, dict) else None,
+        "status": PRODUCT_STATUSES.get(str(product.get("visibility")), "draft"),
+        "variants": variants,
     }

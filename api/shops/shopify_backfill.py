@@ -1,0 +1,528 @@
+"""Shopify backfill: a shop's customers, then orders, then products, each read by one bulk
+query whose JSONL result is streamed a page at a time into the same page upserts the webhooks
+and the WooCommerce backfill use. Each page's upsert and its byte offset commit together
+(`private.save_shop_bulk_page`), so a call that dies resumes at its page; each call works within
+a time budget and answers where the backfill stands (call again until `finished`, or wait for
+the `shop_backfill_progress` broadcast the `bulk_operations/finish` webhook causes).
+
+Shopify's GraphQL objects are turned into the REST shapes its webhooks send, so a backfilled
+order, customer or product is the same document (same ids) a webhook would write.
+"""
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from uuid import UUID
+
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel, Field
+
+from api.core.db import Database
+from api.core.secrets_box import KeyMismatchError, SecretBox
+from api.shops.customers import shopify_customer
+from api.shops.integration_secrets import NotConnectedError, integration_secrets
+from api.shops.orders import (
+    MalformedOrderError,
+    Shape,
+    UnsupportedOrderError,
+    check_shape,
+    from_shopify,
+    require,
+)
+from api.shops.products import shopify_product
+from api.shops.shopify_admin import (
+    OPERATION_ID,
+    BulkOperation,
+    ShopCredentials,
+    ShopifyAdmin,
+    ShopifyError,
+)
+
+log = logging.getLogger("growthbase.shops")
+StreamName = Literal["customers", "orders", "products"]
+CRON_PROJECTS = 20  # backfills a cron tick looks at
+PAGE_SIZE = 1000  # root objects (customers, orders, products) per page
+BUDGET_SECONDS = 40.0
+RESTARTED = ("failed", "canceled", "expired")
+
+CUSTOMERS_QUERY = """
+{
+  customers {
+    edges {
+      node {
+        id email phone firstName lastName
+        defaultAddress { countryCodeV2 }
+        emailMarketingConsent { marketingState }
+      }
+    }
+  }
+}
+"""
+ORDERS_QUERY = """
+{
+  orders(sortKey: CREATED_AT) {
+    edges {
+      node {
+        id createdAt cancelledAt email phone
+        displayFinancialStatus displayFulfillmentStatus
+        totalPriceSet { shopMoney { amount currencyCode } }
+        customer { id email phone firstName lastName }
+        billingAddress { countryCodeV2 }
+        lineItems {
+          edges {
+            node { id sku title quantity originalUnitPriceSet { shopMoney { amount } } }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+PRODUCTS_QUERY = """
+{
+  products {
+    edges {
+      node {
+        id title productType status onlineStoreUrl
+        featuredImage { url }
+        variants {
+          edges { node { id title sku price inventoryQuantity } }
+        }
+      }
+    }
+  }
+}
+"""
+
+
+def legacy_id(gid: Any) -> str:
+    """`gid://shopify/Order/450789469` -> `450789469`, the id Shopify's webhooks carry."""
+    if not isinstance(gid, str) or not gid.startswith("gid://shopify/"):
+        raise UnsupportedOrderError("no gid")
+    tail = gid.rsplit("/", 1)[-1]
+    if not tail.isdigit():
+        raise UnsupportedOrderError("not a numeric gid")
+    return tail
+
+
+def mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def customer_rest(node: dict[str, Any], _: str | None) -> dict[str, Any]:
+    """A GraphQL Customer as the REST Customer its webhooks send."""
+    consent = mapping(node.get("emailMarketingConsent")).get("marketingState")
+    return shopify_customer(
+        {
+            "id": legacy_id(node.get("id")),
+            "email": node.get("email"),
+            "phone": node.get("phone"),
+            "first_name": node.get("firstName"),
+            "last_name": node.get("lastName"),
+            "default_address": {
+                "country_code": mapping(node.get("defaultAddress")).get("countryCodeV2")
+            },
+            **({"email_marketing_consent": {"state": consent.lower()}} if consent else {}),
+        }
+    )
+
+
+def order_rest(node: dict[str, Any], _: str | None) -> dict[str, Any]:
+    """A GraphQL Order (its line items as grouped children) as the REST Order."""
+    money = mapping(mapping(node.get("totalPriceSet")).get("shopMoney"))
+    customer = mapping(node.get("customer"))
+    fulfilled = node.get("displayFulfillmentStatus") == "FULFILLED"
+    return from_shopify(
+        {
+            "id": legacy_id(node.get("id")),
+            "created_at": node.get("createdAt"),
+            "cancelled_at": node.get("cancelledAt"),
+            "email": node.get("email"),
+            "phone": node.get("phone"),
+            "total_price": money.get("amount"),
+            "currency": money.get("currencyCode"),
+            "financial_status": str(node.get("displayFinancialStatus") or "").lower(),
+            "fulfillment_status": "fulfilled" if fulfilled else None,
+            "customer": {
+                "id": legacy_id(customer["id"]),
+                "email": customer.get("email"),
+                "phone": customer.get("phone"),
+                "first_name": customer.get("firstName"),
+                "last_name": customer.get("lastName"),
+            }
+            if customer.get("id")
+            else None,
+            "billing_address": {
+                "country_code": mapping(node.get("billingAddress")).get("countryCodeV2")
+            },
+            "line_items": [
+                {
+                    "sku": item.get("sku"),
+                    "title": item.get("title"),
+                    "quantity": item.get("quantity"),
+                    "price": mapping(
+                        mapping(item.get("originalUnitPriceSet")).get("shopMoney")
+                    ).get("amount"),
+                }
+                for item in node.get("__children") or []
+                if "/LineItem/" in str(item.get("id"))
+            ],
+        }
+    )
+
+
+def product_rest(node: dict[str, Any], currency: str | None) -> dict[str, Any]:
+    """A GraphQL Product (its variants as grouped children) as the REST Product; a variant's
+    price is in the shop's currency, which the REST payload names in presentment prices."""
+    document = shopify_product(
+        {
+            "id": legacy_id(node.get("id")),
+            "title": node.get("title"),
+            "product_type": node.get("productType"),
+            "status": str(node.get("status") or "").lower(),
+            "image": {"src": mapping(node.get("featuredImage")).get("url")},
+            "variants": [
+                {
+                    "id": legacy_id(variant.get("id")),
+                    "title": variant.get("title"),
+                    "sku": variant.get("sku"),
+                    "inventory_quantity": variant.get("inventoryQuantity"),
+                    "presentment_prices": [
+                        {"price": {"amount": variant.get("price"), "currency_code": currency}}
+                    ]
+                    if currency and variant.get("price") is not None
+                    else [],
+                }
+                for variant in node.get("__children") or []
+                if "/ProductVariant/" in str(variant.get("id"))
+            ],
+        }
+    )
+    url = node.get("onlineStoreUrl")
+    return {**document, "url": url} if isinstance(url, str) else document
+
+
+@dataclass(frozen=True)
+class Stream:
+    name: StreamName
+    bulk_query: str
+    statement: str
+    to_document: Callable[[dict[str, Any], str | None], dict[str, Any]]
+
+
+# Customers first, so each order finds its customer by their shop id; one statement per page.
+STREAMS = (
+    Stream(
+        "customers",
+        CUSTOMERS_QUERY,
+        "select private.upsert_shop_customers(%s, 'shopify', %s)",
+        customer_rest,
+    ),
+    Stream("orders", ORDERS_QUERY, "select private.upsert_orders(%s, 'shopify', %s)", order_rest),
+    Stream(
+        "products",
+        PRODUCTS_QUERY,
+        "select private.upsert_products(%s, 'shopify', %s)",
+        product_rest,
+    ),
+)
+
+
+class ShopifyBackfillReport(BaseModel):
+    """What one call did and where the backfill stands."""
+
+    stream: StreamName | None = Field(
+        default=None, description="The stream the call stopped at; null once finished"
+    )
+    status: str | None = Field(
+        default=None,
+        description="That stream's bulk operation as Shopify last said: created, running, "
+        "completed (being read), failed, canceled or expired (a failed, canceled or expired "
+        "one is started again by the next call)",
+    )
+    error_code: str | None = Field(default=None, description="Shopify's errorCode of a failure")
+    customers: int = Field(default=0, description="Customers upserted in this call")
+    orders: int = Field(default=0, description="Orders upserted in this call")
+    products: int = Field(default=0, description="Products upserted in this call")
+    skipped: int = Field(
+        default=0, description="Result lines without what they need (an id, a total), not written"
+    )
+    finished: bool = Field(
+        default=False,
+        description="Every customer, order and product has been read; false: call again",
+    )
+
+
+class SupersededError(Exception):
+    """The stream's operation was replaced while a page was written: the page rolls back."""
+
+
+@dataclass
+class Page:
+    """Root objects of the result with their grouped children, up to the page's size."""
+
+    roots: list[dict[str, Any]] = field(default_factory=list)
+    skipped: int = 0
+
+    def add(self, line: bytes) -> None:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            self.skipped += 1
+            return
+        if not isinstance(record, dict):
+            self.skipped += 1
+        elif "__parentId" in record:
+            parent = self.roots[-1] if self.roots else None
+            if parent is None or parent.get("id") != record["__parentId"]:
+                # Shopify groups children under their parent (groupObjects); one that is not
+                # right after its parent cannot be placed.
+                self.skipped += 1
+            else:
+                parent.setdefault("__children", []).append(record)
+        else:
+            self.roots.append(record)
+
+
+def documents(stream: Stream, roots: list[dict[str, Any]], currency: str | None) -> list[Any]:
+    mapped = []
+    for root in roots:
+        try:
+            mapped.append(stream.to_document(root, currency))
+        except (MalformedOrderError, UnsupportedOrderError, KeyError, TypeError, ValueError):
+            continue
+    return mapped
+
+
+@dataclass(frozen=True)
+class StreamState:
+    operation_id: str
+    status: str
+    bytes_read: int
+    read: bool
+
+
+def states(database: Database, project_id: UUID) -> dict[str, StreamState]:
+    with database.as_service() as conn:
+        rows = conn.execute(
+            "select stream, operation_id, status, bytes_read, read_at is not null as read"
+            " from private.shop_bulk_operations where project_id = %s and source = 'shopify'",
+            (project_id,),
+        ).fetchall()
+    return {
+        row["stream"]: StreamState(
+            row["operation_id"], row["status"], row["bytes_read"], row["read"]
+        )
+        for row in rows
+    }
+
+
+def start(database: Database, admin: ShopifyAdmin, project_id: UUID, stream: Stream) -> str:
+    operation_id = admin.run_bulk_query(stream.bulk_query)
+    with database.as_service() as conn:
+        conn.execute(
+            "select private.start_shop_bulk_operation(%s, %s, %s)",
+            (project_id, stream.name, operation_id),
+        )
+    return operation_id
+
+
+def note(database: Database, project_id: UUID, operation: BulkOperation) -> None:
+    with database.as_service() as conn:
+        conn.execute(
+            "select private.note_shop_bulk_operation(%s, %s, %s, %s, %s)",
+            (
+                project_id,
+                operation.id,
+                operation.status,
+                operation.error_code,
+                operation.object_count,
+            ),
+        )
+
+
+def write_page(
+    database: Database,
+    project_id: UUID,
+    stream: Stream,
+    operation_id: str,
+    page: Page,
+    currency: str | None,
+    offset: int,
+    read: bool,
+) -> tuple[int, bool]:
+    """The page's upsert and its offset in one transaction; (records written, saved). Not
+    saved (rolled back) when a newer call replaced the stream's operation."""
+    written = documents(stream, page.roots, currency)
+    skipped = page.skipped + len(page.roots) - len(written)
+    try:
+        with database.as_service() as conn:
+            if written:
+                conn.execute(stream.statement, (project_id, Jsonb(written)))
+            row = conn.execute(
+                "select private.save_shop_bulk_page(%s, %s, %s, %s, %s, %s, %s) as saved",
+                (project_id, stream.name, operation_id, offset, len(written), skipped, read),
+            ).fetchone()
+            if not (row and row["saved"]):
+                raise SupersededError
+    except SupersededError:
+        return 0, False
+    return len(written), True
+
+
+def read_result(
+    database: Database,
+    admin: ShopifyAdmin,
+    project_id: UUID,
+    stream: Stream,
+    state: StreamState,
+    url: str | None,
+    report: ShopifyBackfillReport,
+    deadline: float,
+    page_size: int,
+) -> bool:
+    """Writes the result from the stored offset a page at a time; whether it was read to its
+    end (an operation that found nothing has no result)."""
+    currency = admin.shop_currency() if stream.name == "products" else None
+    page, offset = Page(), state.bytes_read
+    lines = admin.result_lines(url, state.bytes_read) if url else iter(())
+    for line, end in lines:
+        if not line.strip():
+            offset = end
+            continue
+        if b'"__parentId"' not in line and len(page.roots) >= page_size:
+            records, saved = write_page(
+                database, project_id, stream, state.operation_id, page, currency, offset, False
+            )
+            if not saved:
+                return False
+            add(report, stream, records, page)
+            page = Page()
+            if time.monotonic() >= deadline:
+                return False
+        page.add(line)
+        offset = end
+    records, saved = write_page(
+        database, project_id, stream, state.operation_id, page, currency, offset, True
+    )
+    if saved:
+        add(report, stream, records, page)
+    return saved
+
+
+def add(report: ShopifyBackfillReport, stream: Stream, records: int, page: Page) -> None:
+    setattr(report, stream.name, getattr(report, stream.name) + records)
+    report.skipped += page.skipped + len(page.roots) - records
+
+
+def backfill(
+    database: Database,
+    admin: ShopifyAdmin,
+    project_id: UUID,
+    *,
+    budget_seconds: float = BUDGET_SECONDS,
+    page_size: int = PAGE_SIZE,
+) -> ShopifyBackfillReport:
+    """Customers, then orders, then products: starts each stream's bulk query when it has
+    none (or its last one failed, was canceled or expired), asks Shopify how it stands, and
+    reads a completed one's result until the budget is spent. A backfill that finished starts
+    over when called again (re-reading only re-upserts)."""
+    deadline = time.monotonic() + budget_seconds
+    report = ShopifyBackfillReport()
+    known = states(database, project_id)
+    if len(known) == len(STREAMS) and all(state.read for state in known.values()):
+        known = {}
+    for stream in STREAMS:
+        state = known.get(stream.name)
+        if state is not None and state.read:
+            continue
+        if report.stream is not None and time.monotonic() >= deadline:
+            report.stream, report.status = stream.name, state.status if state else None
+            return report
+        report.stream = stream.name
+        if state is None or state.status in RESTARTED:
+            state = StreamState(start(database, admin, project_id, stream), "created", 0, False)
+        operation = admin.bulk_operation(state.operation_id)
+        note(database, project_id, operation)
+        report.status = operation.status.lower()
+        report.error_code = operation.error_code
+        if operation.status != "COMPLETED":
+            return report
+        if not read_result(
+            database, admin, project_id, stream, state, operation.url, report, deadline, page_size
+        ):
+            return report
+    report.stream, report.status, report.error_code, report.finished = None, None, None, True
+    return report
+
+
+class BulkOperationFinished(Shape):
+    """Shopify's `bulk_operations/finish` webhook body: the fields the edge reads."""
+
+    admin_graphql_api_id: str | None = None
+    status: str | None = None
+    error_code: str | None = None
+
+
+def bulk_operation_finished(payload: dict[str, Any]) -> dict[str, Any]:
+    check_shape(BulkOperationFinished, payload)
+    require(payload, "admin_graphql_api_id", "status")
+    if not OPERATION_ID.fullmatch(payload["admin_graphql_api_id"]):
+        raise UnsupportedOrderError("not a bulk operation id")
+    return {
+        "operation_id": payload["admin_graphql_api_id"],
+        "status": payload["status"],
+        "error_code": payload.get("error_code"),
+    }
+
+
+class BackfillsProgress(BaseModel):
+    """What a cron tick carried on."""
+
+    projects: int = Field(description="Projects whose backfill was carried on")
+    customers: int
+    orders: int
+    products: int
+    failed: int = Field(description="Projects Shopify or the stored credentials failed for")
+
+
+def continue_shopify_backfills(
+    database: Database, box: SecretBox, admin_url: str | None, budget_seconds: float
+) -> BackfillsProgress:
+    """Carries on backfills whose bulk query runs or waits to be read, the longest waiting
+    first, within the budget; one project's failure (a refused token, Shopify down, credentials
+    sealed with another key) is logged and the next goes on."""
+    deadline = time.monotonic() + budget_seconds
+    progress = BackfillsProgress(projects=0, customers=0, orders=0, products=0, failed=0)
+    with database.as_service() as conn:
+        due = [
+            row["project_id"]
+            for row in conn.execute(
+                "select project_id from private.shopify_backfills_due(%s)", (CRON_PROJECTS,)
+            ).fetchall()
+        ]
+    for project_id in due:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            token = integration_secrets(database, box, project_id, "shopify").api_token
+            if token is None:
+                continue
+            admin = ShopifyAdmin(ShopCredentials.from_sealed_form(token), admin_url=admin_url)
+            try:
+                report = backfill(database, admin, project_id, budget_seconds=left)
+            finally:
+                admin.close()
+        except (ShopifyError, KeyMismatchError, NotConnectedError) as error:
+            log.warning("shopify backfill of %s: %s", project_id, type(error).__name__)
+            progress.failed += 1
+            continue
+        progress.projects += 1
+        progress.customers += report.customers
+        progress.orders += report.orders
+        progress.products += report.products
+    return progress

@@ -1,0 +1,84 @@
+"""Shoptet catalog sync: the e-shop's products with their variants, changed since the last
+finished run, a page of the product list at a time (each product's detail read for its
+variants), written with one statement per page (private.upsert_products). A page's upsert, its
+position (`private.sync_streams`, stream `products`) and its broadcast commit together, so a run
+that dies resumes at its page and a re-read page only re-upserts."""
+
+from datetime import datetime
+from uuid import UUID
+
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel, Field
+
+from api.core.db import Database
+from api.shops.shoptet.client import ShoptetClient, ShoptetError, to_product
+
+STREAM = "products"
+
+
+class CatalogReport(BaseModel):
+    """What one call did."""
+
+    pages: int = Field(default=0, description="Pages of Shoptet's product list read in this call")
+    products: int = Field(default=0, description="Products upserted in this call")
+    skipped: int = Field(
+        default=0, description="Products without what they need (a GUID, a name), not written"
+    )
+    finished: bool = Field(
+        default=False, description="The catalog is up to date; false: call again to carry on"
+    )
+
+
+def sync_catalog(
+    database: Database, client: ShoptetClient, project_id: UUID, max_pages: int
+) -> CatalogReport:
+    """Pages through products changed since the last finished run, within `max_pages` pages."""
+    report = CatalogReport()
+    with database.as_service() as conn:
+        position = conn.execute(
+            "select cursor, page from private.sync_position(%s, 'shoptet', %s)",
+            (project_id, STREAM),
+        ).fetchone()
+    since = position["cursor"] if position else None
+    page = (position["page"] if position else None) or 1
+    while report.pages < max_pages:
+        data = client.products_page(page, since)
+        items = [item for item in data.get("products") or [] if isinstance(item, dict)]
+        page_count = int((data.get("paginator") or {}).get("pageCount") or 0)
+        newest = max(
+            (datetime.fromisoformat(i["changeTime"]) for i in items if i.get("changeTime")),
+            default=None,
+        )
+        documents = []
+        for item in items:
+            try:
+                documents.append(to_product(client.product(str(item.get("guid") or ""))))
+            except ShoptetError as error:
+                # A product gone since the list was read, or one of the wrong shape: skipped.
+                if error.status != 404 and error.code != "shoptet_bad_response":
+                    raise
+        last = page >= page_count or not items
+        with database.as_service() as conn:
+            if documents:
+                conn.execute(
+                    "select private.upsert_products(%s, 'shoptet', %s)",
+                    (project_id, Jsonb(documents)),
+                )
+            conn.execute(
+                "select private.save_sync_progress(%s, 'shoptet', %s, %s, %s)",
+                (project_id, STREAM, page + 1, newest),
+            )
+            if last:
+                conn.execute("select private.finish_sync(%s, 'shoptet', %s)", (project_id, STREAM))
+            conn.execute(
+                "select private.broadcast_shop_backfill(%s, 'shoptet', %s, %s, %s, %s)",
+                (project_id, STREAM, page, page_count, len(documents)),
+            )
+        report.pages += 1
+        report.products += len(documents)
+        report.skipped += len(items) - len(documents)
+        if last:
+            report.finished = True
+            return report
+        page += 1
+    return report
