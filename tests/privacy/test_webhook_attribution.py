@@ -23,6 +23,7 @@ from tests.factories.inbox import email_channel
 from tests.factories.workspaces import (
     User,
     acting_as,
+    add_member,
     create_user,
     fund,
     make_project,
@@ -349,3 +350,60 @@ def test_razorpay_events_are_attributed_to_the_subscriptions_workspace(conn: Con
         "subscription_id": json.loads(theirs["body"])["subscription_id"],
         "stripped": True,
     }
+
+
+def razorpay_payment(conn: Conn, subscription: str, email: str) -> uuid.UUID:
+    body = {
+        "entity": "event",
+        "event": "subscription.charged",
+        "created_at": 1780000000,
+        "payload": {
+            "subscription": {"entity": {"id": subscription, "status": "active"}},
+            "payment": {
+                "entity": {
+                    "id": "pay_" + uuid.uuid4().hex[:14],
+                    "subscription_id": subscription,
+                    "invoice_id": "inv_" + uuid.uuid4().hex[:14],
+                    "amount": 249900,
+                    "currency": "INR",
+                    "status": "captured",
+                    "email": email,
+                    "contact": "+919876543210",
+                }
+            },
+        },
+    }
+    event_id = one(
+        conn,
+        "select id from private.record_webhook_event('razorpay', %s, %s)",
+        (uuid.uuid4().hex, json.dumps(body)),
+    )["id"]
+    conn.execute("select private.apply_razorpay_event(%s)", (event_id,))
+    return uuid.UUID(str(event_id))
+
+
+def test_payloads_leave_with_the_paying_account_and_with_their_workspace(conn: Conn) -> None:
+    owner = create_user(conn)
+    fund(conn, owner, 10, "team")
+    payer = add_member(conn, owner, "admin")
+    razorpay_id = "sub_" + uuid.uuid4().hex[:14]
+    conn.execute(
+        "insert into public.subscriptions (workspace_id, plan_tier, razorpay_subscription_id,"
+        " status) values (%s, 'team', %s, 'active')",
+        (owner.workspace_id, razorpay_id),
+    )
+    theirs = razorpay_payment(conn, razorpay_id, payer.email)
+    owners = razorpay_payment(conn, razorpay_id, owner.email)
+    assert stored(conn, theirs)["workspace_id"] == owner.workspace_id
+
+    conn.execute("delete from auth.users where id = %s", (payer.id,))  # as Auth's admin API does
+    left = conn.execute(
+        "select id from private.webhook_events where id = any(%s)", ([theirs, owners],)
+    ).fetchall()
+    # The payer's account took the payloads naming them; the workspace keeps the owner's.
+    assert [r["id"] for r in left] == [owners]
+
+    conn.execute("delete from public.workspaces where id = %s", (owner.workspace_id,))
+    assert one(
+        conn, "select count(*) as n from private.webhook_events where id = %s", (owners,)
+    ) == {"n": 0}
