@@ -1,6 +1,6 @@
 -- Raw webhook payloads that name no owner on arrival (SES events on the platform's SNS topic,
 -- inbound mail, Razorpay, Make callbacks) are attributed once they are applied: when the
--- applier marks the event applied or ignored, the workspace its content was matched to is
+-- applier marks the event applied or ignored (or the replay dead-letters it), the workspace its content was matched to is
 -- recorded (a campaign recipient for SES, the email channel for inbound mail, the subscription
 -- for Razorpay, the automation for Make), so the workspace's own webhook_payload_days applies.
 -- A payload that matched no workspace, or that names a person its workspace erased, keeps only
@@ -153,7 +153,8 @@ grant execute on function private.webhook_names_erased_person(uuid, text[]) to s
 
 -- When an applier finishes an event (received -> applied or ignored): record the workspace it
 -- was matched to, index what an inbound mail's Base64 content names (its sender, most of all),
--- and strip a payload nobody owns or that names an erased person.
+-- and strip a payload nobody owns or that names an erased person. A dead-lettered event
+-- (received -> failed) is attributed and indexed the same way, and kept whole.
 create function private.attribute_applied_webhook_event()
 returns trigger
 language plpgsql
@@ -181,7 +182,9 @@ begin
       null;  -- content that is not Base64 UTF-8 text has nothing more to index
     end;
   end if;
-  if new.workspace_id is null or private.webhook_names_erased_person(new.workspace_id, v_tokens) then
+  -- A dead-lettered payload keeps its body (what failed is worth reading) for its days.
+  if new.status <> 'failed'
+     and (new.workspace_id is null or private.webhook_names_erased_person(new.workspace_id, v_tokens)) then
     new.body := private.webhook_payload_skeleton(new.provider, new.body);
     new.identity_keys := private.identifier_keys(private.identifier_tokens(new.body));
   end if;
@@ -194,7 +197,7 @@ revoke all on function private.attribute_applied_webhook_event() from public, an
 create trigger webhook_events_attribute_on_apply
   before update of status on private.webhook_events
   for each row
-  when (old.status = 'received' and new.status in ('applied', 'ignored'))
+  when (old.status = 'received' and new.status in ('applied', 'ignored', 'failed'))
   execute function private.attribute_applied_webhook_event();
 
 -- Erasure reaches every payload attributed to the contact's workspace that names them (their

@@ -292,6 +292,18 @@ def test_make_callbacks_are_attributed_and_erasure_deletes_those_naming_the_pers
     )["id"]
     conn.execute("select private.apply_make_callback(%s)", (unknown,))
     assert email not in stored(conn, unknown)["body"]
+    # A callback the replay gave up on is attributed too, and kept whole for its days.
+    dead = one(
+        conn,
+        "select id from private.record_webhook_event('make', %s, %s)",
+        (f"{job}:late", json.dumps({"automation_id": str(job), "note": f"for {email}"})),
+    )["id"]
+    for _ in range(8):
+        conn.execute("select private.webhook_event_failed(%s, 'ValueError')", (dead,))
+    assert stored(conn, dead)["status"] == "failed"
+    assert stored(conn, dead)["workspace_id"] == owner.workspace_id
+    assert email in stored(conn, dead)["body"]
+    callbacks.append(dead)
 
     with acting_as(conn, owner):
         conn.execute("select public.erase_contact(%s)", (contact,))
