@@ -55,11 +55,22 @@ def become_user(
     )
 
 
+# The acting user's id (from the claims, read before they are replaced) stays in
+# `growthbase.actor_id`, so the audit log names who a privileged write was done for.
+BECOME_SERVICE_SQL = """
+select set_config('role', 'service_role', true),
+       set_config('request.jwt.claims', '{"role": "service_role"}', true)
+  from (select set_config('growthbase.actor_id',
+                          coalesce(nullif(current_setting('request.jwt.claims', true), '')::jsonb
+                                   ->> 'sub', ''),
+                          true)) as kept
+"""
+
+
 def become_service(conn: psycopg.Connection[Any]) -> None:
-    conn.execute(
-        "select set_config('role', 'service_role', true),"
-        " set_config('request.jwt.claims', '{\"role\": \"service_role\"}', true)"
-    )
+    """The service's role for the rest of the transaction; after acting as a user (an admin
+    check), that user remains the audit log's actor."""
+    conn.execute(BECOME_SERVICE_SQL)
 
 
 class Database:
