@@ -404,6 +404,20 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
         " values (%s, 'shoptet', 'orders', now() - interval '1 hour', now())",
         (project,),
     )
+    # A Shopify backfill whose orders' bulk query has finished (read already, so no cron of a
+    # later test carries it on).
+    conn.execute(
+        "insert into private.integrations (project_id, source, workspace_id,"
+        " webhook_secret_encrypted) values (%s, 'shopify', %s, %s)",
+        (project, owner.workspace_id, box.encrypt(b"shopify-secret").decode()),
+    )
+    conn.execute(
+        "insert into private.shop_bulk_operations (project_id, source, stream, operation_id,"
+        " status, bytes_read, records, read_at) values (%s, 'shopify', 'orders',"
+        " 'gid://shopify/BulkOperation/' || (floor(random() * 1e9))::bigint, 'completed', 120,"
+        " 1, now())",
+        (project,),
+    )
     conn.execute(
         "insert into public.ai_calls (workspace_id, user_id, feature, model, status,"
         " credits_charged, tokens_in, tokens_out, latency_ms, finished_at)"
