@@ -125,6 +125,9 @@ def fetch_page_text(
                             raise refused("it is larger than 1 MiB")
                         seconds_left()
                     text = body.decode(response.encoding or "utf-8", errors="replace")
+            except httpx.TimeoutException as error:
+                # Every connect and read waits at most what was left, so a timeout is the deadline.
+                raise refused(f"it took longer than {deadline_seconds:g} s") from error
             except (httpx.HTTPError, httpx.InvalidURL) as error:
                 raise refused(type(error).__name__) from error
             if kind == "text/plain":
