@@ -79,7 +79,7 @@ create trigger email_suppressions_keep_permanent
 -- Complaints and permanent bounces across the whole platform, by the sha256 of the lower-case
 -- address (sha256(convert_to(lower(email), 'UTF8'))): no campaign of any workspace mails them.
 -- Written only by private.apply_ses_event; the service may delete a hash (erasure).
-create table if not exists private.platform_suppressions (
+create table private.platform_suppressions (
   email_hash bytea primary key check (octet_length(email_hash) = 32),
   reason text not null check (reason in ('complaint', 'bounce')),
   first_seen_at timestamptz not null default now()
