@@ -677,6 +677,20 @@ $$;
 
 revoke all on function private.advance_flow_send_email(uuid[]) from public, anon, authenticated;
 
+-- Kinds that act and move on answer this for every run of theirs still active: on to `next`.
+create function private.flow_runs_go_next(p_runs uuid[], p_outcome text)
+returns private.flow_step_result[]
+language sql
+stable
+set search_path = ''
+as $$
+  select array(
+    select row(r.id, p_outcome, 'next', null, null, null, null)::private.flow_step_result
+    from unnest(p_runs) as x(id) join public.flow_runs r on r.id = x.id and r.status = 'active')
+$$;
+
+revoke all on function private.flow_runs_go_next(uuid[], text) from public, anon, authenticated;
+
 -- update_contact: tags, attributes and lists, every run of a contact in this batch at once.
 create function private.advance_flow_update_contact(p_runs uuid[])
 returns private.flow_step_result[]
@@ -716,9 +730,7 @@ begin
   join public.flow_steps s on s.id = r.step_id and s.kind = 'update_contact' and s.config ? 'remove_from_list'
   where r.id = any (p_runs) and r.status = 'active' and m.list_id = s.list_id and m.contact_id = r.contact_id;
 
-  return array(
-    select row(r.id, 'updated', 'next', null, null, null, null)::private.flow_step_result
-    from unnest(p_runs) as x(id) join public.flow_runs r on r.id = x.id and r.status = 'active');
+  return private.flow_runs_go_next(p_runs, 'updated');
 end
 $$;
 
@@ -740,9 +752,7 @@ begin
   from public.flow_runs r
   join public.flow_steps s on s.id = r.step_id and s.kind = 'notify_team'
   where r.id = any (p_runs) and r.status = 'active';
-  return array(
-    select row(r.id, 'notified', 'next', null, null, null, null)::private.flow_step_result
-    from unnest(p_runs) as x(id) join public.flow_runs r on r.id = x.id and r.status = 'active');
+  return private.flow_runs_go_next(p_runs, 'notified');
 end
 $$;
 
@@ -766,9 +776,7 @@ begin
     where r.id = any (p_runs)
       and (not s.config ? 'flow_ids' or s.config -> 'flow_ids' ? o.flow_id::text)
   ), 'exited', 'left_by_other_flow');
-  return array(
-    select row(r.id, 'exited_flows', 'next', null, null, null, null)::private.flow_step_result
-    from unnest(p_runs) as x(id) join public.flow_runs r on r.id = x.id and r.status = 'active');
+  return private.flow_runs_go_next(p_runs, 'exited_flows');
 end
 $$;
 
