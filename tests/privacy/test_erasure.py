@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
@@ -20,7 +21,7 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from psycopg import sql
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 from psycopg.types.json import Jsonb
 from pydantic import SecretStr
 
@@ -494,25 +495,29 @@ def traces(conn: Conn, needles: dict[str, str]) -> list[str]:
         escaped = json.dumps(needle)[1:-1]
         if escaped != needle:
             variants[f"{what} (escaped)"] = escaped
-    found = []
+    by_table: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for column in text_columns(conn):
-        target = sql.SQL("{}.{}").format(
-            sql.Identifier(column["schema"]), sql.Identifier(column["table"])
+        by_table[(column["schema"], column["table"])].append(column)
+    found = []
+    # One scan per table answers every column and needle at once.
+    for (schema, table), columns in by_table.items():
+        labels, conditions, values = [], [], []
+        for column in columns:
+            name = sql.Identifier(column["column"])
+            for what, needle in variants.items():
+                if column["type"] == "bytea" and not column["is_array"]:
+                    condition = sql.SQL("position(convert_to(%s, 'UTF8') in {}) > 0").format(name)
+                else:
+                    condition = sql.SQL("strpos(lower({}::text), lower(%s)) > 0").format(name)
+                labels.append(f"{schema}.{table}.{column['column']}: {what}")
+                conditions.append(sql.SQL("coalesce(bool_or({}), false)").format(condition))
+                values.append(needle)
+        query = sql.SQL("select {} from {}.{}").format(
+            sql.SQL(", ").join(conditions), sql.Identifier(schema), sql.Identifier(table)
         )
-        name = sql.Identifier(column["column"])
-        for what, needle in variants.items():
-            if column["type"] == "bytea" and not column["is_array"]:
-                condition = sql.SQL("position(convert_to(%s, 'UTF8') in {}) > 0").format(name)
-                value: Any = needle
-            else:
-                condition = sql.SQL("strpos(lower({}::text), lower(%s)) > 0").format(name)
-                value = needle
-            hit = conn.execute(
-                sql.SQL("select exists (select from {} where {}) as hit").format(target, condition),
-                (value,),
-            ).fetchone()
-            if hit is not None and hit["hit"]:
-                found.append(f"{column['schema']}.{column['table']}.{column['column']}: {what}")
+        with conn.cursor(row_factory=tuple_row) as cursor:
+            hits = cursor.execute(query, values).fetchone() or ()
+        found.extend(label for label, hit in zip(labels, hits, strict=True) if hit)
     return found
 
 
