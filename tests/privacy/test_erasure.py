@@ -498,10 +498,12 @@ def traces(conn: Conn, needles: dict[str, str]) -> list[str]:
     by_table: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for column in text_columns(conn):
         by_table[(column["schema"], column["table"])].append(column)
-    found = []
+    found: list[str] = []
     # One scan per table answers every column and needle at once.
     for (schema, table), columns in by_table.items():
-        labels, conditions, values = [], [], []
+        labels: list[str] = []
+        conditions: list[sql.Composable] = []
+        values: list[str] = []
         for column in columns:
             name = sql.Identifier(column["column"])
             for what, needle in variants.items():

@@ -78,7 +78,7 @@ from tests.fakes.x_server import XServer, serve_x
 from tests.security.edge_fuzz_requests import SNS_TOPIC, Context, Secrets, Seeded, prepare
 
 Conn = psycopg.Connection[DictRow]
-EXAMPLES_PER_OPERATION = 25
+EXAMPLES_PER_OPERATION = 15
 CONFORMANCE = [
     status_code_conformance,
     content_type_conformance,

@@ -263,27 +263,49 @@ def b_markers(conn: Conn, catalog: Catalog, b: Tenant) -> frozenset[str]:
     return frozenset(markers)
 
 
-def checksum(conn: Conn, catalog: Catalog, workspace_id: uuid.UUID) -> dict[str, str]:
-    """A digest of the workspace's rows per table (and of every shared reference table)."""
+def checksum(
+    conn: Conn, catalog: Catalog, workspace_id: uuid.UUID, only: frozenset[int] | None = None
+) -> dict[str, str]:
+    """A digest of the workspace's rows per table (and of every shared reference table); with
+    `only`, of those tables and of every relation that is not a table (views, materialized
+    views)."""
+    relations = [
+        (s.relation.qualified, s.relation, s.where(workspace_id)) for s in catalog.tables
+    ] + [(r.qualified, r, sql.SQL("true")) for r in catalog.reference]
     parts = [
         sql.SQL(
             "select {name} as relation, (select md5(coalesce(string_agg(t::text, '|'"
             " order by t::text), '')) from {rel} t where {pred}) as digest"
         ).format(name=sql.Literal(qualified), rel=relation.identifier, pred=pred)
-        for qualified, relation, pred in [
-            (s.relation.qualified, s.relation, s.where(workspace_id)) for s in catalog.tables
-        ]
-        + [(r.qualified, r, sql.SQL("true")) for r in catalog.reference]
+        for qualified, relation, pred in relations
+        if only is None or relation.oid in only or relation.kind not in ("r", "p")
     ]
     rows = conn.execute(sql.SQL(" union all ").join(parts)).fetchall()
     return {r["relation"]: r["digest"] for r in rows}
 
 
-def changed_tables(world: World) -> list[str]:
-    """B's tables whose rows differ from the baseline, seen by the superuser. Call it only in a
-    savepoint that is then rolled back: that also gives the actor back their role."""
+def write_marks(conn: Conn) -> dict[int, tuple[int, int, int]]:
+    """Per table (by leaf oid): its partition root, the rows this transaction has inserted,
+    updated or deleted in it so far, and its file node (which a truncate changes)."""
+    rows = conn.execute(
+        "select relid, coalesce(pg_partition_root(relid), relid)::oid as root,"
+        " n_tup_ins + n_tup_upd + n_tup_del as written, pg_relation_filenode(relid) as node"
+        " from pg_stat_xact_user_tables"
+    ).fetchall()
+    return {r["relid"]: (r["root"], r["written"], r["node"]) for r in rows}
+
+
+def changed_tables(world: World, before: dict[int, tuple[int, int, int]]) -> list[str]:
+    """B's tables whose rows differ from the baseline, seen by the superuser. Only tables the
+    transaction wrote to since `before` (write_marks) can differ, so only they are digested.
+    Call it only in a savepoint that is then rolled back: that also gives the actor back their
+    role."""
     world.conn.execute("set local role none")
-    now = checksum(world.conn, world.catalog, world.b.workspace_id)
+    after = write_marks(world.conn)
+    written = frozenset(mark[0] for relid, mark in after.items() if before.get(relid) != mark)
+    if not written:
+        return []
+    now = checksum(world.conn, world.catalog, world.b.workspace_id, written)
     return sorted(name for name, digest in now.items() if world.baseline.get(name) != digest)
 
 
@@ -516,8 +538,9 @@ def write_leaks(world: World, actor: Actor) -> tuple[list[str], int]:
                 checked += 1
                 for statement in attempt:
                     with conn.transaction() as savepoint:
+                        before = write_marks(conn)
                         was_refused, affected = try_statement(conn, statement)
-                        if affected and (changed := changed_tables(world)):
+                        if affected and (changed := changed_tables(world, before)):
                             leaks.append(f"{statement.as_string(conn)}: changed B's {changed}")
                         raise psycopg.Rollback(savepoint)
                     if not was_refused:
@@ -631,6 +654,7 @@ def rpc_leaks(world: World, actor: Actor) -> tuple[list[str], int, int]:
             for arguments in argument_variants(function, world, actor):
                 calls += 1
                 with conn.transaction() as savepoint:
+                    before = write_marks(conn)
                     try:
                         with conn.transaction():
                             result = conn.execute(
@@ -648,7 +672,7 @@ def rpc_leaks(world: World, actor: Actor) -> tuple[list[str], int, int]:
                     call = f"{function.label} with {arguments}"
                     if revealed:
                         leaks.append(f"{call}: returned B's {revealed[:3]}")
-                    changed = changed_tables(world)
+                    changed = changed_tables(world, before)
                     if changed:
                         leaks.append(f"{call}: changed B's {changed}")
                     raise psycopg.Rollback(savepoint)
