@@ -105,7 +105,8 @@ def make_settings(
         make_webhook_url_seo_audit=make.url("seo") if make else None,
         make_webhook_url_content_gen=make.url("content") if make else None,
         make_webhook_url_report=make.url("report") if make else None,
-        make_timeout_seconds=0.5,
+        # Long enough for a loaded machine to answer; only the hang test waits it out.
+        make_timeout_seconds=2,
     )
 
 

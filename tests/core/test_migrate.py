@@ -88,6 +88,7 @@ def test_a_misnamed_migration_is_refused_before_anything_runs(
         assert conn.execute("select to_regclass('public.workspaces')").fetchone() == (None,)
 
 
+@pytest.mark.server_wide
 def test_on_supabase_the_local_interface_is_never_applied(
     databases: Databases, tmp_path: Path
 ) -> None:
