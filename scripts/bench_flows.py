@@ -12,9 +12,10 @@ in the same run:
 - three ticks at once over fresh due runs queue each email exactly once, and a suppressed
   contact in a batch is recorded as such while the rest of the batch is queued;
 - before/after: each of the three steps is also run (and rolled back) by the tick as an earlier
-  migration defined it (`--before`, default the last one-function tick, before the step kinds
-  got their own functions) and by the current one, in the order before, now, now, before, so a
-  refactor's cost is measured against the same rows in the same run.
+  migration defined it (`--before`, default the tick before the lean one: claim, grouping by
+  kind and record each reading the runs again; it calls the kinds as defined now) and by the
+  current one, in the order before, now, now, before, so a refactor's cost is measured against
+  the same rows in the same run.
 
     scripts/bench_flows [--contacts N] [--waiting N] [--before MIGRATION]
 """
@@ -36,8 +37,8 @@ from scripts.migrate import REPO, migrate
 
 Conn = psycopg.Connection[Any]
 
-# The last migration whose tick was one function (every step kind inline).
-BEFORE = "20261219103000_flow_call_make.sql"
+# The tick before it claimed and grouped by kind in one statement (the kinds as defined now).
+BEFORE = "20261222090000_flow_step_kinds.sql"
 
 
 def value(conn: Conn, query: str, params: Any = None) -> Any:
