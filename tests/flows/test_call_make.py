@@ -329,9 +329,9 @@ def test_test_mode_shows_a_waiting_call_timing_out_unless_told_its_answer(conn: 
 
     def walk(events: list[str]) -> list[tuple[str, str]]:
         with acting_as(conn, owner):
-            steps = one(
-                conn, "select public.test_flow(%s, %s, %s) as s", (flow, contact, events)
-            )["s"]
+            steps = one(conn, "select public.test_flow(%s, %s, %s) as s", (flow, contact, events))[
+                "s"
+            ]
         assert steps[0]["detail"]["until"]  # when the wait for Make.com's answer would end
         return [(s["step"], s["outcome"]) for s in steps]
 

@@ -193,7 +193,7 @@ def test_campaign_mail_obeys_the_caps_and_quiet_hours_too(conn: Conn) -> None:
     owner = create_user(conn)
     [mailed, fresh, owl] = add_contacts(conn, owner, 3, prefix="camprule")
     conn.execute(
-        "update public.contacts set attributes = '{\"timezone\": \"Asia/Tokyo\"}' where id = %s",
+        'update public.contacts set attributes = \'{"timezone": "Asia/Tokyo"}\' where id = %s',
         (owl,),
     )
     now = datetime.now(UTC)
