@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         f"  then the branch step ({moved_branch:,}) {branch:6.2f} s and the send step"
         f" ({moved_send:,}, {queued:,} emails queued) {send:6.2f} s"
     )
-    for name, (before, after, _, _) in zip(("wait", "branch", "send_email"), compared, strict=True):
+    for name, (before, after, *_) in zip(("wait", "branch", "send_email"), compared, strict=True):
         print(
             f"  before/after, {name} step (mean of 2 each, rolled back): {args.before}"
             f" {before:6.2f} s"
