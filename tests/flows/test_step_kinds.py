@@ -1,8 +1,11 @@
 """Step kinds and entry rules a marketer combines: leaving other flows, list changes, the filter
-checked again before a send, "not in flow X lately", and the counts broadcast after a tick."""
+checked again before a send, "not in flow X lately", the counts broadcast after a tick, and a
+wait until a weekday and time in the contact's time zone."""
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -129,3 +132,23 @@ def test_the_filter_again_before_a_send_and_not_in_another_flow_lately(conn: Con
     ]
     ended = {r["contact_id"]: r["status"] for r in runs(conn, vip)}
     assert ended == {gold: "completed", lapsed: "exited"}
+
+
+def test_a_wait_until_a_weekday_and_time_in_the_contacts_time_zone(conn: Conn) -> None:
+    owner = create_user(conn)
+    [reader] = add_contacts(conn, owner, 1, prefix="monday")
+    conn.execute(
+        'update public.contacts set attributes = \'{"timezone": "Asia/Tokyo"}\' where id = %s',
+        (reader,),
+    )
+    steps = [
+        {"key": "monday", "kind": "wait", "config": {"at": "10:00", "weekdays": [1]}, "next": "x"},
+        {"key": "x", "kind": "exit"},
+    ]
+    flow = create_flow(conn, owner, "tag_added", steps, trigger_config={"tag": "week"})
+    conn.execute("update public.contacts set tags = '{week}' where id = %s", (reader,))
+    [run] = runs(conn, flow)
+    due = run["due_at"].astimezone(ZoneInfo("Asia/Tokyo"))
+    now = datetime.now(UTC)
+    assert (due.isoweekday(), due.hour, due.minute) == (1, 10, 0)
+    assert now < due <= now + timedelta(days=7)
