@@ -141,7 +141,7 @@ def test_a_wait_until_a_weekday_and_time_in_the_contacts_time_zone(conn: Conn) -
         'update public.contacts set attributes = \'{"timezone": "Asia/Tokyo"}\' where id = %s',
         (reader,),
     )
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"key": "monday", "kind": "wait", "config": {"at": "10:00", "weekdays": [1]}, "next": "x"},
         {"key": "x", "kind": "exit"},
     ]
