@@ -12,15 +12,17 @@ in the same run:
 - three ticks at once over fresh due runs queue each email exactly once, and a suppressed
   contact in a batch is recorded as such while the rest of the batch is queued;
 - before/after: each of the three steps is also run (and rolled back) by the tick as an earlier
-  migration defined it (`--before`, default the last one-function tick, before the step kinds
-  got their own functions) and by the current one, in the order before, now, now, before, so a
-  refactor's cost is measured against the same rows in the same run.
+  migration defined it (`--before`, default the tick before the lean one: claim, grouping by
+  kind and record each reading the runs again; it calls the kinds as defined now) and by the
+  current one, in the order before, now, now, before, so a refactor's cost is measured against
+  the same rows in the same run.
 
     scripts/bench_flows [--contacts N] [--waiting N] [--before MIGRATION]
 """
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import threading
@@ -36,8 +38,8 @@ from scripts.migrate import REPO, migrate
 
 Conn = psycopg.Connection[Any]
 
-# The last migration whose tick was one function (every step kind inline).
-BEFORE = "20261219103000_flow_call_make.sql"
+# The tick before it claimed and grouped by kind in one statement (the kinds as defined now).
+BEFORE = "20261222090000_flow_step_kinds.sql"
 
 
 def value(conn: Conn, query: str, params: Any = None) -> Any:
@@ -45,6 +47,23 @@ def value(conn: Conn, query: str, params: Any = None) -> Any:
     row = conn.execute(query, params).fetchone()
     assert row is not None, query
     return row[0]
+
+
+def backend_cpu(conn: Conn) -> float | None:
+    """CPU seconds the connection's server process has used (user and system), read from
+    /proc when the server runs on this machine, else None. On a loaded machine a statement's
+    CPU time is steadier than its wall time, which includes waiting for a core."""
+    try:
+        with open(f"/proc/{conn.info.backend_pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_since(conn: Conn, start: float | None) -> float | None:
+    end = backend_cpu(conn)
+    return None if start is None or end is None else end - start
 
 
 def timed(conn: Conn, query: str, params: Any = None) -> tuple[float, Any]:
@@ -130,11 +149,11 @@ def install_before(conn: Conn, migration: str) -> None:
     )
 
 
-def step_before_after(conn: Conn, n: int) -> tuple[float, float, float, int]:
+def step_before_after(conn: Conn, n: int) -> tuple[float, float, float, int, float | None]:
     """One step for every due run, over the same rows: by the earlier tick and by this one in
     the order before, now, now, before (each rolled back, so neither gains from going second),
     then by this one for good. Answers the mean seconds before and now, the seconds of the last
-    run and the runs it moved."""
+    run, the runs it moved and its server CPU seconds."""
     times: dict[str, list[float]] = {"advance_flows_before": [], "advance_flows": []}
     for tick in ("advance_flows_before", "advance_flows", "advance_flows", "advance_flows_before"):
         with conn.transaction():
@@ -142,18 +161,22 @@ def step_before_after(conn: Conn, n: int) -> tuple[float, float, float, int]:
             assert moved == n, (tick, moved)
             times[tick].append(seconds)
             raise psycopg.Rollback()
+    cpu = backend_cpu(conn)
     seconds, moved = timed(conn, "select private.advance_flows(%s, %s)", (n, n))
     return (
         statistics.mean(times["advance_flows_before"]),
         statistics.mean(times["advance_flows"]),
         seconds,
         moved,
+        cpu_since(conn, cpu),
     )
 
 
-def enter(conn: Conn, workspace_id: uuid.UUID, contacts: int) -> tuple[float, float]:
+def enter(
+    conn: Conn, workspace_id: uuid.UUID, contacts: int
+) -> tuple[float, float, float | None, float | None]:
     """Seconds to record one event per contact with enrolment, and the baseline: the same
-    rows into a table of the same shape without triggers."""
+    rows into a table of the same shape without triggers; then the server CPU seconds of each."""
     conn.execute(
         "create table bench_events"
         " (like public.contact_events including defaults including identity)"
@@ -163,15 +186,19 @@ def enter(conn: Conn, workspace_id: uuid.UUID, contacts: int) -> tuple[float, fl
         " select workspace_id, id, 'custom', 'bench', 'e-' || id from public.contacts"
         " where workspace_id = %s"
     )
+    cpu = backend_cpu(conn)
     started = time.perf_counter()
     conn.execute(insert.format(table="bench_events"), (workspace_id,))
     baseline = time.perf_counter() - started
+    baseline_cpu = cpu_since(conn, cpu)
+    cpu = backend_cpu(conn)
     started = time.perf_counter()
     conn.execute(insert.format(table="public.contact_events"), (workspace_id,))
     seconds = time.perf_counter() - started
+    seconds_cpu = cpu_since(conn, cpu)
     runs = value(conn, "select count(*) from public.flow_runs")
     assert runs == contacts, (runs, contacts)
-    return seconds, baseline
+    return seconds, baseline, seconds_cpu, baseline_cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             install_before(conn, args.before)
             workspace_id, flow = setup(conn, n)
             conn.execute("vacuum analyze")
-            entry, entry_base = enter(conn, workspace_id, n)
+            entry, entry_base, entry_cpu, entry_base_cpu = enter(conn, workspace_id, n)
             conn.execute("vacuum analyze public.flow_runs")
 
             empty = [timed(conn, "select private.advance_flows()")[0] for _ in range(20)]
@@ -196,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             conn.execute("update public.flow_runs set due_at = now() - interval '1 minute'")
             conn.execute("vacuum analyze public.flow_runs")
             with conn.transaction():
+                cpu = backend_cpu(conn)
                 bare, _ = timed(
                     conn,
                     "with u as (update public.flow_runs set step_seq = step_seq + 1,"
@@ -203,13 +231,14 @@ def main(argv: list[str] | None = None) -> int:
                     " select count(*) from u",
                     (flow,),
                 )
+                bare_cpu = cpu_since(conn, cpu)
                 raise psycopg.Rollback()
             conn.execute("vacuum analyze public.flow_runs")
             compared = []
             for _ in range(3):
                 compared.append(step_before_after(conn, n))
                 conn.execute("vacuum analyze public.flow_runs")
-            one_step, moved = compared[0][2], compared[0][3]
+            one_step, moved, one_step_cpu = compared[0][2], compared[0][3], compared[0][4]
             assert moved == n, moved
             branch, moved_branch = compared[1][2], compared[1][3]
             send, moved_send = compared[2][2], compared[2][3]
@@ -243,17 +272,19 @@ def main(argv: list[str] | None = None) -> int:
         f"   baseline insert without triggers {entry_base:6.2f} s"
         f"   ratio {entry / entry_base:5.1f}x"
     )
+    print(f"  server CPU: {cpu_ratio(entry_cpu, entry_base_cpu)}")
     rate = n / one_step
     print(
         f"advance {n:,} due runs one step      {one_step:8.2f} s = {rate:,.0f} transitions/s"
         f" (target >= 20,000)   bare UPDATE {bare:6.2f} s   ratio {one_step / bare:5.1f}x"
         " (target <= 5x)"
     )
+    print(f"  server CPU: {cpu_ratio(one_step_cpu, bare_cpu, n)}")
     print(
         f"  then the branch step ({moved_branch:,}) {branch:6.2f} s and the send step"
         f" ({moved_send:,}, {queued:,} emails queued) {send:6.2f} s"
     )
-    for name, (before, after, _, _) in zip(("wait", "branch", "send_email"), compared, strict=True):
+    for name, (before, after, *_) in zip(("wait", "branch", "send_email"), compared, strict=True):
         print(
             f"  before/after, {name} step (mean of 2 each, rolled back): {args.before}"
             f" {before:6.2f} s"
@@ -276,12 +307,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cpu_ratio(cpu: float | None, baseline: float | None, n: int | None = None) -> str:
+    """The server CPU seconds of a figure beside its baseline's (what a quiet machine's wall
+    time would be near), or why they are missing."""
+    if cpu is None or baseline is None or baseline <= 0:
+        return "not measured (the server is not on this machine)"
+    rate = f" = {n / cpu:,.0f} per CPU second" if n and cpu > 0 else ""
+    return f"{cpu:6.2f} s{rate}   baseline {baseline:6.2f} s   ratio {cpu / baseline:5.1f}x"
+
+
 def concurrent_ticks(
     conn: Conn, url: str, workspace_id: uuid.UUID, flow: uuid.UUID
 ) -> tuple[int, bool]:
-    """30,000 fresh runs due at the send step, one of them suppressed, advanced by three ticks
-    at once: answers how many runs got two emails and whether the suppressed one was recorded
-    while the rest were queued."""
+    """Up to 30,000 fresh runs (one per contact) due at the send step, one of them suppressed,
+    advanced by three ticks at once: answers how many runs got two emails and whether the
+    suppressed one was recorded while the rest were queued."""
     conn.execute("update public.flow_runs set status = 'completed' where status = 'active'")
     conn.execute(
         "insert into public.flow_runs (workspace_id, flow_id, version, contact_id, entry_key,"
@@ -326,7 +366,8 @@ def concurrent_ticks(
             " on r.id = h.run_id where r.entry_key = 'again' group by h.outcome"
         ).fetchall()
     )
-    return twice, outcomes.get("suppressed") == 1 and outcomes.get("queued") == 29999
+    fresh = sum(outcomes.values())
+    return twice, outcomes.get("suppressed") == 1 and outcomes.get("queued") == fresh - 1
 
 
 if __name__ == "__main__":

@@ -318,3 +318,29 @@ def test_a_waiting_call_needs_its_alternative_and_a_sane_timeout(conn: Conn) -> 
         {"key": "again", "kind": "update_contact", "config": {"add_tags": ["x"]}, "next": "make"},
         done,
     )
+
+
+def test_test_mode_shows_a_waiting_call_timing_out_unless_told_its_answer(conn: Conn) -> None:
+    owner = create_user(conn)
+    fund(conn, owner, 10)
+    project = make_project(conn, owner)
+    flow = waiting_flow(conn, owner, project)
+    contact = new_contact(conn, owner.workspace_id, [])
+
+    def walk(events: list[str]) -> list[tuple[str, str]]:
+        with acting_as(conn, owner):
+            steps = one(conn, "select public.test_flow(%s, %s, %s) as s", (flow, contact, events))[
+                "s"
+            ]
+        assert steps[0]["detail"]["until"]  # when the wait for Make.com's answer would end
+        return [(s["step"], s["outcome"]) for s in steps]
+
+    # No call is made in a test, so nothing answers: the timeout passes and `alt` is taken.
+    assert walk([]) == [("make", "make_timed_out"), ("failed", "updated")]
+    assert walk(["make_completed"]) == [("make", "make_completed"), ("done", "updated")]
+    assert walk(["make_failed"]) == [("make", "make_failed"), ("failed", "updated")]
+    assert balance(conn, owner) == 10 and runs(conn, flow) == []
+    conn.execute(
+        "update public.workspaces set credits_remaining = 0 where id = %s", (owner.workspace_id,)
+    )
+    assert walk(["make_completed"]) == [("make", "no_credits"), ("failed", "updated")]

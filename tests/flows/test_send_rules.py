@@ -2,8 +2,10 @@
 hours in the contact's time zone, transactional flows exempt, and lateness counted from the
 first time a held send was due."""
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -165,3 +167,73 @@ def test_waiting_sends_go_out_by_priority_cart_before_welcome_before_campaigns(c
         )
         conn.execute("delete from private.ses_accounts where account = 'priority-test'")
     assert order == ["cart", "welcome", "campaign"]
+
+
+def claim_all(conn: Conn, account: str) -> set[uuid.UUID]:
+    """The contacts one claim of the send worker takes now."""
+    rows = conn.execute(
+        "select contact_id from private.claim_email_batch(100, 60, 1000, %s)", (account,)
+    ).fetchall()
+    conn.execute("delete from private.ses_accounts where account = %s", (account,))
+    return {r["contact_id"] for r in rows}
+
+
+def held(conn: Conn, campaign: uuid.UUID) -> dict[uuid.UUID, Any]:
+    rows = conn.execute(
+        "select contact_id, status, next_attempt_at, error from public.campaign_recipients"
+        " where campaign_id = %s and status = 'queued'",
+        (campaign,),
+    ).fetchall()
+    return {r["contact_id"]: r for r in rows}
+
+
+def test_campaign_mail_obeys_the_caps_and_quiet_hours_too(conn: Conn) -> None:
+    conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")
+    conn.execute("select private.release_platform_brake()")
+    owner = create_user(conn)
+    [mailed, fresh, owl] = add_contacts(conn, owner, 3, prefix="camprule")
+    conn.execute(
+        'update public.contacts set attributes = \'{"timezone": "Asia/Tokyo"}\' where id = %s',
+        (owl,),
+    )
+    now = datetime.now(UTC)
+    tokyo = now.astimezone(ZoneInfo("Asia/Tokyo"))
+    rules(
+        conn,
+        owner,
+        daily_cap=1,
+        weekly_cap=5,
+        timezone="UTC",
+        # Quiet now in Tokyo, not in UTC (nine hours behind).
+        quiet_from=(tokyo - timedelta(hours=1)).time().replace(second=0, microsecond=0),
+        quiet_until=(tokyo + timedelta(hours=1)).time().replace(second=0, microsecond=0),
+    )
+    sender = verified_sender(conn, owner)
+
+    def campaign(name: str, contacts: list[uuid.UUID]) -> uuid.UUID:
+        lists = [email_list(conn, owner, contacts, name=name)]
+        made = draft_campaign(conn, owner, list_ids=lists, sender_id=sender)
+        start(conn, owner, made)
+        return made
+
+    campaign("First", [mailed])
+    assert claim_all(conn, "rules-1") == {mailed}  # one email out today
+
+    second = campaign("Second", [mailed, fresh, owl])
+    assert claim_all(conn, "rules-2") == {fresh}
+    waiting = held(conn, second)
+    midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
+    assert waiting[mailed]["next_attempt_at"] == midnight
+    assert "frequency cap" in waiting[mailed]["error"]
+    assert waiting[owl]["next_attempt_at"] > now and "quiet hours" in waiting[owl]["error"]
+    assert claim_all(conn, "rules-3") == set()  # held rows cost no attempt and wait
+
+    # The rules gone, the held mail goes when due.
+    conn.execute(
+        "delete from public.flow_send_rules where workspace_id = %s", (owner.workspace_id,)
+    )
+    conn.execute(
+        "update public.campaign_recipients set next_attempt_at = now() where campaign_id = %s",
+        (second,),
+    )
+    assert claim_all(conn, "rules-4") == {mailed, owl}
