@@ -15,9 +15,6 @@ alter table private.shop_bulk_operations add column resume_after bigint check (r
 comment on column private.shop_bulk_operations.resume_after is
   'The largest root id written for the stream by this backfill: a restarted query asks only for ids after it.';
 
-insert into private.personal_data_columns (table_schema, table_name, column_name, subject, handling, note) values
-  ('private', 'shop_bulk_operations', 'resume_after', 'none', 'not_personal', 'a shop object id the backfill reached');
-
 -- A new bulk operation for a stream, from its first byte; p_resume_after: the ids it starts
 -- after (null: a backfill from the start).
 drop function private.start_shop_bulk_operation(uuid, text, text);
