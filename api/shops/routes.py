@@ -444,9 +444,10 @@ def backfill_shopify(
     Shopify finished it, streams its result into the project a page at a time, as the webhooks
     write, for about 40 s. Each page commits with its position and is broadcast as
     `shop_backfill_progress` on `workspace:<id>:imports`; Shopify's `bulk_operations/finish`
-    webhook is broadcast too. Call again until `finished`; a backfill that finished starts over
-    when called again (re-reading only re-upserts). Spends one request of the plan's shop
-    limit."""
+    webhook is broadcast too. A query that failed has what it read written (Shopify's partial
+    data), then is started again for the objects after it. Call again until `finished`; a
+    backfill that finished starts over when called again (re-reading only re-upserts). Spends
+    one request of the plan's shop limit."""
     spend_shop_quota(acting, project_id)
     token = integration_secrets(database, box, project_id, "shopify").api_token
     try:

@@ -93,6 +93,7 @@ class BulkOperation:
     error_code: str | None
     object_count: int | None
     url: str | None
+    partial_data_url: str | None = None  # what a failed operation read before it failed
 
 
 def shop_domain(value: str) -> str:
@@ -234,6 +235,7 @@ class ShopifyAdmin:
             return BulkOperation(operation_id, "EXPIRED", None, None, None)
         count = node.get("objectCount")
         url = node.get("url")
+        partial = node.get("partialDataUrl")
         code = node.get("errorCode")
         return BulkOperation(
             operation_id,
@@ -241,6 +243,7 @@ class ShopifyAdmin:
             code if isinstance(code, str) else None,
             int(count) if isinstance(count, (int, str)) and str(count).isdigit() else None,
             url if isinstance(url, str) else None,
+            partial if isinstance(partial, str) else None,
         )
 
     def result_lines(self, url: str, start: int) -> Iterator[tuple[bytes, int]]:

@@ -5,6 +5,11 @@ and the WooCommerce backfill use. Each page's upsert and its byte offset commit 
 a time budget and answers where the backfill stands (call again until `finished`, or wait for
 the `shop_backfill_progress` broadcast the `bulk_operations/finish` webhook causes).
 
+Every query sorts its root objects by id, and the largest root id written is kept with each
+page: a query that failed has what it read before failing (its partial data) written first,
+then it is started again only for the ids after that (`query: "id:>N"`), as is one canceled or
+expired before it was read to its end.
+
 Shopify's GraphQL objects are turned into the REST shapes its webhooks send, so a backfilled
 order, customer or product is the same document (same ids) a webhook would write.
 """
@@ -47,10 +52,11 @@ CRON_PROJECTS = 20  # backfills a cron tick looks at
 PAGE_SIZE = 1000  # root objects (customers, orders, products) per page
 BUDGET_SECONDS = 40.0
 RESTARTED = ("failed", "canceled", "expired")
+ROOTS = "sortKey: ID"  # a restart's filter is added to this
 
 CUSTOMERS_QUERY = """
 {
-  customers {
+  customers(%s) {
     edges {
       node {
         id email phone firstName lastName
@@ -63,7 +69,7 @@ CUSTOMERS_QUERY = """
 """
 ORDERS_QUERY = """
 {
-  orders(sortKey: CREATED_AT) {
+  orders(%s) {
     edges {
       node {
         id createdAt cancelledAt email phone
@@ -83,7 +89,7 @@ ORDERS_QUERY = """
 """
 PRODUCTS_QUERY = """
 {
-  products {
+  products(%s) {
     edges {
       node {
         id title productType status onlineStoreUrl
@@ -106,6 +112,19 @@ def legacy_id(gid: Any) -> str:
     if not tail.isdigit():
         raise UnsupportedOrderError("not a numeric gid")
     return tail
+
+
+def root_id(root: dict[str, Any]) -> int | None:
+    try:
+        return int(legacy_id(root.get("id")))
+    except UnsupportedOrderError:
+        return None
+
+
+def query_after(stream: "Stream", resume_after: int | None) -> str:
+    """The stream's bulk query, its roots by id, only those after `resume_after` if given."""
+    after = f', query: "id:>{resume_after}"' if resume_after else ""
+    return stream.bulk_query % (ROOTS + after)
 
 
 def mapping(value: Any) -> dict[str, Any]:
@@ -240,8 +259,9 @@ class ShopifyBackfillReport(BaseModel):
     status: str | None = Field(
         default=None,
         description="That stream's bulk operation as Shopify last said: created, running, "
-        "completed (being read), failed, canceled or expired (a failed, canceled or expired "
-        "one is started again by the next call)",
+        "completed (being read), failed, canceled or expired (the next call reads what a failed "
+        "one had read, then starts the query again for the rest, as for a canceled or expired "
+        "one)",
     )
     error_code: str | None = Field(default=None, description="Shopify's errorCode of a failure")
     customers: int = Field(default=0, description="Customers upserted in this call")
@@ -303,31 +323,43 @@ class StreamState:
     status: str
     bytes_read: int
     read: bool
+    resume_after: int | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.read and self.status == "completed"
 
 
 def states(database: Database, project_id: UUID) -> dict[str, StreamState]:
     with database.as_service() as conn:
         rows = conn.execute(
-            "select stream, operation_id, status, bytes_read, read_at is not null as read"
-            " from private.shop_bulk_operations where project_id = %s and source = 'shopify'",
+            "select stream, operation_id, status, bytes_read, read_at is not null as read,"
+            " resume_after from private.shop_bulk_operations"
+            " where project_id = %s and source = 'shopify'",
             (project_id,),
         ).fetchall()
     return {
         row["stream"]: StreamState(
-            row["operation_id"], row["status"], row["bytes_read"], row["read"]
+            row["operation_id"], row["status"], row["bytes_read"], row["read"], row["resume_after"]
         )
         for row in rows
     }
 
 
-def start(database: Database, admin: ShopifyAdmin, project_id: UUID, stream: Stream) -> str:
-    operation_id = admin.run_bulk_query(stream.bulk_query)
+def start(
+    database: Database,
+    admin: ShopifyAdmin,
+    project_id: UUID,
+    stream: Stream,
+    resume_after: int | None,
+) -> StreamState:
+    operation_id = admin.run_bulk_query(query_after(stream, resume_after))
     with database.as_service() as conn:
         conn.execute(
-            "select private.start_shop_bulk_operation(%s, %s, %s)",
-            (project_id, stream.name, operation_id),
+            "select private.start_shop_bulk_operation(%s, %s, %s, %s)",
+            (project_id, stream.name, operation_id, resume_after),
         )
-    return operation_id
+    return StreamState(operation_id, "created", 0, False, resume_after)
 
 
 def note(database: Database, project_id: UUID, operation: BulkOperation) -> None:
@@ -358,13 +390,23 @@ def write_page(
     saved (rolled back) when a newer call replaced the stream's operation."""
     written = documents(stream, page.roots, currency)
     skipped = page.skipped + len(page.roots) - len(written)
+    last_id = max((n for n in map(root_id, page.roots) if n is not None), default=None)
     try:
         with database.as_service() as conn:
             if written:
                 conn.execute(stream.statement, (project_id, Jsonb(written)))
             row = conn.execute(
-                "select private.save_shop_bulk_page(%s, %s, %s, %s, %s, %s, %s) as saved",
-                (project_id, stream.name, operation_id, offset, len(written), skipped, read),
+                "select private.save_shop_bulk_page(%s, %s, %s, %s, %s, %s, %s, %s) as saved",
+                (
+                    project_id,
+                    stream.name,
+                    operation_id,
+                    offset,
+                    len(written),
+                    skipped,
+                    read,
+                    last_id,
+                ),
             ).fetchone()
             if not (row and row["saved"]):
                 raise SupersededError
@@ -383,11 +425,13 @@ def read_result(
     report: ShopifyBackfillReport,
     deadline: float,
     page_size: int,
+    partial: bool = False,
 ) -> bool:
     """Writes the result from the stored offset a page at a time; whether it was read to its
-    end (an operation that found nothing has no result)."""
+    end (an operation that found nothing has no result). Of partial data (a failed operation's)
+    the last root is left to the restarted query: its children may have been cut off."""
     currency = admin.shop_currency() if stream.name == "products" else None
-    page, offset = Page(), state.bytes_read
+    page, offset, cut = Page(), state.bytes_read, False
     lines = admin.result_lines(url, state.bytes_read) if url else iter(())
     for line, end in lines:
         if not line.strip():
@@ -403,8 +447,15 @@ def read_result(
             page = Page()
             if time.monotonic() >= deadline:
                 return False
+        skipped = page.skipped
         page.add(line)
-        offset = end
+        offset, cut = end, page.skipped > skipped
+    if partial:
+        # Its last line may have been cut off mid-object (not a malformed record), and its last
+        # root may miss children: both are read again by the restarted query.
+        page.skipped -= cut
+        if page.roots:
+            page.roots.pop()
     records, saved = write_page(
         database, project_id, stream, state.operation_id, page, currency, offset, True
     )
@@ -433,18 +484,37 @@ def backfill(
     deadline = time.monotonic() + budget_seconds
     report = ShopifyBackfillReport()
     known = states(database, project_id)
-    if len(known) == len(STREAMS) and all(state.read for state in known.values()):
+    if len(known) == len(STREAMS) and all(state.done for state in known.values()):
         known = {}
     for stream in STREAMS:
         state = known.get(stream.name)
-        if state is not None and state.read:
+        if state is not None and state.done:
             continue
         if report.stream is not None and time.monotonic() >= deadline:
             report.stream, report.status = stream.name, state.status if state else None
             return report
         report.stream = stream.name
+        if state is not None and state.status == "failed" and not state.read:
+            failed = admin.bulk_operation(state.operation_id)
+            if failed.partial_data_url and not read_result(
+                database,
+                admin,
+                project_id,
+                stream,
+                state,
+                failed.partial_data_url,
+                report,
+                deadline,
+                page_size,
+                partial=True,
+            ):
+                report.status, report.error_code = "failed", failed.error_code
+                return report
+            state = states(database, project_id)[stream.name]
         if state is None or state.status in RESTARTED:
-            state = StreamState(start(database, admin, project_id, stream), "created", 0, False)
+            state = start(
+                database, admin, project_id, stream, state.resume_after if state else None
+            )
         operation = admin.bulk_operation(state.operation_id)
         note(database, project_id, operation)
         report.status = operation.status.lower()

@@ -2,9 +2,11 @@
 describe: `POST /admin/api/<version>/graphql.json` with `X-Shopify-Access-Token`,
 `bulkOperationRunQuery` answering `{bulkOperation {id status}, userErrors}` (one bulk query at a
 time: OPERATION_IN_PROGRESS), `node(id:)` answering the BulkOperation (`status`, `errorCode`,
-`objectCount` as an UnsignedInt64 string, `url`), `shop {currencyCode}`, cost extensions and
-`THROTTLED` errors, and the result as JSONL (children after their parent with `__parentId`,
-as `groupObjects` asks) served with HTTP Range support like the signed storage URL."""
+`objectCount` as an UnsignedInt64 string, `url`, and a failed one's `partialDataUrl`: its result
+up to the failure, possibly cut mid-line), `shop {currencyCode}`, cost extensions and `THROTTLED`
+errors, and the result as JSONL (children after their parent with `__parentId`, as
+`groupObjects` asks; roots by id, only those after `query: "id:>N"` when the bulk query says so)
+served with HTTP Range support like the signed storage URL."""
 
 import json
 import re
@@ -104,7 +106,8 @@ class Operation:
     stream: str
     status: str = "RUNNING"
     error_code: str | None = None
-    body: bytes = b""
+    body: bytes = b""  # the result, or a failed operation's partial data
+    after: int = 0  # the bulk query's `id:>N`
 
 
 @dataclass
@@ -118,14 +121,20 @@ class ShopifyServer:
     operations: list[Operation] = field(default_factory=list)
     throttled: int = 0  # the next n GraphQL calls answer THROTTLED
     fail_next: str | None = None  # the next operation fails with this errorCode
+    partial_bytes: int = 0  # ... having read this many bytes of its result (its partial data)
     range_requests: list[int] = field(default_factory=list)
     token: str | None = ACCESS_TOKEN  # the access token it accepts; None accepts any (the fuzz's)
 
-    def result(self, stream: str) -> bytes:
+    def result(self, stream: str, after: int = 0) -> bytes:
+        def later(root: dict[str, Any]) -> bool:
+            return int(str(root["id"]).rsplit("/", 1)[1]) > after
+
         lines: list[dict[str, Any]] = []
         if stream == "customers":
-            lines.extend(self.customers)
+            lines.extend(c for c in self.customers if later(c))
         for root, children in {"orders": self.orders, "products": self.products}.get(stream, []):
+            if not later(root):
+                continue
             lines.append(root)
             lines.extend({**child, "__parentId": root["id"]} for child in children)
         return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
@@ -135,9 +144,11 @@ class ShopifyServer:
         [operation] = [o for o in self.operations if o.status == "RUNNING"]
         if self.fail_next:
             operation.status, operation.error_code = "FAILED", self.fail_next
-            self.fail_next = None
+            operation.body = self.result(operation.stream, operation.after)[: self.partial_bytes]
+            self.fail_next, self.partial_bytes = None, 0
         else:
-            operation.status, operation.body = "COMPLETED", self.result(operation.stream)
+            operation.status = "COMPLETED"
+            operation.body = self.result(operation.stream, operation.after)
         return operation
 
     def finish_payload(self, operation: Operation) -> dict[str, Any]:
@@ -222,9 +233,11 @@ def serve_shopify() -> Iterator[ShopifyServer]:
                 payload = {"bulkOperation": None, "userErrors": errors}
             else:
                 stream = re.search(r"\{\s*(customers|orders|products)", bulk_query)
+                after = re.search(r'query: "id:>(\d+)"', bulk_query)
                 operation = Operation(
                     f"gid://shopify/BulkOperation/{720918 + len(state.operations)}",
                     stream.group(1) if stream else "unknown",
+                    after=int(after.group(1)) if after else 0,
                 )
                 state.operations.append(operation)
                 payload = {
@@ -240,7 +253,10 @@ def serve_shopify() -> Iterator[ShopifyServer]:
                 return
             operation = found[0]
             completed = operation.status == "COMPLETED"
+            failed = operation.status == "FAILED"
             objects = operation.body.count(b"\n")
+            number = operation.id.rsplit("/", 1)[1]
+            url = f"{state.base_url}/results/{number}.jsonl?X-Goog-Signature=abc"
             self.graphql(
                 200,
                 {
@@ -251,11 +267,8 @@ def serve_shopify() -> Iterator[ShopifyServer]:
                             "errorCode": operation.error_code,
                             "objectCount": str(objects),
                             "rootObjectCount": str(objects),
-                            "url": f"{state.base_url}/results/{operation.id.rsplit('/', 1)[1]}"
-                            ".jsonl?X-Goog-Signature=abc"
-                            if completed and operation.body
-                            else None,
-                            "partialDataUrl": None,
+                            "url": url if completed and operation.body else None,
+                            "partialDataUrl": url if failed and operation.body else None,
                         }
                     }
                 },

@@ -153,3 +153,16 @@ def test_a_one_line_file_without_our_columns_is_a_clear_422(
     assert error["code"] == "invalid_csv"
     assert error["details"]["job"]["status"] == "failed"
     assert imported(conn, project) == {}
+
+
+def test_a_file_over_5_mib_is_a_413_pointing_to_an_import_job(
+    client: TestClient, jwks: JwksServer, conn: Conn
+) -> None:
+    owner = create_user(conn)
+    project = make_project(conn, owner)
+    rows = CSV.splitlines(keepends=True)
+    body = rows[0] + rows[1] * (5 * 1024 * 1024 // len(rows[1]) + 1)
+    response = upload(client, jwks, owner, project, body)
+    assert (response.status_code, response.json()["error"]["code"]) == (413, "file_too_large")
+    assert "import job" in response.json()["error"]["message"]
+    assert imported(conn, project) == {}

@@ -12,6 +12,8 @@ from fastapi.testclient import TestClient
 from psycopg.rows import DictRow
 
 from tests.factories.workspaces import User, one
+from tests.fakes.jwks import JwksServer
+from tests.imports.test_import_jobs import Api
 from tests.shops.test_customer_webhooks import post_to_woocommerce
 from tests.shops.test_shop_webhooks import (
     client,  # noqa: F401 (fixture)
@@ -173,6 +175,67 @@ def test_a_woocommerce_product_is_synced_trashed_and_restored(
         client, project, woocommerce_product_body(794, status="publish"), "product.restored"
     )
     assert catalog(conn, project)[0]["status"] == "active"
+
+
+def stored_products(conn: Conn, project: uuid.UUID, source: str) -> list[dict[str, Any]]:
+    """Every field a user sees of a source's products and their variants."""
+    return conn.execute(
+        "select p.external_id, p.title, p.sku, p.price, p.currency, p.inventory, p.url,"
+        " p.image_url, p.category, p.status, coalesce(jsonb_agg(jsonb_build_array(v.external_id,"
+        " v.title, v.sku, v.price, v.currency, v.inventory, v.image_url, v.status)"
+        " order by v.external_id) filter (where v.id is not null), '[]') as variants"
+        " from public.products p left join public.product_variants v on v.product_id = p.id"
+        " where p.project_id = %s and p.source = %s group by p.id order by p.external_id",
+        (project, source),
+    ).fetchall()
+
+
+def test_a_csv_catalog_stores_the_same_products_as_the_webhooks(
+    client: TestClient,  # noqa: F811
+    conn: Conn,
+    jwks: JwksServer,
+    shop: tuple[User, uuid.UUID],  # noqa: F811
+) -> None:
+    """The CSV import writes through the shops' page upsert: the same products, described by a
+    Shopify and a WooCommerce webhook and by a shop's CSV export, are stored alike (a variant's
+    price with its currency, a product's currency only with its price)."""
+    owner, project = shop
+    post_shopify(client, project, shopify_product_body(500), topic="products/create")
+    post_to_woocommerce(client, project, woocommerce_product_body(794), "product.created")
+    catalog_csv = (
+        b"product_id,title,sku,price,currency,inventory,url,image_url,category,status,"
+        b"variant_id,variant_title,variant_sku,variant_price,variant_inventory\n"
+        b"500,Running shoes,,,CZK,,,https://cdn.shopify.com/s/files/1/shoe.png,Shoes,active,"
+        b"11,42,RS-42,1099,4\n"
+        b"500,,,,,,,,,,12,43,RS-43,,0\n"
+        b"794,Mug,MUG,,,7,https://shop.example/product/mug/,"
+        b"https://shop.example/wp-content/uploads/mug.jpg,Kitchen,,,,,,\n"
+    )
+    api = Api(client, jwks, owner)
+    job = api.create(
+        workspace_id=str(owner.workspace_id),
+        kind="products",
+        project_id=str(project),
+        size_bytes=len(catalog_csv),
+    ).json()["data"]["id"]
+    assert api.part(job, 1, catalog_csv).status_code == 200
+    report = api.commit(job).json()["data"]
+    assert (report["status"], report["created"], report["rows_failed"]) == (
+        "done",
+        3,
+        0,
+    )  # per row: two variants and a product
+    from_csv = stored_products(conn, project, "csv")
+    assert from_csv == stored_products(conn, project, "shopify") + stored_products(
+        conn, project, "woocommerce"
+    )
+    assert [p["variants"] for p in from_csv] == [
+        [
+            ["11", "42", "RS-42", 1099, "CZK", 4, None, "active"],
+            ["12", "43", "RS-43", None, None, 0, None, "active"],
+        ],
+        [],
+    ]
 
 
 @pytest.mark.parametrize("body", [{"id": 5, "variants": {"id": 1}}, {"id": 5, "title": 7}])

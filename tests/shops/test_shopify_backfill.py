@@ -325,6 +325,64 @@ def test_a_backfill_stopped_by_its_budget_resumes_at_its_byte(
     }
 
 
+def test_a_failed_query_keeps_its_partial_data_and_restarts_after_it(
+    conn: Conn, database_url: str, shopify: ShopifyServer, shop: tuple[User, uuid.UUID]
+) -> None:
+    """Shopify's orders query times out after reading two orders and part of the third (its
+    partial data ends mid-line): the two are written, from the committed byte when a call runs
+    out of time, and the query starts again for the orders after them only."""
+    _, project = shop
+    stock(shopify, customers=2, orders=4, products=0)
+    orders = shopify.result("orders")
+    lines = orders.split(b"\n")
+    database = Database(database_url, pool_mode="session", max_size=2, timeout_seconds=5)
+    database.open()
+    try:
+        token = integration_secrets(database, SecretBox(ENCRYPTION_KEY), project, "shopify")
+        assert token.api_token is not None
+        credentials = ShopCredentials.from_sealed_form(token.api_token)
+        admin = ShopifyAdmin(credentials, admin_url=shopify.base_url, wait=lambda _: None)
+        reports = []
+        for _ in range(12):
+            # No budget: each call writes one page (one order) and stops.
+            report = backfill(database, admin, project, budget_seconds=0, page_size=1)
+            reports.append((report.stream, report.status, report.orders, report.skipped))
+            if report.finished:
+                break
+            if report.status == "running":
+                if report.stream == "orders" and len(shopify.operations) == 2:
+                    # The third order's second line item is cut off by the failure.
+                    shopify.fail_next = "TIMEOUT"
+                    shopify.partial_bytes = sum(len(line) + 1 for line in lines[:8]) - 20
+                shopify.finish()
+        admin.close()
+    finally:
+        database.close()
+    assert [r for r in reports if r[0] == "orders" or r[2]] == [
+        ("orders", None, 0, 0),  # the customers took the call
+        ("orders", "running", 0, 0),
+        ("orders", "failed", 0, 0),  # Shopify says it failed
+        ("orders", "failed", 1, 0),  # its partial data, a page per call
+        ("orders", "failed", 1, 0),
+        ("orders", "running", 0, 0),  # read to its end; the query restarted for the rest
+        ("orders", "completed", 1, 0),
+        ("products", None, 1, 0),
+    ]
+    failed, restarted = shopify.operations[1:3]
+    assert (failed.error_code, restarted.stream, restarted.after) == ("TIMEOUT", "orders", 450002)
+    # The partial data was read on from the byte after its first page.
+    # Its second and third calls asked from the byte after the pages written before (the first
+    # range asked is the customers' second page).
+    assert shopify.range_requests[1:3] == [sum(len(line) + 1 for line in lines[:n]) for n in (3, 6)]
+    assert counts(conn, project) == {
+        "orders": 4,
+        "items": 8,
+        "contacts": 2,
+        "products": 0,
+        "variants": 0,
+    }
+
+
 def test_failures_are_reported_and_a_failed_query_is_started_again(
     conn: Conn,
     client: TestClient,

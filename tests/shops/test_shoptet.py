@@ -640,7 +640,8 @@ def test_the_catalog_is_synced_with_its_variants_and_resumes_after_a_failure(
     )
     assert tuple(variant.values()) == ("Velikost: 43", "BOOT-2-43", 1100, "CZK", "active")
     progress = conn.execute(
-        "select payload from realtime.messages where topic = %s and event = %s",
+        "select payload from realtime.messages where topic = %s and event = %s"
+        " order by inserted_at, id",
         (f"workspace:{shop.user.workspace_id}:imports", "shop_backfill_progress"),
     ).fetchall()
     assert [p["payload"]["page"] for p in progress] == [1, 2, 3]
