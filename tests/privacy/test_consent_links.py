@@ -217,7 +217,9 @@ def test_the_preference_page_lists_and_saves_answers_and_lists(
     )
     assert (refused.status_code, refused.json()["error"]["code"]) == (422, "invalid_preferences")
     not_ours = client.post(
-        "/api/v1/privacy/preferences", params={"token": token}, json={"purposes": {"fax": "granted"}}
+        "/api/v1/privacy/preferences",
+        params={"token": token},
+        json={"purposes": {"fax": "granted"}},
     )
     assert not_ours.status_code == 422
 
