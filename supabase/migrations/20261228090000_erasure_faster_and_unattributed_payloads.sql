@@ -18,6 +18,9 @@
 --    the workspace sent them.
 -- 3. The customer-facts trigger of orders skips comparing the old and new rows when no updated
 --    order has a contact any more (an erasure): the old rows' contacts are the ones to recount.
+--    Statements that have nothing to change (campaign recipients of a contact never mailed,
+--    staged import rows of a workspace without imports) are skipped: their statement triggers
+--    and plans cost tens of milliseconds even for no row.
 
 drop index public.orders_contact_id_idx;
 
@@ -198,12 +201,17 @@ begin
   get diagnostics v_count = row_count;
   v_rows := v_rows || jsonb_build_object('orders', v_count);
 
-  update public.campaign_recipients r
-  set email = null, error = null,
-      status = case when r.status in ('queued', 'sending') then 'skipped' else r.status end,
-      locked_until = null
-  where r.contact_id = any (v_ids) and r.workspace_id = p_workspace_id;
-  get diagnostics v_count = row_count;
+  -- Each guard below spares statement triggers that run even for no row.
+  v_count := 0;
+  if exists (select from public.campaign_recipients r
+             where r.contact_id = any (v_ids) and r.workspace_id = p_workspace_id) then
+    update public.campaign_recipients r
+    set email = null, error = null,
+        status = case when r.status in ('queued', 'sending') then 'skipped' else r.status end,
+        locked_until = null
+    where r.contact_id = any (v_ids) and r.workspace_id = p_workspace_id;
+    get diagnostics v_count = row_count;
+  end if;
   v_rows := v_rows || jsonb_build_object('campaign_recipients', v_count);
 
   delete from public.contact_external_ids x where x.contact_id = any (v_ids) and x.workspace_id = p_workspace_id;
@@ -249,39 +257,42 @@ begin
 
   -- Staged and in-flight rows of running imports (each table is a job's own copy of the file).
   v_count := 0;
-  delete from private.import_contact_rows r using public.import_jobs j
-  where j.workspace_id = p_workspace_id and r.job_id = j.id
-    and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits));
-  get diagnostics v_staged = row_count;
-  v_count := v_count + v_staged;
-  delete from private.import_contact_work r using public.import_jobs j
-  where j.workspace_id = p_workspace_id and r.job_id = j.id
-    and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits));
-  get diagnostics v_staged = row_count;
-  v_count := v_count + v_staged;
-  delete from private.import_order_rows r using public.import_jobs j
-  where j.workspace_id = p_workspace_id and r.job_id = j.id
-    and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits)
-         or r.customer_id = any (v_external_ids));
-  get diagnostics v_staged = row_count;
-  v_count := v_count + v_staged;
-  delete from private.import_order_lines r using public.import_jobs j
-  where j.workspace_id = p_workspace_id and r.job_id = j.id
-    and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits)
-         or r.customer_id = any (v_external_ids));
-  get diagnostics v_staged = row_count;
-  v_count := v_count + v_staged;
-  delete from private.import_order_heads r using public.import_jobs j
-  where j.workspace_id = p_workspace_id and r.job_id = j.id
-    and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits)
-         or r.customer_id = any (v_external_ids));
-  get diagnostics v_staged = row_count;
-  v_count := v_count + v_staged;
-  delete from private.import_order_customers r using public.import_jobs j
-  where j.workspace_id = p_workspace_id and r.job_id = j.id
-    and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits)
-         or r.customer_id = any (v_external_ids));
-  get diagnostics v_staged = row_count;
+  v_staged := 0;
+  if exists (select from public.import_jobs j where j.workspace_id = p_workspace_id) then
+    delete from private.import_contact_rows r using public.import_jobs j
+    where j.workspace_id = p_workspace_id and r.job_id = j.id
+      and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits));
+    get diagnostics v_staged = row_count;
+    v_count := v_count + v_staged;
+    delete from private.import_contact_work r using public.import_jobs j
+    where j.workspace_id = p_workspace_id and r.job_id = j.id
+      and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits));
+    get diagnostics v_staged = row_count;
+    v_count := v_count + v_staged;
+    delete from private.import_order_rows r using public.import_jobs j
+    where j.workspace_id = p_workspace_id and r.job_id = j.id
+      and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits)
+           or r.customer_id = any (v_external_ids));
+    get diagnostics v_staged = row_count;
+    v_count := v_count + v_staged;
+    delete from private.import_order_lines r using public.import_jobs j
+    where j.workspace_id = p_workspace_id and r.job_id = j.id
+      and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits)
+           or r.customer_id = any (v_external_ids));
+    get diagnostics v_staged = row_count;
+    v_count := v_count + v_staged;
+    delete from private.import_order_heads r using public.import_jobs j
+    where j.workspace_id = p_workspace_id and r.job_id = j.id
+      and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits)
+           or r.customer_id = any (v_external_ids));
+    get diagnostics v_staged = row_count;
+    v_count := v_count + v_staged;
+    delete from private.import_order_customers r using public.import_jobs j
+    where j.workspace_id = p_workspace_id and r.job_id = j.id
+      and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits)
+           or r.customer_id = any (v_external_ids));
+    get diagnostics v_staged = row_count;
+  end if;
   v_rows := v_rows || jsonb_build_object('import_rows', v_count + v_staged);
 
   update public.contacts c
@@ -312,6 +323,33 @@ begin
   return new;
 end
 $$;
+
+-- A flow's part of an erasure touches campaign recipients only when some carry merge data of
+-- the contact (the update's statement triggers run even for no row).
+create or replace function private.flows_forget_erased_contact()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform private.exit_flow_runs(
+    array(select r.id from public.flow_runs r where r.contact_id = new.id and r.status = 'active'),
+    'exited', 'erased');
+  update public.flow_runs r
+  set context = '{}'::jsonb, entry_key = r.id::text
+  where r.contact_id = new.id;
+  if exists (select from public.campaign_recipients q where q.contact_id = new.id and q.merge_data is not null) then
+    update public.campaign_recipients q
+    set merge_data = null
+    where q.contact_id = new.id and q.merge_data is not null;
+  end if;
+  delete from public.contact_events e where e.contact_id = new.id;
+  return null;
+end
+$$;
+
+revoke all on function private.flows_forget_erased_contact() from public, anon, authenticated;
 
 drop trigger contacts_erase_attributed_payloads on public.contacts;
 
