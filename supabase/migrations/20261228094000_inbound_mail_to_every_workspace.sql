@@ -42,7 +42,7 @@ revoke all on function private.email_channels_for(text[]) from public, anon, aut
 -- Files one parsed inbound mail into one channel's conversation; answers the outcome (the
 -- caller finishes the stored webhook). What private.ingest_inbound_email did for its one channel.
 create function private.file_inbound_email(
-  p_event_id uuid, p_channel_id uuid, p_token_kind text, p_token uuid, p_mail jsonb, p_received_at timestamptz
+  p_channel_id uuid, p_token_kind text, p_token uuid, p_mail jsonb, p_received_at timestamptz
 )
 returns text
 language plpgsql
@@ -151,7 +151,7 @@ begin
 end
 $$;
 
-revoke all on function private.file_inbound_email(uuid, uuid, text, uuid, jsonb, timestamptz) from public, anon, authenticated;
+revoke all on function private.file_inbound_email(uuid, text, uuid, jsonb, timestamptz) from public, anon, authenticated;
 
 -- The parsed mail as filed from a workspace's copy: its attachments are fetched from the copy.
 create function private.inbound_mail_from_copy(p_mail jsonb, p_copy_id uuid)
@@ -192,8 +192,8 @@ begin
   select * into v_event from private.webhook_events e where e.id = p_event_id;
   for v_found in select * from private.email_channels_for(p_recipients) as f loop
     if v_outcome is null then
-      v_outcome := private.file_inbound_email(p_event_id, v_found.channel_id, v_found.token_kind,
-                                              v_found.token, p_mail, p_received_at);
+      v_outcome := private.file_inbound_email(v_found.channel_id, v_found.token_kind, v_found.token,
+                                              p_mail, p_received_at);
       continue;
     end if;
     v_copy := null;
@@ -205,7 +205,7 @@ begin
     if v_copy is null then
       continue;  -- this workspace's copy was filed already
     end if;
-    v_one := private.file_inbound_email(v_copy, v_found.channel_id, v_found.token_kind, v_found.token,
+    v_one := private.file_inbound_email(v_found.channel_id, v_found.token_kind, v_found.token,
                                         private.inbound_mail_from_copy(p_mail, v_copy), p_received_at);
     perform private.finish_webhook_event(v_copy, v_one);
     if v_one = 'applied' then
