@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.ai.safe_ai import refund_abandoned_calls
 from api.automations.deps import OptionalMake
@@ -251,6 +251,10 @@ class RetentionRemoved(BaseModel):
     campaign_recipients: int
     audit_log: int
     invitations: int
+    dead_letters: int = Field(
+        description="Dead-lettered webhook payloads stripped to their non-personal fields "
+        "7 days after they failed"
+    )
     workspaces: int
 
 
@@ -271,6 +275,7 @@ class RetentionReport(BaseModel):
                 "campaign_recipients": 10000,
                 "audit_log": 0,
                 "invitations": 3,
+                "dead_letters": 1,
                 "workspaces": 0,
             },
             "calls": 2,
@@ -282,7 +287,8 @@ def prune_retention(database: ServiceDatabase) -> dict[str, Any]:
     """Deletes webhook payloads applied over 30 days ago, ended invitations after 30 days and
     audit entries past the workspace's retention (2 years by default), and clears campaign
     recipients' addresses past the workspace's retention (13 months by default; the counts
-    stay), at most 10,000 rows of a kind per statement, then purges deleted workspaces whose
+    stay) and strips dead-lettered payloads to their non-personal fields 7 days after they
+    failed, at most 10,000 rows of a kind per statement, then purges deleted workspaces whose
     30 days are over, until done or 40 s have passed (`finished` false: the next call goes
     on)."""
     return ok(retention.prune(database, RETENTION_BUDGET_SECONDS))

@@ -118,12 +118,13 @@ def erase(url: str, workspace_id: uuid.UUID, email: str) -> tuple[float, dict[st
 
 
 def unlink_orders_alone(url: str, workspace_id: uuid.UUID, email: str) -> float:
-    """The floor under erasure: the one statement it cannot avoid (unlinking the orders),
-    rolled back."""
+    """The floor under erasure: the one statement it cannot avoid (unlinking the orders, as
+    erasure writes it), rolled back."""
     with psycopg.connect(url) as conn:
         started = time.perf_counter()
         conn.execute(
-            "update public.orders set contact_id = null where workspace_id = %s and contact_id ="
+            "update public.orders set contact_id = null, updated_at = now()"
+            " where workspace_id = %s and contact_id ="
             " (select id from public.contacts where workspace_id = %s and email = %s)",
             (workspace_id, workspace_id, email),
         )

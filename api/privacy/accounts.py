@@ -172,6 +172,11 @@ class MyData(BaseModel):
     access_requests_made: list[dict[str, Any]] = Field(
         description="Contact exports they asked for (not their contents)"
     )
+    billing: dict[str, Any] = Field(
+        description="`subscriptions_started` (the Razorpay subscriptions they started) and "
+        "`razorpay_payloads` (stored Razorpay events naming them as payer: by their address or "
+        "phone, or by the payment's email, contact or customer id on subscriptions they started)"
+    )
 
 
 MY_DATA_EXAMPLE = {
@@ -210,6 +215,7 @@ MY_DATA_EXAMPLE = {
     "api_keys_created": [],
     "notifications": [],
     "access_requests_made": [],
+    "billing": {"subscriptions_started": [], "razorpay_payloads": []},
 }
 
 

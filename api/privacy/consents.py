@@ -25,7 +25,7 @@ from api.privacy import consent_links
 from api.privacy.consent_links import ConsentLink, Kind
 
 router = APIRouter(tags=["privacy"])
-Purpose = Literal["email_marketing", "sms_marketing", "whatsapp", "profiling"]
+Purpose = Literal["email_marketing", "sms_marketing", "whatsapp", "telegram", "x", "profiling"]
 Answer = Literal["granted", "withdrawn"]
 
 CONSENT_LINK = APIKeyQuery(
@@ -124,6 +124,8 @@ PREFERENCES_EXAMPLE = {
         {"purpose": "email_marketing", "status": "granted"},
         {"purpose": "sms_marketing", "status": "none"},
         {"purpose": "whatsapp", "status": "none"},
+        {"purpose": "telegram", "status": "none"},
+        {"purpose": "x", "status": "none"},
         {"purpose": "profiling", "status": "withdrawn"},
     ],
     "lists": [{"id": "3f2b1c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d", "name": "Newsletter", "member": True}],

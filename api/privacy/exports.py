@@ -1,11 +1,13 @@
 """Access-request exports: the job that turns the database's document about one contact
-(private.contact_export_data) into a zip of `export.json` and a CSV per table, puts it in the
-private `exports` bucket under the workspace's folder, and signs 24-hour download URLs. A
+(private.contact_export_data) into a zip of `export.json`, a CSV per table and the files of
+their inbox attachments (read from the private `inbox` bucket, under `attachments/`), puts it in
+the private `exports` bucket under the workspace's folder, and signs 24-hour download URLs. A
 Storage failure fails the job with its reason; nothing partial is offered for download."""
 
 import csv
 import io
 import json
+import re
 import zipfile
 from datetime import UTC, datetime
 from typing import Any
@@ -41,14 +43,68 @@ def table_csv(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def build_zip(export: dict[str, Any], document: dict[str, list[dict[str, Any]]]) -> bytes:
-    """export.json (the whole document with what it is about) and one CSV per table."""
+Attachment = dict[str, Any]
+
+
+def stored_attachments(
+    workspace_id: str, document: dict[str, list[dict[str, Any]]]
+) -> list[Attachment]:
+    """The contact's message attachments stored in the workspace's folder of the inbox bucket,
+    each with the name its file takes in the zip."""
+    found: list[Attachment] = []
+    for message in document.get("messages", []):
+        attachments = message.get("attachments")
+        for index, attachment in enumerate(attachments if isinstance(attachments, list) else []):
+            path = attachment.get("storage_path") if isinstance(attachment, dict) else None
+            if not isinstance(path, str) or not path.startswith(f"{workspace_id}/"):
+                continue
+            name = str(attachment.get("file_name") or path.rsplit("/", 1)[-1])
+            safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[-100:] or "file"
+            found.append(
+                {
+                    "message_id": str(message.get("id")),
+                    "index": index,
+                    "storage_path": path,
+                    "file": f"attachments/{message.get('id')}/{index}-{safe}",
+                }
+            )
+    return found
+
+
+def fetch_attachments(
+    storage: SupabaseAdmin, attachments: list[Attachment]
+) -> tuple[list[Attachment], dict[str, bytes]]:
+    """The files by their zip name; one Storage no longer has is listed with `file` null. Any
+    other Storage failure raises."""
+    listed: list[Attachment] = []
+    files: dict[str, bytes] = {}
+    for attachment in attachments:
+        try:
+            files[attachment["file"]] = storage.download_attachment(attachment["storage_path"])
+        except SupabaseAdminError as error:
+            if error.status != 404:
+                raise
+            listed.append({**attachment, "file": None, "missing": True})
+            continue
+        listed.append(attachment)
+    return listed, files
+
+
+def build_zip(
+    export: dict[str, Any],
+    document: dict[str, list[dict[str, Any]]],
+    attachments: list[Attachment] | None = None,
+    files: dict[str, bytes] | None = None,
+) -> bytes:
+    """export.json (the whole document with what it is about, and which file in the zip each
+    stored attachment is), one CSV per table and the attachments' files."""
     whole = {
         "export_id": str(export["id"]),
         "workspace_id": str(export["workspace_id"]),
         "contact_id": str(export["contact_id"]),
         "generated_at": datetime.now(UTC).isoformat(),
         "tables": document,
+        "attachment_files": attachments or [],
     }
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -57,6 +113,8 @@ def build_zip(export: dict[str, Any], document: dict[str, list[dict[str, Any]]])
         )
         for table, rows in sorted(document.items()):
             archive.writestr(f"{table}.csv", table_csv(rows))
+        for name, data in sorted((files or {}).items()):
+            archive.writestr(name, data)
     return buffer.getvalue()
 
 
@@ -76,7 +134,14 @@ def run_export(database: Database, storage: SupabaseAdmin, export_id: UUID) -> N
     assert row is not None
     document: dict[str, list[dict[str, Any]]] = row["document"]
     counts = {table: len(rows) for table, rows in document.items()}
-    data = build_zip(claimed, document)
+    try:
+        attachments, files = fetch_attachments(
+            storage, stored_attachments(str(claimed["workspace_id"]), document)
+        )
+    except SupabaseAdminError as error:
+        finish(database, export_id, None, counts, "storage_error", str(error))
+        return
+    data = build_zip(claimed, document, attachments, files)
     with database.as_service() as conn:
         conn.execute("select private.set_contact_export_progress(%s, 80)", (export_id,))
     path = f"{claimed['workspace_id']}/{export_id}.zip"

@@ -8,7 +8,7 @@ from typing import Any
 from api.core.db import Database
 
 BATCH_ROWS = 10_000
-KINDS = ("webhook_events", "campaign_recipients", "audit_log", "invitations")
+KINDS = ("webhook_events", "campaign_recipients", "audit_log", "invitations", "dead_letters")
 
 
 def prune(

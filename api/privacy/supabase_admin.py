@@ -1,6 +1,7 @@
 """Supabase's HTTP APIs the privacy feature calls itself, through the `supabase` client with the
 project's secret key: Auth admin (delete a user, invite one by email) and Storage (the private
-`exports` bucket: upload an export, sign a download URL). A separate client that never signs a
+`exports` bucket: upload an export, sign a download URL; the private `inbox` bucket: read a
+contact's attachments into their export). A separate client that never signs a
 user in, so its Authorization header stays the secret key."""
 
 from urllib.parse import quote
@@ -12,6 +13,7 @@ from supabase import Client, ClientOptions, create_client
 from supabase_auth.errors import AuthApiError, AuthError
 
 EXPORTS_BUCKET = "exports"
+INBOX_BUCKET = "inbox"
 
 
 class SupabaseAdminError(Exception):
@@ -120,3 +122,14 @@ class SupabaseAdmin:
         if not url:
             raise SupabaseAdminError("Storage signed no URL for the export", status=502)
         return str(url)
+
+    def download_attachment(self, path: str) -> bytes:
+        """An inbox attachment's bytes (`status` 404 when Storage no longer has it)."""
+        try:
+            return self.storage.from_(INBOX_BUCKET).download(quote(path, safe="/"))
+        except StorageApiError as error:
+            raise SupabaseAdminError(
+                f"Storage refused the attachment: {error.code}", status=int(error.status or 0)
+            ) from error
+        except httpx.HTTPError as error:
+            raise SupabaseAdminError("Storage cannot be reached", status=0) from error

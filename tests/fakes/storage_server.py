@@ -2,8 +2,10 @@
 supabase-py's storage client calls it: `POST /storage/v1/object/sign/{bucket}/{path}` with
 `{"expiresIn"}` and the service key (`apiKey` and `Authorization: Bearer`) answers
 `{"signedURL": "/object/sign/{bucket}/{path}?token=…"}`; `GET` of that URL serves the object,
-honouring `Range: bytes=N-` with 206; `POST /storage/v1/object/{bucket}/{path}` with the
-multipart field `file` (as the client's `upload` sends it) stores an object and answers
+honouring `Range: bytes=N-` with 206; `GET /storage/v1/object/{bucket}/{path}` with the service
+key (as the client's `download` sends it) serves the object; `POST
+/storage/v1/object/{bucket}/{path}` with the multipart field `file` (as the client's `upload`
+sends it) stores an object and answers
 `{"Key": "{bucket}/{path}", "Id"}`; `DELETE /storage/v1/object/{bucket}` with
 `{"prefixes": [path, …]}` (as the client's `remove` sends it) removes those objects and answers
 the ones it removed (a path not there is left out, not an error). Errors are Storage's JSON
@@ -158,8 +160,30 @@ def storage_handler(server: StorageServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body.encode())
 
+        def download(self) -> None:
+            if not (
+                self.headers.get("apiKey") == SERVICE_KEY
+                and self.headers.get("Authorization") == f"Bearer {SERVICE_KEY}"
+            ):
+                self.error(403, "Unauthorized", "Invalid key")
+                return
+            bucket, _, name = urlsplit(self.path).path[len(OBJECT) :].partition("/")
+            data = server.objects.get((bucket, unquote(name)))
+            if data is None:
+                self.error(404, "not_found", "Object not found")
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
         def do_GET(self) -> None:
             server.requests.append(("GET", self.path, self.headers.get("Range")))
+            path = urlsplit(self.path).path
+            if path.startswith(OBJECT) and not path.startswith(SIGN):
+                self.download()
+                return
             token = parse_qs(urlsplit(self.path).query).get("token", [""])[0]
             target = self.target()
             if target is None or server.tokens.get(token) != target:

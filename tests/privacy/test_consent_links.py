@@ -199,6 +199,8 @@ def test_the_preference_page_lists_and_saves_answers_and_lists(
         "email_marketing": "withdrawn",
         "sms_marketing": "none",
         "whatsapp": "none",
+        "telegram": "none",
+        "x": "none",
         "profiling": "granted",
     }
     assert [(item["name"], item["member"]) for item in state["lists"]] == [
@@ -215,7 +217,9 @@ def test_the_preference_page_lists_and_saves_answers_and_lists(
     )
     assert (refused.status_code, refused.json()["error"]["code"]) == (422, "invalid_preferences")
     not_ours = client.post(
-        "/api/v1/privacy/preferences", params={"token": token}, json={"purposes": {"x": "granted"}}
+        "/api/v1/privacy/preferences",
+        params={"token": token},
+        json={"purposes": {"fax": "granted"}},
     )
     assert not_ours.status_code == 422
 

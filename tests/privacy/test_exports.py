@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from api.core.settings import Settings
+from tests.factories.inbox import email_channel
 from tests.factories.workspaces import (
     User,
     acting_as,
@@ -221,3 +222,52 @@ def test_the_cron_finishes_an_export_whose_request_died(
     assert answer.status_code == 200 and answer.json()["data"]["resumed"] >= 1
     status = one(conn, "select status from public.contact_exports where id = %s", (export,))
     assert status == {"status": "done"}
+
+
+def test_the_export_holds_the_files_of_the_persons_attachments(
+    conn: Conn, client: TestClient, jwks: JwksServer, storage: StorageServer
+) -> None:
+    owner = create_user(conn)
+    email = f"eva-{uuid.uuid4().hex[:8]}@example.test"
+    contact = shared_customer(conn, owner, email)
+    inbound = email_channel(conn, owner)
+    event = one(
+        conn,
+        "select id from private.record_webhook_event('ses_inbound', %s, %s)",
+        (str(uuid.uuid4()), json.dumps({"Type": "Notification"})),
+    )["id"]
+    mail = {
+        "from": email,
+        "text": "My receipt and a photo",
+        "message_id": f"<{uuid.uuid4()}@mail.example.test>",
+        "attachments": [
+            {"file_name": "receipt.pdf", "provider_media_id": f"{event}:0"},
+            {"file_name": "photo.jpg", "provider_media_id": f"{event}:1"},
+        ],
+    }
+    conn.execute(
+        "select private.ingest_inbound_email(%s, %s, %s, now())", (event, [inbound], Jsonb(mail))
+    )
+    message = one(
+        conn, "select id, conversation_id from public.messages where text = %s", (mail["text"],)
+    )
+    paths = [
+        f"{owner.workspace_id}/{message['conversation_id']}/{message['id']}/{name}"
+        for name in ("receipt.pdf", "photo.jpg")
+    ]
+    for position, path in enumerate(paths):
+        conn.execute(
+            "select private.inbox_media_done(%s, %s, 'stored', %s, 16, null)",
+            (message["id"], position, path),
+        )
+    storage.put("inbox", paths[0], b"%PDF-1.4 receipt")  # the photo is no longer in Storage
+
+    answer = client.post(f"/api/v1/privacy/contacts/{contact}/exports", headers=bearer(jwks, owner))
+    assert answer.status_code == 201, answer.text
+    archive = zipfile.ZipFile(io.BytesIO(httpx.get(answer.json()["data"]["download_url"]).content))
+    listed = json.loads(archive.read("export.json"))["attachment_files"]
+    assert [(a["storage_path"], a["file"]) for a in listed] == [
+        (paths[0], f"attachments/{message['id']}/0-receipt.pdf"),
+        (paths[1], None),
+    ]
+    assert archive.read(f"attachments/{message['id']}/0-receipt.pdf") == b"%PDF-1.4 receipt"

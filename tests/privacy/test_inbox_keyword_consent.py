@@ -1,5 +1,6 @@
 """An opt-out word in the inbox is a consent withdrawal on record (source `inbox_keyword`), not
-only a channel suppression: WhatsApp's purpose, or email marketing with the contact's state."""
+only a channel suppression: the channel kind's own purpose (WhatsApp, Telegram, X), or email
+marketing with the contact's state."""
 
 import json
 import time
@@ -10,9 +11,18 @@ import psycopg
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
-from tests.factories.inbox import account_id, apply_whatsapp, email_channel, whatsapp_channel
+from tests.factories.inbox import (
+    account_id,
+    apply_whatsapp,
+    email_channel,
+    telegram_channel,
+    whatsapp_channel,
+    x_channel,
+)
 from tests.factories.workspaces import User, acting_as, create_user, fund, one
+from tests.fakes.telegram_server import message_update
 from tests.fakes.whatsapp_server import inbound, text_message
+from tests.fakes.x_server import dm_delivery
 
 Conn = psycopg.Connection[DictRow]
 KEY = "kPqBfXz3HOuJVD3mD5Gm2o7dE4pCQfVYbX9xO0n9T2U="
@@ -95,3 +105,32 @@ def test_stop_by_email_withdraws_email_marketing_and_moves_the_contacts_state(
         (contact,),
     )
     assert state == {"consent_state": "withdrawn", "status": "withdrawn"}
+
+
+def test_stop_on_telegram_and_x_withdraws_their_own_purposes(conn: Conn) -> None:
+    owner = create_user(conn)
+    fund(conn, owner, 10, "team")
+    telegram = telegram_channel(conn, owner, KEY, "123:bot-token")
+    x, x_account = x_channel(conn, owner, KEY, "x-token")
+    chat = 700000000 + uuid.uuid4().int % 10**8
+    sender = str(uuid.uuid4().int % 10**12)
+    deliveries = [
+        ("telegram", telegram, f"{telegram}:1", message_update(1, chat, 1, "STOP")),
+        ("x", x, f"{x}:dm", dm_delivery(sender, "stop", for_user_id=x_account)),
+    ]
+    for provider, _, event_id, body in deliveries:
+        event = one(
+            conn,
+            "select id from private.record_webhook_event(%s, %s, %s)",
+            (provider, event_id, json.dumps(body)),
+        )["id"]
+        conn.execute(f"select private.apply_{provider}_event(%s)", (event,))
+    for (provider, channel, _, _), address in zip(deliveries, (str(chat), sender), strict=True):
+        contact = one(
+            conn,
+            "select contact_id from public.contact_identities where workspace_id = %s"
+            " and address = %s",
+            (owner.workspace_id, address),
+        )["contact_id"]
+        assert contact is not None, channel
+        assert history(conn, owner, contact) == [(provider, "withdrawn", "inbox_keyword", "stop")]

@@ -61,6 +61,7 @@ def test_a_user_gets_their_own_data_from_every_workspace_and_no_one_elses(
     }
     assert [(i["workspace_id"], i["role"]) for i in data["invitations"]] == [(str(team), "admin")]
     assert [k["id"] for k in data["api_keys_created"]] == [str(mine)]
+    assert data["billing"] == {"subscriptions_started": [], "razorpay_payloads": []}
     actions = {(a["workspace_id"], a["action"]) for a in data["audit_log"]}
     assert (str(team), "api_key.created") in actions
     assert all(a["target_id"] != str(theirs) for a in data["audit_log"]), "another user's action"

@@ -177,7 +177,7 @@ def inbound_mail(sender: str, to: str) -> bytes:
     return bytes(message)
 
 
-def deliver_mail(conn: Conn, database: Database, raw: bytes, to: str) -> uuid.UUID:
+def deliver_mail(conn: Conn, database: Database, raw: bytes, to: str | list[str]) -> uuid.UUID:
     """A Received notification (Base64 content, the sender only inside it) as SNS delivers it,
     stored and applied by the edge's inbound-mail applier."""
     body = json.dumps(
@@ -185,7 +185,14 @@ def deliver_mail(conn: Conn, database: Database, raw: bytes, to: str) -> uuid.UU
             "Type": "Notification",
             "MessageId": str(uuid.uuid4()),
             "TopicArn": "arn:aws:sns:eu-west-1:123456789012:growthbase-inbound",
-            "Message": json.dumps(received(raw, [to], encoding="BASE64", at=datetime.now(UTC))),
+            "Message": json.dumps(
+                received(
+                    raw,
+                    to if isinstance(to, list) else [to],
+                    encoding="BASE64",
+                    at=datetime.now(UTC),
+                )
+            ),
             "Timestamp": datetime.now(UTC).isoformat(),
         }
     )
@@ -364,7 +371,9 @@ def test_razorpay_events_are_attributed_to_the_subscriptions_workspace(conn: Con
     }
 
 
-def razorpay_payment(conn: Conn, subscription: str, email: str) -> uuid.UUID:
+def razorpay_payment(
+    conn: Conn, subscription: str, email: str, contact: str = "+919876543210"
+) -> uuid.UUID:
     body = {
         "entity": "event",
         "event": "subscription.charged",
@@ -380,7 +389,8 @@ def razorpay_payment(conn: Conn, subscription: str, email: str) -> uuid.UUID:
                     "currency": "INR",
                     "status": "captured",
                     "email": email,
-                    "contact": "+919876543210",
+                    "contact": contact,
+                    "customer_id": "cust_" + subscription[4:],
                 }
             },
         },
@@ -419,3 +429,152 @@ def test_payloads_leave_with_the_paying_account_and_with_their_workspace(conn: C
     assert one(
         conn, "select count(*) as n from private.webhook_events where id = %s", (owners,)
     ) == {"n": 0}
+
+
+def test_a_payer_paying_with_another_address_is_found_by_the_payments_own_fields(
+    conn: Conn,
+) -> None:
+    owner = create_user(conn)
+    fund(conn, owner, 10, "team")
+    starter = add_member(conn, owner, "admin")
+    razorpay_id = "sub_" + uuid.uuid4().hex[:14]
+    conn.execute(
+        "insert into public.subscriptions (workspace_id, plan_tier, razorpay_subscription_id,"
+        " status, created_by) values (%s, 'team', %s, 'active', %s)",
+        (owner.workspace_id, razorpay_id, starter.id),
+    )
+    other = create_user(conn)
+    theirs = "sub_" + uuid.uuid4().hex[:14]
+    conn.execute(
+        "insert into public.subscriptions (workspace_id, plan_tier, razorpay_subscription_id,"
+        " status) values (%s, 'team', %s, 'active')",
+        (other.workspace_id, theirs),
+    )
+    # The member who started it paid with a card under another address and phone; a payment
+    # for another workspace names only that phone.
+    paid = razorpay_payment(conn, razorpay_id, "billing@their-firm.example", "+919812345678")
+    elsewhere = razorpay_payment(conn, theirs, "someone@else.example", "+919812345678")
+    owners = razorpay_payment(conn, theirs, other.email, "+911111111111")
+
+    with acting_as(conn, starter):
+        mine = one(conn, "select public.my_personal_data() as data")["data"]["billing"]
+    assert [s["razorpay_subscription_id"] for s in mine["subscriptions_started"]] == [razorpay_id]
+    payers = {
+        p["payload"]["payload"]["payment"]["entity"]["email"] for p in mine["razorpay_payloads"]
+    }
+    assert payers == {"billing@their-firm.example", "someone@else.example"}
+
+    conn.execute("delete from auth.users where id = %s", (starter.id,))
+    left = conn.execute(
+        "select id from private.webhook_events where id = any(%s)", ([paid, elsewhere, owners],)
+    ).fetchall()
+    assert [r["id"] for r in left] == [owners]
+
+
+def dead_letter(conn: Conn, email: str) -> uuid.UUID:
+    """An SES event about a message nobody sent (it matches no workspace) whose apply kept
+    failing until the replay gave up."""
+    envelope = {
+        "Type": "Notification",
+        "MessageId": str(uuid.uuid4()),
+        "Message": json.dumps({"eventType": "Bounce", "mail": {"destination": [email]}}),
+    }
+    event_id = one(
+        conn,
+        "select id from private.record_webhook_event('ses', %s, %s)",
+        (envelope["MessageId"], json.dumps(envelope)),
+    )["id"]
+    for _ in range(8):
+        conn.execute("select private.webhook_event_failed(%s, 'KeyError')", (event_id,))
+    return uuid.UUID(str(event_id))
+
+
+def test_dead_letters_nobody_owns_are_found_by_erasure_and_stripped_after_a_week(
+    conn: Conn,
+) -> None:
+    owner = create_user(conn)
+    email = f"jana-{uuid.uuid4().hex[:8]}@mail.example.org"
+    with acting_as(conn, owner):
+        contact = one(
+            conn,
+            "insert into public.contacts (workspace_id, email) values (%s, %s) returning id",
+            (owner.workspace_id, email),
+        )["id"]
+    fresh = dead_letter(conn, email)
+    stale = dead_letter(conn, f"old-{uuid.uuid4().hex[:8]}@mail.example.org")
+    conn.execute(
+        "update private.webhook_events set processed_at = now() - interval '8 days' where id = %s",
+        (stale,),
+    )
+    assert stored(conn, fresh)["workspace_id"] is None
+    assert stored(conn, fresh)["status"] == "failed" and email in stored(conn, fresh)["body"]
+
+    report = one(conn, "select private.prune_retention(10000) as r")["r"]
+    assert report["dead_letters"] >= 1
+    assert "@" not in stored(conn, stale)["body"]
+    assert json.loads(stored(conn, stale)["body"])["stripped"] is True
+    assert email in stored(conn, fresh)["body"], "a dead letter is readable for a week"
+
+    with acting_as(conn, owner):
+        conn.execute("select public.erase_contact(%s)", (contact,))
+    gone = one(conn, "select count(*) as n from private.webhook_events where id = %s", (fresh,))
+    assert gone == {"n": 0}
+
+
+def test_mail_to_two_workspaces_is_filed_to_each_with_its_own_copy(
+    conn: Conn, database: Database
+) -> None:
+    owners = [create_user(conn), create_user(conn)]
+    addresses = []
+    for owner in owners:
+        fund(conn, owner, 100, "team")
+        addresses.append(email_channel(conn, owner))
+    sender = f"jana-{uuid.uuid4().hex[:8]}@mail.example.org"
+    mail = EmailMessage()
+    mail["From"] = f"Jana Dvořák <{sender}>"
+    mail["To"] = ", ".join(addresses)
+    mail["Subject"] = "Two shops, one question"
+    mail["Message-ID"] = f"<{uuid.uuid4().hex}@mail.example.org>"
+    mail.set_content("Hello both.")
+    mail.add_attachment(
+        b"%PDF-1.4 receipt", maintype="application", subtype="pdf", filename="r.pdf"
+    )
+    original = deliver_mail(conn, database, bytes(mail), addresses)
+
+    stored_copies = conn.execute(
+        "select id, workspace_id, status from private.webhook_events"
+        " where id = %s or event_id like %s",
+        (
+            original,
+            "%:"
+            + one(conn, "select event_id from private.webhook_events where id = %s", (original,))[
+                "event_id"
+            ],
+        ),
+    ).fetchall()
+    copies = {r["workspace_id"]: r["id"] for r in stored_copies}
+    assert set(copies) == {o.workspace_id for o in owners}
+    assert {r["status"] for r in stored_copies} == {"applied"}
+    for owner in owners:
+        with acting_as(conn, owner):
+            seen = conn.execute(
+                "select m.workspace_id, m.attachments -> 0 ->> 'provider_media_id' as media"
+                " from public.messages m where m.text like 'Hello both%%'"
+            ).fetchall()
+        # Each workspace sees its own message, its attachment fetched from its own copy.
+        assert [r["workspace_id"] for r in seen] == [owner.workspace_id]
+        assert seen[0]["media"] == f"{copies[owner.workspace_id]}:0"
+
+    first = owners[0]
+    contact = one(
+        conn,
+        "select contact_id from public.contact_identities where address = %s and workspace_id = %s",
+        (sender, first.workspace_id),
+    )["contact_id"]
+    with acting_as(conn, first):
+        conn.execute("select public.erase_contact(%s)", (contact,))
+    left = conn.execute(
+        "select workspace_id from private.webhook_events where id = any(%s)",
+        (list(copies.values()),),
+    ).fetchall()
+    assert [r["workspace_id"] for r in left] == [owners[1].workspace_id]
