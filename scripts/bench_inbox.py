@@ -10,9 +10,11 @@ throwaway database with Meta played by nothing (inbound only) and the edge serve
    Printed beside it: the rate with the apply's wait included, the wait after the last answer,
    how many deliveries a drain applied at once, and each delivery's time from stored to
    applied (end to end in the database).
-2. Redelivery: statuses of sent messages, every webhook delivered three times in shuffled
+2. The apply alone, in SQL: stored deliveries drained in sets against the same number applied
+   one at a time (a transaction each): what batching saves when deliveries arrive together.
+3. Redelivery: statuses of sent messages, every webhook delivered three times in shuffled
    order: each message must end as one row in its furthest state.
-3. The inbox list: a page of a workspace's open conversations (100k conversations, 1M
+4. The inbox list: a page of a workspace's open conversations (100k conversations, 1M
    messages by default, written set-based with generate_series), newest first, with the
    member's unread counts, read as the member under RLS through `inbox_conversations`, against
    the same page read from the table alone by the superuser; its plan is checked for index
@@ -270,6 +272,52 @@ def throughput(
     return ratio
 
 
+def drain_rate(database_url: str, channel: uuid.UUID, count: int) -> None:
+    """The apply alone, in SQL, with no edge: `count` deliveries stored at once, then applied
+    by the drain (batches of 500, one set each), against as many applied one at a time (each
+    its own transaction), the two taking turns in halves."""
+    senders = [f"4208{n:08d}" for n in range(max(count // 10, 1))]
+
+    def stored(conn: psycopg.Connection[Any], offset: int, size: int) -> list[uuid.UUID]:
+        ids = []
+        for n in range(offset, offset + size):
+            body = inbound(senders[n % len(senders)], 10**9 + n).decode()
+            row = conn.execute(
+                "select id from private.record_webhook_event('whatsapp', %s, %s)",
+                (f"{channel}:{hashlib.sha256(body.encode()).hexdigest()}", body),
+            ).fetchone()
+            assert row is not None
+            ids.append(row[0])
+        return ids
+
+    half = max(count // 2, 1)
+    batched = single = 0.0
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for part in range(2):
+            with conn.transaction():
+                stored(conn, 2 * part * half, half)
+            started = time.perf_counter()
+            while True:
+                taken = conn.execute("select private.apply_inbox_queue(500)").fetchone()
+                if taken is None or taken[0] == 0:
+                    break
+            batched += time.perf_counter() - started
+            with conn.transaction():
+                ids = stored(conn, (2 * part + 1) * half, half)
+            started = time.perf_counter()
+            for event in ids:
+                conn.execute("select private.apply_inbox_event('whatsapp', %s)", (event,))
+            single += time.perf_counter() - started
+        left = conn.execute(PENDING).fetchone()
+    assert left is not None
+    print(f"the apply alone (SQL), {2 * half} stored deliveries a side, in two turns")
+    print(f"  one at a time, a transaction each {2 * half / single:8.1f} deliveries/s", end="")
+    print(f"   {single / (2 * half) * 1000:6.2f} ms each")
+    print(f"  drained in sets of up to 500      {2 * half / batched:8.1f} deliveries/s", end="")
+    print(f"   {batched / (2 * half) * 1000:6.2f} ms each   ({single / batched:.1f}x);", end="")
+    print(f" left unapplied: {left[0] + left[1]}")
+
+
 def fill(
     database_url: str,
     user: uuid.UUID,
@@ -508,6 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list-messages", type=int, default=1_000_000)
     parser.add_argument("--pages", type=int, default=50)
     parser.add_argument("--redelivered", type=int, default=300)
+    parser.add_argument("--drained", type=int, default=2_000)
     args = parser.parse_args(argv)
     with postgres.throwaway_database("growthbase_bench") as database_url:
         migrate(database_url)
@@ -522,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         with serve(edge_with_baseline(settings)) as client:
             ratio = throughput(client, database_url, channel, args.messages, args.rounds)
             redelivered = redelivery(client, database_url, channel, workspace, args.redelivered)
+        drain_rate(database_url, channel, args.drained)
         started = time.perf_counter()
         fill(database_url, user, workspace, channel, args.conversations, args.list_messages)
         print(f"filled the inbox in                 {time.perf_counter() - started:6.1f} s")

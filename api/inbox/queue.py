@@ -1,8 +1,9 @@
 """Inbox deliveries (WhatsApp, Telegram, X) are stored when they arrive and applied in batches
 after the answer (private.apply_inbox_queue): each webhook's answer is followed by a drain of
-whatever is stored and due, so what arrived together is applied together, and a drain that
-finds nothing costs one index probe. The replay cron applies anything a drain left (an edge
-that stopped before its drain ran)."""
+whatever is stored and due. One drain runs at a time; a drain that finds another running leaves
+its delivery to it (that one calls again until a call takes none), so what arrives while a
+drain runs is applied together, as one set. The replay cron applies anything a drain left (an
+edge that stopped before its drain ran)."""
 
 import logging
 
@@ -18,9 +19,10 @@ BATCH = 500
 
 
 def apply_queued(database: Database) -> int:
-    """Applies stored inbox deliveries, a batch per transaction, until a batch comes back short;
-    answers how many were taken. A delivery that fails is counted for a retry inside the
-    database; a drain that cannot run leaves the deliveries stored for the next one."""
+    """Applies stored inbox deliveries, a batch per transaction, until a batch takes none or
+    another drain is running; answers how many were taken. A delivery that fails is counted for
+    a retry inside the database; a drain that cannot run leaves the deliveries stored for the
+    next one."""
     taken = 0
     try:
         while True:
@@ -29,9 +31,9 @@ def apply_queued(database: Database) -> int:
                     "select private.apply_inbox_queue(%s) as taken", (BATCH,)
                 ).fetchone()
             batch = int(row["taken"]) if row else 0
-            taken += batch
-            if batch < BATCH:
+            if batch <= 0:
                 return taken
+            taken += batch
     except (psycopg.Error, ApiError) as error:
         log.warning("inbox deliveries left for the next drain: %s", type(error).__name__)
         return taken

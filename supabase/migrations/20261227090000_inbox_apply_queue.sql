@@ -4,14 +4,14 @@
 -- stores the raw delivery (private.record_webhook_event: one insert, a repeat is a duplicate)
 -- in one transaction, and answers. private.apply_inbox_queue then applies what is stored and
 -- due, a batch per call: the edge calls it after every answer (so a delivery is applied within
--- moments, and deliveries that arrived together are applied together), and the replay cron
+-- moments, and deliveries that arrive while a drain runs are applied together), and the replay cron
 -- still applies whatever is left. Applying in the request cost each delivery a dozen
 -- statement-level triggers of its own (counters, SLA clocks, replies, broadcasts, contact
 -- events) and a larger commit: scripts/bench_inbox measured 0.29-0.32 of a plain insert per
 -- request. In a batch those statements run once for all its messages.
 --
--- Nothing is lost or doubled: a delivery is stored before the answer, claimed with
--- `for update skip locked` (two drains never take the same one), and applied idempotently
+-- Nothing is lost or doubled: a delivery is stored before the answer, claimed by one drain at a
+-- time (`for update skip locked`, so never one the replay cron holds), and applied idempotently
 -- (messages are unique per channel and provider id, statuses only move forward). When a batch
 -- fails, each of its deliveries is applied on its own, so one bad delivery is counted
 -- (private.webhook_event_failed: retried with backoff, dead-lettered at last) and the others go
@@ -145,9 +145,13 @@ revoke all on function private.apply_inbox_event(text, uuid) from public, anon, 
 grant execute on function private.apply_inbox_event(text, uuid) to service_role;
 
 -- Applies up to p_limit stored inbox deliveries that are due (new ones, and failed ones whose
--- backoff has passed), oldest first, skipping any another drain holds: WhatsApp's as one set
--- (each on its own when the set fails), Telegram's and X's each on its own. A delivery whose
--- apply fails is counted for a retry; the others are applied. Answers how many it took.
+-- backoff has passed), oldest first: WhatsApp's as one set (each on its own when the set
+-- fails), Telegram's and X's each on its own. A delivery whose apply fails is counted for a
+-- retry; the others are applied. Answers how many it took, or -1 when another drain is running
+-- (one at a time: deliveries that arrive while it runs are taken by its next call, as one set,
+-- instead of by as many drains of one). A drain calls again until a call takes none, so a
+-- delivery stored while it ran is never left behind: the drain that found it busy stored its
+-- delivery before that drain's last call began.
 create function private.apply_inbox_queue(p_limit integer)
 returns integer
 language plpgsql
@@ -160,6 +164,9 @@ declare
   v_providers text[];
   v_at integer;
 begin
+  if not pg_try_advisory_xact_lock(hashtext('private.apply_inbox_queue')) then
+    return -1;
+  end if;
   with due as (
     select e.id, e.provider from private.webhook_events e
     where e.provider in ('whatsapp', 'telegram', 'x') and e.status = 'received'

@@ -189,12 +189,13 @@ def store_whatsapp(conn: Conn, channel: uuid.UUID, body: dict[str, Any]) -> uuid
 
 
 def test_deliveries_stored_together_are_applied_together_and_a_bad_one_alone(
-    conn: Conn, client: TestClient
+    conn: Conn, client: TestClient, database_url: str
 ) -> None:
     """The answer only stores; the drain after it applies everything stored as one set (one
     transaction, no subtransaction: the same xmin on every message), a message repeated across
     deliveries once, the counters and broadcasts as if each came alone. When a delivery fails
-    the set, each is applied on its own: the bad one is counted, the others go through."""
+    the set, each is applied on its own: the bad one is counted, the others go through. One
+    drain runs at a time: another finds it busy and leaves its deliveries to it."""
     owner = create_user(conn)
     channel = whatsapp_channel(conn, owner, KEY)
     number = account_id(conn, channel)
@@ -259,6 +260,9 @@ def test_deliveries_stored_together_are_applied_together_and_a_bad_one_alone(
         ("received", 1),
         ("applied", 0),
     ]
+    with psycopg.connect(database_url) as running:
+        running.execute("select private.apply_inbox_queue(1)")
+        assert one(conn, "select private.apply_inbox_queue(500) as n")["n"] == -1
     # Through the webhook: stored before the answer, applied by the drain that follows it.
     body = inbound(first, [text_message(first, "Any news?")], phone_number_id=number)
     assert post_webhook(client, channel, body).json()["data"] == {"outcome": "accepted"}
