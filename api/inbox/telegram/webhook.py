@@ -17,7 +17,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.core.db import Database
-from api.core.deps import ServiceDatabase
+from api.core.deps import AppSettings, ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import JSON, documented, inline_schema, merged_errors
@@ -107,6 +107,7 @@ def telegram_webhook(
     box: Box,
     intake: Intake,
     background: BackgroundTasks,
+    settings: AppSettings,
 ) -> dict[str, Any]:
     """The edge registers this URL with setWebhook when the bot is connected. Unknown channels
     answer as a wrong secret does."""
@@ -125,7 +126,7 @@ def telegram_webhook(
             raise ApiError(422, "invalid_input", "The body is not a Telegram Update") from error
         received = intake.store(conn, PROVIDER, f"{channel_id}:{update.update_id}", body)
     if not received.duplicate:
-        apply_after_answer(background, database)
+        apply_after_answer(background, database, settings)
     return ok({"outcome": "duplicate" if received.duplicate else "accepted"})
 
 

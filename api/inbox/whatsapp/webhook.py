@@ -20,7 +20,7 @@ from fastapi.security import APIKeyHeader, APIKeyQuery
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.core.db import Database
-from api.core.deps import ServiceDatabase
+from api.core.deps import AppSettings, ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import JSON, documented, inline_schema, merged_errors
@@ -206,6 +206,7 @@ def whatsapp_webhook(
     box: Box,
     intake: Intake,
     background: BackgroundTasks,
+    settings: AppSettings,
 ) -> dict[str, Any]:
     """Point the Meta app's webhook (field `messages`) here with the verify token given at
     connect. Unknown channels answer as a bad signature does, so nothing is learnt about which
@@ -234,7 +235,7 @@ def whatsapp_webhook(
         event_id = f"{channel_id}:{hashlib.sha256(body).hexdigest()}"
         received = intake.store(conn, PROVIDER, event_id, body)
     if not received.duplicate:
-        apply_after_answer(background, database)
+        apply_after_answer(background, database, settings)
     return ok({"outcome": "duplicate" if received.duplicate else "accepted"})
 
 

@@ -20,7 +20,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.core.db import Database
-from api.core.deps import ServiceDatabase
+from api.core.deps import AppSettings, ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import JSON, documented, inline_schema, merged_errors
@@ -167,6 +167,7 @@ def x_webhook(
     box: Box,
     intake: Intake,
     background: BackgroundTasks,
+    settings: AppSettings,
 ) -> dict[str, Any]:
     """Register this URL with the Account Activity API and subscribe the account. Unknown
     channels answer as a bad signature does."""
@@ -197,7 +198,7 @@ def x_webhook(
         event_id = f"{channel_id}:{hashlib.sha256(body).hexdigest()}"
         received = intake.store(conn, PROVIDER, event_id, body)
     if not received.duplicate:
-        apply_after_answer(background, database)
+        apply_after_answer(background, database, settings)
     return ok({"outcome": "duplicate" if received.duplicate else "accepted"})
 
 
