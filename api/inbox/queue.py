@@ -24,8 +24,8 @@ def apply_queued(database: Database, delay_seconds: float = 0) -> int:
     """Applies stored inbox deliveries, a batch per transaction, until a batch takes none or
     another drain is running; answers how many were taken. A delivery that fails is counted for
     a retry inside the database; a drain that cannot run leaves the deliveries stored for the
-    next one. It first waits `delay_seconds` (after the answer has gone out), so that
-    deliveries arriving meanwhile are applied with this one as a set."""
+    next one. It waits `delay_seconds` first (after the answer has gone out) and after each
+    short batch, so that deliveries arriving meanwhile are applied together, as one set."""
     if delay_seconds > 0:
         time.sleep(delay_seconds)
     taken = 0
@@ -39,6 +39,8 @@ def apply_queued(database: Database, delay_seconds: float = 0) -> int:
             if batch <= 0:
                 return taken
             taken += batch
+            if batch < BATCH and delay_seconds > 0:
+                time.sleep(delay_seconds)
     except (psycopg.Error, ApiError) as error:
         log.warning("inbox deliveries left for the next drain: %s", type(error).__name__)
         return taken
