@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     )
     x_api_url: str = Field(default="https://api.x.com", pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
     inbox_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # How long the drain after a webhook's answer waits first, so that deliveries arriving
+    # meanwhile are applied with it as one set (0: at once).
+    inbox_apply_delay_seconds: float = Field(default=0.2, ge=0, le=5)
 
     cors_allowed_origins: list[str] = Field(default_factory=list)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

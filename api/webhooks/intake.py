@@ -2,9 +2,9 @@
 provider's event id (a repeat is recognised), acknowledge, apply it in the background, and apply
 again from the replay cron while it is not applied.
 
-Providers applied by one SQL function (the inbox's channels) are stored and applied in the
-request's one transaction instead (`receive`): the apply is its own subtransaction in the
-database, so a failing apply leaves the delivery stored and counted for the replay.
+A feature that applies its deliveries in batches (the inbox's channels) stores them in the
+request's own transaction instead (`store`, the one that read the secret the signature was
+checked with) and applies them itself after the answer.
 
 Features verify their own signatures (each needs its own keys and headers) and register their
 appliers here; this module knows no feature, so replay finds every applier without importing one.
@@ -61,18 +61,8 @@ def describe_failure(error: Exception) -> str:
     return type(error).__name__
 
 
-@dataclass(frozen=True)
-class Received:
-    """A delivery stored and applied in one transaction (see WebhookIntake.receive)."""
-
-    event_id: UUID
-    duplicate: bool  # stored and processed before: nothing more was done
-    outcome: str | None  # the apply's outcome; `failed:<state>` when it failed and was counted
-
-
 class SqlApplier:
-    """An applier that is one private SQL function of the stored event's id, so the intake can
-    also store and apply a delivery in the request's one transaction."""
+    """An applier that is one private SQL function of the stored event's id."""
 
     def __init__(self, database: Database, function: str) -> None:
         self.database = database
@@ -100,32 +90,17 @@ class WebhookIntake:
 
     def record(self, provider: str, event_id: str, body: bytes) -> Recorded:
         with self.database.as_service() as conn:
-            row = conn.execute(
-                "select id, duplicate from private.record_webhook_event(%s, %s, %s)",
-                (provider, event_id[:200], body.decode()),
-            ).fetchone()
-        assert row is not None
-        return Recorded(StoredEvent(row["id"], event_id, body.decode()), bool(row["duplicate"]))
+            return self.store(conn, provider, event_id, body)
 
-    def receive(self, conn: Connection, provider: str, event_id: str, body: bytes) -> Received:
-        """Stores the delivery and applies it with the provider's SQL applier, in the caller's
-        transaction (the one that read the secret its signature was checked with): one
-        transaction per delivery. A failed apply is counted for the replay inside the database
-        and the delivery stays stored; only a failure to store it raises (and the provider,
-        unanswered, delivers it again)."""
-        applier = self.appliers[provider]
-        if not isinstance(applier, SqlApplier):
-            raise TypeError(f"{provider} events are not applied by a SQL function")
+    def store(self, conn: Connection, provider: str, event_id: str, body: bytes) -> Recorded:
+        """Stores the delivery in the caller's transaction; a repeat of one already processed is
+        a duplicate. Applying it is left to the caller's feature (and to the replay)."""
         row = conn.execute(
-            "select id, duplicate, outcome from private.receive_webhook_event(%s, %s, %s, %s)",
-            (provider, event_id[:200], body.decode(), applier.function),
+            "select id, duplicate from private.record_webhook_event(%s, %s, %s)",
+            (provider, event_id[:200], body.decode()),
         ).fetchone()
         assert row is not None
-        outcome = row["outcome"]
-        if isinstance(outcome, str) and outcome.startswith("failed:"):
-            level = logging.ERROR if outcome == "failed:dead_letter" else logging.WARNING
-            log.log(level, "%s event %s failed to apply: %s", provider, row["id"], outcome)
-        return Received(row["id"], bool(row["duplicate"]), outcome)
+        return Recorded(StoredEvent(row["id"], event_id, body.decode()), bool(row["duplicate"]))
 
     def finish(self, event: StoredEvent, outcome: str) -> None:
         """Marks an event applied (for providers applied while the request waits)."""

@@ -14,7 +14,8 @@ from tests.fakes.jwks import JwksServer
 
 def edge_settings(database_url: str, jwks: JwksServer, **overrides: Any) -> Settings:
     """Settings for the test database and the test JWKS; `overrides` set anything else (plain
-    strings are fine for secrets)."""
+    strings are fine for secrets). Inbox deliveries are applied at once after the answer."""
+    overrides.setdefault("inbox_apply_delay_seconds", 0)
     return Settings(database_url=SecretStr(database_url), supabase_url=jwks.base_url, **overrides)
 
 

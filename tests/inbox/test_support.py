@@ -12,6 +12,7 @@ from cryptography.fernet import Fernet
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
+from tests.factories.commerce import add_order
 from tests.factories.email import add_contacts
 from tests.factories.inbox import (
     account_id,
@@ -19,7 +20,16 @@ from tests.factories.inbox import (
     whatsapp_channel,
     whatsapp_conversation,
 )
-from tests.factories.workspaces import User, acting_as, add_member, create_user, fund, one, refused
+from tests.factories.workspaces import (
+    User,
+    acting_as,
+    add_member,
+    create_user,
+    fund,
+    make_project,
+    one,
+    refused,
+)
 from tests.fakes.whatsapp_server import inbound, text_message
 
 Conn = psycopg.Connection[DictRow]
@@ -361,3 +371,41 @@ def test_contact_merge_moves_the_inbox_and_is_audited(conn: Conn) -> None:
     stranger = create_user(conn)
     with refused(404, "contact_not_found"), acting_as(conn, stranger):
         conn.execute("select public.merge_contacts(%s, %s)", (shop_customer, from_whatsapp))
+
+
+def test_the_customer_beside_a_conversation_with_segment_and_orders(conn: Conn) -> None:
+    """The panel beside a conversation: the contact, their latest RFM segment, order totals
+    and last orders, for any member (a viewer too); someone of another workspace gets null."""
+    owner = create_user(conn)
+    viewer = add_member(conn, owner, "viewer")
+    stranger = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    conversation = whatsapp_conversation(conn, channel)
+    contact = one(
+        conn,
+        "update public.contacts k set email = %s from public.conversations c"
+        " where c.id = %s and k.id = c.contact_id returning k.id",
+        (f"ana-{uuid.uuid4().hex[:8]}@example.test", conversation),
+    )["id"]
+    email = one(conn, "select email from public.contacts where id = %s", (contact,))["email"]
+    project = make_project(conn, owner)
+    for n, (day, total) in enumerate([("2026-03-01", 40), ("2026-05-01", 60), ("2026-06-01", 20)]):
+        add_order(conn, project, f"panel-{n}", email, placed_at=f"{day}T10:00:00Z", total=total)
+    for month, segment in [("2026-05-01", "Loyal"), ("2026-06-01", "Champions")]:
+        conn.execute(
+            "insert into analytics.rfm_snapshots (workspace_id, snapshot_month, contact_id,"
+            " recency_days, frequency, monetary, r_score, f_score, m_score, segment)"
+            " values (%s, %s, %s, 3, 3, 120, 5, 4, 4, %s)",
+            (owner.workspace_id, month, contact, segment),
+        )
+    with acting_as(conn, viewer):
+        panel = one(conn, "select public.conversation_customer(%s) as p", (conversation,))["p"]
+    assert panel["contact"]["id"] == str(contact) and panel["contact"]["email"] == email
+    assert (panel["rfm"]["segment"], panel["rfm"]["snapshot_month"]) == ("Champions", "2026-06-01")
+    assert (panel["orders"]["count"], float(panel["orders"]["revenue"])) == (3, 120.0)
+    assert [o["external_id"] for o in panel["recent_orders"]] == ["panel-2", "panel-1", "panel-0"]
+    assert panel["answers"] is None
+    with acting_as(conn, stranger):
+        assert (
+            one(conn, "select public.conversation_customer(%s) as p", (conversation,))["p"] is None
+        )

@@ -174,34 +174,106 @@ def test_a_signed_message_opens_a_conversation_once_however_often_it_comes(
     assert all("text" not in b["payload"] for b in broadcasts)
 
 
-def test_a_delivery_is_stored_and_applied_in_the_one_transaction_that_answered_it(
-    conn: Conn, client: TestClient
+def store_whatsapp(conn: Conn, channel: uuid.UUID, body: dict[str, Any]) -> uuid.UUID:
+    """Stores a delivery as the webhook does before it answers (not applied yet)."""
+    raw = json.dumps(body)
+    return uuid.UUID(
+        str(
+            one(
+                conn,
+                "select id from private.record_webhook_event('whatsapp', %s, %s)",
+                (f"{channel}:{hashlib.sha256(raw.encode()).hexdigest()}", raw),
+            )["id"]
+        )
+    )
+
+
+def test_deliveries_stored_together_are_applied_together_and_a_bad_one_alone(
+    conn: Conn, client: TestClient, database_url: str
 ) -> None:
-    """The secret read, the stored delivery, the message and the conversation's counters are
-    one transaction: every row written carries the same transaction id (xmin), and the message
-    is there when the answer comes (nothing is left for after it)."""
+    """The answer only stores; the drain after it applies everything stored as one set (one
+    transaction, no subtransaction: the same xmin on every message), a message repeated across
+    deliveries once, the counters and broadcasts as if each came alone. When a delivery fails
+    the set, each is applied on its own: the bad one is counted, the others go through. One
+    drain runs at a time: another finds it busy and leaves its deliveries to it."""
     owner = create_user(conn)
     channel = whatsapp_channel(conn, owner, KEY)
-    sender = wa_id()
-    body = inbound(
-        sender,
-        [text_message(sender, "One transaction?")],
-        phone_number_id=account_id(conn, channel),
+    number = account_id(conn, channel)
+    first, second = wa_id(), wa_id()
+    repeated = text_message(first, "Is it in stock?", timestamp=1749416383)
+    together = [
+        inbound(first, [repeated], phone_number_id=number),
+        inbound(first, [repeated, text_message(first, "In blue?", 1749416390)], "S", number),
+        inbound(second, [text_message(second, "Hello?", 1749416400)], "T", number),
+    ]
+    events = [store_whatsapp(conn, channel, body) for body in together]
+    assert one(conn, "select private.apply_inbox_queue(500) as n")["n"] == 3
+    rows = conn.execute(
+        "select m.text, i.address, c.inbound_count, m.xmin::text as tx from public.messages m"
+        " join public.conversations c on c.id = m.conversation_id"
+        " join public.contact_identities i on i.id = c.identity_id"
+        " where m.channel_id = %s order by m.provider_timestamp",
+        (channel,),
+    ).fetchall()
+    assert [(r["address"], r["text"], r["inbound_count"]) for r in rows] == [
+        (first, "Is it in stock?", 2),
+        (first, "In blue?", 2),
+        (second, "Hello?", 1),
+    ]
+    assert len({r["tx"] for r in rows}) == 1
+    broadcasts = one(
+        conn,
+        "select count(*) as n from realtime.messages"
+        " where topic = %s and event = 'message_created'",
+        (f"workspace:{owner.workspace_id}:inbox",),
     )
+    assert broadcasts["n"] == 3
+
+    bad = store_whatsapp(
+        conn, channel, inbound(second, [text_message(second, "refuse-me")], "T", number)
+    )
+    good = store_whatsapp(
+        conn, channel, inbound(second, [text_message(second, "Still there?")], "T", number)
+    )
+    conn.execute(
+        "create function public.test_refuse_marker() returns trigger language plpgsql as"
+        " $$begin if new.text = 'refuse-me' then raise exception 'refused'; end if;"
+        " return new; end$$"
+    )
+    conn.execute(
+        "create trigger test_refuse_marker before insert on public.messages"
+        " for each row execute function public.test_refuse_marker()"
+    )
+    try:
+        assert one(conn, "select private.apply_inbox_queue(500) as n")["n"] == 2
+    finally:
+        conn.execute("drop trigger test_refuse_marker on public.messages")
+        conn.execute("drop function public.test_refuse_marker()")
+    states = {
+        r["id"]: (r["status"], r["attempts"])
+        for r in conn.execute(
+            "select id, status, attempts from private.webhook_events where id = any(%s)",
+            ([*events, bad, good],),
+        ).fetchall()
+    }
+    assert [states[e] for e in [*events, bad, good]] == [("applied", 0)] * 3 + [
+        ("received", 1),
+        ("applied", 0),
+    ]
+    with psycopg.connect(database_url) as running:
+        running.execute("select private.apply_inbox_queue(1)")
+        assert one(conn, "select private.apply_inbox_queue(500) as n")["n"] == -1
+    # Through the webhook: stored before the answer, applied by the drain that follows it.
+    body = inbound(first, [text_message(first, "Any news?")], phone_number_id=number)
     assert post_webhook(client, channel, body).json()["data"] == {"outcome": "accepted"}
     written = one(
         conn,
-        "select e.xmin::text as event, e.status, m.xmin::text as message,"
-        " c.xmin::text as conversation, c.inbound_count, k.xmin::text as counter"
-        " from private.webhook_events e"
-        " join public.messages m on m.channel_id = %s"
+        "select c.inbound_count from public.messages m"
         " join public.conversations c on c.id = m.conversation_id"
-        " join public.inbox_counters k on k.workspace_id = c.workspace_id"
-        " where e.event_id like %s",
-        (channel, f"{channel}:%"),
+        " where m.channel_id = %s and m.text = 'Any news?'",
+        (channel,),
     )
-    assert written["status"] == "applied" and written["inbound_count"] == 1
-    assert written["event"] == written["message"] == written["conversation"] == written["counter"]
+    assert written["inbound_count"] == 3
 
 
 def test_an_apply_that_fails_keeps_the_delivery_for_the_replay(

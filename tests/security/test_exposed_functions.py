@@ -170,6 +170,9 @@ REVIEWED: dict[str, str] = {
         f"{SUPPORT}::test_contact_merge_moves_the_inbox_and_is_audited"
     ),
     "analytics.inbox_report(integer)": f"{SUPPORT}::test_sla_clocks_count_business_hours",
+    "public.conversation_customer(uuid)": (
+        f"{SUPPORT}::test_the_customer_beside_a_conversation_with_segment_and_orders"
+    ),
     "analytics.campaign_replies()": (
         "tests/inbox/test_email.py::test_replies_count_for_campaign_performance_and_stop_suppresses"
     ),

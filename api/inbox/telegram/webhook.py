@@ -2,28 +2,29 @@
 
 Telegram signs nothing: each request carries `X-Telegram-Bot-Api-Secret-Token`, the secret the edge
 generated and gave `setWebhook` at connect, compared in constant time. A verified update is stored
-under `<channel id>:<update_id>` (Telegram redelivers the same id until it gets a 2xx), and applied
-(private.apply_telegram_event) in the one transaction that read the channel's secret
-(private.receive_webhook_event); the replay cron applies what did not finish. Updates of kinds the
-inbox does not read are stored and skipped, never refused, so Telegram does not retry them
-forever."""
+under `<channel id>:<update_id>` (Telegram redelivers the same id until it gets a 2xx) in the one
+transaction that read the channel's secret, and applied (private.apply_telegram_event) right
+after the answer (api.inbox.queue); the replay cron applies what did not finish. Updates of
+kinds the inbox does not read are stored and skipped, never refused, so Telegram does not retry
+them forever."""
 
 import secrets
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Security
+from fastapi import APIRouter, BackgroundTasks, Depends, Security
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.core.db import Database
-from api.core.deps import ServiceDatabase
+from api.core.deps import AppSettings, ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import JSON, documented, inline_schema, merged_errors
 from api.core.signatures import WEBHOOK_SIGNATURE_ERRORS, WEBHOOK_SIGNATURE_INVALID, same_signature
 from api.inbox.deps import Box
 from api.inbox.errors import OPENING_CREDENTIALS
+from api.inbox.queue import apply_after_answer
 from api.inbox.secrets import channel_on
 from api.webhooks.body import parse_json, raw_body
 from api.webhooks.intake import Applier, Intake, sql_applier
@@ -58,8 +59,8 @@ class Update(BaseModel):
 
 class WebhookOutcome(BaseModel):
     outcome: Literal["accepted", "duplicate"] = Field(
-        description="`accepted`: stored and applied before the answer, in one transaction (an "
-        "apply that failed is retried by the replay cron); `duplicate`: Telegram redelivered "
+        description="`accepted`: stored before the answer and applied right after it (an apply "
+        "that failed is retried by the replay cron); `duplicate`: Telegram redelivered "
         "an update already applied"
     )
 
@@ -105,6 +106,8 @@ def telegram_webhook(
     database: ServiceDatabase,
     box: Box,
     intake: Intake,
+    background: BackgroundTasks,
+    settings: AppSettings,
 ) -> dict[str, Any]:
     """The edge registers this URL with setWebhook when the bot is connected. Unknown channels
     answer as a wrong secret does."""
@@ -121,7 +124,9 @@ def telegram_webhook(
             update = Update.model_validate(parse_json(body))
         except ValidationError as error:
             raise ApiError(422, "invalid_input", "The body is not a Telegram Update") from error
-        received = intake.receive(conn, PROVIDER, f"{channel_id}:{update.update_id}", body)
+        received = intake.store(conn, PROVIDER, f"{channel_id}:{update.update_id}", body)
+    if not received.duplicate:
+        apply_after_answer(background, database, settings)
     return ok({"outcome": "duplicate" if received.duplicate else "accepted"})
 
 

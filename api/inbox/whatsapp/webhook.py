@@ -3,10 +3,10 @@
 GET answers Meta's verification (`hub.mode=subscribe`, the channel's verify token) with the
 `hub.challenge`. POST is verified with the app secret (`X-Hub-Signature-256: sha256=<hex HMAC>`
 of the raw body, compared in constant time), checked for the envelope's shape, stored under
-`<channel id>:<body sha256>` (Meta has no event id, and a retry carries the same bytes) and
-applied in SQL (private.apply_whatsapp_event) in the one transaction that read the channel's
-secret (private.receive_webhook_event); the replay cron applies anything stored but not
-applied. Messages are unique per wamid and
+`<channel id>:<body sha256>` (Meta has no event id, and a retry carries the same bytes) in the
+one transaction that read the channel's secret, and applied in SQL right after the answer, with
+whatever else was stored meanwhile, as one batch (api.inbox.queue); the replay cron applies
+anything stored but not applied. Messages are unique per wamid and
 statuses only move forward, so a re-delivery or a reordering changes nothing."""
 
 import hashlib
@@ -14,13 +14,13 @@ import re
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Security
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Security
 from fastapi.responses import PlainTextResponse
 from fastapi.security import APIKeyHeader, APIKeyQuery
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.core.db import Database
-from api.core.deps import ServiceDatabase
+from api.core.deps import AppSettings, ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import JSON, documented, inline_schema, merged_errors
@@ -28,6 +28,7 @@ from api.core.secrets_box import SecretBox
 from api.core.signatures import WEBHOOK_SIGNATURE_ERRORS, same_signature, verify_webhook_hmac
 from api.inbox.deps import Box
 from api.inbox.errors import OPENING_CREDENTIALS
+from api.inbox.queue import apply_after_answer
 from api.inbox.secrets import StoredChannel, channel_on, stored_channel
 from api.webhooks.body import parse_json, raw_body
 from api.webhooks.intake import Applier, Intake, sql_applier
@@ -92,9 +93,9 @@ class WhatsAppWebhook(Loose):
 
 class WebhookOutcome(BaseModel):
     outcome: Literal["accepted", "duplicate"] = Field(
-        description="`accepted`: stored and applied before the answer, in one transaction (an "
-        "apply that failed is retried by the replay cron); `duplicate`: Meta re-delivered a "
-        "body already applied"
+        description="`accepted`: stored before the answer and applied right after it (an apply "
+        "that failed is retried by the replay cron); `duplicate`: Meta re-delivered a body "
+        "already applied"
     )
 
 
@@ -204,6 +205,8 @@ def whatsapp_webhook(
     database: ServiceDatabase,
     box: Box,
     intake: Intake,
+    background: BackgroundTasks,
+    settings: AppSettings,
 ) -> dict[str, Any]:
     """Point the Meta app's webhook (field `messages`) here with the verify token given at
     connect. Unknown channels answer as a bad signature does, so nothing is learnt about which
@@ -230,7 +233,9 @@ def whatsapp_webhook(
                 422, "invalid_input", "The body is not a WhatsApp Business Account webhook"
             ) from error
         event_id = f"{channel_id}:{hashlib.sha256(body).hexdigest()}"
-        received = intake.receive(conn, PROVIDER, event_id, body)
+        received = intake.store(conn, PROVIDER, event_id, body)
+    if not received.duplicate:
+        apply_after_answer(background, database, settings)
     return ok({"outcome": "duplicate" if received.duplicate else "accepted"})
 
 

@@ -4,8 +4,8 @@ GET answers X's Challenge-Response Check: `{"response_token": "sha256=" + base64
 consumer secret, crc_token))}`, only for a token shaped as X's (so a captured body can never be
 signed through it). POST is verified with `x-twitter-webhooks-signature: sha256=<base64
 HMAC-SHA256 of the raw body, keyed with the consumer secret>`, stored under `<channel id>:<body
-sha256>` and applied (private.apply_x_event) in the one transaction that read the channel's
-secret (private.receive_webhook_event). X is off
+sha256>` in the one transaction that read the channel's secret, and applied
+(private.apply_x_event) right after the answer (api.inbox.queue). X is off
 for a workspace until it connects an account: without a channel every call answers 401."""
 
 import base64
@@ -15,12 +15,12 @@ import re
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Security
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Security
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.core.db import Database
-from api.core.deps import ServiceDatabase
+from api.core.deps import AppSettings, ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import JSON, documented, inline_schema, merged_errors
@@ -28,6 +28,7 @@ from api.core.secrets_box import SecretBox
 from api.core.signatures import WEBHOOK_SIGNATURE_ERRORS, verify_webhook_hmac
 from api.inbox.deps import Box
 from api.inbox.errors import OPENING_CREDENTIALS
+from api.inbox.queue import apply_after_answer
 from api.inbox.secrets import StoredChannel, channel_on, stored_channel
 from api.webhooks.body import parse_json, raw_body
 from api.webhooks.intake import Applier, Intake, sql_applier
@@ -66,8 +67,8 @@ class DirectMessageEvents(BaseModel):
 
 class WebhookOutcome(BaseModel):
     outcome: Literal["accepted", "duplicate", "ignored"] = Field(
-        description="`accepted`: stored and applied before the answer, in one transaction (an "
-        "apply that failed is retried by the replay cron); `duplicate`: a redelivery; "
+        description="`accepted`: stored before the answer and applied right after it (an apply "
+        "that failed is retried by the replay cron); `duplicate`: a redelivery; "
         "`ignored`: an activity other than direct messages"
     )
 
@@ -165,6 +166,8 @@ def x_webhook(
     database: ServiceDatabase,
     box: Box,
     intake: Intake,
+    background: BackgroundTasks,
+    settings: AppSettings,
 ) -> dict[str, Any]:
     """Register this URL with the Account Activity API and subscribe the account. Unknown
     channels answer as a bad signature does."""
@@ -193,7 +196,9 @@ def x_webhook(
                 422, "invalid_input", "The body is not an Account Activity delivery"
             ) from error
         event_id = f"{channel_id}:{hashlib.sha256(body).hexdigest()}"
-        received = intake.receive(conn, PROVIDER, event_id, body)
+        received = intake.store(conn, PROVIDER, event_id, body)
+    if not received.duplicate:
+        apply_after_answer(background, database, settings)
     return ok({"outcome": "duplicate" if received.duplicate else "accepted"})
 
 
