@@ -162,7 +162,6 @@ declare
   v_whatsapp uuid[];
   v_others uuid[];
   v_providers text[];
-  v_at integer;
 begin
   if not pg_try_advisory_xact_lock(hashtext('private.apply_inbox_queue')) then
     return -1;

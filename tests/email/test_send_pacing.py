@@ -39,9 +39,12 @@ def moto() -> Iterator[str]:
 @pytest.fixture(autouse=True)
 def idle_ledger(conn: psycopg.Connection[Any], moto: str) -> Iterator[None]:
     """Campaigns of other tests in this database must not be drained by this one, nor this
-    one's by later tests that claim across the database."""
+    one's by later tests that claim across the database; other tests' mail must not have
+    engaged the platform brake."""
     conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")
     conn.execute("delete from private.ses_accounts")
+    conn.execute("delete from private.deliverability_counts")
+    conn.execute("select private.release_platform_brake()")
     reset(moto)
     yield
     conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")
