@@ -32,7 +32,16 @@ from api.imports.jobs import Runner, run_job
 from api.imports.parts import store_part
 from tests.factories.email import list_campaign, start
 from tests.factories.flows import create_flow, runs, skip_waits, tick
-from tests.factories.inbox import APP_SECRET, account_id, whatsapp_channel
+from tests.factories.inbox import (
+    APP_SECRET,
+    TELEGRAM_SECRET,
+    X_CONSUMER_SECRET,
+    account_id,
+    email_channel,
+    telegram_channel,
+    whatsapp_channel,
+    x_channel,
+)
 from tests.factories.workspaces import (
     User,
     acting_as,
@@ -43,8 +52,15 @@ from tests.factories.workspaces import (
     one,
     refused,
 )
+from tests.fakes import sns_signing
 from tests.fakes.jwks import JwksServer
+from tests.fakes.ses_inbound import TOPIC, notification, received
+from tests.fakes.sns_signing import Certificate, SnsHost, serve_sns
+from tests.fakes.telegram_server import TOKEN as TELEGRAM_TOKEN
+from tests.fakes.telegram_server import message_update
 from tests.fakes.whatsapp_server import hub_signature, inbound, text_message
+from tests.fakes.x_server import TOKEN as X_TOKEN
+from tests.fakes.x_server import dm_delivery, x_signature
 
 Conn = psycopg.Connection[DictRow]
 SHOP_SECRET = "shpss_" + uuid.uuid4().hex
@@ -82,13 +98,29 @@ class Person:
         }
 
 
+certificate = sns_signing.certificate
+
+
 @pytest.fixture(scope="module")
-def client(database_url: str, jwks: JwksServer) -> Iterator[TestClient]:
+def sns_host(certificate: Certificate) -> Iterator[SnsHost]:
+    with serve_sns(certificate) as host:
+        yield host
+
+
+@pytest.fixture(scope="module")
+def sns(certificate: Certificate, sns_host: SnsHost) -> tuple[Certificate, SnsHost]:
+    return certificate, sns_host
+
+
+@pytest.fixture(scope="module")
+def client(database_url: str, jwks: JwksServer, sns_host: SnsHost) -> Iterator[TestClient]:
     settings = Settings(
         database_url=SecretStr(database_url),
         supabase_url=jwks.base_url,
         integrations_encryption_key=SecretStr(ENCRYPTION_KEY),
         public_base_url="https://edge.example.test",
+        sns_topic_arns=[TOPIC],
+        sns_certificate_origins=[sns_host.base_url],
     )
     with TestClient(create_app(settings)) as test_client:
         yield test_client
@@ -286,6 +318,70 @@ def whatsapp_message(conn: Conn, client: TestClient, owner: User, person: Person
     assert answer.json()["data"] == {"outcome": "accepted"}, answer.text
 
 
+def inbound_email(
+    conn: Conn, client: TestClient, sns: tuple[Certificate, SnsHost], owner: User, person: Person
+) -> None:
+    """The person mails the workspace's inbound address (SES receiving, signed SNS)."""
+    inbox = email_channel(conn, owner)
+    raw = (
+        f"From: {person.first_name} {person.last_name} <{person.email}>\r\n"
+        f"To: {inbox}\r\nSubject: My order\r\n"
+        f"Message-ID: <{uuid.uuid4().hex}@example.test>\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+        f"Please call me on {person.phone}, I live at {person.street}.\r\n"
+    ).encode()
+    certificate, host = sns
+    signed = notification(
+        certificate,
+        f"{host.base_url}/SimpleNotificationService-inbound.pem",
+        json.dumps(received(raw, [inbox])),
+    )
+    answer = client.post(
+        "/api/v1/webhooks/ses-inbound",
+        content=json.dumps(signed),
+        headers={"x-amz-sns-message-type": "Notification", "Content-Type": "text/plain"},
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def telegram_and_x_messages(
+    conn: Conn, client: TestClient, owner: User, person: Person, contact_id: uuid.UUID
+) -> None:
+    """The person writes to the workspace's Telegram bot and X account under their name; the
+    owner merges the two new contacts into theirs, as the merge suggestions offer."""
+    telegram = telegram_channel(conn, owner, ENCRYPTION_KEY, TELEGRAM_TOKEN)
+    chat = int(uuid.uuid4().int % 10**9)
+    update = message_update(int(chat % 10**6), chat, 1, f"{person.email}, {person.street}")
+    names = {"first_name": person.first_name, "last_name": person.last_name}
+    update["message"]["from"].update(names)
+    update["message"]["chat"].update(names)
+    answer = client.post(
+        f"/api/v1/webhooks/telegram/{telegram}",
+        json=update,
+        headers={"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET},
+    )
+    assert answer.json()["data"] == {"outcome": "accepted"}, answer.text
+    x, account = x_channel(conn, owner, ENCRYPTION_KEY, X_TOKEN)
+    sender = str(uuid.uuid4().int % 10**12)
+    delivery = dm_delivery(sender, f"Call {person.phone}", for_user_id=account)
+    delivery["users"][sender]["name"] = f"{person.first_name} {person.last_name}"
+    raw = json.dumps(delivery).encode()
+    answer = client.post(
+        f"/api/v1/webhooks/x/{x}",
+        content=raw,
+        headers={"x-twitter-webhooks-signature": x_signature(X_CONSUMER_SECRET, raw)},
+    )
+    assert answer.status_code == 200, answer.text
+    others = conn.execute(
+        "select distinct contact_id from public.conversations where channel_id = any(%s)",
+        ([telegram, x],),
+    ).fetchall()
+    assert len(others) == 2
+    with acting_as(conn, owner):
+        for other in others:
+            conn.execute("select public.merge_contacts(%s, %s)", (contact_id, other["contact_id"]))
+
+
 def custom_event_and_flow(conn: Conn, client: TestClient, owner: User, person: Person) -> None:
     """A custom event through the API starts a flow; the run waits, moves on and keeps history."""
     conn.execute("update public.flows set status = 'paused' where status = 'active'")
@@ -395,6 +491,7 @@ def seed_person_everywhere(
     database: Database,
     client: TestClient,
     jwks: JwksServer,
+    sns: tuple[Certificate, SnsHost],
     owner: User,
     person: Person,
 ) -> uuid.UUID:
@@ -421,6 +518,8 @@ def seed_person_everywhere(
     shopify_checkout(client, project, person)
     shoptet_customer(conn, project, person)
     whatsapp_message(conn, client, owner, person)
+    inbound_email(conn, client, sns, owner, person)
+    telegram_and_x_messages(conn, client, owner, person, contact_id)
     custom_event_and_flow(conn, client, owner, person)
 
     campaign = list_campaign(conn, owner, [contact_id])
@@ -540,11 +639,15 @@ def test_a_new_column_that_is_not_registered_is_named(conn: Conn) -> None:
 
 
 def test_after_erasure_nothing_anywhere_holds_the_person(
-    conn: Conn, database: Database, client: TestClient, jwks: JwksServer
+    conn: Conn,
+    database: Database,
+    client: TestClient,
+    jwks: JwksServer,
+    sns: tuple[Certificate, SnsHost],
 ) -> None:
     owner = create_user(conn)
     person = Person()
-    contact_id = seed_person_everywhere(conn, database, client, jwks, owner, person)
+    contact_id = seed_person_everywhere(conn, database, client, jwks, sns, owner, person)
     bystander = Person()
     other = create_user(conn)
     fund(conn, other, 100, "team")
@@ -588,7 +691,8 @@ def test_after_erasure_nothing_anywhere_holds_the_person(
         " (select count(*) from public.conversations where contact_id = %(c)s) as conversations",
         {"c": contact_id},
     )
-    assert linked["checkouts"] == 1 and linked["history"] >= 1 and linked["conversations"] == 1
+    # WhatsApp, email, and the Telegram and X conversations merged in.
+    assert linked["checkouts"] == 1 and linked["history"] >= 1 and linked["conversations"] == 4
 
     with acting_as(conn, owner):
         erasure = one(conn, "select * from public.erase_contact(%s)", (contact_id,))
@@ -783,12 +887,16 @@ def test_erasure_in_one_workspace_leaves_another_workspaces_customer_of_the_same
 
 
 def test_a_dashboard_delete_is_an_erasure(
-    conn: Conn, database: Database, client: TestClient, jwks: JwksServer
+    conn: Conn,
+    database: Database,
+    client: TestClient,
+    jwks: JwksServer,
+    sns: tuple[Certificate, SnsHost],
 ) -> None:
     owner = create_user(conn)
     member = add_member(conn, owner, "member")
     person = Person()
-    contact_id = seed_person_everywhere(conn, database, client, jwks, owner, person)
+    contact_id = seed_person_everywhere(conn, database, client, jwks, sns, owner, person)
 
     with acting_as(conn, member), refused(403, "insufficient_role"):
         conn.execute("delete from public.contacts where id = %s", (contact_id,))
