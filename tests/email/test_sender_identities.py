@@ -21,6 +21,7 @@ from api.email.ses import IdentityState, SesClient, SesError, dkim_records
 from tests.factories.edge import bearer, documented_codes, edge_settings
 from tests.factories.email import add_contacts, draft_campaign, email_list, start, verified_sender
 from tests.factories.workspaces import User, add_member, create_user
+from tests.fakes.dns_server import shared_dns
 from tests.fakes.jwks import JwksServer
 from tests.fakes.ses_server import REGION, free_port, moto_ses
 
@@ -199,6 +200,27 @@ def test_any_member_refreshes_from_ses_and_strangers_get_404(
         404,
         "identity_not_found",
     )
+
+
+def test_registering_and_refreshing_look_up_the_domains_dmarc_in_dns(
+    client: TestClient, jwks: JwksServer, conn: Conn
+) -> None:
+    owner = create_user(conn)
+    domain = new_domain()
+    zone = shared_dns().zone
+    zone.txt[f"_dmarc.{domain}"] = ["v=DMARC1; p=reject; adkim=s; rua=mailto:agg@" + domain]
+    created = register(client, jwks, owner, domain, None).json()["data"]
+    assert {k: created["dmarc"][k] for k in ("status", "domain", "policy", "adkim")} == {
+        "status": "found",
+        "domain": domain,
+        "policy": "reject",
+        "adkim": "s",
+    }
+    del zone.txt[f"_dmarc.{domain}"]
+    refreshed = client.post(
+        f"/api/v1/email/identities/{created['id']}/refresh", headers=bearer(jwks, owner)
+    ).json()["data"]
+    assert (refreshed["dmarc"]["status"], refreshed["dmarc"]["policy"]) == ("missing", None)
 
 
 def test_without_ses_configured_identities_answer_503(
