@@ -41,7 +41,8 @@ router = APIRouter(prefix="/api/v1/email/identities", tags=["email"])
 
 SELECT_IDENTITY = (
     "select id, workspace_id, identity, kind, verified, dkim_status, dkim_records, dmarc,"
-    " last_checked_at, created_at, updated_at from public.sender_identities where id = %s"
+    " mail_from_domain, mail_from_status, last_checked_at, created_at, updated_at"
+    " from public.sender_identities where id = %s"
 )
 
 
@@ -91,6 +92,13 @@ class SenderIdentity(BaseModel):
         description="The domain's DMARC record as DNS answered when the identity was last "
         "registered or refreshed; null before"
     )
+    mail_from_domain: str | None = Field(
+        description="The custom MAIL FROM domain SES reports (SPF aligned with the From domain "
+        "once its status is SUCCESS); null: SES's own, whose SPF is not aligned"
+    )
+    mail_from_status: str | None = Field(
+        description="SES's MailFromDomainStatus: PENDING, SUCCESS, FAILED or TEMPORARY_FAILURE"
+    )
     last_checked_at: datetime | None = Field(description="When SES was last asked; null if never")
     created_at: datetime
     updated_at: datetime
@@ -113,6 +121,8 @@ IDENTITY_EXAMPLE = {
         "record": "v=DMARC1; p=none; rua=mailto:dmarc@shop.example",
         "error": None,
     },
+    "mail_from_domain": None,
+    "mail_from_status": None,
     "dkim_records": [
         {
             "type": "CNAME",
@@ -174,7 +184,13 @@ def save_state(
             (identity_id, state.verified, state.dkim_status, Jsonb(state.dkim_records)),
         )
         conn.execute(
-            "select private.save_sender_dmarc(%s, %s)", (identity_id, Jsonb(found.as_json()))
+            "select private.save_sender_alignment(%s, %s, %s, %s)",
+            (
+                identity_id,
+                Jsonb(found.as_json()),
+                state.mail_from_domain,
+                state.mail_from_status,
+            ),
         )
         row = conn.execute(SELECT_IDENTITY, (identity_id,)).fetchone()
     assert row is not None

@@ -108,6 +108,10 @@ class IdentityState:
     verified: bool
     dkim_status: str | None
     dkim_records: list[dict[str, str]]
+    # The custom MAIL FROM domain and SES's status of it (SUCCESS: SPF passes aligned with the
+    # From domain); None without one (SES's own amazonses.com: SPF passes but is not aligned).
+    mail_from_domain: str | None = None
+    mail_from_status: str | None = None
 
 
 def dkim_records(identity: str, tokens: list[str]) -> list[dict[str, str]]:
@@ -313,10 +317,13 @@ class SesClient:
         except (ClientError, BotoCoreError) as error:
             raise failure_from(error) from error
         dkim = answer.get("DkimAttributes", {})
+        mail_from = answer.get("MailFromAttributes", {})
         return IdentityState(
             # moto reports VerificationStatus only; SES reports both.
             verified=bool(answer.get("VerifiedForSendingStatus"))
             or answer.get("VerificationStatus") == "SUCCESS",
             dkim_status=dkim.get("Status"),
             dkim_records=dkim_records(identity, list(dkim.get("Tokens", []))),
+            mail_from_domain=mail_from.get("MailFromDomain") or None,
+            mail_from_status=mail_from.get("MailFromDomainStatus") if mail_from else None,
         )

@@ -157,12 +157,20 @@ def test_dmarc_policy_and_alignment_from_dns_show_in_the_checks(conn: Conn) -> N
     dns = shared_dns()
     lookup = DmarcLookup(dns.address)
 
-    def dmarc(from_email: str | None = None) -> tuple[dict[str, Any], dict[str, Any], bool]:
-        """As the edge does on a refresh: the identity's domain looked up, then the checks."""
+    def dmarc(
+        from_email: str | None = None, mail_from: str | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any], bool]:
+        """As the edge does on a refresh: the identity's domain looked up and SES's MAIL FROM
+        saved, then the checks."""
         found = lookup.lookup("news.example.com")
         conn.execute(
-            "select private.save_sender_dmarc(%s, %s)",
-            (identity["sender_identity_id"], Jsonb(found.as_json())),
+            "select private.save_sender_alignment(%s, %s, %s, %s)",
+            (
+                identity["sender_identity_id"],
+                Jsonb(found.as_json()),
+                mail_from,
+                "SUCCESS" if mail_from else None,
+            ),
         )
         if from_email:
             conn.execute(
@@ -171,7 +179,10 @@ def test_dmarc_policy_and_alignment_from_dns_show_in_the_checks(conn: Conn) -> N
         with acting_as(conn, owner):
             checks = one(conn, "select public.campaign_checks(%s) as c", (campaign,))["c"]
         [check] = [c for c in checks["checks"] if c["check"] == "dmarc"]
+        spf.update(next(c for c in checks["checks"] if c["check"] == "spf"))
         return check, checks["dmarc"], checks["may_start"]
+
+    spf: dict[str, Any] = {}
 
     with acting_as(conn, owner):
         checks = one(conn, "select public.campaign_checks(%s) as c", (campaign,))["c"]
@@ -187,15 +198,23 @@ def test_dmarc_policy_and_alignment_from_dns_show_in_the_checks(conn: Conn) -> N
     dns.zone.txt["_dmarc.example.com"] = ["v=DMARC1; p=quarantine; sp=none; rua=mailto:d@x.example"]
     check, found, may_start = dmarc()
     assert (check["status"], found["policy"], found["alignment"]) == ("pass", "none", "aligned")
-    assert check["detail"] == (
-        "DMARC p=none (_dmarc.example.com), DKIM aligned with news.example.com (relaxed)"
-    )
+    assert check["detail"] == "DMARC p=none (_dmarc.example.com), aligned with news.example.com"
+    # Without a custom MAIL FROM, SPF is SES's own: a warning, DMARC rests on DKIM.
+    assert spf["status"] == "warn" and "amazonses.com" in spf["detail"]
 
     # Strict DKIM alignment and a From on a subdomain of the signing domain: fails.
     dns.zone.txt["_dmarc.example.com"] = ["v=DMARC1; p=reject; adkim=s"]
     check, found, may_start = dmarc("offers@eu.news.example.com")
     assert (check["status"], found["policy"], found["alignment"]) == ("fail", "reject", "unaligned")
     assert may_start is False and "adkim=s" in check["detail"]
+    # A custom MAIL FROM under the From domain aligns SPF (aspf relaxed): DMARC passes again.
+    check, found, may_start = dmarc("offers@eu.news.example.com", "bounce.eu.news.example.com")
+    assert (check["status"], found["alignment"], may_start) == ("pass", "aligned", True)
+    assert (spf["status"], spf["detail"]) == (
+        "pass",
+        "SPF aligned with eu.news.example.com through the custom MAIL FROM"
+        " bounce.eu.news.example.com",
+    )
 
     # DNS failing is said as such, never taken as a missing record.
     dns.zone.failing.add("_dmarc.news.example.com")

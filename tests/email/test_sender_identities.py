@@ -331,6 +331,11 @@ def test_an_identity_already_in_ses_is_recreated_unless_it_is_ours(adopt_existin
                 "IdentityType": "DOMAIN",
                 "VerifiedForSendingStatus": adopt_existing,
                 "DkimAttributes": {"Status": "PENDING", "Tokens": ["t1", "t2", "t3"]},
+                "MailFromAttributes": {
+                    "MailFromDomain": f"bounce.{domain}",
+                    "MailFromDomainStatus": "PENDING",
+                    "BehaviorOnMxFailure": "USE_DEFAULT_VALUE",
+                },
             },
             {"EmailIdentity": domain},
         )
@@ -342,3 +347,4 @@ def test_an_identity_already_in_ses_is_recreated_unless_it_is_ours(adopt_existin
     assert [record["name"] for record in state.dkim_records] == [
         f"t{n}._domainkey.{domain}" for n in (1, 2, 3)
     ]
+    assert (state.mail_from_domain, state.mail_from_status) == (f"bounce.{domain}", "PENDING")
