@@ -70,7 +70,11 @@ class DmarcLookup:
     the system's."""
 
     def __init__(self, resolver_address: str | None) -> None:
-        self.resolver = dns.resolver.Resolver(configure=resolver_address is None)
+        try:
+            self.resolver = dns.resolver.Resolver(configure=resolver_address is None)
+        except dns.resolver.NoResolverConfiguration:
+            # No system resolver here: every lookup answers `unknown` (the edge still starts).
+            self.resolver = dns.resolver.Resolver(configure=False)
         if resolver_address:
             host, _, port = resolver_address.partition(":")
             self.resolver.nameservers = [host]
