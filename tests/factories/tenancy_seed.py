@@ -625,8 +625,8 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
         " claimed) values (%s, %s, current_date, 200, 1)",
         (sender, owner.workspace_id),
     )
-    # A recipient counted in the warm-up day, and the workspace's SES tenant (on an account
-    # with tenants).
+    # A recipient counted in the warm-up day, and the workspace's SES tenant (the account's
+    # support left as moto has it, none, for the tests that send after these).
     conn.execute(
         "insert into private.sender_warmup_sends (recipient_id, sender_identity_id, day)"
         " select id, %s, current_date from public.campaign_recipients where campaign_id = %s"
@@ -634,7 +634,7 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
         (sender, sent),
     )
     conn.execute(
-        "insert into private.ses_tenancy (account, supported) values ('default', true)"
+        "insert into private.ses_tenancy (account, supported) values ('default', false)"
         " on conflict (account) do nothing"
     )
     conn.execute(
