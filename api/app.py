@@ -43,7 +43,8 @@ from api.core.settings import Settings, get_settings
 from api.email import preview as email_preview
 from api.email import sender_identities, unsubscribe
 from api.email import webhook as ses_webhooks
-from api.email.deps import LINK_SECRET, SES, SNS
+from api.email.deps import DMARC, LINK_SECRET, SES, SNS
+from api.email.dmarc import DmarcLookup
 from api.email.ses import SesClient
 from api.email.sns import SnsVerifier
 from api.flows import events as flow_events
@@ -225,6 +226,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else None
     )
     SES.install(app, ses)
+    DMARC.install(app, DmarcLookup(settings.dns_resolver))
     MAILER.install(app, Mailer(ses.send_raw) if ses else None)
     sns = (
         SnsVerifier(

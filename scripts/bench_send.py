@@ -189,8 +189,15 @@ class RecordingSes(SesClient):
         )
         self.sent: list[Outgoing] = []
 
-    def send_raw(self, raw: bytes, sender: str, recipient: str, tags: dict[str, str]) -> str:
-        message_id = super().send_raw(raw, sender, recipient, tags)
+    def send_raw(
+        self,
+        raw: bytes,
+        sender: str,
+        recipient: str,
+        tags: dict[str, str],
+        tenant: str | None = None,
+    ) -> str:
+        message_id = super().send_raw(raw, sender, recipient, tags, tenant)
         self.sent.append(Outgoing(raw, sender, recipient, tuple(tags.items())))
         return message_id
 

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # Our ceiling on messages per second, shared by every instance; GetAccount's MaxSendRate
     # lowers it when the account's is lower.
     ses_max_send_rate: float = Field(default=14.0, gt=0, le=10000)
+    # The DNS resolver asked for sending domains' DMARC records (`host` or `host:port`); unset:
+    # the system's.
+    dns_resolver: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$")
     # Names the SES account whose pacing state (private.ses_accounts) the instances share.
     ses_account: str = Field(default="default", min_length=1, max_length=200)
     ses_send_concurrency: int = Field(default=8, ge=1, le=64)

@@ -30,6 +30,7 @@ from api.email import unsubscribe_tokens
 from api.email.message import build_message
 from api.email.ses import SesClient, SesError
 from api.email.templates import EmailContent, RenderedEmail, RenderError, render
+from api.email.tenants import add_tenants, prepare, refresh_tenancy
 
 log = logging.getLogger("growthbase.email")
 UNSUBSCRIBE_PATH = "/api/v1/unsubscribe"
@@ -180,6 +181,7 @@ def send_one(ses: SesClient, policy: SendPolicy, row: dict[str, Any]) -> dict[st
             row["from_email"],
             row["email"],
             {"campaign_id": str(row["campaign_id"]), "recipient_id": str(row["recipient_id"])},
+            tenant=row.get("tenant_name"),
         )
     except SesError as failure:
         return outcome(
@@ -282,6 +284,8 @@ class Drain:
         self.database = database
         self.ses = ses
         self.policy = policy
+        # Whether each workspace sends as its own SES tenant (the account has tenants).
+        self.tenants = False
         self.deadline = time.monotonic() + budget_seconds
         self.batch = policy.concurrency * ROWS_PER_THREAD
         self.outbox = Outbox()
@@ -343,9 +347,21 @@ class Drain:
         claimed = [dict(row) for row in rows]
         if claimed:
             add_reply_addresses(conn, claimed)
+            if self.tenants:
+                add_tenants(conn, self.policy.account, claimed)
         return claimed
 
     def dispatch(self, pool: ThreadPoolExecutor, rows: list[dict[str, Any]]) -> None:
+        if self.tenants:
+            # A workspace whose tenant SES would not make ready sends nothing now: its rows
+            # retry with backoff (throttling costs no attempt), whatever SES said.
+            failed = prepare(self.database, self.ses, self.policy.account, rows)
+            for row in rows:
+                failure = failed.get(str(row["workspace_id"]))
+                if failure:
+                    kind = "throttled" if failure.kind == "throttled" else "retry"
+                    self.outbox.put(outcome(row, kind, error=f"SES tenant not ready: {failure}"))
+            rows = [row for row in rows if str(row["workspace_id"]) not in failed]
         claimed_at = time.monotonic()
         for row in rows:
             item = Claimed(
@@ -462,6 +478,7 @@ def send_due_emails(
     drain.report.platform_brake = bool(started and started["brake"])
     freeze_audiences(database, time.monotonic() + budget_seconds * FREEZE_SHARE)
     refresh_account(database, ses, policy)
+    drain.tenants = refresh_tenancy(database, ses, policy.account)
     with ThreadPoolExecutor(max_workers=policy.concurrency) as pool:
         drain.run(pool)
         drain.finish()

@@ -32,15 +32,17 @@ from api.core.openapi import (
     insufficient_role,
     json_body_example,
 )
-from api.email.deps import Ses
+from api.email.deps import Dmarc, Ses
+from api.email.dmarc import DmarcLookup
 from api.email.errors import api_error
 from api.email.ses import IdentityState, SesError
 
 router = APIRouter(prefix="/api/v1/email/identities", tags=["email"])
 
 SELECT_IDENTITY = (
-    "select id, workspace_id, identity, kind, verified, dkim_status, dkim_records,"
-    " last_checked_at, created_at, updated_at from public.sender_identities where id = %s"
+    "select id, workspace_id, identity, kind, verified, dkim_status, dkim_records, dmarc,"
+    " mail_from_domain, mail_from_status, last_checked_at, created_at, updated_at"
+    " from public.sender_identities where id = %s"
 )
 
 
@@ -59,6 +61,22 @@ class DkimRecord(BaseModel):
     value: str
 
 
+class DmarcState(BaseModel):
+    """What DNS says of the domain's DMARC (SES does not report it)."""
+
+    status: Literal["found", "missing", "unknown"] = Field(
+        description="found; missing (no record: Gmail and Yahoo refuse bulk mail without one); "
+        "unknown (the lookup failed)"
+    )
+    domain: str | None = Field(description="Where the record was found (the domain or a parent)")
+    policy: Literal["none", "quarantine", "reject"] | None
+    subdomain_policy: Literal["none", "quarantine", "reject"] | None
+    adkim: Literal["r", "s"] = Field(description="DKIM alignment asked: relaxed or strict")
+    aspf: Literal["r", "s"]
+    record: str | None
+    error: str | None
+
+
 class SenderIdentity(BaseModel):
     id: UUID
     workspace_id: UUID
@@ -70,6 +88,17 @@ class SenderIdentity(BaseModel):
         "NOT_STARTED; null until SES has answered"
     )
     dkim_records: list[DkimRecord]
+    dmarc: DmarcState | None = Field(
+        description="The domain's DMARC record as DNS answered when the identity was last "
+        "registered or refreshed; null before"
+    )
+    mail_from_domain: str | None = Field(
+        description="The custom MAIL FROM domain SES reports (SPF aligned with the From domain "
+        "once its status is SUCCESS); null: SES's own, whose SPF is not aligned"
+    )
+    mail_from_status: str | None = Field(
+        description="SES's MailFromDomainStatus: PENDING, SUCCESS, FAILED or TEMPORARY_FAILURE"
+    )
     last_checked_at: datetime | None = Field(description="When SES was last asked; null if never")
     created_at: datetime
     updated_at: datetime
@@ -82,6 +111,18 @@ IDENTITY_EXAMPLE = {
     "kind": "domain",
     "verified": False,
     "dkim_status": "PENDING",
+    "dmarc": {
+        "status": "found",
+        "domain": "shop.example",
+        "policy": "none",
+        "subdomain_policy": None,
+        "adkim": "r",
+        "aspf": "r",
+        "record": "v=DMARC1; p=none; rua=mailto:dmarc@shop.example",
+        "error": None,
+    },
+    "mail_from_domain": None,
+    "mail_from_status": None,
     "dkim_records": [
         {
             "type": "CNAME",
@@ -127,13 +168,29 @@ REFRESH_ERRORS = {
 }
 
 
-def save_state(database: Database, identity_id: UUID, state: IdentityState) -> dict[str, Any]:
-    """Records SES's answer (service role: members may not write verification state) and
-    answers the stored row."""
+def identity_domain(identity: str) -> str:
+    return identity.rsplit("@", 1)[-1]
+
+
+def save_state(
+    database: Database, identity_id: UUID, state: IdentityState, dmarc: DmarcLookup, domain: str
+) -> dict[str, Any]:
+    """Records SES's answer and the domain's DMARC from DNS (service role: members may not
+    write verification state) and answers the stored row."""
+    found = dmarc.lookup(domain)
     with database.as_service() as conn:
         conn.execute(
             "select private.save_sender_identity(%s, %s, %s, %s)",
             (identity_id, state.verified, state.dkim_status, Jsonb(state.dkim_records)),
+        )
+        conn.execute(
+            "select private.save_sender_alignment(%s, %s, %s, %s)",
+            (
+                identity_id,
+                Jsonb(found.as_json()),
+                state.mail_from_domain,
+                state.mail_from_status,
+            ),
         )
         row = conn.execute(SELECT_IDENTITY, (identity_id,)).fetchone()
     assert row is not None
@@ -151,7 +208,7 @@ def save_state(database: Database, identity_id: UUID, state: IdentityState) -> d
     ),
 )
 def register_identity(
-    body: NewSenderIdentity, ses: Ses, acting: ActingUser, database: ServiceDatabase
+    body: NewSenderIdentity, ses: Ses, dmarc: Dmarc, acting: ActingUser, database: ServiceDatabase
 ) -> dict[str, Any]:
     """Admins and owners register a domain or address for their workspace; the answer carries
     the DKIM records to publish in DNS. Registering again is harmless and retries SES after a
@@ -178,7 +235,11 @@ def register_identity(
         )
     except SesError as failure:
         raise api_error(failure) from failure
-    return ok(save_state(database, registered["id"], state))
+    return ok(
+        save_state(
+            database, registered["id"], state, dmarc, identity_domain(registered["identity"])
+        )
+    )
 
 
 @router.post(
@@ -190,10 +251,11 @@ def register_identity(
     ),
 )
 def refresh_identity(
-    identity_id: UUID, ses: Ses, acting: ActingUser, database: ServiceDatabase
+    identity_id: UUID, ses: Ses, dmarc: Dmarc, acting: ActingUser, database: ServiceDatabase
 ) -> dict[str, Any]:
-    """Any member may ask, once the DNS records are published; others get 404. Each call
-    spends one request of the workspace's `sender_identity` limit."""
+    """Any member may ask, once the DNS records are published; others get 404. The domain's
+    DMARC record is looked up again too. Each call spends one request of the workspace's
+    `sender_identity` limit."""
     with acting.connection() as conn:
         found = conn.execute(
             "select identity, workspace_id from public.sender_identities where id = %s",
@@ -206,4 +268,4 @@ def refresh_identity(
         state = ses.identity_state(found["identity"])
     except SesError as failure:
         raise api_error(failure) from failure
-    return ok(save_state(database, identity_id, state))
+    return ok(save_state(database, identity_id, state, dmarc, identity_domain(found["identity"])))

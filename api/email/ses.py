@@ -73,11 +73,45 @@ class SesError(CodedError):
         return "retry"
 
 
+# A tenant's own suppression list, for bounces and complaints: one workspace's bad list does
+# not suppress another's recipients, nor does another's protect it.
+TENANT_SUPPRESSION = {"SuppressedReasons": ["BOUNCE", "COMPLAINT"], "SuppressionScope": "TENANT"}
+# How an endpoint without an operation answers it: moto's server with a bare 404, AWS with
+# UnknownOperationException.
+UNKNOWN_OPERATION_CODES = frozenset({"404", "UnknownOperationException", "UnknownOperation"})
+
+
+@dataclass(frozen=True)
+class Tenant:
+    name: str
+    arn: str
+    sending_status: str | None
+
+
+def tenant_resource_arn(tenant_arn: str, kind: str, name: str) -> str:
+    """The ARN of an identity or configuration set in the tenant's account and region, as
+    CreateTenantResourceAssociation takes it (`arn:aws:ses:<region>:<account>:<kind>/<name>`)."""
+    prefix = tenant_arn.split(":")[:5]
+    return ":".join([*prefix, f"{kind}/{name}"])
+
+
+def tenant_from(answer: dict[str, Any]) -> Tenant:
+    return Tenant(
+        name=str(answer["TenantName"]),
+        arn=str(answer["TenantArn"]),
+        sending_status=answer.get("SendingStatus"),
+    )
+
+
 @dataclass(frozen=True)
 class IdentityState:
     verified: bool
     dkim_status: str | None
     dkim_records: list[dict[str, str]]
+    # The custom MAIL FROM domain and SES's status of it (SUCCESS: SPF passes aligned with the
+    # From domain); None without one (SES's own amazonses.com: SPF passes but is not aligned).
+    mail_from_domain: str | None = None
+    mail_from_status: str | None = None
 
 
 def dkim_records(identity: str, tokens: list[str]) -> list[dict[str, str]]:
@@ -141,8 +175,16 @@ class SesClient:
             ),
         )
 
-    def send_raw(self, raw: bytes, sender: str, recipient: str, tags: dict[str, str]) -> str:
-        """Sends one message; answers SES's message id or raises SesError."""
+    def send_raw(
+        self,
+        raw: bytes,
+        sender: str,
+        recipient: str,
+        tags: dict[str, str],
+        tenant: str | None = None,
+    ) -> str:
+        """Sends one message (as `tenant`, when given); answers SES's message id or raises
+        SesError."""
         request: dict[str, Any] = {
             "FromEmailAddress": sender,
             "Destination": {"ToAddresses": [recipient]},
@@ -151,6 +193,8 @@ class SesClient:
         }
         if self.configuration_set:
             request["ConfigurationSetName"] = self.configuration_set
+        if tenant:
+            request["TenantName"] = tenant
         try:
             return self.client.send_email(**request)["MessageId"]
         except (ClientError, BotoCoreError) as error:
@@ -190,6 +234,65 @@ class SesClient:
             "ProductionAccessEnabled": answer.get("ProductionAccessEnabled"),
         }
 
+    def tenants_supported(self) -> bool:
+        """Whether the account has SES tenants: ListTenants answers, rather than 404 or
+        UnknownOperation (an endpoint without the tenant API, such as moto's server)."""
+        try:
+            self.client.list_tenants(PageSize=1)
+        except ClientError as error:
+            if failure_from(error).code in UNKNOWN_OPERATION_CODES:
+                return False
+            raise failure_from(error) from error
+        except BotoCoreError as error:
+            raise failure_from(error) from error
+        return True
+
+    def ensure_tenant(self, name: str, identity: str) -> tuple[Tenant, list[str]]:
+        """Creates the tenant unless SES has it, with its own suppression list, and associates
+        the identity (and the configuration set) with it; answers the tenant and the ARNs
+        associated. Both steps take SES's AlreadyExists as done, so calling again is harmless."""
+        try:
+            try:
+                tenant = tenant_from(
+                    dict(
+                        self.client.create_tenant(
+                            TenantName=name,
+                            SuppressionAttributes=TENANT_SUPPRESSION,  # type: ignore[arg-type]
+                        )
+                    )
+                )
+            except ClientError as error:
+                if failure_from(error).code != "AlreadyExistsException":
+                    raise
+                tenant = tenant_from(dict(self.client.get_tenant(TenantName=name)["Tenant"]))
+            resources = [tenant_resource_arn(tenant.arn, "identity", identity)]
+            if self.configuration_set:
+                resources.append(
+                    tenant_resource_arn(tenant.arn, "configuration-set", self.configuration_set)
+                )
+            for resource in resources:
+                try:
+                    self.client.create_tenant_resource_association(
+                        TenantName=name, ResourceArn=resource
+                    )
+                except ClientError as error:
+                    if failure_from(error).code != "AlreadyExistsException":
+                        raise
+        except (ClientError, BotoCoreError) as error:
+            raise failure_from(error) from error
+        return tenant, resources
+
+    def tenant(self, name: str) -> Tenant | None:
+        """SES's view of the tenant (GetTenant); None when SES has no such tenant."""
+        try:
+            return tenant_from(dict(self.client.get_tenant(TenantName=name)["Tenant"]))
+        except ClientError as error:
+            if failure_from(error).code == "NotFoundException":
+                return None
+            raise failure_from(error) from error
+        except BotoCoreError as error:
+            raise failure_from(error) from error
+
     def create_identity(self, identity: str, *, adopt_existing: bool) -> IdentityState:
         """Creates the identity and answers its state. One that already exists in SES is kept
         when `adopt_existing`, else deleted and created again (its verification is not ours)."""
@@ -214,10 +317,13 @@ class SesClient:
         except (ClientError, BotoCoreError) as error:
             raise failure_from(error) from error
         dkim = answer.get("DkimAttributes", {})
+        mail_from = answer.get("MailFromAttributes", {})
         return IdentityState(
             # moto reports VerificationStatus only; SES reports both.
             verified=bool(answer.get("VerifiedForSendingStatus"))
             or answer.get("VerificationStatus") == "SUCCESS",
             dkim_status=dkim.get("Status"),
             dkim_records=dkim_records(identity, list(dkim.get("Tokens", []))),
+            mail_from_domain=mail_from.get("MailFromDomain") or None,
+            mail_from_status=mail_from.get("MailFromDomainStatus") if mail_from else None,
         )

@@ -1,6 +1,6 @@
 """Before a campaign goes out: the sunset leaves out contacts with no click or order in the
 window, a sender whose domain does not sign with DKIM is refused, and the pre-send checks show
-the audience's risky shares."""
+the audience's risky shares and the From domain's DMARC policy and alignment from DNS."""
 
 import uuid
 from collections.abc import Iterator
@@ -8,9 +8,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
+from api.email.dmarc import DmarcLookup
 from tests.factories.email import add_contacts, draft_campaign, email_list, list_campaign, start
 from tests.factories.workspaces import acting_as, add_member, create_user, one, refused
+from tests.fakes.dns_server import shared_dns
 
 Conn = psycopg.Connection[Any]
 
@@ -143,3 +146,82 @@ def test_the_checks_show_role_never_engaged_and_soft_bounced_shares_to_members_o
     assert statuses["sender_verified"] == "pass" and checks["may_start"] is True
     with refused(404, "campaign_not_found"), acting_as(conn, stranger):
         conn.execute("select public.campaign_checks(%s)", (campaign,))
+
+
+def test_dmarc_policy_and_alignment_from_dns_show_in_the_checks(conn: Conn) -> None:
+    owner = create_user(conn)
+    campaign = list_campaign(conn, owner, add_contacts(conn, owner, 2, prefix=uuid.uuid4().hex[:8]))
+    identity = one(
+        conn, "select sender_identity_id from public.campaigns where id = %s", (campaign,)
+    )
+    dns = shared_dns()
+    lookup = DmarcLookup(dns.address)
+
+    def dmarc(
+        from_email: str | None = None, mail_from: str | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any], bool]:
+        """As the edge does on a refresh: the identity's domain looked up and SES's MAIL FROM
+        saved, then the checks."""
+        found = lookup.lookup("news.example.com")
+        conn.execute(
+            "select private.save_sender_alignment(%s, %s, %s, %s)",
+            (
+                identity["sender_identity_id"],
+                Jsonb(found.as_json()),
+                mail_from,
+                "SUCCESS" if mail_from else None,
+            ),
+        )
+        if from_email:
+            conn.execute(
+                "update public.campaigns set from_email = %s where id = %s", (from_email, campaign)
+            )
+        with acting_as(conn, owner):
+            checks = one(conn, "select public.campaign_checks(%s) as c", (campaign,))["c"]
+        [check] = [c for c in checks["checks"] if c["check"] == "dmarc"]
+        spf.update(next(c for c in checks["checks"] if c["check"] == "spf"))
+        return check, checks["dmarc"], checks["may_start"]
+
+    spf: dict[str, Any] = {}
+
+    with acting_as(conn, owner):
+        checks = one(conn, "select public.campaign_checks(%s) as c", (campaign,))["c"]
+    assert {c["check"]: c["status"] for c in checks["checks"]}["dmarc"] == "warn"
+
+    # No record at the domain or its parent: a warning, not a refusal.
+    dns.zone.txt.pop("_dmarc.example.com", None)
+    check, found, may_start = dmarc()
+    assert (check["status"], found["policy"], may_start) == ("warn", "missing", True)
+    assert check["detail"].startswith("No DMARC record for news.example.com")
+
+    # The parent's record covers the subdomain (its sp=), DKIM signs as the From domain.
+    dns.zone.txt["_dmarc.example.com"] = ["v=DMARC1; p=quarantine; sp=none; rua=mailto:d@x.example"]
+    check, found, may_start = dmarc()
+    assert (check["status"], found["policy"], found["alignment"]) == ("pass", "none", "aligned")
+    assert check["detail"] == "DMARC p=none (_dmarc.example.com), aligned with news.example.com"
+    # Without a custom MAIL FROM, SPF is SES's own: a warning, DMARC rests on DKIM.
+    assert spf["status"] == "warn" and "amazonses.com" in spf["detail"]
+
+    # Strict DKIM alignment and a From on a subdomain of the signing domain: fails.
+    dns.zone.txt["_dmarc.example.com"] = ["v=DMARC1; p=reject; adkim=s"]
+    check, found, may_start = dmarc("offers@eu.news.example.com")
+    assert (check["status"], found["policy"], found["alignment"]) == ("fail", "reject", "unaligned")
+    assert may_start is False and "adkim=s" in check["detail"]
+    # A custom MAIL FROM under the From domain aligns SPF (aspf relaxed): DMARC passes again.
+    check, found, may_start = dmarc("offers@eu.news.example.com", "bounce.eu.news.example.com")
+    assert (check["status"], found["alignment"], may_start) == ("pass", "aligned", True)
+    assert (spf["status"], spf["detail"]) == (
+        "pass",
+        "SPF aligned with eu.news.example.com through the custom MAIL FROM"
+        " bounce.eu.news.example.com",
+    )
+
+    # DNS failing is said as such, never taken as a missing record.
+    dns.zone.failing.add("_dmarc.news.example.com")
+    try:
+        check, found, may_start = dmarc("hello@news.example.com")
+    finally:
+        dns.zone.failing.discard("_dmarc.news.example.com")
+        dns.zone.txt.pop("_dmarc.example.com", None)
+    assert (check["status"], found["alignment"], may_start) == ("warn", "unknown", True)
+    assert "could not be looked up" in check["detail"]

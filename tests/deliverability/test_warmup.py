@@ -2,6 +2,7 @@
 share per big mailbox provider; the rest waits for the next day; the cap steps up by half after a
 clean full day and back after a warning."""
 
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -9,6 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from tests.factories.email import (
     add_contacts,
@@ -134,6 +136,93 @@ def test_the_cap_goes_to_the_most_engaged_and_the_rest_waits_for_tomorrow(conn: 
     )
     assert (day["cap"], day["claimed"]) == (3, 3)
     assert claim(conn, campaign) == []
+
+
+def claimed_today(conn: Conn, identity: uuid.UUID) -> int:
+    return int(
+        one(
+            conn,
+            "select claimed from private.sender_warmup_days where sender_identity_id = %s"
+            " and day = (now() at time zone 'UTC')::date",
+            (identity,),
+        )["claimed"]
+    )
+
+
+def test_a_recipient_claimed_again_the_same_day_counts_once(conn: Conn) -> None:
+    owner = create_user(conn)
+    campaign = list_campaign(conn, owner, add_contacts(conn, owner, 4, prefix=uuid.uuid4().hex[:8]))
+    identity = warming(conn, campaign, cap=5)
+    start(conn, owner, campaign)
+    first = claim(conn, campaign)
+    # SES throttled two of them: given back, due again (no attempt lost).
+    as_worker(
+        conn,
+        "select private.record_email_outcomes(%s, 'default')",
+        (
+            Jsonb(
+                [
+                    {
+                        "id": str(row["recipient_id"]),
+                        "attempt": row["attempts"],
+                        "kind": "throttled",
+                    }
+                    for row in first[:2]
+                ]
+            ),
+        ),
+    )
+    conn.execute(
+        "update public.campaign_recipients set next_attempt_at = now() where campaign_id = %s",
+        (campaign,),
+    )
+
+    again = claim(conn, campaign)
+
+    assert len(first) == 4 and {row["recipient_id"] for row in again} == {
+        row["recipient_id"] for row in first[:2]
+    }
+    assert claimed_today(conn, identity) == 4
+
+
+def test_two_workers_claiming_at_once_never_pass_the_cap(conn: Conn, database_url: str) -> None:
+    owner = create_user(conn)
+    campaign = list_campaign(conn, owner, add_contacts(conn, owner, 8, prefix=uuid.uuid4().hex[:8]))
+    identity = warming(conn, campaign, cap=5)
+    start(conn, owner, campaign)
+    conn.execute("delete from private.ses_accounts")
+    query = "select recipient_id from private.claim_email_batch(4, 60, 1000)"
+    second: list[Any] = []
+
+    with psycopg.connect(database_url, autocommit=True) as other:
+        with conn.transaction():
+            conn.execute("set local role service_role")
+            first = conn.execute(query).fetchall()
+            conn.execute("reset role")  # to see the other session's wait
+
+            def claim_meanwhile() -> None:
+                with other.transaction():
+                    other.execute("set local role service_role")
+                    second.extend(other.execute(query).fetchall())
+
+            worker = threading.Thread(target=claim_meanwhile)
+            worker.start()
+            # The second claim waits for the first's transaction (the SES account's row).
+            while (
+                worker.is_alive()
+                and not one(
+                    conn,
+                    "select count(*) > 0 as waiting from pg_stat_activity"
+                    " where pid = %s and wait_event_type = 'Lock'",
+                    (other.info.backend_pid,),
+                )["waiting"]
+            ):
+                worker.join(0.01)
+            waited = worker.is_alive()
+        worker.join()
+
+    assert waited and (len(first), len(second)) == (4, 1)
+    assert claimed_today(conn, identity) == 5
 
 
 def test_a_mailbox_provider_gets_half_the_days_cap(conn: Conn) -> None:

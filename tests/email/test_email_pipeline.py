@@ -198,12 +198,19 @@ class CrashingSes(SesClient):
         self.calls = 0
         self.lock = threading.Lock()
 
-    def send_raw(self, raw: bytes, sender: str, recipient: str, tags: dict[str, str]) -> str:
+    def send_raw(
+        self,
+        raw: bytes,
+        sender: str,
+        recipient: str,
+        tags: dict[str, str],
+        tenant: str | None = None,
+    ) -> str:
         with self.lock:
             self.calls += 1
             if self.calls > self.survive:
                 raise Crash
-        return super().send_raw(raw, sender, recipient, tags)
+        return super().send_raw(raw, sender, recipient, tags, tenant)
 
 
 def apply_send_events(
@@ -297,7 +304,14 @@ class FlakySes(SesClient):
         self.rejected = rejected
         self.timed_out = {timed_out}
 
-    def send_raw(self, raw: bytes, sender: str, recipient: str, tags: dict[str, str]) -> str:
+    def send_raw(
+        self,
+        raw: bytes,
+        sender: str,
+        recipient: str,
+        tags: dict[str, str],
+        tenant: str | None = None,
+    ) -> str:
         if recipient in self.throttled:
             self.throttled.discard(recipient)
             raise SesError("ThrottlingException", "Maximum sending rate exceeded.", True)
@@ -306,7 +320,7 @@ class FlakySes(SesClient):
         if recipient in self.timed_out:
             self.timed_out.discard(recipient)
             raise SesError("ReadTimeoutError", "Read timeout", True, outcome_unknown=True)
-        return super().send_raw(raw, sender, recipient, tags)
+        return super().send_raw(raw, sender, recipient, tags, tenant)
 
 
 def test_throttling_is_retried_later_and_permanent_errors_are_recorded_per_recipient(

@@ -256,10 +256,17 @@ class RejectingSes(SesClient):
         )
         self.rejected = rejected
 
-    def send_raw(self, raw: bytes, sender: str, recipient: str, tags: dict[str, str]) -> str:
+    def send_raw(
+        self,
+        raw: bytes,
+        sender: str,
+        recipient: str,
+        tags: dict[str, str],
+        tenant: str | None = None,
+    ) -> str:
         if recipient == self.rejected:
             raise SesError("MessageRejected", "Email address is not verified.", False)
-        return super().send_raw(raw, sender, recipient, tags)
+        return super().send_raw(raw, sender, recipient, tags, tenant)
 
 
 def test_resend_to_failed_sends_to_the_failed_rows_alone(

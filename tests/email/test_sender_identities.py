@@ -21,6 +21,7 @@ from api.email.ses import IdentityState, SesClient, SesError, dkim_records
 from tests.factories.edge import bearer, documented_codes, edge_settings
 from tests.factories.email import add_contacts, draft_campaign, email_list, start, verified_sender
 from tests.factories.workspaces import User, add_member, create_user
+from tests.fakes.dns_server import shared_dns
 from tests.fakes.jwks import JwksServer
 from tests.fakes.ses_server import REGION, free_port, moto_ses
 
@@ -201,6 +202,27 @@ def test_any_member_refreshes_from_ses_and_strangers_get_404(
     )
 
 
+def test_registering_and_refreshing_look_up_the_domains_dmarc_in_dns(
+    client: TestClient, jwks: JwksServer, conn: Conn
+) -> None:
+    owner = create_user(conn)
+    domain = new_domain()
+    zone = shared_dns().zone
+    zone.txt[f"_dmarc.{domain}"] = ["v=DMARC1; p=reject; adkim=s; rua=mailto:agg@" + domain]
+    created = register(client, jwks, owner, domain, None).json()["data"]
+    assert {k: created["dmarc"][k] for k in ("status", "domain", "policy", "adkim")} == {
+        "status": "found",
+        "domain": domain,
+        "policy": "reject",
+        "adkim": "s",
+    }
+    del zone.txt[f"_dmarc.{domain}"]
+    refreshed = client.post(
+        f"/api/v1/email/identities/{created['id']}/refresh", headers=bearer(jwks, owner)
+    ).json()["data"]
+    assert (refreshed["dmarc"]["status"], refreshed["dmarc"]["policy"]) == ("missing", None)
+
+
 def test_without_ses_configured_identities_answer_503(
     database_url: str, jwks: JwksServer, conn: Conn
 ) -> None:
@@ -309,6 +331,11 @@ def test_an_identity_already_in_ses_is_recreated_unless_it_is_ours(adopt_existin
                 "IdentityType": "DOMAIN",
                 "VerifiedForSendingStatus": adopt_existing,
                 "DkimAttributes": {"Status": "PENDING", "Tokens": ["t1", "t2", "t3"]},
+                "MailFromAttributes": {
+                    "MailFromDomain": f"bounce.{domain}",
+                    "MailFromDomainStatus": "PENDING",
+                    "BehaviorOnMxFailure": "USE_DEFAULT_VALUE",
+                },
             },
             {"EmailIdentity": domain},
         )
@@ -320,3 +347,4 @@ def test_an_identity_already_in_ses_is_recreated_unless_it_is_ours(adopt_existin
     assert [record["name"] for record in state.dkim_records] == [
         f"t{n}._domainkey.{domain}" for n in (1, 2, 3)
     ]
+    assert (state.mail_from_domain, state.mail_from_status) == (f"bounce.{domain}", "PENDING")

@@ -9,14 +9,19 @@ from pydantic import SecretStr
 
 from api.core.settings import Settings
 from tests.factories.workspaces import User
+from tests.fakes.dns_server import shared_dns
 from tests.fakes.jwks import JwksServer
 
 
 def edge_settings(database_url: str, jwks: JwksServer, **overrides: Any) -> Settings:
-    """Settings for the test database and the test JWKS; `overrides` set anything else (plain
-    strings are fine for secrets). Inbox deliveries are applied at once after the answer."""
-    overrides.setdefault("inbox_apply_delay_seconds", 0)
-    return Settings(database_url=SecretStr(database_url), supabase_url=jwks.base_url, **overrides)
+    """Settings for the test database, the test JWKS and the test DNS server; `overrides` set
+    anything else (plain strings are fine for secrets). Inbox deliveries are applied at once
+    after the answer."""
+    return Settings(
+        database_url=SecretStr(database_url),
+        supabase_url=jwks.base_url,
+        **{"dns_resolver": shared_dns().address, "inbox_apply_delay_seconds": 0, **overrides},
+    )
 
 
 def authorization(token: str) -> dict[str, str]:

@@ -82,6 +82,7 @@ REFERENCE_TABLES = frozenset(
         "public.ai_prices",
         "analytics.rfm_segment_map",
         "private.ses_accounts",
+        "private.ses_tenancy",
         "private.platform_brake",
         "private.platform_suppressions",
         "private.disposable_domains",
@@ -623,6 +624,26 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
         "insert into private.sender_warmup_days (sender_identity_id, workspace_id, day, cap,"
         " claimed) values (%s, %s, current_date, 200, 1)",
         (sender, owner.workspace_id),
+    )
+    # A recipient counted in the warm-up day, and the workspace's SES tenant (the account's
+    # support left as moto has it, none, for the tests that send after these).
+    conn.execute(
+        "insert into private.sender_warmup_sends (recipient_id, sender_identity_id, day)"
+        " select id, %s, current_date from public.campaign_recipients where campaign_id = %s"
+        " limit 1",
+        (sender, sent),
+    )
+    conn.execute(
+        "insert into private.ses_tenancy (account, supported) values ('default', false)"
+        " on conflict (account) do nothing"
+    )
+    conn.execute(
+        "select private.save_ses_tenant('default', %s, %s, %s, 'ENABLED', '{}')",
+        (
+            owner.workspace_id,
+            f"growthbase-{owner.workspace_id}",
+            f"arn:aws:ses:eu-central-1:123456789012:tenant/growthbase-{owner.workspace_id}/tn-1",
+        ),
     )
     # A Gmail unsubscribe spike warning.
     conn.execute(

@@ -80,9 +80,14 @@ class FrontHandler(FakeHandler):
     moto: ClassVar[str]
     client: ClassVar[httpx.Client]
 
-    def forward(self) -> None:
+    def body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        return self.rfile.read(length) if length else b""
+
+    def forward(self, body: bytes | None = None) -> None:
+        """Passes the request (its body as read already, when given) to moto."""
+        if body is None:
+            body = self.body()
         headers = {
             name: value
             for name, value in self.headers.items()
@@ -135,15 +140,17 @@ class FrontHandler(FakeHandler):
         if self.path != SEND_PATH:
             self.forward()
             return
+        self.send(self.body())
+
+    def send(self, body: bytes) -> None:
+        """A SendEmail through the account's rate and outages, then to moto."""
         verdict = self.front.admit()
         if verdict == "down":
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
             self.error(503, "ServiceUnavailableException", "Service unavailable")
         elif verdict == "throttled":
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
             self.error(429, "TooManyRequestsException", "Maximum sending rate exceeded.")
         else:
-            self.forward()
+            self.forward(body)
 
     def do_PUT(self) -> None:
         self.forward()

@@ -115,6 +115,10 @@ REVIEWED: dict[str, str] = {
         "tests/deliverability/test_presend.py::"
         "test_the_checks_show_role_never_engaged_and_soft_bounced_shares_to_members_only"
     ),
+    "analytics.ses_tenant_stats()": (
+        "tests/deliverability/test_ses_tenants.py::"
+        "test_without_tenants_mail_goes_as_the_account_and_the_workspace_is_told"
+    ),
     "analytics.sender_warmup_stats()": (
         "tests/deliverability/test_warmup.py::"
         "test_members_see_their_identities_warm_up_and_others_see_nothing"
