@@ -12,6 +12,14 @@ from scripts import postgres
 from scripts.migrate import migrate
 from tests.fakes.jwks import JwksServer, SigningKey, serve_jwks
 
+# The files that take the longest, started first: under scripts/test's workers (a file at a
+# time) the run then does not end with one worker alone on one of them.
+SLOWEST_FILES = ("tests/security/test_fuzz_edge.py", "tests/email/test_send_pacing.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in SLOWEST_FILES)
+
 
 @pytest.fixture(scope="session")
 def jwks() -> Iterator[JwksServer]:

@@ -114,7 +114,7 @@ def test_getaccount_sets_the_ceiling_and_throttling_slows_down_without_costing_a
     conn: psycopg.Connection[Any], database_url: str, moto: str
 ) -> None:
     owner = create_user(conn)
-    campaign = list_campaign(conn, owner, add_contacts(conn, owner, 60))
+    campaign = list_campaign(conn, owner, add_contacts(conn, owner, 30))
     start(conn, owner, campaign)
     # SES at 14 a second, throttling every send for 0.4 s in every 1.5 s; two workers at once.
     front = SesFront(max_send_rate=14, burst_every=1.5, burst_seconds=0.4)
@@ -135,13 +135,13 @@ def test_getaccount_sets_the_ceiling_and_throttling_slows_down_without_costing_a
         for worker in workers:
             worker.join()
 
-    assert sum(report.sent for report in reports) == 60
+    assert sum(report.sent for report in reports) == 30
     state = account(conn)
     assert state["max_send_rate"] == 14 and state["max_24_hour_send"] == 50000
     assert state["rate"] <= 14
     assert front.throttled > 0 and state["throttles"] == front.throttled
     recipients = Counter(m["destinations"][0] for m in sent_raw_messages(moto))
-    assert len(recipients) == 60 and max(recipients.values()) == 1
+    assert len(recipients) == 30 and max(recipients.values()) == 1
     rows = one(
         conn,
         "select count(*) filter (where status = 'sent') as sent, max(attempts) as attempts"
@@ -149,7 +149,7 @@ def test_getaccount_sets_the_ceiling_and_throttling_slows_down_without_costing_a
         (campaign,),
     )
     # Throttled sends were given back: every row went out on its one counted attempt.
-    assert rows == {"sent": 60, "attempts": 1}
+    assert rows == {"sent": 30, "attempts": 1}
     assert (
         one(conn, "select status from public.campaigns where id = %s", (campaign,))["status"]
         == "sent"
