@@ -76,10 +76,11 @@ $$;
 
 revoke all on function private.count_warmup_sends() from public, anon, authenticated;
 
--- As in 20261226091000_campaign_send_rules.sql (the claim's rules; a warming identity's day cap
--- and provider shares, most engaged first; campaign mail held by quiet hours and frequency
--- caps; a row is mailable only when every test holds), and: a recipient already counted today
--- is claimed again without needing room.
+-- As in 20261221094000_may_send_to_unknown_skips.sql (the claim's rules; a warming identity's
+-- day cap and provider shares, most engaged first; a row is mailable only when every test
+-- holds), and: campaign mail held by quiet hours and frequency caps (the rules of
+-- 20261226091000_campaign_send_rules.sql, counted by private.contact_mail_since); a recipient
+-- already counted today is claimed again without needing room.
 create or replace function private.may_send_to(p_recipients uuid[])
 returns table (recipient_id uuid, verdict text, reason text, hold_until timestamptz)
 language sql
