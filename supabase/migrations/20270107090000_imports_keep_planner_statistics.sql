@@ -9,7 +9,8 @@
 -- planned later, took one). Autovacuum would analyze the grown table within its naptime where
 -- it runs, but an import must not depend on it: each chunk now analyzes the tables it writes
 -- that changed by more than their size since they were last analyzed (at least 100 rows), so
--- statistics follow the import at every doubling and the cached plans are made again.
+-- statistics follow the import at every doubling and the cached plans are made again. An orders
+-- chunk also looks at products and variants, which its lines' foreign keys check.
 
 create function private.analyze_grown_tables(p_tables regclass[])
 returns void
@@ -69,7 +70,8 @@ begin
     when 'contacts' then array['public.contacts', 'public.contact_events', 'public.contact_external_ids',
                                'public.consents']::regclass[]
     when 'orders' then array['public.contacts', 'public.contact_events', 'public.contact_external_ids',
-                             'public.orders', 'public.order_items', 'public.customer_facts']::regclass[]
+                             'public.orders', 'public.order_items', 'public.customer_facts',
+                             'public.products', 'public.product_variants']::regclass[]
     else array['public.products', 'public.product_variants']::regclass[] end);
   v_claim := row(v_job, v_to);
   return v_claim;
