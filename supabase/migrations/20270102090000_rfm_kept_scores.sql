@@ -548,7 +548,7 @@ $$;
 revoke all on function private.customer_facts_truncated() from public, anon, authenticated;
 
 -- As in …_rfm_snapshot_cascades.sql; deleted contacts' kept scores go and their workspaces'
--- are stale, deleted workspaces' kept scores go.
+-- are stale, deleted workspaces' kept scores and log rows go.
 create or replace function private.delete_rfm_snapshots()
 returns trigger
 language plpgsql
@@ -575,6 +575,7 @@ begin
   else
     delete from analytics.rfm_snapshots s where s.workspace_id = any (v_ids);
     delete from private.rfm_kept_scores k where k.workspace_id = any (v_ids);
+    delete from private.rfm_stale s where s.workspace_id = any (v_ids);
   end if;
   return null;
 end

@@ -169,6 +169,12 @@ def test_kept_scores_hold_through_writes_and_refreshes(conn: Conn) -> None:
             " public.customer_facts where workspace_id = %(ws)s order by orders_count,"
             " contact_id limit 1)"
         ),
+        # a customer deleted (their orders stay, without a contact)
+        (
+            "delete from public.contacts where id = (select contact_id from"
+            " public.customer_facts where workspace_id = %(ws)s order by revenue desc,"
+            " contact_id limit 1)"
+        ),
     ]
     for write in writes:
         conn.execute(write, {"ws": owner.workspace_id, "project": project})
