@@ -3,13 +3,14 @@ today (facts only), dates in the past (customers who bought since are counted fr
 and with orders dated ahead of today."""
 
 import random
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 
-from tests.factories.workspaces import acting_as, create_user, fund, make_project
+from tests.factories.workspaces import User, acting_as, create_user, fund, make_project
 
 Conn = psycopg.Connection[Any]
 
@@ -51,8 +52,9 @@ order by contact_id
 """
 
 
-def test_every_as_of_date_scores_as_counting_every_order_would(conn: Conn) -> None:
-    rng = random.Random(14)
+def shop_with_history(conn: Conn, rng: random.Random) -> tuple[User, uuid.UUID]:
+    """A workspace with 60 contacts and 400 orders of every status, some dated ahead of today,
+    some without a contact or known revenue; returns its owner and project."""
     owner = create_user(conn)
     fund(conn, owner, 0, "team")
     project = make_project(conn, owner)
@@ -94,8 +96,12 @@ def test_every_as_of_date_scores_as_counting_every_order_would(conn: Conn) -> No
         " as r(contact_id, external_id, status, placed_at, total, base_total)",
         [owner.workspace_id, project, *map(list, zip(*rows, strict=True))],
     )
-    dates = [today, today + timedelta(days=3), today - timedelta(days=1), date(2025, 12, 31)]
-    dates += [today - timedelta(days=rng.randint(2, 420)) for _ in range(4)]
+    return owner, project
+
+
+def scored_alike(conn: Conn, owner: User, dates: list[date]) -> int:
+    """Asserts analytics.rfm gives, for each date, what counting every order gives; returns how
+    many customer rows were compared."""
     compared = 0
     for as_of in dates:
         params = {"as_of": as_of, "workspace": owner.workspace_id}
@@ -104,4 +110,99 @@ def test_every_as_of_date_scores_as_counting_every_order_would(conn: Conn) -> No
             got = conn.execute(FROM_FACTS, params).fetchall()
         assert got == expected, as_of
         compared += len(got)
-    assert compared > 200
+    return compared
+
+
+def refresh(conn: Conn, owner: User) -> int:
+    row = conn.execute(
+        "select private.refresh_rfm_kept(array[%s]::uuid[]) as n", (owner.workspace_id,)
+    ).fetchone()
+    assert row is not None
+    return int(row["n"])
+
+
+def test_every_as_of_date_scores_as_counting_every_order_would(conn: Conn) -> None:
+    rng = random.Random(14)
+    owner, _ = shop_with_history(conn, rng)
+    today = datetime.now(UTC).date()
+    dates = [today, today + timedelta(days=3), today - timedelta(days=1), date(2025, 12, 31)]
+    dates += [today - timedelta(days=rng.randint(2, 420)) for _ in range(4)]
+    assert scored_alike(conn, owner, dates) > 200
+    # The same from kept scores, once refreshed.
+    assert refresh(conn, owner) == 1
+    assert scored_alike(conn, owner, dates) > 200
+
+
+def test_kept_scores_hold_through_writes_and_refreshes(conn: Conn) -> None:
+    rng = random.Random(15)
+    owner, project = shop_with_history(conn, rng)
+    today = datetime.now(UTC).date()
+    # Orders dated ahead of today keep today on the counting path; without them, kept scores
+    # serve today and any later date.
+    conn.execute(
+        "delete from public.orders where workspace_id = %s and placed_at > now()",
+        (owner.workspace_id,),
+    )
+    dates = [today, today + timedelta(days=40), today - timedelta(days=9)]
+    assert refresh(conn, owner) == 1
+    assert refresh(conn, owner) == 0  # nothing changed since
+    scored_alike(conn, owner, dates)
+    writes = [
+        # a new customer and a returning one, in one statement
+        (
+            "insert into public.orders (workspace_id, project_id, contact_id, source,"
+            " external_id, status, placed_at, total, currency, base_total)"
+            " select %(ws)s, %(project)s, c.id, 'csv', 'k-' || c.id, 'paid',"
+            " now() - interval '2 days', 20, 'EUR', 20"
+            " from (select id from public.contacts where workspace_id = %(ws)s"
+            " order by email limit 2) as c"
+        ),
+        # a refund
+        (
+            "update public.orders set status = 'refunded' where id = (select id from"
+            " public.orders where workspace_id = %(ws)s and status = 'paid'"
+            " and contact_id is not null order by external_id limit 1)"
+        ),
+        # a customer's only orders deleted: one customer fewer
+        (
+            "delete from public.orders where contact_id = (select contact_id from"
+            " public.customer_facts where workspace_id = %(ws)s order by orders_count,"
+            " contact_id limit 1)"
+        ),
+        # a customer deleted (their orders stay, without a contact)
+        (
+            "delete from public.contacts where id = (select contact_id from"
+            " public.customer_facts where workspace_id = %(ws)s order by revenue desc,"
+            " contact_id limit 1)"
+        ),
+    ]
+    for write in writes:
+        conn.execute(write, {"ws": owner.workspace_id, "project": project})
+        scored_alike(conn, owner, dates)
+        assert refresh(conn, owner) == 1
+        scored_alike(conn, owner, dates)
+
+
+def test_a_write_the_refresh_did_not_see_is_not_lost(conn: Conn, database_url: str) -> None:
+    owner, _ = shop_with_history(conn, random.Random(16))
+    conn.execute(
+        "delete from public.orders where workspace_id = %s and placed_at > now()",
+        (owner.workspace_id,),
+    )
+    today = datetime.now(UTC).date()
+    with psycopg.connect(database_url) as writer:
+        # A refund not yet committed when the refresh reads the facts.
+        writer.execute(
+            "update public.orders set status = 'refunded' where id = (select id from"
+            " public.orders where workspace_id = %s and status = 'paid'"
+            " and contact_id is not null order by external_id limit 1)",
+            (owner.workspace_id,),
+        )
+        with conn.transaction():
+            conn.execute("set local lock_timeout = '5s'")
+            assert refresh(conn, owner) == 1  # without waiting for the writer
+        scored_alike(conn, owner, [today])
+        writer.commit()
+    scored_alike(conn, owner, [today])
+    assert refresh(conn, owner) == 1
+    scored_alike(conn, owner, [today])
