@@ -2,7 +2,11 @@
 commit calls until the job is done) against a plain COPY of the same file into an unindexed
 table, in one run on a throwaway database; and the edge's memory growth while it imports.
 
-    scripts/bench_import [--orders N] [--customers N]
+    scripts/bench_import [--orders N] [--customers N] [--baseline PATH]
+
+With --baseline (a checkout such as /work/main), the same file is first imported into a database
+migrated from that checkout's migrations (through this checkout's edge), so a change of the SQL
+is measured against its baseline in the same run.
 
 The edge runs as its own process (uvicorn), so its resident memory is measured alone: the
 growth is its peak (VmHWM) during the import minus its size after a small warm-up import.
@@ -16,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +31,7 @@ import psycopg
 from scripts import postgres
 from scripts.migrate import migrate
 
+REPO = Path(__file__).resolve().parents[1]
 SUPABASE_URL = "http://127.0.0.1:54321"
 SECRET = "bench-secret-with-at-least-thirty-two-characters"  # noqa: S105 (a throwaway database's)
 PART_BYTES = 4 * 1024 * 1024
@@ -93,6 +99,47 @@ def plain_copy(database_url: str, path: Path) -> tuple[float, float]:
                 copy.write(block)
         elapsed, cpu = time.perf_counter() - started, cpu_seconds(backend) - cpu
         conn.execute("drop table bench_plain_copy")
+    return elapsed, cpu
+
+
+def orders_floor(database_url: str, path: Path, project: str) -> tuple[float, float]:
+    """A lower bound for any import that keeps orders as they are: the file COPYed into an
+    unindexed table, then written in one statement into a table shaped like public.orders with
+    its indexes, checks and project key, but without customers (so neither the contact key nor
+    the two contact indexes are written) and without triggers (no facts, sales or events). Its
+    wall and server CPU seconds."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        backend = conn.info.backend_pid
+        conn.execute(
+            "create table bench_floor_rows (order_id text, placed_at timestamptz, status text,"
+            " total numeric(14, 2), currency text, email text, first_name text, last_name text,"
+            " customer_id text)"
+        )
+        conn.execute(
+            "create table bench_floor_orders (like public.orders including defaults"
+            " including constraints including indexes,"
+            " foreign key (project_id, workspace_id) references public.projects (id, workspace_id))"
+        )
+        started, cpu = time.perf_counter(), cpu_seconds(backend)
+        with (
+            conn.cursor() as cursor,
+            cursor.copy("copy bench_floor_rows from stdin with (format csv, header true)") as copy,
+            path.open("rb") as file,
+        ):
+            while block := file.read(1 << 20):
+                copy.write(block)
+        conn.execute(
+            "insert into bench_floor_orders (id, workspace_id, project_id, source, external_id,"
+            " status, placed_at, total, currency, base_total)"
+            " select encode(overlay(uuid_send(gen_random_uuid()) placing substring(int8send("
+            "(extract(epoch from clock_timestamp()) * 1000)::bigint) from 3) from 1 for 6),"
+            " 'hex')::uuid, p.workspace_id, p.id, 'csv', r.order_id, r.status, r.placed_at,"
+            " r.total, r.currency, r.total"
+            " from bench_floor_rows r cross join public.projects p where p.id = %s",
+            (project,),
+        )
+        elapsed, cpu = time.perf_counter() - started, cpu_seconds(backend) - cpu
+        conn.execute("drop table bench_floor_orders, bench_floor_rows")
     return elapsed, cpu
 
 
@@ -177,24 +224,36 @@ def import_file(
     return state, uploaded - started, time.perf_counter() - uploaded, calls
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--orders", type=int, default=1_000_000)
-    parser.add_argument("--customers", type=int, default=200_000)
-    parser.add_argument("--port", type=int, default=8765)
-    args = parser.parse_args(argv)
-    with (
-        tempfile.TemporaryDirectory() as folder,
-        postgres.throwaway_database("growthbase_bench") as database_url,
-    ):
-        path = Path(folder) / "orders.csv"
-        warmup = Path(folder) / "warmup.csv"
-        write_orders(path, args.orders, args.customers)
-        size = path.stat().st_size
-        write_orders(warmup, 2000, 500, prefix="W")
-        migrate(database_url)
+@dataclass
+class Measured:
+    """One import of the file through the edge beside a plain COPY of it, in one database."""
+
+    copy_seconds: float
+    copy_cpu: float
+    floor_seconds: float
+    floor_cpu: float
+    upload_seconds: float
+    commit_seconds: float
+    calls: int
+    server_cpu: float
+    edge_cpu: float
+    memory_growth_kib: int
+    state: dict[str, Any]
+    imported: int
+
+    @property
+    def seconds(self) -> float:
+        return self.upload_seconds + self.commit_seconds
+
+
+def measure(root: Path, path: Path, warmup: Path, port: int) -> Measured:
+    """A throwaway database migrated from the checkout at `root`; the plain COPY, then the
+    edge (this checkout's code) importing the warm-up file and the file."""
+    with postgres.throwaway_database("growthbase_bench") as database_url:
+        migrate(database_url, root=root)
         token, workspace, project = prepare(database_url)
         copy_seconds, copy_cpu = plain_copy(database_url, path)
+        floor_seconds, floor_cpu = orders_floor(database_url, path, project)
         env = {
             **os.environ,
             "DATABASE_URL": database_url,
@@ -210,16 +269,16 @@ def main(argv: list[str] | None = None) -> int:
                 "uvicorn",
                 "api.index:app",
                 "--port",
-                str(args.port),
+                str(port),
                 "--log-level",
                 "warning",
             ],
             env=env,
-            cwd=folder,
+            cwd=path.parent,
         )
         try:
             with httpx.Client(
-                base_url=f"http://127.0.0.1:{args.port}",
+                base_url=f"http://127.0.0.1:{port}",
                 headers={"Authorization": f"Bearer {token}"},
                 timeout=600,  # a call ends after its 40 s budget and its last step
             ) as edge:
@@ -249,36 +308,101 @@ def main(argv: list[str] | None = None) -> int:
             server.kill()
             server.wait()
         with psycopg.connect(database_url) as conn:
+            # The file's orders (O-…), not the warm-up file's (W-…).
             row = conn.execute(
-                "select count(*) from public.orders where project_id = %s", (project,)
+                "select count(*) from public.orders where project_id = %s"
+                " and external_id like 'O-%%'",
+                (project,),
             ).fetchone()
-    imported = row[0] if row else 0
-    total = upload_seconds + commit_seconds
-    size_mib = size / 1024 / 1024
-    print(f"file: {args.orders} orders of {args.customers} customers, {size_mib:.0f} MiB")
+    return Measured(
+        copy_seconds,
+        copy_cpu,
+        floor_seconds,
+        floor_cpu,
+        upload_seconds,
+        commit_seconds,
+        calls,
+        server_cpu,
+        edge_cpu,
+        peak_kib - before_kib,
+        state,
+        row[0] if row else 0,
+    )
+
+
+def report(name: str, orders: int, size: int, run: Measured) -> None:
+    print(f"== {name}")
     print(
-        f"plain COPY into an unindexed table       {copy_seconds:7.2f} s"
-        f"   {args.orders / copy_seconds:9.0f} rows/s"
+        f"plain COPY into an unindexed table       {run.copy_seconds:7.2f} s"
+        f"   {orders / run.copy_seconds:9.0f} rows/s"
     )
     print(
-        f"import through the edge (upload+commit)  {total:7.2f} s"
-        f"   {args.orders / total:9.0f} rows/s"
+        f"floor: COPY + orders' indexes and key    {run.floor_seconds:7.2f} s"
+        f"   {orders / run.floor_seconds:9.0f} rows/s   (ratio to the COPY: wall"
+        f" {run.floor_seconds / run.copy_seconds:.2f},"
+        f" CPU {run.floor_cpu / max(run.copy_cpu, 0.01):.2f})"
     )
-    print(f"  upload ({-(-size // PART_BYTES)} parts)                      {upload_seconds:7.2f} s")
-    print(f"  commit ({calls} calls)                      {commit_seconds:7.2f} s")
-    print(f"ratio import / plain COPY (wall)         {total / copy_seconds:7.2f}")
     print(
-        f"server CPU: plain COPY {copy_cpu:.2f} s, import {server_cpu:.2f} s"
-        f" (ratio {server_cpu / max(copy_cpu, 0.01):.2f}); edge CPU {edge_cpu:.2f} s"
+        f"import through the edge (upload+commit)  {run.seconds:7.2f} s"
+        f"   {orders / run.seconds:9.0f} rows/s"
     )
+    parts = -(-size // PART_BYTES)
+    print(f"  upload ({parts} parts)                      {run.upload_seconds:7.2f} s")
+    print(f"  commit ({run.calls} calls)                      {run.commit_seconds:7.2f} s")
+    print(f"ratio import / plain COPY (wall)         {run.seconds / run.copy_seconds:7.2f}")
+    print(
+        f"server CPU: plain COPY {run.copy_cpu:.2f} s, import {run.server_cpu:.2f} s"
+        f" (ratio {run.server_cpu / max(run.copy_cpu, 0.01):.2f}),"
+        f" {run.server_cpu / orders * 1e6:.1f} µs per order; edge CPU {run.edge_cpu:.2f} s"
+    )
+    print(f"edge memory growth (peak - after warm-up) {run.memory_growth_kib / 1024:6.1f} MiB")
+    print(
+        f"job: {run.state['status']}, created {run.state['created']},"
+        f" failed rows {run.state['rows_failed']}; orders in the database: {run.imported}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--customers", type=int, default=200_000)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also import into a database migrated from this checkout (e.g. main), first",
+    )
+    args = parser.parse_args(argv)
+    runs: dict[str, Measured] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "orders.csv"
+        warmup = Path(folder) / "warmup.csv"
+        write_orders(path, args.orders, args.customers)
+        size = path.stat().st_size
+        write_orders(warmup, 2000, 500, prefix="W")
+        if args.baseline is not None:
+            runs[f"baseline migrations ({args.baseline})"] = measure(
+                args.baseline, path, warmup, args.port
+            )
+        runs["this checkout"] = measure(REPO, path, warmup, args.port)
+    print(f"file: {args.orders} orders of {args.customers} customers, {size / 1024 / 1024:.0f} MiB")
+    for name, run in runs.items():
+        report(name, args.orders, size, run)
+    if len(runs) == 2:
+        base, this = runs.values()
+        print(
+            f"this checkout / baseline: wall {this.seconds / base.seconds:.2f},"
+            f" server CPU {this.server_cpu / base.server_cpu:.2f}"
+        )
     with open("/proc/loadavg") as load:
         print(f"machine load average (1, 5, 15 min): {' '.join(load.read().split()[:3])}")
-    print(f"edge memory growth (peak - after warm-up) {(peak_kib - before_kib) / 1024:6.1f} MiB")
-    print(
-        f"job: {state['status']}, created {state['created']}, failed rows {state['rows_failed']};"
-        f" orders in the database: {imported}"
+    return (
+        0
+        if all(
+            run.state["status"] == "done" and run.imported == args.orders for run in runs.values()
+        )
+        else 1
     )
-    return 0 if state["status"] == "done" and imported == args.orders else 1
 
 
 if __name__ == "__main__":
