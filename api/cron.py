@@ -209,6 +209,25 @@ def take_rfm_snapshot(database: ServiceDatabase) -> dict[str, Any]:
     return ok({"snapshot_month": row["month"].isoformat(), "contacts": row["contacts"]})
 
 
+class RfmKeptReport(BaseModel):
+    refreshed_workspaces: int
+
+
+@router.get(
+    "/rfm-kept",
+    response_model=Envelope[RfmKeptReport],
+    summary="Score again the workspaces whose kept RFM scores a write left stale",
+    responses=documented({"refreshed_workspaces": 3}),
+)
+def refresh_kept_rfm(database: ServiceDatabase) -> dict[str, Any]:
+    """Until a refresh, a workspace's RFM reads count every customer's facts again; where
+    pg_cron is installed the database also refreshes every minute by itself."""
+    with database.as_service() as conn:
+        row = conn.execute("select private.refresh_rfm_kept() as refreshed").fetchone()
+    assert row is not None
+    return ok({"refreshed_workspaces": row["refreshed"]})
+
+
 @router.get(
     "/webhook-replay",
     response_model=Envelope[ReplayReport],

@@ -9,7 +9,11 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
+from api.app import create_app
+from api.core.settings import Settings
 from tests.factories.workspaces import User, acting_as, create_user, fund, make_project
 
 Conn = psycopg.Connection[Any]
@@ -206,3 +210,27 @@ def test_a_write_the_refresh_did_not_see_is_not_lost(conn: Conn, database_url: s
     scored_alike(conn, owner, [today])
     assert refresh(conn, owner) == 1
     scored_alike(conn, owner, [today])
+
+
+def test_the_cron_endpoint_refreshes_stale_workspaces(conn: Conn, database_url: str) -> None:
+    """Where pg_cron is missing, Vercel Cron keeps the scores fresh through the edge."""
+    owner, _ = shop_with_history(conn, random.Random(17))
+    conn.execute(
+        "delete from public.orders where workspace_id = %s and placed_at > now()",
+        (owner.workspace_id,),
+    )
+    settings = Settings(
+        database_url=SecretStr(database_url),
+        supabase_url="http://127.0.0.1:54321",
+        cron_secret=SecretStr("cron-test-secret"),
+    )
+    with TestClient(create_app(settings)) as client:
+        refused = client.get("/api/v1/cron/rfm-kept")
+        answered = client.get(
+            "/api/v1/cron/rfm-kept", headers={"Authorization": "Bearer cron-test-secret"}
+        )
+    assert refused.status_code == 401
+    assert answered.status_code == 200
+    assert answered.json()["data"]["refreshed_workspaces"] >= 1
+    assert refresh(conn, owner) == 0  # the cron left nothing stale in this workspace
+    scored_alike(conn, owner, [datetime.now(UTC).date()])

@@ -586,6 +586,7 @@ PREPARE: dict[str, Callable[[Case[Any], Draw, Context], Sending]] = {
     "/api/v1/cron/outbox": cron,
     "/api/v1/cron/email": cron,
     "/api/v1/cron/rfm-snapshot": cron,
+    "/api/v1/cron/rfm-kept": cron,
     "/api/v1/cron/webhook-replay": cron,
     "/api/v1/cron/monthly-credits": cron,
     "/api/v1/cron/privacy-retention": cron,
