@@ -406,19 +406,28 @@ def write_page(
     operation_id: str,
     page: Page,
     currency: str | None,
-    offset: int,
+    span: tuple[int, int],
     read: bool,
 ) -> tuple[int, bool]:
-    """The page's upsert, its offset and the job's counts in one transaction; (records written,
-    saved). Not saved (rolled back) when a newer call replaced the stream's operation or the
-    job no longer runs. The last stream read to its end ends the job."""
+    """The page (the result's bytes `span`) upserted, its end offset saved and the job's counts
+    moved, in one transaction; (records written, saved). Not saved (rolled back) when a newer
+    call replaced the stream's operation, another reader wrote past the page's start (the cron
+    and the owner's call reading one result at once), or the job no longer runs. The last
+    stream read to its end ends the job."""
     project_id = target.project_id
+    start, offset = span
     written = documents(stream, page.roots, currency)
     skipped = page.skipped + len(page.roots) - len(written)
     last_id = max((n for n in map(root_id, page.roots) if n is not None), default=None)
     try:
         with database.as_service() as conn:
             count_page(conn, target.job_id, stream.name, len(written), skipped)
+            claimed = conn.execute(
+                "select private.claim_shop_bulk_page(%s, %s, %s, %s) as claimed",
+                (project_id, stream.name, operation_id, start),
+            ).fetchone()
+            if not (claimed and claimed["claimed"]):
+                raise SupersededError
             if written:
                 conn.execute(stream.statement, (project_id, Jsonb(written)))
             row = conn.execute(
@@ -459,7 +468,7 @@ def read_result(
     end (an operation that found nothing has no result). Of partial data (a failed operation's)
     the last root is left to the restarted query: its children may have been cut off."""
     currency = admin.shop_currency() if stream.name == "products" else None
-    page, offset, cut = Page(), state.bytes_read, False
+    page, start, offset, cut = Page(), state.bytes_read, state.bytes_read, False
     lines = admin.result_lines(url, state.bytes_read) if url else iter(())
     for line, end in lines:
         if not line.strip():
@@ -467,12 +476,12 @@ def read_result(
             continue
         if b'"__parentId"' not in line and len(page.roots) >= page_size:
             records, saved = write_page(
-                database, target, stream, state.operation_id, page, currency, offset, False
+                database, target, stream, state.operation_id, page, currency, (start, offset), False
             )
             if not saved:
                 return False
             add(report, stream, records, page)
-            page = Page()
+            page, start = Page(), offset
             if time.monotonic() >= deadline:
                 return False
         skipped = page.skipped
@@ -485,7 +494,7 @@ def read_result(
         if page.roots:
             page.roots.pop()
     records, saved = write_page(
-        database, target, stream, state.operation_id, page, currency, offset, True
+        database, target, stream, state.operation_id, page, currency, (start, offset), True
     )
     if saved:
         add(report, stream, records, page)

@@ -283,6 +283,32 @@ revoke all on function private.restart_shopify_backfill(uuid) from public, anon,
 
 grant execute on function private.restart_shopify_backfill(uuid) to service_role;
 
+-- A page of a stream's result is about to be written from byte p_from (after the page's job
+-- was counted, in the page's transaction): the stream's row locked, and true only while its
+-- operation is p_operation_id, not read to its end, and its committed offset is p_from. Two
+-- readers of one result at once (the cron and the owner's call) so never write, nor count, a
+-- page twice: the later finds the offset moved on and stops.
+create function private.claim_shop_bulk_page(
+  p_project_id uuid, p_stream text, p_operation_id text, p_from bigint
+)
+returns boolean
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform 1 from private.shop_bulk_operations b
+  where b.project_id = p_project_id and b.source = 'shopify' and b.stream = p_stream
+    and b.operation_id = p_operation_id and b.read_at is null and b.bytes_read = p_from
+  for update;
+  return found;
+end
+$$;
+
+revoke all on function private.claim_shop_bulk_page(uuid, text, text, bigint) from public, anon, authenticated;
+
+grant execute on function private.claim_shop_bulk_page(uuid, text, text, bigint) to service_role;
+
 -- The workers of file imports take only a file's jobs, as 20261201100000_import_jobs.sql.
 create or replace function private.lock_import_job(p_job_id uuid)
 returns setof public.import_jobs

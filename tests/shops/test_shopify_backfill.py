@@ -23,7 +23,14 @@ from api.core.db import Database
 from api.core.secrets_box import SecretBox
 from api.shops.integration_secrets import integration_secrets
 from api.shops.shopify_admin import ShopCredentials, ShopifyAdmin
-from api.shops.shopify_backfill import backfill
+from api.shops.shopify_backfill import (
+    STREAMS,
+    ShopifyBackfillReport,
+    Target,
+    backfill,
+    read_result,
+    states,
+)
 from tests.factories.edge import bearer, edge_settings
 from tests.factories.workspaces import User, add_member, create_user, make_project, one
 from tests.fakes.jwks import JwksServer
@@ -335,6 +342,43 @@ def test_a_backfill_stopped_by_its_budget_resumes_at_its_byte(
         "products": 1,
         "variants": 2,
     }
+
+
+def test_two_readers_of_one_result_write_and_count_each_page_once(
+    conn: Conn, database_url: str, shopify: ShopifyServer, shop: tuple[User, uuid.UUID]
+) -> None:
+    """The cron and the owner's call may read one result at once: a page another reader wrote
+    since this one looked is neither written nor counted again."""
+    owner, project = shop
+    stock(shopify, customers=5, orders=0, products=0)
+    job = begin_job(conn, owner, project, "shopify")
+    database = Database(database_url, pool_mode="session", max_size=2, timeout_seconds=5)
+    database.open()
+    try:
+        token = integration_secrets(database, SecretBox(ENCRYPTION_KEY), project, "shopify")
+        assert token.api_token is not None
+        credentials = ShopCredentials.from_sealed_form(token.api_token)
+        admin = ShopifyAdmin(credentials, admin_url=shopify.base_url, wait=lambda _: None)
+        backfill(database, admin, project, job, budget_seconds=0, page_size=2)
+        shopify.finish()
+        stale = states(database, project)["customers"]  # what the slower reader saw
+        first = backfill(database, admin, project, job, budget_seconds=0, page_size=2)
+        assert first.customers == 2  # one page, then out of time
+        late = ShopifyBackfillReport()
+        url = admin.bulk_operation(stale.operation_id).url
+        target, customers = Target(project, job), STREAMS[0]
+        assert not read_result(
+            database, admin, target, customers, stale, url, late, float("inf"), 2
+        )
+        assert late.customers == 0
+        assert job_row(conn, job)["stream_records"] == {"customers": 2}
+        while not backfill(database, admin, project, job, page_size=2).finished:
+            shopify.finish()
+        admin.close()
+    finally:
+        database.close()
+    assert job_row(conn, job)["stream_records"] == {"customers": 5, "orders": 0, "products": 0}
+    assert counts(conn, project)["contacts"] == 5
 
 
 def test_a_failed_query_keeps_its_partial_data_and_restarts_after_it(
