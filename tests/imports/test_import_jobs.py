@@ -783,3 +783,43 @@ def test_a_chunk_whose_staged_rows_are_gone_fails_the_job_and_another_kind_is_le
         10,
         10,
     )
+
+
+def test_a_chunk_analyzes_the_tables_an_import_has_grown(conn: Conn) -> None:
+    """Foreign-key checks are planned once per connection from the planner's statistics; a
+    table an import grew from nearly empty is analyzed by the next chunk, so those plans are
+    made again instead of reading every contact of the workspace for each check."""
+    table = f"private.grown_{uuid.uuid4().hex[:12]}"
+    conn.execute(f"create table {table} (id integer)")
+    try:
+        conn.execute(f"insert into {table} select generate_series(1, 500)")
+        conn.execute("select pg_stat_force_next_flush()")
+        conn.execute("select private.analyze_grown_tables(array[%s::regclass])", (table,))
+        assert (
+            one(conn, "select reltuples from pg_class where oid = %s::regclass", (table,))[
+                "reltuples"
+            ]
+            == 500
+        )
+
+        conn.execute(f"insert into {table} select generate_series(1, 300)")
+        conn.execute("select pg_stat_force_next_flush()")
+        conn.execute("select private.analyze_grown_tables(array[%s::regclass])", (table,))
+        assert (
+            one(conn, "select reltuples from pg_class where oid = %s::regclass", (table,))[
+                "reltuples"
+            ]
+            == 500
+        )
+
+        conn.execute(f"insert into {table} select generate_series(1, 300)")
+        conn.execute("select pg_stat_force_next_flush()")
+        conn.execute("select private.analyze_grown_tables(array[%s::regclass])", (table,))
+        assert (
+            one(conn, "select reltuples from pg_class where oid = %s::regclass", (table,))[
+                "reltuples"
+            ]
+            == 1100
+        )
+    finally:
+        conn.execute(f"drop table {table}")
