@@ -1,7 +1,9 @@
 """CSV imports of orders and contacts of any size, as import jobs: create a job, upload the file
 in parts of at most 4 MiB (or name a file already in Storage), commit, and follow it; plus the
 small synchronous orders import (≤ 5 MiB) on the same path. The database decides, as the user,
-who may do what; the edge stages the bytes as the service and runs the job's steps."""
+who may do what; the edge stages the bytes as the service and runs the job's steps. A shop's
+backfill is a job too (source shopify, woocommerce or shoptet): read and cancelled here, run by
+the shops feature."""
 
 import csv
 import io
@@ -58,13 +60,15 @@ class ImportJob(BaseModel):
     id: UUID
     workspace_id: UUID
     project_id: UUID | None
-    kind: str
+    kind: str = Field(description="orders, contacts or products; a shop's backfill: backfill")
     status: str
-    source: str
+    source: str = Field(
+        description="upload or storage (a file); shopify, woocommerce or shoptet (a backfill)"
+    )
     storage_path: str | None
     file_name: str | None
-    size_bytes: int
-    encoding: str
+    size_bytes: int | None = Field(description="The file's size; null for a backfill")
+    encoding: str | None = Field(description="The file's encoding; null for a backfill")
     columns: list[str] | None
     parts_received: int
     bytes_received: int
@@ -74,6 +78,12 @@ class ImportJob(BaseModel):
     created: int
     updated: int
     unchanged: int
+    stream: str | None = Field(
+        description="The stream a backfill is on: customers, orders or products"
+    )
+    stream_records: dict[str, int] = Field(
+        description="A backfill's records written per stream; {} for a file"
+    )
     error_code: str | None
     error_message: str | None
     created_at: datetime
@@ -115,6 +125,8 @@ JOB_EXAMPLE: dict[str, Any] = {
     "created": 419997,
     "updated": 0,
     "unchanged": 0,
+    "stream": None,
+    "stream_records": {},
     "error_code": None,
     "error_message": None,
     "created_at": "2026-11-30T10:00:00Z",
@@ -350,7 +362,9 @@ def commit_import(
     ),
 )
 def cancel_import(acting: ActingUser, job_id: UUID) -> dict[str, Any]:
-    """What earlier chunks imported stays (each chunk is whole); the rest is not imported."""
+    """What earlier chunks imported stays (each chunk is whole); the rest is not imported. A
+    shop's backfill stops before its next page; calling the backfill again starts a new job that
+    carries on where this one stopped."""
     with acting.connection() as conn:
         row = conn.execute("select * from private.cancel_import_job(%s)", (job_id,)).fetchone()
     assert row is not None
@@ -365,7 +379,8 @@ def cancel_import(acting: ActingUser, job_id: UUID) -> dict[str, Any]:
 )
 def get_import(acting: ActingUser, job_id: UUID) -> dict[str, Any]:
     """Any member of the job's workspace; live progress also comes on the private Realtime
-    channel `workspace:<id>:imports` (event `import_progress`)."""
+    channel `workspace:<id>:imports` (event `import_progress`). A shop's backfill is read the
+    same way (its `job_id` is in the backfill's answer)."""
     with acting.connection() as conn:
         return ok(job_out(read_job(conn, job_id)))
 

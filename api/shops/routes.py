@@ -19,6 +19,7 @@ from api.core.errors import ApiError
 from api.core.openapi import documented, json_body_example, merged_errors
 from api.core.public_urls import PublicUrls, require_public_urls
 from api.core.secrets_box import SecretBox
+from api.shops.backfill_jobs import begin_backfill, failing_the_job
 from api.shops.deps import Box
 from api.shops.errors import (
     MEMBERS,
@@ -42,7 +43,7 @@ from api.shops.shopify_admin import (
     ShopifyError,
     shop_domain,
 )
-from api.shops.shopify_backfill import ShopifyBackfillReport
+from api.shops.shopify_backfill import ShopifyBackfillReport, shopify_api_error
 from api.shops.shopify_backfill import backfill as shopify_backfill
 from api.shops.shoptet.catalog import CatalogReport, sync_catalog
 from api.shops.shoptet.client import HEADER_VALUE_PATTERN, ShoptetClient, ShoptetError
@@ -196,6 +197,22 @@ def shoptet_client(
         raise shop_failure(error) from error
 
 
+def shoptet_api_error(error: Exception) -> ApiError | None:
+    """Shoptet's failure as the edge answers it; None for anything else."""
+    if isinstance(error, ShoptetError | NotConnectedError):
+        return shop_failure(error)
+    return None
+
+
+def woocommerce_failure(error: WooCommerceError) -> ApiError:
+    return ApiError(error.status, error.code, error.message)
+
+
+def woocommerce_api_error(error: Exception) -> ApiError | None:
+    """WooCommerce's failure as the edge answers it; None for anything else."""
+    return woocommerce_failure(error) if isinstance(error, WooCommerceError) else None
+
+
 def connected(urls: PublicUrls, project_id: UUID, source: Source) -> dict[str, Any]:
     return {
         "project_id": project_id,
@@ -282,11 +299,14 @@ def sync_shoptet(
 ) -> dict[str, Any]:
     """Reads up to 20 pages of orders, then customers, changed since the last finished run, and
     upserts them with their contacts; each page commits with its progress, so a failed call
-    resumes where it stopped. Call again until `finished`. Spends one request of the plan's
-    shop limit."""
+    resumes where it stopped. Call again until `finished`. The sync runs as an import job (kind
+    `backfill`, source `shoptet`: `job_id`), which this call carries on or starts. Spends one
+    request of the plan's shop limit."""
     spend_shop_quota(acting, project_id)
     with shoptet_client(database, box, settings.shoptet_api_url, project_id) as client:
-        report = sync_shop(database, client, project_id, SYNC_PAGES_PER_CALL)
+        job_id = begin_backfill(acting, project_id, "shoptet", "backfill")
+        with failing_the_job(database, job_id, shoptet_api_error):
+            report = sync_shop(database, client, project_id, job_id, SYNC_PAGES_PER_CALL)
     return ok(report)
 
 
@@ -306,10 +326,14 @@ def sync_shoptet_catalog(
     of the products changed since the last finished run, and upserts each page into the
     project's catalog; each page commits with its progress and is broadcast as
     `shop_backfill_progress` on `workspace:<id>:imports`, so a failed call resumes where it
-    stopped. Call again until `finished`. Spends one request of the plan's shop limit."""
+    stopped. Call again until `finished`. The sync runs as an import job (kind `products`, source
+    `shoptet`: `job_id`), which this call carries on or starts. Spends one request of the plan's
+    shop limit."""
     spend_shop_quota(acting, project_id)
     with shoptet_client(database, box, settings.shoptet_api_url, project_id) as client:
-        report = sync_catalog(database, client, project_id, SYNC_PAGES_PER_CALL)
+        job_id = begin_backfill(acting, project_id, "shoptet", "products")
+        with failing_the_job(database, job_id, shoptet_api_error):
+            report = sync_catalog(database, client, project_id, job_id, SYNC_PAGES_PER_CALL)
     return ok(report)
 
 
@@ -370,8 +394,9 @@ def backfill_woocommerce(
     first, and upserts them with their contacts as the webhooks do; each page commits with its
     progress and is broadcast as `shop_backfill_progress` on `workspace:<id>:imports`, so a
     failed call resumes where it stopped. Call again until `finished`; a backfill that finished
-    starts over when called again (re-reading only re-upserts). Spends one request of the
-    plan's shop limit."""
+    starts over when called again (re-reading only re-upserts). The backfill runs as an import
+    job (kind `backfill`, source `woocommerce`: `job_id`), which this call carries on or
+    starts. Spends one request of the plan's shop limit."""
     spend_shop_quota(acting, project_id)
     token = integration_secrets(database, box, project_id, "woocommerce").api_token
     try:
@@ -381,13 +406,17 @@ def backfill_woocommerce(
             )
         credentials = StoreCredentials.from_sealed_form(token)
         store_url(credentials.store_url, settings.woocommerce_allowed_origins)
-        client = WooCommerceClient(credentials)
-        try:
-            report = backfill(database, client, project_id, SYNC_PAGES_PER_CALL)
-        finally:
-            client.close()
     except WooCommerceError as error:
-        raise ApiError(error.status, error.code, error.message) from error
+        raise woocommerce_failure(error) from error
+    job_id = begin_backfill(acting, project_id, "woocommerce", "backfill")
+    client = WooCommerceClient(credentials)
+    try:
+        with failing_the_job(database, job_id, woocommerce_api_error):
+            report = backfill(database, client, project_id, job_id, SYNC_PAGES_PER_CALL)
+    except WooCommerceError as error:
+        raise woocommerce_failure(error) from error
+    finally:
+        client.close()
     return ok(report)
 
 
@@ -446,22 +475,27 @@ def backfill_shopify(
     `shop_backfill_progress` on `workspace:<id>:imports`; Shopify's `bulk_operations/finish`
     webhook is broadcast too. A query that failed has what it read written (Shopify's partial
     data), then is started again for the objects after it. Call again until `finished`; a
-    backfill that finished starts over when called again (re-reading only re-upserts). Spends
-    one request of the plan's shop limit."""
+    backfill that finished starts over when called again (re-reading only re-upserts). The
+    backfill runs as an import job (kind `backfill`, source `shopify`: `job_id`), which this
+    call carries on or starts, and which the cron carries on while it runs. Spends one request
+    of the plan's shop limit."""
     spend_shop_quota(acting, project_id)
     token = integration_secrets(database, box, project_id, "shopify").api_token
     try:
         if token is None:
             raise NOT_CONNECTED
-        admin = ShopifyAdmin(
-            ShopCredentials.from_sealed_form(token), admin_url=settings.shopify_admin_url
-        )
-        try:
-            report = shopify_backfill(database, admin, project_id)
-        finally:
-            admin.close()
+        credentials = ShopCredentials.from_sealed_form(token)
     except ShopifyError as error:
         raise ApiError(error.status, error.code, error.message) from error
+    job_id = begin_backfill(acting, project_id, "shopify", "backfill")
+    admin = ShopifyAdmin(credentials, admin_url=settings.shopify_admin_url)
+    try:
+        with failing_the_job(database, job_id, shopify_api_error):
+            report = shopify_backfill(database, admin, project_id, job_id)
+    except ShopifyError as error:
+        raise ApiError(error.status, error.code, error.message) from error
+    finally:
+        admin.close()
     return ok(report)
 
 

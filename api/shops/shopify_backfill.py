@@ -12,6 +12,10 @@ expired before it was read to its end.
 
 Shopify's GraphQL objects are turned into the REST shapes its webhooks send, so a backfilled
 order, customer or product is the same document (same ids) a webhook would write.
+
+A backfill runs as an import job (`api.shops.backfill_jobs`): each page is counted on it in the
+page's transaction, the last page ends it, and a job cancelled meanwhile takes no further page
+and starts no further query; the cron carries on only backfills whose job runs.
 """
 
 import json
@@ -22,11 +26,21 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from uuid import UUID
 
+import psycopg
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field
 
 from api.core.db import Database
+from api.core.errors import ApiError, from_database_error
 from api.core.secrets_box import KeyMismatchError, SecretBox
+from api.shops.backfill_jobs import (
+    JOB_ID_DESCRIPTION,
+    JobNotRunningError,
+    count_page,
+    fail_if_owner_must_act,
+    finish,
+    running,
+)
 from api.shops.customers import shopify_customer
 from api.shops.integration_secrets import NotConnectedError, integration_secrets
 from api.shops.orders import (
@@ -253,6 +267,7 @@ STREAMS = (
 class ShopifyBackfillReport(BaseModel):
     """What one call did and where the backfill stands."""
 
+    job_id: UUID | None = Field(default=None, description=JOB_ID_DESCRIPTION)
     stream: StreamName | None = Field(
         default=None, description="The stream the call stopped at; null once finished"
     )
@@ -376,23 +391,43 @@ def note(database: Database, project_id: UUID, operation: BulkOperation) -> None
         )
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where a stream's pages go: the project, and the import job they are counted on."""
+
+    project_id: UUID
+    job_id: UUID
+
+
 def write_page(
     database: Database,
-    project_id: UUID,
+    target: Target,
     stream: Stream,
     operation_id: str,
     page: Page,
     currency: str | None,
-    offset: int,
+    span: tuple[int, int],
     read: bool,
 ) -> tuple[int, bool]:
-    """The page's upsert and its offset in one transaction; (records written, saved). Not
-    saved (rolled back) when a newer call replaced the stream's operation."""
+    """The page (the result's bytes `span`) upserted, its end offset saved and the job's counts
+    moved, in one transaction; (records written, saved). Not saved (rolled back) when a newer
+    call replaced the stream's operation, another reader wrote past the page's start (the cron
+    and the owner's call reading one result at once), or the job no longer runs. The last
+    stream read to its end ends the job."""
+    project_id = target.project_id
+    start, offset = span
     written = documents(stream, page.roots, currency)
     skipped = page.skipped + len(page.roots) - len(written)
     last_id = max((n for n in map(root_id, page.roots) if n is not None), default=None)
     try:
         with database.as_service() as conn:
+            count_page(conn, target.job_id, stream.name, len(written), skipped)
+            claimed = conn.execute(
+                "select private.claim_shop_bulk_page(%s, %s, %s, %s) as claimed",
+                (project_id, stream.name, operation_id, start),
+            ).fetchone()
+            if not (claimed and claimed["claimed"]):
+                raise SupersededError
             if written:
                 conn.execute(stream.statement, (project_id, Jsonb(written)))
             row = conn.execute(
@@ -410,7 +445,9 @@ def write_page(
             ).fetchone()
             if not (row and row["saved"]):
                 raise SupersededError
-    except SupersededError:
+            if read and stream is STREAMS[-1]:
+                finish(conn, target.job_id)
+    except (SupersededError, JobNotRunningError):
         return 0, False
     return len(written), True
 
@@ -418,7 +455,7 @@ def write_page(
 def read_result(
     database: Database,
     admin: ShopifyAdmin,
-    project_id: UUID,
+    target: Target,
     stream: Stream,
     state: StreamState,
     url: str | None,
@@ -431,7 +468,7 @@ def read_result(
     end (an operation that found nothing has no result). Of partial data (a failed operation's)
     the last root is left to the restarted query: its children may have been cut off."""
     currency = admin.shop_currency() if stream.name == "products" else None
-    page, offset, cut = Page(), state.bytes_read, False
+    page, start, offset, cut = Page(), state.bytes_read, state.bytes_read, False
     lines = admin.result_lines(url, state.bytes_read) if url else iter(())
     for line, end in lines:
         if not line.strip():
@@ -439,12 +476,12 @@ def read_result(
             continue
         if b'"__parentId"' not in line and len(page.roots) >= page_size:
             records, saved = write_page(
-                database, project_id, stream, state.operation_id, page, currency, offset, False
+                database, target, stream, state.operation_id, page, currency, (start, offset), False
             )
             if not saved:
                 return False
             add(report, stream, records, page)
-            page = Page()
+            page, start = Page(), offset
             if time.monotonic() >= deadline:
                 return False
         skipped = page.skipped
@@ -457,7 +494,7 @@ def read_result(
         if page.roots:
             page.roots.pop()
     records, saved = write_page(
-        database, project_id, stream, state.operation_id, page, currency, offset, True
+        database, target, stream, state.operation_id, page, currency, (start, offset), True
     )
     if saved:
         add(report, stream, records, page)
@@ -473,18 +510,23 @@ def backfill(
     database: Database,
     admin: ShopifyAdmin,
     project_id: UUID,
+    job_id: UUID,
     *,
     budget_seconds: float = BUDGET_SECONDS,
     page_size: int = PAGE_SIZE,
 ) -> ShopifyBackfillReport:
-    """Customers, then orders, then products: starts each stream's bulk query when it has
-    none (or its last one failed, was canceled or expired), asks Shopify how it stands, and
-    reads a completed one's result until the budget is spent. A backfill that finished starts
-    over when called again (re-reading only re-upserts)."""
+    """Customers, then orders, then products, as the import job `job_id`: starts each
+    stream's bulk query when it has none (or its last one failed, was canceled or expired), asks
+    Shopify how it stands, and reads a completed one's result until the budget is spent. A
+    backfill that finished starts over when called again, every stream from its first object
+    (re-reading only re-upserts). A job that no longer runs stops the call."""
     deadline = time.monotonic() + budget_seconds
-    report = ShopifyBackfillReport()
+    report = ShopifyBackfillReport(job_id=job_id)
+    target = Target(project_id, job_id)
     known = states(database, project_id)
     if len(known) == len(STREAMS) and all(state.done for state in known.values()):
+        with database.as_service() as conn:
+            conn.execute("select private.restart_shopify_backfill(%s)", (project_id,))
         known = {}
     for stream in STREAMS:
         state = known.get(stream.name)
@@ -493,13 +535,15 @@ def backfill(
         if report.stream is not None and time.monotonic() >= deadline:
             report.stream, report.status = stream.name, state.status if state else None
             return report
+        if not running(database, job_id):
+            return report
         report.stream = stream.name
         if state is not None and state.status == "failed" and not state.read:
             failed = admin.bulk_operation(state.operation_id)
             if failed.partial_data_url and not read_result(
                 database,
                 admin,
-                project_id,
+                target,
                 stream,
                 state,
                 failed.partial_data_url,
@@ -522,9 +566,13 @@ def backfill(
         if operation.status != "COMPLETED":
             return report
         if not read_result(
-            database, admin, project_id, stream, state, operation.url, report, deadline, page_size
+            database, admin, target, stream, state, operation.url, report, deadline, page_size
         ):
             return report
+    # Every stream is read: the last page ended the job, unless the streams after the one
+    # this call read were read by an earlier job (a backfill under way when jobs came).
+    with database.as_service() as conn:
+        finish(conn, job_id)
     report.stream, report.status, report.error_code, report.finished = None, None, None, True
     return report
 
@@ -549,6 +597,13 @@ def bulk_operation_finished(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def shopify_api_error(error: Exception) -> ApiError | None:
+    """Shopify's failure as the edge answers it; None for anything else."""
+    if isinstance(error, ShopifyError):
+        return ApiError(error.status, error.code, error.message)
+    return None
+
+
 class BackfillsProgress(BaseModel):
     """What a cron tick carried on."""
 
@@ -562,19 +617,19 @@ class BackfillsProgress(BaseModel):
 def continue_shopify_backfills(
     database: Database, box: SecretBox, admin_url: str | None, budget_seconds: float
 ) -> BackfillsProgress:
-    """Carries on backfills whose bulk query runs or waits to be read, the longest waiting
-    first, within the budget; one project's failure (a refused token, Shopify down, credentials
-    sealed with another key) is logged and the next goes on."""
+    """Carries on backfills whose job runs and whose bulk query runs or waits to be read, the
+    longest waiting first, within the budget; one project's failure (a refused token, Shopify
+    down, credentials sealed with another key, a page the database refuses) is logged and the
+    next goes on. A failure the owner must act on (a refused token, the plan's contacts full)
+    fails the job, so the cron stops carrying it on."""
     deadline = time.monotonic() + budget_seconds
     progress = BackfillsProgress(projects=0, customers=0, orders=0, products=0, failed=0)
     with database.as_service() as conn:
-        due = [
-            row["project_id"]
-            for row in conn.execute(
-                "select project_id from private.shopify_backfills_due(%s)", (CRON_PROJECTS,)
-            ).fetchall()
-        ]
-    for project_id in due:
+        due = conn.execute(
+            "select project_id, job_id from private.shopify_backfills_due(%s)", (CRON_PROJECTS,)
+        ).fetchall()
+    for row in due:
+        project_id, job_id = row["project_id"], row["job_id"]
         left = deadline - time.monotonic()
         if left <= 0:
             break
@@ -584,11 +639,17 @@ def continue_shopify_backfills(
                 continue
             admin = ShopifyAdmin(ShopCredentials.from_sealed_form(token), admin_url=admin_url)
             try:
-                report = backfill(database, admin, project_id, budget_seconds=left)
+                report = backfill(database, admin, project_id, job_id, budget_seconds=left)
             finally:
                 admin.close()
-        except (ShopifyError, KeyMismatchError, NotConnectedError) as error:
+        except (ShopifyError, KeyMismatchError, NotConnectedError, psycopg.Error) as error:
             log.warning("shopify backfill of %s: %s", project_id, type(error).__name__)
+            if isinstance(error, psycopg.Error):
+                mapped = from_database_error(error)
+            else:
+                mapped = shopify_api_error(error)
+            if mapped is not None:
+                fail_if_owner_must_act(database, job_id, mapped)
             progress.failed += 1
             continue
         progress.projects += 1

@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 
 from api.core.db import Database
 from api.core.retry_after import retry_after_seconds
+from api.shops.backfill_jobs import JOB_ID_DESCRIPTION, JobNotRunningError, count_page, finish
 from api.shops.customers import woocommerce_customer
 from api.shops.orders import MalformedOrderError, UnsupportedOrderError, from_woocommerce
 from api.shops.products import woocommerce_catalog_product
@@ -233,6 +234,7 @@ STREAMS = (
 class BackfillReport(BaseModel):
     """What one call did; a stream it did not reach counts 0."""
 
+    job_id: UUID | None = Field(default=None, description=JOB_ID_DESCRIPTION)
     pages: int = Field(default=0, description="Pages read from WooCommerce in this call")
     customers: int = Field(default=0, description="Customers upserted in this call")
     orders: int = Field(default=0, description="Orders upserted in this call")
@@ -283,11 +285,12 @@ def positions(database: Database, project_id: UUID) -> dict[str, int | None]:
 
 
 def backfill(
-    database: Database, client: WooCommerceClient, project_id: UUID, max_pages: int
+    database: Database, client: WooCommerceClient, project_id: UUID, job_id: UUID, max_pages: int
 ) -> BackfillReport:
-    """Customers, then orders, then products, within a budget of `max_pages` pages in all.
-    Each page's upsert, its progress and its broadcast commit together."""
-    report = BackfillReport()
+    """Customers, then orders, then products, within a budget of `max_pages` pages in all, as
+    the import job `job_id`. Each page's upsert, its progress, the job's counts and the page's
+    broadcast commit together; a job cancelled meanwhile stops the call before its next page."""
+    report = BackfillReport(job_id=job_id)
     for stream in STREAMS:
         page = positions(database, project_id)[stream.name]
         while page is not None:
@@ -296,21 +299,30 @@ def backfill(
             items, page_count = client.page(stream.name, page)
             documents = mapped(stream, client, items)
             last = page >= page_count or not items
-            with database.as_service() as conn:
-                if documents:
-                    conn.execute(stream.query, (project_id, Jsonb(documents)))
-                conn.execute(
-                    "select private.save_sync_progress(%s, %s, %s, %s, null)",
-                    (project_id, SOURCE, stream.name, page + 1),
-                )
-                if last:
-                    conn.execute(
-                        "select private.finish_sync(%s, %s, %s)", (project_id, SOURCE, stream.name)
+            try:
+                with database.as_service() as conn:
+                    count_page(
+                        conn, job_id, stream.name, len(documents), len(items) - len(documents)
                     )
-                conn.execute(
-                    "select private.broadcast_shop_backfill(%s, %s, %s, %s, %s, %s)",
-                    (project_id, SOURCE, stream.name, page, page_count, len(documents)),
-                )
+                    if documents:
+                        conn.execute(stream.query, (project_id, Jsonb(documents)))
+                    conn.execute(
+                        "select private.save_sync_progress(%s, %s, %s, %s, null)",
+                        (project_id, SOURCE, stream.name, page + 1),
+                    )
+                    if last:
+                        conn.execute(
+                            "select private.finish_sync(%s, %s, %s)",
+                            (project_id, SOURCE, stream.name),
+                        )
+                        if stream is STREAMS[-1]:
+                            finish(conn, job_id)
+                    conn.execute(
+                        "select private.broadcast_shop_backfill(%s, %s, %s, %s, %s, %s)",
+                        (project_id, SOURCE, stream.name, page, page_count, len(documents)),
+                    )
+            except JobNotRunningError:
+                return report
             report.pages += 1
             report.skipped += len(items) - len(documents)
             setattr(report, stream.name, getattr(report, stream.name) + len(documents))

@@ -155,6 +155,29 @@ def test_a_one_line_file_without_our_columns_is_a_clear_422(
     assert imported(conn, project) == {}
 
 
+def test_a_file_in_another_encoding_is_a_clear_422_and_imports_nothing(
+    client: TestClient, jwks: JwksServer, conn: Conn
+) -> None:
+    owner = create_user(conn)
+    project = make_project(conn, owner)
+    body = "order_id,placed_at,status,total,currency,email,first_name\n"
+    body += "A-1,2026-06-01,paid,10,CZK,jiri@example.test,Jiří\n"
+    response = client.post(
+        f"/api/v1/projects/{project}/orders/import",
+        content=body.encode("cp1250"),
+        headers={
+            "Authorization": f"Bearer {jwks.sign(jwks.claims(owner.id))}",
+            "Content-Type": "text/csv",
+        },
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_encoding")
+    job = conn.execute(
+        "select status, error_code from public.import_jobs where project_id = %s", (project,)
+    ).fetchall()
+    assert [tuple(j.values()) for j in job] == [("failed", "invalid_encoding")]
+    assert imported(conn, project) == {}
+
+
 def test_a_file_over_5_mib_is_a_413_pointing_to_an_import_job(
     client: TestClient, jwks: JwksServer, conn: Conn
 ) -> None:

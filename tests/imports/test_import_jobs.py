@@ -354,6 +354,134 @@ def test_a_file_in_storage_is_streamed_into_the_import(
     )
 
 
+def stored_file(conn: Conn, storage: StorageServer, owner: User, name: str, data: bytes) -> str:
+    """A file the SPA put in the imports bucket, with the size Storage records."""
+    path = f"{owner.workspace_id}/{name}"
+    storage.put("imports", path, data)
+    with acting_as(conn, owner):
+        conn.execute(
+            "insert into storage.objects (bucket_id, name, owner, metadata)"
+            " values ('imports', %s, %s, jsonb_build_object('size', %s::bigint))",
+            (path, owner.id, len(data)),
+        )
+    return path
+
+
+def test_a_file_in_storage_that_cannot_be_read_is_a_422_and_too_big_or_foreign_a_4xx(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User, storage: StorageServer
+) -> None:
+    """A file in Storage is read only at commit: one in another encoding or without our columns
+    fails its job with a 422 that says why; one over 1 GiB, or outside the workspace's folder
+    (however its path is spelled), is refused when the job is created."""
+    api = Api(client, jwks, owner)
+    project = make_project(conn, owner)
+    files = {
+        "invalid_encoding": (HEADER + "O-1,2026-05-01,paid,10,CZK,a@example.test,Jiří,C1\n").encode(
+            "cp1250"
+        ),
+        "invalid_csv": b"Order ID,Date\nO-1,2026-05-01\n",
+    }
+    for code, data in files.items():
+        path = stored_file(conn, storage, owner, f"{code}.csv", data)
+        job = api.create(
+            workspace_id=str(owner.workspace_id),
+            kind="orders",
+            project_id=str(project),
+            storage_path=path,
+        ).json()["data"]["id"]
+        refused = api.commit(job)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (422, code), code
+        assert refused.json()["error"]["details"]["job"]["status"] == "failed"
+    huge = f"{owner.workspace_id}/huge.csv"
+    with acting_as(conn, owner):
+        conn.execute(
+            "insert into storage.objects (bucket_id, name, owner, metadata)"
+            " values ('imports', %s, %s, jsonb_build_object('size', %s::bigint))",
+            (huge, owner.id, 2 * 1024**3),
+        )
+    too_big = api.create(
+        workspace_id=str(owner.workspace_id),
+        kind="orders",
+        project_id=str(project),
+        storage_path=huge,
+    )
+    assert (too_big.status_code, too_big.json()["error"]["code"]) == (413, "file_too_large")
+    other = create_user(conn)
+    for path in (f"{owner.workspace_id}/../{other.workspace_id}/x.csv", f"{other.workspace_id}"):
+        climbing = api.create(
+            workspace_id=str(owner.workspace_id), kind="contacts", storage_path=path
+        )
+        assert (climbing.status_code, climbing.json()["error"]["code"]) == (
+            403,
+            "storage_path_not_allowed",
+        ), path
+    assert orders_of(conn, project) == {}
+
+
+@pytest.mark.parametrize(
+    ("kind", "header", "missing"),
+    [
+        ("contacts", "Name,Phone", "missing columns: email"),
+        ("products", "SKU,Price,Currency", "missing columns: product_id, title"),
+    ],
+)
+def test_a_contacts_or_products_file_without_its_columns_is_refused_at_part_1(
+    client: TestClient,
+    jwks: JwksServer,
+    conn: Conn,
+    owner: User,
+    kind: str,
+    header: str,
+    missing: str,
+) -> None:
+    api = Api(client, jwks, owner)
+    data = f"{header}\nAnn,1\n".encode()
+    job = api.create(
+        workspace_id=str(owner.workspace_id),
+        kind=kind,
+        project_id=str(make_project(conn, owner)),
+        size_bytes=len(data),
+    ).json()["data"]["id"]
+    refused = api.part(job, 1, data)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "invalid_csv")
+    assert missing in refused.json()["error"]["message"]
+    assert api.call("GET", f"/api/v1/imports/{job}").json()["data"]["parts_received"] == 0
+
+
+def test_a_character_split_by_a_part_is_read_and_a_bad_byte_in_a_later_part_refused(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    api = Api(client, jwks, owner)
+    project = make_project(conn, owner)
+    data = (HEADER + "O-1,2026-05-01,paid,10,CZK,jiri@example.test,Jiří,C1\n").encode()
+    cut = data.index("ř".encode()) + 1  # between the two bytes of ř
+    job = api.create(
+        workspace_id=str(owner.workspace_id),
+        kind="orders",
+        project_id=str(project),
+        size_bytes=len(data),
+    ).json()["data"]["id"]
+    assert api.part(job, 2, data[cut:]).status_code == 200
+    assert api.part(job, 1, data[:cut]).status_code == 200
+    assert api.commit(job).json()["data"]["created"] == 1
+    name = one(conn, "select first_name from public.contacts where email = 'jiri@example.test'")
+    assert name["first_name"] == "Jiří"
+    latin = (HEADER + "O-2,2026-05-01,paid,10,CZK,o@example.test,Jiří,C2\n").encode("cp1250")
+    other = api.create(
+        workspace_id=str(owner.workspace_id),
+        kind="orders",
+        project_id=str(project),
+        size_bytes=len(latin),
+    ).json()["data"]["id"]
+    assert api.part(other, 1, latin[: len(HEADER)]).status_code == 200
+    refused = api.part(other, 2, latin[len(HEADER) :])
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "invalid_encoding")
+    assert refused.json()["error"]["details"]["part_number"] == 2
+    short = api.commit(other)  # the refused part was not kept
+    assert (short.status_code, short.json()["error"]["code"]) == (409, "import_size_mismatch")
+    assert set(orders_of(conn, project)) == {"O-1"}
+
+
 def test_members_write_only_their_own_workspaces_folder(conn: Conn, owner: User) -> None:
     stranger = create_user(conn)
     viewer = add_member(conn, owner, "viewer")

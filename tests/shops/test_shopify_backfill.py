@@ -23,7 +23,14 @@ from api.core.db import Database
 from api.core.secrets_box import SecretBox
 from api.shops.integration_secrets import integration_secrets
 from api.shops.shopify_admin import ShopCredentials, ShopifyAdmin
-from api.shops.shopify_backfill import backfill
+from api.shops.shopify_backfill import (
+    STREAMS,
+    ShopifyBackfillReport,
+    Target,
+    backfill,
+    read_result,
+    states,
+)
 from tests.factories.edge import bearer, edge_settings
 from tests.factories.workspaces import User, add_member, create_user, make_project, one
 from tests.fakes.jwks import JwksServer
@@ -37,6 +44,7 @@ from tests.fakes.shopify_server import (
     serve_shopify,
     variant_node,
 )
+from tests.shops.test_woocommerce_backfill import begin_job, job_row
 
 Conn = psycopg.Connection[DictRow]
 ENCRYPTION_KEY = Fernet.generate_key().decode()
@@ -189,7 +197,9 @@ def test_customers_orders_and_products_arrive_through_bulk_operations(
     shopify.throttled = 1  # waited out per the cost extension
     first = call_backfill(client, jwks, owner, project)
     assert first.status_code == 200, first.text
-    assert first.json()["data"] == {
+    data = first.json()["data"]
+    job = data.pop("job_id")
+    assert data == {
         "stream": "customers",
         "status": "running",
         "error_code": None,
@@ -271,6 +281,14 @@ def test_customers_orders_and_products_arrive_through_bulk_operations(
         (p["payload"]["stream"], p["payload"]["records"]) for p in progress if p["payload"]["read"]
     ]
     assert read == [("customers", 3), ("orders", 5), ("products", 2)]
+    assert job_row(conn, job) == {
+        "status": "done",
+        "stream": None,
+        "rows_processed": 10,
+        "rows_failed": 0,
+        "stream_records": {"customers": 3, "orders": 5, "products": 2},
+        "error_code": None,
+    }
     # Called again, it starts over with a new bulk query and changes nothing once read.
     again = call_backfill(client, jwks, owner, project).json()["data"]
     assert (again["stream"], again["status"]) == ("customers", "running")
@@ -280,8 +298,9 @@ def test_customers_orders_and_products_arrive_through_bulk_operations(
 def test_a_backfill_stopped_by_its_budget_resumes_at_its_byte(
     conn: Conn, database_url: str, shopify: ShopifyServer, shop: tuple[User, uuid.UUID]
 ) -> None:
-    _, project = shop
+    owner, project = shop
     stock(shopify, customers=4, orders=7, products=1)
+    job = begin_job(conn, owner, project, "shopify")
     shopify.orders.append(({"id": "gid://shopify/Order/999", "createdAt": None}, []))
     database = Database(database_url, pool_mode="session", max_size=2, timeout_seconds=5)
     database.open()
@@ -293,7 +312,7 @@ def test_a_backfill_stopped_by_its_budget_resumes_at_its_byte(
         reports = []
         for _ in range(20):
             # No budget: each call writes one page (three orders) and stops.
-            report = backfill(database, admin, project, budget_seconds=0, page_size=3)
+            report = backfill(database, admin, project, job, budget_seconds=0, page_size=3)
             reports.append((report.stream, report.orders, report.skipped, report.finished))
             if report.finished:
                 break
@@ -325,14 +344,52 @@ def test_a_backfill_stopped_by_its_budget_resumes_at_its_byte(
     }
 
 
+def test_two_readers_of_one_result_write_and_count_each_page_once(
+    conn: Conn, database_url: str, shopify: ShopifyServer, shop: tuple[User, uuid.UUID]
+) -> None:
+    """The cron and the owner's call may read one result at once: a page another reader wrote
+    since this one looked is neither written nor counted again."""
+    owner, project = shop
+    stock(shopify, customers=5, orders=0, products=0)
+    job = begin_job(conn, owner, project, "shopify")
+    database = Database(database_url, pool_mode="session", max_size=2, timeout_seconds=5)
+    database.open()
+    try:
+        token = integration_secrets(database, SecretBox(ENCRYPTION_KEY), project, "shopify")
+        assert token.api_token is not None
+        credentials = ShopCredentials.from_sealed_form(token.api_token)
+        admin = ShopifyAdmin(credentials, admin_url=shopify.base_url, wait=lambda _: None)
+        backfill(database, admin, project, job, budget_seconds=0, page_size=2)
+        shopify.finish()
+        stale = states(database, project)["customers"]  # what the slower reader saw
+        first = backfill(database, admin, project, job, budget_seconds=0, page_size=2)
+        assert first.customers == 2  # one page, then out of time
+        late = ShopifyBackfillReport()
+        url = admin.bulk_operation(stale.operation_id).url
+        target, customers = Target(project, job), STREAMS[0]
+        assert not read_result(
+            database, admin, target, customers, stale, url, late, float("inf"), 2
+        )
+        assert late.customers == 0
+        assert job_row(conn, job)["stream_records"] == {"customers": 2}
+        while not backfill(database, admin, project, job, page_size=2).finished:
+            shopify.finish()
+        admin.close()
+    finally:
+        database.close()
+    assert job_row(conn, job)["stream_records"] == {"customers": 5, "orders": 0, "products": 0}
+    assert counts(conn, project)["contacts"] == 5
+
+
 def test_a_failed_query_keeps_its_partial_data_and_restarts_after_it(
     conn: Conn, database_url: str, shopify: ShopifyServer, shop: tuple[User, uuid.UUID]
 ) -> None:
     """Shopify's orders query times out after reading two orders and part of the third (its
     partial data ends mid-line): the two are written, from the committed byte when a call runs
     out of time, and the query starts again for the orders after them only."""
-    _, project = shop
+    owner, project = shop
     stock(shopify, customers=2, orders=4, products=0)
+    job = begin_job(conn, owner, project, "shopify")
     orders = shopify.result("orders")
     lines = orders.split(b"\n")
     database = Database(database_url, pool_mode="session", max_size=2, timeout_seconds=5)
@@ -345,7 +402,7 @@ def test_a_failed_query_keeps_its_partial_data_and_restarts_after_it(
         reports = []
         for _ in range(12):
             # No budget: each call writes one page (one order) and stops.
-            report = backfill(database, admin, project, budget_seconds=0, page_size=1)
+            report = backfill(database, admin, project, job, budget_seconds=0, page_size=1)
             reports.append((report.stream, report.status, report.orders, report.skipped))
             if report.finished:
                 break
@@ -453,6 +510,11 @@ def test_a_token_shopify_refuses_and_a_missing_connection_are_client_errors(
         422,
         "shopify_credentials_invalid",
     )
+    # The owner must connect again: the one job (none for the missing connection) failed.
+    jobs = conn.execute(
+        "select status, error_code from public.import_jobs where project_id = %s", (project,)
+    ).fetchall()
+    assert [tuple(job.values()) for job in jobs] == [("failed", "shopify_credentials_invalid")]
 
 
 def test_the_cron_carries_a_backfill_on_and_leaves_failed_ones_to_their_owner(
@@ -500,3 +562,51 @@ def test_the_cron_carries_a_backfill_on_and_leaves_failed_ones_to_their_owner(
     assert len(shopify.operations) == 4  # the cron started no query again
     unauthorised = client.get("/api/v1/cron/shop-backfills")
     assert unauthorised.status_code == 401
+
+
+def test_a_cancelled_backfill_leaves_the_cron_and_a_new_round_reads_every_stream(
+    conn: Conn,
+    client: TestClient,
+    jwks: JwksServer,
+    shopify: ShopifyServer,
+    shop: tuple[User, uuid.UUID],
+) -> None:
+    owner, project = shop
+    stock(shopify, customers=3, orders=2, products=1)
+    first = call_backfill(client, jwks, owner, project).json()["data"]
+    assert first["status"] == "running"
+
+    def tick() -> int:
+        answer = client.get(
+            "/api/v1/cron/shop-backfills", headers={"Authorization": f"Bearer {CRON}"}
+        )
+        assert answer.status_code == 200, answer.text
+        return int(answer.json()["data"]["projects"])
+
+    cancelled = client.post(
+        f"/api/v1/imports/{first['job_id']}/cancel", headers=bearer(jwks, owner)
+    )
+    assert cancelled.json()["data"]["status"] == "cancelled"
+    shopify.finish()
+    assert tick() == 0  # the cron carries on only a backfill whose job runs
+    assert counts(conn, project)["contacts"] == 0
+    # Called again: a new job reads the query the cancelled one had started.
+    second = call_backfill(client, jwks, owner, project).json()["data"]
+    assert second["job_id"] != first["job_id"]
+    assert (second["customers"], second["stream"], second["status"]) == (3, "orders", "running")
+    for _ in range(2):
+        shopify.finish()
+        assert tick() == 1
+    assert job_row(conn, second["job_id"])["status"] == "done"
+    # A finished backfill called again reads every stream again, not only the first.
+    third = call_backfill(client, jwks, owner, project).json()["data"]
+    for _ in range(3):
+        shopify.finish()
+        tick()
+    assert len(shopify.operations) == 6
+    assert job_row(conn, third["job_id"])["stream_records"] == {
+        "customers": 3,
+        "orders": 2,
+        "products": 1,
+    }
+    assert counts(conn, project)["orders"] == 2

@@ -132,6 +132,20 @@ def test_the_token_is_tested_against_shoptet(shop: Shop, conn: Conn) -> None:
     assert "wrong-token" not in sealed
 
 
+def backfill_job(conn: Conn, project: uuid.UUID) -> dict[str, Any]:
+    """The project's one backfill job as its members read it."""
+    return one(
+        conn,
+        "select id, kind, source, status, stream, rows_processed, rows_failed, stream_records,"
+        " error_code from public.import_jobs where project_id = %s",
+        (project,),
+    )
+
+
+def without_job(report: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in report.items() if name != "job_id"}
+
+
 def test_sync_pages_through_orders_and_waits_out_a_429(
     shop: Shop, shoptet: ShoptetServer, conn: Conn
 ) -> None:
@@ -140,8 +154,22 @@ def test_sync_pages_through_orders_and_waits_out_a_429(
     ]
     shoptet.failures.append(Failure("/api/orders", 429, retry_after_now=True))
     response = shop.post("sync")
-    assert response.json()["data"] == {"pages": 4, "orders": 120, "customers": 0, "finished": True}
+    report = response.json()["data"]
+    assert without_job(report) == {"pages": 4, "orders": 120, "customers": 0, "finished": True}
     assert shoptet.order_pages_requested() == [1, 1, 2, 3]
+    # The sync ran as an import job, done with its counts.
+    job = backfill_job(conn, shop.project)
+    assert job == {
+        "id": uuid.UUID(report["job_id"]),
+        "kind": "backfill",
+        "source": "shoptet",
+        "status": "done",
+        "stream": None,
+        "rows_processed": 120,
+        "rows_failed": 0,
+        "stream_records": {"orders": 120, "customers": 0},
+        "error_code": None,
+    }
     rows = stored_orders(conn, shop.project)
     assert len(rows) == 120
     assert {r["status"] for r in rows} == {"paid"}
@@ -174,8 +202,18 @@ def test_a_sync_that_fails_mid_way_resumes_without_duplicates(
         (shop.project,),
     )
     assert state["page"] == 2
+    # Shoptet failing is not the owner's to fix: the job waits, importing, for the next call.
+    waiting = backfill_job(conn, shop.project)
+    assert (waiting["status"], waiting["stream"], waiting["rows_processed"]) == (
+        "importing",
+        "orders",
+        50,
+    )
     resumed = shop.post("sync")
-    assert resumed.json()["data"] == {"pages": 3, "orders": 70, "customers": 0, "finished": True}
+    report = resumed.json()["data"]
+    assert without_job(report) == {"pages": 3, "orders": 70, "customers": 0, "finished": True}
+    done = backfill_job(conn, shop.project)  # the same job, carried on
+    assert (done["id"], done["status"], done["rows_processed"]) == (waiting["id"], "done", 120)
     assert shoptet.order_pages_requested() == [1, 2, 2, 3]
     rows = stored_orders(conn, shop.project)
     assert len(rows) == len({r["external_id"] for r in rows}) == 120
@@ -195,6 +233,13 @@ def test_a_sync_past_the_plans_contacts_is_402_and_documented(
     assert refused.json()["error"]["details"] == {"limit": "contacts", "max": 1000}
     assert "plan_limit_reached" in documented_codes(shop.client, "sync_shoptet", 402)
     assert stored_orders(conn, shop.project) == []
+    # The owner must upgrade first: the job fails with the reason, having counted nothing.
+    job = backfill_job(conn, shop.project)
+    assert (job["status"], job["error_code"], job["rows_processed"]) == (
+        "failed",
+        "plan_limit_reached",
+        0,
+    )
 
 
 def test_later_syncs_ask_only_for_changes(shop: Shop, shoptet: ShoptetServer, conn: Conn) -> None:
@@ -231,7 +276,7 @@ def test_sync_pages_through_customers_after_orders(
         for n in range(60)
     }
     report = shop.post("sync").json()["data"]
-    assert report == {"pages": 3, "orders": 0, "customers": 60, "finished": True}
+    assert without_job(report) == {"pages": 3, "orders": 0, "customers": 60, "finished": True}
     count = one(
         conn,
         "select count(*) from public.contact_external_ids where source = 'shoptet'"
@@ -547,7 +592,8 @@ def test_a_sync_that_runs_out_of_pages_counts_both_streams_and_is_not_finished(
     monkeypatch.setattr(routes, "SYNC_PAGES_PER_CALL", 1)
     shoptet.orders = [shoptet_order(n) for n in range(1, 61)]
     reports = [shop.post("sync").json()["data"] for _ in range(2)]
-    assert reports == [
+    assert reports[0]["job_id"] == reports[1]["job_id"]  # one job, carried on
+    assert [without_job(report) for report in reports] == [
         {"pages": 1, "orders": 50, "customers": 0, "finished": False},
         {"pages": 1, "orders": 10, "customers": 0, "finished": False},
     ]
@@ -625,7 +671,20 @@ def test_the_catalog_is_synced_with_its_variants_and_resumes_after_a_failure(
     assert (failed.status_code, failed.json()["error"]["code"]) == (502, "shoptet_unavailable")
     resumed = shop.post("catalog")
     assert resumed.status_code == 200, resumed.text
-    assert resumed.json()["data"] == {"pages": 2, "products": 24, "skipped": 1, "finished": True}
+    report = resumed.json()["data"]
+    assert without_job(report) == {"pages": 2, "products": 24, "skipped": 1, "finished": True}
+    job = backfill_job(conn, shop.project)
+    assert (job["id"], job["kind"], job["source"], job["status"]) == (
+        uuid.UUID(report["job_id"]),
+        "products",
+        "shoptet",
+        "done",
+    )
+    assert (job["rows_processed"], job["rows_failed"], job["stream_records"]) == (
+        45,
+        1,
+        {"products": 44},
+    )
     pages = [int(q["page"][0]) for path, q in shoptet.requests if path == "/api/products"]
     assert pages == [1, 2, 2, 3]  # page 1 was written before page 2 failed
     rows = shoptet_catalog(conn, shop)

@@ -19,7 +19,14 @@ from api.core.secrets_box import SecretBox
 from api.shops.integration_secrets import integration_secrets
 from api.shops.woocommerce import StoreCredentials, WooCommerceClient, backfill
 from tests.factories.edge import bearer, edge_settings
-from tests.factories.workspaces import User, add_member, create_user, make_project, one
+from tests.factories.workspaces import (
+    User,
+    acting_as,
+    add_member,
+    create_user,
+    make_project,
+    one,
+)
 from tests.fakes.jwks import JwksServer
 from tests.fakes.woocommerce_server import (
     CONSUMER_KEY,
@@ -81,6 +88,26 @@ def connect_api(
 def call_backfill(client: TestClient, jwks: JwksServer, user: User, project: uuid.UUID) -> Any:
     return client.post(
         f"/api/v1/projects/{project}/integrations/woocommerce/backfill", headers=bearer(jwks, user)
+    )
+
+
+def begin_job(conn: Conn, user: User, project: uuid.UUID, source: str) -> uuid.UUID:
+    """The project's running backfill job of `source`, or a new one, as the user starts it."""
+    with acting_as(conn, user):
+        job = one(
+            conn,
+            "select id from private.begin_shop_backfill(%s, %s, 'backfill')",
+            (project, source),
+        )
+    return uuid.UUID(str(job["id"]))
+
+
+def job_row(conn: Conn, job: uuid.UUID | str) -> dict[str, Any]:
+    return one(
+        conn,
+        "select status, stream, rows_processed, rows_failed, stream_records, error_code"
+        " from public.import_jobs where id = %s",
+        (job,),
     )
 
 
@@ -157,7 +184,9 @@ def test_customers_then_orders_are_read_page_by_page_and_upserted(
     woo.rate_limited = ["orders"]  # waited out per Retry-After
     answer = call_backfill(client, jwks, owner, project)
     assert answer.status_code == 200, answer.text
-    assert answer.json()["data"] == {
+    data = answer.json()["data"]
+    job = data.pop("job_id")
+    assert data == {
         "pages": 6,
         "customers": 150,
         "orders": 250,
@@ -187,17 +216,38 @@ def test_customers_then_orders_are_read_page_by_page_and_upserted(
         ("orders", 3),
         ("products", 1),
     ]
-    # Called again, it reads everything again and changes nothing.
+    # It ran as an import job, which its workspace's members read as any import.
+    viewer = add_member(conn, owner, "viewer")
+    seen = client.get(f"/api/v1/imports/{job}", headers=bearer(jwks, viewer))
+    assert seen.status_code == 200, seen.text
+    read = {name: seen.json()["data"][name] for name in ("kind", "source", "status", "size_bytes")}
+    assert read == {
+        "kind": "backfill",
+        "source": "woocommerce",
+        "status": "done",
+        "size_bytes": None,
+    }
+    assert job_row(conn, job) == {
+        "status": "done",
+        "stream": None,
+        "rows_processed": 400,
+        "rows_failed": 0,
+        "stream_records": {"customers": 150, "orders": 250, "products": 0},
+        "error_code": None,
+    }
+    # Called again, it reads everything again, as a new job, and changes nothing.
     again = call_backfill(client, jwks, owner, project).json()["data"]
     assert (again["finished"], counts(conn, project)) == (True, (150, 250))
+    assert again["job_id"] != job and job_row(conn, again["job_id"])["status"] == "done"
 
 
 def test_a_backfill_stopped_by_its_budget_resumes_at_its_page(
     conn: Conn, database_url: str, woo: WooCommerceServer, shop: tuple[User, uuid.UUID]
 ) -> None:
-    _, project = shop
+    owner, project = shop
     stock(woo, customers=120, orders=330)
     woo.orders.append({"id": 9999, "status": "processing"})  # no total: skipped, not written
+    job = begin_job(conn, owner, project, "woocommerce")
     database = Database(database_url, pool_mode="session", max_size=2, timeout_seconds=5)
     database.open()
     try:
@@ -206,7 +256,7 @@ def test_a_backfill_stopped_by_its_budget_resumes_at_its_page(
         store = WooCommerceClient(StoreCredentials.from_sealed_form(token.api_token))
         reports = []
         for _ in range(4):
-            report = backfill(database, store, project, max_pages=2)
+            report = backfill(database, store, project, job, max_pages=2)
             reports.append((report.customers, report.orders, report.skipped, report.finished))
             if report.finished:
                 break
@@ -218,6 +268,90 @@ def test_a_backfill_stopped_by_its_budget_resumes_at_its_page(
     assert woo.pages_requested("orders") == [1, 2, 3, 4]
     assert woo.pages_requested("products") == [1]
     assert counts(conn, project) == (120, 330)
+    assert job_row(conn, job) == {
+        "status": "done",
+        "stream": None,
+        "rows_processed": 451,
+        "rows_failed": 1,
+        "stream_records": {"customers": 120, "orders": 330, "products": 0},
+        "error_code": None,
+    }
+
+
+def test_a_cancelled_backfill_takes_no_more_pages_and_the_next_job_carries_on(
+    conn: Conn,
+    client: TestClient,
+    jwks: JwksServer,
+    database_url: str,
+    woo: WooCommerceServer,
+    shop: tuple[User, uuid.UUID],
+) -> None:
+    owner, project = shop
+    stock(woo, customers=120, orders=30)
+    job = begin_job(conn, owner, project, "woocommerce")
+    assert begin_job(conn, owner, project, "woocommerce") == job  # one running job a shop
+    database = Database(database_url, pool_mode="session", max_size=2, timeout_seconds=5)
+    database.open()
+    try:
+        token = integration_secrets(database, SecretBox(ENCRYPTION_KEY), project, "woocommerce")
+        assert token.api_token is not None
+        store = WooCommerceClient(StoreCredentials.from_sealed_form(token.api_token))
+        first = backfill(database, store, project, job, max_pages=1)
+        assert (first.customers, job_row(conn, job)["stream"]) == (100, "customers")
+        # The import workers never take a backfill job.
+        running = conn.execute("select id from private.running_import_jobs(1000)").fetchall()
+        assert job not in {row["id"] for row in running}
+        stranger, viewer = create_user(conn), add_member(conn, owner, "viewer")
+        for user, status in ((stranger, 404), (viewer, 403)):
+            refused = client.post(f"/api/v1/imports/{job}/cancel", headers=bearer(jwks, user))
+            assert refused.status_code == status, refused.text
+        assert client.get(f"/api/v1/imports/{job}", headers=bearer(jwks, stranger)).json()["error"][
+            "code"
+        ] == ("import_job_not_found")
+        cancelled = client.post(f"/api/v1/imports/{job}/cancel", headers=bearer(jwks, owner))
+        assert cancelled.json()["data"]["status"] == "cancelled", cancelled.text
+        # A call already under way writes no page after the cancel.
+        stopped = backfill(database, store, project, job, max_pages=5)
+        assert (stopped.pages, stopped.customers, counts(conn, project)) == (0, 0, (100, 0))
+        store.close()
+    finally:
+        database.close()
+    assert job_row(conn, job) == {
+        "status": "cancelled",
+        "stream": "customers",
+        "rows_processed": 100,
+        "rows_failed": 0,
+        "stream_records": {"customers": 100},
+        "error_code": None,
+    }
+    # Called again: a new job carries on at the page the cancelled one stopped at.
+    answer = call_backfill(client, jwks, owner, project).json()["data"]
+    assert (answer["customers"], answer["orders"], answer["finished"]) == (20, 30, True)
+    assert woo.pages_requested("customers") == [1, 2, 2]  # page 2 read, but not written, at once
+    assert counts(conn, project) == (120, 30)
+    assert job_row(conn, answer["job_id"])["stream_records"] == {
+        "customers": 20,
+        "orders": 30,
+        "products": 0,
+    }
+    progress = conn.execute(
+        "select payload from realtime.messages where topic = %s and event = 'import_progress'"
+        " and payload ->> 'id' = %s order by inserted_at, id",
+        (f"workspace:{owner.workspace_id}:imports", str(job)),
+    ).fetchall()
+    assert [(p["payload"]["source"], p["payload"]["status"]) for p in progress][-1] == (
+        "woocommerce",
+        "cancelled",
+    )
+    # Disconnecting the shop fails its running backfill (its positions go with it).
+    running_job = begin_job(conn, owner, project, "woocommerce")
+    disconnected = client.post(
+        f"/api/v1/projects/{project}/integrations/woocommerce/disconnect",
+        headers=bearer(jwks, owner),
+    )
+    assert disconnected.json()["data"]["removed"] is True
+    gone = job_row(conn, running_job)
+    assert (gone["status"], gone["error_code"]) == ("failed", "integration_disconnected")
 
 
 def test_a_key_the_store_refuses_and_a_missing_connection_are_client_errors(
@@ -244,6 +378,11 @@ def test_a_key_the_store_refuses_and_a_missing_connection_are_client_errors(
         422,
         "woocommerce_credentials_invalid",
     )
+    # The owner must connect again: the one job (none for the missing connection) failed.
+    jobs = conn.execute(
+        "select status, error_code from public.import_jobs where project_id = %s", (project,)
+    ).fetchall()
+    assert [tuple(job.values()) for job in jobs] == [("failed", "woocommerce_credentials_invalid")]
 
 
 def variable_mug(product_id: int) -> dict[str, Any]:

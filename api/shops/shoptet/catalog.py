@@ -1,8 +1,9 @@
 """Shoptet catalog sync: the e-shop's products with their variants, changed since the last
 finished run, a page of the product list at a time (each product's detail read for its
 variants), written with one statement per page (private.upsert_products). A page's upsert, its
-position (`private.sync_streams`, stream `products`) and its broadcast commit together, so a run
-that dies resumes at its page and a re-read page only re-upserts."""
+position (`private.sync_streams`, stream `products`), the import job's counts (kind `products`,
+source `shoptet`) and its broadcast commit together, so a run that dies resumes at its page, a
+re-read page only re-upserts, and a job cancelled meanwhile takes no further page."""
 
 from datetime import datetime
 from uuid import UUID
@@ -11,6 +12,7 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field
 
 from api.core.db import Database
+from api.shops.backfill_jobs import JOB_ID_DESCRIPTION, JobNotRunningError, count_page, finish
 from api.shops.shoptet.client import ShoptetClient, ShoptetError, to_product
 
 STREAM = "products"
@@ -19,6 +21,7 @@ STREAM = "products"
 class CatalogReport(BaseModel):
     """What one call did."""
 
+    job_id: UUID | None = Field(default=None, description=JOB_ID_DESCRIPTION)
     pages: int = Field(default=0, description="Pages of Shoptet's product list read in this call")
     products: int = Field(default=0, description="Products upserted in this call")
     skipped: int = Field(
@@ -30,10 +33,11 @@ class CatalogReport(BaseModel):
 
 
 def sync_catalog(
-    database: Database, client: ShoptetClient, project_id: UUID, max_pages: int
+    database: Database, client: ShoptetClient, project_id: UUID, job_id: UUID, max_pages: int
 ) -> CatalogReport:
-    """Pages through products changed since the last finished run, within `max_pages` pages."""
-    report = CatalogReport()
+    """Pages through products changed since the last finished run, within `max_pages` pages,
+    as the import job `job_id`."""
+    report = CatalogReport(job_id=job_id)
     with database.as_service() as conn:
         position = conn.execute(
             "select cursor, page from private.sync_position(%s, 'shoptet', %s)",
@@ -58,22 +62,29 @@ def sync_catalog(
                 if error.status != 404 and error.code != "shoptet_bad_response":
                     raise
         last = page >= page_count or not items
-        with database.as_service() as conn:
-            if documents:
+        try:
+            with database.as_service() as conn:
+                count_page(conn, job_id, STREAM, len(documents), len(items) - len(documents))
+                if documents:
+                    conn.execute(
+                        "select private.upsert_products(%s, 'shoptet', %s)",
+                        (project_id, Jsonb(documents)),
+                    )
                 conn.execute(
-                    "select private.upsert_products(%s, 'shoptet', %s)",
-                    (project_id, Jsonb(documents)),
+                    "select private.save_sync_progress(%s, 'shoptet', %s, %s, %s)",
+                    (project_id, STREAM, page + 1, newest),
                 )
-            conn.execute(
-                "select private.save_sync_progress(%s, 'shoptet', %s, %s, %s)",
-                (project_id, STREAM, page + 1, newest),
-            )
-            if last:
-                conn.execute("select private.finish_sync(%s, 'shoptet', %s)", (project_id, STREAM))
-            conn.execute(
-                "select private.broadcast_shop_backfill(%s, 'shoptet', %s, %s, %s, %s)",
-                (project_id, STREAM, page, page_count, len(documents)),
-            )
+                if last:
+                    conn.execute(
+                        "select private.finish_sync(%s, 'shoptet', %s)", (project_id, STREAM)
+                    )
+                    finish(conn, job_id)
+                conn.execute(
+                    "select private.broadcast_shop_backfill(%s, 'shoptet', %s, %s, %s, %s)",
+                    (project_id, STREAM, page, page_count, len(documents)),
+                )
+        except JobNotRunningError:
+            return report
         report.pages += 1
         report.products += len(documents)
         report.skipped += len(items) - len(documents)

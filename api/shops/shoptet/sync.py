@@ -1,9 +1,10 @@
 """Incremental, resumable Shoptet sync of orders, then customers.
 
 Each run pages through what changed since the last completed run of that stream. Every page's
-records and the progress marker commit in one transaction, so a run that dies mid-way resumes at
-the page it was on, and re-reading a page only re-upserts the same records (no duplicates). A run
-does at most `max_pages` pages (serverless time limits); the next call carries on.
+records, the progress marker and the import job's counts commit in one transaction, so a run
+that dies mid-way resumes at the page it was on, and re-reading a page only re-upserts the same
+records (no duplicates). A run does at most `max_pages` pages (serverless time limits); the next
+call carries on, and a job cancelled meanwhile takes no further page.
 """
 
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from api.core.db import Database
 from api.core.secrets_box import SecretBox
+from api.shops.backfill_jobs import JOB_ID_DESCRIPTION, JobNotRunningError, count_page, finish
 from api.shops.integration_secrets import NotConnectedError, integration_secrets
 from api.shops.shoptet.client import ShoptetClient, to_customer, to_order
 
@@ -39,6 +41,7 @@ STREAMS = (ORDERS, CUSTOMERS)
 class SyncReport(BaseModel):
     """What one call did; a stream it did not reach counts 0."""
 
+    job_id: UUID | None = Field(default=None, description=JOB_ID_DESCRIPTION)
     pages: int = Field(default=0, description="Pages read from Shoptet in this call")
     orders: int = Field(default=0, description="Orders upserted in this call")
     customers: int = Field(default=0, description="Customers upserted in this call")
@@ -48,9 +51,15 @@ class SyncReport(BaseModel):
 
 
 def sync_stream(
-    database: Database, client: ShoptetClient, project_id: UUID, stream: Stream, budget: int
+    database: Database,
+    client: ShoptetClient,
+    project_id: UUID,
+    job_id: UUID,
+    stream: Stream,
+    budget: int,
 ) -> tuple[int, int, bool]:
-    """Pages through one stream; returns (pages read, records upserted, finished)."""
+    """Pages through one stream; returns (pages read, records upserted, finished). The last
+    stream's last page ends the job; a job that no longer runs stops it unfinished."""
     with database.as_service() as conn:
         position = conn.execute(
             "select cursor, page from private.sync_position(%s, 'shoptet', %s)",
@@ -67,32 +76,41 @@ def sync_stream(
             (datetime.fromisoformat(i["changeTime"]) for i in items if i.get("changeTime")),
             default=None,
         )
-        with database.as_service() as conn:
-            if items:
-                documents = [stream.to_document(item) for item in items]
-                conn.execute(stream.query, (project_id, Jsonb(documents)))
-            conn.execute(
-                "select private.save_sync_progress(%s, 'shoptet', %s, %s, %s)",
-                (project_id, stream.name, page + 1, newest),
-            )
-            pages, records = pages + 1, records + len(items)
-            if page >= page_count or not items:
+        last = page >= page_count or not items
+        try:
+            with database.as_service() as conn:
+                count_page(conn, job_id, stream.name, len(items), 0)
+                if items:
+                    documents = [stream.to_document(item) for item in items]
+                    conn.execute(stream.query, (project_id, Jsonb(documents)))
                 conn.execute(
-                    "select private.finish_sync(%s, 'shoptet', %s)", (project_id, stream.name)
+                    "select private.save_sync_progress(%s, 'shoptet', %s, %s, %s)",
+                    (project_id, stream.name, page + 1, newest),
                 )
-                return pages, records, True
+                if last:
+                    conn.execute(
+                        "select private.finish_sync(%s, 'shoptet', %s)", (project_id, stream.name)
+                    )
+                    if stream is STREAMS[-1]:
+                        finish(conn, job_id)
+        except JobNotRunningError:
+            return pages, records, False
+        pages, records = pages + 1, records + len(items)
+        if last:
+            return pages, records, True
         page += 1
     return pages, records, False
 
 
 def sync_shop(
-    database: Database, client: ShoptetClient, project_id: UUID, max_pages: int
+    database: Database, client: ShoptetClient, project_id: UUID, job_id: UUID, max_pages: int
 ) -> SyncReport:
-    """Orders, then customers, within a budget of `max_pages` pages in all."""
-    report = SyncReport()
+    """Orders, then customers, within a budget of `max_pages` pages in all, as the import job
+    `job_id`."""
+    report = SyncReport(job_id=job_id)
     for stream in STREAMS:
         pages, records, finished = sync_stream(
-            database, client, project_id, stream, max_pages - report.pages
+            database, client, project_id, job_id, stream, max_pages - report.pages
         )
         report.pages += pages
         setattr(report, stream.name, records)
