@@ -47,6 +47,7 @@ from api.email.deps import DMARC, LINK_SECRET, SES, SNS
 from api.email.dmarc import DmarcLookup
 from api.email.ses import SesClient
 from api.email.sns import SnsVerifier
+from api.email.tenants import TenantMail
 from api.flows import events as flow_events
 from api.flows import signing as flow_signing
 from api.imports import routes as imports
@@ -227,7 +228,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     SES.install(app, ses)
     DMARC.install(app, DmarcLookup(settings.dns_resolver))
-    MAILER.install(app, Mailer(ses.send_raw) if ses else None)
+    MAILER.install(
+        app, Mailer(TenantMail(database, ses, settings.ses_account).send_raw) if ses else None
+    )
     sns = (
         SnsVerifier(
             topic_arns=frozenset(settings.sns_topic_arns),

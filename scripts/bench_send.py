@@ -27,11 +27,12 @@ distinct recipients, or the benchmark fails.
 
 Database time is counted on the client: a `Database` whose `connection()` adds up, per use,
 the time waiting for a pooled connection and the time holding it — from hand-over to its return
-to the pool: the round trips (becoming service_role, recording a batch of outcomes, the next
-claim, the commit), fetching the rows, and the waits for the GIL between them while eight
-threads render and build MIME. The send threads use no connection: outcomes go back with the
-next claim. Postgres's own time in those functions comes from pg_stat_user_functions
-(track_functions = all on the throwaway database). The start time is `start_campaign`, which
+to the pool: the round trip (the role switch, one private.send_round statement that records a
+batch of outcomes and makes the next claim, and the commit, sent together), fetching its
+answer, and the waits for the GIL while eight threads render and build MIME. The send threads
+use no connection. Postgres's own time in those functions comes from pg_stat_user_functions
+(track_functions = all on the throwaway database); server CPU is the pool's backends' user and
+system time from /proc, read before the pool closes. The start time is `start_campaign`, which
 freezes the audience into the ledger (and analyzes it, so the first claims already plan with
 the new rows counted).
 
@@ -50,6 +51,7 @@ transaction as the send cron does it.
 
 import argparse
 import logging
+import os
 import sys
 import threading
 import time
@@ -110,9 +112,7 @@ MAIN_FUNCTIONS = (
     "release_first_sends",
     "ses_account_stale",
     "save_ses_account",
-    "record_email_outcomes",
-    "claim_email_batch",
-    "email_send_wait",
+    "send_round",
     "finish_sent_campaigns",
 )
 SEND_FUNCTIONS: tuple[str, ...] = ()
@@ -283,6 +283,25 @@ def backends_gone(conn: psycopg.Connection[DictRow]) -> None:
             return
         time.sleep(0.05)
     raise SystemExit("the pool's connections did not close")
+
+
+def pool_cpu_seconds(conn: psycopg.Connection[DictRow]) -> float:
+    """CPU seconds (user and system) the pool's server processes have used so far, read from
+    /proc (the server runs on this machine): Postgres's own work for the run, whatever the
+    machine's load does to wall time."""
+    pids = [
+        row["pid"]
+        for row in conn.execute(
+            "select pid from pg_stat_activity where datname = current_database()"
+            " and application_name = 'growthbase-edge'"
+        )
+    ]
+    ticks = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def function_ms(conn: psycopg.Connection[DictRow]) -> dict[str, tuple[int, float]]:
@@ -633,6 +652,7 @@ def main(argv: list[str] | None = None) -> int:
                 pipeline_seconds, report = timed(
                     lambda: send_due_emails(database, ses, policy, BUDGET_SECONDS)
                 )
+                server_cpu = pool_cpu_seconds(conn)
             finally:
                 database.close()
             if report.sent != n or report.failed or report.retrying:
@@ -733,18 +753,24 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"  {'connection uses':30}{uses:8}{main_side.uses:14}{workers.uses:15}")
     print(
+        f"  {'server CPU (the pool)':30}{per(server_cpu):8.3f}"
+        f"   ({server_cpu:.2f} s for the run; wall {pipeline_seconds:.2f} s;"
+        f" load average {' '.join(f'{x:.1f}' for x in os.getloadavg())})"
+    )
+    print(
         "  of which, ms per recipient: "
         + ", ".join(
             f"{name} {per(functions.get(name, (0, 0.0))[1] / 1000):.3f}"
             for name in (
-                "claim_email_batch",
+                "send_round",
+                "claim_email_rows",
                 "may_send_to",
                 "record_email_outcomes",
                 "count_deliverability",
                 "count_warmup_sends",
             )
         )
-        + " (the last four run inside the first and third)"
+        + " (the others run inside send_round)"
     )
     print()
     print(

@@ -6,7 +6,7 @@ as they do for the Data API.
 """
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -131,6 +131,18 @@ class Database:
         with self.connection() as conn:
             become_service(conn)
             yield conn
+
+    def one_as_service(self, query: str, params: Sequence[Any]) -> DictRow | None:
+        """Runs one statement as service_role and answers its first row. The transaction's
+        start, the role switch, the statement and the commit go to the server together
+        (pipeline mode), so a hot loop (the send worker's rounds) holds its connection for one
+        network round trip, not four."""
+        with self.connection() as conn:
+            with conn.pipeline():
+                become_service(conn)
+                cursor = conn.execute(query, params)
+                conn.commit()
+            return cursor.fetchone()
 
     def ping(self, timeout_seconds: float) -> None:
         with self.connection(timeout_seconds) as conn:

@@ -2,15 +2,19 @@
 
 Rows are claimed in the database (skip-locked, leased, each with the send slot of the SES
 account's shared pacing state), rendered and sent by a pool of threads outside any
-transaction, and their outcomes come back to the database a batch at a time, in the same
-transaction as the next claim: one connection use per batch, not per recipient. Retry policy,
-backoff, the rate (AIMD) and the breaker live in SQL; this module only moves messages.
+transaction, and their outcomes come back to the database a batch at a time, in the same call
+as the next claim (private.send_round): one statement per batch, whose one jsonb answer carries
+the claimed rows, each template and each campaign's sender, inbox reply domains and SES tenant
+once. The pooled connection is held for that statement alone (sent in one round trip with the
+role switch and the commit), never while SES is called. Retry policy, backoff, the rate (AIMD)
+and the breaker live in SQL; this module only moves messages.
 
 A crash loses the outcomes not yet recorded (at most about a second's worth): those rows are
 claimed again when their lease runs out, and SES's `Send` event for each message it accepted
 marks the row sent before then (any event does), so it does not go twice.
 """
 
+import json
 import logging
 import math
 import threading
@@ -24,13 +28,13 @@ from urllib.parse import urlencode
 import psycopg
 from psycopg.types.json import Jsonb
 
-from api.core.db import Connection, Database
+from api.core.db import Database
 from api.core.errors import ApiError
 from api.email import unsubscribe_tokens
 from api.email.message import build_message
 from api.email.ses import SesClient, SesError
 from api.email.templates import EmailContent, RenderedEmail, RenderError, render
-from api.email.tenants import add_tenants, prepare, refresh_tenancy
+from api.email.tenants import prepare, refresh_tenancy
 
 log = logging.getLogger("growthbase.email")
 UNSUBSCRIBE_PATH = "/api/v1/unsubscribe"
@@ -136,16 +140,44 @@ def reply_address(row: dict[str, Any], inbox_domains: list[str]) -> str | None:
     return f"reply+r{uuid.UUID(str(row['recipient_id'])).hex}@{domain}"
 
 
-def add_reply_addresses(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Sets each claimed row's `reply_address` (see reply_address): one query per batch."""
-    domains: dict[Any, list[str]] = {}
-    workspaces = list({row["workspace_id"] for row in rows})
-    for found in conn.execute(
-        "select workspace_id, domain from private.inbox_reply_domains(%s::uuid[])", (workspaces,)
-    ):
-        domains.setdefault(found["workspace_id"], []).append(found["domain"])
-    for row in rows:
-        row["reply_address"] = reply_address(row, domains.get(row["workspace_id"], []))
+def claimed_rows(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of private.send_round's answer, each with its template, sender, Reply-To (see
+    reply_address) and what is known of its SES tenant."""
+    variants: dict[str, list[str]] = answer["variants"]
+    campaigns: dict[str, dict[str, Any]] = answer["campaigns"]
+    rows: list[dict[str, Any]] = []
+    for (
+        recipient_id,
+        campaign_id,
+        variant_id,
+        contact_id,
+        email,
+        attempts,
+        contact,
+        send_in,
+    ) in answer["rows"]:
+        campaign = campaigns[campaign_id]
+        subject, html, text_body = variants[variant_id]
+        row = {
+            "recipient_id": uuid.UUID(recipient_id),
+            "campaign_id": uuid.UUID(campaign_id),
+            "workspace_id": uuid.UUID(campaign["workspace_id"]),
+            "contact_id": uuid.UUID(contact_id),
+            "email": email,
+            "attempts": attempts,
+            "subject": subject,
+            "html": html,
+            "text_body": text_body,
+            "from_name": campaign["from_name"],
+            "from_email": campaign["from_email"],
+            "reply_to": campaign["reply_to"],
+            "contact": contact,
+            "send_in": send_in,
+            "tenant": campaign["tenant"],
+        }
+        row["reply_address"] = reply_address(row, campaign["reply_domains"])
+        rows.append(row)
+    return rows
 
 
 def message_for(row: dict[str, Any], content: RenderedEmail, link: str) -> bytes:
@@ -184,6 +216,11 @@ def send_one(ses: SesClient, policy: SendPolicy, row: dict[str, Any]) -> dict[st
             tenant=row.get("tenant_name"),
         )
     except SesError as failure:
+        tenant = row.get("tenant_name")
+        if tenant and failure.code == "NotFoundException":
+            # SES lost the workspace's tenant: the claim goes back at no cost, and the round
+            # that records this forgets the tenant, so the next batch makes it again.
+            return outcome(row, "released", tenant_gone=tenant)
         return outcome(
             row,
             failure.kind,
@@ -245,13 +282,33 @@ class Outbox:
             return len(self.pending)
 
 
-def record(conn: Connection, policy: SendPolicy, entries: list[dict[str, Any]]) -> dict[str, Any]:
-    if not entries:
-        return {}
-    row = conn.execute(
-        "select private.record_email_outcomes(%s, %s) as counts", (Jsonb(entries), policy.account)
-    ).fetchone()
-    return dict(row["counts"]) if row else {}
+# As text: the answer is parsed once the connection is back in the pool.
+ROUND_SQL = "select private.send_round(%s, %s, %s, %s, %s, %s, %s)::text as answer"
+
+
+def send_round(
+    database: Database,
+    policy: SendPolicy,
+    entries: list[dict[str, Any]],
+    room: int,
+    tenants: bool,
+) -> dict[str, Any]:
+    """Records `entries` and claims up to `room` rows in one statement (private.send_round),
+    sent with the role switch and the commit in one round trip; the answer is parsed after the
+    connection is back in the pool."""
+    gone = sorted({str(entry["tenant_gone"]) for entry in entries if entry.get("tenant_gone")})
+    params = (
+        Jsonb(entries) if entries else None,
+        room,
+        LEASE_SECONDS,
+        policy.max_per_second,
+        policy.account,
+        tenants,
+        gone,
+    )
+    row = database.one_as_service(ROUND_SQL, params)
+    answer: dict[str, Any] = json.loads(str(row["answer"])) if row else {}
+    return answer
 
 
 def refresh_account(database: Database, ses: SesClient, policy: SendPolicy) -> None:
@@ -305,12 +362,9 @@ class Drain:
         connection for both. None when the database could not be reached (the outcomes stay
         waiting, the claimed rows stay leased: neither counts as a failure)."""
         entries = self.outbox.take()
-        rows: list[dict[str, Any]] = []
+        room = self.batch - len(self.in_flight) if claim else 0
         try:
-            with self.database.as_service() as conn:
-                counts = record(conn, self.policy, entries)
-                if claim:
-                    rows = self.claim(conn)
+            answer = send_round(self.database, self.policy, entries, room, self.tenants)
         except (ApiError, psycopg.OperationalError) as error:
             if isinstance(error, ApiError) and error.code != "database_unavailable":
                 raise
@@ -318,44 +372,31 @@ class Drain:
             self.outbox.give_back(entries)
             time.sleep(DATABASE_RETRY_SECONDS)
             return None
-        self.report.add(counts)
-        self.last_flush = time.monotonic()
+        self.report.add(answer.get("counts") or {})
+        now = time.monotonic()
+        self.last_flush = now
         if entries and not claim:
             # The last claim's wait counted these rows as leased; answered, they are final or
             # back in the queue, due sooner.
-            self.next_claim = min(self.next_claim, self.last_flush)
-        return rows
-
-    def claim(self, conn: Connection) -> list[dict[str, Any]]:
-        room = self.batch - len(self.in_flight)
-        rows = conn.execute(
-            "select * from private.claim_email_batch(%s, %s, %s, %s)",
-            (room, LEASE_SECONDS, self.policy.max_per_second, self.policy.account),
-        ).fetchall()
-        now = time.monotonic()
+            self.next_claim = min(self.next_claim, now)
+        if not claim:
+            return []
+        rows = claimed_rows(answer)
         self.next_claim = now
         if len(rows) < room:
-            due = conn.execute(
-                "select private.email_send_wait(%s, %s) as wait",
-                (self.policy.max_per_second, self.policy.account),
-            ).fetchone()
-            wait_seconds = due["wait"] if due else None
+            wait_seconds = answer.get("wait")
             self.next_claim = math.inf if wait_seconds is None else now + wait_seconds
             self.idle_rounds = self.idle_rounds + 1 if not rows and wait_seconds == 0 else 0
         else:
             self.idle_rounds = 0
-        claimed = [dict(row) for row in rows]
-        if claimed:
-            add_reply_addresses(conn, claimed)
-            if self.tenants:
-                add_tenants(conn, self.policy.account, claimed)
-        return claimed
+        return rows
 
     def dispatch(self, pool: ThreadPoolExecutor, rows: list[dict[str, Any]]) -> None:
         if self.tenants:
             # A workspace whose tenant SES would not make ready sends nothing now: its rows
-            # retry with backoff (throttling costs no attempt), whatever SES said.
-            failed = prepare(self.database, self.ses, self.policy.account, rows)
+            # retry with backoff (throttling costs no attempt), whatever SES said. An account
+            # that lost the tenant API sends this batch and the next without tenants.
+            failed, self.tenants = prepare(self.database, self.ses, self.policy.account, rows)
             for row in rows:
                 failure = failed.get(str(row["workspace_id"]))
                 if failure:
@@ -433,10 +474,12 @@ class Drain:
         while self.in_flight:
             self.settle(FLUSH_SECONDS)
         entries = self.outbox.take()
+        if entries:
+            self.report.add(
+                send_round(self.database, self.policy, entries, 0, self.tenants)["counts"]
+            )
         with self.database.as_service() as conn:
-            counts = record(conn, self.policy, entries)
             finished = conn.execute("select private.finish_sent_campaigns() as n").fetchone()
-        self.report.add(counts)
         self.report.finished_campaigns = finished["n"] if finished else 0
 
 

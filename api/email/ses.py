@@ -60,6 +60,11 @@ class SesError(CodedError):
         self.status = status
 
     @property
+    def tenant_api_gone(self) -> bool:
+        """The endpoint does not know the operation (the account has no tenant API)."""
+        return self.code in UNKNOWN_OPERATION_CODES
+
+    @property
     def kind(self) -> str:
         """How the send ledger treats it (private.record_email_outcomes): `throttled`,
         `unavailable` (SES down or not reachable), `retry` (transient, or maybe accepted) or
@@ -281,6 +286,17 @@ class SesClient:
         except (ClientError, BotoCoreError) as error:
             raise failure_from(error) from error
         return tenant, resources
+
+    def delete_tenant(self, name: str) -> None:
+        """Deletes the tenant (SES removes its associations, not the identities); a tenant SES
+        no longer has is as good as deleted."""
+        try:
+            self.client.delete_tenant(TenantName=name)
+        except ClientError as error:
+            if failure_from(error).code != "NotFoundException":
+                raise failure_from(error) from error
+        except BotoCoreError as error:
+            raise failure_from(error) from error
 
     def tenant(self, name: str) -> Tenant | None:
         """SES's view of the tenant (GetTenant); None when SES has no such tenant."""

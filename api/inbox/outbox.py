@@ -113,7 +113,8 @@ def send_telegram(providers: Providers, outbound: dict[str, Any], secrets: dict[
 
 
 def send_email(providers: Providers, outbound: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """A reply in the thread of the contact's last mail, from the channel's address."""
+    """A reply in the thread of the contact's last mail, from the channel's address (as the
+    workspace's SES tenant, where the mailer has them)."""
     if providers.mailer is None:
         # Waits (and retries) until SES is configured.
         raise SendError("provider_not_configured", "Amazon SES is not configured", retryable=True)
@@ -132,7 +133,11 @@ def send_email(providers: Providers, outbound: dict[str, Any]) -> tuple[str, dic
     )
     try:
         ses_id = providers.mailer.send_raw(
-            raw, outbound["account_id"], outbound["to"], {"inbox_message": outbound["message_id"]}
+            raw,
+            outbound["account_id"],
+            outbound["to"],
+            {"inbox_message": outbound["message_id"]},
+            UUID(outbound["workspace_id"]),
         )
     except CodedError as error:
         raise SendError(

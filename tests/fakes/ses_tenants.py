@@ -7,7 +7,10 @@ AlreadyExistsException; GetTenant `/v2/email/tenants/get` {TenantName} → {Tena
 NotFoundException; ListTenants `/v2/email/tenants/list` {PageSize?, NextToken?} → {Tenants:
 [{TenantName, TenantId, TenantArn, CreatedTimestamp, SendingStatus}]};
 CreateTenantResourceAssociation `/v2/email/tenants/resources` {TenantName, ResourceArn} → {},
-404 for an unknown tenant, 400 AlreadyExistsException when already associated. SendEmail with
+404 for an unknown tenant, 400 AlreadyExistsException when already associated; DeleteTenant
+`/v2/email/tenants/delete` {TenantName} → {} (its associations go with it), or 404
+NotFoundException. While `api_gone` is set the account has lost the tenant API: every tenant
+operation answers a bare 404, as moto's server does, and sends go on to moto. SendEmail with
 `TenantName` succeeds only when the tenant exists and the sending identity (and the
 configuration set, if named) is associated with it (400 BadRequestException otherwise); every
 send's TenantName is recorded, then the send goes on to moto (throttling and outages as the
@@ -44,6 +47,8 @@ class SesTenants:
     # Every SendEmail that reached the fake: (TenantName or None, FromEmailAddress).
     sends: list[tuple[str | None, str]] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
+    # The tenant API gone from the account (see the module's docstring).
+    api_gone: bool = False
 
 
 def identity_arns(sender: str) -> set[str]:
@@ -120,6 +125,15 @@ class TenantsHandler(FrontHandler):
             associated.add(resource)
         self.reply_json(200, {})
 
+    def delete_tenant(self, request: dict[str, Any]) -> None:
+        name = request.get("TenantName")
+        if self.known(name) is None:
+            return
+        with self.ses_account.lock:
+            self.ses_account.tenants.pop(str(name), None)
+            self.ses_account.resources.pop(str(name), None)
+        self.reply_json(200, {})
+
     def send_as_tenant(self, body: bytes) -> None:
         request = json.loads(body)
         name = request.get("TenantName")
@@ -143,10 +157,23 @@ class TenantsHandler(FrontHandler):
             "/v2/email/tenants": self.create_tenant,
             "/v2/email/tenants/get": self.get_tenant,
             "/v2/email/tenants/resources": self.associate,
+            "/v2/email/tenants/delete": self.delete_tenant,
         }
         with self.ses_account.lock:
             self.ses_account.calls[self.path] += 1
-        if self.path in routes:
+            gone = self.ses_account.api_gone
+        if gone and self.path.startswith("/v2/email/tenants"):
+            self.payload()
+            self.reply(404, b"")
+        elif gone and self.path == SEND_PATH:
+            body = self.body()
+            request = json.loads(body)
+            with self.ses_account.lock:
+                self.ses_account.sends.append(
+                    (request.get("TenantName"), str(request.get("FromEmailAddress", "")))
+                )
+            self.send(body)
+        elif self.path in routes:
             routes[self.path](self.payload())
         elif self.path == "/v2/email/tenants/list":
             self.payload()
