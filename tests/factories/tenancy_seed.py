@@ -106,6 +106,11 @@ EXPLICIT_SCOPES: dict[str, tuple[tuple[str, ...], str]] = {
     "private.rate_limit_windows": (("bucket",), "strpos(bucket, {ws}::text) > 0"),
     # Export files are kept under their workspace's folder.
     "private.storage_removals": (("object_name",), "object_name like {ws}::text || '/%'"),
+    # A deleted workspace's SES tenants wait here to be deleted in SES, named after it.
+    "private.ses_tenant_deletions": (
+        ("account", "tenant_name"),
+        "tenant_name = 'growthbase-' || {ws}::text",
+    ),
 }
 # An import's staging and a chunk's working rows are keyed by their job (no foreign key: they are
 # written a million rows at a time).
@@ -583,6 +588,16 @@ def seed_tenant(conn: Conn, roles: tuple[str, ...]) -> Tenant:
             " join analytics.rfm_segment_map m on m.r_score = s.r_score and m.f_score = s.f_score",
             (month, month, owner.workspace_id),
         )
+
+    # Its RFM scores kept (as the cron's refresh keeps them) and then left stale by a write, and
+    # its SES tenant as if queued for deletion in SES (a workspace's rows queue it when they go).
+    conn.execute("select private.refresh_rfm_kept(array[%s]::uuid[])", (owner.workspace_id,))
+    conn.execute("insert into private.rfm_stale (workspace_id) values (%s)", (owner.workspace_id,))
+    conn.execute(
+        "insert into private.ses_tenant_deletions (account, tenant_name)"
+        " values ('123456789012', %s)",
+        (f"growthbase-{owner.workspace_id}",),
+    )
 
     # The first reader's consent history and the workspace's privacy rules.
     with acting_as(conn, owner):
