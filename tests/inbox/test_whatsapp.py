@@ -330,6 +330,41 @@ def test_an_apply_that_fails_keeps_the_delivery_for_the_replay(
     assert post_webhook(client, channel, body).json()["data"] == {"outcome": "duplicate"}
 
 
+def test_one_drain_is_scheduled_at_a_time_and_the_replay_applies_what_a_dead_edge_left(
+    conn: Conn, client: TestClient
+) -> None:
+    """After its answer, the first delivery schedules the next drain and runs it; deliveries
+    stored before that drain is due are left to it. When the edge that scheduled it stops
+    after answering, its drain never runs, and nothing is lost: Meta had its 200, the delivery
+    stays stored, and the replay cron applies it."""
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    body = inbound(
+        sender, [text_message(sender, "Hello?")], phone_number_id=account_id(conn, channel)
+    )
+    try:
+        assert one(conn, "select private.schedule_inbox_drain(3600) as due")["due"] is True
+        assert one(conn, "select private.schedule_inbox_drain(0) as due")["due"] is False
+        # The edge that scheduled that drain stops here, before running it.
+        assert post_webhook(client, channel, body).json()["data"] == {"outcome": "accepted"}
+        assert not conn.execute(
+            "select 1 from public.messages where channel_id = %s", (channel,)
+        ).fetchall()
+    finally:
+        conn.execute("update private.inbox_drain_schedule set due_at = '-infinity'")
+    conn.execute(
+        "update private.webhook_events set received_at = now() - interval '2 minutes'"
+        " where event_id like %s",
+        (f"{channel}:%",),
+    )
+    replay = client.get("/api/v1/cron/webhook-replay", headers={"Authorization": f"Bearer {CRON}"})
+    assert replay.status_code == 200, replay.text
+    applied = one(conn, "select text from public.messages where channel_id = %s", (channel,))
+    assert applied["text"] == "Hello?"
+    assert post_webhook(client, channel, body).json()["data"] == {"outcome": "duplicate"}
+
+
 def test_forged_unknown_and_malformed_deliveries_store_nothing(
     conn: Conn, client: TestClient
 ) -> None:

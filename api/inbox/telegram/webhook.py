@@ -25,7 +25,7 @@ from api.core.signatures import WEBHOOK_SIGNATURE_ERRORS, WEBHOOK_SIGNATURE_INVA
 from api.inbox.deps import Box
 from api.inbox.errors import OPENING_CREDENTIALS
 from api.inbox.queue import apply_after_answer
-from api.inbox.secrets import channel_on
+from api.inbox.secrets import service_channel
 from api.webhooks.body import parse_json, raw_body
 from api.webhooks.intake import Applier, Intake, sql_applier
 
@@ -111,8 +111,7 @@ def telegram_webhook(
 ) -> dict[str, Any]:
     """The edge registers this URL with setWebhook when the bot is connected. Unknown channels
     answer as a wrong secret does."""
-    with database.as_service() as conn:
-        channel = channel_on(conn, box, channel_id)
+    with service_channel(database, box, channel_id) as (conn, channel):
         expected = (
             channel.secrets.get("secret_token", "")
             if channel and channel.kind == "telegram"
@@ -124,7 +123,7 @@ def telegram_webhook(
             update = Update.model_validate(parse_json(body))
         except ValidationError as error:
             raise ApiError(422, "invalid_input", "The body is not a Telegram Update") from error
-        received = intake.store(conn, PROVIDER, f"{channel_id}:{update.update_id}", body)
+        received = intake.store_and_commit(conn, PROVIDER, f"{channel_id}:{update.update_id}", body)
     if not received.duplicate:
         apply_after_answer(background, database, settings)
     return ok({"outcome": "duplicate" if received.duplicate else "accepted"})

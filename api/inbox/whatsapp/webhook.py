@@ -29,7 +29,7 @@ from api.core.signatures import WEBHOOK_SIGNATURE_ERRORS, same_signature, verify
 from api.inbox.deps import Box
 from api.inbox.errors import OPENING_CREDENTIALS
 from api.inbox.queue import apply_after_answer
-from api.inbox.secrets import StoredChannel, channel_on, stored_channel
+from api.inbox.secrets import StoredChannel, service_channel, stored_channel
 from api.webhooks.body import parse_json, raw_body
 from api.webhooks.intake import Applier, Intake, sql_applier
 
@@ -211,8 +211,7 @@ def whatsapp_webhook(
     """Point the Meta app's webhook (field `messages`) here with the verify token given at
     connect. Unknown channels answer as a bad signature does, so nothing is learnt about which
     channels exist."""
-    with database.as_service() as conn:
-        found = channel_on(conn, box, channel_id)
+    with service_channel(database, box, channel_id) as (conn, found):
         channel = found if found is not None and found.kind == "whatsapp" else None
         sent = (
             signature.removeprefix("sha256=")
@@ -233,7 +232,7 @@ def whatsapp_webhook(
                 422, "invalid_input", "The body is not a WhatsApp Business Account webhook"
             ) from error
         event_id = f"{channel_id}:{hashlib.sha256(body).hexdigest()}"
-        received = intake.store(conn, PROVIDER, event_id, body)
+        received = intake.store_and_commit(conn, PROVIDER, event_id, body)
     if not received.duplicate:
         apply_after_answer(background, database, settings)
     return ok({"outcome": "duplicate" if received.duplicate else "accepted"})

@@ -29,7 +29,7 @@ from api.core.signatures import WEBHOOK_SIGNATURE_ERRORS, verify_webhook_hmac
 from api.inbox.deps import Box
 from api.inbox.errors import OPENING_CREDENTIALS
 from api.inbox.queue import apply_after_answer
-from api.inbox.secrets import StoredChannel, channel_on, stored_channel
+from api.inbox.secrets import StoredChannel, service_channel, stored_channel
 from api.webhooks.body import parse_json, raw_body
 from api.webhooks.intake import Applier, Intake, sql_applier
 
@@ -171,8 +171,7 @@ def x_webhook(
 ) -> dict[str, Any]:
     """Register this URL with the Account Activity API and subscribe the account. Unknown
     channels answer as a bad signature does."""
-    with database.as_service() as conn:
-        found = channel_on(conn, box, channel_id)
+    with service_channel(database, box, channel_id) as (conn, found):
         channel = found if found is not None and found.kind == "x" else None
         sent = (
             signature.removeprefix("sha256=")
@@ -196,7 +195,7 @@ def x_webhook(
                 422, "invalid_input", "The body is not an Account Activity delivery"
             ) from error
         event_id = f"{channel_id}:{hashlib.sha256(body).hexdigest()}"
-        received = intake.store(conn, PROVIDER, event_id, body)
+        received = intake.store_and_commit(conn, PROVIDER, event_id, body)
     if not received.duplicate:
         apply_after_answer(background, database, settings)
     return ok({"outcome": "duplicate" if received.duplicate else "accepted"})
