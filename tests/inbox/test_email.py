@@ -25,6 +25,7 @@ from api.app import create_app
 from api.core.db import Database
 from api.email.sender import SendPolicy, reply_address, send_due_emails
 from api.email.ses import SesClient
+from api.inbox.email import mime
 from tests.factories.edge import bearer, edge_settings
 from tests.factories.email import (
     SENDER_DOMAIN,
@@ -34,7 +35,7 @@ from tests.factories.email import (
     verified_sender,
 )
 from tests.factories.flows import create_flow, send_step, template, tick
-from tests.factories.workspaces import User, acting_as, create_user, one
+from tests.factories.workspaces import User, acting_as, add_member, create_user, one
 from tests.fakes import sns_signing
 from tests.fakes.jwks import JwksServer
 from tests.fakes.ses_inbound import TOPIC, notification, received
@@ -276,6 +277,105 @@ def test_a_reply_to_a_campaign_is_linked_only_from_its_recipient(
     bounce = mail("MAILER-DAEMON@example.org", inbound, "Delivery failed", subject="Undelivered")
     mailbox.deliver(bounce, [inbound])
     assert not any(m["address"].startswith("mailer-daemon") for m in messages(conn, channel))
+
+
+def test_an_auto_reply_is_kept_but_never_acts_as_the_customer(
+    conn: Conn, client: TestClient, jwks: JwksServer, mailbox: Mailbox
+) -> None:
+    """An `X-Autoreply` answer to a campaign, and an out-of-office subject with no header at
+    all, are kept in the sender's conversation, flagged, and change nothing: a resolved
+    conversation stays resolved, a snoozed one snoozed, the assignee hears nothing and the
+    campaign counts no reply. The customer's own answer then does all of that."""
+    owner = create_user(conn)
+    teammate = add_member(conn, owner, "member")
+    inbound = address()
+    channel = connect(client, jwks, owner, inbound)
+    [reader] = add_contacts(conn, owner, 1, prefix="away")
+    campaign = list_campaign(conn, owner, [reader])
+    start(conn, owner, campaign)
+    recipient = one(
+        conn, "select id, email from public.campaign_recipients where campaign_id = %s", (campaign,)
+    )
+    ses_id = f"0107019{uuid.uuid4().hex[:9]}-{uuid.uuid4()}-000000"
+    conn.execute(
+        "update public.campaign_recipients set status = 'sent', sent_at = now(),"
+        " ses_message_id = %s where id = %s",
+        (ses_id, recipient["id"]),
+    )
+    sender = recipient["email"]
+    mailbox.deliver(mail(sender, inbound, "Is my parcel on its way?"), [inbound])
+    conversation = messages(conn, channel)[0]["conversation_id"]
+    conn.execute(
+        "update public.conversations set assignee_id = %s, status = 'resolved',"
+        " resolved_at = now(), last_message_at = now() - interval '5 days' where id = %s",
+        (teammate.id, conversation),
+    )
+
+    def state() -> tuple[str, int, Any]:
+        row = one(
+            conn,
+            "select c.status, c.message_count, r.replied_at from public.conversations c,"
+            " public.campaign_recipients r where c.id = %s and r.id = %s",
+            (conversation, recipient["id"]),
+        )
+        return row["status"], row["message_count"], row["replied_at"]
+
+    thread = {"In-Reply-To": f"<{ses_id}@eu-central-1.amazonses.com>"}
+    away = mail(
+        sender,
+        inbound,
+        "I am travelling until Monday.",
+        subject="Re: News",
+        headers={**thread, "X-Autoreply": "yes"},
+    )
+    assert mailbox.deliver(away, [inbound]).status_code == 200
+    assert state() == ("resolved", 2, None)
+    conn.execute(
+        "update public.conversations set status = 'snoozed',"
+        " snoozed_until = now() + interval '1 day' where id = %s",
+        (conversation,),
+    )
+    mailbox.deliver(mail(sender, inbound, "Back on Monday.", subject="Out of office"), [inbound])
+    assert state() == ("snoozed", 3, None)
+    with acting_as(conn, teammate):
+        assert conn.execute("select kind from public.notifications").fetchall() == []
+    kept = [(m["text"], m["auto_reply"]) for m in messages(conn, channel)]
+    assert kept == [
+        ("Is my parcel on its way?", False),
+        ("I am travelling until Monday.", True),
+        ("Back on Monday.", True),
+    ]
+    replies = "select replies from analytics.campaign_performance where campaign_id = %s"
+    assert one(conn, replies, (campaign,))["replies"] == 0
+
+    mailbox.deliver(
+        mail(sender, inbound, "Yes, order me one", subject="Re: News", headers=thread), [inbound]
+    )
+    status, count, replied_at = state()
+    assert (status, count) == ("open", 4) and replied_at is not None
+    with acting_as(conn, teammate):
+        notified = conn.execute("select kind from public.notifications").fetchall()
+    assert [n["kind"] for n in notified] == ["conversation.replied"]
+    assert one(conn, replies, (campaign,))["replies"] == 1
+
+
+def test_auto_reply_headers_are_read_as_rfc_3834_and_vendors_write_them() -> None:
+    """`Auto-Submitted: no` is a person's mail (RFC 3834); any other value, `X-Autoreply`,
+    `X-Autorespond`, `Precedence: auto_reply` and out-of-office subjects are auto-replies."""
+
+    def flagged(subject: str = "Re: News", **headers: str) -> bool:
+        return mime.parse(
+            mail("a@example.org", "b@example.test", "x", subject=subject, headers=headers)
+        ).auto_reply
+
+    assert not flagged()
+    assert not flagged(**{"Auto-Submitted": "no"})
+    assert flagged(**{"Auto-Submitted": "auto-replied"})
+    assert flagged(**{"X-Autoreply": "yes"})
+    assert flagged(**{"X-Autorespond": "Out of office"})
+    assert flagged(Precedence="auto_reply")
+    assert flagged(subject="Automatic reply: News")
+    assert flagged(subject="Out of Office: News")
 
 
 def test_campaign_mail_carries_its_recipients_reply_address_and_the_reply_threads_back(
