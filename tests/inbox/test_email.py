@@ -532,6 +532,114 @@ def test_replies_go_out_in_the_thread_and_answers_come_back_to_it(
     ]
 
 
+def test_a_conversations_reply_address_counts_only_on_its_own_domain(
+    conn: Conn, client: TestClient, jwks: JwksServer, mailbox: Mailbox
+) -> None:
+    """`reply+c<conversation>@…` names a conversation only on its channel's domain: the same
+    token on another workspace's receiving domain files nothing into that conversation."""
+    other, owner = create_user(conn), create_user(conn)
+    theirs, ours = address(), address()
+    connect(client, jwks, other, theirs)
+    channel = connect(client, jwks, owner, ours)
+    mailbox.deliver(mail("karel@example.org", ours, "Where is my refund?"), [ours])
+    conversation = uuid.UUID(str(messages(conn, channel)[0]["conversation_id"]))
+    elsewhere = f"reply+c{conversation.hex}@{theirs.split('@')[1]}"
+    answer = mailbox.deliver(mail("karel@example.org", elsewhere, "Slipped in?"), [elsewhere])
+    assert answer.status_code == 200
+    assert [m["text"] for m in messages(conn, channel)] == ["Where is my refund?"]
+    outcome = one(
+        conn,
+        "select outcome from private.webhook_events where provider = 'ses_inbound'"
+        " order by received_at desc limit 1",
+    )
+    assert outcome["outcome"] == "ignored:no_channel"
+    home = f"reply+c{conversation.hex}@{ours.split('@')[1]}"
+    mailbox.deliver(mail("karel@example.org", home, "Any news?"), [home])
+    assert [m["text"] for m in messages(conn, channel)] == ["Where is my refund?", "Any news?"]
+
+
+def ses_event(kind: str, message: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
+    """An SES event record (configuration-set event publishing) for an inbox reply."""
+    return {
+        "eventType": kind,
+        "mail": {
+            "timestamp": datetime.now(UTC).isoformat(),
+            "source": "support@shop.example",
+            "messageId": message["provider_message_id"],
+            "destination": ["petra@example.org"],
+            "tags": {
+                "ses:configuration-set": ["growthbase"],
+                "inbox_message": [message["id"]],
+            },
+        },
+        kind.lower(): {"timestamp": datetime.now(UTC).isoformat(), **details},
+    }
+
+
+def test_an_email_replys_status_follows_ses_events(
+    conn: Conn, client: TestClient, jwks: JwksServer, mailbox: Mailbox, ses: str
+) -> None:
+    """SES's events for a reply sent from the inbox move it forward like Meta's statuses do:
+    delivered, then read on an open (in any order, twice: the furthest wins), and a bounce
+    fails it with the recipient server's answer for the member to see."""
+    owner = create_user(conn)
+    inbound = address()
+    boto3.client(
+        "sesv2",
+        region_name=REGION,
+        endpoint_url=ses,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_email_identity(EmailIdentity=inbound.split("@")[1])
+    channel = connect(client, jwks, owner, inbound)
+    mailbox.deliver(mail("petra@example.org", inbound, "Do you ship abroad?"), [inbound])
+    conversation = messages(conn, channel)[0]["conversation_id"]
+    sent = []
+    for text in ("Yes, everywhere in the EU.", "And to Norway."):
+        answer = client.post(
+            f"/api/v1/inbox/conversations/{conversation}/messages",
+            json={"text": text},
+            headers=bearer(jwks, owner),
+        )
+        assert answer.status_code == 201 and answer.json()["data"]["status"] == "sent"
+        sent.append(answer.json()["data"])
+
+    def publish(record: dict[str, Any]) -> None:
+        signed = notification(mailbox.certificate, mailbox.url, json.dumps(record))
+        answer = client.post(
+            "/api/v1/webhooks/ses",
+            content=json.dumps(signed),
+            headers={"x-amz-sns-message-type": "Notification", "Content-Type": "text/plain"},
+        )
+        assert answer.status_code == 200, answer.text
+
+    delivered = ses_event("Delivery", sent[0], {"recipients": ["petra@example.org"]})
+    opened = ses_event("Open", sent[0], {"userAgent": "Mozilla/5.0", "ipAddress": "192.0.2.1"})
+    for record in (opened, delivered, opened):
+        publish(record)
+    bounced = {
+        "bounceType": "Permanent",
+        "bounceSubType": "General",
+        "bouncedRecipients": [
+            {"emailAddress": "petra@example.org", "diagnosticCode": "smtp; 550 5.1.1 user unknown"}
+        ],
+    }
+    publish(ses_event("Bounce", sent[1], bounced))
+    with acting_as(conn, owner):
+        rows = {
+            str(r["id"]): (r["status"], r["error_code"], r["error_text"])
+            for r in conn.execute(
+                "select id, status, error_code, error_text from public.messages"
+                " where conversation_id = %s and direction = 'outbound'",
+                (conversation,),
+            ).fetchall()
+        }
+    assert rows == {
+        sent[0]["id"]: ("read", None, None),
+        sent[1]["id"]: ("failed", "bounce:Permanent:General", "smtp; 550 5.1.1 user unknown"),
+    }
+
+
 def test_a_new_mail_after_the_join_window_starts_a_new_conversation(
     conn: Conn, client: TestClient, jwks: JwksServer, mailbox: Mailbox
 ) -> None:
