@@ -797,14 +797,25 @@ def test_replies_to_a_flow_email_count_for_its_step_and_flow(
     conn: Conn, client: TestClient, jwks: JwksServer, mailbox: Mailbox
 ) -> None:
     """A flow's send step mails as its own campaign: a reply to it (auto-replies excepted)
-    counts in analytics.flow_step_reply_rates and flow_reply_rates, for members only."""
+    counts in analytics.flow_step_reply_rates and flow_reply_rates, for members only, and
+    ends the replier's run when the flow exits on `replied` (a cold-email sequence stops)."""
     conn.execute("update public.flows set status = 'paused' where status = 'active'")
     owner, stranger = create_user(conn), create_user(conn)
     inbound = address()
     connect(client, jwks, owner, inbound)
     sender = verified_sender(conn, owner)
-    steps = [send_step("hello", template(conn, owner), sender)]
-    flow = create_flow(conn, owner, "tag_added", steps, trigger_config={"tag": "new"})
+    steps = [
+        send_step("hello", template(conn, owner), sender, next_key="follow_up_later"),
+        {"key": "follow_up_later", "kind": "wait", "config": {"days": 3}},
+    ]
+    flow = create_flow(
+        conn,
+        owner,
+        "tag_added",
+        steps,
+        trigger_config={"tag": "new"},
+        exit_events=[{"type": "custom", "name": "replied"}],
+    )
     conn.execute(
         "insert into public.contacts (workspace_id, email, consent_state, tags)"
         " select %s, 'flow' || n || '-' || %s || '@mail.example.org', 'granted', '{new}'"
@@ -855,6 +866,17 @@ def test_replies_to_a_flow_email_count_for_its_step_and_flow(
         "0.2500",
     )
     assert (total["sent"], total["replies"], str(total["reply_rate"])) == (4, 1, "0.2500")
+    tick(conn)
+    ended = {
+        r["email"]: (r["status"], r["exit_reason"])
+        for r in conn.execute(
+            "select c.email, r.status, r.exit_reason from public.flow_runs r"
+            " join public.contacts c on c.id = r.contact_id where r.flow_id = %s",
+            (flow,),
+        ).fetchall()
+    }
+    assert ended[emails[0]] == ("converted", "goal")
+    assert ended[emails[1]] == ("active", None)  # an auto-reply does not stop the sequence
     with acting_as(conn, stranger):
         assert (
             conn.execute(

@@ -672,6 +672,65 @@ def test_metas_errors_retry_fail_or_revoke_as_they_should(
     assert after.status_code == 409 and after.json()["error"]["code"] == "channel_not_active"
 
 
+def test_a_closed_window_fails_the_message_with_metas_reason_and_no_retry(
+    conn: Conn, client: TestClient, jwks: JwksServer, graph: GraphServer
+) -> None:
+    """Meta's 131047 (more than 24 hours since the customer last wrote), whether Meta refuses
+    the send at once or fails the message later in a status callback: the member sees the
+    message failed with Meta's code and reason, and the cron never sends it again."""
+    owner = create_user(conn)
+    member = add_member(conn, owner, "member")
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    conversation = whatsapp_conversation(conn, channel, sender)
+    url = f"/api/v1/inbox/conversations/{conversation}/messages"
+    reason = "more than 24 hours have passed since the customer last replied"
+
+    graph.failures[:] = [131047]
+    refused_now = client.post(url, json={"text": "Still interested?"}, headers=bearer(jwks, owner))
+    assert refused_now.status_code == 201, refused_now.text
+    first = refused_now.json()["data"]
+    assert (first["status"], first["error_code"]) == ("failed", "131047")
+    assert reason in first["error_text"]
+    later = client.post(url, json={"text": "One more thing"}, headers=bearer(jwks, owner))
+    second = later.json()["data"]
+    assert second["status"] == "sent"
+    callback = status(second["provider_message_id"], "failed", sender, 1749416500, error=131047)
+    answer = post_webhook(client, channel, statuses([callback], account_id(conn, channel)))
+    assert answer.status_code == 200
+
+    sends = len(graph.sends())
+    conn.execute(
+        "update private.inbox_outbox set next_attempt_at = now() - interval '1 day'"
+        " where message_id = any(%s)",
+        ([uuid.UUID(first["id"]), uuid.UUID(second["id"])],),
+    )
+    cron = client.get("/api/v1/cron/inbox", headers={"Authorization": f"Bearer {CRON}"})
+    assert cron.status_code == 200 and len(graph.sends()) == sends
+    with acting_as(conn, member):
+        seen = {
+            r["id"]: (r["status"], r["error_code"], reason in r["error_text"])
+            for r in conn.execute(
+                "select id, status, error_code, error_text from public.messages"
+                " where conversation_id = %s and direction = 'outbound'",
+                (conversation,),
+            ).fetchall()
+        }
+    assert seen == {
+        uuid.UUID(first["id"]): ("failed", "131047", True),
+        uuid.UUID(second["id"]): ("failed", "131047", True),
+    }
+    # The SPA hears of both failures live: ids, states and Meta's code, never the text.
+    failures = conn.execute(
+        "select payload from realtime.messages where topic = %s and event = 'message_status'"
+        " and payload ->> 'status' = 'failed' and payload ->> 'conversation_id' = %s",
+        (f"workspace:{owner.workspace_id}:inbox", str(conversation)),
+    ).fetchall()
+    assert sorted((f["payload"]["id"], f["payload"]["error_code"]) for f in failures) == sorted(
+        [(first["id"], "131047"), (second["id"], "131047")]
+    )
+
+
 # read state ----------------------------------------------------------------------------------
 
 
