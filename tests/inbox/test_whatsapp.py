@@ -392,10 +392,16 @@ def test_forged_unknown_and_malformed_deliveries_store_nothing(
     assert answer.status_code == 401
     malformed = post_webhook(client, channel, {"object": "page", "entry": []})
     assert malformed.status_code == 422
+    # Credentials sealed with another key: our fault, not Meta's, and said so (Meta retries).
+    resealed = whatsapp_channel(conn, owner, Fernet.generate_key().decode())
+    unopened = post_webhook(client, resealed, body)
+    assert unopened.status_code == 503
+    assert unopened.json()["error"]["code"] == "channel_key_mismatch"
     stored = one(
         conn,
-        "select count(*) as n from private.webhook_events where event_id like %s",
-        (f"{channel}:%",),
+        "select count(*) as n from private.webhook_events where event_id like %s"
+        " or event_id like %s",
+        (f"{channel}:%", f"{resealed}:%"),
     )["n"]
     assert stored == 0
 
