@@ -11,9 +11,9 @@
 -- Now the edge asks, after the delivery is committed, whether a drain is already scheduled:
 -- the first delivery after the last scheduled drain became due schedules the next one (due
 -- after the delay) and runs it; every other delivery is left to that drain, which starts after
--- the delivery was committed and calls until a call takes none, so it takes the delivery. What
--- no drain takes (an edge that stopped after its answer, before or during its drain) stays
--- stored and the replay cron applies it, as before.
+-- the delivery was committed, so its first call takes the delivery (it calls again only after
+-- taking a full set). What no drain takes (an edge that stopped after its answer, before or
+-- during its drain) stays stored, and the next drain or the replay cron applies it.
 
 create table private.inbox_drain_schedule (
   id boolean primary key default true check (id),
