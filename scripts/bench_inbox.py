@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import hmac
 import json
+import os
 import random
 import statistics
 import sys
@@ -204,6 +205,25 @@ def wait_applied(conn: psycopg.Connection[Any], limit_seconds: float = 600) -> f
         time.sleep(0.002)
 
 
+def edge_backends_cpu(conn: psycopg.Connection[Any]) -> float | None:
+    """CPU seconds (user + system) the Postgres backends of the edge's pool (in this run's
+    database) have used so far, from /proc (the server runs on this machine); None when they
+    cannot be read there."""
+    total = 0
+    pids = conn.execute(
+        "select pid from pg_stat_activity"
+        " where application_name = 'growthbase-edge' and datname = current_database()"
+    ).fetchall()
+    try:
+        for (pid,) in pids:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def throughput(
     client: httpx.Client, database_url: str, channel: uuid.UUID, messages: int, rounds: int
 ) -> float:
@@ -227,15 +247,32 @@ def throughput(
         wait_applied(conn)
         started_at = conn.execute("select clock_timestamp()").fetchone()
         sides: dict[str, list[float]] = {"baseline": [], "edge": []}
+        # Postgres CPU of the edge's backends and this process's CPU (the edge, and the client
+        # alike on both sides), per side; the edge's includes applying its deliveries.
+        server = {"baseline": 0.0, "edge": 0.0}
+        process = {"baseline": 0.0, "edge": 0.0}
+        readable = [True]
         waits: list[float] = []
         last_delivery: list[float] = []
         size = max(messages // rounds, 1)
+
+        def side(name: str, calls: list[Callable[[], int]], wait: bool) -> None:
+            before, cpu = edge_backends_cpu(conn), time.process_time()
+            sides[name] += timed(calls)
+            if wait:
+                waits.append(wait_applied(conn))
+                last_delivery.append(sides[name][-1] + waits[-1])
+            after = edge_backends_cpu(conn)
+            process[name] += time.process_time() - cpu
+            if before is None or after is None:
+                readable[0] = False
+            else:
+                server[name] += after - before
+
         for start in range(0, messages, size):
-            sides["baseline"] += timed([to_baseline(b) for b in bodies[start : start + size]])
+            side("baseline", [to_baseline(b) for b in bodies[start : start + size]], False)
             part = bodies[messages + start : messages + start + size]
-            sides["edge"] += timed([to_edge(b) for b in part])
-            waits.append(wait_applied(conn))
-            last_delivery.append(sides["edge"][-1] + waits[-1])
+            side("edge", [to_edge(b) for b in part], True)
         assert started_at is not None
         applied = conn.execute(
             "select count(*), count(distinct processed_at),"
@@ -269,6 +306,10 @@ def throughput(
     print(f" failed applies: {failed[1]}")
     print(f"  stored -> its drain began (db)    p50 {applied[2][0] * 1000:7.1f} ms", end="")
     print(f"   p95 {applied[2][1] * 1000:7.1f} ms   max {applied[3] * 1000:7.1f} ms")
+    for name in ("baseline", "edge"):
+        pg = f"{server[name] / len(sides[name]) * 1000:6.2f} ms" if readable[0] else "unknown"
+        print(f"  CPU per request, {name:8s}         Postgres {pg}", end="")
+        print(f"   edge and client {process[name] / len(sides[name]) * 1000:6.2f} ms")
     return ratio
 
 
@@ -572,6 +613,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redelivered", type=int, default=300)
     parser.add_argument("--drained", type=int, default=2_000)
     args = parser.parse_args(argv)
+    print("load average at start               {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     with postgres.throwaway_database("growthbase_bench") as database_url:
         migrate(database_url)
         user, workspace, channel = prepare(database_url)
@@ -590,6 +632,7 @@ def main(argv: list[str] | None = None) -> int:
         fill(database_url, user, workspace, channel, args.conversations, args.list_messages)
         print(f"filled the inbox in                 {time.perf_counter() - started:6.1f} s")
         page, indexed = list_latency(database_url, user, workspace, args.pages)
+    print("load average at end                 {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print(
         "summary: webhook/baseline {:.2f} (>= 0.60: {}); page {:.2f} ms (<= 20: {}, indexed: {});"
         " triple shuffled statuses right: {}".format(

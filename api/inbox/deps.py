@@ -1,12 +1,15 @@
 """The inbox's providers, as typed dependencies (installed by `api.app`)."""
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
-from api.core.deps import Slot
+from api.core.db import Database
+from api.core.deps import DATABASE, SETTINGS, Slot
 from api.core.secrets_box import KeyMismatchError, SecretBox
+from api.core.settings import Settings
 from api.inbox.email.mailer import Mailer
 from api.inbox.email.sns_check import SnsCheck
 from api.inbox.errors import NO_KEY, key_mismatch
@@ -14,6 +17,7 @@ from api.inbox.storage import InboxStorage
 from api.inbox.telegram.client import TelegramClient
 from api.inbox.whatsapp.client import WhatsAppClient
 from api.inbox.x.client import XClient
+from api.webhooks.intake import INTAKE, WebhookIntake
 
 # Seals and opens channel credentials (INTEGRATIONS_ENCRYPTION_KEY, as shop credentials).
 INBOX_BOX = Slot("inbox_secret_box", SecretBox, NO_KEY)
@@ -38,6 +42,36 @@ def box(client: Annotated[SecretBox, Depends(INBOX_BOX.required)]) -> Iterator[S
 
 
 Box = Annotated[SecretBox, Depends(box)]
+
+
+@dataclass(frozen=True)
+class WebhookEdge:
+    """What an inbox webhook takes from the app for every delivery."""
+
+    database: Database
+    box: SecretBox
+    intake: WebhookIntake
+    settings: Settings
+
+
+async def webhook_edge(request: Request) -> AsyncIterator[WebhookEdge]:
+    """The app's database, box, intake and settings in one dependency run on the event loop:
+    each is a lookup, and a sync dependency costs a thread hop apiece (six a delivery, with the
+    box's generator), which on a busy machine weighs on every webhook's answer. A stored
+    credential the box cannot open leaves as the envelope's 503 channel_key_mismatch."""
+    edge = WebhookEdge(
+        database=DATABASE.required(request),
+        box=INBOX_BOX.required(request),
+        intake=INTAKE.required(request),
+        settings=SETTINGS.required(request),
+    )
+    try:
+        yield edge
+    except KeyMismatchError as error:
+        raise key_mismatch() from error
+
+
+InboxWebhookEdge = Annotated[WebhookEdge, Depends(webhook_edge)]
 OptionalBox = Annotated[SecretBox | None, Depends(INBOX_BOX.optional)]
 WhatsApp = Annotated[WhatsAppClient, Depends(WHATSAPP.required)]
 Telegram = Annotated[TelegramClient, Depends(TELEGRAM.required)]

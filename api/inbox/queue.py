@@ -1,50 +1,92 @@
-"""Inbox deliveries (WhatsApp, Telegram, X) are stored when they arrive and applied in batches
-after the answer (private.apply_inbox_queue): each webhook's answer is followed by a drain of
-whatever is stored and due, after INBOX_APPLY_DELAY_SECONDS (0.2 s by default). One drain runs
-at a time; a drain that finds another running leaves its delivery to it (that one calls again
-until a call takes none), so what arrives meanwhile is applied together, as one set. The replay
-cron applies anything a drain left (an edge that stopped before its drain ran)."""
+"""Inbox deliveries (WhatsApp, Telegram, X) are stored when they arrive and applied in sets
+after the answer (private.apply_inbox_queue). One drain is scheduled at a time, in the database
+(private.schedule_inbox_drain), so the edge stays stateless: the first delivery stored after the
+scheduled drain became due schedules the next one, INBOX_APPLY_DELAY_SECONDS (0.2 s by default)
+ahead, and runs it after its answer; every delivery stored meanwhile is left to that drain,
+which starts after they were committed and applies them together, as one set. The replay cron
+applies anything a drain left (an edge that stopped after its answer)."""
 
 import logging
 import time
+from typing import Any
 
 import psycopg
 from fastapi import BackgroundTasks
+from psycopg.rows import DictRow
 
-from api.core.db import Database
+from api.core.db import Database, become_service
 from api.core.errors import ApiError
 from api.core.settings import Settings
 
 log = logging.getLogger("growthbase.inbox")
 
 BATCH = 500
+# While another drain holds the queue, how long to wait before asking again, and for how long
+# in all: its current call may have begun before this drain's delivery was committed, so this
+# drain takes the queue once that call ends rather than leave the delivery to the replay cron.
+BUSY_WAIT_SECONDS = 0.05
+BUSY_PATIENCE_SECONDS = 30.0
 
 
 def apply_queued(database: Database, delay_seconds: float = 0) -> int:
-    """Applies stored inbox deliveries, a batch per transaction, until a batch takes none or
-    another drain is running; answers how many were taken. A delivery that fails is counted for
-    a retry inside the database; a drain that cannot run leaves the deliveries stored for the
-    next one. It waits `delay_seconds` first (after the answer has gone out) and after each
-    short batch, so that deliveries arriving meanwhile are applied together, as one set."""
+    """Applies stored inbox deliveries, a set of up to BATCH per transaction, until a call takes
+    less than a full set; answers how many were taken. It waits `delay_seconds` first (after the
+    answer has gone out), so that the deliveries arriving meanwhile join the set. One call is
+    enough otherwise: every delivery left to this drain was committed before it became due, so
+    its first call sees them all, and a delivery stored after that schedules a drain of its
+    own. A delivery that fails is counted for a retry inside the database; a drain that cannot
+    run leaves the deliveries stored, for the next drain or the replay cron."""
     if delay_seconds > 0:
         time.sleep(delay_seconds)
     taken = 0
+    patience = time.monotonic() + BUSY_PATIENCE_SECONDS
     try:
         while True:
-            with database.as_service() as conn:
-                row = conn.execute(
-                    "select private.apply_inbox_queue(%s) as taken", (BATCH,)
-                ).fetchone()
+            row = service_call(database, "select private.apply_inbox_queue(%s) as taken", (BATCH,))
             batch = int(row["taken"]) if row else 0
-            if batch <= 0:
+            if batch >= 0:
+                taken += batch
+                if batch < BATCH:
+                    return taken
+            elif time.monotonic() < patience:
+                time.sleep(BUSY_WAIT_SECONDS)
+            else:
                 return taken
-            taken += batch
-            if batch < BATCH and delay_seconds > 0:
-                time.sleep(delay_seconds)
     except (psycopg.Error, ApiError) as error:
         log.warning("inbox deliveries left for the next drain: %s", type(error).__name__)
         return taken
 
 
+def service_call(database: Database, query: str, params: tuple[Any, ...]) -> DictRow | None:
+    """One statement as the service in its own transaction, in one round trip: the role
+    switch, the statement and the commit go to Postgres together (a pipeline); on a busy
+    server every round trip waits for the backend to be scheduled."""
+    with database.connection() as conn:
+        with conn.pipeline():
+            become_service(conn)
+            cursor = conn.execute(query, params)
+            conn.commit()
+        return cursor.fetchone()
+
+
+def schedule_drain(database: Database, delay_seconds: float) -> bool:
+    """Whether this delivery's request runs the next drain (the delivery is committed
+    already); false when a drain is scheduled that has not started yet, which takes it."""
+    row = service_call(database, "select private.schedule_inbox_drain(%s) as due", (delay_seconds,))
+    return bool(row and row["due"])
+
+
+def drain_if_scheduled(database: Database, delay_seconds: float) -> int:
+    """After the answer: runs the next drain when no drain is scheduled yet. A failure to ask
+    leaves the delivery stored, for the scheduled drain or the replay cron."""
+    try:
+        if not schedule_drain(database, delay_seconds):
+            return 0
+    except (psycopg.Error, ApiError) as error:
+        log.warning("inbox drain not scheduled: %s", type(error).__name__)
+        return 0
+    return apply_queued(database, delay_seconds)
+
+
 def apply_after_answer(background: BackgroundTasks, database: Database, settings: Settings) -> None:
-    background.add_task(apply_queued, database, settings.inbox_apply_delay_seconds)
+    background.add_task(drain_if_scheduled, database, settings.inbox_apply_delay_seconds)

@@ -2,13 +2,16 @@
 private.channel_secrets, never readable through the Data API and never answered back."""
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
-from api.core.db import Connection, Database
+from api.core.db import Connection, Database, become_service
 from api.core.secrets_box import SecretBox
 
 
@@ -42,12 +45,30 @@ def stored_channel(database: Database, box: SecretBox, channel_id: UUID) -> Stor
         return channel_on(conn, box, channel_id)
 
 
+CHANNEL_SQL = "select (c.channel).*, c.secrets_encrypted from private.channel_with_secrets(%s) c"
+
+
 def channel_on(conn: Connection, box: SecretBox, channel_id: UUID) -> StoredChannel | None:
     """The channel and its opened secrets, read in the caller's service transaction."""
-    row = conn.execute(
-        "select (c.channel).*, c.secrets_encrypted from private.channel_with_secrets(%s) c",
-        (channel_id,),
-    ).fetchone()
+    return opened_channel(box, conn.execute(CHANNEL_SQL, (channel_id,)).fetchone())
+
+
+@contextmanager
+def service_channel(
+    database: Database, box: SecretBox, channel_id: UUID
+) -> Iterator[tuple[Connection, StoredChannel | None]]:
+    """A service transaction and the channel with its opened secrets, for a webhook that checks
+    a delivery's signature and then stores it in the same transaction. The role switch and the
+    read go to Postgres together, in one round trip (a pipeline): on a busy server every round
+    trip waits for the backend to be scheduled."""
+    with database.connection() as conn:
+        with conn.pipeline():
+            become_service(conn)
+            cursor = conn.execute(CHANNEL_SQL, (channel_id,))
+        yield conn, opened_channel(box, cursor.fetchone())
+
+
+def opened_channel(box: SecretBox, row: DictRow | None) -> StoredChannel | None:
     if row is None or row["id"] is None:
         return None
     return StoredChannel(

@@ -30,6 +30,7 @@ from api.core.deps import Slot
 from api.core.errors import ApiError
 
 log = logging.getLogger("growthbase.webhooks")
+RECORD_SQL = "select id, duplicate from private.record_webhook_event(%s, %s, %s)"
 
 
 @dataclass(frozen=True)
@@ -95,10 +96,19 @@ class WebhookIntake:
     def store(self, conn: Connection, provider: str, event_id: str, body: bytes) -> Recorded:
         """Stores the delivery in the caller's transaction; a repeat of one already processed is
         a duplicate. Applying it is left to the caller's feature (and to the replay)."""
-        row = conn.execute(
-            "select id, duplicate from private.record_webhook_event(%s, %s, %s)",
-            (provider, event_id[:200], body.decode()),
-        ).fetchone()
+        row = conn.execute(RECORD_SQL, (provider, event_id[:200], body.decode())).fetchone()
+        assert row is not None
+        return Recorded(StoredEvent(row["id"], event_id, body.decode()), bool(row["duplicate"]))
+
+    def store_and_commit(
+        self, conn: Connection, provider: str, event_id: str, body: bytes
+    ) -> Recorded:
+        """`store`, then the caller's transaction committed, sent together in one round trip (a
+        pipeline): the delivery is durable when this returns, and the transaction is over."""
+        with conn.pipeline():
+            cursor = conn.execute(RECORD_SQL, (provider, event_id[:200], body.decode()))
+            conn.commit()
+        row = cursor.fetchone()
         assert row is not None
         return Recorded(StoredEvent(row["id"], event_id, body.decode()), bool(row["duplicate"]))
 

@@ -25,6 +25,7 @@ from api.app import create_app
 from api.core.db import Database
 from api.email.sender import SendPolicy, reply_address, send_due_emails
 from api.email.ses import SesClient
+from api.inbox.email import mime
 from tests.factories.edge import bearer, edge_settings
 from tests.factories.email import (
     SENDER_DOMAIN,
@@ -34,7 +35,7 @@ from tests.factories.email import (
     verified_sender,
 )
 from tests.factories.flows import create_flow, send_step, template, tick
-from tests.factories.workspaces import User, acting_as, create_user, one
+from tests.factories.workspaces import User, acting_as, add_member, create_user, one
 from tests.fakes import sns_signing
 from tests.fakes.jwks import JwksServer
 from tests.fakes.ses_inbound import TOPIC, notification, received
@@ -278,6 +279,105 @@ def test_a_reply_to_a_campaign_is_linked_only_from_its_recipient(
     assert not any(m["address"].startswith("mailer-daemon") for m in messages(conn, channel))
 
 
+def test_an_auto_reply_is_kept_but_never_acts_as_the_customer(
+    conn: Conn, client: TestClient, jwks: JwksServer, mailbox: Mailbox
+) -> None:
+    """An `X-Autoreply` answer to a campaign, and an out-of-office subject with no header at
+    all, are kept in the sender's conversation, flagged, and change nothing: a resolved
+    conversation stays resolved, a snoozed one snoozed, the assignee hears nothing and the
+    campaign counts no reply. The customer's own answer then does all of that."""
+    owner = create_user(conn)
+    teammate = add_member(conn, owner, "member")
+    inbound = address()
+    channel = connect(client, jwks, owner, inbound)
+    [reader] = add_contacts(conn, owner, 1, prefix="away")
+    campaign = list_campaign(conn, owner, [reader])
+    start(conn, owner, campaign)
+    recipient = one(
+        conn, "select id, email from public.campaign_recipients where campaign_id = %s", (campaign,)
+    )
+    ses_id = f"0107019{uuid.uuid4().hex[:9]}-{uuid.uuid4()}-000000"
+    conn.execute(
+        "update public.campaign_recipients set status = 'sent', sent_at = now(),"
+        " ses_message_id = %s where id = %s",
+        (ses_id, recipient["id"]),
+    )
+    sender = recipient["email"]
+    mailbox.deliver(mail(sender, inbound, "Is my parcel on its way?"), [inbound])
+    conversation = messages(conn, channel)[0]["conversation_id"]
+    conn.execute(
+        "update public.conversations set assignee_id = %s, status = 'resolved',"
+        " resolved_at = now(), last_message_at = now() - interval '5 days' where id = %s",
+        (teammate.id, conversation),
+    )
+
+    def state() -> tuple[str, int, Any]:
+        row = one(
+            conn,
+            "select c.status, c.message_count, r.replied_at from public.conversations c,"
+            " public.campaign_recipients r where c.id = %s and r.id = %s",
+            (conversation, recipient["id"]),
+        )
+        return row["status"], row["message_count"], row["replied_at"]
+
+    thread = {"In-Reply-To": f"<{ses_id}@eu-central-1.amazonses.com>"}
+    away = mail(
+        sender,
+        inbound,
+        "I am travelling until Monday.",
+        subject="Re: News",
+        headers={**thread, "X-Autoreply": "yes"},
+    )
+    assert mailbox.deliver(away, [inbound]).status_code == 200
+    assert state() == ("resolved", 2, None)
+    conn.execute(
+        "update public.conversations set status = 'snoozed',"
+        " snoozed_until = now() + interval '1 day' where id = %s",
+        (conversation,),
+    )
+    mailbox.deliver(mail(sender, inbound, "Back on Monday.", subject="Out of office"), [inbound])
+    assert state() == ("snoozed", 3, None)
+    with acting_as(conn, teammate):
+        assert conn.execute("select kind from public.notifications").fetchall() == []
+    kept = [(m["text"], m["auto_reply"]) for m in messages(conn, channel)]
+    assert kept == [
+        ("Is my parcel on its way?", False),
+        ("I am travelling until Monday.", True),
+        ("Back on Monday.", True),
+    ]
+    replies = "select replies from analytics.campaign_performance where campaign_id = %s"
+    assert one(conn, replies, (campaign,))["replies"] == 0
+
+    mailbox.deliver(
+        mail(sender, inbound, "Yes, order me one", subject="Re: News", headers=thread), [inbound]
+    )
+    status, count, replied_at = state()
+    assert (status, count) == ("open", 4) and replied_at is not None
+    with acting_as(conn, teammate):
+        notified = conn.execute("select kind from public.notifications").fetchall()
+    assert [n["kind"] for n in notified] == ["conversation.replied"]
+    assert one(conn, replies, (campaign,))["replies"] == 1
+
+
+def test_auto_reply_headers_are_read_as_rfc_3834_and_vendors_write_them() -> None:
+    """`Auto-Submitted: no` is a person's mail (RFC 3834); any other value, `X-Autoreply`,
+    `X-Autorespond`, `Precedence: auto_reply` and out-of-office subjects are auto-replies."""
+
+    def flagged(subject: str = "Re: News", **headers: str) -> bool:
+        return mime.parse(
+            mail("a@example.org", "b@example.test", "x", subject=subject, headers=headers)
+        ).auto_reply
+
+    assert not flagged()
+    assert not flagged(**{"Auto-Submitted": "no"})
+    assert flagged(**{"Auto-Submitted": "auto-replied"})
+    assert flagged(**{"X-Autoreply": "yes"})
+    assert flagged(**{"X-Autorespond": "Out of office"})
+    assert flagged(Precedence="auto_reply")
+    assert flagged(subject="Automatic reply: News")
+    assert flagged(subject="Out of Office: News")
+
+
 def test_campaign_mail_carries_its_recipients_reply_address_and_the_reply_threads_back(
     conn: Conn,
     client: TestClient,
@@ -430,6 +530,114 @@ def test_replies_go_out_in_the_thread_and_answers_come_back_to_it(
         "Thanks!",
         "One more thing",
     ]
+
+
+def test_a_conversations_reply_address_counts_only_on_its_own_domain(
+    conn: Conn, client: TestClient, jwks: JwksServer, mailbox: Mailbox
+) -> None:
+    """`reply+c<conversation>@…` names a conversation only on its channel's domain: the same
+    token on another workspace's receiving domain files nothing into that conversation."""
+    other, owner = create_user(conn), create_user(conn)
+    theirs, ours = address(), address()
+    connect(client, jwks, other, theirs)
+    channel = connect(client, jwks, owner, ours)
+    mailbox.deliver(mail("karel@example.org", ours, "Where is my refund?"), [ours])
+    conversation = uuid.UUID(str(messages(conn, channel)[0]["conversation_id"]))
+    elsewhere = f"reply+c{conversation.hex}@{theirs.split('@')[1]}"
+    answer = mailbox.deliver(mail("karel@example.org", elsewhere, "Slipped in?"), [elsewhere])
+    assert answer.status_code == 200
+    assert [m["text"] for m in messages(conn, channel)] == ["Where is my refund?"]
+    outcome = one(
+        conn,
+        "select outcome from private.webhook_events where provider = 'ses_inbound'"
+        " order by received_at desc limit 1",
+    )
+    assert outcome["outcome"] == "ignored:no_channel"
+    home = f"reply+c{conversation.hex}@{ours.split('@')[1]}"
+    mailbox.deliver(mail("karel@example.org", home, "Any news?"), [home])
+    assert [m["text"] for m in messages(conn, channel)] == ["Where is my refund?", "Any news?"]
+
+
+def ses_event(kind: str, message: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
+    """An SES event record (configuration-set event publishing) for an inbox reply."""
+    return {
+        "eventType": kind,
+        "mail": {
+            "timestamp": datetime.now(UTC).isoformat(),
+            "source": "support@shop.example",
+            "messageId": message["provider_message_id"],
+            "destination": ["petra@example.org"],
+            "tags": {
+                "ses:configuration-set": ["growthbase"],
+                "inbox_message": [message["id"]],
+            },
+        },
+        kind.lower(): {"timestamp": datetime.now(UTC).isoformat(), **details},
+    }
+
+
+def test_an_email_replys_status_follows_ses_events(
+    conn: Conn, client: TestClient, jwks: JwksServer, mailbox: Mailbox, ses: str
+) -> None:
+    """SES's events for a reply sent from the inbox move it forward like Meta's statuses do:
+    delivered, then read on an open (in any order, twice: the furthest wins), and a bounce
+    fails it with the recipient server's answer for the member to see."""
+    owner = create_user(conn)
+    inbound = address()
+    boto3.client(
+        "sesv2",
+        region_name=REGION,
+        endpoint_url=ses,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_email_identity(EmailIdentity=inbound.split("@")[1])
+    channel = connect(client, jwks, owner, inbound)
+    mailbox.deliver(mail("petra@example.org", inbound, "Do you ship abroad?"), [inbound])
+    conversation = messages(conn, channel)[0]["conversation_id"]
+    sent = []
+    for text in ("Yes, everywhere in the EU.", "And to Norway."):
+        answer = client.post(
+            f"/api/v1/inbox/conversations/{conversation}/messages",
+            json={"text": text},
+            headers=bearer(jwks, owner),
+        )
+        assert answer.status_code == 201 and answer.json()["data"]["status"] == "sent"
+        sent.append(answer.json()["data"])
+
+    def publish(record: dict[str, Any]) -> None:
+        signed = notification(mailbox.certificate, mailbox.url, json.dumps(record))
+        answer = client.post(
+            "/api/v1/webhooks/ses",
+            content=json.dumps(signed),
+            headers={"x-amz-sns-message-type": "Notification", "Content-Type": "text/plain"},
+        )
+        assert answer.status_code == 200, answer.text
+
+    delivered = ses_event("Delivery", sent[0], {"recipients": ["petra@example.org"]})
+    opened = ses_event("Open", sent[0], {"userAgent": "Mozilla/5.0", "ipAddress": "192.0.2.1"})
+    for record in (opened, delivered, opened):
+        publish(record)
+    bounced = {
+        "bounceType": "Permanent",
+        "bounceSubType": "General",
+        "bouncedRecipients": [
+            {"emailAddress": "petra@example.org", "diagnosticCode": "smtp; 550 5.1.1 user unknown"}
+        ],
+    }
+    publish(ses_event("Bounce", sent[1], bounced))
+    with acting_as(conn, owner):
+        rows = {
+            str(r["id"]): (r["status"], r["error_code"], r["error_text"])
+            for r in conn.execute(
+                "select id, status, error_code, error_text from public.messages"
+                " where conversation_id = %s and direction = 'outbound'",
+                (conversation,),
+            ).fetchall()
+        }
+    assert rows == {
+        sent[0]["id"]: ("read", None, None),
+        sent[1]["id"]: ("failed", "bounce:Permanent:General", "smtp; 550 5.1.1 user unknown"),
+    }
 
 
 def test_a_new_mail_after_the_join_window_starts_a_new_conversation(
@@ -589,14 +797,25 @@ def test_replies_to_a_flow_email_count_for_its_step_and_flow(
     conn: Conn, client: TestClient, jwks: JwksServer, mailbox: Mailbox
 ) -> None:
     """A flow's send step mails as its own campaign: a reply to it (auto-replies excepted)
-    counts in analytics.flow_step_reply_rates and flow_reply_rates, for members only."""
+    counts in analytics.flow_step_reply_rates and flow_reply_rates, for members only, and
+    ends the replier's run when the flow exits on `replied` (a cold-email sequence stops)."""
     conn.execute("update public.flows set status = 'paused' where status = 'active'")
     owner, stranger = create_user(conn), create_user(conn)
     inbound = address()
     connect(client, jwks, owner, inbound)
     sender = verified_sender(conn, owner)
-    steps = [send_step("hello", template(conn, owner), sender)]
-    flow = create_flow(conn, owner, "tag_added", steps, trigger_config={"tag": "new"})
+    steps = [
+        send_step("hello", template(conn, owner), sender, next_key="follow_up_later"),
+        {"key": "follow_up_later", "kind": "wait", "config": {"days": 3}},
+    ]
+    flow = create_flow(
+        conn,
+        owner,
+        "tag_added",
+        steps,
+        trigger_config={"tag": "new"},
+        exit_events=[{"type": "custom", "name": "replied"}],
+    )
     conn.execute(
         "insert into public.contacts (workspace_id, email, consent_state, tags)"
         " select %s, 'flow' || n || '-' || %s || '@mail.example.org', 'granted', '{new}'"
@@ -647,6 +866,17 @@ def test_replies_to_a_flow_email_count_for_its_step_and_flow(
         "0.2500",
     )
     assert (total["sent"], total["replies"], str(total["reply_rate"])) == (4, 1, "0.2500")
+    tick(conn)
+    ended = {
+        r["email"]: (r["status"], r["exit_reason"])
+        for r in conn.execute(
+            "select c.email, r.status, r.exit_reason from public.flow_runs r"
+            " join public.contacts c on c.id = r.contact_id where r.flow_id = %s",
+            (flow,),
+        ).fetchall()
+    }
+    assert ended[emails[0]] == ("converted", "goal")
+    assert ended[emails[1]] == ("active", None)  # an auto-reply does not stop the sequence
     with acting_as(conn, stranger):
         assert (
             conn.execute(

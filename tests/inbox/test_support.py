@@ -136,6 +136,19 @@ def test_assignment_status_priority_and_notes_by_members_only(conn: Conn) -> Non
         (conversation,),
     ).fetchall()
     assert [e["kind"] for e in events] == ["assigned", "priority", "labels", "status", "status"]
+    # Each change is broadcast on the workspace's inbox channel: ids and states only.
+    updates = [
+        r["payload"]
+        for r in conn.execute(
+            "select payload from realtime.messages where topic = %s"
+            " and event = 'conversation_updated' and payload ->> 'id' = %s",
+            (f"workspace:{owner.workspace_id}:inbox", str(conversation)),
+        ).fetchall()
+    ]
+    changes = {(u["assignee_id"], u["previous_assignee_id"], u["status"]) for u in updates}
+    assert (str(agent.id), None, "open") in changes
+    assert {"snoozed", "resolved"} <= {u["status"] for u in updates}
+    assert {u["priority"] for u in updates} >= {"urgent"}
     # Reopening while the contact opened another conversation on the channel is refused.
     sender = sender_of(conn, conversation)
     apply_whatsapp(

@@ -330,6 +330,41 @@ def test_an_apply_that_fails_keeps_the_delivery_for_the_replay(
     assert post_webhook(client, channel, body).json()["data"] == {"outcome": "duplicate"}
 
 
+def test_one_drain_is_scheduled_at_a_time_and_the_replay_applies_what_a_dead_edge_left(
+    conn: Conn, client: TestClient
+) -> None:
+    """After its answer, the first delivery schedules the next drain and runs it; deliveries
+    stored before that drain is due are left to it. When the edge that scheduled it stops
+    after answering, its drain never runs, and nothing is lost: Meta had its 200, the delivery
+    stays stored, and the replay cron applies it."""
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    body = inbound(
+        sender, [text_message(sender, "Hello?")], phone_number_id=account_id(conn, channel)
+    )
+    try:
+        assert one(conn, "select private.schedule_inbox_drain(3600) as due")["due"] is True
+        assert one(conn, "select private.schedule_inbox_drain(0) as due")["due"] is False
+        # The edge that scheduled that drain stops here, before running it.
+        assert post_webhook(client, channel, body).json()["data"] == {"outcome": "accepted"}
+        assert not conn.execute(
+            "select 1 from public.messages where channel_id = %s", (channel,)
+        ).fetchall()
+    finally:
+        conn.execute("update private.inbox_drain_schedule set due_at = '-infinity'")
+    conn.execute(
+        "update private.webhook_events set received_at = now() - interval '2 minutes'"
+        " where event_id like %s",
+        (f"{channel}:%",),
+    )
+    replay = client.get("/api/v1/cron/webhook-replay", headers={"Authorization": f"Bearer {CRON}"})
+    assert replay.status_code == 200, replay.text
+    applied = one(conn, "select text from public.messages where channel_id = %s", (channel,))
+    assert applied["text"] == "Hello?"
+    assert post_webhook(client, channel, body).json()["data"] == {"outcome": "duplicate"}
+
+
 def test_forged_unknown_and_malformed_deliveries_store_nothing(
     conn: Conn, client: TestClient
 ) -> None:
@@ -357,10 +392,16 @@ def test_forged_unknown_and_malformed_deliveries_store_nothing(
     assert answer.status_code == 401
     malformed = post_webhook(client, channel, {"object": "page", "entry": []})
     assert malformed.status_code == 422
+    # Credentials sealed with another key: our fault, not Meta's, and said so (Meta retries).
+    resealed = whatsapp_channel(conn, owner, Fernet.generate_key().decode())
+    unopened = post_webhook(client, resealed, body)
+    assert unopened.status_code == 503
+    assert unopened.json()["error"]["code"] == "channel_key_mismatch"
     stored = one(
         conn,
-        "select count(*) as n from private.webhook_events where event_id like %s",
-        (f"{channel}:%",),
+        "select count(*) as n from private.webhook_events where event_id like %s"
+        " or event_id like %s",
+        (f"{channel}:%", f"{resealed}:%"),
     )["n"]
     assert stored == 0
 
@@ -635,6 +676,65 @@ def test_metas_errors_retry_fail_or_revoke_as_they_should(
     assert row["status"] == "revoked" and "190" in row["status_reason"]
     after = client.post(url, json={"text": "Four"}, headers=bearer(jwks, owner))
     assert after.status_code == 409 and after.json()["error"]["code"] == "channel_not_active"
+
+
+def test_a_closed_window_fails_the_message_with_metas_reason_and_no_retry(
+    conn: Conn, client: TestClient, jwks: JwksServer, graph: GraphServer
+) -> None:
+    """Meta's 131047 (more than 24 hours since the customer last wrote), whether Meta refuses
+    the send at once or fails the message later in a status callback: the member sees the
+    message failed with Meta's code and reason, and the cron never sends it again."""
+    owner = create_user(conn)
+    member = add_member(conn, owner, "member")
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    conversation = whatsapp_conversation(conn, channel, sender)
+    url = f"/api/v1/inbox/conversations/{conversation}/messages"
+    reason = "more than 24 hours have passed since the customer last replied"
+
+    graph.failures[:] = [131047]
+    refused_now = client.post(url, json={"text": "Still interested?"}, headers=bearer(jwks, owner))
+    assert refused_now.status_code == 201, refused_now.text
+    first = refused_now.json()["data"]
+    assert (first["status"], first["error_code"]) == ("failed", "131047")
+    assert reason in first["error_text"]
+    later = client.post(url, json={"text": "One more thing"}, headers=bearer(jwks, owner))
+    second = later.json()["data"]
+    assert second["status"] == "sent"
+    callback = status(second["provider_message_id"], "failed", sender, 1749416500, error=131047)
+    answer = post_webhook(client, channel, statuses([callback], account_id(conn, channel)))
+    assert answer.status_code == 200
+
+    sends = len(graph.sends())
+    conn.execute(
+        "update private.inbox_outbox set next_attempt_at = now() - interval '1 day'"
+        " where message_id = any(%s)",
+        ([uuid.UUID(first["id"]), uuid.UUID(second["id"])],),
+    )
+    cron = client.get("/api/v1/cron/inbox", headers={"Authorization": f"Bearer {CRON}"})
+    assert cron.status_code == 200 and len(graph.sends()) == sends
+    with acting_as(conn, member):
+        seen = {
+            r["id"]: (r["status"], r["error_code"], reason in r["error_text"])
+            for r in conn.execute(
+                "select id, status, error_code, error_text from public.messages"
+                " where conversation_id = %s and direction = 'outbound'",
+                (conversation,),
+            ).fetchall()
+        }
+    assert seen == {
+        uuid.UUID(first["id"]): ("failed", "131047", True),
+        uuid.UUID(second["id"]): ("failed", "131047", True),
+    }
+    # The SPA hears of both failures live: ids, states and Meta's code, never the text.
+    failures = conn.execute(
+        "select payload from realtime.messages where topic = %s and event = 'message_status'"
+        " and payload ->> 'status' = 'failed' and payload ->> 'conversation_id' = %s",
+        (f"workspace:{owner.workspace_id}:inbox", str(conversation)),
+    ).fetchall()
+    assert sorted((f["payload"]["id"], f["payload"]["error_code"]) for f in failures) == sorted(
+        [(first["id"], "131047"), (second["id"], "131047")]
+    )
 
 
 # read state ----------------------------------------------------------------------------------

@@ -17,17 +17,16 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.core.db import Database
-from api.core.deps import AppSettings, ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import JSON, documented, inline_schema, merged_errors
 from api.core.signatures import WEBHOOK_SIGNATURE_ERRORS, WEBHOOK_SIGNATURE_INVALID, same_signature
-from api.inbox.deps import Box
+from api.inbox.deps import InboxWebhookEdge
 from api.inbox.errors import OPENING_CREDENTIALS
 from api.inbox.queue import apply_after_answer
-from api.inbox.secrets import channel_on
+from api.inbox.secrets import service_channel
 from api.webhooks.body import parse_json, raw_body
-from api.webhooks.intake import Applier, Intake, sql_applier
+from api.webhooks.intake import Applier, sql_applier
 
 router = APIRouter(tags=["webhooks"])
 PROVIDER = "telegram"
@@ -103,16 +102,12 @@ def telegram_webhook(
     channel_id: UUID,
     body: Annotated[bytes, Depends(raw_body)],
     secret_token: Annotated[str | None, Security(SECRET_TOKEN)],
-    database: ServiceDatabase,
-    box: Box,
-    intake: Intake,
+    edge: InboxWebhookEdge,
     background: BackgroundTasks,
-    settings: AppSettings,
 ) -> dict[str, Any]:
     """The edge registers this URL with setWebhook when the bot is connected. Unknown channels
     answer as a wrong secret does."""
-    with database.as_service() as conn:
-        channel = channel_on(conn, box, channel_id)
+    with service_channel(edge.database, edge.box, channel_id) as (conn, channel):
         expected = (
             channel.secrets.get("secret_token", "")
             if channel and channel.kind == "telegram"
@@ -124,9 +119,11 @@ def telegram_webhook(
             update = Update.model_validate(parse_json(body))
         except ValidationError as error:
             raise ApiError(422, "invalid_input", "The body is not a Telegram Update") from error
-        received = intake.store(conn, PROVIDER, f"{channel_id}:{update.update_id}", body)
+        received = edge.intake.store_and_commit(
+            conn, PROVIDER, f"{channel_id}:{update.update_id}", body
+        )
     if not received.duplicate:
-        apply_after_answer(background, database, settings)
+        apply_after_answer(background, edge.database, edge.settings)
     return ok({"outcome": "duplicate" if received.duplicate else "accepted"})
 
 

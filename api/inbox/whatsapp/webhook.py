@@ -20,18 +20,18 @@ from fastapi.security import APIKeyHeader, APIKeyQuery
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.core.db import Database
-from api.core.deps import AppSettings, ServiceDatabase
+from api.core.deps import ServiceDatabase
 from api.core.envelope import Envelope, ok
 from api.core.errors import ApiError
 from api.core.openapi import JSON, documented, inline_schema, merged_errors
 from api.core.secrets_box import SecretBox
 from api.core.signatures import WEBHOOK_SIGNATURE_ERRORS, same_signature, verify_webhook_hmac
-from api.inbox.deps import Box
+from api.inbox.deps import Box, InboxWebhookEdge
 from api.inbox.errors import OPENING_CREDENTIALS
 from api.inbox.queue import apply_after_answer
-from api.inbox.secrets import StoredChannel, channel_on, stored_channel
+from api.inbox.secrets import StoredChannel, service_channel, stored_channel
 from api.webhooks.body import parse_json, raw_body
-from api.webhooks.intake import Applier, Intake, sql_applier
+from api.webhooks.intake import Applier, sql_applier
 
 router = APIRouter(tags=["webhooks"])
 # Meta's GET handshake carries no body: it is no webhook delivery, so it is listed apart.
@@ -202,17 +202,13 @@ def whatsapp_webhook(
     channel_id: UUID,
     body: Annotated[bytes, Depends(raw_body)],
     signature: Annotated[str | None, Security(HUB_SIGNATURE)],
-    database: ServiceDatabase,
-    box: Box,
-    intake: Intake,
+    edge: InboxWebhookEdge,
     background: BackgroundTasks,
-    settings: AppSettings,
 ) -> dict[str, Any]:
     """Point the Meta app's webhook (field `messages`) here with the verify token given at
     connect. Unknown channels answer as a bad signature does, so nothing is learnt about which
     channels exist."""
-    with database.as_service() as conn:
-        found = channel_on(conn, box, channel_id)
+    with service_channel(edge.database, edge.box, channel_id) as (conn, found):
         channel = found if found is not None and found.kind == "whatsapp" else None
         sent = (
             signature.removeprefix("sha256=")
@@ -233,9 +229,9 @@ def whatsapp_webhook(
                 422, "invalid_input", "The body is not a WhatsApp Business Account webhook"
             ) from error
         event_id = f"{channel_id}:{hashlib.sha256(body).hexdigest()}"
-        received = intake.store(conn, PROVIDER, event_id, body)
+        received = edge.intake.store_and_commit(conn, PROVIDER, event_id, body)
     if not received.duplicate:
-        apply_after_answer(background, database, settings)
+        apply_after_answer(background, edge.database, edge.settings)
     return ok({"outcome": "duplicate" if received.duplicate else "accepted"})
 
 
