@@ -84,6 +84,7 @@ REFERENCE_TABLES = frozenset(
         "private.ses_accounts",
         "private.ses_tenancy",
         "private.platform_brake",
+        "private.inbox_drain_schedule",
         "private.platform_suppressions",
         "private.disposable_domains",
         "private.personal_data_columns",
