@@ -31,13 +31,17 @@ begin
         and k.last_order_at < ((p_as_of + 1)::timestamp at time zone 'UTC')
         and not exists (select 1 from private.rfm_stale s where s.workspace_id = k.workspace_id)
     ),
+    -- The workspaces to count: all (null) for an analyst when none is kept, else those listed.
     counted as materialized (
-      select array(
-        select w.id from public.workspaces w
-        where (v_workspace_ids is null or w.id = any (v_workspace_ids))
-          and not exists (select 1 from kept k where k.workspace_id = w.id)
-          and exists (select 1 from public.customer_facts f where f.workspace_id = w.id)
-      ) as ids
+      select case
+               when v_workspace_ids is null and not exists (select 1 from kept) then null
+               else array(
+                 select w.id from public.workspaces w
+                 where (v_workspace_ids is null or w.id = any (v_workspace_ids))
+                   and not exists (select 1 from kept k where k.workspace_id = w.id)
+                   and exists (select 1 from public.customer_facts f where f.workspace_id = w.id)
+               )
+             end as ids
     )
     select s.workspace_id, s.segment, count(*), sum(s.monetary), sum(s.frequency)
     from private.rfm_kept_scores s
@@ -48,7 +52,7 @@ begin
     from counted c
     cross join private.rfm_scores(p_as_of, c.ids) as r
     join analytics.rfm_segment_map m on m.r_score = r.r_score and m.f_score = r.f_score
-    where cardinality(c.ids) > 0
+    where c.ids is null or cardinality(c.ids) > 0
     group by r.workspace_id, m.segment;
 end
 $$;
