@@ -291,6 +291,7 @@ def test_dashboard_users_see_only_their_workspaces(
         "select workspace_id from analytics.rfm_segment_trend",
         "select workspace_id from analytics.rfm_segment_movement",
         "select workspace_id from analytics.rfm('2026-06-30')",
+        "select workspace_id from analytics.rfm_segment_totals('2026-06-30')",
     ]
     for user in (owner, other):
         with acting_as(conn, user):
@@ -304,8 +305,9 @@ def test_an_as_of_date_outside_the_calendar_we_score_is_a_422(
     conn: Conn, shop: tuple[User, dict[str, uuid.UUID]], as_of: str | None
 ) -> None:
     owner, _ = shop
-    with acting_as(conn, owner), refused(422, "invalid_as_of"):
-        conn.execute("select * from analytics.rfm(%s::date)", (as_of,))
+    for function in ("rfm", "rfm_segment_totals"):
+        with acting_as(conn, owner), refused(422, "invalid_as_of"):
+            conn.execute(f"select * from analytics.{function}(%s::date)", (as_of,))
 
 
 def test_a_request_acting_as_authenticated_without_a_user_sees_no_workspace(

@@ -117,6 +117,29 @@ def scored_alike(conn: Conn, owner: User, dates: list[date]) -> int:
     return compared
 
 
+# The segment summary as analytics.rfm_segments first defined it: every customer's row grouped.
+SEGMENTS_FROM_ROWS = """
+select r.segment, count(*) as customers, sum(r.monetary) as revenue,
+       round(sum(r.monetary) / nullif(sum(r.frequency), 0), 2) as average_order_value,
+       round(count(*)::numeric / sum(count(*)) over (), 4) as share_of_customers,
+       round(sum(r.monetary) / nullif(sum(sum(r.monetary)) over (), 0), 4) as share_of_revenue
+from analytics.rfm(current_date) r
+group by r.segment
+order by r.segment
+"""
+
+SEGMENTS = """
+select segment, customers, revenue, average_order_value, share_of_customers, share_of_revenue
+from analytics.rfm_segments
+order by segment
+"""
+
+
+def segments_alike(conn: Conn, owner: User) -> None:
+    with acting_as(conn, owner):
+        assert conn.execute(SEGMENTS).fetchall() == conn.execute(SEGMENTS_FROM_ROWS).fetchall()
+
+
 def refresh(conn: Conn, owner: User) -> int:
     row = conn.execute(
         "select private.refresh_rfm_kept(array[%s]::uuid[]) as n", (owner.workspace_id,)
@@ -180,11 +203,14 @@ def test_kept_scores_hold_through_writes_and_refreshes(conn: Conn) -> None:
             " contact_id limit 1)"
         ),
     ]
+    segments_alike(conn, owner)
     for write in writes:
         conn.execute(write, {"ws": owner.workspace_id, "project": project})
         scored_alike(conn, owner, dates)
+        segments_alike(conn, owner)
         assert refresh(conn, owner) == 1
         scored_alike(conn, owner, dates)
+        segments_alike(conn, owner)
 
 
 def test_a_write_the_refresh_did_not_see_is_not_lost(conn: Conn, database_url: str) -> None:

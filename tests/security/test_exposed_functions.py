@@ -204,6 +204,9 @@ REVIEWED: dict[str, str] = {
         "tests/privacy/test_export_expiry.py::test_only_admins_of_its_workspace_take_a_link"
     ),
     "analytics.rfm(date)": "tests/rfm/test_rfm.py::test_dashboard_users_see_only_their_workspaces",
+    "analytics.rfm_segment_totals(date)": (
+        "tests/rfm/test_rfm.py::test_dashboard_users_see_only_their_workspaces"
+    ),
     "analytics.verify_customer_facts()": (
         "tests/rfm/test_customer_facts.py::test_members_see_drift_only_in_their_workspaces"
     ),
