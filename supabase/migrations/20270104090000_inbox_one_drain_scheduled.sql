@@ -17,7 +17,7 @@
 
 create table private.inbox_drain_schedule (
   id boolean primary key default true check (id),
-  due_at timestamptz not null default '-infinity'
+  due_at timestamptz not null default 'epoch'
 );
 
 comment on table private.inbox_drain_schedule is
