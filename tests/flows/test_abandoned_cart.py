@@ -168,9 +168,7 @@ def test_moving_into_at_risk_starts_the_win_back(conn: Conn) -> None:
         (owner.workspace_id,),
     )["id"]
     this_month = date.today().replace(day=1)
-    last_month = (this_month.replace(day=1) - timedelta(days=1)).replace(
-        day=1
-    )
+    last_month = (this_month.replace(day=1) - timedelta(days=1)).replace(day=1)
     for month, segment in ((last_month, "Champions"), (this_month, "At Risk")):
         conn.execute(
             "insert into analytics.rfm_snapshots (workspace_id, snapshot_month, contact_id,"

@@ -82,7 +82,6 @@ def test_metrics_per_flow_and_step_for_members_only(conn: Conn) -> None:
         assert conn.execute("select * from analytics.flow_totals()").fetchall() == []
 
 
-
 def test_the_flows_attribution_window_decides_which_orders_its_emails_earned(conn: Conn) -> None:
     owner = create_user(conn)
     sender = verified_sender(conn, owner)
@@ -95,12 +94,14 @@ def test_the_flows_attribution_window_decides_which_orders_its_emails_earned(con
         attribution_days=1,
     )
     [prompt, slow] = add_contacts(conn, owner, 2, prefix="window")
-    conn.execute("update public.contacts set tags = '{window}' where id = any(%s)", ([prompt, slow],))
+    conn.execute(
+        "update public.contacts set tags = '{window}' where id = any(%s)", ([prompt, slow],)
+    )
     tick(conn)
     conn.execute(
-        "update public.campaign_recipients set status = 'sent', sent_at = now() - interval '4 days',"
-        " clicked_at = now() - interval '4 days', last_clicked_at = now() - interval '4 days',"
-        " clicks = 1 where workspace_id = %s",
+        "update public.campaign_recipients set status = 'sent',"
+        " sent_at = now() - interval '4 days', clicked_at = now() - interval '4 days',"
+        " last_clicked_at = now() - interval '4 days', clicks = 1 where workspace_id = %s",
         (owner.workspace_id,),
     )
     project = make_project(conn, owner)
@@ -126,6 +127,7 @@ def test_the_flows_attribution_window_decides_which_orders_its_emails_earned(con
     with acting_as(conn, owner):
         conn.execute("update public.flows set attribution_days = 3 where id = %s", (flow,))
     assert attributed() == 2
+
 
 @pytest.mark.parametrize("key", ["welcome_series", "abandoned_cart", "win_back"])
 def test_each_ready_made_flow_copies_into_a_valid_draft(conn: Conn, key: str) -> None:

@@ -76,7 +76,6 @@ def test_a_capped_send_waits_for_the_next_day_or_is_skipped(conn: Conn) -> None:
     assert skipped[mailed]["status"] == "completed"
 
 
-
 def test_a_weekly_cap_counts_the_last_seven_days_of_mail(conn: Conn) -> None:
     conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")
     conn.execute("select private.release_platform_brake()")
@@ -86,7 +85,10 @@ def test_a_weekly_cap_counts_the_last_seven_days_of_mail(conn: Conn) -> None:
     earlier = []
     for name in ("Monday news", "Thursday news"):
         made = draft_campaign(
-            conn, owner, list_ids=[email_list(conn, owner, [busy, rested], name=name)], sender_id=sender
+            conn,
+            owner,
+            list_ids=[email_list(conn, owner, [busy, rested], name=name)],
+            sender_id=sender,
         )
         start(conn, owner, made)
         earlier.append(made)
@@ -125,6 +127,7 @@ def test_a_weekly_cap_counts_the_last_seven_days_of_mail(conn: Conn) -> None:
     start(conn, owner, third)
     assert busy not in claim_all(conn, "weekly-cap")
     assert "frequency cap" in held(conn, third)[busy]["error"]
+
 
 def test_quiet_hours_hold_sends_and_transactional_flows_go_through(conn: Conn) -> None:
     owner = create_user(conn)

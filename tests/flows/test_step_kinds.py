@@ -157,7 +157,6 @@ def test_a_wait_until_a_weekday_and_time_in_the_contacts_time_zone(conn: Conn) -
     assert now < due <= now + timedelta(days=7)
 
 
-
 def birthday_in(days: int, zone: ZoneInfo) -> date:
     """The contact's local day `days` from today, never a 29 February (a birthday on it falls
     on the 28th in other years)."""
@@ -206,12 +205,25 @@ def test_a_wait_until_three_days_before_a_birthday_in_the_contacts_time_zone(
     # Across a year's end, from the day the run reaches the step: 29 December has passed for a
     # 1 January birthday (so a year on), and 3 January is tomorrow for a 31 December one.
     for birthday, offset, reached, due in (
-        ("1985-01-01", -3, datetime(2026, 12, 30, 12, tzinfo=tokyo), datetime(2027, 12, 29, 10, tzinfo=tokyo)),
-        ("1985-12-31", 3, datetime(2027, 1, 2, 12, tzinfo=tokyo), datetime(2027, 1, 3, 10, tzinfo=tokyo)),
+        (
+            "1985-01-01",
+            -3,
+            datetime(2026, 12, 30, 12, tzinfo=tokyo),
+            datetime(2027, 12, 29, 10, tzinfo=tokyo),
+        ),
+        (
+            "1985-12-31",
+            3,
+            datetime(2027, 1, 2, 12, tzinfo=tokyo),
+            datetime(2027, 1, 3, 10, tzinfo=tokyo),
+        ),
     ):
         config = {"attribute": "birthday", "offset_days": offset, "yearly": True, "at": "10:00"}
-        assert one(
-            conn,
-            "select private.flow_step_due('wait_until', %s, %s, 'Asia/Tokyo', %s) as due",
-            (Jsonb(config), Jsonb({"birthday": birthday}), reached),
-        )["due"] == due
+        assert (
+            one(
+                conn,
+                "select private.flow_step_due('wait_until', %s, %s, 'Asia/Tokyo', %s) as due",
+                (Jsonb(config), Jsonb({"birthday": birthday}), reached),
+            )["due"]
+            == due
+        )
