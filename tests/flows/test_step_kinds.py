@@ -1,7 +1,7 @@
 """Step kinds and entry rules a marketer combines: leaving other flows, list changes, the filter
 checked again before a send, "not in flow X lately", the counts broadcast after a tick, a wait
-until a weekday and time in the contact's time zone, and a wait until a date attribute (three
-days before a birthday) in the contact's time zone."""
+until a weekday and time in the contact's time zone, a wait until a date attribute (three days
+before a birthday) in the contact's time zone, and entering again only after a period."""
 
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 
 from tests.factories.email import add_contacts, email_list, verified_sender
 from tests.factories.flows import create_flow, history, runs, send_step, template, tick
-from tests.factories.workspaces import create_user, one
+from tests.factories.workspaces import acting_as, create_user, one
 
 Conn = psycopg.Connection[Any]
 
@@ -74,12 +74,24 @@ def test_exit_flows_and_list_changes_in_one_tick(conn: Conn) -> None:
     assert members(conn, customers) == {buyer}
     assert members(conn, prospects) == set()
     assert [r["status"] for r in runs(conn, cleanup)] == ["completed"]
-    counts = conn.execute(
-        "select payload ->> 'flow_id' as flow from realtime.messages"
-        " where topic = %s and event = 'flow_counts'",
-        (f"workspace:{owner.workspace_id}:flows",),
-    ).fetchall()
-    assert {str(onboarding), str(cleanup)} <= {r["flow"] for r in counts}
+    # The members' dashboard hears each flow's counts on the workspace's private channel.
+    topic = f"workspace:{owner.workspace_id}:flows"
+
+    def heard(user: Any) -> dict[str, Any]:
+        with acting_as(conn, user):
+            conn.execute("select set_config('realtime.topic', %s, true)", (topic,))
+            rows = conn.execute(
+                "select payload from realtime.messages where topic = %s"
+                " and event = 'flow_counts' order by inserted_at, id",
+                (topic,),
+            ).fetchall()
+        return {r["payload"]["flow_id"]: r["payload"] for r in rows}
+
+    counts = heard(owner)
+    assert {str(onboarding), str(cleanup)} <= set(counts)
+    last = counts[str(cleanup)]
+    assert (last["entered"], last["active"], last["completed"]) == (1, 0, 1)
+    assert heard(create_user(conn)) == {}
 
 
 def test_the_filter_again_before_a_send_and_not_in_another_flow_lately(conn: Conn) -> None:
@@ -227,3 +239,35 @@ def test_a_wait_until_three_days_before_a_birthday_in_the_contacts_time_zone(
             )["due"]
             == due
         )
+
+
+def test_once_per_period_lets_a_contact_in_again_only_after_the_period(conn: Conn) -> None:
+    owner = create_user(conn)
+    [lately, long_ago] = add_contacts(conn, owner, 2, prefix="period")
+    flow = create_flow(
+        conn,
+        owner,
+        "custom",
+        [{"key": "bye", "kind": "exit"}],
+        trigger_config={"name": "visit"},
+        entry_policy="once_per_period",
+        reentry_days=30,
+    )
+
+    def visit(key: str) -> None:
+        conn.execute(
+            "insert into public.contact_events (workspace_id, contact_id, type, name, event_key)"
+            " select %s, unnest(%s::uuid[]), 'custom', 'visit', %s || gen_random_uuid()",
+            (owner.workspace_id, [lately, long_ago], key),
+        )
+
+    visit("first-")
+    tick(conn)
+    conn.execute(
+        "update public.flow_runs set entered_at = now() - case when contact_id = %s"
+        " then interval '10 days' else interval '40 days' end where flow_id = %s",
+        (lately, flow),
+    )
+    visit("again-")
+    entered = [r["contact_id"] for r in runs(conn, flow)]
+    assert sorted(map(str, entered)) == sorted([str(lately), str(long_ago), str(long_ago)])
