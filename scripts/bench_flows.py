@@ -15,7 +15,8 @@ in the same run:
   migration defined it (`--before`, default the tick before the lean one: claim, grouping by
   kind and record each reading the runs again; it calls the kinds as defined now) and by the
   current one, in the order before, now, now, before, so a refactor's cost is measured against
-  the same rows in the same run.
+  the same rows in the same run (wall time and the server's CPU time, which a loaded machine
+  disturbs less).
 
     scripts/bench_flows [--contacts N] [--waiting N] [--before MIGRATION]
 """
@@ -149,17 +150,25 @@ def install_before(conn: Conn, migration: str) -> None:
     )
 
 
-def step_before_after(conn: Conn, n: int) -> tuple[float, float, float, int, float | None]:
+def step_before_after(
+    conn: Conn, n: int
+) -> tuple[float, float, float, int, float | None, float | None, float | None]:
     """One step for every due run, over the same rows: by the earlier tick and by this one in
     the order before, now, now, before (each rolled back, so neither gains from going second),
     then by this one for good. Answers the mean seconds before and now, the seconds of the last
-    run, the runs it moved and its server CPU seconds."""
+    run, the runs it moved and its server CPU seconds, then the mean server CPU seconds before
+    and now (steadier than wall time on a loaded machine; None when not measured)."""
     times: dict[str, list[float]] = {"advance_flows_before": [], "advance_flows": []}
+    cpus: dict[str, list[float]] = {"advance_flows_before": [], "advance_flows": []}
     for tick in ("advance_flows_before", "advance_flows", "advance_flows", "advance_flows_before"):
         with conn.transaction():
+            cpu = backend_cpu(conn)
             seconds, moved = timed(conn, f"select private.{tick}(%s, %s)", (n, n))
+            used = cpu_since(conn, cpu)
             assert moved == n, (tick, moved)
             times[tick].append(seconds)
+            if used is not None:
+                cpus[tick].append(used)
             raise psycopg.Rollback()
     cpu = backend_cpu(conn)
     seconds, moved = timed(conn, "select private.advance_flows(%s, %s)", (n, n))
@@ -169,6 +178,8 @@ def step_before_after(conn: Conn, n: int) -> tuple[float, float, float, int, flo
         seconds,
         moved,
         cpu_since(conn, cpu),
+        statistics.mean(cpus["advance_flows_before"]) if cpus["advance_flows_before"] else None,
+        statistics.mean(cpus["advance_flows"]) if cpus["advance_flows"] else None,
     )
 
 
@@ -284,13 +295,20 @@ def main(argv: list[str] | None = None) -> int:
         f"  then the branch step ({moved_branch:,}) {branch:6.2f} s and the send step"
         f" ({moved_send:,}, {queued:,} emails queued) {send:6.2f} s"
     )
-    for name, (before, after, *_) in zip(("wait", "branch", "send_email"), compared, strict=True):
+    for name, (before, after, _, _, _, before_cpu, after_cpu) in zip(
+        ("wait", "branch", "send_email"), compared, strict=True
+    ):
         print(
             f"  before/after, {name} step (mean of 2 each, rolled back): {args.before}"
             f" {before:6.2f} s"
             f" = {n / before:,.0f}/s; now {after:6.2f} s = {n / after:,.0f}/s"
             f"   ratio now/before {after / before:4.2f}"
         )
+        if before_cpu and after_cpu:
+            print(
+                f"    server CPU: before {before_cpu:6.2f} s, now {after_cpu:6.2f} s"
+                f"   ratio now/before {after_cpu / before_cpu:4.2f}"
+            )
     print(
         f"tick with nothing due (median of 20)   {statistics.median(empty) * 1000:8.2f} ms"
         "  (target <= 10 ms)"

@@ -7,7 +7,7 @@ import hmac
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -121,6 +121,8 @@ def test_a_checkout_starts_the_cart_flow_and_the_order_ends_it(
 
     started = {r["entry_key"]: r for r in runs(conn, flow)}
     assert set(started) == {"501", "502"}
+    # The reminder waits an hour after the checkout for an order.
+    assert {r["due_at"] - r["entered_at"] for r in started.values()} == {timedelta(hours=1)}
     assert started["501"]["context"]["items"][0]["name"] == "Green tea"
     cart = one(
         conn,
@@ -166,9 +168,7 @@ def test_moving_into_at_risk_starts_the_win_back(conn: Conn) -> None:
         (owner.workspace_id,),
     )["id"]
     this_month = date.today().replace(day=1)
-    last_month = (this_month.replace(day=1) - __import__("datetime").timedelta(days=1)).replace(
-        day=1
-    )
+    last_month = (this_month.replace(day=1) - timedelta(days=1)).replace(day=1)
     for month, segment in ((last_month, "Champions"), (this_month, "At Risk")):
         conn.execute(
             "insert into analytics.rfm_snapshots (workspace_id, snapshot_month, contact_id,"

@@ -1,6 +1,8 @@
-"""What a marketer works with around the engine: metrics per flow and step, the ready-made
-flows, test mode, and "why did this contact not get that step"."""
+"""What a marketer works with around the engine: metrics per flow and step (orders attributed
+within the flow's window), the ready-made flows, test mode, and "why did this contact not get
+that step"."""
 
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import psycopg
@@ -8,7 +10,14 @@ import pytest
 
 from tests.factories.email import FROM_EMAIL, add_contacts, verified_sender
 from tests.factories.flows import create_flow, runs, send_step, skip_waits, template, tick
-from tests.factories.workspaces import acting_as, add_member, create_user, one, refused
+from tests.factories.workspaces import (
+    acting_as,
+    add_member,
+    create_user,
+    make_project,
+    one,
+    refused,
+)
 
 Conn = psycopg.Connection[Any]
 
@@ -71,6 +80,53 @@ def test_metrics_per_flow_and_step_for_members_only(conn: Conn) -> None:
             == []
         )
         assert conn.execute("select * from analytics.flow_totals()").fetchall() == []
+
+
+def test_the_flows_attribution_window_decides_which_orders_its_emails_earned(conn: Conn) -> None:
+    owner = create_user(conn)
+    sender = verified_sender(conn, owner)
+    flow = create_flow(
+        conn,
+        owner,
+        "tag_added",
+        [send_step("hello", template(conn, owner), sender)],
+        trigger_config={"tag": "window"},
+        attribution_days=1,
+    )
+    [prompt, slow] = add_contacts(conn, owner, 2, prefix="window")
+    conn.execute(
+        "update public.contacts set tags = '{window}' where id = any(%s)", ([prompt, slow],)
+    )
+    tick(conn)
+    conn.execute(
+        "update public.campaign_recipients set status = 'sent',"
+        " sent_at = now() - interval '4 days', clicked_at = now() - interval '4 days',"
+        " last_clicked_at = now() - interval '4 days', clicks = 1 where workspace_id = %s",
+        (owner.workspace_id,),
+    )
+    project = make_project(conn, owner)
+    for contact, after_click in ((prompt, "12 hours"), (slow, "2 days")):
+        conn.execute(
+            "insert into public.orders (workspace_id, project_id, contact_id, source, external_id,"
+            " status, placed_at, total, currency) values (%s, %s, %s, 'manual', %s, 'paid',"
+            " now() - interval '4 days' + %s::interval, 20, 'EUR')",
+            (owner.workspace_id, project, contact, f"w-{contact}", after_click),
+        )
+
+    def attributed() -> int:
+        with acting_as(conn, owner):
+            return int(
+                one(
+                    conn,
+                    "select attributed_orders from analytics.flow_performance where flow_id = %s",
+                    (flow,),
+                )["attributed_orders"]
+            )
+
+    assert attributed() == 1  # the order 2 days after the click is outside 1 day
+    with acting_as(conn, owner):
+        conn.execute("update public.flows set attribution_days = 3 where id = %s", (flow,))
+    assert attributed() == 2
 
 
 @pytest.mark.parametrize("key", ["welcome_series", "abandoned_cart", "win_back"])
@@ -218,7 +274,11 @@ def test_a_holdout_goes_through_without_emails_and_the_lift_is_measured(conn: Co
     with acting_as(conn, owner):
         total = one(conn, "select * from analytics.flow_performance where flow_id = %s", (flow,))
     assert (total["entered"], total["holdout_entered"]) == (40, len(held))
-    assert total["converted"] == 10 and total["lift"] is not None
+    held_bought = len(held & set(contacts[:10]))
+    assert (total["converted"], total["holdout_converted"]) == (10, held_bought)
+    # The mailed contacts' goal rate minus the holdout's.
+    lift = Decimal(10 - held_bought) / (40 - len(held)) - Decimal(held_bought) / len(held)
+    assert total["lift"] == lift.quantize(Decimal("0.0001"), ROUND_HALF_UP)
 
 
 def test_a_backfill_enrols_existing_matching_contacts_a_batch_at_a_time(conn: Conn) -> None:

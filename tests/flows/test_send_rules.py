@@ -1,6 +1,6 @@
-"""The workspace's sending rules for flow email: frequency caps across campaigns and flows, quiet
-hours in the contact's time zone, transactional flows exempt, and lateness counted from the
-first time a held send was due."""
+"""The workspace's sending rules for flow email: frequency caps (per day and per rolling 7 days)
+across campaigns and flows, quiet hours in the contact's time zone, transactional flows exempt,
+and lateness counted from the first time a held send was due."""
 
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -74,6 +74,59 @@ def test_a_capped_send_waits_for_the_next_day_or_is_skipped(conn: Conn) -> None:
     # The first flow's email to `fresh` counts too: both are capped in the second flow.
     assert history(conn, skipped[mailed]["id"]) == [("send_email", "capped_skipped")]
     assert skipped[mailed]["status"] == "completed"
+
+
+def test_a_weekly_cap_counts_the_last_seven_days_of_mail(conn: Conn) -> None:
+    conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")
+    conn.execute("select private.release_platform_brake()")
+    owner = create_user(conn)
+    [busy, rested] = add_contacts(conn, owner, 2, prefix="weekly")
+    sender = verified_sender(conn, owner)
+    earlier = []
+    for name in ("Monday news", "Thursday news"):
+        made = draft_campaign(
+            conn,
+            owner,
+            list_ids=[email_list(conn, owner, [busy, rested], name=name)],
+            sender_id=sender,
+        )
+        start(conn, owner, made)
+        earlier.append(made)
+    # Two emails each: the busy contact's 2 and 3 days ago, the rested one's 8 and 9.
+    conn.execute(
+        "update public.campaign_recipients set status = 'sent', sent_at = now()"
+        " - case when contact_id = %s then interval '2 days' else interval '8 days' end"
+        " - case when campaign_id = %s then interval '1 day' else interval '0 days' end"
+        " where campaign_id = any(%s)",
+        (busy, earlier[0], earlier),
+    )
+    rules(conn, owner, weekly_cap=2, timezone="Europe/Prague")
+    flow = create_flow(
+        conn,
+        owner,
+        "tag_added",
+        [send_step("hello", template(conn, owner), sender)],
+        trigger_config={"tag": "go"},
+    )
+    conn.execute("update public.contacts set tags = '{go}' where id = any(%s)", ([busy, rested],))
+    tick(conn)
+    after = {r["contact_id"]: r for r in runs(conn, flow)}
+    assert history(conn, after[busy]["id"]) == [("send_email", "capped")]
+    midnight = one(
+        conn,
+        "select (date_trunc('day', now() at time zone 'Europe/Prague') + interval '1 day')"
+        " at time zone 'Europe/Prague' as t",
+    )["t"]
+    assert (after[busy]["status"], after[busy]["due_at"]) == ("active", midnight)
+    assert history(conn, after[rested]["id"]) == [("send_email", "queued")]
+
+    # A campaign's mail to the busy contact is held by the same cap when the worker claims it.
+    third = draft_campaign(
+        conn, owner, list_ids=[email_list(conn, owner, [busy], name="Sale")], sender_id=sender
+    )
+    start(conn, owner, third)
+    assert busy not in claim_all(conn, "weekly-cap")
+    assert "frequency cap" in held(conn, third)[busy]["error"]
 
 
 def test_quiet_hours_hold_sends_and_transactional_flows_go_through(conn: Conn) -> None:
