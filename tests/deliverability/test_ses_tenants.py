@@ -58,6 +58,9 @@ def db(conn: Conn, database_url: str, moto: str) -> Iterator[Database]:
     conn.execute("delete from private.ses_tenancy")
     conn.execute("delete from private.ses_tenants")
     conn.execute("delete from private.ses_tenant_deletions")
+    # Other tests' mail in this database must not have engaged the platform brake.
+    conn.execute("delete from private.deliverability_counts")
+    conn.execute("select private.release_platform_brake()")
     reset(moto)
     database = Database(database_url, pool_mode="session", max_size=4, timeout_seconds=10)
     database.open()
