@@ -306,3 +306,47 @@ def test_a_backfill_enrols_existing_matching_contacts_a_batch_at_a_time(conn: Co
         conn.execute("select public.pause_flow(%s)", (flow,))
     with refused(409, "flow_not_active"), acting_as(conn, owner):
         conn.execute("select public.backfill_flow(%s)", (flow,))
+
+
+def test_why_a_contact_never_entered_a_flow(conn: Conn) -> None:
+    """A contact with no run gets one row saying which entry rule kept them out, now."""
+    owner, stranger = create_user(conn), create_user(conn)
+    [gold, tagged_other] = add_contacts(conn, owner, 2, prefix="gold", attributes={"tier": "gold"})
+    [plain] = add_contacts(conn, owner, 1, prefix="plain")
+    flow = create_flow(
+        conn,
+        owner,
+        "tag_added",
+        [{"key": "w", "kind": "wait", "config": {"days": 1}}],
+        trigger_config={"tag": "vip"},
+        entry_filter={"attribute": "tier", "op": "eq", "value": "gold"},
+    )
+    conn.execute(
+        "update public.contacts set tags = tags || '{other}' where id = %s", (tagged_other,)
+    )
+
+    def why(contact: Any) -> list[tuple[Any, ...]]:
+        rows = conn.execute(
+            "select run_id, kind, outcome, detail from public.flow_contact_history(%s, %s)",
+            (flow, contact),
+        ).fetchall()
+        return [(r["run_id"], r["kind"], r["outcome"], r["detail"]) for r in rows]
+
+    with acting_as(conn, owner):
+        assert why(plain) == [(None, "entry", "not_entered", {"reason": "filter_not_matched"})]
+        assert why(gold) == [
+            (None, "entry", "not_entered", {"reason": "no_trigger_event", "trigger": "tag_added"})
+        ]
+        [(_, _, _, detail)] = why(tagged_other)
+        assert detail["reason"] == "trigger_not_matched"
+        conn.execute("select public.pause_flow(%s)", (flow,))
+        assert why(gold) == [
+            (
+                None,
+                "entry",
+                "not_entered",
+                {"reason": "flow_not_active", "status": "paused"},
+            )
+        ]
+    with acting_as(conn, stranger):
+        assert why(gold) == []
