@@ -19,6 +19,7 @@ from tests.factories.email import (
     draft_campaign,
     email_list,
     list_campaign,
+    send_alone,
     start,
     verified_sender,
 )
@@ -30,8 +31,7 @@ Conn = psycopg.Connection[Any]
 @pytest.fixture(autouse=True)
 def idle_ledger(conn: Conn) -> Iterator[None]:
     """Other tests' sending campaigns stay out of these claims; the brake is off around each."""
-    conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")
-    conn.execute("select private.release_platform_brake()")
+    send_alone(conn, forget_counts=False, forget_accounts=False)
     yield
     conn.execute("select private.release_platform_brake()")
     # Later tests that claim across the database do not meet these campaigns' rows.

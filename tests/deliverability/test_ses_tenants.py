@@ -27,6 +27,7 @@ from tests.factories.email import (
     draft_campaign,
     email_list,
     list_campaign,
+    send_alone,
     start,
     verified_sender,
 )
@@ -53,14 +54,10 @@ def moto() -> Iterator[str]:
 
 @pytest.fixture
 def db(conn: Conn, database_url: str, moto: str) -> Iterator[Database]:
-    conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")
-    conn.execute("delete from private.ses_accounts")
+    send_alone(conn)
     conn.execute("delete from private.ses_tenancy")
     conn.execute("delete from private.ses_tenants")
     conn.execute("delete from private.ses_tenant_deletions")
-    # Other tests' mail in this database must not have engaged the platform brake.
-    conn.execute("delete from private.deliverability_counts")
-    conn.execute("select private.release_platform_brake()")
     reset(moto)
     database = Database(database_url, pool_mode="session", max_size=4, timeout_seconds=10)
     database.open()

@@ -15,7 +15,7 @@ import pytest
 from api.core.db import Connection, Database
 from api.email.sender import SendPolicy, send_due_emails
 from api.email.ses import SesClient, SesError
-from tests.factories.email import SENDER_DOMAIN, add_contacts, list_campaign, start
+from tests.factories.email import SENDER_DOMAIN, add_contacts, list_campaign, send_alone, start
 from tests.factories.workspaces import acting_as, create_user, one
 from tests.fakes.ses_front import SesFront, ses_front
 from tests.fakes.ses_server import REGION, moto_ses, reset, sent_raw_messages
@@ -41,10 +41,7 @@ def idle_ledger(conn: psycopg.Connection[Any], moto: str) -> Iterator[None]:
     """Campaigns of other tests in this database must not be drained by this one, nor this
     one's by later tests that claim across the database; other tests' mail must not have
     engaged the platform brake."""
-    conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")
-    conn.execute("delete from private.ses_accounts")
-    conn.execute("delete from private.deliverability_counts")
-    conn.execute("select private.release_platform_brake()")
+    send_alone(conn)
     reset(moto)
     yield
     conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")

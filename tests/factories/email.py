@@ -134,3 +134,18 @@ def list_campaign(
 def start(conn: psycopg.Connection[Any], user: User, campaign_id: uuid.UUID) -> int:
     with acting_as(conn, user):
         return int(one(conn, "select public.start_campaign(%s) as n", (campaign_id,))["n"])
+
+
+def send_alone(
+    conn: psycopg.Connection[Any], *, forget_counts: bool = True, forget_accounts: bool = True
+) -> None:
+    """Start a sending test as if its mail were the only mail of the worker's database: claims
+    work across the database, so other tests' sending campaigns are paused; their SES accounts
+    and deliverability counts are forgotten (unless asked not to), and the platform brake that
+    their counts may have engaged is released."""
+    conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")
+    if forget_accounts:
+        conn.execute("delete from private.ses_accounts")
+    if forget_counts:
+        conn.execute("delete from private.deliverability_counts")
+    conn.execute("select private.release_platform_brake()")

@@ -16,7 +16,7 @@ from api.core.db import Database
 from api.email.sender import SendPolicy, send_due_emails
 from api.email.ses import SesClient
 from tests.factories.edge import authorization, edge_settings
-from tests.factories.email import SENDER_DOMAIN, add_contacts, verified_sender
+from tests.factories.email import SENDER_DOMAIN, add_contacts, send_alone, verified_sender
 from tests.factories.flows import create_flow, runs, send_step, skip_waits, template
 from tests.factories.flows import tick as flow_tick
 from tests.factories.workspaces import create_user, one
@@ -76,10 +76,7 @@ def quiet(conn: Conn) -> Iterator[None]:
     totals from every other test's mail must not engage the platform brake (which would stop
     this test's sends and every later test's)."""
     conn.execute("update public.flows set status = 'paused' where status = 'active'")
-    conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")
-    conn.execute("delete from private.ses_accounts")
-    conn.execute("delete from private.deliverability_counts")
-    conn.execute("select private.release_platform_brake()")
+    send_alone(conn)
     yield
     conn.execute("select private.release_platform_brake()")
 

@@ -15,6 +15,7 @@ from tests.factories.email import (
     draft_campaign,
     email_list,
     list_campaign,
+    send_alone,
     start,
     verified_sender,
 )
@@ -77,8 +78,7 @@ def test_a_capped_send_waits_for_the_next_day_or_is_skipped(conn: Conn) -> None:
 
 
 def test_a_weekly_cap_counts_the_last_seven_days_of_mail(conn: Conn) -> None:
-    conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")
-    conn.execute("select private.release_platform_brake()")
+    send_alone(conn, forget_counts=False, forget_accounts=False)
     owner = create_user(conn)
     [busy, rested] = add_contacts(conn, owner, 2, prefix="weekly")
     sender = verified_sender(conn, owner)
@@ -179,10 +179,7 @@ def test_only_admins_set_the_rules(conn: Conn) -> None:
 
 
 def test_waiting_sends_go_out_by_priority_cart_before_welcome_before_campaigns(conn: Conn) -> None:
-    conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")
-    conn.execute("delete from private.ses_accounts")
-    conn.execute("delete from private.deliverability_counts")
-    conn.execute("select private.release_platform_brake()")
+    send_alone(conn)
     owner = create_user(conn)
     [reader] = add_contacts(conn, owner, 1, prefix="prio")
     sender = verified_sender(conn, owner)
@@ -241,8 +238,7 @@ def held(conn: Conn, campaign: uuid.UUID) -> dict[uuid.UUID, Any]:
 
 
 def test_campaign_mail_obeys_the_caps_and_quiet_hours_too(conn: Conn) -> None:
-    conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")
-    conn.execute("select private.release_platform_brake()")
+    send_alone(conn, forget_counts=False, forget_accounts=False)
     owner = create_user(conn)
     [mailed, fresh, owl] = add_contacts(conn, owner, 3, prefix="camprule")
     conn.execute(
