@@ -8,6 +8,7 @@ does again.
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -50,6 +51,9 @@ RETRYABLE = (
     psycopg.errors.SerializationFailure,
 )
 MAX_CONFLICT_RETRIES = 3
+# Workers merging one orders job at once, each on its own connection: while one writes a part's
+# orders, the other stages the next part (the database server has a core for each).
+MERGE_WORKERS = 2
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,8 @@ def step(
             return job
         if job["status"] == "validating":
             return conn.execute(VALIDATE_FUNCTIONS[job["kind"]], (job_id,)).fetchone()
+        if job["kind"] == "orders":
+            return job  # merged by merge_orders' workers, in steps of their own
         return conn.execute(CHUNK_FUNCTIONS[job["kind"]], (job_id, chunk_records)).fetchone()
 
 
@@ -178,7 +184,8 @@ def fail(runner: Runner, job_id: UUID, code: str, message: str) -> None:
 
 def run_job(runner: Runner, job_id: UUID, budget_seconds: float = STEP_BUDGET_SECONDS) -> None:
     """Advances a job until it ends, another worker holds it, or the budget is spent. A file
-    that cannot be read fails the job with the reason; Storage being away leaves it for later."""
+    that cannot be read fails the job with the reason; Storage being away leaves it for later.
+    An orders job that is importing is merged by MERGE_WORKERS workers at once."""
     deadline = time.monotonic() + budget_seconds
     conflicts = 0
     chunk_records = CHUNK_RECORDS
@@ -206,11 +213,80 @@ def run_job(runner: Runner, job_id: UUID, budget_seconds: float = STEP_BUDGET_SE
             return
         if job is None or job["status"] in ENDED:
             return
+        if job["kind"] == "orders" and job["status"] == "importing":
+            merge_orders(runner, job_id, deadline)
+            return
         if merging:
             pace = chunk_records / max(time.monotonic() - started, 0.001)
             paced = min(max(pace * CHUNK_SECONDS, MIN_CHUNK_RECORDS), MAX_CHUNK_RECORDS)
             chunk_records = int(paced)
         merging = job["status"] == "importing"
+
+
+def orders_step(
+    runner: Runner, job_id: UUID, chunk_records: int
+) -> tuple[str | None, dict[str, Any] | None]:
+    """One step of merging an orders job, each part of it a transaction of its own: writes a
+    staged part no other worker holds; else stages the next part (holding the job); else waits
+    for the worker holding what comes next. Answers what it did ("written", "staged" or None)
+    and the job."""
+    with runner.database.as_service() as conn:
+        # As in step: a step lost in a crash is done again, never half or twice.
+        conn.execute("set local synchronous_commit = off")
+        job = conn.execute("select * from private.write_orders_chunk(%s)", (job_id,)).fetchone()
+        if job is not None:
+            return "written", job
+    with runner.database.as_service() as conn:
+        conn.execute("set local synchronous_commit = off")
+        job = conn.execute("select * from private.lock_import_job(%s)", (job_id,)).fetchone()
+        if job is not None and job["status"] == "importing":
+            staged = conn.execute(
+                "select * from private.stage_orders_chunk(%s, %s)", (job_id, chunk_records)
+            ).fetchone()
+            if staged is not None:
+                return "staged", staged
+    with runner.database.as_service() as conn:
+        job = conn.execute("select * from private.wait_for_orders_chunk(%s)", (job_id,)).fetchone()
+    return None, job
+
+
+def merge_orders_worker(runner: Runner, job_id: UUID, deadline: float) -> None:
+    """Stages and writes an orders job's parts until it ends or the deadline passes; a part is
+    sized so that staging and writing it take about CHUNK_SECONDS, from the last of each."""
+    conflicts = 0
+    chunk_records = CHUNK_RECORDS
+    seconds_per_record = {"staged": 0.0, "written": 0.0}
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        try:
+            done, job = orders_step(runner, job_id, chunk_records)
+        except RETRYABLE as error:
+            # A deadlock with another writer, or an order or contact stored meanwhile: the step
+            # rolled back whole; run it again.
+            conflicts += 1
+            if conflicts > MAX_CONFLICT_RETRIES:
+                raise
+            log.info("import %s merge step retried after %s", job_id, type(error).__name__)
+            continue
+        if job is None or job["status"] != "importing":
+            return
+        if done is not None:
+            seconds_per_record[done] = (time.monotonic() - started) / chunk_records
+            per_record = sum(seconds_per_record.values())
+            if min(seconds_per_record.values()) > 0:
+                paced = CHUNK_SECONDS / per_record
+                chunk_records = int(min(max(paced, MIN_CHUNK_RECORDS), MAX_CHUNK_RECORDS))
+
+
+def merge_orders(runner: Runner, job_id: UUID, deadline: float) -> None:
+    """Runs MERGE_WORKERS merge workers on one orders job until it ends or the deadline; the
+    first error of a worker is raised once all have stopped."""
+    with ThreadPoolExecutor(MERGE_WORKERS, thread_name_prefix="import-merge") as pool:
+        workers = [
+            pool.submit(merge_orders_worker, runner, job_id, deadline) for _ in range(MERGE_WORKERS)
+        ]
+    for worker in workers:
+        worker.result()
 
 
 def continue_import_jobs(

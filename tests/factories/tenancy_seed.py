@@ -127,6 +127,7 @@ EXPLICIT_SCOPES.update(
             "import_order_lines",
             "import_order_heads",
             "import_order_customers",
+            "import_order_chunks",
         )
     }
 )
@@ -804,6 +805,8 @@ def seed_import(conn: Conn, worker: User, workspace_id: uuid.UUID, project: uuid
         " has_items) values (%s, 'X-1', 1, 1, 2, false)",
         "insert into private.import_order_customers (job_id, customer_key, record)"
         " values (%s, 'email:x@example.test', 1)",
+        "insert into private.import_order_chunks (job_id, first_record, upto, work_id, lines)"
+        " values (%s, 0, 1, gen_random_uuid(), 1)",
     ):
         conn.execute(statement, (job,))
 

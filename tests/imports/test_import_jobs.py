@@ -4,6 +4,8 @@ never a 500, a half-imported order, or a row in another workspace."""
 
 import csv
 import io
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -823,3 +825,166 @@ def test_a_chunk_analyzes_the_tables_an_import_has_grown(conn: Conn) -> None:
         )
     finally:
         conn.execute(f"drop table {table}")
+
+
+def importing_job(api: Api, conn: Conn, runner: Runner, project: uuid.UUID, data: bytes) -> str:
+    """A committed orders job read into staging and validated, waiting for its first part."""
+    job = api.orders_job(project, data)
+    with acting_as(conn, api.user):
+        conn.execute("select private.commit_import_job(%s)", (job,))
+    while (stepped := step(runner, uuid.UUID(job), deadline=float("inf"))) is not None:
+        if stepped["status"] == "importing":
+            break
+    return job
+
+
+def imported(conn: Conn, job: str) -> dict[str, Any]:
+    """What a job made, without ids: its counts and errors, its orders with their customers, the
+    customers' contacts and facts (and whether facts agree with the orders)."""
+    counts = one(
+        conn,
+        "select status, rows_total, rows_processed, merge_record, rows_failed, errors_stored,"
+        " created, updated, unchanged from public.import_jobs where id = %s",
+        (job,),
+    )
+    scope = "(select j.workspace_id from public.import_jobs j where j.id = %s)"
+    errors = conn.execute(
+        "select line, column_name, reason from public.import_errors where job_id = %s"
+        " order by line",
+        (job,),
+    ).fetchall()
+    orders = orders_of(
+        conn,
+        one(conn, "select project_id from public.import_jobs where id = %s", (job,))["project_id"],
+    )
+    contacts = conn.execute(
+        "select c.email, c.first_name, x.external_id, f.orders_count, f.revenue,"
+        " fo.external_id as first_order, lo.external_id as last_order,"
+        " f.orders_count = (select count(*) from public.orders o where o.contact_id = c.id"
+        "   and o.status in ('paid', 'fulfilled')) as facts_agree"
+        " from public.contacts c"
+        " left join public.contact_external_ids x on x.contact_id = c.id and x.source = 'manual'"
+        " left join public.customer_facts f on f.contact_id = c.id"
+        " left join public.orders fo on fo.id = f.first_order_id"
+        " left join public.orders lo on lo.id = f.last_order_id"
+        f" where c.workspace_id = {scope} and c.email like 'c%%'"
+        " order by c.email",
+        (job,),
+    ).fetchall()
+    staged = one(
+        conn, "select count(*) as n from private.import_order_chunks where job_id = %s", (job,)
+    )["n"]
+    return {
+        "counts": counts,
+        "errors": errors,
+        "orders": orders,
+        "contacts": contacts,
+        "staged": staged,
+    }
+
+
+def test_two_workers_on_one_job_make_exactly_what_one_worker_makes(
+    client: TestClient, jwks: JwksServer, conn: Conn, database_url: str
+) -> None:
+    """Two workers merge one orders job at once (one writes a part's orders while the other
+    stages the next, their customers shared), one dies mid-write, and the job ends with exactly
+    the rows, counts and errors of the same file merged one part at a time: no doubled order or
+    contact, contacts deduplicated by email, the plan's contact limit exact, facts agreeing."""
+    limit = int(
+        one(conn, "select contact_limit from public.plans where tier = 'free'")["contact_limit"]
+    )
+    rows = [
+        f"O-{n},2026-05-{1 + n % 28:02d}T10:00:00Z,{'shipped' if n % 101 == 0 else 'paid'},"
+        f"{n % 90 + 10}.50,EUR,c{n % 400}@example.test,Name{n % 400},C{n % 400}\n"
+        for n in range(1, 3001)
+    ]
+    data = (HEADER + "".join(rows)).encode()
+    made = {}
+    database = Database(database_url, pool_mode="session", max_size=3, timeout_seconds=10)
+    database.open()
+    try:
+        runner = Runner(database, None)
+        for arm in ("one", "two"):
+            user = create_user(conn)
+            fund(conn, user, 0, "free")
+            # Room for 150 of the file's 400 customers: the rest's orders are refused.
+            conn.execute(
+                "insert into public.contacts (workspace_id, email)"
+                " select %s, 'seed' || n || '@example.test' from generate_series(1, %s) as n",
+                (user.workspace_id, limit - 150),
+            )
+            job = importing_job(
+                Api(client, jwks, user), conn, runner, make_project(conn, user), data
+            )
+            if arm == "one":
+                while (
+                    one(conn, "select status from private.import_orders_chunk(%s, 500)", (job,))[
+                        "status"
+                    ]
+                    == "importing"
+                ):
+                    pass
+            else:
+                two_workers(database_url, conn, job)
+                run_job(runner, uuid.UUID(job), 60)
+            made[arm] = imported(conn, job)
+    finally:
+        database.close()
+    assert made["two"] == made["one"]
+    one_arm = made["one"]
+    assert one_arm["counts"]["status"] == "done" and one_arm["staged"] == 0
+    assert (one_arm["counts"]["rows_processed"], one_arm["counts"]["merge_record"]) == (3000, 3000)
+    assert len([c for c in one_arm["contacts"] if c["email"].startswith("c")]) == 150
+    assert all(c["facts_agree"] for c in one_arm["contacts"])
+    accepted = len(one_arm["orders"])
+    assert one_arm["counts"]["created"] == accepted
+    assert one_arm["counts"]["rows_failed"] == 3000 - accepted
+    assert conn.execute("select * from private.verify_contact_counts()").fetchall() == []
+
+
+def two_workers(database_url: str, conn: Conn, job: str) -> None:
+    """Parts 1 and 2 staged, then written at once on two connections (the second waits for the
+    facts rows of their shared customers), then part 3 staged and its writer dying mid-write."""
+    first = psycopg.connect(database_url)
+    second = psycopg.connect(database_url)
+    try:
+        for worker in (first, second):
+            worker.execute("select * from private.lock_import_job(%s)", (job,))
+            staged = worker.execute("select * from private.stage_orders_chunk(%s, 500)", (job,))
+            assert staged.fetchone() is not None
+            worker.commit()
+        first.execute("select * from private.write_orders_chunk(%s)", (job,))
+        writing = threading.Thread(
+            target=lambda: second.execute("select * from private.write_orders_chunk(%s)", (job,)),
+            daemon=True,
+        )
+        writing.start()
+        deadline = time.monotonic() + 20
+        while not one(
+            conn,
+            "select exists (select 1 from pg_stat_activity where datname = current_database()"
+            " and pid = %s and wait_event_type = 'Lock') as waiting",
+            (second.info.backend_pid,),
+        )["waiting"]:
+            assert time.monotonic() < deadline, "the second writer never waited for the first"
+            conn.execute("select pg_stat_clear_snapshot()")
+        first.commit()
+        writing.join(30)
+        second.commit()
+        first.execute("select * from private.lock_import_job(%s)", (job,))
+        first.execute("select * from private.stage_orders_chunk(%s, 500)", (job,))
+        first.commit()
+        first.execute("select * from private.write_orders_chunk(%s)", (job,))
+        first.rollback()
+        assert (
+            one(
+                conn,
+                "select count(*) as n from private.import_order_chunks"
+                " where job_id = %s and not written",
+                (job,),
+            )["n"]
+            == 1
+        )
+    finally:
+        first.close()
+        second.close()
