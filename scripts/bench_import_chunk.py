@@ -94,6 +94,13 @@ def stage(url: str, path: Path, done_records: int, chunk: int) -> str:
         while True:
             state = step(runner, job_id, time.monotonic() + 600, chunk)
             assert state is not None
+            if state["status"] == "importing" and state["merge_record"] < done_records:
+                # The edge merges an orders job with its own workers; here one chunk at a time.
+                with database.as_service() as conn:
+                    state = conn.execute(
+                        "select * from private.import_orders_chunk(%s, %s)", (job_id, chunk)
+                    ).fetchone()
+                assert state is not None
             if state["status"] != "validating" and state["merge_record"] >= done_records:
                 break
             if state["status"] == "importing":
