@@ -16,6 +16,7 @@ from uuid import UUID
 import psycopg
 
 from api.core.db import Connection, Database
+from api.core.errors import ApiError
 from api.imports.columns import KINDS, HeaderError, ImportKind, map_header
 from api.imports.csv_stream import CsvFileError, Record, RecordReader, read_header
 from api.imports.staging import StagedRows
@@ -250,9 +251,11 @@ def orders_step(
     return None, job
 
 
-def merge_orders_worker(runner: Runner, job_id: UUID, deadline: float) -> None:
+def merge_orders_worker(runner: Runner, job_id: UUID, deadline: float, helper: bool) -> None:
     """Stages and writes an orders job's parts until it ends or the deadline passes; a part is
-    sized so that staging and writing it take about CHUNK_SECONDS, from the last of each."""
+    sized so that staging and writing it take about CHUNK_SECONDS, from the last of each. A
+    helper (every worker but the first) that finds the edge's pool spent stops: the job goes on
+    with the first worker, as it did before there were two."""
     conflicts = 0
     chunk_records = CHUNK_RECORDS
     seconds_per_record = {"staged": 0.0, "written": 0.0}
@@ -260,6 +263,11 @@ def merge_orders_worker(runner: Runner, job_id: UUID, deadline: float) -> None:
         started = time.monotonic()
         try:
             done, job = orders_step(runner, job_id, chunk_records)
+        except ApiError as error:
+            if helper and error.code == "database_unavailable":
+                log.info("import %s merges with one worker: no connection free", job_id)
+                return
+            raise
         except RETRYABLE as error:
             # A deadlock with another writer, or an order or contact stored meanwhile: the step
             # rolled back whole; run it again.
@@ -283,7 +291,8 @@ def merge_orders(runner: Runner, job_id: UUID, deadline: float) -> None:
     first error of a worker is raised once all have stopped."""
     with ThreadPoolExecutor(MERGE_WORKERS, thread_name_prefix="import-merge") as pool:
         workers = [
-            pool.submit(merge_orders_worker, runner, job_id, deadline) for _ in range(MERGE_WORKERS)
+            pool.submit(merge_orders_worker, runner, job_id, deadline, number > 0)
+            for number in range(MERGE_WORKERS)
         ]
     for worker in workers:
         worker.result()
