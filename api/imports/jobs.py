@@ -55,6 +55,8 @@ MAX_CONFLICT_RETRIES = 3
 # Workers merging one orders job at once, each on its own connection: while one writes a part's
 # orders, the other stages the next part (the database server has a core for each).
 MERGE_WORKERS = 2
+# How long a merge worker with nothing to do waits for the step that holds the next one.
+WAIT_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -246,8 +248,16 @@ def orders_step(
             ).fetchone()
             if staged is not None:
                 return "staged", staged
-    with runner.database.as_service() as conn:
-        job = conn.execute("select * from private.wait_for_orders_chunk(%s)", (job_id,)).fetchone()
+    try:
+        with runner.database.as_service() as conn:
+            # Another worker's step holds what comes next for a second or two; whoever holds
+            # it longer (not a worker) leaves the job to the next call.
+            conn.execute("select set_config('lock_timeout', %s, true)", (f"{WAIT_SECONDS}s",))
+            job = conn.execute(
+                "select * from private.wait_for_orders_chunk(%s)", (job_id,)
+            ).fetchone()
+    except psycopg.errors.LockNotAvailable:
+        return None, None
     return None, job
 
 

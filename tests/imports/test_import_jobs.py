@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from api.app import create_app
 from api.core.db import Database
 from api.core.settings import Settings
+from api.imports import jobs
 from api.imports.jobs import Runner, run_job, step
 from tests.factories.workspaces import (
     User,
@@ -988,3 +989,33 @@ def two_workers(database_url: str, conn: Conn, job: str) -> None:
     finally:
         first.close()
         second.close()
+
+
+def test_a_merge_worker_waits_for_a_held_job_only_so_long(
+    client: TestClient,
+    jwks: JwksServer,
+    conn: Conn,
+    owner: User,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker with nothing to do waits for whoever holds the job's next step; one that holds
+    it longer than a step (not a worker) leaves the job to the next call instead of the call
+    outliving its budget."""
+    monkeypatch.setattr(jobs, "WAIT_SECONDS", 0.2)
+    database = Database(database_url, pool_mode="session", max_size=2, timeout_seconds=10)
+    database.open()
+    holder = psycopg.connect(database_url)
+    try:
+        runner = Runner(database, None)
+        job = importing_job(
+            Api(client, jwks, owner), conn, runner, make_project(conn, owner), orders_csv(50)
+        )
+        holder.execute("select 1 from public.import_jobs where id = %s for update", (job,))
+        assert jobs.orders_step(runner, uuid.UUID(job), 500) == (None, None)
+        holder.rollback()
+        done, state = jobs.orders_step(runner, uuid.UUID(job), 500)
+        assert (done, state and state["status"]) == ("staged", "importing")
+    finally:
+        holder.close()
+        database.close()
