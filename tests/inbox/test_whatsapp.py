@@ -434,6 +434,79 @@ def wait_for_lock_waiter(conn: Conn) -> bool:
     return False
 
 
+def test_messages_list_by_the_providers_timestamp_with_their_arrival_kept_beside_it(
+    conn: Conn, client: TestClient
+) -> None:
+    """Meta does not promise order: a message sent later can arrive first. The conversation
+    lists by the provider's timestamp (the earlier-sent message first) and keeps when each
+    arrived beside it, also when both are applied in one set and when the replay cron applies
+    one later; the conversation's last inbound message is the latest sent, whatever arrived
+    last."""
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    number = account_id(conn, channel)
+    sender = wa_id()
+    sent = {"earlier": 1749416383, "between": 1749416400, "later": 1749416450}
+    bodies = {
+        name: inbound(sender, [text_message(sender, name, timestamp=at)], phone_number_id=number)
+        for name, at in sent.items()
+    }
+    # A drain is scheduled and not due yet: what arrives meanwhile waits for it, as one set.
+    conn.execute("update private.inbox_drain_schedule set due_at = now() + interval '1 hour'")
+    try:
+        for name in ("later", "earlier", "between"):
+            answer = post_webhook(client, channel, bodies[name])
+            assert answer.json()["data"] == {"outcome": "accepted"}, answer.text
+    finally:
+        conn.execute("update private.inbox_drain_schedule set due_at = 'epoch'")
+    arrived = {
+        json.loads(r["body"])["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"]: r
+        for r in conn.execute(
+            "select id, body, received_at from private.webhook_events where event_id like %s",
+            (f"{channel}:%",),
+        ).fetchall()
+    }
+    # The one sent in between is left to the replay cron (as when its drain's edge stopped):
+    # not due for the drain, then a few minutes old.
+    between = arrived["between"]["id"]
+    conn.execute(
+        "update private.webhook_events set next_attempt_at = now() + interval '1 hour'"
+        " where id = %s",
+        (between,),
+    )
+    conn.execute("select private.apply_inbox_queue(500)")
+    replayed_at = one(
+        conn,
+        "update private.webhook_events set next_attempt_at = null,"
+        " received_at = received_at - interval '2 minutes' where id = %s returning received_at",
+        (between,),
+    )["received_at"]
+    replay = client.get("/api/v1/cron/webhook-replay", headers={"Authorization": f"Bearer {CRON}"})
+    assert replay.status_code == 200, replay.text
+    with acting_as(conn, owner):
+        listed = conn.execute(
+            "select m.text, m.provider_timestamp, m.received_at from public.messages m"
+            " join public.conversations c on c.id = m.conversation_id"
+            " where c.channel_id = %s order by m.provider_timestamp, m.id",
+            (channel,),
+        ).fetchall()
+        conversation = one(
+            conn,
+            "select last_inbound_at, inbound_count from public.conversations where channel_id = %s",
+            (channel,),
+        )
+    assert [(r["text"], r["provider_timestamp"].timestamp()) for r in listed] == [
+        (name, float(at)) for name, at in sent.items()
+    ]
+    received = {r["text"]: r["received_at"] for r in listed}
+    assert received["later"] == arrived["later"]["received_at"]
+    assert received["earlier"] == arrived["earlier"]["received_at"]
+    assert received["later"] < received["earlier"]
+    assert received["between"] == replayed_at
+    assert conversation["last_inbound_at"].timestamp() == sent["later"]
+    assert conversation["inbound_count"] == 3
+
+
 def test_forged_unknown_and_malformed_deliveries_store_nothing(
     conn: Conn, client: TestClient
 ) -> None:
