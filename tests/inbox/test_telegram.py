@@ -171,6 +171,19 @@ def test_replies_go_out_with_send_message_in_the_thread(
     blocked = client.post(url, json={"text": "hello?"}, headers=bearer(jwks, owner)).json()["data"]
     assert (blocked["status"], blocked["error_code"]) == ("failed", "403")
     assert blocked["error_text"] == "Forbidden: bot was blocked by the user"
+    # The bot's token revoked at BotFather: the reply fails with Telegram's reason, the channel
+    # is marked revoked, and further replies are a clear 409 until it is reconnected.
+    telegram.failures[:] = [401]
+    refused_reply = client.post(url, json={"text": "still there?"}, headers=bearer(jwks, owner))
+    assert refused_reply.status_code == 201, refused_reply.text
+    revoked = refused_reply.json()["data"]
+    assert (revoked["status"], revoked["error_code"]) == ("failed", "401")
+    assert revoked["error_text"] == "Unauthorized"
+    state = one(conn, "select status from public.channels where id = %s", (channel,))
+    assert state["status"] == "revoked"
+    closed = client.post(url, json={"text": "hello?"}, headers=bearer(jwks, owner))
+    assert closed.status_code == 409, closed.text
+    assert closed.json()["error"]["code"] == "channel_not_active"
 
 
 def test_a_refused_token_is_a_422_and_the_same_bot_cannot_join_two_workspaces(
