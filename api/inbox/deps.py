@@ -17,7 +17,6 @@ from api.inbox.storage import InboxStorage
 from api.inbox.telegram.client import TelegramClient
 from api.inbox.whatsapp.client import WhatsAppClient
 from api.inbox.x.client import XClient
-from api.webhooks.intake import INTAKE, WebhookIntake
 
 # Seals and opens channel credentials (INTEGRATIONS_ENCRYPTION_KEY, as shop credentials).
 INBOX_BOX = Slot("inbox_secret_box", SecretBox, NO_KEY)
@@ -50,19 +49,18 @@ class WebhookEdge:
 
     database: Database
     box: SecretBox
-    intake: WebhookIntake
     settings: Settings
 
 
 async def webhook_edge(request: Request) -> AsyncIterator[WebhookEdge]:
-    """The app's database, box, intake and settings in one dependency run on the event loop:
-    each is a lookup, and a sync dependency costs a thread hop apiece (six a delivery, with the
-    box's generator), which on a busy machine weighs on every webhook's answer. A stored
+    """The app's database, box and settings in one dependency run on the event loop: each is a
+    lookup, and a sync dependency costs a thread hop apiece (six a delivery, with the box's
+    generator and the intake the webhook no longer needs), which on a busy machine weighs on
+    every webhook's answer. A stored
     credential the box cannot open leaves as the envelope's 503 channel_key_mismatch."""
     edge = WebhookEdge(
         database=DATABASE.required(request),
         box=INBOX_BOX.required(request),
-        intake=INTAKE.required(request),
         settings=SETTINGS.required(request),
     )
     try:

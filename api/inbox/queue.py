@@ -1,22 +1,26 @@
 """Inbox deliveries (WhatsApp, Telegram, X) are stored when they arrive and applied in sets
-after the answer (private.apply_inbox_queue). One drain is scheduled at a time, in the database
-(private.schedule_inbox_drain), so the edge stays stateless: the first delivery stored after the
-scheduled drain became due schedules the next one, INBOX_APPLY_DELAY_SECONDS (0.2 s by default)
-ahead, and runs it after its answer; every delivery stored meanwhile is left to that drain,
-which starts after they were committed and applies them together, as one set. The replay cron
-applies anything a drain left (an edge that stopped after its answer)."""
+after the answer (private.apply_inbox_queue). One drain is scheduled at a time, in the database,
+by the statement that stores the delivery (private.store_inbox_delivery), so the edge stays
+stateless and asks nothing after its answer: the first delivery stored after the scheduled
+drain became due schedules the next one, INBOX_APPLY_DELAY_SECONDS (0.2 s by default) ahead, and
+runs it after its answer; every delivery stored meanwhile is left to that drain, which waits for
+their stores to commit and applies them together, as one set. The replay cron applies anything
+a drain left (an edge that stopped after its answer)."""
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from fastapi import BackgroundTasks
 from psycopg.rows import DictRow
 
-from api.core.db import Database, become_service
+from api.core.db import Connection, Database, become_service
+from api.core.envelope import ok
 from api.core.errors import ApiError
 from api.core.settings import Settings
+from api.inbox.secrets import StoredChannel
 
 log = logging.getLogger("growthbase.inbox")
 
@@ -26,6 +30,13 @@ BATCH = 500
 # drain takes the queue once that call ends rather than leave the delivery to the replay cron.
 BUSY_WAIT_SECONDS = 0.05
 BUSY_PATIENCE_SECONDS = 30.0
+STORE_SQL = "select duplicate, drain from private.store_inbox_delivery(%s, %s, %s, %s, %s)"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    duplicate: bool  # stored and applied before: nothing more to do
+    drain: bool  # this request runs the next drain after its answer
 
 
 def apply_queued(database: Database, delay_seconds: float = 0) -> int:
@@ -69,24 +80,39 @@ def service_call(database: Database, query: str, params: tuple[Any, ...]) -> Dic
         return cursor.fetchone()
 
 
-def schedule_drain(database: Database, delay_seconds: float) -> bool:
-    """Whether this delivery's request runs the next drain (the delivery is committed
-    already); false when a drain is scheduled that has not started yet, which takes it."""
-    row = service_call(database, "select private.schedule_inbox_drain(%s) as due", (delay_seconds,))
-    return bool(row and row["due"])
+def store_delivery(
+    conn: Connection,
+    provider: str,
+    event_id: str,
+    body: bytes,
+    channel: StoredChannel,
+    settings: Settings,
+) -> Delivery:
+    """Stores the delivery under its channel's workspace and commits, in one round trip (a
+    pipeline), in the transaction that read the channel's secret; the same statement answers
+    whether this request runs the next drain (private.store_inbox_delivery), so nothing is
+    asked after the answer."""
+    with conn.pipeline():
+        cursor = conn.execute(
+            STORE_SQL,
+            (
+                provider,
+                event_id[:200],
+                body.decode(),
+                channel.workspace_id,
+                settings.inbox_apply_delay_seconds,
+            ),
+        )
+        conn.commit()
+    row = cursor.fetchone()
+    assert row is not None
+    return Delivery(duplicate=bool(row["duplicate"]), drain=bool(row["drain"]))
 
 
-def drain_if_scheduled(database: Database, delay_seconds: float) -> int:
-    """After the answer: runs the next drain when no drain is scheduled yet. A failure to ask
-    leaves the delivery stored, for the scheduled drain or the replay cron."""
-    try:
-        if not schedule_drain(database, delay_seconds):
-            return 0
-    except (psycopg.Error, ApiError) as error:
-        log.warning("inbox drain not scheduled: %s", type(error).__name__)
-        return 0
-    return apply_queued(database, delay_seconds)
-
-
-def apply_after_answer(background: BackgroundTasks, database: Database, settings: Settings) -> None:
-    background.add_task(drain_if_scheduled, database, settings.inbox_apply_delay_seconds)
+def accept(
+    background: BackgroundTasks, database: Database, settings: Settings, delivery: Delivery
+) -> dict[str, Any]:
+    """The webhook's answer; the drain runs after it when this delivery scheduled one."""
+    if delivery.drain:
+        background.add_task(apply_queued, database, settings.inbox_apply_delay_seconds)
+    return ok({"outcome": "duplicate" if delivery.duplicate else "accepted"})

@@ -2,9 +2,9 @@
 provider's event id (a repeat is recognised), acknowledge, apply it in the background, and apply
 again from the replay cron while it is not applied.
 
-A feature that applies its deliveries in batches (the inbox's channels) stores them in the
-request's own transaction instead (`store`, the one that read the secret the signature was
-checked with) and applies them itself after the answer.
+A feature that applies its deliveries in batches (the inbox's channels) stores them itself, in
+the request's own transaction (the one that read the secret the signature was checked with),
+and applies them after the answer; the replay still finds them here.
 
 Features verify their own signatures (each needs its own keys and headers) and register their
 appliers here; this module knows no feature, so replay finds every applier without importing one.
@@ -97,18 +97,6 @@ class WebhookIntake:
         """Stores the delivery in the caller's transaction; a repeat of one already processed is
         a duplicate. Applying it is left to the caller's feature (and to the replay)."""
         row = conn.execute(RECORD_SQL, (provider, event_id[:200], body.decode())).fetchone()
-        assert row is not None
-        return Recorded(StoredEvent(row["id"], event_id, body.decode()), bool(row["duplicate"]))
-
-    def store_and_commit(
-        self, conn: Connection, provider: str, event_id: str, body: bytes
-    ) -> Recorded:
-        """`store`, then the caller's transaction committed, sent together in one round trip (a
-        pipeline): the delivery is durable when this returns, and the transaction is over."""
-        with conn.pipeline():
-            cursor = conn.execute(RECORD_SQL, (provider, event_id[:200], body.decode()))
-            conn.commit()
-        row = cursor.fetchone()
         assert row is not None
         return Recorded(StoredEvent(row["id"], event_id, body.decode()), bool(row["duplicate"]))
 

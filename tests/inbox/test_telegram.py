@@ -134,6 +134,63 @@ def test_updates_need_the_secret_and_arrive_once_with_edits_as_revisions(
     assert identity == {"address": str(chat), "display_name": "Jana Nováková"}
 
 
+def test_updates_of_other_kinds_are_stored_and_skipped_never_refused(
+    conn: Conn, client: TestClient, jwks: JwksServer, telegram: TelegramServer, bot_free: None
+) -> None:
+    """Telegram retries any update it gets no 2xx for: a button press, a membership change, a
+    bot's own message or a service message without content is acknowledged, stored and
+    skipped, and no message or conversation comes of it."""
+    owner = create_user(conn)
+    channel, secret = connect(client, jwks, owner, telegram)
+    chat = random.randrange(10**8, 10**9)
+    from_bot = message_update(9301, chat, 31, "I am a bot")
+    from_bot["message"]["from"]["is_bot"] = True
+    service = message_update(9302, chat, 32, "")
+    del service["message"]["text"]
+    service["message"]["new_chat_title"] = "Renamed"
+    updates = [
+        {
+            "update_id": 9300,
+            "callback_query": {
+                "id": "4382bfdwdsb323b2d9",
+                "from": {"id": chat, "is_bot": False, "first_name": "Jana"},
+                "data": "size:M",
+                "chat_instance": "-1234",
+            },
+        },
+        from_bot,
+        service,
+        {
+            "update_id": 9303,
+            "my_chat_member": {
+                "chat": {"id": chat, "type": "private"},
+                "from": {"id": chat, "is_bot": False, "first_name": "Jana"},
+                "date": 1441645532,
+                "old_chat_member": {"status": "member", "user": {"id": 1, "is_bot": True}},
+                "new_chat_member": {"status": "kicked", "user": {"id": 1, "is_bot": True}},
+            },
+        },
+    ]
+    for update in updates:
+        answer = post_update(client, channel, secret, update)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["data"] == {"outcome": "accepted"}
+    outcomes = conn.execute(
+        "select status, outcome from private.webhook_events where event_id like %s"
+        " order by event_id",
+        (f"{channel}:%",),
+    ).fetchall()
+    assert [(r["status"], r["outcome"]) for r in outcomes] == [
+        ("ignored", "ignored:not_a_message"),
+        ("ignored", "ignored:bot"),
+        ("ignored", "ignored:no_content"),
+        ("ignored", "ignored:not_a_message"),
+    ]
+    assert not conn.execute(
+        "select 1 from public.conversations where channel_id = %s", (channel,)
+    ).fetchall()
+
+
 def test_replies_go_out_with_send_message_in_the_thread(
     conn: Conn, client: TestClient, jwks: JwksServer, telegram: TelegramServer, bot_free: None
 ) -> None:
@@ -171,6 +228,19 @@ def test_replies_go_out_with_send_message_in_the_thread(
     blocked = client.post(url, json={"text": "hello?"}, headers=bearer(jwks, owner)).json()["data"]
     assert (blocked["status"], blocked["error_code"]) == ("failed", "403")
     assert blocked["error_text"] == "Forbidden: bot was blocked by the user"
+    # The bot's token revoked at BotFather: the reply fails with Telegram's reason, the channel
+    # is marked revoked, and further replies are a clear 409 until it is reconnected.
+    telegram.failures[:] = [401]
+    refused_reply = client.post(url, json={"text": "still there?"}, headers=bearer(jwks, owner))
+    assert refused_reply.status_code == 201, refused_reply.text
+    revoked = refused_reply.json()["data"]
+    assert (revoked["status"], revoked["error_code"]) == ("failed", "401")
+    assert revoked["error_text"] == "Unauthorized"
+    state = one(conn, "select status from public.channels where id = %s", (channel,))
+    assert state["status"] == "revoked"
+    closed = client.post(url, json={"text": "hello?"}, headers=bearer(jwks, owner))
+    assert closed.status_code == 409, closed.text
+    assert closed.json()["error"]["code"] == "channel_not_active"
 
 
 def test_a_refused_token_is_a_422_and_the_same_bot_cannot_join_two_workspaces(

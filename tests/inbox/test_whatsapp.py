@@ -333,26 +333,40 @@ def test_an_apply_that_fails_keeps_the_delivery_for_the_replay(
 def test_one_drain_is_scheduled_at_a_time_and_the_replay_applies_what_a_dead_edge_left(
     conn: Conn, client: TestClient
 ) -> None:
-    """After its answer, the first delivery schedules the next drain and runs it; deliveries
-    stored before that drain is due are left to it. When the edge that scheduled it stops
-    after answering, its drain never runs, and nothing is lost: Meta had its 200, the delivery
-    stays stored, and the replay cron applies it."""
+    """The store answers whether its request runs the next drain: the first delivery once the
+    scheduled drain is due schedules the next one; deliveries stored before it is due are left
+    to it, and a duplicate schedules nothing. When the edge that scheduled it stops after
+    answering, its drain never runs, and nothing is lost: Meta had its 200, the delivery stays
+    stored, and the replay cron applies it."""
     owner = create_user(conn)
     channel = whatsapp_channel(conn, owner, KEY)
     sender = wa_id()
-    body = inbound(
-        sender, [text_message(sender, "Hello?")], phone_number_id=account_id(conn, channel)
-    )
+    number = account_id(conn, channel)
+    body = inbound(sender, [text_message(sender, "Hello?")], phone_number_id=number)
+    store = "select duplicate, drain from private.store_inbox_delivery('whatsapp', %s, %s, %s, %s)"
     try:
-        assert one(conn, "select private.schedule_inbox_drain(3600) as due")["due"] is True
-        assert one(conn, "select private.schedule_inbox_drain(0) as due")["due"] is False
+        conn.execute("update private.inbox_drain_schedule set due_at = 'epoch'")
+        first, second = (
+            one(conn, store, (f"{channel}:{n}", json.dumps(body), owner.workspace_id, 3600))
+            for n in ("first", "second")
+        )
+        assert (first["duplicate"], first["drain"]) == (False, True)
+        assert (second["duplicate"], second["drain"]) == (False, False)
+        conn.execute(
+            "update private.webhook_events set status = 'ignored' where event_id = any(%s)",
+            ([f"{channel}:first", f"{channel}:second"],),
+        )
+        conn.execute("update private.inbox_drain_schedule set due_at = 'epoch'")
+        again = one(conn, store, (f"{channel}:first", json.dumps(body), owner.workspace_id, 3600))
+        assert (again["duplicate"], again["drain"]) == (True, False)
+        conn.execute("update private.inbox_drain_schedule set due_at = now() + interval '1 hour'")
         # The edge that scheduled that drain stops here, before running it.
         assert post_webhook(client, channel, body).json()["data"] == {"outcome": "accepted"}
         assert not conn.execute(
             "select 1 from public.messages where channel_id = %s", (channel,)
         ).fetchall()
     finally:
-        conn.execute("update private.inbox_drain_schedule set due_at = '-infinity'")
+        conn.execute("update private.inbox_drain_schedule set due_at = 'epoch'")
     conn.execute(
         "update private.webhook_events set received_at = now() - interval '2 minutes'"
         " where event_id like %s",
@@ -363,6 +377,134 @@ def test_one_drain_is_scheduled_at_a_time_and_the_replay_applies_what_a_dead_edg
     applied = one(conn, "select text from public.messages where channel_id = %s", (channel,))
     assert applied["text"] == "Hello?"
     assert post_webhook(client, channel, body).json()["data"] == {"outcome": "duplicate"}
+
+
+def test_a_drain_waits_for_the_stores_that_left_their_delivery_to_it(
+    conn: Conn, database_url: str
+) -> None:
+    """A store decides before it commits; a delivery left to the scheduled drain may still be
+    committing when that drain claims. The drain waits for such stores, so it takes their
+    deliveries instead of leaving them to the replay cron."""
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    body = inbound(
+        sender, [text_message(sender, "Late?")], phone_number_id=account_id(conn, channel)
+    )
+    taken: list[int] = []
+    with psycopg.connect(database_url) as storing:
+        conn.execute("update private.inbox_drain_schedule set due_at = now() + interval '1 hour'")
+        try:
+            row = storing.execute(
+                "select drain from private.store_inbox_delivery('whatsapp', %s, %s, %s, 0)",
+                (f"{channel}:late", json.dumps(body), owner.workspace_id),
+            ).fetchone()
+            assert row is not None and row[0] is False
+        finally:
+            conn.execute("update private.inbox_drain_schedule set due_at = 'epoch'")
+
+        def drain() -> None:
+            with psycopg.connect(database_url, autocommit=True) as draining:
+                row = draining.execute("select private.apply_inbox_queue(500)").fetchone()
+                taken.append(row[0] if row else 0)
+
+        thread = threading.Thread(target=drain)
+        thread.start()
+        # The drain is waiting for this store's transaction, not done without its delivery.
+        waiting = wait_for_lock_waiter(conn)
+        storing.commit()
+        thread.join(timeout=30)
+    assert waiting and taken and taken[0] >= 1
+    applied = one(conn, "select text from public.messages where channel_id = %s", (channel,))
+    assert applied["text"] == "Late?"
+
+
+def wait_for_lock_waiter(conn: Conn) -> bool:
+    """Whether a backend comes to wait on an advisory lock within 10 s (polled)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        row = one(
+            conn,
+            "select count(*) as n from pg_catalog.pg_locks"
+            " where locktype = 'advisory' and not granted",
+        )
+        if row["n"] > 0:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_messages_list_by_the_providers_timestamp_with_their_arrival_kept_beside_it(
+    conn: Conn, client: TestClient
+) -> None:
+    """Meta does not promise order: a message sent later can arrive first. The conversation
+    lists by the provider's timestamp (the earlier-sent message first) and keeps when each
+    arrived beside it, also when both are applied in one set and when the replay cron applies
+    one later; the conversation's last inbound message is the latest sent, whatever arrived
+    last."""
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    number = account_id(conn, channel)
+    sender = wa_id()
+    sent = {"earlier": 1749416383, "between": 1749416400, "later": 1749416450}
+    bodies = {
+        name: inbound(sender, [text_message(sender, name, timestamp=at)], phone_number_id=number)
+        for name, at in sent.items()
+    }
+    # A drain is scheduled and not due yet: what arrives meanwhile waits for it, as one set.
+    conn.execute("update private.inbox_drain_schedule set due_at = now() + interval '1 hour'")
+    try:
+        for name in ("later", "earlier", "between"):
+            answer = post_webhook(client, channel, bodies[name])
+            assert answer.json()["data"] == {"outcome": "accepted"}, answer.text
+    finally:
+        conn.execute("update private.inbox_drain_schedule set due_at = 'epoch'")
+    arrived = {
+        json.loads(r["body"])["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"]: r
+        for r in conn.execute(
+            "select id, body, received_at from private.webhook_events where event_id like %s",
+            (f"{channel}:%",),
+        ).fetchall()
+    }
+    # The one sent in between is left to the replay cron (as when its drain's edge stopped):
+    # not due for the drain, then a few minutes old.
+    between = arrived["between"]["id"]
+    conn.execute(
+        "update private.webhook_events set next_attempt_at = now() + interval '1 hour'"
+        " where id = %s",
+        (between,),
+    )
+    conn.execute("select private.apply_inbox_queue(500)")
+    replayed_at = one(
+        conn,
+        "update private.webhook_events set next_attempt_at = null,"
+        " received_at = received_at - interval '2 minutes' where id = %s returning received_at",
+        (between,),
+    )["received_at"]
+    replay = client.get("/api/v1/cron/webhook-replay", headers={"Authorization": f"Bearer {CRON}"})
+    assert replay.status_code == 200, replay.text
+    with acting_as(conn, owner):
+        listed = conn.execute(
+            "select m.text, m.provider_timestamp, m.received_at from public.messages m"
+            " join public.conversations c on c.id = m.conversation_id"
+            " where c.channel_id = %s order by m.provider_timestamp, m.id",
+            (channel,),
+        ).fetchall()
+        conversation = one(
+            conn,
+            "select last_inbound_at, inbound_count from public.conversations where channel_id = %s",
+            (channel,),
+        )
+    assert [(r["text"], r["provider_timestamp"].timestamp()) for r in listed] == [
+        (name, float(at)) for name, at in sent.items()
+    ]
+    received = {r["text"]: r["received_at"] for r in listed}
+    assert received["later"] == arrived["later"]["received_at"]
+    assert received["earlier"] == arrived["earlier"]["received_at"]
+    assert received["later"] < received["earlier"]
+    assert received["between"] == replayed_at
+    assert conversation["last_inbound_at"].timestamp() == sent["later"]
+    assert conversation["inbound_count"] == 3
 
 
 def test_forged_unknown_and_malformed_deliveries_store_nothing(

@@ -17,13 +17,13 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.core.db import Database
-from api.core.envelope import Envelope, ok
+from api.core.envelope import Envelope
 from api.core.errors import ApiError
 from api.core.openapi import JSON, documented, inline_schema, merged_errors
 from api.core.signatures import WEBHOOK_SIGNATURE_ERRORS, WEBHOOK_SIGNATURE_INVALID, same_signature
 from api.inbox.deps import InboxWebhookEdge
 from api.inbox.errors import OPENING_CREDENTIALS
-from api.inbox.queue import apply_after_answer
+from api.inbox.queue import accept, store_delivery
 from api.inbox.secrets import service_channel
 from api.webhooks.body import parse_json, raw_body
 from api.webhooks.intake import Applier, sql_applier
@@ -119,12 +119,10 @@ def telegram_webhook(
             update = Update.model_validate(parse_json(body))
         except ValidationError as error:
             raise ApiError(422, "invalid_input", "The body is not a Telegram Update") from error
-        received = edge.intake.store_and_commit(
-            conn, PROVIDER, f"{channel_id}:{update.update_id}", body
-        )
-    if not received.duplicate:
-        apply_after_answer(background, edge.database, edge.settings)
-    return ok({"outcome": "duplicate" if received.duplicate else "accepted"})
+        assert channel is not None  # an unknown channel failed the secret token
+        event_id = f"{channel_id}:{update.update_id}"
+        delivery = store_delivery(conn, PROVIDER, event_id, body, channel, edge.settings)
+    return accept(background, edge.database, edge.settings, delivery)
 
 
 def applier(database: Database) -> Applier:

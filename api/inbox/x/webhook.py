@@ -28,7 +28,7 @@ from api.core.secrets_box import SecretBox
 from api.core.signatures import WEBHOOK_SIGNATURE_ERRORS, verify_webhook_hmac
 from api.inbox.deps import Box, InboxWebhookEdge
 from api.inbox.errors import OPENING_CREDENTIALS
-from api.inbox.queue import apply_after_answer
+from api.inbox.queue import accept, store_delivery
 from api.inbox.secrets import StoredChannel, service_channel, stored_channel
 from api.webhooks.body import parse_json, raw_body
 from api.webhooks.intake import Applier, sql_applier
@@ -191,11 +191,10 @@ def x_webhook(
             raise ApiError(
                 422, "invalid_input", "The body is not an Account Activity delivery"
             ) from error
+        assert channel is not None  # an unknown channel failed the signature
         event_id = f"{channel_id}:{hashlib.sha256(body).hexdigest()}"
-        received = edge.intake.store_and_commit(conn, PROVIDER, event_id, body)
-    if not received.duplicate:
-        apply_after_answer(background, edge.database, edge.settings)
-    return ok({"outcome": "duplicate" if received.duplicate else "accepted"})
+        delivery = store_delivery(conn, PROVIDER, event_id, body, channel, edge.settings)
+    return accept(background, edge.database, edge.settings, delivery)
 
 
 def applier(database: Database) -> Applier:
