@@ -160,6 +160,38 @@ def test_every_as_of_date_scores_as_counting_every_order_would(conn: Conn) -> No
     assert scored_alike(conn, owner, dates) > 200
 
 
+def test_counted_scores_hold_when_cut_points_coincide(conn: Conn) -> None:
+    """Counted scores are a CASE over the four cut points, worst first: with most customers
+    alike, several cut points are one value, and a customer must still score as ranking does."""
+    owner = create_user(conn)
+    fund(conn, owner, 0, "team")
+    project = make_project(conn, owner)
+    # 20 customers: 17 with one order of 20 on one day, then 2 and 3 orders, and one bigger.
+    conn.execute(
+        "with c as (insert into public.contacts (workspace_id, email)"
+        " select %(ws)s, 'tie-' || n || '@example.test' from generate_series(1, 20) as n"
+        " returning id, email)"
+        " insert into public.orders (workspace_id, project_id, contact_id, source, external_id,"
+        " status, placed_at, total, currency, base_total)"
+        " select %(ws)s, %(project)s, c.id, 'csv', c.email || '-' || k, 'paid',"
+        " now() - interval '10 days' + (k - 1) * interval '1 day', t, 'EUR', t"
+        " from c, lateral (select case c.email when 'tie-18@example.test' then 2"
+        " when 'tie-19@example.test' then 3 when 'tie-20@example.test' then 1 else 1 end as n,"
+        " case c.email when 'tie-20@example.test' then 500 else 20 end as t) as x,"
+        " generate_series(1, x.n) as k",
+        {"ws": owner.workspace_id, "project": project},
+    )
+    today = datetime.now(UTC).date()
+    assert scored_alike(conn, owner, [today, today - timedelta(days=5)]) > 30
+    with acting_as(conn, owner):
+        scores = conn.execute(
+            "select f_score, count(*) as n from analytics.rfm(current_date)"
+            " where workspace_id = %s group by f_score order by f_score",
+            (owner.workspace_id,),
+        ).fetchall()
+    assert [(r["f_score"], r["n"]) for r in scores] == [(1, 18), (5, 2)]
+
+
 def test_kept_scores_hold_through_writes_and_refreshes(conn: Conn) -> None:
     rng = random.Random(15)
     owner, project = shop_with_history(conn, rng)
