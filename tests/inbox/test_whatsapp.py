@@ -29,7 +29,15 @@ from tests.factories.inbox import (
     whatsapp_channel,
     whatsapp_conversation,
 )
-from tests.factories.workspaces import acting_as, add_member, create_user, fund, one, refused
+from tests.factories.workspaces import (
+    acting_as,
+    add_member,
+    create_user,
+    fund,
+    one,
+    refused,
+    wait_until_blocked,
+)
 from tests.fakes.jwks import JwksServer
 from tests.fakes.storage_server import SERVICE_KEY, serve_storage
 from tests.fakes.whatsapp_server import (
@@ -403,35 +411,22 @@ def test_a_drain_waits_for_the_stores_that_left_their_delivery_to_it(
         finally:
             conn.execute("update private.inbox_drain_schedule set due_at = 'epoch'")
 
+        draining = psycopg.connect(database_url, autocommit=True)
+
         def drain() -> None:
-            with psycopg.connect(database_url, autocommit=True) as draining:
-                row = draining.execute("select private.apply_inbox_queue(500)").fetchone()
-                taken.append(row[0] if row else 0)
+            row = draining.execute("select private.apply_inbox_queue(500)").fetchone()
+            taken.append(row[0] if row else 0)
 
         thread = threading.Thread(target=drain)
         thread.start()
         # The drain is waiting for this store's transaction, not done without its delivery.
-        waiting = wait_for_lock_waiter(conn)
+        wait_until_blocked(conn, draining.info.backend_pid)
         storing.commit()
         thread.join(timeout=30)
-    assert waiting and taken and taken[0] >= 1
+        draining.close()
+    assert taken and taken[0] >= 1
     applied = one(conn, "select text from public.messages where channel_id = %s", (channel,))
     assert applied["text"] == "Late?"
-
-
-def wait_for_lock_waiter(conn: Conn) -> bool:
-    """Whether a backend comes to wait on an advisory lock within 10 s (polled)."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        row = one(
-            conn,
-            "select count(*) as n from pg_catalog.pg_locks"
-            " where locktype = 'advisory' and not granted",
-        )
-        if row["n"] > 0:
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_messages_list_by_the_providers_timestamp_with_their_arrival_kept_beside_it(
