@@ -5,6 +5,7 @@ follow core.telegram.org/bots/api (tests/fakes/telegram_server.py)."""
 
 import json
 import random
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -132,6 +133,38 @@ def test_updates_need_the_secret_and_arrive_once_with_edits_as_revisions(
         (channel,),
     )
     assert identity == {"address": str(chat), "display_name": "Jana Nováková"}
+
+
+def test_a_later_sent_message_delivered_first_lists_after_the_earlier_one(
+    conn: Conn, client: TestClient, jwks: JwksServer, telegram: TelegramServer, bot_free: None
+) -> None:
+    """Telegram retries and parallel deliveries do not keep order: the conversation lists by
+    the message's own date, keeps when each delivery arrived beside it, and its last message
+    is the latest sent, whatever arrived last."""
+    owner = create_user(conn)
+    channel, secret = connect(client, jwks, owner, telegram)
+    chat = random.randrange(10**8, 10**9)
+    now = int(time.time())
+    later = message_update(9101, chat, 82, "sent second", date=now - 60)
+    earlier = message_update(9100, chat, 81, "sent first", date=now - 120)
+    for update in (later, earlier):
+        answer = post_update(client, channel, secret, update)
+        assert answer.json()["data"] == {"outcome": "accepted"}, answer.text
+    conn.execute("select private.apply_inbox_queue(500)")
+    listed = conn.execute(
+        "select text, provider_timestamp, received_at from public.messages where channel_id = %s"
+        " order by provider_timestamp, id",
+        (channel,),
+    ).fetchall()
+    assert [(r["text"], r["provider_timestamp"].timestamp()) for r in listed] == [
+        ("sent first", now - 120),
+        ("sent second", now - 60),
+    ]
+    assert listed[1]["received_at"] < listed[0]["received_at"]
+    conversation = one(
+        conn, "select last_message_at from public.conversations where channel_id = %s", (channel,)
+    )
+    assert conversation["last_message_at"].timestamp() == now - 60
 
 
 def test_updates_of_other_kinds_are_stored_and_skipped_never_refused(

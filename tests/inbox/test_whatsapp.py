@@ -502,6 +502,62 @@ def test_messages_list_by_the_providers_timestamp_with_their_arrival_kept_beside
     assert conversation["inbound_count"] == 3
 
 
+def test_a_message_is_timed_by_its_provider_bounded_by_its_arrival(
+    conn: Conn, client: TestClient
+) -> None:
+    """A delivery delayed by hours opens its conversation at its message's time, so it sorts
+    below a conversation that is really newer, and a still older message never moves it back.
+    A message without a timestamp, or with one from a broken clock (year 5138), is kept and
+    timed by when its delivery arrived, not pinned to the top of the inbox for ever."""
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    number = account_id(conn, channel)
+    now = int(time.time())
+    fresh, delayed, undated, broken = wa_id(), wa_id(), wa_id(), wa_id()
+
+    def deliver(sender: str, message: dict[str, Any]) -> None:
+        answer = post_webhook(client, channel, inbound(sender, [message], phone_number_id=number))
+        assert answer.json()["data"] == {"outcome": "accepted"}, answer.text
+
+    deliver(fresh, text_message(fresh, "just now", timestamp=now - 60))
+    deliver(delayed, text_message(delayed, "two hours ago", timestamp=now - 7200))
+    deliver(delayed, text_message(delayed, "three hours ago", timestamp=now - 10800))
+    no_time = text_message(undated, "no time")
+    del no_time["timestamp"]
+    deliver(undated, no_time)
+    deliver(broken, text_message(broken, "year 5138", timestamp=99999999999))
+    conn.execute("select private.apply_inbox_queue(500)")
+    arrival = {
+        r["sender"]: r["received_at"]
+        for r in conn.execute(
+            "select body::jsonb #>> '{entry,0,changes,0,value,messages,0,from}' as sender,"
+            " received_at from private.webhook_events where event_id like %s",
+            (f"{channel}:%",),
+        ).fetchall()
+    }
+    with acting_as(conn, owner):
+        inbox = conn.execute(
+            "select i.address, c.last_message_at, c.last_inbound_at from public.conversations c"
+            " join public.contact_identities i on i.id = c.identity_id where c.channel_id = %s"
+            " order by c.last_message_at desc, c.id desc",
+            (channel,),
+        ).fetchall()
+        times = {
+            r["text"]: r["provider_timestamp"]
+            for r in conn.execute(
+                "select text, provider_timestamp from public.messages where channel_id = %s",
+                (channel,),
+            ).fetchall()
+        }
+    assert [r["address"] for r in inbox][-2:] == [fresh, delayed]
+    opened = {r["address"]: r for r in inbox}
+    assert opened[delayed]["last_message_at"].timestamp() == now - 7200
+    assert opened[delayed]["last_inbound_at"].timestamp() == now - 7200
+    assert times["no time"] == arrival[undated]
+    assert times["year 5138"] == arrival[broken]
+    assert opened[broken]["last_message_at"] == arrival[broken]
+
+
 def test_forged_unknown_and_malformed_deliveries_store_nothing(
     conn: Conn, client: TestClient
 ) -> None:

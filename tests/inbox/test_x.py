@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import random
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -131,6 +132,42 @@ def test_off_until_connected_then_crc_and_signed_dms(
     assert [dict(r) for r in rows] == [
         {"text": "Do you ship to Brno?", "address": "3001969357", "display_name": "Jordan Brinks"}
     ]
+
+
+def test_dms_list_by_their_own_time_whatever_the_arrival_order(
+    conn: Conn, client: TestClient, jwks: JwksServer, account: str
+) -> None:
+    """A DM sent later but delivered first lists after the earlier one, and the conversation's
+    last message is the latest sent; a DM stamped by a broken clock (year 5138) is kept, timed
+    by when it arrived."""
+    owner = create_user(conn)
+    channel = connect(client, jwks, owner)
+    now_ms = int(time.time()) * 1000
+    sent = {"sent second": now_ms - 60_000, "sent first": now_ms - 120_000}
+    for text, at in [*sent.items(), ("year 5138", 99_999_999_999_000)]:
+        delivery = dm_delivery("3001969357", text, for_user_id=account)
+        delivery["direct_message_events"][0]["created_timestamp"] = str(at)
+        assert deliver(client, channel, delivery).json()["data"] == {"outcome": "accepted"}
+    conn.execute("select private.apply_inbox_queue(500)")
+    with acting_as(conn, owner):
+        listed = conn.execute(
+            "select text, provider_timestamp, received_at from public.messages"
+            " where channel_id = %s order by provider_timestamp, id",
+            (channel,),
+        ).fetchall()
+        conversation = one(
+            conn,
+            "select last_message_at from public.conversations where channel_id = %s",
+            (channel,),
+        )
+    assert [r["text"] for r in listed] == ["sent first", "sent second", "year 5138"]
+    assert [r["provider_timestamp"].timestamp() * 1000 for r in listed[:2]] == [
+        now_ms - 120_000,
+        now_ms - 60_000,
+    ]
+    assert listed[1]["received_at"] < listed[0]["received_at"]
+    assert listed[2]["provider_timestamp"] == listed[2]["received_at"]
+    assert conversation["last_message_at"] == listed[2]["received_at"]
 
 
 def test_replies_go_out_as_dms_and_errors_are_kept(
