@@ -110,6 +110,22 @@ $query$;
 
 revoke all on function private.rfm_scores_query(boolean) from public, anon, authenticated;
 
+-- The scoring query's rows grouped per workspace and segment: customers, revenue, orders.
+create function private.rfm_segment_totals_query()
+returns text
+language sql
+immutable
+set search_path = ''
+as $$
+  select 'select r.workspace_id, r.segment, count(*), sum(r.monetary), sum(r.frequency)'
+         ' from (' || private.rfm_scores_query(true) || ') as r (workspace_id, contact_id,'
+         ' first_order_at, last_order_at, recency_days, frequency, monetary, r_score, f_score,'
+         ' m_score, rfm_code, segment)'
+         ' group by r.workspace_id, r.segment'
+$$;
+
+revoke all on function private.rfm_segment_totals_query() from public, anon, authenticated;
+
 -- Per-contact scores as of a date for the given workspaces (null: all): the scoring query.
 create or replace function private.rfm_scores(p_as_of date, p_workspace_ids uuid[])
 returns table (
@@ -189,13 +205,7 @@ begin
   if not private.analytics_sees_all() then
     v_workspace_ids := array(select private.user_workspace_ids());
   end if;
-  return query execute pg_catalog.format(
-    'select r.workspace_id, r.segment, count(*), sum(r.monetary), sum(r.frequency)'
-    ' from (%s) as r (workspace_id, contact_id, first_order_at, last_order_at, recency_days,'
-    ' frequency, monetary, r_score, f_score, m_score, rfm_code, segment)'
-    ' group by r.workspace_id, r.segment',
-    private.rfm_scores_query(true)
-  ) using p_as_of, v_workspace_ids, v_segments;
+  return query execute private.rfm_segment_totals_query() using p_as_of, v_workspace_ids, v_segments;
 end
 $$;
 
