@@ -283,7 +283,7 @@ class Outbox:
 
 
 # As text: the answer is parsed once the connection is back in the pool.
-ROUND_SQL = "select private.send_round(%s, %s, %s, %s, %s, %s, %s)::text as answer"
+ROUND_SQL = "select private.send_round(%s::jsonb, %s, %s, %s, %s, %s, %s)::text as answer"
 
 
 def send_round(
@@ -294,11 +294,13 @@ def send_round(
     tenants: bool,
 ) -> dict[str, Any]:
     """Records `entries` and claims up to `room` rows in one statement (private.send_round),
-    sent with the role switch and the commit in one round trip; the answer is parsed after the
-    connection is back in the pool."""
+    sent with the role switch and the commit in one round trip. The outcomes are serialized
+    before a connection is taken and the answer parsed after it is back in the pool, so the
+    connection is held for the round trip alone (with eight send threads busy, any Python work
+    while holding it waits for the GIL)."""
     gone = sorted({str(entry["tenant_gone"]) for entry in entries if entry.get("tenant_gone")})
     params = (
-        Jsonb(entries) if entries else None,
+        json.dumps(entries) if entries else None,
         room,
         LEASE_SECONDS,
         policy.max_per_second,
