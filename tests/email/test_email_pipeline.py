@@ -165,6 +165,7 @@ def test_a_campaign_reaches_each_mailable_contact_once_with_headers_and_merge_fi
         number = address.split("@")[0].removeprefix("reader-")
         assert message["From"] == f"Growthbase Shop <{FROM_EMAIL}>"
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert message["Feedback-ID"] == f"{campaign}:{owner.workspace_id}:campaign:growthbase"
         link = str(message["List-Unsubscribe"]).strip("<>")
         assert link.startswith(f"{EDGE}/api/v1/unsubscribe?token=")
         claims = unsubscribe_tokens.verify(LINK_SECRET, parse_qs(urlsplit(link).query)["token"][0])

@@ -753,6 +753,27 @@ def test_permanent_bounces_and_complaints_keep_addresses_out_of_the_next_campaig
     assert [m["email"] for m in mailed] == sorted([mailbox_full.email, fine.email])
 
 
+def test_rejected_content_flags_the_campaign_and_never_the_recipients(sns: Sns, conn: Conn) -> None:
+    campaign = sent_campaign(conn, 2)
+    first, second = campaign.recipients
+    sns.publish(bounce(first, minutes(1), "Transient", "ContentRejected"))
+    sns.publish(bounce(second, minutes(2), "Transient", "MessageTooLarge"))
+
+    flagged = conn.execute(
+        "select content_rejections from public.campaigns where id = %s", (campaign.id,)
+    ).fetchone()
+    assert flagged is not None and flagged["content_rejections"] == 2
+    suppressed = conn.execute(
+        "select count(*) as n from public.email_suppressions where workspace_id = %s",
+        (campaign.user.workspace_id,),
+    ).fetchone()
+    assert suppressed is not None and suppressed["n"] == 0
+    follow_up = draft_campaign(
+        conn, campaign.user, list_ids=[campaign.list_id], sender_id=campaign.sender_id
+    )
+    assert start(conn, campaign.user, follow_up) == 2
+
+
 def test_a_complaint_outranks_a_manual_or_bounce_suppression_and_cannot_be_lifted(
     sns: Sns, conn: Conn
 ) -> None:

@@ -119,6 +119,16 @@ def test_a_welcome_email_goes_out_through_the_campaign_pipeline(
     assert parsed["To"] == "ada@mail.example.org"
     assert parsed["Subject"] == "Welcome Ada"
     assert parsed["List-Unsubscribe"].startswith("<https://edge.example.test/api/v1/unsubscribe?")
+    sent_as = conn.execute(
+        "select campaign_id from public.campaign_recipients where email = 'ada@mail.example.org'"
+        " and workspace_id = %s",
+        (owner.workspace_id,),
+    ).fetchone()
+    assert sent_as is not None
+    assert (
+        parsed["Feedback-ID"]
+        == f"{sent_as['campaign_id']}:{owner.workspace_id}:campaign:growthbase"
+    )
     outcomes = {
         r["contact_id"]: r
         for r in conn.execute(
