@@ -667,6 +667,93 @@ def test_a_status_that_outruns_the_send_waits_for_it(conn: Conn) -> None:
     assert row == {"status": "delivered", "provider_message_id": wamid}
 
 
+def test_a_status_is_timed_by_meta_bounded_by_its_deliverys_arrival(
+    conn: Conn, client: TestClient
+) -> None:
+    """A status callback without a timestamp, or with one from a broken clock (year 5138), is
+    timed by when its delivery arrived, not by when it was applied (a replay can be much later)
+    nor in the far future; a sane timestamp is kept. Both appliers: the drain's set and the
+    replay's one delivery at a time."""
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    number = account_id(conn, channel)
+    sender = wa_id()
+    conversation = whatsapp_conversation(conn, channel, sender)
+    wamids = {}
+    for name in ("drain_undated", "drain_broken", "drain_sane", "replay_undated", "replay_broken"):
+        with acting_as(conn, owner):
+            message = one(
+                conn,
+                "select id from public.reply_to_conversation(%s, %s, null)",
+                (conversation, name),
+            )["id"]
+        wamids[name] = "wamid.T" + uuid.uuid4().hex.upper()
+        conn.execute("select private.claim_inbox_outbox(1, 60, %s)", (message,))
+        conn.execute("select private.inbox_message_sent(%s, %s)", (message, wamids[name]))
+    sane_at = int(time.time()) - 3600
+
+    def callback(name: str, at: int | None) -> dict[str, Any]:
+        item = status(wamids[name], "delivered", sender, at or 0)
+        if at is None:
+            del item["timestamp"]
+        return item
+
+    drained = statuses(
+        [
+            callback("drain_undated", None),
+            callback("drain_broken", 99999999999),
+            callback("drain_sane", sane_at),
+        ],
+        number,
+    )
+    replayed = statuses(
+        [callback("replay_undated", None), callback("replay_broken", 99999999999)], number
+    )
+    # Both wait for a drain not due yet; then they are ten minutes old when applied.
+    conn.execute("update private.inbox_drain_schedule set due_at = now() + interval '1 hour'")
+    try:
+        for body in (drained, replayed):
+            answer = post_webhook(client, channel, body)
+            assert answer.json()["data"] == {"outcome": "accepted"}, answer.text
+    finally:
+        conn.execute("update private.inbox_drain_schedule set due_at = 'epoch'")
+    arrival = {
+        r["first"]: r
+        for r in conn.execute(
+            "update private.webhook_events set received_at = received_at - interval '10 minutes'"
+            " where event_id like %s returning id, received_at,"
+            " body::jsonb #>> '{entry,0,changes,0,value,statuses,0,id}' as first",
+            (f"{channel}:%",),
+        ).fetchall()
+    }
+    drain_arrival = arrival[wamids["drain_undated"]]["received_at"]
+    replay_event = arrival[wamids["replay_undated"]]
+    conn.execute(
+        "update private.webhook_events set next_attempt_at = now() + interval '1 hour'"
+        " where id = %s",
+        (replay_event["id"],),
+    )
+    conn.execute("select private.apply_inbox_queue(500)")
+    conn.execute(
+        "update private.webhook_events set next_attempt_at = null where id = %s",
+        (replay_event["id"],),
+    )
+    replay = client.get("/api/v1/cron/webhook-replay", headers={"Authorization": f"Bearer {CRON}"})
+    assert replay.status_code == 200, replay.text
+    rows = {r["provider_message_id"]: r for r in messages_of(conn, conversation)}
+    timed = {name: rows[wamid]["status_at"] for name, wamid in wamids.items()}
+    assert {rows[wamid]["status"] for wamid in wamids.values()} == {"delivered"}
+    assert timed["drain_undated"] == drain_arrival
+    assert timed["drain_broken"] == drain_arrival
+    assert timed["drain_sane"].timestamp() == sane_at
+    assert timed["replay_undated"] == replay_event["received_at"]
+    assert timed["replay_broken"] == replay_event["received_at"]
+    retired = one(conn, "select to_regprocedure('private.unix_time_or_now(text)') is null as gone")[
+        "gone"
+    ]
+    assert retired
+
+
 # replies -----------------------------------------------------------------------------------
 
 
