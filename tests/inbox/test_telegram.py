@@ -167,6 +167,63 @@ def test_a_later_sent_message_delivered_first_lists_after_the_earlier_one(
     assert conversation["last_message_at"].timestamp() == now - 60
 
 
+def test_stop_in_a_chat_suppresses_that_chat_on_telegram_with_its_source(
+    conn: Conn, client: TestClient, jwks: JwksServer, telegram: TelegramServer, bot_free: None
+) -> None:
+    """A verified update that is only an opt-out word ("STOP") lists the chat in the channel
+    suppressions of kind telegram, with the message it came in and the word, and records the
+    contact's telegram consent as withdrawn by that keyword; Telegram again delivering the
+    same message keeps one record, and a sentence with "stop" in it is a question, not an
+    opt-out."""
+    owner = create_user(conn)
+    channel, secret = connect(client, jwks, owner, telegram)
+    chat, asker = random.randrange(10**8, 10**9), random.randrange(10**8, 10**9)
+    for update in (
+        message_update(9200, chat, 31, "STOP"),
+        message_update(9201, chat, 31, "STOP"),  # the same message in a second update
+        message_update(9202, asker, 32, "Please stop the order"),
+    ):
+        answer = post_update(client, channel, secret, update)
+        assert answer.json()["data"] == {"outcome": "accepted"}, answer.text
+    conn.execute("select private.apply_inbox_queue(500)")
+    opted_out = conn.execute(
+        "select s.kind, s.address, s.keyword, s.contact_id, m.text, m.provider_message_id"
+        " from public.channel_suppressions s join public.messages m on m.id = s.source_message_id"
+        " where s.workspace_id = %s",
+        (owner.workspace_id,),
+    ).fetchall()
+    assert [dict(r) for r in opted_out] == [
+        {
+            "kind": "telegram",
+            "address": str(chat),
+            "keyword": "stop",
+            "contact_id": opted_out[0]["contact_id"],
+            "text": "STOP",
+            "provider_message_id": f"{chat}:31",
+        }
+    ]
+    identity = one(
+        conn,
+        "select contact_id from public.contact_identities"
+        " where workspace_id = %s and kind = 'telegram' and address = %s",
+        (owner.workspace_id, str(chat)),
+    )
+    assert opted_out[0]["contact_id"] == identity["contact_id"] is not None
+    consents = conn.execute(
+        "select purpose, status, source, source_detail from public.consents"
+        " where workspace_id = %s",
+        (owner.workspace_id,),
+    ).fetchall()
+    assert [dict(r) for r in consents] == [
+        {
+            "purpose": "telegram",
+            "status": "withdrawn",
+            "source": "inbox_keyword",
+            "source_detail": "stop",
+        }
+    ]
+
+
 def test_updates_of_other_kinds_are_stored_and_skipped_never_refused(
     conn: Conn, client: TestClient, jwks: JwksServer, telegram: TelegramServer, bot_free: None
 ) -> None:

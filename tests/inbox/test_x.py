@@ -170,6 +170,59 @@ def test_dms_list_by_their_own_time_whatever_the_arrival_order(
     assert conversation["last_message_at"] == listed[2]["received_at"]
 
 
+def test_unsubscribe_in_a_dm_suppresses_that_sender_on_x_with_its_source(
+    conn: Conn, client: TestClient, jwks: JwksServer, account: str
+) -> None:
+    """A signed delivery whose DM is only an opt-out word ("Unsubscribe.") lists the sender in
+    the channel suppressions of kind x, with the DM it came in and the word, and records the
+    contact's x consent as withdrawn by that keyword; X redelivering it keeps one record, and
+    a sentence with "unsubscribe" in it is a question, not an opt-out."""
+    owner = create_user(conn)
+    channel = connect(client, jwks, owner)
+    sender, asker = str(random.randrange(10**9, 10**10)), str(random.randrange(10**9, 10**10))
+    opt_out = dm_delivery(sender, "Unsubscribe.", for_user_id=account)
+    question = dm_delivery(asker, "How do I unsubscribe from the newsletter?", for_user_id=account)
+    for body in (opt_out, opt_out, question):
+        assert deliver(client, channel, body).status_code == 200
+    conn.execute("select private.apply_inbox_queue(500)")
+    opted_out = conn.execute(
+        "select s.kind, s.address, s.keyword, s.contact_id, m.text, m.provider_message_id"
+        " from public.channel_suppressions s join public.messages m on m.id = s.source_message_id"
+        " where s.workspace_id = %s",
+        (owner.workspace_id,),
+    ).fetchall()
+    assert [dict(r) for r in opted_out] == [
+        {
+            "kind": "x",
+            "address": sender,
+            "keyword": "unsubscribe",
+            "contact_id": opted_out[0]["contact_id"],
+            "text": "Unsubscribe.",
+            "provider_message_id": opt_out["direct_message_events"][0]["id"],
+        }
+    ]
+    identity = one(
+        conn,
+        "select contact_id from public.contact_identities"
+        " where workspace_id = %s and kind = 'x' and address = %s",
+        (owner.workspace_id, sender),
+    )
+    assert opted_out[0]["contact_id"] == identity["contact_id"] is not None
+    consents = conn.execute(
+        "select purpose, status, source, source_detail from public.consents"
+        " where workspace_id = %s",
+        (owner.workspace_id,),
+    ).fetchall()
+    assert [dict(r) for r in consents] == [
+        {
+            "purpose": "x",
+            "status": "withdrawn",
+            "source": "inbox_keyword",
+            "source_detail": "unsubscribe",
+        }
+    ]
+
+
 def test_replies_go_out_as_dms_and_errors_are_kept(
     conn: Conn, client: TestClient, jwks: JwksServer, x_api: XServer, account: str
 ) -> None:
