@@ -188,8 +188,10 @@ def test_round_robin_respects_capacity_and_notifies(conn: Conn) -> None:
     with acting_as(conn, ana), refused(403, "insufficient_role"):
         conn.execute("select public.set_channel_team(%s, null)", (channel,))
     assignees = []
+    conversations = []
     for _ in range(4):
         conversation = whatsapp_conversation(conn, channel)
+        conversations.append(conversation)
         assignees.append(
             one(
                 conn,
@@ -201,19 +203,33 @@ def test_round_robin_respects_capacity_and_notifies(conn: Conn) -> None:
     assert [a["assignee_id"] for a in assignees] == [ana.id, ben.id, ben.id, None]
     assert all(a["team_id"] == team for a in assignees)
     assert [n["kind"] for n in notifications(conn, ana)] == ["conversation.assigned"]
-    # Resolving frees capacity: the next one goes to Ana again.
+    # Resolving frees capacity: the one that waited longest goes to Ana (told, logged), not
+    # the next new one, which now waits in its turn.
     with acting_as(conn, ana):
         first = one(conn, "select id from public.conversations where assignee_id = %s", (ana.id,))[
             "id"
         ]
         conn.execute("select public.set_conversation_status(%s, 'resolved')", (first,))
-    nxt = whatsapp_conversation(conn, channel)
-    assert (
-        one(conn, "select assignee_id from public.conversations where id = %s", (nxt,))[
-            "assignee_id"
-        ]
-        == ana.id
+    waited = conversations[3]
+    assignee_of = "select assignee_id from public.conversations where id = %s"
+    assert one(conn, assignee_of, (waited,))["assignee_id"] == ana.id
+    assert [n["kind"] for n in notifications(conn, ana)] == ["conversation.assigned"] * 2
+    logged = one(
+        conn,
+        "select actor_id, detail from public.conversation_events"
+        " where conversation_id = %s and kind = 'assigned'",
+        (waited,),
     )
+    assert logged["actor_id"] is None and logged["detail"]["auto"] is True
+    nxt = whatsapp_conversation(conn, channel)
+    assert one(conn, assignee_of, (nxt,))["assignee_id"] is None
+    # More room for Ben (an admin's change) takes the waiting one at once.
+    with acting_as(conn, owner):
+        conn.execute(
+            "update public.inbox_team_members set capacity = 3 where team_id = %s and user_id = %s",
+            (team, ben.id),
+        )
+    assert one(conn, assignee_of, (nxt,))["assignee_id"] == ben.id
     loads = {
         r["user_id"]: r["open_count"]
         for r in conn.execute(
@@ -221,7 +237,7 @@ def test_round_robin_respects_capacity_and_notifies(conn: Conn) -> None:
             (owner.workspace_id,),
         ).fetchall()
     }
-    assert loads == {ana.id: 1, ben.id: 2}
+    assert loads == {ana.id: 1, ben.id: 3}
 
 
 def test_sla_clocks_count_business_hours(conn: Conn) -> None:
