@@ -438,3 +438,70 @@ def test_the_customer_beside_a_conversation_with_segment_and_orders(conn: Conn) 
         assert (
             one(conn, "select public.conversation_customer(%s) as p", (conversation,))["p"] is None
         )
+
+
+def test_the_report_times_first_response_and_resolution_per_member_and_channel(
+    conn: Conn,
+) -> None:
+    """analytics.inbox_report: one row per channel and assignee, with how many conversations
+    were answered and resolved, the median and average minutes to the first response and to
+    resolution (in business minutes too), and the SLA breaches of each; any member of the
+    workspace reads it, a viewer too."""
+    owner = create_user(conn)
+    fund(conn, owner, 0, "team")
+    ana, ben = add_member(conn, owner, "member"), add_member(conn, owner, "member")
+    viewer = add_member(conn, owner, "viewer")
+    with acting_as(conn, owner):
+        conn.execute(
+            "insert into public.inbox_sla_policies (workspace_id, first_response_minutes,"
+            " resolution_minutes) values (%s, 15, 100)",
+            (owner.workspace_id,),
+        )
+    shop, support = whatsapp_channel(conn, owner, KEY), whatsapp_channel(conn, owner, KEY)
+    # (channel, assignee, minutes to the first response, minutes to resolution or None)
+    handled = [
+        (shop, ana, 10, 60),
+        (shop, ana, 30, 120),
+        (shop, ben, 5, None),
+        (support, ana, 20, 40),
+    ]
+    for channel, member, answered, resolved in handled:
+        conversation = whatsapp_conversation(conn, channel)
+        with acting_as(conn, owner):
+            conn.execute("select public.assign_conversation(%s, %s)", (conversation, member.id))
+        conn.execute(
+            "update public.conversations"
+            " set first_response_at = created_at + make_interval(mins => %s),"
+            " status = case when %s::integer is null then status else 'resolved' end,"
+            " resolved_at = created_at + make_interval(mins => %s) where id = %s",
+            (answered, resolved, resolved, conversation),
+        )
+    with acting_as(conn, viewer):
+        rows = conn.execute(
+            "select * from analytics.inbox_report(30) where workspace_id = %s",
+            (owner.workspace_id,),
+        ).fetchall()
+
+    def figures(row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(
+            None if row[k] is None else float(row[k]) if not isinstance(row[k], int) else row[k]
+            for k in (
+                "conversations",
+                "responded",
+                "resolved",
+                "median_first_response_minutes",
+                "avg_first_response_minutes",
+                "median_first_response_business_minutes",
+                "median_resolution_minutes",
+                "avg_resolution_minutes",
+                "first_response_breaches",
+                "resolution_breaches",
+            )
+        )
+
+    report = {(r["channel_id"], r["assignee_id"]): figures(r) for r in rows}
+    assert report == {
+        (shop, ana.id): (2, 2, 2, 20.0, 20.0, 20.0, 90.0, 90.0, 1, 1),
+        (shop, ben.id): (1, 1, 0, 5.0, 5.0, 5.0, None, None, 0, 0),
+        (support, ana.id): (1, 1, 1, 20.0, 20.0, 20.0, 40.0, 40.0, 1, 0),
+    }
