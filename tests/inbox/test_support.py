@@ -397,6 +397,56 @@ def test_contact_merge_moves_the_inbox_and_is_audited(conn: Conn) -> None:
     )
     merged = one(conn, "select attributes from public.contacts where id = %s", (from_whatsapp,))
     assert merged["attributes"]["merged_into"] == str(shop_customer)
+    # The audit: who merged what into what, and what moved, for every member to read; the
+    # conversation's own history says so too.
+    with acting_as(conn, viewer):
+        audit = one(
+            conn,
+            "select kept_contact_id, merged_contact_id, merged_by, moved from public.contact_merges"
+            " where workspace_id = %s",
+            (owner.workspace_id,),
+        )
+        history = one(
+            conn,
+            "select actor_id, detail from public.conversation_events"
+            " where conversation_id = %s and kind = 'merged'",
+            (conversation,),
+        )
+    assert audit == {
+        "kept_contact_id": shop_customer,
+        "merged_contact_id": from_whatsapp,
+        "merged_by": owner.id,
+        "moved": merge["moved"],
+    }
+    assert history["actor_id"] == owner.id
+    assert history["detail"] == {
+        "from_contact_id": str(from_whatsapp),
+        "into_contact_id": str(shop_customer),
+    }
+    with acting_as(conn, owner):
+        left = conn.execute(
+            "select reason from public.contact_merge_suggestions where %s in"
+            " (contact_id, other_contact_id)",
+            (from_whatsapp,),
+        ).fetchall()
+    assert left == []
+    # An email the inbox knows as one contact's, which another contact now has: suggested.
+    [by_mail, same_mail] = add_contacts(conn, owner, 2, prefix="merge")
+    mailed = one(conn, "select email from public.contacts where id = %s", (same_mail,))["email"]
+    conn.execute(
+        "insert into public.contact_identities (workspace_id, contact_id, kind, address)"
+        " values (%s, %s, 'email', %s)",
+        (owner.workspace_id, by_mail, mailed),
+    )
+    with acting_as(conn, owner):
+        by_email = conn.execute(
+            "select contact_id, other_contact_id, reason from public.contact_merge_suggestions"
+            " where reason = 'identity_email' and workspace_id = %s",
+            (owner.workspace_id,),
+        ).fetchall()
+    assert [dict(r) for r in by_email] == [
+        {"contact_id": by_mail, "other_contact_id": same_mail, "reason": "identity_email"}
+    ]
     stranger = create_user(conn)
     with refused(404, "contact_not_found"), acting_as(conn, stranger):
         conn.execute("select public.merge_contacts(%s, %s)", (shop_customer, from_whatsapp))
