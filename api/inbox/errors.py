@@ -41,6 +41,9 @@ REPLY_REFUSALS: Mapping[int, Mapping[str, str]] = {
         "template_not_approved": "No approved template of this channel has that name and "
         "language; sync the templates",
         "contact_opted_out": "This contact asked to receive no more messages on this channel",
+        "whatsapp_marketing_capped": "WhatsApp refused a marketing message to this contact "
+        "(131049) at 2026-06-08 10:00 UTC; send marketing templates again from 2026-06-09 "
+        "10:00 UTC",
     },
     422: {"invalid_message": "Send either text or a template"},
 }

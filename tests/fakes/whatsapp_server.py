@@ -61,13 +61,16 @@ def graph_error(code: int) -> tuple[int, dict[str, Any]]:
 
 
 def template(
-    name: str, status: str = "APPROVED", body: str = "Hi {{1}}, your order {{2}} shipped."
+    name: str,
+    status: str = "APPROVED",
+    body: str = "Hi {{1}}, your order {{2}} shipped.",
+    category: str = "UTILITY",
 ) -> dict[str, Any]:
     return {
         "name": name,
         "language": "en_US",
         "status": status,
-        "category": "UTILITY",
+        "category": category,
         "id": str(abs(hash(name)) % 10**15),
         "components": [
             {"type": "HEADER", "format": "TEXT", "text": "Order update"},

@@ -1017,6 +1017,62 @@ def test_a_closed_window_fails_the_message_with_metas_reason_and_no_retry(
     )
 
 
+def test_after_metas_marketing_limit_no_marketing_template_goes_to_that_contact_for_a_day(
+    conn: Conn, client: TestClient, jwks: JwksServer, graph: GraphServer
+) -> None:
+    """Meta's 131049 (the user's marketing limit, reached): the template fails with Meta's
+    code and reason and is never sent again; for 24 hours another marketing template to that
+    contact on that number is a clear 409 before it reaches Meta, while a utility template
+    still goes, and so does a marketing template to someone else."""
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender, other = wa_id(), wa_id()
+    conversation = whatsapp_conversation(conn, channel, sender)
+    elsewhere = whatsapp_conversation(conn, channel, other)
+    graph.templates[:] = [
+        template("spring_sale", body="Spring sale: {{1}}% off, {{2}}", category="MARKETING"),
+        template("order_update"),
+    ]
+    synced = client.post(
+        f"/api/v1/inbox/channels/{channel}/whatsapp-templates/sync", headers=bearer(jwks, owner)
+    )
+    assert synced.status_code == 200, synced.text
+    sale = {"template": {"name": "spring_sale", "language": "en_US", "parameters": ["20", "x"]}}
+    update = {"template": {"name": "order_update", "language": "en_US", "parameters": ["a", "b"]}}
+    url = f"/api/v1/inbox/conversations/{conversation}/messages"
+
+    graph.failures[:] = [131049]
+    capped = client.post(url, json=sale, headers=bearer(jwks, owner))
+    assert capped.status_code == 201, capped.text
+    first = capped.json()["data"]
+    assert (first["status"], first["error_code"]) == ("failed", "131049")
+    assert "healthy ecosystem" in first["error_text"]
+    assert (
+        one(conn, "select status from private.inbox_outbox where message_id = %s", (first["id"],))[
+            "status"
+        ]
+        == "dead"
+    )
+    sends = len(graph.sends())
+    again = client.post(url, json=sale, headers=bearer(jwks, owner))
+    assert again.status_code == 409, again.text
+    assert again.json()["error"]["code"] == "whatsapp_marketing_capped"
+    assert len(graph.sends()) == sends
+    utility = client.post(url, json=update, headers=bearer(jwks, owner))
+    assert utility.status_code == 201 and utility.json()["data"]["status"] == "sent"
+    someone_else = client.post(
+        f"/api/v1/inbox/conversations/{elsewhere}/messages", json=sale, headers=bearer(jwks, owner)
+    )
+    assert someone_else.status_code == 201 and someone_else.json()["data"]["status"] == "sent"
+    # A day later the contact may get marketing templates again.
+    conn.execute(
+        "update public.messages set status_at = now() - interval '25 hours' where id = %s",
+        (first["id"],),
+    )
+    later = client.post(url, json=sale, headers=bearer(jwks, owner))
+    assert later.status_code == 201 and later.json()["data"]["status"] == "sent", later.text
+
+
 # read state ----------------------------------------------------------------------------------
 
 
