@@ -279,6 +279,53 @@ def test_a_reply_to_a_campaign_is_linked_only_from_its_recipient(
     assert not any(m["address"].startswith("mailer-daemon") for m in messages(conn, channel))
 
 
+def test_signatures_are_set_apart_and_a_references_only_reply_links_its_recipient(
+    conn: Conn, client: TestClient, jwks: JwksServer, mailbox: Mailbox
+) -> None:
+    """A signature (`-- ` or "Sent from my …") is kept apart from the new text, like quoted
+    history. A client that keeps only `References` (no `In-Reply-To`) still links the reply to
+    the campaign recipient it answers, when it comes from that recipient; the same header from
+    someone else links nothing."""
+    owner = create_user(conn)
+    inbound = address()
+    channel = connect(client, jwks, owner, inbound)
+    [reader, forwarded_to] = add_contacts(conn, owner, 2, prefix="refs")
+    campaign = list_campaign(conn, owner, [reader, forwarded_to])
+    start(conn, owner, campaign)
+    recipient = one(
+        conn,
+        "select r.id, r.email from public.campaign_recipients r"
+        " where r.campaign_id = %s and r.contact_id = %s",
+        (campaign, reader),
+    )
+    other = one(conn, "select email from public.contacts where id = %s", (forwarded_to,))["email"]
+    ses_id = f"0107019{uuid.uuid4().hex[:9]}-{uuid.uuid4()}-000000"
+    conn.execute(
+        "update public.campaign_recipients set status = 'sent', sent_at = now(),"
+        " ses_message_id = %s where id = %s",
+        (ses_id, recipient["id"]),
+    )
+    references = {
+        "References": f"<older-{uuid.uuid4().hex}@mail.example.org>"
+        f" <{ses_id}@eu-central-1.amazonses.com>"
+    }
+    signed_off = "Yes, size 42 please.\n\n-- \nJana Nováková\nShop Ltd, Brno"
+    mailbox.deliver(
+        mail(recipient["email"], inbound, signed_off, subject="Re: News", headers=references),
+        [inbound],
+    )
+    mailbox.deliver(
+        mail(other, inbound, "Me too!\n\nSent from my iPhone", headers=references), [inbound]
+    )
+    found = {m["address"]: m for m in messages(conn, channel)}
+    mine, theirs = found[recipient["email"]], found[other]
+    assert mine["text"] == "Yes, size 42 please."
+    assert mine["quoted_text"].startswith("--") and "Shop Ltd, Brno" in mine["quoted_text"]
+    assert mine["campaign_recipient_id"] == recipient["id"]
+    assert theirs["text"] == "Me too!" and theirs["quoted_text"] == "Sent from my iPhone"
+    assert theirs["campaign_recipient_id"] is None
+
+
 def test_an_auto_reply_is_kept_but_never_acts_as_the_customer(
     conn: Conn, client: TestClient, jwks: JwksServer, mailbox: Mailbox
 ) -> None:
