@@ -1120,6 +1120,25 @@ def test_unread_counts_are_kept_per_member_without_counting_messages(conn: Conn)
         conn.execute("select public.mark_conversation_read(%s)", (conversation,))
     assert unread(owner) == (0, 0)
 
+    # Both counts come from counters kept on write: neither read touches a message.
+    def relations(plan: Any) -> set[str]:
+        if isinstance(plan, dict):
+            found = {plan["Relation Name"]} if "Relation Name" in plan else set()
+            return found.union(*(relations(v) for v in plan.values()))
+        if isinstance(plan, list):
+            return set().union(*(relations(v) for v in plan))
+        return set()
+
+    with acting_as(conn, teammate):
+        for query in (
+            "select id, unread_count from public.inbox_conversations where workspace_id = %s"
+            " and status = 'open' order by last_message_at desc, id desc limit 20",
+            "select unread_messages from public.inbox_unread where workspace_id = %s",
+        ):
+            plan = one(conn, "explain (format json) " + query, (owner.workspace_id,))
+            read = relations(plan["QUERY PLAN"])
+            assert read and "messages" not in read, (query, read)
+
 
 def test_over_the_contact_limit_the_message_is_kept_without_a_contact(conn: Conn) -> None:
     owner = create_user(conn)
