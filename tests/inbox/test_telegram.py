@@ -173,15 +173,17 @@ def test_stop_in_a_chat_suppresses_that_chat_on_telegram_with_its_source(
     """A verified update that is only an opt-out word ("STOP") lists the chat in the channel
     suppressions of kind telegram, with the message it came in and the word, and records the
     contact's telegram consent as withdrawn by that keyword; Telegram again delivering the
-    same message keeps one record, and a sentence with "stop" in it is a question, not an
-    opt-out."""
+    same message keeps one record, a sentence with "stop" in it is a question, not an
+    opt-out, and a message edited into "Stop." opts out as a new one does."""
     owner = create_user(conn)
     channel, secret = connect(client, jwks, owner, telegram)
     chat, asker = random.randrange(10**8, 10**9), random.randrange(10**8, 10**9)
+    editor = random.randrange(10**8, 10**9)
     for update in (
         message_update(9200, chat, 31, "STOP"),
         message_update(9201, chat, 31, "STOP"),  # the same message in a second update
         message_update(9202, asker, 32, "Please stop the order"),
+        message_update(9203, editor, 33, "Hello"),
     ):
         answer = post_update(client, channel, secret, update)
         assert answer.json()["data"] == {"outcome": "accepted"}, answer.text
@@ -222,6 +224,18 @@ def test_stop_in_a_chat_suppresses_that_chat_on_telegram_with_its_source(
             "source_detail": "stop",
         }
     ]
+    # "Hello" edited into "Stop.": an opt-out too, from that message.
+    edited = message_update(9204, editor, 33, "Stop.", edited=True)
+    assert post_update(client, channel, secret, edited).status_code == 200
+    conn.execute("select private.apply_inbox_queue(500)")
+    by_edit = one(
+        conn,
+        "select s.keyword, m.provider_message_id, m.text from public.channel_suppressions s"
+        " join public.messages m on m.id = s.source_message_id"
+        " where s.workspace_id = %s and s.kind = 'telegram' and s.address = %s",
+        (owner.workspace_id, str(editor)),
+    )
+    assert by_edit == {"keyword": "stop", "provider_message_id": f"{editor}:33", "text": "Stop."}
 
 
 def test_updates_of_other_kinds_are_stored_and_skipped_never_refused(
