@@ -5,7 +5,7 @@
 -- capacity it stayed unassigned in the team, and nothing ever assigned it: resolving a
 -- conversation freed a place, but the next *new* conversation took it, so the one that had
 -- waited longest waited for ever unless someone picked it by hand. Now a freed place (a
--- conversation of a member resolved, snoozed, unassigned or given to someone else; a member
+-- conversation of a member resolved, snoozed, unassigned, given to someone else or erased; a member
 -- joining a team or given more capacity; a team's capacity raised or auto-assignment switched
 -- on) goes first to the team's conversations waiting without an assignee, oldest first, in
 -- turn among the members with room, told and logged as any auto-assignment.
@@ -89,6 +89,35 @@ create trigger conversations_release_capacity
   after update on public.conversations
   referencing old table as old_rows new table as new_rows
   for each statement execute function private.release_assignee_capacity();
+
+-- Conversations deleted (a contact's erasure) free their assignees' places likewise.
+create function private.release_deleted_assignee_capacity()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_teams uuid[];
+begin
+  select array_agg(distinct m.team_id) into v_teams
+  from old_rows o
+  join public.inbox_team_members m on m.workspace_id = o.workspace_id and m.user_id = o.assignee_id
+  where o.assignee_id is not null and o.status in ('open', 'pending');
+  if v_teams is not null then
+    perform private.assign_waiting_conversations(v_teams);
+  end if;
+  return null;
+end
+$$;
+
+revoke all on function private.release_deleted_assignee_capacity() from public, anon, authenticated;
+
+-- After conversations_loads_deleted, so the loads are current.
+create trigger conversations_release_deleted_capacity
+  after delete on public.conversations
+  referencing old table as old_rows
+  for each statement execute function private.release_deleted_assignee_capacity();
 
 -- A member joining a team, or given more room, takes the team's waiting conversations.
 create function private.team_member_room_changed()

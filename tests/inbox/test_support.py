@@ -230,6 +230,11 @@ def test_round_robin_respects_capacity_and_notifies(conn: Conn) -> None:
             (team, ben.id),
         )
     assert one(conn, assignee_of, (nxt,))["assignee_id"] == ben.id
+    # A conversation that goes (its contact erased) frees its place too.
+    last = whatsapp_conversation(conn, channel)
+    assert one(conn, assignee_of, (last,))["assignee_id"] is None
+    conn.execute("delete from public.conversations where id = %s", (waited,))
+    assert one(conn, assignee_of, (last,))["assignee_id"] == ana.id
     loads = {
         r["user_id"]: r["open_count"]
         for r in conn.execute(
