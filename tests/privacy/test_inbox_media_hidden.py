@@ -43,6 +43,8 @@ def test_an_erased_contacts_attachment_is_hidden_before_the_cron_removes_it(conn
         (photo, upload),
     )
     assert visible(conn, member, "inbox", photo)
+    # The bucket's folders are per workspace: someone of another workspace reads nothing.
+    assert not visible(conn, create_user(conn), "inbox", photo)
 
     contact = one(
         conn,
