@@ -865,6 +865,49 @@ def test_outside_the_window_only_an_approved_template_goes(
     assert [r["name"] for r in names] == ["order_update"]
 
 
+def test_the_window_is_the_contacts_on_the_number_whichever_conversation_answers(
+    conn: Conn, client: TestClient, jwks: JwksServer, graph: GraphServer
+) -> None:
+    """Meta's 24 hours run from the contact's last message to the number: a member answering
+    in the contact's earlier, resolved conversation may write freely while the contact's new
+    conversation is inside the window, and not once it is closed there too."""
+    owner = create_user(conn)
+    channel = whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    earlier = whatsapp_conversation(conn, channel, sender, "My last order")
+    conn.execute(
+        "update public.conversations set status = 'resolved', resolved_at = now(),"
+        " last_inbound_at = now() - interval '2 days' where id = %s",
+        (earlier,),
+    )
+    apply_whatsapp(
+        conn,
+        channel,
+        inbound(
+            sender,
+            [text_message(sender, "A new question", timestamp=int(time.time()))],
+            phone_number_id=account_id(conn, channel),
+        ),
+    )
+    newer = one(
+        conn,
+        "select id from public.conversations where channel_id = %s and id <> %s",
+        (channel, earlier),
+    )["id"]
+    url = f"/api/v1/inbox/conversations/{earlier}/messages"
+    answered = client.post(url, json={"text": "About that order: ..."}, headers=bearer(jwks, owner))
+    assert answered.status_code == 201, answered.text
+    assert answered.json()["data"]["status"] == "sent"
+    assert graph.sends()[-1]["to"] == sender
+    conn.execute(
+        "update public.conversations set last_inbound_at = now() - interval '25 hours'"
+        " where id = %s",
+        (newer,),
+    )
+    closed = client.post(url, json={"text": "Still there?"}, headers=bearer(jwks, owner))
+    assert closed.status_code == 409 and closed.json()["error"]["code"] == "whatsapp_window_closed"
+
+
 def test_viewers_read_but_do_not_answer_and_others_see_nothing(
     conn: Conn, client: TestClient, jwks: JwksServer
 ) -> None:
