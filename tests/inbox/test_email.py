@@ -273,6 +273,15 @@ def test_a_reply_to_a_campaign_is_linked_only_from_its_recipient(
     assert found[(second, "Me too")]["campaign_recipient_id"] is None
     away = found[(second, "I am away")]
     assert away["auto_reply"] is True and away["campaign_recipient_id"] == ses_ids[second][0]
+    # Beside the conversation: the campaign the reply answers (no flow sent it).
+    with acting_as(conn, owner):
+        panel = one(
+            conn,
+            "select public.conversation_customer(%s) as p",
+            (found[(first, "Yes please!")]["conversation_id"],),
+        )["p"]
+    assert panel["answers"]["campaign_id"] == str(campaign)
+    assert panel["answers"]["flow_id"] is None
     # A bounce report is no conversation.
     bounce = mail("MAILER-DAEMON@example.org", inbound, "Delivery failed", subject="Undelivered")
     mailbox.deliver(bounce, [inbound])
@@ -923,6 +932,23 @@ def test_replies_to_a_flow_email_count_for_its_step_and_flow(
         ).fetchall()
     }
     assert ended[emails[0]] == ("converted", "goal")
+    # Beside the replier's conversation: the flow and the step their reply answers.
+    replied = one(
+        conn,
+        "select m.conversation_id, s.id as step from public.messages m"
+        " join public.campaign_recipients r on r.id = m.campaign_recipient_id"
+        " join public.flow_steps s on s.campaign_id = r.campaign_id"
+        " where r.email = %s and m.direction = 'inbound' limit 1",
+        (emails[0],),
+    )
+    with acting_as(conn, owner):
+        panel = one(
+            conn, "select public.conversation_customer(%s) as p", (replied["conversation_id"],)
+        )["p"]
+    assert (panel["answers"]["flow_id"], panel["answers"]["flow_step_id"]) == (
+        str(flow),
+        str(replied["step"]),
+    )
     assert ended[emails[1]] == ("active", None)  # an auto-reply does not stop the sequence
     with acting_as(conn, stranger):
         assert (
