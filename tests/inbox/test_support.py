@@ -235,6 +235,17 @@ def test_round_robin_respects_capacity_and_notifies(conn: Conn) -> None:
     assert one(conn, assignee_of, (last,))["assignee_id"] is None
     conn.execute("delete from public.conversations where id = %s", (waited,))
     assert one(conn, assignee_of, (last,))["assignee_id"] == ana.id
+    # A team that does not auto-assign leaves its waiting conversations alone, until it does.
+    with acting_as(conn, owner):
+        conn.execute("update public.inbox_teams set auto_assign = false where id = %s", (team,))
+    parked = whatsapp_conversation(conn, channel)
+    conn.execute("update public.conversations set assignee_id = null where id = %s", (nxt,))
+    assert one(conn, assignee_of, (parked,))["assignee_id"] is None
+    with acting_as(conn, owner):
+        conn.execute("update public.inbox_teams set auto_assign = true where id = %s", (team,))
+    # One place (Ben's): the one waiting longer takes it.
+    assigned = [one(conn, assignee_of, (c,))["assignee_id"] for c in (nxt, parked)]
+    assert assigned == [ben.id, None]
     loads = {
         r["user_id"]: r["open_count"]
         for r in conn.execute(
