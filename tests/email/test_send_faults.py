@@ -13,12 +13,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from psycopg.rows import DictRow, dict_row
 
 from api.core.db import Connection, Database
 from api.core.errors import ApiError
+from api.email.notices import send_pause_emails
 from api.email.sender import SendPolicy, send_due_emails
 from api.email.ses import SesClient, SesError
 from tests.factories.email import (
@@ -503,6 +505,13 @@ def test_a_complaint_arriving_while_the_campaign_sends_pauses_it_and_nothing_goe
         }
         # Nothing is claimed while the pause holds.
         assert send_due_emails(db, ses, slow, budget_seconds=0.5).sent == 0
+        # The owner and the admin are emailed (the send cron's next step), from the platform.
+        assert send_pause_emails(db, ses, f"notices@{SENDER_DOMAIN}") == 2
+        notices = httpx.get(f"{moto}/moto-api/data.json", timeout=30).json()["ses"]["Message"]
+        assert sorted(json.dumps(m["destinations"]) for m in notices) == sorted(
+            json.dumps({"ToAddresses": [user.email]}) for user in (owner, admin)
+        ), notices
+        assert all("complaint rate" in m["subject"] for m in notices), notices
 
         with acting_as(conn, admin):
             conn.execute(
