@@ -624,3 +624,48 @@ def test_a_pause_stops_flow_email_steps_and_leaves_a_flow_paused_meanwhile_pause
         conn.execute("select public.resume_flow(%s)", (paused_flow,))
     assert claimable(conn) == set(steps.values())
     conn.execute("update public.flows set status = 'paused' where id = any(%s)", (flows,))
+
+
+def test_the_kept_counts_match_the_ledger_and_a_drift_shows(conn: Conn) -> None:
+    owner = create_user(conn)
+    campaign = sent_campaign(conn, owner, 30)
+    bounce(conn, campaign, address(conn, campaign, 1))
+    bounce(conn, campaign, address(conn, campaign, 2), subtype="OnAccountSuppressionList")
+    bounce(conn, campaign, address(conn, campaign, 3), kind="Transient", subtype="MailboxFull")
+    bounce(conn, campaign, address(conn, campaign, 3))  # the soft one turns hard
+    bounce_many(conn, campaign, 5)  # a replay: some again, some new
+    ses_event(
+        conn,
+        campaign,
+        address(conn, campaign, 4),
+        {
+            "eventType": "Complaint",
+            "complaint": {"complainedRecipients": [{"emailAddress": address(conn, campaign, 4)}]},
+        },
+    )
+
+    def drift() -> list[dict[str, Any]]:
+        conn.execute("set role service_role")
+        try:
+            return [
+                dict(row)
+                for row in conn.execute(
+                    "select * from private.verify_deliverability_counts(%s)",
+                    (owner.workspace_id,),
+                )
+            ]
+        finally:
+            conn.execute("reset role")
+
+    assert drift() == []
+    kept = one(
+        conn,
+        "select sum(bounces) as bounces from private.deliverability_counts where workspace_id = %s",
+        (owner.workspace_id,),
+    )
+    assert kept["bounces"] >= 5
+    conn.execute(
+        "update private.deliverability_counts set sends = sends + 1 where workspace_id = %s",
+        (owner.workspace_id,),
+    )
+    assert [(row["kept_sends"], row["ledger_sends"]) for row in drift()] == [(31, 30)]
