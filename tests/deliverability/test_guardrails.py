@@ -489,6 +489,15 @@ def test_the_platform_brake_stops_every_claim_and_no_tenant_can_lift_it(conn: Co
     )
     assert engaged is True
     assert claimable(conn) == set()
+    # A workspace's own pause cannot be acknowledged while the brake holds.
+    pause = one(
+        conn,
+        "insert into public.sending_pauses (workspace_id, reason, detail, metrics)"
+        " values (%s, 'bounce_rate', 'Bounce rate 6%%', '{}') returning id",
+        (owner.workspace_id,),
+    )["id"]
+    with refused(409, "platform_brake_engaged"), acting_as(conn, owner):
+        conn.execute("select public.acknowledge_sending_pause(%s, true)", (pause,))
     for function in ("private.release_platform_brake()", "private.engage_platform_brake(text)"):
         privilege = one(
             conn,
@@ -497,6 +506,8 @@ def test_the_platform_brake_stops_every_claim_and_no_tenant_can_lift_it(conn: Co
         )
         assert privilege["may"] is False
     conn.execute("select private.release_platform_brake()")
+    with acting_as(conn, owner):
+        conn.execute("select public.acknowledge_sending_pause(%s)", (pause,))
     assert claimable(conn) == {campaign}
 
 

@@ -466,3 +466,35 @@ def test_engagement_tiers_are_a_click_or_order_within_30_60_90_days(conn: Conn) 
         one(conn, "select private.engagement_tier(%s) as t", (person,))["t"] for person in people
     ]
     assert tiers == [0, 1, 2, 0, 3, 3]
+
+
+def test_the_big_mailbox_providers_are_told_apart_by_domain(conn: Conn) -> None:
+    found = {
+        email: one(conn, "select private.mailbox_provider(%s) as p", (email,))["p"]
+        for email in (
+            "ann@gmail.com",
+            "ann@GoogleMail.com",
+            "ann@hotmail.co.uk",
+            "ann@outlook.com",
+            "ann@live.com",
+            "ann@msn.com",
+            "ann@yahoo.co.jp",
+            "ann@aol.com",
+            "ann@ymail.com",
+            "ann@shop.example",
+            "ann@notgmail.com",
+        )
+    }
+    assert found == {
+        "ann@gmail.com": "gmail",
+        "ann@GoogleMail.com": "gmail",
+        "ann@hotmail.co.uk": "microsoft",
+        "ann@outlook.com": "microsoft",
+        "ann@live.com": "microsoft",
+        "ann@msn.com": "microsoft",
+        "ann@yahoo.co.jp": "yahoo",
+        "ann@aol.com": "yahoo",
+        "ann@ymail.com": "yahoo",
+        "ann@shop.example": None,
+        "ann@notgmail.com": None,
+    }
