@@ -491,7 +491,13 @@ def test_the_platform_brake_stops_every_claim_and_no_tenant_can_lift_it(conn: Co
     )
     assert engaged is True
     assert claimable(conn) == set()
-    # A workspace's own pause cannot be acknowledged while the brake holds.
+    # A paused campaign cannot be resumed (it would show `sending` while nothing goes)...
+    with acting_as(conn, owner):
+        conn.execute("select public.pause_campaign(%s)", (campaign,))
+    with refused(409, "platform_brake_engaged"), acting_as(conn, owner):
+        conn.execute("select public.resume_campaign(%s)", (campaign,))
+    assert status(conn, campaign)["status"] == "paused"
+    # ...nor a workspace's own pause acknowledged while the brake holds.
     pause = one(
         conn,
         "insert into public.sending_pauses (workspace_id, reason, detail, metrics)"
@@ -510,6 +516,7 @@ def test_the_platform_brake_stops_every_claim_and_no_tenant_can_lift_it(conn: Co
     conn.execute("select private.release_platform_brake()")
     with acting_as(conn, owner):
         conn.execute("select public.acknowledge_sending_pause(%s)", (pause,))
+        conn.execute("select public.resume_campaign(%s)", (campaign,))
     assert claimable(conn) == {campaign}
 
 
