@@ -23,6 +23,7 @@ from tests.factories.email import (
     start,
     verified_sender,
 )
+from tests.factories.flows import create_flow, send_step, template, tick
 from tests.factories.workspaces import User, acting_as, add_member, create_user, one, refused
 
 Conn = psycopg.Connection[Any]
@@ -33,8 +34,10 @@ def idle_ledger(conn: Conn) -> Iterator[None]:
     """Other tests' sending campaigns stay out of these claims; the brake is off around each."""
     send_alone(conn, forget_counts=False, forget_accounts=False)
     yield
+    # Later tests that claim across the database do not meet these campaigns' rows, and the
+    # thousands of sends and bounces counted here cannot engage the brake on their mail.
+    conn.execute("delete from private.deliverability_counts")
     conn.execute("select private.release_platform_brake()")
-    # Later tests that claim across the database do not meet these campaigns' rows.
     conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")
 
 
@@ -312,18 +315,35 @@ def test_a_bounce_rate_over_the_limit_pauses_every_sending_campaign_until_an_adm
     with refused(404, "sending_pause_not_found"), acting_as(conn, neighbour):
         conn.execute("select public.acknowledge_sending_pause(%s)", (pause["id"],))
 
-    with acting_as(conn, admin):
-        answer = one(conn, "select public.acknowledge_sending_pause(%s) as a", (pause["id"],))["a"]
+    # Still over the limit (nothing was sent since): a plain acknowledgement is refused with the
+    # figures, and the pause holds.
+    with pytest.raises(psycopg.Error) as over, acting_as(conn, admin):
+        conn.execute("select public.acknowledge_sending_pause(%s)", (pause["id"],))
+    assert over.value.sqlstate == "PT409"
+    assert over.value.diag.message_hint == "sending_rates_over_limit"
+    assert "bounce rate is still 5.17% (31 permanent bounces in 600 sends" in str(
+        over.value.diag.message_primary
+    )
+    assert status(conn, other)["status"] == "paused"
+    assert claimable(conn) == {theirs}
 
-    # Still over the limit (nothing was sent since), lifted all the same, and recorded.
+    # Accepting the rates explicitly lifts it, and that is recorded.
+    with acting_as(conn, admin):
+        answer = one(
+            conn,
+            "select public.acknowledge_sending_pause(%s, p_accept_over_limit => true) as a",
+            (pause["id"],),
+        )["a"]
     # Both campaigns it paused resume (the first had not been marked sent yet).
     assert answer["resumed"] == 2 and answer["still_over_limit"] is True
     recorded = one(
         conn,
-        "select acknowledged_by, acknowledged_at from public.sending_pauses where id = %s",
+        "select acknowledged_by, acknowledged_at, acknowledged_over_limit"
+        " from public.sending_pauses where id = %s",
         (pause["id"],),
     )
     assert recorded["acknowledged_by"] == admin.id and recorded["acknowledged_at"] is not None
+    assert recorded["acknowledged_over_limit"] is True
     assert status(conn, other) == {"status": "sending", "error": None, "paused_by": None}
     assert claimable(conn) == {other, theirs}
     with refused(409, "sending_pause_acknowledged"), acting_as(conn, admin):
@@ -471,6 +491,21 @@ def test_the_platform_brake_stops_every_claim_and_no_tenant_can_lift_it(conn: Co
     )
     assert engaged is True
     assert claimable(conn) == set()
+    # A paused campaign cannot be resumed (it would show `sending` while nothing goes)...
+    with acting_as(conn, owner):
+        conn.execute("select public.pause_campaign(%s)", (campaign,))
+    with refused(409, "platform_brake_engaged"), acting_as(conn, owner):
+        conn.execute("select public.resume_campaign(%s)", (campaign,))
+    assert status(conn, campaign)["status"] == "paused"
+    # ...nor a workspace's own pause acknowledged while the brake holds.
+    pause = one(
+        conn,
+        "insert into public.sending_pauses (workspace_id, reason, detail, metrics)"
+        " values (%s, 'bounce_rate', 'Bounce rate 6%%', '{}') returning id",
+        (owner.workspace_id,),
+    )["id"]
+    with refused(409, "platform_brake_engaged"), acting_as(conn, owner):
+        conn.execute("select public.acknowledge_sending_pause(%s, true)", (pause,))
     for function in ("private.release_platform_brake()", "private.engage_platform_brake(text)"):
         privilege = one(
             conn,
@@ -479,4 +514,178 @@ def test_the_platform_brake_stops_every_claim_and_no_tenant_can_lift_it(conn: Co
         )
         assert privilege["may"] is False
     conn.execute("select private.release_platform_brake()")
+    with acting_as(conn, owner):
+        conn.execute("select public.acknowledge_sending_pause(%s)", (pause,))
+        conn.execute("select public.resume_campaign(%s)", (campaign,))
     assert claimable(conn) == {campaign}
+
+
+def test_the_rolling_window_is_seven_days_or_the_last_ten_thousand_sends(conn: Conn) -> None:
+    """The rolling window reaches back past 7 days until it holds 10,000 sends (as SES's own
+    rate does for low-volume senders), and no further; the day window is the last 24 hours."""
+    owner = create_user(conn)
+    sender = verified_sender(conn, owner)
+
+    def counted(days_ago: float, sends: int, bounces: int, complaints: int = 0) -> None:
+        conn.execute(
+            "insert into private.deliverability_counts (workspace_id, sender_identity_id,"
+            " hour, sends, bounces, complaints)"
+            " values (%s, %s, date_trunc('hour', now() - %s * interval '1 day'), %s, %s, %s)",
+            (owner.workspace_id, sender, days_ago, sends, bounces, complaints),
+        )
+
+    counted(20, 3000, 300)  # an old bad list, beyond 7 days
+    counted(2, 1000, 0)
+    counted(0.1, 100, 10, 1)
+    workspace, identity = rates(conn, owner), rates(conn, owner, sender)
+    # Fewer than 10,000 sends since: the old hours still count.
+    assert (workspace["rolling"]["sends"], workspace["rolling"]["bounces"]) == (4100, 310)
+    assert identity["rolling"]["sends"] == 4100
+    assert (workspace["day"]["sends"], workspace["day"]["bounces"]) == (100, 10)
+    assert workspace["day"]["complaints"] == 1
+
+    counted(12, 9500, 0)  # 10,600 sends later than the old list: it leaves the window
+    assert (rates(conn, owner)["rolling"]["sends"], rates(conn, owner)["rolling"]["bounces"]) == (
+        10600,
+        10,
+    )
+    counted(5, 20000, 0)  # more than 10,000 in 7 days: 7 days it is
+    assert rates(conn, owner)["rolling"]["sends"] == 21100
+
+
+def test_each_counted_bounce_broadcasts_the_rates_to_the_workspaces_members(conn: Conn) -> None:
+    owner = create_user(conn)
+    stranger = create_user(conn)
+    campaign = sent_campaign(conn, owner, 40)
+    bounce(conn, campaign, address(conn, campaign, 1))
+    bounce(conn, campaign, address(conn, campaign, 2))
+    topic = f"workspace:{owner.workspace_id}:deliverability"
+    seen = {}
+    for user in (owner, stranger):
+        with acting_as(conn, user):
+            conn.execute("select set_config('realtime.topic', %s, true)", (topic,))
+            seen[user.id] = [
+                (r["payload"]["window"], r["payload"]["sends"], r["payload"]["bounces"])
+                for r in conn.execute(
+                    "select payload from realtime.messages where topic = %s and event = %s"
+                    " and payload ->> 'sender_identity_id' is null order by inserted_at, id",
+                    (topic, "deliverability_rates"),
+                )
+            ]
+    # Each bounce moved the rates: both windows went out each time, as counted then.
+    assert sorted(seen[owner.id]) == sorted(
+        [("rolling", 40, 1), ("day", 40, 1), ("rolling", 40, 2), ("day", 40, 2)]
+    )
+    assert seen[stranger.id] == []
+
+
+def test_a_pause_stops_flow_email_steps_and_leaves_a_flow_paused_meanwhile_paused(
+    conn: Conn,
+) -> None:
+    owner = create_user(conn)
+    admin = add_member(conn, owner, "admin")
+    bad = sent_campaign(conn, owner, 600)
+    sender = one(conn, "select sender_identity_id from public.campaigns where id = %s", (bad,))[
+        "sender_identity_id"
+    ]
+    flows = [
+        create_flow(
+            conn, owner, "contact_created", [send_step("hello", template(conn, owner), sender)]
+        )
+        for _ in range(2)
+    ]
+    add_contacts(conn, owner, 2, prefix=f"f{uuid.uuid4().hex[:8]}")
+    tick(conn)
+    steps = {
+        flow: one(
+            conn,
+            "select s.campaign_id from public.flow_steps s where s.flow_id = %s"
+            " and s.kind = 'send_email'",
+            (flow,),
+        )["campaign_id"]
+        for flow in flows
+    }
+    assert claimable(conn) == set(steps.values())
+
+    bounce_many(conn, bad, 31)
+
+    pause = one(
+        conn, "select * from public.sending_pauses where workspace_id = %s", (owner.workspace_id,)
+    )
+    for campaign in steps.values():
+        assert status(conn, campaign) == {
+            "status": "paused",
+            "error": pause["detail"],
+            "paused_by": pause["id"],
+        }
+    assert claimable(conn) == set()
+    # Meanwhile a member pauses one flow, then resumes it: the guardrail pause still holds it.
+    paused_flow, active_flow = flows
+    with acting_as(conn, owner):
+        conn.execute("select public.pause_flow(%s)", (paused_flow,))
+        conn.execute("select public.resume_flow(%s)", (paused_flow,))
+    assert claimable(conn) == set()
+    with acting_as(conn, owner):
+        conn.execute("select public.pause_flow(%s)", (paused_flow,))
+
+    with acting_as(conn, admin):
+        answer = one(
+            conn,
+            "select public.acknowledge_sending_pause(%s, p_accept_over_limit => true) as a",
+            (pause["id"],),
+        )["a"]
+    # The bad campaign and the active flow's step send again; the paused flow's waits for it.
+    assert answer["resumed"] == 2
+    assert status(conn, steps[active_flow])["status"] == "sending"
+    waiting = status(conn, steps[paused_flow])
+    assert waiting == {"status": "paused", "error": None, "paused_by": None}
+    assert claimable(conn) == {steps[active_flow]}  # the bad campaign's rows are all sent
+    with acting_as(conn, owner):
+        conn.execute("select public.resume_flow(%s)", (paused_flow,))
+    assert claimable(conn) == set(steps.values())
+    conn.execute("update public.flows set status = 'paused' where id = any(%s)", (flows,))
+
+
+def test_the_kept_counts_match_the_ledger_and_a_drift_shows(conn: Conn) -> None:
+    owner = create_user(conn)
+    campaign = sent_campaign(conn, owner, 30)
+    bounce(conn, campaign, address(conn, campaign, 1))
+    bounce(conn, campaign, address(conn, campaign, 2), subtype="OnAccountSuppressionList")
+    bounce(conn, campaign, address(conn, campaign, 3), kind="Transient", subtype="MailboxFull")
+    bounce(conn, campaign, address(conn, campaign, 3))  # the soft one turns hard
+    bounce_many(conn, campaign, 5)  # a replay: some again, some new
+    ses_event(
+        conn,
+        campaign,
+        address(conn, campaign, 4),
+        {
+            "eventType": "Complaint",
+            "complaint": {"complainedRecipients": [{"emailAddress": address(conn, campaign, 4)}]},
+        },
+    )
+
+    def drift() -> list[dict[str, Any]]:
+        conn.execute("set role service_role")
+        try:
+            return [
+                dict(row)
+                for row in conn.execute(
+                    "select * from private.verify_deliverability_counts(%s)",
+                    (owner.workspace_id,),
+                )
+            ]
+        finally:
+            conn.execute("reset role")
+
+    assert drift() == []
+    kept = one(
+        conn,
+        "select sum(bounces) as bounces from private.deliverability_counts where workspace_id = %s",
+        (owner.workspace_id,),
+    )
+    assert kept["bounces"] >= 5
+    conn.execute(
+        "update private.deliverability_counts set sends = sends + 1 where workspace_id = %s",
+        (owner.workspace_id,),
+    )
+    assert [(row["kept_sends"], row["ledger_sends"]) for row in drift()] == [(31, 30)]

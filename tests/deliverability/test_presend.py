@@ -225,3 +225,31 @@ def test_dmarc_policy_and_alignment_from_dns_show_in_the_checks(conn: Conn) -> N
         dns.zone.txt.pop("_dmarc.example.com", None)
     assert (check["status"], found["alignment"], may_start) == ("warn", "unknown", True)
     assert "could not be looked up" in check["detail"]
+
+
+def test_the_soft_bounced_share_counts_transient_bounces_of_the_last_90_days(conn: Conn) -> None:
+    owner = create_user(conn)
+    people = add_contacts(conn, owner, 10, prefix=uuid.uuid4().hex[:8])
+    earlier = list_campaign(conn, owner, people)
+    start(conn, owner, earlier)
+    # One soft bounce 10 days ago, one 100 days ago (too old), one permanent (suppressed, gone).
+    for index, kind, days in ((0, "Transient", 10), (1, "Transient", 100), (2, "Permanent", 5)):
+        conn.execute(
+            "update public.campaign_recipients set status = 'sent', bounce_type = %s,"
+            " bounced_at = now() - make_interval(days => %s)"
+            " where campaign_id = %s and contact_id = %s",
+            (kind, days, earlier, people[index]),
+        )
+    conn.execute("update public.campaigns set status = 'sent' where id = %s", (earlier,))
+    sender = one(conn, "select sender_identity_id from public.campaigns where id = %s", (earlier,))
+    campaign = draft_campaign(
+        conn,
+        owner,
+        list_ids=[email_list(conn, owner, people, name="Again")],
+        sender_id=sender["sender_identity_id"],
+    )
+    with acting_as(conn, owner):
+        checks = one(conn, "select public.campaign_checks(%s) as c", (campaign,))["c"]
+    assert float(checks["shares"]["soft_bounced"]) == pytest.approx(1 / checks["audience_sampled"])
+    soft = {c["check"]: c for c in checks["checks"]}["soft_bounced"]
+    assert soft["status"] == "warn" and "soft-bounced in the last 90 days" in soft["detail"]

@@ -435,3 +435,66 @@ def test_members_see_their_identities_warm_up_and_others_see_nothing(conn: Conn)
             (owner.workspace_id,),
         ).fetchone()
     assert seen is not None and seen["n"] == 0
+
+
+def test_engagement_tiers_are_a_click_or_order_within_30_60_90_days(conn: Conn) -> None:
+    owner = create_user(conn)
+    people = add_contacts(conn, owner, 6, prefix=uuid.uuid4().hex[:8])
+    campaign = list_campaign(conn, owner, people)
+    start(conn, owner, campaign)
+    for index, days in ((0, 10), (1, 45), (2, 75), (3, 120)):
+        conn.execute(
+            "update public.campaign_recipients set last_clicked_at = now()"
+            " - make_interval(days => %s) where campaign_id = %s and contact_id = %s",
+            (days, campaign, people[index]),
+        )
+    # An order 20 days ago ranks with a click; an open alone (Apple's privacy opens) does not.
+    conn.execute(
+        "insert into public.customer_facts (contact_id, workspace_id, first_order_id,"
+        " first_order_at, first_order_project_id, first_order_source, last_order_id,"
+        " last_order_at, orders_count, revenue) values (%s, %s, gen_random_uuid(),"
+        " now() - interval '20 days', gen_random_uuid(), 'shoptet', gen_random_uuid(),"
+        " now() - interval '20 days', 1, 10)",
+        (people[3], owner.workspace_id),
+    )
+    conn.execute(
+        "update public.campaign_recipients set last_opened_at = now()"
+        " where campaign_id = %s and contact_id = %s",
+        (campaign, people[5]),
+    )
+    tiers = [
+        one(conn, "select private.engagement_tier(%s) as t", (person,))["t"] for person in people
+    ]
+    assert tiers == [0, 1, 2, 0, 3, 3]
+
+
+def test_the_big_mailbox_providers_are_told_apart_by_domain(conn: Conn) -> None:
+    found = {
+        email: one(conn, "select private.mailbox_provider(%s) as p", (email,))["p"]
+        for email in (
+            "ann@gmail.com",
+            "ann@GoogleMail.com",
+            "ann@hotmail.co.uk",
+            "ann@outlook.com",
+            "ann@live.com",
+            "ann@msn.com",
+            "ann@yahoo.co.jp",
+            "ann@aol.com",
+            "ann@ymail.com",
+            "ann@shop.example",
+            "ann@notgmail.com",
+        )
+    }
+    assert found == {
+        "ann@gmail.com": "gmail",
+        "ann@GoogleMail.com": "gmail",
+        "ann@hotmail.co.uk": "microsoft",
+        "ann@outlook.com": "microsoft",
+        "ann@live.com": "microsoft",
+        "ann@msn.com": "microsoft",
+        "ann@yahoo.co.jp": "yahoo",
+        "ann@aol.com": "yahoo",
+        "ann@ymail.com": "yahoo",
+        "ann@shop.example": None,
+        "ann@notgmail.com": None,
+    }

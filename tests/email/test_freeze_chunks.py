@@ -13,7 +13,7 @@ import pytest
 from api.core.db import Database
 from api.email.sender import SendPolicy, send_due_emails
 from api.email.ses import SesClient
-from tests.factories.email import SENDER_DOMAIN, add_contacts, list_campaign, start
+from tests.factories.email import SENDER_DOMAIN, add_contacts, list_campaign, send_alone, start
 from tests.factories.workspaces import create_user, one
 from tests.fakes.ses_server import REGION, moto_ses, reset, sent_raw_messages
 
@@ -29,8 +29,9 @@ POLICY = SendPolicy(
 
 @pytest.fixture(autouse=True)
 def small_chunks(conn: Conn) -> Iterator[None]:
-    """Other tests' campaigns stay out; this connection's starts freeze 50 contacts at first."""
-    conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")
+    """Other tests' campaigns stay out, and their counts cannot engage the platform brake
+    (send_alone); this connection's starts freeze 50 contacts at first."""
+    send_alone(conn)
     conn.execute("set growthbase.freeze_chunk_rows = 50")
     yield
     conn.execute("reset growthbase.freeze_chunk_rows")

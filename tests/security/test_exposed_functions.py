@@ -107,7 +107,7 @@ REVIEWED: dict[str, str] = {
     "public.resume_campaign(uuid)": LIFECYCLE,
     "public.cancel_campaign(uuid)": LIFECYCLE,
     "public.resend_to_failed(uuid)": LIFECYCLE,
-    "public.acknowledge_sending_pause(uuid)": (
+    "public.acknowledge_sending_pause(uuid, boolean)": (
         "tests/deliverability/test_guardrails.py::"
         "test_a_bounce_rate_over_the_limit_pauses_every_sending_campaign_until_an_admin_acknowledges"
     ),
