@@ -23,8 +23,8 @@ from tests.fakes.jwks import JwksServer
 
 Conn = psycopg.Connection[DictRow]
 ROWS = 6_000
-# Extra time per row a statement inserts: 6,000 rows in one chunk would take 2.4 s more.
-SLOW_SECONDS_PER_ROW = 0.0004
+# Extra time per row a statement inserts: 6,000 rows in one chunk would take 1.8 s more.
+SLOW_SECONDS_PER_ROW = 0.0003
 
 
 @pytest.fixture(scope="module")
