@@ -120,6 +120,10 @@ class ShopifyServer:
     products: list[tuple[dict[str, Any], list[dict[str, Any]]]] = field(default_factory=list)
     operations: list[Operation] = field(default_factory=list)
     throttled: int = 0  # the next n GraphQL calls answer THROTTLED
+    # The next n calls answer HTTP 429 with this Retry-After (seconds), as Shopify's edge does
+    # past its request-rate limit.
+    rate_limited: int = 0
+    retry_after: str = "2"
     fail_next: str | None = None  # the next operation fails with this errorCode
     partial_bytes: int = 0  # ... having read this many bytes of its result (its partial data)
     range_requests: list[int] = field(default_factory=list)
@@ -189,6 +193,17 @@ def serve_shopify() -> Iterator[ShopifyServer]:
             request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             query, variables = request["query"], request.get("variables") or {}
             with lock:
+                if state.rate_limited:
+                    state.rate_limited -= 1
+                    self.reply_json(
+                        429,
+                        {
+                            "errors": "Exceeded 2 calls per second for api client."
+                            " Reduce request rates"
+                        },
+                        headers={"Retry-After": state.retry_after},
+                    )
+                    return
                 if state.throttled:
                     state.throttled -= 1
                     cost = {**COST, "throttleStatus": {**COST["throttleStatus"]}}

@@ -1019,3 +1019,47 @@ def test_a_merge_worker_waits_for_a_held_job_only_so_long(
     finally:
         holder.close()
         database.close()
+
+
+def test_the_errors_download_is_a_quoted_csv_attachment_for_members_only(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    api = Api(client, jwks, owner)
+    project = make_project(conn, owner)
+    # An order id with a quote and a comma and a bad second line: the reason of its first line
+    # names the id, so the download must quote that cell for a reader to get it back.
+    data = (
+        b"order_id,placed_at,status,total,currency,email,item_sku,item_name,item_quantity,"
+        b"item_unit_price\n"
+        b'"Q""1,2",2026-05-01,paid,,EUR,ann@example.test,TEA-1,Tea,2,5.50\n'
+        b'"Q""1,2",,,,,,CUP-1,Cup,-1,3.00\n'
+        b"O-2,2026-05-01,shipped,5.00,EUR,bob@example.test,,,,\n"
+    )
+    job = api.orders_job(project, data)
+    assert api.commit(job).json()["data"]["rows_failed"] == 3
+    response = api.call("GET", f"/api/v1/imports/{job}/errors.csv")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert response.headers["content-disposition"] == (
+        f'attachment; filename="import-{job}-errors.csv"'
+    )
+    assert response.headers["x-request-id"]
+    assert response.text.startswith("line,column,reason\r\n")
+    assert ',"not imported: order Q""1,2 has an error on line 3"\r\n' in response.text
+    rows = list(csv.reader(io.StringIO(response.text)))
+    assert rows == [
+        ["line", "column", "reason"],
+        ["2", "", 'not imported: order Q"1,2 has an error on line 3'],
+        ["3", "item_quantity", "item_quantity must be a number above 0 with at most 3 decimals"],
+        ["4", "status", "status must be one of pending, paid, fulfilled, cancelled, refunded"],
+    ]
+    assert orders_of(conn, project) == {}
+    # A viewer of the workspace may read it; nobody else learns that the job exists.
+    viewer = Api(client, jwks, add_member(conn, owner, "viewer"))
+    assert viewer.call("GET", f"/api/v1/imports/{job}/errors.csv").text == response.text
+    stranger = Api(client, jwks, create_user(conn))
+    foreign = stranger.call("GET", f"/api/v1/imports/{job}/errors.csv")
+    assert (foreign.status_code, foreign.json()["error"]["code"]) == (404, "import_job_not_found")
+    assert "Q" not in foreign.text
+    unknown = api.call("GET", f"/api/v1/imports/{uuid.uuid4()}/errors.csv")
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "import_job_not_found")

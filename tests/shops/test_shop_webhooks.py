@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from tests.factories.edge import bearer, edge_settings
+from tests.factories.statements import counting_statements
 from tests.factories.workspaces import User, add_member, create_user, make_project, one
 from tests.fakes.jwks import JwksServer
 
@@ -214,6 +215,29 @@ def test_a_shopify_order_becomes_a_contact_and_an_order(
             "items": 2,
         }
     ]
+
+
+def test_an_order_webhook_is_the_page_upsert_of_one_order(
+    client: TestClient, conn: Conn, shop: tuple[User, uuid.UUID]
+) -> None:
+    """Shopify's and WooCommerce's order webhooks write as a sync's page does: one statement
+    for the order, one for its lines, whatever the number of lines."""
+    _, project = shop
+    many_lines = [
+        {"id": n, "title": f"Item {n}", "sku": f"SKU-{n}", "quantity": 1, "price": "10.00"}
+        for n in range(1, 13)
+    ]
+    tables = ("public.orders", "public.order_items")
+    with counting_statements(conn, *tables) as shopify:
+        answer = post_shopify(client, project, shopify_order(4401, line_items=many_lines))
+    assert answer.json()["data"] == {"outcome": "accepted"}
+    with counting_statements(conn, *tables) as woocommerce:
+        answer = post_woocommerce(client, project, woocommerce_order(4402))
+    assert answer.json()["data"] == {"outcome": "accepted"}
+    assert {o["external_id"]: o["items"] for o in orders(conn, project)} == {"4401": 12, "4402": 1}
+    for counts in (shopify, woocommerce):
+        assert (counts["orders:INSERT"], counts["order_items:INSERT"]) == (1, 1), counts
+        assert counts["orders:UPDATE"] <= 1 and counts["order_items:DELETE"] <= 1, counts
 
 
 def test_shopify_replays_and_updates(

@@ -22,7 +22,13 @@ from api.app import create_app
 from api.core.db import Database
 from api.core.secrets_box import SecretBox
 from api.shops.integration_secrets import integration_secrets
-from api.shops.shopify_admin import ShopCredentials, ShopifyAdmin
+from api.shops.shopify_admin import (
+    MAX_THROTTLE_WAITS,
+    MAX_WAIT_SECONDS,
+    ShopCredentials,
+    ShopifyAdmin,
+    ShopifyError,
+)
 from api.shops.shopify_backfill import (
     STREAMS,
     ShopifyBackfillReport,
@@ -610,3 +616,28 @@ def test_a_cancelled_backfill_leaves_the_cron_and_a_new_round_reads_every_stream
         "products": 1,
     }
     assert counts(conn, project)["orders"] == 2
+
+
+def test_the_admin_client_waits_out_a_429_and_throttling_and_gives_up_after_a_bound(
+    shopify: ShopifyServer,
+) -> None:
+    """Shopify's two rate limits: an HTTP 429 waited out per its Retry-After, a THROTTLED answer
+    per the cost extension (the refused query's cost less what the bucket holds, over its
+    restore rate); past MAX_THROTTLE_WAITS waits a 502 `shopify_unavailable`, never a loop."""
+    waits: list[float] = []
+    credentials = ShopCredentials("demo.myshopify.com", ACCESS_TOKEN)
+    admin = ShopifyAdmin(credentials, admin_url=shopify.base_url, wait=waits.append)
+    try:
+        shopify.rate_limited, shopify.throttled = 1, 1
+        assert admin.shop_currency() == "CZK"
+        # A 429's Retry-After of 2 s, then THROTTLED: (10 - 9.9) / 100 points per second.
+        assert waits == [2.0, pytest.approx(0.001)]
+        waits.clear()
+        shopify.rate_limited, shopify.retry_after = 20, "3600"
+        with pytest.raises(ShopifyError) as caught:
+            admin.shop_currency()
+        assert (caught.value.status, caught.value.code) == (502, "shopify_unavailable")
+        assert waits == [MAX_WAIT_SECONDS] * (MAX_THROTTLE_WAITS + 1)  # an hour is capped
+    finally:
+        shopify.rate_limited, shopify.retry_after = 0, "2"
+        admin.close()

@@ -22,6 +22,7 @@ from api.core.settings import Settings
 from api.shops import routes
 from api.shops.shoptet.client import ShoptetClient, ShoptetError
 from tests.factories.edge import bearer, documented_codes, edge_settings
+from tests.factories.statements import counting_statements
 from tests.factories.workspaces import User, add_member, create_user, make_project, one
 from tests.fakes.jwks import JwksServer
 from tests.fakes.shoptet_server import (
@@ -186,6 +187,26 @@ def test_sync_pages_through_orders_and_waits_out_a_429(
     )
     assert state["page"] is None
     assert state["cursor"].isoformat() == "2026-06-01T08:59:00+00:00"
+
+
+def test_a_sync_writes_each_page_with_one_statement_per_table(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn
+) -> None:
+    """120 orders of 7 customers in 3 pages of 50: each page is one upsert of its contacts and
+    one of its orders, never a statement per order."""
+    shoptet.orders = [shoptet_order(n) for n in range(1, 121)]
+    with counting_statements(conn, "public.orders", "public.contacts") as counts:
+        report = shop.post("sync").json()["data"]
+    assert without_job(report) == {"pages": 4, "orders": 120, "customers": 0, "finished": True}
+    assert len(stored_orders(conn, shop.project)) == 120
+    # Three pages of orders and the empty page of customers: at most one statement each.
+    assert counts["orders:INSERT"] == 3, counts
+    assert counts["orders:UPDATE"] <= 3 and counts["orders:DELETE"] == 0, counts
+    assert counts["contacts:INSERT"] <= 3 and counts["contacts:UPDATE"] <= 3, counts
+    # A second sync of the same pages changes nothing and still writes per page.
+    with counting_statements(conn, "public.orders") as again:
+        shop.post("sync")
+    assert again["orders:INSERT"] <= 3, again
 
 
 def test_a_sync_that_fails_mid_way_resumes_without_duplicates(

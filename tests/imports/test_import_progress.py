@@ -1,0 +1,127 @@
+"""Progress of a long import: while a job imports, its workspace's private channel hears of it at
+least every 2 s (each merge step commits the job's counts and the trigger on import_jobs
+broadcasts them), with counts that only grow, for contacts and for orders (two merge workers).
+The database is made slow in a way the edge cannot see, proportional to the rows a statement
+writes, so that a chunk sized before its pace is known would run past 2 s."""
+
+import itertools
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from psycopg.rows import DictRow
+from pydantic import SecretStr
+
+from api.app import create_app
+from api.core.settings import Settings
+from tests.factories.workspaces import User, acting_as, create_user, fund, make_project
+from tests.fakes.jwks import JwksServer
+
+Conn = psycopg.Connection[DictRow]
+ROWS = 6_000
+# Extra time per row a statement inserts: 6,000 rows in one chunk would take 1.8 s more.
+SLOW_SECONDS_PER_ROW = 0.0003
+
+
+@pytest.fixture(scope="module")
+def client(database_url: str, jwks: JwksServer) -> Iterator[TestClient]:
+    settings = Settings(database_url=SecretStr(database_url), supabase_url=jwks.base_url)
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def slow_inserts(conn: Conn) -> Iterator[None]:
+    """Inserts into contacts and orders take SLOW_SECONDS_PER_ROW a row longer, for this test."""
+    conn.execute("create schema slow_inserts")
+    conn.execute(
+        "create function slow_inserts.wait() returns trigger language plpgsql as $$"
+        " begin perform pg_sleep((select count(*) from new_rows)"
+        f" * {SLOW_SECONDS_PER_ROW}::float8); return null; end $$"
+    )
+    try:
+        for table in ("contacts", "orders"):
+            conn.execute(
+                f"create trigger slow_inserts after insert on public.{table}"
+                " referencing new table as new_rows for each statement"
+                " execute function slow_inserts.wait()"
+            )
+        yield
+    finally:
+        for table in ("contacts", "orders"):
+            conn.execute(f"drop trigger if exists slow_inserts on public.{table}")
+        conn.execute("drop schema slow_inserts cascade")
+
+
+def contacts_file() -> bytes:
+    tag = uuid.uuid4().hex[:6]
+    rows = "".join(f"p{n}-{tag}@example.test,Name{n},vip\n" for n in range(ROWS))
+    return ("email,first_name,tags\n" + rows).encode()
+
+
+def orders_file() -> bytes:
+    tag = uuid.uuid4().hex[:6]
+    rows = "".join(
+        f"O-{n},2026-05-{1 + n % 28:02d}T10:00:00Z,paid,{n % 90 + 10}.50,EUR,"
+        f"c{n % 500}-{tag}@example.test,Name,C{n % 500}\n"
+        for n in range(ROWS)
+    )
+    header = "order_id,placed_at,status,total,currency,email,first_name,customer_id\n"
+    return (header + rows).encode()
+
+
+def broadcasts(conn: Conn, user: User, job: str) -> list[dict[str, Any]]:
+    """The job's import_progress messages, as a member of its workspace reads them."""
+    topic = f"workspace:{user.workspace_id}:imports"
+    with acting_as(conn, user):
+        conn.execute("select set_config('realtime.topic', %s, true)", (topic,))
+        rows = conn.execute(
+            "select payload, inserted_at from realtime.messages where topic = %s"
+            " and event = 'import_progress' order by inserted_at",
+            (topic,),
+        ).fetchall()
+    return [{**r["payload"], "at": r["inserted_at"]} for r in rows if r["payload"]["id"] == job]
+
+
+@pytest.mark.parametrize("kind", ["contacts", "orders"])
+@pytest.mark.usefixtures("slow_inserts")
+def test_a_long_import_reports_progress_at_least_every_2_seconds(
+    client: TestClient, jwks: JwksServer, conn: Conn, kind: str
+) -> None:
+    user = create_user(conn)
+    fund(conn, user, 0, "team")
+    headers = {"Authorization": f"Bearer {jwks.sign(jwks.claims(user.id))}"}
+    data = contacts_file() if kind == "contacts" else orders_file()
+    body: dict[str, Any] = {
+        "workspace_id": str(user.workspace_id),
+        "kind": kind,
+        "size_bytes": len(data),
+    }
+    if kind == "orders":
+        body["project_id"] = str(make_project(conn, user))
+    created = client.post("/api/v1/imports", json=body, headers=headers)
+    assert created.status_code == 201, created.json()
+    job = created.json()["data"]["id"]
+    sent = client.put(
+        f"/api/v1/imports/{job}/parts/1",
+        content=data,
+        headers={**headers, "Content-Type": "application/octet-stream"},
+    )
+    assert sent.status_code == 200, sent.json()
+    done = client.post(f"/api/v1/imports/{job}/commit", headers=headers)
+    assert done.status_code == 200, done.json()
+    assert (done.json()["data"]["status"], done.json()["data"]["created"]) == ("done", ROWS)
+
+    seen = broadcasts(conn, user, job)
+    importing = [s for s in seen if s["status"] in ("importing", "done")]
+    assert importing[0]["rows_processed"] == 0 and importing[-1]["status"] == "done"
+    processed = [s["rows_processed"] for s in importing]
+    assert processed == sorted(processed) and len(set(processed)) >= 4, processed
+    # Each message is stamped when its step's transaction began, right after the last step
+    # committed (and broadcast): the gap between two stamps is how long a step held the news.
+    gaps = [later["at"] - earlier["at"] for earlier, later in itertools.pairwise(importing)]
+    assert max(gaps) <= timedelta(seconds=2), [(s["rows_processed"], s["at"]) for s in importing]
