@@ -334,10 +334,10 @@ def test_chunks_into_contacts_without_statistics_read_each_contact_a_few_times(
         "select coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) as tuples"
         " from pg_catalog.pg_stat_xact_user_tables where relid = 'public.contacts'::regclass"
     )
+    # The claim's own analyze then finds nothing changed since this one, and the statistics
+    # are removed, as in a table never analyzed (rolled back with the chunks).
+    conn.execute("analyze public.contacts")
     with psycopg.connect(database_url, row_factory=dict_row) as tx:
-        # No statistics, as in a table never analyzed (rolled back with the chunks): the
-        # claim's own analyze finds nothing changed since this one.
-        tx.execute("analyze public.contacts")
         tx.execute(
             "delete from pg_catalog.pg_statistic where starelid = 'public.contacts'::regclass"
         )
