@@ -10,10 +10,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, dict_row
 
 from api.core.db import Database
-from api.imports.jobs import Runner, run_job
+from api.imports.jobs import Runner, run_job, step
 from api.imports.parts import store_part
 from tests.factories.email import add_contacts, list_campaign, start
 from tests.factories.workspaces import (
@@ -283,3 +283,87 @@ def test_a_campaigns_first_send_to_a_fresh_import_is_capped(database: Database, 
         == 1000
     )
     conn.execute("update public.campaigns set status = 'paused' where id = %s", (campaign,))
+
+
+def importing_job(database: Database, user: User, emails: list[str]) -> dict[str, Any]:
+    """A contacts file of these emails, read and validated: its chunks are next."""
+    data = ("Email\n" + "".join(f"{email}\n" for email in emails)).encode()
+    with database.as_user(user.claims) as tx:
+        job = tx.execute(
+            "select * from private.create_import_job(%s, null, 'contacts', %s, 'crm.csv',"
+            " 'utf-8', '{}'::jsonb, null)",
+            (user.workspace_id, len(data)),
+        ).fetchone()
+    assert job is not None
+    with database.as_user(user.claims) as tx:
+        store_part(tx, job["id"], 1, data)
+    with database.as_user(user.claims) as tx:
+        tx.execute("select private.commit_import_job(%s)", (job["id"],))
+    runner = Runner(database, None)
+    for _ in range(10):
+        staged = step(runner, job["id"], time.monotonic() + 30)
+        assert staged is not None
+        if staged["status"] == "importing":
+            return staged
+    raise AssertionError(staged)
+
+
+def test_chunks_into_contacts_without_statistics_read_each_contact_a_few_times(
+    database: Database, database_url: str, conn: Conn
+) -> None:
+    """A new project's contacts table has no planner statistics (never analyzed). Stamping a
+    chunk's new contacts as imported once joined the chunk to the workspace's contacts by a
+    plan that read all of them for every row (rows x contacts); a chunk's reads of `contacts`
+    stay a small multiple of its rows whatever the statistics, into an empty workspace and
+    into one that has contacts already."""
+    user = create_user(conn)
+    conn.execute(
+        "update public.workspaces set plan_tier = 'team' where id = %s", (user.workspace_id,)
+    )
+    rows = 3000
+    # A contact the workspace had before: the file updates it, it is not stamped as imported.
+    conn.execute(
+        "insert into public.contacts (workspace_id, email) values (%s, 'bulk-0@example.test')",
+        (user.workspace_id,),
+    )
+    first = importing_job(database, user, [f"bulk-{n}@example.test" for n in range(rows)])
+    second = importing_job(
+        database, user, [f"bulk-{n}@example.test" for n in range(rows // 2, rows * 3 // 2)]
+    )
+    reads = (
+        "select coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) as tuples"
+        " from pg_catalog.pg_stat_xact_user_tables where relid = 'public.contacts'::regclass"
+    )
+    # The claim's own analyze then finds nothing changed since this one, and the statistics
+    # are removed, as in a table never analyzed (rolled back with the chunks).
+    conn.execute("analyze public.contacts")
+    with psycopg.connect(database_url, row_factory=dict_row) as tx:
+        tx.execute(
+            "delete from pg_catalog.pg_statistic where starelid = 'public.contacts'::regclass"
+        )
+        tx.execute(
+            "update pg_catalog.pg_class set reltuples = -1, relpages = 0"
+            " where oid = 'public.contacts'::regclass"
+        )
+        before = one(tx, reads)["tuples"]
+        done = one(tx, "select * from private.import_contacts_chunk(%s, %s)", (first["id"], rows))
+        between = one(tx, reads)["tuples"]
+        again = one(tx, "select * from private.import_contacts_chunk(%s, %s)", (second["id"], rows))
+        after = one(tx, reads)["tuples"]
+        stamped = one(
+            tx,
+            "select count(*) filter (where imported_at is not null) as stamped, count(*) as total,"
+            " bool_or(email = 'bulk-0@example.test' and imported_at is null) as kept"
+            " from public.contacts where workspace_id = %s",
+            (user.workspace_id,),
+        )
+        tx.rollback()
+    assert (done["status"], done["created"]) == ("done", rows - 1)
+    assert (again["status"], again["created"], again["unchanged"]) == ("done", rows // 2, rows // 2)
+    assert (stamped["stamped"], stamped["total"], stamped["kept"]) == (
+        rows * 3 // 2 - 1,
+        rows * 3 // 2,
+        True,
+    )
+    assert between - before <= 10 * rows
+    assert after - between <= 10 * rows
