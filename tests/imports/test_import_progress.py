@@ -5,7 +5,6 @@ news within 2 s is the steps' sizing: the first is small and each grows at most 
 (paced to CHUNK_SECONDS from the last one's pace), so a step is never sized before its pace is
 known. The test asserts the sizes, not wall time, which a loaded machine would make flaky."""
 
-import itertools
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +17,14 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from api.core.settings import Settings
-from api.imports.jobs import CHUNK_RECORDS, GROWTH
+from api.imports.jobs import (
+    CHUNK_RECORDS,
+    CHUNK_SECONDS,
+    GROWTH,
+    MAX_CHUNK_RECORDS,
+    MIN_CHUNK_RECORDS,
+    paced_chunk,
+)
 from tests.factories.workspaces import User, acting_as, create_user, fund, make_project
 from tests.fakes.jwks import JwksServer
 
@@ -96,9 +102,17 @@ def test_a_long_import_reports_progress_at_least_every_2_seconds(
     assert importing[0]["rows_processed"] == 0 and importing[-1]["status"] == "done"
     processed = [s["rows_processed"] for s in importing]
     assert processed == sorted(processed) and len(set(processed)) >= 4, processed
-    # Each step's news says how many rows it merged: the first no more than CHUNK_RECORDS, and
-    # none more than GROWTH times the largest before it (the two order workers size their own).
-    steps = [later - earlier for earlier, later in itertools.pairwise(processed) if later > earlier]
-    assert steps[0] <= CHUNK_RECORDS, processed
-    for n, step in enumerate(steps[1:], start=1):
-        assert step <= GROWTH * max(steps[:n]), processed
+    # The first step's news comes after at most CHUNK_RECORDS rows (each worker's first step).
+    assert processed[1] <= CHUNK_RECORDS * (2 if kind == "orders" else 1), processed
+
+
+def test_a_step_grows_at_most_growth_times_and_follows_the_last_pace() -> None:
+    """The next step's rows: what the last step's pace does in CHUNK_SECONDS, never more than
+    GROWTH times the last step, within the bounds."""
+    fast = paced_chunk(CHUNK_RECORDS, CHUNK_SECONDS / 100)
+    assert fast == CHUNK_RECORDS * GROWTH
+    slow = paced_chunk(4 * MIN_CHUNK_RECORDS, 4 * CHUNK_SECONDS)
+    assert slow == MIN_CHUNK_RECORDS
+    steady = paced_chunk(3 * MIN_CHUNK_RECORDS, 2 * CHUNK_SECONDS)
+    assert steady == 3 * MIN_CHUNK_RECORDS // 2
+    assert paced_chunk(MAX_CHUNK_RECORDS, CHUNK_SECONDS / 100) == MAX_CHUNK_RECORDS
