@@ -7,7 +7,8 @@
 -- sends") in eligible sends; check_deliverability, acknowledge_sending_pause,
 -- analytics.deliverability_stats (its `sends` column) and analytics.platform_deliverability_stats
 -- read the window and so follow. private.check_platform_brake and private.warmup_cap read the
--- counts themselves and are redefined here. The Gmail unsubscribe spike (gmail_sends, in
+-- counts themselves and are redefined here, as is private.release_first_sends, whose probe's
+-- bounce rate reads the ledger. The Gmail unsubscribe spike (gmail_sends, in
 -- private.count_deliverability) is left as it was: the counts do not tell which suppression-list
 -- hits were Gmail addresses.
 -- A hit is counted in the hour its bounce arrives, its send in the hour it was sent: an hour's
@@ -134,6 +135,87 @@ $$;
 revoke all on function private.warmup_cap(uuid, date) from public, anon, authenticated;
 
 grant execute on function private.warmup_cap(uuid, date) to service_role;
+
+-- As in 20261221092000_first_send_release.sql, the probe's bounce rate over eligible sends (its
+-- rows sent, less its suppression-list hits): for the send cron, judges every sending campaign
+-- whose held rows still wait. A campaign already released has later-frozen held rows released
+-- too. A probe that reached only suppressed addresses has no eligible send and tells nothing:
+-- its held rows wait out their 24 hours. Answers how many rows it released.
+create or replace function private.release_first_sends()
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_campaign record;
+  v_limits public.deliverability_settings;
+  v_released integer := 0;
+  v_rows integer;
+begin
+  for v_campaign in
+    select c.id, c.workspace_id, c.name, c.first_send_verdict, p.probes, p.unanswered, p.sends, p.bounces
+    from public.campaigns c
+    cross join lateral (
+      select count(*) as probes,
+             count(*) filter (where r.status in ('queued', 'sending')
+                                 or (r.status = 'sent' and r.delivered_at is null
+                                     and r.bounced_at is null and r.complained_at is null)) as unanswered,
+             count(*) filter (where r.status = 'sent'
+                                and (r.bounce_type is distinct from 'Permanent'
+                                     or r.bounce_subtype is null
+                                     or r.bounce_subtype not in ('Suppressed', 'OnAccountSuppressionList'))) as sends,
+             count(*) filter (where r.bounce_type = 'Permanent'
+                                and r.bounce_subtype is distinct from 'Suppressed'
+                                and r.bounce_subtype is distinct from 'OnAccountSuppressionList') as bounces
+      from public.campaign_recipients r
+      where r.campaign_id = c.id and r.first_send = 'probe'
+    ) p
+    where c.status = 'sending' and c.unproven_probed > 0
+      and c.first_send_verdict is distinct from 'held'
+      and exists (select 1 from public.campaign_recipients h
+                  where h.campaign_id = c.id and h.first_send = 'held' and h.status = 'queued'
+                    and h.next_attempt_at > now())
+    order by c.id
+    for update of c
+  loop
+    if v_campaign.first_send_verdict is null and (v_campaign.unanswered > 0 or v_campaign.sends = 0) then
+      continue;
+    end if;
+    v_limits := private.deliverability_thresholds(v_campaign.workspace_id);
+    if v_campaign.first_send_verdict is null
+       and v_campaign.bounces::numeric / v_campaign.sends >= v_limits.warn_bounce_rate then
+      update public.campaigns
+      set first_send_verdict = 'held', first_send_verdict_at = now()
+      where id = v_campaign.id;
+      perform private.notify_members_at_least(
+        v_campaign.workspace_id, 'admin', 'sending.first_send_held',
+        format('Campaign "%s": fresh import held', v_campaign.name),
+        format('%s of the %s freshly imported contacts sent first bounced (%s%%; the limit is %s%%). The rest of them stay held for 24 hours from the start, then go out unless the guardrails pause sending; cancel the campaign or remove the bad contacts to stop them.',
+               v_campaign.bounces, v_campaign.sends,
+               round(100 * v_campaign.bounces::numeric / v_campaign.sends, 2),
+               round(100 * v_limits.warn_bounce_rate, 2)),
+        jsonb_build_object('campaign_id', v_campaign.id, 'sends', v_campaign.sends,
+                           'bounces', v_campaign.bounces));
+      continue;
+    end if;
+    update public.campaign_recipients r
+    set next_attempt_at = now()
+    where r.campaign_id = v_campaign.id and r.first_send = 'held' and r.status = 'queued'
+      and r.next_attempt_at > now();
+    get diagnostics v_rows = row_count;
+    v_released := v_released + v_rows;
+    update public.campaigns
+    set first_send_verdict = 'released', first_send_verdict_at = coalesce(first_send_verdict_at, now())
+    where id = v_campaign.id;
+  end loop;
+  return v_released;
+end
+$$;
+
+revoke all on function private.release_first_sends() from public, anon, authenticated;
+
+grant execute on function private.release_first_sends() to service_role;
 
 comment on function analytics.deliverability_stats() is
   'Bounce and complaint rates per workspace and sender identity (rolling: 7 days or 10,000 eligible sends; day: 24 hours) of the workspaces the caller may see; sends are eligible sends (suppression-list hits left out).';
