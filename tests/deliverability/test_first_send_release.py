@@ -121,6 +121,24 @@ def test_a_probe_that_bounces_too_much_keeps_the_rest_held_and_tells_the_admins_
     assert "20 of the 1000" in notice["body"] and "2.00%" in notice["body"]
 
 
+def test_the_probes_rate_leaves_suppression_list_hits_out_of_its_sends(conn: Conn) -> None:
+    owner, campaign = fresh_import_campaign(conn)
+    answer_probe(conn, campaign, bounces=19)  # 1.9% of 1,000 sent
+    # 50 more went to addresses on a suppression list: no eligible sends, so 19 / 950 = 2%.
+    conn.execute(
+        "with ranked as (select id, row_number() over (order by id) as n"
+        "  from public.campaign_recipients where campaign_id = %s and first_send = 'probe')"
+        " update public.campaign_recipients r set bounced_at = now(), bounce_type = 'Permanent',"
+        " bounce_subtype = 'OnAccountSuppressionList', delivered_at = null"
+        " from ranked k where k.id = r.id and k.n between 20 and 69",
+        (campaign,),
+    )
+    release(conn)
+    assert verdict(conn, campaign) == "held"
+    [notice] = held_notices(conn, owner)
+    assert "19 of the 950" in notice["body"] and "2.00%" in notice["body"]
+
+
 def test_the_workspace_threshold_decides(conn: Conn) -> None:
     owner, campaign = fresh_import_campaign(conn)
     conn.execute(

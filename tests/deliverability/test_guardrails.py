@@ -161,13 +161,16 @@ def bounce(
     )
 
 
-def bounce_many(conn: Conn, campaign: uuid.UUID, count: int) -> None:
-    """`count` permanent bounces recorded in one statement (as a replay of stored events may)."""
+def bounce_many(
+    conn: Conn, campaign: uuid.UUID, count: int, *, subtype: str = "General", skip: int = 0
+) -> None:
+    """`count` permanent bounces recorded in one statement (as a replay of stored events may),
+    of the recipients after the first `skip` (in the order of their addresses)."""
     conn.execute(
         "update public.campaign_recipients set bounced_at = now(), bounce_type = 'Permanent',"
-        " bounce_subtype = 'General' where id in (select id from public.campaign_recipients"
-        " where campaign_id = %s order by email limit %s)",
-        (campaign, count),
+        " bounce_subtype = %s where id in (select id from public.campaign_recipients"
+        " where campaign_id = %s order by email offset %s limit %s)",
+        (subtype, campaign, skip, count),
     )
 
 
@@ -224,11 +227,12 @@ def test_rates_are_kept_per_workspace_and_identity_as_sends_and_bounces_arrive(c
     )
 
     workspace = rates(conn, owner)
-    assert workspace["day"]["sends"] == 40 and workspace["rolling"]["sends"] == 40
-    # SES's rate: the suppression-list hit is no bounce, the soft one is counted apart.
+    # SES's rate: the suppression-list hit is no eligible send and no bounce; the soft one is
+    # counted apart.
+    assert workspace["day"]["sends"] == 39 and workspace["rolling"]["sends"] == 39
     assert (workspace["day"]["bounces"], workspace["day"]["transient_bounces"]) == (1, 1)
     assert workspace["day"]["complaints"] == 1
-    assert workspace["day"]["bounce_rate"] == Decimal("0.025")
+    assert workspace["day"]["bounce_rate"] == round(Decimal(1) / 39, 5)
     assert workspace["day"]["status"] == "low_volume"
     sender = one(conn, "select sender_identity_id from public.campaigns where id = %s", (campaign,))
     assert rates(conn, owner, sender["sender_identity_id"])["day"]["bounces"] == 1
@@ -240,6 +244,51 @@ def test_rates_are_kept_per_workspace_and_identity_as_sends_and_bounces_arrive(c
             (owner.workspace_id,),
         ).fetchone()
     assert seen is not None and seen["n"] == 0
+
+
+def test_rates_and_the_minimum_volume_count_eligible_sends_without_suppression_list_hits(
+    conn: Conn,
+) -> None:
+    def pauses(owner: User) -> list[dict[str, Any]]:
+        return [
+            dict(row)
+            for row in conn.execute(
+                "select reason, detail from public.sending_pauses where workspace_id = %s",
+                (owner.workspace_id,),
+            )
+        ]
+
+    def strict(owner: User) -> None:
+        conn.execute(
+            "insert into public.deliverability_settings (workspace_id, pause_bounce_rate,"
+            " min_volume) values (%s, 0.05, 100)",
+            (owner.workspace_id,),
+        )
+
+    # 100 sent, 4 of them to suppressed addresses: 96 eligible sends, under the minimum volume
+    # of 100, so 5 permanent bounces (5.2%) pause nothing.
+    few = create_user(conn)
+    strict(few)
+    campaign = sent_campaign(conn, few, 100)
+    bounce_many(conn, campaign, 4, subtype="OnAccountSuppressionList")
+    bounce_many(conn, campaign, 5, skip=4)
+    day = rates(conn, few)["day"]
+    assert (day["sends"], day["bounces"], day["status"]) == (96, 5, "low_volume")
+    assert pauses(few) == []
+
+    # 200 sent, 20 suppression-list hits: 9 permanent bounces are 9 / 180 = 5%, the pause level
+    # (9 / 200 would be 4.5%).
+    many = create_user(conn)
+    strict(many)
+    campaign = sent_campaign(conn, many, 200)
+    bounce_many(conn, campaign, 20, subtype="Suppressed")
+    bounce_many(conn, campaign, 9, skip=20)
+    day = rates(conn, many)["day"]
+    assert (day["sends"], day["bounces"], day["bounce_rate"]) == (180, 9, Decimal("0.05"))
+    assert day["paused"] is True
+    [pause] = pauses(many)
+    assert pause["reason"] == "bounce_rate"
+    assert "9 permanent bounces in 180 sends" in pause["detail"]
 
 
 def test_a_few_sends_cannot_trip_a_pause(conn: Conn) -> None:
@@ -466,6 +515,32 @@ def test_thresholds_can_only_be_set_by_admins_and_never_above_the_safe_limits(co
         )["reason"]
         == "bounce_rate"
     )
+
+
+def test_the_platform_brake_reads_eligible_sends_without_suppression_list_hits(conn: Conn) -> None:
+    owner = create_user(conn)
+    conn.execute("delete from private.deliverability_counts")  # the platform's totals: ours
+
+    def brake(sends: int, suppressed: int, bounces: int) -> bool:
+        conn.execute("delete from private.deliverability_counts")
+        conn.execute(
+            "insert into private.deliverability_counts (workspace_id, hour, sends,"
+            " suppressed_bounces, bounces) values (%s, date_trunc('hour', now()), %s, %s, %s)",
+            (owner.workspace_id, sends, suppressed, bounces),
+        )
+        conn.execute("set role service_role")
+        try:
+            return bool(one(conn, "select private.check_platform_brake() as engaged")["engaged"])
+        finally:
+            conn.execute("reset role")
+
+    # 5,200 sent, 300 to suppressed addresses: 4,900 eligible sends, under the 5,000 it needs.
+    assert brake(5200, 300, 312) is False
+    # 6,000 sent, 500 suppressed: 280 bounces are 5.09% of 5,500 eligible sends (4.67% of all).
+    assert brake(6000, 500, 280) is True
+    assert "in 5500 sends" in one(conn, "select reason from private.platform_brake")["reason"]
+    conn.execute("delete from private.deliverability_counts")
+    conn.execute("select private.release_platform_brake()")
 
 
 def test_the_platform_brake_stops_every_claim_and_no_tenant_can_lift_it(conn: Conn) -> None:

@@ -311,7 +311,9 @@ def test_the_cap_steps_up_after_a_clean_full_day_and_back_after_a_warning(conn: 
     identity = warming(conn, list_campaign(conn, owner, people))
     assert cap_today(conn, identity) == 200
 
-    def yesterday(cap: int, claimed: int, sends: int, bounces: int, complaints: int = 0) -> None:
+    def yesterday(
+        cap: int, claimed: int, sends: int, bounces: int, complaints: int = 0, suppressed: int = 0
+    ) -> None:
         conn.execute(
             "delete from private.sender_warmup_days where sender_identity_id = %s", (identity,)
         )
@@ -325,10 +327,10 @@ def test_the_cap_steps_up_after_a_clean_full_day_and_back_after_a_warning(conn: 
         )
         conn.execute(
             "insert into private.deliverability_counts (workspace_id, sender_identity_id, hour,"
-            " sends, bounces, complaints) values (%s, %s,"
+            " sends, bounces, complaints, suppressed_bounces) values (%s, %s,"
             " ((now() at time zone 'UTC')::date - 1)::timestamp at time zone 'UTC'"
-            " + interval '10 hours', %s, %s, %s)",
-            (owner.workspace_id, identity, sends, bounces, complaints),
+            " + interval '10 hours', %s, %s, %s, %s)",
+            (owner.workspace_id, identity, sends, bounces, complaints, suppressed),
         )
 
     yesterday(cap=200, claimed=200, sends=200, bounces=3)
@@ -336,6 +338,9 @@ def test_the_cap_steps_up_after_a_clean_full_day_and_back_after_a_warning(conn: 
     yesterday(cap=200, claimed=150, sends=150, bounces=0)
     assert cap_today(conn, identity) == 200
     yesterday(cap=200, claimed=200, sends=200, bounces=4)
+    assert cap_today(conn, identity) == 200
+    # Suppression-list hits are no eligible sends: 3 bounces in 149 eligible sends are 2.01%.
+    yesterday(cap=200, claimed=200, sends=200, bounces=3, suppressed=51)
     assert cap_today(conn, identity) == 200
     yesterday(cap=2000, claimed=2000, sends=2000, bounces=0, complaints=1)
     assert cap_today(conn, identity) == 2000
