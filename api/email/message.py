@@ -48,13 +48,19 @@ def build_message(
     content: RenderedEmail,
     unsubscribe_url: str,
     feedback_id: str | None = None,
+    in_reply_to: str | None = None,
 ) -> bytes:
+    """`in_reply_to`, a Message-ID with its angle brackets, makes the message a reply in that
+    message's thread (In-Reply-To and References, RFC 5322 3.6.4; the parent being a thread's
+    first message, its References are its own Message-ID)."""
     headers = [
         ("From", formataddr((sender_name or "", sender_email), charset="utf-8")),
         ("To", recipient),
         ("Subject", header_text(content.subject, "Subject")),
         ("Date", formatdate(localtime=False)),
     ]
+    if in_reply_to:
+        headers += [("In-Reply-To", in_reply_to), ("References", in_reply_to)]
     if reply_to:
         headers.append(("Reply-To", reply_to))
     headers += [

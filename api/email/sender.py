@@ -14,9 +14,11 @@ claimed again when their lease runs out, and SES's `Send` event for each message
 marks the row sent before then (any event does), so it does not go twice.
 """
 
+import dataclasses
 import json
 import logging
 import math
+import re
 import threading
 import time
 import uuid
@@ -57,6 +59,10 @@ AMBIGUOUS_RETRY_SECONDS = 600
 # this share of a run's budget, before sending.
 FREEZE_CHUNK_ROWS = 50_000
 FREEZE_SHARE = 0.5
+# An SES message id as SESv2 answers it (`010701…-…-000000`); anything else never reaches a header.
+SES_MESSAGE_ID = re.compile(r"[A-Za-z0-9-]{1,200}")
+# A subject that is already a reply's gets no second `Re: `.
+REPLY_PREFIX = re.compile(r"re\s*:", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,7 @@ def claimed_rows(answer: dict[str, Any]) -> list[dict[str, Any]]:
     reply_address) and what is known of its SES tenant."""
     variants: dict[str, list[str]] = answer["variants"]
     campaigns: dict[str, dict[str, Any]] = answer["campaigns"]
+    threads: dict[str, list[str]] = answer.get("threads") or {}
     rows: list[dict[str, Any]] = []
     for (
         recipient_id,
@@ -174,13 +181,36 @@ def claimed_rows(answer: dict[str, Any]) -> list[dict[str, Any]]:
             "contact": contact,
             "send_in": send_in,
             "tenant": campaign["tenant"],
+            # An in-thread flow step's parent: [its SES message id, its variant's subject].
+            "thread": threads.get(recipient_id),
         }
         row["reply_address"] = reply_address(row, campaign["reply_domains"])
         rows.append(row)
     return rows
 
 
-def message_for(row: dict[str, Any], content: RenderedEmail, link: str) -> bytes:
+def thread_of(row: dict[str, Any], link: str, message_id_domain: str) -> tuple[str, str] | None:
+    """For a row of an in-thread flow step whose run's first mail went out: that mail's
+    Message-ID as its recipient saw it (SES's, made from its SES message id) and the subject
+    `Re: <its subject>`, rendered for the contact as the first mail's was (the rendered subject
+    is not stored). None otherwise, or when the subject no longer renders for the contact: the
+    row then goes as a plain mail."""
+    thread = row.get("thread")
+    if not thread:
+        return None
+    ses_id, subject = thread
+    if not SES_MESSAGE_ID.fullmatch(str(ses_id)):
+        return None
+    try:
+        first = render(EmailContent(str(subject), "", None), row["contact"], link).subject
+    except RenderError:
+        return None
+    return f"<{ses_id}@{message_id_domain}>", first if REPLY_PREFIX.match(first) else f"Re: {first}"
+
+
+def message_for(
+    row: dict[str, Any], content: RenderedEmail, link: str, in_reply_to: str | None = None
+) -> bytes:
     return build_message(
         sender_name=row["from_name"],
         sender_email=row["from_email"],
@@ -189,6 +219,7 @@ def message_for(row: dict[str, Any], content: RenderedEmail, link: str) -> bytes
         content=content,
         unsubscribe_url=link,
         feedback_id=feedback_id(row),
+        in_reply_to=in_reply_to,
     )
 
 
@@ -206,7 +237,10 @@ def send_one(ses: SesClient, policy: SendPolicy, row: dict[str, Any]) -> dict[st
         # The budget is CPU time and sizes, so a template over it for this contact stays over:
         # retrying would only spend another budget.
         return outcome(row, "failed", error=f"{error.code}: {error}")
-    raw = message_for(row, content, link)
+    thread = thread_of(row, link, ses.message_id_domain)
+    if thread:
+        content = dataclasses.replace(content, subject=thread[1])
+    raw = message_for(row, content, link, thread[0] if thread else None)
     try:
         message_id = ses.send_raw(
             raw,

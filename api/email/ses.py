@@ -152,6 +152,13 @@ def failure_from(error: Exception) -> SesError:
     )
 
 
+def message_id_domain(region: str) -> str:
+    """The domain of the Message-ID SES gives every message it sends from `region` (SES replaces
+    any Message-ID we set): `<message id>@email.amazonses.com` in us-east-1,
+    `<message id>@<region>.amazonses.com` elsewhere."""
+    return "email.amazonses.com" if region == "us-east-1" else f"{region}.amazonses.com"
+
+
 class SesClient:
     def __init__(
         self,
@@ -164,6 +171,7 @@ class SesClient:
         max_connections: int,
     ) -> None:
         self.configuration_set = configuration_set
+        self.message_id_domain = message_id_domain(region)
         self.client: SESV2Client = boto3.client(
             "sesv2",
             region_name=region,

@@ -14,12 +14,12 @@ from psycopg.types.json import Jsonb
 from api.app import create_app
 from api.core.db import Database
 from api.email.sender import SendPolicy, send_due_emails
-from api.email.ses import SesClient
+from api.email.ses import SesClient, message_id_domain
 from tests.factories.edge import authorization, edge_settings
 from tests.factories.email import SENDER_DOMAIN, add_contacts, send_alone, verified_sender
 from tests.factories.flows import create_flow, runs, send_step, skip_waits, template
 from tests.factories.flows import tick as flow_tick
-from tests.factories.workspaces import create_user, one
+from tests.factories.workspaces import acting_as, create_user, one, refused
 from tests.fakes.jwks import JwksServer
 from tests.fakes.ses_server import REGION, moto_ses, reset, sent_raw_messages
 
@@ -193,3 +193,78 @@ def test_a_flow_email_shows_its_event_such_as_the_cart(
     assert body is not None
     content = str(body.get_content())
     assert "2 x Green &lt;tea&gt;" in content and "https://s.example/r" in content
+
+
+def test_in_thread_is_a_boolean_and_its_parent_is_the_runs_first_mail_that_arrived(
+    conn: Conn,
+) -> None:
+    """A send step's `in_thread` is true or false (else 422). At claim, the send round answers
+    each in-thread row's parent: the SES id and subject of the earliest mail of an earlier step
+    of the same run that SES accepted and that neither bounced nor failed; none for the others,
+    and nothing at all for a round without in-thread steps."""
+    owner = create_user(conn)
+    sender = verified_sender(conn, owner)
+    first = template(conn, owner, "Quick question, {{ first_name }}", "<p>Hi</p>")
+    later = template(conn, owner, "Following up", "<p>Again</p>")
+    draft = create_flow(
+        conn, owner, "contact_created", [{"key": "a", "kind": "exit"}], activate=False
+    )
+    for bad in ("yes", 1, None, {"on": True}):
+        with refused(422, "invalid_flow_step"), acting_as(conn, owner):
+            conn.execute(
+                "select public.save_flow(%s, %s)",
+                (draft, Jsonb([send_step("a", later, sender, in_thread=bad)])),
+            )
+    steps = [
+        send_step("first", first, sender, next_key="pause"),
+        {"key": "pause", "kind": "wait", "config": {"days": 3}, "next": "again"},
+        send_step("again", later, sender, in_thread=True),
+    ]
+    flow = create_flow(conn, owner, "tag_added", steps, trigger_config={"tag": "seq"})
+    contacts = add_contacts(conn, owner, 4, prefix="thread")
+    conn.execute("update public.contacts set tags = '{seq}' where id = any(%s)", (contacts,))
+    assert flow_tick(conn) >= 4
+    # The first mails: sent; sent and bounced; failed; sent to an address the contact has
+    # since left.
+    firsts = {
+        r["contact_id"]: r["id"]
+        for r in conn.execute(
+            "select id, contact_id from public.campaign_recipients where workspace_id = %s",
+            (owner.workspace_id,),
+        )
+    }
+    fates = [
+        "status = 'sent', sent_at = now(), ses_message_id = 'first-0'",
+        "status = 'sent', sent_at = now(), ses_message_id = 'first-1', bounced_at = now()",
+        "status = 'failed', error = 'template_invalid'",
+        "status = 'sent', sent_at = now(), ses_message_id = 'first-3'",
+    ]
+    for contact, fate in zip(contacts, fates, strict=True):
+        conn.execute(
+            f"update public.campaign_recipients set {fate} where id = %s",
+            (firsts[contact],),
+        )
+    conn.execute(
+        "update public.contacts set email = 'moved-' || email where id = %s", (contacts[3],)
+    )
+    skip_waits(conn, flow)
+    assert flow_tick(conn) >= 4
+    answer = one(
+        conn,
+        "select private.send_round(null, 100, 60, 1000, 'thread-test', false, '{}')::jsonb as a",
+    )["a"]
+    claimed = {row[3]: row[0] for row in answer["rows"]}
+    assert set(claimed) == {str(c) for c in contacts}
+    assert answer["threads"] == {
+        claimed[str(contacts[0])]: ["first-0", "Quick question, {{ first_name }}"]
+    }
+    # A round of rows without in_thread answers no threads.
+    plain = one(
+        conn,
+        "select private.email_thread_parents(array[%s]::uuid[], array[r.campaign_id]) as t"
+        " from public.campaign_recipients r where r.id = %s",
+        (firsts[contacts[0]], firsts[contacts[0]]),
+    )
+    assert plain["t"] is None
+    assert message_id_domain("us-east-1") == "email.amazonses.com"
+    assert message_id_domain("eu-central-1") == "eu-central-1.amazonses.com"

@@ -19,6 +19,7 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
 from pydantic import SecretStr
 
 from api.app import create_app
@@ -1004,3 +1005,191 @@ def test_attachments_are_stored_in_the_inbox_bucket_and_active_content_is_refuse
     assert stored[path] == b"%PDF-1.4 the order"
     assert page["status"] == "refused" and "storage_path" not in page
     assert [p for p in stored if p.startswith(f"{owner.workspace_id}/")] == [path]
+
+
+def test_a_cold_email_sequence_follows_up_in_the_first_mails_thread_until_answered(
+    conn: Conn,
+    client: TestClient,
+    jwks: JwksServer,
+    mailbox: Mailbox,
+    ses: str,
+    database_url: str,
+) -> None:
+    """A sequence (first mail, three days, a follow-up with `in_thread`) through the flow
+    engine, the send worker and moto's SES: the follow-up answers the first mail's Message-ID
+    (SES's, `<SES id>@<region>.amazonses.com`) with `Re: <its subject as the contact got it>`;
+    the contact who answered in between exits and gets none; a contact whose first mail failed
+    and a step without `in_thread` get a plain mail; a reply to the follow-up is its own."""
+    conn.execute("update public.flows set status = 'paused' where status = 'active'")
+    owner = create_user(conn)
+    inbound = address()
+    connect(client, jwks, owner, inbound)
+    sender = verified_sender(conn, owner)
+    # The first mail needs the contact's city: a contact without one fails it.
+    first = template(
+        conn, owner, "Quick question, {{ first_name }}", "<p>{{ attributes.city }}</p>"
+    )
+    later = template(conn, owner, "Following up", "<p>Any thoughts?</p>")
+
+    def sequence(tag: str, **follow_up: Any) -> uuid.UUID:
+        steps = [
+            send_step("first", first, sender, next_key="pause"),
+            {"key": "pause", "kind": "wait", "config": {"days": 3}, "next": "again"},
+            send_step("again", later, sender, **follow_up),
+        ]
+        return create_flow(
+            conn,
+            owner,
+            "tag_added",
+            steps,
+            trigger_config={"tag": tag},
+            exit_events=[{"type": "custom", "name": "replied"}],
+        )
+
+    threaded, plain = sequence("cold", in_thread=True), sequence("plain")
+    run = uuid.uuid4().hex[:8]
+    people = {name: f"{name}-{run}@mail.example.org" for name in ("ada", "bob", "cy", "dan")}
+    for name, email in people.items():
+        conn.execute(
+            "insert into public.contacts (workspace_id, email, first_name, consent_state, tags,"
+            " attributes) values (%s, %s, %s, 'granted', %s, %s)",
+            (
+                owner.workspace_id,
+                email,
+                name.capitalize(),
+                ["plain" if name == "dan" else "cold"],
+                Jsonb({} if name == "cy" else {"city": "Brno"}),
+            ),
+        )
+    paused = [
+        r["id"]
+        for r in conn.execute(
+            "update public.campaigns c set status = 'paused' where c.status = 'sending'"
+            " and c.workspace_id <> %s returning id",
+            (owner.workspace_id,),
+        )
+    ]
+    sender_ses = SesClient(
+        region=REGION,
+        access_key_id="testing",
+        secret_access_key="testing",
+        endpoint_url=ses,
+        configuration_set=None,
+        max_connections=4,
+    )
+    sender_ses.create_identity(SENDER_DOMAIN, adopt_existing=True)
+    database = Database(database_url, pool_mode="session", max_size=4, timeout_seconds=10)
+    database.open()
+    policy_ = SendPolicy(
+        link_secret="link-" + uuid.uuid4().hex,
+        link_days=30,
+        max_per_second=1000,
+        concurrency=2,
+        base_url="https://edge.example.test",
+    )
+
+    def sent(step: str) -> dict[str, Any]:
+        """The raw messages moto got for the step, by recipient."""
+        rows = conn.execute(
+            "select r.email, r.ses_message_id from public.campaign_recipients r"
+            " join public.flow_steps s on s.campaign_id = r.campaign_id"
+            " where s.flow_id = any(%s) and s.key = %s and r.status = 'sent'",
+            ([threaded, plain], step),
+        ).fetchall()
+        ours = {r["email"] for r in rows}
+        return {
+            m["destinations"][0]: BytesParser(policy=policy.default).parsebytes(
+                m["raw_data"].encode()
+            )
+            for m in sent_raw_messages(ses)
+            if m["destinations"][0] in ours
+            and ("Any thoughts?" in m["raw_data"]) == (step == "again")
+        }
+
+    try:
+        tick(conn)
+        assert send_due_emails(database, sender_ses, policy_, budget_seconds=60).sent == 3
+        ses_ids = {
+            r["email"]: r["ses_message_id"]
+            for r in conn.execute(
+                "select r.email, r.ses_message_id, r.status from public.campaign_recipients r"
+                " where r.workspace_id = %s",
+                (owner.workspace_id,),
+            )
+        }
+        assert ses_ids[people["cy"]] is None  # rendering failed: no first mail
+        firsts = sent("first")
+        assert set(firsts) == {people["ada"], people["bob"], people["dan"]}
+        assert firsts[people["ada"]]["Subject"] == "Quick question, Ada"
+        assert firsts[people["ada"]]["In-Reply-To"] is None  # a step without in_thread
+        message_id = {
+            email: f"<{ses_id}@{REGION}.amazonses.com>" for email, ses_id in ses_ids.items()
+        }
+        # Bob answers the first mail: his run ends and he gets no follow-up.
+        answer = mail(
+            people["bob"],
+            inbound,
+            "Not now, thanks",
+            subject="Re: Quick question, Bob",
+            headers={"In-Reply-To": message_id[people["bob"]]},
+        )
+        assert mailbox.deliver(answer, [inbound]).status_code < 300
+        tick(conn)
+        for flow in (threaded, plain):
+            conn.execute(
+                "update public.flow_runs set due_at = now() - interval '1 second'"
+                " where flow_id = %s and status = 'active'",
+                (flow,),
+            )
+        tick(conn)
+        assert send_due_emails(database, sender_ses, policy_, budget_seconds=60).sent == 3
+    finally:
+        database.close()
+        conn.execute("update public.campaigns set status = 'sending' where id = any(%s)", (paused,))
+
+    again = sent("again")
+    assert set(again) == {people["ada"], people["cy"], people["dan"]}
+    ada = again[people["ada"]]
+    assert ada["In-Reply-To"] == message_id[people["ada"]]
+    assert ada["References"] == message_id[people["ada"]]
+    assert ada["Subject"] == "Re: Quick question, Ada"
+    # No first mail went to Cy, and Dan's follow-up is not in_thread: plain mail, own subject.
+    for name in ("cy", "dan"):
+        assert again[people[name]]["In-Reply-To"] is None, name
+        assert again[people[name]]["References"] is None, name
+        assert again[people[name]]["Subject"] == "Following up", name
+    ended = {
+        r["email"]: r["status"]
+        for r in conn.execute(
+            "select c.email, r.status from public.flow_runs r"
+            " join public.contacts c on c.id = r.contact_id where r.flow_id = %s",
+            (threaded,),
+        )
+    }
+    assert ended[people["bob"]] == "converted"
+
+    # Ada answers the follow-up (her client quotes the whole thread): the reply is the
+    # follow-up's, from her address.
+    follow_up = one(
+        conn,
+        "select r.id, r.ses_message_id from public.campaign_recipients r"
+        " join public.flow_steps s on s.campaign_id = r.campaign_id"
+        " where s.flow_id = %s and s.key = 'again' and r.email = %s",
+        (threaded, people["ada"]),
+    )
+    follow_up_id = f"<{follow_up['ses_message_id']}@{REGION}.amazonses.com>"
+    thread = {
+        "In-Reply-To": follow_up_id,
+        "References": f"{message_id[people['ada']]} {follow_up_id}",
+    }
+    raw = mail(
+        people["ada"], inbound, "Yes, let's talk", subject=str(ada["Subject"]), headers=thread
+    )
+    assert mailbox.deliver(raw, [inbound]).status_code < 300
+    replied = one(
+        conn,
+        "select campaign_recipient_id from public.messages"
+        " where direction = 'inbound' and text = %s",
+        ("Yes, let's talk",),
+    )
+    assert replied["campaign_recipient_id"] == follow_up["id"]
