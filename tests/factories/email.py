@@ -141,9 +141,11 @@ def send_alone(
 ) -> None:
     """Start a sending test as if its mail were the only mail of the worker's database: claims
     work across the database, so other tests' sending campaigns are paused; their SES accounts
-    and deliverability counts are forgotten (unless asked not to), and the platform brake that
-    their counts may have engaged is released."""
+    and deliverability counts are forgotten (unless asked not to), the platform brake that
+    their counts may have engaged is released, and their pause emails still queued are dropped
+    (the send cron takes every workspace's)."""
     conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")
+    conn.execute("delete from private.deliverability_emails where status = 'queued'")
     if forget_accounts:
         conn.execute("delete from private.ses_accounts")
     if forget_counts:
