@@ -9,7 +9,7 @@ once. The pooled connection is held for that statement alone (sent in one round 
 role switch and the commit), never while SES is called. Retry policy, backoff, the rate (AIMD)
 and the breaker live in SQL; this module only moves messages.
 
-A crash loses the outcomes not yet recorded (at most about a second's worth): those rows are
+A crash loses the outcomes not yet recorded (at most about two seconds' worth): those rows are
 claimed again when their lease runs out, and SES's `Send` event for each message it accepted
 marks the row sent before then (any event does), so it does not go twice.
 """
@@ -40,15 +40,19 @@ from api.email.tenants import prepare, refresh_tenancy
 
 log = logging.getLogger("growthbase.email")
 UNSUBSCRIBE_PATH = "/api/v1/unsubscribe"
-# Rows claimed per batch, per send thread; a new batch is claimed when half are done.
-ROWS_PER_THREAD = 64
+# Rows claimed per batch, per send thread; a new batch is claimed when half are done, and
+# every round that records outcomes tops the batch up (issue 18: each round has a fixed cost, in
+# the database and in waiting for the GIL while eight send threads render, so fewer, larger
+# rounds cost less per recipient).
+ROWS_PER_THREAD = 128
 # A claimed row stays invisible to other workers this long...
 LEASE_SECONDS = 120
 # ...and is given back unsent if its send could not start this long before the lease ends (an
 # SES call takes at most a connect plus a read timeout, 25 s), so no row outlives its claim.
 LEASE_MARGIN_SECONDS = 35
-# Outcomes wait at most this long before they are recorded.
-FLUSH_SECONDS = 1.0
+# Outcomes wait at most this long before they are recorded (the ledger, the deliverability
+# counts and realtime see a sent row this late at most).
+FLUSH_SECONDS = 2.0
 # Rounds in a row that found due rows but claimed none (all skipped, or held by another
 # worker's open claim) before this run gives up.
 IDLE_ROUNDS = 20
@@ -477,12 +481,17 @@ class Drain:
         while True:
             now = time.monotonic()
             room = len(self.in_flight) <= self.batch // 2
-            claim = now < self.deadline and now >= self.next_claim and room
             waiting = len(self.outbox)
             flush = waiting > 0 and (
                 not self.in_flight
                 or waiting >= self.batch // 2
                 or now - self.last_flush >= FLUSH_SECONDS
+            )
+            # A round that records outcomes also tops the batch up, so no round only records.
+            claim = (
+                now < self.deadline
+                and now >= self.next_claim
+                and (room or (flush and len(self.in_flight) < self.batch))
             )
             if claim or flush:
                 rows = self.round(claim)

@@ -835,3 +835,23 @@ def test_a_stale_unverified_domain_blocks_no_other_workspace_and_a_null_identity
         register(owner, f"shop@{domain}")
     with refused(422, "invalid_input"):
         register(owner, None)
+
+
+def test_every_write_of_a_send_ledger_row_adds_at_most_five_whole_index_entries(
+    conn: psycopg.Connection[Any],
+) -> None:
+    # Each claim and each outcome rewrites the row, and its status change keeps the update from
+    # being HOT, so every index without a predicate takes a new entry each time: the budget
+    # issue 18's connection time per recipient depends on. The workspace's rows and the
+    # campaign's foreign key share one index, (workspace_id, campaign_id).
+    indexes = conn.execute(
+        "select c.relname::text as name, pg_get_indexdef(i.indexrelid) as definition"
+        " from pg_index i join pg_class c on c.oid = i.indexrelid"
+        " where i.indrelid = 'public.campaign_recipients'::regclass and i.indpred is null"
+        " order by 1"
+    ).fetchall()
+    assert len(indexes) <= 5, [index["definition"] for index in indexes]
+    definitions = {index["name"]: index["definition"] for index in indexes}
+    assert definitions["campaign_recipients_workspace_id_campaign_id_idx"].endswith(
+        "(workspace_id, campaign_id)"
+    )
