@@ -35,7 +35,13 @@ from tests.factories.email import (
 )
 from tests.factories.workspaces import acting_as, create_user, one
 from tests.fakes.jwks import JwksServer
-from tests.fakes.ses_server import REGION, moto_ses, reset, sent_raw_messages
+from tests.fakes.ses_server import (
+    REGION,
+    moto_client_settings,
+    moto_ses,
+    reset,
+    sent_raw_messages,
+)
 
 LINK_SECRET = "test-link-secret-" + uuid.uuid4().hex
 EDGE = "https://edge.example.test"
@@ -49,18 +55,6 @@ class Crash(BaseException):
 def ses_endpoint() -> Iterator[str]:
     with moto_ses() as endpoint:
         yield endpoint
-
-
-def moto_client_settings(endpoint: str) -> dict[str, Any]:
-    """moto accepts any credentials."""
-    return {
-        "region": REGION,
-        "access_key_id": "testing",
-        "secret_access_key": "testing",
-        "endpoint_url": endpoint,
-        "configuration_set": None,
-        "max_connections": 8,
-    }
 
 
 @pytest.fixture

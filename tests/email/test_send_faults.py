@@ -35,7 +35,7 @@ from tests.factories.email import (
 )
 from tests.factories.workspaces import acting_as, add_member, create_user, one, wait_until_blocked
 from tests.fakes.ses_front import SesFront, ses_front
-from tests.fakes.ses_server import REGION, moto_ses, reset, sent_raw_messages
+from tests.fakes.ses_server import moto_client_settings, moto_ses, reset, sent_raw_messages
 
 Conn = psycopg.Connection[Any]
 
@@ -64,14 +64,7 @@ def idle_ledger(conn: Conn, moto: str) -> Iterator[None]:
 
 
 def client(endpoint: str) -> SesClient:
-    ses = SesClient(
-        region=REGION,
-        access_key_id="testing",
-        secret_access_key="testing",
-        endpoint_url=endpoint,
-        configuration_set=None,
-        max_connections=8,
-    )
+    ses = SesClient(**moto_client_settings(endpoint))
     ses.create_identity(SENDER_DOMAIN, adopt_existing=True)
     return ses
 
@@ -239,14 +232,7 @@ class StarvedDatabase(Database):
 
 class StarvingSes(SesClient):
     def __init__(self, endpoint: str, db: StarvedDatabase) -> None:
-        super().__init__(
-            region=REGION,
-            access_key_id="testing",
-            secret_access_key="testing",
-            endpoint_url=endpoint,
-            configuration_set=None,
-            max_connections=8,
-        )
+        super().__init__(**moto_client_settings(endpoint))
         self.db = db
         self.lock = threading.Lock()
 
@@ -267,14 +253,7 @@ class ThrottlingSes(SesClient):
     """SES answering its first `throttles` sends as over the account's rate."""
 
     def __init__(self, endpoint: str, throttles: int) -> None:
-        super().__init__(
-            region=REGION,
-            access_key_id="testing",
-            secret_access_key="testing",
-            endpoint_url=endpoint,
-            configuration_set=None,
-            max_connections=8,
-        )
+        super().__init__(**moto_client_settings(endpoint))
         self.left = throttles
         self.throttled = 0
         self.lock = threading.Lock()
@@ -428,14 +407,7 @@ class ComplainedAboutSes(SesClient):
     """At its tenth send, a complaint about an earlier campaign of the workspace arrives."""
 
     def __init__(self, endpoint: str, url: str, earlier: uuid.UUID, email: str) -> None:
-        super().__init__(
-            region=REGION,
-            access_key_id="testing",
-            secret_access_key="testing",
-            endpoint_url=endpoint,
-            configuration_set=None,
-            max_connections=8,
-        )
+        super().__init__(**moto_client_settings(endpoint))
         self.url = url
         self.earlier = earlier
         self.email = email

@@ -11,6 +11,18 @@ from moto.server import ThreadedMotoServer
 REGION = "eu-central-1"
 
 
+def moto_client_settings(endpoint: str) -> dict[str, Any]:
+    """An SesClient's settings for moto's server (moto accepts any credentials)."""
+    return {
+        "region": REGION,
+        "access_key_id": "testing",
+        "secret_access_key": "testing",
+        "endpoint_url": endpoint,
+        "configuration_set": None,
+        "max_connections": 8,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
