@@ -256,6 +256,48 @@ def test_round_robin_respects_capacity_and_notifies(conn: Conn) -> None:
     assert loads == {ana.id: 1, ben.id: 3}
 
 
+def test_a_conversation_handed_back_goes_to_another_member_with_room(conn: Conn) -> None:
+    """Unassigning frees the member's place, but the conversation they handed back goes to
+    the next member with room, even when the one who let it go is next in turn; back to them
+    only when nobody else has room."""
+    owner = create_user(conn)
+    fund(conn, owner, 0, "team")
+    ana, ben = add_member(conn, owner, "member"), add_member(conn, owner, "member")
+    channel = whatsapp_channel(conn, owner, KEY)
+    with acting_as(conn, owner):
+        team = one(
+            conn,
+            "insert into public.inbox_teams (workspace_id, name, default_capacity)"
+            " values (%s, 'Support', 1) returning id",
+            (owner.workspace_id,),
+        )["id"]
+        conn.execute(
+            "insert into public.inbox_team_members (team_id, workspace_id, user_id,"
+            " last_assigned_at) values (%s, %s, %s, null), (%s, %s, %s, now())",
+            (team, owner.workspace_id, ana.id, team, owner.workspace_id, ben.id),
+        )
+        conn.execute("select public.set_channel_team(%s, %s)", (channel, team))
+    assignee_of = "select assignee_id from public.conversations where id = %s"
+    conversation = whatsapp_conversation(conn, channel)
+    assert one(conn, assignee_of, (conversation,))["assignee_id"] == ana.id
+    # Ana hands it back while Ben has room: Ben gets it, though Ana is next in turn.
+    with acting_as(conn, owner):
+        conn.execute(
+            "update public.inbox_team_members set last_assigned_at = now() - interval '1 day'"
+            " where team_id = %s and user_id = %s",
+            (team, ana.id),
+        )
+    with acting_as(conn, ana):
+        conn.execute("select public.assign_conversation(%s, null)", (conversation,))
+    assert one(conn, assignee_of, (conversation,))["assignee_id"] == ben.id
+    # Ben hands it back while Ana is full: nobody else has room, so it stays with Ben.
+    other = whatsapp_conversation(conn, channel)
+    assert one(conn, assignee_of, (other,))["assignee_id"] == ana.id
+    with acting_as(conn, ben):
+        conn.execute("select public.assign_conversation(%s, null)", (conversation,))
+    assert one(conn, assignee_of, (conversation,))["assignee_id"] == ben.id
+
+
 def test_sla_clocks_count_business_hours(conn: Conn) -> None:
     owner = create_user(conn)
     with refused(422, "invalid_timezone"), acting_as(conn, owner):

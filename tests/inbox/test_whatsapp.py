@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, dict_row
 from pydantic import SecretStr
 
 from api.app import create_app
@@ -1181,6 +1181,105 @@ def test_unread_counts_are_kept_per_member_without_counting_messages(conn: Conn)
             plan = one(conn, "explain (format json) " + query, (owner.workspace_id,))
             read = relations(plan["QUERY PLAN"])
             assert read and "messages" not in read, (query, read)
+
+
+def test_unread_counts_per_channel_are_kept_per_member_without_counting_messages(
+    conn: Conn, database_url: str
+) -> None:
+    """Each member's unread inbound messages per channel (Chatwoot's inbox) come from counters
+    kept on write: reading a conversation lowers only its channel's count and only for the
+    reader; two first reads of one conversation at once count it once; an erased
+    conversation leaves its channel's counts; the read touches no message."""
+    owner = create_user(conn)
+    teammate = add_member(conn, owner, "member")
+    sales, support = whatsapp_channel(conn, owner, KEY), whatsapp_channel(conn, owner, KEY)
+    sender = wa_id()
+    first = whatsapp_conversation(conn, sales, sender)
+    apply_whatsapp(
+        conn,
+        sales,
+        inbound(sender, [text_message(sender, "two")], phone_number_id=account_id(conn, sales)),
+    )
+    second = whatsapp_conversation(conn, sales)
+    whatsapp_conversation(conn, support)
+
+    def unread(user: Any) -> tuple[int, int, int]:
+        with acting_as(conn, user):
+            rows = {
+                r["channel_id"]: r["unread_messages"]
+                for r in conn.execute(
+                    "select channel_id, unread_messages from public.inbox_channel_unread"
+                    " where workspace_id = %s",
+                    (owner.workspace_id,),
+                ).fetchall()
+            }
+            total = one(
+                conn,
+                "select unread_messages from public.inbox_unread where workspace_id = %s",
+                (owner.workspace_id,),
+            )["unread_messages"]
+        return rows[sales], rows[support], total
+
+    assert unread(owner) == (3, 1, 4) and unread(teammate) == (3, 1, 4)
+    with acting_as(conn, owner):
+        assert one(conn, "select public.mark_conversation_read(%s) as n", (first,))["n"] == 2
+    assert unread(owner) == (1, 1, 2) and unread(teammate) == (3, 1, 4)
+    # A member reads only their own read totals.
+    with acting_as(conn, teammate):
+        mine = conn.execute("select user_id from public.inbox_channel_member_reads").fetchall()
+        assert mine == []
+    # Two first reads by one member at once (two tabs): the second waits and adds nothing.
+    with (
+        psycopg.connect(database_url) as tab,
+        psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as watcher,
+    ):
+        with acting_as(conn, teammate):
+            conn.execute("select public.mark_conversation_read(%s)", (second,))
+            done: list[int] = []
+
+            def other_tab() -> None:
+                with acting_as(tab, teammate):
+                    row = tab.execute(
+                        "select public.mark_conversation_read(%s)", (second,)
+                    ).fetchone()
+                    assert row is not None
+                    done.append(row[0])
+
+            thread = threading.Thread(target=other_tab)
+            thread.start()
+            wait_until_blocked(watcher, tab.info.backend_pid)
+        thread.join(timeout=30)
+    assert done == [1]
+    assert unread(teammate) == (2, 1, 3)
+    # An erased conversation (deleted with its identity) leaves its channel's counts.
+    conn.execute("delete from public.conversations where id = %s", (first,))
+    assert unread(owner) == (1, 1, 2) and unread(teammate) == (0, 1, 1)
+    counts = one(
+        conn,
+        "select (select inbound_count from public.inbox_channel_counters where channel_id = %s)"
+        " as inbound, (select read_inbound_count from public.inbox_channel_member_reads"
+        " where channel_id = %s and user_id = %s) as read",
+        (sales, sales, owner.id),
+    )
+    assert counts == {"inbound": 1, "read": 0}
+
+    def relations(plan: Any) -> set[str]:
+        if isinstance(plan, dict):
+            found = {plan["Relation Name"]} if "Relation Name" in plan else set()
+            return found.union(*(relations(v) for v in plan.values()))
+        if isinstance(plan, list):
+            return set().union(*(relations(v) for v in plan))
+        return set()
+
+    with acting_as(conn, owner):
+        plan = one(
+            conn,
+            "explain (format json) select channel_id, unread_messages"
+            " from public.inbox_channel_unread where workspace_id = %s",
+            (owner.workspace_id,),
+        )
+    read = relations(plan["QUERY PLAN"])
+    assert read and "messages" not in read and "conversations" not in read, read
 
 
 def test_over_the_contact_limit_the_message_is_kept_without_a_contact(conn: Conn) -> None:
