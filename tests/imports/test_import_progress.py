@@ -98,10 +98,18 @@ def test_a_long_import_reports_progress_at_least_every_2_seconds(
     assert (done.json()["data"]["status"], done.json()["data"]["created"]) == ("done", ROWS)
 
     seen = broadcasts(conn, user, job)
-    importing = [s for s in seen if s["status"] in ("importing", "done")]
-    assert importing[0]["rows_processed"] == 0 and importing[-1]["status"] == "done"
+    # A message is stamped with its transaction's start, not its commit, so two order workers'
+    # steps can be stamped out of the order a member hears them in (commit order, in which the
+    # job row's lock makes the counts grow): they are taken in the order of their counts.
+    importing = sorted(
+        (s for s in seen if s["status"] in ("importing", "done")),
+        key=lambda s: (s["rows_processed"], s["status"] == "done"),
+    )
+    assert importing[0]["rows_processed"] == 0
+    assert [s["status"] for s in importing].count("done") == 1
+    assert (importing[-1]["status"], importing[-1]["rows_processed"]) == ("done", ROWS)
     processed = [s["rows_processed"] for s in importing]
-    assert processed == sorted(processed) and len(set(processed)) >= 4, processed
+    assert len(set(processed)) >= 4, processed
     # The first step's news comes after at most CHUNK_RECORDS rows (each worker's first step).
     assert processed[1] <= CHUNK_RECORDS * (2 if kind == "orders" else 1), processed
 
