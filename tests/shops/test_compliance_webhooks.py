@@ -56,17 +56,20 @@ def contact(conn: Conn, project: uuid.UUID) -> dict[str, Any]:
     )
 
 
-def other_workspace(conn: Conn, client: TestClient, jwks: JwksServer) -> tuple[User, uuid.UUID]:
+def other_workspace(conn: Conn, edge: TestClient, jwks: JwksServer) -> tuple[User, uuid.UUID]:
     """Another workspace whose Shopify shop sold to the same person (same customer id, email)."""
     owner = create_user(conn)
     project = make_project(conn, owner)
-    assert connect(client, jwks, owner, project, "shopify").status_code == 200
-    assert post_shopify(client, project, shopify_order(8101)).status_code == 200
+    assert connect(edge, jwks, owner, project, "shopify").status_code == 200
+    assert post_shopify(edge, project, shopify_order(8101)).status_code == 200
     return owner, project
 
 
 def test_customers_redact_erases_the_customer_and_unlinks_the_listed_orders(
-    client: TestClient, jwks: JwksServer, conn: Conn, shop: tuple[User, uuid.UUID]
+    client: TestClient,  # noqa: F811
+    jwks: JwksServer,
+    conn: Conn,
+    shop: tuple[User, uuid.UUID],  # noqa: F811
 ) -> None:
     _, project = shop
     _, other = other_workspace(conn, client, jwks)
@@ -100,9 +103,12 @@ def test_customers_redact_erases_the_customer_and_unlinks_the_listed_orders(
     # Another workspace's contact with the same email and Shopify id is untouched.
     theirs = contact(conn, other)
     assert theirs["email"] == EMAIL and theirs["erased_at"] is None
-    assert one(conn, "select count(*) from public.orders where contact_id = %s", (theirs["id"],))[
-        "count"
-    ] == 1
+    assert (
+        one(conn, "select count(*) from public.orders where contact_id = %s", (theirs["id"],))[
+            "count"
+        ]
+        == 1
+    )
 
     # A redelivery changes nothing (and stores nothing naming the person).
     again = post_shopify(
@@ -114,7 +120,10 @@ def test_customers_redact_erases_the_customer_and_unlinks_the_listed_orders(
 
 
 def test_customers_data_request_records_an_access_request(
-    client: TestClient, jwks: JwksServer, conn: Conn, shop: tuple[User, uuid.UUID]
+    client: TestClient,  # noqa: F811
+    jwks: JwksServer,
+    conn: Conn,
+    shop: tuple[User, uuid.UUID],  # noqa: F811
 ) -> None:
     _, project = shop
     _, other = other_workspace(conn, client, jwks)
@@ -158,7 +167,10 @@ def test_customers_data_request_records_an_access_request(
 
 
 def test_shop_redact_removes_the_connection_and_the_shops_personal_data(
-    client: TestClient, jwks: JwksServer, conn: Conn, shop: tuple[User, uuid.UUID]
+    client: TestClient,  # noqa: F811
+    jwks: JwksServer,
+    conn: Conn,
+    shop: tuple[User, uuid.UUID],  # noqa: F811
 ) -> None:
     _, project = shop
     _, other = other_workspace(conn, client, jwks)
@@ -180,9 +192,12 @@ def test_shop_redact_removes_the_connection_and_the_shops_personal_data(
     # The workspace's contact and its orders stay; the other workspace keeps everything.
     kept = contact(conn, project)
     assert kept["email"] == EMAIL and kept["erased_at"] is None
-    assert one(conn, "select count(*) from public.orders where contact_id = %s", (person["id"],))[
-        "count"
-    ] == 1
+    assert (
+        one(conn, "select count(*) from public.orders where contact_id = %s", (person["id"],))[
+            "count"
+        ]
+        == 1
+    )
     assert conn.execute(integrations, (other,)).fetchall() == [{"source": "shopify"}]
     assert one(conn, links, (contact(conn, other)["id"],))["count"] == 1
 
@@ -191,7 +206,9 @@ def test_shop_redact_removes_the_connection_and_the_shops_personal_data(
 
 
 def test_forged_or_malformed_compliance_webhooks_change_nothing(
-    client: TestClient, conn: Conn, shop: tuple[User, uuid.UUID]
+    client: TestClient,  # noqa: F811
+    conn: Conn,
+    shop: tuple[User, uuid.UUID],  # noqa: F811
 ) -> None:
     _, project = shop
     assert post_shopify(client, project, shopify_order(8101)).status_code == 200
@@ -215,7 +232,10 @@ def test_forged_or_malformed_compliance_webhooks_change_nothing(
     )
     assert shop_gone.status_code == 422
     assert contact(conn, project)["erased_at"] is None
-    assert one(conn, "select count(*) from private.integrations where project_id = %s", (project,))[
-        "count"
-    ] == 2
+    assert (
+        one(conn, "select count(*) from private.integrations where project_id = %s", (project,))[
+            "count"
+        ]
+        == 2
+    )
     assert person["email"] == EMAIL
