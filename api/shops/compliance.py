@@ -46,9 +46,14 @@ def identifier(value: Any) -> str | None:
 
 
 def whose(body: dict[str, Any]) -> dict[str, Any]:
-    """The shop's customer as their Shopify id and email; one with neither is unmappable."""
+    """The shop's customer as their Shopify id and email (with the shop's domain); one with
+    neither is unmappable."""
     customer = body.get("customer") or {}
-    found = {"external_id": identifier(customer.get("id")), "email": customer.get("email") or None}
+    found = {
+        "external_id": identifier(customer.get("id")),
+        "email": customer.get("email") or None,
+        "shop_domain": body.get("shop_domain"),
+    }
     if found["external_id"] is None and found["email"] is None:
         raise UnsupportedOrderError("missing customer id and email")
     return found

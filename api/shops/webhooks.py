@@ -69,6 +69,7 @@ from api.shops.products import (
     woocommerce_deleted_product,
     woocommerce_product,
 )
+from api.shops.shopify_admin import ShopCredentials, ShopifyError
 from api.shops.shopify_backfill import BulkOperationFinished, bulk_operation_finished
 from api.webhooks.body import parse_json, raw_body
 from api.webhooks.intake import Applier, Intake, StoredEvent
@@ -516,6 +517,23 @@ def apply_document(
     conn.execute(APPLY[kind], (project_id, source, argument))
 
 
+COMPLIANCE_KINDS = ("customer_redact", "data_request", "shop_redact")
+
+
+def for_this_shop(kind: Kind | None, document: dict[str, Any], api_token: str | None) -> bool:
+    """Whether a compliance topic names the project's shop: when the project stored its Admin
+    API access (which names the shop's domain), the body's `shop_domain` must be that domain;
+    one for another shop (an app secret shared by several shops) is acknowledged and ignored.
+    Without a stored domain the project in the URL is the shop."""
+    if kind not in COMPLIANCE_KINDS or api_token is None:
+        return True
+    try:
+        stored = ShopCredentials.from_sealed_form(api_token).shop_domain
+    except ShopifyError:
+        return True
+    return str(document.get("shop_domain") or "").strip().lower() == stored
+
+
 def applier(database: Database, source: ShopSource) -> Applier:
     """Applies a stored event: mapped again from its raw body, applied and finished in one
     transaction."""
@@ -565,14 +583,16 @@ def shop_webhook(
         # WooCommerce's ping (see box_unless_ping): acknowledging it changes nothing.
         return ok({"outcome": "ping"})
     signature = shopify_signature if source == "shopify" else woocommerce_signature
-    secret = integration_secrets(database, box, project_id, source).webhook_secret
-    verify_webhook_hmac(secret, body, signature, digest="sha256", encoding="base64")
+    secrets = integration_secrets(database, box, project_id, source)
+    verify_webhook_hmac(secrets.webhook_secret, body, signature, digest="sha256", encoding="base64")
     topic = headers.get(shop.topic_header, "")
     delivery = headers.get(shop.delivery_header) or hashlib.sha256(body).hexdigest()
     payload = parse_json(body)
     if not isinstance(payload, dict):
         raise ApiError(422, "invalid_input", "The webhook body is not a JSON object")
     document, outcome = mapped(shop, shop.kind(topic), payload)
+    if document is not None and not for_this_shop(shop.kind(topic), document, secrets.api_token):
+        document, outcome = None, "ignored"
     recorded = intake.record(source, event_id(project_id, shop, topic, delivery), body)
     if recorded.duplicate:
         return ok({"outcome": "duplicate"})

@@ -10,6 +10,7 @@ import psycopg
 from fastapi.testclient import TestClient
 from psycopg.rows import DictRow
 
+from tests.factories.edge import bearer
 from tests.factories.workspaces import User, create_user, make_project, one
 from tests.fakes.jwks import JwksServer
 from tests.shops.test_shop_webhooks import (
@@ -239,3 +240,48 @@ def test_forged_or_malformed_compliance_webhooks_change_nothing(
         == 2
     )
     assert person["email"] == EMAIL
+
+
+def test_compliance_webhooks_for_another_shop_of_the_app_are_ignored(
+    client: TestClient,  # noqa: F811
+    jwks: JwksServer,
+    conn: Conn,
+    shop: tuple[User, uuid.UUID],  # noqa: F811
+) -> None:
+    owner, project = shop
+    stored = client.post(
+        f"/api/v1/projects/{project}/integrations/shopify/api",
+        headers=bearer(jwks, owner),
+        json={"shop_domain": "demo.myshopify.com", "access_token": "shpat_" + "a1" * 16},
+    )
+    assert stored.status_code == 200
+    assert post_shopify(client, project, shopify_order(8101)).status_code == 200
+    elsewhere = "other-shop.myshopify.com"
+    for topic, body in (
+        ("customers/redact", {**redact_body([8101]), "shop_domain": elsewhere}),
+        ("customers/data_request", {**data_request_body(), "shop_domain": elsewhere}),
+        ("shop/redact", {"shop_id": 1, "shop_domain": elsewhere}),
+    ):
+        response = post_shopify(client, project, body, topic=topic)
+        assert response.json() == {"data": {"outcome": "ignored"}, "error": None}
+    person = contact(conn, project)
+    assert person["email"] == EMAIL and person["erased_at"] is None
+    assert (
+        one(
+            conn,
+            "select count(*) from public.contact_exports where contact_id = %s",
+            (person["id"],),
+        )["count"]
+        == 0
+    )
+    assert (
+        one(conn, "select count(*) from private.integrations where project_id = %s", (project,))[
+            "count"
+        ]
+        == 2
+    )
+
+    # The stored shop's own request is applied.
+    response = post_shopify(client, project, redact_body([8101]), topic="customers/redact")
+    assert response.json()["data"]["outcome"] == "accepted"
+    assert contact(conn, project)["erased_at"] is not None
