@@ -7,7 +7,9 @@ stored raw under the provider's delivery id with its topic, acknowledged, and ap
 answer: an order upserted with its customer, a created or updated customer upserted
 (private.apply_shop_customer), a deleted customer's shop id unlinked
 (private.forget_shop_customer), a product upserted with its variants
-(private.upsert_shop_product), a deleted one archived (private.archive_shop_product). An event
+(private.upsert_shop_product), a deleted one archived (private.archive_shop_product); Shopify's
+compliance topics erase a customer (private.redact_shop_customer), record their access request
+(private.record_shop_data_request) or remove an uninstalled shop (private.redact_shop). An event
 whose apply did not finish is applied again by the replay cron, since the shop stops retrying
 once it has been answered. A re-delivery is acknowledged and changes nothing.
 """
@@ -32,6 +34,14 @@ from api.core.openapi import JSON, documented, inline_schema
 from api.core.secrets_box import SecretBox
 from api.core.signatures import verify_webhook_hmac
 from api.shops.checkouts import ShopifyCheckout, from_shopify_checkout
+from api.shops.compliance import (
+    CustomerRedactBody,
+    DataRequestBody,
+    ShopRedactBody,
+    customer_redact,
+    data_request,
+    shop_redact,
+)
 from api.shops.customers import (
     ShopifyCustomerBody,
     WooCommerceCustomerBody,
@@ -59,6 +69,7 @@ from api.shops.products import (
     woocommerce_deleted_product,
     woocommerce_product,
 )
+from api.shops.shopify_admin import ShopCredentials, ShopifyError
 from api.shops.shopify_backfill import BulkOperationFinished, bulk_operation_finished
 from api.webhooks.body import parse_json, raw_body
 from api.webhooks.intake import Applier, Intake, StoredEvent
@@ -76,6 +87,9 @@ Kind = Literal[
     "product_deleted",
     "checkout",
     "bulk_operation",
+    "customer_redact",
+    "data_request",
+    "shop_redact",
 ]
 Mapper = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -119,6 +133,9 @@ SHOPS = {
             "checkouts/create": "checkout",
             "checkouts/update": "checkout",
             "bulk_operations/finish": "bulk_operation",
+            "customers/redact": "customer_redact",
+            "customers/data_request": "data_request",
+            "shop/redact": "shop_redact",
         },
         mappers={
             "order": from_shopify,
@@ -128,6 +145,9 @@ SHOPS = {
             "product": shopify_product,
             "product_deleted": shopify_deleted_product,
             "bulk_operation": bulk_operation_finished,
+            "customer_redact": customer_redact,
+            "data_request": data_request,
+            "shop_redact": shop_redact,
         },
     ),
     "woocommerce": ShopWebhook(
@@ -164,6 +184,10 @@ APPLY = {
     "product": "select private.upsert_shop_product(%s, %s, %s)",
     "product_deleted": "select private.archive_shop_product(%s, %s, %s)",
     "checkout": "select private.upsert_checkout(%s, %s, %s)",
+    # Shopify's compliance topics (api/shops/compliance.py).
+    "customer_redact": "select private.redact_shop_customer(%s, %s, %s)",
+    "data_request": "select private.record_shop_data_request(%s, %s, %s)",
+    "shop_redact": "select private.redact_shop(%s, %s, %s)",
 }
 # A backfill's bulk operation Shopify finished: its status noted (the source is Shopify's).
 NOTE_BULK_OPERATION = "select private.note_shop_bulk_operation(%s, %s, %s, %s, null)"
@@ -333,7 +357,9 @@ SHOP_WEBHOOK_OPENAPI: dict[str, Any] = {
         "product for the product topics (Shopify's REST Admin Product with its variants, "
         "WooCommerce's REST v3 product), Shopify's checkout for checkouts/create and "
         "checkouts/update (they start abandoned-cart flows), Shopify's bulk operation for "
-        "bulk_operations/finish (a backfill's query ended); a deletion sends at least the id. "
+        "bulk_operations/finish (a backfill's query ended), Shopify's compliance bodies for "
+        "customers/redact, customers/data_request and shop/redact; a deletion sends at least "
+        "the id. "
         "Other topics' bodies are acknowledged and ignored. "
         "WooCommerce first pings a new webhook with a form body.",
         "content": {
@@ -348,6 +374,9 @@ SHOP_WEBHOOK_OPENAPI: dict[str, Any] = {
                         inline_schema(WooCommerceProductBody.model_json_schema()),
                         inline_schema(ShopifyCheckout.model_json_schema()),
                         inline_schema(BulkOperationFinished.model_json_schema()),
+                        inline_schema(CustomerRedactBody.model_json_schema()),
+                        inline_schema(DataRequestBody.model_json_schema()),
+                        inline_schema(ShopRedactBody.model_json_schema()),
                     ]
                 },
                 "examples": {
@@ -439,7 +468,7 @@ def mapped(
     try:
         return shop.mappers[kind](payload), "applied"
     except MalformedOrderError as error:
-        thing = kind.removesuffix("_deleted")
+        thing = kind.removesuffix("_deleted").replace("_", " ")
         raise ApiError(
             422, "invalid_input", f"The {thing} has fields of the wrong type", error.fields
         ) from error
@@ -481,8 +510,28 @@ def apply_document(
         "product": Jsonb(document),
         "product_deleted": document.get("external_id"),
         "checkout": Jsonb(document),
+        "customer_redact": Jsonb(document),
+        "data_request": Jsonb(document),
+        "shop_redact": Jsonb(document),
     }[kind]
     conn.execute(APPLY[kind], (project_id, source, argument))
+
+
+COMPLIANCE_KINDS = ("customer_redact", "data_request", "shop_redact")
+
+
+def for_this_shop(kind: Kind | None, document: dict[str, Any], api_token: str | None) -> bool:
+    """Whether a compliance topic names the project's shop: when the project stored its Admin
+    API access (which names the shop's domain), the body's `shop_domain` must be that domain;
+    one for another shop (an app secret shared by several shops) is acknowledged and ignored.
+    Without a stored domain the project in the URL is the shop."""
+    if kind not in COMPLIANCE_KINDS or api_token is None:
+        return True
+    try:
+        stored = ShopCredentials.from_sealed_form(api_token).shop_domain
+    except ShopifyError:
+        return True
+    return str(document.get("shop_domain") or "").strip().lower() == stored
 
 
 def applier(database: Database, source: ShopSource) -> Applier:
@@ -534,14 +583,16 @@ def shop_webhook(
         # WooCommerce's ping (see box_unless_ping): acknowledging it changes nothing.
         return ok({"outcome": "ping"})
     signature = shopify_signature if source == "shopify" else woocommerce_signature
-    secret = integration_secrets(database, box, project_id, source).webhook_secret
-    verify_webhook_hmac(secret, body, signature, digest="sha256", encoding="base64")
+    secrets = integration_secrets(database, box, project_id, source)
+    verify_webhook_hmac(secrets.webhook_secret, body, signature, digest="sha256", encoding="base64")
     topic = headers.get(shop.topic_header, "")
     delivery = headers.get(shop.delivery_header) or hashlib.sha256(body).hexdigest()
     payload = parse_json(body)
     if not isinstance(payload, dict):
         raise ApiError(422, "invalid_input", "The webhook body is not a JSON object")
     document, outcome = mapped(shop, shop.kind(topic), payload)
+    if document is not None and not for_this_shop(shop.kind(topic), document, secrets.api_token):
+        document, outcome = None, "ignored"
     recorded = intake.record(source, event_id(project_id, shop, topic, delivery), body)
     if recorded.duplicate:
         return ok({"outcome": "duplicate"})
