@@ -1,0 +1,225 @@
+"""The inbox's unread counters kept on write (per conversation, per workspace and per channel,
+each member's read totals) against a recount from messages and read positions:
+private.verify_inbox_counters answers each counter that drifted, with both values."""
+
+import random
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+import psycopg
+import pytest
+from cryptography.fernet import Fernet
+from psycopg.rows import DictRow
+
+from tests.factories.inbox import account_id, apply_whatsapp, whatsapp_channel
+from tests.factories.workspaces import User, acting_as, add_member, create_user, one
+from tests.fakes.whatsapp_server import inbound, text_message
+
+Conn = psycopg.Connection[DictRow]
+KEY = Fernet.generate_key().decode()
+
+
+def drift(conn: Conn, workspace: uuid.UUID | None) -> list[dict[str, Any]]:
+    """The check as the service runs it."""
+    conn.execute("set role service_role")
+    try:
+        return [
+            dict(row)
+            for row in conn.execute(
+                "select * from private.verify_inbox_counters(%s)"
+                " order by counter, conversation_id, channel_id, user_id",
+                (workspace,),
+            )
+        ]
+    finally:
+        conn.execute("reset role")
+
+
+def test_the_unread_counters_match_a_recount_through_every_kind_of_change(conn: Conn) -> None:
+    """A seeded random run of inbound messages on two channels, reads by two members (a
+    conversation read twice over), replies, notes, contact merges and erasures: after each
+    step no counter differs from its recount. A counter changed behind the triggers' back is
+    reported, with its kept and recounted values, and only in its own workspace."""
+    rng = random.Random(27)
+    owner = create_user(conn)
+    teammate = add_member(conn, owner, "member")
+    members = [owner, teammate]
+    channels = [whatsapp_channel(conn, owner, KEY), whatsapp_channel(conn, owner, KEY)]
+    numbers = {channel: account_id(conn, channel) for channel in channels}
+    senders = ["4207" + str(rng.randrange(10**8)).zfill(8) for _ in range(4)]
+    workspace = owner.workspace_id
+
+    def conversations(with_contact: bool = False) -> list[dict[str, Any]]:
+        return [
+            dict(r)
+            for r in conn.execute(
+                "select id, contact_id from public.conversations where workspace_id = %s"
+                + (" and contact_id is not null" if with_contact else "")
+                + " order by id",
+                (workspace,),
+            )
+        ]
+
+    def write_in(channel: uuid.UUID, sender: str) -> None:
+        now = int(time.time())
+        texts = [text_message(sender, f"m{i}", timestamp=now) for i in range(rng.randint(1, 3))]
+        apply_whatsapp(conn, channel, inbound(sender, texts, phone_number_id=numbers[channel]))
+
+    def acted(user: User, call: str, *args: Any) -> Any:
+        with acting_as(conn, user):
+            return conn.execute(call, args).fetchone()
+
+    ran: Counter[str] = Counter()
+    write_in(channels[0], senders[0])
+    write_in(channels[1], senders[0])
+    assert drift(conn, workspace) == []
+    steps = ["inbound"] * 14 + ["read"] * 10 + ["reply"] * 4 + ["note"] * 3
+    steps += ["merge"] * 2 + ["erase"] * 2
+    rng.shuffle(steps)
+    for step in steps:
+        live = conversations()
+        with_contact = conversations(with_contact=True)
+        contacts = sorted({str(c["contact_id"]) for c in with_contact})
+        if step == "inbound" or not live:
+            if rng.random() < 0.25:
+                senders.append("4207" + str(rng.randrange(10**8)).zfill(8))
+            write_in(rng.choice(channels), rng.choice(senders))
+            step = "inbound"
+        elif step == "read":
+            user, conversation = rng.choice(members), rng.choice(live)["id"]
+            read = acted(user, "select public.mark_conversation_read(%s) as n", conversation)["n"]
+            if rng.random() < 0.5:
+                again = acted(user, "select public.mark_conversation_read(%s) as n", conversation)[
+                    "n"
+                ]
+                assert again == read
+                ran["read twice"] += 1
+        elif step == "reply":
+            acted(
+                rng.choice(members),
+                "select id from public.reply_to_conversation(%s, 'On it')",
+                rng.choice(live)["id"],
+            )
+        elif step == "note":
+            acted(
+                rng.choice(members),
+                "select id from public.add_conversation_note(%s, 'Check the order')",
+                rng.choice(live)["id"],
+            )
+        elif step == "merge" and len(contacts) >= 2:
+            keep, merge = rng.sample(contacts, 2)
+            acted(owner, "select id from public.merge_contacts(%s, %s)", keep, merge)
+        elif step == "erase" and contacts:
+            contact = rng.choice(contacts)
+            addresses = conn.execute(
+                "select address from public.contact_identities where contact_id = %s",
+                (contact,),
+            ).fetchall()
+            acted(owner, "select id from public.erase_contact(%s)", contact)
+            gone = {r["address"] for r in addresses}
+            senders = [s for s in senders if s not in gone] or [
+                "4207" + str(rng.randrange(10**8)).zfill(8)
+            ]
+        else:
+            continue
+        ran[step] += 1
+        assert drift(conn, workspace) == [], (step, ran)
+    assert set(ran) == {"inbound", "read", "read twice", "reply", "note", "merge", "erase"}, ran
+    counted = one(
+        conn,
+        "select count(*) filter (where direction = 'inbound') as inbound,"
+        " count(distinct channel_id) as channels from public.messages where workspace_id = %s",
+        (workspace,),
+    )
+    assert counted["inbound"] > 0 and counted["channels"] == 2
+
+    # Tampered with directly, each counter is reported with both values, nothing else is.
+    conversation = conversations()[0]["id"]
+    acted(owner, "select public.mark_conversation_read(%s)", conversation)
+    channel = one(
+        conn, "select channel_id from public.conversations where id = %s", (conversation,)
+    )["channel_id"]
+    key = {"workspace_id": workspace, "channel_id": channel, "user_id": owner.id}
+    tampering = [
+        (
+            "update public.conversations set inbound_count = inbound_count + 1"
+            " where id = %(conversation)s",
+            {"conversations.inbound_count"},
+        ),
+        (
+            "update public.conversations set message_count = message_count + 1"
+            " where id = %(conversation)s",
+            {"conversations.message_count"},
+        ),
+        (
+            "update public.conversation_reads set read_inbound_count = read_inbound_count + 1"
+            " where conversation_id = %(conversation)s and user_id = %(user_id)s",
+            {
+                "conversation_reads.read_inbound_count",
+                "inbox_member_reads.read_inbound_count",
+                "inbox_channel_member_reads.read_inbound_count",
+            },
+        ),
+        (
+            "update public.inbox_counters set inbound_count = inbound_count + 1"
+            " where workspace_id = %(workspace_id)s",
+            {"inbox_counters.inbound_count"},
+        ),
+        (
+            "update public.inbox_member_reads set read_inbound_count = read_inbound_count + 1"
+            " where workspace_id = %(workspace_id)s and user_id = %(user_id)s",
+            {"inbox_member_reads.read_inbound_count"},
+        ),
+        (
+            "update public.inbox_channel_counters set inbound_count = inbound_count + 1"
+            " where channel_id = %(channel_id)s",
+            {"inbox_channel_counters.inbound_count"},
+        ),
+        (
+            "update public.inbox_channel_member_reads set read_inbound_count ="
+            " read_inbound_count + 1 where channel_id = %(channel_id)s and user_id = %(user_id)s",
+            {"inbox_channel_member_reads.read_inbound_count"},
+        ),
+    ]
+    for statement, expected in tampering:
+        with conn.transaction(force_rollback=True):
+            assert conn.execute(statement, {**key, "conversation": conversation}).rowcount == 1
+            rows = drift(conn, workspace)
+            assert {r["counter"] for r in rows} == expected, statement
+            # one more kept than counted; a read position one more: its member's totals are
+            # kept one fewer than the positions now sum to
+            assert all(abs(r["kept"] - r["counted"]) == 1 for r in rows), rows
+            assert all(r["workspace_id"] == workspace for r in rows), rows
+            assert all(
+                r["channel_id"] == channel for r in rows if r["counter"].startswith("inbox_channel")
+            ), rows
+    assert drift(conn, workspace) == []
+
+    # Another workspace's drift shows in a check of every workspace, not in this one's.
+    stranger = create_user(conn)
+    with conn.transaction(force_rollback=True):
+        conn.execute(
+            "insert into public.inbox_counters (workspace_id, inbound_count) values (%s, 5)",
+            (stranger.workspace_id,),
+        )
+        assert drift(conn, workspace) == []
+        everywhere = drift(conn, None)
+        assert {
+            "counter": "inbox_counters.inbound_count",
+            "workspace_id": stranger.workspace_id,
+            "channel_id": None,
+            "conversation_id": None,
+            "user_id": None,
+            "kept": 5,
+            "counted": 0,
+        } in everywhere
+
+    # Members cannot run it: the service only.
+    with (
+        acting_as(conn, owner),
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+        conn.transaction(),
+    ):
+        conn.execute("select * from private.verify_inbox_counters(%s)", (workspace,))
