@@ -1,0 +1,186 @@
+"""An orders import's parts read each row of the tables they touch a few times, whatever the
+planner knows of them: a new project's tables, and the import's own working tables, have no
+statistics until they are analyzed, and a plan that read all of a part's lines, or all of the
+project's products, once per order (rows x rows) went unseen while the tables were small."""
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import DictRow, dict_row
+
+from api.core.db import Database
+from api.imports.jobs import Runner, step
+from api.imports.parts import store_part
+from tests.factories.workspaces import User, create_user, make_project, one
+
+Conn = psycopg.Connection[DictRow]
+
+TABLES = [
+    "public.contacts",
+    "public.contact_events",
+    "public.contact_external_ids",
+    "public.consents",
+    "public.orders",
+    "public.order_items",
+    "public.customer_facts",
+    "public.products",
+    "public.product_variants",
+    "private.import_order_lines",
+    "private.import_order_heads",
+    "private.import_order_customers",
+]
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    db = Database(database_url, pool_mode="session", max_size=3, timeout_seconds=10)
+    db.open()
+    yield db
+    db.close()
+
+
+def importing_job(
+    database: Database, user: User, kind: str, project: uuid.UUID, data: bytes
+) -> dict[str, Any]:
+    """A file of this kind, read and validated: its chunks are next."""
+    with database.as_user(user.claims) as tx:
+        job = tx.execute(
+            "select * from private.create_import_job(%s, %s, %s, %s, 'file.csv',"
+            " 'utf-8', '{}'::jsonb, null)",
+            (user.workspace_id, project, kind, len(data)),
+        ).fetchone()
+    assert job is not None
+    with database.as_user(user.claims) as tx:
+        store_part(tx, job["id"], 1, data)
+    with database.as_user(user.claims) as tx:
+        tx.execute("select private.commit_import_job(%s)", (job["id"],))
+    runner = Runner(database, None)
+    for _ in range(10):
+        staged = step(runner, job["id"], time.monotonic() + 30)
+        assert staged is not None
+        if staged["status"] == "importing":
+            return staged
+    raise AssertionError(staged)
+
+
+def forget_statistics(tx: Conn) -> None:
+    """The tables as never analyzed (rolled back with the caller's transaction)."""
+    for table in TABLES:
+        tx.execute("delete from pg_catalog.pg_statistic where starelid = %s::regclass", (table,))
+        tx.execute(
+            "update pg_catalog.pg_class set reltuples = -1, relpages = 0 where oid = %s::regclass",
+            (table,),
+        )
+
+
+def reads(tx: Conn) -> dict[str, int]:
+    """Rows read so far in this transaction, per table (public and private)."""
+    rows = tx.execute(
+        "select relname, coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) as tuples"
+        " from pg_catalog.pg_stat_xact_user_tables where schemaname in ('public', 'private')"
+    ).fetchall()
+    return {r["relname"]: int(r["tuples"]) for r in rows}
+
+
+def read_since(tx: Conn, before: dict[str, int]) -> dict[str, int]:
+    now = reads(tx)
+    return {t: n - before.get(t, 0) for t, n in now.items() if n - before.get(t, 0) > 0}
+
+
+def orders_file(first: int, count: int, tag: str, status: str) -> bytes:
+    """`count` orders of two lines each from order `first`; a customer per 2 orders."""
+    header = (
+        "order_id,placed_at,status,total,currency,email,first_name,customer_id,item_sku,"
+        "item_name,item_quantity,item_unit_price,item_product_id,item_variant_id\n"
+    )
+    rows = "".join(
+        f"O-{n},2026-05-{1 + n % 28:02d}T10:00:00Z,{status},,EUR,c{n // 2}-{tag}@example.test,"
+        f"Name,C{n // 2},S-{n % 300}-{line},Item,1,{n % 90 + 10}.50,"
+        f"P-{n % 300},V-{n % 300}-{line}\n"
+        for n in range(first, first + count)
+        for line in range(2)
+    )
+    return (header + rows).encode()
+
+
+def test_an_orders_part_without_statistics_reads_each_row_a_few_times(
+    database: Database, database_url: str, conn: Conn
+) -> None:
+    """Two parts of 3,000 lines (1,500 orders of two lines, 750 customers) staged and written
+    with the statistics of the tables they touch removed: into an empty project with a catalog,
+    then into one that has the first part's orders (half of the second's are there, their status
+    changed). Each step reads each table at most 10 x the part's lines."""
+    user = create_user(conn)
+    conn.execute(
+        "update public.workspaces set plan_tier = 'team' where id = %s", (user.workspace_id,)
+    )
+    project = make_project(conn, user)
+    tag = uuid.uuid4().hex[:6]
+    rows = 3000
+    conn.execute(
+        "insert into public.products (workspace_id, project_id, source, external_id, title)"
+        " select %s, %s, 'csv', 'P-' || n, 'Product ' || n from generate_series(0, 299) as n",
+        (user.workspace_id, project),
+    )
+    conn.execute(
+        "insert into public.product_variants (workspace_id, product_id, external_id, title)"
+        " select p.workspace_id, p.id, replace(p.external_id, 'P-', 'V-') || '-' || l, 'V'"
+        " from public.products p cross join generate_series(0, 1) as l where p.project_id = %s",
+        (project,),
+    )
+    first = importing_job(database, user, "orders", project, orders_file(0, rows // 2, tag, "paid"))
+    second = importing_job(
+        database, user, "orders", project, orders_file(rows // 4, rows // 2, tag, "fulfilled")
+    )
+    # The steps' own analyze then finds nothing changed since this one.
+    for table in TABLES:
+        conn.execute(f"analyze {table}")
+    steps: dict[str, dict[str, int]] = {}
+    with psycopg.connect(database_url, row_factory=dict_row) as tx:
+        forget_statistics(tx)
+        stored = one(tx, "select count(*) as n from public.orders")["n"]
+        for name, job in (("first", first), ("second", second)):
+            before = reads(tx)
+            staged = one(tx, "select * from private.stage_orders_chunk(%s, %s)", (job["id"], rows))
+            assert staged["status"] == "importing"
+            steps[f"stage {name}"] = read_since(tx, before)
+            before = reads(tx)
+            wrote = one(tx, "select * from private.write_orders_chunk(%s)", (job["id"],))
+            assert wrote["status"] == "done"
+            steps[f"write {name}"] = read_since(tx, before)
+        written = one(
+            tx,
+            "select count(*) as orders, count(*) filter (where o.status = 'fulfilled') as changed,"
+            " (select count(*) from public.order_items i where i.order_id in"
+            "  (select id from public.orders where project_id = %s)) as lines,"
+            " (select count(*) from public.order_items i where i.product_id is not null"
+            "  and i.variant_id is not null and i.workspace_id = %s) as linked"
+            " from public.orders o where o.project_id = %s",
+            (project, user.workspace_id, project),
+        )
+        tx.rollback()
+    assert (written["orders"], written["changed"]) == (rows * 3 // 4, rows // 2)
+    assert written["lines"] == written["linked"] == 2 * written["orders"]
+    # Not fixed here (reported): without statistics the planner may run two key lookups on an
+    # index that only leads with the workspace and filter the rest: a new order's customer
+    # found by email (staging, contacts), and Postgres's own foreign-key check of each line's
+    # variant (writing, product_variants).
+    steps["stage second"].pop("contacts", None)
+    steps["write first"].pop("product_variants", None)
+    steps["write second"].pop("product_variants", None)
+    # And three statements of the orders' triggers (customer facts, order events) read the
+    # whole orders table once each (every workspace's): linear, not per row; bounded as such.
+    for written_step in ("write first", "write second"):
+        orders_read = steps[written_step].pop("orders", 0)
+        assert orders_read <= 10 * rows + 3 * stored, (written_step, orders_read, stored)
+    # A plan that reads a table once per row of the part reads it 75 x the part's lines or more
+    # here (before the fix: 230,200 to 9,003,001); a step's own passes stay under 5 x.
+    over = {
+        step: {table: n for table, n in read.items() if n > 10 * rows}
+        for step, read in steps.items()
+    }
+    assert over == {step: {} for step in steps}, steps
