@@ -13,9 +13,10 @@ import pytest
 from psycopg.rows import DictRow, dict_row
 
 from api.core.db import Database
-from api.imports.jobs import Runner, run_job, step
+from api.imports.jobs import Runner, run_job
 from api.imports.parts import store_part
 from tests.factories.email import add_contacts, list_campaign, start
+from tests.factories.imports import importing_job
 from tests.factories.workspaces import (
     User,
     acting_as,
@@ -285,27 +286,8 @@ def test_a_campaigns_first_send_to_a_fresh_import_is_capped(database: Database, 
     conn.execute("update public.campaigns set status = 'paused' where id = %s", (campaign,))
 
 
-def importing_job(database: Database, user: User, emails: list[str]) -> dict[str, Any]:
-    """A contacts file of these emails, read and validated: its chunks are next."""
-    data = ("Email\n" + "".join(f"{email}\n" for email in emails)).encode()
-    with database.as_user(user.claims) as tx:
-        job = tx.execute(
-            "select * from private.create_import_job(%s, null, 'contacts', %s, 'crm.csv',"
-            " 'utf-8', '{}'::jsonb, null)",
-            (user.workspace_id, len(data)),
-        ).fetchone()
-    assert job is not None
-    with database.as_user(user.claims) as tx:
-        store_part(tx, job["id"], 1, data)
-    with database.as_user(user.claims) as tx:
-        tx.execute("select private.commit_import_job(%s)", (job["id"],))
-    runner = Runner(database, None)
-    for _ in range(10):
-        staged = step(runner, job["id"], time.monotonic() + 30)
-        assert staged is not None
-        if staged["status"] == "importing":
-            return staged
-    raise AssertionError(staged)
+def emails_file(emails: list[str]) -> bytes:
+    return ("Email\n" + "".join(f"{email}\n" for email in emails)).encode()
 
 
 def test_chunks_into_contacts_without_statistics_read_each_contact_a_few_times(
@@ -326,9 +308,19 @@ def test_chunks_into_contacts_without_statistics_read_each_contact_a_few_times(
         "insert into public.contacts (workspace_id, email) values (%s, 'bulk-0@example.test')",
         (user.workspace_id,),
     )
-    first = importing_job(database, user, [f"bulk-{n}@example.test" for n in range(rows)])
+    first = importing_job(
+        database,
+        user,
+        "contacts",
+        None,
+        emails_file([f"bulk-{n}@example.test" for n in range(rows)]),
+    )
     second = importing_job(
-        database, user, [f"bulk-{n}@example.test" for n in range(rows // 2, rows * 3 // 2)]
+        database,
+        user,
+        "contacts",
+        None,
+        emails_file([f"bulk-{n}@example.test" for n in range(rows // 2, rows * 3 // 2)]),
     )
     reads = (
         "select coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) as tuples"

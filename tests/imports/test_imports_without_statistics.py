@@ -3,19 +3,16 @@ planner knows of them: a new project's tables, and the import's own working tabl
 statistics until they are analyzed, and a plan that read all of a part's lines, or all of the
 project's products, once per order (rows x rows) went unseen while the tables were small."""
 
-import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import psycopg
 import pytest
 from psycopg.rows import DictRow, dict_row
 
 from api.core.db import Database
-from api.imports.jobs import Runner, step
-from api.imports.parts import store_part
-from tests.factories.workspaces import User, create_user, make_project, one
+from tests.factories.imports import importing_job
+from tests.factories.workspaces import create_user, make_project, one
 
 Conn = psycopg.Connection[DictRow]
 
@@ -41,30 +38,6 @@ def database(database_url: str) -> Iterator[Database]:
     db.open()
     yield db
     db.close()
-
-
-def importing_job(
-    database: Database, user: User, kind: str, project: uuid.UUID, data: bytes
-) -> dict[str, Any]:
-    """A file of this kind, read and validated: its chunks are next."""
-    with database.as_user(user.claims) as tx:
-        job = tx.execute(
-            "select * from private.create_import_job(%s, %s, %s, %s, 'file.csv',"
-            " 'utf-8', '{}'::jsonb, null)",
-            (user.workspace_id, project, kind, len(data)),
-        ).fetchone()
-    assert job is not None
-    with database.as_user(user.claims) as tx:
-        store_part(tx, job["id"], 1, data)
-    with database.as_user(user.claims) as tx:
-        tx.execute("select private.commit_import_job(%s)", (job["id"],))
-    runner = Runner(database, None)
-    for _ in range(10):
-        staged = step(runner, job["id"], time.monotonic() + 30)
-        assert staged is not None
-        if staged["status"] == "importing":
-            return staged
-    raise AssertionError(staged)
 
 
 def forget_statistics(tx: Conn) -> None:
