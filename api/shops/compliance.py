@@ -40,9 +40,8 @@ class DataRequestBody(ShopRedactBody):
 
 
 def identifier(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    """An id as the other Shopify mappers store it (`str`), so a redact finds what they wrote."""
+    return None if value is None or value == "" else str(value)
 
 
 def whose(body: dict[str, Any]) -> dict[str, Any]:
