@@ -1,9 +1,9 @@
 """A shop's pages of orders (Shopify, WooCommerce and Shoptet syncs and webhooks all write
-through private.upsert_orders and its private.upsert_customers) read each table a few times per
-order written, whatever the planner knows: a new project's tables have no statistics until
-they are analyzed (autovacuum does not run everywhere), and a page's customers, estimated at one
-row, were matched to the workspace's known customers by plans that read all of them for every
-customer (rows x customers)."""
+through private.upsert_orders and its private.upsert_customers) and of products
+(private.upsert_products) read each table a few times per row written, whatever the planner
+knows: a new project's tables have no statistics until they are analyzed (autovacuum does not
+run everywhere), and a page's customers and products, estimated at one row, were matched to
+the workspace's by plans that read all of them for every customer or product (rows x rows)."""
 
 import uuid
 from typing import Any
@@ -94,6 +94,66 @@ def test_shop_pages_without_statistics_read_each_row_a_few_times(
         assert orders_read <= 10 * orders + 3 * stored[name], (name, orders_read, stored[name])
     over = {
         name: {table: n for table, n in read.items() if n > 10 * orders}
+        for name, read in steps.items()
+    }
+    assert over == {name: {} for name in steps}, steps
+
+
+def products_page(count: int, variants: int, title: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "external_id": f"P-{n}",
+            "title": f"{title} {n}",
+            "price": "10.00",
+            "currency": "EUR",
+            "variants": [
+                {"external_id": f"V-{n}-{v}", "sku": f"SKU-{n}-{v}", "price": "10.00"}
+                for v in range(variants)
+            ],
+        }
+        for n in range(count)
+    ]
+
+
+def test_shop_product_pages_without_statistics_read_each_row_a_few_times(
+    database_url: str, conn: Conn
+) -> None:
+    """A page of 250 products of four variants (a Shopify page) written with the statistics
+    removed, then the page again with each product renamed and listing three of its variants
+    (the fourth removed). Each page reads each table at most 10 x the rows it lists."""
+    user = create_user(conn)
+    project = make_project(conn, user)
+    count = 250
+    pages = [("first", products_page(count, 4, "Tea")), ("again", products_page(count, 3, "Mug"))]
+    steps: dict[str, dict[str, int]] = {}
+    with psycopg.connect(database_url, row_factory=dict_row) as tx:
+        forget_statistics(tx, COMMERCE_TABLES)
+        for name, documents in pages:
+            before = reads(tx)
+            written = one(
+                tx,
+                "select private.upsert_products(%s, 'shopify', %s) as n",
+                (project, Jsonb(documents)),
+            )
+            assert written["n"] == count
+            steps[name] = read_since(tx, before)
+        stored = one(
+            tx,
+            "select count(distinct p.id) filter (where p.title like 'Mug %%') as renamed,"
+            " count(v.id) as variants,"
+            " count(v.id) filter (where v.external_id like '%%-3') as removed_kept"
+            " from public.products p join public.product_variants v on v.product_id = p.id"
+            " where p.project_id = %s",
+            (project,),
+        )
+        tx.rollback()
+    assert (stored["renamed"], stored["variants"], stored["removed_kept"]) == (
+        count,
+        3 * count,
+        0,
+    )
+    over = {
+        name: {table: n for table, n in read.items() if n > 10 * 5 * count}
         for name, read in steps.items()
     }
     assert over == {name: {} for name in steps}, steps
