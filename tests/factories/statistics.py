@@ -1,0 +1,50 @@
+"""Tables as a new project has them (never analyzed: no planner statistics), and the rows a
+transaction has read from each table, for tests that bound what a writer reads per row written
+whatever the planner knows."""
+
+from typing import Any
+
+import psycopg
+
+# The tables the commerce writers (imports, shop pages) read and write.
+COMMERCE_TABLES = [
+    "public.contacts",
+    "public.contact_events",
+    "public.contact_external_ids",
+    "public.consents",
+    "public.orders",
+    "public.order_items",
+    "public.customer_facts",
+    "public.products",
+    "public.product_variants",
+]
+
+
+def forget_statistics(tx: psycopg.Connection[Any], tables: list[str]) -> None:
+    """The tables as never analyzed (rolled back with the caller's transaction)."""
+    for table in tables:
+        tx.execute("delete from pg_catalog.pg_statistic where starelid = %s::regclass", (table,))
+        tx.execute(
+            "update pg_catalog.pg_class set reltuples = -1, relpages = 0 where oid = %s::regclass",
+            (table,),
+        )
+
+
+def reads(tx: psycopg.Connection[Any]) -> dict[str, int]:
+    """Rows read so far in this transaction, per table (public and private)."""
+    rows = tx.execute(
+        "select relname, coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) as tuples"
+        " from pg_catalog.pg_stat_xact_user_tables where schemaname in ('public', 'private')"
+    ).fetchall()
+    return {
+        (r["relname"] if isinstance(r, dict) else r[0]): int(
+            r["tuples"] if isinstance(r, dict) else r[1]
+        )
+        for r in rows
+    }
+
+
+def read_since(tx: psycopg.Connection[Any], before: dict[str, int]) -> dict[str, int]:
+    """Rows read per table since `before` (tables read at all)."""
+    now = reads(tx)
+    return {t: n - before.get(t, 0) for t, n in now.items() if n - before.get(t, 0) > 0}
