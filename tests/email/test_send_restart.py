@@ -1,0 +1,241 @@
+"""Issue 18: the database server restarting under the send worker. The shared test server cannot
+be stopped (other tests run on it at the same time), so this module starts its own throwaway
+cluster (scripts/pg_cluster.py: initdb and pg_ctl of the test server's major version), migrated
+as the suite migrates, and stops it for real: every backend killed at once and the transactions
+in flight lost (an immediate stop, as in a crash), or every client told the server is shutting
+down (a fast stop); connections are refused until it is back. moto's SES server counts what was
+really sent: every recipient once, none lost, and the campaign `sent` only when every row is."""
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import closing
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import DictRow, dict_row
+
+from api.core.db import Database
+from api.core.errors import ApiError
+from api.email import sender
+from api.email.sender import SendPolicy, send_due_emails
+from api.email.ses import SesClient
+from scripts.migrate import migrate
+from scripts.pg_cluster import Cluster, throwaway_cluster
+from tests.factories.email import (
+    SENDER_DOMAIN,
+    add_contacts,
+    draft_campaign,
+    email_list,
+    send_alone,
+    start,
+    verified_sender,
+)
+from tests.factories.workspaces import User, create_user, one
+from tests.fakes.ses_server import moto_client_settings, moto_ses, reset, sent_raw_messages
+
+Conn = psycopg.Connection[Any]
+
+POLICY = SendPolicy(
+    link_secret="restart-" + "0" * 32,
+    link_days=30,
+    max_per_second=1000,
+    concurrency=2,
+    base_url="https://edge.example.test",
+)
+# How many of the worker's rounds the server refuses before it comes back: past the pool's
+# first reconnection attempts (1 s, then 2 s apart), which is when a pool that backs off
+# further would leave the worker waiting after the server is back.
+REFUSED_ROUNDS = 3
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    with throwaway_cluster() as made:
+        migrate(made.url)
+        yield made
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[str]:
+    with moto_ses() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def own(cluster: Cluster, moto: str) -> Iterator[Conn]:
+    """A superuser connection to the throwaway cluster."""
+    reset(moto)
+    with psycopg.connect(cluster.url, autocommit=True, row_factory=dict_row) as connection:
+        send_alone(connection)
+        yield connection
+
+
+def campaign_of(conn: Conn, owner: User, count: int, prefix: str, sender_id: Any) -> Any:
+    """A started campaign to `count` new contacts, on a list of its own."""
+    contacts = add_contacts(conn, owner, count, prefix=prefix)
+    campaign = draft_campaign(
+        conn, owner, list_ids=[email_list(conn, owner, contacts, prefix)], sender_id=sender_id
+    )
+    start(conn, owner, campaign)
+    return campaign
+
+
+def ses_client(moto: str) -> SesClient:
+    ses = SesClient(**moto_client_settings(moto))
+    ses.create_identity(SENDER_DOMAIN, adopt_existing=True)
+    return ses
+
+
+def each_once(moto: str, count: int) -> None:
+    recipients = Counter(m["destinations"][0] for m in sent_raw_messages(moto))
+    assert len(recipients) == count and max(recipients.values()) == 1, recipients
+
+
+def ledger(url: str, campaign: Any) -> dict[str, Any]:
+    """On a new connection: the server may have restarted since the test's own."""
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        return one(
+            conn,
+            "select count(*) filter (where r.status = 'sent') as sent,"
+            " count(*) filter (where r.status <> 'sent') as other, max(r.attempts) as attempts,"
+            " (select c.status from public.campaigns c where c.id = %s) as campaign"
+            " from public.campaign_recipients r where r.campaign_id = %s",
+            (campaign, campaign),
+        )
+
+
+class CrashedDatabase(Database):
+    """The worker's pool on the throwaway cluster. The first round that records outcomes (of
+    messages SES accepted) and claims the next rows is caught mid-claim, waiting for a lock on
+    the contacts (which only the claim reads; the outcomes are recorded by then, in the same
+    transaction), and the server is stopped under it, immediately. It is started again when the
+    worker has had REFUSED_ROUNDS rounds refused."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        super().__init__(cluster.url, pool_mode="session", max_size=4, timeout_seconds=1)
+        self.cluster = cluster
+        self.cut: list[str] = []
+        self.refused: list[str] = []
+        self.back = False
+        self.refused_after_back: list[str] = []
+
+    def one_as_service(self, query: str, params: Sequence[Any]) -> DictRow | None:
+        if self.cut and not self.back:
+            try:
+                return super().one_as_service(query, params)
+            except ApiError as error:
+                self.refused.append(error.code)
+                if len(self.refused) == REFUSED_ROUNDS:
+                    self.cluster.start()
+                    self.back = True
+                raise
+        if self.back:
+            try:
+                return super().one_as_service(query, params)
+            except ApiError as error:
+                self.refused_after_back.append(error.code)
+                raise
+        if not params[0] or not params[1]:
+            return super().one_as_service(query, params)
+        locked = threading.Event()
+        stopper = threading.Thread(target=self.stop_when_blocked, args=(locked,))
+        stopper.start()
+        try:
+            assert locked.wait(10), "the contacts were never locked"
+            return super().one_as_service(query, params)
+        except psycopg.OperationalError as error:
+            self.cut.append(type(error).__name__)
+            raise
+        finally:
+            stopper.join()
+
+    def stop_when_blocked(self, locked: threading.Event) -> None:
+        """Locks the contacts, waits until a backend waits for them, and stops the server. On
+        any failure the lock goes with this thread's connection, so the round goes on."""
+        # Closed, not committed: the server is gone by then.
+        with (
+            closing(psycopg.connect(self.cluster.url, autocommit=False)) as locker,
+            closing(
+                psycopg.connect(self.cluster.url, autocommit=True, row_factory=dict_row)
+            ) as watcher,
+        ):
+            locker.execute("lock table public.contacts in access exclusive mode")
+            locked.set()
+            deadline = time.monotonic() + 10
+            while not one(
+                watcher,
+                "select exists (select from pg_catalog.pg_locks"
+                " where relation = 'public.contacts'::regclass and not granted) as blocked",
+            )["blocked"]:
+                assert time.monotonic() < deadline, "the claim never waited for the contacts"
+            self.cluster.stop("immediate")
+
+
+def test_the_server_crashing_mid_claim_loses_and_doubles_nothing(
+    own: Conn, cluster: Cluster, moto: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of 16: the first claim sends 16, and the round that records its first 8 outcomes
+    # claims 8 more; the server goes down under that round. The worker tries again sooner than
+    # it would in production, so the test spends its time in the outage, not in sleeps.
+    monkeypatch.setattr(sender, "ROWS_PER_THREAD", 8)
+    monkeypatch.setattr(sender, "DATABASE_RETRY_SECONDS", 0.1)
+    owner = create_user(own)
+    campaign = campaign_of(own, owner, 48, "crash", verified_sender(own, owner))
+
+    db = CrashedDatabase(cluster)
+    db.open()
+    try:
+        report = send_due_emails(db, ses_client(moto), POLICY, budget_seconds=60)
+    finally:
+        db.close()
+
+    # The round was lost with the server, then REFUSED_ROUNDS rounds were refused; the first
+    # round once the server was back went through.
+    assert db.cut == ["OperationalError"]
+    assert db.refused == ["database_unavailable"] * REFUSED_ROUNDS
+    assert db.back and db.refused_after_back == []
+    # The lost round's outcomes (and those that came in during the outage) were recorded once
+    # the server was back; what its claim had taken was claimed again, and sent once.
+    assert report.sent == 48 and report.finished_campaigns == 1
+    assert ledger(cluster.url, campaign) == {
+        "sent": 48,
+        "other": 0,
+        "attempts": 1,
+        "campaign": "sent",
+    }
+    each_once(moto, 48)
+
+
+def test_the_next_run_after_a_restart_sends_through_the_same_pool(
+    own: Conn, cluster: Cluster, moto: str
+) -> None:
+    owner = create_user(own)
+    identity = verified_sender(own, owner)
+    first = campaign_of(own, owner, 10, "before", identity)
+    ses = ses_client(moto)
+
+    # A warm worker (the edge's pool outlives a cron run): its idle connections are closed by
+    # the restart between two runs.
+    db = Database(cluster.url, pool_mode="session", max_size=4, timeout_seconds=1)
+    db.open()
+    try:
+        assert send_due_emails(db, ses, POLICY, budget_seconds=60).sent == 10
+        second = campaign_of(own, owner, 12, "after", identity)
+        cluster.stop("fast")
+        cluster.start()
+        report = send_due_emails(db, ses, POLICY, budget_seconds=60)
+    finally:
+        db.close()
+
+    assert report.sent == 12 and report.finished_campaigns == 1
+    assert ledger(cluster.url, first)["campaign"] == "sent"
+    assert ledger(cluster.url, second) == {
+        "sent": 12,
+        "other": 0,
+        "attempts": 1,
+        "campaign": "sent",
+    }
+    each_once(moto, 22)
