@@ -21,7 +21,7 @@ from api.core.db import Database
 from api.core.errors import ApiError
 from api.email import sender
 from api.email.sender import SendPolicy, send_due_emails
-from api.email.ses import SesClient
+from api.email.ses import SesClient, Tenant
 from scripts.migrate import migrate
 from scripts.pg_cluster import Cluster, throwaway_cluster
 from tests.factories.email import (
@@ -35,6 +35,7 @@ from tests.factories.email import (
 )
 from tests.factories.workspaces import User, create_user, one
 from tests.fakes.ses_server import moto_client_settings, moto_ses, reset, sent_raw_messages
+from tests.fakes.ses_tenants import SesTenants, ses_with_tenants
 
 Conn = psycopg.Connection[Any]
 
@@ -49,6 +50,7 @@ POLICY = SendPolicy(
 # first reconnection attempts (1 s, then 2 s apart), which is when a pool that backs off
 # further would leave the worker waiting after the server is back.
 REFUSED_ROUNDS = 3
+OTHER_DOMAIN = "letters.shop-b.example"
 
 
 @pytest.fixture(scope="module")
@@ -70,14 +72,23 @@ def own(cluster: Cluster, moto: str) -> Iterator[Conn]:
     reset(moto)
     with psycopg.connect(cluster.url, autocommit=True, row_factory=dict_row) as connection:
         send_alone(connection)
+        # Whether the account has SES tenants is asked again (moto alone has none).
+        connection.execute("delete from private.ses_tenancy")
+        connection.execute("delete from private.ses_tenants")
         yield connection
 
 
-def campaign_of(conn: Conn, owner: User, count: int, prefix: str, sender_id: Any) -> Any:
+def campaign_of(
+    conn: Conn, owner: User, count: int, prefix: str, sender_id: Any, domain: str = SENDER_DOMAIN
+) -> Any:
     """A started campaign to `count` new contacts, on a list of its own."""
     contacts = add_contacts(conn, owner, count, prefix=prefix)
     campaign = draft_campaign(
-        conn, owner, list_ids=[email_list(conn, owner, contacts, prefix)], sender_id=sender_id
+        conn,
+        owner,
+        list_ids=[email_list(conn, owner, contacts, prefix)],
+        sender_id=sender_id,
+        from_email=f"hello@{domain}",
     )
     start(conn, owner, campaign)
     return campaign
@@ -107,38 +118,52 @@ def ledger(url: str, campaign: Any) -> dict[str, Any]:
         )
 
 
-class CrashedDatabase(Database):
-    """The worker's pool on the throwaway cluster. The first round that records outcomes (of
-    messages SES accepted) and claims the next rows is caught mid-claim, waiting for a lock on
-    the contacts (which only the claim reads; the outcomes are recorded by then, in the same
-    transaction), and the server is stopped under it, immediately. It is started again when the
-    worker has had REFUSED_ROUNDS rounds refused."""
+class RestartingDatabase(Database):
+    """The worker's pool on the throwaway cluster. Once the server has crashed (`crash`), it is
+    started again when the worker has had `refusals` rounds refused (no connection to be had)."""
 
-    def __init__(self, cluster: Cluster) -> None:
-        super().__init__(cluster.url, pool_mode="session", max_size=4, timeout_seconds=1)
+    def __init__(self, cluster: Cluster, refusals: int, timeout_seconds: float = 1) -> None:
+        super().__init__(
+            cluster.url, pool_mode="session", max_size=4, timeout_seconds=timeout_seconds
+        )
         self.cluster = cluster
-        self.cut: list[str] = []
-        self.refused: list[str] = []
+        self.refusals = refusals
+        self.down = False
         self.back = False
-        self.refused_after_back: list[str] = []
+        self.refused: list[str] = []
+        self.refused_when_up: list[str] = []
+
+    def crash(self) -> None:
+        self.cluster.stop("immediate")
+        self.down = True
 
     def one_as_service(self, query: str, params: Sequence[Any]) -> DictRow | None:
-        if self.cut and not self.back:
-            try:
-                return super().one_as_service(query, params)
-            except ApiError as error:
+        try:
+            return super().one_as_service(query, params)
+        except ApiError as error:
+            if not self.down:
+                self.refused_when_up.append(error.code)
+            else:
                 self.refused.append(error.code)
-                if len(self.refused) == REFUSED_ROUNDS:
+                if len(self.refused) == self.refusals:
                     self.cluster.start()
+                    self.down = False
                     self.back = True
-                raise
-        if self.back:
-            try:
-                return super().one_as_service(query, params)
-            except ApiError as error:
-                self.refused_after_back.append(error.code)
-                raise
-        if not params[0] or not params[1]:
+            raise
+
+
+class CrashedDatabase(RestartingDatabase):
+    """The first round that records outcomes (of messages SES accepted) and claims the next
+    rows is caught mid-claim, waiting for a lock on the contacts (which only the claim reads;
+    the outcomes are recorded by then, in the same transaction), and the server crashes under
+    it."""
+
+    def __init__(self, cluster: Cluster, refusals: int) -> None:
+        super().__init__(cluster, refusals)
+        self.cut: list[str] = []
+
+    def one_as_service(self, query: str, params: Sequence[Any]) -> DictRow | None:
+        if self.cut or self.down or self.back or not params[0] or not params[1]:
             return super().one_as_service(query, params)
         locked = threading.Event()
         stopper = threading.Thread(target=self.stop_when_blocked, args=(locked,))
@@ -171,7 +196,7 @@ class CrashedDatabase(Database):
                 " where relation = 'public.contacts'::regclass and not granted) as blocked",
             )["blocked"]:
                 assert time.monotonic() < deadline, "the claim never waited for the contacts"
-            self.cluster.stop("immediate")
+            self.crash()
 
 
 def test_the_server_crashing_mid_claim_loses_and_doubles_nothing(
@@ -185,18 +210,20 @@ def test_the_server_crashing_mid_claim_loses_and_doubles_nothing(
     owner = create_user(own)
     campaign = campaign_of(own, owner, 48, "crash", verified_sender(own, owner))
 
-    db = CrashedDatabase(cluster)
+    db = CrashedDatabase(cluster, REFUSED_ROUNDS)
     db.open()
     try:
         report = send_due_emails(db, ses_client(moto), POLICY, budget_seconds=60)
     finally:
         db.close()
 
-    # The round was lost with the server, then REFUSED_ROUNDS rounds were refused; the first
-    # round once the server was back went through.
+    # The round was lost with the server, then REFUSED_ROUNDS rounds were refused. Once the
+    # server was back the worker had a connection within the pool's timeout: at most one more
+    # round refused (a reconnection attempt already under way when the server came back), not
+    # the several of a pool backing off for seconds.
     assert db.cut == ["OperationalError"]
     assert db.refused == ["database_unavailable"] * REFUSED_ROUNDS
-    assert db.back and db.refused_after_back == []
+    assert db.back and len(db.refused_when_up) <= 1
     # The lost round's outcomes (and those that came in during the outage) were recorded once
     # the server was back; what its claim had taken was claimed again, and sent once.
     assert report.sent == 48 and report.finished_campaigns == 1
@@ -239,3 +266,60 @@ def test_the_next_run_after_a_restart_sends_through_the_same_pool(
         "campaign": "sent",
     }
     each_once(moto, 22)
+
+
+class CrashingTenants(SesClient):
+    """SES with tenants: when it has made the second workspace's tenant, the database crashes
+    before the worker can store it."""
+
+    def __init__(self, endpoint: str, db: RestartingDatabase) -> None:
+        super().__init__(**moto_client_settings(endpoint))
+        self.db = db
+        self.made = 0
+
+    def ensure_tenant(self, name: str, identity: str) -> tuple[Tenant, list[str]]:
+        made = super().ensure_tenant(name, identity)
+        self.made += 1
+        if self.made == 2:
+            self.db.crash()
+        return made
+
+
+def test_the_server_crashing_while_a_new_tenant_is_stored_loses_and_doubles_nothing(
+    own: Conn, cluster: Cluster, moto: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of 16: the first claim is shop A's 16 rows, and the round that records 8 of their
+    # outcomes claims 8 of shop B's, whose tenant SES makes; the server crashes then.
+    monkeypatch.setattr(sender, "ROWS_PER_THREAD", 8)
+    monkeypatch.setattr(sender, "DATABASE_RETRY_SECONDS", 0.1)
+    shop_a, shop_b = create_user(own), create_user(own)
+    first = campaign_of(own, shop_a, 16, "shop-a", verified_sender(own, shop_a))
+    second = campaign_of(
+        own, shop_b, 16, "shop-b", verified_sender(own, shop_b, OTHER_DOMAIN), OTHER_DOMAIN
+    )
+    account = SesTenants()
+
+    db = RestartingDatabase(cluster, refusals=1, timeout_seconds=0.5)
+    db.open()
+    try:
+        with ses_with_tenants(moto, account) as endpoint:
+            ses = CrashingTenants(endpoint, db)
+            ses.create_identity(SENDER_DOMAIN, adopt_existing=True)
+            ses.create_identity(OTHER_DOMAIN, adopt_existing=True)
+            report = send_due_emails(db, ses, POLICY, budget_seconds=60)
+    finally:
+        db.close()
+
+    assert ses.made == 3  # shop A's, shop B's, and shop B's again (SES already had it)
+    assert db.back and db.refused == ["database_unavailable"] and len(db.refused_when_up) <= 1
+    assert report.sent == 32 and report.finished_campaigns == 2
+    for campaign in (first, second):
+        assert ledger(cluster.url, campaign) == {
+            "sent": 16,
+            "other": 0,
+            "attempts": 1,
+            "campaign": "sent",
+        }
+    name_b = f"growthbase-{shop_b.workspace_id}"
+    assert Counter(tenant for tenant, _ in account.sends)[name_b] == 16
+    each_once(moto, 32)
