@@ -9,14 +9,17 @@ really sent: every recipient once, none lost, and the campaign `sent` only when 
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from typing import Any
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
+from psycopg import sql
 from psycopg.rows import DictRow, dict_row
 
+from api.app import create_app
 from api.core.db import Database
 from api.core.errors import ApiError
 from api.email import sender
@@ -24,6 +27,7 @@ from api.email.sender import SendPolicy, send_due_emails
 from api.email.ses import SesClient, Tenant
 from scripts.migrate import migrate
 from scripts.pg_cluster import Cluster, throwaway_cluster
+from tests.factories.edge import edge_settings
 from tests.factories.email import (
     SENDER_DOMAIN,
     add_contacts,
@@ -34,7 +38,14 @@ from tests.factories.email import (
     verified_sender,
 )
 from tests.factories.workspaces import User, create_user, one
-from tests.fakes.ses_server import moto_client_settings, moto_ses, reset, sent_raw_messages
+from tests.fakes.jwks import JwksServer
+from tests.fakes.ses_server import (
+    REGION,
+    moto_client_settings,
+    moto_ses,
+    reset,
+    sent_raw_messages,
+)
 from tests.fakes.ses_tenants import SesTenants, ses_with_tenants
 
 Conn = psycopg.Connection[Any]
@@ -178,25 +189,34 @@ class CrashedDatabase(RestartingDatabase):
             stopper.join()
 
     def stop_when_blocked(self, locked: threading.Event) -> None:
-        """Locks the contacts, waits until a backend waits for them, and stops the server. On
-        any failure the lock goes with this thread's connection, so the round goes on."""
-        # Closed, not committed: the server is gone by then.
-        with (
-            closing(psycopg.connect(self.cluster.url, autocommit=False)) as locker,
-            closing(
-                psycopg.connect(self.cluster.url, autocommit=True, row_factory=dict_row)
-            ) as watcher,
-        ):
-            locker.execute("lock table public.contacts in access exclusive mode")
-            locked.set()
-            deadline = time.monotonic() + 10
-            while not one(
-                watcher,
-                "select exists (select from pg_catalog.pg_locks"
-                " where relation = 'public.contacts'::regclass and not granted) as blocked",
-            )["blocked"]:
-                assert time.monotonic() < deadline, "the claim never waited for the contacts"
-            self.crash()
+        crash_when_waited_for(self.cluster, "public.contacts", locked, self.crash)
+
+
+def crash_when_waited_for(
+    cluster: Cluster, table: str, locked: threading.Event, crash: Callable[[], None]
+) -> None:
+    """Locks `table`, sets `locked`, waits until a backend waits for the table, and crashes the
+    server. On any failure the lock goes with this thread's connection, so nobody waits on."""
+    # Closed, not committed: the server is gone by then.
+    with (
+        closing(psycopg.connect(cluster.url, autocommit=False)) as locker,
+        closing(psycopg.connect(cluster.url, autocommit=True, row_factory=dict_row)) as watcher,
+    ):
+        locker.execute(
+            sql.SQL("lock table {} in access exclusive mode").format(
+                sql.Identifier(*table.split("."))
+            )
+        )
+        locked.set()
+        deadline = time.monotonic() + 10
+        while not one(
+            watcher,
+            "select exists (select from pg_catalog.pg_locks"
+            " where relation = %s::regclass and not granted) as blocked",
+            (table,),
+        )["blocked"]:
+            assert time.monotonic() < deadline, f"nobody waited for {table}"
+        crash()
 
 
 def test_the_server_crashing_mid_claim_loses_and_doubles_nothing(
@@ -323,3 +343,54 @@ def test_the_server_crashing_while_a_new_tenant_is_stored_loses_and_doubles_noth
     name_b = f"growthbase-{shop_b.workspace_id}"
     assert Counter(tenant for tenant, _ in account.sends)[name_b] == 16
     each_once(moto, 32)
+
+
+def test_the_cron_answers_503_when_the_server_crashes_under_it_and_sends_on_its_next_run(
+    own: Conn, cluster: Cluster, moto: str, jwks: JwksServer
+) -> None:
+    owner = create_user(own)
+    campaign = campaign_of(own, owner, 10, "cron", verified_sender(own, owner))
+    ses_client(moto)
+    settings = edge_settings(
+        cluster.url,
+        jwks,
+        cron_secret="cron-secret",
+        ses_region=REGION,
+        ses_endpoint_url=moto,
+        ses_access_key_id="testing",
+        ses_secret_access_key="testing",
+        email_link_secret=POLICY.link_secret,
+        public_base_url=POLICY.base_url,
+        database_timeout_seconds=1,
+    )
+    cron = {"Authorization": "Bearer cron-secret"}
+
+    with TestClient(create_app(settings)) as client:
+        # The run's first statement (starting due campaigns) waits for a lock on the campaigns
+        # when the server crashes.
+        locked = threading.Event()
+        crasher = threading.Thread(
+            target=crash_when_waited_for,
+            args=(cluster, "public.campaigns", locked, lambda: cluster.stop("immediate")),
+        )
+        crasher.start()
+        try:
+            assert locked.wait(10)
+            crashed = client.get("/api/v1/cron/email", headers=cron)
+        finally:
+            crasher.join()
+        cluster.start()
+        again = client.get("/api/v1/cron/email", headers=cron)
+
+    # The database's outage, not our bug: a 503 the cron's next run answers.
+    assert crashed.status_code == 503, crashed.text
+    assert crashed.json()["error"]["code"] == "database_unavailable"
+    assert again.status_code == 200, again.text
+    assert again.json()["data"]["email"]["sent"] == 10
+    assert ledger(cluster.url, campaign) == {
+        "sent": 10,
+        "other": 0,
+        "attempts": 1,
+        "campaign": "sent",
+    }
+    each_once(moto, 10)
