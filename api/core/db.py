@@ -6,6 +6,8 @@ as they do for the Data API.
 """
 
 import json
+import select
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -73,6 +75,23 @@ def become_service(conn: psycopg.Connection[Any]) -> None:
     conn.execute(BECOME_SERVICE_SQL)
 
 
+def closed_by_server(conn: psycopg.Connection[Any]) -> bool:
+    """Whether a pooled (idle) connection is dead. An idle connection has nothing to read, so
+    its socket is checked without a round trip; only when something did arrive (the server's
+    goodbye before it closed, or its end of file) is the connection asked (`ConnectionPool.
+    check_connection`: one empty query) whether it still works."""
+    if conn.closed or conn.broken:
+        return True
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if not readable:
+        return False
+    try:
+        ConnectionPool.check_connection(conn)
+    except psycopg.Error:
+        return True
+    return False
+
+
 class Database:
     """A connection pool that opens lazily, so the edge starts even while Postgres is down."""
 
@@ -86,6 +105,13 @@ class Database:
             max_size=max_size,
             open=False,
             timeout=timeout_seconds,
+            # After a failed connection attempt the pool tries again in the background with a
+            # doubling delay (1 s, 2 s, 4 s, ...), and no waiting request starts an attempt of
+            # its own meanwhile: left at psycopg's 5 minutes, a database that was down for a
+            # minute stays unreachable for up to another minute after it is back. Giving up
+            # after as long as a request waits lets the next request that needs a connection
+            # try at once, so a restart ends for us at most this long after the server's.
+            reconnect_timeout=timeout_seconds,
             connection_class=psycopg.Connection[DictRow],
             kwargs={
                 "row_factory": dict_row,
@@ -103,14 +129,32 @@ class Database:
 
     @contextmanager
     def connection(self, timeout_seconds: float | None = None) -> Iterator[Connection]:
-        """A pooled connection inside one transaction, committed when the block succeeds."""
+        """A pooled connection inside one transaction, committed when the block succeeds.
+
+        A connection the server closed while it sat in the pool (a restart or crash closes
+        them all) is never handed out: it is closed, the pool replaces it, and the next one is
+        taken, within the same timeout. The check costs no round trip (see closed_by_server).
+        """
+        deadline = time.monotonic() + (
+            self.timeout_seconds if timeout_seconds is None else timeout_seconds
+        )
         try:
-            with self.pool.connection(timeout=timeout_seconds) as conn:
-                yield conn
+            while True:
+                conn = self.pool.getconn(timeout=max(0.0, deadline - time.monotonic()))
+                if not closed_by_server(conn):
+                    break
+                conn.close()
+                self.pool.putconn(conn)
         except PoolTimeout as error:
             raise ApiError(
                 503, "database_unavailable", "The database cannot be reached; try again shortly"
             ) from error
+        try:
+            # As the pool's own connection(): commit on success, roll back on an exception.
+            with conn:
+                yield conn
+        finally:
+            self.pool.putconn(conn)
 
     @contextmanager
     def as_user(

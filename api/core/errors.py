@@ -4,8 +4,9 @@ Database errors are translated here, once: our SQL functions raise SQLSTATE `PT<
 a snake_case code in HINT (the convention PostgREST also honours); the standard SQLSTATEs a
 caller's input can cause map, by code or by class, to a 4xx as PostgREST answers them (data
 exceptions, integrity violations, a plain RAISE, program limits), with a fixed message so no
-internal detail leaks; and a value psycopg refuses to send (text with NUL) is the caller's input
-error. Anything else is our bug: a 500.
+internal detail leaks; a value psycopg refuses to send (text with NUL) is the caller's input
+error, and a connection lost mid-statement the database's outage (a 503). Anything else is our
+bug: a 500.
 """
 
 import json
@@ -81,6 +82,10 @@ def from_database_error(error: psycopg.Error) -> ApiError | None:
         # Raised by psycopg before anything is sent: a value Postgres cannot take, such as text
         # with a NUL character (Postgres text never holds one). The input's fault, not ours.
         return ApiError(422, "invalid_input", "A value cannot be stored: text may not contain NUL")
+    if isinstance(error, psycopg.OperationalError) and not sqlstate:
+        # Raised by psycopg, not the server: the connection failed or was lost mid-statement
+        # (a crash or restart of the server). The database's outage, not our bug.
+        return ApiError(*DATABASE_ERRORS["08"])
     if sqlstate.startswith("PT") and sqlstate[2:].isdigit():
         status = int(sqlstate[2:])
         code = error.diag.message_hint or STATUS_CODES.get(status, "error")

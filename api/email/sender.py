@@ -436,7 +436,18 @@ class Drain:
             # A workspace whose tenant SES would not make ready sends nothing now: its rows
             # retry with backoff (throttling costs no attempt), whatever SES said. An account
             # that lost the tenant API sends this batch and the next without tenants.
-            failed, self.tenants = prepare(self.database, self.ses, self.policy.account, rows)
+            try:
+                failed, self.tenants = prepare(self.database, self.ses, self.policy.account, rows)
+            except (ApiError, psycopg.OperationalError) as error:
+                if isinstance(error, ApiError) and error.code != "database_unavailable":
+                    raise
+                # The database went away while a new tenant was being stored: the batch goes
+                # back at no cost (SES's tenant is found again by the next claim), and the run
+                # goes on, keeping the outcomes it holds until the database is back.
+                log.warning("the database is unavailable for the send worker: %s", error)
+                for row in rows:
+                    self.outbox.put(outcome(row, "released"))
+                return
             for row in rows:
                 failure = failed.get(str(row["workspace_id"]))
                 if failure:
