@@ -82,8 +82,10 @@ def closed_by_server(conn: psycopg.Connection[Any]) -> bool:
     check_connection`: one empty query) whether it still works."""
     if conn.closed or conn.broken:
         return True
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    if not readable:
+    # poll, not select: select() refuses descriptors past 1024, which a busy process reaches.
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    if not poller.poll(0):
         return False
     try:
         ConnectionPool.check_connection(conn)
