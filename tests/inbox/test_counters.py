@@ -1,6 +1,7 @@
-"""The inbox's unread counters kept on write (per conversation, per workspace and per channel,
-each member's read totals) against a recount from messages and read positions:
-private.verify_inbox_counters answers each counter that drifted, with both values."""
+"""The inbox's unread counters kept on write (per conversation and per channel, each member's
+read totals; a workspace's are the sum of its channels') against a recount from messages and
+read positions: private.verify_inbox_counters answers each counter that drifted, with both
+values."""
 
 import random
 import time
@@ -40,7 +41,8 @@ def drift(conn: Conn, workspace: uuid.UUID | None) -> list[dict[str, Any]]:
 def test_the_unread_counters_match_a_recount_through_every_kind_of_change(conn: Conn) -> None:
     """A seeded random run of inbound messages on two channels, reads by two members (a
     conversation read twice over), replies, notes, contact merges and erasures: after each
-    step no counter differs from its recount. A counter changed behind the triggers' back is
+    step no counter differs from its recount, and each member's inbox badge is what they see
+    unread conversation by conversation, added up. A counter changed behind the triggers' back is
     reported, with its kept and recounted values, and only in its own workspace."""
     rng = random.Random(27)
     owner = create_user(conn)
@@ -74,6 +76,29 @@ def test_the_unread_counters_match_a_recount_through_every_kind_of_change(conn: 
     def acted(user: User, call: str, *args: Any) -> Any:
         with acting_as(conn, user):
             return conn.execute(call, args).fetchone()
+
+    def badge(user: User) -> int:
+        """The member's inbox badge through the Data API (the sum of their channels')."""
+        with acting_as(conn, user):
+            return int(
+                one(
+                    conn,
+                    "select unread_messages from public.inbox_unread where workspace_id = %s",
+                    (workspace,),
+                )["unread_messages"]
+            )
+
+    def unread_by_conversation(user: User) -> int:
+        """What the member sees unread conversation by conversation, added up."""
+        with acting_as(conn, user):
+            return int(
+                one(
+                    conn,
+                    "select coalesce(sum(unread_count), 0)::bigint as n"
+                    " from public.inbox_conversations where workspace_id = %s",
+                    (workspace,),
+                )["n"]
+            )
 
     ran: Counter[str] = Counter()
     write_in(channels[0], senders[0])
@@ -130,6 +155,8 @@ def test_the_unread_counters_match_a_recount_through_every_kind_of_change(conn: 
             continue
         ran[step] += 1
         assert drift(conn, workspace) == [], (step, ran)
+        for member in members:
+            assert badge(member) == unread_by_conversation(member), (step, ran)
     assert set(ran) == {"inbound", "read", "read twice", "reply", "note", "merge", "erase"}, ran
     counted = one(
         conn,
@@ -162,19 +189,8 @@ def test_the_unread_counters_match_a_recount_through_every_kind_of_change(conn: 
             " where conversation_id = %(conversation)s and user_id = %(user_id)s",
             {
                 "conversation_reads.read_inbound_count",
-                "inbox_member_reads.read_inbound_count",
                 "inbox_channel_member_reads.read_inbound_count",
             },
-        ),
-        (
-            "update public.inbox_counters set inbound_count = inbound_count + 1"
-            " where workspace_id = %(workspace_id)s",
-            {"inbox_counters.inbound_count"},
-        ),
-        (
-            "update public.inbox_member_reads set read_inbound_count = read_inbound_count + 1"
-            " where workspace_id = %(workspace_id)s and user_id = %(user_id)s",
-            {"inbox_member_reads.read_inbound_count"},
         ),
         (
             "update public.inbox_channel_counters set inbound_count = inbound_count + 1"
@@ -203,17 +219,19 @@ def test_the_unread_counters_match_a_recount_through_every_kind_of_change(conn: 
 
     # Another workspace's drift shows in a check of every workspace, not in this one's.
     stranger = create_user(conn)
+    elsewhere = whatsapp_channel(conn, stranger, KEY)
     with conn.transaction(force_rollback=True):
         conn.execute(
-            "insert into public.inbox_counters (workspace_id, inbound_count) values (%s, 5)",
-            (stranger.workspace_id,),
+            "insert into public.inbox_channel_counters (channel_id, workspace_id, inbound_count)"
+            " values (%s, %s, 5)",
+            (elsewhere, stranger.workspace_id),
         )
         assert drift(conn, workspace) == []
         everywhere = drift(conn, None)
         assert {
-            "counter": "inbox_counters.inbound_count",
+            "counter": "inbox_channel_counters.inbound_count",
             "workspace_id": stranger.workspace_id,
-            "channel_id": None,
+            "channel_id": elsewhere,
             "conversation_id": None,
             "user_id": None,
             "kept": 5,
