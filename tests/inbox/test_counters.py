@@ -14,7 +14,12 @@ import pytest
 from cryptography.fernet import Fernet
 from psycopg.rows import DictRow
 
-from tests.factories.inbox import account_id, apply_whatsapp, whatsapp_channel
+from tests.factories.inbox import (
+    account_id,
+    apply_whatsapp,
+    whatsapp_channel,
+    whatsapp_conversation,
+)
 from tests.factories.workspaces import User, acting_as, add_member, create_user, one
 from tests.fakes.whatsapp_server import inbound, text_message
 
@@ -245,3 +250,62 @@ def test_the_unread_counters_match_a_recount_through_every_kind_of_change(conn: 
         conn.transaction(),
     ):
         conn.execute("select * from private.verify_inbox_counters(%s)", (workspace,))
+
+
+def test_a_member_who_leaves_keeps_no_read_state_in_that_workspace(conn: Conn) -> None:
+    """A membership that goes (the member leaves, or an admin removes them) takes the member's
+    read positions and read totals in that workspace with it, as a deleted account's go:
+    invited back, they find its messages unread again. What they read in their other
+    workspaces stays read, and no counter drifts."""
+    owner = create_user(conn)
+    leaver, removed = add_member(conn, owner, "member"), add_member(conn, owner, "member")
+    shared = whatsapp_channel(conn, owner, KEY)
+    conversation = whatsapp_conversation(conn, shared)
+    own = whatsapp_conversation(conn, whatsapp_channel(conn, leaver, KEY))
+
+    def unread(user: User, workspace: uuid.UUID) -> tuple[int, int, int] | None:
+        """The member's badge, their channels' unread added up and their conversations'."""
+        with acting_as(conn, user):
+            row = conn.execute(
+                "select (select unread_messages from public.inbox_unread"
+                "        where workspace_id = %(w)s) as badge,"
+                " (select sum(unread_messages)::bigint from public.inbox_channel_unread"
+                "  where workspace_id = %(w)s) as channels,"
+                " (select sum(unread_count)::bigint from public.inbox_conversations"
+                "  where workspace_id = %(w)s) as conversations",
+                {"w": workspace},
+            ).fetchone()
+        assert row is not None
+        return (
+            None if row["badge"] is None else (row["badge"], row["channels"], row["conversations"])
+        )
+
+    for user, read in ((leaver, conversation), (removed, conversation), (leaver, own)):
+        with acting_as(conn, user):
+            conn.execute("select public.mark_conversation_read(%s)", (read,))
+    assert unread(leaver, owner.workspace_id) == unread(removed, owner.workspace_id) == (0, 0, 0)
+
+    with acting_as(conn, leaver):
+        conn.execute("select public.leave_workspace(%s)", (owner.workspace_id,))
+    with acting_as(conn, owner):
+        conn.execute("select public.remove_member(%s, %s)", (owner.workspace_id, removed.id))
+    # Gone from the workspace, they see nothing of it.
+    assert unread(leaver, owner.workspace_id) is None
+    assert unread(removed, owner.workspace_id) is None
+    assert drift(conn, owner.workspace_id) == drift(conn, leaver.workspace_id) == []
+
+    for user in (leaver, removed):
+        with acting_as(conn, owner):
+            token = one(
+                conn,
+                "select token from public.invite_member(%s, %s, 'member')",
+                (owner.workspace_id, user.email),
+            )["token"]
+        with acting_as(conn, user):
+            conn.execute("select public.accept_invitation(%s)", (token,))
+        # Back in, the conversation they had read is unread again: nothing of the old
+        # membership's reading was kept.
+        assert unread(user, owner.workspace_id) == (1, 1, 1)
+    # Their own workspace's reading stayed.
+    assert unread(leaver, leaver.workspace_id) == (0, 0, 0)
+    assert drift(conn, owner.workspace_id) == drift(conn, leaver.workspace_id) == []
