@@ -1,6 +1,7 @@
-"""The inbox's unread counters kept on write (per conversation, per workspace and per channel,
-each member's read totals) against a recount from messages and read positions:
-private.verify_inbox_counters answers each counter that drifted, with both values."""
+"""The inbox's unread counters kept on write (per conversation and per channel, each member's
+read totals; a workspace's are the sum of its channels') against a recount from messages and
+read positions: private.verify_inbox_counters answers each counter that drifted, with both
+values."""
 
 import random
 import time
@@ -13,7 +14,12 @@ import pytest
 from cryptography.fernet import Fernet
 from psycopg.rows import DictRow
 
-from tests.factories.inbox import account_id, apply_whatsapp, whatsapp_channel
+from tests.factories.inbox import (
+    account_id,
+    apply_whatsapp,
+    whatsapp_channel,
+    whatsapp_conversation,
+)
 from tests.factories.workspaces import User, acting_as, add_member, create_user, one
 from tests.fakes.whatsapp_server import inbound, text_message
 
@@ -40,7 +46,8 @@ def drift(conn: Conn, workspace: uuid.UUID | None) -> list[dict[str, Any]]:
 def test_the_unread_counters_match_a_recount_through_every_kind_of_change(conn: Conn) -> None:
     """A seeded random run of inbound messages on two channels, reads by two members (a
     conversation read twice over), replies, notes, contact merges and erasures: after each
-    step no counter differs from its recount. A counter changed behind the triggers' back is
+    step no counter differs from its recount, and each member's inbox badge is what they see
+    unread conversation by conversation, added up. A counter changed behind the triggers' back is
     reported, with its kept and recounted values, and only in its own workspace."""
     rng = random.Random(27)
     owner = create_user(conn)
@@ -74,6 +81,29 @@ def test_the_unread_counters_match_a_recount_through_every_kind_of_change(conn: 
     def acted(user: User, call: str, *args: Any) -> Any:
         with acting_as(conn, user):
             return conn.execute(call, args).fetchone()
+
+    def badge(user: User) -> int:
+        """The member's inbox badge through the Data API (the sum of their channels')."""
+        with acting_as(conn, user):
+            return int(
+                one(
+                    conn,
+                    "select unread_messages from public.inbox_unread where workspace_id = %s",
+                    (workspace,),
+                )["unread_messages"]
+            )
+
+    def unread_by_conversation(user: User) -> int:
+        """What the member sees unread conversation by conversation, added up."""
+        with acting_as(conn, user):
+            return int(
+                one(
+                    conn,
+                    "select coalesce(sum(unread_count), 0)::bigint as n"
+                    " from public.inbox_conversations where workspace_id = %s",
+                    (workspace,),
+                )["n"]
+            )
 
     ran: Counter[str] = Counter()
     write_in(channels[0], senders[0])
@@ -130,6 +160,8 @@ def test_the_unread_counters_match_a_recount_through_every_kind_of_change(conn: 
             continue
         ran[step] += 1
         assert drift(conn, workspace) == [], (step, ran)
+        for member in members:
+            assert badge(member) == unread_by_conversation(member), (step, ran)
     assert set(ran) == {"inbound", "read", "read twice", "reply", "note", "merge", "erase"}, ran
     counted = one(
         conn,
@@ -162,19 +194,8 @@ def test_the_unread_counters_match_a_recount_through_every_kind_of_change(conn: 
             " where conversation_id = %(conversation)s and user_id = %(user_id)s",
             {
                 "conversation_reads.read_inbound_count",
-                "inbox_member_reads.read_inbound_count",
                 "inbox_channel_member_reads.read_inbound_count",
             },
-        ),
-        (
-            "update public.inbox_counters set inbound_count = inbound_count + 1"
-            " where workspace_id = %(workspace_id)s",
-            {"inbox_counters.inbound_count"},
-        ),
-        (
-            "update public.inbox_member_reads set read_inbound_count = read_inbound_count + 1"
-            " where workspace_id = %(workspace_id)s and user_id = %(user_id)s",
-            {"inbox_member_reads.read_inbound_count"},
         ),
         (
             "update public.inbox_channel_counters set inbound_count = inbound_count + 1"
@@ -203,17 +224,19 @@ def test_the_unread_counters_match_a_recount_through_every_kind_of_change(conn: 
 
     # Another workspace's drift shows in a check of every workspace, not in this one's.
     stranger = create_user(conn)
+    elsewhere = whatsapp_channel(conn, stranger, KEY)
     with conn.transaction(force_rollback=True):
         conn.execute(
-            "insert into public.inbox_counters (workspace_id, inbound_count) values (%s, 5)",
-            (stranger.workspace_id,),
+            "insert into public.inbox_channel_counters (channel_id, workspace_id, inbound_count)"
+            " values (%s, %s, 5)",
+            (elsewhere, stranger.workspace_id),
         )
         assert drift(conn, workspace) == []
         everywhere = drift(conn, None)
         assert {
-            "counter": "inbox_counters.inbound_count",
+            "counter": "inbox_channel_counters.inbound_count",
             "workspace_id": stranger.workspace_id,
-            "channel_id": None,
+            "channel_id": elsewhere,
             "conversation_id": None,
             "user_id": None,
             "kept": 5,
@@ -227,3 +250,62 @@ def test_the_unread_counters_match_a_recount_through_every_kind_of_change(conn: 
         conn.transaction(),
     ):
         conn.execute("select * from private.verify_inbox_counters(%s)", (workspace,))
+
+
+def test_a_member_who_leaves_keeps_no_read_state_in_that_workspace(conn: Conn) -> None:
+    """A membership that goes (the member leaves, or an admin removes them) takes the member's
+    read positions and read totals in that workspace with it, as a deleted account's go:
+    invited back, they find its messages unread again. What they read in their other
+    workspaces stays read, and no counter drifts."""
+    owner = create_user(conn)
+    leaver, removed = add_member(conn, owner, "member"), add_member(conn, owner, "member")
+    shared = whatsapp_channel(conn, owner, KEY)
+    conversation = whatsapp_conversation(conn, shared)
+    own = whatsapp_conversation(conn, whatsapp_channel(conn, leaver, KEY))
+
+    def unread(user: User, workspace: uuid.UUID) -> tuple[int, int, int] | None:
+        """The member's badge, their channels' unread added up and their conversations'."""
+        with acting_as(conn, user):
+            row = conn.execute(
+                "select (select unread_messages from public.inbox_unread"
+                "        where workspace_id = %(w)s) as badge,"
+                " (select sum(unread_messages)::bigint from public.inbox_channel_unread"
+                "  where workspace_id = %(w)s) as channels,"
+                " (select sum(unread_count)::bigint from public.inbox_conversations"
+                "  where workspace_id = %(w)s) as conversations",
+                {"w": workspace},
+            ).fetchone()
+        assert row is not None
+        return (
+            None if row["badge"] is None else (row["badge"], row["channels"], row["conversations"])
+        )
+
+    for user, read in ((leaver, conversation), (removed, conversation), (leaver, own)):
+        with acting_as(conn, user):
+            conn.execute("select public.mark_conversation_read(%s)", (read,))
+    assert unread(leaver, owner.workspace_id) == unread(removed, owner.workspace_id) == (0, 0, 0)
+
+    with acting_as(conn, leaver):
+        conn.execute("select public.leave_workspace(%s)", (owner.workspace_id,))
+    with acting_as(conn, owner):
+        conn.execute("select public.remove_member(%s, %s)", (owner.workspace_id, removed.id))
+    # Gone from the workspace, they see nothing of it.
+    assert unread(leaver, owner.workspace_id) is None
+    assert unread(removed, owner.workspace_id) is None
+    assert drift(conn, owner.workspace_id) == drift(conn, leaver.workspace_id) == []
+
+    for user in (leaver, removed):
+        with acting_as(conn, owner):
+            token = one(
+                conn,
+                "select token from public.invite_member(%s, %s, 'member')",
+                (owner.workspace_id, user.email),
+            )["token"]
+        with acting_as(conn, user):
+            conn.execute("select public.accept_invitation(%s)", (token,))
+        # Back in, the conversation they had read is unread again: nothing of the old
+        # membership's reading was kept.
+        assert unread(user, owner.workspace_id) == (1, 1, 1)
+    # Their own workspace's reading stayed.
+    assert unread(leaver, leaver.workspace_id) == (0, 0, 0)
+    assert drift(conn, owner.workspace_id) == drift(conn, leaver.workspace_id) == []

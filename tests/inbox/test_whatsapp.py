@@ -1431,8 +1431,8 @@ def test_erasing_a_contact_erases_their_conversations_and_stored_webhooks(
     assert (
         one(
             conn,
-            "select inbound_count from public.inbox_counters where workspace_id = %s",
-            (owner.workspace_id,),
+            "select inbound_count from public.inbox_channel_counters where channel_id = %s",
+            (channel,),
         )["inbound_count"]
         == 0
     )
