@@ -6,7 +6,8 @@
 -- and so is every score whose cut points are unchanged. So:
 --   * the stale log row of a writing transaction names the customers it changed (the facts
 --     triggers on orders: customer_facts_add_orders, recount_customer_facts), merged across the
---     transaction's statements; more than 1000, or a write that cannot name them (a deleted
+--     transaction's statements; more than 100 (so the row stays small, out of TOAST, and a
+--     long transaction stops rewriting it), or a write that cannot name them (a deleted
 --     contact: its kept row is already gone), leaves the list null (unknown);
 --   * the refresh keeps, with the scores, the workspace's customers and, per cut point (the
 --     value at ceil(k × n / 5), worst first, k = 1..4, per score), how many customers are worse
@@ -36,7 +37,7 @@ alter table private.rfm_stale add column contacts uuid[];
 
 comment on column private.rfm_stale.contacts is
   'The customers whose facts the transaction changed in the workspace, when it named them all '
-  '(at most 1000); null: unknown.';
+  '(at most 100); null: unknown.';
 
 alter table private.rfm_kept add column customers integer;
 
@@ -64,7 +65,7 @@ comment on column private.rfm_kept.customers is
   'it (*_below) and worse or as good (*_through), so a read can tell whether they still hold.';
 
 -- The customers a transaction's stale log row names after one more statement's: both lists, or
--- null (unknown) when either is unknown or together they name more than 1000.
+-- null (unknown) when either is unknown or together they name more than 100.
 create function private.rfm_stale_contacts(p_logged uuid[], p_added uuid[])
 returns uuid[]
 language sql
@@ -72,7 +73,7 @@ immutable
 set search_path = ''
 as $$
   select case when p_logged is null or p_added is null
-                   or cardinality(p_logged) + cardinality(p_added) > 1000 then null
+                   or cardinality(p_logged) + cardinality(p_added) > 100 then null
               else p_logged || p_added end
 $$;
 
@@ -120,7 +121,8 @@ begin
     insert into private.rfm_stale as s (workspace_id, contacts)
     select w.workspace_id, array[w.contact_id] from written w
     on conflict (workspace_id, xact) do update
-    set contacts = private.rfm_stale_contacts(s.contacts, excluded.contacts);
+    set contacts = private.rfm_stale_contacts(s.contacts, excluded.contacts)
+    where s.contacts is not null;
     return null;
   end if;
   with written as (
@@ -161,10 +163,11 @@ begin
     returning f.workspace_id, f.contact_id
   )
   insert into private.rfm_stale as s (workspace_id, contacts)
-  select w.workspace_id, case when count(*) <= 1000 then array_agg(w.contact_id) end
+  select w.workspace_id, case when count(*) <= 100 then array_agg(w.contact_id) end
   from written w group by w.workspace_id
   on conflict (workspace_id, xact) do update
-  set contacts = private.rfm_stale_contacts(s.contacts, excluded.contacts);
+  set contacts = private.rfm_stale_contacts(s.contacts, excluded.contacts)
+  where s.contacts is not null;
   return null;
 end
 $$;
@@ -239,12 +242,13 @@ begin
     returning f.workspace_id, f.contact_id
   )
   insert into private.rfm_stale as s (workspace_id, contacts)
-  select x.workspace_id, case when count(*) <= 1000 then array_agg(x.contact_id) end
+  select x.workspace_id, case when count(*) <= 100 then array_agg(x.contact_id) end
   from (select w.workspace_id, w.contact_id from written w
         union all select r.workspace_id, r.contact_id from removed r) as x
   group by x.workspace_id
   on conflict (workspace_id, xact) do update
-  set contacts = private.rfm_stale_contacts(s.contacts, excluded.contacts);
+  set contacts = private.rfm_stale_contacts(s.contacts, excluded.contacts)
+  where s.contacts is not null;
 end
 $$;
 
@@ -272,10 +276,11 @@ begin
     -- Their kept scores go, and the rest of their workspaces' are stale (one customer fewer).
     delete from private.rfm_kept_scores k
     where (k.workspace_id, k.contact_id) in (select g.workspace_id, g.id from gone g);
-    insert into private.rfm_stale (workspace_id)
+    insert into private.rfm_stale as s (workspace_id)
     select distinct g.workspace_id from gone g
     where exists (select 1 from private.rfm_kept k where k.workspace_id = g.workspace_id)
-    on conflict (workspace_id, xact) do update set contacts = null;
+    on conflict (workspace_id, xact) do update set contacts = null
+    where s.contacts is not null;
   else
     delete from analytics.rfm_snapshots s where s.workspace_id = any (v_ids);
     delete from private.rfm_kept_scores k where k.workspace_id = any (v_ids);
