@@ -6,7 +6,9 @@ does again.
 """
 
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -270,16 +272,73 @@ def orders_step(
     return None, job
 
 
-def merge_orders_worker(runner: Runner, job_id: UUID, deadline: float, helper: bool) -> None:
-    """Stages and writes an orders job's parts until it ends or the deadline passes; a part is
-    sized so that staging and writing it take about CHUNK_SECONDS, from the last of each. A
-    helper (every worker but the first) that finds the edge's pool spent stops: the job goes on
-    with the first worker, as it did before there were two."""
+class MergePace:
+    """The part size an orders job's merge workers share. Parts are staged one at a time in the
+    file's order and written as they come, and the member hears of the job at each written part:
+    while two workers run, one stages a part while the other writes one, so the news comes about
+    every max(stage, write) seconds of a part; a worker alone comes back every stage plus write.
+    The next part takes what that does in CHUNK_SECONDS at the last pace of each half, at most
+    GROWTH times the smaller of the two parts it was measured on, so a part slower than those by
+    up to twice still reports within 2 s. A written part's time is divided by its own rows (a
+    worker mostly writes the part the other staged, sized at another moment)."""
+
+    def __init__(self, workers: int) -> None:
+        self.lock = threading.Lock()
+        self.workers = workers
+        self.chunk_records = CHUNK_RECORDS
+        self.staged: deque[int] = deque()  # rows of the parts staged here, not yet written
+        self.seconds_per_record = {"staged": 0.0, "written": 0.0}
+        self.measured_records = {"staged": 0, "written": 0}
+
+    def paced(self) -> int:
+        """The next part's rows from the last pace of each half (CHUNK_RECORDS before both are
+        known)."""
+        if min(self.measured_records.values()) == 0:
+            return CHUNK_RECORDS
+        stage, write = self.seconds_per_record.values()
+        per_record = max(stage, write) if self.workers > 1 else stage + write
+        base = min(self.measured_records.values())
+        return paced_chunk(base, per_record * base)
+
+    def measured(self, done: str, requested: int, seconds: float) -> None:
+        """A step staged `requested` rows, or wrote a part, in `seconds`."""
+        with self.lock:
+            if done == "staged":
+                self.staged.append(requested)
+                records = requested
+            else:
+                records = self.staged.popleft() if self.staged else requested
+            self.seconds_per_record[done] = seconds / max(records, 1)
+            self.measured_records[done] = records
+            self.chunk_records = self.paced()
+
+    def leave(self) -> None:
+        """A worker stops: the others' parts are sized for one worker fewer from now on."""
+        with self.lock:
+            self.workers -= 1
+            self.chunk_records = min(self.chunk_records, self.paced())
+
+
+def merge_orders_worker(
+    runner: Runner, job_id: UUID, deadline: float, pace: MergePace, helper: bool
+) -> None:
+    """Stages and writes an orders job's parts until it ends or the deadline passes, each part
+    sized by the pace the workers share. A helper (every worker but the first) that finds the
+    edge's pool spent stops: the job goes on with the first worker, as it did before there were
+    two."""
+    try:
+        merge_orders_steps(runner, job_id, deadline, pace, helper)
+    finally:
+        pace.leave()
+
+
+def merge_orders_steps(
+    runner: Runner, job_id: UUID, deadline: float, pace: MergePace, helper: bool
+) -> None:
     conflicts = 0
-    chunk_records = CHUNK_RECORDS
-    seconds_per_record = {"staged": 0.0, "written": 0.0}
     while time.monotonic() < deadline:
         started = time.monotonic()
+        chunk_records = pace.chunk_records
         try:
             done, job = orders_step(runner, job_id, chunk_records)
         except ApiError as error:
@@ -298,18 +357,16 @@ def merge_orders_worker(runner: Runner, job_id: UUID, deadline: float, helper: b
         if job is None or job["status"] != "importing":
             return
         if done is not None:
-            seconds_per_record[done] = (time.monotonic() - started) / chunk_records
-            per_record = sum(seconds_per_record.values())
-            if min(seconds_per_record.values()) > 0:
-                chunk_records = paced_chunk(chunk_records, per_record * chunk_records)
+            pace.measured(done, chunk_records, time.monotonic() - started)
 
 
 def merge_orders(runner: Runner, job_id: UUID, deadline: float) -> None:
     """Runs MERGE_WORKERS merge workers on one orders job until it ends or the deadline; the
     first error of a worker is raised once all have stopped."""
+    pace = MergePace(MERGE_WORKERS)
     with ThreadPoolExecutor(MERGE_WORKERS, thread_name_prefix="import-merge") as pool:
         workers = [
-            pool.submit(merge_orders_worker, runner, job_id, deadline, number > 0)
+            pool.submit(merge_orders_worker, runner, job_id, deadline, pace, number > 0)
             for number in range(MERGE_WORKERS)
         ]
     for worker in workers:

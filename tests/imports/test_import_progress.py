@@ -23,6 +23,7 @@ from api.imports.jobs import (
     GROWTH,
     MAX_CHUNK_RECORDS,
     MIN_CHUNK_RECORDS,
+    MergePace,
     paced_chunk,
 )
 from tests.factories.workspaces import User, acting_as, create_user, fund, make_project
@@ -124,3 +125,34 @@ def test_a_step_grows_at_most_growth_times_and_follows_the_last_pace() -> None:
     steady = paced_chunk(3 * MIN_CHUNK_RECORDS, 2 * CHUNK_SECONDS)
     assert steady == 3 * MIN_CHUNK_RECORDS // 2
     assert paced_chunk(MAX_CHUNK_RECORDS, CHUNK_SECONDS / 100) == MAX_CHUNK_RECORDS
+
+
+def test_two_order_workers_size_a_part_by_its_slower_half_and_one_alone_by_both() -> None:
+    """An orders job's two workers share one part size: while both run, a member hears of the
+    job at each part one of them writes while the other stages the next, so a part takes what the
+    slower half does in CHUNK_SECONDS; a worker left alone stages and writes each part itself, so
+    its parts take what both halves do together. A written part's pace is taken over its own
+    rows, and a part grows at most GROWTH times the smaller part either half was measured on."""
+    pace = MergePace(2)
+    assert pace.chunk_records == CHUNK_RECORDS
+    pace.measured("staged", CHUNK_RECORDS, CHUNK_SECONDS / 100)
+    # Not sized before a part has been written.
+    assert pace.chunk_records == CHUNK_RECORDS
+    pace.measured("staged", CHUNK_RECORDS, CHUNK_SECONDS / 100)
+    pace.measured("written", CHUNK_RECORDS, CHUNK_SECONDS / 100)
+    assert pace.chunk_records == CHUNK_RECORDS * GROWTH
+
+    # Parts of 8,000 rows staged in 0.4 s (50 µs a row), then the first of them written in
+    # 0.8 s (100 µs a row): writing is the slower half, 10,000 rows to CHUNK_SECONDS.
+    pace = MergePace(2)
+    pace.measured("staged", 8_000, 8_000 * 50e-6 * CHUNK_SECONDS)
+    pace.measured("staged", 8_000, 8_000 * 50e-6 * CHUNK_SECONDS)
+    pace.measured("written", 4_000, 8_000 * 100e-6 * CHUNK_SECONDS)  # the worker asked for 4,000
+    assert pace.chunk_records == 10_000
+    # The worker left alone: stage plus write, 150 µs a row.
+    pace.leave()
+    assert pace.chunk_records == int(CHUNK_SECONDS / 150e-6)
+    # It writes the other part staged (8,000 rows) at the same pace: the size stays.
+    records = pace.chunk_records
+    pace.measured("written", records, 8_000 * 100e-6 * CHUNK_SECONDS)
+    assert pace.chunk_records == records
