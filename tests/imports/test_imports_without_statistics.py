@@ -87,7 +87,6 @@ def test_an_orders_part_without_statistics_reads_each_row_a_few_times(
     steps: dict[str, dict[str, int]] = {}
     with psycopg.connect(database_url, row_factory=dict_row) as tx:
         forget_statistics(tx, TABLES)
-        stored = one(tx, "select count(*) as n from public.orders")["n"]
         for name, job in (("first", first), ("second", second)):
             before = reads(tx)
             staged = one(tx, "select * from private.stage_orders_chunk(%s, %s)", (job["id"], rows))
@@ -110,11 +109,6 @@ def test_an_orders_part_without_statistics_reads_each_row_a_few_times(
         tx.rollback()
     assert (written["orders"], written["changed"]) == (rows * 3 // 4, rows // 2)
     assert written["lines"] == written["linked"] == 2 * written["orders"]
-    # And three statements of the orders' triggers (customer facts, order events) read the
-    # whole orders table once each (every workspace's): linear, not per row; bounded as such.
-    for written_step in ("write first", "write second"):
-        orders_read = steps[written_step].pop("orders", 0)
-        assert orders_read <= 10 * rows + 3 * stored, (written_step, orders_read, stored)
     # A plan that reads a table once per row of the part reads it 75 x the part's lines or more
     # here (before the fix: 230,200 to 9,003,001); a step's own passes stay under 5 x.
     over = {
