@@ -22,9 +22,9 @@ so the ratio against it compares like with like and shows what the ledger, rende
 cost on top of SES. The threaded loop runs twice, right before the pipeline (on the same
 messages built as the pipeline builds them, before it runs) and after it, and the ratio is
 taken against the mean of the two: the phases take half a minute each, and a change of the
-machine's load between them would otherwise go into the ratio alone.
-All runs go to the same moto server in this process (so SES time competes
-for the GIL with the sender, on both sides alike), moto is reset before each timed run (it
+machine's load between them would otherwise go into the ratio alone. All runs go to the same
+moto server in this process (so SES time competes for the GIL with the sender, on both sides
+alike), moto is reset before each timed run (it
 keeps every message), every side is warmed up first (the pipeline with a small campaign of its
 own, the loops with a few messages), and each run must have delivered exactly N messages to N
 distinct recipients, or the benchmark fails.
