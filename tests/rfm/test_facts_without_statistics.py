@@ -9,35 +9,12 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from tests.factories.statistics import forget_statistics, read_since, reads
 from tests.factories.workspaces import create_user, make_project, one
 
 Conn = psycopg.Connection[Any]
 
 TABLES = ["orders", "order_items", "customer_facts", "contacts", "products"]
-
-
-def forget_statistics(tx: Conn) -> None:
-    """The tables as never analyzed (rolled back with the caller's transaction)."""
-    for table in TABLES:
-        tx.execute(
-            "delete from pg_catalog.pg_statistic where starelid = %s::regclass",
-            (f"public.{table}",),
-        )
-        tx.execute(
-            "update pg_catalog.pg_class set reltuples = -1, relpages = 0 where oid = %s::regclass",
-            (f"public.{table}",),
-        )
-
-
-def reads(tx: Conn) -> dict[str, int]:
-    """Rows read so far in this transaction from the tables above."""
-    rows = tx.execute(
-        "select relname, coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) as tuples"
-        " from pg_catalog.pg_stat_xact_user_tables"
-        " where schemaname = 'public' and relname = any (%s)",
-        (TABLES,),
-    ).fetchall()
-    return {r["relname"]: int(r["tuples"]) for r in rows}
 
 
 def shop(conn: Conn, customers: int, orders_each: int, lines: bool) -> tuple[uuid.UUID, str]:
@@ -122,7 +99,7 @@ def test_order_and_line_writes_without_statistics_read_their_customers_only(
     ]
     steps: dict[str, dict[str, int]] = {}
     with psycopg.connect(database_url, row_factory=dict_row) as tx:
-        forget_statistics(tx)
+        forget_statistics(tx, [f"public.{table}" for table in TABLES])
         # The statements find their own rows by their row ids, so only the triggers read by key.
         targets = [
             r["ctid"]
@@ -153,10 +130,7 @@ def test_order_and_line_writes_without_statistics_read_their_customers_only(
         for name, (query, params) in statements.items():
             before = reads(tx)
             tx.execute(query, params)
-            after = reads(tx)
-            steps[name] = {
-                t: n - before.get(t, 0) for t, n in after.items() if n > before.get(t, 0)
-            }
+            steps[name] = {t: n for t, n in read_since(tx, before).items() if t in TABLES}
             if name == "lines changed":
                 # The refund below changes the orders the lines' statements left as they were.
                 facts = one(
