@@ -7,7 +7,6 @@ throttling nor pool timeouts count towards the breaker."""
 import json
 import threading
 import uuid
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -27,15 +26,17 @@ from tests.factories.email import (
     SENDER_DOMAIN,
     add_contacts,
     draft_campaign,
+    each_delivered_once,
     email_list,
     list_campaign,
+    moto_sender,
     send_alone,
     start,
     verified_sender,
 )
 from tests.factories.workspaces import acting_as, add_member, create_user, one, wait_until_blocked
 from tests.fakes.ses_front import SesFront, ses_front
-from tests.fakes.ses_server import moto_client_settings, moto_ses, reset, sent_raw_messages
+from tests.fakes.ses_server import moto_client_settings, moto_ses, reset
 
 Conn = psycopg.Connection[Any]
 
@@ -61,12 +62,6 @@ def idle_ledger(conn: Conn, moto: str) -> Iterator[None]:
     reset(moto)
     yield
     conn.execute("update public.campaigns set status = 'paused' where status = 'sending'")
-
-
-def client(endpoint: str) -> SesClient:
-    ses = SesClient(**moto_client_settings(endpoint))
-    ses.create_identity(SENDER_DOMAIN, adopt_existing=True)
-    return ses
 
 
 @contextmanager
@@ -96,11 +91,6 @@ def another_campaign(conn: Conn, owner: Any, count: int, prefix: str) -> uuid.UU
     )
     start(conn, owner, campaign)
     return campaign
-
-
-def each_once(moto: str, count: int) -> None:
-    recipients = Counter(m["destinations"][0] for m in sent_raw_messages(moto))
-    assert len(recipients) == count and max(recipients.values()) == 1
 
 
 def ledger(conn: Conn, campaign: uuid.UUID) -> dict[str, Any]:
@@ -182,7 +172,7 @@ def test_the_database_cutting_the_workers_connection_mid_round_loses_and_doubles
 
     with opened(CutDatabase(database_url)) as db:
         assert isinstance(db, CutDatabase)
-        report = send_due_emails(db, client(moto), POLICY, budget_seconds=60)
+        report = send_due_emails(db, moto_sender(moto), POLICY, budget_seconds=60)
 
     assert db.cut == 1 and db.terminated
     # The lost round's outcomes were kept by the worker and recorded again on a new connection.
@@ -194,7 +184,7 @@ def test_the_database_cutting_the_workers_connection_mid_round_loses_and_doubles
         "attempts": 1,
         "campaign": "sent",
     }
-    each_once(moto, 40)
+    each_delivered_once(moto, 40)
 
 
 class StarvedDatabase(Database):
@@ -307,7 +297,7 @@ def test_pool_timeouts_and_throttling_never_count_towards_the_breaker(
         "attempts": 1,
         "campaign": "sent",
     }
-    each_once(moto, 50)
+    each_delivered_once(moto, 50)
 
 
 def test_ses_down_for_ten_minutes_loses_nothing_and_the_campaign_waits_unsent(
@@ -319,7 +309,7 @@ def test_ses_down_for_ten_minutes_loses_nothing_and_the_campaign_waits_unsent(
     front = SesFront(max_send_rate=1000)
 
     with ses_front(moto, front) as endpoint, opened(pool(database_url)) as db:
-        down = client(endpoint)
+        down = moto_sender(endpoint)
         front.down = True
         # Ten minutes of the cron's runs: each time the breaker's pause has run out, a probe
         # fails again (the pause doubles: 15 s, 30 s, ... 5 min, 5 min).
@@ -367,7 +357,7 @@ def test_ses_down_for_ten_minutes_loses_nothing_and_the_campaign_waits_unsent(
         "campaign": "sent",
     }
     assert breaker(conn)["error_streak"] == 0
-    each_once(moto, 20)
+    each_delivered_once(moto, 20)
 
 
 def complain(url: str, campaign: uuid.UUID, email: str) -> None:
@@ -501,4 +491,4 @@ def test_a_complaint_arriving_while_the_campaign_sends_pauses_it_and_nothing_goe
         "attempts": 1,
         "campaign": "sent",
     }
-    each_once(moto, 200)
+    each_delivered_once(moto, 200)

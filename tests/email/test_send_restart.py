@@ -32,7 +32,9 @@ from tests.factories.email import (
     SENDER_DOMAIN,
     add_contacts,
     draft_campaign,
+    each_delivered_once,
     email_list,
+    moto_sender,
     send_alone,
     start,
     verified_sender,
@@ -44,7 +46,6 @@ from tests.fakes.ses_server import (
     moto_client_settings,
     moto_ses,
     reset,
-    sent_raw_messages,
 )
 from tests.fakes.ses_tenants import SesTenants, ses_with_tenants
 
@@ -103,17 +104,6 @@ def campaign_of(
     )
     start(conn, owner, campaign)
     return campaign
-
-
-def ses_client(moto: str) -> SesClient:
-    ses = SesClient(**moto_client_settings(moto))
-    ses.create_identity(SENDER_DOMAIN, adopt_existing=True)
-    return ses
-
-
-def each_once(moto: str, count: int) -> None:
-    recipients = Counter(m["destinations"][0] for m in sent_raw_messages(moto))
-    assert len(recipients) == count and max(recipients.values()) == 1, recipients
 
 
 def ledger(url: str, campaign: Any) -> dict[str, Any]:
@@ -233,7 +223,7 @@ def test_the_server_crashing_mid_claim_loses_and_doubles_nothing(
     db = CrashedDatabase(cluster, REFUSED_ROUNDS)
     db.open()
     try:
-        report = send_due_emails(db, ses_client(moto), POLICY, budget_seconds=60)
+        report = send_due_emails(db, moto_sender(moto), POLICY, budget_seconds=60)
     finally:
         db.close()
 
@@ -253,7 +243,7 @@ def test_the_server_crashing_mid_claim_loses_and_doubles_nothing(
         "attempts": 1,
         "campaign": "sent",
     }
-    each_once(moto, 48)
+    each_delivered_once(moto, 48)
 
 
 def test_the_next_run_after_a_restart_sends_through_the_same_pool(
@@ -262,7 +252,7 @@ def test_the_next_run_after_a_restart_sends_through_the_same_pool(
     owner = create_user(own)
     identity = verified_sender(own, owner)
     first = campaign_of(own, owner, 10, "before", identity)
-    ses = ses_client(moto)
+    ses = moto_sender(moto)
 
     # A warm worker (the edge's pool outlives a cron run): its idle connections are closed by
     # the restart between two runs.
@@ -285,7 +275,7 @@ def test_the_next_run_after_a_restart_sends_through_the_same_pool(
         "attempts": 1,
         "campaign": "sent",
     }
-    each_once(moto, 22)
+    each_delivered_once(moto, 22)
 
 
 class CrashingTenants(SesClient):
@@ -342,7 +332,7 @@ def test_the_server_crashing_while_a_new_tenant_is_stored_loses_and_doubles_noth
         }
     name_b = f"growthbase-{shop_b.workspace_id}"
     assert Counter(tenant for tenant, _ in account.sends)[name_b] == 16
-    each_once(moto, 32)
+    each_delivered_once(moto, 32)
 
 
 def test_the_cron_answers_503_when_the_server_crashes_under_it_and_sends_on_its_next_run(
@@ -350,7 +340,7 @@ def test_the_cron_answers_503_when_the_server_crashes_under_it_and_sends_on_its_
 ) -> None:
     owner = create_user(own)
     campaign = campaign_of(own, owner, 10, "cron", verified_sender(own, owner))
-    ses_client(moto)
+    moto_sender(moto)
     settings = edge_settings(
         cluster.url,
         jwks,
@@ -393,4 +383,4 @@ def test_the_cron_answers_503_when_the_server_crashes_under_it_and_sends_on_its_
         "attempts": 1,
         "campaign": "sent",
     }
-    each_once(moto, 10)
+    each_delivered_once(moto, 10)

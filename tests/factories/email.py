@@ -2,12 +2,15 @@
 created the way a dashboard user creates them (through RLS) where a user would."""
 
 import uuid
+from collections import Counter
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
+from api.email.ses import SesClient
 from tests.factories.workspaces import User, acting_as, one
+from tests.fakes.ses_server import moto_client_settings, sent_raw_messages
 
 SENDER_DOMAIN = "news.example.com"
 FROM_EMAIL = f"hello@{SENDER_DOMAIN}"
@@ -151,3 +154,16 @@ def send_alone(
     if forget_counts:
         conn.execute("delete from private.deliverability_counts")
     conn.execute("select private.release_platform_brake()")
+
+
+def moto_sender(endpoint: str) -> SesClient:
+    """The edge's SES client on moto's server, with SENDER_DOMAIN verified there."""
+    ses = SesClient(**moto_client_settings(endpoint))
+    ses.create_identity(SENDER_DOMAIN, adopt_existing=True)
+    return ses
+
+
+def each_delivered_once(endpoint: str, count: int) -> None:
+    """moto accepted exactly one message for each of `count` recipients."""
+    recipients = Counter(m["destinations"][0] for m in sent_raw_messages(endpoint))
+    assert len(recipients) == count and max(recipients.values()) == 1, recipients
