@@ -17,6 +17,10 @@ from api.imports.columns import ATTRIBUTE, ImportKind
 from api.imports.csv_stream import Record
 
 MAX_ATTRIBUTE_CHARACTERS = 1000
+# The longest address SMTP carries (RFC 5321). A longer one cannot be a customer's, and one of a
+# few kilobytes is more than the contacts' unique (workspace, email) index takes: the chunk that
+# met it failed whole (too_large), on every call, and the job never ended.
+MAX_EMAIL_CHARACTERS = 254
 
 
 @lru_cache(maxsize=65536)
@@ -37,6 +41,7 @@ class StagedRows:
         self.phone = position.get("phone")
         self.country = position.get("country")
         self.phone_slot = kind.columns.index("phone") if "phone" in kind.columns else None
+        self.email_slot = kind.columns.index("email") if "email" in kind.columns else None
         self.attributes = [
             (i, name.removeprefix(ATTRIBUTE))
             for i, name in enumerate(targets)
@@ -66,6 +71,10 @@ class StagedRows:
         values: list[str | None] = [
             fields[i] if i is not None and i < count else None for i in self.positions
         ]
+        email = values[self.email_slot] if self.email_slot is not None else None
+        if email is not None and len(email.strip()) > MAX_EMAIL_CHARACTERS:
+            problem = problem or f"email may have at most {MAX_EMAIL_CHARACTERS} characters"
+            column = column or "email"
         raw_phone = values[self.phone_slot] if self.phone_slot is not None else None
         if self.phone_slot is not None and raw_phone and raw_phone.strip():
             has_country = self.country is not None and self.country < count

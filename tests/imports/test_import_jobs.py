@@ -3,6 +3,7 @@ and imported set-based; and every kind of bad input answered with a 4xx or an im
 never a 500, a half-imported order, or a row in another workspace."""
 
 import csv
+import hashlib
 import io
 import threading
 import time
@@ -509,6 +510,136 @@ def test_members_write_only_their_own_workspaces_folder(conn: Conn, owner: User)
             (f"{owner.workspace_id}/%",),
         ).fetchone()
     assert seen is not None and seen["n"] == 0
+
+
+def long_address() -> str:
+    """An address of some 6,400 characters that does not compress: longer than any mailbox's,
+    and than a row of the contacts' email index may be."""
+    local = "".join(hashlib.sha256(str(n).encode()).hexdigest() for n in range(100))
+    return f"{local}@example.test"
+
+
+def test_a_spreadsheets_export_is_read_as_the_shop_owner_means_it(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    """What Excel or a Czech shop writes: a byte-order mark, CRLF line ends, semicolons, a name
+    with a line break in quotes, lower-case currency codes and capitalised statuses, sent in
+    parts cut inside the mark and between CR and LF. What cannot be read for sure (a decimal
+    comma, a date written 01.06.2026, an address longer than any mailbox's, a repeated order) is
+    a row error on its line; the rest imports, and importing it again changes nothing."""
+    api = Api(client, jwks, owner)
+    project = make_project(conn, owner)
+    text = (
+        "\ufeffOrder ID;Placed at;Status;Total;Currency;E-mail;First name\r\n"
+        'S-1;2026-06-01 10:22:33;PAID;1250.50;czk;jana@example.test;"Jana\r\nMarie"\r\n'
+        "S-2;2026-06-02;Fulfilled;99;eur;Petr@Example.test;Petr\r\n"
+        "S-3;2026-06-03;paid;10,50;CZK;eva@example.test;Eva\r\n"
+        "S-4;01.06.2026;paid;10;CZK;eva@example.test;Eva\r\n"
+        f"S-5;2026-06-05;paid;10;CZK;{long_address()};Long\r\n"
+        "S-2;2026-06-06;paid;5;EUR;petr@example.test;Petr\r\n"
+        "S-6;2026-06-07;refunded;0;CZK;;\r\n"
+    )
+    data = text.encode()
+    between_cr_and_lf = data.index(b"Petr\r\n") + len(b"Petr\r")
+    parts = [data[:2], data[2:between_cr_and_lf], data[between_cr_and_lf:]]
+
+    def run() -> dict[str, Any]:
+        job = api.create(
+            workspace_id=str(owner.workspace_id),
+            kind="orders",
+            project_id=str(project),
+            size_bytes=len(data),
+            column_map={"E-mail": "email"},
+        ).json()["data"]["id"]
+        for number in (3, 1, 2):
+            sent = api.part(job, number, parts[number - 1])
+            assert sent.status_code == 200, sent.json()
+        done = api.commit(job)
+        assert done.status_code == 200, done.json()
+        return dict(done.json()["data"])
+
+    report = run()
+    assert (report["status"], report["rows_total"], report["created"]) == ("done", 7, 3)
+    assert errors_of(api, report["id"])[1:] == [
+        ["5", "total", "total is not a number below 1000000000000"],
+        ["6", "placed_at", "placed_at must be an ISO date or date-time"],
+        ["7", "email", "email may have at most 254 characters"],
+        ["8", "order_id", "order_id repeats line 4"],
+    ]
+    assert orders_of(conn, project) == {
+        "S-1": ("paid", "1250.50", "jana@example.test"),
+        "S-2": ("fulfilled", "99.00", "petr@example.test"),
+        "S-6": ("refunded", "0.00", None),
+    }
+    jana = one(conn, "select first_name from public.contacts where email = 'jana@example.test'")
+    assert jana["first_name"] == "Jana\r\nMarie"
+    again = run()
+    assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 3)
+
+
+def test_an_address_longer_than_any_mailboxs_is_a_contacts_row_error(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    """Before, such an address failed its chunk whole (413 too_large) on every commit and the
+    job never ended; now the row is reported and the others import."""
+    api = Api(client, jwks, owner)
+    data = f"email,first_name\r\n{long_address()},Long\r\nann@example.test,Ann\r\n".encode()
+    job = api.create(
+        workspace_id=str(owner.workspace_id), kind="contacts", size_bytes=len(data)
+    ).json()["data"]["id"]
+    assert api.part(job, 1, data).status_code == 200
+    report = api.commit(job).json()["data"]
+    assert (report["status"], report["created"], report["rows_failed"]) == ("done", 1, 1)
+    assert errors_of(api, job)[1:] == [["2", "email", "email may have at most 254 characters"]]
+    emails = conn.execute(
+        "select email from public.contacts where workspace_id = %s", (owner.workspace_id,)
+    ).fetchall()
+    assert [row["email"] for row in emails] == ["ann@example.test"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "header"),
+    [
+        ("orders", HEADER),
+        ("contacts", "email,first_name\r\n"),
+        ("products", "product_id,title"),
+    ],
+)
+def test_a_file_with_only_its_header_ends_done_with_nothing_imported(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User, kind: str, header: str
+) -> None:
+    """A shop's export of a day without orders: the job ends done (an orders job stayed
+    importing for ever, holding one of the workspace's three import slots), and so does the
+    small import of such a file."""
+    api = Api(client, jwks, owner)
+    project = make_project(conn, owner)
+    data = header.encode()
+    job = api.create(
+        workspace_id=str(owner.workspace_id),
+        kind=kind,
+        project_id=str(project),
+        size_bytes=len(data),
+    ).json()["data"]["id"]
+    assert api.part(job, 1, data).status_code == 200
+    report = api.commit(job).json()["data"]
+    assert (report["status"], report["rows_total"], report["created"]) == ("done", 0, 0)
+    assert report["finished_at"] is not None
+    if kind == "orders":
+        small = api.call(
+            "POST",
+            f"/api/v1/projects/{project}/orders/import",
+            content=data,
+            headers={"Content-Type": "text/csv"},
+        )
+        assert small.status_code == 200, small.json()
+        assert (small.json()["data"]["status"], small.json()["data"]["imported"]) == ("done", 0)
+    running = one(
+        conn,
+        "select count(*) as n from public.import_jobs where workspace_id = %s"
+        " and status not in ('done', 'failed', 'cancelled')",
+        (owner.workspace_id,),
+    )
+    assert running["n"] == 0
 
 
 def test_all_invalid_rows_are_counted_and_their_errors_capped(
