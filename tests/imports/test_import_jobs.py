@@ -22,7 +22,7 @@ from api.app import create_app
 from api.core.db import Database
 from api.core.settings import Settings
 from api.imports import jobs
-from api.imports.jobs import Runner, run_job, step
+from api.imports.jobs import Runner, continue_import_jobs, orders_step, run_job, step
 from tests.factories.workspaces import (
     User,
     acting_as,
@@ -1013,6 +1013,58 @@ def imported(conn: Conn, job: str) -> dict[str, Any]:
         "contacts": contacts,
         "staged": staged,
     }
+
+
+def test_a_job_cancelled_while_importing_keeps_whole_orders_and_imports_no_more(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User, database_url: str
+) -> None:
+    """Cancelled after its first part was written and its second staged: the first part's
+    orders stay, each with all its lines; the staged part and the rest of the file are not
+    imported, neither by a commit nor by the cron."""
+    api = Api(client, jwks, owner)
+    project = make_project(conn, owner)
+    rows = "".join(
+        f"O-{n},2026-05-01,paid,,EUR,c{n % 7}@example.test,S-{n},2,5.00\nO-{n},,,,,,T-{n},1,3.00\n"
+        for n in range(1, 1501)
+    )
+    header = "order_id,placed_at,status,total,currency,email,item_sku,item_quantity,item_unit_price"
+    data = f"{header}\n{rows}".encode()
+    database = Database(database_url, pool_mode="session", max_size=2, timeout_seconds=10)
+    database.open()
+    try:
+        runner = Runner(database, None)
+        job = importing_job(api, conn, runner, project, data)
+        done = [orders_step(runner, uuid.UUID(job), 1000)[0] for _ in range(3)]
+        assert done == ["staged", "written", "staged"]
+        cancelled = api.call("POST", f"/api/v1/imports/{job}/cancel")
+        assert (cancelled.status_code, cancelled.json()["data"]["status"]) == (200, "cancelled")
+        refused = api.commit(job)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (
+            409,
+            "import_job_cancelled",
+        )
+        assert continue_import_jobs(database, None)["advanced"] == 0
+    finally:
+        database.close()
+    kept = one(
+        conn,
+        "select status, rows_processed, created from public.import_jobs where id = %s",
+        (job,),
+    )
+    assert tuple(kept.values()) == ("cancelled", 1000, 500)
+    orders = orders_of(conn, project)
+    assert len(orders) == 500 and {total for _, total, _ in orders.values()} == {"13.00"}
+    lines = one(
+        conn,
+        "select count(*) as n from public.order_items i join public.orders o on o.id = i.order_id"
+        " where o.project_id = %s",
+        (project,),
+    )
+    assert lines["n"] == 1000
+    staged = one(
+        conn, "select count(*) as n from private.import_order_chunks where job_id = %s", (job,)
+    )
+    assert staged["n"] == 0
 
 
 def test_two_workers_on_one_job_make_exactly_what_one_worker_makes(
