@@ -4,6 +4,7 @@ its fields put under our column names, a phone number in E.164, and a contact's 
 gathered as custom attributes."""
 
 import json
+import re
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
@@ -21,6 +22,11 @@ MAX_ATTRIBUTE_CHARACTERS = 1000
 # few kilobytes is more than the contacts' unique (workspace, email) index takes: the chunk that
 # met it failed whole (too_large), on every call, and the job never ended.
 MAX_EMAIL_CHARACTERS = 254
+# Shopify's order export writes `2026-06-01 10:22:33 +0200`: ISO 8601 but for the space before
+# the offset, which the database's date check (rightly strict) refuses. That one space goes.
+SPACED_OFFSET = re.compile(
+    r"([0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?) ([+-][0-9]{2}:?[0-9]{2})$"
+)
 
 
 @lru_cache(maxsize=65536)
@@ -42,6 +48,9 @@ class StagedRows:
         self.country = position.get("country")
         self.phone_slot = kind.columns.index("phone") if "phone" in kind.columns else None
         self.email_slot = kind.columns.index("email") if "email" in kind.columns else None
+        self.placed_at_slot = (
+            kind.columns.index("placed_at") if "placed_at" in kind.columns else None
+        )
         self.attributes = [
             (i, name.removeprefix(ATTRIBUTE))
             for i, name in enumerate(targets)
@@ -75,6 +84,9 @@ class StagedRows:
         if email is not None and len(email.strip()) > MAX_EMAIL_CHARACTERS:
             problem = problem or f"email may have at most {MAX_EMAIL_CHARACTERS} characters"
             column = column or "email"
+        placed_at = values[self.placed_at_slot] if self.placed_at_slot is not None else None
+        if placed_at is not None and (" +" in placed_at or " -" in placed_at):
+            values[self.placed_at_slot] = SPACED_OFFSET.sub(r"\1\2", placed_at.strip())
         raw_phone = values[self.phone_slot] if self.phone_slot is not None else None
         if self.phone_slot is not None and raw_phone and raw_phone.strip():
             has_country = self.country is not None and self.country < count

@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -522,16 +523,17 @@ def long_address() -> str:
 def test_a_spreadsheets_export_is_read_as_the_shop_owner_means_it(
     client: TestClient, jwks: JwksServer, conn: Conn, owner: User
 ) -> None:
-    """What Excel or a Czech shop writes: a byte-order mark, CRLF line ends, semicolons, a name
-    with a line break in quotes, lower-case currency codes and capitalised statuses, sent in
-    parts cut inside the mark and between CR and LF. What cannot be read for sure (a decimal
-    comma, a date written 01.06.2026, an address longer than any mailbox's, a repeated order) is
-    a row error on its line; the rest imports, and importing it again changes nothing."""
+    """What Excel, a Czech shop or Shopify writes: a byte-order mark, CRLF line ends,
+    semicolons, a name with a line break in quotes, lower-case currency codes, capitalised
+    statuses, a date with a space before its offset (`2026-06-01 10:22:33 +0200`), sent in parts
+    cut inside the mark and between CR and LF. What cannot be read for sure (a decimal comma, a
+    date written 01.06.2026, an address longer than any mailbox's, a repeated order) is a row
+    error on its line; the rest imports, and importing it again changes nothing."""
     api = Api(client, jwks, owner)
     project = make_project(conn, owner)
     text = (
         "\ufeffOrder ID;Placed at;Status;Total;Currency;E-mail;First name\r\n"
-        'S-1;2026-06-01 10:22:33;PAID;1250.50;czk;jana@example.test;"Jana\r\nMarie"\r\n'
+        'S-1;2026-06-01 10:22:33 +0200;PAID;1250.50;czk;jana@example.test;"Jana\r\nMarie"\r\n'
         "S-2;2026-06-02;Fulfilled;99;eur;Petr@Example.test;Petr\r\n"
         "S-3;2026-06-03;paid;10,50;CZK;eva@example.test;Eva\r\n"
         "S-4;01.06.2026;paid;10;CZK;eva@example.test;Eva\r\n"
@@ -573,6 +575,12 @@ def test_a_spreadsheets_export_is_read_as_the_shop_owner_means_it(
     }
     jana = one(conn, "select first_name from public.contacts where email = 'jana@example.test'")
     assert jana["first_name"] == "Jana\r\nMarie"
+    placed = one(
+        conn,
+        "select placed_at from public.orders where project_id = %s and external_id = 'S-1'",
+        (project,),
+    )
+    assert placed["placed_at"] == datetime(2026, 6, 1, 8, 22, 33, tzinfo=UTC)
     again = run()
     assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 3)
 
