@@ -88,7 +88,10 @@ class StagedRows:
         if placed_at is not None and (" +" in placed_at or " -" in placed_at):
             values[self.placed_at_slot] = SPACED_OFFSET.sub(r"\1\2", placed_at.strip())
         raw_phone = values[self.phone_slot] if self.phone_slot is not None else None
-        if self.phone_slot is not None and raw_phone and raw_phone.strip():
+        if self.phone_slot is not None and raw_phone is not None and not raw_phone.strip():
+            # No phone: staged as none, not as the blank text the contacts' check refuses.
+            values[self.phone_slot] = None
+        elif self.phone_slot is not None and raw_phone is not None:
             has_country = self.country is not None and self.country < count
             country = fields[self.country] if has_country and self.country is not None else ""
             values[self.phone_slot] = phone_in_e164(raw_phone.strip(), country.strip())

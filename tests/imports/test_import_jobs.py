@@ -573,7 +573,12 @@ def test_a_spreadsheets_export_is_read_as_the_shop_owner_means_it(
         "S-2": ("fulfilled", "99.00", "petr@example.test"),
         "S-6": ("refunded", "0.00", None),
     }
-    jana = one(conn, "select first_name from public.contacts where email = 'jana@example.test'")
+    jana = one(
+        conn,
+        "select first_name from public.contacts where workspace_id = %s"
+        " and email = 'jana@example.test'",
+        (owner.workspace_id,),
+    )
     assert jana["first_name"] == "Jana\r\nMarie"
     placed = one(
         conn,
@@ -603,6 +608,52 @@ def test_an_address_longer_than_any_mailboxs_is_a_contacts_row_error(
         "select email from public.contacts where workspace_id = %s", (owner.workspace_id,)
     ).fetchall()
     assert [row["email"] for row in emails] == ["ann@example.test"]
+
+
+def test_a_contact_list_with_blank_phones_imports_and_keeps_known_numbers(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    """A newsletter tool's export, where most people left the phone empty: they import without
+    one, and a known contact keeps the number it has. Before, a blank phone was staged as blank
+    text, which the contacts' check refuses: the whole file was a 422 on every commit and the
+    job never ended."""
+    api = Api(client, jwks, owner)
+    conn.execute(
+        "insert into public.contacts (workspace_id, email, phone) values (%s, %s, %s)",
+        (owner.workspace_id, "bob@example.test", "+420603123457"),
+    )
+    data = (
+        b"Email Address,First Name,Phone Number,Country\r\n"
+        b"ann@example.test,Ann,,\r\n"
+        b"bob@example.test,Bob, ,CZ\r\n"
+        b"cid@example.test,Cid,603 123 456,CZ\r\n"
+    )
+    job = api.create(
+        workspace_id=str(owner.workspace_id),
+        kind="contacts",
+        size_bytes=len(data),
+        column_map={"Email Address": "email", "Phone Number": "phone"},
+    ).json()["data"]["id"]
+    assert api.part(job, 1, data).status_code == 200
+    done = api.commit(job)
+    assert done.status_code == 200, done.json()
+    report = done.json()["data"]
+    assert (report["status"], report["created"], report["updated"], report["rows_failed"]) == (
+        "done",
+        2,
+        1,
+        0,
+    )
+    people = conn.execute(
+        "select email, first_name, phone from public.contacts where workspace_id = %s"
+        " order by email",
+        (owner.workspace_id,),
+    ).fetchall()
+    assert [tuple(row.values()) for row in people] == [
+        ("ann@example.test", "Ann", None),
+        ("bob@example.test", "Bob", "+420603123457"),
+        ("cid@example.test", "Cid", "+420603123456"),
+    ]
 
 
 @pytest.mark.parametrize(
