@@ -84,9 +84,10 @@ class StagedRows:
         if email is not None and len(email.strip()) > MAX_EMAIL_CHARACTERS:
             problem = problem or f"email may have at most {MAX_EMAIL_CHARACTERS} characters"
             column = column or "email"
-        placed_at = values[self.placed_at_slot] if self.placed_at_slot is not None else None
-        if placed_at is not None and (" +" in placed_at or " -" in placed_at):
-            values[self.placed_at_slot] = SPACED_OFFSET.sub(r"\1\2", placed_at.strip())
+        slot = self.placed_at_slot
+        placed_at = values[slot] if slot is not None else None
+        if slot is not None and placed_at is not None and (" +" in placed_at or " -" in placed_at):
+            values[slot] = SPACED_OFFSET.sub(r"\1\2", placed_at.strip())
         raw_phone = values[self.phone_slot] if self.phone_slot is not None else None
         if self.phone_slot is not None and raw_phone is not None and not raw_phone.strip():
             # No phone: staged as none, not as the blank text the contacts' check refuses.
