@@ -656,6 +656,67 @@ def test_a_contact_list_with_blank_phones_imports_and_keeps_known_numbers(
     ]
 
 
+@pytest.fixture
+def poisoned_name(conn: Conn) -> Iterator[str]:
+    """A contact named Poison is refused by a check the import's row checks do not know, as
+    the email index and the phone check refused rows they let through before."""
+    conn.execute(
+        "create function private.refuse_poison() returns trigger language plpgsql as"
+        " $$ begin raise check_violation using constraint = 'contacts_poison_check',"
+        " message = 'no poison'; end $$"
+    )
+    conn.execute(
+        "create trigger contacts_refuse_poison before insert on public.contacts for each row"
+        " when (new.first_name = 'Poison') execute function private.refuse_poison()"
+    )
+    try:
+        yield "Poison"
+    finally:
+        conn.execute("drop trigger contacts_refuse_poison on public.contacts")
+        conn.execute("drop function private.refuse_poison()")
+
+
+@pytest.mark.parametrize("kind", ["orders", "contacts"])
+def test_a_value_the_database_refuses_fails_the_job_once_with_the_reason(
+    client: TestClient,
+    jwks: JwksServer,
+    conn: Conn,
+    owner: User,
+    poisoned_name: str,
+    kind: str,
+) -> None:
+    """The job ends failed (value_refused, naming the constraint, not the row's values): it no
+    longer stays running, answering the same error to every commit while it holds one of the
+    workspace's three import slots and the cron's time. An orders job, merged by two workers,
+    ends the same way."""
+    api = Api(client, jwks, owner)
+    project = make_project(conn, owner)
+    if kind == "orders":
+        data = (HEADER + f"O-1,2026-05-01,paid,10,EUR,p@example.test,{poisoned_name},C1\n").encode()
+    else:
+        data = f"email,first_name\np@example.test,{poisoned_name}\n".encode()
+    job = api.create(
+        workspace_id=str(owner.workspace_id),
+        kind=kind,
+        project_id=str(project),
+        size_bytes=len(data),
+    ).json()["data"]["id"]
+    assert api.part(job, 1, data).status_code == 200
+    refused = api.commit(job)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "value_refused")
+    assert "contacts_poison_check" in refused.json()["error"]["message"]
+    assert "p@example.test" not in refused.text
+    failed = api.call("GET", f"/api/v1/imports/{job}").json()["data"]
+    assert (failed["status"], failed["error_code"]) == ("failed", "value_refused")
+    again = api.commit(job)
+    assert (again.status_code, again.json()["error"]["code"]) == (422, "value_refused")
+    running = one(
+        conn, "select count(*) as n from private.running_import_jobs(100) where id = %s", (job,)
+    )
+    assert running["n"] == 0
+    assert orders_of(conn, project) == {}
+
+
 @pytest.mark.parametrize(
     ("kind", "header"),
     [
