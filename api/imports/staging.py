@@ -24,6 +24,11 @@ MAX_ATTRIBUTE_CHARACTERS = 1000
 MAX_EMAIL_CHARACTERS = 254
 # Shopify's order export writes `2026-06-01 10:22:33 +0200`: ISO 8601 but for the space before
 # the offset, which the database's date check (rightly strict) refuses. That one space goes.
+# Amounts as a spreadsheet in most of Europe writes them, `1250,50`: with one or two digits
+# after the comma it cannot be a thousands separator, so it is read as a decimal point. Anything
+# else with a comma (`1,250`, `1.250,50`) stays as written, for the database to refuse.
+DECIMAL_COMMA = re.compile(r"[0-9]+,[0-9]{1,2}")
+AMOUNT_COLUMNS = ("total", "item_unit_price", "price", "variant_price")
 SPACED_OFFSET = re.compile(
     r"([0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?) ([+-][0-9]{2}:?[0-9]{2})$"
 )
@@ -51,6 +56,9 @@ class StagedRows:
         self.placed_at_slot = (
             kind.columns.index("placed_at") if "placed_at" in kind.columns else None
         )
+        self.amount_slots = [
+            slot for slot, name in enumerate(kind.columns) if name in AMOUNT_COLUMNS
+        ]
         self.attributes = [
             (i, name.removeprefix(ATTRIBUTE))
             for i, name in enumerate(targets)
@@ -84,6 +92,10 @@ class StagedRows:
         if email is not None and len(email.strip()) > MAX_EMAIL_CHARACTERS:
             problem = problem or f"email may have at most {MAX_EMAIL_CHARACTERS} characters"
             column = column or "email"
+        for amount_slot in self.amount_slots:
+            amount = values[amount_slot]
+            if amount is not None and "," in amount and DECIMAL_COMMA.fullmatch(amount.strip()):
+                values[amount_slot] = amount.strip().replace(",", ".")
         slot = self.placed_at_slot
         placed_at = values[slot] if slot is not None else None
         if slot is not None and placed_at is not None and (" +" in placed_at or " -" in placed_at):

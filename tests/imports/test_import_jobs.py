@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -255,7 +256,11 @@ def test_missing_and_renamed_columns_are_refused_unless_mapped(
 ) -> None:
     api = Api(client, jwks, owner)
     project = make_project(conn, owner)
-    data = b"Order ID;Date;Status;Amount;Currency\nO-1;2026-05-01;paid;10,00;EUR\n"
+    data = (
+        b"Order ID;Date;Status;Amount;Currency\n"
+        b"O-1;2026-05-01;paid;10,5;EUR\n"
+        b"O-2;2026-05-01;paid;1.250,50;EUR\n"
+    )
     job = api.create(
         workspace_id=str(owner.workspace_id),
         kind="orders",
@@ -275,9 +280,11 @@ def test_missing_and_renamed_columns_are_refused_unless_mapped(
     ).json()["data"]["id"]
     assert api.part(mapped, 1, data).status_code == 200
     report = api.commit(mapped).json()["data"]
-    # Semicolon files are read; a decimal comma is a row error, not a guess.
-    assert (report["status"], report["rows_failed"]) == ("done", 1)
-    assert errors_of(api, mapped)[1] == ["2", "total", "total is not a number below 1000000000000"]
+    # Semicolon files are read, and a decimal comma that cannot be a thousands separator (one or
+    # two digits after it); a thousands separator is a row error, not a guess.
+    assert (report["status"], report["created"], report["rows_failed"]) == ("done", 1, 1)
+    assert errors_of(api, mapped)[1] == ["3", "total", "total is not a number below 1000000000000"]
+    assert orders_of(conn, project)["O-1"][1] == "10.50"
 
 
 def test_another_workspaces_job_and_storage_path_are_not_reachable(
@@ -525,17 +532,18 @@ def test_a_spreadsheets_export_is_read_as_the_shop_owner_means_it(
 ) -> None:
     """What Excel, a Czech shop or Shopify writes: a byte-order mark, CRLF line ends,
     semicolons, a name with a line break in quotes, lower-case currency codes, capitalised
-    statuses, a date with a space before its offset (`2026-06-01 10:22:33 +0200`), sent in parts
-    cut inside the mark and between CR and LF. What cannot be read for sure (a decimal comma, a
-    date written 01.06.2026, an address longer than any mailbox's, a repeated order) is a row
-    error on its line; the rest imports, and importing it again changes nothing."""
+    statuses, a decimal comma, a date with a space before its offset (`2026-06-01 10:22:33
+    +0200`), sent in parts cut inside the mark and between CR and LF. What cannot be read for
+    sure (a thousands separator, a date written 01.06.2026, an address longer than any
+    mailbox's, a repeated order) is a row error on its line; the rest imports, and importing it
+    again changes nothing."""
     api = Api(client, jwks, owner)
     project = make_project(conn, owner)
     text = (
         "\ufeffOrder ID;Placed at;Status;Total;Currency;E-mail;First name\r\n"
-        'S-1;2026-06-01 10:22:33 +0200;PAID;1250.50;czk;jana@example.test;"Jana\r\nMarie"\r\n'
+        'S-1;2026-06-01 10:22:33 +0200;PAID;1250,50;czk;jana@example.test;"Jana\r\nMarie"\r\n'
         "S-2;2026-06-02;Fulfilled;99;eur;Petr@Example.test;Petr\r\n"
-        "S-3;2026-06-03;paid;10,50;CZK;eva@example.test;Eva\r\n"
+        "S-3;2026-06-03;paid;1.250,50;CZK;eva@example.test;Eva\r\n"
         "S-4;01.06.2026;paid;10;CZK;eva@example.test;Eva\r\n"
         f"S-5;2026-06-05;paid;10;CZK;{long_address()};Long\r\n"
         "S-2;2026-06-06;paid;5;EUR;petr@example.test;Petr\r\n"
@@ -876,7 +884,7 @@ def test_a_catalog_imports_as_products_and_links_lines_imported_before_it(
     catalog = (
         b"Product ID,Title,SKU,Price,Currency,Inventory,Category,Status\n"
         b"P-TEA,Green tea,TEA-1,5.50,eur,12,Drinks,\n"
-        b"P-CUP,Cup,CUP-1,3,EUR,,Kitchen,archived\n"
+        b'P-CUP,Cup,CUP-1,"3,90",EUR,,Kitchen,archived\n'
         b"P-TEA,Green tea again,TEA-1,5.50,EUR,12,Drinks,\n"
         b"P-BAD,Bad,,-1,EUR,x,,\n"
     )
@@ -899,7 +907,7 @@ def test_a_catalog_imports_as_products_and_links_lines_imported_before_it(
         (project,),
     ).fetchall()
     assert [tuple(p.values()) for p in products] == [
-        ("P-CUP", "Cup", pytest.approx(3), "EUR", None, "archived"),
+        ("P-CUP", "Cup", Decimal("3.90"), "EUR", None, "archived"),
         ("P-TEA", "Green tea", pytest.approx(5.5), "EUR", 12, "active"),
     ]
     linked = one(
