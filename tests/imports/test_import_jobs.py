@@ -24,7 +24,16 @@ from api.app import create_app
 from api.core.db import Database
 from api.core.settings import Settings
 from api.imports import jobs
-from api.imports.jobs import Runner, continue_import_jobs, orders_step, run_job, step
+from api.imports import storage as import_storage
+from api.imports.jobs import (
+    Runner,
+    continue_import_jobs,
+    load_step,
+    orders_step,
+    run_job,
+    step,
+)
+from api.imports.storage import ImportStorage
 from tests.factories.workspaces import (
     User,
     acting_as,
@@ -723,6 +732,66 @@ def test_a_value_the_database_refuses_fails_the_job_once_with_the_reason(
     )
     assert running["n"] == 0
     assert orders_of(conn, project) == {}
+
+
+@pytest.mark.parametrize("source", ["upload", "storage"])
+def test_a_read_stopped_mid_file_resumes_at_its_byte_and_doubles_nothing(
+    client: TestClient,
+    jwks: JwksServer,
+    conn: Conn,
+    owner: User,
+    storage: StorageServer,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+) -> None:
+    """A read step stops when its time is up (here after its first block) and saves the byte
+    and line it stopped at; a worker that dies mid-read loses only its step. The next steps read
+    on from the saved byte (a file in Storage with a Range), so every order is imported once."""
+    monkeypatch.setattr(import_storage, "BLOCK_BYTES", 4096)
+    api = Api(client, jwks, owner)
+    project = make_project(conn, owner)
+    data = orders_csv(400)
+    if source == "upload":
+        job = api.orders_job(project, data, part_size=4096)
+    else:
+        path = stored_file(conn, storage, owner, f"resume-{uuid.uuid4().hex}.csv", data)
+        job = api.create(
+            workspace_id=str(owner.workspace_id),
+            kind="orders",
+            project_id=str(project),
+            storage_path=path,
+        ).json()["data"]["id"]
+    with acting_as(conn, owner):
+        conn.execute("select private.commit_import_job(%s)", (job,))
+    files = ImportStorage(storage.base_url, SERVICE_KEY, 10)
+    database = Database(database_url, pool_mode="session", max_size=2, timeout_seconds=10)
+    database.open()
+    try:
+        runner = Runner(database, files)
+        job_id = uuid.UUID(job)
+        assert step(runner, job_id, deadline=0.0) is not None
+        with database.as_service() as dying:
+            held = dying.execute("select * from private.lock_import_job(%s)", (job_id,)).fetchone()
+            assert held is not None
+            load_step(dying, files, dict(held), deadline=0.0)
+            dying.rollback()
+        saved = one(
+            conn, "select status, load_offset from public.import_jobs where id = %s", (job,)
+        )
+        assert saved["status"] == "validating" and 0 < saved["load_offset"] < len(data)
+        run_job(runner, job_id, 60)
+    finally:
+        database.close()
+        files.close()
+    report = one(
+        conn, "select status, rows_total, created from public.import_jobs where id = %s", (job,)
+    )
+    assert tuple(report.values()) == ("done", 400, 400)
+    assert len(orders_of(conn, project)) == 400
+    if source == "storage":
+        ranges = [wanted for method, _, wanted in storage.requests if method == "GET" and wanted]
+        assert f"bytes={saved['load_offset']}-" in ranges
 
 
 @pytest.mark.parametrize(
