@@ -794,6 +794,32 @@ def test_a_read_stopped_mid_file_resumes_at_its_byte_and_doubles_nothing(
         assert f"bytes={saved['load_offset']}-" in ranges
 
 
+def test_a_fourth_running_import_waits_until_one_ends(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    """A workspace runs at most 3 imports at once: the fourth is a 409 that says so, and is
+    accepted once one of the three is cancelled or done."""
+    api = Api(client, jwks, owner)
+    project = make_project(conn, owner)
+
+    def create() -> Response:
+        return api.create(
+            workspace_id=str(owner.workspace_id),
+            kind="orders",
+            project_id=str(project),
+            size_bytes=len(HEADER),
+        )
+
+    jobs = [create().json()["data"]["id"] for _ in range(3)]
+    fourth = create()
+    assert (fourth.status_code, fourth.json()["error"]["code"]) == (409, "too_many_import_jobs")
+    assert api.call("POST", f"/api/v1/imports/{jobs[0]}/cancel").status_code == 200
+    assert api.part(jobs[1], 1, HEADER.encode()).status_code == 200
+    assert api.commit(jobs[1]).json()["data"]["status"] == "done"
+    assert [create().status_code for _ in range(2)] == [201, 201]
+    assert create().json()["error"]["code"] == "too_many_import_jobs"
+
+
 @pytest.mark.parametrize(
     ("kind", "header"),
     [
