@@ -2,7 +2,8 @@
 -- job `importing` for ever: an orders job ends when its last staged part is written, and a file
 -- without rows has no part. The job took one of the workspace's three import slots and the
 -- cron's attention on every tick. Contacts and products jobs already end at once; now an orders
--- job without rows ends `done` when its validation does (nothing imported, nothing failed).
+-- job without rows ends `done` when its validation does (nothing imported, nothing failed), and
+-- the jobs already stuck so end now.
 
 -- functions -----------------------------------------------------------------------------------
 
@@ -50,3 +51,10 @@ $$;
 revoke all on function private.validate_orders_import(uuid) from public, anon, authenticated;
 
 grant execute on function private.validate_orders_import(uuid) to service_role;
+
+-- data ----------------------------------------------------------------------------------------
+
+-- Orders jobs of a file without rows that stayed importing: done, as they would be now.
+update public.import_jobs j
+set status = 'done', finished_at = now()
+where j.kind = 'orders' and j.status = 'importing' and j.rows_total = 0;
