@@ -141,7 +141,7 @@ def map_header(kind: ImportKind, header: list[str], column_map: dict[str, str | 
             if kind.extra_columns_are_attributes:
                 target = ATTRIBUTE + name[:100]
             else:
-                unknown.append(name)
+                unknown.append(name if len(name) <= 100 else f"{name[:100]}…")
         targets.append(target)
     present = [target for target in targets if target]
     missing = [name for name in kind.required_for(present) if name not in present]

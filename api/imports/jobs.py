@@ -58,6 +58,15 @@ RETRYABLE = (
     psycopg.errors.SerializationFailure,
 )
 MAX_CONFLICT_RETRIES = 3
+# A value the database refuses though the row checks let it through (a constraint or a limit
+# they do not know): the chunk fails the same way on every call, so the job ends failed with
+# the reason instead of answering the same error for ever while it holds an import slot and the
+# cron's time. What earlier chunks imported stays. (UniqueViolation is retried first.)
+REFUSED = (
+    psycopg.errors.IntegrityError,
+    psycopg.errors.DataError,
+    psycopg.errors.ProgramLimitExceeded,
+)
 # Workers merging one orders job at once, each on its own connection: while one writes a part's
 # orders, the other stages the next part (the database server has a core for each).
 MERGE_WORKERS = 2
@@ -191,6 +200,20 @@ def fail(runner: Runner, job_id: UUID, code: str, message: str) -> None:
         conn.execute("select private.fail_import_job(%s, %s, %s)", (job_id, code, message))
 
 
+def refused(runner: Runner, job_id: UUID, error: psycopg.Error) -> None:
+    """Fails the job with what the database refused: the constraint or the limit's message,
+    never the row's values (the error's detail, which would hold them, is left out)."""
+    log.error("import %s failed: the database refused a value (%s)", job_id, error.sqlstate)
+    what = error.diag.constraint_name or error.diag.message_primary or error.sqlstate
+    fail(
+        runner,
+        job_id,
+        "value_refused",
+        f"The database refused a value of this file ({what}) that the row checks let through;"
+        " what was imported before stays. Please report this import.",
+    )
+
+
 def paced_chunk(records: int, seconds: float) -> int:
     """The next chunk's rows: what the last chunk's pace does in CHUNK_SECONDS, at most GROWTH
     times the last chunk, within MIN_CHUNK_RECORDS and MAX_CHUNK_RECORDS."""
@@ -221,6 +244,9 @@ def run_job(runner: Runner, job_id: UUID, budget_seconds: float = STEP_BUDGET_SE
         except CsvFileError as error:
             fail(runner, job_id, error.code, error.message)
             return
+        except REFUSED as error:
+            refused(runner, job_id, error)
+            return
         except StorageError as error:
             if error.missing:
                 fail(runner, job_id, "storage_object_not_found", str(error))
@@ -230,7 +256,10 @@ def run_job(runner: Runner, job_id: UUID, budget_seconds: float = STEP_BUDGET_SE
         if job is None or job["status"] in ENDED:
             return
         if job["kind"] == "orders" and job["status"] == "importing":
-            merge_orders(runner, job_id, deadline)
+            try:
+                merge_orders(runner, job_id, deadline)
+            except REFUSED as error:
+                refused(runner, job_id, error)
             return
         if merging:
             chunk_records = paced_chunk(chunk_records, time.monotonic() - started)

@@ -292,12 +292,14 @@ def put_part(
 
 
 def answer(conn: Connection, job_id: UUID) -> dict[str, Any]:
-    """The job after a run; a file that could not be read at all is the caller's 422."""
+    """The job after a run; a file that could not be read at all, or held a value the database
+    refused, is the caller's 422."""
     job = read_job(conn, job_id)
     if job["status"] == "failed" and job["error_code"] in (
         "invalid_csv",
         "invalid_encoding",
         "file_changed",
+        "value_refused",
     ):
         details = {"job": ImportJob(**job_out(job)).model_dump(mode="json")}
         raise ApiError(422, job["error_code"], job["error_message"], details)
@@ -322,6 +324,8 @@ def answer(conn: Connection, job_id: UUID) -> dict[str, Any]:
                 "invalid_csv": "missing columns: email",
                 "invalid_encoding": "line 7 is not valid utf-8",
                 "file_changed": "The file has fewer bytes than when the import was created",
+                "value_refused": "The database refused a value of this file (…); what was"
+                " imported before stays",
             },
             503: {"provider_not_configured": "Supabase Storage is not configured"},
         },
@@ -451,6 +455,7 @@ def download_errors(acting: ActingUser, job_id: UUID) -> CsvResponse:
                 "invalid_csv": "missing columns: order_id, placed_at",
                 "invalid_encoding": "Part 1 is not valid utf-8 text",
                 "file_changed": "The file has fewer bytes than declared",
+                "value_refused": "The database refused a value of this file (…)",
             },
             429: {"rate_limited": "Too many imports; try again later"},
         },

@@ -4,6 +4,7 @@ its fields put under our column names, a phone number in E.164, and a contact's 
 gathered as custom attributes."""
 
 import json
+import re
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
@@ -17,6 +18,20 @@ from api.imports.columns import ATTRIBUTE, ImportKind
 from api.imports.csv_stream import Record
 
 MAX_ATTRIBUTE_CHARACTERS = 1000
+# The longest address SMTP carries (RFC 5321). A longer one cannot be a customer's, and one of a
+# few kilobytes is more than the contacts' unique (workspace, email) index takes: the chunk that
+# met it failed whole (too_large), on every call, and the job never ended.
+MAX_EMAIL_CHARACTERS = 254
+# Shopify's order export writes `2026-06-01 10:22:33 +0200`: ISO 8601 but for the space before
+# the offset, which the database's date check (rightly strict) refuses. That one space goes.
+# Amounts as a spreadsheet in most of Europe writes them, `1250,50`: with one or two digits
+# after the comma it cannot be a thousands separator, so it is read as a decimal point. Anything
+# else with a comma (`1,250`, `1.250,50`) stays as written, for the database to refuse.
+DECIMAL_COMMA = re.compile(r"[0-9]+,[0-9]{1,2}")
+AMOUNT_COLUMNS = ("total", "item_unit_price", "price", "variant_price")
+SPACED_OFFSET = re.compile(
+    r"([0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?) ([+-][0-9]{2}:?[0-9]{2})$"
+)
 
 
 @lru_cache(maxsize=65536)
@@ -37,6 +52,13 @@ class StagedRows:
         self.phone = position.get("phone")
         self.country = position.get("country")
         self.phone_slot = kind.columns.index("phone") if "phone" in kind.columns else None
+        self.email_slot = kind.columns.index("email") if "email" in kind.columns else None
+        self.placed_at_slot = (
+            kind.columns.index("placed_at") if "placed_at" in kind.columns else None
+        )
+        self.amount_slots = [
+            slot for slot, name in enumerate(kind.columns) if name in AMOUNT_COLUMNS
+        ]
         self.attributes = [
             (i, name.removeprefix(ATTRIBUTE))
             for i, name in enumerate(targets)
@@ -66,8 +88,23 @@ class StagedRows:
         values: list[str | None] = [
             fields[i] if i is not None and i < count else None for i in self.positions
         ]
+        email = values[self.email_slot] if self.email_slot is not None else None
+        if email is not None and len(email) > MAX_EMAIL_CHARACTERS < len(email.strip()):
+            problem = problem or f"email may have at most {MAX_EMAIL_CHARACTERS} characters"
+            column = column or "email"
+        for amount_slot in self.amount_slots:
+            amount = values[amount_slot]
+            if amount is not None and "," in amount and DECIMAL_COMMA.fullmatch(amount.strip()):
+                values[amount_slot] = amount.strip().replace(",", ".")
+        slot = self.placed_at_slot
+        placed_at = values[slot] if slot is not None else None
+        if slot is not None and placed_at is not None and (" +" in placed_at or " -" in placed_at):
+            values[slot] = SPACED_OFFSET.sub(r"\1\2", placed_at.strip())
         raw_phone = values[self.phone_slot] if self.phone_slot is not None else None
-        if self.phone_slot is not None and raw_phone and raw_phone.strip():
+        if self.phone_slot is not None and raw_phone is not None and not raw_phone.strip():
+            # No phone: staged as none, not as the blank text the contacts' check refuses.
+            values[self.phone_slot] = None
+        elif self.phone_slot is not None and raw_phone is not None:
             has_country = self.country is not None and self.country < count
             country = fields[self.country] if has_country and self.country is not None else ""
             values[self.phone_slot] = phone_in_e164(raw_phone.strip(), country.strip())

@@ -189,3 +189,19 @@ def test_a_file_over_5_mib_is_a_413_pointing_to_an_import_job(
     assert (response.status_code, response.json()["error"]["code"]) == (413, "file_too_large")
     assert "import job" in response.json()["error"]["message"]
     assert imported(conn, project) == {}
+
+
+def test_a_huge_unknown_column_name_is_named_shortly_in_the_422(
+    client: TestClient, jwks: JwksServer, conn: Conn
+) -> None:
+    """A spreadsheet's stray cell in the header row (here 1 MB of text) is an unknown column:
+    the answer names its first 100 characters, not the megabyte, twice over."""
+    owner = create_user(conn)
+    project = make_project(conn, owner)
+    stray = "x" * 1_000_000
+    header = f"order_id,placed_at,status,total,currency,{stray}\n"
+    response = upload(client, jwks, owner, project, header + "A-1,2026-06-01,paid,1,EUR,\n")
+    assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_csv")
+    assert response.json()["error"]["message"] == f"unknown columns: {'x' * 100}…"
+    assert len(response.content) < 2000
+    assert imported(conn, project) == {}
