@@ -77,7 +77,11 @@ def test_a_recount_of_many_customers_reads_the_counted_ones_once(
         (user.workspace_id,),
     )
     assert facts == {"customers": 200, "orders": 200, "revenue": 4000}
-    drift = one(conn, "select count(*) as rows from analytics.verify_customer_facts()")
+    drift = one(
+        conn,
+        "select count(*) as rows from analytics.verify_customer_facts() where workspace_id = %s",
+        (user.workspace_id,),
+    )
     assert drift["rows"] == 0
     counted_scans = [
         int(loops)
