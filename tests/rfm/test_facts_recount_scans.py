@@ -1,7 +1,7 @@
 """Counting customers' facts again reads the counted customers once per statement: the customers
 left without qualifying orders were found by an anti-join that rescanned the counted rows once
 per customer, so a statement that deleted or refunded the orders of n customers compared n² ids
-(about 7 minutes for the 70,000 customers of 100,000 orders). The plans are read through
+(about 7 minutes for the 80,000 customers of 100,000 orders). The plans are read through
 auto_explain, which reports how many times each node ran."""
 
 import re
