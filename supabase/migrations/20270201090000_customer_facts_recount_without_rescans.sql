@@ -7,7 +7,7 @@
 -- CTE (spilled to a temporary file past work_mem) once per customer: a statement that deletes or
 -- updates the orders of n customers compared n² ids. Removing 100,000 orders of about 80,000
 -- customers (scripts/bench_rfm's write arms, a refund run, a project's orders deleted) took
--- about 7 minutes of CPU in that one anti-join. The customers without a count are now the
+-- about 7 minutes, nearly all of it in that one anti-join. The customers without a count are now the
 -- customers EXCEPT the counted ones (a hashed or sorted set operation, never a rescan), the
 -- pattern the order triggers already use to find changed versions.
 --
