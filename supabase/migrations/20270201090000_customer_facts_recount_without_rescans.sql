@@ -1,13 +1,13 @@
 -- Counting customers' facts again stays linear in the customers counted (issue 14, commerce data
 -- at scale).
 --
--- private.recount_customer_facts found the customers left without qualifying orders with
--- `not exists (select 1 from counted k where k.contact_id = c.contact_id)`. The planner cannot
--- know how many rows the `counted` CTE holds and planned a nested-loop anti-join that rescans the
--- CTE (spilled to a temporary file past work_mem) once per customer: a statement that deletes or
+-- private.recount_customer_facts found the customers left without qualifying orders with `not
+-- exists (select 1 from counted k where k.contact_id = c.contact_id)`. The planner cannot know how
+-- many rows the `counted` CTE holds and planned a nested-loop anti-join that rescans the CTE
+-- (spilled to a temporary file past work_mem) once per customer: a statement that deletes or
 -- updates the orders of n customers compared n² ids. Removing 100,000 orders of about 80,000
--- customers (scripts/bench_rfm's write arms, a refund run, a project's orders deleted) took
--- about 7 minutes, nearly all of it in that one anti-join. The customers without a count are now the
+-- customers (scripts/bench_rfm's write arms, a refund run, a project's orders deleted) took about
+-- 7 minutes, nearly all of it in that one anti-join. The customers without a count are now the
 -- customers EXCEPT the counted ones (a hashed or sorted set operation, never a rescan), the
 -- pattern the order triggers already use to find changed versions.
 --
