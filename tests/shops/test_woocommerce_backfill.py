@@ -468,3 +468,37 @@ def test_products_arrive_with_their_variations_as_variants(
         (project,),
     ).fetchall()
     assert [(v["external_id"], v["price"]) for v in variants] == [("81", None)]
+
+
+def test_a_page_with_one_over_long_customer_imports_every_order(
+    conn: Conn,
+    client: TestClient,
+    jwks: JwksServer,
+    woo: WooCommerceServer,
+    shop: tuple[User, uuid.UUID],
+) -> None:
+    """A name longer than the contacts keep (WooCommerce sets no limit) is cut to 200
+    characters; the customers' and orders' pages it is on are written whole, not failed."""
+    owner, project = shop
+    stock(woo, customers=3, orders=6)
+    name = "Ľ" + "o" * 299
+    woo.customers[1]["first_name"] = name
+    for order in woo.orders:
+        if order["customer_id"] == 2:
+            order["billing"]["first_name"] = name
+    answer = call_backfill(client, jwks, owner, project)
+    assert answer.status_code == 200, answer.text
+    data = answer.json()["data"]
+    assert (data["customers"], data["orders"], data["finished"]) == (3, 6, True)
+    assert counts(conn, project) == (3, 6)
+    rows = conn.execute(
+        "select k.first_name, count(o.id) as orders from public.orders o"
+        " join public.contacts k on k.id = o.contact_id"
+        " where o.project_id = %s group by k.id order by k.email",
+        (project,),
+    ).fetchall()
+    assert [(row["first_name"], row["orders"]) for row in rows] == [
+        ("Marek", 2),
+        (name[:200], 2),
+        ("Marek", 2),
+    ]
