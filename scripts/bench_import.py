@@ -10,6 +10,10 @@ is measured against its baseline in the same run.
 
 The edge runs as its own process (uvicorn), so its resident memory is measured alone: the
 growth is its peak (VmHWM) during the import minus its size after a small warm-up import.
+
+Beside each import it prints what the server and the machine did in the timed span (WAL and its
+full-page images, checkpoints, WAL segment files, free memory and page cache), server-wide: the
+first of two back-to-back runs is slower, and these say whether a run paid for something else.
 """
 
 import argparse
@@ -181,6 +185,35 @@ def prepare(database_url: str) -> tuple[str, str, str]:
     return token, str(row[1]), str(row[0])
 
 
+@dataclass
+class ServerState:
+    """Counters that explain a slow run, all server- or machine-wide (another session's work in
+    the same span counts too): WAL written and its full-page images, checkpoints, WAL segment
+    files, and the machine's free and cached memory."""
+
+    wal_bytes: int
+    wal_fpi: int
+    checkpoints: int
+    wal_files: int
+    free_kib: int
+    cached_kib: int
+
+
+def server_state(database_url: str) -> ServerState:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "select w.wal_bytes::bigint, w.wal_fpi, b.checkpoints_timed + b.checkpoints_req,"
+            " (select count(*) from pg_ls_waldir())"
+            " from pg_stat_wal w cross join pg_stat_bgwriter b"
+        ).fetchone()
+    assert row is not None
+    meminfo = {
+        line.split(":")[0]: int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+    }
+    return ServerState(row[0], row[1], row[2], row[3], meminfo["MemFree"], meminfo["Cached"])
+
+
 def memory_kib(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -240,6 +273,8 @@ class Measured:
     memory_growth_kib: int
     state: dict[str, Any]
     imported: int
+    before: ServerState
+    after: ServerState
 
     @property
     def seconds(self) -> float:
@@ -294,10 +329,12 @@ def measure(root: Path, path: Path, warmup: Path, port: int) -> Measured:
                     time.sleep(0.2)
                 import_file(edge, workspace, project, warmup)
                 before_kib = memory_kib(server.pid, "VmRSS")
+                before = server_state(database_url)
                 backends_before, edge_before = edge_backends(database_url), cpu_seconds(server.pid)
                 state, upload_seconds, commit_seconds, calls = import_file(
                     edge, workspace, project, path
                 )
+                after = server_state(database_url)
                 peak_kib = memory_kib(server.pid, "VmHWM")
                 edge_cpu = cpu_seconds(server.pid) - edge_before
                 server_cpu = sum(
@@ -327,6 +364,8 @@ def measure(root: Path, path: Path, warmup: Path, port: int) -> Measured:
         peak_kib - before_kib,
         state,
         row[0] if row else 0,
+        before,
+        after,
     )
 
 
@@ -356,6 +395,16 @@ def report(name: str, orders: int, size: int, run: Measured) -> None:
         f" {run.server_cpu / orders * 1e6:.1f} µs per order; edge CPU {run.edge_cpu:.2f} s"
     )
     print(f"edge memory growth (peak - after warm-up) {run.memory_growth_kib / 1024:6.1f} MiB")
+    before, after = run.before, run.after
+    wal_mib = (after.wal_bytes - before.wal_bytes) / 2**20
+    print(
+        f"server-wide in the timed span: WAL {wal_mib:.0f} MiB,"
+        f" {after.wal_fpi - before.wal_fpi} full-page images,"
+        f" {after.checkpoints - before.checkpoints} checkpoints,"
+        f" WAL files {before.wal_files} -> {after.wal_files};"
+        f" machine memory free {(after.free_kib - before.free_kib) / 1024:+.0f} MiB,"
+        f" page cache {(after.cached_kib - before.cached_kib) / 1024:+.0f} MiB"
+    )
     print(
         f"job: {run.state['status']}, created {run.state['created']},"
         f" failed rows {run.state['rows_failed']}; orders in the database: {run.imported}"
