@@ -10,9 +10,14 @@ is measured against its baseline in the same run.
 
 The edge runs as its own process (uvicorn), so its resident memory is measured alone: the
 growth is its peak (VmHWM) during the import minus its size after a small warm-up import.
+
+Beside each import it prints what the server and the machine did in the timed span (WAL and its
+full-page images, checkpoints, WAL segment files, free memory and page cache), server-wide: the
+first of two back-to-back runs is slower, and these say whether a run paid for something else.
 """
 
 import argparse
+import mmap
 import os
 import random
 import subprocess
@@ -181,6 +186,57 @@ def prepare(database_url: str) -> tuple[str, str, str]:
     return token, str(row[1]), str(row[0])
 
 
+@dataclass
+class ServerState:
+    """Counters that explain a slow run, all server- or machine-wide (another session's work in
+    the same span counts too): WAL written and its full-page images, checkpoints, WAL segment
+    files, and the machine's free and cached memory."""
+
+    wal_bytes: int
+    wal_fpi: int
+    checkpoints: int
+    wal_files: int
+    free_kib: int
+    cached_kib: int
+
+
+def server_state(database_url: str) -> ServerState:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "select w.wal_bytes::bigint, w.wal_fpi, b.checkpoints_timed + b.checkpoints_req,"
+            " (select count(*) from pg_ls_waldir())"
+            " from pg_stat_wal w cross join pg_stat_bgwriter b"
+        ).fetchone()
+    assert row is not None
+    meminfo = {
+        line.split(":")[0]: int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+    }
+    return ServerState(row[0], row[1], row[2], row[3], meminfo["MemFree"], meminfo["Cached"])
+
+
+def fault_in_memory(mib: int) -> float:
+    """Touches `mib` MiB of fresh memory and frees it; answers its seconds. This machine is a VM
+    whose host takes back memory the guest leaves free (virtio-balloon free page reporting, and
+    DAMON pages out page cache unread for a minute): after a quiet spell every page an import
+    newly takes costs the host a fault, which made the first of two runs about 40 % slower in
+    server CPU. Freed just before the timed span, these pages are the ones the import's page
+    cache takes, as after a run right before."""
+    available = next(
+        int(line.split()[1]) // 1024
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemAvailable:")
+    )
+    mib = min(mib, available // 2)
+    started = time.perf_counter()
+    if mib <= 0:
+        return 0.0
+    with mmap.mmap(-1, mib << 20) as memory:
+        for offset in range(0, mib << 20, mmap.PAGESIZE):
+            memory[offset] = 1
+    return time.perf_counter() - started
+
+
 def memory_kib(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -240,13 +296,16 @@ class Measured:
     memory_growth_kib: int
     state: dict[str, Any]
     imported: int
+    before: ServerState
+    after: ServerState
+    fault_in_seconds: float
 
     @property
     def seconds(self) -> float:
         return self.upload_seconds + self.commit_seconds
 
 
-def measure(root: Path, path: Path, warmup: Path, port: int) -> Measured:
+def measure(root: Path, path: Path, warmup: Path, port: int, fault_in_mib: int) -> Measured:
     """A throwaway database migrated from the checkout at `root`; the plain COPY, then the
     edge (this checkout's code) importing the warm-up file and the file."""
     with postgres.throwaway_database("growthbase_bench") as database_url:
@@ -293,11 +352,14 @@ def measure(root: Path, path: Path, warmup: Path, port: int) -> Measured:
                         raise RuntimeError("the edge did not start")
                     time.sleep(0.2)
                 import_file(edge, workspace, project, warmup)
+                fault_in_seconds = fault_in_memory(fault_in_mib)
                 before_kib = memory_kib(server.pid, "VmRSS")
+                before = server_state(database_url)
                 backends_before, edge_before = edge_backends(database_url), cpu_seconds(server.pid)
                 state, upload_seconds, commit_seconds, calls = import_file(
                     edge, workspace, project, path
                 )
+                after = server_state(database_url)
                 peak_kib = memory_kib(server.pid, "VmHWM")
                 edge_cpu = cpu_seconds(server.pid) - edge_before
                 server_cpu = sum(
@@ -327,6 +389,9 @@ def measure(root: Path, path: Path, warmup: Path, port: int) -> Measured:
         peak_kib - before_kib,
         state,
         row[0] if row else 0,
+        before,
+        after,
+        fault_in_seconds,
     )
 
 
@@ -342,6 +407,7 @@ def report(name: str, orders: int, size: int, run: Measured) -> None:
         f" {run.floor_seconds / run.copy_seconds:.2f},"
         f" CPU {run.floor_cpu / max(run.copy_cpu, 0.01):.2f})"
     )
+    print(f"memory faulted in before the timed span   {run.fault_in_seconds:7.2f} s")
     print(
         f"import through the edge (upload+commit)  {run.seconds:7.2f} s"
         f"   {orders / run.seconds:9.0f} rows/s"
@@ -356,6 +422,16 @@ def report(name: str, orders: int, size: int, run: Measured) -> None:
         f" {run.server_cpu / orders * 1e6:.1f} µs per order; edge CPU {run.edge_cpu:.2f} s"
     )
     print(f"edge memory growth (peak - after warm-up) {run.memory_growth_kib / 1024:6.1f} MiB")
+    before, after = run.before, run.after
+    wal_mib = (after.wal_bytes - before.wal_bytes) / 2**20
+    print(
+        f"server-wide in the timed span: WAL {wal_mib:.0f} MiB,"
+        f" {after.wal_fpi - before.wal_fpi} full-page images,"
+        f" {after.checkpoints - before.checkpoints} checkpoints,"
+        f" WAL files {before.wal_files} -> {after.wal_files};"
+        f" machine memory free {(after.free_kib - before.free_kib) / 1024:+.0f} MiB,"
+        f" page cache {(after.cached_kib - before.cached_kib) / 1024:+.0f} MiB"
+    )
     print(
         f"job: {run.state['status']}, created {run.state['created']},"
         f" failed rows {run.state['rows_failed']}; orders in the database: {run.imported}"
@@ -367,6 +443,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument("--customers", type=int, default=200_000)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--fault-in-mib",
+        type=int,
+        default=3072,
+        help="fresh memory touched and freed right before the timed span (0: none; see"
+        " fault_in_memory); an import takes about 2 GiB of new page cache",
+    )
     parser.add_argument(
         "--baseline",
         type=Path,
@@ -382,9 +465,9 @@ def main(argv: list[str] | None = None) -> int:
         write_orders(warmup, 2000, 500, prefix="W")
         if args.baseline is not None:
             runs[f"baseline migrations ({args.baseline})"] = measure(
-                args.baseline, path, warmup, args.port
+                args.baseline, path, warmup, args.port, args.fault_in_mib
             )
-        runs["this checkout"] = measure(REPO, path, warmup, args.port)
+        runs["this checkout"] = measure(REPO, path, warmup, args.port, args.fault_in_mib)
     print(f"file: {args.orders} orders of {args.customers} customers, {size / 1024 / 1024:.0f} MiB")
     for name, run in runs.items():
         report(name, args.orders, size, run)
