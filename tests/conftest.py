@@ -8,6 +8,7 @@ import pytest
 from psycopg import sql
 from psycopg.rows import DictRow, dict_row
 
+from api.core.db import Database
 from scripts import postgres
 from scripts.migrate import migrate
 from tests.fakes.jwks import JwksServer, SigningKey, serve_jwks
@@ -74,3 +75,13 @@ def conn(database_url: str) -> Iterator[psycopg.Connection[DictRow]]:
     """A superuser connection (the migrating role), committing each statement."""
     with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as connection:
         yield connection
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    """The edge's own pool on the worker's database (session mode, three connections), for
+    tests that run the edge's workers (import jobs, erasure) as a request or the cron would."""
+    db = Database(database_url, pool_mode="session", max_size=3, timeout_seconds=10)
+    db.open()
+    yield db
+    db.close()

@@ -5,7 +5,6 @@ the workspace's members only."""
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -36,14 +35,6 @@ FILE = (
     "cid@example.test,Cid,,12,CZ,,,\n"
     "dee@example.test,Dee,,,,,maybe,\n"
 )
-
-
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    db = Database(database_url, pool_mode="session", max_size=3, timeout_seconds=10)
-    db.open()
-    yield db
-    db.close()
 
 
 def import_contacts(

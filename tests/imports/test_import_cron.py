@@ -18,14 +18,6 @@ from tests.fakes.jwks import JwksServer
 Conn = psycopg.Connection[DictRow]
 
 
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    db = Database(database_url, pool_mode="session", max_size=3, timeout_seconds=10)
-    db.open()
-    yield db
-    db.close()
-
-
 CRON_SECRET = "cron-imports-secret"
 
 

@@ -6,11 +6,9 @@ unseen while the tables were small."""
 
 import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pytest
 from psycopg.rows import DictRow, dict_row
 
 from api.core.db import Database
@@ -26,14 +24,6 @@ TABLES = [
     "private.import_order_heads",
     "private.import_order_customers",
 ]
-
-
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    db = Database(database_url, pool_mode="session", max_size=3, timeout_seconds=10)
-    db.open()
-    yield db
-    db.close()
 
 
 def orders_file(first: int, count: int, tag: str, status: str) -> bytes:

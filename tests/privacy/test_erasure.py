@@ -126,14 +126,6 @@ def client(database_url: str, jwks: JwksServer, sns_host: SnsHost) -> Iterator[T
         yield test_client
 
 
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    db = Database(database_url, pool_mode="session", max_size=3, timeout_seconds=10)
-    db.open()
-    yield db
-    db.close()
-
-
 def signed(body: bytes) -> str:
     return base64.b64encode(hmac.new(SHOP_SECRET.encode(), body, hashlib.sha256).digest()).decode()
 

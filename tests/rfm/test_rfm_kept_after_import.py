@@ -5,12 +5,10 @@ order gives."""
 
 import random
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-import pytest
 from psycopg.rows import DictRow
 
 from api.core.db import Database
@@ -22,14 +20,6 @@ from tests.rfm.test_rfm_from_facts import scored_alike
 
 Conn = psycopg.Connection[DictRow]
 HEADER = "order_id,placed_at,status,total,currency,email,first_name,customer_id\n"
-
-
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    db = Database(database_url, pool_mode="session", max_size=3, timeout_seconds=10)
-    db.open()
-    yield db
-    db.close()
 
 
 def orders_file(rng: random.Random, first: int, count: int, customers: int) -> bytes:
