@@ -1288,6 +1288,12 @@ def test_a_job_cancelled_while_importing_keeps_whole_orders_and_imports_no_more(
         conn, "select count(*) as n from private.import_order_chunks where job_id = %s", (job,)
     )
     assert staged["n"] == 0
+    # The member's cancel pays no RFM refresh (it runs under their statement timeout): the
+    # written part leaves the workspace's scores stale until pg_cron's refresh makes them kept.
+    stale = "select count(*) as n from private.rfm_stale where workspace_id = %s"
+    assert one(conn, stale, (owner.workspace_id,))["n"] > 0
+    conn.execute("select private.refresh_rfm_kept()")
+    assert one(conn, stale, (owner.workspace_id,))["n"] == 0
 
 
 def test_two_workers_on_one_job_make_exactly_what_one_worker_makes(
