@@ -33,29 +33,6 @@
 
 -- functions -----------------------------------------------------------------------------------
 
--- A shop's customer document with its values fitted to the contacts' columns, by the rule above:
--- an id over 200 characters, an email that is not one or is over 254, a phone that is not E.164
--- dropped; names cut to 200. No row for a document that is not an object. The one place the
--- rule is written: upsert_customers (new and known customers) and apply_shop_customer use it.
-create function private.shop_customer_fitted(p_doc jsonb)
-returns table (external_id text, email text, phone text, first_name text, last_name text,
-               accepts_marketing boolean)
-language sql
-immutable
-set search_path = ''
-as $$
-  select case when char_length(p_doc ->> 'external_id') <= 200 then nullif(p_doc ->> 'external_id', '') end,
-         case when char_length(e.email) <= 254 and e.email ~ '^[^@\s]+@[^@\s]+\.[^@\s]+$' then e.email end,
-         case when p_doc ->> 'phone' ~ '^\+[1-9][0-9]{6,14}$' then p_doc ->> 'phone' end,
-         left(p_doc ->> 'first_name', 200),
-         left(p_doc ->> 'last_name', 200),
-         (p_doc ->> 'accepts_marketing')::boolean
-  from (select lower(btrim(p_doc ->> 'email')) as email) as e
-  where jsonb_typeof(p_doc) = 'object'
-$$;
-
-revoke all on function private.shop_customer_fitted(jsonb) from public, anon, authenticated;
-
 -- Customers as the shops describe them, a page at a time (see 20261201105000): their values
 -- fitted to the contacts' columns first.
 create or replace function private.upsert_customers(p_workspace_id uuid, p_source text, p_customers jsonb)
@@ -75,7 +52,16 @@ begin
            c.external_id, c.email, c.phone, c.first_name, c.last_name, c.accepts_marketing,
            d.n
     from jsonb_array_elements(p_customers) with ordinality as d(doc, n)
-    cross join lateral private.shop_customer_fitted(d.doc) as c
+    cross join lateral (
+      select case when char_length(d.doc ->> 'external_id') <= 200 then nullif(d.doc ->> 'external_id', '') end as external_id,
+             case when char_length(e.email) <= 254 and e.email ~ '^[^@\s]+@[^@\s]+\.[^@\s]+$' then e.email end as email,
+             case when d.doc ->> 'phone' ~ '^\+[1-9][0-9]{6,14}$' then d.doc ->> 'phone' end as phone,
+             left(d.doc ->> 'first_name', 200) as first_name,
+             left(d.doc ->> 'last_name', 200) as last_name,
+             (d.doc ->> 'accepts_marketing')::boolean as accepts_marketing
+      from (select lower(btrim(d.doc ->> 'email')) as email) as e
+      where jsonb_typeof(d.doc) = 'object'
+    ) as c
     where c.external_id is not null or c.email is not null
     order by coalesce('id:' || c.external_id, 'email:' || c.email), d.n
   ),
@@ -122,9 +108,17 @@ begin
              (select k.id from public.contacts k where k.workspace_id = v_workspace_id and k.email = c.email)
            ) as contact_id
     from jsonb_array_elements(p_customers) with ordinality as d(doc, n)
-    cross join lateral private.shop_customer_fitted(d.doc) as c
+    cross join lateral (
+      select case when char_length(d.doc ->> 'external_id') <= 200 then nullif(d.doc ->> 'external_id', '') end as external_id,
+             case when char_length(e.email) <= 254 and e.email ~ '^[^@\s]+@[^@\s]+\.[^@\s]+$' then e.email end as email,
+             case when d.doc ->> 'phone' ~ '^\+[1-9][0-9]{6,14}$' then d.doc ->> 'phone' end as phone,
+             left(d.doc ->> 'first_name', 200) as first_name,
+             left(d.doc ->> 'last_name', 200) as last_name, d.n
+      from (select lower(btrim(d.doc ->> 'email')) as email) as e
+      where jsonb_typeof(d.doc) = 'object'
+    ) as c
     where c.external_id is not null or c.email is not null
-    order by coalesce('id:' || c.external_id, 'email:' || c.email), d.n
+    order by coalesce('id:' || c.external_id, 'email:' || c.email), c.n
   ),
   ids as (
     insert into public.contact_external_ids (workspace_id, contact_id, source, external_id)
@@ -257,10 +251,16 @@ begin
   if p_source not in ('shopify', 'woocommerce') or jsonb_typeof(p_customer) is distinct from 'object' then
     return null;
   end if;
-  -- Fitted as private.upsert_customers fits them (private.shop_customer_fitted).
-  select f.external_id, f.email, f.phone, nullif(f.first_name, ''), nullif(f.last_name, '')
-  into v_external_id, v_email, v_phone, v_first_name, v_last_name
-  from private.shop_customer_fitted(p_customer) as f;
+  -- Fitted as private.upsert_customers fits them: an id or email that does not fit is dropped,
+  -- a name is cut to the column's 200 characters.
+  v_external_id := case when char_length(p_customer ->> 'external_id') <= 200 then nullif(p_customer ->> 'external_id', '') end;
+  v_email := nullif(lower(btrim(p_customer ->> 'email')), '');
+  if char_length(v_email) > 254 or v_email !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$' then
+    v_email := null;
+  end if;
+  v_phone := case when p_customer ->> 'phone' ~ '^\+[1-9][0-9]{6,14}$' then p_customer ->> 'phone' end;
+  v_first_name := nullif(left(p_customer ->> 'first_name', 200), '');
+  v_last_name := nullif(left(p_customer ->> 'last_name', 200), '');
   v_consent := p_customer ->> 'consent';
   if v_external_id is null and v_email is null then
     return null;
