@@ -75,12 +75,10 @@ begin
             select 1 from public.contacts k where k.workspace_id = v_workspace_id and k.email = c.email
             offset 0)
   ),
-  -- A new id per customer, in the target list, where a volatile function is run for every row
-  -- whatever the join order (a lateral subquery of its own may be run once for all of them).
   fresh as (
-    select u.*, case when u.email is null then u.new_id
-                     else first_value(u.new_id) over (partition by u.email order by u.n) end as contact_id
-    from (select k.*, gen_random_uuid() as new_id from unknown k) as u
+    select u.*, case when u.email is null then g.id
+                     else first_value(g.id) over (partition by u.email order by u.n) end as contact_id
+    from unknown u cross join lateral (select gen_random_uuid() as id) as g
   ),
   contacts as (
     insert into public.contacts (id, workspace_id, email, phone, first_name, last_name,
