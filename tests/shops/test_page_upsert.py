@@ -141,3 +141,43 @@ def test_a_page_of_products_is_written_with_its_variants(conn: Conn) -> None:
     assert upsert_products(conn, project, "shoptet", {"external_id": "p9"}) == 0
     with pytest.raises(psycopg.ProgrammingError, match="Project not found"):
         upsert_products(conn, user.workspace_id, "shoptet", page)  # no such project
+
+
+def test_each_new_customer_of_a_page_gets_a_contact_of_their_own_whatever_the_plan(
+    conn: Conn,
+) -> None:
+    """Several new customers in one page, three without an email, written with the planner
+    expecting pages of thousands of customers (it then joins the page to a one-row relation
+    from the outer side, the plan in which an uncorrelated `lateral (select gen_random_uuid())`
+    drew one id for them all): each customer is a contact of their own, with their own order."""
+    user = create_user(conn)
+    project = make_project(conn, user)
+    customers = [
+        {"external_id": "c-1", "first_name": "Ann"},
+        {"external_id": "c-2", "first_name": "Bo"},
+        {"external_id": "c-3", "first_name": "Cy"},
+        {"external_id": "c-4", "email": "dee@example.test", "first_name": "Dee"},
+    ]
+    page = [order(f"10{n}", customer=c) for n, c in enumerate(customers)]
+    with conn.transaction(force_rollback=True):
+        # Rolled back with the test's transaction: the page's estimate, not the function.
+        conn.execute("alter function pg_catalog.jsonb_array_elements(jsonb) rows 10000")
+        become_service(conn)
+        written = conn.execute(
+            "select private.upsert_orders(%s, 'shopify', %s) as n", (project, Jsonb(page))
+        ).fetchone()
+        assert written is not None and written["n"] == 4
+        orders = conn.execute(
+            "select o.external_id, k.first_name, k.email,"
+            " array_agg(x.external_id order by x.external_id) as shop_ids"
+            " from public.orders o join public.contacts k on k.id = o.contact_id"
+            " join public.contact_external_ids x on x.contact_id = k.id"
+            " where o.project_id = %s group by o.id, k.id order by o.external_id",
+            (project,),
+        ).fetchall()
+    assert [tuple(o.values()) for o in orders] == [
+        ("100", "Ann", None, ["c-1"]),
+        ("101", "Bo", None, ["c-2"]),
+        ("102", "Cy", None, ["c-3"]),
+        ("103", "Dee", "dee@example.test", ["c-4"]),
+    ]
