@@ -46,10 +46,14 @@ def test_shop_pages_without_statistics_read_each_row_a_few_times(
     touch removed: into an empty project, then a page overlapping it by half (its customers
     known by their Shopify id, half its orders changed), then the same customers from another
     shop (WooCommerce: known by email only). Each page reads each table at most 10 x its
-    orders; a plan that reads the workspace's customers per customer reads hundreds of times."""
+    orders; a plan that reads the workspace's customers per customer reads hundreds of times.
+    Another workspace holds 20,000 contacts (as other tests leave in a worker's database): a
+    plan that scans every workspace's contacts once per page reads them all."""
     user = create_user(conn)
+    other = create_user(conn)
     conn.execute(
-        "update public.workspaces set plan_tier = 'team' where id = %s", (user.workspace_id,)
+        "update public.workspaces set plan_tier = 'team' where id in (%s, %s)",
+        (user.workspace_id, other.workspace_id),
     )
     project = make_project(conn, user)
     tag = uuid.uuid4().hex[:6]
@@ -62,6 +66,11 @@ def test_shop_pages_without_statistics_read_each_row_a_few_times(
     steps: dict[str, dict[str, int]] = {}
     stored: dict[str, int] = {}
     with psycopg.connect(database_url, row_factory=dict_row) as tx:
+        tx.execute(
+            "insert into public.contacts (workspace_id, email)"
+            " select %s, 'other-' || n || %s from generate_series(1, 20000) as n",
+            (other.workspace_id, f"-{tag}@example.test"),
+        )
         forget_statistics(tx, COMMERCE_TABLES)
         for name, source, documents in pages:
             stored[name] = one(tx, "select count(*) as n from public.orders")["n"]
