@@ -7,7 +7,7 @@
 --     read stays a few hundred day rows whatever the number of orders;
 --   - new customers are read from customer_facts by the local day of first_order_at;
 --   - a change of zone recounts the workspace's day rows from its orders in the same statement
---     (one grouped pass over the workspace's orders: about 1.5 s for 1M orders, inside the
+--     (one grouped pass over the workspace's orders: 0.4–0.9 s for 1M orders, inside the
 --     signed-in user's 8 s; see the README), so no figure is ever stale;
 --   - writers of orders hold a shared advisory lock on their workspace's sales zone from the
 --     moment they read the zone until they commit; a change of zone takes it exclusively before

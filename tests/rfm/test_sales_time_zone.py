@@ -189,3 +189,31 @@ def test_a_change_of_zone_waits_for_orders_being_written_then_counts_them(
         date(2027, 1, 2): (2, 43, 0, 1)
     }
     assert no_drift(conn, owner)
+
+
+def test_a_writer_whose_snapshot_predates_a_change_of_zone_retries(
+    conn: Conn, database_url: str, shop: tuple[User, uuid.UUID]
+) -> None:
+    """A repeatable-read writer that began before the change would still see the old zone: its
+    order is a serialization failure to retry, never a day counted in the old zone."""
+    owner, web = shop
+    insert = (
+        "insert into public.orders (workspace_id, project_id, source, external_id, status,"
+        " placed_at, total, currency, base_total) values (%s, %s, 'csv', %s, 'paid',"
+        " '2027-01-01T21:00:00Z', 3, 'EUR', 3)"
+    )
+    with psycopg.connect(database_url) as writer:
+        writer.execute("set transaction isolation level repeatable read")
+        writer.execute(
+            "select count(*) from public.orders where workspace_id = %s", (owner.workspace_id,)
+        )
+        assert set_zone(conn, owner, "Asia/Kolkata") == [{"time_zone": "Asia/Kolkata"}]
+        with pytest.raises(psycopg.errors.SerializationFailure):
+            writer.execute(insert, (owner.workspace_id, web, f"late-{uuid.uuid4().hex[:8]}"))
+        writer.rollback()
+        writer.execute(insert, (owner.workspace_id, web, f"again-{uuid.uuid4().hex[:8]}"))
+        writer.commit()
+    assert trend(conn, owner, date(2027, 1, 2), date(2027, 1, 2)) == {
+        date(2027, 1, 2): (2, 43, 0, 1)
+    }
+    assert no_drift(conn, owner)
