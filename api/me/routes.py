@@ -51,6 +51,7 @@ class Workspace(BaseModel):
     plan_tier: str
     credits_remaining: int
     base_currency: str
+    time_zone: str  # IANA name; the workspace's sales days are cut in it
 
 
 class Me(BaseModel):
@@ -65,7 +66,8 @@ select display_name, locale, preferences from public.profiles where id = (select
 """
 
 WORKSPACES_SQL = """
-select w.id::text, w.name, w.slug, m.role, w.plan_tier, w.credits_remaining, w.base_currency
+select w.id::text, w.name, w.slug, m.role, w.plan_tier, w.credits_remaining, w.base_currency,
+       w.time_zone
 from public.workspaces w
 join public.workspace_members m on m.workspace_id = w.id and m.user_id = (select auth.uid())
 order by w.created_at, w.id
@@ -107,6 +109,7 @@ ME_EXAMPLE = {
             "plan_tier": "free",
             "credits_remaining": 100,
             "base_currency": "EUR",
+            "time_zone": "Asia/Kolkata",
         }
     ],
 }
@@ -125,8 +128,8 @@ PREFERENCES_REFUSED = {
     responses=documented(ME_EXAMPLE, errors=NO_PROFILE),
 )
 def get_me(acting: ActingUser) -> dict[str, Any]:
-    """Every workspace the user belongs to, with their role, plan, credits and currency, read
-    under RLS."""
+    """Every workspace the user belongs to, with their role, plan, credits, currency and time
+    zone, read under RLS."""
     with acting.connection() as conn:
         return ok(read_me(conn, acting.user))
 

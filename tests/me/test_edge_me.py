@@ -45,6 +45,11 @@ def test_me_lists_profile_and_every_workspace_with_role(
         ).fetchone()["token"]
     with acting_as(conn, user):
         conn.execute("select public.accept_invitation(%s)", (token,))
+    with acting_as(conn, owner):
+        conn.execute(
+            "update public.workspaces set time_zone = 'Asia/Kolkata' where id = %s",
+            (owner.workspace_id,),
+        )
 
     response = client.get("/api/v1/me", headers=bearer(jwks, user))
 
@@ -54,10 +59,13 @@ def test_me_lists_profile_and_every_workspace_with_role(
     me = body["data"]
     assert (me["id"], me["email"]) == (str(user.id), user.email)
     assert me["profile"] == {"display_name": "Vita Viewer", "locale": "en", "preferences": {}}
-    roles = {w["id"]: (w["role"], w["plan_tier"], w["credits_remaining"]) for w in me["workspaces"]}
+    roles = {
+        w["id"]: (w["role"], w["plan_tier"], w["credits_remaining"], w["time_zone"])
+        for w in me["workspaces"]
+    }
     assert roles == {
-        str(user.workspace_id): ("owner", "free", 20),
-        str(owner.workspace_id): ("viewer", "free", 20),
+        str(user.workspace_id): ("owner", "free", 20, "UTC"),
+        str(owner.workspace_id): ("viewer", "free", 20, "Asia/Kolkata"),
     }
     assert str(stranger.workspace_id) not in roles
 

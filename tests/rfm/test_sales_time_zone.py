@@ -1,0 +1,219 @@
+"""Sales days in the workspace's time zone: an evening order in UTC is the next day in India,
+changing the zone moves the days already counted, a bad zone is a 422, only owners and admins
+change it, and a change waits for (then counts) orders being written."""
+
+import uuid
+from datetime import date
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from tests.factories.commerce import add_order
+from tests.factories.workspaces import (
+    User,
+    acting_as,
+    add_member,
+    create_user,
+    make_project,
+    one,
+    refused,
+)
+
+Conn = psycopg.Connection[Any]
+
+TREND = (
+    "select period, orders, revenue, new_customers, returning_orders"
+    " from analytics.sales_trend(%s, %s, %s, %s)"
+)
+
+
+def trend(
+    conn: Conn, user: User, start: date, end: date, grain: str = "day"
+) -> dict[date, tuple[int, int, int, int]]:
+    """Periods that sold: (orders, revenue, new customers, returning orders)."""
+    with acting_as(conn, user):
+        rows = conn.execute(TREND, (start, end, grain, user.workspace_id)).fetchall()
+    return {
+        r["period"]: (r["orders"], int(r["revenue"]), r["new_customers"], r["returning_orders"])
+        for r in rows
+        if r["orders"] or r["new_customers"]
+    }
+
+
+def set_zone(conn: Conn, user: User, zone: str | None) -> list[dict[str, Any]]:
+    """What the Data API's PATCH /rest/v1/workspaces?id=eq.<id> returns for this user."""
+    with acting_as(conn, user):
+        return conn.execute(
+            "update public.workspaces set time_zone = %s where id = %s returning time_zone",
+            (zone, user.workspace_id),
+        ).fetchall()
+
+
+def no_drift(conn: Conn, user: User) -> bool:
+    return (
+        conn.execute(
+            "select * from private.verify_sales_daily() where workspace_id = %s",
+            (user.workspace_id,),
+        ).fetchall()
+        == []
+    )
+
+
+@pytest.fixture
+def shop(conn: Conn) -> tuple[User, uuid.UUID]:
+    """New Year in a shop: ann buys at 10:00 UTC on Jan 1 (15:30 in India) and again at 20:00
+    UTC (01:30 on Jan 2 in India); bob's first order is at 19:00 UTC on Jan 31 (00:30 on
+    Feb 1 in India). Some of it is folded into the day rows, the rest still in the log."""
+    owner = create_user(conn)
+    web = make_project(conn, owner)
+    tag = uuid.uuid4().hex[:8]
+    ann, bob = f"ann-{tag}@example.test", f"bob-{tag}@example.test"
+    add_order(conn, web, f"{tag}-1", ann, placed_at="2027-01-01T10:00:00Z", total=100)
+    conn.execute("select private.compact_sales_daily(array[%s]::uuid[])", (owner.workspace_id,))
+    add_order(conn, web, f"{tag}-2", ann, placed_at="2027-01-01T20:00:00Z", total=40)
+    add_order(conn, web, f"{tag}-3", bob, placed_at="2027-01-31T19:00:00Z", total=7)
+    return owner, web
+
+
+def test_an_evening_order_in_utc_counts_on_the_next_day_in_kolkata(
+    conn: Conn, shop: tuple[User, uuid.UUID]
+) -> None:
+    owner, web = shop
+    jan, feb = (date(2027, 1, 1), date(2027, 1, 31)), (date(2027, 2, 1), date(2027, 2, 28))
+    assert trend(conn, owner, *jan) == {
+        date(2027, 1, 1): (2, 140, 1, 1),
+        date(2027, 1, 31): (1, 7, 1, 0),
+    }
+    assert set_zone(conn, owner, "Asia/Kolkata") == [{"time_zone": "Asia/Kolkata"}]
+    assert trend(conn, owner, *jan) == {
+        date(2027, 1, 1): (1, 100, 1, 0),
+        date(2027, 1, 2): (1, 40, 0, 1),
+    }
+    assert trend(conn, owner, *feb) == {date(2027, 2, 1): (1, 7, 1, 0)}
+    assert trend(conn, owner, jan[0], feb[1], "month") == {
+        date(2027, 1, 1): (2, 140, 1, 1),
+        date(2027, 2, 1): (1, 7, 1, 0),
+    }
+    # Orders written after the change count in the new zone as well.
+    late = f"cid-{uuid.uuid4().hex[:8]}@example.test"
+    add_order(conn, web, "late", late, placed_at="2027-01-02T18:45:00Z", total=5)
+    assert trend(conn, owner, date(2027, 1, 3), date(2027, 1, 3)) == {
+        date(2027, 1, 3): (1, 5, 1, 0)
+    }
+    assert no_drift(conn, owner)
+
+
+def test_changing_the_zone_moves_the_days_already_counted(
+    conn: Conn, shop: tuple[User, uuid.UUID]
+) -> None:
+    owner, _ = shop
+    utc_weeks = trend(conn, owner, date(2026, 12, 28), date(2027, 2, 7), "week")
+    assert set_zone(conn, owner, "America/Los_Angeles") == [{"time_zone": "America/Los_Angeles"}]
+    # 10:00 UTC on Jan 1 is 02:00 that day in Los Angeles, 20:00 is 12:00: same day.
+    assert trend(conn, owner, date(2027, 1, 1), date(2027, 1, 31)) == {
+        date(2027, 1, 1): (2, 140, 1, 1),
+        date(2027, 1, 31): (1, 7, 1, 0),
+    }
+    assert no_drift(conn, owner)
+    assert set_zone(conn, owner, "Pacific/Kiritimati") == [{"time_zone": "Pacific/Kiritimati"}]
+    # UTC+14: every order is a day later.
+    assert trend(conn, owner, date(2027, 1, 1), date(2027, 2, 28)) == {
+        date(2027, 1, 2): (2, 140, 1, 1),
+        date(2027, 2, 1): (1, 7, 1, 0),
+    }
+    assert no_drift(conn, owner)
+    assert set_zone(conn, owner, "UTC") == [{"time_zone": "UTC"}]
+    assert trend(conn, owner, date(2026, 12, 28), date(2027, 2, 7), "week") == utc_weeks
+    assert no_drift(conn, owner)
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "asia/kolkata", "", "+05:30", None])
+def test_a_zone_postgres_does_not_know_is_a_422(conn: Conn, zone: str | None) -> None:
+    owner = create_user(conn)
+    with refused(422, "invalid_time_zone"):
+        set_zone(conn, owner, zone)
+    assert one(
+        conn, "select time_zone from public.workspaces where id = %s", (owner.workspace_id,)
+    ) == {"time_zone": "UTC"}
+
+
+@pytest.mark.parametrize(("role", "may"), [("admin", True), ("member", False), ("viewer", False)])
+def test_only_owners_and_admins_change_the_zone(conn: Conn, role: str, may: bool) -> None:
+    owner = create_user(conn)
+    joined, stranger = add_member(conn, owner, role), create_user(conn)
+    with acting_as(conn, stranger):
+        assert (
+            conn.execute(
+                "update public.workspaces set time_zone = 'Asia/Kolkata' where id = %s"
+                " returning id",
+                (owner.workspace_id,),
+            ).fetchall()
+            == []
+        )
+    # A member or viewer gets what the Data API answers: an empty list, nothing changed.
+    changed = set_zone(conn, User(joined.id, joined.email, owner.workspace_id), "Asia/Kolkata")
+    assert changed == ([{"time_zone": "Asia/Kolkata"}] if may else [])
+    zone = "select time_zone from public.workspaces where id = %s"
+    with acting_as(conn, joined):
+        assert one(conn, zone, (owner.workspace_id,)) == {
+            "time_zone": "Asia/Kolkata" if may else "UTC"
+        }
+    assert set_zone(conn, owner, "Europe/Prague") == [{"time_zone": "Europe/Prague"}]
+
+
+def test_a_change_of_zone_waits_for_orders_being_written_then_counts_them(
+    conn: Conn, database_url: str, shop: tuple[User, uuid.UUID]
+) -> None:
+    """An order's writer still open: the change of zone is a 409 to retry (here after the
+    caller's 100 ms lock_timeout); once the writer commits, the change counts its order in the
+    new zone, and the figures equal a recount."""
+    owner, web = shop
+    insert = (
+        "insert into public.orders (workspace_id, project_id, source, external_id, status,"
+        " placed_at, total, currency, base_total) values (%s, %s, 'csv', %s, 'paid',"
+        " '2027-01-01T21:00:00Z', 3, 'EUR', 3)"
+    )
+    with psycopg.connect(database_url, row_factory=dict_row) as writer:
+        writer.execute(insert, (owner.workspace_id, web, f"open-{uuid.uuid4().hex[:8]}"))
+        conn.execute("set lock_timeout = '100ms'")
+        try:
+            with refused(409, "time_zone_busy"):
+                set_zone(conn, owner, "Asia/Kolkata")
+        finally:
+            conn.execute("reset lock_timeout")
+        writer.commit()
+    assert set_zone(conn, owner, "Asia/Kolkata") == [{"time_zone": "Asia/Kolkata"}]
+    assert trend(conn, owner, date(2027, 1, 2), date(2027, 1, 2)) == {
+        date(2027, 1, 2): (2, 43, 0, 1)
+    }
+    assert no_drift(conn, owner)
+
+
+def test_a_writer_whose_snapshot_predates_a_change_of_zone_retries(
+    conn: Conn, database_url: str, shop: tuple[User, uuid.UUID]
+) -> None:
+    """A repeatable-read writer that began before the change would still see the old zone: its
+    order is a serialization failure to retry, never a day counted in the old zone."""
+    owner, web = shop
+    insert = (
+        "insert into public.orders (workspace_id, project_id, source, external_id, status,"
+        " placed_at, total, currency, base_total) values (%s, %s, 'csv', %s, 'paid',"
+        " '2027-01-01T21:00:00Z', 3, 'EUR', 3)"
+    )
+    with psycopg.connect(database_url) as writer:
+        writer.execute("set transaction isolation level repeatable read")
+        writer.execute(
+            "select count(*) from public.orders where workspace_id = %s", (owner.workspace_id,)
+        )
+        assert set_zone(conn, owner, "Asia/Kolkata") == [{"time_zone": "Asia/Kolkata"}]
+        with pytest.raises(psycopg.errors.SerializationFailure):
+            writer.execute(insert, (owner.workspace_id, web, f"late-{uuid.uuid4().hex[:8]}"))
+        writer.rollback()
+        writer.execute(insert, (owner.workspace_id, web, f"again-{uuid.uuid4().hex[:8]}"))
+        writer.commit()
+    assert trend(conn, owner, date(2027, 1, 2), date(2027, 1, 2)) == {
+        date(2027, 1, 2): (2, 43, 0, 1)
+    }
+    assert no_drift(conn, owner)
