@@ -294,13 +294,18 @@ def file_of(rows: list[list[str]]) -> bytes:
 
 
 CONTACT_EXPORTS = {
-    # Mailchimp's audience export.
+    # Mailchimp's audience export: its tags quoted inside the field.
     "mailchimp": (
         [
             ["Email Address", "First Name", "Last Name", "Phone Number", "MEMBER_RATING", "TAGS"],
-            ["ann@example.test", "Ann", "Lee", "+420 603 123 456", "2", "vip"],
+            ["ann@example.test", "Ann", "Lee", "+420 603 123 456", "2", '"VIP","Customer"'],
         ],
-        {"first_name": "Ann", "last_name": "Lee", "phone": "+420603123456", "tags": ["vip"]},
+        {
+            "first_name": "Ann",
+            "last_name": "Lee",
+            "phone": "+420603123456",
+            "tags": ["Customer", "VIP"],
+        },
         {"MEMBER_RATING": "2"},
         "unknown",
     ),
