@@ -1,8 +1,10 @@
-"""What each kind of import reads from a file's header: the columns we know, the ones a file
-must have, and where a row is staged. The database checks the values; this only maps names."""
+"""What each kind of import reads from a file's header: the columns we know, the names other
+tools give them, the ones a file must have, and where a row is staged. The database checks the
+values; this only maps names."""
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 ORDER_STATUSES = ("pending", "paid", "fulfilled", "cancelled", "refunded")
 ITEM_COLUMNS = (
@@ -24,6 +26,99 @@ VARIANT_COLUMNS = (
 )
 
 
+def alias_key(name: str) -> str:
+    """`Email Address`, `e-mail address` and `EMAIL_ADDRESS` are one name: case, spaces and
+    punctuation do not count."""
+    return re.sub(r"[\W_]+", "", name.lower())
+
+
+@dataclass(frozen=True)
+class Export:
+    """A tool's export, recognised by column names only it writes together. Its names are read
+    as ours, and its other columns (it writes dozens) are skipped rather than refused."""
+
+    tool: str
+    signature: frozenset[str]
+    names: Mapping[str, str]
+
+
+# Read to fill our columns, not staged: Shopify's three status columns make an order's status
+# (api.core.orders.shopify_status), a full name is cut into first and last name.
+FOREIGN_COLUMNS = ("financial_status", "fulfillment_status", "cancelled_at", "full_name")
+# Which of our fields a column fills: two columns filling one field make a header ambiguous.
+FILLS = {"financial_status": ("status",), "full_name": ("first_name", "last_name")}
+
+
+def aliases(names: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
+    return {alias_key(alias): ours for ours, spelt in names.items() for alias in spelt}
+
+
+# Mailchimp (`Email Address`, `First Name`, `Last Name`, `Phone Number`, `TAGS`), Klaviyo
+# (`Email`, `Phone Number`), Shopify's customers (`Email`, `Phone`, `Accepts Email Marketing`,
+# `Default Address Country Code`, `Tags`), WooCommerce's (`Email`, `Name`) and what people type.
+CONTACT_ALIASES = aliases(
+    {
+        "email": ("E-mail", "Email Address", "E-mail address", "Mail", "Customer Email"),
+        "first_name": ("First Name", "Firstname", "FNAME", "Given Name", "Forename"),
+        "last_name": ("Last Name", "Lastname", "LNAME", "Surname", "Family Name"),
+        "full_name": ("Name", "Full Name", "Customer Name"),
+        "phone": (
+            "Phone Number",
+            "Mobile",
+            "Mobile Phone",
+            "Mobile Number",
+            "Cell",
+            "Cell Phone",
+            "Telephone",
+            "Tel",
+        ),
+        "tags": ("Tag",),
+        "consent": ("Accepts Email Marketing", "Accepts Marketing"),
+        "consent_source": ("Consent Source",),
+        "consent_at": ("Consent At", "Consent Date", "Consented At"),
+        "country": ("Country Code", "Default Address Country Code"),
+    }
+)
+
+ORDER_ALIASES = aliases(
+    {
+        "order_id": ("Order Number", "Order No", "Order #"),
+        "placed_at": ("Order Date", "Created At", "Date Created"),
+        "status": ("Order Status",),
+        "total": ("Order Total",),
+        "email": ("E-mail", "Email Address", "Customer Email"),
+        "financial_status": ("Financial Status",),
+    }
+)
+
+# Shopify's order export (Orders → Export): one row per line item, the order's first row with
+# its totals and customer, its other rows with the line only. `Name` is the order number
+# (`#1001`); the numeric `Id` is on the first row only, so it cannot tie the rows together.
+SHOPIFY_ORDERS = Export(
+    tool="Shopify",
+    signature=frozenset(alias_key(name) for name in ("Name", "Financial Status", "Lineitem name")),
+    names=aliases(
+        {
+            "order_id": ("Name",),
+            "email": ("Email",),
+            "financial_status": ("Financial Status",),
+            "fulfillment_status": ("Fulfillment Status",),
+            "cancelled_at": ("Cancelled at",),
+            "placed_at": ("Created at",),
+            "total": ("Total",),
+            "currency": ("Currency",),
+            "item_quantity": ("Lineitem quantity",),
+            "item_name": ("Lineitem name",),
+            "item_unit_price": ("Lineitem price",),
+            "item_sku": ("Lineitem sku",),
+            "full_name": ("Billing Name",),
+            "phone": ("Phone",),
+            "country": ("Billing Country",),
+        }
+    ),
+)
+
+
 @dataclass(frozen=True)
 class ImportKind:
     name: str
@@ -37,6 +132,14 @@ class ImportKind:
     extra_columns_are_attributes: bool = False
     # An invalid phone is the row's problem (contacts) or is dropped (an order's customer).
     phone_is_required_valid: bool = False
+    # Other tools' names for our columns, by alias_key (ours are read the same way).
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    exports: tuple[Export, ...] = ()
+
+    def name_of(self, key: str) -> str | None:
+        """Our column for a header name's alias_key, or None."""
+        own = {alias_key(name): name for name in (*self.columns, *self.helper_columns)}
+        return self.aliases.get(key) or own.get(key)
 
     def required_for(self, columns: list[str]) -> tuple[str, ...]:
         """An order file with line items may leave totals out (the lines add up); a catalog
@@ -67,7 +170,9 @@ ORDERS = ImportKind(
         *ITEM_COLUMNS,
     ),
     required=("order_id", "placed_at", "status", "total", "currency"),
-    helper_columns=("country",),
+    helper_columns=("country", *FOREIGN_COLUMNS),
+    aliases=ORDER_ALIASES,
+    exports=(SHOPIFY_ORDERS,),
 )
 
 CONTACTS = ImportKind(
@@ -84,7 +189,8 @@ CONTACTS = ImportKind(
         "consent_at",
     ),
     required=("email",),
-    helper_columns=("country",),
+    helper_columns=("country", "full_name"),
+    aliases=CONTACT_ALIASES,
     extra_columns_are_attributes=True,
     phone_is_required_valid=True,
 )
@@ -123,36 +229,58 @@ def normalise_name(name: str) -> str:
 ATTRIBUTE = "attribute:"
 
 
+def quoted(name: str) -> str:
+    return f'"{name}"' if len(name) <= 100 else f'"{name[:100]}…"'
+
+
 def map_header(kind: ImportKind, header: list[str], column_map: dict[str, str | None]) -> list[str]:
     """For each of the file's columns, in order: our column, `attribute:<name>` (a contact's
-    custom attribute) or "" (skipped). `column_map` renames a file's column (by its name as
-    written) to ours, or skips it with None."""
+    custom attribute) or "" (skipped). A column is ours by its name or an alias (`alias_key`:
+    case, spaces and punctuation aside), or, in an export `kind.exports` recognises, by the
+    tool's name (its other columns are skipped). `column_map` renames a file's column (by its
+    name as written) to ours, or skips it with None."""
     known = set(kind.columns) | set(kind.helper_columns)
+    keys = [alias_key(raw) for raw in header]
+    export = next((e for e in kind.exports if e.signature <= set(keys)), None)
     targets: list[str] = []
     unknown: list[str] = []
-    for raw in header:
+    for raw, key in zip(header, keys, strict=True):
         name = raw.strip()
+        target: str | None
         if name in column_map:
             mapped = column_map[name]
-            target = normalise_name(mapped) if mapped else ""
+            target = (kind.name_of(alias_key(mapped)) or normalise_name(mapped)) if mapped else ""
+        elif not name:
+            target = ""
+        elif export is not None:
+            target = export.names.get(key, "")
         else:
-            target = normalise_name(name)
-        if target and target not in known:
+            target = kind.name_of(key)
+        if target is None or (target and target not in known):
             if kind.extra_columns_are_attributes:
                 target = ATTRIBUTE + name[:100]
             else:
                 unknown.append(name if len(name) <= 100 else f"{name[:100]}…")
+                target = ""
         targets.append(target)
-    present = [target for target in targets if target]
-    missing = [name for name in kind.required_for(present) if name not in present]
-    repeated = sorted({name for name in present if present.count(name) > 1})
+    filled: dict[str, list[str]] = {}
+    for raw, target in zip(header, targets, strict=True):
+        if target and not target.startswith(ATTRIBUTE):
+            for one in FILLS.get(target, (target,)):
+                filled.setdefault(one, []).append(raw.strip())
+    missing = [name for name in kind.required_for(list(filled)) if name not in filled]
     problems = []
     if missing:
         problems.append(f"missing columns: {', '.join(missing)}")
     if unknown:
         problems.append(f"unknown columns: {', '.join(unknown)}")
-    if repeated:
-        problems.append(f"repeated columns: {', '.join(repeated)}")
+    told: set[tuple[str, ...]] = set()
+    for ours, names in filled.items():
+        if len(names) > 1 and tuple(names) not in told:
+            told.add(tuple(names))
+            both = "both" if len(names) == 2 else "all"
+            listed = ", ".join(map(quoted, names[:-1])) + " and " + quoted(names[-1])
+            problems.append(f"columns {listed} {both} give {ours} (skip one with column_map)")
     if problems:
         raise HeaderError("; ".join(problems))
     return targets

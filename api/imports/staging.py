@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 
 from api.core.contacts import e164
+from api.core.orders import SHOPIFY_FINANCIAL_STATUSES, shopify_status
 from api.imports.columns import ATTRIBUTE, ImportKind
 from api.imports.csv_stream import Record
 
@@ -59,6 +60,16 @@ class StagedRows:
         self.amount_slots = [
             slot for slot, name in enumerate(kind.columns) if name in AMOUNT_COLUMNS
         ]
+        # Another tool's columns that fill ours (columns.FOREIGN_COLUMNS): looked at per row only
+        # in a file that has them.
+        self.financial = position.get("financial_status")
+        self.fulfillment = position.get("fulfillment_status")
+        self.cancelled = position.get("cancelled_at")
+        self.full_name = position.get("full_name")
+        self.foreign = self.financial is not None or self.full_name is not None
+        self.status_slot = kind.columns.index("status") if "status" in kind.columns else 0
+        self.first_name_slot = kind.columns.index("first_name") if self.full_name is not None else 0
+        self.last_name_slot = kind.columns.index("last_name") if self.full_name is not None else 0
         self.attributes = [
             (i, name.removeprefix(ATTRIBUTE))
             for i, name in enumerate(targets)
@@ -88,6 +99,8 @@ class StagedRows:
         values: list[str | None] = [
             fields[i] if i is not None and i < count else None for i in self.positions
         ]
+        if self.foreign:
+            self.fill_from_foreign(fields, values)
         email = values[self.email_slot] if self.email_slot is not None else None
         # Stripped only when long: the row's hot path (a million rows) copies no string.
         if (
@@ -132,6 +145,35 @@ class StagedRows:
             row.append(json.dumps(attributes) if attributes else None)
         row += [problem, column]
         return tuple(row)
+
+    def fill_from_foreign(self, fields: list[str], values: list[str | None]) -> None:
+        """Shopify's financial status, fulfilment status and cancellation make the order's
+        status (on the rows that carry a financial status: an order's first; a value Shopify
+        does not write is staged as written, for the database to refuse); a full name fills
+        first and last name (the first word and the rest)."""
+        count = len(fields)
+        if self.financial is not None and self.financial < count:
+            financial = fields[self.financial].strip().lower()
+            if financial:
+                fulfillment = self.fulfillment
+                cancelled = self.cancelled
+                values[self.status_slot] = (
+                    shopify_status(
+                        financial,
+                        fields[fulfillment].strip().lower()
+                        if fulfillment is not None and fulfillment < count
+                        else None,
+                        cancelled is not None
+                        and cancelled < count
+                        and bool(fields[cancelled].strip()),
+                    )
+                    if financial in SHOPIFY_FINANCIAL_STATUSES
+                    else financial
+                )
+        if self.full_name is not None and self.full_name < count:
+            first, _, last = fields[self.full_name].strip().partition(" ")
+            values[self.first_name_slot] = first or None
+            values[self.last_name_slot] = last.strip() or None
 
     def copy(self, conn: psycopg.Connection[Any], first: int, records: Iterable[Record]) -> int:
         """Copies `records` in, numbered from `first`; returns how many."""

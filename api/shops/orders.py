@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, ValidationError
 
 from api.core.contacts import e164
+from api.core.orders import shopify_status
 
 Scalar = StrictInt | float | str
 
@@ -83,17 +84,6 @@ class WooCommerceOrder(Shape):
     line_items: list[LineItem] | None = None
 
 
-# Shopify financial_status -> our status; cancelled_at and fulfilment refine it below.
-SHOPIFY_STATUSES = {
-    "paid": "paid",
-    "partially_refunded": "paid",
-    "pending": "pending",
-    "authorized": "pending",
-    "partially_paid": "pending",
-    "refunded": "refunded",
-    "voided": "cancelled",
-}
-
 WOOCOMMERCE_STATUSES = {
     "completed": "fulfilled",
     "processing": "paid",
@@ -139,11 +129,11 @@ def require(payload: dict[str, Any], *keys: str) -> None:
 def from_shopify(order: dict[str, Any]) -> dict[str, Any]:
     check_shape(ShopifyOrder, order)
     require(order, "id", "created_at", "total_price", "currency")
-    status = SHOPIFY_STATUSES.get(str(order.get("financial_status")), "pending")
-    if order.get("cancelled_at"):
-        status = "cancelled"
-    elif status == "paid" and order.get("fulfillment_status") == "fulfilled":
-        status = "fulfilled"
+    status = shopify_status(
+        str(order.get("financial_status")),
+        order.get("fulfillment_status"),
+        bool(order.get("cancelled_at")),
+    )
     customer = order.get("customer") or {}
     address = customer.get("default_address") or order.get("billing_address") or {}
     consent = (customer.get("email_marketing_consent") or {}).get("state")
