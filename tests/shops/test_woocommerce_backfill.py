@@ -502,3 +502,27 @@ def test_a_page_with_one_over_long_customer_imports_every_order(
         (name[:200], 2),
         ("Marek", 2),
     ]
+
+
+def test_orders_that_break_a_rule_are_left_out_and_counted_as_skipped(
+    conn: Conn,
+    client: TestClient,
+    jwks: JwksServer,
+    woo: WooCommerceServer,
+    shop: tuple[User, uuid.UUID],
+) -> None:
+    """One bad order does not cost its page: a currency that is not a code, a date that does
+    not exist and an id too long to store are left out, counted in the job's skipped rows and
+    the answer's `skipped`; the page's other orders are written."""
+    owner, project = shop
+    stock(woo, customers=2, orders=6)
+    woo.orders[1]["currency"] = "EURO"
+    woo.orders[2]["date_created_gmt"] = "2026-02-30T07:00:00"
+    woo.orders[3]["id"] = "9" * 201
+    data = call_backfill(client, jwks, owner, project).json()["data"]
+    job = data.pop("job_id")
+    assert (data["orders"], data["skipped"], data["finished"]) == (3, 3, True)
+    assert counts(conn, project) == (2, 3)
+    row = job_row(conn, job)
+    assert (row["status"], row["rows_processed"], row["rows_failed"]) == ("done", 8, 3)
+    assert row["stream_records"] == {"customers": 2, "orders": 3, "products": 0}
