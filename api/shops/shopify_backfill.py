@@ -229,6 +229,7 @@ def product_rest(node: dict[str, Any], currency: str | None) -> dict[str, Any]:
                     "title": variant.get("title"),
                     "sku": variant.get("sku"),
                     "inventory_quantity": variant.get("inventoryQuantity"),
+                    "price": variant.get("price"),
                     "presentment_prices": [
                         {"price": {"amount": variant.get("price"), "currency_code": currency}}
                     ]
@@ -478,6 +479,13 @@ def read_result(
     end (an operation that found nothing has no result). Of partial data (a failed operation's)
     the last root is left to the restarted query: its children may have been cut off."""
     currency = admin.shop_currency() if stream.name == "products" else None
+    if currency is not None:
+        # Kept on the connection: the product webhooks' prices name no currency.
+        with database.as_service() as conn:
+            conn.execute(
+                "select private.note_shop_currency(%s, 'shopify', %s)",
+                (target.project_id, currency),
+            )
     page, start, offset, cut = Page(), state.bytes_read, state.bytes_read, False
     lines = admin.result_lines(url, state.bytes_read) if url else iter(())
     for line, end in lines:
