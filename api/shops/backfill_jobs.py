@@ -58,6 +58,20 @@ def count_page(conn: Connection, job_id: UUID, stream: str, written: int, skippe
         raise JobNotRunningError
 
 
+def without_nul(value: Any) -> Any:
+    """The document as Postgres's jsonb can hold it: JSON allows a NUL character (`\\u0000`) in
+    a string, jsonb refuses it and fails the whole page's statement with it, so it is removed
+    from every string and key (a shop's read API, unlike a webhook body, cannot be refused).
+    The shops' documents are nested a few levels deep."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    return value
+
+
 def upsert_page(
     conn: Connection,
     job_id: UUID,
@@ -72,7 +86,7 @@ def upsert_page(
     would)."""
     if not documents:
         return 0
-    row = conn.execute(statement, (project_id, Jsonb(documents))).fetchone()
+    row = conn.execute(statement, (project_id, Jsonb(without_nul(documents)))).fetchone()
     if stream != "orders" or row is None:
         return 0
     written = next(iter(row.values()))

@@ -526,3 +526,34 @@ def test_orders_that_break_a_rule_are_left_out_and_counted_as_skipped(
     row = job_row(conn, job)
     assert (row["status"], row["rows_processed"], row["rows_failed"]) == ("done", 8, 3)
     assert row["stream_records"] == {"customers": 2, "orders": 3, "products": 0}
+
+
+def test_a_nul_character_a_store_sends_does_not_fail_its_page(
+    conn: Conn,
+    client: TestClient,
+    jwks: JwksServer,
+    woo: WooCommerceServer,
+    shop: tuple[User, uuid.UUID],
+) -> None:
+    """JSON allows `\\u0000` in a string and Postgres's jsonb refuses it: a store's record with
+    one failed its whole page at every call. It is written without the character."""
+    owner, project = shop
+    stock(woo, customers=2, orders=3)
+    woo.customers[0]["first_name"] = "Ma\x00rek"
+    woo.orders[0]["billing"]["first_name"] = "Ma\x00rek"
+    woo.orders[0]["line_items"][0]["name"] = "Mu\x00g"
+    data = call_backfill(client, jwks, owner, project).json()["data"]
+    assert (data["customers"], data["orders"], data["skipped"], data["finished"]) == (2, 3, 0, True)
+    names = conn.execute(
+        "select distinct i.name from public.order_items i join public.orders o"
+        " on o.id = i.order_id where o.project_id = %s",
+        (project,),
+    ).fetchall()
+    assert [row["name"] for row in names] == ["Mug"]
+    first = one(
+        conn,
+        "select count(*) filter (where first_name = 'Marek') as n from public.contacts c"
+        " join public.projects p on p.workspace_id = c.workspace_id where p.id = %s",
+        (project,),
+    )
+    assert first["n"] == 2

@@ -22,6 +22,7 @@ from api.core.errors import ApiError
 from api.core.openapi import JSON, documented, raw_request_body
 from api.core.secrets_box import SecretBox
 from api.core.signatures import verify_webhook_hmac
+from api.shops.backfill_jobs import without_nul
 from api.shops.deps import Box
 from api.shops.errors import WEBHOOK_REFUSALS
 from api.shops.integration_secrets import NoEncryptionKeyError, integration_secrets
@@ -79,7 +80,7 @@ def apply_record(database: Database, project_id: UUID, stream: Stream, record: A
     except (ShoptetError, KeyError, TypeError, ValueError, AttributeError):
         return "unmappable"
     with database.as_service() as conn:
-        row = conn.execute(stream.query, (project_id, Jsonb([document]))).fetchone()
+        row = conn.execute(stream.query, (project_id, Jsonb(without_nul([document])))).fetchone()
     written = next(iter(row.values())) if row else None
     return "skipped" if stream is ORDERS and written == 0 else "applied"
 
