@@ -6,15 +6,18 @@ A call carries on the project's running job of its source and kind, or starts on
 counted on the job in the page's own transaction before its upsert, and only while the job is
 importing, so a cancel stops the next page and no page counts twice; the last page ends the job
 in its transaction. A failure the shop owner must act on ends the job as failed with its code;
-any other failure leaves it for the next call.
+any other failure leaves it for the next call. Orders the database leaves out of a page (one
+that breaks a rule of its table, see private.upsert_orders) are moved from the page's written
+count to its skipped one, in the page's transaction.
 """
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from api.core.db import Connection, Database
 from api.core.deps import UserScope
@@ -53,6 +56,45 @@ def count_page(conn: Connection, job_id: UUID, stream: str, written: int, skippe
     ).fetchone()
     if not (row and row["counted"]):
         raise JobNotRunningError
+
+
+def without_nul(value: Any) -> Any:
+    """The document as Postgres's jsonb can hold it: JSON allows a NUL character (`\\u0000`) in
+    a string, jsonb refuses it and fails the whole page's statement with it, so it is removed
+    from every string and key (a shop's read API, unlike a webhook body, cannot be refused).
+    The shops' documents are nested a few levels deep."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    return value
+
+
+def upsert_page(
+    conn: Connection,
+    job_id: UUID,
+    stream: str,
+    statement: str,
+    project_id: UUID,
+    documents: list[dict[str, Any]],
+) -> int:
+    """Writes a counted page (`statement` of the project and the documents), in its transaction;
+    answers how many of its orders the database left out, which are moved on the job from
+    written to skipped. Other streams leave none out (their mappers refuse what the database
+    would)."""
+    if not documents:
+        return 0
+    row = conn.execute(statement, (project_id, Jsonb(without_nul(documents)))).fetchone()
+    if stream != "orders" or row is None:
+        return 0
+    written = next(iter(row.values()))
+    # A page that lists an order twice writes it once: left out are the ids not written.
+    left_out = len({document["external_id"] for document in documents}) - int(written)
+    if left_out > 0:
+        count_page(conn, job_id, stream, -left_out, left_out)
+    return max(left_out, 0)
 
 
 def finish(conn: Connection, job_id: UUID) -> None:

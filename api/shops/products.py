@@ -81,13 +81,15 @@ WOOCOMMERCE_STATUSES = {
 
 
 def priced(variant: dict[str, Any]) -> dict[str, Any]:
-    """A Shopify variant's price with its currency, which only its presentment prices name (a
-    price without a currency is not kept)."""
+    """A Shopify variant's price with its currency where its presentment prices name one;
+    otherwise its `price` alone, which is in the shop's currency: the database keeps it in the
+    currency the shop's connection knows (its orders' and the backfill's), else drops it."""
     for presentment in variant.get("presentment_prices") or []:
         money = presentment.get("price") or {}
         if money.get("amount") is not None and money.get("currency_code"):
             return {"price": str(money["amount"]), "currency": money["currency_code"]}
-    return {}
+    price = variant.get("price")
+    return {} if price is None or price == "" else {"price": str(price)}
 
 
 def shopify_product(product: dict[str, Any]) -> dict[str, Any]:

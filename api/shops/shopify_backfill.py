@@ -27,7 +27,6 @@ from typing import Any, Literal
 from uuid import UUID
 
 import psycopg
-from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field
 
 from api.core.db import Database
@@ -40,6 +39,7 @@ from api.shops.backfill_jobs import (
     fail_if_owner_must_act,
     finish,
     running,
+    upsert_page,
 )
 from api.shops.customers import shopify_customer
 from api.shops.integration_secrets import NotConnectedError, integration_secrets
@@ -128,11 +128,17 @@ def legacy_id(gid: Any) -> str:
     return tail
 
 
+BIGINT_MAX = 2**63 - 1  # the largest root id a stream's progress keeps (resume_after)
+
+
 def root_id(root: dict[str, Any]) -> int | None:
+    """The root's numeric id; None without one, or for one too large to resume after (its
+    object is left out by the page upsert anyway: its id does not fit the column)."""
     try:
-        return int(legacy_id(root.get("id")))
+        number = int(legacy_id(root.get("id")))
     except UnsupportedOrderError:
         return None
+    return number if number <= BIGINT_MAX else None
 
 
 def query_after(stream: "Stream", resume_after: int | None) -> str:
@@ -223,6 +229,7 @@ def product_rest(node: dict[str, Any], currency: str | None) -> dict[str, Any]:
                     "title": variant.get("title"),
                     "sku": variant.get("sku"),
                     "inventory_quantity": variant.get("inventoryQuantity"),
+                    "price": variant.get("price"),
                     "presentment_prices": [
                         {"price": {"amount": variant.get("price"), "currency_code": currency}}
                     ]
@@ -283,7 +290,10 @@ class ShopifyBackfillReport(BaseModel):
     orders: int = Field(default=0, description="Orders upserted in this call")
     products: int = Field(default=0, description="Products upserted in this call")
     skipped: int = Field(
-        default=0, description="Result lines without what they need (an id, a total), not written"
+        default=0,
+        description="Result lines without what they need (an id, a total), and orders that "
+        "break a rule of their table (a negative total, a currency that is not a code, a date "
+        "that cannot be read), not written",
     )
     finished: bool = Field(
         default=False,
@@ -428,8 +438,9 @@ def write_page(
             ).fetchone()
             if not (claimed and claimed["claimed"]):
                 raise SupersededError
-            if written:
-                conn.execute(stream.statement, (project_id, Jsonb(written)))
+            left_out = upsert_page(
+                conn, target.job_id, stream.name, stream.statement, project_id, written
+            )
             row = conn.execute(
                 "select private.save_shop_bulk_page(%s, %s, %s, %s, %s, %s, %s, %s) as saved",
                 (
@@ -437,8 +448,8 @@ def write_page(
                     stream.name,
                     operation_id,
                     offset,
-                    len(written),
-                    skipped,
+                    len(written) - left_out,
+                    skipped + left_out,
                     read,
                     last_id,
                 ),
@@ -449,7 +460,7 @@ def write_page(
                 finish(conn, target.job_id)
     except (SupersededError, JobNotRunningError):
         return 0, False
-    return len(written), True
+    return len(written) - left_out, True
 
 
 def read_result(
@@ -468,6 +479,13 @@ def read_result(
     end (an operation that found nothing has no result). Of partial data (a failed operation's)
     the last root is left to the restarted query: its children may have been cut off."""
     currency = admin.shop_currency() if stream.name == "products" else None
+    if currency is not None:
+        # Kept on the connection: the product webhooks' prices name no currency.
+        with database.as_service() as conn:
+            conn.execute(
+                "select private.note_shop_currency(%s, 'shopify', %s)",
+                (target.project_id, currency),
+            )
     page, start, offset, cut = Page(), state.bytes_read, state.bytes_read, False
     lines = admin.result_lines(url, state.bytes_read) if url else iter(())
     for line, end in lines:

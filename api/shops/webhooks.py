@@ -494,15 +494,17 @@ def stored_origin(shop: ShopWebhook, stored_id: str) -> tuple[UUID, Kind | None]
 
 def apply_document(
     conn: Connection, project_id: UUID, source: ShopSource, kind: Kind, document: dict[str, Any]
-) -> None:
+) -> str:
     """Writes a mapped order (a page of one), customer or product; unlinks a deleted customer,
-    archives a deleted product; notes a finished bulk operation."""
+    archives a deleted product; notes a finished bulk operation. Answers the outcome to store:
+    `applied`, or `skipped` for an order or checkout the database left out (one that breaks a
+    rule of its table: retrying it would fail the same way)."""
     if kind == "bulk_operation":
         conn.execute(
             NOTE_BULK_OPERATION,
             (project_id, document["operation_id"], document["status"], document["error_code"]),
         )
-        return
+        return "applied"
     argument: Any = {
         "order": Jsonb([document]),
         "customer": Jsonb(document),
@@ -514,7 +516,10 @@ def apply_document(
         "data_request": Jsonb(document),
         "shop_redact": Jsonb(document),
     }[kind]
-    conn.execute(APPLY[kind], (project_id, source, argument))
+    row = conn.execute(APPLY[kind], (project_id, source, argument)).fetchone()
+    result = next(iter(row.values())) if row else None
+    left_out = (kind == "order" and result == 0) or (kind == "checkout" and result == "skipped")
+    return "skipped" if left_out else "applied"
 
 
 COMPLIANCE_KINDS = ("customer_redact", "data_request", "shop_redact")
@@ -544,7 +549,7 @@ def applier(database: Database, source: ShopSource) -> Applier:
         document, outcome = mapped(shop, kind, parse_json(stored.body))
         with database.as_service() as conn:
             if kind is not None and document is not None:
-                apply_document(conn, project_id, source, kind, document)
+                outcome = apply_document(conn, project_id, source, kind, document)
             conn.execute("select private.finish_webhook_event(%s, %s)", (stored.id, outcome))
         return outcome
 

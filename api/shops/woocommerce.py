@@ -22,12 +22,17 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import httpx
-from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field
 
 from api.core.db import Database
 from api.core.retry_after import retry_after_seconds
-from api.shops.backfill_jobs import JOB_ID_DESCRIPTION, JobNotRunningError, count_page, finish
+from api.shops.backfill_jobs import (
+    JOB_ID_DESCRIPTION,
+    JobNotRunningError,
+    count_page,
+    finish,
+    upsert_page,
+)
 from api.shops.customers import woocommerce_customer
 from api.shops.orders import MalformedOrderError, UnsupportedOrderError, from_woocommerce
 from api.shops.products import woocommerce_catalog_product
@@ -242,7 +247,10 @@ class BackfillReport(BaseModel):
         default=0, description="Products upserted in this call (with their variations)"
     )
     skipped: int = Field(
-        default=0, description="Records without what they need (an id, a total), not written"
+        default=0,
+        description="Records without what they need (an id, a total), and orders that break a "
+        "rule of their table (a negative total, a currency that is not a code, a date that "
+        "cannot be read), not written",
     )
     finished: bool = Field(
         default=False,
@@ -304,8 +312,9 @@ def backfill(
                     count_page(
                         conn, job_id, stream.name, len(documents), len(items) - len(documents)
                     )
-                    if documents:
-                        conn.execute(stream.query, (project_id, Jsonb(documents)))
+                    left_out = upsert_page(
+                        conn, job_id, stream.name, stream.query, project_id, documents
+                    )
                     conn.execute(
                         "select private.save_sync_progress(%s, %s, %s, %s, null)",
                         (project_id, SOURCE, stream.name, page + 1),
@@ -319,13 +328,20 @@ def backfill(
                             finish(conn, job_id)
                     conn.execute(
                         "select private.broadcast_shop_backfill(%s, %s, %s, %s, %s, %s)",
-                        (project_id, SOURCE, stream.name, page, page_count, len(documents)),
+                        (
+                            project_id,
+                            SOURCE,
+                            stream.name,
+                            page,
+                            page_count,
+                            len(documents) - left_out,
+                        ),
                     )
             except JobNotRunningError:
                 return report
             report.pages += 1
-            report.skipped += len(items) - len(documents)
-            setattr(report, stream.name, getattr(report, stream.name) + len(documents))
+            report.skipped += len(items) - len(documents) + left_out
+            setattr(report, stream.name, getattr(report, stream.name) + len(documents) - left_out)
             page = None if last else page + 1
     report.finished = True
     return report

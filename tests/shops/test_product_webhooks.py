@@ -130,7 +130,8 @@ def test_a_shopify_product_and_its_variants_are_synced_and_a_deleted_one_archive
             "status": "active",
             "price": None,
             "inventory": None,
-            "variants": ["11:1099.00:CZK", "12:-:-"],  # a price is kept only with its currency
+            # Variant 12 names no currency: its price is in the shop's, which its order named.
+            "variants": ["11:1099.00:CZK", "12:1099.00:CZK"],
         }
     ]
     line = one(

@@ -50,6 +50,7 @@ from tests.fakes.shopify_server import (
     serve_shopify,
     variant_node,
 )
+from tests.shops.test_product_webhooks import shopify_product_body
 from tests.shops.test_woocommerce_backfill import begin_job, job_row
 
 Conn = psycopg.Connection[DictRow]
@@ -641,3 +642,70 @@ def test_the_admin_client_waits_out_a_429_and_throttling_and_gives_up_after_a_bo
     finally:
         shopify.rate_limited, shopify.retry_after = 0, "2"
         admin.close()
+
+
+def post_product(client: TestClient, project: uuid.UUID, product: dict[str, Any]) -> Any:
+    body = json.dumps(product).encode()
+    signature = hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).digest()
+    return client.post(
+        f"/api/v1/webhooks/shopify/{project}",
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            "X-Shopify-Topic": "products/update",
+            "X-Shopify-Shop-Domain": "demo.myshopify.com",
+            "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+            "X-Shopify-Hmac-Sha256": base64.b64encode(signature).decode(),
+        },
+    )
+
+
+def variant_prices(conn: Conn, project: uuid.UUID, product_id: str) -> list[tuple[Any, Any]]:
+    rows = conn.execute(
+        "select v.price::text, v.currency from public.product_variants v"
+        " join public.products p on p.id = v.product_id"
+        " where p.project_id = %s and p.external_id = %s order by v.external_id",
+        (project, product_id),
+    ).fetchall()
+    return [(row["price"], row["currency"]) for row in rows]
+
+
+def test_left_out_orders_are_counted_and_the_shops_currency_prices_its_products(
+    conn: Conn,
+    client: TestClient,
+    jwks: JwksServer,
+    shopify: ShopifyServer,
+    shop: tuple[User, uuid.UUID],
+) -> None:
+    """Orders the database leaves out (an id too long to store, a currency that is not a code)
+    are counted as skipped; the shop's currency (its shop query) is kept on the connection, so a
+    product webhook's variant prices, which name no currency, are kept in it."""
+    owner, project = shop
+    # Before the shop's currency is known, a variant price without one is dropped.
+    product = shopify_product_body(700)
+    for variant in product["variants"]:
+        variant.pop("presentment_prices", None)
+    assert post_product(client, project, product).json()["data"] == {"outcome": "accepted"}
+    assert variant_prices(conn, project, "700") == [(None, None), (None, None)]
+
+    stock(shopify, customers=2, orders=4, products=1)
+    shopify.currency = "EUR"
+    long_id = "gid://shopify/Order/" + "9" * 201
+    shopify.orders[1] = (order_node(2, 1, id=long_id), shopify.orders[1][1])
+    bad_money = {"shopMoney": {"amount": "1299.0", "currencyCode": "EURO"}}
+    shopify.orders[2] = (order_node(3, 1, totalPriceSet=bad_money), shopify.orders[2][1])
+    job = call_backfill(client, jwks, owner, project).json()["data"]["job_id"]
+    skipped = 0
+    for _ in range(3):
+        shopify.finish()
+        answer = call_backfill(client, jwks, owner, project)
+        assert answer.status_code == 200, answer.text
+        data = answer.json()["data"]
+        skipped += data["skipped"]
+    assert (data["finished"], skipped, counts(conn, project)["orders"]) == (True, 2, 2)
+    row = job_row(conn, job)
+    assert (row["status"], row["rows_processed"], row["rows_failed"]) == ("done", 7, 2)
+    assert row["stream_records"] == {"customers": 2, "orders": 2, "products": 1}
+
+    assert post_product(client, project, product).json()["data"] == {"outcome": "accepted"}
+    assert variant_prices(conn, project, "700") == [("1099.00", "EUR"), ("1099.00", "EUR")]

@@ -156,7 +156,13 @@ def test_sync_pages_through_orders_and_waits_out_a_429(
     shoptet.failures.append(Failure("/api/orders", 429, retry_after_now=True))
     response = shop.post("sync")
     report = response.json()["data"]
-    assert without_job(report) == {"pages": 4, "orders": 120, "customers": 0, "finished": True}
+    assert without_job(report) == {
+        "pages": 4,
+        "orders": 120,
+        "customers": 0,
+        "skipped": 0,
+        "finished": True,
+    }
     assert shoptet.order_pages_requested() == [1, 1, 2, 3]
     # The sync ran as an import job, done with its counts.
     job = backfill_job(conn, shop.project)
@@ -197,7 +203,13 @@ def test_a_sync_writes_each_page_with_one_statement_per_table(
     shoptet.orders = [shoptet_order(n) for n in range(1, 121)]
     with counting_statements(conn, "public.orders", "public.contacts") as counts:
         report = shop.post("sync").json()["data"]
-    assert without_job(report) == {"pages": 4, "orders": 120, "customers": 0, "finished": True}
+    assert without_job(report) == {
+        "pages": 4,
+        "orders": 120,
+        "customers": 0,
+        "skipped": 0,
+        "finished": True,
+    }
     assert len(stored_orders(conn, shop.project)) == 120
     # Three pages of orders and the empty page of customers: at most one statement each.
     assert counts["orders:INSERT"] == 3, counts
@@ -232,7 +244,13 @@ def test_a_sync_that_fails_mid_way_resumes_without_duplicates(
     )
     resumed = shop.post("sync")
     report = resumed.json()["data"]
-    assert without_job(report) == {"pages": 3, "orders": 70, "customers": 0, "finished": True}
+    assert without_job(report) == {
+        "pages": 3,
+        "orders": 70,
+        "customers": 0,
+        "skipped": 0,
+        "finished": True,
+    }
     done = backfill_job(conn, shop.project)  # the same job, carried on
     assert (done["id"], done["status"], done["rows_processed"]) == (waiting["id"], "done", 120)
     assert shoptet.order_pages_requested() == [1, 2, 2, 3]
@@ -297,7 +315,13 @@ def test_sync_pages_through_customers_after_orders(
         for n in range(60)
     }
     report = shop.post("sync").json()["data"]
-    assert without_job(report) == {"pages": 3, "orders": 0, "customers": 60, "finished": True}
+    assert without_job(report) == {
+        "pages": 3,
+        "orders": 0,
+        "customers": 60,
+        "skipped": 0,
+        "finished": True,
+    }
     count = one(
         conn,
         "select count(*) from public.contact_external_ids where source = 'shoptet'"
@@ -615,8 +639,8 @@ def test_a_sync_that_runs_out_of_pages_counts_both_streams_and_is_not_finished(
     reports = [shop.post("sync").json()["data"] for _ in range(2)]
     assert reports[0]["job_id"] == reports[1]["job_id"]  # one job, carried on
     assert [without_job(report) for report in reports] == [
-        {"pages": 1, "orders": 50, "customers": 0, "finished": False},
-        {"pages": 1, "orders": 10, "customers": 0, "finished": False},
+        {"pages": 1, "orders": 50, "customers": 0, "skipped": 0, "finished": False},
+        {"pages": 1, "orders": 10, "customers": 0, "skipped": 0, "finished": False},
     ]
 
 
@@ -759,3 +783,49 @@ def test_later_runs_ask_only_for_changes_and_link_order_lines(
     asked = shoptet.requests[0][1]["changeTimeFrom"][0]
     assert asked.startswith("2026-06-01T08:00:00")
     assert len(shoptet_catalog(conn, shop)) == 2
+
+
+def test_a_sync_page_with_bad_orders_writes_the_others_and_counts_them_skipped(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn
+) -> None:
+    """An order without its code, and one whose total is negative, are left out and counted;
+    the page's other orders are written and the sync finishes."""
+    shoptet.orders = [shoptet_order(n) for n in range(1, 6)]
+    del shoptet.orders[1]["code"]
+    shoptet.orders[3]["price"] = {**shoptet.orders[3]["price"], "withVat": "-1210.00"}
+    report = shop.post("sync").json()["data"]
+    assert without_job(report) == {
+        "pages": 2,
+        "orders": 3,
+        "customers": 0,
+        "skipped": 2,
+        "finished": True,
+    }
+    assert [o["external_id"] for o in stored_orders(conn, shop.project)] == [
+        "2026000001",
+        "2026000003",
+        "2026000005",
+    ]
+    job = backfill_job(conn, shop.project)
+    assert (job["status"], job["rows_processed"], job["rows_failed"]) == ("done", 5, 2)
+    assert job["stream_records"] == {"orders": 3, "customers": 0}
+
+
+def test_a_webhook_order_that_cannot_be_stored_is_recorded_once_not_retried(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn
+) -> None:
+    """An order without its creation time, or with a negative total, would fail the same way
+    on every replay: its event is finished (`unmappable`, `skipped`), not retried."""
+    shoptet.orders = [shoptet_order(11), shoptet_order(12)]
+    del shoptet.orders[0]["creationTime"]
+    shoptet.orders[1]["price"] = {**shoptet.orders[1]["price"], "withVat": "-1210.00"}
+    for code in ("2026000011", "2026000012"):
+        answer = shop.webhook(event("order:create", code))
+        assert answer.json()["data"] == {"outcome": "accepted"}
+    events = conn.execute(
+        "select outcome, attempts from private.webhook_events"
+        " where provider = 'shoptet' and event_id like %s order by outcome",
+        (f"{shop.project}:%",),
+    ).fetchall()
+    assert [tuple(e.values()) for e in events] == [("skipped", 0), ("unmappable", 0)]
+    assert stored_orders(conn, shop.project) == []

@@ -8,11 +8,16 @@ re-read page only re-upserts, and a job cancelled meanwhile takes no further pag
 from datetime import datetime
 from uuid import UUID
 
-from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field
 
 from api.core.db import Database
-from api.shops.backfill_jobs import JOB_ID_DESCRIPTION, JobNotRunningError, count_page, finish
+from api.shops.backfill_jobs import (
+    JOB_ID_DESCRIPTION,
+    JobNotRunningError,
+    count_page,
+    finish,
+    upsert_page,
+)
 from api.shops.shoptet.client import ShoptetClient, ShoptetError, to_product
 
 STREAM = "products"
@@ -65,11 +70,14 @@ def sync_catalog(
         try:
             with database.as_service() as conn:
                 count_page(conn, job_id, STREAM, len(documents), len(items) - len(documents))
-                if documents:
-                    conn.execute(
-                        "select private.upsert_products(%s, 'shoptet', %s)",
-                        (project_id, Jsonb(documents)),
-                    )
+                upsert_page(
+                    conn,
+                    job_id,
+                    STREAM,
+                    "select private.upsert_products(%s, 'shoptet', %s)",
+                    project_id,
+                    documents,
+                )
                 conn.execute(
                     "select private.save_sync_progress(%s, 'shoptet', %s, %s, %s)",
                     (project_id, STREAM, page + 1, newest),

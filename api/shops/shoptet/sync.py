@@ -4,7 +4,9 @@ Each run pages through what changed since the last completed run of that stream.
 records, the progress marker and the import job's counts commit in one transaction, so a run
 that dies mid-way resumes at the page it was on, and re-reading a page only re-upserts the same
 records (no duplicates). A run does at most `max_pages` pages (serverless time limits); the next
-call carries on, and a job cancelled meanwhile takes no further page.
+call carries on, and a job cancelled meanwhile takes no further page. A record without what it
+needs (an order without its code or time) and an order the database leaves out (one that breaks
+a rule of its table) are counted as skipped; the page's other records are written.
 """
 
 from collections.abc import Callable
@@ -13,14 +15,19 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field
 
 from api.core.db import Database
 from api.core.secrets_box import SecretBox
-from api.shops.backfill_jobs import JOB_ID_DESCRIPTION, JobNotRunningError, count_page, finish
+from api.shops.backfill_jobs import (
+    JOB_ID_DESCRIPTION,
+    JobNotRunningError,
+    count_page,
+    finish,
+    upsert_page,
+)
 from api.shops.integration_secrets import NotConnectedError, integration_secrets
-from api.shops.shoptet.client import ShoptetClient, to_customer, to_order
+from api.shops.shoptet.client import ShoptetClient, ShoptetError, to_customer, to_order
 
 
 @dataclass(frozen=True)
@@ -45,9 +52,26 @@ class SyncReport(BaseModel):
     pages: int = Field(default=0, description="Pages read from Shoptet in this call")
     orders: int = Field(default=0, description="Orders upserted in this call")
     customers: int = Field(default=0, description="Customers upserted in this call")
+    skipped: int = Field(
+        default=0,
+        description="Records without what they need (an order's code or time), and orders that "
+        "break a rule of their table (a negative total, a currency that is not a code, a date "
+        "that cannot be read), not written",
+    )
     finished: bool = Field(
         default=False, description="Both streams are up to date; false: call again to carry on"
     )
+
+
+def mapped(stream: Stream, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The page's records as documents; one without what it needs is left out."""
+    documents = []
+    for item in items:
+        try:
+            documents.append(stream.to_document(item))
+        except (ShoptetError, KeyError, TypeError, ValueError):
+            continue
+    return documents
 
 
 def sync_stream(
@@ -57,9 +81,10 @@ def sync_stream(
     job_id: UUID,
     stream: Stream,
     budget: int,
-) -> tuple[int, int, bool]:
-    """Pages through one stream; returns (pages read, records upserted, finished). The last
-    stream's last page ends the job; a job that no longer runs stops it unfinished."""
+) -> tuple[int, int, int, bool]:
+    """Pages through one stream; returns (pages read, records upserted, records skipped,
+    finished). The last stream's last page ends the job; a job that no longer runs stops it
+    unfinished."""
     with database.as_service() as conn:
         position = conn.execute(
             "select cursor, page from private.sync_position(%s, 'shoptet', %s)",
@@ -67,7 +92,7 @@ def sync_stream(
         ).fetchone()
     since = position["cursor"] if position else None
     page = (position["page"] if position else None) or 1
-    pages = records = 0
+    pages = records = skipped = 0
     while pages < budget:
         data = client.changes_page(stream.name, page, since)
         items = data.get(stream.name) or []
@@ -77,12 +102,13 @@ def sync_stream(
             default=None,
         )
         last = page >= page_count or not items
+        documents = mapped(stream, items)
         try:
             with database.as_service() as conn:
-                count_page(conn, job_id, stream.name, len(items), 0)
-                if items:
-                    documents = [stream.to_document(item) for item in items]
-                    conn.execute(stream.query, (project_id, Jsonb(documents)))
+                count_page(conn, job_id, stream.name, len(documents), len(items) - len(documents))
+                left_out = upsert_page(
+                    conn, job_id, stream.name, stream.query, project_id, documents
+                )
                 conn.execute(
                     "select private.save_sync_progress(%s, 'shoptet', %s, %s, %s)",
                     (project_id, stream.name, page + 1, newest),
@@ -94,12 +120,13 @@ def sync_stream(
                     if stream is STREAMS[-1]:
                         finish(conn, job_id)
         except JobNotRunningError:
-            return pages, records, False
-        pages, records = pages + 1, records + len(items)
+            return pages, records, skipped, False
+        pages, records = pages + 1, records + len(documents) - left_out
+        skipped += len(items) - len(documents) + left_out
         if last:
-            return pages, records, True
+            return pages, records, skipped, True
         page += 1
-    return pages, records, False
+    return pages, records, skipped, False
 
 
 def sync_shop(
@@ -109,10 +136,11 @@ def sync_shop(
     `job_id`."""
     report = SyncReport(job_id=job_id)
     for stream in STREAMS:
-        pages, records, finished = sync_stream(
+        pages, records, skipped, finished = sync_stream(
             database, client, project_id, job_id, stream, max_pages - report.pages
         )
         report.pages += pages
+        report.skipped += skipped
         setattr(report, stream.name, records)
         if not finished:
             return report

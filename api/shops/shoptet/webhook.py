@@ -22,11 +22,12 @@ from api.core.errors import ApiError
 from api.core.openapi import JSON, documented, raw_request_body
 from api.core.secrets_box import SecretBox
 from api.core.signatures import verify_webhook_hmac
+from api.shops.backfill_jobs import without_nul
 from api.shops.deps import Box
 from api.shops.errors import WEBHOOK_REFUSALS
 from api.shops.integration_secrets import NoEncryptionKeyError, integration_secrets
 from api.shops.shoptet.client import ShoptetError, check_event_instance
-from api.shops.shoptet.sync import CUSTOMERS, ORDERS, shoptet_client_for
+from api.shops.shoptet.sync import CUSTOMERS, ORDERS, Stream, shoptet_client_for
 from api.webhooks.body import parse_json, raw_body
 from api.webhooks.intake import Applier, Intake, StoredEvent
 
@@ -70,6 +71,20 @@ class ShoptetWebhookOutcome(BaseModel):
     )
 
 
+def apply_record(database: Database, project_id: UUID, stream: Stream, record: Any) -> str:
+    """Upserts the fetched record: `applied`; `unmappable` when it lacks what it needs (an
+    order's code or time) and `skipped` when the database leaves the order out (it breaks a
+    rule of its table), both final: the same record would fail the same way on every replay."""
+    try:
+        document = stream.to_document(record)
+    except (ShoptetError, KeyError, TypeError, ValueError, AttributeError):
+        return "unmappable"
+    with database.as_service() as conn:
+        row = conn.execute(stream.query, (project_id, Jsonb(without_nul([document])))).fetchone()
+    written = next(iter(row.values())) if row else None
+    return "skipped" if stream is ORDERS and written == 0 else "applied"
+
+
 def apply_event(
     database: Database,
     box: SecretBox,
@@ -87,9 +102,7 @@ def apply_event(
             record = client.order(instance) if stream is ORDERS else client.customer(instance)
         finally:
             client.close()
-        with database.as_service() as conn:
-            conn.execute(stream.query, (project_id, Jsonb([stream.to_document(record)])))
-        outcome = "applied"
+        outcome = apply_record(database, project_id, stream, record)
     else:
         outcome = "ignored"
     with database.as_service() as conn:
