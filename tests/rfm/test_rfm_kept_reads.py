@@ -76,6 +76,17 @@ def kept_rows_read(conn: Conn) -> int:
     return int(row["n"])
 
 
+def facts_rows_read(conn: Conn) -> int:
+    """Rows of public.customer_facts read so far in this transaction."""
+    row = conn.execute(
+        "select coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) as n"
+        " from pg_catalog.pg_stat_xact_user_tables"
+        " where relid = 'public.customer_facts'::regclass"
+    ).fetchone()
+    assert row is not None
+    return int(row["n"])
+
+
 def read_alike(
     conn: Conn, user: User | None, workspaces: list[uuid.UUID], dates: list[date]
 ) -> None:
@@ -107,11 +118,12 @@ def test_a_kept_workspace_and_a_counted_one_read_together_as_counting_would(
     conn: Conn, database_url: str
 ) -> None:
     """A member of two shops: one refreshed and untouched since (kept rows and totals), the other
-    in turn refreshed too, then stale after a write naming its customer (kept, adjusted), then
-    stale after a deleted customer (counted); every read, the member's and the analyst's, today,
-    ahead and in the past, equals counting every order. Reading the segments of a kept shop
-    reads none of its kept rows (before: every one of them, at every read); each owner sees
-    their own shop alone."""
+    never refreshed (counted), then refreshed too, then stale after single orders naming their
+    customer (kept where its cut points hold), then stale after a deleted customer (counted);
+    every read, the member's and the analyst's, today, ahead and in the past, equals counting
+    every order. The segments of an untouched kept shop read none of its kept rows, and those of
+    a shop whose cut points hold only the changed customers' (before: every kept row, at every
+    read); each owner sees their own shop alone."""
     first, _ = shop_with_history(conn, random.Random(30))
     second, second_project = shop_with_history(conn, random.Random(31))
     workspaces = [first.workspace_id, second.workspace_id]
@@ -149,17 +161,38 @@ def test_a_kept_workspace_and_a_counted_one_read_together_as_counting_would(
                 seen = {r["workspace_id"] for r in conn.execute(query)}
                 assert seen == {owner.workspace_id}, query
 
-    # One order of a known customer: the second is stale, its log naming that customer.
-    conn.execute(
-        "insert into public.orders (workspace_id, project_id, contact_id, source, external_id,"
-        " status, placed_at, total, currency, base_total)"
-        " select %s, %s, contact_id, 'csv', 'kept-read-1', 'paid', now() - interval '1 day',"
-        " 35, 'EUR', 35 from public.customer_facts where workspace_id = %s"
-        " order by contact_id limit 1",
-        (second.workspace_id, second_project, second.workspace_id),
-    )
-    read_alike(conn, member, workspaces, dates)
+    # Single orders of known customers, each alone since a refresh: the second is stale, its log
+    # naming the customer. Where its cut points hold (no other customer's facts read), the
+    # segments take its kept totals and the changed customer's rows alone.
+    adjusted = 0
+    customers = [
+        r["contact_id"]
+        for r in conn.execute(
+            "select f.contact_id from public.customer_facts f"
+            " join public.contacts c on c.id = f.contact_id"
+            " where f.workspace_id = %s order by c.email limit 10",
+            (second.workspace_id,),
+        )
+    ]
+    for number, customer in enumerate(customers):
+        conn.execute(
+            "insert into public.orders (workspace_id, project_id, contact_id, source,"
+            " external_id, status, placed_at, total, currency, base_total)"
+            " values (%s, %s, %s, 'csv', %s, 'paid', now() - interval '3 days', 20, 'EUR', 20)",
+            (second.workspace_id, second_project, customer, f"kept-read-{number}"),
+        )
+        with (
+            psycopg.connect(database_url, row_factory=dict_row) as reader,
+            acting_as(reader, member),
+        ):
+            reader.execute(SEGMENTS, {"workspaces": workspaces}).fetchall()
+            if facts_rows_read(reader) <= 10:
+                adjusted += 1
+                assert kept_rows_read(reader) <= 10
+        read_alike(conn, member, workspaces, dates)
+        assert refresh(conn, second.workspace_id) == 1
     read_alike(conn, None, workspaces, dates)
+    assert adjusted >= 2, adjusted
 
     # A customer deleted: the second is stale, its changed customers unknown.
     conn.execute(
