@@ -69,6 +69,10 @@ alter table private.rfm_kept alter column segment_revenue set not null;
 
 alter table private.rfm_kept alter column segment_orders set not null;
 
+-- The kept segments' names in the personal-data register: not personal.
+insert into private.personal_data_columns (table_schema, table_name, column_name, subject, handling, note) values
+  ('private', 'rfm_kept', 'segments', 'none', 'not_personal', 'segment names of analytics.rfm_segment_map');
+
 -- As in 20270127091000_rfm_kept_after_small_writes.sql; it also keeps each workspace's segment
 -- totals, summed from the scored rows it keeps.
 create or replace function private.refresh_rfm_kept(p_workspace_ids uuid[] default null)
