@@ -1,5 +1,5 @@
-"""Revenue by product at its edge: a free order in another currency is converted like any
-other."""
+"""Revenue by product and category at their edges: a free order in another currency is
+converted like any other, and a category spelt in two cases is one category."""
 
 import uuid
 from decimal import Decimal
@@ -43,3 +43,28 @@ def test_a_free_order_in_another_currency_counts_converted(conn: Conn) -> None:
         ).fetchall()
     # 1,000 CZK twice is 80 EUR, never 1,040 (the free order's line taken as EUR).
     assert [tuple(r.values()) for r in rows] == [(mug, 2, Decimal("80.00"))]
+
+
+def test_a_category_spelt_in_two_cases_is_one_category(conn: Conn) -> None:
+    owner = create_user(conn)
+    project = make_project(conn, owner)
+    add_product(conn, owner.workspace_id, project, "tea", "Tea", sku="TEA", category="Drinks")
+    add_product(conn, owner.workspace_id, project, "cof", "Coffee", sku="COF", category="drinks")
+    tag = uuid.uuid4().hex[:8]
+    add_order(
+        conn,
+        project,
+        tag,
+        f"ann-{tag}@example.test",
+        total=30,
+        items=[
+            {"sku": "TEA", "name": "Tea", "quantity": 1, "unit_price": 10},
+            {"sku": "COF", "name": "Coffee", "quantity": 1, "unit_price": 20},
+        ],
+    )
+    with acting_as(conn, owner):
+        rows = conn.execute(
+            "select category, products, orders, revenue, share_of_revenue"
+            " from analytics.category_revenue"
+        ).fetchall()
+    assert [tuple(r.values()) for r in rows] == [("Drinks", 2, 1, 30, 1)]
