@@ -93,13 +93,16 @@ ORDER_ALIASES = aliases(
 
 # Shopify's order export (Orders → Export): one row per line item, the order's first row with
 # its totals and customer, its other rows with the line only. `Name` is the order number
-# (`#1001`); the numeric `Id` is on the first row only, so it cannot tie the rows together.
+# (`#1001`) and ties an order's rows; the numeric `Id` (on the first row only) is the id Shopify's
+# webhooks and Admin API know the order by: staged as shop_order_id, it makes the order the
+# store's (source shopify, external id the Id; private.validate_orders_import).
 SHOPIFY_ORDERS = Export(
     tool="Shopify",
     signature=frozenset(alias_key(name) for name in ("Name", "Financial Status", "Lineitem name")),
     names=aliases(
         {
             "order_id": ("Name",),
+            "shop_order_id": ("Id",),
             "email": ("Email",),
             "financial_status": ("Financial Status",),
             "fulfillment_status": ("Fulfillment Status",),
@@ -135,6 +138,13 @@ class ImportKind:
     # Other tools' names for our columns, by alias_key (ours are read the same way).
     aliases: Mapping[str, str] = field(default_factory=dict)
     exports: tuple[Export, ...] = ()
+    # Staged after `columns`, but filled only by an export's names (not ours to write).
+    export_columns: tuple[str, ...] = ()
+
+    @property
+    def staged(self) -> tuple[str, ...]:
+        """The staging table's columns after job_id, record and line, in its order."""
+        return (*self.columns, *self.export_columns)
 
     def name_of(self, key: str) -> str | None:
         """Our column for a header name's alias_key, or None."""
@@ -173,6 +183,7 @@ ORDERS = ImportKind(
     helper_columns=("country", *FOREIGN_COLUMNS),
     aliases=ORDER_ALIASES,
     exports=(SHOPIFY_ORDERS,),
+    export_columns=("shop_order_id",),
 )
 
 CONTACTS = ImportKind(
@@ -239,9 +250,11 @@ def map_header(kind: ImportKind, header: list[str], column_map: dict[str, str | 
     case, spaces and punctuation aside), or, in an export `kind.exports` recognises, by the
     tool's name (its other columns are skipped). `column_map` renames a file's column (by its
     name as written) to ours, or skips it with None."""
-    known = set(kind.columns) | set(kind.helper_columns)
     keys = [alias_key(raw) for raw in header]
     export = next((e for e in kind.exports if e.signature <= set(keys)), None)
+    known = set(kind.columns) | set(kind.helper_columns)
+    if export is not None:
+        known |= set(kind.export_columns)
     targets: list[str] = []
     unknown: list[str] = []
     for raw, key in zip(header, keys, strict=True):

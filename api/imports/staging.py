@@ -49,7 +49,7 @@ class StagedRows:
         self.job_id = job_id
         self.width = len(targets)
         position = {name: i for i, name in enumerate(targets) if name}
-        self.positions = [position.get(name) for name in kind.columns]
+        self.positions = [position.get(name) for name in kind.staged]
         self.phone = position.get("phone")
         self.country = position.get("country")
         self.phone_slot = kind.columns.index("phone") if "phone" in kind.columns else None
@@ -78,7 +78,7 @@ class StagedRows:
 
     @property
     def copy_statement(self) -> sql.Composed:
-        names = ["job_id", "record", "line", *self.kind.columns]
+        names = ["job_id", "record", "line", *self.kind.staged]
         if self.kind.extra_columns_are_attributes:
             names.append("attributes")
         names += ["problem", "problem_column"]

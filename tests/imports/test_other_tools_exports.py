@@ -1,5 +1,6 @@
 """Files as other tools export them, imported through the edge as they are: Shopify's order
-export (one row per line item, the statuses in Shopify's words), contact lists from Mailchimp,
+export (one row per line item, the statuses in Shopify's words; its orders the very records the
+connected store's webhooks and backfill write), contact lists from Mailchimp,
 Shopify and the like (their own column names), and a header naming one field twice refused by
 both its names."""
 
@@ -16,11 +17,15 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
 from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
 from pydantic import SecretStr
 
 from api.app import create_app
+from api.core.db import Database, become_service
 from api.core.settings import Settings
-from tests.factories.workspaces import User, create_user, fund, make_project
+from api.imports.jobs import Runner, step
+from api.shops.orders import from_shopify
+from tests.factories.workspaces import User, acting_as, create_user, fund, make_project
 from tests.fakes.jwks import JwksServer
 
 Conn = psycopg.Connection[DictRow]
@@ -189,7 +194,7 @@ def shopify_order(
     return rows
 
 
-def shopify_export() -> bytes:
+def shopify_export(without: tuple[str, ...] = ()) -> bytes:
     rows = [
         *shopify_order(
             "#1001", "jana@example.test", "paid", "fulfilled", "45.00",
@@ -223,7 +228,8 @@ def shopify_export() -> bytes:
         ),
     ]  # fmt: skip
     out = io.StringIO()
-    writer = csv.DictWriter(out, SHOPIFY_COLUMNS, restval="", lineterminator="\n")
+    columns = [name for name in SHOPIFY_COLUMNS if name not in without]
+    writer = csv.DictWriter(out, columns, restval="", extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue().encode()
@@ -231,7 +237,7 @@ def shopify_export() -> bytes:
 
 def orders_and_lines(conn: Conn, project: uuid.UUID) -> dict[str, Any]:
     orders = conn.execute(
-        "select o.external_id, o.status, o.total, o.currency, o.placed_at, c.email,"
+        "select o.external_id, o.source, o.status, o.total, o.currency, o.placed_at, c.email,"
         " (select array_agg((i.name, i.sku, i.quantity, i.unit_price, i.id)::text order by i.id)"
         "  from public.order_items i where i.order_id = o.id) as lines, o.updated_at"
         " from public.orders o left join public.contacts c on c.id = o.contact_id"
@@ -247,27 +253,29 @@ def test_a_shopify_order_export_imports_its_orders_lines_statuses_and_customers(
     """Shopify's export as downloaded: dozens of columns (those we do not read are skipped),
     `#1001` as the order, one row per line item, the order's totals and customer on its first
     row only, Shopify's financial status with its fulfilment and cancellation made into ours
-    (what counts as revenue: paid and fulfilled). Importing it again changes nothing."""
+    (what counts as revenue: paid and fulfilled). Each order is the store's: source shopify, its
+    `Id` (on its first row only) the external id, as the store's webhooks write it. Importing it
+    again changes nothing; the export without its `Id` column imports as before (`#1001`, csv)."""
     project = make_project(conn, owner)
     data = shopify_export()
     report = imported(client, jwks, owner, "orders", data, "orders_export_1.csv", project)
     assert report["errors"] == []
     assert (report["status"], report["rows_total"], report["created"]) == ("done", 9, 6)
     orders = orders_and_lines(conn, project)
-    assert {name: (o["status"], o["total"], o["email"]) for name, o in orders.items()} == {
-        "#1001": ("fulfilled", Decimal("45.00"), "jana@example.test"),
-        "#1002": ("pending", Decimal("12.50"), "petr@example.test"),
-        "#1003": ("paid", Decimal("31.00"), "eva@example.test"),
-        "#1004": ("cancelled", Decimal("10.00"), "petr@example.test"),
-        "#1005": ("refunded", Decimal("25.00"), "jana@example.test"),
-        "#1006": ("cancelled", Decimal("20.00"), "eva@example.test"),
+    assert {i: (o["source"], o["status"], o["total"], o["email"]) for i, o in orders.items()} == {
+        "6001": ("shopify", "fulfilled", Decimal("45.00"), "jana@example.test"),
+        "6002": ("shopify", "pending", Decimal("12.50"), "petr@example.test"),
+        "6003": ("shopify", "paid", Decimal("31.00"), "eva@example.test"),
+        "6004": ("shopify", "cancelled", Decimal("10.00"), "petr@example.test"),
+        "6005": ("shopify", "refunded", Decimal("25.00"), "jana@example.test"),
+        "6006": ("shopify", "cancelled", Decimal("20.00"), "eva@example.test"),
     }
-    assert orders["#1001"]["placed_at"] == datetime(2026, 3, 1, 9, 22, 33, tzinfo=UTC)
-    assert [line.rsplit(",", 1)[0] for line in orders["#1001"]["lines"]] == [
+    assert orders["6001"]["placed_at"] == datetime(2026, 3, 1, 9, 22, 33, tzinfo=UTC)
+    assert [line.rsplit(",", 1)[0] for line in orders["6001"]["lines"]] == [
         "(Mug,MUG-1,2.000,10.00",
         '("Tee - M",TEE-M,1.000,25.00',
     ]
-    assert [line.rsplit(",", 1)[0] for line in orders["#1003"]["lines"]] == [
+    assert [line.rsplit(",", 1)[0] for line in orders["6003"]["lines"]] == [
         "(Mug,MUG-1,1.000,10.00",
         '("Beans 250 g",BEAN-250,1.000,12.50',
         "(Filter,,1.000,8.50",
@@ -285,6 +293,179 @@ def test_a_shopify_order_export_imports_its_orders_lines_statuses_and_customers(
     again = imported(client, jwks, owner, "orders", data, "orders_export_1.csv", project)
     assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 6)
     assert orders_and_lines(conn, project) == orders
+
+    other = create_user(conn)
+    fund(conn, other, 0, "team")
+    elsewhere = make_project(conn, other)
+    plain = shopify_export(without=("Id",))
+    report = imported(client, jwks, other, "orders", plain, "orders_export_1.csv", elsewhere)
+    assert (report["status"], report["created"], report["errors"]) == ("done", 6, [])
+    plain_orders = orders_and_lines(conn, elsewhere)
+    assert {(i, o["source"]) for i, o in plain_orders.items()} == {
+        (f"#100{n}", "csv") for n in range(1, 7)
+    }
+
+
+# Shopify's order 6001 (`#1001` in the export) as its webhook (orders/updated) and the Admin
+# API's backfill page send it: fulfilled, its second line's title without the variant.
+ORDER_6001 = {
+    "id": 6001,
+    "name": "#1001",
+    "created_at": "2026-03-01T10:22:33+01:00",
+    "total_price": "45.00",
+    "currency": "EUR",
+    "financial_status": "paid",
+    "fulfillment_status": "fulfilled",
+    "customer": {"id": 901, "email": "jana@example.test", "first_name": "Jana"},
+    "line_items": [
+        {"title": "Mug", "sku": "MUG-1", "quantity": 2, "price": "10.00"},
+        {"title": "Tee", "sku": "TEE-M", "quantity": 1, "price": "25.00"},
+    ],
+}
+
+
+def from_the_store(conn: Conn, project: uuid.UUID, orders: list[dict[str, Any]]) -> None:
+    """What the store's webhook and backfill write: Shopify's orders mapped by the edge, then
+    private.upsert_orders for the store's project."""
+    with conn.transaction():
+        become_service(conn)
+        conn.execute(
+            "select private.upsert_orders(%s, 'shopify', %s)",
+            (project, Jsonb([from_shopify(order) for order in orders])),
+        )
+    conn.execute("reset role")
+
+
+def shop_view(conn: Conn, user: User) -> dict[str, Any]:
+    """What the shop owner sees of the workspace: each order (its project, status, total and
+    lines) and Jana's customer facts."""
+    orders = conn.execute(
+        "select o.source, o.external_id, o.project_id, o.status, o.total,"
+        " (select array_agg((i.sku, i.quantity, i.unit_price)::text order by i.sku)"
+        "  from public.order_items i where i.order_id = o.id) as lines"
+        " from public.orders o where o.workspace_id = %s order by o.external_id",
+        (user.workspace_id,),
+    ).fetchall()
+    facts = conn.execute(
+        "select f.orders_count, f.revenue from public.customer_facts f"
+        " join public.contacts c on c.id = f.contact_id"
+        " where f.workspace_id = %s and c.email = 'jana@example.test'",
+        (user.workspace_id,),
+    ).fetchone()
+    return {"orders": [dict(o) for o in orders], "jana": dict(facts) if facts else None}
+
+
+def test_an_imported_export_and_the_connected_store_keep_one_order_in_either_order(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    """History imported into one project, the store connected in another (its webhooks and
+    backfill): the store's copy of order 6001 updates the imported order (one order, in the
+    project that stored it first; its lines replaced, not added), and a second import changes
+    it back; Jana's facts (RFM) count it once. The other way round, a store's order imported
+    later is updated in the store's project, not stored again."""
+    imports_to = make_project(conn, owner, "History")
+    store = make_project(conn, owner, "Store")
+    data = shopify_export()
+    imported(client, jwks, owner, "orders", data, "orders_export_1.csv", imports_to)
+    before = shop_view(conn, owner)
+    assert len(before["orders"]) == 6
+    assert before["jana"] == {"orders_count": 1, "revenue": Decimal("45.00")}
+
+    from_the_store(conn, store, [ORDER_6001])
+    after = shop_view(conn, owner)
+    assert after == before
+    assert [o["project_id"] for o in after["orders"]] == [imports_to] * 6
+
+    # The store names the line `Tee`, the export `Tee - M`: the import writes its name again.
+    again = imported(client, jwks, owner, "orders", data, "orders_export_1.csv", imports_to)
+    assert (again["created"], again["updated"], again["unchanged"]) == (0, 1, 5)
+    assert shop_view(conn, owner) == before
+
+    other = create_user(conn)
+    fund(conn, other, 0, "team")
+    own_store = make_project(conn, other, "Store")
+    own_history = make_project(conn, other, "History")
+    from_the_store(conn, own_store, [ORDER_6001, {**ORDER_6001, "id": 6005, "name": "#1005"}])
+    report = imported(client, jwks, other, "orders", data, "orders_export_1.csv", own_history)
+    # 6001's line name and 6005's status (refunded since) are the export's.
+    assert (report["created"], report["updated"], report["unchanged"]) == (4, 2, 0)
+    view = shop_view(conn, other)
+    assert [(o["external_id"], o["project_id"]) for o in view["orders"]] == [
+        ("6001", own_store),
+        ("6002", own_history),
+        ("6003", own_history),
+        ("6004", own_history),
+        ("6005", own_store),
+        ("6006", own_history),
+    ]
+    assert view["orders"][4]["status"] == "refunded"
+    assert view["jana"] == {"orders_count": 1, "revenue": Decimal("45.00")}
+
+
+def test_parts_of_one_record_keep_each_shopify_order_whole(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User, database_url: str
+) -> None:
+    """Merged in parts of one record each (a part ends after its last order's last line): an
+    order's rows after its first, without the Id, still go to the order of that Id."""
+    project = make_project(conn, owner)
+    sent = upload(client, jwks, owner, "orders", shopify_export(), "o.csv", project)
+    assert sent.status_code == 200, sent.json()
+    job = uuid.UUID(sent.json()["data"]["id"])
+    with acting_as(conn, owner):
+        conn.execute("select private.commit_import_job(%s)", (job,))
+    database = Database(database_url, pool_mode="session", max_size=1, timeout_seconds=10)
+    database.open()
+    try:
+        runner = Runner(database, None)
+        while (stepped := step(runner, job, deadline=float("inf"))) is not None:
+            if stepped["status"] == "importing":
+                break
+        status = "importing"
+        while status == "importing":
+            with database.as_service() as worker:
+                row = worker.execute(
+                    "select status from private.import_orders_chunk(%s, 1)", (job,)
+                ).fetchone()
+                assert row is not None
+                status = row["status"]
+    finally:
+        database.close()
+    orders = orders_and_lines(conn, project)
+    assert {i: (o["source"], len(o["lines"])) for i, o in orders.items()} == {
+        "6001": ("shopify", 2),
+        "6002": ("shopify", 1),
+        "6003": ("shopify", 3),
+        "6004": ("shopify", 1),
+        "6005": ("shopify", 1),
+        "6006": ("shopify", 1),
+    }
+
+
+def test_an_order_whose_first_row_has_no_id_is_reported_not_stored_under_its_name(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    """Shopify writes an order's Id on its first row: an order without it there (a row cut from
+    the file, an edited Id) is reported on each of its rows, the other orders imported."""
+    project = make_project(conn, owner)
+    lines = shopify_export().decode().splitlines()
+    header = lines[0].split(",")
+    rows = list(csv.reader(lines[1:]))
+    rows[0][header.index("Id")] = ""
+    rows[3][header.index("Id")] = "6.00E+03"
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([header, *rows])
+    report = imported(client, jwks, owner, "orders", out.getvalue().encode(), "o.csv", project)
+    assert (report["status"], report["created"], report["rows_failed"]) == ("done", 4, 5)
+    no_id = "order #1001: Id is empty on its first line (line 2)"
+    not_shopify = "order #1003: Id must be Shopify's order id, a whole number (line 5)"
+    assert report["errors"] == [
+        ["2", "order_id", no_id],
+        ["3", "order_id", no_id],
+        ["5", "order_id", not_shopify],
+        ["6", "order_id", not_shopify],
+        ["7", "order_id", not_shopify],
+    ]
+    assert set(orders_and_lines(conn, project)) == {"6002", "6004", "6005", "6006"}
 
 
 def file_of(rows: list[list[str]]) -> bytes:
