@@ -138,13 +138,8 @@ class ImportKind:
     # Other tools' names for our columns, by alias_key (ours are read the same way).
     aliases: Mapping[str, str] = field(default_factory=dict)
     exports: tuple[Export, ...] = ()
-    # Staged after `columns`, but filled only by an export's names (not ours to write).
+    # Staged after `columns` when a file has them, filled only by an export's names.
     export_columns: tuple[str, ...] = ()
-
-    @property
-    def staged(self) -> tuple[str, ...]:
-        """The staging table's columns after job_id, record and line, in its order."""
-        return (*self.columns, *self.export_columns)
 
     def name_of(self, key: str) -> str | None:
         """Our column for a header name's alias_key, or None."""

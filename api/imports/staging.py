@@ -49,7 +49,9 @@ class StagedRows:
         self.job_id = job_id
         self.width = len(targets)
         position = {name: i for i, name in enumerate(targets) if name}
-        self.positions = [position.get(name) for name in kind.staged]
+        # An export's own columns (Shopify's Id) are staged only from a file that has them.
+        self.staged = (*kind.columns, *(name for name in kind.export_columns if name in position))
+        self.positions = [position.get(name) for name in self.staged]
         self.phone = position.get("phone")
         self.country = position.get("country")
         self.phone_slot = kind.columns.index("phone") if "phone" in kind.columns else None
@@ -78,7 +80,7 @@ class StagedRows:
 
     @property
     def copy_statement(self) -> sql.Composed:
-        names = ["job_id", "record", "line", *self.kind.staged]
+        names = ["job_id", "record", "line", *self.staged]
         if self.kind.extra_columns_are_attributes:
             names.append("attributes")
         names += ["problem", "problem_column"]
