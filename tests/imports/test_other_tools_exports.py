@@ -441,6 +441,23 @@ def test_parts_of_one_record_keep_each_shopify_order_whole(
     }
 
 
+def test_a_shopify_orders_line_that_turns_up_later_is_reported_by_the_orders_id(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    """A line of #1001 moved below #1002 (a sorted spreadsheet) has no Id of its own: it is
+    reported as a line of order 6001 that is not with the others; 6001 keeps its first line."""
+    project = make_project(conn, owner)
+    header, *rows = shopify_export().decode().splitlines()
+    rows[1], rows[2] = rows[2], rows[1]
+    data = "\n".join([header, *rows, ""]).encode()
+    report = imported(client, jwks, owner, "orders", data, "o.csv", project)
+    assert report["errors"] == [
+        ["4", "order_id", "the lines of order 6001 must be consecutive; it started on line 2"]
+    ]
+    orders = orders_and_lines(conn, project)
+    assert (len(orders), len(orders["6001"]["lines"])) == (6, 1)
+
+
 def test_an_order_whose_first_row_has_no_id_is_reported_not_stored_under_its_name(
     client: TestClient, jwks: JwksServer, conn: Conn, owner: User
 ) -> None:
