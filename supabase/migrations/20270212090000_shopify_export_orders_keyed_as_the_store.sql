@@ -17,11 +17,11 @@
 -- definitions, with their settings): only the orders' source changes ('csv' -> v_source).
 -- validate_orders_import is copied from 20270204090000_orders_import_of_no_rows_ends.sql and
 -- gains the Id's step before its repeat check. The repeat check no longer narrows the rows to
--- the repeated ids first with `in (… group by … having count(*) > 1)`: on the staged rows (never
+-- the repeated ids with `in (… group by … having count(*) > 1)`: on the staged rows (never
 -- analyzed) that was planned as a nested loop reading every row once per repeated id, so a file
 -- whose orders have several lines each (every Shopify export) took 10 s for 12,000 rows and grew
--- with the square of its rows. A row after its id's first (n > 1) is repeated already, so the
--- rows are numbered in one sorted pass instead.
+-- with the square of its rows. A row after its id's first (n > 1) is repeated already: when the
+-- file has a repeated id at all (the group by, once), its rows are numbered in one sorted pass.
 
 -- tables --------------------------------------------------------------------------------------
 
@@ -93,20 +93,25 @@ begin
     ) as d
     where r.job_id = p_job_id and r.record = d.record;
   end if;
-  update private.import_order_rows r
-  set problem = case when private.import_has_items(v_job)
-                  then format('the lines of order %s must be consecutive; it started on line %s', left(d.order_id, 50), d.first_line)
-                  else format('order_id repeats line %s', d.first_line) end,
-      problem_column = 'order_id'
-  from (
-    select s.record, btrim(s.order_id) as order_id, first_value(s.line) over w as first_line,
-           first_value(s.record) over w as first_record, row_number() over w as n
-    from private.import_order_rows s
-    where s.job_id = p_job_id and s.problem is null and btrim(s.order_id) <> ''
-    window w as (partition by btrim(s.order_id) order by s.record)
-  ) as d
-  where r.job_id = p_job_id and r.record = d.record and d.n > 1
-    and (not private.import_has_items(v_job) or d.record - d.first_record <> d.n - 1);
+  -- Only a file with a repeated id (any file with line items) numbers its rows per id.
+  if exists (select 1 from private.import_order_rows e
+             where e.job_id = p_job_id and e.problem is null and btrim(e.order_id) <> ''
+             group by btrim(e.order_id) having count(*) > 1) then
+    update private.import_order_rows r
+    set problem = case when private.import_has_items(v_job)
+                    then format('the lines of order %s must be consecutive; it started on line %s', left(d.order_id, 50), d.first_line)
+                    else format('order_id repeats line %s', d.first_line) end,
+        problem_column = 'order_id'
+    from (
+      select s.record, btrim(s.order_id) as order_id, first_value(s.line) over w as first_line,
+             first_value(s.record) over w as first_record, row_number() over w as n
+      from private.import_order_rows s
+      where s.job_id = p_job_id and s.problem is null and btrim(s.order_id) <> ''
+      window w as (partition by btrim(s.order_id) order by s.record)
+    ) as d
+    where r.job_id = p_job_id and r.record = d.record and d.n > 1
+      and (not private.import_has_items(v_job) or d.record - d.first_record <> d.n - 1);
+  end if;
   update public.import_jobs j
   set status = case when j.rows_total = 0 then 'done' else 'importing' end,
       finished_at = case when j.rows_total = 0 then now() else j.finished_at end
