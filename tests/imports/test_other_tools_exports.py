@@ -255,7 +255,8 @@ def test_a_shopify_order_export_imports_its_orders_lines_statuses_and_customers(
     row only, Shopify's financial status with its fulfilment and cancellation made into ours
     (what counts as revenue: paid and fulfilled). Each order is the store's: source shopify, its
     `Id` (on its first row only) the external id, as the store's webhooks write it. Importing it
-    again changes nothing; the export without its `Id` column imports as before (`#1001`, csv)."""
+    again changes nothing; the export without its `Id` column imports as before (`#1001`, csv),
+    and those orders become the store's when the export is imported with its `Id`."""
     project = make_project(conn, owner)
     data = shopify_export()
     report = imported(client, jwks, owner, "orders", data, "orders_export_1.csv", project)
@@ -303,6 +304,12 @@ def test_a_shopify_order_export_imports_its_orders_lines_statuses_and_customers(
     plain_orders = orders_and_lines(conn, elsewhere)
     assert {(i, o["source"]) for i, o in plain_orders.items()} == {
         (f"#100{n}", "csv") for n in range(1, 7)
+    }
+    # The export with its Id, imported again: the same orders, now the store's.
+    report = imported(client, jwks, other, "orders", data, "orders_export_1.csv", elsewhere)
+    assert (report["created"], report["updated"], report["unchanged"]) == (0, 0, 6)
+    assert {(i, o["source"]) for i, o in orders_and_lines(conn, elsewhere).items()} == {
+        (f"600{n}", "shopify") for n in range(1, 7)
     }
 
 
