@@ -239,22 +239,44 @@ def quoted(name: str) -> str:
     return f'"{name}"' if len(name) <= 100 else f'"{name[:100]}…"'
 
 
+# Read only to parse a phone, never stored: a contacts column that gives it under another tool's
+# name (`Country Code`) is also kept as the custom attribute it was before aliases.
+HINTS = ("country",)
+# A target that is read as ours and also kept as an attribute: `country|attribute:Country Code`.
+AND = "|"
+
+
+def read_as(target: str) -> tuple[str, str | None]:
+    """A target's column of ours ("" for none) and the attribute it is also kept as, if any."""
+    if target.startswith(ATTRIBUTE):
+        return "", target.removeprefix(ATTRIBUTE)
+    ours, _, attribute = target.partition(AND + ATTRIBUTE)
+    return ours, attribute or None
+
+
 def map_header(kind: ImportKind, header: list[str], column_map: dict[str, str | None]) -> list[str]:
     """For each of the file's columns, in order: our column, `attribute:<name>` (a contact's
-    custom attribute) or "" (skipped). A column is ours by its name or an alias (`alias_key`:
-    case, spaces and punctuation aside), or, in an export `kind.exports` recognises, by the
-    tool's name (its other columns are skipped). `column_map` renames a file's column (by its
-    name as written) to ours, or skips it with None."""
+    custom attribute), both (`read_as`) or "" (skipped). A column is ours by its name or an
+    alias (`alias_key`: case, spaces and punctuation aside), or, in an export `kind.exports`
+    recognises, by the tool's name (its other columns are skipped). In contacts (whose unknown
+    columns are attributes) an alias gives a field only when no column gives it by our own
+    name: `email,phone,Mobile` keeps `Mobile` as an attribute, as before aliases; two aliases
+    for one field (`E-mail,Email Address`) are ambiguous. `column_map` renames a file's column
+    (by its name as written) to ours, or skips it with None."""
     keys = [alias_key(raw) for raw in header]
     export = next((e for e in kind.exports if e.signature <= set(keys)), None)
     known = set(kind.columns) | set(kind.helper_columns)
     if export is not None:
         known |= set(kind.export_columns)
     targets: list[str] = []
+    # How a column was named ours: 0 by our name (or column_map), 1 by it spelt otherwise
+    # (`FIRST.NAME`), 2 by an alias.
+    ranks: list[int] = []
     unknown: list[str] = []
     for raw, key in zip(header, keys, strict=True):
         name = raw.strip()
         target: str | None
+        rank = 0
         if name in column_map:
             mapped = column_map[name]
             target = (kind.name_of(alias_key(mapped)) or normalise_name(mapped)) if mapped else ""
@@ -264,6 +286,8 @@ def map_header(kind: ImportKind, header: list[str], column_map: dict[str, str | 
             target = export.names.get(key, "")
         else:
             target = kind.name_of(key)
+            if target is not None and normalise_name(name) != target:
+                rank = 2 if key in kind.aliases else 1
         if target is None or (target and target not in known):
             if kind.extra_columns_are_attributes:
                 target = ATTRIBUTE + name[:100]
@@ -271,10 +295,14 @@ def map_header(kind: ImportKind, header: list[str], column_map: dict[str, str | 
                 unknown.append(name if len(name) <= 100 else f"{name[:100]}…")
                 target = ""
         targets.append(target)
+        ranks.append(rank)
+    if kind.extra_columns_are_attributes:
+        targets = demoted(header, targets, ranks)
     filled: dict[str, list[str]] = {}
     for raw, target in zip(header, targets, strict=True):
-        if target and not target.startswith(ATTRIBUTE):
-            for one in FILLS.get(target, (target,)):
+        ours = read_as(target)[0]
+        if ours:
+            for one in FILLS.get(ours, (ours,)):
                 filled.setdefault(one, []).append(raw.strip())
     missing = [name for name in kind.required_for(list(filled)) if name not in filled]
     problems = []
@@ -292,3 +320,30 @@ def map_header(kind: ImportKind, header: list[str], column_map: dict[str, str | 
     if problems:
         raise HeaderError("; ".join(problems))
     return targets
+
+
+def demoted(header: list[str], targets: list[str], ranks: list[int]) -> list[str]:
+    """Contacts: a column named ours less directly than another column giving one of its fields
+    is kept as an attribute, as it was before aliases; an aliased hint (`HINTS`) is kept as an
+    attribute too (only that, when two aliases give it)."""
+    best: dict[str, int] = {}
+    hinted: dict[str, int] = {}
+    for target, rank in zip(targets, ranks, strict=True):
+        if target and not target.startswith(ATTRIBUTE):
+            for one in FILLS.get(target, (target,)):
+                best[one] = min(rank, best.get(one, rank))
+            if target in HINTS and rank == 2:
+                hinted[target] = hinted.get(target, 0) + 1
+    kept: list[str] = []
+    for raw, target, rank in zip(header, targets, ranks, strict=True):
+        attribute = ATTRIBUTE + raw.strip()[:100]
+        if not target or target.startswith(ATTRIBUTE) or rank == 0:
+            kept.append(target)
+        elif any(best[one] < rank for one in FILLS.get(target, (target,))):
+            kept.append(attribute)
+        elif target in HINTS and rank == 2:
+            # Two aliased hints (`Country Code`, `Default Address Country Code`): neither is read.
+            kept.append(target + AND + attribute if hinted[target] == 1 else attribute)
+        else:
+            kept.append(target)
+    return kept

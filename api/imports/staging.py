@@ -15,7 +15,7 @@ from psycopg import sql
 
 from api.core.contacts import e164
 from api.core.orders import SHOPIFY_FINANCIAL_STATUSES, shopify_status
-from api.imports.columns import ATTRIBUTE, ImportKind
+from api.imports.columns import ImportKind, read_as
 from api.imports.csv_stream import Record
 
 MAX_ATTRIBUTE_CHARACTERS = 1000
@@ -48,7 +48,8 @@ class StagedRows:
         self.kind = kind
         self.job_id = job_id
         self.width = len(targets)
-        position = {name: i for i, name in enumerate(targets) if name}
+        read = [read_as(target) for target in targets]
+        position = {name: i for i, (name, _) in enumerate(read) if name}
         # An export's own columns (Shopify's Id) are staged only from a file that has them.
         self.staged = (*kind.columns, *(name for name in kind.export_columns if name in position))
         self.positions = [position.get(name) for name in self.staged]
@@ -72,11 +73,7 @@ class StagedRows:
         self.status_slot = kind.columns.index("status") if "status" in kind.columns else 0
         self.first_name_slot = kind.columns.index("first_name") if self.full_name is not None else 0
         self.last_name_slot = kind.columns.index("last_name") if self.full_name is not None else 0
-        self.attributes = [
-            (i, name.removeprefix(ATTRIBUTE))
-            for i, name in enumerate(targets)
-            if name.startswith(ATTRIBUTE)
-        ]
+        self.attributes = [(i, name) for i, (_, name) in enumerate(read) if name is not None]
 
     @property
     def copy_statement(self) -> sql.Composed:

@@ -1,8 +1,9 @@
 """Files as other tools export them, imported through the edge as they are: Shopify's order
 export (one row per line item, the statuses in Shopify's words; its orders the very records the
 connected store's webhooks and backfill write), contact lists from Mailchimp,
-Shopify and the like (their own column names), and a header naming one field twice refused by
-both its names."""
+Shopify and the like (their own column names; beside our own column for a field, another
+tool's name for it stays an attribute), and a header naming one field twice refused by both its
+names."""
 
 import csv
 import io
@@ -523,7 +524,8 @@ CONTACT_EXPORTS = {
             ["Ann", "Lee", "ann@example.test", "yes", "CZ", "'603 123 456", "no", "vip"],
         ],
         {"first_name": "Ann", "last_name": "Lee", "phone": "+420603123456", "tags": ["vip"]},
-        {"Accepts SMS Marketing": "no"},
+        # The country's code reads the phone and is kept, as it was before aliases.
+        {"Accepts SMS Marketing": "no", "Default Address Country Code": "CZ"},
         "granted",
     ),
     # What people type, and WooCommerce's one name column.
@@ -557,18 +559,68 @@ def test_a_contact_list_from_another_tool_imports_under_its_own_column_names(
     )
 
 
+# Contact files that imported before aliases: a column another tool names like one of ours is
+# still the attribute it was when our own column for that field is there too.
+OWN_COLUMN_FIRST: dict[str, tuple[list[list[str]], dict[str, Any], dict[str, str]]] = {
+    "a mobile beside the phone": (
+        [["email", "first_name", "last_name", "phone", "mobile"],
+         ["ann@example.test", "Ann", "Lee", "+420603123456", "+420777000111"]],
+        {"first_name": "Ann", "last_name": "Lee", "phone": "+420603123456"},
+        {"mobile": "+420777000111"},
+    ),
+    "a name beside first and last name": (
+        [["email", "first_name", "last_name", "name"],
+         ["ann@example.test", "Ann", "Lee", "Ann M. Lee"]],
+        {"first_name": "Ann", "last_name": "Lee"},
+        {"name": "Ann M. Lee"},
+    ),
+    "a tag beside the tags": (
+        [["email", "tags", "tag"], ["ann@example.test", "vip", "gold"]],
+        {"tags": ["vip"]},
+        {"tag": "gold"},
+    ),
+    "a mail beside the email": (
+        [["email", "Mail"], ["ann@example.test", "ann@work.test"]],
+        {"email": "ann@example.test"},
+        {"Mail": "ann@work.test"},
+    ),
+    "a country code beside the phone": (
+        [["email", "Country Code", "phone"], ["ann@example.test", "CZ", "+420603123456"]],
+        {"phone": "+420603123456"},
+        {"Country Code": "CZ"},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(OWN_COLUMN_FIRST))
+def test_a_column_aliased_to_a_field_our_own_column_gives_stays_an_attribute(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User, case: str
+) -> None:
+    rows, fields, attributes = OWN_COLUMN_FIRST[case]
+    report = imported(client, jwks, owner, "contacts", file_of(rows), "contacts.csv")
+    assert (report["status"], report["created"], report["errors"]) == ("done", 1, [])
+    ann = conn.execute(
+        "select email, first_name, last_name, phone, tags, attributes from public.contacts"
+        " where workspace_id = %s and email = 'ann@example.test'",
+        (owner.workspace_id,),
+    ).fetchone()
+    assert ann is not None
+    assert {name: ann[name] for name in fields} == fields
+    assert ann["attributes"] == attributes
+
+
 @pytest.mark.parametrize(
     ("kind", "header", "message"),
     [
         (
             "contacts",
-            "Email,First Name,E-mail Address",
-            'columns "Email" and "E-mail Address" both give email (skip one with column_map)',
+            "E-mail,First Name,Email Address",
+            'columns "E-mail" and "Email Address" both give email (skip one with column_map)',
         ),
         (
             "contacts",
-            "email,Name,First Name",
-            'columns "Name" and "First Name" both give first_name (skip one with column_map)',
+            "email,FNAME,Name",
+            'columns "FNAME" and "Name" both give first_name (skip one with column_map)',
         ),
         (
             "orders",
