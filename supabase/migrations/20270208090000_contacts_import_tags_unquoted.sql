@@ -1,11 +1,12 @@
 -- Mailchimp's audience export writes a contact's tags quoted inside the field (`"VIP","Customer"`
 -- in its TAGS column): split on the commas, each tag kept its quotes (`"VIP"`), a tag the shop
--- never named. A tag is now trimmed of surrounding double quotes as well as spaces (issue 14,
--- imports from other tools; a tag of the shop's own has no quotes at either end).
+-- never named. A tag is now trimmed of a matched pair of surrounding double quotes as well as
+-- spaces (issue 14, imports from other tools); a quote at one end only is the tag's own
+-- (`Screen 27"`).
 
 -- functions -----------------------------------------------------------------------------------
 
--- As 20270118090000_contacts_import_stamps_its_inserts.sql, each tag trimmed of `"` too.
+-- As 20270118090000_contacts_import_stamps_its_inserts.sql, each tag out of its pair of `"`.
 create or replace function private.import_contacts_chunk(p_job_id uuid, p_max_records integer)
 returns public.import_jobs
 language plpgsql
@@ -66,8 +67,9 @@ begin
     select nullif(lower(btrim(r.email)), '') as email,
            nullif(btrim(r.first_name), '') as first_name,
            nullif(btrim(r.last_name), '') as last_name,
-           array(select distinct btrim(t, ' "') from unnest(regexp_split_to_array(coalesce(r.tags, ''), '[,;|]')) as t
-                 where btrim(t, ' "') <> '' order by 1) as tags,
+           array(select distinct u.tag from unnest(regexp_split_to_array(coalesce(r.tags, ''), '[,;|]')) as t,
+                        lateral (select btrim(regexp_replace(btrim(t), '^"(.*)"$', '\1')) as tag) as u
+                 where u.tag <> '' order by 1) as tags,
            nullif(lower(btrim(r.consent)), '') as consent_text,
            case
              when lower(btrim(r.consent)) in ('granted', 'yes', 'y', 'true', '1', 'subscribed', 'opted in', 'opt-in') then 'granted'

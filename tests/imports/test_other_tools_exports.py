@@ -647,3 +647,17 @@ def test_two_columns_for_one_field_are_refused_naming_both(
         "message": message,
         **{k: v for k, v in refused.json()["error"].items() if k not in ("code", "message")},
     }
+
+
+def test_only_a_pair_of_double_quotes_around_a_tag_goes(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    rows = [["email", "tags"], ["ann@example.test", 'Screen 27";"VIP"; " Gold " ;27" TV;"New']]
+    report = imported(client, jwks, owner, "contacts", file_of(rows), "tags.csv")
+    assert (report["status"], report["created"], report["errors"]) == ("done", 1, [])
+    tags = conn.execute(
+        "select tags from public.contacts where workspace_id = %s and email = 'ann@example.test'",
+        (owner.workspace_id,),
+    ).fetchone()
+    assert tags is not None
+    assert sorted(tags["tags"]) == sorted(['Screen 27"', "VIP", "Gold", '27" TV', '"New'])
