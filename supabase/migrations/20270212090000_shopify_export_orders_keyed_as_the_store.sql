@@ -10,8 +10,9 @@
 -- source `shopify`: the key private.upsert_orders writes, so the import, the webhooks and the
 -- backfill update one order whichever comes first. Orders are unique per workspace, so an order
 -- keeps the project that first stored it (as private.upsert_orders already does). A file without
--- `Id` imports as before (source csv, `Name`); the orders a workspace imported so, found again by
--- their Name in a file with `Id`, become the store's.
+-- `Id` imports as before (source csv, `Name`); the orders the job's project imported so, found
+-- again by their Name in a file with `Id`, become the store's (one the store wrote meanwhile is
+-- skipped, not an error).
 --
 -- write_orders_chunk is copied from 20270123090000_orders_import_lines_found_by_key.sql and
 -- stage_orders_chunk from 20270126090000_orders_import_customers_found_by_key.sql (their newest
@@ -64,25 +65,53 @@ set plan_cache_mode = force_custom_plan
 as $$
 declare
   v_job public.import_jobs;
+  v_name text;
+  v_shop_id text;
 begin
   select * into v_job from public.import_jobs j where j.id = p_job_id;
   if private.import_order_source(v_job) = 'shopify' then
-    -- The workspace's orders imported from the export before its Id was read (source csv, the
+    -- The project's orders imported from the export before its Id was read (source csv, the
     -- Name) become the store's, unless the store's order is already there: importing the export
-    -- again does not bring them twice.
-    update public.orders o
-    set source = 'shopify', external_id = k.shop_id
-    from (
-      select distinct on (btrim(t.shop_order_id)) btrim(t.order_id) as name, btrim(t.shop_order_id) as shop_id
-      from private.import_order_rows t
-      where t.job_id = p_job_id and t.problem is null and btrim(t.order_id) <> ''
-        and btrim(t.shop_order_id) ~ '^[1-9][0-9]{0,19}$'
-      order by btrim(t.shop_order_id), t.record
-    ) as k
-    where o.workspace_id = v_job.workspace_id and o.source = 'csv' and o.external_id = k.name
-      and not exists (select 1 from public.orders s
-                      where s.workspace_id = v_job.workspace_id and s.source = 'shopify'
-                        and s.external_id = k.shop_id);
+    -- again does not bring them twice. Another project's csv order of that Name (another store's
+    -- or tool's `#1001`) is not this store's and stays as it is.
+    begin
+      update public.orders o
+      set source = 'shopify', external_id = k.shop_id
+      from (
+        select distinct on (btrim(t.shop_order_id)) btrim(t.order_id) as name, btrim(t.shop_order_id) as shop_id
+        from private.import_order_rows t
+        where t.job_id = p_job_id and t.problem is null and btrim(t.order_id) <> ''
+          and btrim(t.shop_order_id) ~ '^[1-9][0-9]{0,19}$'
+        order by btrim(t.shop_order_id), t.record
+      ) as k
+      where o.workspace_id = v_job.workspace_id and o.project_id = v_job.project_id
+        and o.source = 'csv' and o.external_id = k.name
+        and not exists (select 1 from public.orders s
+                        where s.workspace_id = v_job.workspace_id and s.source = 'shopify'
+                          and s.external_id = k.shop_id);
+    exception when unique_violation then
+      -- The store's backfill or a webhook wrote one of these orders since the check above: the
+      -- orders are taken over one at a time, and one the store now has stays as it is.
+      for v_name, v_shop_id in
+        select distinct on (btrim(t.shop_order_id)) btrim(t.order_id), btrim(t.shop_order_id)
+        from private.import_order_rows t
+        where t.job_id = p_job_id and t.problem is null and btrim(t.order_id) <> ''
+          and btrim(t.shop_order_id) ~ '^[1-9][0-9]{0,19}$'
+        order by btrim(t.shop_order_id), t.record
+      loop
+        begin
+          update public.orders o
+          set source = 'shopify', external_id = v_shop_id
+          where o.workspace_id = v_job.workspace_id and o.project_id = v_job.project_id
+            and o.source = 'csv' and o.external_id = v_name
+            and not exists (select 1 from public.orders s
+                            where s.workspace_id = v_job.workspace_id and s.source = 'shopify'
+                              and s.external_id = v_shop_id);
+        exception when unique_violation then
+          null;
+        end;
+      end loop;
+    end;
     update private.import_order_rows r
     set order_id = coalesce(d.shop_id, r.order_id),
         problem = coalesce(r.problem, d.bad),

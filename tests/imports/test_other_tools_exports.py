@@ -9,6 +9,7 @@ import csv
 import io
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -17,7 +18,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from pydantic import SecretStr
 
@@ -26,7 +27,14 @@ from api.core.db import Database, become_service
 from api.core.settings import Settings
 from api.imports.jobs import Runner, step
 from api.shops.orders import from_shopify
-from tests.factories.workspaces import User, acting_as, create_user, fund, make_project
+from tests.factories.workspaces import (
+    User,
+    acting_as,
+    create_user,
+    fund,
+    make_project,
+    wait_until_blocked,
+)
 from tests.fakes.jwks import JwksServer
 
 Conn = psycopg.Connection[DictRow]
@@ -311,6 +319,89 @@ def test_a_shopify_order_export_imports_its_orders_lines_statuses_and_customers(
     assert (report["created"], report["updated"], report["unchanged"]) == (0, 0, 6)
     assert {(i, o["source"]) for i, o in orders_and_lines(conn, elsewhere).items()} == {
         (f"600{n}", "shopify") for n in range(1, 7)
+    }
+
+
+def test_an_export_with_id_takes_over_only_its_own_projects_orders_by_name(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    """Another project's csv orders that happen to share the export's Names (another store's
+    `#1001`) are not this store's: they stay as they are, and the export brings its own."""
+    other_tool = make_project(conn, owner)
+    plain = shopify_export(without=("Id",))
+    report = imported(client, jwks, owner, "orders", plain, "other.csv", other_tool)
+    assert (report["status"], report["created"], report["errors"]) == ("done", 6, [])
+    before = orders_and_lines(conn, other_tool)
+    store = make_project(conn, owner)
+    report = imported(client, jwks, owner, "orders", shopify_export(), "orders.csv", store)
+    assert (report["status"], report["created"], report["errors"]) == ("done", 6, [])
+    assert orders_and_lines(conn, other_tool) == before
+    assert {(i, o["source"]) for i, o in orders_and_lines(conn, store).items()} == {
+        (f"600{n}", "shopify") for n in range(1, 7)
+    }
+
+
+def test_an_order_the_store_writes_while_the_export_takes_over_its_names_is_skipped(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User, database_url: str
+) -> None:
+    """The store's backfill writes order 6001 between the validation's look for it and its
+    taking over `#1001`: the validation goes on (the store keeps 6001, the other orders become
+    the store's), it does not fail on the store's key."""
+    project = make_project(conn, owner)
+    plain = shopify_export(without=("Id",))
+    report = imported(client, jwks, owner, "orders", plain, "history.csv", project)
+    assert (report["status"], report["created"], report["errors"]) == ("done", 6, [])
+    sent = upload(client, jwks, owner, "orders", shopify_export(), "o.csv", project)
+    assert sent.status_code == 200, sent.json()
+    job = uuid.UUID(sent.json()["data"]["id"])
+    with acting_as(conn, owner):
+        conn.execute("select private.commit_import_job(%s)", (job,))
+    database = Database(database_url, pool_mode="session", max_size=1, timeout_seconds=10)
+    database.open()
+    runner = Runner(database, None)
+    loaded = "select load_offset >= size_bytes as done from public.import_jobs where id = %s"
+    while not conn.execute(loaded, (job,)).fetchone()["done"]:
+        step(runner, job, deadline=float("inf"))
+    with (
+        psycopg.connect(database_url, row_factory=dict_row) as store,
+        psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as validator,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        store.execute(
+            "insert into public.orders (workspace_id, project_id, source, external_id, status,"
+            " placed_at, total, currency, base_total) values (%s, %s, 'shopify', '6001', 'paid',"
+            " '2026-03-01T09:22:33Z', 45, 'EUR', 45)",
+            (owner.workspace_id, project),
+        )
+        pid = validator.info.backend_pid
+        validated = pool.submit(
+            lambda: validator.execute(
+                "select status from private.validate_orders_import(%s)", (job,)
+            ).fetchone()
+        )
+        wait_until_blocked(conn, pid)
+        store.commit()
+        assert validated.result() == {"status": "importing"}
+    try:
+        while (stepped := step(runner, job, deadline=float("inf"))) is not None:
+            if stepped["status"] == "importing":
+                break
+        status = "importing"
+        while status == "importing":
+            with database.as_service() as worker:
+                row = worker.execute(
+                    "select status from private.import_orders_chunk(%s, 100)", (job,)
+                ).fetchone()
+                assert row is not None
+                status = row["status"]
+    finally:
+        database.close()
+    assert status == "done"
+    orders = orders_and_lines(conn, project)
+    # `#1001` the store already had stays twice, as any order it wrote first.
+    assert {(i, o["source"]) for i, o in orders.items()} == {
+        ("#1001", "csv"),
+        *((f"600{n}", "shopify") for n in range(1, 7)),
     }
 
 
