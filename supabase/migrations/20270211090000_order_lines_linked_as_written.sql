@@ -14,9 +14,11 @@
 -- else exactly one product, of the project. The lines are found in the statement's transition
 -- table and every order, product and variant by a probe of its key (subqueries the planner
 -- cannot merge), so a webhook's order costs a few probes, whatever the tables' statistics.
--- An orders import's part (lines of csv orders, more than 100 in a statement) is left to its
--- job, which links the project's lines as it ends; an order the Data API imports
--- (public.import_order) is linked here.
+-- An orders import's part is left to its job, which links the project's lines as it ends:
+-- private.write_orders_chunk sets the transaction-local setting growthbase.lines_linked_by_job
+-- while it writes a part's lines, and this trigger skips the statements it marks. Every other
+-- writer's lines are linked here, however many (a shop's page, an order the Data API imports
+-- through public.import_order).
 
 create function private.link_inserted_order_items()
 returns trigger
@@ -25,14 +27,9 @@ security definer
 set search_path = ''
 as $$
 begin
-  if not exists (select from new_items i
-                 where i.product_id is null and (i.external_product_id is not null or i.sku is not null)) then
-    return null;
-  end if;
-  if exists (select from new_items i offset 100)
-     and (select o.source from new_items i
-          cross join lateral (select o.source from public.orders o where o.id = i.order_id offset 0) as o
-          limit 1) = 'csv' then
+  if pg_catalog.current_setting('growthbase.lines_linked_by_job', true) = 'on'
+     or not exists (select from new_items i
+                    where i.product_id is null and (i.external_product_id is not null or i.sku is not null)) then
     return null;
   end if;
   update public.order_items t

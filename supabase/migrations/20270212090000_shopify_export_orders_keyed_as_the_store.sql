@@ -16,7 +16,9 @@
 --
 -- write_orders_chunk is copied from 20270123090000_orders_import_lines_found_by_key.sql and
 -- stage_orders_chunk from 20270126090000_orders_import_customers_found_by_key.sql (their newest
--- definitions, with their settings): only the orders' source changes ('csv' -> v_source).
+-- definitions, with their settings): only the orders' source changes ('csv' -> v_source), and
+-- write_orders_chunk marks its lines' insert with growthbase.lines_linked_by_job, so
+-- order_items_link_catalog (…_order_lines_linked_as_written.sql) leaves them to the job's end.
 -- validate_orders_import is copied from 20270204090000_orders_import_of_no_rows_ends.sql and
 -- gains the Id's step before its repeat check. The repeat check no longer narrows the rows to
 -- the repeated ids with `in (… group by … having count(*) > 1)`: on the staged rows (never
@@ -302,6 +304,9 @@ begin
 
     delete from public.order_items s where s.order_id = any (v_changed);
 
+    -- The part's lines are linked by the job as it ends (private.link_order_items below), not
+    -- by order_items_link_catalog as they are inserted: the setting marks the insert for it.
+    perform pg_catalog.set_config('growthbase.lines_linked_by_job', 'on', true);
     insert into public.order_items (order_id, workspace_id, sku, name, quantity, unit_price, total,
                                     external_product_id, external_variant_id, product_id, variant_id)
     select o.id, v_job.workspace_id, l.item_sku, coalesce(l.item_name, l.item_sku),
@@ -335,6 +340,7 @@ begin
     ) as v on true
     where l.job_id = v_work and l.has_item and o.id = any (v_changed)
     order by l.record;
+    perform pg_catalog.set_config('growthbase.lines_linked_by_job', 'off', true);
 
     -- Orders whose lines alone changed count as updated.
     v_updated := v_updated + (

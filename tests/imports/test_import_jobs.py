@@ -1298,6 +1298,43 @@ def test_a_job_cancelled_while_importing_keeps_whole_orders_and_imports_no_more(
     assert one(conn, stale, (owner.workspace_id,))["n"] == 0
 
 
+def test_an_imports_parts_leave_their_lines_to_the_job_which_links_them_at_its_end(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User, database_url: str
+) -> None:
+    """A part's lines are not linked as they are written (the job links the project's lines once,
+    as it ends), whatever their number; at the end every line names its catalog product."""
+    api = Api(client, jwks, owner)
+    project = make_project(conn, owner)
+    conn.execute(
+        "insert into public.products (workspace_id, project_id, source, external_id, title, sku)"
+        " values (%s, %s, 'shopify', 'tea', 'Tea', 'TEA')",
+        (owner.workspace_id, project),
+    )
+    header = "order_id,placed_at,status,total,currency,email,item_sku,item_quantity,item_unit_price"
+    rows = "".join(f"L-{n},2026-05-01,paid,,EUR,c{n}@example.test,TEA,1,5.00\n" for n in range(4))
+    linked = (
+        "select count(i.product_id) as linked, count(*) as lines from public.order_items i"
+        " join public.orders o on o.id = i.order_id where o.project_id = %s"
+    )
+    database = Database(database_url, pool_mode="session", max_size=2, timeout_seconds=10)
+    database.open()
+    try:
+        runner = Runner(database, None)
+        job = importing_job(api, conn, runner, project, f"{header}\n{rows}".encode())
+        assert [orders_step(runner, uuid.UUID(job), 2)[0] for _ in range(2)] == [
+            "staged",
+            "written",
+        ]
+        assert tuple(one(conn, linked, (project,)).values()) == (0, 2)
+        for _ in range(10):
+            stepped = orders_step(runner, uuid.UUID(job), 2)[1]
+            if stepped is not None and stepped["status"] == "done":
+                break
+    finally:
+        database.close()
+    assert tuple(one(conn, linked, (project,)).values()) == (4, 4)
+
+
 def test_two_workers_on_one_job_make_exactly_what_one_worker_makes(
     client: TestClient, jwks: JwksServer, conn: Conn, database_url: str
 ) -> None:

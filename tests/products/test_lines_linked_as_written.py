@@ -95,3 +95,37 @@ def test_a_webhook_order_after_the_catalog_is_linked_as_written(conn: Conn) -> N
         (email,),
     )
     assert (facts["last_product_id"], facts["last_category"]) == (mug, "Kitchen")
+
+
+def test_an_order_of_many_lines_through_the_data_api_is_linked_as_written(conn: Conn) -> None:
+    """public.import_order writes a source csv order in one statement, however many its lines:
+    101 lines after the catalog are all linked, none left for a job that never comes."""
+    owner = create_user(conn)
+    fund(conn, owner, 0, "team")
+    project = make_project(conn, owner)
+    tea = add_product(conn, owner.workspace_id, project, "tea", "Tea", sku="TEA", category="Drinks")
+    tag = uuid.uuid4().hex[:8]
+    order = {
+        "external_id": f"{tag}-big",
+        "status": "paid",
+        "placed_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
+        "total": "505",
+        "currency": "EUR",
+        "customer": {"email": f"big-{tag}@example.test"},
+        "items": [{"sku": "TEA", "name": "Tea", "quantity": 1, "unit_price": 5}] * 101,
+    }
+    with acting_as(conn, owner):
+        order_id = one(conn, "select public.import_order(%s, %s) as id", (project, Jsonb(order)))[
+            "id"
+        ]
+        revenue = conn.execute(
+            "select product_id, category, revenue from analytics.product_revenue"
+        ).fetchall()
+    linked = one(
+        conn,
+        "select count(*) filter (where product_id = %s) as linked, count(*) as lines"
+        " from public.order_items where order_id = %s",
+        (tea, order_id),
+    )
+    assert (linked["linked"], linked["lines"]) == (101, 101)
+    assert [tuple(r.values()) for r in revenue] == [(tea, "Drinks", 505)]

@@ -68,3 +68,31 @@ def test_a_category_spelt_in_two_cases_is_one_category(conn: Conn) -> None:
             " from analytics.category_revenue"
         ).fetchall()
     assert [tuple(r.values()) for r in rows] == [("Drinks", 2, 1, 30, 1)]
+
+
+def test_a_free_order_in_the_base_currency_counts_its_lines_as_is(conn: Conn) -> None:
+    """An order in the workspace's own currency is never converted, whatever rate it carries (a
+    shop's exchangeRate, a file's exchange_rate column): its free order's 10 EUR line is 10."""
+    owner = create_user(conn)
+    conn.execute(
+        "update public.workspaces set base_currency = 'EUR' where id = %s", (owner.workspace_id,)
+    )
+    project = make_project(conn, owner)
+    mug = add_product(conn, owner.workspace_id, project, "mug", "Mug", sku="MUG")
+    tag = uuid.uuid4().hex[:8]
+    order = add_order(
+        conn,
+        project,
+        f"{tag}-free",
+        f"free-{tag}@example.test",
+        total=0,
+        currency="EUR",
+        items=[{"sku": "MUG", "name": "Mug", "quantity": 1, "unit_price": 10}],
+    )
+    conn.execute("update public.orders set exchange_rate = 25 where id = %s", (order,))
+    with acting_as(conn, owner):
+        rows = conn.execute(
+            "select product_id, orders, revenue from analytics.product_revenue"
+        ).fetchall()
+    # Never 250 (the line times the rate the order carries).
+    assert [tuple(r.values()) for r in rows] == [(mug, 1, Decimal("10.00"))]
