@@ -17,8 +17,10 @@
 -- An orders import's part is left to its job, which links the project's lines as it ends:
 -- private.write_orders_chunk sets the transaction-local setting growthbase.lines_linked_by_job
 -- while it writes a part's lines, and this trigger skips the statements it marks. Every other
--- writer's lines are linked here, however many (a shop's page, an order the Data API imports
--- through public.import_order).
+-- writer's lines are linked here, however many (an order the Data API imports through
+-- public.import_order, private.upsert_order); a shop's page (private.upsert_orders,
+-- 20270207090000) writes its lines already linked by the same rules, and this trigger only
+-- touches lines still without a product.
 
 create function private.link_inserted_order_items()
 returns trigger

@@ -129,3 +129,74 @@ def test_an_order_of_many_lines_through_the_data_api_is_linked_as_written(conn: 
     )
     assert (linked["linked"], linked["lines"]) == (101, 101)
     assert [tuple(r.values()) for r in revenue] == [(tea, "Drinks", 505)]
+
+
+def test_a_shop_pages_lines_are_linked_in_the_write_that_inserts_them(conn: Conn) -> None:
+    """private.upsert_orders (every webhook, sync and backfill page) writes each line with its
+    product: no second write of the line (and no second customer-facts recount), and the
+    order_placed event and the buyer's facts still name the products."""
+    owner = create_user(conn)
+    fund(conn, owner, 0, "team")
+    project = make_project(conn, owner)
+    tea = add_product(conn, owner.workspace_id, project, "tea", "Tea", sku="TEA", category="Drinks")
+    mug = add_product(conn, owner.workspace_id, project, "mug", "Mug", category="Kitchen")
+    red = add_variant(conn, owner.workspace_id, mug, "mug-red", sku="MUG-RED")
+    for name in ("pot-a", "pot-b"):
+        add_product(conn, owner.workspace_id, project, name, "Pot", sku="POT")
+    tag = uuid.uuid4().hex[:8]
+    placed = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
+    page = [
+        {
+            "external_id": f"{tag}-{n}",
+            "status": "paid",
+            "placed_at": placed,
+            "total": "25",
+            "currency": "EUR",
+            "customer": {"email": f"page-{tag}-{n}@example.test"},
+            "items": [
+                {"sku": "TEA", "name": "Tea", "quantity": 1, "unit_price": 5},
+                {"sku": "MUG-RED", "name": "Mug, red", "quantity": 1, "unit_price": 15},
+                {"sku": "POT", "name": "Pot", "quantity": 1, "unit_price": 5},
+            ],
+        }
+        for n in range(2)
+    ]
+    counts = (
+        "select n_tup_ins, n_tup_upd from pg_catalog.pg_stat_xact_user_tables"
+        " where relid = 'public.order_items'::regclass"
+    )
+    with conn.transaction():
+        before = one(conn, counts)
+        conn.execute("select private.upsert_orders(%s, 'shopify', %s)", (project, Jsonb(page)))
+        after = one(conn, counts)
+    # This transaction's own writes: six lines inserted, none updated.
+    assert (after["n_tup_ins"] - before["n_tup_ins"], after["n_tup_upd"] - before["n_tup_upd"]) == (
+        6,
+        0,
+    )
+    lines = conn.execute(
+        "select i.sku, i.product_id, i.variant_id from public.order_items i"
+        " join public.orders o on o.id = i.order_id"
+        " where o.project_id = %s and o.external_id like %s order by o.external_id, i.id",
+        (project, f"{tag}-%"),
+    ).fetchall()
+    assert [(r["sku"], r["product_id"], r["variant_id"]) for r in lines] == [
+        ("TEA", tea, None),
+        ("MUG-RED", mug, red),
+        ("POT", None, None),
+    ] * 2
+    events = conn.execute(
+        "select e.properties from public.contact_events e join public.contacts c"
+        " on c.id = e.contact_id where e.type = 'order_placed' and e.properties ? 'lines'"
+        " and c.email like %s",
+        (f"page-{tag}-%",),
+    ).fetchall()
+    assert [sorted(e["properties"]["product_ids"]) for e in events] == [
+        sorted([str(tea), str(mug)])
+    ] * 2
+    facts = conn.execute(
+        "select f.last_product_id from public.customer_facts f"
+        " join public.contacts c on c.id = f.contact_id where c.email like %s",
+        (f"page-{tag}-%",),
+    ).fetchall()
+    assert [f["last_product_id"] for f in facts] == [mug, mug]
