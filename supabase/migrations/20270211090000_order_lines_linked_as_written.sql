@@ -19,8 +19,9 @@
 -- while it writes a part's lines, and this trigger skips the statements it marks. Every other
 -- writer's lines are linked here, however many (an order the Data API imports through
 -- public.import_order, private.upsert_order); a shop's page (private.upsert_orders,
--- 20270207090000) writes its lines already linked by the same rules, and this trigger only
--- touches lines still without a product.
+-- 20270207090000) writes its lines already linked by the same rules and marks that statement
+-- with the transaction-local setting growthbase.lines_linked_by_writer, which this trigger
+-- skips too. Otherwise it only touches lines still without a product.
 
 create function private.link_inserted_order_items()
 returns trigger
@@ -30,6 +31,7 @@ set search_path = ''
 as $$
 begin
   if pg_catalog.current_setting('growthbase.lines_linked_by_job', true) = 'on'
+     or pg_catalog.current_setting('growthbase.lines_linked_by_writer', true) = 'on'
      or not exists (select from new_items i
                     where i.product_id is null and (i.external_product_id is not null or i.sku is not null)) then
     return null;

@@ -169,6 +169,22 @@ def test_a_shop_pages_lines_are_linked_in_the_write_that_inserts_them(conn: Conn
         before = one(conn, counts)
         conn.execute("select private.upsert_orders(%s, 'shopify', %s)", (project, Jsonb(page)))
         after = one(conn, counts)
+        # The page's statement alone skips the link trigger: a later write in the same
+        # transaction (a webhook's single order) is still linked.
+        single = add_order(
+            conn,
+            project,
+            f"{tag}-single",
+            f"single-{tag}@example.test",
+            placed_at=placed,
+            items=[{"sku": "TEA", "name": "Tea", "quantity": 1, "unit_price": 5}],
+        )
+    assert [
+        r["product_id"]
+        for r in conn.execute(
+            "select product_id from public.order_items where order_id = %s", (single,)
+        ).fetchall()
+    ] == [tea]
     # This transaction's own writes: six lines inserted, none updated.
     assert (after["n_tup_ins"] - before["n_tup_ins"], after["n_tup_upd"] - before["n_tup_upd"]) == (
         6,
@@ -177,8 +193,8 @@ def test_a_shop_pages_lines_are_linked_in_the_write_that_inserts_them(conn: Conn
     lines = conn.execute(
         "select i.sku, i.product_id, i.variant_id from public.order_items i"
         " join public.orders o on o.id = i.order_id"
-        " where o.project_id = %s and o.external_id like %s order by o.external_id, i.id",
-        (project, f"{tag}-%"),
+        " where o.project_id = %s and o.external_id in (%s, %s) order by o.external_id, i.id",
+        (project, f"{tag}-0", f"{tag}-1"),
     ).fetchall()
     assert [(r["sku"], r["product_id"], r["variant_id"]) for r in lines] == [
         ("TEA", tea, None),
