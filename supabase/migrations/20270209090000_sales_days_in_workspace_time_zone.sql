@@ -13,7 +13,8 @@
 --     moment they read the zone until they commit; a change of zone takes it exclusively before
 --     recounting, so an order is counted either in the recount or by its writer under the new
 --     zone, never under the old zone after the recount. Writers never wait for each other (shared
---     locks), only for a change of zone in progress.
+--     locks), only for a change of zone in progress; a change that cannot have the lock (5 s, or
+--     a deadlock with a writer waiting for the workspace row) is a 409 time_zone_busy.
 
 -- the zone --------------------------------------------------------------------------------------
 
@@ -99,10 +100,12 @@ $$;
 revoke all on function private.counted_sales_daily_of(uuid, text) from public, anon, authenticated;
 
 -- A changed zone: every writer of the workspace's orders waited for (exclusive zone lock, at
--- most 5 s or the caller's shorter lock_timeout: 409 time_zone_busy, try again) and every folder
--- too (its folding lock), the day rows and the log are replaced by a recount in the new zone, in
--- the changing transaction. Read committed only: each statement here sees what the writers it
--- waited for committed (under a snapshot it would not, and the recount would miss their orders).
+-- most 5 s or the caller's shorter lock_timeout: 409 time_zone_busy, try again; also when the
+-- wait deadlocks with a writer that, holding the shared lock, waits for the workspace row this
+-- change holds) and every folder too (its folding lock), the day rows and the log are replaced
+-- by a recount in the new zone, in the changing transaction. Read committed only: each
+-- statement here sees what the writers it waited for committed (under a snapshot it would not,
+-- and the recount would miss their orders).
 create function private.sales_daily_rezoned()
 returns trigger
 language plpgsql
@@ -121,7 +124,7 @@ begin
   end if;
   begin
     perform private.lock_sales_zone(array[new.id], true);
-  exception when lock_not_available then
+  exception when lock_not_available or deadlock_detected then
     perform private.fail(409, 'time_zone_busy',
       'Orders of this workspace are being written; try again in a moment');
   end;
