@@ -13,8 +13,9 @@
 --     moment they read the zone until they commit; a change of zone takes it exclusively before
 --     recounting, so an order is counted either in the recount or by its writer under the new
 --     zone, never under the old zone after the recount. Writers never wait for each other (shared
---     locks), only for a change of zone in progress; a change that cannot have the lock (5 s, or
---     a deadlock with a writer waiting for the workspace row) is a 409 time_zone_busy.
+--     locks, taken in workspace id order), only for a change of zone in progress; a change that
+--     cannot have the lock (5 s, or a deadlock with a writer waiting for the workspace row) is a
+--     409 time_zone_busy.
 
 -- the zone --------------------------------------------------------------------------------------
 
@@ -48,32 +49,42 @@ create trigger workspaces_validate_time_zone
   for each row execute function private.validate_workspace_time_zone();
 
 -- Holds, until commit, the right to count sales of these workspaces in their current zone: shared
--- for writers of orders (they never wait for each other), exclusive for a change of zone. Under
--- repeatable read or serializable a writer's snapshot may predate a change of zone it waited for,
--- so there it first locks the workspace rows for share: a zone changed since its snapshot is a
--- serialization failure (retry), never a day counted in the old zone (rows first, so a change of
--- zone, which holds the row, never waits on a writer that waits on the row).
+-- for writers of orders (they never wait for each other), exclusive for a change of zone. Locks
+-- are taken in workspace id order, so two statements spanning the same workspaces never
+-- deadlock on them. Under repeatable read or serializable a writer's snapshot may predate a
+-- change of zone it waited for, so there it first locks the workspace rows for share: a zone
+-- changed since its snapshot is a serialization failure (retry), never a day counted in the old
+-- zone (rows first, so a change of zone, which holds the row, never waits on a writer that waits
+-- on the row).
 create function private.lock_sales_zone(p_workspace_ids uuid[], p_exclusive boolean default false)
 returns void
 language plpgsql
 security definer
 set search_path = ''
 as $$
+declare
+  v_id uuid;
 begin
-  if p_exclusive then
-    perform pg_catalog.pg_advisory_xact_lock(
-      pg_catalog.hashtext('growthbase.sales_zone'), pg_catalog.hashtext(w.id::text)
-    )
-    from pg_catalog.unnest(p_workspace_ids) as w(id);
-    return;
+  if not p_exclusive
+     and pg_catalog.current_setting('transaction_isolation') <> 'read committed' then
+    perform 1 from public.workspaces w
+    where w.id = any (p_workspace_ids)
+    order by w.id
+    for share;
   end if;
-  if pg_catalog.current_setting('transaction_isolation') <> 'read committed' then
-    perform 1 from public.workspaces w where w.id = any (p_workspace_ids) for share;
-  end if;
-  perform pg_catalog.pg_advisory_xact_lock_shared(
-    pg_catalog.hashtext('growthbase.sales_zone'), pg_catalog.hashtext(w.id::text)
-  )
-  from pg_catalog.unnest(p_workspace_ids) as w(id);
+  for v_id in
+    select distinct u.id from pg_catalog.unnest(p_workspace_ids) as u(id) order by 1
+  loop
+    if p_exclusive then
+      perform pg_catalog.pg_advisory_xact_lock(
+        pg_catalog.hashtext('growthbase.sales_zone'), pg_catalog.hashtext(v_id::text)
+      );
+    else
+      perform pg_catalog.pg_advisory_xact_lock_shared(
+        pg_catalog.hashtext('growthbase.sales_zone'), pg_catalog.hashtext(v_id::text)
+      );
+    end if;
+  end loop;
 end
 $$;
 
