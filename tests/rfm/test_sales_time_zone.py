@@ -17,6 +17,7 @@ from tests.factories.workspaces import (
     acting_as,
     add_member,
     create_user,
+    fund,
     make_project,
     one,
     refused,
@@ -280,5 +281,44 @@ def test_a_change_of_zone_deadlocked_by_a_writer_is_a_409_and_counts_nothing_twi
     assert set_zone(conn, owner, "Asia/Kolkata") == [{"time_zone": "Asia/Kolkata"}]
     assert trend(conn, owner, date(2027, 1, 2), date(2027, 1, 2)) == {
         date(2027, 1, 2): (2, 43, 0, 1)
+    }
+    assert no_drift(conn, owner)
+
+
+def test_a_rename_or_a_credit_debit_neither_fails_nor_waits_for_a_repeatable_read_writer(
+    conn: Conn, database_url: str, shop: tuple[User, uuid.UUID]
+) -> None:
+    """Only a change of zone fails a repeatable-read writer of orders: a rename and a credit
+    debit committed after its snapshot do not, nor do they wait for it to commit."""
+    owner, web = shop
+    insert = (
+        "insert into public.orders (workspace_id, project_id, source, external_id, status,"
+        " placed_at, total, currency, base_total) values (%s, %s, 'csv', %s, 'paid',"
+        " '2027-01-01T21:00:00Z', 3, 'EUR', 3)"
+    )
+    rename = "update public.workspaces set name = %s where id = %s returning name"
+    with psycopg.connect(database_url) as writer:
+        writer.execute("set transaction isolation level repeatable read")
+        writer.execute(
+            "select count(*) from public.orders where workspace_id = %s", (owner.workspace_id,)
+        )
+        with acting_as(conn, owner):
+            assert conn.execute(rename, ("Tea shop", owner.workspace_id)).fetchall() == [
+                {"name": "Tea shop"}
+            ]
+        fund(conn, owner, 500)
+        writer.execute(insert, (owner.workspace_id, web, f"rr-{uuid.uuid4().hex[:8]}"))
+        conn.execute("set lock_timeout = '100ms'")
+        try:
+            with acting_as(conn, owner):
+                assert conn.execute(rename, ("Tea house", owner.workspace_id)).fetchall() == [
+                    {"name": "Tea house"}
+                ]
+            fund(conn, owner, 400)
+        finally:
+            conn.execute("reset lock_timeout")
+        writer.commit()
+    assert trend(conn, owner, date(2027, 1, 1), date(2027, 1, 1)) == {
+        date(2027, 1, 1): (3, 143, 1, 1)
     }
     assert no_drift(conn, owner)
