@@ -13,7 +13,11 @@
 --     moment they read the zone until they commit; a change of zone takes it exclusively before
 --     recounting, so an order is counted either in the recount or by its writer under the new
 --     zone, never under the old zone after the recount. Writers never wait for each other (shared
---     locks), only for a change of zone in progress.
+--     locks, taken in workspace id order), only for a change of zone in progress; a change that
+--     cannot have the lock (5 s, or a deadlock with a writer waiting for the workspace row) is a
+--     409 time_zone_busy. A repeatable-read writer also locks its workspace's private.sales_zones
+--     row for share, a row only a change of zone updates: a change after its snapshot fails it
+--     (retry), a rename or a credit debit does not.
 
 -- the zone --------------------------------------------------------------------------------------
 
@@ -46,33 +50,76 @@ create trigger workspaces_validate_time_zone
   before insert or update of time_zone on public.workspaces
   for each row execute function private.validate_workspace_time_zone();
 
+-- One row per workspace, updated by each change of its zone (and by nothing else): what a
+-- repeatable-read writer locks for share to learn that the zone changed after its snapshot.
+create table private.sales_zones (
+  workspace_id uuid primary key references public.workspaces (id) on delete cascade,
+  changed_at timestamptz not null default pg_catalog.now()
+);
+
+alter table private.sales_zones enable row level security;
+
+revoke all on private.sales_zones from public, anon, authenticated;
+
+insert into private.sales_zones (workspace_id) select w.id from public.workspaces w;
+
+-- A new workspace gets its zone row.
+create function private.sales_zone_added()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  insert into private.sales_zones (workspace_id) values (new.id);
+  return null;
+end
+$$;
+
+revoke all on function private.sales_zone_added() from public, anon, authenticated;
+
+create trigger workspaces_sales_zone_added
+  after insert on public.workspaces
+  for each row execute function private.sales_zone_added();
+
 -- Holds, until commit, the right to count sales of these workspaces in their current zone: shared
--- for writers of orders (they never wait for each other), exclusive for a change of zone. Under
--- repeatable read or serializable a writer's snapshot may predate a change of zone it waited for,
--- so there it first locks the workspace rows for share: a zone changed since its snapshot is a
--- serialization failure (retry), never a day counted in the old zone (rows first, so a change of
--- zone, which holds the row, never waits on a writer that waits on the row).
+-- for writers of orders (they never wait for each other), exclusive for a change of zone. Locks
+-- are taken in workspace id order, so two statements spanning the same workspaces never
+-- deadlock on them. Under repeatable read or serializable a writer's snapshot may predate a
+-- change of zone it waited for, so there it first locks the workspaces' private.sales_zones rows
+-- for share: a zone changed since its snapshot (which updated that row) is a serialization
+-- failure (retry), never a day counted in the old zone; any other update of the workspace (a
+-- rename, a credit debit) neither fails nor waits for it (rows first, so a change of zone, which
+-- updates the row before it waits for writers, never waits on a writer that waits on the row).
 create function private.lock_sales_zone(p_workspace_ids uuid[], p_exclusive boolean default false)
 returns void
 language plpgsql
 security definer
 set search_path = ''
 as $$
+declare
+  v_id uuid;
 begin
-  if p_exclusive then
-    perform pg_catalog.pg_advisory_xact_lock(
-      pg_catalog.hashtext('growthbase.sales_zone'), pg_catalog.hashtext(w.id::text)
-    )
-    from pg_catalog.unnest(p_workspace_ids) as w(id);
-    return;
+  if not p_exclusive
+     and pg_catalog.current_setting('transaction_isolation') <> 'read committed' then
+    perform 1 from private.sales_zones z
+    where z.workspace_id = any (p_workspace_ids)
+    order by z.workspace_id
+    for share;
   end if;
-  if pg_catalog.current_setting('transaction_isolation') <> 'read committed' then
-    perform 1 from public.workspaces w where w.id = any (p_workspace_ids) for share;
-  end if;
-  perform pg_catalog.pg_advisory_xact_lock_shared(
-    pg_catalog.hashtext('growthbase.sales_zone'), pg_catalog.hashtext(w.id::text)
-  )
-  from pg_catalog.unnest(p_workspace_ids) as w(id);
+  for v_id in
+    select distinct u.id from pg_catalog.unnest(p_workspace_ids) as u(id) order by 1
+  loop
+    if p_exclusive then
+      perform pg_catalog.pg_advisory_xact_lock(
+        pg_catalog.hashtext('growthbase.sales_zone'), pg_catalog.hashtext(v_id::text)
+      );
+    else
+      perform pg_catalog.pg_advisory_xact_lock_shared(
+        pg_catalog.hashtext('growthbase.sales_zone'), pg_catalog.hashtext(v_id::text)
+      );
+    end if;
+  end loop;
 end
 $$;
 
@@ -98,11 +145,14 @@ $$;
 
 revoke all on function private.counted_sales_daily_of(uuid, text) from public, anon, authenticated;
 
--- A changed zone: every writer of the workspace's orders waited for (exclusive zone lock, at
--- most 5 s or the caller's shorter lock_timeout: 409 time_zone_busy, try again) and every folder
--- too (its folding lock), the day rows and the log are replaced by a recount in the new zone, in
--- the changing transaction. Read committed only: each statement here sees what the writers it
--- waited for committed (under a snapshot it would not, and the recount would miss their orders).
+-- A changed zone: its private.sales_zones row is updated (failing repeatable-read writers whose
+-- snapshot predates it), every writer of the workspace's orders waited for (exclusive zone lock,
+-- at most 5 s or the caller's shorter lock_timeout: 409 time_zone_busy, try again; also when the
+-- wait deadlocks with a writer that, holding the shared lock, waits for the workspace row this
+-- change holds) and every folder too (its folding lock), the day rows and the log are replaced
+-- by a recount in the new zone, in the changing transaction. Read committed only: each statement
+-- here sees what the writers it waited for committed (under a snapshot it would not, and the
+-- recount would miss their orders).
 create function private.sales_daily_rezoned()
 returns trigger
 language plpgsql
@@ -120,8 +170,9 @@ begin
     perform pg_catalog.set_config('lock_timeout', '5s', true);
   end if;
   begin
+    update private.sales_zones z set changed_at = pg_catalog.now() where z.workspace_id = new.id;
     perform private.lock_sales_zone(array[new.id], true);
-  exception when lock_not_available then
+  exception when lock_not_available or deadlock_detected then
     perform private.fail(409, 'time_zone_busy',
       'Orders of this workspace are being written; try again in a moment');
   end;

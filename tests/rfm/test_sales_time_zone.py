@@ -3,6 +3,7 @@ changing the zone moves the days already counted, a bad zone is a 422, only owne
 change it, and a change waits for (then counts) orders being written."""
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import Any
 
@@ -16,6 +17,7 @@ from tests.factories.workspaces import (
     acting_as,
     add_member,
     create_user,
+    fund,
     make_project,
     one,
     refused,
@@ -215,5 +217,108 @@ def test_a_writer_whose_snapshot_predates_a_change_of_zone_retries(
         writer.commit()
     assert trend(conn, owner, date(2027, 1, 2), date(2027, 1, 2)) == {
         date(2027, 1, 2): (2, 43, 0, 1)
+    }
+    assert no_drift(conn, owner)
+
+
+def waits_for_advisory_lock(watcher: Conn, pid: int) -> bool:
+    return bool(
+        one(
+            watcher,
+            "select exists (select from pg_catalog.pg_locks where pid = %s"
+            " and locktype = 'advisory' and not granted) as waiting",
+            (pid,),
+        )["waiting"]
+    )
+
+
+def test_a_change_of_zone_deadlocked_by_a_writer_is_a_409_and_counts_nothing_twice(
+    conn: Conn, database_url: str, shop: tuple[User, uuid.UUID]
+) -> None:
+    """A writer that wrote an order, then locks its workspace row (say to debit credits), while
+    a change of zone holds that row and waits for the writer: a deadlock. The change, which
+    waited first and so finds it, answers 409 time_zone_busy (not a 500); the writer goes on,
+    and a retry counts its order in the new zone."""
+    owner, web = shop
+    insert = (
+        "insert into public.orders (workspace_id, project_id, source, external_id, status,"
+        " placed_at, total, currency, base_total) values (%s, %s, 'csv', %s, 'paid',"
+        " '2027-01-01T21:00:00Z', 3, 'EUR', 3)"
+    )
+    with (
+        psycopg.connect(database_url, row_factory=dict_row) as writer,
+        psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as watcher,
+        ThreadPoolExecutor(max_workers=1) as pool,
+    ):
+        # The change finds the deadlock (1 s after it began to wait), never the writer.
+        writer.execute("set deadlock_timeout = '1min'")
+        conn.execute("set deadlock_timeout = '1s'")
+        writer.execute(insert, (owner.workspace_id, web, f"held-{uuid.uuid4().hex[:8]}"))
+
+        def change() -> psycopg.Error | None:
+            try:
+                set_zone(conn, owner, "Asia/Kolkata")
+            except psycopg.Error as error:
+                return error
+            return None
+
+        changing = pool.submit(change)
+        while not waits_for_advisory_lock(watcher, conn.info.backend_pid):
+            assert not changing.done(), changing.result()
+        writer.execute(
+            "update public.workspaces set credits_remaining = credits_remaining where id = %s",
+            (owner.workspace_id,),
+        )
+        writer.commit()
+        error = changing.result()
+        conn.execute("reset deadlock_timeout")
+    assert error is not None
+    assert (error.sqlstate, error.diag.message_hint) == ("PT409", "time_zone_busy")
+    assert one(
+        conn, "select time_zone from public.workspaces where id = %s", (owner.workspace_id,)
+    ) == {"time_zone": "UTC"}
+    assert no_drift(conn, owner)
+    assert set_zone(conn, owner, "Asia/Kolkata") == [{"time_zone": "Asia/Kolkata"}]
+    assert trend(conn, owner, date(2027, 1, 2), date(2027, 1, 2)) == {
+        date(2027, 1, 2): (2, 43, 0, 1)
+    }
+    assert no_drift(conn, owner)
+
+
+def test_a_rename_or_a_credit_debit_neither_fails_nor_waits_for_a_repeatable_read_writer(
+    conn: Conn, database_url: str, shop: tuple[User, uuid.UUID]
+) -> None:
+    """Only a change of zone fails a repeatable-read writer of orders: a rename and a credit
+    debit committed after its snapshot do not, nor do they wait for it to commit."""
+    owner, web = shop
+    insert = (
+        "insert into public.orders (workspace_id, project_id, source, external_id, status,"
+        " placed_at, total, currency, base_total) values (%s, %s, 'csv', %s, 'paid',"
+        " '2027-01-01T21:00:00Z', 3, 'EUR', 3)"
+    )
+    rename = "update public.workspaces set name = %s where id = %s returning name"
+    with psycopg.connect(database_url) as writer:
+        writer.execute("set transaction isolation level repeatable read")
+        writer.execute(
+            "select count(*) from public.orders where workspace_id = %s", (owner.workspace_id,)
+        )
+        with acting_as(conn, owner):
+            assert conn.execute(rename, ("Tea shop", owner.workspace_id)).fetchall() == [
+                {"name": "Tea shop"}
+            ]
+        fund(conn, owner, 500)
+        writer.execute(insert, (owner.workspace_id, web, f"rr-{uuid.uuid4().hex[:8]}"))
+        conn.execute("set lock_timeout = '100ms'")
+        try:
+            with acting_as(conn, owner):
+                assert conn.execute(rename, ("Tea house", owner.workspace_id)).fetchall() == [
+                    {"name": "Tea house"}
+                ]
+            fund(conn, owner, 400)
+        finally:
+            conn.execute("reset lock_timeout")
+        writer.commit()
+    assert trend(conn, owner, date(2027, 1, 1), date(2027, 1, 1)) == {
+        date(2027, 1, 1): (3, 143, 1, 1)
     }
     assert no_drift(conn, owner)
