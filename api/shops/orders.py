@@ -44,6 +44,16 @@ class LineItem(Shape):
     name: str | None = None
     quantity: StrictInt | None = None
     price: Scalar | None = None
+    product_id: Scalar | None = None
+    variant_id: Scalar | None = None
+    variation_id: Scalar | None = None
+
+
+def shop_id(value: Any) -> str | None:
+    """A line's product or variant id as text, as the catalog stores the shop's ids; None
+    without one (WooCommerce sends 0 for a line without a variation, Shopify null for a custom
+    line)."""
+    return None if value in (None, "", 0) else str(value)
 
 
 class ShopifyOrder(Shape):
@@ -158,6 +168,8 @@ def from_shopify(order: dict[str, Any]) -> dict[str, Any]:
                 "name": item.get("title") or item.get("name") or "item",
                 "quantity": item["quantity"],
                 "unit_price": str(item["price"]),
+                "product_id": shop_id(item.get("product_id")),
+                "variant_id": shop_id(item.get("variant_id")),
             }
             for item in order.get("line_items") or []
             if item.get("quantity")
@@ -189,6 +201,8 @@ def from_woocommerce(order: dict[str, Any]) -> dict[str, Any]:
                 "name": item.get("name") or "item",
                 "quantity": item["quantity"],
                 "unit_price": str(item.get("price", 0)),
+                "product_id": shop_id(item.get("product_id")),
+                "variant_id": shop_id(item.get("variation_id")),
             }
             for item in order.get("line_items") or []
             if item.get("quantity")

@@ -93,7 +93,10 @@ ORDERS_QUERY = """
         billingAddress { countryCodeV2 }
         lineItems {
           edges {
-            node { id sku title quantity originalUnitPriceSet { shopMoney { amount } } }
+            node {
+              id sku title quantity originalUnitPriceSet { shopMoney { amount } }
+              product { id } variant { id }
+            }
           }
         }
       }
@@ -126,6 +129,16 @@ def legacy_id(gid: Any) -> str:
     if not tail.isdigit():
         raise UnsupportedOrderError("not a numeric gid")
     return tail
+
+
+def catalog_id(reference: Any) -> str | None:
+    """A line item's `product { id }` or `variant { id }` as the numeric id the catalog stores
+    (the product webhooks' and this backfill's); None when the line has none (a custom line, a
+    deleted product)."""
+    try:
+        return legacy_id(mapping(reference).get("id"))
+    except UnsupportedOrderError:
+        return None
 
 
 BIGINT_MAX = 2**63 - 1  # the largest root id a stream's progress keeps (resume_after)
@@ -205,6 +218,8 @@ def order_rest(node: dict[str, Any], _: str | None) -> dict[str, Any]:
                     "price": mapping(
                         mapping(item.get("originalUnitPriceSet")).get("shopMoney")
                     ).get("amount"),
+                    "product_id": catalog_id(item.get("product")),
+                    "variant_id": catalog_id(item.get("variant")),
                 }
                 for item in node.get("__children") or []
                 if "/LineItem/" in str(item.get("id"))

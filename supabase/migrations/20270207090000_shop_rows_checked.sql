@@ -22,12 +22,15 @@
 --   - order lines: a line whose quantity is not above 0, whose unit price is not a non-negative
 --     amount, or whose total would not fit is left out (it describes nothing sold at a known
 --     price); a line without a SKU or name is kept (its name falls back to the SKU, else `item`);
---     `items` that is not a list leaves the stored lines as they were; each line is written with
---     its product (and variant), by the SKU rules of private.link_inserted_order_items
---     (20270211090000), and the statement is marked with the transaction-local setting
---     growthbase.lines_linked_by_writer (off again after it), which that trigger skips: a linked
---     line is written once, not inserted then updated (a second tuple, and a second
---     customer-facts recount), and an unmatched SKU is not looked up twice; a 1,000-order page
+--     `items` that is not a list leaves the stored lines as they were; each line keeps the shop's
+--     product and variant ids (an item's `product_id` / `variant_id`, text up to 200 characters,
+--     as the shop's catalog stores them) and is written with its product (and variant), by the
+--     rules of private.link_inserted_order_items (20270211090000): by those ids within the
+--     order's project and source, else by SKU; the statement is marked with the
+--     transaction-local setting growthbase.lines_linked_by_writer (off again after it), which
+--     that trigger skips: a linked line is written once, not inserted then updated (a second
+--     tuple, and a second customer-facts recount), and an unmatched SKU is not looked up twice;
+--     a 1,000-order page
 --     of 3 matching lines an order takes 210 ms of CPU instead of 280;
 --   - a Shopify order's currency is its shop's currency (Shopify's REST order and the bulk
 --     query's shopMoney both name it): the newest one is kept on the connection
@@ -233,10 +236,12 @@ begin
   ),
   lines as (
     insert into public.order_items (
-      order_id, workspace_id, sku, name, quantity, unit_price, total, product_id, variant_id
+      order_id, workspace_id, sku, name, quantity, unit_price, total, external_product_id,
+      external_variant_id, product_id, variant_id
     )
     select w.id, v_workspace_id, l.sku, l.name, l.quantity, l.unit_price, round(l.quantity * l.unit_price, 2),
-           coalesce(vs.product_id, ps.product_id), vs.variant_id
+           l.external_product_id, l.external_variant_id, coalesce(e.product_id, vs.product_id, ps.product_id),
+           case when e.product_id is not null then e.variant_id else vs.variant_id end
     from written w
     cross join listed k
     cross join lateral jsonb_array_elements(k.lines -> w.external_id -> 1) with ordinality as i(item, position)
@@ -250,25 +255,41 @@ begin
              case when i.item ->> 'unit_price' ~ '^[0-9]{1,12}(\.[0-9]+)?$' then
                case when (i.item ->> 'unit_price')::numeric < 999999999999.995
                     then round((i.item ->> 'unit_price')::numeric, 2) end
-             end as unit_price
+             end as unit_price,
+             case when char_length(i.item ->> 'product_id') between 1 and 200
+                  then i.item ->> 'product_id' end as external_product_id,
+             case when char_length(i.item ->> 'variant_id') between 1 and 200
+                  then i.item ->> 'variant_id' end as external_variant_id
       where jsonb_typeof(i.item) = 'object'
     ) as l
     -- Each line is linked to the catalog as it is written, by the rules of
-    -- private.link_inserted_order_items for a line without the shop's product id: a SKU that
-    -- names exactly one variant, else exactly one product, of the order's project (the stored
-    -- order's: an update keeps its project). That trigger then skips these lines, so a linked
-    -- line is written once and counted once by the customer-facts trigger.
+    -- private.link_inserted_order_items: by the shop's product id (and variant id within that
+    -- product) in the order's project and source, else by a SKU that names exactly one variant,
+    -- else exactly one product, of the order's project (the stored order's: an update keeps its
+    -- project). That trigger then skips these lines, so a linked line is written once and
+    -- counted once by the customer-facts trigger.
+    left join lateral (
+      select p.id as product_id,
+             (select v.id from public.product_variants v
+              where v.product_id = p.id and v.workspace_id = p.workspace_id
+                and v.external_id = l.external_variant_id) as variant_id
+      from public.products p
+      where p.workspace_id = v_workspace_id and p.project_id = w.project_id and p.source = p_source
+        and p.external_id = l.external_product_id
+      offset 0
+    ) as e on true
     left join lateral (
       select min(v.product_id::text)::uuid as product_id, min(v.id::text)::uuid as variant_id
       from public.product_variants v
       join public.products p on p.id = v.product_id
-      where v.workspace_id = v_workspace_id and v.sku = l.sku and p.project_id = w.project_id
+      where e.product_id is null and v.workspace_id = v_workspace_id and v.sku = l.sku
+        and p.project_id = w.project_id
       having count(*) = 1
     ) as vs on true
     left join lateral (
       select min(p.id::text)::uuid as product_id
       from public.products p
-      where vs.product_id is null and p.project_id = w.project_id and p.sku = l.sku
+      where e.product_id is null and vs.product_id is null and p.project_id = w.project_id and p.sku = l.sku
       having count(*) = 1
     ) as ps on true
     where l.quantity > 0 and l.unit_price is not null and round(l.quantity * l.unit_price, 2) < 1000000000000

@@ -10,7 +10,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
 
+from api.shops.products import woocommerce_catalog_product
 from tests.factories.workspaces import User, one
 from tests.fakes.jwks import JwksServer
 from tests.imports.test_import_jobs import Api
@@ -18,8 +20,10 @@ from tests.shops.test_customer_webhooks import post_to_woocommerce
 from tests.shops.test_shop_webhooks import (
     client,  # noqa: F401 (fixture)
     post_shopify,
+    post_woocommerce,
     shop,  # noqa: F401 (fixture)
     shopify_order,
+    woocommerce_order,
 )
 
 Conn = psycopg.Connection[DictRow]
@@ -249,3 +253,103 @@ def test_signed_products_of_the_wrong_shape_are_a_422(
     answer = post_shopify(client, project, body, topic="products/update")
     assert answer.status_code == 422
     assert answer.json()["error"]["code"] == "invalid_input"
+
+
+def linked_lines(conn: Conn, project: uuid.UUID, source: str) -> list[tuple[Any, ...]]:
+    """The project's lines of the source: their shop ids and the catalog ids they link to."""
+    return [
+        tuple(r.values())
+        for r in conn.execute(
+            "select i.name, i.external_product_id, i.external_variant_id, p.external_id as product,"
+            " v.external_id as variant from public.order_items i"
+            " join public.orders o on o.id = i.order_id"
+            " left join public.products p on p.id = i.product_id"
+            " left join public.product_variants v on v.id = i.variant_id"
+            " where o.project_id = %s and o.source = %s order by i.name",
+            (project, source),
+        ).fetchall()
+    ]
+
+
+def test_a_shopify_order_line_without_a_sku_is_linked_by_its_product_and_variant_ids(
+    client: TestClient,  # noqa: F811
+    conn: Conn,
+    shop: tuple[User, uuid.UUID],  # noqa: F811
+) -> None:
+    _, project = shop
+    post_shopify(client, project, shopify_product_body(600), topic="products/create")
+    order = shopify_order(8101)
+    order["line_items"] = [
+        {
+            "id": 1,
+            "title": "Shoes 43",
+            "sku": None,
+            "quantity": 1,
+            "price": "1099.00",
+            "product_id": 600,
+            "variant_id": 12,
+        },
+        {
+            "id": 2,
+            "title": "Gift wrap",
+            "sku": "",
+            "quantity": 1,
+            "price": "200.00",
+            "product_id": None,
+            "variant_id": None,
+        },
+    ]
+    assert post_shopify(client, project, order).status_code == 200
+    assert linked_lines(conn, project, "shopify") == [
+        ("Gift wrap", None, None, None, None),
+        ("Shoes 43", "600", "12", "600", "12"),
+    ]
+
+
+def test_a_woocommerce_order_line_without_a_sku_is_linked_by_its_product_and_variation_ids(
+    client: TestClient,  # noqa: F811
+    conn: Conn,
+    shop: tuple[User, uuid.UUID],  # noqa: F811
+) -> None:
+    _, project = shop
+    # A variable product with its variations, as the backfill stores it, and a simple product.
+    shirt = woocommerce_catalog_product(
+        woocommerce_product_body(900, name="Shirt", sku="", type="variable"),
+        [
+            {"id": 901, "sku": "", "attributes": [{"name": "Size", "option": "M"}]},
+            {"id": 902, "sku": "", "attributes": [{"name": "Size", "option": "L"}]},
+        ],
+        "EUR",
+    )
+    mug = woocommerce_catalog_product(woocommerce_product_body(910, sku=""), None, "EUR")
+    conn.execute(
+        "select private.upsert_products(%s, 'woocommerce', %s)", (project, Jsonb([shirt, mug]))
+    )
+    order = woocommerce_order(
+        9101,
+        line_items=[
+            {
+                "id": 1,
+                "name": "Shirt - L",
+                "sku": "",
+                "quantity": 1,
+                "price": 30,
+                "product_id": 900,
+                "variation_id": 902,
+            },
+            {
+                "id": 2,
+                "name": "Mug",
+                "sku": "",
+                "quantity": 1,
+                "price": 15.9,
+                "product_id": 910,
+                "variation_id": 0,
+            },
+        ],
+    )
+    assert post_woocommerce(client, project, order).status_code == 200
+    assert linked_lines(conn, project, "woocommerce") == [
+        ("Mug", "910", None, "910", None),
+        ("Shirt - L", "900", "902", "900", "902"),
+    ]

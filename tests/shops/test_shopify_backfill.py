@@ -17,6 +17,7 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
 
 from api.app import create_app
 from api.core.db import Database
@@ -709,3 +710,36 @@ def test_left_out_orders_are_counted_and_the_shops_currency_prices_its_products(
 
     assert post_product(client, project, product).json()["data"] == {"outcome": "accepted"}
     assert variant_prices(conn, project, "700") == [("1099.00", "EUR"), ("1099.00", "EUR")]
+
+
+def test_a_backfilled_order_line_without_a_sku_is_linked_by_its_product_and_variant(
+    conn: Conn,
+) -> None:
+    """The bulk query's line items name their product and variant by gid: stored as the numeric
+    ids the products stream (and the product webhooks) keep, so a line without a SKU links."""
+    owner = create_user(conn)
+    project = make_project(conn, owner)
+    streams = {stream.name: stream for stream in STREAMS}
+    product = {
+        **product_node(1),
+        "__children": [variant_node(10, sku=""), variant_node(11, sku="")],
+    }
+    line = {
+        **line_item_node(1, sku=""),
+        "product": {"id": product["id"]},
+        "variant": {"id": variant_node(11)["id"]},
+    }
+    order = {**order_node(1, 1), "__children": [line]}
+    for name, node in (("products", product), ("orders", order)):
+        stream = streams[name]
+        conn.execute(stream.statement, (project, Jsonb([stream.to_document(node, "CZK")])))
+    linked = one(
+        conn,
+        "select i.external_product_id, i.external_variant_id, p.external_id as product,"
+        " v.external_id as variant from public.order_items i"
+        " join public.orders o on o.id = i.order_id"
+        " left join public.products p on p.id = i.product_id"
+        " left join public.product_variants v on v.id = i.variant_id where o.project_id = %s",
+        (project,),
+    )
+    assert tuple(linked.values()) == ("632910001", "808950011", "632910001", "808950011")
