@@ -244,14 +244,28 @@ def quoted(name: str) -> str:
 HINTS = ("country",)
 # A target that is read as ours and also kept as an attribute: `country|attribute:Country Code`.
 AND = "|"
+# A target read as ours whose value, when it does not parse, is kept as an attribute instead of
+# refusing the row: an aliased phone (`phone?attribute:Mobile`), an attribute before aliases.
+ELSE = "?"
+# A column that fills several of our fields (a full name) gives them only when no other column
+# gives one of them: it ranks below every alias.
+LAST_RESORT = 3
 
 
 def read_as(target: str) -> tuple[str, str | None]:
     """A target's column of ours ("" for none) and the attribute it is also kept as, if any."""
     if target.startswith(ATTRIBUTE):
         return "", target.removeprefix(ATTRIBUTE)
+    target = target.partition(ELSE + ATTRIBUTE)[0]
     ours, _, attribute = target.partition(AND + ATTRIBUTE)
     return ours, attribute or None
+
+
+def kept_if_unread(target: str) -> str | None:
+    """The attribute a column read as ours is kept as when its value does not parse (`ELSE`)."""
+    if target.startswith(ATTRIBUTE):
+        return None
+    return target.partition(ELSE + ATTRIBUTE)[2] or None
 
 
 def map_header(kind: ImportKind, header: list[str], column_map: dict[str, str | None]) -> list[str]:
@@ -260,9 +274,10 @@ def map_header(kind: ImportKind, header: list[str], column_map: dict[str, str | 
     alias (`alias_key`: case, spaces and punctuation aside), or, in an export `kind.exports`
     recognises, by the tool's name (its other columns are skipped). In contacts (whose unknown
     columns are attributes) an alias gives a field only when no column gives it by our own
-    name: `email,phone,Mobile` keeps `Mobile` as an attribute, as before aliases; two aliases
-    for one field (`E-mail,Email Address`) are ambiguous. `column_map` renames a file's column
-    (by its name as written) to ours, or skips it with None."""
+    name: `email,phone,Mobile` keeps `Mobile` as an attribute, as before aliases (`demoted`).
+    Columns that give a field equally are ambiguous: refused when they are our own names or the
+    field is required (`E-mail,Email Address`), otherwise kept as attributes. `column_map`
+    renames a file's column (by its name as written) to ours, or skips it with None."""
     keys = [alias_key(raw) for raw in header]
     export = next((e for e in kind.exports if e.signature <= set(keys)), None)
     known = set(kind.columns) | set(kind.helper_columns)
@@ -297,7 +312,7 @@ def map_header(kind: ImportKind, header: list[str], column_map: dict[str, str | 
         targets.append(target)
         ranks.append(rank)
     if kind.extra_columns_are_attributes:
-        targets = demoted(header, targets, ranks)
+        targets = demoted(kind, header, targets, ranks)
     filled: dict[str, list[str]] = {}
     for raw, target in zip(header, targets, strict=True):
         ours = read_as(target)[0]
@@ -322,28 +337,40 @@ def map_header(kind: ImportKind, header: list[str], column_map: dict[str, str | 
     return targets
 
 
-def demoted(header: list[str], targets: list[str], ranks: list[int]) -> list[str]:
+def demoted(kind: ImportKind, header: list[str], targets: list[str], ranks: list[int]) -> list[str]:
     """Contacts: a column named ours less directly than another column giving one of its fields
-    is kept as an attribute, as it was before aliases; an aliased hint (`HINTS`) is kept as an
-    attribute too (only that, when two aliases give it)."""
+    is kept as an attribute, as it was before aliases; so are columns tied for a field that none
+    of our own names gives, unless the field is required (then the header is refused). A full
+    name ranks last (`LAST_RESORT`). An aliased hint (`HINTS`) is kept as an attribute too; an
+    aliased phone is kept as one when its value is not a phone (`ELSE`)."""
+    ranks = [
+        LAST_RESORT if len(FILLS.get(target, ())) > 1 and rank < LAST_RESORT else rank
+        for target, rank in zip(targets, ranks, strict=True)
+    ]
     best: dict[str, int] = {}
-    hinted: dict[str, int] = {}
+    tied: dict[str, int] = {}
     for target, rank in zip(targets, ranks, strict=True):
         if target and not target.startswith(ATTRIBUTE):
             for one in FILLS.get(target, (target,)):
-                best[one] = min(rank, best.get(one, rank))
-            if target in HINTS and rank == 2:
-                hinted[target] = hinted.get(target, 0) + 1
+                if rank < best.get(one, rank + 1):
+                    best[one], tied[one] = rank, 1
+                elif rank == best[one]:
+                    tied[one] += 1
     kept: list[str] = []
     for raw, target, rank in zip(header, targets, ranks, strict=True):
         attribute = ATTRIBUTE + raw.strip()[:100]
+        fills = FILLS.get(target, (target,))
         if not target or target.startswith(ATTRIBUTE) or rank == 0:
             kept.append(target)
-        elif any(best[one] < rank for one in FILLS.get(target, (target,))):
+        elif any(best[one] < rank for one in fills):
+            kept.append(attribute)
+        elif any(tied[one] > 1 and one not in kind.required for one in fills):
+            # `Phone Number,Mobile`, `FNAME,Given Name`: neither is read, as before aliases.
             kept.append(attribute)
         elif target in HINTS and rank == 2:
-            # Two aliased hints (`Country Code`, `Default Address Country Code`): neither is read.
-            kept.append(target + AND + attribute if hinted[target] == 1 else attribute)
+            kept.append(target + AND + attribute)
+        elif target == "phone" and rank == 2:
+            kept.append(target + ELSE + attribute)
         else:
             kept.append(target)
     return kept

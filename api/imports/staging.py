@@ -15,7 +15,7 @@ from psycopg import sql
 
 from api.core.contacts import e164
 from api.core.orders import SHOPIFY_FINANCIAL_STATUSES, shopify_status
-from api.imports.columns import ImportKind, read_as
+from api.imports.columns import ImportKind, kept_if_unread, read_as
 from api.imports.csv_stream import Record
 
 MAX_ATTRIBUTE_CHARACTERS = 1000
@@ -74,6 +74,9 @@ class StagedRows:
         self.first_name_slot = kind.columns.index("first_name") if self.full_name is not None else 0
         self.last_name_slot = kind.columns.index("last_name") if self.full_name is not None else 0
         self.attributes = [(i, name) for i, (_, name) in enumerate(read) if name is not None]
+        # An aliased phone (`Mobile`) whose value is not a phone is kept as the attribute it was
+        # before aliases instead of refusing the row.
+        self.phone_else = next(filter(None, map(kept_if_unread, targets)), None)
 
     @property
     def copy_statement(self) -> sql.Composed:
@@ -118,6 +121,7 @@ class StagedRows:
         if slot is not None and placed_at is not None and (" +" in placed_at or " -" in placed_at):
             values[slot] = SPACED_OFFSET.sub(r"\1\2", placed_at.strip())
         raw_phone = values[self.phone_slot] if self.phone_slot is not None else None
+        unread: str | None = None
         if self.phone_slot is not None and raw_phone is not None and not raw_phone.strip():
             # No phone: staged as none, not as the blank text the contacts' check refuses.
             values[self.phone_slot] = None
@@ -125,7 +129,9 @@ class StagedRows:
             has_country = self.country is not None and self.country < count
             country = fields[self.country] if has_country and self.country is not None else ""
             values[self.phone_slot] = phone_in_e164(raw_phone.strip(), country.strip())
-            if values[self.phone_slot] is None and self.kind.phone_is_required_valid:
+            if values[self.phone_slot] is None and self.phone_else is not None:
+                unread = raw_phone.strip()
+            elif values[self.phone_slot] is None and self.kind.phone_is_required_valid:
                 problem = problem or (
                     "phone is not a valid phone number (write it with its country code,"
                     " or add a country column)"
@@ -138,6 +144,8 @@ class StagedRows:
                 for i, name in self.attributes
                 if i < count and fields[i].strip()
             }
+            if unread is not None and self.phone_else is not None:
+                attributes[self.phone_else] = unread
             if any(len(value) > MAX_ATTRIBUTE_CHARACTERS for value in attributes.values()):
                 limit = MAX_ATTRIBUTE_CHARACTERS
                 problem = problem or f"an attribute may have at most {limit} characters"
