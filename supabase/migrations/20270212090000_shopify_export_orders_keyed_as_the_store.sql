@@ -19,6 +19,10 @@
 -- definitions, with their settings): only the orders' source changes ('csv' -> v_source), and
 -- write_orders_chunk marks its lines' insert with growthbase.lines_linked_by_job, so
 -- order_items_link_catalog (…_order_lines_linked_as_written.sql) leaves them to the job's end.
+-- An order the store wrote with its product or variant ids keeps its lines when the export (no
+-- ids, its own line names) comes over it: the store is the authority for its lines. The lines of
+-- an order another project keeps are linked as the part is written, by that project's catalog
+-- (the job's end links the job's project), and its csv product ids are looked up there too.
 -- validate_orders_import is copied from 20270204090000_orders_import_of_no_rows_ends.sql and
 -- gains the Id's step before its repeat check. The repeat check no longer narrows the rows to
 -- the repeated ids with `in (… group by … having count(*) > 1)`: on the staged rows (never
@@ -268,7 +272,10 @@ begin
   end loop;
 
   if v_items then
-    -- Lines are replaced only for orders whose stored lines differ from the file's.
+    -- Lines are replaced only for orders whose stored lines differ from the file's. The store is
+    -- the authority for its own lines: an order the store wrote with its product or variant ids
+    -- (private.upsert_orders) keeps its lines when the export (no ids, its own line names) is
+    -- imported over it, so a line without a SKU keeps its product; its order's fields are updated.
     with file_lines as (
       select o.id as order_id,
              concat_ws(e'\x1f', l.item_sku, coalesce(l.item_name, l.item_sku), l.item_quantity::numeric(14, 3),
@@ -300,7 +307,12 @@ begin
                          s.external_variant_id) as fingerprint
       ) as k
       where s.order_id = f.order_id
-    );
+    )
+    and not (v_source = 'shopify' and exists (
+      select from public.order_items s
+      where s.order_id = f.order_id
+        and (s.external_product_id is not null or s.external_variant_id is not null)
+    ));
 
     delete from public.order_items s where s.order_id = any (v_changed);
 
@@ -321,13 +333,13 @@ begin
       offset 0
     ) as h
     cross join lateral (
-      select o.id from public.orders o
+      select o.id, o.project_id from public.orders o
       where o.workspace_id = v_job.workspace_id and o.source = v_source and o.external_id = h.order_id
       offset 0
     ) as o
     left join lateral (
       select p.id from public.products p
-      where p.workspace_id = v_job.workspace_id and p.project_id = v_job.project_id and p.source = 'csv'
+      where p.workspace_id = v_job.workspace_id and p.project_id = o.project_id and p.source = 'csv'
         and p.external_id = l.item_product_id
       offset 0
     ) as p on true
@@ -341,6 +353,18 @@ begin
     where l.job_id = v_work and l.has_item and o.id = any (v_changed)
     order by l.record;
     perform pg_catalog.set_config('growthbase.lines_linked_by_job', 'off', true);
+    -- The job's end links its own project's lines; the lines of orders another project keeps
+    -- (orders are unique per workspace and keep their first project) are linked now, by that
+    -- project's catalog. Each changed order is found by a probe of its key.
+    perform private.link_order_items(x.project_id)
+    from (
+      select distinct o.project_id
+      from unnest(v_changed) as c(id)
+      cross join lateral (
+        select o.project_id from public.orders o where o.id = c.id offset 0
+      ) as o
+      where o.project_id <> v_job.project_id
+    ) as x;
 
     -- Orders whose lines alone changed count as updated.
     v_updated := v_updated + (

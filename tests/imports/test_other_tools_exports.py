@@ -27,6 +27,7 @@ from api.core.db import Database, become_service
 from api.core.settings import Settings
 from api.imports.jobs import Runner, step
 from api.shops.orders import from_shopify
+from tests.factories.commerce import add_product, add_variant
 from tests.factories.workspaces import (
     User,
     acting_as,
@@ -499,6 +500,47 @@ def test_an_imported_export_and_the_connected_store_keep_one_order_in_either_ord
     ]
     assert view["orders"][4]["status"] == "refunded"
     assert view["jana"] == {"orders_count": 1, "revenue": Decimal("45.00")}
+
+
+def store_lines(conn: Conn, user: User) -> dict[str, Any]:
+    """Each line of the workspace's order 6001: its name and the product and variant it counts
+    for in product analytics."""
+    rows = conn.execute(
+        "select i.name, i.product_id, i.variant_id from public.order_items i"
+        " join public.orders o on o.id = i.order_id"
+        " where o.workspace_id = %s and o.source = 'shopify' and o.external_id = '6001'",
+        (user.workspace_id,),
+    ).fetchall()
+    return {r["name"]: (r["product_id"], r["variant_id"]) for r in rows}
+
+
+def test_the_export_keeps_the_stores_lines_and_links_another_projects_lines(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    """An order the store wrote with Shopify's product and variant ids keeps its lines when the
+    export (no ids, its own line names) is imported over it: its Tee, which has no SKU, still
+    counts for the Tee. An order of the store's project whose lines the export does replace
+    (no ids) is linked by the store's catalog though the export goes to another project."""
+    store = make_project(conn, owner, "Store")
+    tee = add_product(conn, owner.workspace_id, store, "7001", "Tee")
+    medium = add_variant(conn, owner.workspace_id, tee, "8001")
+    line = {"title": "Tee", "quantity": 1, "price": "25.00", "product_id": 7001, "variant_id": 8001}
+    from_the_store(conn, store, [{**ORDER_6001, "line_items": [ORDER_6001["line_items"][0], line]}])
+    assert store_lines(conn, owner)["Tee"] == (tee, medium)
+
+    imported(client, jwks, owner, "orders", shopify_export(), "orders_export_1.csv", store)
+    assert store_lines(conn, owner) == {"Mug": (None, None), "Tee": (tee, medium)}
+
+    # A store without ids on its lines (SKUs only): the export's lines replace them, and they
+    # are linked by the store's catalog, not left unlinked, when the export goes to History.
+    other = create_user(conn)
+    fund(conn, other, 0, "team")
+    own_store = make_project(conn, other, "Store")
+    own_history = make_project(conn, other, "History")
+    mug = add_product(conn, other.workspace_id, own_store, "7002", "Mug", sku="MUG-1")
+    from_the_store(conn, own_store, [ORDER_6001])
+    imported(client, jwks, other, "orders", shopify_export(), "orders_export_1.csv", own_history)
+    assert store_lines(conn, other) == {"Mug": (mug, None), "Tee - M": (None, None)}
 
 
 def test_parts_of_one_record_keep_each_shopify_order_whole(
