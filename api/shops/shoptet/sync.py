@@ -63,13 +63,17 @@ class SyncReport(BaseModel):
     )
 
 
+# What mapping a record without what it needs raises (a missing key, a value of another type).
+UNMAPPABLE = (ShoptetError, KeyError, TypeError, ValueError, AttributeError)
+
+
 def mapped(stream: Stream, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The page's records as documents; one without what it needs is left out."""
     documents = []
     for item in items:
         try:
             documents.append(stream.to_document(item))
-        except (ShoptetError, KeyError, TypeError, ValueError):
+        except UNMAPPABLE:
             continue
     return documents
 

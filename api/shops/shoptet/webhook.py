@@ -27,7 +27,7 @@ from api.shops.deps import Box
 from api.shops.errors import WEBHOOK_REFUSALS
 from api.shops.integration_secrets import NoEncryptionKeyError, integration_secrets
 from api.shops.shoptet.client import ShoptetError, check_event_instance
-from api.shops.shoptet.sync import CUSTOMERS, ORDERS, Stream, shoptet_client_for
+from api.shops.shoptet.sync import CUSTOMERS, ORDERS, UNMAPPABLE, Stream, shoptet_client_for
 from api.webhooks.body import parse_json, raw_body
 from api.webhooks.intake import Applier, Intake, StoredEvent
 
@@ -77,7 +77,7 @@ def apply_record(database: Database, project_id: UUID, stream: Stream, record: A
     rule of its table), both final: the same record would fail the same way on every replay."""
     try:
         document = stream.to_document(record)
-    except (ShoptetError, KeyError, TypeError, ValueError, AttributeError):
+    except UNMAPPABLE:
         return "unmappable"
     with database.as_service() as conn:
         row = conn.execute(stream.query, (project_id, Jsonb(without_nul([document])))).fetchone()
