@@ -2,6 +2,7 @@
 transaction has read from each table, for tests that bound what a writer reads per row written
 whatever the planner knows."""
 
+import uuid
 from typing import Any
 
 import psycopg
@@ -28,6 +29,20 @@ def forget_statistics(tx: psycopg.Connection[Any], tables: list[str]) -> None:
             "update pg_catalog.pg_class set reltuples = -1, relpages = 0 where oid = %s::regclass",
             (table,),
         )
+
+
+def crowd_erased_identities(
+    tx: psycopg.Connection[Any], workspace_id: uuid.UUID, count: int
+) -> None:
+    """`count` erased identities of another workspace (rolled back with the caller's
+    transaction): every contact written checks this table, and a few dozen rows (what earlier
+    tests leave in a worker's database) fit in a page the planner scans once per contact."""
+    tx.execute(
+        "insert into private.erased_identities (workspace_id, identity_key, kind)"
+        " select %s, sha256(convert_to(%s || n, 'utf8')), 'email'"
+        " from generate_series(1, %s) as n",
+        (workspace_id, str(workspace_id), count),
+    )
 
 
 def reads(tx: psycopg.Connection[Any]) -> dict[str, int]:

@@ -12,7 +12,13 @@ import psycopg
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 
-from tests.factories.statistics import COMMERCE_TABLES, forget_statistics, read_since, reads
+from tests.factories.statistics import (
+    COMMERCE_TABLES,
+    crowd_erased_identities,
+    forget_statistics,
+    read_since,
+    reads,
+)
 from tests.factories.workspaces import create_user, make_project, one
 
 Conn = psycopg.Connection[DictRow]
@@ -48,7 +54,9 @@ def test_shop_pages_without_statistics_read_each_row_a_few_times(
     shop (WooCommerce: known by email only). Each page reads each table at most 10 x its
     orders; a plan that reads the workspace's customers per customer reads hundreds of times.
     Another workspace holds 20,000 contacts (as other tests leave in a worker's database): a
-    plan that scans every workspace's contacts once per page reads them all."""
+    plan that scans every workspace's contacts once per page reads them all. It also holds
+    20,000 erased identities, so that each contact's erasure check is a probe whatever earlier
+    tests left (40 of them in one page are scanned per contact: 30,000 rows for this page)."""
     user = create_user(conn)
     other = create_user(conn)
     conn.execute(
@@ -66,6 +74,7 @@ def test_shop_pages_without_statistics_read_each_row_a_few_times(
     steps: dict[str, dict[str, int]] = {}
     stored: dict[str, int] = {}
     with psycopg.connect(database_url, row_factory=dict_row) as tx:
+        crowd_erased_identities(tx, other.workspace_id, 20000)
         tx.execute(
             "insert into public.contacts (workspace_id, email)"
             " select %s, 'other-' || n || %s from generate_series(1, 20000) as n",
