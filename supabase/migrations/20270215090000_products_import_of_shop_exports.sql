@@ -136,8 +136,10 @@ revoke all on function private.validate_products_import(uuid) from public, anon,
 grant execute on function private.validate_products_import(uuid) to service_role;
 
 -- The currency of a shop's product export, which names none: that of the store connected to the
--- import's project, the export's own shop first (Shopify's is kept as its orders and backfill
--- name it), else another connection's that knows one; null when none does.
+-- import's project, from the export's own shop's connection (Shopify's is kept there as its
+-- orders and backfill name it), else from the prices that shop's sync stored on its products (a
+-- WooCommerce backfill gives them the store's currency, which its connection does not keep),
+-- else another connection's of the project; null when none is known.
 create function private.import_store_currency(p_project_id uuid, p_source text)
 returns text
 language sql
@@ -145,10 +147,18 @@ stable
 security definer
 set search_path = ''
 as $$
-  select i.currency from private.integrations i
-  where i.project_id = p_project_id and i.currency is not null
-  order by i.source = p_source desc, i.source
-  limit 1
+  select coalesce(
+    (select i.currency from private.integrations i
+     where i.project_id = p_project_id and i.source = p_source),
+    (select p.currency from public.products p
+     where p.workspace_id = (select j.workspace_id from public.projects j where j.id = p_project_id)
+       and p.project_id = p_project_id and p.source = p_source and p.currency is not null
+     limit 1),
+    (select i.currency from private.integrations i
+     where i.project_id = p_project_id and i.currency is not null
+     order by i.source
+     limit 1)
+  )
 $$;
 
 revoke all on function private.import_store_currency(uuid, text) from public, anon, authenticated;
