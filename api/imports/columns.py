@@ -122,6 +122,90 @@ SHOPIFY_ORDERS = Export(
 )
 
 
+# Shopify's products export (Products → Export): one row per variant, a product's first row with
+# its title, type and status, its other rows with the variant's columns only, and a row with only
+# the Handle and an image for each further image. The Handle is the product's id; a variant is
+# keyed by its option values (Shopify keeps them unique within a product). Its columns that are
+# not ours are read per row (api.imports.product_exports), never staged.
+SHOPIFY_PRODUCT_HELPERS = (
+    "shopify_option1_value",
+    "shopify_option2_value",
+    "shopify_option3_value",
+    "shopify_inventory_tracker",
+    "shopify_product_category",
+    "shopify_published",
+)
+SHOPIFY_PRODUCTS = Export(
+    tool="Shopify",
+    signature=frozenset(alias_key(name) for name in ("Handle", "Title", "Variant Price")),
+    names=aliases(
+        {
+            "product_id": ("Handle",),
+            "title": ("Title",),
+            "category": ("Type",),
+            "status": ("Status",),
+            "image_url": ("Image Src",),
+            "variant_sku": ("Variant SKU",),
+            "variant_price": ("Variant Price",),
+            "variant_inventory": ("Variant Inventory Qty",),
+            "variant_image_url": ("Variant Image",),
+            "currency": ("Currency",),
+            "shopify_option1_value": ("Option1 Value",),
+            "shopify_option2_value": ("Option2 Value",),
+            "shopify_option3_value": ("Option3 Value",),
+            "shopify_inventory_tracker": ("Variant Inventory Tracker",),
+            "shopify_product_category": ("Product Category",),
+            "shopify_published": ("Published",),
+        }
+    ),
+)
+# WooCommerce's products export (Products → Export): a row per product and per variation, a
+# variation naming its product in `Parent` (`id:123`, or the product's SKU when it has one).
+WOOCOMMERCE_ATTRIBUTES = 5
+WOOCOMMERCE_PRODUCT_HELPERS = (
+    "woocommerce_id",
+    "woocommerce_type",
+    "woocommerce_parent",
+    "woocommerce_published",
+    "woocommerce_sale_price",
+    "woocommerce_categories",
+    "woocommerce_images",
+    *(f"woocommerce_attribute{n}_value" for n in range(1, WOOCOMMERCE_ATTRIBUTES + 1)),
+)
+WOOCOMMERCE_PRODUCTS = Export(
+    tool="WooCommerce",
+    signature=frozenset(alias_key(name) for name in ("ID", "Type", "Name", "Regular price")),
+    names=aliases(
+        {
+            "woocommerce_id": ("ID",),
+            "woocommerce_type": ("Type",),
+            "sku": ("SKU",),
+            "title": ("Name",),
+            "woocommerce_published": ("Published",),
+            "woocommerce_sale_price": ("Sale price",),
+            "price": ("Regular price",),
+            "inventory": ("Stock",),
+            "woocommerce_categories": ("Categories",),
+            "woocommerce_images": ("Images",),
+            "woocommerce_parent": ("Parent",),
+            "currency": ("Currency",),
+            **{
+                f"woocommerce_attribute{n}_value": (f"Attribute {n} value(s)",)
+                for n in range(1, WOOCOMMERCE_ATTRIBUTES + 1)
+            },
+        }
+    ),
+)
+# What those columns give: Option1 Value a variant's id and title; ID a product's id, or a
+# variation's (with its product's from `Parent`).
+FILLS.update(
+    {
+        "shopify_option1_value": ("variant_id", "variant_title"),
+        "woocommerce_id": ("product_id", "variant_id"),
+    }
+)
+
+
 @dataclass(frozen=True)
 class ImportKind:
     name: str
@@ -140,6 +224,8 @@ class ImportKind:
     exports: tuple[Export, ...] = ()
     # Staged after `columns` when a file has them, filled only by an export's names.
     export_columns: tuple[str, ...] = ()
+    # Read (not staged) only from an export, by its names: its columns that fill ours.
+    export_helpers: tuple[str, ...] = ()
 
     def name_of(self, key: str) -> str | None:
         """Our column for a header name's alias_key, or None."""
@@ -218,6 +304,8 @@ PRODUCTS = ImportKind(
         *VARIANT_COLUMNS,
     ),
     required=("product_id", "title"),
+    exports=(SHOPIFY_PRODUCTS, WOOCOMMERCE_PRODUCTS),
+    export_helpers=(*SHOPIFY_PRODUCT_HELPERS, *WOOCOMMERCE_PRODUCT_HELPERS),
 )
 
 KINDS = {kind.name: kind for kind in (ORDERS, CONTACTS, PRODUCTS)}
@@ -282,7 +370,7 @@ def map_header(kind: ImportKind, header: list[str], column_map: dict[str, str | 
     export = next((e for e in kind.exports if e.signature <= set(keys)), None)
     known = set(kind.columns) | set(kind.helper_columns)
     if export is not None:
-        known |= set(kind.export_columns)
+        known |= set(kind.export_columns) | set(kind.export_helpers)
     targets: list[str] = []
     # How a column was named ours: 0 by our name (or column_map), 1 by it spelt otherwise
     # (`FIRST.NAME`), 2 by an alias.

@@ -19,8 +19,9 @@ import psycopg
 
 from api.core.db import Connection, Database
 from api.core.errors import ApiError
-from api.imports.columns import KINDS, HeaderError, ImportKind, map_header
+from api.imports.columns import KINDS, HeaderError, ImportKind, map_header, read_as
 from api.imports.csv_stream import CsvFileError, Record, RecordReader, read_header
+from api.imports.product_exports import product_export_of
 from api.imports.staging import StagedRows
 from api.imports.storage import ImportStorage, StorageError
 
@@ -141,7 +142,7 @@ def load_step(
     reader = RecordReader(
         job["encoding"], line=job["load_line"], at_file_start=offset == 0, delimiter=delimiter
     )
-    staged = StagedRows(kind, job["id"], targets)
+    staged = StagedRows(kind, job["id"], targets, store_currency(conn, job, kind, targets))
     records = job["load_record"]
     finished = True
     for block in file_blocks(conn, storage, job, offset):
@@ -162,6 +163,21 @@ def load_step(
         "select private.save_import_load(%s, %s, %s, %s)",
         (job["id"], consumed, reader.line, records),
     )
+
+
+def store_currency(
+    conn: Connection, job: dict[str, Any], kind: ImportKind, targets: list[str]
+) -> str | None:
+    """A shop's product export names no currency: its prices are in the currency of the store
+    connected to the job's project (the export's tool first), as the store's own product
+    webhooks' prices are (private.import_store_currency); None when no store names one."""
+    tool = product_export_of({read_as(target)[0] for target in targets})
+    if kind.name != "products" or tool is None:
+        return None
+    row = conn.execute(
+        "select private.import_store_currency(%s, %s) as currency", (job["project_id"], tool)
+    ).fetchone()
+    return str(row["currency"]) if row and row["currency"] else None
 
 
 def body_records(records: Iterator[Record], offset: int) -> Iterator[Record]:

@@ -17,6 +17,7 @@ from api.core.contacts import e164
 from api.core.orders import SHOPIFY_FINANCIAL_STATUSES, shopify_status
 from api.imports.columns import ImportKind, kept_if_unread, read_as
 from api.imports.csv_stream import Record
+from api.imports.product_exports import EXPORTS, ProductExport, product_export_of
 
 MAX_ATTRIBUTE_CHARACTERS = 1000
 # The longest address SMTP carries (RFC 5321). A longer one cannot be a customer's, and one of a
@@ -44,7 +45,9 @@ def phone_in_e164(raw: str, country: str) -> str | None:
 class StagedRows:
     """Turns a record into its staging row for one job and one header."""
 
-    def __init__(self, kind: ImportKind, job_id: UUID, targets: list[str]) -> None:
+    def __init__(
+        self, kind: ImportKind, job_id: UUID, targets: list[str], currency: str | None = None
+    ) -> None:
         self.kind = kind
         self.job_id = job_id
         self.width = len(targets)
@@ -52,6 +55,13 @@ class StagedRows:
         position = {name: i for i, (name, _) in enumerate(read) if name}
         # An export's own columns (Shopify's Id) are staged only from a file that has them.
         self.staged = (*kind.columns, *(name for name in kind.export_columns if name in position))
+        # A shop's product export: each row reshaped as ours (api.imports.product_exports),
+        # its prices in `currency` when it names none.
+        tool = product_export_of(set(position)) if kind.name == "products" else None
+        self.export: ProductExport | None = None
+        if tool is not None:
+            self.export = EXPORTS[tool](position, currency)
+            self.staged = (*kind.columns, "parent_sku", "skipped")
         self.positions = [position.get(name) for name in self.staged]
         self.phone = position.get("phone")
         self.country = position.get("country")
@@ -97,6 +107,8 @@ class StagedRows:
             problem = f"the row has {len(fields)} fields; the header names {self.width} columns"
         elif any("\x00" in field for field in fields):
             problem, fields = "the row contains a NUL character", []
+        if self.export is not None:
+            return self.export_row(number, record, fields, problem)
         count = len(fields)
         values: list[str | None] = [
             fields[i] if i is not None and i < count else None for i in self.positions
@@ -152,6 +164,33 @@ class StagedRows:
             row.append(json.dumps(attributes) if attributes else None)
         row += [problem, column]
         return tuple(row)
+
+    def export_row(
+        self, number: int, record: Record, fields: list[str], problem: str | None
+    ) -> tuple[Any, ...]:
+        """A product export's row as ours, with the SKU naming its product (a WooCommerce
+        variation's) and whether it is skipped (a row of a further image)."""
+        assert self.export is not None
+        shaped = self.export.row(fields)
+        values = [shaped.values.get(name) for name in self.kind.columns]
+        for amount_slot in self.amount_slots:
+            amount = values[amount_slot]
+            if amount is not None and "," in amount and DECIMAL_COMMA.fullmatch(amount):
+                values[amount_slot] = amount.replace(",", ".")
+        column = None
+        if problem is None and shaped.problem is not None:
+            problem, column = shaped.problem, shaped.column
+        skipped = shaped.skipped and problem is None
+        return (
+            self.job_id,
+            number,
+            record.line,
+            *values,
+            shaped.parent_sku,
+            skipped,
+            problem,
+            column,
+        )
 
     def fill_from_foreign(self, fields: list[str], values: list[str | None]) -> None:
         """Shopify's financial status, fulfilment status and cancellation make the order's
