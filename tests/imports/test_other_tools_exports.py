@@ -458,15 +458,14 @@ def shop_view(conn: Conn, user: User) -> dict[str, Any]:
 def test_an_imported_export_and_the_connected_store_keep_one_order_in_either_order(
     client: TestClient, jwks: JwksServer, conn: Conn, owner: User
 ) -> None:
-    """History imported into one project, the store connected in another (its webhooks and
-    backfill): the store's copy of order 6001 updates the imported order (one order, in the
-    project that stored it first; its lines replaced, not added), and a second import changes
-    it back; Jana's facts (RFM) count it once. The other way round, a store's order imported
-    later is updated in the store's project, not stored again."""
-    imports_to = make_project(conn, owner, "History")
+    """History imported into the store's project, the store connected there (its webhooks and
+    backfill): the store's copy of order 6001 updates the imported order (one order; its lines
+    replaced, not added), and a second import changes it back; Jana's facts (RFM) count it once.
+    The other way round, a store's order imported later is updated, not stored again. Orders
+    are their project's: the export imported into another project is that project's copy."""
     store = make_project(conn, owner, "Store")
     data = shopify_export()
-    imported(client, jwks, owner, "orders", data, "orders_export_1.csv", imports_to)
+    imported(client, jwks, owner, "orders", data, "orders_export_1.csv", store)
     before = shop_view(conn, owner)
     assert len(before["orders"]) == 6
     assert before["jana"] == {"orders_count": 1, "revenue": Decimal("45.00")}
@@ -474,32 +473,33 @@ def test_an_imported_export_and_the_connected_store_keep_one_order_in_either_ord
     from_the_store(conn, store, [ORDER_6001])
     after = shop_view(conn, owner)
     assert after == before
-    assert [o["project_id"] for o in after["orders"]] == [imports_to] * 6
+    assert [o["project_id"] for o in after["orders"]] == [store] * 6
 
     # The store names the line `Tee`, the export `Tee - M`: the import writes its name again.
-    again = imported(client, jwks, owner, "orders", data, "orders_export_1.csv", imports_to)
+    again = imported(client, jwks, owner, "orders", data, "orders_export_1.csv", store)
     assert (again["created"], again["updated"], again["unchanged"]) == (0, 1, 5)
     assert shop_view(conn, owner) == before
 
     other = create_user(conn)
     fund(conn, other, 0, "team")
     own_store = make_project(conn, other, "Store")
-    own_history = make_project(conn, other, "History")
     from_the_store(conn, own_store, [ORDER_6001, {**ORDER_6001, "id": 6005, "name": "#1005"}])
-    report = imported(client, jwks, other, "orders", data, "orders_export_1.csv", own_history)
+    report = imported(client, jwks, other, "orders", data, "orders_export_1.csv", own_store)
     # 6001's line name and 6005's status (refunded since) are the export's.
     assert (report["created"], report["updated"], report["unchanged"]) == (4, 2, 0)
     view = shop_view(conn, other)
     assert [(o["external_id"], o["project_id"]) for o in view["orders"]] == [
-        ("6001", own_store),
-        ("6002", own_history),
-        ("6003", own_history),
-        ("6004", own_history),
-        ("6005", own_store),
-        ("6006", own_history),
+        (f"600{n}", own_store) for n in range(1, 7)
     ]
     assert view["orders"][4]["status"] == "refunded"
     assert view["jana"] == {"orders_count": 1, "revenue": Decimal("45.00")}
+
+    # Into another project the export brings that project's own orders; the store's stay.
+    history = make_project(conn, other, "History")
+    report = imported(client, jwks, other, "orders", data, "orders_export_1.csv", history)
+    assert (report["created"], report["updated"], report["unchanged"]) == (6, 0, 0)
+    stores = [o for o in shop_view(conn, other)["orders"] if o["project_id"] == own_store]
+    assert stores == view["orders"]
 
 
 def store_lines(conn: Conn, user: User) -> dict[str, Any]:
@@ -514,13 +514,13 @@ def store_lines(conn: Conn, user: User) -> dict[str, Any]:
     return {r["name"]: (r["product_id"], r["variant_id"]) for r in rows}
 
 
-def test_the_export_keeps_the_stores_lines_and_links_another_projects_lines(
+def test_the_export_keeps_the_stores_lines_and_links_its_projects_lines(
     client: TestClient, jwks: JwksServer, conn: Conn, owner: User
 ) -> None:
     """An order the store wrote with Shopify's product and variant ids keeps its lines when the
     export (no ids, its own line names) is imported over it: its Tee, which has no SKU, still
-    counts for the Tee. An order of the store's project whose lines the export does replace
-    (no ids) is linked by the store's catalog though the export goes to another project."""
+    counts for the Tee. An order whose lines the export does replace (no ids) is linked by the
+    store's catalog."""
     store = make_project(conn, owner, "Store")
     tee = add_product(conn, owner.workspace_id, store, "7001", "Tee")
     medium = add_variant(conn, owner.workspace_id, tee, "8001")
@@ -532,14 +532,13 @@ def test_the_export_keeps_the_stores_lines_and_links_another_projects_lines(
     assert store_lines(conn, owner) == {"Mug": (None, None), "Tee": (tee, medium)}
 
     # A store without ids on its lines (SKUs only): the export's lines replace them, and they
-    # are linked by the store's catalog, not left unlinked, when the export goes to History.
+    # are linked by the store's catalog, not left unlinked.
     other = create_user(conn)
     fund(conn, other, 0, "team")
     own_store = make_project(conn, other, "Store")
-    own_history = make_project(conn, other, "History")
     mug = add_product(conn, other.workspace_id, own_store, "7002", "Mug", sku="MUG-1")
     from_the_store(conn, own_store, [ORDER_6001])
-    imported(client, jwks, other, "orders", shopify_export(), "orders_export_1.csv", own_history)
+    imported(client, jwks, other, "orders", shopify_export(), "orders_export_1.csv", own_store)
     assert store_lines(conn, other) == {"Mug": (mug, None), "Tee - M": (None, None)}
 
 
