@@ -332,8 +332,12 @@ def quoted(name: str) -> str:
 HINTS = ("country",)
 # A target that is read as ours and also kept as an attribute: `country|attribute:Country Code`.
 AND = "|"
-# A target read as ours whose value, when it does not parse, is kept as an attribute instead of
-# refusing the row: an aliased phone (`phone?attribute:Mobile`), an attribute before aliases.
+# A target read as ours whose value, when our checks refuse it, is kept as an attribute instead
+# of refusing the row: a column that was an attribute before aliases (`phone?attribute:Mobile`,
+# `first_name?attribute:Firstname`, `consent?attribute:Accepts Marketing`). The edge stages its
+# value in the field and beside it (kept_if_refused); the database's checks, which alone judge
+# the value, keep it in the one or the other (private.import_contacts_chunk, reading the job's
+# columns; for the phone, the edge's parse).
 ELSE = "?"
 # A column that fills several of our fields (a full name) gives them only when no other column
 # gives one of them: it ranks below every alias.
@@ -349,8 +353,8 @@ def read_as(target: str) -> tuple[str, str | None]:
     return ours, attribute or None
 
 
-def kept_if_unread(target: str) -> str | None:
-    """The attribute a column read as ours is kept as when its value does not parse (`ELSE`)."""
+def kept_if_refused(target: str) -> str | None:
+    """The attribute a column read as ours is kept as when its value is refused (`ELSE`)."""
     if target.startswith(ATTRIBUTE):
         return None
     return target.partition(ELSE + ATTRIBUTE)[2] or None
@@ -429,8 +433,9 @@ def demoted(kind: ImportKind, header: list[str], targets: list[str], ranks: list
     """Contacts: a column named ours less directly than another column giving one of its fields
     is kept as an attribute, as it was before aliases; so are columns tied for a field that none
     of our own names gives, unless the field is required (then the header is refused). A full
-    name ranks last (`LAST_RESORT`). An aliased hint (`HINTS`) is kept as an attribute too; an
-    aliased phone is kept as one when its value is not a phone (`ELSE`)."""
+    name ranks last (`LAST_RESORT`). A hint (`HINTS`) not by our own name is kept as an
+    attribute too; any other field not by our own name (an attribute before aliases) is kept as
+    one when its value is refused (`ELSE`), unless the row needs it (the email)."""
     ranks = [
         LAST_RESORT if len(FILLS.get(target, ())) > 1 and rank < LAST_RESORT else rank
         for target, rank in zip(targets, ranks, strict=True)
@@ -455,9 +460,9 @@ def demoted(kind: ImportKind, header: list[str], targets: list[str], ranks: list
         elif any(tied[one] > 1 and one not in kind.required for one in fills):
             # `Phone Number,Mobile`, `FNAME,Given Name`: neither is read, as before aliases.
             kept.append(attribute)
-        elif target in HINTS and rank == 2:
+        elif target in HINTS:
             kept.append(target + AND + attribute)
-        elif target == "phone" and rank == 2:
+        elif target not in kind.required:
             kept.append(target + ELSE + attribute)
         else:
             kept.append(target)

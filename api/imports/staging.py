@@ -15,7 +15,7 @@ from psycopg import sql
 
 from api.core.contacts import e164
 from api.core.orders import SHOPIFY_FINANCIAL_STATUSES, shopify_status
-from api.imports.columns import ImportKind, kept_if_unread, read_as
+from api.imports.columns import ImportKind, kept_if_refused, read_as
 from api.imports.csv_stream import Record
 from api.imports.product_exports import EXPORTS, ProductExport, product_export_of
 
@@ -40,6 +40,23 @@ SPACED_OFFSET = re.compile(
 def phone_in_e164(raw: str, country: str) -> str | None:
     """Customers repeat across an order history: each distinct number is parsed once."""
     return e164(raw, country or None)
+
+
+def fits_an_attribute(value: str) -> bool:
+    return 0 < len(value) <= MAX_ATTRIBUTE_CHARACTERS
+
+
+def text_array(values: Iterable[str | None]) -> str:
+    """A text array's literal, for COPY: written at once, cheaper than a list adapted per row."""
+    return (
+        "{" + ",".join("NULL" if value is None else array_element(value) for value in values) + "}"
+    )
+
+
+def array_element(value: str) -> str:
+    if "\\" in value or '"' in value:
+        value = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{value}"'
 
 
 class StagedRows:
@@ -84,15 +101,22 @@ class StagedRows:
         self.first_name_slot = kind.columns.index("first_name") if self.full_name is not None else 0
         self.last_name_slot = kind.columns.index("last_name") if self.full_name is not None else 0
         self.attributes = [(i, name) for i, (_, name) in enumerate(read) if name is not None]
-        # An aliased phone (`Mobile`) whose value is not a phone is kept as the attribute it was
-        # before aliases instead of refusing the row.
-        self.phone_else = next(filter(None, map(kept_if_unread, targets)), None)
+        # Columns read as ours that were attributes before aliases (`Firstname`, `Mobile`): each
+        # value is staged in its field and, in the order of the job's columns, as written in
+        # kept_if_refused; the database adds it to the attributes, under the header, only where
+        # its checks refuse it (private.import_contacts_chunk).
+        self.fallbacks = [i for i, target in enumerate(targets) if kept_if_refused(target)]
+        # The phone is checked here (parsed): an aliased one that is not a phone is staged as
+        # none, so the database keeps it as the attribute, instead of refusing the row.
+        self.phone_else = any(read[i][0] == "phone" for i in self.fallbacks)
 
     @property
     def copy_statement(self) -> sql.Composed:
         names = ["job_id", "record", "line", *self.staged]
         if self.kind.extra_columns_are_attributes:
             names.append("attributes")
+        if self.fallbacks:
+            names.append("kept_if_refused")
         names += ["problem", "problem_column"]
         return sql.SQL("copy {} ({}) from stdin").format(
             sql.Identifier("private", self.kind.staging_table),
@@ -133,7 +157,6 @@ class StagedRows:
         if slot is not None and placed_at is not None and (" +" in placed_at or " -" in placed_at):
             values[slot] = SPACED_OFFSET.sub(r"\1\2", placed_at.strip())
         raw_phone = values[self.phone_slot] if self.phone_slot is not None else None
-        unread: str | None = None
         if self.phone_slot is not None and raw_phone is not None and not raw_phone.strip():
             # No phone: staged as none, not as the blank text the contacts' check refuses.
             values[self.phone_slot] = None
@@ -141,9 +164,11 @@ class StagedRows:
             has_country = self.country is not None and self.country < count
             country = fields[self.country] if has_country and self.country is not None else ""
             values[self.phone_slot] = phone_in_e164(raw_phone.strip(), country.strip())
-            if values[self.phone_slot] is None and self.phone_else is not None:
-                unread = raw_phone.strip()
-            elif values[self.phone_slot] is None and self.kind.phone_is_required_valid:
+            if (
+                values[self.phone_slot] is None
+                and self.kind.phone_is_required_valid
+                and not (self.phone_else and fits_an_attribute(raw_phone.strip()))
+            ):
                 problem = problem or (
                     "phone is not a valid phone number (write it with its country code,"
                     " or add a country column)"
@@ -156,12 +181,14 @@ class StagedRows:
                 for i, name in self.attributes
                 if i < count and fields[i].strip()
             }
-            if unread is not None and self.phone_else is not None:
-                attributes[self.phone_else] = unread
             if any(len(value) > MAX_ATTRIBUTE_CHARACTERS for value in attributes.values()):
                 limit = MAX_ATTRIBUTE_CHARACTERS
                 problem = problem or f"an attribute may have at most {limit} characters"
             row.append(json.dumps(attributes) if attributes else None)
+        if self.fallbacks:
+            # Staged only when it could be kept: one that could not is its field's alone.
+            kept = [fields[i].strip() if i < count else "" for i in self.fallbacks]
+            row.append(text_array(value if fits_an_attribute(value) else None for value in kept))
         row += [problem, column]
         return tuple(row)
 

@@ -775,6 +775,97 @@ BEFORE_ALIASES: dict[str, tuple[list[list[str]], dict[str, Any], dict[str, str]]
 }  # fmt: skip
 
 
+# Another tool's name for a field was an attribute before aliases, and its row imported whatever
+# the value: a value our checks refuse under that name is kept as the attribute under the
+# column's header (the field stays empty) and the row imports; a value they take is not kept.
+REFUSED_UNDER_ANOTHER_NAME: dict[str, tuple[list[list[str]], dict[str, Any], dict[str, str]]] = {
+    "a Firstname over 200 characters": (
+        [["email", "Firstname", "Surname"], ["ann@example.test", "A" * 201, "Lee"]],
+        {"first_name": None, "last_name": "Lee"},
+        {"Firstname": "A" * 201},
+    ),
+    "a Surname over 200 characters": (
+        [["email", "Firstname", "Surname"], ["ann@example.test", "Ann", "L" * 201]],
+        {"first_name": "Ann", "last_name": None},
+        {"Surname": "L" * 201},
+    ),
+    "a Customer Name whose last name is over 200 characters": (
+        [["email", "Customer Name"], ["ann@example.test", " Ann  " + "L" * 201]],
+        {"first_name": None, "last_name": None},
+        {"Customer Name": "Ann  " + "L" * 201},
+    ),
+    "a Tag over 100 characters": (
+        [["email", "Tag"], ["ann@example.test", "vip;" + "t" * 101]],
+        {"tags": []},
+        {"Tag": "vip;" + "t" * 101},
+    ),
+    "Accepts Marketing of maybe": (
+        [["email", "Accepts Marketing"], ["ann@example.test", "maybe"]],
+        {"consent_state": "unknown", "consent_source": None},
+        {"Accepts Marketing": "maybe"},
+    ),
+    "a Consent Date of last spring": (
+        [["email", "Accepts Marketing", "Consent Date"],
+         ["ann@example.test", "yes", 'last spring, "or so" {?} \\']],
+        {"consent_state": "granted", "consent_source": "import: contacts.csv"},
+        {"Consent Date": 'last spring, "or so" {?} \\'},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(REFUSED_UNDER_ANOTHER_NAME))
+def test_a_value_refused_under_another_tools_name_stays_an_attribute(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User, case: str
+) -> None:
+    imports_as(client, jwks, conn, owner, *REFUSED_UNDER_ANOTHER_NAME[case])
+
+
+# Our own names (also spelt with spaces or capitals, as `First Name` and `Consent Source` were read
+# before aliases) refuse such a value as they did, beside another tool's name whose value is kept
+# (row 3). So does another tool's name for a value too long for an attribute.
+OWN_NAME_REFUSES: dict[str, tuple[list[str], str, str]] = {
+    "first_name": (["first_name", "Tag"], "A" * 201, "first_name"),
+    "First Name": (["First Name", "Tag"], "A" * 201, "first_name"),
+    "last_name": (["last_name", "Tag"], "L" * 201, "last_name"),
+    "tags": (["tags", "Firstname"], "vip;" + "t" * 101, "tags"),
+    "consent": (["consent", "Tag"], "maybe", "consent"),
+    "consent_at": (["consent_at", "Tag"], "last spring", "consent_at"),
+    "Consent Source": (["Consent Source", "Tag"], "s" * 101, "consent_source"),
+    "a Firstname too long for an attribute": (["Firstname", "Tag"], "A" * 1001, "first_name"),
+}
+REASONS = {
+    "first_name": "first_name may have at most 200 characters",
+    "last_name": "last_name may have at most 200 characters",
+    "tags": "tags: each at most 100 characters",
+    "consent": "consent must be granted, denied, withdrawn or unknown (or yes/no)",
+    "consent_at": "consent_at must be an ISO date or date-time",
+    "consent_source": "consent_source may have at most 100 characters",
+}
+REFUSED_BY_ANOTHER_NAME = {"Tag": "t" * 101, "Firstname": "B" * 201}
+
+
+@pytest.mark.parametrize("case", list(OWN_NAME_REFUSES))
+def test_our_own_column_name_still_refuses_the_value(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User, case: str
+) -> None:
+    (ours, other), value, column = OWN_NAME_REFUSES[case]
+    kept = REFUSED_BY_ANOTHER_NAME[other]
+    rows = [["email", ours, other], ["ann@example.test", value, ""], ["bob@example.test", "", kept]]
+    report = imported(client, jwks, owner, "contacts", file_of(rows), "contacts.csv")
+    assert (report["status"], report["created"], report["errors"]) == (
+        "done",
+        1,
+        [["2", column, REASONS[column]]],
+    )
+    stored = conn.execute(
+        "select email, attributes from public.contacts where workspace_id = %s",
+        (owner.workspace_id,),
+    ).fetchall()
+    assert [(row["email"], row["attributes"]) for row in stored] == [
+        ("bob@example.test", {other: kept})
+    ]
+
+
 @pytest.mark.parametrize("case", list(BEFORE_ALIASES))
 def test_a_contact_file_that_imported_before_aliases_still_imports(
     client: TestClient, jwks: JwksServer, conn: Conn, owner: User, case: str
@@ -801,7 +892,8 @@ def imports_as(
     report = imported(client, jwks, owner, "contacts", file_of(rows), "contacts.csv")
     assert (report["status"], report["created"], report["errors"]) == ("done", 1, [])
     ann = conn.execute(
-        "select email, first_name, last_name, phone, tags, attributes from public.contacts"
+        "select email, first_name, last_name, phone, tags, attributes, consent_state,"
+        " consent_source from public.contacts"
         " where workspace_id = %s and email = 'ann@example.test'",
         (owner.workspace_id,),
     ).fetchone()
