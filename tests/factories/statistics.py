@@ -3,9 +3,14 @@ transaction has read from each table, for tests that bound what a writer reads p
 whatever the planner knows."""
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
+
+from tests.factories.workspaces import create_user
 
 # The tables the commerce writers (imports, shop pages) read and write.
 COMMERCE_TABLES = [
@@ -19,6 +24,11 @@ COMMERCE_TABLES = [
     "public.products",
     "public.product_variants",
 ]
+
+# The tenants every commerce row's foreign keys check, row by row. A test database holds a few
+# dozen of them: analyzed (autovacuum, where it runs), they are a page the planner scans for each
+# row checked (a part of 1,500 products read 148,501 workspace rows beside 30 other workspaces).
+TENANT_TABLES = ["public.workspaces", "public.projects"]
 
 
 def forget_statistics(tx: psycopg.Connection[Any], tables: list[str]) -> None:
@@ -43,6 +53,35 @@ def crowd_erased_identities(
         " from generate_series(1, %s) as n",
         (workspace_id, str(workspace_id), count),
     )
+
+
+@contextmanager
+def crowded_customer_facts(database_url: str, count: int) -> Iterator[None]:
+    """While it lasts, `count` customers of another workspace, each with a facts row, in a
+    transaction kept open and then rolled back: the pages they fill count in every other
+    connection's plans. Facts of a few hundred customers, analyzed by an earlier test, are a
+    table the planner reads whole and hashes to find which workspaces have customers."""
+    with psycopg.connect(database_url, row_factory=dict_row) as tx:
+        try:
+            other = create_user(tx)
+            tx.execute(
+                "update public.workspaces set plan_tier = 'team' where id = %s",
+                (other.workspace_id,),
+            )
+            tx.execute(
+                "with c as (insert into public.contacts (workspace_id, email)"
+                " select %s, 'crowd-' || n || '@example.test' from generate_series(1, %s) as n"
+                " returning id, workspace_id)"
+                " insert into public.customer_facts (contact_id, workspace_id, first_order_id,"
+                " first_order_at, first_order_project_id, first_order_source, last_order_id,"
+                " last_order_at, orders_count, revenue)"
+                " select c.id, c.workspace_id, gen_random_uuid(), now(), gen_random_uuid(),"
+                " 'csv', gen_random_uuid(), now(), 1, 10 from c",
+                (other.workspace_id, count),
+            )
+            yield
+        finally:
+            tx.rollback()
 
 
 def reads(tx: psycopg.Connection[Any]) -> dict[str, int]:

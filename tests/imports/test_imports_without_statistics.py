@@ -15,6 +15,7 @@ from api.core.db import Database
 from tests.factories.imports import importing_job
 from tests.factories.statistics import (
     COMMERCE_TABLES,
+    TENANT_TABLES,
     crowd_erased_identities,
     forget_statistics,
     read_since,
@@ -86,7 +87,7 @@ def test_an_orders_part_without_statistics_reads_each_row_a_few_times(
     steps: dict[str, dict[str, int]] = {}
     with psycopg.connect(database_url, row_factory=dict_row) as tx:
         crowd_erased_identities(tx, other.workspace_id, 20000)
-        forget_statistics(tx, TABLES)
+        forget_statistics(tx, [*TABLES, *TENANT_TABLES])
         for name, job in (("first", first), ("second", second)):
             before = reads(tx)
             staged = one(tx, "select * from private.stage_orders_chunk(%s, %s)", (job["id"], rows))
@@ -154,7 +155,7 @@ def test_a_products_chunk_without_statistics_reads_each_row_a_few_times(
         conn.execute(f"analyze {table}")
     steps: dict[str, dict[str, int]] = {}
     with psycopg.connect(database_url, row_factory=dict_row) as tx:
-        forget_statistics(tx, tables)
+        forget_statistics(tx, [*tables, *TENANT_TABLES])
         reports = {}
         for name, job in (("first", first), ("second", second)):
             before = reads(tx)
