@@ -40,6 +40,9 @@ class Export:
     tool: str
     signature: frozenset[str]
     names: Mapping[str, str]
+    # The columns the file must give, when not the kind's (a product export's rows say
+    # themselves whether they are a product's or a variant's).
+    required: tuple[str, ...] | None = None
 
 
 # Read to fill our columns, not staged: Shopify's three status columns make an order's status
@@ -128,6 +131,7 @@ SHOPIFY_ORDERS = Export(
 # keyed by its option values (Shopify keeps them unique within a product). Its columns that are
 # not ours are read per row (api.imports.product_exports), never staged.
 SHOPIFY_PRODUCT_HELPERS = (
+    "shopify_handle",
     "shopify_option1_value",
     "shopify_option2_value",
     "shopify_option3_value",
@@ -138,9 +142,11 @@ SHOPIFY_PRODUCT_HELPERS = (
 SHOPIFY_PRODUCTS = Export(
     tool="Shopify",
     signature=frozenset(alias_key(name) for name in ("Handle", "Title", "Variant Price")),
+    # A file of products without options (`Handle,Title,Variant Price`) names no variant.
+    required=("product_id", "title"),
     names=aliases(
         {
-            "product_id": ("Handle",),
+            "shopify_handle": ("Handle",),
             "title": ("Title",),
             "category": ("Type",),
             "status": ("Status",),
@@ -175,6 +181,7 @@ WOOCOMMERCE_PRODUCT_HELPERS = (
 WOOCOMMERCE_PRODUCTS = Export(
     tool="WooCommerce",
     signature=frozenset(alias_key(name) for name in ("ID", "Type", "Name", "Regular price")),
+    required=("product_id", "title"),
     names=aliases(
         {
             "woocommerce_id": ("ID",),
@@ -196,10 +203,13 @@ WOOCOMMERCE_PRODUCTS = Export(
         }
     ),
 )
-# What those columns give: Option1 Value a variant's id and title; ID a product's id, or a
-# variation's (with its product's from `Parent`).
+# What those columns give: the Handle a product's id (and marks the file as Shopify's export
+# even when it has no other column of Shopify's own, `Handle,Title,Variant Price`); Option1
+# Value a variant's id and title; ID a product's id, or a variation's (with its product's from
+# `Parent`).
 FILLS.update(
     {
+        "shopify_handle": ("product_id",),
         "shopify_option1_value": ("variant_id", "variant_title"),
         "woocommerce_id": ("product_id", "variant_id"),
     }
@@ -411,7 +421,8 @@ def map_header(kind: ImportKind, header: list[str], column_map: dict[str, str | 
         if ours:
             for one in FILLS.get(ours, (ours,)):
                 filled.setdefault(one, []).append(raw.strip())
-    missing = [name for name in kind.required_for(list(filled)) if name not in filled]
+    required = export.required if export is not None and export.required else None
+    missing = [name for name in required or kind.required_for(list(filled)) if name not in filled]
     problems = []
     if missing:
         problems.append(f"missing columns: {', '.join(missing)}")

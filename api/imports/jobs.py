@@ -21,7 +21,11 @@ from api.core.db import Connection, Database
 from api.core.errors import ApiError
 from api.imports.columns import KINDS, HeaderError, ImportKind, map_header, read_as
 from api.imports.csv_stream import CsvFileError, Record, RecordReader, read_header
-from api.imports.product_exports import product_export_of
+from api.imports.product_exports import (
+    STORE_KEEPS_CATALOG,
+    product_export_of,
+    store_catalog_refusal,
+)
 from api.imports.staging import StagedRows
 from api.imports.storage import ImportStorage, StorageError
 
@@ -142,6 +146,10 @@ def load_step(
     reader = RecordReader(
         job["encoding"], line=job["load_line"], at_file_start=offset == 0, delimiter=delimiter
     )
+    # Checked again on every read: the store may have synced since part 1 was checked.
+    refusal = store_catalog_refusal(conn, job, targets)
+    if refusal is not None:
+        raise CsvFileError(STORE_KEEPS_CATALOG, refusal)
     staged = StagedRows(kind, job["id"], targets, store_currency(conn, job, kind, targets))
     records = job["load_record"]
     finished = True
@@ -168,9 +176,10 @@ def load_step(
 def store_currency(
     conn: Connection, job: dict[str, Any], kind: ImportKind, targets: list[str]
 ) -> str | None:
-    """A shop's product export names no currency: its prices are in the currency of the store
-    connected to the job's project (the export's tool first), as the store's own product
-    webhooks' prices are (private.import_store_currency); None when no store names one."""
+    """A shop's product export names no currency: its prices are in the currency the export's
+    own store's connection to the job's project keeps, as the store's own product webhooks'
+    prices are (private.import_store_currency); None when it keeps none (the file's Currency
+    column then gives it)."""
     tool = product_export_of({read_as(target)[0] for target in targets})
     if kind.name != "products" or tool is None:
         return None

@@ -10,6 +10,7 @@ from api.core.db import Connection, become_service
 from api.core.errors import ApiError
 from api.imports.columns import KINDS, HeaderError, map_header
 from api.imports.csv_stream import ENCODINGS, CsvFileError, read_header
+from api.imports.product_exports import STORE_KEEPS_CATALOG, store_catalog_refusal
 
 MAX_PART_BYTES = 4 * 1024 * 1024
 COPY_SLICE_BYTES = 256 * 1024
@@ -37,18 +38,22 @@ def check_encoding(body: bytes, encoding: str, part_number: int) -> None:
         ) from error
 
 
-def check_header(job: dict[str, Any], body: bytes) -> None:
+def check_header(conn: Connection, job: dict[str, Any], body: bytes) -> None:
     """Part 1 holds the header: a file without the columns it needs is refused before the rest
-    of it is sent."""
+    of it is sent, and so is a shop's products export into the project its store's sync keeps
+    the catalog of (409 store_keeps_catalog)."""
     if b"\n" not in body:
         return
     try:
         header, _ = read_header([body], job["encoding"])
-        map_header(KINDS[job["kind"]], header, job["column_map"])
+        targets = map_header(KINDS[job["kind"]], header, job["column_map"])
     except (CsvFileError, HeaderError) as error:
         raise ApiError(
             422, "invalid_csv", str(error), [{"line": 1, "reason": str(error)}]
         ) from error
+    refusal = store_catalog_refusal(conn, job, targets)
+    if refusal is not None:
+        raise ApiError(409, STORE_KEEPS_CATALOG, refusal)
 
 
 def store_part(conn: Connection, job_id: UUID, part_number: int, body: bytes) -> dict[str, Any]:
@@ -67,7 +72,7 @@ def store_part(conn: Connection, job_id: UUID, part_number: int, body: bytes) ->
     assert job is not None
     check_encoding(body, job["encoding"], part_number)
     if part_number == 1:
-        check_header(job, body)
+        check_header(conn, job, body)
     with (
         conn.cursor() as cursor,
         cursor.copy("copy private.import_parts (job_id, part_number, body) from stdin") as copy,

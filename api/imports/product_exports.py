@@ -9,8 +9,10 @@ own file's."""
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from api.imports.columns import WOOCOMMERCE_ATTRIBUTES
+from api.core.db import Connection
+from api.imports.columns import WOOCOMMERCE_ATTRIBUTES, read_as
 
 # Shopify's one variant of a product without options (`Option1 Name` Title).
 DEFAULT_TITLE = "Default Title"
@@ -20,6 +22,8 @@ PATH_STEP = re.compile(r"\s*>\s*")
 LIST_ITEM = re.compile(r"(?<!\\),")
 WOOCOMMERCE_PUBLISHED = {"1": "active", "0": "draft", "-1": "draft"}
 SHOPIFY_PUBLISHED = {"true": "active", "false": "draft"}
+# Shopify's `unlisted` product is sold, only hidden from the store's search and collections.
+SHOPIFY_STATUSES = {"unlisted": "active"}
 
 
 @dataclass
@@ -53,7 +57,8 @@ def last_step(path: str) -> str:
 class ProductExport:
     """Reads one tool's export rows by the positions of its columns (`position`: our column or
     the export's helper name → the column's index). `currency` is the prices' currency when a
-    row names none (the export has no currency column): the connected store's."""
+    row names none (the export has no currency column): the one the export's own store's
+    connection keeps, if any."""
 
     tool = ""
 
@@ -75,33 +80,33 @@ class ProductExport:
 
     def priced(self, row: ProductRow, value: Callable[[str], str]) -> None:
         """The row's currency: its own (a `Currency` column added to the file), else the
-        store's; a price without either is the row's problem."""
+        store connection's; a price without either is the row's problem."""
         currency = value("currency") or self.currency
         row.values["currency"] = currency or None
         price = row.values.get("price") or row.values.get("variant_price")
         if price and not currency:
             column = "price" if row.values.get("price") else "variant_price"
             row.refuse(
-                f"{column} has no currency: {self.tool}'s export names none. Connect the store"
-                " to this project first (its currency is used), or add a Currency column",
+                f"{column} has no currency: {self.tool}'s export names none. Add a Currency"
+                " column to the file with the prices' currency on each row (EUR, CZK, …)",
                 column,
             )
 
 
 class ShopifyProducts(ProductExport):
     """A row with a Title is the product's (its Type the category, else the last part of its
-    Product Category; Status, else Published; Image Src its image). A row with option values is
-    a variant: its id and title the values joined (`Red / M`), its SKU, price, inventory (when
-    Shopify tracks it) and image. A product without options (its one variant `Default Title`)
-    keeps that variant's SKU, price and inventory itself. A row with neither (a further image)
-    is skipped."""
+    Product Category; Status, `unlisted` read as active, else Published; Image Src its image).
+    A row with option values is a variant: its id and title the values joined (`Red / M`), its
+    SKU, price, inventory (when Shopify tracks it) and image. A product without options (its
+    one variant `Default Title`, or a file without option columns) keeps that variant's SKU,
+    price and inventory itself. A row with neither (a further image) is skipped."""
 
     tool = "Shopify"
 
     def row(self, fields: list[str]) -> ProductRow:
         value = self.reader(fields)
         row = ProductRow()
-        handle, title = value("product_id"), value("title")
+        handle, title = value("shopify_handle"), value("title")
         options = [
             value(f"shopify_option{n}_value")
             for n in (1, 2, 3)
@@ -121,7 +126,7 @@ class ShopifyProducts(ProductExport):
             row.values.update(
                 title=title,
                 category=value("category") or last_step(value("shopify_product_category")) or None,
-                status=value("status") or published,
+                status=SHOPIFY_STATUSES.get(value("status").lower(), value("status")) or published,
                 image_url=value("image_url") or None,
             )
         if options == [DEFAULT_TITLE] or (title and not options):
@@ -216,3 +221,31 @@ def product_export_of(names: set[str]) -> str | None:
         if any(name.startswith(tool + "_") for name in names):
             return tool
     return None
+
+
+# A product export imported into the project whose store's sync keeps the same catalog.
+STORE_KEEPS_CATALOG = "store_keeps_catalog"
+
+
+def store_catalog_refusal(conn: Connection, job: dict[str, Any], targets: list[str]) -> str | None:
+    """Why a products job reading a shop's export is refused, or None: its project holds
+    products its own shop's sync stored (private.import_store_keeps_catalog). The export would
+    be a second copy of that catalog (source `csv`, beside the store's), and order lines found
+    by a SKU that two products then share would stay unlinked."""
+    if job["kind"] != "products" or job["project_id"] is None:
+        return None
+    tool = product_export_of({read_as(target)[0] for target in targets})
+    if tool is None:
+        return None
+    row = conn.execute(
+        "select private.import_store_keeps_catalog(%s, %s) as kept", (job["project_id"], tool)
+    ).fetchone()
+    if not (row and row["kept"]):
+        return None
+    name = EXPORTS[tool].tool
+    return (
+        f"This project's products come from its connected {name} store, whose sync keeps them:"
+        f" importing {name}'s products export here would store each product a second time."
+        " The store's catalog needs no import; import the export into a project without the"
+        " store"
+    )

@@ -25,6 +25,7 @@ from api.core.openapi import answers, documented, raw_request_body
 from api.imports.deps import IMPORT_STORAGE, OptionalStorage
 from api.imports.jobs import Runner, run_job
 from api.imports.parts import MAX_PART_BYTES, store_part
+from api.imports.product_exports import STORE_KEEPS_CATALOG
 
 router = APIRouter(tags=["imports"])
 MAX_CSV_BYTES = 5 * 1024 * 1024
@@ -261,7 +262,11 @@ def create_import(acting: ActingUser, body: NewImport) -> dict[str, Any]:
         errors={
             **NOT_FOUND,
             **ROLE,
-            409: {"import_not_uploading": "Parts are accepted only while a job is uploading"},
+            409: {
+                "import_not_uploading": "Parts are accepted only while a job is uploading",
+                "store_keeps_catalog": "This project's products come from its connected"
+                " Shopify store, whose sync keeps them: …",
+            },
             413: {"import_size_exceeded": "The parts hold more than the declared size"},
             422: {
                 "invalid_encoding": "Part 2 is not valid utf-8 text",
@@ -293,17 +298,24 @@ def put_part(
 
 def answer(conn: Connection, job_id: UUID) -> dict[str, Any]:
     """The job after a run; a file that could not be read at all, or held a value the database
-    refused, is the caller's 422."""
+    refused, is the caller's 422; a shop's products export into the project whose store's sync
+    keeps the catalog (the store synced after part 1 was checked, or a file in Storage) a 409."""
     job = read_job(conn, job_id)
-    if job["status"] == "failed" and job["error_code"] in (
-        "invalid_csv",
-        "invalid_encoding",
-        "file_changed",
-        "value_refused",
-    ):
+    status = FAILED_STATUS.get(job["error_code"]) if job["status"] == "failed" else None
+    if status is not None:
         details = {"job": ImportJob(**job_out(job)).model_dump(mode="json")}
-        raise ApiError(422, job["error_code"], job["error_message"], details)
+        raise ApiError(status, job["error_code"], job["error_message"], details)
     return job_out(job)
+
+
+# A job that failed as a whole, answered as the caller's error (by its code).
+FAILED_STATUS = {
+    "invalid_csv": 422,
+    "invalid_encoding": 422,
+    "file_changed": 422,
+    "value_refused": 422,
+    STORE_KEEPS_CATALOG: 409,
+}
 
 
 @router.post(
@@ -319,6 +331,8 @@ def answer(conn: Connection, job_id: UUID) -> dict[str, Any]:
                 "import_part_missing": "Part 3 has not been uploaded",
                 "import_size_mismatch": "The parts hold fewer bytes than declared",
                 "import_job_cancelled": "This import was cancelled",
+                "store_keeps_catalog": "This project's products come from its connected"
+                " WooCommerce store, whose sync keeps them: …",
             },
             422: {
                 "invalid_csv": "missing columns: email",

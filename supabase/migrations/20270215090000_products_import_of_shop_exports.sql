@@ -135,11 +135,12 @@ revoke all on function private.validate_products_import(uuid) from public, anon,
 
 grant execute on function private.validate_products_import(uuid) to service_role;
 
--- The currency of a shop's product export, which names none: that of the store connected to the
--- import's project, from the export's own shop's connection (Shopify's is kept there as its
--- orders and backfill name it), else from the prices that shop's sync stored on its products (a
--- WooCommerce backfill gives them the store's currency, which its connection does not keep),
--- else another connection's of the project; null when none is known.
+-- The currency of a shop's product export, which names none: the one the export's own shop's
+-- connection to the import's project keeps (Shopify's, once its orders or backfill named it);
+-- null when it keeps none (a WooCommerce connection never does): the file's `Currency` column
+-- gives it then. Another connection's currency is not the export's shop's, and the prices a
+-- shop's sync stored are never read here: a project holding them refuses the export
+-- (private.import_store_keeps_catalog).
 create function private.import_store_currency(p_project_id uuid, p_source text)
 returns text
 language sql
@@ -147,20 +148,34 @@ stable
 security definer
 set search_path = ''
 as $$
-  select coalesce(
-    (select i.currency from private.integrations i
-     where i.project_id = p_project_id and i.source = p_source),
-    (select p.currency from public.products p
-     where p.workspace_id = (select j.workspace_id from public.projects j where j.id = p_project_id)
-       and p.project_id = p_project_id and p.source = p_source and p.currency is not null
-     limit 1),
-    (select i.currency from private.integrations i
-     where i.project_id = p_project_id and i.currency is not null
-     order by i.source
-     limit 1)
-  )
+  select i.currency from private.integrations i
+  where i.project_id = p_project_id and i.source = p_source
 $$;
 
 revoke all on function private.import_store_currency(uuid, text) from public, anon, authenticated;
 
 grant execute on function private.import_store_currency(uuid, text) to service_role;
+
+-- Whether the import's project holds products of the export's own shop (`shopify`,
+-- `woocommerce`): that shop is connected and its sync keeps the project's catalog, keyed by
+-- the shop's ids. The export, written as source `csv` (Shopify's names no product id, only the
+-- Handle), would store every product a second time beside the store's, and an order line
+-- found by its SKU would find two products (private.link_order_items links only an
+-- unambiguous one), so the edge refuses the job.
+create function private.import_store_keeps_catalog(p_project_id uuid, p_source text)
+returns boolean
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select exists (
+    select 1 from public.products p
+    where p.workspace_id = (select j.workspace_id from public.projects j where j.id = p_project_id)
+      and p.project_id = p_project_id and p.source = p_source
+  )
+$$;
+
+revoke all on function private.import_store_keeps_catalog(uuid, text) from public, anon, authenticated;
+
+grant execute on function private.import_store_keeps_catalog(uuid, text) to service_role;

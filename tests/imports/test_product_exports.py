@@ -18,7 +18,6 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from api.core.settings import Settings
-from tests.factories.commerce import add_product
 from tests.factories.workspaces import User, create_user, fund, make_project
 from tests.fakes.jwks import JwksServer
 from tests.imports.test_other_tools_exports import imported
@@ -149,7 +148,7 @@ def woo_row(**values: str) -> dict[str, str]:
     return {**base, **{name.replace("_", " "): value for name, value in values.items()}}
 
 
-def woo_file() -> bytes:
+def woo_file(extra_columns: dict[str, str] | None = None) -> bytes:
     rows = [
         {**woo_row(ID="101", Type="variable", SKU="HOODIE", Name="Hoodie"),
          "Categories": "Clothing > Hoodies, Sale", "Tags": "warm",
@@ -182,7 +181,7 @@ def woo_file() -> bytes:
         {**woo_row(ID="108", Type="variation", SKU="GONE-1", Name="Gone - S"),
          "Regular price": "9", "Parent": "NOPE"},
     ]  # fmt: skip
-    return b"\xef\xbb\xbf" + write_csv(WOO_COLUMNS, rows)
+    return b"\xef\xbb\xbf" + write_csv(WOO_COLUMNS, rows, extra_columns)
 
 
 def connect_store(
@@ -279,8 +278,8 @@ def test_a_shopify_export_without_a_known_currency_says_how_to_give_one(
     reasons = {line: reason for line, _, reason in report["errors"]}
     assert sorted(reasons) == ["2", "3", "4", "6", "7", "8"]
     assert reasons["6"] == (
-        "price has no currency: Shopify's export names none. Connect the store to this project"
-        " first (its currency is used), or add a Currency column"
+        "price has no currency: Shopify's export names none. Add a Currency column to the file"
+        " with the prices' currency on each row (EUR, CZK, …)"
     )
     assert reasons["2"].startswith("variant_price has no currency")
     assert catalog(conn, project) == {}
@@ -299,11 +298,10 @@ def test_a_woocommerce_products_export_imports_variable_products_and_their_varia
     client: TestClient, jwks: JwksServer, conn: Conn, owner: User
 ) -> None:
     project = make_project(conn, owner)
-    # The connected store's backfill stored its catalog's prices in the store's currency (its
-    # connection keeps none).
+    # The store is connected but keeps no currency (a WooCommerce connection never does): the
+    # Currency column added to the file gives it.
     connect_store(conn, owner, project, "woocommerce", None)
-    add_product(conn, owner.workspace_id, project, "900", "Synced earlier", source="woocommerce")
-    data = woo_file()
+    data = woo_file({"Currency": "EUR"})
 
     report = imported(client, jwks, owner, "products", data, "wc-product-export.csv", project)
 
@@ -336,3 +334,56 @@ def test_a_woocommerce_products_export_imports_variable_products_and_their_varia
 
     assert (again["created"], again["updated"], again["rows_failed"]) == (0, 0, 2)
     assert catalog(conn, project) == stored
+
+
+def test_a_woocommerce_export_is_not_priced_in_another_stores_currency(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    project = make_project(conn, owner)
+    # The project's Shopify connection knows EUR; its WooCommerce connection knows none.
+    connect_store(conn, owner, project, "shopify", "EUR")
+    connect_store(conn, owner, project, "woocommerce", None)
+
+    report = imported(client, jwks, owner, "products", woo_file(), "wc.csv", project)
+
+    # Every priced row is reported (not priced in Shopify's EUR); the unpriced hoodie and cap
+    # are stored.
+    reasons = {line: reason for line, _, reason in report["errors"]}
+    assert reasons["5"] == (
+        "price has no currency: WooCommerce's export names none. Add a Currency column to the"
+        " file with the prices' currency on each row (EUR, CZK, …)"
+    )
+    assert reasons["3"].startswith("variant_price has no currency")
+    assert sorted(catalog(conn, project)) == ["101", "105"]
+    assert {p["currency"] for p in catalog(conn, project).values()} == {None}
+
+
+def test_a_shopify_file_without_options_and_an_unlisted_product_import(
+    client: TestClient, jwks: JwksServer, conn: Conn, owner: User
+) -> None:
+    project = make_project(conn, owner)
+    connect_store(conn, owner, project, "shopify", "EUR")
+    # The export's three columns alone: each row a product without variants.
+    minimal = b"Handle,Title,Variant Price\r\nceramic-mug,Ceramic Mug,12.00\r\n"
+
+    report = imported(client, jwks, owner, "products", minimal, "products.csv", project)
+
+    assert (report["status"], report["created"], report["errors"]) == ("done", 1, [])
+    mug = catalog(conn, project)["ceramic-mug"]
+    assert fields(mug) == ("Ceramic Mug", None, "12.00", "EUR", None, None, None, "active")
+    assert variants(mug) == {}
+
+    # Shopify's `unlisted` product is sold (hidden from the store's search only): active.
+    unlisted = write_csv(SHOPIFY_COLUMNS, [
+        {**shopify_variant("secret-tee", "Black", "M", "TEE-S-M", "30.00", "2"),
+         "Title": "Secret Tee", "Option1 Name": "Color", "Option2 Name": "Size",
+         "Status": "unlisted"},
+        shopify_variant("secret-tee", "Black", "L", "TEE-S-L", "30.00", "1"),
+    ])  # fmt: skip
+
+    report = imported(client, jwks, owner, "products", unlisted, "products.csv", project)
+
+    assert (report["created"], report["errors"]) == (2, [])
+    tee = catalog(conn, project)["secret-tee"]
+    assert fields(tee)[7] == "active"
+    assert sorted(variants(tee)) == ["Black / L", "Black / M"]
