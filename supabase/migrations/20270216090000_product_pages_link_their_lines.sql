@@ -25,9 +25,9 @@
 -- nothing in the catalog names it, because every writer links its lines as they are written
 -- (…_order_lines_linked_as_written.sql) and every catalog change now links the lines it can
 -- name. The exception is an orders import's lines, written unlinked and linked by the job's
--- project-wide private.link_order_items as it ends (kept). Lines written before that migration
--- by shop order pages, which did not link them, waited for the next product page; they are
--- linked once below, per project.
+-- project-wide private.link_order_items as it ends (kept). Lines that shop order pages wrote
+-- before their writers linked them (before …_order_lines_linked_as_written.sql) waited for the
+-- next product page of any kind; they are linked once below, project by project.
 --
 -- A products import chunk links the same way for the products its rows name, as it writes
 -- them (a products import's lines used to wait for its end); the job's project-wide link as it
@@ -48,11 +48,19 @@
 -- foreign key's, analytics') names one, and the unlinked lines are found by the two indexes
 -- below, which a planner without statistics passed over for this key's nulls (and read all of
 -- a workspace's unlinked lines per product or SKU). A line an orders import writes unlinked
--- thus enters one or two small indexes instead of this one.
+-- thus enters one or two small indexes instead of this one (and of the variant key below).
 drop index public.order_items_product_id_workspace_id_idx;
 
 create index order_items_product_id_workspace_id_idx on public.order_items (product_id, workspace_id)
   where product_id is not null;
+
+-- Likewise the variant key leaves out the lines without a variant (every unlinked line, and every
+-- line of a product without variants): a lookup by variant names one, and an orders import's
+-- line, which now enters the indexes of unlinked lines, no longer enters this one.
+drop index public.order_items_variant_id_workspace_id_idx;
+
+create index order_items_variant_id_workspace_id_idx on public.order_items (variant_id, workspace_id)
+  where variant_id is not null;
 
 create index order_items_unlinked_external_product_idx on public.order_items (workspace_id, external_product_id)
   where product_id is null and external_product_id is not null;
