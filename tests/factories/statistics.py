@@ -102,3 +102,29 @@ def read_since(tx: psycopg.Connection[Any], before: dict[str, int]) -> dict[str,
     """Rows read per table since `before` (tables read at all)."""
     now = reads(tx)
     return {t: n - before.get(t, 0) for t, n in now.items() if n - before.get(t, 0) > 0}
+
+
+def crowd_order_lines(
+    tx: psycopg.Connection[Any], project_id: uuid.UUID, count: int, prefix: str
+) -> None:
+    """`count` Shopify orders of a project with a line each, naming by shop id and SKU
+    (`prefix` and its number) a product the catalog lacks, so unlinked (rolled back with the
+    caller's transaction): a writer that reads a workspace's or the table's order lines per
+    page reads them all."""
+    tx.execute(
+        "insert into public.orders (workspace_id, project_id, source, external_id, status,"
+        " placed_at, total, currency)"
+        " select p.workspace_id, p.id, 'shopify', %s || n, 'paid', '2025-01-01', 10, 'EUR'"
+        " from public.projects p cross join generate_series(1, %s) as n where p.id = %s",
+        (prefix, count, project_id),
+    )
+    tx.execute(
+        "insert into public.order_items (order_id, workspace_id, sku, name, quantity, unit_price,"
+        " total, external_product_id)"
+        " select o.id, o.workspace_id, o.external_id, 'Item', 1, 10, 10, o.external_id"
+        " from public.projects p cross join generate_series(1, %s) as n"
+        " join public.orders o on o.workspace_id = p.workspace_id and o.source = 'shopify'"
+        "  and o.external_id = %s || n"
+        " where p.id = %s",
+        (count, prefix, project_id),
+    )

@@ -37,8 +37,8 @@ PLATFORM_SCHEMAS = [
 # A foreign key is usable from an index whose leading columns are exactly the key's columns
 # (in any order): deleting or updating a referenced row then finds the referencing rows
 # without a scan (Supabase's advisor, lint 0001). Invalid indexes do not count, nor do partial
-# ones unless their predicate is only that a single-column key is not null (which every lookup
-# `key = $1` implies).
+# ones unless their predicate is only that one of the key's columns is not null (which every
+# lookup `column = $1 and …` the key makes implies).
 UNINDEXED_FOREIGN_KEYS = """
 select c.conrelid::regclass::text as table_name, c.conname as constraint_name,
        array(select a.attname::text
@@ -59,12 +59,11 @@ where c.contype = 'f'
     ) as l
     where i.indrelid = c.conrelid and i.indisvalid
       and (i.indpred is null
-           or (cardinality(c.conkey) = 1
-               and pg_catalog.pg_get_expr(i.indpred, i.indrelid) = format(
-                 '(%%s IS NOT NULL)',
-                 quote_ident((select a.attname from pg_catalog.pg_attribute a
-                              where a.attrelid = c.conrelid and a.attnum = c.conkey[1]))
-               )))
+           or pg_catalog.pg_get_expr(i.indpred, i.indrelid) in (
+                select format('(%%s IS NOT NULL)', quote_ident(a.attname))
+                from pg_catalog.pg_attribute a
+                where a.attrelid = c.conrelid and a.attnum = any (c.conkey)
+              ))
       and l.leading @> c.conkey and l.leading <@ c.conkey
   )
 order by 1, 2

@@ -15,6 +15,7 @@ from psycopg.types.json import Jsonb
 from tests.factories.statistics import (
     COMMERCE_TABLES,
     crowd_erased_identities,
+    crowd_order_lines,
     forget_statistics,
     read_since,
     reads,
@@ -138,13 +139,38 @@ def test_shop_product_pages_without_statistics_read_each_row_a_few_times(
 ) -> None:
     """A page of 250 products of four variants (a Shopify page) written with the statistics
     removed, then the page again with each product renamed and listing three of its variants
-    (the fourth removed). Each page reads each table at most 10 x the rows it lists."""
+    (the fourth removed). Each page reads each table at most 10 x the rows it lists. The
+    project's lines naming the page's products, one per product by its shop ids and one by a
+    variant's SKU, are linked by the first page. Another workspace holds 20,000 unlinked order
+    lines, and the project 15,000 naming products it lacks: a page that reads every workspace's,
+    or its project's, unlinked lines reads more than its bound."""
     user = create_user(conn)
+    other = create_user(conn)
     project = make_project(conn, user)
     count = 250
     pages = [("first", products_page(count, 4, "Tea")), ("again", products_page(count, 3, "Mug"))]
     steps: dict[str, dict[str, int]] = {}
     with psycopg.connect(database_url, row_factory=dict_row) as tx:
+        crowd_order_lines(tx, make_project(conn, other), 20000, "X-")
+        crowd_order_lines(tx, project, 15000, "OTHER-")
+        tx.execute(
+            "insert into public.orders (workspace_id, project_id, source, external_id, status,"
+            " placed_at, total, currency)"
+            " select p.workspace_id, p.id, 'shopify', 'PAGE-' || n, 'paid', '2025-01-01', 20,"
+            " 'EUR' from public.projects p cross join generate_series(0, %s) as n where p.id = %s",
+            (count - 1, project),
+        )
+        tx.execute(
+            "insert into public.order_items (order_id, workspace_id, sku, name, quantity,"
+            " unit_price, total, external_product_id, external_variant_id)"
+            " select o.id, o.workspace_id, l.sku, 'Tea', 1, 10, 10, l.product, l.variant"
+            " from generate_series(0, %s) as n"
+            " join public.orders o on o.workspace_id = %s and o.source = 'shopify'"
+            "  and o.external_id = 'PAGE-' || n"
+            " cross join lateral (values ('P-' || n, 'V-' || n || '-0', null),"
+            "  (null, null, 'SKU-' || n || '-1')) as l(product, variant, sku)",
+            (count - 1, user.workspace_id),
+        )
         forget_statistics(tx, COMMERCE_TABLES)
         for name, documents in pages:
             before = reads(tx)
@@ -164,12 +190,25 @@ def test_shop_product_pages_without_statistics_read_each_row_a_few_times(
             " where p.project_id = %s",
             (project,),
         )
+        linked = one(
+            tx,
+            "select count(*) filter (where p.external_id = 'P-' || substr(o.external_id, 6)"
+            "  and v.external_id in ('V-' || substr(o.external_id, 6) || '-0',"
+            "                        'V-' || substr(o.external_id, 6) || '-1')) as named,"
+            " count(*) filter (where i.product_id is null) as unlinked"
+            " from public.orders o join public.order_items i on i.order_id = o.id"
+            " left join public.products p on p.id = i.product_id"
+            " left join public.product_variants v on v.id = i.variant_id"
+            " where o.project_id = %s and o.external_id like 'PAGE-%%'",
+            (project,),
+        )
         tx.rollback()
     assert (stored["renamed"], stored["variants"], stored["removed_kept"]) == (
         count,
         3 * count,
         0,
     )
+    assert (linked["named"], linked["unlinked"]) == (2 * count, 0)
     over = {
         name: {table: n for table, n in read.items() if n > 10 * 5 * count}
         for name, read in steps.items()
