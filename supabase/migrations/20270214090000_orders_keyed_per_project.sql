@@ -26,7 +26,8 @@
 --   private.validate_orders_import, private.write_orders_chunk, private.stage_orders_chunk from
 --     20270212090000_shopify_export_orders_keyed_as_the_store.sql: each look-up of a stored order
 --     is in the job's project; write_orders_chunk no longer links lines of orders another project
---     keeps (an order the job writes is always its project's, linked at the job's end).
+--     keeps (an order the job writes is always its project's, linked at the job's end); its
+--     delete of the changed orders' lines finds each order's lines by a probe of their order key.
 
 -- tables --------------------------------------------------------------------------------------
 
@@ -659,7 +660,17 @@ begin
         and (s.external_product_id is not null or s.external_variant_id is not null)
     ));
 
-    delete from public.order_items s where s.order_id = any (v_changed);
+    -- The changed orders' lines, each order's found by a probe of the lines' order key whatever
+    -- the planner knows (`order_id = any (v_changed)` over a table without statistics was planned
+    -- as a scan of every workspace's lines).
+    delete from public.order_items s
+    where s.ctid = any (array(
+      select i.ctid
+      from unnest(v_changed) as c(order_id)
+      cross join lateral (
+        select i.ctid from public.order_items i where i.order_id = c.order_id offset 0
+      ) as i
+    ));
 
     -- The part's lines are linked by the job as it ends (private.link_order_items below), not
     -- by order_items_link_catalog as they are inserted: the setting marks the insert for it.

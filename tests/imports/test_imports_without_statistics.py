@@ -87,6 +87,17 @@ def test_an_orders_part_without_statistics_reads_each_row_a_few_times(
     steps: dict[str, dict[str, int]] = {}
     with psycopg.connect(database_url, row_factory=dict_row) as tx:
         crowd_erased_identities(tx, other.workspace_id, 20000)
+        # Another workspace's 40,000 order lines (no product linked), rolled back.
+        tx.execute(
+            "with p as (insert into public.projects (workspace_id, name, type, website_url)"
+            " values (%(ws)s, 'Other', 'eshop', 'https://other.example') returning id),"
+            " o as (insert into public.orders (workspace_id, project_id, source, external_id,"
+            " status, placed_at, total, currency) select %(ws)s, p.id, 'csv', 'x-' || n, 'paid',"
+            " now(), 10, 'EUR' from p, generate_series(1, 400) as n returning id)"
+            " insert into public.order_items (order_id, workspace_id, name, quantity, unit_price,"
+            " total) select o.id, %(ws)s, 'Line', 1, 10, 10 from o, generate_series(1, 100)",
+            {"ws": other.workspace_id},
+        )
         forget_statistics(tx, [*TABLES, *TENANT_TABLES])
         for name, job in (("first", first), ("second", second)):
             before = reads(tx)

@@ -1,0 +1,79 @@
+-- A project's unlinked order lines are found from its orders, each order's lines by a probe of
+-- their order key, whatever the planner knows (issue 14: imports at the scale of a real shop's
+-- history). private.link_order_items (20261201090000_products.sql), which an orders import runs
+-- as its job ends, joined every unlinked line to its order and kept the project's: on tables
+-- without statistics (a new project's) it was planned as a scan of every workspace's lines
+-- (84,500 lines read for a part of 3,000 beside another workspace's 40,000). Copied from
+-- 20261201090000_products.sql; only `unlinked` changed.
+
+-- functions -----------------------------------------------------------------------------------
+
+create or replace function private.link_order_items(p_project_id uuid)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_linked integer;
+begin
+  with unlinked as (
+    select i.id, i.workspace_id, i.sku, i.external_product_id, i.external_variant_id,
+           o.project_id, o.source
+    from public.orders o
+    cross join lateral (
+      select i.id, i.workspace_id, i.sku, i.external_product_id, i.external_variant_id
+      from public.order_items i
+      where i.order_id = o.id and i.product_id is null
+      offset 0
+    ) as i
+    where o.project_id = p_project_id
+  ),
+  by_external_id as (
+    select u.id, p.id as product_id, v.id as variant_id
+    from unlinked u
+    join public.products p
+      on p.workspace_id = u.workspace_id and p.project_id = u.project_id
+     and p.source = u.source and p.external_id = u.external_product_id
+    left join public.product_variants v
+      on v.product_id = p.id and v.workspace_id = p.workspace_id
+     and v.external_id = u.external_variant_id
+  ),
+  variant_skus as (
+    select v.sku, min(v.id::text)::uuid as variant_id, min(v.product_id::text)::uuid as product_id
+    from public.product_variants v
+    join public.products p on p.id = v.product_id
+    where p.project_id = p_project_id and v.sku is not null
+    group by v.sku
+    having count(*) = 1
+  ),
+  product_skus as (
+    select p.sku, min(p.id::text)::uuid as product_id
+    from public.products p
+    where p.project_id = p_project_id and p.sku is not null
+    group by p.sku
+    having count(*) = 1
+  ),
+  by_sku as (
+    select u.id, coalesce(vs.product_id, ps.product_id) as product_id, vs.variant_id
+    from unlinked u
+    left join variant_skus vs on vs.sku = u.sku
+    left join product_skus ps on ps.sku = u.sku
+    where u.sku is not null and u.id not in (select e.id from by_external_id e)
+      and coalesce(vs.product_id, ps.product_id) is not null
+  ),
+  links as (
+    select * from by_external_id union all select * from by_sku
+  )
+  update public.order_items i
+  set product_id = l.product_id, variant_id = coalesce(i.variant_id, l.variant_id)
+  from links l
+  where i.id = l.id;
+  get diagnostics v_linked = row_count;
+  return v_linked;
+end
+$$;
+
+revoke all on function private.link_order_items(uuid) from public, anon, authenticated;
+
+grant execute on function private.link_order_items(uuid) to service_role;
