@@ -1,10 +1,12 @@
--- A project's unlinked order lines are found from its orders, each order's lines by a probe of
--- their order key, whatever the planner knows (issue 14: imports at the scale of a real shop's
--- history). private.link_order_items (20261201090000_products.sql), which an orders import runs
--- as its job ends, joined every unlinked line to its order and kept the project's: on tables
--- without statistics (a new project's) it was planned as a scan of every workspace's lines
--- (84,500 lines read for a part of 3,000 beside another workspace's 40,000). Copied from
--- 20261201090000_products.sql; only `unlinked` changed.
+-- A project's unlinked order lines, for private.link_order_items (20261201090000_products.sql),
+-- which an orders import runs as its job ends (issue 14: imports at the scale of a real shop's
+-- history), are found in the partial indexes of unlinked lines that name a product
+-- (20270216090000_product_pages_link_their_lines.sql), each line's order by a probe of its key.
+-- It joined every unlinked line to its order and kept the project's: on tables without
+-- statistics (a new project's) that was planned as a scan of every workspace's lines (84,500
+-- lines read for a part of 3,000 beside another workspace's 40,000), and a job of orders without
+-- lines still read the project's orders. A line naming neither a shop id nor a SKU can link to
+-- nothing and is not read. Copied from 20261201090000_products.sql; only `unlinked` changed.
 
 -- functions -----------------------------------------------------------------------------------
 
@@ -15,19 +17,28 @@ security definer
 set search_path = ''
 as $$
 declare
+  v_workspace_id uuid := (select p.workspace_id from public.projects p where p.id = p_project_id);
   v_linked integer;
 begin
   with unlinked as (
     select i.id, i.workspace_id, i.sku, i.external_product_id, i.external_variant_id,
            o.project_id, o.source
-    from public.orders o
-    cross join lateral (
-      select i.id, i.workspace_id, i.sku, i.external_product_id, i.external_variant_id
+    from (
+      select i.id, i.order_id, i.workspace_id, i.sku, i.external_product_id, i.external_variant_id
       from public.order_items i
-      where i.order_id = o.id and i.product_id is null
-      offset 0
+      where i.workspace_id = v_workspace_id and i.product_id is null
+        and i.external_product_id is not null
+      union all
+      select i.id, i.order_id, i.workspace_id, i.sku, i.external_product_id, i.external_variant_id
+      from public.order_items i
+      where i.workspace_id = v_workspace_id and i.product_id is null and i.sku is not null
+        and i.external_product_id is null
     ) as i
-    where o.project_id = p_project_id
+    cross join lateral (
+      select o.project_id, o.source from public.orders o
+      where o.id = i.order_id and o.project_id = p_project_id
+      offset 0
+    ) as o
   ),
   by_external_id as (
     select u.id, p.id as product_id, v.id as variant_id
