@@ -178,8 +178,9 @@ def store_currency(
 ) -> str | None:
     """A shop's product export names no currency: its prices are in the currency the export's
     own store's connection to the job's project keeps, as the store's own product webhooks'
-    prices are (private.import_store_currency); None when it keeps none (the file's Currency
-    column then gives it)."""
+    prices are, else the one currency of the prices the store's sync stored on the project's
+    products (a WooCommerce connection keeps none; private.import_store_currency); None when
+    neither names one (the file's Currency column then gives it)."""
     tool = product_export_of({read_as(target)[0] for target in targets})
     if kind.name != "products" or tool is None:
         return None

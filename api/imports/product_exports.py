@@ -58,7 +58,7 @@ class ProductExport:
     """Reads one tool's export rows by the positions of its columns (`position`: our column or
     the export's helper name → the column's index). `currency` is the prices' currency when a
     row names none (the export has no currency column): the one the export's own store's
-    connection keeps, if any."""
+    connection keeps, else the one its synced products' prices are in, if any."""
 
     tool = ""
 
@@ -225,17 +225,25 @@ def product_export_of(names: set[str]) -> str | None:
 
 # A product export imported into the project whose store's sync keeps the same catalog.
 STORE_KEEPS_CATALOG = "store_keeps_catalog"
+# The exports keyed by the store's own ids, stored as the store's sync stores its catalog
+# (private.import_product_source): WooCommerce's `ID` is the id its REST API and webhooks name a
+# product or a variation by, so the export and the store's sync update one catalog in either
+# order. Shopify's export names a product by its Handle only, which the store's sync never
+# stores.
+KEYED_AS_THE_STORE = frozenset({"woocommerce"})
 
 
 def store_catalog_refusal(conn: Connection, job: dict[str, Any], targets: list[str]) -> str | None:
     """Why a products job reading a shop's export is refused, or None: its project holds
-    products its own shop's sync stored (private.import_store_keeps_catalog). The export would
-    be a second copy of that catalog (source `csv`, beside the store's), and order lines found
-    by a SKU that two products then share would stay unlinked."""
+    products its own shop's sync stored (private.import_store_keeps_catalog) and the export
+    does not name them by the store's ids (Shopify's). The export would be a second copy of
+    that catalog (source `csv`, beside the store's), and order lines found by a SKU that two
+    products then share would stay unlinked. WooCommerce's export is never refused: it updates
+    the store's products."""
     if job["kind"] != "products" or job["project_id"] is None:
         return None
     tool = product_export_of({read_as(target)[0] for target in targets})
-    if tool is None:
+    if tool is None or tool in KEYED_AS_THE_STORE:
         return None
     row = conn.execute(
         "select private.import_store_keeps_catalog(%s, %s) as kept", (job["project_id"], tool)

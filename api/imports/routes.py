@@ -332,7 +332,7 @@ FAILED_STATUS = {
                 "import_size_mismatch": "The parts hold fewer bytes than declared",
                 "import_job_cancelled": "This import was cancelled",
                 "store_keeps_catalog": "This project's products come from its connected"
-                " WooCommerce store, whose sync keeps them: …",
+                " Shopify store, whose sync keeps them: …",
             },
             422: {
                 "invalid_csv": "missing columns: email",

@@ -195,16 +195,16 @@ def connect_store(
     )
 
 
-def catalog(conn: Conn, project: uuid.UUID) -> dict[str, Any]:
-    """The project's products by id: their fields and their variants by id."""
+def catalog(conn: Conn, project: uuid.UUID, source: str = "csv") -> dict[str, Any]:
+    """The project's products of the source by id: their fields and their variants by id."""
     products = conn.execute(
         "select p.external_id, p.source, p.title, p.sku, p.price::text, p.currency, p.inventory,"
         " p.image_url, p.category, p.status, p.updated_at,"
         " coalesce((select jsonb_object_agg(v.external_id, jsonb_build_array(v.title, v.sku,"
         "   v.price::text, v.currency, v.inventory, v.image_url, v.status, v.updated_at))"
         "  from public.product_variants v where v.product_id = p.id), '{}') as variants"
-        " from public.products p where p.project_id = %s and p.source = 'csv'",
-        (project,),
+        " from public.products p where p.project_id = %s and p.source = %s",
+        (project, source),
     ).fetchall()
     return {row["external_id"]: row for row in products}
 
@@ -311,7 +311,9 @@ def test_a_woocommerce_products_export_imports_variable_products_and_their_varia
         ("8", "inventory", "inventory must be a whole number"),
         ("9", "product_id", "Parent NOPE is the SKU of no product in this file"),
     ]
-    stored = catalog(conn, project)
+    # Stored as the store's sync stores its catalog: source woocommerce, keyed by the IDs.
+    assert catalog(conn, project) == {}
+    stored = catalog(conn, project, "woocommerce")
     assert sorted(stored) == ["101", "104", "105"]
     hoodie, beans, cap = stored["101"], stored["104"], stored["105"]
     # The first category path's last part; the first image.
@@ -333,7 +335,7 @@ def test_a_woocommerce_products_export_imports_variable_products_and_their_varia
     again = imported(client, jwks, owner, "products", data, "wc-product-export.csv", project)
 
     assert (again["created"], again["updated"], again["rows_failed"]) == (0, 0, 2)
-    assert catalog(conn, project) == stored
+    assert catalog(conn, project, "woocommerce") == stored
 
 
 def test_a_woocommerce_export_is_not_priced_in_another_stores_currency(
@@ -354,8 +356,8 @@ def test_a_woocommerce_export_is_not_priced_in_another_stores_currency(
         " file with the prices' currency on each row (EUR, CZK, …)"
     )
     assert reasons["3"].startswith("variant_price has no currency")
-    assert sorted(catalog(conn, project)) == ["101", "105"]
-    assert {p["currency"] for p in catalog(conn, project).values()} == {None}
+    assert sorted(catalog(conn, project, "woocommerce")) == ["101", "105"]
+    assert {p["currency"] for p in catalog(conn, project, "woocommerce").values()} == {None}
 
 
 def test_a_shopify_file_without_options_and_an_unlisted_product_import(
