@@ -86,7 +86,9 @@ begin
            substr(t.target, strpos(t.target, '?attribute:') + length('?attribute:')) as header,
            row_number() over (order by t.n)::integer as at
     from unnest(v_job.columns) with ordinality as t (target, n)
-    where strpos(t.target, '?attribute:') > 0
+    -- As the edge reads them (api.imports.columns.kept_if_refused): a column kept only as an
+    -- attribute is never a kept column, whatever its header says.
+    where strpos(t.target, '?attribute:') > 0 and t.target not like 'attribute:%'
   ) as m;
 
   delete from private.import_contact_work w where w.job_id = p_job_id;

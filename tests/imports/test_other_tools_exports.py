@@ -804,6 +804,14 @@ REFUSED_UNDER_ANOTHER_NAME: dict[str, tuple[list[list[str]], dict[str, Any], dic
         {"consent_state": "unknown", "consent_source": None},
         {"Accepts Marketing": "maybe"},
     ),
+    # A column of ours as an attribute whose name reads like a kept one's mark is not counted
+    # among the kept columns (the kept values stay beside their own headers).
+    "an attribute named like a kept column's mark, before a Firstname": (
+        [["email", "Notes?attribute:X", "Firstname", "Surname"],
+         ["ann@example.test", "note", "A" * 201, "Lee"]],
+        {"first_name": None, "last_name": "Lee"},
+        {"Notes?attribute:X": "note", "Firstname": "A" * 201},
+    ),
     "a Consent Date of last spring": (
         [["email", "Accepts Marketing", "Consent Date"],
          ["ann@example.test", "yes", 'last spring, "or so" {?} \\']],
