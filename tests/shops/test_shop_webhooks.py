@@ -306,8 +306,8 @@ def test_signed_orders_of_the_wrong_shape_are_a_422_and_store_nothing(
     assert orders(conn, project) == []
     stored = one(
         conn,
-        "select count(*) from private.webhook_events where body like %s",
-        (f'%"id": {order["id"]},%',),
+        "select count(*) from private.webhook_events where event_id like %s and body like %s",
+        (f"{project}:%", f'%"id": {order["id"]},%'),
     )
     assert stored["count"] == 0
 
