@@ -62,6 +62,15 @@ SHOPIFY_SHOP_DOMAIN: Mapping[int, Mapping[str, str]] = {
         "my-shop.myshopify.com"
     }
 }
+# Storing a Shopify or WooCommerce store's API access another project of the workspace stores
+# (private.connect_store_api): one store's orders reach one project of a workspace.
+STORE_CONNECTED_ELSEWHERE: Mapping[int, Mapping[str, str]] = {
+    409: {
+        "store_connected_elsewhere": "This store is already connected to project "
+        "5b7c1f3e-2d4a-4e8b-9f6c-0a1b2c3d4e5f of this workspace; disconnect it there first "
+        "(its orders stay in that project)"
+    }
+}
 # Reading a Shopify shop through bulk operations with the stored access token.
 SHOPIFY_FAILURES: Mapping[int, Mapping[str, str]] = {
     409: {

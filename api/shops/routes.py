@@ -29,6 +29,7 @@ from api.shops.errors import (
     SHOPIFY_FAILURES,
     SHOPIFY_SHOP_DOMAIN,
     SHOPTET_FAILURES,
+    STORE_CONNECTED_ELSEWHERE,
     WOOCOMMERCE_FAILURES,
     WOOCOMMERCE_STORE_URL,
     WRITING_ORDERS,
@@ -178,6 +179,21 @@ def store_credentials(
         conn.execute(
             "select private.connect_integration(%s, %s, %s, %s)",
             (project_id, source, api_token_sealed, webhook_secret_sealed),
+        )
+
+
+def store_api_access(
+    acting: UserScope, project_id: UUID, source: Source, store: str, api_token_sealed: str
+) -> None:
+    """As store_credentials, for a Shopify or WooCommerce store's API access: the database
+    also keeps the store's address and refuses one another project of the workspace stores
+    (409 store_connected_elsewhere), so one store's orders reach one project."""
+    with acting.connection() as conn:
+        take_project_quota(conn, project_id, "shop_sync")
+        become_service(conn)
+        conn.execute(
+            "select private.connect_store_api(%s, %s, %s, %s)",
+            (project_id, source, store, api_token_sealed),
         )
 
 
@@ -347,7 +363,12 @@ def sync_shoptet_catalog(
             "source": "woocommerce",
             "store_url": "https://shop.example",
         },
-        errors=merged_errors(MEMBERS_WITH_QUOTA, SEALING_CREDENTIALS, WOOCOMMERCE_STORE_URL),
+        errors=merged_errors(
+            MEMBERS_WITH_QUOTA,
+            SEALING_CREDENTIALS,
+            WOOCOMMERCE_STORE_URL,
+            STORE_CONNECTED_ELSEWHERE,
+        ),
     ),
     openapi_extra=json_body_example(
         {
@@ -366,13 +387,15 @@ def connect_woocommerce_api(
 ) -> dict[str, Any]:
     """Members and above store the store's address and REST API key (encrypted by the edge;
     the webhook secret stays as it was). The address must be https and resolve to public
-    addresses only (`422 store_url_not_allowed`). Spends one request of the plan's shop limit."""
+    addresses only (`422 store_url_not_allowed`). A store another project of the workspace
+    stores is refused (`409 store_connected_elsewhere`, naming that project): disconnect it there
+    first. Spends one request of the plan's shop limit."""
     try:
         url = store_url(body.store_url, settings.woocommerce_allowed_origins)
     except WooCommerceError as error:
         raise ApiError(error.status, error.code, error.message) from error
     sealed = box.seal(StoreCredentials(url, body.consumer_key, body.consumer_secret).sealed_form())
-    store_credentials(acting, project_id, "woocommerce", sealed, None)
+    store_api_access(acting, project_id, "woocommerce", url, sealed)
     return ok({"project_id": project_id, "source": "woocommerce", "store_url": url})
 
 
@@ -426,7 +449,12 @@ def backfill_woocommerce(
     summary="Store the Shopify Admin API token a backfill reads the shop with",
     responses=documented(
         {"project_id": EXAMPLE_PROJECT, "source": "shopify", "shop_domain": "demo.myshopify.com"},
-        errors=merged_errors(MEMBERS_WITH_QUOTA, SEALING_CREDENTIALS, SHOPIFY_SHOP_DOMAIN),
+        errors=merged_errors(
+            MEMBERS_WITH_QUOTA,
+            SEALING_CREDENTIALS,
+            SHOPIFY_SHOP_DOMAIN,
+            STORE_CONNECTED_ELSEWHERE,
+        ),
     ),
     openapi_extra=json_body_example(
         {"shop_domain": "demo.myshopify.com", "access_token": "shpat_0f1e2d3c4b5a69788796a5b4"}
@@ -436,13 +464,15 @@ def connect_shopify_api(
     project_id: UUID, body: ShopifyApiConnection, acting: ActingUser, box: Box
 ) -> dict[str, Any]:
     """Members and above store the shop's domain and Admin API access token (encrypted by the
-    edge; the webhook secret stays as it was). Spends one request of the plan's shop limit."""
+    edge; the webhook secret stays as it was). A shop another project of the workspace stores is
+    refused (`409 store_connected_elsewhere`, naming that project): disconnect it there first.
+    Spends one request of the plan's shop limit."""
     try:
         domain = shop_domain(body.shop_domain)
     except ShopifyError as error:
         raise ApiError(error.status, error.code, error.message) from error
     sealed = box.seal(ShopCredentials(domain, body.access_token).sealed_form())
-    store_credentials(acting, project_id, "shopify", sealed, None)
+    store_api_access(acting, project_id, "shopify", domain, sealed)
     return ok({"project_id": project_id, "source": "shopify", "shop_domain": domain})
 
 

@@ -16,8 +16,16 @@
 -- with the project, so it also serves the foreign key to the project (and the reads of a
 -- project's orders) in place of the (project_id, workspace_id) index, which goes: a look-up by
 -- the whole key has one index to take, also on a table the planner has no statistics for (with
--- both, it read the project's orders once per order looked up). The old key's workspace_id,
--- which the members' policy and a workspace's reads filter by, gets its own index.
+-- both, it read the project's orders once per order looked up). The old key's columns stay
+-- indexed, not unique, as (workspace_id, source, external_id): the members' policy and a
+-- workspace's reads filter by its workspace_id, and an order found by its number across the
+-- workspace (the Data API: workspace, source, external id) stays one index probe (with
+-- (workspace_id) alone it read every order of the workspace).
+--
+-- Lock order: the migration is one transaction, and a lock it takes is held until it commits.
+-- Every index is built first, under CREATE INDEX's SHARE lock (writes wait, reads go on); only
+-- then do the constraints change and the superseded indexes go, under ACCESS EXCLUSIVE (reads
+-- wait too), which is a change of the catalog only, with no scan or sort of either table.
 --
 -- Copied and changed (each only where it finds or conflicts on an order or checkout):
 --   private.upsert_order from 20261123100000_customers_orders.sql: its conflict target.
@@ -31,8 +39,21 @@
 
 -- tables --------------------------------------------------------------------------------------
 
+-- indexes first (SHARE lock: reads go on) ------------------------------------------------------
+
 create unique index orders_project_source_external_id_key
   on public.orders (project_id, workspace_id, source, external_id);
+
+create index orders_workspace_source_external_id_idx
+  on public.orders (workspace_id, source, external_id);
+
+create unique index checkouts_project_source_external_id_key
+  on public.checkouts (project_id, workspace_id, source, external_id);
+
+create index checkouts_workspace_source_external_id_idx
+  on public.checkouts (workspace_id, source, external_id);
+
+-- then the catalog swap (ACCESS EXCLUSIVE: no index is built from here on) ---------------------
 
 alter table public.orders drop constraint orders_workspace_id_source_external_id_key;
 
@@ -42,11 +63,6 @@ alter table public.orders
 
 drop index public.orders_project_id_workspace_id_idx;
 
-create index orders_workspace_id_idx on public.orders (workspace_id);
-
-create unique index checkouts_project_source_external_id_key
-  on public.checkouts (project_id, workspace_id, source, external_id);
-
 alter table public.checkouts drop constraint checkouts_workspace_id_source_external_id_key;
 
 alter table public.checkouts
@@ -54,8 +70,6 @@ alter table public.checkouts
   unique using index checkouts_project_source_external_id_key;
 
 drop index public.checkouts_project_idx;
-
-create index checkouts_workspace_id_idx on public.checkouts (workspace_id);
 
 -- functions -----------------------------------------------------------------------------------
 
