@@ -34,8 +34,14 @@
 --   private.validate_orders_import, private.write_orders_chunk, private.stage_orders_chunk from
 --     20270212090000_shopify_export_orders_keyed_as_the_store.sql: each look-up of a stored order
 --     is in the job's project; write_orders_chunk no longer links lines of orders another project
---     keeps (an order the job writes is always its project's, linked at the job's end); its
---     delete of the changed orders' lines finds each order's lines by a probe of their order key.
+--     keeps (an order the job writes is always its project's); its delete of the changed orders'
+--     lines finds each order's lines by a probe of their order key, and deletes them by their
+--     primary key (mendlink31: by ctid, a line a product page linked meanwhile, a new row
+--     version, was skipped and kept beside its replacement); it links the lines it writes in the
+--     insert that writes them (mendlink31: they were left unlinked for the job's end, which read
+--     every unlinked line of the workspace naming a product, 2.2 s beside 200,000 in another
+--     project, and which a cancelled or failed job never reached, leaving its written parts'
+--     lines unlinked for good).
 
 -- tables --------------------------------------------------------------------------------------
 
@@ -534,7 +540,7 @@ revoke all on function private.validate_orders_import(uuid) from public, anon, a
 grant execute on function private.validate_orders_import(uuid) to service_role;
 
 -- A part of the file written (see 20270212090000): the stored orders it updates are the job's
--- project's.
+-- project's; the lines it writes are linked as they are written (the job's end links nothing).
 create or replace function private.write_orders_chunk(p_job_id uuid)
 returns setof public.import_jobs
 language plpgsql
@@ -676,25 +682,34 @@ begin
 
     -- The changed orders' lines, each order's found by a probe of the lines' order key whatever
     -- the planner knows (`order_id = any (v_changed)` over a table without statistics was planned
-    -- as a scan of every workspace's lines).
+    -- as a scan of every workspace's lines), and deleted by their primary key: a line another
+    -- transaction updated meanwhile (a product page linking it) is rechecked in its new version,
+    -- which keeps its id but not its ctid (by ctid it was skipped, and the order kept its old
+    -- line beside the new one).
     delete from public.order_items s
-    where s.ctid = any (array(
-      select i.ctid
+    where s.id = any (array(
+      select i.id
       from unnest(v_changed) as c(order_id)
       cross join lateral (
-        select i.ctid from public.order_items i where i.order_id = c.order_id offset 0
+        select i.id from public.order_items i where i.order_id = c.order_id offset 0
       ) as i
     ));
 
-    -- The part's lines are linked by the job as it ends (private.link_order_items below), not
-    -- by order_items_link_catalog as they are inserted: the setting marks the insert for it.
-    perform pg_catalog.set_config('growthbase.lines_linked_by_job', 'on', true);
+    -- The part's lines are linked to the catalog in the insert that writes them, by the rules
+    -- of private.link_inserted_order_items: by the shop's product id (and variant id within that
+    -- product) in the order's project and source (the job's), else by a SKU that names exactly
+    -- one variant, else exactly one product, of the project; each product and variant by a probe
+    -- of its key. The setting marks the insert for order_items_link_catalog, which skips it. A
+    -- written part's lines are thus linked when it commits, whether or not its job ends done;
+    -- the job's end reads no line.
+    perform pg_catalog.set_config('growthbase.lines_linked_by_writer', 'on', true);
     insert into public.order_items (order_id, workspace_id, sku, name, quantity, unit_price, total,
                                     external_product_id, external_variant_id, product_id, variant_id)
     select o.id, v_job.workspace_id, l.item_sku, coalesce(l.item_name, l.item_sku),
            l.item_quantity::numeric(14, 3), l.item_unit_price::numeric(14, 2),
            round(l.item_quantity::numeric(14, 3) * l.item_unit_price::numeric(14, 2), 2),
-           l.item_product_id, l.item_variant_id, p.id, v.id
+           l.item_product_id, l.item_variant_id, coalesce(e.product_id, vs.product_id, ps.product_id),
+           case when e.product_id is not null then e.variant_id else vs.variant_id end
     from private.import_order_lines l
     cross join lateral (
       select h.order_id from private.import_order_heads h
@@ -708,22 +723,35 @@ begin
         and o.source = v_source and o.external_id = h.order_id
       offset 0
     ) as o
-    left join lateral (
-      select p.id from public.products p
-      where p.workspace_id = v_job.workspace_id and p.project_id = o.project_id and p.source = 'csv'
-        and p.external_id = l.item_product_id
-      offset 0
-    ) as p on true
     -- A variant belongs to its product's workspace (the foreign key): found by the product's id,
     -- which no index but the variants' key leads with.
     left join lateral (
-      select v.id from public.product_variants v
-      where v.product_id = p.id and v.external_id = l.item_variant_id
+      select p.id as product_id,
+             (select v.id from public.product_variants v
+              where v.product_id = p.id and v.external_id = l.item_variant_id) as variant_id
+      from public.products p
+      where p.workspace_id = v_job.workspace_id and p.project_id = o.project_id and p.source = v_source
+        and p.external_id = l.item_product_id
       offset 0
-    ) as v on true
+    ) as e on true
+    left join lateral (
+      select min(v.product_id::text)::uuid as product_id, min(v.id::text)::uuid as variant_id
+      from public.product_variants v
+      join public.products p on p.id = v.product_id
+      where e.product_id is null and v.workspace_id = v_job.workspace_id and v.sku = l.item_sku
+        and p.project_id = o.project_id
+      having count(*) = 1
+    ) as vs on true
+    left join lateral (
+      select min(p.id::text)::uuid as product_id
+      from public.products p
+      where e.product_id is null and vs.product_id is null and p.project_id = o.project_id
+        and p.sku = l.item_sku
+      having count(*) = 1
+    ) as ps on true
     where l.job_id = v_work and l.has_item and o.id = any (v_changed)
     order by l.record;
-    perform pg_catalog.set_config('growthbase.lines_linked_by_job', 'off', true);
+    perform pg_catalog.set_config('growthbase.lines_linked_by_writer', 'off', true);
     -- Orders whose lines alone changed count as updated.
     v_updated := v_updated + (
       select count(*) from private.import_order_heads h
@@ -754,9 +782,6 @@ begin
   ) as p
   where j.id = p_job_id
   returning j.* into v_job;
-  if v_job.status = 'done' and v_items then
-    perform private.link_order_items(v_job.project_id);
-  end if;
   return next v_job;
 end
 $$;

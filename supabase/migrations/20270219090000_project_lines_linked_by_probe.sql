@@ -7,6 +7,14 @@
 -- lines read for a part of 3,000 beside another workspace's 40,000), and a job of orders without
 -- lines still read the project's orders. A line naming neither a shop id nor a SKU can link to
 -- nothing and is not read. Copied from 20261201090000_products.sql; only `unlinked` changed.
+--
+-- No writer calls it any more (mendlink31): it reads every unlinked line of the workspace that
+-- names a product (2.2 s for a project of 10 lines beside 200,000 unlinkable lines of another
+-- project), so an orders import links its lines as it writes them
+-- (20270214090000_orders_keyed_per_project.sql) and a products import links per chunk
+-- (20270220090000_woocommerce_export_keyed_as_its_store.sql), neither at the job's end. It stays
+-- the project-wide link for an operator (and 20270216090000's one-off pass, which runs before
+-- this file, with the 20261201090000 definition).
 
 -- functions -----------------------------------------------------------------------------------
 

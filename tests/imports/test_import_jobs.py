@@ -1298,11 +1298,13 @@ def test_a_job_cancelled_while_importing_keeps_whole_orders_and_imports_no_more(
     assert one(conn, stale, (owner.workspace_id,))["n"] == 0
 
 
-def test_an_imports_parts_leave_their_lines_to_the_job_which_links_them_at_its_end(
+def test_an_imports_parts_link_their_lines_as_they_write_them(
     client: TestClient, jwks: JwksServer, conn: Conn, owner: User, database_url: str
 ) -> None:
-    """A part's lines are not linked as they are written (the job links the project's lines once,
-    as it ends), whatever their number; at the end every line names its catalog product."""
+    """A part's lines are linked to the catalog in the insert that writes them, whatever their
+    number (they used to wait for the job's end, which read every unlinked line of the
+    workspace and which a cancelled job never reached); at the end every line names its catalog
+    product."""
     api = Api(client, jwks, owner)
     project = make_project(conn, owner)
     conn.execute(
@@ -1325,7 +1327,7 @@ def test_an_imports_parts_leave_their_lines_to_the_job_which_links_them_at_its_e
             "staged",
             "written",
         ]
-        assert tuple(one(conn, linked, (project,)).values()) == (0, 2)
+        assert tuple(one(conn, linked, (project,)).values()) == (2, 2)
         for _ in range(10):
             stepped = orders_step(runner, uuid.UUID(job), 2)[1]
             if stepped is not None and stepped["status"] == "done":

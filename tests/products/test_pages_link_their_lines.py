@@ -141,3 +141,33 @@ def test_a_products_import_links_the_lines_naming_a_chunk_as_it_writes_it(
     chunk = one(conn, "select * from private.import_products_chunk(%s, 1)", (job["id"],))
     assert chunk["status"] == "done"
     assert links(conn, order) == {"Tea": ("P-TEA", None), "Cup": ("P-CUP", None)}
+
+
+def test_a_line_written_while_a_page_inserts_its_product_is_linked_by_a_later_page(
+    database_url: str, conn: Conn
+) -> None:
+    """An order naming VASE-1 is written while the page that inserts VASE-1 is still open:
+    neither sees the other, and the line is written unlinked. The next page naming the product,
+    a price update, links it (it used to skip the link when the page changed no SKU and inserted
+    no product, and the line stayed unlinked for good)."""
+    owner = create_user(conn)
+    project = make_project(conn, owner)
+    tag = uuid.uuid4().hex[:8]
+    vase = {"external_id": "900", "title": "Vase", "sku": "VASE-1", "price": "20.00"}
+    with psycopg.connect(database_url, row_factory=dict_row) as page:
+        one(page, "select private.upsert_products(%s, 'shopify', %s)", (project, Jsonb([vase])))
+        order = add_order(
+            conn,
+            project,
+            f"{tag}-1",
+            f"eve-{tag}@example.test",
+            items=[{"sku": "VASE-1", "name": "Vase", "quantity": 1, "unit_price": 20}],
+        )
+        page.commit()
+    assert links(conn, order) == {"Vase": (None, None)}
+    one(
+        conn,
+        "select private.upsert_products(%s, 'shopify', %s)",
+        (project, Jsonb([vase | {"price": "18.00"}])),
+    )
+    assert links(conn, order) == {"Vase": ("900", None)}
