@@ -14,14 +14,12 @@
 -- else exactly one product, of the project. The lines are found in the statement's transition
 -- table and every order, product and variant by a probe of its key (subqueries the planner
 -- cannot merge), so a webhook's order costs a few probes, whatever the tables' statistics.
--- An orders import's part is left to its job, which links the project's lines as it ends:
--- private.write_orders_chunk sets the transaction-local setting growthbase.lines_linked_by_job
--- while it writes a part's lines, and this trigger skips the statements it marks. Every other
--- writer's lines are linked here, however many (an order the Data API imports through
+-- Every writer's lines are linked here, however many (an order the Data API imports through
 -- public.import_order, private.upsert_order); a shop's page (private.upsert_orders,
--- 20270207090000) writes its lines already linked by the same rules and marks that statement
--- with the transaction-local setting growthbase.lines_linked_by_writer, which this trigger
--- skips too. Otherwise it only touches lines still without a product.
+-- 20270207090000) and an orders import's part (private.write_orders_chunk, 20270214090000)
+-- write their lines already linked by the same rules and mark that statement with the
+-- transaction-local setting growthbase.lines_linked_by_writer, which this trigger skips.
+-- Otherwise it only touches lines still without a product.
 
 create function private.link_inserted_order_items()
 returns trigger
@@ -30,8 +28,7 @@ security definer
 set search_path = ''
 as $$
 begin
-  if pg_catalog.current_setting('growthbase.lines_linked_by_job', true) = 'on'
-     or pg_catalog.current_setting('growthbase.lines_linked_by_writer', true) = 'on'
+  if pg_catalog.current_setting('growthbase.lines_linked_by_writer', true) = 'on'
      or not exists (select from new_items i
                     where i.product_id is null and (i.external_product_id is not null or i.sku is not null)) then
     return null;
