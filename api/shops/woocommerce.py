@@ -76,10 +76,21 @@ class StoreCredentials:
             ) from error
 
 
+def ascii_host(hostname: str) -> str:
+    """A host as one spelling: IDNA (`münchen-shop.de` is `xn--mnchen-shop-9db.de`), lower
+    case, without the root's trailing dot; an address literal as it is. One store spelt two
+    ways would otherwise pass for two stores (private.connect_store_api)."""
+    try:
+        return str(ipaddress.ip_address(hostname))
+    except ValueError:
+        return hostname.rstrip(".").encode("idna").decode("ascii").lower()
+
+
 def store_url(url: str, allowed_origins: Collection[str]) -> str:
-    """The store's URL without a trailing slash, when it may be called: https, a host, no
-    credentials, query or fragment, and a host that resolves to public addresses only (origins
-    in `allowed_origins`, a test's local stand-in, skip the address check)."""
+    """The store's URL without a trailing slash, its host in one spelling (`ascii_host`), when
+    it may be called: https, a host, no credentials, query or fragment, and a host that
+    resolves to public addresses only (origins in `allowed_origins`, a test's local stand-in,
+    skip the address check)."""
     refusal = WooCommerceError(
         422,
         "store_url_not_allowed",
@@ -98,14 +109,19 @@ def store_url(url: str, allowed_origins: Collection[str]) -> str:
     if parts.scheme != "https":
         raise refusal
     try:
-        infos = socket.getaddrinfo(hostname, port or 443, proto=socket.IPPROTO_TCP)
+        host = ascii_host(hostname)
+    except UnicodeError as error:
+        raise refusal from error
+    try:
+        infos = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
     except (OSError, ValueError) as error:
         raise refusal from error
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
         if not address.is_global or address.is_multicast:
             raise refusal
-    return f"{origin}{parts.path}".rstrip("/")
+    netloc = f"[{host}]" if ":" in host else host
+    return f"https://{netloc}{f':{port}' if port else ''}{parts.path}".rstrip("/")
 
 
 class WooCommerceClient:

@@ -4,6 +4,7 @@ twice in revenue, customer facts and RFM. Storing a Shopify shop's or a WooComme
 access that another project of the workspace stores is a 409 naming that project; its own project
 may store it again, another workspace may store it too, and once disconnected it may move."""
 
+import socket
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -131,6 +132,36 @@ def test_a_shopify_shop_another_project_of_the_workspace_reads_is_refused_naming
     moved = store_shopify(client, jwks, owner, new, "demo-shop.myshopify.com")
     assert moved.status_code == 200, moved.text
     assert has_api_access(conn, new, "shopify")
+
+
+REAL_GETADDRINFO = socket.getaddrinfo
+
+
+def public_resolver(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+    """DNS as the internet would answer for a store's host (one public address); any other
+    name (the database's, the test client's) as this machine resolves it."""
+    if isinstance(host, str) and host.endswith((".de", ".example")):
+        public = ("93.184.216.34", port)
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", public)]
+    return REAL_GETADDRINFO(host, port, *args, **kwargs)
+
+
+def test_one_store_spelt_two_ways_is_one_store(
+    conn: Conn, client: TestClient, jwks: JwksServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An internationalised host in Unicode or in its IDNA form, in capitals, or with the
+    root's trailing dot names one store: stored once, in one spelling."""
+    monkeypatch.setattr(socket, "getaddrinfo", public_resolver)
+    owner, old, new = owner_of_two_projects(conn)
+    stored = store_woocommerce(client, jwks, owner, old, "https://münchen-shop.de/")
+    assert stored.status_code == 200, stored.text
+    assert stored.json()["data"]["store_url"] == "https://xn--mnchen-shop-thb.de"
+    for spelling in ("https://XN--MNCHEN-SHOP-THB.DE", "https://münchen-shop.de./"):
+        assert_connected_elsewhere(store_woocommerce(client, jwks, owner, new, spelling), old)
+    assert store_woocommerce(client, jwks, owner, new, "https://shop-c.example.").status_code == 200
+    twice = store_woocommerce(client, jwks, owner, old, "https://Shop-C.example")
+    assert_connected_elsewhere(twice, new)
+    assert store_woocommerce(client, jwks, owner, new, "https://a..b").status_code == 422
 
 
 def test_a_woocommerce_store_another_project_of_the_workspace_reads_is_refused_naming_it(
