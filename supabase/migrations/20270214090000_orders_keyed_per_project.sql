@@ -562,6 +562,20 @@ declare
   v_work uuid;
   v_source text;
 begin
+  -- Catalog writers and order-line writers of a project run one after the other (lockfix31): a
+  -- part links its lines in its own insert and a product page or products chunk links the
+  -- project's unlinked lines naming what it wrote, each seeing only rows committed before its
+  -- statement began; run side by side, neither saw the other's rows and the lines stayed
+  -- unlinked for good. Parts share the lock (they never wait for each other); a catalog writer
+  -- (private.upsert_products, private.import_products_chunk) takes it exclusively. Whichever
+  -- waits runs its statements after the other committed (READ COMMITTED), so it links the
+  -- other's rows. Taken before any row lock of the part (its chunk, its orders, the lines it
+  -- replaces), so a catalog writer never waits for a row this part holds while the part waits
+  -- for the lock. The job's project is read without a lock (it never changes).
+  perform pg_catalog.pg_advisory_xact_lock_shared(
+    pg_catalog.hashtext('growthbase.project_catalog'), pg_catalog.hashtext(j.project_id::text))
+  from public.import_jobs j where j.id = p_job_id;
+
   select * into v_chunk from private.import_order_chunks c
   where c.job_id = p_job_id and not c.written
   order by c.first_record

@@ -256,6 +256,12 @@ begin
   if p_source not in ('shoptet', 'shopify', 'woocommerce') then
     return 0;
   end if;
+  -- The project's catalog lock, exclusively, before any write (lockfix31): an orders import's
+  -- part writing lines meanwhile (private.write_orders_chunk, which shares it) finishes first and
+  -- this page's link then sees its lines; a part started after waits for this commit, and its
+  -- insert then sees these products. Side by side, neither saw the other's rows.
+  perform pg_catalog.pg_advisory_xact_lock(
+    pg_catalog.hashtext('growthbase.project_catalog'), pg_catalog.hashtext(p_project_id::text));
   v_ids := array(
     select distinct left(e.doc ->> 'external_id', 200)
     from jsonb_array_elements(case when jsonb_typeof(p_products) = 'array' then p_products else '[]'::jsonb end) as e(doc)

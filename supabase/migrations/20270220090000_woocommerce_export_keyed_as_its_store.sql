@@ -126,6 +126,11 @@ begin
   if v_to is null then
     return v_job;
   end if;
+  -- The project's catalog lock, exclusively, before any write (lockfix31; see
+  -- private.write_orders_chunk, which shares it): an orders part and this chunk run one after
+  -- the other, and the later links the earlier's rows (lines, or products) when it writes.
+  perform pg_catalog.pg_advisory_xact_lock(
+    pg_catalog.hashtext('growthbase.project_catalog'), pg_catalog.hashtext(v_job.project_id::text));
   v_source := private.import_product_source(v_job);
 
   -- Each row's first problem; product fields are checked on rows that carry a title (and on
