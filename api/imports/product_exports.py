@@ -7,6 +7,7 @@ SKU, is staged as that SKU (`parent_sku`) and found in the staged file by the da
 own file's."""
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +55,7 @@ def last_step(path: str) -> str:
     return PATH_STEP.split(path.strip())[-1]
 
 
-class ProductExport:
+class ProductExport(ABC):
     """Reads one tool's export rows by the positions of its columns (`position`: our column or
     the export's helper name → the column's index). `currency` is the prices' currency when a
     row names none (the export has no currency column): the one the export's own store's
@@ -75,8 +76,9 @@ class ProductExport:
 
         return value
 
+    @abstractmethod
     def row(self, fields: list[str]) -> ProductRow:
-        raise NotImplementedError
+        """One export row as a row of our products file."""
 
     def priced(self, row: ProductRow, value: Callable[[str], str]) -> None:
         """The row's currency: its own (a `Currency` column added to the file), else the
