@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import httpx
+import idna
 from pydantic import BaseModel, Field
 
 from api.core.db import Database
@@ -77,13 +78,16 @@ class StoreCredentials:
 
 
 def ascii_host(hostname: str) -> str:
-    """A host as one spelling: IDNA (`münchen-shop.de` is `xn--mnchen-shop-9db.de`), lower
-    case, without the root's trailing dot; an address literal as it is. One store spelt two
-    ways would otherwise pass for two stores (private.connect_store_api)."""
+    """A host as one spelling: lower case, an internationalised one in IDNA 2008 with UTS 46
+    mapping as httpx and browsers send it (`straße-shop.de` is `xn--strae-shop-83a.de`, never
+    `strasse-shop.de`), without the root's trailing dot; an address literal as it is. One store
+    spelt two ways would otherwise pass for two stores (private.connect_store_api)."""
     try:
         return str(ipaddress.ip_address(hostname))
     except ValueError:
-        return hostname.rstrip(".").encode("idna").decode("ascii").lower()
+        pass
+    host = hostname.lower() if hostname.isascii() else idna.encode(hostname, uts46=True).decode()
+    return host.rstrip(".")
 
 
 def store_url(url: str, allowed_origins: Collection[str]) -> str:

@@ -566,7 +566,8 @@ begin
   -- part links its lines in its own insert and a product page or products chunk links the
   -- project's unlinked lines naming what it wrote, each seeing only rows committed before its
   -- statement began; run side by side, neither saw the other's rows and the lines stayed
-  -- unlinked for good. Parts share the lock (they never wait for each other); a catalog writer
+  -- unlinked for good. Parts share the lock (one waits for another only behind a catalog writer
+  -- queued between them, which runs between the two); a catalog writer
   -- (private.upsert_products, private.import_products_chunk) takes it exclusively. Whichever
   -- waits runs its statements after the other committed (READ COMMITTED), so it links the
   -- other's rows. Taken before any row lock of the part (its chunk, its orders, the lines it

@@ -150,7 +150,7 @@ def test_one_store_spelt_two_ways_is_one_store(
     conn: Conn, client: TestClient, jwks: JwksServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An internationalised host in Unicode or in its IDNA form, in capitals, or with the
-    root's trailing dot names one store: stored once, in one spelling."""
+    root's trailing dot names one store: stored once, in the spelling httpx and browsers send."""
     monkeypatch.setattr(socket, "getaddrinfo", public_resolver)
     owner, old, new = owner_of_two_projects(conn)
     stored = store_woocommerce(client, jwks, owner, old, "https://münchen-shop.de/")
@@ -162,6 +162,11 @@ def test_one_store_spelt_two_ways_is_one_store(
     twice = store_woocommerce(client, jwks, owner, old, "https://Shop-C.example")
     assert_connected_elsewhere(twice, new)
     assert store_woocommerce(client, jwks, owner, new, "https://a..b").status_code == 422
+    # `ß` is its own letter in IDNA 2008, as browsers and registries read it: `straße-shop.de`
+    # and `strasse-shop.de` are two stores, and the key goes to the one the user named.
+    german = store_woocommerce(client, jwks, owner, new, "https://straße-shop.de")
+    assert german.json()["data"]["store_url"] == "https://xn--strae-shop-83a.de"
+    assert store_woocommerce(client, jwks, owner, old, "https://strasse-shop.de").status_code == 200
 
 
 def test_a_woocommerce_store_another_project_of_the_workspace_reads_is_refused_naming_it(
