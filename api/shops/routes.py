@@ -5,7 +5,7 @@ register with the shop is absolute, from PUBLIC_BASE_URL."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, LiteralString
 from uuid import UUID
 
 from fastapi import APIRouter
@@ -165,6 +165,17 @@ def spend_shop_quota(acting: UserScope, project_id: UUID) -> None:
         take_project_quota(conn, project_id, "shop_sync")
 
 
+def write_as_service(
+    acting: UserScope, project_id: UUID, statement: LiteralString, params: tuple[Any, ...]
+) -> None:
+    """One transaction: the membership check as the user (spending one request of the plan's
+    shop limit), then the write as the service."""
+    with acting.connection() as conn:
+        take_project_quota(conn, project_id, "shop_sync")
+        become_service(conn)
+        conn.execute(statement, params)
+
+
 def store_credentials(
     acting: UserScope,
     project_id: UUID,
@@ -172,14 +183,12 @@ def store_credentials(
     api_token_sealed: str | None,
     webhook_secret_sealed: str | None,
 ) -> None:
-    """One transaction: the membership check as the user, then the write as the service."""
-    with acting.connection() as conn:
-        take_project_quota(conn, project_id, "shop_sync")
-        become_service(conn)
-        conn.execute(
-            "select private.connect_integration(%s, %s, %s, %s)",
-            (project_id, source, api_token_sealed, webhook_secret_sealed),
-        )
+    write_as_service(
+        acting,
+        project_id,
+        "select private.connect_integration(%s, %s, %s, %s)",
+        (project_id, source, api_token_sealed, webhook_secret_sealed),
+    )
 
 
 def store_api_access(
@@ -188,13 +197,12 @@ def store_api_access(
     """As store_credentials, for a Shopify or WooCommerce store's API access: the database
     also keeps the store's address and refuses one another project of the workspace stores
     (409 store_connected_elsewhere), so one store's orders reach one project."""
-    with acting.connection() as conn:
-        take_project_quota(conn, project_id, "shop_sync")
-        become_service(conn)
-        conn.execute(
-            "select private.connect_store_api(%s, %s, %s, %s)",
-            (project_id, source, store, api_token_sealed),
-        )
+    write_as_service(
+        acting,
+        project_id,
+        "select private.connect_store_api(%s, %s, %s, %s)",
+        (project_id, source, store, api_token_sealed),
+    )
 
 
 @contextmanager
