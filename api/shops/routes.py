@@ -19,6 +19,7 @@ from api.core.errors import ApiError
 from api.core.openapi import documented, json_body_example, merged_errors
 from api.core.public_urls import PublicUrls, require_public_urls
 from api.core.secrets_box import SecretBox
+from api.shops import budget
 from api.shops.backfill_jobs import begin_backfill, failing_the_job
 from api.shops.deps import Box
 from api.shops.errors import (
@@ -62,7 +63,7 @@ router = APIRouter(prefix="/api/v1/projects/{project_id}/integrations", tags=["i
 
 Secret = Annotated[str, Field(min_length=8, max_length=500)]
 Source = Literal["shoptet", "shopify", "woocommerce"]
-SYNC_PAGES_PER_CALL = 20
+SYNC_PAGES_PER_CALL = 20  # and at most budget.BUDGET_SECONDS of work a call
 EXAMPLE_PROJECT = UUID("5b7c1f3e-2d4a-4e8b-9f6c-0a1b2c3d4e5f")
 EXAMPLE_URLS = PublicUrls("https://edge.example.com")
 NO_PUBLIC_URL = {
@@ -321,16 +322,24 @@ def test_shoptet(
 def sync_shoptet(
     project_id: UUID, acting: ActingUser, box: Box, database: ServiceDatabase, settings: AppSettings
 ) -> dict[str, Any]:
-    """Reads up to 20 pages of orders, then customers, changed since the last finished run, and
-    upserts them with their contacts; each page commits with its progress, so a failed call
-    resumes where it stopped. Call again until `finished`. The sync runs as an import job (kind
-    `backfill`, source `shoptet`: `job_id`), which this call carries on or starts. Spends one
-    request of the plan's shop limit."""
+    """Reads up to 20 pages of orders, then customers, changed since the last finished run, for
+    about 40 s at most (no page is started that would end past it, and no Shoptet request waits past
+    it), and upserts them with their contacts; each page commits with its progress, so a failed or
+    stopped call resumes where it stopped. Call again until `finished`. The sync runs as an import
+    job (kind `backfill`, source `shoptet`: `job_id`), which this call carries on or starts. Spends
+    one request of the plan's shop limit."""
     spend_shop_quota(acting, project_id)
     with shoptet_client(database, box, settings.shoptet_api_url, project_id) as client:
         job_id = begin_backfill(acting, project_id, "shoptet", "backfill")
         with failing_the_job(database, job_id, shoptet_api_error):
-            report = sync_shop(database, client, project_id, job_id, SYNC_PAGES_PER_CALL)
+            report = sync_shop(
+                database,
+                client,
+                project_id,
+                job_id,
+                SYNC_PAGES_PER_CALL,
+                budget_seconds=budget.BUDGET_SECONDS,
+            )
     return ok(report)
 
 
@@ -346,18 +355,25 @@ def sync_shoptet(
 def sync_shoptet_catalog(
     project_id: UUID, acting: ActingUser, box: Box, database: ServiceDatabase, settings: AppSettings
 ) -> dict[str, Any]:
-    """Reads up to 20 pages (20 products each, with each product's detail for its variants)
-    of the products changed since the last finished run, and upserts each page into the
+    """Reads up to 20 pages (20 products each, with each product's detail for its variants) of the
+    products changed since the last finished run, for about 40 s at most (no page is started that
+    would end past it, and no Shoptet request waits past it), and upserts each page into the
     project's catalog; each page commits with its progress and is broadcast as
-    `shop_backfill_progress` on `workspace:<id>:imports`, so a failed call resumes where it
-    stopped. Call again until `finished`. The sync runs as an import job (kind `products`, source
-    `shoptet`: `job_id`), which this call carries on or starts. Spends one request of the plan's
-    shop limit."""
+    `shop_backfill_progress` on `workspace:<id>:imports`, so a failed call resumes where it stopped.
+    Call again until `finished`. The sync runs as an import job (kind `products`, source `shoptet`:
+    `job_id`), which this call carries on or starts. Spends one request of the plan's shop limit."""
     spend_shop_quota(acting, project_id)
     with shoptet_client(database, box, settings.shoptet_api_url, project_id) as client:
         job_id = begin_backfill(acting, project_id, "shoptet", "products")
         with failing_the_job(database, job_id, shoptet_api_error):
-            report = sync_catalog(database, client, project_id, job_id, SYNC_PAGES_PER_CALL)
+            report = sync_catalog(
+                database,
+                client,
+                project_id,
+                job_id,
+                SYNC_PAGES_PER_CALL,
+                budget_seconds=budget.BUDGET_SECONDS,
+            )
     return ok(report)
 
 
@@ -421,13 +437,14 @@ def connect_woocommerce_api(
 def backfill_woocommerce(
     project_id: UUID, acting: ActingUser, box: Box, database: ServiceDatabase, settings: AppSettings
 ) -> dict[str, Any]:
-    """Reads up to 20 pages (100 records each) of the store's customers, then its orders, oldest
-    first, and upserts them with their contacts as the webhooks do; each page commits with its
-    progress and is broadcast as `shop_backfill_progress` on `workspace:<id>:imports`, so a
-    failed call resumes where it stopped. Call again until `finished`; a backfill that finished
-    starts over when called again (re-reading only re-upserts). The backfill runs as an import
-    job (kind `backfill`, source `woocommerce`: `job_id`), which this call carries on or
-    starts. Spends one request of the plan's shop limit."""
+    """Reads up to 20 pages (100 records each) of the store's customers, then its orders, then its
+    products, oldest first, for about 40 s at most (no page is started that would end past it, and
+    no request to the store waits past it), and upserts them with their contacts as the webhooks do;
+    each page commits with its progress and is broadcast as `shop_backfill_progress` on
+    `workspace:<id>:imports`, so a failed call resumes where it stopped. Call again until
+    `finished`; a backfill that finished starts over when called again (re-reading only re-upserts).
+    The backfill runs as an import job (kind `backfill`, source `woocommerce`: `job_id`), which this
+    call carries on or starts. Spends one request of the plan's shop limit."""
     spend_shop_quota(acting, project_id)
     token = integration_secrets(database, box, project_id, "woocommerce").api_token
     try:
@@ -443,7 +460,14 @@ def backfill_woocommerce(
     client = WooCommerceClient(credentials)
     try:
         with failing_the_job(database, job_id, woocommerce_api_error):
-            report = backfill(database, client, project_id, job_id, SYNC_PAGES_PER_CALL)
+            report = backfill(
+                database,
+                client,
+                project_id,
+                job_id,
+                SYNC_PAGES_PER_CALL,
+                budget_seconds=budget.BUDGET_SECONDS,
+            )
     except WooCommerceError as error:
         raise woocommerce_failure(error) from error
     finally:
@@ -529,7 +553,9 @@ def backfill_shopify(
     admin = ShopifyAdmin(credentials, admin_url=settings.shopify_admin_url)
     try:
         with failing_the_job(database, job_id, shopify_api_error):
-            report = shopify_backfill(database, admin, project_id, job_id)
+            report = shopify_backfill(
+                database, admin, project_id, job_id, budget_seconds=budget.BUDGET_SECONDS
+            )
     except ShopifyError as error:
         raise ApiError(error.status, error.code, error.message) from error
     finally:

@@ -41,6 +41,7 @@ from api.shops.backfill_jobs import (
     running,
     upsert_page,
 )
+from api.shops.budget import BUDGET_SECONDS
 from api.shops.customers import shopify_customer
 from api.shops.integration_secrets import NotConnectedError, integration_secrets
 from api.shops.orders import (
@@ -64,7 +65,6 @@ log = logging.getLogger("growthbase.shops")
 StreamName = Literal["customers", "orders", "products"]
 CRON_PROJECTS = 20  # backfills a cron tick looks at
 PAGE_SIZE = 1000  # root objects (customers, orders, products) per page
-BUDGET_SECONDS = 40.0
 RESTARTED = ("failed", "canceled", "expired")
 ROOTS = "sortKey: ID"  # a restart's filter is added to this
 

@@ -7,6 +7,11 @@ The store's URL is the shop owner's input, so the edge calls it only over HTTPS 
 its host resolves to public addresses (checked when it is stored and before every backfill
 call; a resolver answering differently a moment later, DNS rebinding, is not covered, as for the
 AI's page reading). A 429 is waited out per Retry-After, a bounded number of times.
+
+A backfill call works within a time budget (`api.shops.budget`): it starts no page that would
+end past its deadline, and each request (a page's, a variable product's variations', the
+store's currency) waits at most the time left; a page whose requests found no time left is not
+written, and the next call reads it again.
 """
 
 import ipaddress
@@ -14,7 +19,8 @@ import json
 import re
 import socket
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -34,6 +40,7 @@ from api.shops.backfill_jobs import (
     finish,
     upsert_page,
 )
+from api.shops.budget import BUDGET_SECONDS, BudgetSpentError, Clock, Deadline
 from api.shops.customers import woocommerce_customer
 from api.shops.orders import MalformedOrderError, UnsupportedOrderError, from_woocommerce
 from api.shops.products import woocommerce_catalog_product
@@ -142,15 +149,33 @@ class WooCommerceClient:
             timeout=timeout_seconds,
         )
         self.wait = wait
+        self.timeout_seconds = timeout_seconds
+        self.deadline: Deadline | None = None
 
     def close(self) -> None:
         self.http.close()
+
+    @contextmanager
+    def within(self, deadline: Deadline) -> Iterator[None]:
+        """Requests made in the block wait at most the time left before `deadline` (a 429's
+        Retry-After included): a stalled store fails the request (502 woocommerce_unavailable)
+        before the call's budget is past, and BudgetSpentError is raised once none is left."""
+        self.deadline = deadline
+        try:
+            yield
+        finally:
+            self.deadline = None
+
+    def request_timeout(self) -> float:
+        if self.deadline is None:
+            return self.timeout_seconds
+        return self.deadline.timeout(self.timeout_seconds)
 
     def get(self, path: str, params: dict[str, str | int]) -> httpx.Response:
         """A GET after waiting out 429s; a refused key and other failures raised."""
         for _ in range(MAX_RATE_LIMIT_WAITS + 1):
             try:
-                response = self.http.get(path, params=params)
+                response = self.http.get(path, params=params, timeout=self.request_timeout())
             except httpx.TransportError as error:
                 raise WooCommerceError(
                     502, "woocommerce_unavailable", f"WooCommerce: {type(error).__name__}"
@@ -158,7 +183,10 @@ class WooCommerceClient:
             if response.status_code != 429:
                 break
             delay = retry_after_seconds(response.headers.get("retry-after"))
-            self.wait(min(1.0 if delay is None else delay, MAX_RETRY_AFTER_SECONDS))
+            pause = min(1.0 if delay is None else delay, MAX_RETRY_AFTER_SECONDS)
+            if self.deadline is not None and pause >= self.deadline.left():
+                raise BudgetSpentError
+            self.wait(pause)
         else:
             raise WooCommerceError(502, "woocommerce_unavailable", "WooCommerce kept answering 429")
         if response.status_code in (401, 403):
@@ -213,11 +241,16 @@ class WooCommerceClient:
 
     def currency(self) -> str | None:
         """The store's currency (general settings), which product prices are in; None when the
-        key may not read settings."""
+        key may not read settings. A store that did not answer in time is raised, not taken for
+        one without a currency: the page would be written without its prices' currency."""
         try:
             response = self.get("/settings/general/woocommerce_currency", {})
             value = response.json().get("value")
-        except (WooCommerceError, ValueError, AttributeError):
+        except WooCommerceError as error:
+            if isinstance(error.__cause__, httpx.TransportError):
+                raise
+            return None
+        except (ValueError, AttributeError):
             return None
         return value if isinstance(value, str) and re.fullmatch(r"[A-Z]{3}", value) else None
 
@@ -313,19 +346,47 @@ def positions(database: Database, project_id: UUID) -> dict[str, int | None]:
 
 
 def backfill(
-    database: Database, client: WooCommerceClient, project_id: UUID, job_id: UUID, max_pages: int
+    database: Database,
+    client: WooCommerceClient,
+    project_id: UUID,
+    job_id: UUID,
+    max_pages: int,
+    *,
+    budget_seconds: float = BUDGET_SECONDS,
+    clock: Clock = time.monotonic,
 ) -> BackfillReport:
-    """Customers, then orders, then products, within a budget of `max_pages` pages in all, as
-    the import job `job_id`. Each page's upsert, its progress, the job's counts and the page's
-    broadcast commit together; a job cancelled meanwhile stops the call before its next page."""
+    """Customers, then orders, then products, within `max_pages` pages and `budget_seconds` in
+    all, as the import job `job_id`. Each page's upsert, its progress, the job's counts and the
+    page's broadcast commit together; a job cancelled meanwhile stops the call before its next
+    page."""
+    deadline = Deadline.after(budget_seconds, clock)
+    with client.within(deadline):
+        return backfill_pages(database, client, project_id, job_id, max_pages, deadline)
+
+
+def backfill_pages(
+    database: Database,
+    client: WooCommerceClient,
+    project_id: UUID,
+    job_id: UUID,
+    max_pages: int,
+    deadline: Deadline,
+) -> BackfillReport:
+    """The pages from each stream's saved position while pages and time are left; a page is
+    read whole (with its products' variations) before its one transaction, so one cut short by
+    the deadline writes nothing."""
     report = BackfillReport(job_id=job_id)
     for stream in STREAMS:
         page = positions(database, project_id)[stream.name]
         while page is not None:
-            if report.pages >= max_pages:
+            if report.pages >= max_pages or not deadline.room_for_page():
                 return report
-            items, page_count = client.page(stream.name, page)
-            documents = mapped(stream, client, items)
+            started = deadline.page_started()
+            try:
+                items, page_count = client.page(stream.name, page)
+                documents = mapped(stream, client, items)
+            except BudgetSpentError:
+                return report
             last = page >= page_count or not items
             try:
                 with database.as_service() as conn:
@@ -359,6 +420,7 @@ def backfill(
                     )
             except JobNotRunningError:
                 return report
+            deadline.page_ended(started)
             report.pages += 1
             report.skipped += len(items) - len(documents) + left_out
             setattr(report, stream.name, getattr(report, stream.name) + len(documents) - left_out)

@@ -8,7 +8,8 @@ ShoptetError with Shoptet's own error code when it sent one.
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -17,6 +18,7 @@ import httpx
 
 from api.core.contacts import e164
 from api.core.retry_after import retry_after_seconds
+from api.shops.budget import BudgetSpentError, Deadline
 
 DEFAULT_API_URL = "https://api.myshoptet.com"
 ITEMS_PER_PAGE = 50  # the most Shoptet serves for orders
@@ -65,15 +67,33 @@ class ShoptetClient:
             },
         )
         self.wait = wait
+        self.timeout_seconds = timeout_seconds
+        self.deadline: Deadline | None = None
 
     def close(self) -> None:
         self.http.close()
+
+    @contextmanager
+    def within(self, deadline: Deadline) -> Iterator[None]:
+        """Requests made in the block wait at most the time left before `deadline` (a 429's
+        Retry-After included): a stalled Shoptet fails the request (502 shoptet_unreachable)
+        before the call's budget is past, and BudgetSpentError is raised once none is left."""
+        self.deadline = deadline
+        try:
+            yield
+        finally:
+            self.deadline = None
+
+    def request_timeout(self) -> float:
+        if self.deadline is None:
+            return self.timeout_seconds
+        return self.deadline.timeout(self.timeout_seconds)
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """The `data` of Shoptet's envelope, after waiting out any 429s."""
         for _ in range(MAX_RATE_LIMIT_WAITS + 1):
             try:
-                response = self.http.get(path, params=params)
+                response = self.http.get(path, params=params, timeout=self.request_timeout())
             except httpx.TransportError as error:
                 raise ShoptetError(
                     502, "shoptet_unreachable", f"Shoptet: {type(error).__name__}"
@@ -81,7 +101,10 @@ class ShoptetClient:
             if response.status_code != 429:
                 break
             delay = retry_after_seconds(response.headers.get("retry-after"))
-            self.wait(min(1.0 if delay is None else delay, MAX_RETRY_AFTER_SECONDS))
+            pause = min(1.0 if delay is None else delay, MAX_RETRY_AFTER_SECONDS)
+            if self.deadline is not None and pause >= self.deadline.left():
+                raise BudgetSpentError
+            self.wait(pause)
         else:
             raise ShoptetError(429, "shoptet_rate_limited", "Shoptet kept answering 429")
         try:

@@ -3,12 +3,15 @@
 Each run pages through what changed since the last completed run of that stream. Every page's
 records, the progress marker and the import job's counts commit in one transaction, so a run
 that dies mid-way resumes at the page it was on, and re-reading a page only re-upserts the same
-records (no duplicates). A run does at most `max_pages` pages (serverless time limits); the next
-call carries on, and a job cancelled meanwhile takes no further page. A record without what it
+records (no duplicates). A run works within a time budget (`api.shops.budget`: it starts no page
+that would end past its deadline, and each Shoptet request waits at most the time left) and at
+most `max_pages` pages; the next call carries on, and a job cancelled meanwhile takes no further
+page. A record without what it
 needs (an order without its code or time) and an order the database leaves out (one that breaks
 a rule of its table) are counted as skipped; the page's other records are written.
 """
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +29,7 @@ from api.shops.backfill_jobs import (
     finish,
     upsert_page,
 )
+from api.shops.budget import BUDGET_SECONDS, BudgetSpentError, Clock, Deadline
 from api.shops.integration_secrets import NotConnectedError, integration_secrets
 from api.shops.shoptet.client import ShoptetClient, ShoptetError, to_customer, to_order
 
@@ -84,11 +88,13 @@ def sync_stream(
     project_id: UUID,
     job_id: UUID,
     stream: Stream,
-    budget: int,
+    max_pages: int,
+    deadline: Deadline,
 ) -> tuple[int, int, int, bool]:
-    """Pages through one stream; returns (pages read, records upserted, records skipped,
-    finished). The last stream's last page ends the job; a job that no longer runs stops it
-    unfinished."""
+    """Pages through one stream while pages and time are left; returns (pages read, records
+    upserted, records skipped, finished). The last stream's last page ends the job; a job that
+    no longer runs, or the deadline, stops it unfinished (a page whose Shoptet read found no
+    time left is not written: the next call reads it)."""
     with database.as_service() as conn:
         position = conn.execute(
             "select cursor, page from private.sync_position(%s, 'shoptet', %s)",
@@ -97,8 +103,12 @@ def sync_stream(
     since = position["cursor"] if position else None
     page = (position["page"] if position else None) or 1
     pages = records = skipped = 0
-    while pages < budget:
-        data = client.changes_page(stream.name, page, since)
+    while pages < max_pages and deadline.room_for_page():
+        started = deadline.page_started()
+        try:
+            data = client.changes_page(stream.name, page, since)
+        except BudgetSpentError:
+            return pages, records, skipped, False
         items = data.get(stream.name) or []
         page_count = int((data.get("paginator") or {}).get("pageCount") or 0)
         newest = max(
@@ -125,6 +135,7 @@ def sync_stream(
                         finish(conn, job_id)
         except JobNotRunningError:
             return pages, records, skipped, False
+        deadline.page_ended(started)
         pages, records = pages + 1, records + len(documents) - left_out
         skipped += len(items) - len(documents) + left_out
         if last:
@@ -134,20 +145,29 @@ def sync_stream(
 
 
 def sync_shop(
-    database: Database, client: ShoptetClient, project_id: UUID, job_id: UUID, max_pages: int
+    database: Database,
+    client: ShoptetClient,
+    project_id: UUID,
+    job_id: UUID,
+    max_pages: int,
+    *,
+    budget_seconds: float = BUDGET_SECONDS,
+    clock: Clock = time.monotonic,
 ) -> SyncReport:
-    """Orders, then customers, within a budget of `max_pages` pages in all, as the import job
-    `job_id`."""
+    """Orders, then customers, within `max_pages` pages and `budget_seconds` in all, as the
+    import job `job_id`."""
+    deadline = Deadline.after(budget_seconds, clock)
     report = SyncReport(job_id=job_id)
-    for stream in STREAMS:
-        pages, records, skipped, finished = sync_stream(
-            database, client, project_id, job_id, stream, max_pages - report.pages
-        )
-        report.pages += pages
-        report.skipped += skipped
-        setattr(report, stream.name, records)
-        if not finished:
-            return report
+    with client.within(deadline):
+        for stream in STREAMS:
+            pages, records, skipped, finished = sync_stream(
+                database, client, project_id, job_id, stream, max_pages - report.pages, deadline
+            )
+            report.pages += pages
+            report.skipped += skipped
+            setattr(report, stream.name, records)
+            if not finished:
+                return report
     report.finished = True
     return report
 

@@ -1,0 +1,62 @@
+"""The time a synchronous shop call (the Shoptet sync and catalog, the WooCommerce and Shopify
+backfills, the cron's Shopify carry-on) may work: Vercel cuts a request at 60 s and the design
+keeps every call under ~50 s, so a call works for BUDGET_SECONDS, leaving room for its last page
+and its answer. A page count alone cannot bound it: each page is a provider request (with its
+own timeout) and an upsert that may wait behind the project's catalog lock.
+
+A call stops before a page that, taking as long as its slowest page so far, would end past its
+deadline, and every provider request it makes waits at most the time left, so a stalled provider
+cannot carry it past its budget; it answers `finished: false` and the next call resumes at the
+saved page.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+BUDGET_SECONDS = 40.0
+
+Clock = Callable[[], float]
+
+
+class BudgetSpentError(Exception):
+    """No time is left for a provider request: the page it was for is not written."""
+
+
+@dataclass
+class Deadline:
+    """A call's deadline on `clock` (time.monotonic; a test passes its own), and the longest
+    page the call has taken, which the next page is expected to take."""
+
+    at: float
+    clock: Clock = time.monotonic
+    slowest_page: float = field(default=0.0)
+
+    @classmethod
+    def after(cls, seconds: float, clock: Clock = time.monotonic) -> "Deadline":
+        return cls(clock() + seconds, clock)
+
+    def left(self) -> float:
+        return self.at - self.clock()
+
+    def spent(self) -> bool:
+        return self.left() <= 0
+
+    def room_for_page(self) -> bool:
+        """Whether a page taking as long as the slowest so far (any time, before the first)
+        ends before the deadline."""
+        return self.left() > self.slowest_page
+
+    def timeout(self, longest: float) -> float:
+        """A provider request's timeout: its own `longest`, cut to the time left;
+        BudgetSpentError when none is left."""
+        left = self.left()
+        if left <= 0:
+            raise BudgetSpentError
+        return min(longest, left)
+
+    def page_started(self) -> float:
+        return self.clock()
+
+    def page_ended(self, started: float) -> None:
+        self.slowest_page = max(self.slowest_page, self.clock() - started)
