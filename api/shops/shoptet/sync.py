@@ -100,6 +100,14 @@ def sync_stream(
             "select cursor, page from private.sync_position(%s, 'shoptet', %s)",
             (project_id, stream.name),
         ).fetchone()
+        counted = conn.execute(
+            "select stream_records ? %s as counted from public.import_jobs where id = %s",
+            (stream.name, job_id),
+        ).fetchone()
+    if position and position["page"] is None and counted and counted["counted"]:
+        # This job's run of the stream finished (a call stopped before the next stream):
+        # another run now would read again the records changed at its newest change.
+        return 0, 0, 0, True
     since = position["cursor"] if position else None
     page = (position["page"] if position else None) or 1
     pages = records = skipped = 0
