@@ -121,6 +121,19 @@ class Failure:
         )
 
 
+@dataclass(frozen=True)
+class Stall:
+    """The next request whose path starts with `path` (and asks for `page`, if given) is held
+    for `seconds` (or until the server stops), then answered as usual."""
+
+    path: str
+    seconds: float
+    page: int | None = None
+
+    def matches(self, path: str, query: dict[str, list[str]]) -> bool:
+        return Failure(self.path, 0, page=self.page).matches(path, query)
+
+
 @dataclass
 class ShoptetServer:
     base_url: str = ""
@@ -128,6 +141,8 @@ class ShoptetServer:
     customers: dict[str, dict[str, Any]] = field(default_factory=dict)
     products: list[dict[str, Any]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    stalls: list[Stall] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
     # Codes whose detail Shoptet answers with a `data` that holds no order (a malformed answer).
     hollow_orders: set[str] = field(default_factory=set)
     requests: list[tuple[str, dict[str, list[str]]]] = field(default_factory=list)
@@ -162,6 +177,11 @@ def serve_shoptet() -> Iterator[ShoptetServer]:
                 failure = next((f for f in state.failures if f.matches(url.path, query)), None)
                 if failure:
                     state.failures.remove(failure)
+                stall = next((s for s in state.stalls if s.matches(url.path, query)), None)
+                if stall:
+                    state.stalls.remove(stall)
+            if stall and state.stopping.wait(stall.seconds):
+                return  # the server stops: nobody waits for the answer any longer
             sent_token = self.headers.get("Shoptet-Private-API-Token")
             if state.token is not None and sent_token != state.token:
                 error = {
@@ -276,4 +296,7 @@ def serve_shoptet() -> Iterator[ShoptetServer]:
 
     with serve(Handler) as base_url:
         state.base_url = base_url
-        yield state
+        try:
+            yield state
+        finally:
+            state.stopping.set()

@@ -30,6 +30,10 @@ class WooCommerceServer:
     currency: str | None = "EUR"  # None: the key may not read settings (403)
     # Resources whose next request is answered 429 (once each).
     rate_limited: list[str] = field(default_factory=list)
+    # Resources whose next request is held this many seconds (or until the server stops), then
+    # answered as usual.
+    stalled: dict[str, float] = field(default_factory=dict)
+    stopping: threading.Event = field(default_factory=threading.Event)
     requests: list[tuple[str, dict[str, list[str]]]] = field(default_factory=list)
 
     def pages_requested(self, resource: str) -> list[int]:
@@ -56,6 +60,9 @@ def serve_woocommerce() -> Iterator[WooCommerceServer]:
                 limited = resource in state.rate_limited
                 if limited:
                     state.rate_limited.remove(resource)
+                stall = state.stalled.pop(resource, None)
+            if stall is not None and state.stopping.wait(stall):
+                return  # the server stops: nobody waits for the answer any longer
             if self.headers.get("Authorization") != expected:
                 self.reply_json(
                     401,
@@ -128,4 +135,7 @@ def serve_woocommerce() -> Iterator[WooCommerceServer]:
 
     with serve(Handler) as base_url:
         state.base_url = base_url
-        yield state
+        try:
+            yield state
+        finally:
+            state.stopping.set()

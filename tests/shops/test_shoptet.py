@@ -7,6 +7,7 @@ import hmac
 import json
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -17,18 +18,29 @@ from psycopg.rows import DictRow
 from pydantic import SecretStr
 
 from api.app import create_app
+from api.core.db import Database
 from api.core.secrets_box import KeyMismatchError, SecretBox
 from api.core.settings import Settings
-from api.shops import routes
+from api.shops import budget, routes
+from api.shops.shoptet.catalog import sync_catalog
 from api.shops.shoptet.client import ShoptetClient, ShoptetError
+from api.shops.shoptet.sync import sync_shop
 from tests.factories.edge import bearer, documented_codes, edge_settings
 from tests.factories.statements import counting_statements
-from tests.factories.workspaces import User, add_member, create_user, make_project, one
+from tests.factories.workspaces import (
+    User,
+    acting_as,
+    add_member,
+    create_user,
+    make_project,
+    one,
+)
 from tests.fakes.jwks import JwksServer
 from tests.fakes.shoptet_server import (
     TOKEN,
     Failure,
     ShoptetServer,
+    Stall,
     serve_shoptet,
     shoptet_order,
     shoptet_product,
@@ -642,6 +654,154 @@ def test_a_sync_that_runs_out_of_pages_counts_both_streams_and_is_not_finished(
         {"pages": 1, "orders": 50, "customers": 0, "skipped": 0, "finished": False},
         {"pages": 1, "orders": 10, "customers": 0, "skipped": 0, "finished": False},
     ]
+
+
+@contextmanager
+def service_database(database_url: str) -> Iterator[Database]:
+    database = Database(database_url, pool_mode="session", max_size=2, timeout_seconds=5)
+    database.open()
+    try:
+        yield database
+    finally:
+        database.close()
+
+
+def begin_job(conn: Conn, shop: Shop, kind: str) -> uuid.UUID:
+    """The project's running Shoptet job of `kind`, or a new one, as its owner starts it."""
+    with acting_as(conn, shop.user):
+        job = one(
+            conn,
+            "select id from private.begin_shop_backfill(%s, 'shoptet', %s)",
+            (shop.project, kind),
+        )
+    return uuid.UUID(str(job["id"]))
+
+
+def test_a_sync_whose_time_is_spent_stops_before_a_page_it_could_not_finish_and_goes_on(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn, database_url: str
+) -> None:
+    """Each request Shoptet answers moves the injected clock a second on: with 1.5 s a call has
+    room for one page (a second, as slow as the first, would end past its deadline). Each call
+    writes its page, answers not finished, and the next one goes on at the next page (the
+    customers after the orders' last page), nothing read, written or counted twice."""
+    shoptet.orders = [shoptet_order(n) for n in range(1, 121)]
+    shoptet.customers = {
+        f"guid-{n}": {
+            "guid": f"guid-{n}",
+            "email": f"buyer{n}@example.test",
+            "changeTime": "2026-06-01T10:00:00+0200",
+        }
+        for n in range(2)
+    }
+    job = begin_job(conn, shop, "backfill")
+
+    def clock() -> float:
+        return float(len(shoptet.requests))
+
+    reports, stored = [], []
+    with service_database(database_url) as database:
+        client = ShoptetClient(TOKEN, base_url=shoptet.base_url)
+        for _ in range(6):
+            report = sync_shop(
+                database, client, shop.project, job, 20, budget_seconds=1.5, clock=clock
+            )
+            reports.append(without_job(report.model_dump(mode="json")))
+            stored.append(len(stored_orders(conn, shop.project)))
+            if report.finished:
+                break
+        client.close()
+    assert reports == [
+        {"pages": 1, "orders": 50, "customers": 0, "skipped": 0, "finished": False},
+        {"pages": 1, "orders": 50, "customers": 0, "skipped": 0, "finished": False},
+        {"pages": 1, "orders": 20, "customers": 0, "skipped": 0, "finished": False},
+        {"pages": 1, "orders": 0, "customers": 2, "skipped": 0, "finished": True},
+    ]
+    assert stored == [50, 100, 120, 120]
+    assert shoptet.order_pages_requested() == [1, 2, 3]
+    assert [path for path, _ in shoptet.requests].count("/api/customers") == 1
+    job_now = backfill_job(conn, shop.project)
+    assert (job_now["status"], job_now["rows_processed"], job_now["stream_records"]) == (
+        "done",
+        122,
+        {"orders": 120, "customers": 2},
+    )
+
+
+def test_a_catalog_sync_whose_time_is_spent_stops_before_a_page_it_could_not_finish(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn, database_url: str
+) -> None:
+    """A catalog page is the list and a detail per product (21 requests, 21 s of the injected
+    clock): with 30 s a call writes one page and leaves the next, which would end past its
+    deadline, to the next call."""
+    shoptet.products = [shoptet_product(n) for n in range(1, 45)]
+    job = begin_job(conn, shop, "products")
+
+    def clock() -> float:
+        return float(len(shoptet.requests))
+
+    reports = []
+    with service_database(database_url) as database:
+        client = ShoptetClient(TOKEN, base_url=shoptet.base_url)
+        for _ in range(5):
+            report = sync_catalog(
+                database, client, shop.project, job, 20, budget_seconds=30, clock=clock
+            )
+            reports.append((report.pages, report.products, report.finished))
+            if report.finished:
+                break
+        client.close()
+    assert reports == [(1, 20, False), (1, 20, False), (1, 4, True)]
+    pages = [int(q["page"][0]) for path, q in shoptet.requests if path == "/api/products"]
+    assert pages == [1, 2, 3]
+    assert len(shoptet_catalog(conn, shop)) == 44
+    job_now = backfill_job(conn, shop.project)
+    assert (job_now["status"], job_now["rows_processed"]) == ("done", 44)
+
+
+def test_each_shoptet_request_waits_at_most_the_time_left(
+    shop: Shop, shoptet: ShoptetServer, database_url: str, conn: Conn
+) -> None:
+    """The injected clock stands still with 3.5 s left: every request (the list's and each
+    product's detail) is given 3.5 s, not the client's own 10 s."""
+    shoptet.products = [shoptet_product(1)]
+    job = begin_job(conn, shop, "products")
+    given: list[dict[str, float]] = []
+    with service_database(database_url) as database:
+        client = ShoptetClient(TOKEN, base_url=shoptet.base_url)
+        client.http.event_hooks["request"].append(
+            lambda request: given.append(request.extensions["timeout"])
+        )
+        report = sync_catalog(
+            database, client, shop.project, job, 20, budget_seconds=3.5, clock=lambda: 0.0
+        )
+        client.close()
+    assert report.finished
+    assert given == [{"connect": 3.5, "read": 3.5, "write": 3.5, "pool": 3.5}] * 2
+
+
+def test_a_stalled_shoptet_is_cut_at_the_budget_and_the_job_waits_for_the_next_call(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shoptet holds its first page 5 s (the client's own timeout is 10 s); a call with a 1 s
+    budget gives up on it when its time is spent, as on any unreachable Shoptet (502), having
+    written nothing and leaving its job to the next call, which reads the page again."""
+    monkeypatch.setattr(budget, "BUDGET_SECONDS", 1.0)
+    shoptet.orders = [shoptet_order(n) for n in range(1, 61)]
+    shoptet.stalls.append(Stall("/api/orders", 5.0, page=1))
+    stalled = shop.post("sync")
+    assert (stalled.status_code, stalled.json()["error"]["code"]) == (502, "shoptet_unavailable")
+    assert stored_orders(conn, shop.project) == []
+    waiting = backfill_job(conn, shop.project)
+    assert (waiting["status"], waiting["rows_processed"]) == ("importing", 0)
+    monkeypatch.setattr(budget, "BUDGET_SECONDS", 40.0)
+    resumed = shop.post("sync").json()["data"]
+    assert (resumed["job_id"], resumed["orders"], resumed["finished"]) == (
+        str(waiting["id"]),
+        60,
+        True,
+    )
+    assert shoptet.order_pages_requested() == [1, 1, 2]
+    assert len(stored_orders(conn, shop.project)) == 60
 
 
 def test_without_the_encryption_key_shops_answer_503_and_spend_no_limit(

@@ -16,6 +16,7 @@ from psycopg.rows import DictRow
 from api.app import create_app
 from api.core.db import Database
 from api.core.secrets_box import SecretBox
+from api.shops import budget
 from api.shops.integration_secrets import integration_secrets
 from api.shops.woocommerce import StoreCredentials, WooCommerceClient, backfill
 from tests.factories.edge import bearer, edge_settings
@@ -276,6 +277,114 @@ def test_a_backfill_stopped_by_its_budget_resumes_at_its_page(
         "stream_records": {"customers": 120, "orders": 330, "products": 0},
         "error_code": None,
     }
+
+
+def store_client(database: Database, project: uuid.UUID) -> WooCommerceClient:
+    token = integration_secrets(database, SecretBox(ENCRYPTION_KEY), project, "woocommerce")
+    assert token.api_token is not None
+    return WooCommerceClient(StoreCredentials.from_sealed_form(token.api_token))
+
+
+def test_a_backfill_whose_time_is_spent_stops_before_a_page_it_could_not_finish(
+    conn: Conn, database_url: str, woo: WooCommerceServer, shop: tuple[User, uuid.UUID]
+) -> None:
+    """Each request the store answers moves the injected clock a second on: with 1.5 s a call
+    has room for one page (a second, as slow as the first, would end past its deadline). Each
+    call writes its page, answers not finished, and the next goes on at the next page, nothing
+    read, written or counted twice."""
+    owner, project = shop
+    stock(woo, customers=120, orders=130)
+    job = begin_job(conn, owner, project, "woocommerce")
+
+    def clock() -> float:
+        return float(len(woo.requests))
+
+    database = Database(database_url, pool_mode="session", max_size=2, timeout_seconds=5)
+    database.open()
+    try:
+        store = store_client(database, project)
+        reports, stored = [], []
+        for _ in range(7):
+            report = backfill(database, store, project, job, 20, budget_seconds=1.5, clock=clock)
+            reports.append((report.pages, report.customers, report.orders, report.finished))
+            stored.append(counts(conn, project))
+            if report.finished:
+                break
+        store.close()
+    finally:
+        database.close()
+    assert reports == [
+        (1, 100, 0, False),
+        (1, 20, 0, False),
+        (1, 0, 100, False),
+        (1, 0, 30, False),
+        (1, 0, 0, True),
+    ]
+    assert stored == [(100, 0), (120, 0), (120, 100), (120, 130), (120, 130)]
+    assert woo.pages_requested("customers") == [1, 2]
+    assert woo.pages_requested("orders") == [1, 2]
+    assert job_row(conn, job)["stream_records"] == {
+        "customers": 120,
+        "orders": 130,
+        "products": 0,
+    }
+
+
+def test_each_request_to_the_store_waits_at_most_the_time_left(
+    conn: Conn, database_url: str, woo: WooCommerceServer, shop: tuple[User, uuid.UUID]
+) -> None:
+    """The injected clock stands still with 2.5 s left: every request is given 2.5 s, not the
+    client's own 15 s."""
+    owner, project = shop
+    stock(woo, customers=1, orders=1)
+    job = begin_job(conn, owner, project, "woocommerce")
+    given: list[dict[str, float]] = []
+    database = Database(database_url, pool_mode="session", max_size=2, timeout_seconds=5)
+    database.open()
+    try:
+        store = store_client(database, project)
+        store.http.event_hooks["request"].append(
+            lambda request: given.append(request.extensions["timeout"])
+        )
+        report = backfill(database, store, project, job, 20, budget_seconds=2.5, clock=lambda: 0.0)
+        store.close()
+    finally:
+        database.close()
+    assert report.finished
+    assert given == [{"connect": 2.5, "read": 2.5, "write": 2.5, "pool": 2.5}] * 3
+
+
+def test_a_stalled_store_is_cut_at_the_budget_and_the_job_waits_for_the_next_call(
+    conn: Conn,
+    client: TestClient,
+    jwks: JwksServer,
+    woo: WooCommerceServer,
+    shop: tuple[User, uuid.UUID],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store holds its first page of customers 5 s (the client's own timeout is 15 s); a
+    call with a 1 s budget gives up on it when its time is spent, as on any store that does not
+    answer (502), having written nothing and leaving its job to the next call."""
+    owner, project = shop
+    stock(woo, customers=3, orders=2)
+    monkeypatch.setattr(budget, "BUDGET_SECONDS", 1.0)
+    woo.stalled["customers"] = 5.0
+    stalled = call_backfill(client, jwks, owner, project)
+    assert (stalled.status_code, stalled.json()["error"]["code"]) == (
+        502,
+        "woocommerce_unavailable",
+    )
+    assert counts(conn, project) == (0, 0)
+    monkeypatch.setattr(budget, "BUDGET_SECONDS", 40.0)
+    resumed = call_backfill(client, jwks, owner, project).json()["data"]
+    assert (resumed["customers"], resumed["orders"], resumed["finished"]) == (3, 2, True)
+    assert woo.pages_requested("customers") == [1, 1]
+    # One job: the stalled call's, not failed, carried on by the next.
+    jobs = conn.execute(
+        "select id, status, rows_processed from public.import_jobs where project_id = %s",
+        (project,),
+    ).fetchall()
+    assert jobs == [{"id": uuid.UUID(resumed["job_id"]), "status": "done", "rows_processed": 5}]
 
 
 def test_a_cancelled_backfill_takes_no_more_pages_and_the_next_job_carries_on(
