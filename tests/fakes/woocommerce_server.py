@@ -30,6 +30,7 @@ class WooCommerceServer:
     currency: str | None = "EUR"  # None: the key may not read settings (403)
     # Resources whose next request is answered 429 (once each).
     rate_limited: list[str] = field(default_factory=list)
+    retry_after: str = "0"  # the 429's Retry-After
     # Resources whose next request is held this many seconds (or until the server stops), then
     # answered as usual.
     stalled: dict[str, float] = field(default_factory=dict)
@@ -77,7 +78,7 @@ def serve_woocommerce() -> Iterator[WooCommerceServer]:
                 self.reply_json(
                     429,
                     {"code": "too_many_requests", "message": "Slow down", "data": {"status": 429}},
-                    headers={"Retry-After": "0"},
+                    headers={"Retry-After": state.retry_after},
                 )
                 return
             if resource == "settings/general/woocommerce_currency":

@@ -18,7 +18,12 @@ from api.core.db import Database
 from api.core.secrets_box import SecretBox
 from api.shops import budget
 from api.shops.integration_secrets import integration_secrets
-from api.shops.woocommerce import StoreCredentials, WooCommerceClient, backfill
+from api.shops.woocommerce import (
+    StoreCredentials,
+    WooCommerceClient,
+    WooCommerceError,
+    backfill,
+)
 from tests.factories.edge import bearer, edge_settings
 from tests.factories.workspaces import (
     User,
@@ -352,6 +357,58 @@ def test_each_request_to_the_store_waits_at_most_the_time_left(
         database.close()
     assert report.finished
     assert given == [{"connect": 2.5, "read": 2.5, "write": 2.5, "pool": 2.5}] * 3
+
+
+def test_a_retry_after_longer_than_the_time_left_ends_the_call_unfinished(
+    conn: Conn, database_url: str, woo: WooCommerceServer, shop: tuple[User, uuid.UUID]
+) -> None:
+    """A 429 asking for 30 s with 10 s left is not waited out: the call answers not finished,
+    having written nothing, and the next reads the page."""
+    owner, project = shop
+    stock(woo, customers=2, orders=1)
+    woo.rate_limited, woo.retry_after = ["customers"], "30"
+    job = begin_job(conn, owner, project, "woocommerce")
+    waits: list[float] = []
+    database = Database(database_url, pool_mode="session", max_size=2, timeout_seconds=5)
+    database.open()
+    try:
+        token = integration_secrets(database, SecretBox(ENCRYPTION_KEY), project, "woocommerce")
+        assert token.api_token is not None
+        credentials = StoreCredentials.from_sealed_form(token.api_token)
+        store = WooCommerceClient(credentials, wait=waits.append)
+        first = backfill(database, store, project, job, 20, budget_seconds=10, clock=lambda: 0.0)
+        second = backfill(database, store, project, job, 20, budget_seconds=10, clock=lambda: 0.0)
+        store.close()
+    finally:
+        database.close()
+    assert (first.pages, first.finished, waits) == (0, False, [])
+    assert (second.customers, second.orders, second.finished) == (2, 1, True)
+    assert woo.pages_requested("customers") == [1, 1]
+
+
+def test_a_store_whose_currency_does_not_come_in_time_writes_no_products_without_it(
+    conn: Conn, database_url: str, woo: WooCommerceServer, shop: tuple[User, uuid.UUID]
+) -> None:
+    """The currency setting held past the time left is the store not answering (502), not a key
+    that may not read settings: the products page is not written with prices of no currency."""
+    owner, project = shop
+    woo.products = [woocommerce_product_body(7001)]
+    woo.stalled["settings/general/woocommerce_currency"] = 5.0
+    job = begin_job(conn, owner, project, "woocommerce")
+    database = Database(database_url, pool_mode="session", max_size=2, timeout_seconds=5)
+    database.open()
+    try:
+        store = store_client(database, project)
+        with pytest.raises(WooCommerceError) as failed:
+            backfill(database, store, project, job, 20, budget_seconds=0.5, clock=lambda: 0.0)
+        store.close()
+    finally:
+        database.close()
+    assert (failed.value.status, failed.value.code) == (502, "woocommerce_unavailable")
+    written = one(
+        conn, "select count(*) as n from public.products where project_id = %s", (project,)
+    )
+    assert written["n"] == 0
 
 
 def test_a_stalled_store_is_cut_at_the_budget_and_the_job_waits_for_the_next_call(
