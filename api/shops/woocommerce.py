@@ -29,6 +29,7 @@ from uuid import UUID
 
 import httpx
 import idna
+import psycopg
 from pydantic import BaseModel, Field
 
 from api.core.db import Database
@@ -40,7 +41,13 @@ from api.shops.backfill_jobs import (
     finish,
     upsert_page,
 )
-from api.shops.budget import BUDGET_SECONDS, BudgetSpentError, Clock, Deadline
+from api.shops.budget import (
+    BUDGET_SECONDS,
+    BudgetSpentError,
+    Clock,
+    Deadline,
+    bound_lock_waits,
+)
 from api.shops.customers import woocommerce_customer
 from api.shops.orders import MalformedOrderError, UnsupportedOrderError, from_woocommerce
 from api.shops.products import woocommerce_catalog_product
@@ -390,6 +397,7 @@ def backfill_pages(
             last = page >= page_count or not items
             try:
                 with database.as_service() as conn:
+                    bound_lock_waits(conn, deadline)
                     count_page(
                         conn, job_id, stream.name, len(documents), len(items) - len(documents)
                     )
@@ -418,7 +426,7 @@ def backfill_pages(
                             len(documents) - left_out,
                         ),
                     )
-            except JobNotRunningError:
+            except (JobNotRunningError, psycopg.errors.LockNotAvailable):
                 return report
             deadline.page_ended(started)
             report.pages += 1

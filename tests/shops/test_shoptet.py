@@ -5,6 +5,7 @@ fetching the detail — all against a local server speaking Shoptet's API shape.
 import hashlib
 import hmac
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -756,6 +757,45 @@ def test_a_catalog_sync_whose_time_is_spent_stops_before_a_page_it_could_not_fin
     assert len(shoptet_catalog(conn, shop)) == 44
     job_now = backfill_job(conn, shop.project)
     assert (job_now["status"], job_now["rows_processed"]) == ("done", 44)
+
+
+def test_a_catalog_page_that_would_wait_past_its_time_for_the_catalog_lock_rolls_back(
+    shop: Shop,
+    shoptet: ShoptetServer,
+    conn: Conn,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An import's chunk holds the project's catalog lock (released by a timer after 5 s, so a
+    write that waits for it ends): a page whose call has 0.3 s left (no grace) gives up on the
+    lock, writes and counts nothing, and answers not finished; the next call writes the page."""
+    monkeypatch.setattr(budget, "LOCK_GRACE_SECONDS", 0.0)
+    shoptet.products = [shoptet_product(n) for n in range(1, 4)]
+    job = begin_job(conn, shop, "products")
+    with psycopg.connect(database_url, autocommit=False) as holder:
+        holder.execute(
+            "select pg_advisory_xact_lock(hashtext('growthbase.project_catalog'), hashtext(%s))",
+            (str(shop.project),),
+        )
+        timer = threading.Timer(5.0, holder.rollback)
+        timer.start()
+        try:
+            with service_database(database_url) as database:
+                client = ShoptetClient(TOKEN, base_url=shoptet.base_url)
+                waited = sync_catalog(
+                    database, client, shop.project, job, 20, budget_seconds=0.3, clock=lambda: 0.0
+                )
+                timer.cancel()
+                holder.rollback()
+                monkeypatch.setattr(budget, "LOCK_GRACE_SECONDS", 10.0)
+                written = sync_catalog(database, client, shop.project, job, 20)
+                client.close()
+        finally:
+            timer.cancel()
+    assert (waited.pages, waited.products, waited.finished) == (0, 0, False)
+    assert (written.pages, written.products, written.finished) == (1, 3, True)
+    assert len(shoptet_catalog(conn, shop)) == 3
+    assert backfill_job(conn, shop.project)["rows_processed"] == 3
 
 
 def test_each_shoptet_request_waits_at_most_the_time_left(

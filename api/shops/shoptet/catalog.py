@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from pydantic import BaseModel, Field
 
 from api.core.db import Database
@@ -23,7 +24,13 @@ from api.shops.backfill_jobs import (
     finish,
     upsert_page,
 )
-from api.shops.budget import BUDGET_SECONDS, BudgetSpentError, Clock, Deadline
+from api.shops.budget import (
+    BUDGET_SECONDS,
+    BudgetSpentError,
+    Clock,
+    Deadline,
+    bound_lock_waits,
+)
 from api.shops.shoptet.client import ShoptetClient, ShoptetError, to_product
 
 STREAM = "products"
@@ -110,6 +117,7 @@ def sync_pages(
         last = page >= page_count or not items
         try:
             with database.as_service() as conn:
+                bound_lock_waits(conn, deadline)
                 count_page(conn, job_id, STREAM, len(documents), len(items) - len(documents))
                 upsert_page(
                     conn,
@@ -132,7 +140,7 @@ def sync_pages(
                     "select private.broadcast_shop_backfill(%s, 'shoptet', %s, %s, %s, %s)",
                     (project_id, STREAM, page, page_count, len(documents)),
                 )
-        except JobNotRunningError:
+        except (JobNotRunningError, psycopg.errors.LockNotAvailable):
             return report
         deadline.page_ended(started)
         report.pages += 1

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from pydantic import BaseModel, Field
 
 from api.core.db import Database
@@ -29,7 +30,13 @@ from api.shops.backfill_jobs import (
     finish,
     upsert_page,
 )
-from api.shops.budget import BUDGET_SECONDS, BudgetSpentError, Clock, Deadline
+from api.shops.budget import (
+    BUDGET_SECONDS,
+    BudgetSpentError,
+    Clock,
+    Deadline,
+    bound_lock_waits,
+)
 from api.shops.integration_secrets import NotConnectedError, integration_secrets
 from api.shops.shoptet.client import ShoptetClient, ShoptetError, to_customer, to_order
 
@@ -127,6 +134,7 @@ def sync_stream(
         documents = mapped(stream, items)
         try:
             with database.as_service() as conn:
+                bound_lock_waits(conn, deadline)
                 count_page(conn, job_id, stream.name, len(documents), len(items) - len(documents))
                 left_out = upsert_page(
                     conn, job_id, stream.name, stream.query, project_id, documents
@@ -141,7 +149,7 @@ def sync_stream(
                     )
                     if stream is STREAMS[-1]:
                         finish(conn, job_id)
-        except JobNotRunningError:
+        except (JobNotRunningError, psycopg.errors.LockNotAvailable):
             return pages, records, skipped, False
         deadline.page_ended(started)
         pages, records = pages + 1, records + len(documents) - left_out
