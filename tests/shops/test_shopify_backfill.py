@@ -154,6 +154,20 @@ def shop(conn: Conn, client: TestClient, jwks: JwksServer) -> tuple[User, uuid.U
     return owner, project
 
 
+@pytest.fixture
+def sole_due_backfill(conn: Conn, shop: tuple[User, uuid.UUID]) -> tuple[User, uuid.UUID]:
+    """The shop, with every other project's running Shopify backfill in the worker's database
+    cancelled: the cron carries on every due backfill against this test's Shopify, so another
+    test's unfinished one would start or poll operations here and count in the tick's answer."""
+    conn.execute(
+        "update public.import_jobs set status = 'cancelled', finished_at = now()"
+        " where kind = 'backfill' and source = 'shopify' and status = 'importing'"
+        " and project_id <> %s",
+        (shop[1],),
+    )
+    return shop
+
+
 def counts(conn: Conn, project: uuid.UUID) -> dict[str, int]:
     return dict(
         one(
@@ -530,9 +544,9 @@ def test_the_cron_carries_a_backfill_on_and_leaves_failed_ones_to_their_owner(
     client: TestClient,
     jwks: JwksServer,
     shopify: ShopifyServer,
-    shop: tuple[User, uuid.UUID],
+    sole_due_backfill: tuple[User, uuid.UUID],
 ) -> None:
-    owner, project = shop
+    owner, project = sole_due_backfill
     stock(shopify, customers=3, orders=2, products=1)
     assert call_backfill(client, jwks, owner, project).json()["data"]["status"] == "running"
 
@@ -577,9 +591,9 @@ def test_a_cancelled_backfill_leaves_the_cron_and_a_new_round_reads_every_stream
     client: TestClient,
     jwks: JwksServer,
     shopify: ShopifyServer,
-    shop: tuple[User, uuid.UUID],
+    sole_due_backfill: tuple[User, uuid.UUID],
 ) -> None:
-    owner, project = shop
+    owner, project = sole_due_backfill
     stock(shopify, customers=3, orders=2, products=1)
     first = call_backfill(client, jwks, owner, project).json()["data"]
     assert first["status"] == "running"
