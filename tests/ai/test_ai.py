@@ -596,9 +596,23 @@ def test_calls_left_pending_are_refunded_once_by_the_cron(
     assert balance(conn, owner) == 20 - 3
 
 
+@pytest.fixture
+def sole_abandoned_call(conn: Conn, owner: User) -> User:
+    """The owner, with every other workspace's pending AI call in the worker's database made
+    fresh: the sweep takes every workspace's abandoned calls and answers how many it took, so
+    another test's call left pending half an hour back would count in it."""
+    conn.execute(
+        "update public.ai_calls set created_at = now()"
+        " where status = 'pending' and workspace_id <> %s",
+        (owner.workspace_id,),
+    )
+    return owner
+
+
 def test_the_sweep_skips_a_call_the_edge_is_finishing(
-    database_url: str, conn: Conn, owner: User
+    database_url: str, conn: Conn, sole_abandoned_call: User
 ) -> None:
+    owner = sole_abandoned_call
     call = start_call(conn, owner, 30)
     with psycopg.connect(database_url, row_factory=dict_row) as edge:
         finish_failed(edge, call)  # not yet committed: the edge holds the call

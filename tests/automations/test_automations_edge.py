@@ -111,7 +111,16 @@ def make_settings(
 
 
 @pytest.fixture
-def edge(database_url: str, jwks: JwksServer, make: MakeServer) -> Iterator[Edge]:
+def edge(database_url: str, jwks: JwksServer, make: MakeServer, conn: Conn) -> Iterator[Edge]:
+    """The edge, with every Make.com job other tests left due in the worker's database put off
+    for ever: starting an automation and the cron both send every workspace's due jobs to this
+    test's Make.com stand-in, so another test's queued job (one queued through the Data API, or
+    one whose backoff has passed) would take its scripted answers and count in the drain's
+    report and in what Make.com received."""
+    conn.execute(
+        "update private.outbox set next_attempt_at = 'infinity'"
+        " where topic = 'make.dispatch' and status in ('pending', 'sending')"
+    )
     app = create_app(make_settings(database_url, jwks, make))
     with TestClient(app) as client:
         yield Edge(client, jwks, make)

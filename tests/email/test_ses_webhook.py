@@ -987,7 +987,8 @@ def test_the_cron_applies_an_event_that_was_stored_but_never_applied(sns: Sns, c
         "/api/v1/cron/webhook-replay", headers={"Authorization": f"Bearer {CRON}"}
     )
     assert replay.status_code == 200, replay.text
-    assert replay.json()["data"]["outcomes"].get("ses:applied") == 1
+    # At least: the replay applies every workspace's due events, other tests' left ones too.
+    assert replay.json()["data"]["outcomes"].get("ses:applied", 0) >= 1
     assert ledger(conn, reader)["delivered_at"] == minutes(2)
     assert stored(conn, message["MessageId"]) == {"status": "applied", "outcome": "applied"}
     assert sns.post(message).json()["data"] == {"outcome": "duplicate"}
