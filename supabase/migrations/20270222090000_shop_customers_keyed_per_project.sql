@@ -29,7 +29,10 @@
 -- Existing ids get a project, the first of (deterministic, one project per row):
 --   1. the project of the contact's newest order of that source (newest by placed_at, then
 --      created_at, then id); for `manual` ids (the orders import's customer_id, written with
---      the job's orders, whatever their source) the contact's newest order of any source;
+--      the job's orders, whatever their source) the contact's newest order of source `csv` or
+--      `manual` (what an import or public.import_order writes beside such an id), else its newest
+--      order of any source (a Shopify export's): a customer imported into one project who later
+--      bought in another project's connected store keeps the id in the project of the import;
 --   2. else the project of the workspace's only integration of that source;
 --   3. else the workspace's oldest project (created_at, then id).
 -- An id whose workspace has no project left is deleted: every writer and look-up acts for a
@@ -74,7 +77,8 @@ set project_id = coalesce(
   (select o.project_id from public.orders o
    where o.workspace_id = x.workspace_id and o.contact_id = x.contact_id
      and (o.source = x.source or x.source = 'manual')
-   order by o.placed_at desc, o.created_at desc, o.id desc
+   order by x.source = 'manual' and o.source in ('csv', 'manual') desc,
+            o.placed_at desc, o.created_at desc, o.id desc
    limit 1),
   (select min(i.project_id::text)::uuid from private.integrations i
    where i.workspace_id = x.workspace_id and i.source = x.source

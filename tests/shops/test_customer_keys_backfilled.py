@@ -1,9 +1,9 @@
 """The customer ids a database held before they were keyed per project each get the project the
 migration's header names (20270222090000_shop_customers_keyed_per_project.sql): the project of
-the contact's newest order of that source (any source for an import's `manual` id), else of the
-workspace's only integration of that source, else the workspace's oldest project; an id of a
-workspace without a project is deleted. Checked on a database migrated up to the file before,
-then upgraded."""
+the contact's newest order of that source (for an import's `manual` id its newest `csv` or
+`manual` order, else of any source), else of the workspace's only integration of that source,
+else the workspace's oldest project; an id of a workspace without a project is deleted. Checked
+on a database migrated up to the file before, then upgraded."""
 
 import shutil
 import uuid
@@ -90,6 +90,11 @@ def test_stored_customer_ids_get_the_project_the_header_names(
         # An import's id: its contact's newest order of any source (a Shopify export's).
         imported = contact_with_id(conn, workspace, "manual", "C1")
         order(conn, third, imported, "shopify", "2", "2026-01-01")
+        # An import's id of a customer who later bought in a connected store of another project:
+        # the project of the import's order (source csv), not the store's newer order.
+        historical = contact_with_id(conn, workspace, "manual", "C2")
+        order(conn, first, historical, "csv", "3", "2025-06-01")
+        order(conn, second, historical, "shoptet", "3", "2026-04-01")
         # No order: the workspace's only Shoptet integration.
         by_integration = contact_with_id(conn, workspace, "shoptet", "guid-1")
         # No order and two WooCommerce stores: the workspace's oldest project.
@@ -106,9 +111,15 @@ def test_stored_customer_ids_get_the_project_the_header_names(
             for row in conn.execute(
                 "select contact_id, project_id from public.contact_external_ids"
                 " where contact_id = any(%s)",
-                ([by_order, imported, by_integration, by_age, unreachable],),
+                ([by_order, imported, historical, by_integration, by_age, unreachable],),
             )
         }
         left = one(conn, "select count(*) as n from public.contacts where id = %s", (unreachable,))
-    assert kept == {by_order: second, imported: third, by_integration: second, by_age: oldest}
+    assert kept == {
+        by_order: second,
+        imported: third,
+        historical: first,
+        by_integration: second,
+        by_age: oldest,
+    }
     assert left["n"] == 1
