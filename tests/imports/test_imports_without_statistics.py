@@ -15,7 +15,9 @@ from api.core.db import Database
 from tests.factories.imports import importing_job
 from tests.factories.statistics import (
     COMMERCE_TABLES,
+    CONTACT_CHECK_TABLES,
     TENANT_TABLES,
+    crowd_disposable_domains,
     crowd_erased_identities,
     forget_statistics,
     read_since,
@@ -86,7 +88,9 @@ def test_an_orders_part_without_statistics_reads_each_row_a_few_times(
         conn.execute(f"analyze {table}")
     steps: dict[str, dict[str, int]] = {}
     with psycopg.connect(database_url, row_factory=dict_row) as tx:
+        forget_statistics(tx, [*TABLES, *TENANT_TABLES, *CONTACT_CHECK_TABLES])
         crowd_erased_identities(tx, other.workspace_id, 20000)
+        crowd_disposable_domains(tx, 20000)
         # Another workspace's 40,000 order lines (no product linked), rolled back.
         tx.execute(
             "with p as (insert into public.projects (workspace_id, name, type, website_url)"
@@ -98,7 +102,6 @@ def test_an_orders_part_without_statistics_reads_each_row_a_few_times(
             " total) select o.id, %(ws)s, 'Line', 1, 10, 10 from o, generate_series(1, 100)",
             {"ws": other.workspace_id},
         )
-        forget_statistics(tx, [*TABLES, *TENANT_TABLES])
         for name, job in (("first", first), ("second", second)):
             before = reads(tx)
             staged = one(tx, "select * from private.stage_orders_chunk(%s, %s)", (job["id"], rows))

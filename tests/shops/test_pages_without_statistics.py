@@ -14,6 +14,9 @@ from psycopg.types.json import Jsonb
 
 from tests.factories.statistics import (
     COMMERCE_TABLES,
+    CONTACT_CHECK_TABLES,
+    TENANT_TABLES,
+    crowd_disposable_domains,
     crowd_erased_identities,
     crowd_order_lines,
     forget_statistics,
@@ -75,13 +78,14 @@ def test_shop_pages_without_statistics_read_each_row_a_few_times(
     steps: dict[str, dict[str, int]] = {}
     stored: dict[str, int] = {}
     with psycopg.connect(database_url, row_factory=dict_row) as tx:
+        forget_statistics(tx, [*COMMERCE_TABLES, *TENANT_TABLES, *CONTACT_CHECK_TABLES])
         crowd_erased_identities(tx, other.workspace_id, 20000)
+        crowd_disposable_domains(tx, 20000)
         tx.execute(
             "insert into public.contacts (workspace_id, email)"
             " select %s, 'other-' || n || %s from generate_series(1, 20000) as n",
             (other.workspace_id, f"-{tag}@example.test"),
         )
-        forget_statistics(tx, COMMERCE_TABLES)
         for name, source, documents in pages:
             stored[name] = one(tx, "select count(*) as n from public.orders")["n"]
             before = reads(tx)
@@ -151,6 +155,7 @@ def test_shop_product_pages_without_statistics_read_each_row_a_few_times(
     pages = [("first", products_page(count, 4, "Tea")), ("again", products_page(count, 3, "Mug"))]
     steps: dict[str, dict[str, int]] = {}
     with psycopg.connect(database_url, row_factory=dict_row) as tx:
+        forget_statistics(tx, [*COMMERCE_TABLES, *TENANT_TABLES])
         crowd_order_lines(tx, make_project(conn, other), 20000, "X-")
         crowd_order_lines(tx, project, 15000, "OTHER-")
         tx.execute(
@@ -171,7 +176,6 @@ def test_shop_product_pages_without_statistics_read_each_row_a_few_times(
             "  (null, null, 'SKU-' || n || '-1')) as l(product, variant, sku)",
             (count - 1, user.workspace_id),
         )
-        forget_statistics(tx, COMMERCE_TABLES)
         for name, documents in pages:
             before = reads(tx)
             written = one(
