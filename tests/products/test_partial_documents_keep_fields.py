@@ -34,6 +34,7 @@ Conn = psycopg.Connection[DictRow]
 
 URL = "https://shop.example/product/mug/"
 IMAGE = "https://shop.example/wp-content/uploads/mug.jpg"
+SHOES = "https://demo.example/products/running-shoes"
 
 
 def page(conn: Conn, project: uuid.UUID, source: str, documents: list[dict[str, Any]]) -> None:
@@ -168,7 +169,8 @@ def shoes(price: str = "1099.00", currency: str | None = "CZK") -> dict[str, Any
 
 def test_variants_keep_what_a_document_lacks_and_take_what_it_states(conn: Conn) -> None:
     project = make_project(conn, create_user(conn))
-    page(conn, project, "shopify", [shopify_product(shoes())])
+    # The backfill's page: its bulk query names the product's URL and the prices' currency.
+    page(conn, project, "shopify", [{**shopify_product(shoes()), "url": SHOES}])
     before = variants(conn, project, "shopify")
     assert [v[3:5] for v in before] == [("1099.00", "CZK"), ("1099.00", "CZK")]
 
@@ -182,6 +184,8 @@ def test_variants_keep_what_a_document_lacks_and_take_what_it_states(conn: Conn)
     assert variants(conn, project, "shopify") == [
         (*v[:3], "1099.00", "CZK", 1, v[6]) for v in before
     ]
+    # Shopify's REST product names no URL: the backfill's stays.
+    assert product(conn, project, "shopify", "5")["url"] == SHOES
 
     # A webhook that names a new price in its currency, and a new SKU, writes them.
     body = shoes("1199.00")
