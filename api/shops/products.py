@@ -2,6 +2,7 @@
 product shape private.upsert_shop_product takes; the fields read are checked for shape first,
 as orders' are."""
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import StrictInt
@@ -92,23 +93,53 @@ def priced(variant: dict[str, Any]) -> dict[str, Any]:
     return {} if price is None or price == "" else {"price": str(price)}
 
 
+def stated(
+    body: dict[str, Any], fields: dict[str, tuple[str, Callable[[], Any]]]
+) -> dict[str, Any]:
+    """The document's fields that the body states: each field (name → the payload key it is
+    read from, and its reader) whose key the body carries, None when the shop states it has
+    none. A field whose key the body lacks is left out of the document, and the page upsert
+    keeps the value stored for it: a writer that knows nothing of a field must not blank what
+    another writer stored."""
+    return {name: read() for name, (key, read) in fields.items() if key in body}
+
+
+def shopify_variant(variant: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "external_id": str(variant["id"]),
+        **stated(
+            variant,
+            {
+                "title": ("title", lambda: variant.get("title") or None),
+                "sku": ("sku", lambda: variant.get("sku") or None),
+                "inventory": ("inventory_quantity", lambda: variant.get("inventory_quantity")),
+            },
+        ),
+        **priced(variant),
+    }
+
+
 def shopify_product(product: dict[str, Any]) -> dict[str, Any]:
+    """A Shopify product with its variants; the REST product names no URL (the backfill adds
+    its `onlineStoreUrl`), so its document leaves the URL out."""
     check_shape(ShopifyProductBody, product)
     require(product, "id", "title")
     return {
         "external_id": str(product["id"]),
         "title": product["title"],
-        "category": product.get("product_type") or None,
-        "status": SHOPIFY_STATUSES.get(str(product.get("status")), "active"),
-        "image_url": (product.get("image") or {}).get("src"),
-        "variants": [
+        **stated(
+            product,
             {
-                "external_id": str(variant["id"]),
-                "title": variant.get("title") or None,
-                "sku": variant.get("sku") or None,
-                "inventory": variant.get("inventory_quantity"),
-                **priced(variant),
-            }
+                "category": ("product_type", lambda: product.get("product_type") or None),
+                "status": (
+                    "status",
+                    lambda: SHOPIFY_STATUSES.get(str(product.get("status")), "active"),
+                ),
+                "image_url": ("image", lambda: (product.get("image") or {}).get("src")),
+            },
+        ),
+        "variants": [
+            shopify_variant(variant)
             for variant in product.get("variants") or []
             if variant.get("id") is not None
         ],
@@ -116,6 +147,8 @@ def shopify_product(product: dict[str, Any]) -> dict[str, Any]:
 
 
 def woocommerce_product(product: dict[str, Any]) -> dict[str, Any]:
+    """A WooCommerce product without its price (a webhook names no currency: the backfill
+    prices it) and without the fields its body lacks."""
     check_shape(WooCommerceProductBody, product)
     require(product, "id", "name")
     categories = product.get("categories") or []
@@ -123,12 +156,23 @@ def woocommerce_product(product: dict[str, Any]) -> dict[str, Any]:
     return {
         "external_id": str(product["id"]),
         "title": product["name"],
-        "sku": product.get("sku") or None,
-        "inventory": product.get("stock_quantity"),
-        "url": product.get("permalink") or None,
-        "image_url": images[0].get("src") if images else None,
-        "category": categories[0].get("name") if categories else None,
-        "status": WOOCOMMERCE_STATUSES.get(str(product.get("status")), "active"),
+        **stated(
+            product,
+            {
+                "sku": ("sku", lambda: product.get("sku") or None),
+                "inventory": ("stock_quantity", lambda: product.get("stock_quantity")),
+                "url": ("permalink", lambda: product.get("permalink") or None),
+                "image_url": ("images", lambda: images[0].get("src") if images else None),
+                "category": (
+                    "categories",
+                    lambda: categories[0].get("name") if categories else None,
+                ),
+                "status": (
+                    "status",
+                    lambda: WOOCOMMERCE_STATUSES.get(str(product.get("status")), "active"),
+                ),
+            },
+        ),
     }
 
 
@@ -165,22 +209,40 @@ class WooCommerceVariation(Shape):
     attributes: list[Attribute] | None = None
 
 
+def store_priced(body: dict[str, Any], currency: str | None) -> dict[str, Any]:
+    """A WooCommerce product's or variation's price in the store's currency. Unknown (left out,
+    the stored price kept) without the store's currency or a `price` key; an empty price is the
+    store stating it has none (`price` None clears the stored price)."""
+    if not currency or "price" not in body:
+        return {}
+    price = body["price"]
+    if price is None or price == "":
+        return {"price": None}
+    return {"price": str(price), "currency": currency}
+
+
 def woocommerce_variant(variation: dict[str, Any], currency: str | None) -> dict[str, Any]:
     """A variation as a variant: its title from its attributes' options (`Red / XL`), its price
-    kept with the store's currency."""
+    kept with the store's currency; a field its body lacks is left out."""
     check_shape(WooCommerceVariation, variation)
     require(variation, "id")
     options = [a.get("option") for a in variation.get("attributes") or [] if a.get("option")]
-    price = variation.get("price")
-    priced = currency and price not in (None, "")
     return {
         "external_id": str(variation["id"]),
-        "title": " / ".join(options) or None,
-        "sku": variation.get("sku") or None,
-        "inventory": variation.get("stock_quantity"),
-        "image_url": (variation.get("image") or {}).get("src"),
-        "status": WOOCOMMERCE_STATUSES.get(str(variation.get("status")), "active"),
-        **({"price": str(price), "currency": currency} if priced else {}),
+        **stated(
+            variation,
+            {
+                "title": ("attributes", lambda: " / ".join(options) or None),
+                "sku": ("sku", lambda: variation.get("sku") or None),
+                "inventory": ("stock_quantity", lambda: variation.get("stock_quantity")),
+                "image_url": ("image", lambda: (variation.get("image") or {}).get("src")),
+                "status": (
+                    "status",
+                    lambda: WOOCOMMERCE_STATUSES.get(str(variation.get("status")), "active"),
+                ),
+            },
+        ),
+        **store_priced(variation, currency),
     }
 
 
@@ -190,10 +252,7 @@ def woocommerce_catalog_product(
     """A product read by the backfill: the webhook's mapping, its price with the store's
     currency, and for a variable product its variations as its variants (the variations a
     variation the shop sent malformed left out)."""
-    document = woocommerce_product(product)
-    price = product.get("price")
-    if currency and price not in (None, ""):
-        document.update(price=str(price), currency=currency)
+    document = {**woocommerce_product(product), **store_priced(product, currency)}
     if variations is not None:
         variants = []
         for variation in variations:

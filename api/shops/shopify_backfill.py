@@ -256,8 +256,12 @@ def product_rest(node: dict[str, Any], currency: str | None) -> dict[str, Any]:
             ],
         }
     )
-    url = node.get("onlineStoreUrl")
-    return {**document, "url": url} if isinstance(url, str) else document
+    # The bulk query asks for `onlineStoreUrl`, null for a product not on the online store: the
+    # shop states it has no URL. A node without the key states nothing (the stored URL stays).
+    if "onlineStoreUrl" not in node:
+        return document
+    url = node["onlineStoreUrl"]
+    return {**document, "url": url if isinstance(url, str) else None}
 
 
 @dataclass(frozen=True)

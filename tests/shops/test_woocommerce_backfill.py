@@ -623,17 +623,20 @@ def test_products_arrive_with_their_variations_as_variants(
         (project,),
     )
     assert line["external_id"] == "81"  # the order's line found its variant by SKU
-    # A variation the shop no longer lists goes; a store whose key may not read settings keeps
-    # prices only where it can name their currency (none).
+    # A variation the shop no longer lists goes; a store whose key may not read settings names
+    # no currency, so its prices are unknown: the price stored in the currency named before stays
+    # (it used to be blanked until the next backfill that could read the currency).
     woo.variations[80] = [variation(81, "red")]
     woo.currency = None
     call_backfill(client, jwks, owner, project)
     variants = conn.execute(
-        "select v.external_id, v.price from public.product_variants v"
+        "select v.external_id, v.price::text, v.currency from public.product_variants v"
         " join public.products p on p.id = v.product_id where p.project_id = %s",
         (project,),
     ).fetchall()
-    assert [(v["external_id"], v["price"]) for v in variants] == [("81", None)]
+    assert [(v["external_id"], v["price"], v["currency"]) for v in variants] == [
+        ("81", "17.50", "EUR")
+    ]
 
 
 def test_a_page_with_one_over_long_customer_imports_every_order(
