@@ -1,5 +1,5 @@
 -- Erasure drops a running orders import's rows naming one of the person's customer ids only in
--- that id's project.
+-- that id's project, and reaches a part of an orders import staged and not yet written.
 --
 -- A shop's customer ids are keyed per project (20270222090000_shop_customers_keyed_per_project.sql),
 -- and so is an orders import's customer_id: private.stage_orders_chunk finds and records it
@@ -9,12 +9,24 @@
 -- erased contact, in every project: erasing store A's C1 silently dropped store B's C1 (another
 -- person) from an import B was running, so B's orders of that customer were never imported.
 --
--- Now a staged row (private.import_order_rows, and the in-flight import_order_lines, _heads and
--- _customers) goes by customer_id only when its job's project is the project of one of the
--- person's ids of that value (any source, as before: an id the person has in that project is
--- theirs whatever the store wrote it as). The customer_id is compared trimmed, as
+-- Now a staged row (private.import_order_rows, and a staged part's working rows, below) goes by
+-- customer_id only when its job's project is the project of one of the person's ids of that
+-- value (any source, as before: an id the person has in that project is theirs whatever the
+-- store wrote it as). The customer_id is compared trimmed, as
 -- stage_orders_chunk reads it (a row naming ' C1 ' is C1). Rows naming the person's address or
 -- phone still go in every project (a contact is the workspace's, and so is its address).
+--
+-- And the erasure now reaches an orders part staged and not yet written. Since two workers merge
+-- one job (20270108090000_orders_import_two_workers.sql), a staged part's working rows
+-- (import_order_lines, _heads, _customers) are keyed by the part's work_id, not the job's id, and
+-- wait between transactions until a worker writes them; erasure looked them up by the job's id,
+-- so it found none: the person's address, name and customer id stayed in them, and the part's
+-- writer then wrote their order linked to the erased contact. Now they are found through
+-- private.import_order_chunks: the person's orders and customers (also by the contact the part
+-- found for them) are deleted, and their lines lose the person's fields but stay (a line is
+-- written only through its order, and a part whose lines are all gone is taken by its writer for
+-- one a restart emptied, `staging_lost`).
+--
 -- Nothing else of the erasure changes: the ids are still read and deleted by the contact,
 -- whatever their project.
 --
@@ -148,7 +160,9 @@ begin
 
   -- Staged and in-flight rows of running imports (each table is a job's own copy of the file):
   -- by address or phone in every job; an orders row by customer_id only in a job of the project
-  -- where the person has an id of that value (an import's customer_id is its project's).
+  -- where the person has an id of that value (an import's customer_id is its project's). An
+  -- orders part staged and not yet written keeps its working rows under its work_id
+  -- (private.import_order_chunks); its orders and customers go also by the contact they found.
   v_count := 0;
   v_staged := 0;
   if exists (select from public.import_jobs j where j.workspace_id = p_workspace_id) then
@@ -170,25 +184,32 @@ begin
                            where x.project_id = j.project_id and x.external_id = btrim(r.customer_id))));
     get diagnostics v_staged = row_count;
     v_count := v_count + v_staged;
-    delete from private.import_order_lines r using public.import_jobs j
-    where j.workspace_id = p_workspace_id and r.job_id = j.id
+    -- A staged part's lines stay, without the person: an order's lines are written only through
+    -- its order (deleted below), and a part whose lines are all gone is taken by its writer for
+    -- a part a restart emptied (staging_lost).
+    update private.import_order_lines r
+    set email = null, phone = null, first_name = null, last_name = null, customer_id = null
+    from public.import_jobs j, private.import_order_chunks c
+    where j.workspace_id = p_workspace_id and c.job_id = j.id and r.job_id = c.work_id
       and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits)
            or (btrim(r.customer_id) = any (v_external_ids)
                and exists (select from unnest(v_id_projects, v_external_ids) as x(project_id, external_id)
                            where x.project_id = j.project_id and x.external_id = btrim(r.customer_id))));
     get diagnostics v_staged = row_count;
     v_count := v_count + v_staged;
-    delete from private.import_order_heads r using public.import_jobs j
-    where j.workspace_id = p_workspace_id and r.job_id = j.id
+    delete from private.import_order_heads r using public.import_jobs j, private.import_order_chunks c
+    where j.workspace_id = p_workspace_id and c.job_id = j.id and r.job_id = c.work_id
       and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits)
+           or r.contact_id = any (v_ids)
            or (btrim(r.customer_id) = any (v_external_ids)
                and exists (select from unnest(v_id_projects, v_external_ids) as x(project_id, external_id)
                            where x.project_id = j.project_id and x.external_id = btrim(r.customer_id))));
     get diagnostics v_staged = row_count;
     v_count := v_count + v_staged;
-    delete from private.import_order_customers r using public.import_jobs j
-    where j.workspace_id = p_workspace_id and r.job_id = j.id
+    delete from private.import_order_customers r using public.import_jobs j, private.import_order_chunks c
+    where j.workspace_id = p_workspace_id and c.job_id = j.id and r.job_id = c.work_id
       and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits)
+           or r.contact_id = any (v_ids)
            or (btrim(r.customer_id) = any (v_external_ids)
                and exists (select from unnest(v_id_projects, v_external_ids) as x(project_id, external_id)
                            where x.project_id = j.project_id and x.external_id = btrim(r.customer_id))));
