@@ -53,8 +53,11 @@ def import_now(database: Database, user: User, project: uuid.UUID, text: str) ->
 
 
 def staged(conn: Conn, job_id: uuid.UUID) -> list[str]:
+    """The orders of the job's staged rows it will still import: an erased person's row stays,
+    blank and refused (20270230090000_erasure_blanks_staged_import_rows.sql)."""
     rows = conn.execute(
-        "select order_id from private.import_order_rows where job_id = %s order by record",
+        "select order_id from private.import_order_rows where job_id = %s and problem is null"
+        " order by record",
         (job_id,),
     ).fetchall()
     return [row["order_id"] for row in rows]
@@ -88,9 +91,8 @@ def test_erasing_one_stores_customer_keeps_another_stores_customer_of_the_id_in_
     import_now(database, owner, second, HEADER + f"B-1,2026-06-02,paid,50,EUR,{ben},Ben,C1\n")
 
     # Both stores import more while Ann is erased: rows naming C1 only by id, one naming Ann's
-    # address in the second project, and another customer's rows. (Each file ends with another
-    # customer's row: erasing the last staged row of a chunk fails its job as `staging_lost`,
-    # a matter of its own.)
+    # address in the second project, and another customer's rows. (An erased last row is
+    # tests/privacy/test_erasure_of_a_chunks_last_staged_row.py's matter.)
     first_file = [
         "A-2,2026-06-03,paid,10,EUR,,,C1",
         f"A-3,2026-06-04,paid,20,EUR,{cleo},Cleo,C2",
