@@ -411,6 +411,45 @@ def test_a_store_whose_currency_does_not_come_in_time_writes_no_products_without
     assert written["n"] == 0
 
 
+@pytest.mark.parametrize("answered", [500, 503])
+def test_a_store_failing_to_answer_its_currency_writes_no_products_without_it(
+    conn: Conn,
+    database_url: str,
+    woo: WooCommerceServer,
+    shop: tuple[User, uuid.UUID],
+    answered: int,
+) -> None:
+    """A store whose server fails the currency setting (a 5xx) is a store in trouble, as one
+    that does not answer at all, not a key that may not read settings (403): the products page
+    is not written with prices of no currency, and the next call reads it again."""
+    owner, project = shop
+    woo.products = [woocommerce_product_body(7001)]
+    woo.failing["settings/general/woocommerce_currency"] = answered
+    job = begin_job(conn, owner, project, "woocommerce")
+    database = Database(database_url, pool_mode="session", max_size=2, timeout_seconds=5)
+    database.open()
+    try:
+        store = store_client(database, project)
+        with pytest.raises(WooCommerceError) as failed:
+            backfill(database, store, project, job, 20)
+        store.close()
+        written = one(
+            conn,
+            "select count(*) as n from public.products where project_id = %s",
+            (project,),
+        )
+        store = store_client(database, project)
+        again = backfill(database, store, project, job, 20)
+        store.close()
+    finally:
+        database.close()
+    assert (failed.value.status, failed.value.code) == (502, "woocommerce_unavailable")
+    assert written["n"] == 0
+    assert (again.products, again.finished) == (1, True)
+    priced = one(conn, "select currency from public.products where project_id = %s", (project,))
+    assert priced["currency"] == "EUR"
+
+
 def test_a_stalled_store_is_cut_at_the_budget_and_the_job_waits_for_the_next_call(
     conn: Conn,
     client: TestClient,
