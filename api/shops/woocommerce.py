@@ -173,7 +173,9 @@ class WooCommerceClient:
     def within(self, deadline: Deadline) -> Iterator[None]:
         """Requests made in the block wait at most the time left before `deadline` (a 429's
         Retry-After included): a stalled store fails the request (502 woocommerce_unavailable)
-        before the call's budget is past, and BudgetSpentError is raised once none is left."""
+        before the call's budget is past, and BudgetSpentError is raised once none is left, or
+        when a request the time left cut short times out after the call finished a page (the
+        call is out of time, not the provider unreachable: Deadline.out_of_time)."""
         self.deadline = deadline
         try:
             yield
@@ -189,8 +191,15 @@ class WooCommerceClient:
         """A GET after waiting out 429s; a refused key and other failures raised."""
         for _ in range(MAX_RATE_LIMIT_WAITS + 1):
             try:
-                response = self.http.get(path, params=params, timeout=self.request_timeout())
+                timeout = self.request_timeout()
+                response = self.http.get(path, params=params, timeout=timeout)
             except httpx.TransportError as error:
+                if (
+                    isinstance(error, httpx.TimeoutException)
+                    and self.deadline is not None
+                    and self.deadline.out_of_time(timeout, self.timeout_seconds)
+                ):
+                    raise BudgetSpentError from error
                 raise WooCommerceError(
                     502, "woocommerce_unavailable", f"WooCommerce: {type(error).__name__}"
                 ) from error
