@@ -7,9 +7,12 @@ own timeout) and an upsert that may wait behind the project's catalog lock.
 A call stops before a page that, taking as long as its slowest page so far, would end past its
 deadline, and every provider request it makes waits at most the time left, so a stalled provider
 cannot carry it past its budget; it answers `finished: false` and the next call resumes at the
-saved page. A page's write waits for locks (the project's catalog lock, which an import's chunk
-holds while it writes) at most the time left plus LOCK_GRACE_SECONDS; one that would wait longer
-rolls back, and the call answers `finished: false` as well.
+saved page. A request the time left cut short (its own timeout not granted) after the call
+finished a page is such a stop too, not a provider failure: a provider merely slower than the
+time left is no error; one that does not answer before the call wrote anything fails the call
+(502), as a stalled provider does. A page's write waits for locks (the project's catalog lock,
+which an import's chunk holds while it writes) at most the time left plus LOCK_GRACE_SECONDS; one
+that would wait longer rolls back, and the call answers `finished: false` as well.
 """
 
 import time
@@ -38,6 +41,7 @@ class Deadline:
     at: float
     clock: Clock = time.monotonic
     slowest_page: float = field(default=0.0)
+    pages: int = field(default=0)  # pages the call has finished
 
     @classmethod
     def after(cls, seconds: float, clock: Clock = time.monotonic) -> "Deadline":
@@ -67,6 +71,14 @@ class Deadline:
 
     def page_ended(self, started: float) -> None:
         self.slowest_page = max(self.slowest_page, self.clock() - started)
+        self.pages += 1
+
+    def out_of_time(self, timeout: float, longest: float) -> bool:
+        """Whether a request that timed out after `timeout` (its own being `longest`) ran out
+        of the call's time rather than found the provider unreachable: the time left cut its
+        timeout, and the call has finished a page (so answering `finished: false` is progress;
+        a call that wrote nothing answers the provider's failure, as a stalled one does)."""
+        return timeout < longest and self.pages > 0
 
 
 def bound_lock_waits(conn: Connection, deadline: Deadline) -> None:

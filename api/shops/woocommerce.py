@@ -55,16 +55,23 @@ from api.shops.products import woocommerce_catalog_product
 PER_PAGE = 100
 MAX_RATE_LIMIT_WAITS = 5
 MAX_RETRY_AFTER_SECONDS = 60
+# The store's answers to the currency setting that mean the key may not read settings (or the
+# route is not served): the products are written without a currency, as before it was asked.
+SETTINGS_REFUSED = frozenset({401, 403, 404})
 MAX_VARIATION_PAGES = 10  # a product's variations read: at most 1,000
 SOURCE = "woocommerce"
 
 
 class WooCommerceError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    """`status` is the edge's answer; `answered` the store's own HTTP status (None when the
+    store did not answer), which tells a key refused a resource from a store in trouble."""
+
+    def __init__(self, status: int, code: str, message: str, answered: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.answered = answered
 
 
 @dataclass(frozen=True)
@@ -166,7 +173,9 @@ class WooCommerceClient:
     def within(self, deadline: Deadline) -> Iterator[None]:
         """Requests made in the block wait at most the time left before `deadline` (a 429's
         Retry-After included): a stalled store fails the request (502 woocommerce_unavailable)
-        before the call's budget is past, and BudgetSpentError is raised once none is left."""
+        before the call's budget is past, and BudgetSpentError is raised once none is left, or
+        when a request the time left cut short times out after the call finished a page (the
+        call is out of time, not the provider unreachable: Deadline.out_of_time)."""
         self.deadline = deadline
         try:
             yield
@@ -182,8 +191,15 @@ class WooCommerceClient:
         """A GET after waiting out 429s; a refused key and other failures raised."""
         for _ in range(MAX_RATE_LIMIT_WAITS + 1):
             try:
-                response = self.http.get(path, params=params, timeout=self.request_timeout())
+                timeout = self.request_timeout()
+                response = self.http.get(path, params=params, timeout=timeout)
             except httpx.TransportError as error:
+                if (
+                    isinstance(error, httpx.TimeoutException)
+                    and self.deadline is not None
+                    and self.deadline.out_of_time(timeout, self.timeout_seconds)
+                ):
+                    raise BudgetSpentError from error
                 raise WooCommerceError(
                     502, "woocommerce_unavailable", f"WooCommerce: {type(error).__name__}"
                 ) from error
@@ -195,16 +211,22 @@ class WooCommerceClient:
                 raise BudgetSpentError
             self.wait(pause)
         else:
-            raise WooCommerceError(502, "woocommerce_unavailable", "WooCommerce kept answering 429")
+            raise WooCommerceError(
+                502, "woocommerce_unavailable", "WooCommerce kept answering 429", 429
+            )
         if response.status_code in (401, 403):
             raise WooCommerceError(
                 422,
                 "woocommerce_credentials_invalid",
                 "WooCommerce does not accept the consumer key and secret; connect again",
+                response.status_code,
             )
         if response.status_code >= 400:
             raise WooCommerceError(
-                502, "woocommerce_unavailable", f"WooCommerce answered {response.status_code}"
+                502,
+                "woocommerce_unavailable",
+                f"WooCommerce answered {response.status_code}",
+                response.status_code,
             )
         return response
 
@@ -248,15 +270,17 @@ class WooCommerceClient:
 
     def currency(self) -> str | None:
         """The store's currency (general settings), which product prices are in; None when the
-        key may not read settings. A store that did not answer in time is raised, not taken for
-        one without a currency: the page would be written without its prices' currency."""
+        key may not read settings (the store answers 401, 403, or 404 where the route is not
+        served). A store that did not answer in time, or answered a 5xx or kept answering 429,
+        is raised, not taken for one without a currency: the page would be written without its
+        prices' currency."""
         try:
             response = self.get("/settings/general/woocommerce_currency", {})
             value = response.json().get("value")
         except WooCommerceError as error:
-            if isinstance(error.__cause__, httpx.TransportError):
-                raise
-            return None
+            if error.answered in SETTINGS_REFUSED:
+                return None
+            raise
         except (ValueError, AttributeError):
             return None
         return value if isinstance(value, str) and re.fullmatch(r"[A-Z]{3}", value) else None

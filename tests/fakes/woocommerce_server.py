@@ -34,6 +34,9 @@ class WooCommerceServer:
     # Resources whose next request is held this many seconds (or until the server stops), then
     # answered as usual.
     stalled: dict[str, float] = field(default_factory=dict)
+    # Resources whose next request is answered with this status (once each), as a store's
+    # server in trouble answers.
+    failing: dict[str, int] = field(default_factory=dict)
     stopping: threading.Event = field(default_factory=threading.Event)
     requests: list[tuple[str, dict[str, list[str]]]] = field(default_factory=list)
 
@@ -62,6 +65,7 @@ def serve_woocommerce() -> Iterator[WooCommerceServer]:
                 if limited:
                     state.rate_limited.remove(resource)
                 stall = state.stalled.pop(resource, None)
+                failure = state.failing.pop(resource, None)
             if stall is not None and state.stopping.wait(stall):
                 return  # the server stops: nobody waits for the answer any longer
             if self.headers.get("Authorization") != expected:
@@ -71,6 +75,16 @@ def serve_woocommerce() -> Iterator[WooCommerceServer]:
                         "code": "woocommerce_rest_cannot_view",
                         "message": "Sorry, you cannot list resources.",
                         "data": {"status": 401},
+                    },
+                )
+                return
+            if failure is not None:
+                self.reply_json(
+                    failure,
+                    {
+                        "code": "internal_server_error",
+                        "message": "Down",
+                        "data": {"status": failure},
                     },
                 )
                 return

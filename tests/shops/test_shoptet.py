@@ -860,6 +860,31 @@ def test_a_stalled_shoptet_is_cut_at_the_budget_and_the_job_waits_for_the_next_c
     assert len(stored_orders(conn, shop.project)) == 60
 
 
+def test_a_page_cut_short_by_the_time_left_after_progress_answers_unfinished_not_502(
+    shop: Shop, shoptet: ShoptetServer, conn: Conn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call that wrote a page and then ran out of time inside the next one (its request given
+    only the time left, less than the client's own 10 s) is a call out of time, not an
+    unreachable Shoptet: it answers where it stands (200, `finished: false`), and the next call
+    reads the page again. A Shoptet that is only slower than the time left is no error."""
+    monkeypatch.setattr(budget, "BUDGET_SECONDS", 1.0)
+    shoptet.orders = [shoptet_order(n) for n in range(1, 61)]
+    shoptet.stalls.append(Stall("/api/orders", 5.0, page=2))
+    cut = shop.post("sync")
+    assert cut.status_code == 200, cut.text
+    assert (cut.json()["data"]["orders"], cut.json()["data"]["finished"]) == (50, False)
+    assert len(stored_orders(conn, shop.project)) == 50
+    monkeypatch.setattr(budget, "BUDGET_SECONDS", 40.0)
+    resumed = shop.post("sync").json()["data"]
+    assert (resumed["job_id"], resumed["orders"], resumed["finished"]) == (
+        cut.json()["data"]["job_id"],
+        10,
+        True,
+    )
+    assert shoptet.order_pages_requested() == [1, 2, 2]
+    assert len(stored_orders(conn, shop.project)) == 60
+
+
 def test_without_the_encryption_key_shops_answer_503_and_spend_no_limit(
     conn: Conn, database_url: str, jwks: JwksServer, shoptet: ShoptetServer
 ) -> None:

@@ -284,10 +284,14 @@ def test_a_backfill_stopped_by_its_budget_resumes_at_its_page(
     }
 
 
-def store_client(database: Database, project: uuid.UUID) -> WooCommerceClient:
+def store_client(
+    database: Database, project: uuid.UUID, timeout_seconds: float = 15.0
+) -> WooCommerceClient:
     token = integration_secrets(database, SecretBox(ENCRYPTION_KEY), project, "woocommerce")
     assert token.api_token is not None
-    return WooCommerceClient(StoreCredentials.from_sealed_form(token.api_token))
+    return WooCommerceClient(
+        StoreCredentials.from_sealed_form(token.api_token), timeout_seconds=timeout_seconds
+    )
 
 
 def test_a_backfill_whose_time_is_spent_stops_before_a_page_it_could_not_finish(
@@ -389,8 +393,11 @@ def test_a_retry_after_longer_than_the_time_left_ends_the_call_unfinished(
 def test_a_store_whose_currency_does_not_come_in_time_writes_no_products_without_it(
     conn: Conn, database_url: str, woo: WooCommerceServer, shop: tuple[User, uuid.UUID]
 ) -> None:
-    """The currency setting held past the time left is the store not answering (502), not a key
-    that may not read settings: the products page is not written with prices of no currency."""
+    """The currency setting held past the request's time is the store not answering, not a key
+    that may not read settings: the products page is not written with prices of no currency.
+    Held past the time left after the call wrote a page (the empty customers' and orders'), the
+    call is out of time and answers unfinished; held past the client's own timeout (0.5 s here)
+    on the next call's first page, it is a 502; neither writes the products."""
     owner, project = shop
     woo.products = [woocommerce_product_body(7001)]
     woo.stalled["settings/general/woocommerce_currency"] = 5.0
@@ -399,16 +406,60 @@ def test_a_store_whose_currency_does_not_come_in_time_writes_no_products_without
     database.open()
     try:
         store = store_client(database, project)
+        cut = backfill(database, store, project, job, 20, budget_seconds=0.5, clock=lambda: 0.0)
+        store.close()
+        woo.stalled["settings/general/woocommerce_currency"] = 5.0
+        store = store_client(database, project, timeout_seconds=0.5)
         with pytest.raises(WooCommerceError) as failed:
-            backfill(database, store, project, job, 20, budget_seconds=0.5, clock=lambda: 0.0)
+            backfill(database, store, project, job, 20, budget_seconds=10, clock=lambda: 0.0)
         store.close()
     finally:
         database.close()
     assert (failed.value.status, failed.value.code) == (502, "woocommerce_unavailable")
+    assert (cut.products, cut.finished) == (0, False)
     written = one(
         conn, "select count(*) as n from public.products where project_id = %s", (project,)
     )
     assert written["n"] == 0
+
+
+@pytest.mark.parametrize("answered", [500, 503])
+def test_a_store_failing_to_answer_its_currency_writes_no_products_without_it(
+    conn: Conn,
+    database_url: str,
+    woo: WooCommerceServer,
+    shop: tuple[User, uuid.UUID],
+    answered: int,
+) -> None:
+    """A store whose server fails the currency setting (a 5xx) is a store in trouble, as one
+    that does not answer at all, not a key that may not read settings (403): the products page
+    is not written with prices of no currency, and the next call reads it again."""
+    owner, project = shop
+    woo.products = [woocommerce_product_body(7001)]
+    woo.failing["settings/general/woocommerce_currency"] = answered
+    job = begin_job(conn, owner, project, "woocommerce")
+    database = Database(database_url, pool_mode="session", max_size=2, timeout_seconds=5)
+    database.open()
+    try:
+        store = store_client(database, project)
+        with pytest.raises(WooCommerceError) as failed:
+            backfill(database, store, project, job, 20)
+        store.close()
+        written = one(
+            conn,
+            "select count(*) as n from public.products where project_id = %s",
+            (project,),
+        )
+        store = store_client(database, project)
+        again = backfill(database, store, project, job, 20)
+        store.close()
+    finally:
+        database.close()
+    assert (failed.value.status, failed.value.code) == (502, "woocommerce_unavailable")
+    assert written["n"] == 0
+    assert (again.products, again.finished) == (1, True)
+    priced = one(conn, "select currency from public.products where project_id = %s", (project,))
+    assert priced["currency"] == "EUR"
 
 
 def test_a_stalled_store_is_cut_at_the_budget_and_the_job_waits_for_the_next_call(

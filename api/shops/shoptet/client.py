@@ -77,7 +77,9 @@ class ShoptetClient:
     def within(self, deadline: Deadline) -> Iterator[None]:
         """Requests made in the block wait at most the time left before `deadline` (a 429's
         Retry-After included): a stalled Shoptet fails the request (502 shoptet_unreachable)
-        before the call's budget is past, and BudgetSpentError is raised once none is left."""
+        before the call's budget is past, and BudgetSpentError is raised once none is left, or
+        when a request the time left cut short times out after the call finished a page (the
+        call is out of time, not the provider unreachable: Deadline.out_of_time)."""
         self.deadline = deadline
         try:
             yield
@@ -93,8 +95,15 @@ class ShoptetClient:
         """The `data` of Shoptet's envelope, after waiting out any 429s."""
         for _ in range(MAX_RATE_LIMIT_WAITS + 1):
             try:
-                response = self.http.get(path, params=params, timeout=self.request_timeout())
+                timeout = self.request_timeout()
+                response = self.http.get(path, params=params, timeout=timeout)
             except httpx.TransportError as error:
+                if (
+                    isinstance(error, httpx.TimeoutException)
+                    and self.deadline is not None
+                    and self.deadline.out_of_time(timeout, self.timeout_seconds)
+                ):
+                    raise BudgetSpentError from error
                 raise ShoptetError(
                     502, "shoptet_unreachable", f"Shoptet: {type(error).__name__}"
                 ) from error
