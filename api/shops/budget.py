@@ -16,7 +16,8 @@ that would wait longer rolls back, and the call answers `finished: false` as wel
 """
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from api.core.db import Connection
@@ -79,6 +80,31 @@ class Deadline:
         timeout, and the call has finished a page (so answering `finished: false` is progress;
         a call that wrote nothing answers the provider's failure, as a stalled one does)."""
         return timeout < longest and self.pages > 0
+
+
+class DeadlineBoundClient:
+    """A provider client whose requests, inside `within(deadline)`, wait at most the time left
+    before the deadline (a 429's Retry-After included): a stalled provider fails the request
+    (the client's 502) before the call's budget is past, and BudgetSpentError is raised once
+    none is left, or when a request the time left cut short times out after the call finished
+    a page (the call is out of time, not the provider unreachable: Deadline.out_of_time).
+    Outside a block a request waits its own `timeout_seconds`."""
+
+    timeout_seconds: float
+    deadline: Deadline | None = None
+
+    @contextmanager
+    def within(self, deadline: Deadline) -> Iterator[None]:
+        self.deadline = deadline
+        try:
+            yield
+        finally:
+            self.deadline = None
+
+    def request_timeout(self) -> float:
+        if self.deadline is None:
+            return self.timeout_seconds
+        return self.deadline.timeout(self.timeout_seconds)
 
 
 def bound_lock_waits(conn: Connection, deadline: Deadline) -> None:

@@ -19,8 +19,7 @@ import json
 import re
 import socket
 import time
-from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -46,6 +45,7 @@ from api.shops.budget import (
     BudgetSpentError,
     Clock,
     Deadline,
+    DeadlineBoundClient,
     bound_lock_waits,
 )
 from api.shops.customers import woocommerce_customer
@@ -149,7 +149,7 @@ def store_url(url: str, allowed_origins: Collection[str]) -> str:
     return f"https://{netloc}{f':{port}' if port else ''}{parts.path}".rstrip("/")
 
 
-class WooCommerceClient:
+class WooCommerceClient(DeadlineBoundClient):
     def __init__(
         self,
         credentials: StoreCredentials,
@@ -164,28 +164,9 @@ class WooCommerceClient:
         )
         self.wait = wait
         self.timeout_seconds = timeout_seconds
-        self.deadline: Deadline | None = None
 
     def close(self) -> None:
         self.http.close()
-
-    @contextmanager
-    def within(self, deadline: Deadline) -> Iterator[None]:
-        """Requests made in the block wait at most the time left before `deadline` (a 429's
-        Retry-After included): a stalled store fails the request (502 woocommerce_unavailable)
-        before the call's budget is past, and BudgetSpentError is raised once none is left, or
-        when a request the time left cut short times out after the call finished a page (the
-        call is out of time, not the provider unreachable: Deadline.out_of_time)."""
-        self.deadline = deadline
-        try:
-            yield
-        finally:
-            self.deadline = None
-
-    def request_timeout(self) -> float:
-        if self.deadline is None:
-            return self.timeout_seconds
-        return self.deadline.timeout(self.timeout_seconds)
 
     def get(self, path: str, params: dict[str, str | int]) -> httpx.Response:
         """A GET after waiting out 429s; a refused key and other failures raised."""

@@ -8,8 +8,7 @@ ShoptetError with Shoptet's own error code when it sent one.
 
 import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -18,7 +17,7 @@ import httpx
 
 from api.core.contacts import e164
 from api.core.retry_after import retry_after_seconds
-from api.shops.budget import BudgetSpentError, Deadline
+from api.shops.budget import BudgetSpentError, DeadlineBoundClient
 
 DEFAULT_API_URL = "https://api.myshoptet.com"
 ITEMS_PER_PAGE = 50  # the most Shoptet serves for orders
@@ -46,7 +45,7 @@ class ShoptetError(Exception):
         self.code = code
 
 
-class ShoptetClient:
+class ShoptetClient(DeadlineBoundClient):
     def __init__(
         self,
         token: str,
@@ -68,28 +67,9 @@ class ShoptetClient:
         )
         self.wait = wait
         self.timeout_seconds = timeout_seconds
-        self.deadline: Deadline | None = None
 
     def close(self) -> None:
         self.http.close()
-
-    @contextmanager
-    def within(self, deadline: Deadline) -> Iterator[None]:
-        """Requests made in the block wait at most the time left before `deadline` (a 429's
-        Retry-After included): a stalled Shoptet fails the request (502 shoptet_unreachable)
-        before the call's budget is past, and BudgetSpentError is raised once none is left, or
-        when a request the time left cut short times out after the call finished a page (the
-        call is out of time, not the provider unreachable: Deadline.out_of_time)."""
-        self.deadline = deadline
-        try:
-            yield
-        finally:
-            self.deadline = None
-
-    def request_timeout(self) -> float:
-        if self.deadline is None:
-            return self.timeout_seconds
-        return self.deadline.timeout(self.timeout_seconds)
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """The `data` of Shoptet's envelope, after waiting out any 429s."""
