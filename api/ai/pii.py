@@ -25,12 +25,15 @@ NOT_AFTER_DIGITS = r"(?<!\d )(?<!\d-)"
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
 IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
-# Card numbers as they are written: one run of digits, or groups of four (Amex: 4-6-5).
+# Card numbers as they are written: one run of digits, or groups of four (Amex: 4-6-5). No
+# price has 13 or more digits, so a currency after one does not make it a price (`,-` after a
+# card number in a sentence is punctuation, not Czech price notation); only a further digit
+# group ends the match.
 CARD = re.compile(
     NOT_AFTER_DIGITS
     + r"(?<![\d.,€$£])"
     + r"(?:\d{13,19}|\d{4}([ \-])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ \-])\d{6}\2\d{5})(?!\d)"
-    + NOT_A_PRICE
+    + r"(?![ \-]?\d)"
 )
 BIRTH_NUMBER = re.compile(r"(?<![\d/.,])\d{6}(?:/\d{3,4}|\d{4})(?![\d/])")
 IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")

@@ -5,7 +5,7 @@ from datetime import date
 
 import phonenumbers
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from api.ai.pii import SafeSession
@@ -144,6 +144,8 @@ personal_data = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(before=words, value=personal_data, after=words)
+# A card number followed by `,-` (found by this test in a full run: read as a Czech price).
+@example(before="", value="4000000000000002", after=",-")
 def test_generated_personal_data_never_survives(before: str, value: str, after: str) -> None:
     text = f"{before} {value} {after}"
     out, counts = redacted(text)
