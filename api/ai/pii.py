@@ -19,8 +19,9 @@ from datetime import date
 import phonenumbers
 
 # A number glued to a currency or decimal part is a price, not a phone or a card; nor is one
-# that is only part of a longer run of digit groups.
-NOT_A_PRICE = r"(?!\s?(?:Kč|Kc|CZK|EUR|€|\$|USD|,-|[.,]\d))(?![ \-]?\d)"
+# that is only part of a longer run of digit groups. Czech `,-` marks a price only glued to it
+# (`1500,-`): after a space it is punctuation.
+NOT_A_PRICE = r"(?!,-)(?!\s?(?:Kč|Kc|CZK|EUR|€|\$|USD|[.,]\d))(?![ \-]?\d)"
 NOT_AFTER_DIGITS = r"(?<!\d )(?<!\d-)"
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
