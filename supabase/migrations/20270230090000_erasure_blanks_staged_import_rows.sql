@@ -264,3 +264,9 @@ update private.personal_data_columns
 set handling = 'cleared',
     note = 'staged import rows: an erased person''s row stays, blank but for its order_id, and refused (a part''s last row tells a live staging from one a restart emptied)'
 where table_schema = 'private' and table_name = 'import_order_rows' and handling = 'row_deleted';
+
+-- A staged part's lines were already blanked, not deleted, since 20270227090000 (review32c).
+update private.personal_data_columns
+set handling = 'cleared',
+    note = 'staged part''s lines: an erased person''s line stays, blank (its order is not written: its head is deleted; a part''s lines tell a live staging from one a restart emptied)'
+where table_schema = 'private' and table_name = 'import_order_lines' and handling = 'row_deleted';

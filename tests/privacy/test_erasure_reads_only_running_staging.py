@@ -108,3 +108,18 @@ def test_erasure_reads_no_other_workspaces_staging(conn: Conn, database: Databas
             " from private.import_order_rows where job_id = %s",
             (mine,),
         ) == {"emails": [other_one, None, other_two], "refused": 1}
+
+
+def test_the_register_says_a_staged_parts_lines_are_cleared(conn: Conn) -> None:
+    """Erasure blanks a staged part's line of the person and keeps the row (its writer takes a
+    part with no lines for a staging a restart emptied): the register must say so, not
+    `row_deleted`."""
+    handling = conn.execute(
+        "select column_name, handling from private.personal_data_columns"
+        " where table_schema = 'private' and table_name = 'import_order_lines'"
+        " and handling <> 'not_personal' order by column_name"
+    ).fetchall()
+    assert [(h["column_name"], h["handling"]) for h in handling] == [
+        (column, "cleared")
+        for column in ["customer_id", "email", "first_name", "last_name", "phone"]
+    ]
