@@ -33,6 +33,12 @@
 -- never touched them. A part of an orders import already staged (its working rows) is handled as
 -- before (20270227090000).
 --
+-- Staging is read only for the workspace's running jobs (review32c): the staged-row statements
+-- joined every staged row to the workspace's jobs (any job ever), so once a workspace had
+-- imported, each erasure scanned the whole staging tables of every workspace (the planner starts
+-- from the unindexable address match). The running jobs are found first (a job that ends drops
+-- its staging) and their rows probed by job id; with none running, no staging is read.
+--
 -- Redefines (copied from the newest definition, changed only where said above):
 --   private.erase_contacts from 20270227090000_erasure_of_import_rows_per_project.sql.
 create or replace function private.erase_contacts(p_workspace_id uuid, p_contact_ids uuid[], p_requested_by uuid)
@@ -53,6 +59,7 @@ declare
   v_phone_digits text[];
   v_count integer;
   v_staged integer;
+  v_jobs uuid[];
 begin
   select coalesce(array_agg(c.id order by c.id), '{}'),
          coalesce(array_agg(c.email) filter (where c.email is not null), '{}'),
@@ -163,7 +170,12 @@ begin
   -- (private.import_order_chunks); its orders and customers go also by the contact they found.
   v_count := 0;
   v_staged := 0;
-  if exists (select from public.import_jobs j where j.workspace_id = p_workspace_id) then
+  -- Only a running job has staging (a job that ends drops it); found first, so the statements
+  -- below probe those jobs' rows by their key, and an erasure with no import running reads none.
+  select coalesce(array_agg(j.id), '{}') into v_jobs
+  from public.import_jobs j
+  where j.workspace_id = p_workspace_id and j.status in ('uploading', 'validating', 'importing');
+  if cardinality(v_jobs) > 0 then
     -- A staged row stays, blank and refused: a chunk takes its part's missing last row for a
     -- staging a restart emptied (staging_lost).
     update private.import_contact_rows r
@@ -171,12 +183,12 @@ begin
         consent_source = null, consent_at = null, attributes = null, kept_if_refused = null,
         problem = 'not imported: the person on this line was erased', problem_column = null
     from public.import_jobs j
-    where j.workspace_id = p_workspace_id and r.job_id = j.id
+    where r.job_id = any (v_jobs) and j.id = r.job_id
       and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits));
     get diagnostics v_staged = row_count;
     v_count := v_count + v_staged;
     delete from private.import_contact_work r using public.import_jobs j
-    where j.workspace_id = p_workspace_id and r.job_id = j.id
+    where r.job_id = any (v_jobs) and j.id = r.job_id
       and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits));
     get diagnostics v_staged = row_count;
     v_count := v_count + v_staged;
@@ -185,7 +197,7 @@ begin
     set email = null, phone = null, first_name = null, last_name = null, customer_id = null,
         problem = 'not imported: the person on this line was erased', problem_column = null
     from public.import_jobs j
-    where j.workspace_id = p_workspace_id and r.job_id = j.id
+    where r.job_id = any (v_jobs) and j.id = r.job_id
       and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits)
            or (btrim(r.customer_id) = any (v_external_ids)
                and exists (select from unnest(v_id_projects, v_external_ids) as x(project_id, external_id)
@@ -198,7 +210,7 @@ begin
     update private.import_order_lines r
     set email = null, phone = null, first_name = null, last_name = null, customer_id = null
     from public.import_jobs j, private.import_order_chunks c
-    where j.workspace_id = p_workspace_id and c.job_id = j.id and r.job_id = c.work_id
+    where c.job_id = any (v_jobs) and j.id = c.job_id and r.job_id = c.work_id
       and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits)
            or (btrim(r.customer_id) = any (v_external_ids)
                and exists (select from unnest(v_id_projects, v_external_ids) as x(project_id, external_id)
@@ -206,7 +218,7 @@ begin
     get diagnostics v_staged = row_count;
     v_count := v_count + v_staged;
     delete from private.import_order_heads r using public.import_jobs j, private.import_order_chunks c
-    where j.workspace_id = p_workspace_id and c.job_id = j.id and r.job_id = c.work_id
+    where c.job_id = any (v_jobs) and j.id = c.job_id and r.job_id = c.work_id
       and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits)
            or r.contact_id = any (v_ids)
            or (btrim(r.customer_id) = any (v_external_ids)
@@ -215,7 +227,7 @@ begin
     get diagnostics v_staged = row_count;
     v_count := v_count + v_staged;
     delete from private.import_order_customers r using public.import_jobs j, private.import_order_chunks c
-    where j.workspace_id = p_workspace_id and c.job_id = j.id and r.job_id = c.work_id
+    where c.job_id = any (v_jobs) and j.id = c.job_id and r.job_id = c.work_id
       and (lower(btrim(r.email)) = any (v_emails) or private.phone_digits(r.phone) = any (v_phone_digits)
            or r.contact_id = any (v_ids)
            or (btrim(r.customer_id) = any (v_external_ids)
@@ -252,3 +264,9 @@ update private.personal_data_columns
 set handling = 'cleared',
     note = 'staged import rows: an erased person''s row stays, blank but for its order_id, and refused (a part''s last row tells a live staging from one a restart emptied)'
 where table_schema = 'private' and table_name = 'import_order_rows' and handling = 'row_deleted';
+
+-- A staged part's lines were already blanked, not deleted, since 20270227090000 (review32c).
+update private.personal_data_columns
+set handling = 'cleared',
+    note = 'staged part''s lines: an erased person''s line stays, blank (its order is not written: its head is deleted; a part''s lines tell a live staging from one a restart emptied)'
+where table_schema = 'private' and table_name = 'import_order_lines' and handling = 'row_deleted';
