@@ -329,6 +329,19 @@ def test_other_shopify_topics_are_acknowledged_and_ignored(
     assert stored["status"] == "ignored"
 
 
+@pytest.fixture
+def no_other_due_shop_events(conn: Conn) -> None:
+    """Every Shopify and WooCommerce event other tests left stored and unapplied in the
+    worker's database is put off for ever: the replay takes each provider's 50 events due
+    longest ago, whichever workspace's, so fifty such leftovers ahead of this test's event left
+    it unreplayed (proven with 51 Shopify leftovers run first)."""
+    conn.execute(
+        "update private.webhook_events set next_attempt_at = 'infinity'"
+        " where provider in ('shopify', 'woocommerce') and status = 'received'"
+    )
+
+
+@pytest.mark.usefixtures("no_other_due_shop_events")
 def test_an_order_event_stored_before_topics_were_kept_is_replayed_as_an_order(
     client: TestClient, conn: Conn, shop: tuple[User, uuid.UUID]
 ) -> None:
@@ -410,6 +423,7 @@ def test_a_disconnected_shop_can_no_longer_deliver(
     assert orders(conn, project) == []
 
 
+@pytest.mark.usefixtures("no_other_due_shop_events")
 @pytest.mark.parametrize("source", ["shopify", "woocommerce"])
 def test_an_order_whose_upsert_failed_is_applied_by_the_replay(
     client: TestClient, conn: Conn, shop: tuple[User, uuid.UUID], source: str
