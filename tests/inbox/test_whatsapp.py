@@ -200,7 +200,9 @@ def store_whatsapp(conn: Conn, channel: uuid.UUID, body: dict[str, Any]) -> uuid
 def no_other_deliveries(conn: Conn) -> None:
     """Every WhatsApp, Telegram and X delivery other tests left stored and unapplied in the
     worker's database is put off for ever: the drain applies every workspace's due deliveries
-    and answers how many, so another test's would count in it and join this test's set."""
+    and answers how many, so another test's would count in it and join this test's set; and the
+    replay takes each provider's 50 due longest ago, so fifty such leftovers ahead of this
+    test's delivery left it unreplayed (proven with 51 run first)."""
     conn.execute(
         "update private.webhook_events set next_attempt_at = 'infinity'"
         " where provider in ('whatsapp', 'telegram', 'x') and status = 'received'"
@@ -349,6 +351,7 @@ def test_an_apply_that_fails_keeps_the_delivery_for_the_replay(
     assert post_webhook(client, channel, body).json()["data"] == {"outcome": "duplicate"}
 
 
+@pytest.mark.usefixtures("no_other_deliveries")
 def test_one_drain_is_scheduled_at_a_time_and_the_replay_applies_what_a_dead_edge_left(
     conn: Conn, client: TestClient
 ) -> None:
