@@ -203,8 +203,7 @@ def no_other_stalled_exports(conn: Conn) -> None:
     ago, whichever workspace's, so ten such leftovers older than this test's export left it
     unrun (proven with eleven run first)."""
     conn.execute(
-        "update public.contact_exports set created_at = now()"
-        " where status in ('queued', 'running')"
+        "update public.contact_exports set created_at = now() where status in ('queued', 'running')"
     )
 
 
