@@ -8,7 +8,6 @@ failed as `staging_lost` and no row after it was imported. Now their row stays, 
 refused, and a real loss (every staged row gone, as after a restart) still fails the job.
 Products' staged rows hold nobody's data and erasure never touches them: no products case."""
 
-import time
 import uuid
 from typing import Any
 
@@ -17,8 +16,8 @@ import pytest
 from psycopg.rows import DictRow
 
 from api.core.db import Database
-from api.imports.jobs import Runner, run_job, step
-from api.imports.parts import store_part
+from api.imports.jobs import Runner, run_job
+from tests.factories.imports import importing_job
 from tests.factories.workspaces import User, acting_as, create_user, fund, make_project, one
 
 Conn = psycopg.Connection[DictRow]
@@ -30,26 +29,8 @@ def start_import(
 ) -> uuid.UUID:
     """An import of `text`, committed and read into staging (status `importing`), nothing of it
     merged yet: an import in progress."""
-    data = text.encode()
-    with database.as_user(user.claims) as conn:
-        job = conn.execute(
-            "select id from private.create_import_job(%s, %s, %s, %s, 'file.csv',"
-            " 'utf-8', '{}', null)",
-            (user.workspace_id, project, kind, len(data)),
-        ).fetchone()
-        assert job is not None
-        job_id: uuid.UUID = job["id"]
-    with database.as_user(user.claims) as conn:
-        store_part(conn, job_id, 1, data)
-    with database.as_user(user.claims) as conn:
-        conn.execute("select private.commit_import_job(%s)", (job_id,))
-    runner = Runner(database, None)
-    for _ in range(10):
-        state = step(runner, job_id, time.monotonic() + 30)
-        assert state is not None
-        if state["status"] == "importing":
-            return job_id
-    raise AssertionError(f"import {job_id} was not read into staging")
+    job: uuid.UUID = importing_job(database, user, kind, project, text.encode())["id"]
+    return job
 
 
 def ended(conn: Conn, job_id: uuid.UUID) -> dict[str, Any]:

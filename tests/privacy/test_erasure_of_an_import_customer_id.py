@@ -6,7 +6,6 @@ Rows naming the person's address still go in every project. A part staged and no
 (its working rows keyed by the part, not the job) loses the person's order and customer too:
 erasure used to miss it, and the part's writer wrote their order."""
 
-import time
 import uuid
 from typing import Any
 
@@ -14,8 +13,8 @@ import psycopg
 from psycopg.rows import DictRow
 
 from api.core.db import Database
-from api.imports.jobs import Runner, run_job, step
-from api.imports.parts import store_part
+from api.imports.jobs import Runner, run_job
+from tests.factories.imports import importing_job
 from tests.factories.workspaces import User, acting_as, create_user, fund, make_project, one
 
 Conn = psycopg.Connection[DictRow]
@@ -25,26 +24,8 @@ HEADER = "order_id,placed_at,status,total,currency,email,first_name,customer_id\
 def start_import(database: Database, user: User, project: uuid.UUID, text: str) -> uuid.UUID:
     """An orders import of `text` into `project`, committed and read into staging (its rows in
     private.import_order_rows, status `importing`), not merged yet: an import in progress."""
-    data = text.encode()
-    with database.as_user(user.claims) as conn:
-        job = conn.execute(
-            "select id from private.create_import_job(%s, %s, 'orders', %s, 'orders.csv',"
-            " 'utf-8', '{}', null)",
-            (user.workspace_id, project, len(data)),
-        ).fetchone()
-        assert job is not None
-        job_id: uuid.UUID = job["id"]
-    with database.as_user(user.claims) as conn:
-        store_part(conn, job_id, 1, data)
-    with database.as_user(user.claims) as conn:
-        conn.execute("select private.commit_import_job(%s)", (job_id,))
-    runner = Runner(database, None)
-    for _ in range(10):
-        state = step(runner, job_id, time.monotonic() + 30)
-        assert state is not None
-        if state["status"] == "importing":
-            return job_id
-    raise AssertionError(f"import {job_id} was not read into staging")
+    job: uuid.UUID = importing_job(database, user, "orders", project, text.encode())["id"]
+    return job
 
 
 def import_now(database: Database, user: User, project: uuid.UUID, text: str) -> None:
