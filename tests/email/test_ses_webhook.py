@@ -28,6 +28,7 @@ from tests.factories.email import (
     start,
     verified_sender,
 )
+from tests.factories.webhook_events import put_off_due_webhook_events
 from tests.factories.workspaces import User, acting_as, add_member, create_user, wait_until_blocked
 from tests.fakes import sns_signing
 from tests.fakes.jwks import JwksServer
@@ -973,10 +974,7 @@ def no_other_due_ses_events(conn: Conn) -> None:
     off for ever: the replay takes each provider's 50 events due longest ago, whichever
     workspace's, so fifty such leftovers ahead of this test's event left it unreplayed (proven
     with 51 such leftovers run first)."""
-    conn.execute(
-        "update private.webhook_events set next_attempt_at = 'infinity'"
-        " where provider = 'ses' and status = 'received'"
-    )
+    put_off_due_webhook_events(conn, ["ses"])
 
 
 @pytest.mark.usefixtures("no_other_due_ses_events")

@@ -29,6 +29,7 @@ from tests.factories.inbox import (
     whatsapp_channel,
     whatsapp_conversation,
 )
+from tests.factories.webhook_events import put_off_due_webhook_events
 from tests.factories.workspaces import (
     acting_as,
     add_member,
@@ -203,10 +204,7 @@ def no_other_deliveries(conn: Conn) -> None:
     and answers how many, so another test's would count in it and join this test's set; and the
     replay takes each provider's 50 due longest ago, so fifty such leftovers ahead of this
     test's delivery left it unreplayed (proven with 51 run first)."""
-    conn.execute(
-        "update private.webhook_events set next_attempt_at = 'infinity'"
-        " where provider in ('whatsapp', 'telegram', 'x') and status = 'received'"
-    )
+    put_off_due_webhook_events(conn, ["whatsapp", "telegram", "x"])
 
 
 def test_deliveries_stored_together_are_applied_together_and_a_bad_one_alone(

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg.rows import DictRow
 
+from tests.factories.webhook_events import put_off_due_webhook_events
 from tests.factories.workspaces import User, one
 from tests.shops.test_shop_webhooks import (
     CRON,
@@ -284,10 +285,7 @@ def no_other_due_shopify_events(conn: Conn) -> None:
     off for ever: the replay takes each provider's 50 events due longest ago, whichever
     workspace's, so fifty such leftovers ahead of this test's event left it unreplayed (proven
     with 51 such leftovers run first)."""
-    conn.execute(
-        "update private.webhook_events set next_attempt_at = 'infinity'"
-        " where provider = 'shopify' and status = 'received'"
-    )
+    put_off_due_webhook_events(conn, ["shopify"])
 
 
 @pytest.mark.usefixtures("no_other_due_shopify_events")

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from api.app import create_app
 from tests.factories.edge import bearer, edge_settings
 from tests.factories.statements import counting_statements
+from tests.factories.webhook_events import put_off_due_webhook_events
 from tests.factories.workspaces import User, add_member, create_user, make_project, one
 from tests.fakes.jwks import JwksServer
 
@@ -335,10 +336,7 @@ def no_other_due_shop_events(conn: Conn) -> None:
     worker's database is put off for ever: the replay takes each provider's 50 events due
     longest ago, whichever workspace's, so fifty such leftovers ahead of this test's event left
     it unreplayed (proven with 51 Shopify leftovers run first)."""
-    conn.execute(
-        "update private.webhook_events set next_attempt_at = 'infinity'"
-        " where provider in ('shopify', 'woocommerce') and status = 'received'"
-    )
+    put_off_due_webhook_events(conn, ["shopify", "woocommerce"])
 
 
 @pytest.mark.usefixtures("no_other_due_shop_events")

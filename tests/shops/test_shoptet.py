@@ -28,6 +28,7 @@ from api.shops.shoptet.client import ShoptetClient, ShoptetError
 from api.shops.shoptet.sync import sync_shop
 from tests.factories.edge import bearer, documented_codes, edge_settings
 from tests.factories.statements import counting_statements
+from tests.factories.webhook_events import put_off_due_webhook_events
 from tests.factories.workspaces import (
     User,
     acting_as,
@@ -512,11 +513,7 @@ def sole_due_events(conn: Conn, shop: Shop) -> Shop:
     test's Shoptet stand-in, so another test's unapplied one would ask it for its order and
     count in the replay's answer; and it takes the 50 due longest ago, so fifty such leftovers
     ahead of this test's event left it unreplayed (proven with 51 run first)."""
-    conn.execute(
-        "update private.webhook_events set next_attempt_at = 'infinity'"
-        " where provider = 'shoptet' and status = 'received' and event_id not like %s",
-        (f"{shop.project}:%",),
-    )
+    put_off_due_webhook_events(conn, ["shoptet"], f"{shop.project}:")
     return shop
 
 
